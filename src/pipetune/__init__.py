@@ -1,0 +1,101 @@
+"""pipetune: profile an AI pipeline, propose the changes with the biggest end-to-end gain,
+apply them, and prove each one on the same workload before keeping it.
+
+The public API. Heavy libraries (torch, faiss, OpenCV...) are imported only by the plugins
+that need them, inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipetune.core.errors import (
+    ConfigError,
+    MissingDependency,
+    PipelineError,
+    PipetuneError,
+    PluginError,
+    Rejected,
+    StageError,
+)
+from pipetune.core.hookspecs import API_VERSION, hookimpl
+from pipetune.core.manager import BUILTIN_PLUGINS, get_plugin_manager
+from pipetune.core.model import Growth, Pipeline, Requirements, Stage, Trace, Workload
+from pipetune.core.registry import Availability, Backend, Demo, DemoSetup, Dependency, require
+from pipetune.core.results import (
+    Change,
+    Fidelity,
+    Profile,
+    Proposal,
+    Recipe,
+    Trial,
+    Tuned,
+)
+
+__version__ = "0.1.0"
+
+
+def profile(pipeline: Pipeline, workload: Workload, **options: Any) -> Profile:
+    """Profile ``pipeline`` on ``workload``. See :func:`pipetune.core.profiler.profile`."""
+    from pipetune.core.profiler import profile as _profile
+
+    return _profile(pipeline, workload, **options)
+
+
+def optimize(
+    pipeline: Pipeline,
+    workload: Workload,
+    requirements: Requirements | None = None,
+    **options: Any,
+) -> Any:
+    """Run the optimize loop; returns the optimized pipeline and the report. See
+    :func:`pipetune.core.loop.optimize`."""
+    from pipetune.core.loop import optimize as _optimize
+
+    return _optimize(pipeline, workload, requirements or Requirements(), **options)
+
+
+def load_recipe(pipeline: Pipeline, recipe: Recipe | str | Any, **options: Any) -> Pipeline:
+    """Re-apply a saved recipe to ``pipeline`` at production start-up (no re-tuning, no
+    rebuilding). See :func:`pipetune.core.recipes.load_recipe`."""
+    from pipetune.core.recipes import load_recipe as _load_recipe
+
+    return _load_recipe(pipeline, recipe, **options)
+
+
+__all__ = [
+    "API_VERSION",
+    "BUILTIN_PLUGINS",
+    "Availability",
+    "Backend",
+    "Change",
+    "ConfigError",
+    "Demo",
+    "DemoSetup",
+    "Dependency",
+    "Fidelity",
+    "Growth",
+    "MissingDependency",
+    "Pipeline",
+    "PipelineError",
+    "PipetuneError",
+    "PluginError",
+    "Profile",
+    "Proposal",
+    "Recipe",
+    "Rejected",
+    "Requirements",
+    "Stage",
+    "StageError",
+    "Trace",
+    "Trial",
+    "Tuned",
+    "Workload",
+    "__version__",
+    "get_plugin_manager",
+    "hookimpl",
+    "load_recipe",
+    "optimize",
+    "profile",
+    "require",
+]

@@ -1,0 +1,91 @@
+"""Errors that reach users.
+
+Every error a user can cause (a broken pipeline, a malformed config, a missing optional
+dependency) is a :class:`PipetuneError`: the CLI prints its message and exits with
+``exit_code`` instead of showing a traceback from deep inside.
+"""
+
+from __future__ import annotations
+
+
+class PipetuneError(Exception):
+    """An error with a message meant for the user. The CLI exits with ``exit_code``."""
+
+    exit_code = 2
+
+
+class ConfigError(PipetuneError):
+    """Malformed configuration, options or input files."""
+
+
+class PipelineError(PipetuneError):
+    """A pipeline that cannot be built or run as declared."""
+
+
+class StageError(PipelineError):
+    """A stage raised on an input. Names the stage, the input and the exception."""
+
+    def __init__(self, stage: str, index: int | None, item: object, exc: BaseException):
+        self.stage = stage
+        self.index = index
+        self.item = item
+        self.exc = exc
+        where = f"input #{index}" if index is not None else "an input"
+        super().__init__(
+            f"stage {stage!r} raised {type(exc).__name__} on {where} ({short_repr(item)}): {exc}"
+        )
+
+
+class StageTimeout(StageError):
+    """A stage did not finish within the allowed time."""
+
+    def __init__(self, stage: str, index: int | None, item: object, timeout_s: float):
+        self.timeout_s = timeout_s
+        super().__init__(stage, index, item, TimeoutError(f"no result after {timeout_s:g} s"))
+
+
+class PluginError(PipetuneError):
+    """A plugin failed to load, raised from a hook, or broke a contract."""
+
+
+class DuplicateError(PluginError):
+    """Two plugins registered the same proposal id, backend or rule name."""
+
+
+class MissingDependency(PipetuneError):
+    """An optional dependency is not installed. Carries the install command."""
+
+    def __init__(self, module: str, extra: str | None = None, purpose: str = ""):
+        self.module = module
+        self.extra = extra
+        self.install = install_command(module, extra)
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(f"{module} is not installed{what}; install it with: {self.install}")
+
+
+class Rejected(PipetuneError):
+    """Raised by a plugin's tune step when a proposal must not be applied.
+
+    The validator records the trial as rejected with this message as the reason (for
+    example: the fast tokenizer gives different ids on input #12).
+    """
+
+
+class StoreError(PipetuneError):
+    """The run store is corrupted, locked or unwritable."""
+
+
+def install_command(module: str, extra: str | None) -> str:
+    if extra:
+        return f'pip install "pipetune[{extra}]"'
+    return f"pip install {module}"
+
+
+def short_repr(item: object, limit: int = 80) -> str:
+    """A one-line, bounded repr for error messages (inputs can be megabytes)."""
+    try:
+        text = repr(item)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(item).__name__}>"
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

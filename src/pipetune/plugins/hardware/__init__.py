@@ -1,0 +1,1 @@
+"""The hardware plugin (DESIGN §4)."""

@@ -1,0 +1,1 @@
+"""The llm plugin (DESIGN §4)."""

@@ -1,0 +1,1 @@
+"""The nlp plugin (DESIGN §4)."""

@@ -1,0 +1,1 @@
+"""The recsys plugin (DESIGN §4)."""

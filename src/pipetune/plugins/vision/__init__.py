@@ -1,0 +1,1 @@
+"""The vision plugin (DESIGN §4)."""

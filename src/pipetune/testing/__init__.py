@@ -1,0 +1,1 @@
+"""A kit for plugin authors (and pipetune's own tests)."""

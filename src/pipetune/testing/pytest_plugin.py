@@ -1,0 +1,1 @@
+"""pytest plugin exposing the pipetune testing kit's fixtures."""

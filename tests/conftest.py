@@ -1,0 +1,1 @@
+"""Shared fixtures. Plugin-author fixtures come from pipetune.testing (a pytest plugin)."""
