@@ -22,6 +22,7 @@ from pipetune.core.results import (
     StageStats,
 )
 from pipetune.core.runtime import OnError, RunResult, run_offline
+from pipetune.core.state import reset_state
 from pipetune.core.stats import percentiles_ms
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def profile(
         facts.setdefault(plugin, {}).update(value)
 
     for round_ in range(workload.warmup):
+        reset_state(pipeline)  # warm state (a result cache) must not carry into a pass
         run_offline(
             pipeline, items[: max(1, min(len(items), 16))], on_error=on_error, timeout_s=timeout_s
         )
@@ -61,6 +63,7 @@ def profile(
             progress(round_ + 1, total)
     runs: list[RunResult] = []
     for round_ in range(workload.repeats):
+        reset_state(pipeline)
         result = run_offline(
             pipeline,
             items,
