@@ -262,8 +262,11 @@ def compare(
         run_pass(pipeline, probe, runtime, timeout_s=timeout)
         probe_s.append((time.perf_counter() - start) / len(probe))
     per_item = max(expected_item_s or 0.0, max(probe_s), 1e-6)
-    size = settings.items_per_round or int(settings.round_target_s / per_item)
-    size = max(settings.min_items_per_round, min(len(items), size))
+    if settings.items_per_round:
+        size = min(len(items), settings.items_per_round)
+    else:
+        size = int(settings.round_target_s / per_item)
+        size = min(len(items), max(settings.min_items_per_round, size))
     timeout = _timeout(settings, per_item, size)
 
     rounds: list[_Round] = []

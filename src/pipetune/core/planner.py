@@ -52,6 +52,7 @@ class Ranked:
     share: float
     note: str = ""
     cannot_matter: bool = False
+    gate: float = 1.05  # 1 + min_gain
 
     @property
     def key(self) -> str:
@@ -257,8 +258,11 @@ def rank(
     )
 
 
-def _order_key(ranked: Ranked) -> tuple[bool, float, float, str]:
-    return (ranked.cannot_matter, -ranked.score, -ranked.est_e2e_speedup, ranked.key)
+def _order_key(ranked: Ranked) -> tuple[bool, bool, float, float, str]:
+    # Proposals whose own estimate is below the minimum gain still get tried (estimates
+    # are guesses; 1.0 often means "unknown until tuned") but after those above it.
+    below_gate = ranked.est_e2e_speedup < ranked.gate
+    return (ranked.cannot_matter, below_gate, -ranked.score, -ranked.est_e2e_speedup, ranked.key)
 
 
 def estimate(proposal: Proposal, profile: Profile, metric: str, min_gain: float) -> Ranked:
@@ -290,6 +294,7 @@ def estimate(proposal: Proposal, profile: Profile, metric: str, min_gain: float)
         share=share,
         note=note,
         cannot_matter=cannot_matter,
+        gate=1.0 + min_gain,
     )
 
 

@@ -313,8 +313,11 @@ class RunStore:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         if not result or result[0] != "ok":
+            found = (result[0] if result else "no answer").replace("*** in database main ***", "")
+            found = " ".join(found.split())
+            found = found if len(found) <= 160 else found[:157] + "..."
             raise StoreError(
-                f"the run store {self.path} is corrupted ({result[0] if result else 'no answer'}); "
+                f"the run store {self.path} is corrupted ({found}); "
                 "it was left untouched: move it aside (or restore a backup) and run again"
             )
 
