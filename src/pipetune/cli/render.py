@@ -30,13 +30,24 @@ def fmt_ms(value: float | None) -> str:
     return f"{value * 1000:.0f} µs"
 
 
+def fmt_num_ms(value: float | None) -> str:
+    """Milliseconds without the unit (for table columns headed "ms")."""
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
 def fmt_rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}/s"
 
 
-def fmt_share(share: float, width: int = 20) -> str:
+def fmt_share(share: float, width: int = 10) -> str:
     filled = max(0, min(width, round(share * width)))
-    return f"{'█' * filled}{'·' * (width - filled)} {share * 100:5.1f} %"
+    return f"{share * 100:5.1f} % {'█' * filled}{'·' * (width - filled)}"
 
 
 def fmt_value(value: Any, limit: int = 90) -> str:
@@ -127,30 +138,28 @@ def render_profile(
         f"max {fmt_ms(lat.max)}    throughput {fmt_rate(profile.throughput_rps)}"
     )
 
-    stages = Table(title="where the time goes", title_justify="left")
+    stages = Table(title="where the time goes (other: glue between stages)", title_justify="left")
     for column, justify in (
         ("stage", "left"),
         ("kind", "left"),
-        ("share of end-to-end time", "left"),
-        ("P50", "right"),
-        ("mean", "right"),
-        ("P99", "right"),
+        ("share", "left"),
+        ("P50 ms", "right"),
+        ("P99 ms", "right"),
         ("CPU/wall", "right"),
     ):
-        stages.add_column(column, justify=justify)  # type: ignore[arg-type]
+        stages.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for stats in profile.stages:
         gil = ""
         if stats.holds_gil:
             gil = " [yellow]GIL[/]"
         ratio = "-" if stats.cpu_ratio is None else f"{stats.cpu_ratio:.2f}{gil}"
-        name = stats.name if stats.name != "other" else "[dim]other (glue)[/]"
+        name = stats.name if stats.name != "other" else "[dim]other[/]"
         stages.add_row(
             name,
             stats.kind,
             fmt_share(stats.share),
-            fmt_ms(stats.p50_ms),
-            fmt_ms(stats.mean_ms),
-            fmt_ms(stats.p99_ms),
+            fmt_num_ms(stats.p50_ms),
+            fmt_num_ms(stats.p99_ms),
             ratio,
         )
     console.print(stages)

@@ -47,7 +47,7 @@ from pipetune.cli.options import (
     workload_options,
 )
 from pipetune.core.config import ProjectConfig, load_config
-from pipetune.core.errors import ConfigError, PipelineError
+from pipetune.core.errors import ConfigError, PipelineError, PipetuneError
 from pipetune.core.model import Pipeline, Requirements, Trace, Workload
 
 DEFAULT_ATTRIBUTE = "pipeline"
@@ -211,7 +211,9 @@ def _import_file(path: Path) -> ModuleType:
             sys.modules[name] = previous
         else:
             sys.modules.pop(name, None)
-        if isinstance(exc, Exception):
+        # A PipetuneError is already a message for the user (a MissingDependency with
+        # its install command); anything else is wrapped with where it happened.
+        if isinstance(exc, Exception) and not isinstance(exc, PipetuneError):
             raise _import_error(str(path), exc) from exc
         raise
     return module
@@ -233,6 +235,8 @@ def _import_module(name: str) -> ModuleType:
                 "your project's root, set PYTHONPATH, or give a path: path/to/file.py:attr)"
             ) from exc
         raise _import_error(name, exc) from exc
+    except PipetuneError:
+        raise
     except Exception as exc:
         raise _import_error(name, exc) from exc
 
@@ -306,8 +310,6 @@ def _takes_no_arguments(fn: Callable[..., Any]) -> bool:
 
 
 def _call_user(fn: Callable[[], Any], what: str) -> Any:
-    from pipetune.core.errors import PipetuneError
-
     try:
         return fn()
     except PipetuneError:
