@@ -24,7 +24,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from pipetune.core.runtime import RunResult, run_offline
 from pipetune.core.serving import ServingOptions
 from pipetune.core.state import reset_state
 from pipetune.core.stats import percentiles_ms
+from pipetune.core.threads import pin_threads
 
 #: Metrics compared; every one is reported as a speedup (higher is better).
 COMPARED = ("throughput", "p50", "p95", "p99")
@@ -46,14 +47,15 @@ class RuntimeSpec:
 
     ``mode``: ``offline`` (inputs back to back: throughput), ``online`` (open-loop
     arrivals at ``rate`` or from ``trace``, through the runtime's queue and batcher) or
-    ``stream``. ``threads``: thread counts pinned for both sides (torch, OpenMP, faiss);
-    ``None`` leaves the process's settings as they are, still identical for both.
+    ``stream``. ``threads``: the thread count pinned for both sides (torch intra-op,
+    OpenMP/BLAS, faiss; :func:`pipetune.core.threads.pin_threads`); ``None`` freezes the
+    count in force, so a library a candidate loads mid-run gets the same count too.
     """
 
     mode: str = "offline"
     rate: float | None = None
     trace: Trace | None = None
-    threads: Mapping[str, int] | None = None
+    threads: int | None = None
 
     @classmethod
     def from_workload(cls, workload: Workload, **overrides: Any) -> RuntimeSpec:
@@ -66,7 +68,7 @@ class RuntimeSpec:
             "mode": self.mode,
             "rate": self.rate,
             "trace": None if self.trace is None else len(self.trace.arrivals_s),
-            "threads": dict(self.threads or {}),
+            "threads": self.threads,
         }
 
 
@@ -123,6 +125,7 @@ class Comparison:
     round_speedups: tuple[float, ...] = ()
     latencies_ms: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     confidence: float = 0.95
+    threads: Mapping[str, Any] = field(default_factory=dict)  # the settings both ran under
 
     @property
     def primary(self) -> float:
@@ -148,6 +151,7 @@ class Comparison:
             "confidence": self.confidence,
             "round_speedups": list(self.round_speedups),
             "runtime": self.runtime.describe(),
+            "threads": dict(self.threads),
             "a": _side_dict(self.a),
             "b": _side_dict(self.b),
         }
@@ -243,6 +247,21 @@ def compare(
     """
     runtime = runtime or RuntimeSpec()
     settings = settings or CompareSettings()
+    with pin_threads(runtime.threads) as threads:
+        result = _compare(a, b, items, metric, runtime, settings, expected_item_s, log)
+    return replace(result, threads=dict(threads))
+
+
+def _compare(
+    a: Pipeline,
+    b: Pipeline,
+    items: Sequence[Any],
+    metric: str,
+    runtime: RuntimeSpec,
+    settings: CompareSettings,
+    expected_item_s: float | None,
+    log: Callable[[str], None] | None,
+) -> Comparison:
     if metric not in (*COMPARED, "max"):
         raise ConfigError(f"cannot compare on metric {metric!r}")
     items = list(items)

@@ -39,6 +39,7 @@ from pipetune.core.results import Profile, Proposal, Trial
 from pipetune.core.runtime import run_offline
 from pipetune.core.state import reset_state
 from pipetune.core.store import RunStore
+from pipetune.core.threads import pin_threads
 from pipetune.core.validator import Outcome, Validator, ValidatorSettings
 
 if TYPE_CHECKING:
@@ -208,7 +209,11 @@ class _Loop:
             )
         status = "failed"
         try:
-            report = self._run(tune, holdout)
+            # One thread setting for the whole run: baseline and every candidate are
+            # measured under the same counts, and a library a candidate loads mid-run
+            # (faiss, onnxruntime) starts with them too.
+            with pin_threads(self.runtime.threads):
+                report = self._run(tune, holdout)
             status = "interrupted" if report.stopped == "interrupted" else "finished"
             return Optimized(self._final_pipeline, report)
         except KeyboardInterrupt:

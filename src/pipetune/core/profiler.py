@@ -22,6 +22,7 @@ from pipetune.core.results import (
     StageStats,
 )
 from pipetune.core.runtime import OnError, RunResult, run_offline
+from pipetune.core.serving import ServingOptions
 from pipetune.core.state import reset_state
 from pipetune.core.stats import percentiles_ms
 
@@ -49,6 +50,8 @@ def profile(
     pm = pm or get_plugin_manager()
     items = list(workload.items)
     total = workload.warmup + workload.repeats
+    # A pipeline that asks to be served in batches (meta["serving"]) is profiled that way.
+    batch_size = ServingOptions.of(pipeline).batch_size
 
     facts: dict[str, dict[str, Any]] = {}
     for plugin, value in pm.call_each("inspect_pipeline", pipeline=pipeline):
@@ -57,7 +60,11 @@ def profile(
     for round_ in range(workload.warmup):
         reset_state(pipeline)  # warm state (a result cache) must not carry into a pass
         run_offline(
-            pipeline, items[: max(1, min(len(items), 16))], on_error=on_error, timeout_s=timeout_s
+            pipeline,
+            items[: max(1, min(len(items), 16))],
+            batch_size=batch_size,
+            on_error=on_error,
+            timeout_s=timeout_s,
         )
         if progress:
             progress(round_ + 1, total)
@@ -67,6 +74,7 @@ def profile(
         result = run_offline(
             pipeline,
             items,
+            batch_size=batch_size,
             on_error=on_error,
             timeout_s=timeout_s,
             observe=OBSERVE_ITEMS if round_ == 0 else 0,
