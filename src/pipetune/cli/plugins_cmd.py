@@ -132,6 +132,7 @@ _STATUS_STYLE = {
 
 
 def render_plugins_report(report: Mapping[str, Any]) -> None:
+    from rich.markup import escape as e
     from rich.table import Table
 
     console = stdout_console()
@@ -144,11 +145,11 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
         detail = row["reason"] if row["status"] != "loaded" else ", ".join(row["hooks"]) or "-"
         version = row["version"] + (f" ({row['distribution']})" if row["distribution"] else "")
         table.add_row(
-            row["name"],
-            version or "-",
+            e(row["name"]),
+            e(version or "-"),
             row["source"],
             f"[{style}]{row['status']}[/]" if style else row["status"],
-            detail,
+            e(detail),
         )
     console.print(table)
 
@@ -158,11 +159,11 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
             deps.add_column(column, overflow="fold")
         for row in report["dependencies"]:
             deps.add_row(
-                row["plugin"],
-                row["module"],
-                row["purpose"] or "-",
-                "[green]yes[/]" if row["available"] else f"[red]no[/]: {row['reason']}",
-                "" if row["available"] else row["install"] or "",
+                e(row["plugin"]),
+                e(row["module"]),
+                e(row["purpose"] or "-"),
+                "[green]yes[/]" if row["available"] else f"[red]no[/]: {e(row['reason'])}",
+                "" if row["available"] else e(row["install"] or ""),
             )
         console.print(deps)
 
@@ -175,9 +176,13 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
                 available = "[green]yes[/]" + ("" if row["verified"] else " (unverified here)")
             else:
                 install = f" — {row['install']}" if row.get("install") else ""
-                available = f"[red]no[/]: {row['reason']}{install}"
+                available = f"[red]no[/]: {e(row['reason'] + install)}"
             backends.add_row(
-                row["name"], row["plugin"], row["target"], ", ".join(row["precisions"]), available
+                e(row["name"]),
+                e(row["plugin"]),
+                e(row["target"]),
+                e(", ".join(row["precisions"])),
+                available,
             )
         console.print(backends)
 
@@ -186,7 +191,7 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
         for column in ("plugin", "hook", "error"):
             failures.add_column(column, overflow="fold")
         for row in report["hook_failures"]:
-            failures.add_row(row["plugin"], row["hook"], f"[red]{row['error']}[/]")
+            failures.add_row(e(row["plugin"]), row["hook"], f"[red]{e(row['error'])}[/]")
         console.print(failures)
 
     machine = report["machine"]
@@ -201,4 +206,4 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
         f"apple silicon: {'yes' if machine['apple_silicon'] else 'no'}",
         f"os: {machine['os']}, python {machine['python']}",
     ]
-    console.print("[bold]machine[/]\n  " + "\n  ".join(lines))
+    console.print("[bold]machine[/]\n  " + e("\n  ".join(lines)))
