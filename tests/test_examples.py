@@ -47,4 +47,4 @@ def test_example_profiles_with_no_options(example: Path, tmp_path: Path) -> None
         from pipetune.core.schema import validate
     except ImportError:  # the schema lands with the core-runtime work
         return
-    validate(data, "profile")
+    validate("profile", data)
