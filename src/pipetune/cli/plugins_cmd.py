@@ -194,16 +194,16 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
             failures.add_row(e(row["plugin"]), row["hook"], f"[red]{e(row['error'])}[/]")
         console.print(failures)
 
-    machine = report["machine"]
-    gpu = machine.get("gpu") or "none"
-    if machine.get("gpu_memory_gb"):
-        gpu += f" ({machine['gpu_memory_gb']} GiB, compute {machine['gpu_compute_capability']})"
-    lines = [
-        f"cpu: {machine['cpu']} ({machine['cores']} cores, {machine['logical_cores']} threads)",
-        f"isa: {', '.join(machine['isa']) or '-'}",
-        f"memory: {machine['memory_gb']} GiB" if machine.get("memory_gb") else "memory: unknown",
-        f"gpu: {gpu}",
-        f"apple silicon: {'yes' if machine['apple_silicon'] else 'no'}",
-        f"os: {machine['os']}, python {machine['python']}",
-    ]
-    console.print("[bold]machine[/]\n  " + e("\n  ".join(lines)))
+    console.print("[bold]machine[/]")
+    for what, value in machine_rows(report["machine"]):
+        console.print(f"  {what}: {e(value)}")
+
+
+def machine_rows(machine: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(what, value) rows for the machine, Apple Silicon included."""
+    from pipetune.core.machine import describe_machine
+    from pipetune.core.results import Machine
+
+    rows = describe_machine(Machine.from_dict(machine))
+    rows.append(("Apple Silicon", "yes" if machine.get("apple_silicon") else "no"))
+    return rows

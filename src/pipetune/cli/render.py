@@ -179,7 +179,10 @@ def render_profile(
                 knee,
             )
         console.print(sweep)
-        if profile.knee is not None:
+        note = getattr(profile, "knee_note", "")
+        if note:
+            console.print(e(note))
+        elif profile.knee is not None:
             console.print(
                 f"knee at concurrency {profile.knee}: beyond it latency grows faster than "
                 "throughput (specific to this host)"
@@ -207,6 +210,9 @@ def render_profile(
             table.add_row(e(layer.layer), fmt_ms(layer.ms), f"{layer.share * 100:.1f} %")
         console.print(table)
 
+    runtime = dict(getattr(profile, "runtime", {}) or {})
+    if runtime:
+        console.print("[dim]runtime: " + e(_inline(runtime)) + "[/]")
     extras = []
     if profile.memory_peak_mb is not None:
         extras.append(f"peak memory {profile.memory_peak_mb:,.0f} MB")
@@ -236,10 +242,17 @@ def render_profile(
         for example in errors.examples:
             console.print(f"  [red]•[/] {e(example)}")
 
+    passes = dict(getattr(profile, "passes", {}) or {})
+    if passes:
+        console.print("[dim]passes: " + e(_inline(passes)) + "[/]")
     if requirements is not None:
         _render_requirements(profile, requirements, console)
     _render_list(console, "hints", profile.hints, "cyan")
     _render_list(console, "warnings", profile.warnings, "yellow")
+
+
+def _inline(values: Mapping[str, Any]) -> str:
+    return "; ".join(f"{key} {fmt_value(value, limit=60)}" for key, value in values.items())
 
 
 def _render_requirements(profile: Profile, requirements: Requirements, console: Console) -> None:
