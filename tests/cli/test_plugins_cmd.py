@@ -113,7 +113,7 @@ def test_table_shows_status_reason_and_install(report_pm):
         "fake-accel",
         "no CUDA device",
         "machine",
-        "apple silicon",
+        "Apple Silicon",
     ):
         assert fragment in text, fragment
 
