@@ -71,6 +71,21 @@ class Rejected(PipetuneError):
     """
 
 
+class Deferred(PipetuneError):
+    """Raised by a plugin's tune or materialize step when a change can only be validated on
+    another machine (a Core ML package needs a Mac to predict; a TensorRT engine needs
+    TensorRT). The trial is recorded as ``deferred`` with ``artifact`` (the path of what was
+    built, relative to the artifact store or absolute) and ``command`` (how to finish the
+    validation there); it is never applied here.
+    """
+
+    def __init__(self, reason: str, *, artifact: str | None = None, command: str | None = None):
+        self.reason = reason
+        self.artifact = artifact
+        self.command = command
+        super().__init__(reason)
+
+
 class StoreError(PipetuneError):
     """The run store is corrupted, locked or unwritable."""
 
