@@ -49,10 +49,11 @@ def invoke(cli_pm) -> Callable[..., object]:
 
 @pytest.fixture
 def write_target(tmp_path: Path) -> Callable[..., Path]:
-    def write(source: str = TOY, name: str = "toy_target.py", **fmt: object) -> Path:
-        fmt.setdefault("bad", -1)
+    def write(source: str | None = None, name: str = "toy_target.py", bad: int = -1) -> Path:
+        """Write ``source`` (default: the toy pipeline, whose ``check`` stage raises on
+        ``bad``) as ``name`` in a temporary folder."""
         path = tmp_path / name
-        path.write_text(textwrap.dedent(source).format(**fmt) if fmt else source)
+        path.write_text(TOY.format(bad=bad) if source is None else textwrap.dedent(source))
         return path
 
     return write

@@ -112,3 +112,28 @@ def test_strict_mode_plugin_failure_is_exit_2(capsys, monkeypatch):
     assert code == 2
     err = capsys.readouterr().err
     assert "no_such_plugin_module" in err and "Traceback" not in err
+
+
+def test_p_loads_a_module_of_hooks_under_a_name(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_hooks_for_p.py").write_text(
+        "from pipetune import hookimpl\n\n"
+        "@hookimpl\n"
+        "def inspect_pipeline(pipeline):\n"
+        "    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("pipetune.core.manager.importlib.metadata.entry_points", lambda group: [])
+    assert cli_main.main(["-p", "mine=my_hooks_for_p", "-p", "no:nlp", "plugins", "--json"]) == 0
+    plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
+    assert plugins["mine"]["status"] == "loaded" and plugins["mine"]["hooks"] == [
+        "inspect_pipeline"
+    ]
+    assert plugins["nlp"]["status"] == "disabled"
+
+
+def test_p_with_a_missing_module_is_reported(capsys, monkeypatch):
+    monkeypatch.setattr("pipetune.core.manager.importlib.metadata.entry_points", lambda group: [])
+    assert cli_main.main(["-p", "no_such_module_for_p", "plugins", "--json"]) == 0
+    plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
+    assert plugins["no_such_module_for_p"]["status"] == "failed"
+    assert "No module named" in plugins["no_such_module_for_p"]["reason"]

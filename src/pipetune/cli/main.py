@@ -204,8 +204,8 @@ def build_cli(pm: PipetunePluginManager | None = None) -> click.Group:
         multiple=True,
         metavar="NAME",
         help="-p no:NAME disables plugin NAME (also PIPETUNE_DISABLE_PLUGINS=a,b); "
-        "-p MODULE loads MODULE as a plugin. Repeatable. PIPETUNE_STRICT_PLUGINS=1 makes "
-        "any plugin problem an error.",
+        "-p MODULE (or -p NAME=MODULE) loads a module of hooks as a plugin without installing "
+        "it. Repeatable. PIPETUNE_STRICT_PLUGINS=1 makes any plugin problem an error.",
     )
     @click.version_option(_version(), "--version", prog_name="pipetune")
     @click.pass_context
@@ -301,9 +301,15 @@ def _apply_plugin_arguments(
             status.distribution,
             status.module,
         )
-    for module in extra:
-        if module not in statuses:
-            pm.load_plugin(module, _import_loader(module), source="command line", module=module)
+    for name, module in map(_split_extra, extra):
+        if name not in statuses:
+            pm.load_plugin(name, _import_loader(module), source="command line", module=module)
+
+
+def _split_extra(value: str) -> tuple[str, str]:
+    """``-p NAME=MODULE`` loads MODULE under NAME; ``-p MODULE`` under the module's name."""
+    name, equals, module = value.partition("=")
+    return (name.strip(), module.strip()) if equals else (value, value)
 
 
 def _import_loader(module: str) -> Callable[[], Any]:
@@ -333,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipetune.core.manager import get_plugin_manager
 
         pm = get_plugin_manager(
-            disable=disabled, plugins=[(name, _import_loader(name)) for name in extra]
+            disable=disabled,
+            plugins=[(name, _import_loader(module)) for name, module in map(_split_extra, extra)],
         )
         state.pm = pm
         built["cli"] = build_cli(pm)

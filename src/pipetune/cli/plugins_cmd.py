@@ -132,6 +132,7 @@ _STATUS_STYLE = {
 
 
 def render_plugins_report(report: Mapping[str, Any]) -> None:
+    from rich.markup import escape as e
     from rich.table import Table
 
     console = stdout_console()
@@ -144,11 +145,11 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
         detail = row["reason"] if row["status"] != "loaded" else ", ".join(row["hooks"]) or "-"
         version = row["version"] + (f" ({row['distribution']})" if row["distribution"] else "")
         table.add_row(
-            row["name"],
-            version or "-",
+            e(row["name"]),
+            e(version or "-"),
             row["source"],
             f"[{style}]{row['status']}[/]" if style else row["status"],
-            detail,
+            e(detail),
         )
     console.print(table)
 
@@ -158,11 +159,11 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
             deps.add_column(column, overflow="fold")
         for row in report["dependencies"]:
             deps.add_row(
-                row["plugin"],
-                row["module"],
-                row["purpose"] or "-",
-                "[green]yes[/]" if row["available"] else f"[red]no[/]: {row['reason']}",
-                "" if row["available"] else row["install"] or "",
+                e(row["plugin"]),
+                e(row["module"]),
+                e(row["purpose"] or "-"),
+                "[green]yes[/]" if row["available"] else f"[red]no[/]: {e(row['reason'])}",
+                "" if row["available"] else e(row["install"] or ""),
             )
         console.print(deps)
 
@@ -175,9 +176,13 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
                 available = "[green]yes[/]" + ("" if row["verified"] else " (unverified here)")
             else:
                 install = f" — {row['install']}" if row.get("install") else ""
-                available = f"[red]no[/]: {row['reason']}{install}"
+                available = f"[red]no[/]: {e(row['reason'] + install)}"
             backends.add_row(
-                row["name"], row["plugin"], row["target"], ", ".join(row["precisions"]), available
+                e(row["name"]),
+                e(row["plugin"]),
+                e(row["target"]),
+                e(", ".join(row["precisions"])),
+                available,
             )
         console.print(backends)
 
@@ -186,19 +191,19 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
         for column in ("plugin", "hook", "error"):
             failures.add_column(column, overflow="fold")
         for row in report["hook_failures"]:
-            failures.add_row(row["plugin"], row["hook"], f"[red]{row['error']}[/]")
+            failures.add_row(e(row["plugin"]), row["hook"], f"[red]{e(row['error'])}[/]")
         console.print(failures)
 
-    machine = report["machine"]
-    gpu = machine.get("gpu") or "none"
-    if machine.get("gpu_memory_gb"):
-        gpu += f" ({machine['gpu_memory_gb']} GiB, compute {machine['gpu_compute_capability']})"
-    lines = [
-        f"cpu: {machine['cpu']} ({machine['cores']} cores, {machine['logical_cores']} threads)",
-        f"isa: {', '.join(machine['isa']) or '-'}",
-        f"memory: {machine['memory_gb']} GiB" if machine.get("memory_gb") else "memory: unknown",
-        f"gpu: {gpu}",
-        f"apple silicon: {'yes' if machine['apple_silicon'] else 'no'}",
-        f"os: {machine['os']}, python {machine['python']}",
-    ]
-    console.print("[bold]machine[/]\n  " + "\n  ".join(lines))
+    console.print("[bold]machine[/]")
+    for what, value in machine_rows(report["machine"]):
+        console.print(f"  {what}: {e(value)}")
+
+
+def machine_rows(machine: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(what, value) rows for the machine, Apple Silicon included."""
+    from pipetune.core.machine import describe_machine
+    from pipetune.core.results import Machine
+
+    rows = describe_machine(Machine.from_dict(machine))
+    rows.append(("Apple Silicon", "yes" if machine.get("apple_silicon") else "no"))
+    return rows

@@ -88,13 +88,16 @@ def profile(
             click.echo("Interrupted before a full pass was measured; nothing to keep.", err=True)
             return 130
 
+    # The runtime catches Ctrl-C to return what it measured; the flag says it happened.
+    interrupted = bool(interrupted) or bool(getattr(measured, "stopped", False))
     if interrupted:
-        measured = measured.evolve(
-            warnings=(
-                *measured.warnings,
-                f"interrupted: only {measured.samples} samples were measured",
-            )
-        )
+        changes: dict[str, Any] = {}
+        if not any("interrupted" in warning for warning in measured.warnings):
+            note = f"interrupted: only {measured.samples} samples were measured"
+            changes["warnings"] = (*measured.warnings, note)
+        if hasattr(measured, "stopped"):
+            changes["stopped"] = True
+        measured = measured.evolve(**changes)
     if json_path is not None:
         data = profile_json(
             measured,

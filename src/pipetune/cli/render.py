@@ -122,6 +122,7 @@ def render_profile(
     top: int = 5,
 ) -> None:
     """Render everything a :class:`~pipetune.core.results.Profile` holds."""
+    from rich.markup import escape as e
     from rich.table import Table
 
     workload = profile.workload or {}
@@ -130,7 +131,7 @@ def render_profile(
     detail = [f"{profile.mode}", f"{profile.samples} samples"]
     if items is not None:
         detail.insert(0, f"{items} inputs × {workload.get('repeats', '?')} passes")
-    console.print(f"[bold]{head}[/] ({', '.join(detail)})")
+    console.print(f"[bold]{e(head)}[/] ({', '.join(detail)})")
 
     lat = profile.latency_ms
     console.print(
@@ -153,10 +154,10 @@ def render_profile(
         if stats.holds_gil:
             gil = " [yellow]GIL[/]"
         ratio = "-" if stats.cpu_ratio is None else f"{stats.cpu_ratio:.2f}{gil}"
-        name = stats.name if stats.name != "other" else "[dim]other[/]"
+        name = e(stats.name) if stats.name != "other" else "[dim]other[/]"
         stages.add_row(
             name,
-            stats.kind,
+            e(stats.kind),
             fmt_share(stats.share),
             fmt_num_ms(stats.p50_ms),
             fmt_num_ms(stats.p99_ms),
@@ -178,7 +179,10 @@ def render_profile(
                 knee,
             )
         console.print(sweep)
-        if profile.knee is not None:
+        note = getattr(profile, "knee_note", "")
+        if note:
+            console.print(e(note))
+        elif profile.knee is not None:
             console.print(
                 f"knee at concurrency {profile.knee}: beyond it latency grows faster than "
                 "throughput (specific to this host)"
@@ -187,25 +191,28 @@ def render_profile(
     for stage, functions in (profile.hot_functions or {}).items():
         if not functions:
             continue
-        table = Table(title=f"hot functions in {stage}", title_justify="left")
+        table = Table(title=f"hot functions in {e(stage)}", title_justify="left")
         table.add_column("function")
         table.add_column("share", justify="right")
         table.add_column("calls", justify="right")
         for fn in list(functions)[:top]:
-            table.add_row(fn.function, f"{fn.share * 100:.1f} %", str(fn.calls or "-"))
+            table.add_row(e(fn.function), f"{fn.share * 100:.1f} %", str(fn.calls or "-"))
         console.print(table)
 
     for stage, layers in (profile.layers or {}).items():
         if not layers:
             continue
-        table = Table(title=f"layers of {stage}", title_justify="left")
+        table = Table(title=f"layers of {e(stage)}", title_justify="left")
         table.add_column("layer")
         table.add_column("time", justify="right")
         table.add_column("share", justify="right")
         for layer in sorted(layers, key=lambda item: -item.ms)[:top]:
-            table.add_row(layer.layer, fmt_ms(layer.ms), f"{layer.share * 100:.1f} %")
+            table.add_row(e(layer.layer), fmt_ms(layer.ms), f"{layer.share * 100:.1f} %")
         console.print(table)
 
+    runtime = dict(getattr(profile, "runtime", {}) or {})
+    if runtime:
+        console.print("[dim]runtime: " + e(_inline(runtime)) + "[/]")
     extras = []
     if profile.memory_peak_mb is not None:
         extras.append(f"peak memory {profile.memory_peak_mb:,.0f} MB")
@@ -216,7 +223,7 @@ def render_profile(
         f"machine {machine.cpu}, {machine.cores} cores"
         + (f", {machine.gpu}" if machine.gpu else ", no GPU")
     )
-    console.print("[dim]" + "; ".join(extras) + "[/]")
+    console.print("[dim]" + e("; ".join(extras)) + "[/]")
 
     if profile.facts:
         facts = Table(title="facts from plugins", title_justify="left")
@@ -225,20 +232,27 @@ def render_profile(
         facts.add_column("value", overflow="fold")
         for plugin, values in profile.facts.items():
             for key, value in (values or {}).items():
-                facts.add_row(plugin, str(key), fmt_value(value))
+                facts.add_row(e(plugin), e(str(key)), e(fmt_value(value)))
         console.print(facts)
 
     errors = profile.errors
     if errors.count:
         per_stage = ", ".join(f"{stage}: {n}" for stage, n in errors.by_stage.items())
-        console.print(f"[red]{errors.count} input(s) failed[/] ({per_stage}); skipped")
+        console.print(f"[red]{errors.count} input(s) failed[/] ({e(per_stage)}); skipped")
         for example in errors.examples:
-            console.print(f"  [red]•[/] {example}")
+            console.print(f"  [red]•[/] {e(example)}")
 
+    passes = dict(getattr(profile, "passes", {}) or {})
+    if passes:
+        console.print("[dim]passes: " + e(_inline(passes)) + "[/]")
     if requirements is not None:
         _render_requirements(profile, requirements, console)
     _render_list(console, "hints", profile.hints, "cyan")
     _render_list(console, "warnings", profile.warnings, "yellow")
+
+
+def _inline(values: Mapping[str, Any]) -> str:
+    return "; ".join(f"{key} {fmt_value(value, limit=60)}" for key, value in values.items())
 
 
 def _render_requirements(profile: Profile, requirements: Requirements, console: Console) -> None:
@@ -258,18 +272,22 @@ def _render_requirements(profile: Profile, requirements: Requirements, console: 
         "max": profile.latency_ms.max,
     }
     misses = requirements.check(profile.throughput_rps, latency)
+    from rich.markup import escape
+
     if misses:
-        console.print("[red]requirements missed:[/] " + "; ".join(misses))
+        console.print("[red]requirements missed:[/] " + escape("; ".join(misses)))
     else:
-        console.print("[green]requirements met:[/] " + ", ".join(sorted(bounds)))
+        console.print("[green]requirements met:[/] " + escape(", ".join(sorted(bounds))))
 
 
 def _render_list(console: Console, title: str, lines: Sequence[str], style: str) -> None:
     if not lines:
         return
+    from rich.markup import escape
+
     console.print(f"[{style}]{title}:[/]")
     for line in lines:
-        console.print(f"  [{style}]•[/] {line}")
+        console.print(f"  [{style}]•[/] {escape(line)}")
 
 
 def profile_json(profile: Profile, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

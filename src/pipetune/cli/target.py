@@ -245,9 +245,8 @@ def _import_error(what: str, exc: Exception) -> ConfigError:
     if isinstance(exc, SyntaxError):
         where = f"{exc.filename}:{exc.lineno}" if exc.filename else what
         return ConfigError(f"cannot import TARGET {what}: syntax error at {where}: {exc.msg}")
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
-    at = f" (at {user[-1].filename}:{user[-1].lineno})" if user else ""
+    frame = _user_frame(exc)
+    at = f" (at {frame.filename}:{frame.lineno})" if frame else ""
     hint = ""
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         hint = f"; install {exc.name.split('.')[0]!r} or check the import"
@@ -255,6 +254,27 @@ def _import_error(what: str, exc: Exception) -> ConfigError:
         f"importing TARGET {what} raised {type(exc).__name__}: {exc}{at}{hint} "
         "(rerun with --debug for the traceback)"
     )
+
+
+def _user_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The deepest frame in the user's code: not the standard library, not installed
+    packages, not importlib or pipetune itself."""
+    import sysconfig
+
+    library = tuple(
+        str(Path(sysconfig.get_paths()[key]).resolve())
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    )
+    here = str(Path(__file__).resolve().parents[1])
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        name = frame.filename
+        if name.startswith("<") or "importlib" in name:
+            continue
+        resolved = str(Path(name).resolve())
+        if not resolved.startswith(library) and not resolved.startswith(here):
+            return frame
+    return frames[-1] if frames else None
 
 
 # -- the pipeline --------------------------------------------------------------------------

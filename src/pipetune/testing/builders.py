@@ -7,6 +7,7 @@ effects plugins look for (padding waste, length-dependent cost).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import time
@@ -75,10 +76,13 @@ def make_stage(
         return outputs
 
     # The wrappers take exactly the slots ``fn`` takes, so ``Stage.injects`` answers for
-    # the user's function, not for the wrapper.
+    # the user's function, and ``__wrapped__`` leads source analysis (inspect.getsource,
+    # inspect.unwrap) to it rather than to the wrapper.
     for wrapper in (run, run_batch):
+        functools.update_wrapper(wrapper, inner)
         wrapper.__signature__ = _signature_with(takes)  # type: ignore[attr-defined]
-    run.__name__ = run.__qualname__ = getattr(inner, "__name__", name)
+    if cost_ms == 0 and fail_on is None and fn is not None:
+        run = fn  # nothing to add: the stage runs the user's function itself
 
     if batch_fn is None and batchable:
         batch_fn = run_batch
