@@ -37,6 +37,8 @@ from pipetune.core.state import reset_state
 from pipetune.core.stats import percentiles_ms
 from pipetune.core.threads import pin_threads
 
+#: Without a rate, online comparisons offer this fraction of A's measured capacity.
+AUTO_RATE_FRACTION = 0.7
 #: Metrics compared; every one is reported as a speedup (higher is better).
 COMPARED = ("throughput", "p50", "p95", "p99")
 
@@ -56,10 +58,16 @@ class RuntimeSpec:
     rate: float | None = None
     trace: Trace | None = None
     threads: int | None = None
+    seed: int = 0
 
     @classmethod
     def from_workload(cls, workload: Workload, **overrides: Any) -> RuntimeSpec:
-        values = {"mode": workload.mode, "rate": workload.rate, "trace": workload.trace}
+        values = {
+            "mode": workload.mode,
+            "rate": workload.rate,
+            "trace": workload.trace,
+            "seed": workload.seed,
+        }
         values.update(overrides)
         return cls(**values)
 
@@ -69,6 +77,7 @@ class RuntimeSpec:
             "rate": self.rate,
             "trace": None if self.trace is None else len(self.trace.arrivals_s),
             "threads": self.threads,
+            "seed": self.seed,
         }
 
 
@@ -176,33 +185,58 @@ def run_pass(
     runtime: RuntimeSpec,
     *,
     timeout_s: float | None = None,
+    spans: bool = False,
 ) -> RunResult:
     """One pass of ``items`` through ``pipeline`` under ``runtime``, serving the pipeline
     as its ``meta["serving"]`` says (batch size, batching delay). Raises
-    :class:`~pipetune.core.errors.StageError` (or ``StageTimeout``) naming the stage."""
+    :class:`~pipetune.core.errors.StageError` (or ``StageTimeout``) naming the stage.
+
+    Online, both sides of a comparison get the same arrival process: the same rate (or
+    trace) and the same seed, so the same requests arrive at the same offsets.
+    """
     serving = ServingOptions.of(pipeline)
     if runtime.mode == "offline":
         return run_offline(
-            pipeline, items, batch_size=serving.batch_size, on_error="stop", timeout_s=timeout_s
+            pipeline,
+            items,
+            batch_size=serving.batch_size,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
         )
-    from pipetune.core import runtime as runtime_module
+    if runtime.mode == "online":
+        from pipetune.core.online import run_online
 
-    runner = getattr(runtime_module, f"run_{runtime.mode}", None)
-    if runner is None:
-        raise ConfigError(
-            f"runtime mode {runtime.mode!r} is not available in this pipetune build "
-            "(pipetune.core.runtime has no run_{runtime.mode})"
+        if runtime.rate is None and runtime.trace is None:
+            raise ConfigError("online mode needs an arrival rate or a trace")
+        return run_online(
+            pipeline,
+            items,
+            rate=runtime.rate,
+            trace=runtime.trace,
+            seed=runtime.seed,
+            max_batch=serving.batch_size,
+            max_wait_ms=serving.max_delay_ms,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
         )
-    return runner(  # the online/stream runners share run_offline's core arguments
-        pipeline,
-        items,
-        rate=runtime.rate,
-        trace=runtime.trace,
-        batch_size=serving.batch_size,
-        max_delay_ms=serving.max_delay_ms,
-        on_error="stop",
-        timeout_s=timeout_s,
-    )
+    if runtime.mode == "stream":
+        from pipetune.core.stream import run_stream
+
+        if runtime.rate is None and runtime.trace is None:
+            raise ConfigError("stream mode needs an arrival rate or a trace")
+        return run_stream(
+            pipeline,
+            items,
+            rate=runtime.rate,
+            trace=runtime.trace,
+            seed=runtime.seed,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
+        )
+    raise ConfigError(f"runtime mode must be offline, online or stream, not {runtime.mode!r}")
 
 
 def stage_seconds(result: RunResult, batch_size: int) -> dict[str, float]:
@@ -278,9 +312,15 @@ def _compare(
     for pipeline in (a, b):
         reset_state(pipeline)
         start = time.perf_counter()
-        run_pass(pipeline, probe, runtime, timeout_s=timeout)
+        # offline: a warm-up that also measures capacity (online needs a rate first)
+        run_pass(pipeline, probe, replace(runtime, mode="offline"), timeout_s=timeout)
         probe_s.append((time.perf_counter() - start) / len(probe))
     per_item = max(expected_item_s or 0.0, max(probe_s), 1e-6)
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        # No arrival rate given: offer both sides the same load, a fraction of A's
+        # measured capacity (as the profiler does), and record it.
+        runtime = replace(runtime, rate=AUTO_RATE_FRACTION / max(probe_s[0], 1e-6))
+        log(f"no arrival rate given: offering {runtime.rate:.1f} requests/s to both sides")
     if settings.items_per_round:
         size = min(len(items), settings.items_per_round)
     else:
