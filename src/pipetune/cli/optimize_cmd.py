@@ -81,6 +81,11 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             metavar="N",
             help="Pin torch/OpenMP/BLAS/faiss to N threads for every measurement.",
         ),
+        click.option(
+            "--quick",
+            is_flag=True,
+            help="A smoke run: light profiles and 4 short ABBA rounds (rougher figures).",
+        ),
         click.option("--no-store", is_flag=True, help="Do not record the run in .pipetune."),
         click.option("--quiet", "-q", is_flag=True, help="Only the final report."),
     ]
@@ -134,6 +139,7 @@ def run_and_report(
     threads: int | None = None,
     no_store: bool = False,
     quiet: bool = False,
+    quick: bool = False,
 ) -> int:
     """Run the loop, print the report, write the files; returns the exit code."""
     from pipetune.core.comparison import CompareSettings, RuntimeSpec
@@ -145,11 +151,15 @@ def run_and_report(
 
     errors = stderr_console()
     log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {m}[/dim]"))
-    compare = CompareSettings(rounds=rounds) if rounds else CompareSettings()
+    if quick:
+        compare = CompareSettings(rounds=rounds or 4, round_target_s=0.2, bootstrap=1000)
+    else:
+        compare = CompareSettings(rounds=rounds) if rounds else CompareSettings()
     settings = LoopSettings(
         max_trials=max_trials,
         time_budget_s=time_budget_s,
         validator=ValidatorSettings(compare=compare),
+        detailed_profiles=not quick,
     )
     store = None if no_store else RunStore()
     try:
