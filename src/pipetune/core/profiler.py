@@ -44,6 +44,7 @@ from pipetune.core.results import (
     StageStats,
 )
 from pipetune.core.runtime import OnError, RunResult, run_offline
+from pipetune.core.state import reset_state
 from pipetune.core.stats import min_samples_for_percentile, percentiles_ms
 
 if TYPE_CHECKING:
@@ -325,6 +326,7 @@ class _Session:
         if workload.warmup:
             self._announce(f"warm-up ({workload.warmup} x {len(chunk)} inputs)")
         for _ in range(workload.warmup):
+            reset_state(self.pipeline)  # warm state (a result cache) must not carry over
             advance = self.units.begin(len(chunk))
             result = run_offline(
                 self.pipeline,
@@ -378,6 +380,7 @@ class _Session:
                 cuda_peak[0]()
             try:
                 for round_ in range(workload.repeats):
+                    reset_state(self.pipeline)  # each measured pass starts cold
                     advance = self.units.begin(n)
                     options: dict[str, Any] = {
                         "on_error": self.o["on_error"],

@@ -58,6 +58,11 @@ class Machine(_Serializable):
     python: str = ""
     threads: Mapping[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    #: CPUs this process may use (affinity mask capped by a cgroup quota); None: unknown.
+    usable_cores: float | None = None
+    numa_nodes: int | None = None
+    gpu_count: int = 0
+    gpu_driver: str | None = None
 
 
 # -- the profile -------------------------------------------------------------------------
