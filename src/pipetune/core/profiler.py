@@ -687,11 +687,19 @@ def workload_warnings(
     """Why the profile may not describe production, in sentences."""
     found: list[str] = []
     if sizes is not None and sizes["inputs"] >= 2 and sizes["distinct"] == 1:
-        found.append(
-            f"every input has the same size ({sizes['measure']} {sizes['min']:g}): real traffic "
-            "varies, and padding, truncation, batching and caching gains depend on the spread; "
-            "profile with a sample of real inputs"
-        )
+        if sizes["measure"] == "elements":  # arrays: fixed-size features are often real
+            found.append(
+                f"every input has the same size ({sizes['min']:g} elements): right for "
+                "fixed-size features (embeddings), but if real inputs vary (texts, images, "
+                "audio), profile with a sample of them: padding, truncation and batching "
+                "gains depend on the spread"
+            )
+        else:
+            found.append(
+                f"every input has the same size ({sizes['measure']} {sizes['min']:g}): real "
+                "traffic varies, and padding, truncation, batching and caching gains depend on "
+                "the spread; profile with a sample of real inputs"
+            )
     if levels < 2 and prof.mode != "stream":
         found.append(
             f"only one concurrency level measured: set workload.concurrency (e.g. (1, 2, 4, "

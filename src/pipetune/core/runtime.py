@@ -966,6 +966,41 @@ def _run_processes(
     )
 
 
+# -- the other modes, reachable from here -------------------------------------------
+
+#: Names the serving options go by elsewhere (``Pipeline.meta["serving"]``): accepted as
+#: aliases so callers can pass one set of options to every mode.
+_ALIASES = {"batch_size": "max_batch", "max_delay_ms": "max_wait_ms"}
+
+
+def _aliased(options: dict[str, Any], accepts_batching: bool) -> dict[str, Any]:
+    options = dict(options)
+    for alias, name in _ALIASES.items():
+        if alias in options:
+            value = options.pop(alias)
+            if name in options and options[name] != value:
+                raise ConfigError(f"both {alias}={value!r} and {name}={options[name]!r} given")
+            if accepts_batching and value is not None:
+                options[name] = value
+    return options
+
+
+def run_online(pipeline: Pipeline, items: Sequence[Any], **options: Any) -> RunResult:
+    """Online mode: see :func:`pipetune.core.online.run_online`. Also accepts
+    ``batch_size`` / ``max_delay_ms`` as names for ``max_batch`` / ``max_wait_ms``."""
+    from pipetune.core.online import run_online as _run_online
+
+    return _run_online(pipeline, items, **_aliased(options, accepts_batching=True))
+
+
+def run_stream(pipeline: Pipeline, items: Sequence[Any], **options: Any) -> RunResult:
+    """Stream mode: see :func:`pipetune.core.stream.run_stream`. ``batch_size`` and
+    ``max_delay_ms`` are accepted and ignored (the stream server batches by itself)."""
+    from pipetune.core.stream import run_stream as _run_stream
+
+    return _run_stream(pipeline, items, **_aliased(options, accepts_batching=False))
+
+
 # -- choosing a mode -------------------------------------------------------------------
 
 
@@ -990,12 +1025,8 @@ def run(
     options.setdefault("trace", workload.trace)
     options.setdefault("seed", workload.seed)
     if mode == "online":
-        from pipetune.core.online import run_online
-
         return run_online(pipeline, workload.items, **options)
     if mode == "stream":
-        from pipetune.core.stream import run_stream
-
         return run_stream(pipeline, workload.items, **options)
     raise ConfigError(f"mode must be offline, online or stream, not {mode!r}")
 
@@ -1016,4 +1047,6 @@ __all__ = [
     "resolve_factory",
     "run",
     "run_offline",
+    "run_online",
+    "run_stream",
 ]
