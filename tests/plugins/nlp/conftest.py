@@ -13,7 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _need(module: str, why: str):
-    return pytest.importorskip(module, reason=f"{module} is not installed ({why}): pip install 'pipetune[nlp]'")
+    reason = f"{module} is not installed ({why}): pip install 'pipetune[nlp]'"
+    return pytest.importorskip(module, reason=reason)
 
 
 @pytest.fixture(scope="session")

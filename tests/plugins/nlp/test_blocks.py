@@ -117,7 +117,9 @@ def test_bad_documents_are_processed_or_reported_per_item(legacy_tokenizer, tiny
     ]
     result = run_offline(pipeline, items, on_error="skip")
     assert result.ok == [True, True, True, True, False, True]
-    assert all(out in tiny_head.classes for out, ok in zip(result.outputs, result.ok) if ok)
+    assert all(
+        out in tiny_head.classes for out, ok in zip(result.outputs, result.ok, strict=True) if ok
+    )
     assert len(result.errors) == 1 and result.errors[0].index == 4
     assert "str or bytes" in result.errors[0].error and result.errors[0].stage == "sections"
     small = [i for i in items if i is not None and i is not huge]

@@ -44,7 +44,8 @@ def test_things_that_are_not_tokenizers():
         assert recognize.tokenizer_info(value) is None
 
     class HasVocabOnly:
-        vocab = {"a": 0}
+        def __init__(self):
+            self.vocab = {"a": 0}
 
     assert recognize.tokenizer_info(HasVocabOnly()) is None
 

@@ -70,7 +70,8 @@ def test_a_differing_fast_tokenizer_is_caught_with_the_first_differing_input(leg
 
 def test_unconvertible_tokenizers_say_why():
     class NoWordPiece:
-        vocab = {"a": 0, "b": 1, "[UNK]": 2}
+        def __init__(self):
+            self.vocab = {"a": 0, "b": 1, "[UNK]": 2}
 
         def tokenize(self, text):
             return list(text)
