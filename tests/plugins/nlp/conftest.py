@@ -19,11 +19,15 @@ def _need(module: str, why: str):
 
 @pytest.fixture(scope="session")
 def torch():
-    return _need("torch", "text models")
+    torch = _need("torch", "text models")
+    # One thread: these tests check behaviour, not speed, and on a shared machine OpenMP's
+    # spinning worker threads make tiny models many times slower than one thread.
+    torch.set_num_threads(1)
+    return torch
 
 
 @pytest.fixture(scope="session")
-def transformers():
+def transformers(torch):
     return _need("transformers", "tokenizers and models")
 
 

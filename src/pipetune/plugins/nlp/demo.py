@@ -73,7 +73,7 @@ class DemoSpec:
 
     @classmethod
     def quick(cls) -> DemoSpec:
-        return cls(cases=3, seed=11, train_documents=48, train_seed=103, timing_sample=4)
+        return cls(cases=2, seed=11, train_documents=30, train_seed=103, timing_sample=4)
 
 
 def model_path() -> Path:
