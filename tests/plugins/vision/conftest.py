@@ -15,7 +15,18 @@ def _vision_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Demo data and trained demo models go to a per-session cache, not ~/.cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("PIPETUNE_CACHE", str(tmp_path_factory.mktemp("pipetune-cache")))
+    # The test models are tiny: one intra-op thread avoids oversubscribed, spinning
+    # OpenMP threads on a shared CI machine.
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    threads = torch.get_num_threads() if torch else 0
+    if torch:
+        torch.set_num_threads(1)
     yield
+    if torch:
+        torch.set_num_threads(threads)
     mp.undo()
 
 

@@ -58,7 +58,7 @@ def loop_pipeline() -> Pipeline:
 def test_gate_ignores_noise_and_drift_but_sees_the_object(clips: Any) -> None:
     import cv2
 
-    paths, truths = clips
+    paths, _ = clips
     state = frame_skip.MotionGate(threshold=0.01).start()
     cap = cv2.VideoCapture(paths[1])
     runs = []
@@ -153,7 +153,7 @@ def test_stride_tuning_keeps_events_within_three_frames(clips: Any) -> None:
 
 
 def test_tuning_rejects_when_nothing_meets_the_floor(clips: Any) -> None:
-    paths, truths = clips
+    paths, _ = clips
 
     def noisy(frame: np.ndarray) -> str:  # flickers on static frames: skipping cannot match
         return "object" if frame[0, 0, 0] % 2 else "empty"
