@@ -298,6 +298,13 @@ def _convert(
 
 # -- reading a package back -----------------------------------------------------------------
 
+
+def load_package(folder: str | Path) -> CoreMLPackage:
+    """A converted package from its folder (``model.mlpackage`` and ``export.json``)."""
+    folder = Path(folder)
+    return CoreMLPackage(folder, ExportedModel.load_meta(folder), inspect_package(folder / PACKAGE))
+
+
 _ARRAY_TYPES = {
     65568: "float32",
     65552: "float16",
@@ -370,8 +377,8 @@ def describe_spec(spec: Mapping[str, Any]) -> str:
 def validate(folder: str | Path, repeats: int = 20) -> dict[str, Any]:
     """Predict on the stored example inputs and compare with the stored eager outputs."""
     folder = Path(folder)
-    exported = ExportedModel.load_meta(folder)
-    package = CoreMLPackage(folder, exported, inspect_package(folder / PACKAGE))
+    package = load_package(folder)
+    exported = package.exported
     compiled = CoreMLBackend().load(package)
     inputs, expected = exported.sample()
     feeds = list(inputs)
