@@ -233,6 +233,10 @@ def _convert(
     with quiet():
         import coremltools as ct
 
+    # A model with learned positions cannot take sequences longer than it has positions.
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        max_length = min(max_length, positions)
     adapter = ExportAdapter(model, signature)
     # A batch of one would be specialized (0/1 specialization): export on a batch of two.
     example = tuple(torch.cat([v, v]) if v.dim() and v.shape[0] == 1 else v for v in values)
