@@ -30,8 +30,13 @@ def test_optimize_writes_recipe_and_reports_then_apply_history_compare(invoke, t
         "r.md",
         "--recipe",
         "recipe.json",
+        "--chrome-trace",
+        "t.json",
     )
     assert result.exit_code == 0, result.output
+    trace = json.loads((tmp_path / "t.json").read_text())
+    processes = {e["pid"] for e in trace["traceEvents"] if e.get("ph") == "X"}
+    assert processes == {1, 2}  # the original and the optimized pipeline
     assert "generic.result_cache" in result.output and "accepted" in result.output
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["requirements_met"] and data["trials"][0]["status"] == "accepted"

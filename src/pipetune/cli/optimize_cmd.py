@@ -51,6 +51,13 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Write the report as Markdown.",
         ),
         click.option(
+            "--chrome-trace",
+            "trace_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Write the stage spans of one pass of the original and one of the optimized "
+            "pipeline as a Chrome trace (open in ui.perfetto.dev).",
+        ),
+        click.option(
             "--recipe",
             "recipe_path",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -133,6 +140,7 @@ def run_and_report(
     html_path: Path | None = None,
     markdown_path: Path | None = None,
     recipe_path: Path | None = None,
+    trace_path: Path | None = None,
     max_trials: int | None = None,
     time_budget_s: float | None = None,
     rounds: int | None = None,
@@ -178,6 +186,9 @@ def run_and_report(
         written = write_outputs(
             state, result, data, store, json_path, html_path, markdown_path, recipe_path
         )
+        if trace_path is not None:
+            written.append(("Chrome trace", write_trace(pipeline, result, workload, trace_path)))
+            state.written.append(str(trace_path))
     finally:
         if store is not None:
             store.close()
@@ -230,3 +241,21 @@ def write_outputs(
         written.append(("Markdown report", markdown_path))
     state.written.extend(str(path) for _, path in written)
     return written
+
+
+def write_trace(original: Pipeline, result: Optimized, workload: Workload, path: Path) -> Path:
+    """One pass of the original and one of the optimized pipeline, with stage spans, as a
+    Chrome trace (one process each), on at most 200 inputs of the workload."""
+    from pipetune.core.comparison import RuntimeSpec, run_pass
+    from pipetune.core.state import reset_state
+    from pipetune.core.trace import write_chrome_trace
+
+    items = list(workload.items)[:200]
+    runtime = RuntimeSpec.from_workload(workload)
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        runtime = RuntimeSpec(mode="offline")
+    runs = []
+    for pipeline in (original, result.pipeline):
+        reset_state(pipeline)
+        runs.append(run_pass(pipeline, items, runtime, spans=True))
+    return write_chrome_trace(runs, path, name=f"{original.name}: 1 original, 2 optimized")
