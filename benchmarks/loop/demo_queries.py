@@ -68,9 +68,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "competent (batch 32)": against_competent.to_dict(),
     }
     print()
-    print(
-        f"kept: {', '.join(accepted) or 'nothing'}; fidelity {report.fidelity and report.fidelity.value}"
-    )
+    fidelity = report.fidelity.value if report.fidelity else None
+    print(f"kept: {', '.join(accepted) or 'nothing'}; fidelity {fidelity}")
     print(f"{'optimized against':22s} {'throughput':>22s} {'P99 latency':>22s}")
     for name, data in rows.items():
         s, ci = data["speedup"], data["ci"]
