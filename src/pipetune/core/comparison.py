@@ -91,7 +91,7 @@ class CompareSettings:
     max_rounds: int | None = None  # a second look up to this many rounds when undecided
     round_target_s: float = 0.5
     items_per_round: int | None = None
-    min_items_per_round: int = 2  # slow pipelines (seconds per input) get short rounds
+    min_items_per_round: int = 1  # slow pipelines (seconds per input) get short rounds
     confidence: float = 0.95
     bootstrap: int = 2000
     timeout_factor: float = 10.0
