@@ -273,3 +273,22 @@ def _module(**hooks):
     for name, fn in hooks.items():
         setattr(module, name, hookimpl(fn))
     return module
+
+
+def test_invoke_cli_runs_a_plugin_command():
+    import click
+
+    from pipetune.testing import invoke_cli
+
+    class Commands:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command()
+            @click.argument("who")
+            def greet(who):
+                click.echo(f"hello {who}")
+
+    pm = make_plugin_manager(("commands", Commands()))
+    result = invoke_cli(pm, "greet", "world")
+    assert result.exit_code == 0 and result.output == "hello world\n"
+    assert invoke_cli(pm, "plugins").exit_code == 0
