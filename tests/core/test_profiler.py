@@ -374,3 +374,13 @@ def test_summarize_with_nothing_completed_keeps_shares_summing_to_one() -> None:
     prof = summarize(p, Workload(items=(1, 2)), [result])
     assert [s.share for s in prof.stages] == [0.0, 1.0]
     assert prof.samples == 0 and prof.errors.count == 2
+
+
+def test_same_size_arrays_get_a_softer_warning() -> None:
+    prof = quick(
+        Pipeline("vec", (Stage("norm", lambda v: float(np.linalg.norm(v))),)),
+        Workload(items=tuple(np.ones(64) * i for i in range(40)), concurrency=(1, 2)),
+    )
+    warning = next(w for w in prof.warnings if "same size" in w)
+    assert warning.startswith("every input has the same size (64 elements)")
+    assert "fixed-size features" in warning

@@ -193,3 +193,25 @@ def test_run_dispatches_on_the_workload_mode() -> None:
     assert result.mode == "offline" and result.outputs == [1, 3]
     with pytest.raises(ConfigError, match="rate"):
         run(pipeline(), Workload(items=(0, 1), mode="online"))
+
+
+def test_online_and_stream_are_reachable_from_the_runtime_module() -> None:
+    """The validator calls runtime.run_<mode> with the serving options' names."""
+    from pipetune.core import runtime
+    from pipetune.core.model import Trace
+
+    calls: list[int] = []
+
+    def batch(xs: list[int]) -> list[int]:
+        calls.append(len(xs))
+        return [x * 2 for x in xs]
+
+    p = Pipeline("b", (Stage("b", double, batch_fn=batch),))
+    result = runtime.run_online(
+        p, [1, 2, 3, 4], trace=Trace((0, 0, 0, 0)), batch_size=4, max_delay_ms=1.0
+    )
+    assert result.mode == "online" and result.outputs == [2, 4, 6, 8] and calls == [4]
+    with pytest.raises(ConfigError, match="both batch_size"):
+        runtime.run_online(p, [1], rate=10, batch_size=2, max_batch=3)
+    with pytest.raises(ConfigError, match="serve"):
+        runtime.run_stream(p, [1], rate=10, batch_size=2, max_delay_ms=1.0)

@@ -275,28 +275,55 @@ def layer_times(
 # -- the GIL ------------------------------------------------------------------------------
 
 
+def runqueue() -> tuple[float, float] | None:
+    """``(seconds on a CPU, seconds runnable but waiting for one)`` of the calling thread
+    (Linux ``/proc/thread-self/schedstat``), or ``None`` where unavailable.
+
+    The wait is the host's contention: on a busy machine a CPU-bound stage's wall time grows
+    while its CPU time does not, so CPU/wall understates it unless the wait is subtracted.
+    """
+    try:
+        with open("/proc/thread-self/schedstat") as handle:
+            on_cpu, waiting, _ = handle.read().split()
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
 def scaling_check(stage: Stage, inputs: Sequence[Any], budget_s: float = 0.3) -> dict[str, Any]:
     """Calls per second of ``stage`` with 1 thread, then 2 threads calling it at once.
 
     Returns ``{"scaling": r2 / r1, "thread_cpu_ratio": ...}`` (each thread's CPU time per
     wall second in the 2-thread run: about 0.5 when the two take turns on the GIL), or
     ``{"error": ...}`` when the stage raised (some objects are not thread-safe).
+
+    ``cpu_ratio`` is the 1-thread run's CPU time per second it could run: where the kernel
+    reports run-queue waits (:func:`runqueue`), the time spent runnable but waiting for a
+    CPU (other processes on the host) is left out, so a busy host does not make a CPU-bound
+    stage look like it waits. The scaling is *not* corrected that way: while the thread
+    holding the GIL waits for a CPU the other cannot run either, so subtracting waits would
+    overstate it; both threads get the same fair share of a busy host, so the raw ratio
+    stays meaningful.
     """
     inputs = list(inputs)
     if not inputs:
         return {"error": "no recorded inputs"}
     perf = time.perf_counter
 
-    def loop(out: list[tuple[int, float, float]], offset: int, start: threading.Barrier | None):
+    def loop(out: list[tuple[int, float, float, float]], offset: int, start: Any) -> None:
         if start is not None:
             start.wait()
         calls = 0
+        queue0 = runqueue()
         t0, c0 = perf(), time.thread_time()
         end = t0 + budget_s
         while perf() < end or calls < 2:
             stage(inputs[(offset + calls) % len(inputs)])
             calls += 1
-        out.append((calls, perf() - t0, time.thread_time() - c0))
+        wall, cpu = perf() - t0, time.thread_time() - c0
+        queue1 = runqueue()
+        waited = queue1[1] - queue0[1] if queue0 is not None and queue1 is not None else -1.0
+        out.append((calls, wall, cpu, waited))
 
     errors: list[str] = []
 
@@ -312,12 +339,12 @@ def scaling_check(stage: Stage, inputs: Sequence[Any], budget_s: float = 0.3) ->
         stage(inputs[0])  # warm caches before either measurement
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-    one: list[tuple[int, float, float]] = []
+    one: list[tuple[int, float, float, float]] = []
     guarded(one, 0, None)
     if errors or not one:
         return {"error": errors[0] if errors else "no result"}
     barrier = threading.Barrier(2)
-    two: list[tuple[int, float, float]] = []
+    two: list[tuple[int, float, float, float]] = []
     workers = [
         threading.Thread(target=guarded, args=(two, k * len(inputs) // 2, barrier), daemon=True)
         for k in range(2)
@@ -328,13 +355,22 @@ def scaling_check(stage: Stage, inputs: Sequence[Any], budget_s: float = 0.3) ->
         worker.join()
     if errors or len(two) < 2:
         return {"error": f"raised when called from 2 threads: {errors[0] if errors else '?'}"}
-    rate_one = one[0][0] / one[0][1]
-    rate_two = sum(calls for calls, _, _ in two) / max(wall for _, wall, _ in two)
-    return {
+    calls_one, wall_one, cpu_one, wait_one = one[0]
+    calls_two = sum(row[0] for row in two)
+    rate_one = calls_one / wall_one
+    rate_two = calls_two / max(row[1] for row in two)
+    evidence: dict[str, Any] = {
         "scaling": rate_two / rate_one if rate_one > 0 else None,
-        "thread_cpu_ratio": float(np.mean([cpu / wall for _, wall, cpu in two if wall > 0])),
-        "calls": [one[0][0], sum(calls for calls, _, _ in two)],
+        "thread_cpu_ratio": float(np.mean([row[2] / row[1] for row in two if row[1] > 0])),
+        "calls": [calls_one, calls_two],
+        "cpu_ratio": cpu_one / wall_one if wall_one > 0 else None,
     }
+    if wait_one >= 0 and wall_one > 0:
+        evidence.update(
+            cpu_ratio=cpu_one / max(wall_one - wait_one, 1e-9),
+            runqueue_wait_share=wait_one / wall_one,
+        )
+    return evidence
 
 
 def classify_gil(cpu_ratio: float | None, scaling: float | None, cores: int) -> bool | None:

@@ -44,6 +44,7 @@ from pipetune.core.results import (
     StageStats,
 )
 from pipetune.core.runtime import OnError, RunResult, run_offline
+from pipetune.core.serving import ServingOptions
 from pipetune.core.state import reset_state
 from pipetune.core.stats import min_samples_for_percentile, percentiles_ms
 
@@ -62,6 +63,8 @@ GIL_CHECK_MAX_CALL_S = 0.5
 TINY_WORKLOAD = 30
 #: A timing pass shorter than this is dominated by timer noise, caches and GC.
 SHORT_TIMING_S = 1.0
+#: Run-queue wait above this share of the timing pass means the host was busy.
+BUSY_HOST_WAIT_SHARE = 0.10
 #: The most inputs one level of the concurrency sweep may queue (its time box ends it).
 MAX_SWEEP_INPUTS = 200_000
 #: Without a rate or trace, online/stream profiles offer this fraction of measured capacity.
@@ -129,6 +132,13 @@ def profile(
     from pipetune.core.manager import get_plugin_manager
 
     workload.require_items()
+    # A pipeline that asks to be served in batches (meta["serving"], set by a dynamic
+    # batching change) is profiled the way it will be served.
+    serving = ServingOptions.of(pipeline)
+    if max_batch == 1 and serving.batch_size > 1:
+        max_batch = serving.batch_size
+    if max_wait_ms == 0.0 and serving.max_delay_ms > 0:
+        max_wait_ms = serving.max_delay_ms
     mode = mode or workload.mode
     if mode not in ("offline", "online", "stream"):
         raise ConfigError(f"mode must be offline, online or stream, not {mode!r}")
@@ -371,6 +381,10 @@ class _Session:
         rss = probes.PeakRSS() if self.o["memory"] else None
         cuda_peak = _gpu.cuda_peak_memory() if (self.cuda and self.o["memory"]) else None
         sampler = _gpu.NvmlSampler() if self.cuda else None
+        # With one offline worker the calling thread does the work: its run-queue wait over
+        # the pass says how busy the host was.
+        inline = self.mode == "offline" and self.o["workers"] == 1 and not self.o["timeout_s"]
+        queue0 = probes.runqueue() if inline else None
         with contextlib.ExitStack() as stack:
             if rss is not None:
                 stack.enter_context(rss)
@@ -399,6 +413,8 @@ class _Session:
                         options.update(
                             max_batch=self.o["max_batch"], max_wait_ms=self.o["max_wait_ms"]
                         )
+                    elif self.mode == "offline" and self.o["max_batch"] > 1:
+                        options["batch_size"] = self.o["max_batch"]  # served in batches
                     result = run(self.pipeline, workload, mode=self.mode, **options)
                     runs.append(result)
                     self.units.end(n)
@@ -407,6 +423,18 @@ class _Session:
                         break
             except KeyboardInterrupt:
                 self.stopped = True
+        queue1 = probes.runqueue() if queue0 is not None else None
+        wall = time.perf_counter() - started
+        wait_share = None
+        if queue0 is not None and queue1 is not None and wall > 0:
+            wait_share = min(1.0, (queue1[1] - queue0[1]) / wall)
+            if wait_share > BUSY_HOST_WAIT_SHARE:
+                self.warnings.append(
+                    f"the host was busy: this process waited for a CPU {wait_share:.0%} of the "
+                    "timing pass (run-queue wait); wall times are inflated and CPU/wall "
+                    "understates CPU-bound stages (the GIL check corrects for it). Re-measure "
+                    "on a quiet machine before trusting absolute figures"
+                )
         memory: dict[str, Any] = rss.summary() if rss is not None else {}
         if cuda_peak is not None:
             memory["cuda_peak_mb"] = cuda_peak[1]()
@@ -421,7 +449,8 @@ class _Session:
             "inputs": n,
             "mode": self.mode,
             "workers": self.o["workers"],
-            "seconds": time.perf_counter() - started,
+            "seconds": wall,
+            "runqueue_wait_share": wait_share,
         }
         return runs
 
@@ -487,7 +516,10 @@ class _Session:
             else:
                 evidence = probes.scaling_check(stage, inputs, self.o["gil_budget_s"])
             scaling = evidence.get("scaling")
-            verdict = probes.classify_gil(stats.cpu_ratio, scaling, self.cores)
+            # The check's own CPU ratio is corrected for the host's run-queue wait; the
+            # timing pass's is corrected (to first order) by the pass's overall wait.
+            ratio = evidence.get("cpu_ratio") or self._corrected(stats.cpu_ratio)
+            verdict = probes.classify_gil(ratio, scaling, self.cores)
             stage_stats[column] = stats.evolve(holds_gil=verdict, gil_scaling=scaling)
             checked[stage.name] = evidence
             if "error" in evidence:
@@ -499,7 +531,7 @@ class _Session:
             if verdict:
                 self.notes.append(
                     f"stage {stage.name!r} holds the GIL: it keeps one core busy "
-                    f"(CPU/wall {stats.cpu_ratio:.2f}) and two threads run it only "
+                    f"(CPU/wall {ratio:.2f}) and two threads run it only "
                     f"{scaling:.2f}x as fast as one. Threads will not speed it up: use "
                     "processes (executor='process' with a factory) or move the work to "
                     "native code that releases the GIL"
@@ -508,7 +540,7 @@ class _Session:
         # Stages not checked keep what CPU time alone can say.
         for column, stats in enumerate(stage_stats[: len(self.pipeline)]):
             if stats.holds_gil is None and stats.name not in checked:
-                verdict = probes.classify_gil(stats.cpu_ratio, None, self.cores)
+                verdict = probes.classify_gil(self._corrected(stats.cpu_ratio), None, self.cores)
                 stage_stats[column] = stats.evolve(holds_gil=verdict)
         self.units.end(size)
         self.passes["gil"] = {
@@ -520,6 +552,14 @@ class _Session:
             "cores": self.cores,
         }
 
+    def _corrected(self, ratio: float | None) -> float | None:
+        """A timing-pass CPU/wall ratio over the time the process could run (wall minus
+        the pass's run-queue wait share), so a busy host does not read as waiting."""
+        wait = self.passes.get("timing", {}).get("runqueue_wait_share")
+        if ratio is None or not wait or wait >= 0.95:
+            return ratio
+        return ratio / (1.0 - wait)
+
     def _sweep(self, prof: Profile, extras: dict[str, Any]) -> None:
         points: list[ConcurrencyPoint] = []
         budget = self.o["sweep_budget_s"]
@@ -527,6 +567,21 @@ class _Session:
         errors: dict[int, int] = {}
         for level in self.levels:
             advance = self.units.begin(100)
+            if self.mode == "offline" and level == self.o["workers"] and prof.samples:
+                # The timing pass already measured this level, on more inputs: reuse it.
+                points.append(
+                    ConcurrencyPoint(
+                        concurrency=level,
+                        throughput_rps=prof.throughput_rps,
+                        p50_ms=prof.latency_ms.p50,
+                        p95_ms=prof.latency_ms.p95,
+                        p99_ms=prof.latency_ms.p99,
+                        samples=prof.samples,
+                        errors=prof.errors.count,
+                    )
+                )
+                self.units.end(100)
+                continue
             started = time.perf_counter()
             # Inputs (cycled) for every worker to stay busy past the time box, which ends
             # the level; at least a few per worker even when one input outlasts the box.
@@ -579,6 +634,7 @@ class _Session:
             "budget_s_per_level": budget,
             "errors": errors,
             "kind": "closed loop, worker threads",
+            "reused_timing_pass_for": self.o["workers"] if self.mode == "offline" else None,
         }
 
     def _hot(self, extras: dict[str, Any]) -> None:
@@ -671,11 +727,19 @@ def workload_warnings(
     """Why the profile may not describe production, in sentences."""
     found: list[str] = []
     if sizes is not None and sizes["inputs"] >= 2 and sizes["distinct"] == 1:
-        found.append(
-            f"every input has the same size ({sizes['measure']} {sizes['min']:g}): real traffic "
-            "varies, and padding, truncation, batching and caching gains depend on the spread; "
-            "profile with a sample of real inputs"
-        )
+        if sizes["measure"] == "elements":  # arrays: fixed-size features are often real
+            found.append(
+                f"every input has the same size ({sizes['min']:g} elements): right for "
+                "fixed-size features (embeddings), but if real inputs vary (texts, images, "
+                "audio), profile with a sample of them: padding, truncation and batching "
+                "gains depend on the spread"
+            )
+        else:
+            found.append(
+                f"every input has the same size ({sizes['measure']} {sizes['min']:g}): real "
+                "traffic varies, and padding, truncation, batching and caching gains depend on "
+                "the spread; profile with a sample of real inputs"
+            )
     if levels < 2 and prof.mode != "stream":
         found.append(
             f"only one concurrency level measured: set workload.concurrency (e.g. (1, 2, 4, "

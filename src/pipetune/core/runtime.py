@@ -188,8 +188,9 @@ class _Progress:
 class _Recorder:
     """Runs inputs through the stages and records what happened, from any worker thread.
 
-    Rows are written by one worker each, so no lock is needed for the arrays; shared lists
-    take a lock.
+    Per-input figures go into plain Python lists (a list store costs a fraction of a numpy
+    scalar store, and this is the hot path of every timing pass); each row is written by
+    one worker only, so rows need no lock. They become arrays in :meth:`result`.
     """
 
     def __init__(
@@ -207,13 +208,13 @@ class _Recorder:
     ):
         self.pipeline = pipeline
         self.stages = pipeline.stages
-        k = len(self.stages)
+        self.k = len(self.stages)
         self.n = n
         self.on_error = on_error
-        self.stage_s = np.zeros((n, k + 1))
-        self.start_s = np.zeros(n)
-        self.done_s = np.zeros(n)
-        self.cpu = np.zeros((n, k)) if measure_cpu else None
+        self.rows: list[list[float] | None] = [None] * n  # stage times, then other
+        self.cpu_rows: list[list[float] | None] | None = [None] * n if measure_cpu else None
+        self.start = [0.0] * n
+        self.done = [0.0] * n
         self.cpu_fn = time.thread_time if cpu_clock == "thread" else time.process_time
         self.cpu_clock = cpu_clock
         self.outputs: list[Any] = [None] * n
@@ -243,24 +244,27 @@ class _Recorder:
         a stage propagates (the caller keeps what was recorded).
         """
         perf = time.perf_counter
-        cpu_fn = self.cpu_fn
-        cpu = self.cpu
+        cpu_fn = self.cpu_fn if self.cpu_rows is not None else None
         instrument = self.instrument
         spans = self.spans
+        origin = self.origin
         first = rows[0]
-        index: Any = first if len(rows) == 1 else np.asarray(rows)
-        self.attempted[index] = True
+        count = len(rows)
+        times = [0.0] * (self.k + 1)
+        cpus = [0.0] * self.k if cpu_fn is not None else None
         watching = self.observed is not None and first < self.observe
-        seen_in: dict[str, list[Any]] = {}
-        seen_out: dict[str, list[Any]] = {}
+        seen: list[tuple[str, list[Any], list[Any]]] = []
         values: list[Any] = list(chunk)
         failed = False
         state.index = first
         state.item = chunk[0]
+        for row in rows:
+            self.attempted[row] = True
+        # CPU clocks are syscalls (~1-3 us): read one per stage boundary, not two per stage.
+        c0 = cpu_fn() if cpu_fn is not None else 0.0
         t_item = perf()
         for column, stage in enumerate(self.stages):
             state.stage = stage.name
-            c0 = cpu_fn() if cpu is not None else 0.0
             if instrument is not None:
                 instrument.before(column)
             t0 = perf()
@@ -270,34 +274,40 @@ class _Recorder:
             except Exception as exc:
                 if self.on_error == "stop":
                     raise StageError(stage.name, first, chunk[0], exc) from exc
+                times[column] = perf() - t0
                 message = f"{type(exc).__name__}: {exc}"
                 with self.lock:
                     self.errors.extend(ItemError(row, stage.name, message) for row in rows)
                 failed = True
-                self.stage_s[index, column] = perf() - t0
                 break
             if instrument is not None:
                 instrument.after(column)
             t1 = perf()
-            if cpu is not None:
-                cpu[index, column] = (cpu_fn() - c0) / len(rows)
-            self.stage_s[index, column] = t1 - t0
+            times[column] = t1 - t0
+            if cpus is not None and cpu_fn is not None:
+                c1 = cpu_fn()
+                cpus[column] = (c1 - c0) / count
+                c0 = c1
             if spans is not None:
-                spans.append((first, len(rows), column, worker, t0 - self.origin, t1 - self.origin))
+                spans.append((first, count, column, worker, t0 - origin, t1 - origin))
             if watching:
-                seen_in[stage.name] = values
-                seen_out[stage.name] = new_values
+                seen.append((stage.name, values, new_values))
             values = new_values
         if instrument is not None and not failed:
-            instrument.finish(index)
+            instrument.finish(first if count == 1 else np.asarray(rows))
         end = perf()
-        self.start_s[index] = t_item - self.origin
-        self.done_s[index] = end - self.origin
-        self.stage_s[index, -1] = max(0.0, (end - t_item) - float(self.stage_s[first, :-1].sum()))
+        glue = (end - t_item) - sum(times)
+        times[-1] = glue if glue > 0 else 0.0
+        for row in rows:
+            self.rows[row] = times
+            self.start[row] = t_item - origin
+            self.done[row] = end - origin
+            if cpus is not None and self.cpu_rows is not None:
+                self.cpu_rows[row] = cpus
         with self.lock:
             self.busy_s += end - t_item
             if batched:
-                self.batch_sizes.append(len(rows))
+                self.batch_sizes.append(count)
         if failed:
             return
         for row, value in zip(rows, values, strict=True):
@@ -306,9 +316,9 @@ class _Recorder:
         if watching and self.observed is not None:  # only inputs that finished every stage
             with self.lock:
                 self.observed.indices.extend(rows)
-                for name in seen_in:
-                    self.observed.inputs.setdefault(name, []).extend(seen_in[name])
-                    self.observed.outputs.setdefault(name, []).extend(seen_out[name])
+                for name, inputs, outputs in seen:
+                    self.observed.inputs.setdefault(name, []).extend(inputs)
+                    self.observed.outputs.setdefault(name, []).extend(outputs)
 
     def result(
         self,
@@ -322,12 +332,18 @@ class _Recorder:
         arrival_s: np.ndarray | None = None,
         item_index: np.ndarray | None = None,
     ) -> RunResult:
-        # Copies: a worker abandoned after a deadline or Ctrl-C may still write its row.
-        stage_s = self.stage_s.copy()
-        start_s = self.start_s.copy()
-        done_s = self.done_s.copy()
+        # Snapshots: a worker abandoned after a deadline or Ctrl-C may still write its row.
+        empty = [0.0] * (self.k + 1)
+        stage_s = np.array([row or empty for row in list(self.rows)], dtype=float)
+        stage_s = stage_s.reshape(self.n, self.k + 1)
+        start_s = np.array(self.start, dtype=float)
+        done_s = np.array(self.done, dtype=float)
         latency = done_s - (start_s if arrival_s is None else arrival_s)
-        cpu = self.cpu.sum(axis=0) if self.cpu is not None else None
+        cpu = None
+        if self.cpu_rows is not None:
+            no_cpu = [0.0] * self.k
+            per_row = np.array([row or no_cpu for row in list(self.cpu_rows)], dtype=float)
+            cpu = per_row.reshape(self.n, self.k).sum(axis=0)
         spans = None
         if self.spans is not None:
             names = self.pipeline.stage_names
@@ -950,6 +966,41 @@ def _run_processes(
     )
 
 
+# -- the other modes, reachable from here -------------------------------------------
+
+#: Names the serving options go by elsewhere (``Pipeline.meta["serving"]``): accepted as
+#: aliases so callers can pass one set of options to every mode.
+_ALIASES = {"batch_size": "max_batch", "max_delay_ms": "max_wait_ms"}
+
+
+def _aliased(options: dict[str, Any], accepts_batching: bool) -> dict[str, Any]:
+    options = dict(options)
+    for alias, name in _ALIASES.items():
+        if alias in options:
+            value = options.pop(alias)
+            if name in options and options[name] != value:
+                raise ConfigError(f"both {alias}={value!r} and {name}={options[name]!r} given")
+            if accepts_batching and value is not None:
+                options[name] = value
+    return options
+
+
+def run_online(pipeline: Pipeline, items: Sequence[Any], **options: Any) -> RunResult:
+    """Online mode: see :func:`pipetune.core.online.run_online`. Also accepts
+    ``batch_size`` / ``max_delay_ms`` as names for ``max_batch`` / ``max_wait_ms``."""
+    from pipetune.core.online import run_online as _run_online
+
+    return _run_online(pipeline, items, **_aliased(options, accepts_batching=True))
+
+
+def run_stream(pipeline: Pipeline, items: Sequence[Any], **options: Any) -> RunResult:
+    """Stream mode: see :func:`pipetune.core.stream.run_stream`. ``batch_size`` and
+    ``max_delay_ms`` are accepted and ignored (the stream server batches by itself)."""
+    from pipetune.core.stream import run_stream as _run_stream
+
+    return _run_stream(pipeline, items, **_aliased(options, accepts_batching=False))
+
+
 # -- choosing a mode -------------------------------------------------------------------
 
 
@@ -974,12 +1025,8 @@ def run(
     options.setdefault("trace", workload.trace)
     options.setdefault("seed", workload.seed)
     if mode == "online":
-        from pipetune.core.online import run_online
-
         return run_online(pipeline, workload.items, **options)
     if mode == "stream":
-        from pipetune.core.stream import run_stream
-
         return run_stream(pipeline, workload.items, **options)
     raise ConfigError(f"mode must be offline, online or stream, not {mode!r}")
 
@@ -1000,4 +1047,6 @@ __all__ = [
     "resolve_factory",
     "run",
     "run_offline",
+    "run_online",
+    "run_stream",
 ]
