@@ -298,7 +298,13 @@ class _Session:
             stopped=self.stopped,
             workload={**prof.workload, **self._sizes()},
         )
-        prof = prof.evolve(warnings=tuple(self.warnings + self._realism(prof, runs)))
+        interrupted = (
+            ["interrupted: the figures cover only what was measured before Ctrl-C"]
+            if self.stopped
+            else []
+        )
+        warnings = interrupted + self.warnings + self._realism(prof, runs)
+        prof = prof.evolve(warnings=tuple(warnings))
         if self.o["chrome_trace"] is not None and runs and runs[0].spans is not None:
             from pipetune.core.trace import write_chrome_trace
 
@@ -694,16 +700,13 @@ class _Session:
         return {"sizes": summary} if summary else {}
 
     def _realism(self, prof: Profile, runs: list[RunResult]) -> list[str]:
-        found = workload_warnings(
+        return workload_warnings(
             prof,
             n_items=len(self.items),
             sizes=probes.size_summary(self.items),
             levels=len(self.levels) if self.levels else 1,
             timing_s=sum(r.wall_s for r in runs),
         )
-        if self.stopped:
-            found.insert(0, "interrupted: the figures cover only what was measured before Ctrl-C")
-        return found
 
 
 def workload_warnings(
