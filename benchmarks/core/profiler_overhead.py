@@ -23,8 +23,9 @@ Part 2 - online mode. Poisson arrivals at several offered rates into one worker 
 1 ms stage (a sleep, which releases the GIL, and a busy-wait, which holds it and so competes
 with the load generator). Reported: offered, scheduled (the Poisson draw's own rate),
 submitted (what the generator achieved), completed rate; generator lag; the measured mean
-queue wait against the M/D/1 prediction Wq = rho*S / (2(1 - rho)) with S the measured
-mean service time; and the overload verdict (one rate is set above capacity on purpose).
+queue wait against the M/G/1 (Pollaczek-Khinchine) prediction Wq = lambda E[S^2] / (2(1 - rho))
+computed from the service times the same run measured; and the overload verdict (one rate is
+set above capacity on purpose).
 
 Results: a table on stdout and ``benchmarks/results/core.json``.
 """
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -44,6 +46,7 @@ import numpy as np
 from pipetune.core.machine import detect_machine
 from pipetune.core.model import Pipeline, Stage
 from pipetune.core.online import run_online
+from pipetune.core.probes import runqueue
 from pipetune.core.runtime import run_offline
 from pipetune.core.threads import thread_settings
 
@@ -143,8 +146,12 @@ def online_accuracy(stage_name: str, stage: Callable[[Any], Any], rates: list[fl
         stats = result.online
         service = (result.done_s - result.start_s)[result.ok_mask]
         mean_service = float(service.mean())
-        rho = stats.scheduled_rps * mean_service
-        predicted = rho * mean_service / (2 * (1 - rho)) * 1000 if rho < 1 else None
+        rate_s = stats.scheduled_rps
+        rho = rate_s * mean_service
+        # Pollaczek-Khinchine (M/G/1, FIFO): Wq = lambda E[S^2] / (2 (1 - rho)), with the
+        # service times this run measured: exact for Poisson arrivals and one server.
+        second_moment = float(np.mean(service**2))
+        predicted = rate_s * second_moment / (2 * (1 - rho)) * 1000 if rho < 1 else None
         rows.append(
             {
                 "stage": stage_name,
@@ -158,7 +165,7 @@ def online_accuracy(stage_name: str, stage: Callable[[Any], Any], rates: list[fl
                 "service_ms_mean": mean_service * 1000,
                 "utilization_rho": rho,
                 "queue_ms_mean": stats.queue_ms["mean"],
-                "queue_ms_mdl_prediction": predicted,
+                "queue_ms_mg1_prediction": predicted,
                 "overloaded": stats.overloaded,
                 "verdict": stats.verdict,
                 "requests": n,
@@ -176,6 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     online_n = 150 if args.quick else 1500
     machine = detect_machine(thread_settings())
     print(f"machine: {machine.cpu}, {machine.cores} cores ({machine.logical_cores} logical)")
+    load_before = _loadavg()
+    queue_before, clock_before = runqueue(), time.perf_counter()
 
     def noop(item: Any) -> Any:
         return item
@@ -238,11 +247,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\nOnline mode: Poisson arrivals, 1 worker, {online_n} requests per rate")
     header = (
         f"{'stage':11} {'offered':>8} {'sched.':>8} {'submit.':>8} {'done':>8} "
-        f"{'lag p99':>8} {'rho':>5} {'Wq ms':>7} {'M/D/1':>7}  verdict"
+        f"{'lag p99':>8} {'rho':>5} {'Wq ms':>7} {'M/G/1':>7}  verdict"
     )
     print(header)
     for row in online:
-        prediction = row["queue_ms_mdl_prediction"]
+        prediction = row["queue_ms_mg1_prediction"]
         print(
             f"{row['stage']:11} {row['offered_rps']:8.1f} {row['scheduled_rps']:8.1f} "
             f"{row['submitted_rps']:8.1f} {row['completed_rps']:8.1f} "
@@ -251,8 +260,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{(f'{prediction:7.2f}' if prediction is not None else '      -')}  "
             f"{row['verdict'].split(':')[0]}"
         )
+    queue_after, elapsed = runqueue(), time.perf_counter() - clock_before
+    contention = None
+    if queue_before is not None and queue_after is not None:
+        contention = (queue_after[1] - queue_before[1]) / elapsed
+    conditions = {
+        "load_average_before": load_before,
+        "load_average_after": _loadavg(),
+        # Share of the benchmark the main thread spent runnable but waiting for a CPU:
+        # 0 on a quiet machine; anything above ~0.05 means other work shared the cores.
+        "runqueue_wait_share": contention,
+    }
+    print(f"conditions: {conditions}")
     report = {
         "benchmark": "core.profiler_overhead",
+        "conditions": conditions,
         "command": "python -m benchmarks.core.profiler_overhead"
         + (" --quick" if args.quick else ""),
         "machine": machine.to_dict(),
@@ -269,6 +291,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.output}")
     return report
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 if __name__ == "__main__":
