@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -173,6 +174,7 @@ class _Units:
         self.total = max(1, total)
         self.done = 0
         self.base = 0
+        self.lock = threading.Lock()  # worker threads report too: keep ``done`` monotone
 
     def begin(self, size: int) -> Callable[[int], None]:
         """Start a pass worth ``size`` units; returns its ``progress(count)`` callback."""
@@ -186,10 +188,12 @@ class _Units:
 
     def report(self, value: int) -> None:
         value = min(self.total, value)
-        if value > self.done:
+        with self.lock:
+            if value <= self.done:
+                return
             self.done = value
             if self.callback is not None:
-                self.callback(self.done, self.total)
+                self.callback(value, self.total)
 
     def end(self, size: int) -> None:
         self.report(self.base + size)
