@@ -90,28 +90,65 @@ def numpy_stage(target_s: float = 0.001) -> Callable[[Any], Any]:
     return stage
 
 
+def python_stage(target_s: float = 0.001) -> Callable[[Any], Any]:
+    """A fixed amount of pure-Python work taking about ``target_s`` here (its CPU time is
+    the same on every call, unlike a busy-wait, so CPU-time comparisons are exact)."""
+
+    def work(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += i * i
+        return total
+
+    n = 1000
+    for _ in range(10):
+        start = time.process_time()
+        for _ in range(5):
+            work(n)
+        per_call = (time.process_time() - start) / 5
+        if per_call > 0 and 0.9 * target_s <= per_call <= 1.1 * target_s:
+            break
+        n = max(100, round(n * target_s / max(per_call, 1e-7)))
+
+    def stage(item: Any, *, iterations: int = n) -> Any:
+        work(iterations)
+        return item
+
+    return stage
+
+
 def overhead(pipeline: Pipeline, items: list[int], rounds: int) -> dict[str, Any]:
-    def bare() -> float:
-        start = time.perf_counter()
+    """Each variant returns (wall seconds, process CPU seconds) for one pass."""
+    clock = time.process_time
+
+    def bare() -> tuple[float, float]:
+        c0, start = clock(), time.perf_counter()
         for item in items:
             pipeline.run(item)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, clock() - c0
 
-    def profiled() -> float:
-        return run_offline(pipeline, items, measure_cpu=True, observe=256).wall_s
+    def profiled() -> tuple[float, float]:
+        c0 = clock()
+        wall = run_offline(pipeline, items, measure_cpu=True, observe=256).wall_s
+        return wall, clock() - c0
 
-    def traced() -> float:
-        return run_offline(pipeline, items, measure_cpu=True, observe=256, spans=True).wall_s
+    def traced() -> tuple[float, float]:
+        c0 = clock()
+        wall = run_offline(pipeline, items, measure_cpu=True, observe=256, spans=True).wall_s
+        return wall, clock() - c0
 
     variants = {"bare": bare, "profiled": profiled, "traced": traced}
     for fn in variants.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for round_ in range(rounds):
         order = names if round_ % 2 == 0 else names[::-1]
         for name in order:
-            times[name].append(variants[name]())
+            wall, spent = variants[name]()
+            times[name].append(wall)
+            cpu[name].append(spent)
     result: dict[str, Any] = {
         "stages": list(pipeline.stage_names),
         "inputs_per_pass": len(items),
@@ -135,6 +172,17 @@ def overhead(pipeline: Pipeline, items: list[int], rounds: int) -> dict[str, Any
             * 1e6
             / len(items),
         }
+        # CPU time of the process per pass: what the instrumentation itself costs, which
+        # other processes on a busy host do not inflate (wall time waiting for a CPU is
+        # not CPU time). Meaningful for stages doing fixed work, not for a busy-wait.
+        cpu_ratios = [v / b for v, b in zip(cpu[name], cpu["bare"], strict=True) if b > 0]
+        if cpu_ratios:
+            result[name]["cpu_overhead_pct_median"] = (statistics.median(cpu_ratios) - 1) * 100
+            result[name]["added_cpu_us_per_input_median"] = (
+                statistics.median([v - b for v, b in zip(cpu[name], cpu["bare"], strict=True)])
+                * 1e6
+                / len(items)
+            )
     return result
 
 
@@ -196,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     pipelines = {
         "busy 1 ms": Pipeline("busy", (Stage("busy", busy(0.001)),)),
+        "python ~1 ms": Pipeline("python", (Stage("python", python_stage()),)),
         "numpy ~1 ms": Pipeline("numpy", (Stage("numpy", numpy_stage()),)),
         "3 stages 0.5+0.3+0.2 ms": Pipeline(
             "three",
@@ -210,20 +259,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cost_items = list(range(n_items * 10))
     instrumentation = {}
     print(f"\nInstrumentation cost ({rounds} interleaved rounds of {len(cost_items)} inputs)")
-    print(f"{'pipeline':26} {'bare us/in':>10} {'+profiled us':>13} {'+traced us':>11}")
+    print(
+        f"{'pipeline':26} {'bare us/in':>10} {'+profiled us':>13} {'+traced us':>11} "
+        f"{'+profiled CPU us':>17}"
+    )
     for label, pipeline in costs.items():
         found = overhead(pipeline, cost_items, rounds)
         instrumentation[label] = found
         print(
             f"{label:26} {found['bare_ms_per_input_min'] * 1000:10.2f} "
             f"{found['profiled']['added_us_per_input_of_minimums']:13.2f} "
-            f"{found['traced']['added_us_per_input_of_minimums']:11.2f}"
+            f"{found['traced']['added_us_per_input_of_minimums']:11.2f} "
+            f"{found['profiled'].get('added_cpu_us_per_input_median', float('nan')):17.2f}"
         )
     overheads = {}
     print(f"\nProfiler overhead ({rounds} interleaved rounds of {n_items} inputs)")
     print(
         f"{'pipeline':26} {'bare ms/in':>10} {'profiled':>9} {'(IQR)':>17} "
-        f"{'min/min':>8} {'traced':>8}"
+        f"{'min/min':>8} {'traced':>8} {'CPU time':>9}"
     )
     for label, pipeline in pipelines.items():
         found = overhead(pipeline, items, rounds)
@@ -234,7 +287,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{prof['overhead_pct_median']:+8.2f}% "
             f"[{prof['overhead_pct_q1']:+6.2f}, {prof['overhead_pct_q3']:+6.2f}]% "
             f"{prof['overhead_pct_of_minimums']:+7.2f}% "
-            f"{found['traced']['overhead_pct_median']:+7.2f}%"
+            f"{found['traced']['overhead_pct_median']:+7.2f}% "
+            f"{prof.get('cpu_overhead_pct_median', float('nan')):+8.2f}%"
         )
 
     def sleep_1ms(item: Any) -> Any:
@@ -272,6 +326,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runqueue_wait_share": contention,
     }
     print(f"conditions: {conditions}")
+    estimate = instrumentation["no-op, 1 stage"]["profiled"].get("added_cpu_us_per_input_median")
+    if estimate is not None:
+        print(
+            f"instrumentation: {estimate:.2f} us CPU per input and stage, "
+            f"{estimate / 10:.2f} % of a 1 ms stage (target <= 3 %)"
+        )
     report = {
         "benchmark": "core.profiler_overhead",
         "conditions": conditions,
@@ -282,10 +342,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "overhead": overheads,
         "online": online,
         "target": "profiled overhead <= 3 % on a 1 ms stage",
-        "target_met": overheads["busy 1 ms"]["profiled"]["overhead_pct_median"] <= 3.0,
-        "added_us_per_stage_call": instrumentation["no-op, 1 stage"]["profiled"][
-            "added_us_per_input_of_minimums"
-        ],
+        # The instrumentation's own CPU cost per input (no-op stage, median over rounds),
+        # as a share of a 1 ms stage: robust to a busy host, unlike the direct wall-time
+        # comparisons on 1 ms stages, whose spread there can exceed the 3 % being tested.
+        "instrumentation_cpu_us_per_input": {
+            label: found["profiled"].get("added_cpu_us_per_input_median")
+            for label, found in instrumentation.items()
+        },
+        "estimated_overhead_pct_at_1ms": instrumentation["no-op, 1 stage"]["profiled"].get(
+            "added_cpu_us_per_input_median", float("nan")
+        )
+        / 10.0,
+        "direct_overhead_pct_median": {
+            label: found["profiled"]["overhead_pct_median"] for label, found in overheads.items()
+        },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
