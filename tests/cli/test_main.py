@@ -137,3 +137,32 @@ def test_p_with_a_missing_module_is_reported(capsys, monkeypatch):
     plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
     assert plugins["no_such_module_for_p"]["status"] == "failed"
     assert "No module named" in plugins["no_such_module_for_p"]["reason"]
+
+
+def test_help_imports_no_heavy_library():
+    """`pipetune --help` must be instant: building the CLI imports no optional library."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from pipetune.cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ['torch', 'faiss', 'cv2', 'transformers', 'tokenizers', 'openvino', "
+        "'onnxruntime', 'tensorrt', 'coremltools', 'nvidia.dali', 'PIL', 'rich']\n"
+        "print('HEAVY=' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY="

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import pipetune
@@ -21,7 +23,12 @@ from .loop_toys import (
     toy_workload,
 )
 
-SETTINGS = LoopSettings(validator=FAST_VALIDATOR, tune_fraction=0.4)
+SETTINGS = LoopSettings(
+    validator=FAST_VALIDATOR,
+    tune_fraction=0.4,
+    detailed_profiles=False,
+    profile_options={"gil_check": False},
+)
 #: Optimizing P50 keeps the generic plugin's throughput-only proposals out of these tests.
 P50 = Requirements(optimize_for="p50", min_gain=0.05)
 

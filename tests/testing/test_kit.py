@@ -264,7 +264,9 @@ def test_hook_recorder_counts_stage_hints_per_stage(make_pm):
 
         profile = quick_profile(pm, pipeline, make_workload(n=3))
     assert [c.kwargs["stage"].name for c in recorder.calls_to("stage_hints")] == ["a", "b", "c"]
-    assert profile.hints == ("hint for a", "hint for b", "hint for c")
+    # the profiler adds its own hints (a stage holding the GIL); the plugin's come in order
+    ours = [hint for hint in profile.hints if hint.startswith("hint for")]
+    assert ours == ["hint for a", "hint for b", "hint for c"]
 
 
 def _module(**hooks):

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 COMMAND_MODULES: tuple[str, ...] = (
     "pipetune.cli.plugins_cmd",
     "pipetune.cli.profile_cmd",
+    "pipetune.cli.propose_cmd",
+    "pipetune.cli.optimize_cmd",
+    "pipetune.cli.apply_cmd",
+    "pipetune.cli.history_cmd",
+    "pipetune.cli.compare_cmd",
+    "pipetune.cli.check_cmd",
+    "pipetune.cli.demo_cmd",
 )
 
 EXIT_OK = 0

@@ -217,6 +217,12 @@ def requirements_options(fn: F) -> F:
         _collect(kwargs, requirements=RequirementsOptions(given))
         return fn(*args, **kwargs)
 
+    wrapper = click.option(
+        "--optimize-for",
+        "req_optimize_for",
+        type=click.Choice(["p50", "p95", "p99", "max", "throughput"]),
+        help="The metric to optimize (default: the first latency bound given, else throughput).",
+    )(wrapper)
     for flag, key, help_text in reversed(REQUIREMENT_OPTIONS):
         number = _positive
         if key in ("max_accuracy_drop", "min_gain"):
@@ -224,12 +230,6 @@ def requirements_options(fn: F) -> F:
         wrapper = click.option(flag, f"req_{key}", type=number, metavar="X", help=help_text)(
             wrapper
         )
-    wrapper = click.option(
-        "--optimize-for",
-        "req_optimize_for",
-        type=click.Choice(["p50", "p95", "p99", "max", "throughput"]),
-        help="The metric to optimize (default: the first latency bound given, else throughput).",
-    )(wrapper)
     return wrapper  # type: ignore[return-value]
 
 
@@ -264,4 +264,4 @@ def target_options(fn: F) -> F:
 
 
 #: The TARGET argument. Optional: ``[tool.pipetune] target`` is used when it is missing.
-target_argument = click.argument("target", required=False, metavar="TARGET")
+target_argument = click.argument("target", required=False, metavar="[TARGET]")

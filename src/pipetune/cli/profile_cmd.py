@@ -103,8 +103,9 @@ def profile(
             measured,
             {"target": resolved.source, "origins": dict(resolved.origins)},
         )
-        write_json_atomic(json_path, data)
+        write_json_atomic(json_path, data)  # first: a schema problem must not lose it
         state.written.append(str(json_path))
+        _warn_if_invalid(json_path, data)
     if not quiet:
         render_profile(measured, console, requirements=resolved.requirements)
         if json_path is not None:
@@ -114,6 +115,23 @@ def profile(
         click.echo(f"Interrupted: profiled {measured.samples} samples.{kept}", err=True)
         return 130
     return 0
+
+
+def _warn_if_invalid(path: Path, data: dict[str, Any]) -> None:
+    """The JSON Schema is the contract (DESIGN §6): say so if a profile breaks it."""
+    try:
+        from pipetune.core.schema import problems
+    except ImportError:
+        return
+    from pipetune.core.errors import PipetuneError
+
+    try:
+        found = problems("profile", data)
+    except PipetuneError:  # jsonschema missing: nothing to check with
+        return
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        click.echo(f"warning: {path} does not match the profile schema: {found[0]}{more}", err=True)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,10 @@ from pipetune.core.runtime import RunResult, run_offline
 from pipetune.core.serving import ServingOptions
 from pipetune.core.state import reset_state
 from pipetune.core.stats import percentiles_ms
+from pipetune.core.threads import pin_threads
 
+#: Without a rate, online comparisons offer this fraction of A's measured capacity.
+AUTO_RATE_FRACTION = 0.7
 #: Metrics compared; every one is reported as a speedup (higher is better).
 COMPARED = ("throughput", "p50", "p95", "p99")
 
@@ -46,18 +49,25 @@ class RuntimeSpec:
 
     ``mode``: ``offline`` (inputs back to back: throughput), ``online`` (open-loop
     arrivals at ``rate`` or from ``trace``, through the runtime's queue and batcher) or
-    ``stream``. ``threads``: thread counts pinned for both sides (torch, OpenMP, faiss);
-    ``None`` leaves the process's settings as they are, still identical for both.
+    ``stream``. ``threads``: the thread count pinned for both sides (torch intra-op,
+    OpenMP/BLAS, faiss; :func:`pipetune.core.threads.pin_threads`); ``None`` freezes the
+    count in force, so a library a candidate loads mid-run gets the same count too.
     """
 
     mode: str = "offline"
     rate: float | None = None
     trace: Trace | None = None
-    threads: Mapping[str, int] | None = None
+    threads: int | None = None
+    seed: int = 0
 
     @classmethod
     def from_workload(cls, workload: Workload, **overrides: Any) -> RuntimeSpec:
-        values = {"mode": workload.mode, "rate": workload.rate, "trace": workload.trace}
+        values = {
+            "mode": workload.mode,
+            "rate": workload.rate,
+            "trace": workload.trace,
+            "seed": workload.seed,
+        }
         values.update(overrides)
         return cls(**values)
 
@@ -66,7 +76,8 @@ class RuntimeSpec:
             "mode": self.mode,
             "rate": self.rate,
             "trace": None if self.trace is None else len(self.trace.arrivals_s),
-            "threads": dict(self.threads or {}),
+            "threads": self.threads,
+            "seed": self.seed,
         }
 
 
@@ -123,6 +134,7 @@ class Comparison:
     round_speedups: tuple[float, ...] = ()
     latencies_ms: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     confidence: float = 0.95
+    threads: Mapping[str, Any] = field(default_factory=dict)  # the settings both ran under
 
     @property
     def primary(self) -> float:
@@ -148,6 +160,7 @@ class Comparison:
             "confidence": self.confidence,
             "round_speedups": list(self.round_speedups),
             "runtime": self.runtime.describe(),
+            "threads": dict(self.threads),
             "a": _side_dict(self.a),
             "b": _side_dict(self.b),
         }
@@ -172,33 +185,58 @@ def run_pass(
     runtime: RuntimeSpec,
     *,
     timeout_s: float | None = None,
+    spans: bool = False,
 ) -> RunResult:
     """One pass of ``items`` through ``pipeline`` under ``runtime``, serving the pipeline
     as its ``meta["serving"]`` says (batch size, batching delay). Raises
-    :class:`~pipetune.core.errors.StageError` (or ``StageTimeout``) naming the stage."""
+    :class:`~pipetune.core.errors.StageError` (or ``StageTimeout``) naming the stage.
+
+    Online, both sides of a comparison get the same arrival process: the same rate (or
+    trace) and the same seed, so the same requests arrive at the same offsets.
+    """
     serving = ServingOptions.of(pipeline)
     if runtime.mode == "offline":
         return run_offline(
-            pipeline, items, batch_size=serving.batch_size, on_error="stop", timeout_s=timeout_s
+            pipeline,
+            items,
+            batch_size=serving.batch_size,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
         )
-    from pipetune.core import runtime as runtime_module
+    if runtime.mode == "online":
+        from pipetune.core.online import run_online
 
-    runner = getattr(runtime_module, f"run_{runtime.mode}", None)
-    if runner is None:
-        raise ConfigError(
-            f"runtime mode {runtime.mode!r} is not available in this pipetune build "
-            "(pipetune.core.runtime has no run_{runtime.mode})"
+        if runtime.rate is None and runtime.trace is None:
+            raise ConfigError("online mode needs an arrival rate or a trace")
+        return run_online(
+            pipeline,
+            items,
+            rate=runtime.rate,
+            trace=runtime.trace,
+            seed=runtime.seed,
+            max_batch=serving.batch_size,
+            max_wait_ms=serving.max_delay_ms,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
         )
-    return runner(  # the online/stream runners share run_offline's core arguments
-        pipeline,
-        items,
-        rate=runtime.rate,
-        trace=runtime.trace,
-        batch_size=serving.batch_size,
-        max_delay_ms=serving.max_delay_ms,
-        on_error="stop",
-        timeout_s=timeout_s,
-    )
+    if runtime.mode == "stream":
+        from pipetune.core.stream import run_stream
+
+        if runtime.rate is None and runtime.trace is None:
+            raise ConfigError("stream mode needs an arrival rate or a trace")
+        return run_stream(
+            pipeline,
+            items,
+            rate=runtime.rate,
+            trace=runtime.trace,
+            seed=runtime.seed,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
+        )
+    raise ConfigError(f"runtime mode must be offline, online or stream, not {runtime.mode!r}")
 
 
 def stage_seconds(result: RunResult, batch_size: int) -> dict[str, float]:
@@ -243,6 +281,21 @@ def compare(
     """
     runtime = runtime or RuntimeSpec()
     settings = settings or CompareSettings()
+    with pin_threads(runtime.threads) as threads:
+        result = _compare(a, b, items, metric, runtime, settings, expected_item_s, log)
+    return replace(result, threads=dict(threads))
+
+
+def _compare(
+    a: Pipeline,
+    b: Pipeline,
+    items: Sequence[Any],
+    metric: str,
+    runtime: RuntimeSpec,
+    settings: CompareSettings,
+    expected_item_s: float | None,
+    log: Callable[[str], None] | None,
+) -> Comparison:
     if metric not in (*COMPARED, "max"):
         raise ConfigError(f"cannot compare on metric {metric!r}")
     items = list(items)
@@ -259,9 +312,15 @@ def compare(
     for pipeline in (a, b):
         reset_state(pipeline)
         start = time.perf_counter()
-        run_pass(pipeline, probe, runtime, timeout_s=timeout)
+        # offline: a warm-up that also measures capacity (online needs a rate first)
+        run_pass(pipeline, probe, replace(runtime, mode="offline"), timeout_s=timeout)
         probe_s.append((time.perf_counter() - start) / len(probe))
     per_item = max(expected_item_s or 0.0, max(probe_s), 1e-6)
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        # No arrival rate given: offer both sides the same load, a fraction of A's
+        # measured capacity (as the profiler does), and record it.
+        runtime = replace(runtime, rate=AUTO_RATE_FRACTION / max(probe_s[0], 1e-6))
+        log(f"no arrival rate given: offering {runtime.rate:.1f} requests/s to both sides")
     if settings.items_per_round:
         size = min(len(items), settings.items_per_round)
     else:

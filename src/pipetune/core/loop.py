@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,6 +39,7 @@ from pipetune.core.results import Profile, Proposal, Trial
 from pipetune.core.runtime import run_offline
 from pipetune.core.state import reset_state
 from pipetune.core.store import RunStore
+from pipetune.core.threads import pin_threads
 from pipetune.core.validator import Outcome, Validator, ValidatorSettings
 
 if TYPE_CHECKING:
@@ -68,6 +69,11 @@ class LoopSettings:
             for validation.
         validator: rounds, confidence, timeouts.
         final_compare: re-measure the final pipeline against the original side by side.
+        detailed_profiles: give the baseline and the final pipeline every profiler pass
+            (concurrency sweep, hot functions, layers, memory: for the report); profiles
+            between trials always take only what planning needs.
+        profile_options: extra keyword arguments for every
+            :func:`~pipetune.core.profiler.profile` call (``sweep_budget_s``, ``threads``...).
     """
 
     max_trials: int | None = None
@@ -75,6 +81,8 @@ class LoopSettings:
     tune_fraction: float = 0.4
     validator: ValidatorSettings = field(default_factory=ValidatorSettings)
     final_compare: bool = True
+    detailed_profiles: bool = True
+    profile_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_trials is not None and self.max_trials < 0:
@@ -127,6 +135,8 @@ def optimize(
             tune_fraction=settings.tune_fraction,
             validator=settings.validator,
             final_compare=settings.final_compare,
+            detailed_profiles=settings.detailed_profiles,
+            profile_options=settings.profile_options,
         )
     workload.require_items()
     pm = pm or get_plugin_manager()
@@ -208,7 +218,11 @@ class _Loop:
             )
         status = "failed"
         try:
-            report = self._run(tune, holdout)
+            # One thread setting for the whole run: baseline and every candidate are
+            # measured under the same counts, and a library a candidate loads mid-run
+            # (faiss, onnxruntime) starts with them too.
+            with pin_threads(self.runtime.threads):
+                report = self._run(tune, holdout)
             status = "interrupted" if report.stopped == "interrupted" else "finished"
             return Optimized(self._final_pipeline, report)
         except KeyboardInterrupt:
@@ -232,10 +246,8 @@ class _Loop:
                 self.store.finish_run(self.run_id, status, summary=summary, report=report_data)
 
     def _run(self, tune: Workload, holdout: Workload) -> Report:
-        from pipetune.core.profiler import profile as profile_pipeline
-
         self.log(f"profiling {self.original.name} on {len(self.workload)} inputs")
-        baseline = profile_pipeline(self.original, self.workload, pm=self.pm)
+        baseline = self._profile(self.original, full=True)
         self._store_profile("baseline", baseline)
         self.warnings.extend(baseline.warnings)
         self._note_hook_failures()
@@ -263,12 +275,12 @@ class _Loop:
         current = self._current
         current_profile = self._current_profile
         comparison = None
-        if (
-            current is not self.original
-            and self.settings.final_compare
-            and stopped != "interrupted"
-        ):
-            comparison = self._final_compare(current, holdout)
+        if current is not self.original and stopped != "interrupted":
+            self.log("profiling the final pipeline")
+            current_profile = self._profile(current, full=True)
+            self._store_profile("final", current_profile)
+            if self.settings.final_compare:
+                comparison = self._final_compare(current, holdout)
         misses = tuple(
             self.requirements.check(current_profile.throughput_rps, _latency_dict(current_profile))
         )
@@ -374,13 +386,23 @@ class _Loop:
         self.log(f"{proposal.id}: {trial.status}: {trial.reason}")
         return Outcome(trial, outcome.candidate, outcome.comparison)
 
-    def _accept(self, proposal: Proposal, trial: Trial, candidate: Pipeline) -> None:
+    def _profile(self, pipeline: Pipeline, *, full: bool) -> Profile:
+        """Profile ``pipeline``. Between trials only what planning needs (stage times, GIL
+        check, plugin facts); the baseline and the final pipeline get every pass (the
+        concurrency sweep, hot functions, layers, memory) for the report."""
         from pipetune.core.profiler import profile as profile_pipeline
 
+        options: dict[str, Any] = {}
+        if not (full and self.settings.detailed_profiles):
+            options.update(sweep=False, hot_functions=False, layers=False, memory=False)
+        options.update(self.settings.profile_options)
+        return profile_pipeline(pipeline, self.workload, pm=self.pm, **options)
+
+    def _accept(self, proposal: Proposal, trial: Trial, candidate: Pipeline) -> None:
         self.accepted.append((proposal, trial))
         self._current = candidate
         self.log(f"re-profiling after {proposal.id}")
-        self._current_profile = profile_pipeline(candidate, self.workload, pm=self.pm)
+        self._current_profile = self._profile(candidate, full=False)
         self._store_profile(f"after {proposal.id}", self._current_profile)
         self._note_hook_failures()
 

@@ -45,6 +45,7 @@ from pipetune.core.results import (
     StageStats,
 )
 from pipetune.core.runtime import OnError, RunResult, run_offline
+from pipetune.core.serving import ServingOptions
 from pipetune.core.state import reset_state
 from pipetune.core.stats import min_samples_for_percentile, percentiles_ms
 
@@ -132,6 +133,13 @@ def profile(
     from pipetune.core.manager import get_plugin_manager
 
     workload.require_items()
+    # A pipeline that asks to be served in batches (meta["serving"], set by a dynamic
+    # batching change) is profiled the way it will be served.
+    serving = ServingOptions.of(pipeline)
+    if max_batch == 1 and serving.batch_size > 1:
+        max_batch = serving.batch_size
+    if max_wait_ms == 0.0 and serving.max_delay_ms > 0:
+        max_wait_ms = serving.max_delay_ms
     mode = mode or workload.mode
     if mode not in ("offline", "online", "stream"):
         raise ConfigError(f"mode must be offline, online or stream, not {mode!r}")
@@ -415,6 +423,8 @@ class _Session:
                         options.update(
                             max_batch=self.o["max_batch"], max_wait_ms=self.o["max_wait_ms"]
                         )
+                    elif self.mode == "offline" and self.o["max_batch"] > 1:
+                        options["batch_size"] = self.o["max_batch"]  # served in batches
                     result = run(self.pipeline, workload, mode=self.mode, **options)
                     runs.append(result)
                     self.units.end(n)

@@ -158,3 +158,38 @@ def load_recipe(
     folder = Path(artifacts_dir) if artifacts_dir is not None else store_dir() / "artifacts"
     name = recipe if isinstance(recipe, str | Path) else f"recipe for {loaded.pipeline!r}"
     return apply_changes(pm, pipeline, loaded.changes, folder, recipe_name=str(name))
+
+
+def revalidate(
+    pm: PipetunePluginManager,
+    original: Pipeline,
+    applied: Pipeline,
+    workload: Any,
+    requirements: Any,
+    settings: Any = None,
+) -> Any:
+    """Validate a re-applied recipe as one change against ``original`` on ``workload``:
+    fidelity against the original's outputs, speed in paired ABBA rounds. The gate is
+    "still faster" (the interval's lower bound above 1) and the fidelity budget.
+
+    Returns the validator's :class:`~pipetune.core.validator.Outcome`.
+    """
+    from pipetune.core.comparison import CompareSettings
+    from pipetune.core.validator import Validator, ValidatorSettings
+
+    validator = Validator(
+        pm,
+        original,
+        workload,
+        requirements.evolve(min_gain=0.0),
+        artifacts=_artifact_store(),
+        settings=ValidatorSettings(compare=settings or CompareSettings()),
+    )
+    change = Change(proposal="recipe", plugin="recipe", stage=ALL_STAGES)
+    return validator.validate(change, original, applied)
+
+
+def _artifact_store() -> Any:
+    from pipetune.core.artifacts import ArtifactStore
+
+    return ArtifactStore(store_dir() / "artifacts")

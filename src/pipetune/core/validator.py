@@ -192,7 +192,13 @@ class Validator:
         except Rejected as exc:
             return finish("rejected", f"{proposal.plugin}: {exc}")
         except Deferred as exc:
-            return finish("deferred", exc.reason, artifact=exc.artifact, command=exc.command)
+            return finish(
+                "deferred",
+                exc.reason,
+                artifact=exc.artifact,
+                command=exc.command,
+                notes={"deferred": dict(getattr(exc, "details", {}) or {})},
+            )
         except Exception as exc:
             return finish("rejected", f"tuning raised {_describe(exc)}")
         if tuned is not None and not isinstance(tuned, Tuned):
@@ -214,6 +220,7 @@ class Validator:
         try:
             candidate = self.materialize(change, current)
         except Deferred as exc:
+            notes["deferred"] = dict(getattr(exc, "details", {}) or {})
             return finish(
                 "deferred",
                 exc.reason,

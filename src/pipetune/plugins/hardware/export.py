@@ -347,21 +347,22 @@ def _eval_copy(module: Any) -> Any:
     return module
 
 
+#: Phrases of torch.export errors that a less dynamic attempt can fix.
+_SHAPE_MARKERS = (
+    "Constraints violated",
+    "specialized",
+    "ConstraintViolation",
+    "marked as dynamic",
+    "user-specified ranges",
+    "inferred a static shape",
+)
+
+
 def _is_shape_constraint_error(exc: BaseException) -> bool:
     text = str(exc)
-    return (
-        any(
-            marker in text
-            for marker in (
-                "Constraints violated",
-                "specialized",
-                "ConstraintViolation",
-                "dynamic_shapes",
-                "marked as dynamic",
-            )
-        )
-        and "data-dependent" not in text.lower()
-    )
+    if "data-dependent" in text.lower():
+        return False
+    return any(marker in text for marker in _SHAPE_MARKERS)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

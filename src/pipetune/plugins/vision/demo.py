@@ -134,7 +134,8 @@ def video_demo_config(quick: bool) -> dict[str, Any]:
         "val": 100,
         "widths": (24, 48, 96, 192, 256),
         "double": True,
-        "epochs": 4,
+        "epochs": 8,
+        "batch": 16,
     }
 
 
@@ -147,6 +148,7 @@ def video_classifier(quick: bool, log: Log = None) -> tuple[Any, dict[str, Any],
         widths=cfg["widths"],
         double=cfg["double"],
         epochs=cfg["epochs"],
+        batch_size=cfg.get("batch", 32),
         data=f"video_training_frames({cfg['train']}+{cfg['val']}, {cfg['size']}, seeds 21/22)",
     )
 

@@ -100,6 +100,25 @@ def train(
 ) -> Any:
     """Train a fresh :func:`build_cnn` on uint8 NHWC images (random horizontal flips)."""
     torch = require("torch", "vision", "the demo classifiers")
+    # One intra-op thread: these small convolutions gain little from a second thread and,
+    # on a shared machine, oversubscribed OpenMP threads spin and run several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(torch, spec, x, y, mean, std, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    torch: Any,
+    spec: CNNSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    log: Callable[[str], None] | None,
+) -> Any:
     torch.manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
     model = build_cnn(spec)

@@ -53,7 +53,17 @@ def qualified_name(obj: Any) -> str:
         return f"{kind.__module__}.{kind.__qualname__}"
     if module.startswith("cv2"):
         module = "cv2"
+    if not module and _is_cv2_function(obj, name):
+        # OpenCV's functions are builtins without a __module__: identify them by identity.
+        module = "cv2"
     return f"{module}.{name}" if module else name
+
+
+def _is_cv2_function(obj: Any, name: str) -> bool:
+    import sys
+
+    cv2 = sys.modules.get("cv2")  # never import OpenCV just to compare names
+    return cv2 is not None and getattr(cv2, name, None) is obj
 
 
 @dataclass(frozen=True)

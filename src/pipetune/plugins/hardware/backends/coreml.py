@@ -233,6 +233,10 @@ def _convert(
     with quiet():
         import coremltools as ct
 
+    # A model with learned positions cannot take sequences longer than it has positions.
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        max_length = min(max_length, positions)
     adapter = ExportAdapter(model, signature)
     # A batch of one would be specialized (0/1 specialization): export on a batch of two.
     example = tuple(torch.cat([v, v]) if v.dim() and v.shape[0] == 1 else v for v in values)
@@ -297,6 +301,13 @@ def _convert(
 
 
 # -- reading a package back -----------------------------------------------------------------
+
+
+def load_package(folder: str | Path) -> CoreMLPackage:
+    """A converted package from its folder (``model.mlpackage`` and ``export.json``)."""
+    folder = Path(folder)
+    return CoreMLPackage(folder, ExportedModel.load_meta(folder), inspect_package(folder / PACKAGE))
+
 
 _ARRAY_TYPES = {
     65568: "float32",
@@ -370,8 +381,8 @@ def describe_spec(spec: Mapping[str, Any]) -> str:
 def validate(folder: str | Path, repeats: int = 20) -> dict[str, Any]:
     """Predict on the stored example inputs and compare with the stored eager outputs."""
     folder = Path(folder)
-    exported = ExportedModel.load_meta(folder)
-    package = CoreMLPackage(folder, exported, inspect_package(folder / PACKAGE))
+    package = load_package(folder)
+    exported = package.exported
     compiled = CoreMLBackend().load(package)
     inputs, expected = exported.sample()
     feeds = list(inputs)

@@ -52,10 +52,17 @@ class OnnxRuntimeBackend(ExportBackend):
         quantization: str = "dynamic",
         calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
         reduce_range: bool = False,
+        model_file: str | Path | None = None,
         **_: Any,
     ) -> CompiledModel:
+        """Options: ``threads`` (intra-op; default: physical cores), ``provider``,
+        ``quantization`` (``dynamic`` or ``static`` with ``calibration`` feeds) for int8,
+        ``model_file`` (an already-built variant of the export, e.g. its int8 file:
+        reloaded as is)."""
         path = exported.path
-        if precision == "int8":
+        if model_file is not None:
+            path = Path(model_file)
+        elif precision == "int8":
             path = int8_model(exported, quantization, calibration, reduce_range)
         elif precision != "fp32":
             raise Rejected(f"onnxruntime does not offer {precision} here")

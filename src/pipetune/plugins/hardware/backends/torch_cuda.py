@@ -64,7 +64,7 @@ class TorchCudaBackend(Backend):
     def compile(
         self,
         model: Any,
-        example_inputs: Sequence[Any] | Mapping[str, Any],
+        example_inputs: Sequence[Any] | Mapping[str, Any] | None,
         precision: str = "fp16",
         *,
         cuda_graphs: bool = True,
@@ -83,7 +83,7 @@ class TorchCudaBackend(Backend):
             raise Rejected(
                 f"{torch.cuda.get_device_name()} has no bf16 support (compute capability < 8.0)"
             )
-        call = example_call(model, example_inputs)
+        call = example_call(model, example_inputs) if example_inputs is not None else None
         dtype = getattr(torch, DTYPES[precision])
         clone = copy.deepcopy(model)  # .to() below mutates: never on the user's module
         clone.eval()
@@ -99,10 +99,11 @@ class TorchCudaBackend(Backend):
             precision=precision,
             cuda_graphs=cuda_graphs,
         )
-        # Compile and record the graph now, not in the first timed call.
-        for _ in range(max(1, warmup)):
-            wrapped(*call.args, **call.kwargs)
-        torch.cuda.synchronize()
+        if call is not None:
+            # Compile and record the graph now, not in the first timed call.
+            for _ in range(max(1, warmup)):
+                wrapped(*call.args, **call.kwargs)
+            torch.cuda.synchronize()
         return wrapped
 
 
