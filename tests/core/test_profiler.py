@@ -328,11 +328,9 @@ def test_online_profile_reports_queueing_and_rates() -> None:
 
 
 def test_online_profile_without_a_rate_offers_measured_capacity() -> None:
-    workload = Workload(items=tuple(range(30)), mode="online", repeats=1)
     prof = quick(text_pipeline(), Workload(items=texts(30), mode="online", repeats=1))
     assert any("no arrival rate" in w for w in prof.warnings)
     assert prof.runtime["online"]["offered_rps"] > 0
-    del workload
 
 
 def test_stream_profile_and_fallback() -> None:
