@@ -558,7 +558,11 @@ def tune_two_stage(
     for factor in (1.0, 1.25, 1.5, 2.0):
         size = min(n, math.ceil(n_floor * factor))
         # HNSW searches at least N deep (faiss uses max(efSearch, k)): its options start at N.
-        options = ann.runtime_values(spec, size) if spec.kind == "hnsw" else values
+        options = (
+            [v for v in ann.runtime_values(spec, size) if v <= 4 * size]
+            if spec.kind == "hnsw"
+            else values
+        )
         found = _lowest_meeting(
             options, lambda v, s=size: _ann_recall(evaluate, s, v, curve), target + margin
         )
@@ -581,6 +585,11 @@ def tune_two_stage(
 
     _time_points(feasible, serving, requests[:TIMING_REQUESTS])
     chosen = min(feasible, key=lambda p: p["ms"])
+    if chosen["ms"] >= full_ms:
+        raise Rejected(
+            f"{where}: the cheapest two-stage point (N={chosen['n_candidates']:,}) takes "
+            f"{chosen['ms']:.2f} ms a request, the full ranking {full_ms:.2f} ms: no gain"
+        )
     searcher.runtime = chosen["runtime"]
     single_queries = [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))]
     threads, thread_ms = _choose_threads(
