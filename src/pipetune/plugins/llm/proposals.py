@@ -459,6 +459,11 @@ def _tune_continuous(
     assert best is not None
     chosen = dict(best[1])
     try:  # transformers' own continuous batching, when the installed version has it
+        if base.device.type != "cuda":
+            raise RuntimeError(
+                "measured only on CUDA: on CPU its manager's warm-up and paged-cache set-up "
+                "dominate (77 s for 8 requests of a tiny model in our benchmark)"
+            )
         tf_engine = engine(
             config.evolve(
                 batching="continuous", max_batch=chosen["max_batch"], engine="transformers"
