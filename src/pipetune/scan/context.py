@@ -47,6 +47,8 @@ class FileContext:
         #: The node being visited (set by the engine).
         self.node: ast.AST | None = None
         self._states: dict[str, dict[str, Any]] = {}
+        #: Per-file memo shared by helpers (facts about a loop computed once for all rules).
+        self.cache: dict[Any, Any] = {}
         #: Rules that raised on this file: not called again on it.
         self._disabled: set[str] = set()
         self._lines: list[str] | None = None

@@ -198,7 +198,8 @@ _CHILD_FIELDS: dict[type, tuple[str, ...]] = {ast.Constant: ()}
 
 
 def _child_fields(cls: type) -> tuple[str, ...]:
-    fields_ = tuple(f for f in getattr(cls, "_fields", ()) if f not in _SKIP_FIELDS)
+    """The fields of ``cls`` that may hold child nodes, last first (for the stack)."""
+    fields_ = tuple(f for f in reversed(getattr(cls, "_fields", ())) if f not in _SKIP_FIELDS)
     _CHILD_FIELDS[cls] = fields_
     return fields_
 
@@ -333,11 +334,14 @@ class FileScanner:
     ) -> None:
         by_type, by_call = dispatch.by_type, dispatch.by_call
         ancestors = ctx.ancestors
+        push_ancestor = ancestors.append
         child_fields = _CHILD_FIELDS
         AST, Attribute, Name, Call = ast.AST, ast.Attribute, ast.Name, ast.Call
         Import, ImportFrom = ast.Import, ast.ImportFrom
         stack: list[Any] = [tree]
-        pop = stack.pop
+        pop, push = stack.pop, stack.append
+        # Pre-order, children in source order, without recursion (generated code nests
+        # deeper than Python's stack). ``None`` on the stack marks "leave the ancestor".
         while stack:
             node = pop()
             if node is None:
@@ -358,28 +362,29 @@ class FileScanner:
             if rules:
                 ctx.node = node
                 for loaded in rules:
-                    self._run(loaded, loaded.rule.check, node, ctx, raw, result, dispatch)
+                    self._run(loaded, loaded.rule.check, node, ctx, raw, result)
             names = child_fields.get(cls)
             if names is None:
                 names = _child_fields(cls)
-            if not names:
-                continue
-            children = []
-            for fname in names:
+            entered = False
+            for fname in names:  # reversed field order: the stack pops them in order
                 value = getattr(node, fname, None)
                 if value is None:
                     continue
                 if type(value) is list:
-                    for item in value:
+                    for item in reversed(value):
                         if isinstance(item, AST):
-                            children.append(item)
+                            if not entered:
+                                push_ancestor(node)
+                                push(None)
+                                entered = True
+                            push(item)
                 elif isinstance(value, AST):
-                    children.append(value)
-            if children:
-                ancestors.append(node)
-                stack.append(None)
-                children.reverse()
-                stack.extend(children)
+                    if not entered:
+                        push_ancestor(node)
+                        push(None)
+                        entered = True
+                    push(value)
 
     def _run(
         self,
@@ -389,7 +394,6 @@ class FileScanner:
         ctx: FileContext,
         raw: list[tuple[LoadedRule | None, str, Finding]],
         result: FileResult,
-        dispatch: _Dispatch,
     ) -> None:
         rule = loaded.rule
         if fn is None or rule.id in ctx._disabled:
@@ -423,7 +427,7 @@ class FileScanner:
         ctx.node = None
         ctx.ancestors.clear()
         for loaded in dispatch.finishers:
-            self._run(loaded, loaded.rule.finish, None, ctx, raw, result, dispatch)
+            self._run(loaded, loaded.rule.finish, None, ctx, raw, result)
 
     def _scan_file_hook(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import re
 
-from pipetune.scan.context import FileContext, loop_targets, names_in
+from pipetune.scan.context import FileContext, loop_targets, names_in, target_names
 
 #: The last part of a dotted name that reads as a model: ``model``, ``self.text_encoder``,
 #: ``clf``, ``ranker``, ``net``, ``bert``. Matched on ``_``-separated words.
@@ -39,16 +39,29 @@ MODEL_WORDS = frozenset(
 #: Methods that run a model on their argument.
 INFERENCE_METHODS = frozenset({"forward", "predict", "predict_proba", "encode", "embed", "infer"})
 _WORD = re.compile(r"[a-z0-9]+")
+#: Memo: last name -> reads as a model (names repeat across a codebase).
+_MODEL_NAMES: dict[str, bool] = {}
 
 
 def looks_like_model(expr: ast.AST | None) -> bool:
     """``model``, ``self.model``, ``self.text_encoder``, ``clf``: a name that reads as a
     model (by its last part)."""
-    name = FileContext.dotted(expr)
-    if name is None:
+    if isinstance(expr, ast.Attribute):
+        last = expr.attr
+        base = expr.value
+        while isinstance(base, ast.Attribute):
+            base = base.value
+        if not isinstance(base, ast.Name):
+            return False
+    elif isinstance(expr, ast.Name):
+        last = expr.id
+    else:
         return False
-    last = name.rsplit(".", 1)[-1].lower()
-    return any(word in MODEL_WORDS for word in _WORD.findall(last.replace("_", " ")))
+    known = _MODEL_NAMES.get(last)
+    if known is None:
+        words = _WORD.findall(last.lower().replace("_", " "))
+        known = _MODEL_NAMES[last] = any(word in MODEL_WORDS for word in words)
+    return known
 
 
 def model_call(call: ast.Call) -> ast.AST | None:
@@ -83,7 +96,7 @@ def per_item_loop(ctx: FileContext, call: ast.Call) -> ast.AST | None:
     if not used:
         return None
     for loop in ctx.loops():
-        targets = loop_targets(loop)
+        targets = per_iteration_names(ctx, loop)
         if not targets & used:
             continue
         if _iterates_batches(loop):
@@ -105,3 +118,29 @@ def _iterates_batches(loop: ast.AST) -> bool:
         + sorted(targets)
     ).lower()
     return "batch" in words or "chunk" in words
+
+
+def per_iteration_names(ctx: FileContext, loop: ast.AST) -> set[str]:
+    """The loop's own variables plus names assigned in its body from them
+    (``ids = tokenizer(q)`` in ``for q in questions``): what changes per iteration."""
+    key = ("per_iteration", id(loop))
+    cached = ctx.cache.get(key)
+    if cached is not None:
+        return cached
+    names = set(loop_targets(loop))
+    body = getattr(loop, "body", None)
+    assigns = []
+    if isinstance(body, list):
+        for statement in body:
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Assign):
+                    assigns.append((node.targets, node.value))
+                elif isinstance(node, ast.AnnAssign | ast.AugAssign) and node.value is not None:
+                    assigns.append(([node.target], node.value))
+    for _ in range(2):  # two hops: q -> text -> ids
+        for targets, value in assigns:
+            if names_in(value) & names:
+                for target in targets:
+                    names |= target_names(target)
+    ctx.cache[key] = names
+    return names

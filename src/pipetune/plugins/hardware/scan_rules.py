@@ -7,6 +7,7 @@ reported through the ``scan_file`` hook.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,28 +98,23 @@ FP32_CUDA = Rule(
     tags=("gpu", "precision"),
 )
 
-POOL_CALLS = ("ProcessPoolExecutor", "Pool", "Process")
+POOL_CALLS = frozenset({"ProcessPoolExecutor", "Pool", "Process"})
+#: A cheap text test first: most files start no processes.
+_POOL_TEXT = re.compile(r"\b(ProcessPoolExecutor|Pool|Process)\s*\(")
 
 
 def scan_threads(path: Path, tree: ast.Module, source: str) -> list[Finding]:
-    """Whole file: torch inference in worker processes without a thread count."""
+    """Whole file: torch in a file that starts worker processes, without a thread count."""
     if "torch" not in source or "set_num_threads" in source or "NUM_THREADS" in source:
         return []
-    if not any(name in source for name in POOL_CALLS):
+    if _POOL_TEXT.search(source) is None or not _imports_torch(tree):
         return []
-    imports_torch = False
-    pools: list[ast.Call] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                modules.append(node.module)
-            imports_torch = imports_torch or any(m.split(".")[0] == "torch" for m in modules)
-        elif isinstance(node, ast.Call):
-            callee = FileContext.callee(node)
-            if callee in POOL_CALLS:
-                pools.append(node)
-    if not imports_torch or not pools:
+    pools = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and FileContext.callee(node) in POOL_CALLS
+    ]
+    if not pools:
         return []
     first = min(pools, key=lambda n: (n.lineno, n.col_offset))
     return [
@@ -134,6 +130,18 @@ def scan_threads(path: Path, tree: ast.Module, source: str) -> list[Finding]:
             ),
         )
     ]
+
+
+def _imports_torch(tree: ast.Module) -> bool:
+    """A top-level ``import torch`` / ``from torch... import`` (where imports live)."""
+    for node in tree.body:
+        if isinstance(node, ast.Import) and any(
+            a.name.split(".")[0] == "torch" for a in node.names
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            return True
+    return False
 
 
 THREADS = Rule(

@@ -87,7 +87,7 @@ MANUAL_DECODE = Rule(
     node_types=(ast.For, ast.While),
     check=check_manual_decode,
     confidence=0.7,
-    needs=("cat(",),
+    needs=("cat([", "cat(("),
     description=(
         "A greedy loop that appends the next token and calls the model on the whole "
         "sequence again does O(n^2) work for n tokens; passing past_key_values makes each "
