@@ -92,12 +92,17 @@ class RuleSet:
 
 
 def _matches(rule_id: str, name: str, code: str) -> bool:
+    code = code.upper()
     return rule_id.startswith(code) or name.upper() == code
 
 
 def enabled(rule_id: str, name: str, select: Sequence[str], ignore: Sequence[str]) -> bool:
     """Whether a rule is on: selected (or no selection) and not ignored; ignore wins."""
-    if select and "ALL" not in select and not any(_matches(rule_id, name, c) for c in select):
+    if (
+        select
+        and "ALL" not in (c.upper() for c in select)
+        and not any(_matches(rule_id, name, c) for c in select)
+    ):
         return False
     return not any(_matches(rule_id, name, c) for c in ignore)
 

@@ -200,7 +200,11 @@ def read_source(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
         raise Unreadable(f"file is over the {max_bytes / 1048576:g} MiB limit (--max-file-size)")
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as exc:  # an unknown or inconsistent coding cookie
+    except SyntaxError as exc:  # not UTF-8 without a cookie, or an unknown cookie
+        if "invalid or missing" in str(exc.msg):
+            raise Unreadable(
+                "not valid UTF-8, and no PEP 263 coding declaration says what it is"
+            ) from None
         raise Unreadable(f"bad encoding declaration: {exc.msg}") from None
     try:
         text = data.decode(encoding)
