@@ -254,7 +254,7 @@ def test_duplicate_rule_ids_name_both_plugins():
             return [Rule(id="PT-LLM001", name="copy", summary="s", proposal="x.y")]
 
     pm = make_plugin_manager(("copycat", Copy()), builtins=True)
-    with pytest.raises(DuplicateError, match="'llm' and 'copycat'|'copycat' and 'llm'"):
+    with pytest.raises(DuplicateError, match=r"'llm' and 'copycat'|'copycat' and 'llm'"):
         collect_rules(pm)
 
 
