@@ -381,6 +381,9 @@ class _StreamRun:
                         return
                     continue
                 self.feed.put(StreamRequest(row, value, float(self.schedule[row])))
+        except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
+            self.stopped = True
+            self.stop.set()
         finally:
             self.feed.close()
 
@@ -396,6 +399,9 @@ class _StreamRun:
                 self._event(event, now)
                 if self.stop.is_set():
                     break
+        except KeyboardInterrupt:  # raised inside the server: stop, keep what was measured
+            self.stopped = True
+            self.stop.set()
         except PipelineError as exc:
             self.failure = exc
             self.stop.set()
