@@ -51,6 +51,13 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Write the report as Markdown.",
         ),
         click.option(
+            "--chrome-trace",
+            "trace_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Write the stage spans of one pass of the original and one of the optimized "
+            "pipeline as a Chrome trace (open in ui.perfetto.dev).",
+        ),
+        click.option(
             "--recipe",
             "recipe_path",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -80,6 +87,11 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(min=1),
             metavar="N",
             help="Pin torch/OpenMP/BLAS/faiss to N threads for every measurement.",
+        ),
+        click.option(
+            "--quick",
+            is_flag=True,
+            help="A smoke run: light profiles and 4 short ABBA rounds (rougher figures).",
         ),
         click.option("--no-store", is_flag=True, help="Do not record the run in .pipetune."),
         click.option("--quiet", "-q", is_flag=True, help="Only the final report."),
@@ -128,12 +140,14 @@ def run_and_report(
     html_path: Path | None = None,
     markdown_path: Path | None = None,
     recipe_path: Path | None = None,
+    trace_path: Path | None = None,
     max_trials: int | None = None,
     time_budget_s: float | None = None,
     rounds: int | None = None,
     threads: int | None = None,
     no_store: bool = False,
     quiet: bool = False,
+    quick: bool = False,
 ) -> int:
     """Run the loop, print the report, write the files; returns the exit code."""
     from pipetune.core.comparison import CompareSettings, RuntimeSpec
@@ -145,11 +159,15 @@ def run_and_report(
 
     errors = stderr_console()
     log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {m}[/dim]"))
-    compare = CompareSettings(rounds=rounds) if rounds else CompareSettings()
+    if quick:
+        compare = CompareSettings(rounds=rounds or 4, round_target_s=0.2, bootstrap=1000)
+    else:
+        compare = CompareSettings(rounds=rounds) if rounds else CompareSettings()
     settings = LoopSettings(
         max_trials=max_trials,
         time_budget_s=time_budget_s,
         validator=ValidatorSettings(compare=compare),
+        detailed_profiles=not quick,
     )
     store = None if no_store else RunStore()
     try:
@@ -168,6 +186,9 @@ def run_and_report(
         written = write_outputs(
             state, result, data, store, json_path, html_path, markdown_path, recipe_path
         )
+        if trace_path is not None:
+            written.append(("Chrome trace", write_trace(pipeline, result, workload, trace_path)))
+            state.written.append(str(trace_path))
     finally:
         if store is not None:
             store.close()
@@ -220,3 +241,21 @@ def write_outputs(
         written.append(("Markdown report", markdown_path))
     state.written.extend(str(path) for _, path in written)
     return written
+
+
+def write_trace(original: Pipeline, result: Optimized, workload: Workload, path: Path) -> Path:
+    """One pass of the original and one of the optimized pipeline, with stage spans, as a
+    Chrome trace (one process each), on at most 200 inputs of the workload."""
+    from pipetune.core.comparison import RuntimeSpec, run_pass
+    from pipetune.core.state import reset_state
+    from pipetune.core.trace import write_chrome_trace
+
+    items = list(workload.items)[:200]
+    runtime = RuntimeSpec.from_workload(workload)
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        runtime = RuntimeSpec(mode="offline")
+    runs = []
+    for pipeline in (original, result.pipeline):
+        reset_state(pipeline)
+        runs.append(run_pass(pipeline, items, runtime, spans=True))
+    return write_chrome_trace(runs, path, name=f"{original.name}: 1 original, 2 optimized")

@@ -237,13 +237,21 @@ def _parallel_proposals(
             stats = profile.stage(stage.name)
         except KeyError:
             continue
-        if stats.share < MIN_PARALLEL_SHARE or stats.cpu_ratio is None:
+        if stats.share < MIN_PARALLEL_SHARE:
             continue
-        waiting = stats.cpu_ratio < WAITING_CPU_RATIO
+        # The profiler's GIL check (1 thread against 2) is the direct evidence; the CPU
+        # ratio is a fallback (on a crowded machine a busy stage also shows a low ratio).
+        if stats.holds_gil is not None:
+            waiting = not stats.holds_gil
+        elif stats.cpu_ratio is not None:
+            waiting = stats.cpu_ratio < WAITING_CPU_RATIO
+        else:
+            continue
         releases_gil = bool(stage.meta.get("releases_gil"))
         factory = stage.meta.get(parallel.FACTORY_KEY)
         if waiting or releases_gil:
-            speed = min(8.0, 1.0 / max(stats.cpu_ratio, 0.125)) if waiting else float(cores)
+            ratio = stats.cpu_ratio if stats.cpu_ratio is not None else 0.5
+            speed = min(8.0, 1.0 / max(ratio, 0.125)) if waiting else float(cores)
             out.append(
                 Proposal(
                     id=THREADS,
@@ -251,9 +259,12 @@ def _parallel_proposals(
                     stage=stage.name,
                     title=f"Run {stage.name} on a thread pool",
                     rationale=(
-                        f"{stage.name!r} is {stats.share:.0%} of the time and uses "
-                        f"{stats.cpu_ratio:.2f} CPU seconds per second"
-                        + (" (it waits)" if waiting else " and releases the GIL")
+                        f"{stage.name!r} is {stats.share:.0%} of the time and "
+                        + (
+                            "runs faster on two threads than one (it waits or releases the GIL)"
+                            if waiting
+                            else "releases the GIL (declared)"
+                        )
                         + "; a thread pool overlaps inputs within each chunk"
                     ),
                     est_stage_speedup=max(1.0, speed),
@@ -272,8 +283,8 @@ def _parallel_proposals(
                     stage=stage.name,
                     title=f"Run {stage.name} in worker processes",
                     rationale=(
-                        f"{stage.name!r} is {stats.share:.0%} of the time and holds a CPU "
-                        f"({stats.cpu_ratio:.2f} CPU s per s): threads would queue on the GIL; "
+                        f"{stage.name!r} is {stats.share:.0%} of the time and holds the GIL "
+                        "(two threads run it no faster than one): threads would queue; "
                         f"{cores} cores can run it in spawned workers built from its factory"
                     ),
                     est_stage_speedup=0.8 * min(cores, 4),

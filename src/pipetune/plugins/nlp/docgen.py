@@ -16,7 +16,7 @@ How the text is made (everything is deterministic from the seed):
   billing dispute / purchase order (money, invoices, vendors), service outage / security
   incident (systems, access, logs), contract renewal / employee relations (agreements,
   terms, policy). Each body sentence is drawn from the document's own class with
-  probability 0.42, from its confusable twin with 0.18, from another class with 0.10, and
+  probability 0.50, from its confusable twin with 0.15, from another class with 0.08, and
   is neutral filler otherwise. So no single sentence decides the class and the evidence
   is spread through the whole body.
 * **Where the signal is.** Only in body sections and, for 30 % of documents, in the subject
@@ -65,7 +65,7 @@ CONFUSABLE: dict[str, str] = {
 }
 
 #: Sentence mix of a body section: own class, confusable twin, another class, filler.
-P_OWN, P_TWIN, P_OTHER = 0.42, 0.18, 0.10
+P_OWN, P_TWIN, P_OTHER = 0.50, 0.15, 0.08
 
 _CLASS_TEMPLATES: dict[str, tuple[str, ...]] = {
     "billing_dispute": (

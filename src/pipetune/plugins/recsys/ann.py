@@ -94,6 +94,11 @@ def _vectors_of_flat_index(value: Any) -> np.ndarray | None:
     return faiss.rev_swig_ptr(value.get_xb(), n * d).reshape(n, d)
 
 
+def faiss_threads_now() -> int:
+    """faiss's OpenMP thread count as set now (the host may have pinned it)."""
+    return int(_faiss().omp_get_max_threads())
+
+
 def is_faiss_index(value: Any) -> bool:
     module = type(value).__module__ or ""
     return module.startswith("faiss") and type(value).__name__.startswith("Index")
