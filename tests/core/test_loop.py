@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import pipetune
@@ -89,6 +91,10 @@ def test_the_loop_keeps_what_is_proven_and_records_everything(tmp_path):
 
     data = report.to_dict()
     assert set(data) >= CONTRACT_KEYS
+    pytest.importorskip("jsonschema", reason="the dev extra checks the report schema")
+    from pipetune.core.schema import validate
+
+    validate("report", json.loads(json.dumps(data)))
     assert data["baseline"]["stages"][-1]["name"] == "other"
     assert sum(s["share"] for s in data["baseline"]["stages"]) == pytest.approx(1.0)
     assert data["speedup"]["measured"] == "side by side"
