@@ -55,6 +55,7 @@ import numpy as np
 from benchmarks.hardware.data import LABELS, sentences
 from pipetune.core.artifacts import library_version
 from pipetune.core.machine import describe_machine, detect_machine
+from pipetune.core.probes import runqueue
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "hardware.json"
 LIBRARIES = ("torch", "transformers", "onnxruntime", "openvino", "onnx", "onnxscript")
@@ -293,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_batches = [encode(eval_texts[i : i + 32]) for i in range(0, n_eval, 32)]
     train_batches = [encode(train_texts[i : i + 32]) for i in range(0, n_train, 32)]
 
+    load_before = _loadavg()
+    queue_before, clock_before = runqueue(), time.perf_counter()
     log(f"building variants ({threads} threads)...")
     variants, info = build_variants(model, singles[0], threads, log)
 
@@ -333,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
+    queue_after, elapsed = runqueue(), time.perf_counter() - clock_before
+    wait_share = None
+    if queue_before is not None and queue_after is not None:
+        wait_share = (queue_after[1] - queue_before[1]) / elapsed
     machine = detect_machine(threads={"intra_op": threads, "torch": torch.get_num_threads()})
     section = {
         "benchmark": "all-MiniLM-L6-v2 encoder on the CPU: eager vs compiled vs int8",
@@ -344,7 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine_rows": dict(describe_machine(machine)),
         "libraries": {lib: library_version(lib) for lib in LIBRARIES},
         "threads": threads,
-        "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        # Load, and the share of the run the main thread spent runnable but waiting for a
+        # CPU (0 on a quiet machine): how far other work on the host distorted the timings.
+        "conditions": {
+            "load_average_before": load_before,
+            "load_average_after": _loadavg(),
+            "runqueue_wait_share": wait_share,
+        },
         "sizes": {
             "latency_sentences": n_latency,
             "throughput_sentences": n_throughput,
@@ -367,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _loadavg() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _write(path: Path, key: str, section: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {}
@@ -385,7 +402,12 @@ def _print(section: dict[str, Any]) -> None:
     print(f"\n{section['benchmark']}")
     for what, value in section["machine_rows"].items():
         print(f"  {what:8s} {value}")
-    print(f"  threads  {section['threads']}   load(1 min) {section['load_1min']}")
+    conditions = section["conditions"]
+    print(
+        f"  threads  {section['threads']}   load {conditions['load_average_before']} -> "
+        f"{conditions['load_average_after']}   runqueue wait share "
+        f"{conditions['runqueue_wait_share']}"
+    )
     header = (
         f"{'variant':22s} {'b1 p50 ms':>9s} {'b1 p99 ms':>9s} {'x p50':>6s} "
         f"{'b32 sent/s':>10s} {'x thr':>6s} {'cos min':>8s} {'max|d|':>8s} {'labels':>7s}"

@@ -25,7 +25,6 @@ label agreement of a logistic topic head trained on CPU fp32 embeddings.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy as np
 from benchmarks.hardware.data import sentences
 from benchmarks.hardware.encoder import (
     RESULTS,
+    _loadavg,
     _write,
     load_encoder,
     pooled,
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "libraries": {lib: library_version(lib) for lib in ("torch", "transformers")},
         "buckets": list(BUCKETS),
         "variants": rows,
-        "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average": _loadavg(),
     }
     _write(args.output, "gpu_encoder", section)
     print(f"\n{section['benchmark']}")

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 FP32_TOLERANCE = 1e-4
 MAX_CAPTURE = 16
 MAX_TIMING_INPUTS = 24
-MAX_TIMING_INPUTS_GENERATE = 4
+MAX_TIMING_INPUTS_GENERATE = 2
 ROUNDS = 3
 BATCH = 32
 
@@ -448,8 +448,9 @@ def _time_and_choose(
     stages = {"current": stage}
     for r in alive:
         stages[r.candidate.label] = stage.with_slots(**{slot: r.value})
+    rounds = 2 if generates else ROUNDS  # a generation takes seconds: fewer, longer passes
     try:
-        per_item = interleaved_times(stages, timing_inputs, batch_size=1, rounds=ROUNDS)
+        per_item = interleaved_times(stages, timing_inputs, batch_size=1, rounds=rounds)
     except Exception as exc:
         raise Rejected(
             f"{proposal.id}: a candidate failed inside stage {stage.name!r}: {_one_line(exc)}"
@@ -457,7 +458,7 @@ def _time_and_choose(
     batched = None
     if requirements.metric == "throughput" and stage.batchable and len(timing_inputs) > 1:
         batched = interleaved_times(
-            stages, timing_inputs, batch_size=min(BATCH, len(timing_inputs)), rounds=ROUNDS
+            stages, timing_inputs, batch_size=min(BATCH, len(timing_inputs)), rounds=rounds
         )
     base = statistics.median(per_item["current"])
     for r in alive:
