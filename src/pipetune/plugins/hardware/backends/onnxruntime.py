@@ -149,7 +149,7 @@ def int8_model(
 
     if quantization not in QUANTIZATIONS:
         raise Rejected(f"unknown int8 quantization {quantization!r} (known: dynamic, static)")
-    suffix = "-rr" if reduce_range else ""
+    suffix = "-pc" + ("-rr" if reduce_range else "")
     if quantization == "static":
         suffix += "-" + _feeds_digest(calibration or ())
     version = library_version("onnxruntime")
