@@ -39,7 +39,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipetune.cli.check_cmd",
     "pipetune.cli.demo_cmd",
     "pipetune.cli.scan_cmd",
-    "pipetune.cli.plugins_new",
 )
 
 EXIT_OK = 0

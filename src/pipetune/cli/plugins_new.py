@@ -1,4 +1,5 @@
-"""``pipetune plugins new NAME``: scaffold a third-party plugin package."""
+"""``pipetune plugins new NAME``: scaffold a third-party plugin package (hung under the
+``plugins`` group by :mod:`pipetune.cli.plugins_cmd`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,6 @@ from pathlib import Path
 import click
 
 from pipetune.cli.state import get_state
-
-
-def register(cli: click.Group) -> None:
-    """Hang ``new`` under the ``plugins`` group (registered by plugins_cmd)."""
-    group = cli.commands.get("plugins")
-    if isinstance(group, click.Group):
-        group.add_command(new)
 
 
 @click.command()
