@@ -1,1 +1,39 @@
-"""The vision plugin (DESIGN §4)."""
+"""The vision plugin (DESIGN §4): reduced-resolution and GPU JPEG decode, motion-gated frame
+skipping, batched preprocessing.
+
+Building blocks are exported lazily, so ``import pipetune.plugins.vision`` needs neither
+OpenCV nor torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "decode_resize_stage": "pipetune.plugins.vision.blocks",
+    "classify_stage": "pipetune.plugins.vision.blocks",
+    "frame_source_stage": "pipetune.plugins.vision.blocks",
+    "classify_frames_stage": "pipetune.plugins.vision.blocks",
+    "Clip": "pipetune.plugins.vision.blocks",
+    "OpenCVDecoder": "pipetune.plugins.vision.reduced_decode",
+    "PillowDecoder": "pipetune.plugins.vision.reduced_decode",
+    "ReducedImread": "pipetune.plugins.vision.reduced_decode",
+    "DraftOpen": "pipetune.plugins.vision.reduced_decode",
+    "choose_factor": "pipetune.plugins.vision.reduced_decode",
+    "DaliDecoder": "pipetune.plugins.vision.dali",
+    "NvJpegDecoder": "pipetune.plugins.vision.gpu_decode",
+    "MotionGate": "pipetune.plugins.vision.frame_skip",
+    "StrideGate": "pipetune.plugins.vision.frame_skip",
+    "Skipped": "pipetune.plugins.vision.inputs",
+    "BadInput": "pipetune.plugins.vision.inputs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

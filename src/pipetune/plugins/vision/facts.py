@@ -1,0 +1,266 @@
+"""Domain measurements for the profile: source resolution against the model input, decode's
+share, the CPU→GPU transfer share when a GPU model follows, and for video the frame-to-frame
+change distribution. Computed from the profiler's observed stage inputs and outputs, plus a
+few small, bounded timings (a handful of decodes, a couple of clips read once)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from pipetune.core.context import Observations
+from pipetune.core.model import Pipeline
+from pipetune.core.results import Profile
+from pipetune.plugins.vision import frame_skip
+from pipetune.plugins.vision.inputs import (
+    BadInput,
+    Skipped,
+    count_skipped,
+    image_size,
+    read_image_bytes,
+    sniff_format,
+)
+from pipetune.plugins.vision.recognize import (
+    DecodeStep,
+    FrameLoop,
+    find_decode_steps,
+    find_frame_loops,
+    inference_after,
+    torch_model_device,
+)
+from pipetune.plugins.vision.reduced_decode import OpenCVDecoder, choose_factor
+
+SAMPLE_IMAGES = 64
+TIMED_IMAGES = 3
+MOTION_CLIPS = 2
+MOTION_FRAMES = 600
+#: Motion thresholds the profile reports the share of static frames for.
+REPORTED_THRESHOLDS = (0.002, 0.01, 0.05)
+
+
+def _output_size(outputs: list[Any]) -> tuple[int, int] | None:
+    for value in outputs:
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) == 3:
+            # HWC uint8 or CHW normalized
+            if shape[0] == 3 and shape[2] != 3:
+                return (int(shape[2]), int(shape[1]))
+            return (int(shape[1]), int(shape[0]))
+    return None
+
+
+def decode_facts(
+    pipeline: Pipeline, step: DecodeStep, profile: Profile, observed: Observations
+) -> dict[str, Any]:
+    inputs = observed.inputs_of(step.stage)[:SAMPLE_IMAGES]
+    target = step.target or _output_size(observed.outputs_of(step.stage))
+    formats: Counter[str] = Counter()
+    sizes: list[tuple[int, int]] = []
+    blobs: list[bytes] = []
+    for item in inputs:
+        try:
+            data = read_image_bytes(item)
+        except BadInput:
+            formats["unreadable"] += 1
+            continue
+        formats[sniff_format(data) or "unknown"] += 1
+        dims = image_size(data)
+        if dims:
+            sizes.append(dims)
+        if sniff_format(data) == "jpeg" and len(blobs) < TIMED_IMAGES:
+            blobs.append(data)
+    facts: dict[str, Any] = {
+        "stage": step.stage,
+        "recognized": step.to_dict(),
+        "decode_share": profile.share(step.stage),
+        "model_input": list(target) if target else None,
+        "formats": dict(formats),
+        "sampled": len(inputs),
+    }
+    if sizes:
+        pixels = [w * h for w, h in sizes]
+        facts["source_resolution"] = {
+            "median": list(sizes[int(np.argsort(pixels)[len(pixels) // 2])]),
+            "min_pixels": min(pixels),
+            "max_pixels": max(pixels),
+            "distinct": len(set(sizes)),
+        }
+        if target:
+            ratio = statistics.median(pixels) / (target[0] * target[1])
+            factors = [choose_factor(w, h, target) for w, h in sizes]
+            facts["pixels_per_model_pixel"] = ratio
+            facts["discarded_pixel_share"] = max(0.0, 1.0 - 1.0 / ratio) if ratio > 0 else 0.0
+            facts["dct_factor"] = {
+                "min": min(factors),
+                "max": max(factors),
+                "counts": dict(Counter(factors)),
+            }
+    if blobs and target and facts.get("dct_factor", {}).get("max", 1) > 1:
+        facts["sample_timing_ms"] = _time_reduced(blobs, target)
+    return facts
+
+
+def _time_reduced(blobs: list[bytes], target: tuple[int, int]) -> dict[str, float]:
+    """Median ms of full vs reduced OpenCV decode + resize on a few sampled JPEGs."""
+    full, reduced = OpenCVDecoder(), OpenCVDecoder(reduce=True)
+    times: dict[str, list[float]] = {"full": [], "reduced": []}
+    for blob in blobs:
+        for name, decoder in (("full", full), ("reduced", reduced)):
+            start = time.perf_counter()
+            decoder.decode_resize(blob, target)
+            times[name].append((time.perf_counter() - start) * 1000)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    result["speedup"] = result["full"] / result["reduced"] if result["reduced"] > 0 else 1.0
+    return result
+
+
+def transfer_facts(
+    pipeline: Pipeline, stage: str, observed: Observations, end_to_end_ms: float = 0.0
+) -> dict[str, Any]:
+    """CPU→GPU copy time of what the model stage receives, when its model is on a GPU."""
+    follower = inference_after(pipeline, stage)
+    if follower is None:
+        return {"status": "skipped", "reason": "no model stage follows the decode step"}
+    device = torch_model_device(follower.slots.get("model"))
+    if device is None:
+        return {"status": "skipped", "reason": "the model is not a torch module"}
+    if device != "cuda":
+        return {"status": "skipped", "reason": f"the model runs on {device}: no transfer"}
+    import torch
+
+    arrays = [a for a in observed.inputs_of(follower.name)[:16] if isinstance(a, np.ndarray)]
+    if not arrays:
+        return {"status": "skipped", "reason": "no array inputs observed"}
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for array in arrays:
+        torch.from_numpy(np.ascontiguousarray(array)).to("cuda", non_blocking=False)
+    torch.cuda.synchronize()
+    per_item_ms = (time.perf_counter() - start) * 1000 / len(arrays)
+    return {
+        "status": "measured",
+        "per_item_ms": per_item_ms,
+        "share": per_item_ms / end_to_end_ms if end_to_end_ms > 0 else None,
+        "model_stage": follower.name,
+    }
+
+
+def _clip_frames(item: Any, stage_slots: dict[str, Any]) -> Any:
+    """Frames of an observed clip: a Clip from the frame source, or a path read with the
+    stage's capture slot."""
+    from pipetune.plugins.vision.blocks import Clip, open_capture
+
+    if isinstance(item, Clip):
+        return item.frames()
+    if isinstance(item, str):
+
+        def frames() -> Any:
+            cap = open_capture(item, stage_slots.get("capture"))
+            try:
+                while True:
+                    ok, frame = cap.read()
+                    if not ok or frame is None:
+                        return
+                    yield frame
+            finally:
+                cap.release()
+
+        return frames()
+    return None
+
+
+def video_facts(
+    pipeline: Pipeline, loop: FrameLoop, profile: Profile, observed: Observations
+) -> dict[str, Any]:
+    stage = pipeline.stage(loop.stage)
+    facts: dict[str, Any] = {
+        "stage": loop.stage,
+        "recognized": loop.to_dict(),
+        "share": profile.share(loop.stage),
+    }
+    scores: list[float] = []
+    frames_read = 0
+    decode_s = 0.0
+    smalls_per_clip = []
+    for item in observed.inputs_of(loop.stage)[:MOTION_CLIPS]:
+        frames = _clip_frames(item, dict(stage.slots))
+        if frames is None:
+            continue
+        smalls = []
+        start = time.perf_counter()
+        for frame in frames:
+            decode_s += time.perf_counter() - start
+            smalls.append(frame_skip.gray_small(frame))
+            frames_read += 1
+            if len(smalls) >= MOTION_FRAMES:
+                break
+            start = time.perf_counter()
+        smalls_per_clip.append(smalls)
+        scores.extend(frame_skip.change_distribution(smalls))
+    outputs = observed.outputs_of(loop.stage)
+    per_clip = [len(o) for o in outputs if isinstance(o, list)]
+    facts["frames_per_clip"] = per_clip
+    facts["skipped"] = count_skipped(outputs)
+    if frames_read:
+        facts["decode_ms_per_frame"] = decode_s * 1000 / frames_read
+        stage_ms = profile.stage(loop.stage).mean_ms if loop.stage in _names(profile) else 0.0
+        total_frames = sum(per_clip) / max(len(per_clip), 1)
+        if stage_ms and total_frames:
+            per_frame = stage_ms / total_frames
+            facts["ms_per_frame"] = per_frame
+            facts["decode_share_of_loop"] = min(1.0, facts["decode_ms_per_frame"] / per_frame)
+    if scores:
+        arr = np.asarray(scores)
+        facts["frame_change"] = {
+            "frames": int(arr.size),
+            "percentiles": {str(q): float(np.percentile(arr, q)) for q in (50, 75, 90, 95, 99)},
+            "static_share": {str(t): float((arr <= t).mean()) for t in REPORTED_THRESHOLDS},
+        }
+        # How often a motion gate at a middle threshold would run the model on these frames.
+        gate = frame_skip.MotionGate(threshold=0.01)
+        runs = frames = 0
+        for smalls in smalls_per_clip:
+            state = gate.start()
+            for small in smalls:
+                state.should_run_small(small)
+            runs, frames = runs + state.runs, frames + state.frames
+        facts["gate_run_fraction_at_0.01"] = runs / frames if frames else 1.0
+    return facts
+
+
+def _names(profile: Profile) -> set[str]:
+    return {s.name for s in profile.stages}
+
+
+def profile_facts(
+    pipeline: Pipeline, profile: Profile, observed: Observations
+) -> dict[str, Any] | None:
+    steps = find_decode_steps(pipeline)
+    loops = find_frame_loops(pipeline)
+    if not steps and not loops:
+        return None
+    facts: dict[str, Any] = {}
+    decode = {}
+    for step in steps:
+        entry = decode_facts(pipeline, step, profile, observed)
+        entry["gpu_transfer"] = transfer_facts(
+            pipeline, step.stage, observed, profile.latency_ms.mean or profile.latency_ms.p50
+        )
+        decode[step.stage] = entry
+    if decode:
+        facts["decode"] = decode
+    video = {loop.stage: video_facts(pipeline, loop, profile, observed) for loop in loops}
+    if video:
+        facts["video"] = video
+    last = pipeline.stages[-1].name
+    skipped = count_skipped(observed.outputs_of(last))
+    facts["skipped_inputs"] = {"total": sum(skipped.values()), "by_reason": skipped}
+    return facts
+
+
+def is_skipped(value: Any) -> bool:
+    return isinstance(value, Skipped)

@@ -1,0 +1,224 @@
+"""Recognizing vision steps in a pipeline, without running it.
+
+* **decode-and-resize**: the plugin's own block (``meta["block"]``); or a stage whose
+  ``decoder=`` slot holds a library decoder (``cv2.imread``, ``cv2.imdecode``,
+  ``PIL.Image.open``, ``torchvision.io.read_image``/``decode_jpeg``) or a decoder object,
+  with the target size from a ``size=`` slot; or, for hints only, a ``decode``/
+  ``preprocess`` stage whose code calls such functions.
+* **video frame loops**: the plugin's classify-frames block (a ``gate=`` slot), or plain
+  code with an injected ``capture=`` slot (``cv2.VideoCapture`` or a factory) and an
+  injected ``model=`` slot; code that mentions ``VideoCapture`` gets a hint.
+* **the model's input size**: a ``size=`` slot, a block's ``input_size`` note, a model's
+  ``input_size`` / ``default_cfg["input_size"]`` attribute, else (at profile time) the shape
+  of what the decode step outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipetune.core.model import Pipeline, Stage
+from pipetune.plugins.vision.blocks import (
+    CLASSIFY,
+    CLASSIFY_FRAMES,
+    DECODE_RESIZE,
+    FRAME_SOURCE,
+)
+from pipetune.plugins.vision.reduced_decode import LIBRARY_DECODERS, as_size
+
+#: Library functions that decode images, by qualified name -> library.
+DECODER_LIBRARIES = {
+    "cv2.imread": "opencv",
+    "cv2.imdecode": "opencv",
+    "PIL.Image.open": "pillow",
+    "torchvision.io.read_image": "torchvision",
+    "torchvision.io.image.read_image": "torchvision",
+    "torchvision.io.decode_jpeg": "torchvision",
+    "torchvision.io.image.decode_jpeg": "torchvision",
+    "torchvision.io.decode_image": "torchvision",
+    "torchvision.io.image.decode_image": "torchvision",
+}
+#: Names in a function's code that suggest it decodes images or reads video.
+_DECODE_NAMES = {"imread", "imdecode", "decode_jpeg", "read_image", "decode_image"}
+_RESIZE_NAMES = {"resize", "thumbnail", "Resize", "interpolate"}
+
+
+def qualified_name(obj: Any) -> str:
+    """``module.qualname`` of a function or class (``cv2.imread``, ``PIL.Image.open``)."""
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if name is None:
+        kind = type(obj)
+        return f"{kind.__module__}.{kind.__qualname__}"
+    if module.startswith("cv2"):
+        module = "cv2"
+    if not module and _is_cv2_function(obj, name):
+        # OpenCV's functions are builtins without a __module__: identify them by identity.
+        module = "cv2"
+    return f"{module}.{name}" if module else name
+
+
+def _is_cv2_function(obj: Any, name: str) -> bool:
+    import sys
+
+    cv2 = sys.modules.get("cv2")  # never import OpenCV just to compare names
+    return cv2 is not None and getattr(cv2, name, None) is obj
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    stage: str
+    how: str  # "block", "slot" or "code" (hint only)
+    library: str  # opencv, pillow, torchvision, dali, nvjpeg, own, unknown
+    decoder: str
+    target: tuple[int, int] | None
+    transformable: bool  # the decoder slot is injected: replacing it changes what runs
+    reduced: bool = False  # already decodes at reduced resolution
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["target"] = list(self.target) if self.target else None
+        return data
+
+
+@dataclass(frozen=True)
+class FrameLoop:
+    stage: str
+    how: str  # "block", "slots" or "code" (hint only)
+    transformable: bool
+    gated: bool = False
+    source_stage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _code_names(fn: Any) -> set[str]:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        call = vars(type(fn)).get("__call__")  # a callable object: its method's code
+        code = getattr(call, "__code__", None)
+    return set(code.co_names) if code is not None else set()
+
+
+def _slot_size(stage: Stage) -> tuple[int, int] | None:
+    for name in ("size", "input_size", "target_size", "image_size"):
+        value = stage.slots.get(name)
+        if value is not None:
+            try:
+                return as_size(value)
+            except ValueError:
+                return None
+    return None
+
+
+def describe_decoder(decoder: Any) -> tuple[str, str, bool]:
+    """(library, name, reduced) of a decoder found in a slot."""
+    describe = getattr(decoder, "describe", None)
+    if callable(describe) and hasattr(decoder, "decode_resize"):
+        text = str(describe())
+        library = getattr(decoder, "name", "own")
+        return library, text, bool(getattr(decoder, "reduce", False))
+    name = qualified_name(decoder)
+    if name in DECODER_LIBRARIES:
+        return DECODER_LIBRARIES[name], name, False
+    if type(decoder).__name__ in {t.__name__ for t in LIBRARY_DECODERS.values()}:
+        return "pipetune", type(decoder).__name__, True
+    return "unknown", name, False
+
+
+def find_decode_steps(pipeline: Pipeline) -> list[DecodeStep]:
+    steps = []
+    for stage in pipeline.stages:
+        block = stage.meta.get("block")
+        decoder = stage.slots.get("decoder")
+        if block == DECODE_RESIZE or decoder is not None:
+            library, name, reduced = describe_decoder(decoder)
+            steps.append(
+                DecodeStep(
+                    stage=stage.name,
+                    how="block" if block == DECODE_RESIZE else "slot",
+                    library=library,
+                    decoder=name,
+                    target=_slot_size(stage) or model_input_size(pipeline, stage),
+                    transformable=stage.injects("decoder") and library != "unknown",
+                    reduced=reduced,
+                )
+            )
+        elif stage.kind in ("decode", "preprocess") and _code_names(stage.fn) & _DECODE_NAMES:
+            steps.append(DecodeStep(stage.name, "code", "unknown", "", _slot_size(stage), False))
+    return steps
+
+
+def find_frame_loops(pipeline: Pipeline) -> list[FrameLoop]:
+    loops = []
+    source = None
+    for stage in pipeline.stages:
+        block = stage.meta.get("block")
+        if block == FRAME_SOURCE:
+            source = stage.name
+            continue
+        if block == CLASSIFY_FRAMES:
+            loops.append(
+                FrameLoop(
+                    stage.name,
+                    "block",
+                    stage.injects("gate"),
+                    stage.slots.get("gate") is not None,
+                    source,
+                )
+            )
+        elif "capture" in stage.slots and "model" in stage.slots:
+            ok = stage.injects("capture") and stage.injects("model")
+            loops.append(FrameLoop(stage.name, "slots", ok, False, None))
+        elif "VideoCapture" in _code_names(stage.fn):
+            loops.append(FrameLoop(stage.name, "code", False))
+    return loops
+
+
+def model_input_size(pipeline: Pipeline, after: Stage | None = None) -> tuple[int, int] | None:
+    """The input size of the first model at or after ``after`` that declares one."""
+    start = pipeline.index(after.name) if after is not None else 0
+    for stage in pipeline.stages[start:]:
+        noted = stage.meta.get("input_size")
+        if noted:
+            return as_size(noted)
+        if stage.meta.get("block") in (CLASSIFY, CLASSIFY_FRAMES):
+            size = _slot_size(stage)
+            if size:
+                return size
+        model = stage.slots.get("model")
+        if model is not None:
+            size = getattr(model, "input_size", None)
+            cfg = getattr(model, "default_cfg", None) or getattr(model, "pretrained_cfg", None)
+            if size is None and isinstance(cfg, dict):
+                size = cfg.get("input_size")
+            if isinstance(size, list | tuple) and len(size) == 3:  # timm: (C, H, W)
+                return (int(size[2]), int(size[1]))
+            if size is not None:
+                try:
+                    return as_size(size)
+                except ValueError:
+                    pass
+    return None
+
+
+def torch_model_device(model: Any) -> str | None:
+    """The device of a torch module's first parameter, without importing torch."""
+    parameters = getattr(model, "parameters", None)
+    if not callable(parameters):
+        return None
+    try:
+        first = next(iter(parameters()))
+    except (StopIteration, TypeError):
+        return None
+    device = getattr(first, "device", None)
+    return getattr(device, "type", None)
+
+
+def inference_after(pipeline: Pipeline, stage: str) -> Stage | None:
+    for candidate in pipeline.stages[pipeline.index(stage) + 1 :]:
+        if "model" in candidate.slots:
+            return candidate
+    return None
