@@ -124,7 +124,9 @@ def tune_torch(
     inputs = _stage_inputs(context, pipeline, stage)
     calls = capture(module, eager_stage, inputs[:MAX_CAPTURE], slot)
     replayable = _replayable(module, calls, slot)
-    candidates = [Candidate.from_dict(c) for c in proposal.params.get("candidates", ())]
+    candidates = [
+        _with_threads(Candidate.from_dict(c)) for c in proposal.params.get("candidates", ())
+    ]
     if not candidates:
         raise Rejected(f"{proposal.id} on {stage.name!r}: no candidate backend to try")
 
@@ -556,6 +558,20 @@ def _replayable(module: Any, calls: Sequence[CapturedCall], slot: str) -> bool:
     except (Rejected, PipelineError):
         return False
     return True
+
+
+def _with_threads(candidate: Candidate) -> Candidate:
+    """Compiled backends run with the intra-op thread count this process runs torch with
+    (recorded in the change, so materialize builds the same thing)."""
+    from pipetune.plugins.hardware.threads import current_intra_op_threads
+
+    if candidate.backend not in ("onnxruntime", "openvino") or "threads" in candidate.options:
+        return candidate
+    return Candidate(
+        candidate.backend,
+        candidate.precision,
+        {**candidate.options, "threads": current_intra_op_threads()},
+    )
 
 
 def _verdict(proposal: Proposal, stage: Stage, results: Sequence[CandidateResult]) -> str:
