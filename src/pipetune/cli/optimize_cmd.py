@@ -8,7 +8,7 @@ configuration error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,8 +158,10 @@ def run_and_report(
     no_store: bool = False,
     quiet: bool = False,
     quick: bool = False,
+    baseline_outputs: Sequence[Any] | None = None,
 ) -> int:
-    """Run the loop, print the report, write the files; returns the exit code."""
+    """Run the loop, print the report, write the files; returns the exit code.
+    ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
     from pipetune.core.comparison import CompareSettings, RuntimeSpec
     from pipetune.core.loop import EXIT_REQUIREMENTS_UNMET, LoopSettings
     from pipetune.core.loop import optimize as run_loop
@@ -196,6 +198,7 @@ def run_and_report(
             target=target,
             runtime=RuntimeSpec.from_workload(workload, threads=threads),
             log=log,
+            baseline_outputs=baseline_outputs,
         )
         data = result.report.to_dict()
         written = write_outputs(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -108,6 +108,7 @@ def optimize(
     target: str | None = None,
     runtime: RuntimeSpec | None = None,
     log: Callable[[str], None] | None = None,
+    baseline_outputs: Sequence[Any] | None = None,
 ) -> Optimized:
     """Optimize ``pipeline`` on ``workload`` for ``requirements``.
 
@@ -123,6 +124,9 @@ def optimize(
         target: how the pipeline was named on the command line, stored with the run.
         runtime: the serving model to measure under (default: the workload's mode).
         log: progress messages.
+        baseline_outputs: the original pipeline's outputs, one per workload input, when
+            they are already known (a demo caches its slow baseline's outputs at set-up);
+            fidelity is then measured against them instead of re-running the original.
     """
     from pipetune.core.manager import get_plugin_manager
 
@@ -144,6 +148,11 @@ def optimize(
             stage_timeout_s=settings.stage_timeout_s,
         )
     workload.require_items()
+    if baseline_outputs is not None and len(baseline_outputs) != len(workload.items):
+        raise ConfigError(
+            f"{len(baseline_outputs)} baseline outputs for a workload of {len(workload.items)} "
+            "inputs: give one output per input"
+        )
     pm = pm or get_plugin_manager()
     run_store, owns_store = _open_store(store)
     try:
@@ -157,6 +166,7 @@ def optimize(
             target=target,
             runtime=runtime or RuntimeSpec.from_workload(workload),
             log=log or (lambda message: None),
+            baseline_outputs=baseline_outputs,
         )
         return loop.run()
     finally:
@@ -186,8 +196,10 @@ class _Loop:
         target: str | None,
         runtime: RuntimeSpec,
         log: Callable[[str], None],
+        baseline_outputs: Sequence[Any] | None = None,
     ):
         self.pm = pm
+        self.baseline_outputs = None if baseline_outputs is None else list(baseline_outputs)
         self.original = original
         self.workload = workload
         self.requirements = requirements
@@ -258,6 +270,7 @@ class _Loop:
         self._note_hook_failures()
 
         self._current, self._current_profile = self.original, baseline
+        cached_tune, cached_holdout = self._cached_outputs()
         validator = Validator(
             self.pm,
             self.original,
@@ -268,11 +281,14 @@ class _Loop:
             settings=self.settings.validator,
             log=self.log,
             expected_item_s=baseline.latency_ms.mean / 1000.0 or None,
+            original_outputs=cached_holdout,
         )
         stopped = ""
         try:
             validator.original_outputs()
-            tune_outputs = self._outputs(self.original, tune)
+            tune_outputs = (
+                cached_tune if cached_tune is not None else self._outputs(self.original, tune)
+            )
             stopped = self._greedy(validator, tune, tune_outputs)
         except KeyboardInterrupt:
             stopped = "interrupted"
@@ -428,6 +444,17 @@ class _Loop:
             )
             return self.workload, self.workload
         return self.workload.split(self.settings.tune_fraction)
+
+    def _cached_outputs(self) -> tuple[list[Any] | None, list[Any] | None]:
+        """The given baseline outputs for the (tune, held-out) split, as :meth:`_split`
+        splits the workload."""
+        if self.baseline_outputs is None:
+            return None, None
+        outputs = self.baseline_outputs
+        if len(self.workload) < MIN_SPLIT_ITEMS:
+            return list(outputs), list(outputs)
+        tune, holdout = self.workload.split_indices(self.settings.tune_fraction)
+        return [outputs[i] for i in tune], [outputs[i] for i in holdout]
 
     def _outputs(self, pipeline: Pipeline, workload: Workload) -> list[Any]:
         reset_state(pipeline)

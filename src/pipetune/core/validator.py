@@ -35,6 +35,7 @@ from pipetune.core import planner
 from pipetune.core.comparison import CompareSettings, Comparison, RuntimeSpec, compare, run_pass
 from pipetune.core.context import TuneContext
 from pipetune.core.errors import (
+    ConfigError,
     Deferred,
     PipelineError,
     PipetuneError,
@@ -114,8 +115,14 @@ class Validator:
         settings: ValidatorSettings | None = None,
         log: Callable[[str], None] | None = None,
         expected_item_s: float | None = None,
+        original_outputs: Sequence[Any] | None = None,
     ):
         holdout.require_items()
+        if original_outputs is not None and len(original_outputs) != len(holdout.items):
+            raise ConfigError(
+                f"{len(original_outputs)} cached original outputs for a held-out split of "
+                f"{len(holdout.items)} inputs"
+            )
         self.pm = pm
         self.original = original
         self.holdout = holdout
@@ -125,7 +132,11 @@ class Validator:
         self.settings = settings or ValidatorSettings()
         self.expected_item_s = expected_item_s
         self._log = log or (lambda message: None)
-        self._original_outputs: list[Any] | None = None
+        # The original's outputs on the held-out split: given (cached by a demo's set-up,
+        # computed by the original pipeline), or computed once on first use.
+        self._original_outputs: list[Any] | None = (
+            list(original_outputs) if original_outputs is not None else None
+        )
 
     @property
     def metric(self) -> str:

@@ -17,6 +17,7 @@ from pipetune.core.registry import Demo
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
 from pipetune.core.serving import ServingOptions
 from pipetune.plugins.generic import batching, cache, fidelity, parallel
+from pipetune.plugins.generic.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1
 PLUGIN = "generic"
@@ -88,7 +89,13 @@ def profile_pipeline(
     batch: dict[str, Any] = {}
     for position, stage in enumerate(pipeline.stages):
         inputs = list(workload.items) if position == 0 else observed.inputs_of(stage.name)
-        rate = cache.repeat_rate(inputs)
+        if cache.is_elementwise(stage):  # cached per element: elements repeat, not inputs
+            try:
+                rate = cache.repeat_rate(cache.elements_of(inputs))
+            except TypeError:
+                rate = cache.repeat_rate(inputs)
+        else:
+            rate = cache.repeat_rate(inputs)
         if rate is not None:
             repeats[stage.name] = rate
         share = profile.share(stage.name)
@@ -159,6 +166,8 @@ def _cache_proposals(
         if rate is None or rate < MIN_REPEAT_RATE or cache.META_KEY in stage.meta:
             continue
         n = profile.samples or len(profile.stage_ms) or 1
+        if cache.is_elementwise(stage):
+            n *= 16  # entries are elements (sections of a document), not inputs
         capacity = int(min(1 << 16, max(1024, 2 * n)))
         out.append(
             Proposal(
