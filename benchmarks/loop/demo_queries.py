@@ -15,25 +15,33 @@ query at a time; queries drawn Zipf(1.1) from 1,500 templated queries: see
   same pipeline served in batches of 32 through its ``batch_fn`` (no cache: a cache needs
   the measured repeat rate to be worth its memory, which is what the loop measures).
 
-Threads are pinned to 1 (BLAS included) for every measurement. Results: a table and
+Threads are pinned to 1 for every measurement (BLAS through the environment before numpy
+loads: without ``threadpoolctl`` an already-loaded OpenBLAS keeps its pool). Results: a table and
 ``benchmarks/results/loop.json`` (key ``demo_queries``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from pathlib import Path
-from typing import Any
+import os
 
-from pipetune.core.comparison import CompareSettings, RuntimeSpec, compare
-from pipetune.core.loop import LoopSettings, optimize
-from pipetune.core.machine import detect_machine
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.serving import with_serving
-from pipetune.core.threads import pin_threads
-from pipetune.plugins.generic import demo
+# numpy's OpenBLAS sizes its thread pool when numpy loads; pin_threads can resize it later
+# only through threadpoolctl, which may not be installed. Pin it before anything loads numpy.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from pipetune.core.comparison import CompareSettings, RuntimeSpec, compare  # noqa: E402
+from pipetune.core.loop import LoopSettings, optimize  # noqa: E402
+from pipetune.core.machine import detect_machine  # noqa: E402
+from pipetune.core.manager import get_plugin_manager  # noqa: E402
+from pipetune.core.serving import with_serving  # noqa: E402
+from pipetune.core.threads import pin_threads  # noqa: E402
+from pipetune.plugins.generic import demo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "loop.json"
 
