@@ -350,6 +350,8 @@ def classify_frames(
             last = classify_batch(
                 [preprocess_frame(frame, target)], model=model, classes=classes, mean=mean, std=std
             )[0]
+            if state is not None:
+                state.note_result(last)
         labels.append(last)
     expected = getattr(clip, "frame_count", 0)
     labels.extend(
