@@ -459,10 +459,11 @@ def _tune_gate(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> 
     if proposal.id == MOTION:
         series = [
             [
-                {**proposal.params, "threshold": t, "active_interval": a}
+                {**proposal.params, "threshold": t, "active_interval": a, "min_gap": g}
                 for t in frame_skip.THRESHOLD_GRID
             ]
             for a in frame_skip.ACTIVE_INTERVALS
+            for g in frame_skip.MIN_GAPS
         ]
         margin = frame_skip.THRESHOLD_MARGIN_STEPS
     else:
@@ -483,7 +484,7 @@ def _tune_gate(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> 
                 {
                     "params": {
                         k: params[k]
-                        for k in ("threshold", "active_interval", "stride")
+                        for k in ("threshold", "active_interval", "min_gap", "stride")
                         if k in params
                     },
                     "run_fraction": run_fraction,

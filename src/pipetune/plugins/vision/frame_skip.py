@@ -25,6 +25,8 @@ import numpy as np
 THRESHOLD_GRID = tuple(float(v) for v in np.geomspace(0.0005, 0.3, 28))
 #: Re-check intervals (frames) while an alert is up, tried by the tuner.
 ACTIVE_INTERVALS = (3, 6, 12)
+#: Minimum gaps between model runs tried by the tuner (1: none).
+MIN_GAPS = (1, 2, 3)
 #: Grid steps kept below the first failing threshold (about a factor 1.9): a threshold
 #: that just passes on the tuning clips has no margin on others.
 THRESHOLD_MARGIN_STEPS = 3
@@ -60,13 +62,19 @@ class MotionGate:
     that leaves with little contrast against the scene may not change enough pixels to
     trip the threshold; this re-check clears the alert within ``active_interval`` frames
     instead of holding it until the next refresh. It needs results that can be compared
-    (labels); for other results only the threshold and the refresh apply."""
+    (labels); for other results only the threshold and the refresh apply.
+
+    ``min_gap``: after a run, the next ``min_gap - 1`` frames reuse its result even if
+    they moved (a moving object rarely changes class between consecutive frames). It halves
+    or thirds the model calls during motion; an event is still seen at most
+    ``min_gap - 1`` frames late, which the tuner checks against the 3-frame limit."""
 
     threshold: float
     width: int = 64
     delta: float = 8.0
     max_interval: int = 150
     active_interval: int = 5
+    min_gap: int = 1
 
     def start(self) -> MotionState:
         return MotionState(self)
@@ -105,6 +113,9 @@ class MotionState:
     def should_run_small(self, small: np.ndarray) -> bool:
         self.frames += 1
         gate = self.gate
+        if self.key is not None and self.since + 1 < gate.min_gap:
+            self.since += 1
+            return False
         if (
             self.key is None
             or self.since + 1 >= gate.max_interval
@@ -156,6 +167,7 @@ def make_gate(params: dict[str, Any]) -> MotionGate | StrideGate:
         delta=float(params.get("delta", 8.0)),
         max_interval=int(params.get("max_interval", 150)),
         active_interval=int(params.get("active_interval", 5)),
+        min_gap=int(params.get("min_gap", 1)),
     )
 
 
