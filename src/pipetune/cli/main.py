@@ -1,7 +1,356 @@
-"""Entry point of the ``pipetune`` command."""
+"""The ``pipetune`` command: the group, its global options and the one error boundary.
+
+Commands live one per module. Each module in :data:`COMMAND_MODULES` exposes
+``register(cli: click.Group) -> None``; adding a command is one line here. Plugins add
+theirs through the ``register_commands`` hook, called when the CLI is built (never at
+import time). Nothing heavy is imported until a command runs, so ``pipetune --help`` is
+instant.
+
+Errors: a :class:`~pipetune.core.errors.PipetuneError` from anywhere becomes one message on
+stderr and exit code 2 (``--debug`` adds the traceback); Ctrl-C exits 130 after the command
+has kept what it finished.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-def main() -> None:
-    raise SystemExit("pipetune: the CLI is not built yet")
+import click
+
+from pipetune.cli.state import CliState, get_state
+
+if TYPE_CHECKING:
+    from pipetune.core.manager import PipetunePluginManager
+
+#: Command modules, each exposing ``register(cli)``. Add a command by adding its module.
+COMMAND_MODULES: tuple[str, ...] = (
+    "pipetune.cli.plugins_cmd",
+    "pipetune.cli.profile_cmd",
+    "pipetune.cli.propose_cmd",
+    "pipetune.cli.optimize_cmd",
+    "pipetune.cli.apply_cmd",
+    "pipetune.cli.history_cmd",
+    "pipetune.cli.compare_cmd",
+    "pipetune.cli.check_cmd",
+    "pipetune.cli.demo_cmd",
+    "pipetune.cli.scan_cmd",
+)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class PipetuneGroup(click.Group):
+    """A click group whose ``main`` is the single error boundary of the CLI."""
+
+    pm: PipetunePluginManager | None = None
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        state = extra.pop("obj", None)
+        if not isinstance(state, CliState):
+            state = CliState(pm=self.pm)
+        elif state.pm is None:
+            state.pm = self.pm
+        state.debug = state.debug or "--debug" in _global_tokens(args)
+
+        def invoke() -> Any:
+            return super(PipetuneGroup, self).main(
+                args,
+                prog_name or "pipetune",
+                complete_var,
+                standalone_mode=False,
+                obj=state,
+                **extra,
+            )
+
+        code = run_guarded(invoke, state)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def run_guarded(fn: Callable[[], Any], state: CliState) -> int:
+    """Run ``fn`` and turn what it raises into an exit code and one message on stderr."""
+    from pipetune.core.errors import PipetuneError
+
+    try:
+        value = fn()
+    except PipetuneError as exc:
+        if state.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        click.echo(f"Error: {exc}", err=True)
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return _interrupted(state)
+        click.echo("Aborted!", err=True)
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        return _interrupted(state)
+    except BrokenPipeError:
+        # `pipetune plugins --json | head`: the reader left; say nothing more.
+        _silence_stdout()
+        return EXIT_INTERNAL
+    except Exception as exc:  # a bug in pipetune or a plugin: say so, briefly
+        if state.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        click.echo(
+            f"Error: internal error: {type(exc).__name__}: {exc}{where}\n"
+            "This is a bug in pipetune or a plugin; rerun with --debug for the traceback.",
+            err=True,
+        )
+        return EXIT_INTERNAL
+    if isinstance(value, bool) or not isinstance(value, int):
+        return EXIT_OK
+    return value
+
+
+def _interrupted(state: CliState) -> int:
+    kept = f" Kept: {', '.join(state.written)}." if state.written else ""
+    click.echo(f"\nInterrupted.{kept}", err=True)
+    return EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _global_tokens(args: Sequence[str]) -> list[str]:
+    """The tokens before the subcommand name (where global options live)."""
+    tokens: list[str] = []
+    iterator = iter(args)
+    for token in iterator:
+        if token == "--":
+            break
+        if token == "-p":
+            tokens.append(token)
+            tokens.append(next(iterator, ""))
+            continue
+        if not token.startswith("-"):
+            break
+        tokens.append(token)
+    return tokens
+
+
+def plugin_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``-p no:NAME`` and ``-p MODULE`` from the global options: (disabled, extra modules)."""
+    disabled: list[str] = []
+    extra: list[str] = []
+    tokens = _global_tokens(args)
+    values = [
+        tokens[i + 1] if token == "-p" else token[2:]
+        for i, token in enumerate(tokens)
+        if token == "-p" or (token.startswith("-p") and not token.startswith("--"))
+    ]
+    for value in values:
+        value = value.lstrip("=")
+        if value.startswith("no:"):
+            disabled.append(value[3:])
+        elif value:
+            extra.append(value)
+    return disabled, extra
+
+
+# -- building the CLI ----------------------------------------------------------------------
+
+
+def build_cli(pm: PipetunePluginManager | None = None) -> click.Group:
+    """The ``pipetune`` command group with every command module's and plugin's commands.
+
+    ``pm`` defaults to :func:`pipetune.core.manager.get_plugin_manager` (environment
+    settings apply). Tests pass their own manager.
+    """
+    if pm is None:
+        from pipetune.core.manager import get_plugin_manager
+
+        pm = get_plugin_manager()
+
+    @click.group(cls=PipetuneGroup, context_settings=CONTEXT_SETTINGS)
+    @click.option(
+        "--debug",
+        is_flag=True,
+        help="Show full tracebacks for errors (also PIPETUNE_DEBUG=1).",
+    )
+    @click.option(
+        "-p",
+        "plugin_args",
+        multiple=True,
+        metavar="NAME",
+        help="-p no:NAME disables plugin NAME (also PIPETUNE_DISABLE_PLUGINS=a,b); "
+        "-p MODULE (or -p NAME=MODULE) loads a module of hooks as a plugin without installing "
+        "it. Repeatable. PIPETUNE_STRICT_PLUGINS=1 makes any plugin problem an error.",
+    )
+    @click.version_option(_version(), "--version", prog_name="pipetune")
+    @click.pass_context
+    def cli(ctx: click.Context, debug: bool, plugin_args: tuple[str, ...]) -> None:
+        """Profile an AI pipeline, propose the changes with the biggest end-to-end gain,
+        apply them, and prove each one on the same workload before keeping it.
+
+        TARGET arguments name a pipeline as package.module:attr or path/to/file.py:attr.
+        """
+        state = get_state(ctx)
+        state.debug = state.debug or debug
+        disabled, extra = plugin_arguments([token for arg in plugin_args for token in ("-p", arg)])
+        _apply_plugin_arguments(state.plugin_manager(), disabled, extra)
+
+    assert isinstance(cli, PipetuneGroup)
+    cli.pm = pm
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        module.register(cli)
+    register_plugin_commands(cli, pm)
+    return cli
+
+
+def register_plugin_commands(cli: click.Group, pm: PipetunePluginManager) -> None:
+    """Call every plugin's ``register_commands(cli)``, one plugin at a time.
+
+    A plugin that raises, or that replaces a command someone else registered, is recorded
+    in ``pm.hook_failures`` (and shown by ``pipetune plugins``) and its change is undone;
+    in strict mode it is an error that names both owners.
+    """
+    from pipetune.core.errors import DuplicateError, PluginError
+    from pipetune.core.manager import HookFailure
+
+    owners = {name: "pipetune" for name in cli.commands}
+    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        before = dict(cli.commands)
+        try:
+            impl.function(*[{"cli": cli}[name] for name in impl.argnames])
+        except Exception as exc:
+            cli.commands.clear()
+            cli.commands.update(before)
+            message = f"{type(exc).__name__}: {exc}"
+            if pm.strict:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} raised in register_commands: {message}"
+                ) from exc
+            pm.hook_failures.append(HookFailure(impl.plugin_name, "register_commands", message))
+            continue
+        for name, command in list(cli.commands.items()):
+            if name in before and before[name] is not command:
+                problem = (
+                    f"command {name!r} is registered by both {owners[name]!r} and "
+                    f"{impl.plugin_name!r}"
+                )
+                if pm.strict:
+                    raise DuplicateError(problem)
+                cli.commands[name] = before[name]
+                pm.hook_failures.append(
+                    HookFailure(impl.plugin_name, "register_commands", problem + "; kept the first")
+                )
+            elif name not in before:
+                owners[name] = impl.plugin_name
+
+
+def _apply_plugin_arguments(
+    pm: PipetunePluginManager, disabled: Sequence[str], extra: Sequence[str]
+) -> None:
+    """Apply ``-p`` to a manager built before the arguments were parsed (tests that call
+    ``build_cli(pm)`` directly). :func:`main` applies them before building, so plugin
+    commands of a disabled plugin are never registered."""
+    from pipetune.core.manager import PluginStatus
+
+    statuses = {status.name: status for status in pm.load_report}
+    for name in disabled:
+        status = statuses.get(name)
+        if status is None:
+            click.echo(
+                f"warning: -p no:{name}: no plugin named {name!r} "
+                f"(plugins: {', '.join(sorted(statuses)) or 'none'})",
+                err=True,
+            )
+            continue
+        if status.status == "disabled":
+            continue
+        plugin = pm.get_plugin(name)
+        if plugin is not None:
+            pm.unregister(plugin)
+        pm.load_report[pm.load_report.index(status)] = PluginStatus(
+            name,
+            status.source,
+            "disabled",
+            status.version,
+            status.distribution,
+            status.module,
+        )
+    for name, module in map(_split_extra, extra):
+        if name not in statuses:
+            pm.load_plugin(name, _import_loader(module), source="command line", module=module)
+
+
+def _split_extra(value: str) -> tuple[str, str]:
+    """``-p NAME=MODULE`` loads MODULE under NAME; ``-p MODULE`` under the module's name."""
+    name, equals, module = value.partition("=")
+    return (name.strip(), module.strip()) if equals else (value, value)
+
+
+def _import_loader(module: str) -> Callable[[], Any]:
+    def load() -> Any:
+        return importlib.import_module(module)
+
+    return load
+
+
+def _version() -> str:
+    from pipetune import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: build the plugin manager (honouring ``-p``), the CLI, run it."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    state = CliState()
+    state.debug = state.debug or "--debug" in _global_tokens(args)
+    disabled, extra = plugin_arguments(args)
+    state.disabled = disabled
+    state.extra_plugins = extra
+    built: dict[str, click.Group] = {}
+
+    def build() -> None:
+        from pipetune.core.manager import get_plugin_manager
+
+        pm = get_plugin_manager(
+            disable=disabled,
+            plugins=[(name, _import_loader(module)) for name, module in map(_split_extra, extra)],
+        )
+        state.pm = pm
+        built["cli"] = build_cli(pm)
+
+    code = run_guarded(build, state)
+    if "cli" not in built:
+        return code
+    return built["cli"].main(args, prog_name="pipetune", standalone_mode=False, obj=state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -71,6 +71,31 @@ class Rejected(PipetuneError):
     """
 
 
+class Deferred(PipetuneError):
+    """Raised by a plugin's tune step when a change can be validated only on another
+    machine: a Core ML package needs a Mac to predict, a TensorRT engine needs an NVIDIA
+    GPU with ``tensorrt``. Everything this machine can check has been checked.
+
+    The validator records the trial as ``deferred`` (not accepted, not rejected) with
+    ``artifact`` (what was built, a path) and ``command`` (what to run on the target
+    machine to finish the validation), and does not apply the change here.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        artifact: str | None = None,
+        command: str | None = None,
+        details: dict[str, object] | None = None,
+    ):
+        self.reason = reason
+        self.artifact = artifact
+        self.command = command
+        self.details = dict(details or {})
+        super().__init__(reason)
+
+
 class StoreError(PipetuneError):
     """The run store is corrupted, locked or unwritable."""
 

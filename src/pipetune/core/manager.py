@@ -89,7 +89,10 @@ class PipetunePluginManager(pluggy.PluginManager):
         try:
             obj = plugin() if callable(plugin) and not _is_plugin_object(plugin) else plugin
             _check_api_version(name, obj, distribution, version)
-            self.register(obj, name=name)
+            try:
+                self.register(obj, name=name)
+            except pluggy.PluginValidationError as exc:
+                raise _describe_validation_error(name, exc) from exc
             unknown = self._unknown_hooks(obj)
             if unknown:
                 self.unregister(obj)
@@ -115,7 +118,12 @@ class PipetunePluginManager(pluggy.PluginManager):
         for caller in self.get_hookcallers(plugin) or ():
             if caller.spec is None:
                 close = difflib.get_close_matches(caller.name, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = (
+                    f" (did you mean {close[0]!r}?)"
+                    if close
+                    else f" (not in plugin API {hookspecs.API_VERSION}: a misspelling, or the "
+                    "plugin needs a newer pipetune)"
+                )
                 problems.append(f"unknown hook {caller.name!r}{hint}")
         return "; ".join(problems)
 
@@ -325,6 +333,23 @@ def _check_api_version(name: str, plugin: Any, distribution: str, version: str) 
             f"pipetune ({_pipetune_version()}) provides API {hookspecs.API_VERSION}: "
             "upgrade pipetune or use an older release of the plugin"
         )
+
+
+def _describe_validation_error(name: str, exc: pluggy.PluginValidationError) -> PluginError:
+    """pluggy refuses an implementation taking an argument its hookspec lacks. Hooks only
+    gain arguments, so that is a plugin written for a newer plugin API: say so."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"for hook '(\w+)'.*Argument\(s\) (\{.*?\}) are declared", text, re.S)
+    if found is None:
+        return PluginError(text)
+    hook, arguments = found.groups()
+    return _IncompatiblePlugin(
+        f"plugin {name!r} implements {hook} with argument(s) {arguments} that this pipetune "
+        f"({_pipetune_version()}, plugin API {hookspecs.API_VERSION}) does not provide: the "
+        "plugin needs a newer pipetune (or has a misspelled argument name)"
+    )
 
 
 def _describe_failure(exc: BaseException) -> str:

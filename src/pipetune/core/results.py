@@ -58,6 +58,11 @@ class Machine(_Serializable):
     python: str = ""
     threads: Mapping[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    #: CPUs this process may use (affinity mask capped by a cgroup quota); None: unknown.
+    usable_cores: float | None = None
+    numa_nodes: int | None = None
+    gpu_count: int = 0
+    gpu_driver: str | None = None
 
 
 # -- the profile -------------------------------------------------------------------------
@@ -86,6 +91,13 @@ class StageStats(_Serializable):
     cpu_ratio: float | None = None  # CPU seconds per wall second while the stage ran
     holds_gil: bool | None = None
     calls: int = 0
+    p95_ms: float = 0.0
+    max_ms: float = 0.0
+    #: Throughput with 2 threads calling the stage over 1 thread (the GIL check); None when
+    #: not measured.
+    gil_scaling: float | None = None
+    #: Median GPU time of the stage (CUDA events), when it ran on a CUDA device.
+    gpu_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,9 @@ class ConcurrencyPoint(_Serializable):
     throughput_rps: float
     p50_ms: float
     p99_ms: float
+    p95_ms: float = 0.0
+    samples: int = 0
+    errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,13 +116,17 @@ class HotFunction(_Serializable):
     function: str
     share: float  # of the stage's sampled time
     calls: int = 0
+    self_ms: float = 0.0  # per stage call, excluding callees
+    cum_ms: float = 0.0  # per stage call, including callees
 
 
 @dataclass(frozen=True)
 class LayerTime(_Serializable):
     layer: str
-    ms: float
-    share: float
+    ms: float  # per stage call
+    share: float  # of the stage's time in the layer pass
+    calls: int = 0  # forward calls per stage call
+    module: str = ""  # the module's class name
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,17 @@ class Profile(_Serializable):
     workload: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""
     schema_version: str = SCHEMA_VERSION
+    #: The knee of the concurrency sweep in words, labelled as specific to this host.
+    knee_note: str = ""
+    #: Mode-specific runtime figures: workers, offered vs achieved rate, queue wait,
+    #: overload, batch sizes (online); time to first output, per-output latency (stream).
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+    #: Peak memory details (RSS high-water mark, Python heap per stage, CUDA peak).
+    memory: Mapping[str, Any] = field(default_factory=dict)
+    #: Which profiler passes ran, on how many inputs, how long they took, or why skipped.
+    passes: Mapping[str, Any] = field(default_factory=dict)
+    #: True when the run was interrupted (Ctrl-C): the figures cover what was measured.
+    stopped: bool = False
 
     def stage(self, name: str) -> StageStats:
         for stats in self.stages:

@@ -1,0 +1,161 @@
+"""Hook implementations of the example plugin (entry point ``example``).
+
+The story: a stage receives a list in a slot and only ever asks ``x in that_list``. Each
+test scans the list. A frozenset answers the same question by hashing, with identical
+results for hashable items. The plugin
+
+1. finds such stages without running anything (``inspect_pipeline``),
+2. measures the stage both ways on the inputs the profiling run observed
+   (``profile_pipeline``),
+3. proposes the swap with the measured stage speedup (``propose_changes``),
+4. applies it by replacing the slot, leaving the user's list untouched
+   (``materialize_change``), and
+5. hints at stages that keep such a list in a global instead of a slot (``stage_hints``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipetune import Change, Pipeline, Profile, Proposal, Stage, hookimpl
+from pipetune.core.context import Observations
+from pipetune_example_plugin.membership import (
+    MIN_SIZE,
+    function_tree,
+    is_candidate,
+    membership_only,
+)
+
+#: The plugin API this plugin is written against.
+PIPETUNE_API = 1
+
+NAME = "example"
+PROPOSAL_ID = f"{NAME}.set_lookup"
+#: Below this measured stage speedup the change is not worth a trial.
+MIN_SPEEDUP = 1.2
+#: How many observed inputs to time the stage on, each way.
+SAMPLE = 64
+
+
+def list_slots(stage: Stage) -> list[str]:
+    """Slots of ``stage`` holding a list that its function only tests membership in."""
+    candidates = [
+        name for name, value in stage.slots.items() if stage.injects(name) and is_candidate(value)
+    ]
+    if not candidates:
+        return []
+    tree = function_tree(stage.fn)
+    if tree is None:
+        return []
+    return sorted(membership_only(tree, candidates))
+
+
+@hookimpl
+def inspect_pipeline(pipeline: Pipeline) -> dict[str, Any] | None:
+    found = {
+        stage.name: {slot: len(stage.slots[slot]) for slot in slots}
+        for stage in pipeline.stages
+        if (slots := list_slots(stage))
+    }
+    return {"list_membership_slots": found} if found else None
+
+
+@hookimpl
+def profile_pipeline(pipeline: Pipeline, observed: Observations) -> dict[str, Any] | None:
+    measured = {}
+    for stage in pipeline.stages:
+        slots = list_slots(stage)
+        inputs = observed.inputs_of(stage.name)[:SAMPLE]
+        if not slots or not inputs:
+            continue
+        swapped = stage.with_slots(**{slot: frozenset(stage.slots[slot]) for slot in slots})
+        try:
+            list_s = _best_of(3, stage, inputs)
+            set_s = _best_of(3, swapped, inputs)
+        except Exception:  # the stage raised on an observed input: nothing to claim
+            continue
+        measured[stage.name] = {
+            "slots": slots,
+            "inputs": len(inputs),
+            "list_ms_per_input": 1000 * list_s / len(inputs),
+            "set_ms_per_input": 1000 * set_s / len(inputs),
+            "speedup": list_s / set_s if set_s > 0 else 1.0,
+        }
+    return {"set_lookup": measured} if measured else None
+
+
+@hookimpl
+def propose_changes(pipeline: Pipeline, profile: Profile) -> list[Proposal] | None:
+    measured = profile.facts.get(NAME, {}).get("set_lookup", {})
+    proposals = []
+    for stage_name, fact in measured.items():
+        if fact["speedup"] < MIN_SPEEDUP:
+            continue
+        slots = fact["slots"]
+        named = ", ".join(f"`{slot}`" for slot in slots)
+        proposals.append(
+            Proposal(
+                id=PROPOSAL_ID,
+                plugin=NAME,
+                stage=stage_name,
+                title=f"Look up {named} in a frozenset instead of a list",
+                rationale=(
+                    f"{stage_name} only tests membership in {named}; on {fact['inputs']} "
+                    f"observed inputs it took {fact['list_ms_per_input']:.4f} ms per input "
+                    f"with the list and {fact['set_ms_per_input']:.4f} ms with a frozenset "
+                    f"({fact['speedup']:.1f}x). Outputs are identical."
+                ),
+                est_stage_speedup=round(fact["speedup"], 2),
+                effort="minutes",
+                accuracy_risk="none",
+                params={"slots": list(slots)},
+                evidence=dict(fact),
+            )
+        )
+    return proposals or None
+
+
+@hookimpl
+def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
+    stage = pipeline.stage(change.stage)
+    swapped = {slot: frozenset(stage.slots[slot]) for slot in change.params["slots"]}
+    new_stage = stage.with_slots(**swapped).noted(
+        applied=[*stage.meta.get("applied", ()), change.proposal]
+    )
+    return pipeline.replace(stage.name, new_stage)
+
+
+@hookimpl
+def stage_hints(stage: Stage) -> list[str] | None:
+    """A list in a module global cannot be swapped; say how to make it a slot."""
+    tree = function_tree(stage.fn)
+    globals_ = getattr(inspect.unwrap(stage.fn), "__globals__", {})
+    if tree is None:
+        return None
+    names = [
+        name for name, value in globals_.items() if name not in stage.slots and is_candidate(value)
+    ]
+    hints = []
+    for name in sorted(membership_only(tree, names)):
+        param = name.lower()
+        hints.append(
+            f"{stage.name} tests membership in the global list {name} "
+            f"({len(globals_[name])} items, >= {MIN_SIZE}): take it as a parameter and pass "
+            f"it as a slot (slots={{'{param}': {name}}}) so the example plugin can swap in a "
+            "frozenset"
+        )
+    return hints or None
+
+
+def _best_of(rounds: int, stage: Stage, inputs: Sequence[Any]) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for item in inputs:
+            stage(item)
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -1,0 +1,262 @@
+"""``pipetune check TARGET --baseline RUN_OR_RECIPE``: a regression gate for CI.
+
+The *baseline* is TARGET with a known-good recipe applied: a recipe file, or the recipe of
+a recorded run. The *current* pipeline is TARGET as the code builds it now (with
+``--recipe FILE`` applied when production loads one). Both are re-run here, side by side in
+paired ABBA rounds on TARGET's workload, and the check fails (exit 1) when the current
+pipeline's P99 or throughput is worse than the baseline's beyond the measured noise (the
+interval of the ratio lies entirely below ``1 - tolerance``) or when its outputs drift from
+the baseline's beyond the fidelity budget. The differences are printed.
+
+With a run id, the run's stored figures are compared as well — but only when the run was
+recorded on this machine (the same fingerprint); figures from another machine are shown and
+not judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.state import get_state, stdout_console
+
+EXIT_REGRESSION = 1
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(check)
+
+
+@dataclass
+class Verdict:
+    """What the check found: regressions (fail), notes (informational)."""
+
+    regressions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+
+def judge(
+    comparison: Mapping[str, Any],
+    fidelity: Mapping[str, Any] | None,
+    *,
+    tolerance: float = 0.0,
+    stored: Mapping[str, Any] | None = None,
+    stored_note: str = "",
+) -> Verdict:
+    """Decide from a side-by-side comparison (baseline = A, current = B).
+
+    ``stored``: the baseline run's own figures (``throughput_rps``, ``p99_ms`` and their
+    relative noise), compared only when recorded on this machine.
+    """
+    verdict = Verdict(figures={"comparison": dict(comparison)})
+    speed, ci = comparison["speedup"], comparison["ci"]
+    for key, label in (("throughput", "throughput"), ("p99", "P99 latency")):
+        low, high = ci[key]
+        text = f"{label}: {speed[key]:.2f}x [{low:.2f}, {high:.2f}] of the baseline"
+        if high < 1.0 - tolerance:
+            verdict.regressions.append(f"{text} — worse beyond the measured noise")
+        else:
+            verdict.notes.append(text)
+    if fidelity is not None:
+        threshold = fidelity.get("threshold")
+        text = f"fidelity against the baseline: {fidelity['metric']} {fidelity['value']:.4f}"
+        if threshold is not None and fidelity["value"] < threshold:
+            verdict.regressions.append(f"{text} < {threshold:.4f}")
+        else:
+            verdict.notes.append(text)
+    if stored is not None:
+        current = comparison["b"]
+        for key, measured, better in (
+            ("throughput_rps", current["throughput_rps"], "higher"),
+            ("p99_ms", current["latency_ms"]["p99"], "lower"),
+        ):
+            recorded = stored.get(key)
+            if not recorded:
+                continue
+            noise = float(stored.get("noise", {}).get(key, 0.1))
+            ratio = measured / recorded
+            worse = (
+                ratio < 1 - noise - tolerance
+                if better == "higher"
+                else (ratio > 1 + noise + tolerance)
+            )
+            text = (
+                f"{key} now {measured:.4g} against {recorded:.4g} recorded "
+                f"({ratio:.2f}x, noise ±{noise:.0%})"
+            )
+            (verdict.regressions if worse else verdict.notes).append(text)
+    elif stored_note:
+        verdict.notes.append(stored_note)
+    return verdict
+
+
+@click.command()
+@target_argument
+@target_options
+@click.option(
+    "--baseline",
+    "baseline_ref",
+    required=True,
+    metavar="RUN_OR_RECIPE",
+    help="A recipe file, or a run id (or `latest`) from the run store.",
+)
+@click.option(
+    "--recipe",
+    "recipe_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Apply this recipe to the current pipeline too (what production loads).",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0, max=1),
+    default=0.0,
+    show_default=True,
+    help="Extra slack on top of the measured noise (0.05 = 5 %).",
+)
+@click.option("--rounds", type=click.IntRange(min=2), metavar="N", help="ABBA rounds (default 8).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the verdict and the figures as JSON.",
+)
+@click.pass_context
+def check(
+    ctx: click.Context,
+    target: str | None,
+    target_opts: TargetOptions,
+    baseline_ref: str,
+    recipe_path: Path | None,
+    tolerance: float,
+    rounds: int | None,
+    json_path: Path | None,
+) -> int:
+    """Fail (exit 1) when TARGET regressed against a baseline recipe or run."""
+    from pipetune.cli.render import write_json_atomic
+    from pipetune.cli.target import load_target
+    from pipetune.core.comparison import CompareSettings, RuntimeSpec, compare
+    from pipetune.core.machine import detect_machine
+    from pipetune.core.paths import store_dir
+    from pipetune.core.recipes import load_recipe
+    from pipetune.core.results import Recipe
+
+    state = get_state(ctx)
+    pm = state.plugin_manager()
+    resolved = load_target(target, target_opts)
+    assert resolved.workload is not None
+    workload, requirements = resolved.workload, resolved.requirements
+    artifacts = store_dir() / "artifacts"
+
+    stored: dict[str, Any] | None = None
+    stored_note = ""
+    if Path(baseline_ref).is_file():
+        recipe = Recipe.load(baseline_ref)
+        origin = f"recipe {baseline_ref}"
+    else:
+        from pipetune.core.store import RunStore
+
+        with RunStore() as store:
+            run = store.run(baseline_ref)
+            recipe = store.recipe(run.id) or Recipe(pipeline=run.pipeline, changes=())
+        origin = f"run {run.id}"
+        if run.machine_fingerprint == detect_machine().fingerprint:
+            stored = _stored_figures(run.report or {})
+        else:
+            stored_note = (
+                f"the run was recorded on another machine ({run.machine_fingerprint}): its "
+                "stored figures are not compared; the side-by-side re-run is the check"
+            )
+    baseline = load_recipe(resolved.pipeline, recipe, pm=pm, artifacts_dir=artifacts)
+    current = resolved.pipeline
+    if recipe_path is not None:
+        current = load_recipe(current, recipe_path, pm=pm, artifacts_dir=artifacts)
+
+    settings = CompareSettings(rounds=rounds) if rounds else CompareSettings()
+    measured = compare(
+        baseline,
+        current,
+        workload.items,
+        metric=requirements.metric,
+        runtime=RuntimeSpec.from_workload(workload),
+        settings=settings,
+    )
+    fidelity = _fidelity(pm, baseline, current, workload, requirements)
+    verdict = judge(
+        measured.to_dict(),
+        fidelity,
+        tolerance=tolerance,
+        stored=stored,
+        stored_note=stored_note,
+    )
+    console = stdout_console()
+    console.print(f"baseline: {resolved.pipeline.name} with {origin}; current: {current.name}")
+    for line in verdict.notes:
+        console.print(f"  ok: {line}")
+    for line in verdict.regressions:
+        console.print(f"  [red]REGRESSION:[/red] {line}")
+    console.print("[green]check passed[/green]" if verdict.passed else "[red]check failed[/red]")
+    if json_path is not None:
+        write_json_atomic(
+            json_path,
+            {
+                "passed": verdict.passed,
+                "baseline": origin,
+                "regressions": verdict.regressions,
+                "notes": verdict.notes,
+                "comparison": measured.to_dict(),
+                "fidelity": fidelity,
+                "stored": stored,
+            },
+        )
+        state.written.append(str(json_path))
+    return 0 if verdict.passed else EXIT_REGRESSION
+
+
+def _stored_figures(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run's final figures and their relative noise (from its side-by-side CI)."""
+    comparison = report.get("comparison")
+    if comparison:
+        b = comparison["b"]
+        noise = {}
+        for key, metric in (("throughput_rps", "throughput"), ("p99_ms", "p99")):
+            low, high = comparison["ci"][metric]
+            point = comparison["speedup"][metric]
+            # Figures recorded at another moment drift more than a paired comparison:
+            # the band is the interval's full relative width, at least 10 %.
+            noise[key] = max(0.1, (high - low) / point) if point else 0.25
+        return {
+            "throughput_rps": b["throughput_rps"],
+            "p99_ms": b["latency_ms"]["p99"],
+            "noise": noise,
+        }
+    final = report.get("final")
+    if not final:
+        return None
+    return {
+        "throughput_rps": final["throughput_rps"],
+        "p99_ms": final["latency_ms"]["p99"],
+        "noise": {"throughput_rps": 0.25, "p99_ms": 0.25},
+    }
+
+
+def _fidelity(pm, baseline, current, workload, requirements) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from pipetune.core.fidelity import compare as compare_outputs
+    from pipetune.core.runtime import run_offline
+    from pipetune.core.state import reset_state
+
+    outputs = []
+    for pipeline in (baseline, current):
+        reset_state(pipeline)
+        outputs.append(run_offline(pipeline, workload.items).outputs)
+    result = compare_outputs(pm, baseline.output_kind, outputs[0], outputs[1], workload.labels)
+    return result.evolve(threshold=1.0 - requirements.max_accuracy_drop).to_dict()

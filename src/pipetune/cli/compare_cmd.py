@@ -1,0 +1,108 @@
+"""``pipetune compare A B``: two recorded runs side by side.
+
+Stored figures are only comparable when both runs were measured on the same machine
+(``machine_fingerprint``); otherwise the figures are shown without ratios. To compare two
+configurations on *this* machine, re-measure them with ``pipetune check``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from pipetune.cli.state import stdout_console
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(compare)
+
+
+@click.command()
+@click.argument("first", metavar="A")
+@click.argument("second", metavar="B")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def compare(first: str, second: str, as_json: bool) -> int:
+    """Compare the final figures of runs A and B (ids, unique prefixes, or `latest`)."""
+    from pipetune.core.store import RunStore
+
+    with RunStore() as store:
+        a, b = store.run(first), store.run(second)
+    figures = {run.id: _figures(run) for run in (a, b)}
+    same_machine = a.machine_fingerprint == b.machine_fingerprint
+    ratios = {}
+    if same_machine:
+        fa, fb = figures[a.id], figures[b.id]
+        for key in ("throughput_rps", "p50_ms", "p99_ms"):
+            if fa.get(key) and fb.get(key):
+                ratios[key] = fb[key] / fa[key] if key == "throughput_rps" else fa[key] / fb[key]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "a": a.id,
+                    "b": b.id,
+                    "same_machine": same_machine,
+                    "figures": figures,
+                    "speedup_b_over_a": ratios,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    _render(a, b, figures, ratios, same_machine)
+    return 0
+
+
+def _figures(run) -> dict:  # type: ignore[no-untyped-def]
+    report = run.report or {}
+    final = report.get("final") or (run.summary or {}).get("final") or {}
+    latency = final.get("latency_ms") or {}
+    return {
+        "pipeline": run.pipeline,
+        "status": run.display_status,
+        "created": run.created,
+        "throughput_rps": final.get("throughput_rps"),
+        "p50_ms": latency.get("p50"),
+        "p99_ms": latency.get("p99"),
+        "accepted": [t["proposal"] for t in report.get("trials", []) if t["status"] == "accepted"],
+        "requirements_met": report.get("requirements_met"),
+        "machine": run.machine_fingerprint,
+    }
+
+
+def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-untyped-def]
+    from rich import box
+    from rich.table import Table
+
+    from pipetune.core.report import format as fmt
+
+    console = stdout_console()
+    fa, fb = figures[a.id], figures[b.id]
+    table = Table(box=box.SIMPLE_HEAD, title=f"{a.id} vs {b.id}", title_justify="left")
+    for column in ("", "A", "B", "B against A"):
+        table.add_column(column)
+    table.add_row("pipeline", fa["pipeline"], fb["pipeline"], "")
+    table.add_row("status", fa["status"], fb["status"], "")
+    table.add_row(
+        "throughput",
+        fmt.rate(fa["throughput_rps"]),
+        fmt.rate(fb["throughput_rps"]),
+        fmt.ratio(ratios.get("throughput_rps")),
+    )
+    table.add_row(
+        "P50", fmt.ms(fa["p50_ms"]), fmt.ms(fb["p50_ms"]), fmt.ratio(ratios.get("p50_ms"))
+    )
+    table.add_row(
+        "P99", fmt.ms(fa["p99_ms"]), fmt.ms(fb["p99_ms"]), fmt.ratio(ratios.get("p99_ms"))
+    )
+    table.add_row(
+        "kept changes", ", ".join(fa["accepted"]) or "-", ", ".join(fb["accepted"]) or "-", ""
+    )
+    console.print(table)
+    if not same_machine:
+        console.print(
+            f"[yellow]not compared:[/yellow] A was measured on machine {fa['machine']} and B on "
+            f"{fb['machine']}; stored figures from different machines say nothing about each "
+            "other. Re-measure both here with `pipetune check`."
+        )

@@ -1,0 +1,132 @@
+"""``pipetune history [RUN]``: the runs in the run store, or one run's report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipetune.cli.state import get_state, stdout_console
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(history)
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--pipeline", metavar="NAME", help="Only runs of this pipeline.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With RUN: write its HTML report.",
+)
+@click.pass_context
+def history(
+    ctx: click.Context,
+    run: str | None,
+    limit: int,
+    pipeline: str | None,
+    as_json: bool,
+    html_path: Path | None,
+) -> int:
+    """List recorded runs (newest first), or show RUN (an id, a unique prefix of one, or
+    `latest`): its report, its trials, and where its recipe is."""
+    from pipetune.core.store import RunStore
+
+    state = get_state(ctx)
+    console = stdout_console()
+    with RunStore() as store:
+        if run is None:
+            records = store.runs(limit=limit, pipeline=pipeline)
+            if as_json:
+                click.echo(json.dumps([_row(r) for r in records], indent=2))
+                return 0
+            if not records:
+                console.print(f"no runs recorded in {store.path}")
+                return 0
+            _table(records, console)
+            return 0
+        record = store.run(run)
+        trials = store.trials(record.id)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        **_row(record),
+                        "report": record.report,
+                        "trials": [t.to_dict() for t in trials],
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
+            return 0
+        if record.report:
+            from pipetune.core.report import terminal
+
+            terminal.render(record.report, console)
+        else:
+            console.print(
+                f"run {record.id} ({record.display_status}) has no report; "
+                f"{len(trials)} finished trial(s) were kept:"
+            )
+            for trial in trials:
+                console.print(f"  {trial.proposal} @ {trial.stage}: {trial.status}: {trial.reason}")
+        if html_path is not None:
+            if not record.report:
+                raise click.ClickException("this run has no report to write")
+            from pipetune.core.report import html
+
+            html.write(record.report, html_path)
+            state.written.append(str(html_path))
+            console.print(f"[dim]wrote {html_path}[/dim]")
+    return 0
+
+
+def _row(record) -> dict:  # type: ignore[no-untyped-def]
+    summary = record.summary or {}
+    speedup = summary.get("speedup") or {}
+    return {
+        "id": record.id,
+        "created": record.created,
+        "pipeline": record.pipeline,
+        "target": record.target,
+        "status": record.display_status,
+        "trials": summary.get("trials"),
+        "accepted": summary.get("accepted"),
+        "metric": summary.get("metric"),
+        "throughput_speedup": speedup.get("throughput"),
+        "p99_speedup": speedup.get("p99_latency"),
+        "requirements_met": summary.get("requirements_met"),
+        "machine": record.machine_fingerprint,
+    }
+
+
+def _table(records, console) -> None:  # type: ignore[no-untyped-def]
+    from rich import box
+    from rich.table import Table
+
+    from pipetune.core.report import format as fmt
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("run", "when", "pipeline", "status", "kept", "throughput", "P99", "met"):
+        table.add_column(column)
+    for record in records:
+        row = _row(record)
+        met = row["requirements_met"]
+        table.add_row(
+            row["id"],
+            row["created"][:19].replace("T", " "),
+            row["pipeline"],
+            row["status"],
+            "-" if row["trials"] is None else f"{row['accepted'] or 0}/{row['trials']}",
+            fmt.ratio(row["throughput_speedup"]),
+            fmt.ratio(row["p99_speedup"]),
+            "-" if met is None else ("yes" if met else "no"),
+        )
+    console.print(table)

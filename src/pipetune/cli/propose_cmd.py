@@ -1,0 +1,123 @@
+"""``pipetune propose TARGET``: profile and print the ranked proposals, applying nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.state import get_state, stdout_console
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(propose)
+
+
+@click.command()
+@target_argument
+@target_options
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the profile summary and the ranked proposals as JSON.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No table (with --json).")
+@click.pass_context
+def propose(
+    ctx: click.Context,
+    target: str | None,
+    target_opts: TargetOptions,
+    json_path: Path | None,
+    quiet: bool,
+) -> int:
+    """Profile TARGET and list what every plugin proposes, ranked by estimated end-to-end
+    gain per unit of effort on the metric the requirements name. Says when a proposal
+    cannot matter, which ones are unavailable here (with the install command), and which
+    are advice only. Nothing is applied.
+    """
+    from pipetune.cli.render import write_json_atomic
+    from pipetune.cli.target import load_target
+    from pipetune.core import planner
+    from pipetune.core.profiler import profile
+
+    state = get_state(ctx)
+    resolved = load_target(target, target_opts)
+    assert resolved.workload is not None
+    pm = state.plugin_manager()
+    measured = profile(resolved.pipeline, resolved.workload, pm=pm)
+    plan = planner.plan(pm, resolved.pipeline, measured, resolved.requirements)
+    data = {
+        "pipeline": resolved.pipeline.name,
+        "metric": plan.metric,
+        "baseline": measured.summary(),
+        "proposals": [planner.describe(r) for r in plan.all()],
+        "failures": [f"{f.plugin} in {f.hook}: {f.error}" for f in plan.failures],
+        "hints": list(measured.hints),
+        "warnings": list(measured.warnings),
+    }
+    if json_path is not None:
+        write_json_atomic(json_path, data)
+        state.written.append(str(json_path))
+    if not quiet:
+        render_plan(plan, data)
+    return 0
+
+
+def render_plan(plan: Any, data: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from pipetune.core.report import format as fmt
+
+    console = stdout_console()
+    baseline = data["baseline"]
+    console.print(
+        f"[bold]{data['pipeline']}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
+        f"P50 {fmt.ms(baseline['latency_ms']['p50'])}, P99 {fmt.ms(baseline['latency_ms']['p99'])}"
+        f" · ranking for {fmt.metric_label(plan.metric)}"
+    )
+    table = Table(box=box.SIMPLE_HEAD, title="Proposals, best first", title_justify="left")
+    for column in ("#", "proposal", "stage share", "est. end to end", "effort", "risk"):
+        table.add_column(column, justify="right" if column in ("#", "stage share") else "left")
+    for position, ranked in enumerate(plan.candidates, start=1):
+        p = ranked.proposal
+        table.add_row(
+            str(position),
+            f"{p.id} @ {p.stage}\n[dim]{p.title}[/dim]",
+            fmt.pct(ranked.share),
+            f"{ranked.est_e2e_speedup:.2f}x (≤ {ranked.ceiling:.2f}x)",
+            p.effort,
+            p.accuracy_risk,
+        )
+    console.print(table)
+    for ranked in plan.candidates:
+        if ranked.note or ranked.proposal.rationale:
+            console.print(f"  [bold]{ranked.proposal.id}[/bold] @ {ranked.proposal.stage}:")
+            if ranked.proposal.rationale:
+                console.print(f"    {ranked.proposal.rationale}")
+            if ranked.note:
+                style = "yellow" if ranked.cannot_matter else "dim"
+                console.print(f"    [{style}]{ranked.note}[/{style}]")
+    if plan.advice:
+        console.print("[bold]Advice[/bold] (never applied automatically):")
+        for ranked in plan.advice:
+            p = ranked.proposal
+            console.print(
+                f"  {p.id} @ {p.stage}: {p.title} — est. {ranked.est_e2e_speedup:.2f}x, "
+                f"effort {p.effort}. {p.reason}"
+            )
+    if plan.unavailable:
+        console.print("[bold]Unavailable here[/bold]:")
+        for ranked in plan.unavailable:
+            p = ranked.proposal
+            install = f" — install: {p.install}" if p.install else ""
+            console.print(f"  {p.id} @ {p.stage}: {p.reason}{install}")
+    if not plan.all():
+        console.print("No plugin proposes anything for this pipeline.")
+    for line in data["failures"]:
+        console.print(f"[yellow]warning:[/yellow] plugin raised: {line}")
+    for hint in data["hints"]:
+        console.print(f"[dim]hint: {hint}[/dim]")

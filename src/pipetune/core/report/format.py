@@ -1,0 +1,168 @@
+"""Formatting shared by the terminal, Markdown and HTML reports (no rich, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f} ms"
+    if value >= 1:
+        return f"{value:.2f} ms"
+    return f"{value * 1000:.0f} µs"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}/s"
+
+
+def ratio(value: float | None, ci: Sequence[float] | None = None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}x"
+    if ci:
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"${value:,.0f}"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.4f}"
+
+
+def fidelity(data: Mapping[str, Any] | None) -> str:
+    if not data:
+        return "-"
+    text = f"{data['metric']} {data['value']:.3f}"
+    ci = data.get("ci")
+    if ci:
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    if data.get("threshold") is not None:
+        text += f" (≥ {data['threshold']:.3f})"
+    return text
+
+
+def metric_label(metric: str) -> str:
+    return "throughput" if metric == "throughput" else f"{metric.upper()} latency"
+
+
+def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, before, after, change) rows for the headline table."""
+    base, final = report["baseline"], report["final"]
+    comparison = report.get("comparison")
+    speed = report.get("speedup") or {}
+    rows = []
+    if comparison:
+        a, b = comparison["a"], comparison["b"]
+        ci = comparison.get("ci", {})
+        s = comparison.get("speedup", {})
+        rows.append(
+            (
+                "throughput",
+                rate(a["throughput_rps"]),
+                rate(b["throughput_rps"]),
+                ratio(s.get("throughput"), ci.get("throughput")),
+            )
+        )
+        for key in ("p50", "p95", "p99"):
+            rows.append(
+                (
+                    f"{key.upper()} latency",
+                    ms(a["latency_ms"][key]),
+                    ms(b["latency_ms"][key]),
+                    ratio(s.get(key), ci.get(key)),
+                )
+            )
+        return rows
+    rows.append(
+        (
+            "throughput",
+            rate(base["throughput_rps"]),
+            rate(final["throughput_rps"]),
+            ratio(speed.get("throughput")),
+        )
+    )
+    for key in ("p50", "p95", "p99"):
+        before, after = base["latency_ms"][key], final["latency_ms"][key]
+        rows.append(
+            (
+                f"{key.upper()} latency",
+                ms(before),
+                ms(after),
+                ratio(before / after if after else None),
+            )
+        )
+    return rows
+
+
+def stage_rows(report: Mapping[str, Any]) -> list[tuple[str, float | None, float | None, str]]:
+    """(stage, share before, share after, note) for every stage in either profile."""
+    before = {s["name"]: s for s in report["baseline"]["stages"]}
+    after = {s["name"]: s for s in report["final"]["stages"]}
+    names = list(before)
+    names += [n for n in after if n not in before]
+    if "other" in names:  # glue last
+        names.remove("other")
+        names.append("other")
+    rows = []
+    for name in names:
+        b, a = before.get(name), after.get(name)
+        note = ""
+        if b and a:
+            note = f"{ms(b.get('mean_ms', b['p50_ms']))} → {ms(a.get('mean_ms', a['p50_ms']))}"
+        elif a:
+            note = "new stage"
+        else:
+            note = "removed"
+        rows.append((name, b["share"] if b else None, a["share"] if a else None, note))
+    return rows
+
+
+def trial_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for trial in report["trials"]:
+        rows.append(
+            {
+                "proposal": trial["proposal"],
+                "stage": trial.get("stage", ""),
+                "status": trial["status"],
+                "estimated": ratio(trial.get("est_speedup")),
+                "measured": ratio(trial.get("speedup"), trial.get("speedup_ci")),
+                "fidelity": fidelity(trial.get("fidelity")),
+                "reason": trial["reason"],
+            }
+        )
+    return rows
+
+
+def proposal_groups(report: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """Proposals split into ranked, advice (not applicable), unavailable."""
+    groups: dict[str, list[Mapping[str, Any]]] = {"ranked": [], "advice": [], "unavailable": []}
+    for proposal in report["proposals"]:
+        if proposal["status"] == "unavailable":
+            groups["unavailable"].append(proposal)
+        elif not proposal.get("applicable", True):
+            groups["advice"].append(proposal)
+        else:
+            groups["ranked"].append(proposal)
+    return groups
+
+
+def requirements_line(report: Mapping[str, Any]) -> str:
+    if report["requirements_met"]:
+        return "requirements met"
+    misses = report.get("misses") or []
+    return "requirements NOT met: " + "; ".join(misses)

@@ -1,0 +1,136 @@
+"""The report on the terminal (rich tables). Reads the JSON form of the report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pipetune.core.report import format as fmt
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+_STATUS_STYLE = {"accepted": "green", "rejected": "red", "deferred": "yellow"}
+
+
+def render(report: Mapping[str, Any], console: Console | None = None) -> None:
+    """Print ``report`` (the dict of :meth:`Report.to_dict`) to ``console``."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    metric = report.get("metric", "throughput")
+    machine = report["machine"]
+    workload = report.get("workload") or {}
+    head = (
+        f"[bold]{report['pipeline']}[/bold] · optimizing {fmt.metric_label(metric)} · "
+        f"{machine['cpu']} ({machine['cores']} cores"
+        + (f", {machine['gpu']}" if machine.get("gpu") else "")
+        + ")"
+    )
+    console.print(head)
+    if workload:
+        console.print(
+            f"workload {workload.get('name', '')}: {workload.get('items')} inputs "
+            f"({workload.get('tune_items')} to tune, {workload.get('holdout_items')} held out "
+            f"to validate), {workload.get('mode', 'offline')} mode"
+        )
+
+    summary = Table(title="Original → optimized", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("", "original", "optimized", "speedup [95 % CI]"):
+        summary.add_column(column, justify="right" if column else "left")
+    for row in fmt.summary_rows(report):
+        summary.add_row(*row)
+    console.print(summary)
+
+    stages = Table(title="Where the time goes", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("stage", "before", "after", "mean per input"):
+        stages.add_column(column, justify="left" if column == "stage" else "right")
+    for name, before, after, note in fmt.stage_rows(report):
+        stages.add_row(name, fmt.pct(before), fmt.pct(after), note)
+    console.print(stages)
+
+    if report["trials"]:
+        trials = Table(title="Trials", box=box.SIMPLE_HEAD, title_justify="left")
+        trials.add_column("change")
+        trials.add_column("status")
+        trials.add_column("estimated", justify="right")
+        trials.add_column("measured [CI]", justify="right")
+        trials.add_column("fidelity", justify="right")
+        for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
+            style = _STATUS_STYLE[row["status"]]
+            fid = trial.get("fidelity")
+            trials.add_row(
+                f"{row['proposal']} @ {row['stage']}",
+                f"[{style}]{row['status']}[/{style}]",
+                row["estimated"],
+                row["measured"],
+                "-" if not fid else f"{fid['value']:.3f}",
+            )
+        console.print(trials)
+        for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
+            style = _STATUS_STYLE[row["status"]]
+            console.print(
+                f"  [{style}]{row['proposal']}[/{style}] @ {row['stage']}: {row['reason']}"
+            )
+            if trial["status"] == "deferred" and trial.get("command"):
+                console.print(
+                    f"    artifact {trial.get('artifact') or '-'}; finish with: {trial['command']}"
+                )
+        console.print()
+
+    groups = fmt.proposal_groups(report)
+    untried = [
+        p
+        for p in groups["ranked"]
+        if p["id"] + "@" + p["stage"]
+        not in {t["proposal"] + "@" + t.get("stage", "") for t in report["trials"]}
+    ]
+    if untried:
+        table = Table(title="Not tried", box=box.SIMPLE_HEAD, title_justify="left", expand=True)
+        for column in ("proposal", "estimated", "effort", "why"):
+            table.add_column(column)
+        for p in untried:
+            why = p.get("excluded") or p.get("note") or "the loop stopped first"
+            table.add_row(
+                f"{p['id']} @ {p['stage']}", fmt.ratio(p.get("est_e2e_speedup")), p["effort"], why
+            )
+        console.print(table)
+    if groups["advice"]:
+        console.print("[bold]Advice[/bold] (not applied automatically):")
+        for p in groups["advice"]:
+            console.print(
+                f"  {p['id']} @ {p['stage']}: {p['title']} — est. "
+                f"{fmt.ratio(p.get('est_e2e_speedup'))}, effort {p['effort']}. "
+                f"{p.get('reason', '')}"
+            )
+    if groups["unavailable"]:
+        console.print("[bold]Unavailable here[/bold]:")
+        for p in groups["unavailable"]:
+            install = f" — install: {p['install']}" if p.get("install") else ""
+            console.print(f"  {p['id']} @ {p['stage']}: {p['reason']}{install}")
+
+    cost = report.get("cost")
+    if cost:
+        line = (
+            f"cost per 1,000 predictions: {fmt.money(cost['per_1000_before'])} → "
+            f"{fmt.money(cost['per_1000_after'])}"
+        )
+        if cost.get("monthly_before") is not None:
+            line += (
+                f"; per month at {cost['monthly_volume']:,.0f} predictions: "
+                f"{fmt.money(cost['monthly_before'])} → {fmt.money(cost['monthly_after'])}"
+            )
+        console.print(line)
+
+    style = "green" if report["requirements_met"] else "red"
+    console.print(f"[{style}]{fmt.requirements_line(report)}[/{style}] ({report.get('stopped')})")
+    fid = report.get("fidelity")
+    if fid:
+        console.print(f"cumulative fidelity against the original: {fmt.fidelity(fid)}")
+    for warning in report.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if report.get("run_id"):
+        console.print(f"run {report['run_id']} recorded in the run store")

@@ -1,0 +1,408 @@
+"""Result caching keyed by a content hash: a bounded LRU in front of a deterministic stage.
+
+A workload where the same inputs come back (the same query, the same document section,
+the same product page) pays for each repeat in full. :func:`cached_stage` returns a copy of
+a stage that looks its input up by a hash of its *content* (not its identity: two equal
+strings from two requests hit), runs the stage only on a miss, and keeps at most
+``capacity`` results, evicting the least recently used.
+
+The cache implements the validator's state protocol (:mod:`pipetune.core.state`): it is
+emptied before every measured pass (``pipetune_reset``) and reports its hits and misses
+(``pipetune_cache_stats``), so its speedup is measured at the workload's own repeat rate
+and can never exceed ``1 / (1 - hit rate)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import pickle
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipetune.core.model import Stage
+
+META_KEY = "generic.cache"
+
+
+class Unhashable(TypeError):
+    """The input has no stable content hash; the cache passes it through."""
+
+
+def content_hash(value: Any) -> bytes:
+    """A stable digest of ``value``'s content (equal content, equal digest)."""
+    digest = hashlib.blake2b(digest_size=16)
+    _feed(digest, value)
+    return digest.digest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if value is None or isinstance(value, bool | int | float | complex):
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+    elif isinstance(value, str):
+        digest.update(b"s%d:" % len(value))
+        digest.update(value.encode("utf-8", "surrogatepass"))
+    elif isinstance(value, bytes | bytearray | memoryview):
+        digest.update(b"b%d:" % len(value))
+        digest.update(bytes(value))
+    elif isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        digest.update(f"nd{array.dtype.str}{array.shape}:".encode())
+        digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    elif isinstance(value, np.generic):
+        _feed(digest, value.item())
+    elif isinstance(value, Path):
+        # A file's identity and version, not its bytes: reading it would cost what the
+        # stage costs. An edited file has a new mtime and size, hence a new key.
+        try:
+            stat = value.stat()
+            digest.update(f"path:{value.resolve()}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+        except OSError:
+            digest.update(f"path:{value};".encode())
+    elif isinstance(value, tuple | list):
+        digest.update(b"(" if isinstance(value, tuple) else b"[")
+        for part in value:
+            _feed(digest, part)
+        digest.update(b")")
+    elif isinstance(value, Mapping):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            _feed(digest, key)
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+        _feed(digest, value.detach().cpu().numpy())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        digest.update(type(value).__qualname__.encode())
+        for f in dataclasses.fields(value):
+            _feed(digest, getattr(value, f.name))
+    else:
+        try:
+            digest.update(pickle.dumps(value, protocol=5))
+        except Exception as exc:
+            raise Unhashable(f"no content hash for {type(value).__name__}: {exc}") from None
+
+
+class ResultCache:
+    """A thread-safe, bounded LRU of stage results keyed by content hash."""
+
+    def __init__(self, capacity: int = 4096):
+        if capacity < 1:
+            raise ValueError("cache capacity must be >= 1")
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.unhashable = 0
+
+    def get(self, key: bytes) -> tuple[bool, Any]:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return True, self._entries[key]
+            self.misses += 1
+            return False, None
+
+    def put(self, key: bytes, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+                self.evictions += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- the validator's state protocol ----------------------------------------------------
+    def pipetune_reset(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = self.evictions = self.unhashable = 0
+
+    def pipetune_cache_stats(self) -> dict[str, int]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "unhashable": self.unhashable,
+            "size": len(self._entries),
+            "capacity": self.capacity,
+        }
+
+
+def _accepted(fn: Callable[..., Any] | None, slots: Mapping[str, Any]) -> tuple[str, ...]:
+    if fn is None:
+        return ()
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return tuple(slots)
+    names = {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    return tuple(name for name in slots if name in names)
+
+
+class _Cached:
+    """Shared by the per-item and batch wrappers: the key includes the identity of the
+    slot objects, so a copy of the stage with a replaced slot (a faster tokenizer) never
+    serves results computed with the old one."""
+
+    def __init__(self, inner: Callable[..., Any], cache: ResultCache, stage_slots: Sequence[str]):
+        self.inner = inner
+        self.cache = cache
+        self.inner_slots = tuple(stage_slots)
+        self.__name__ = f"cached_{getattr(inner, '__name__', 'stage')}"
+        self.__qualname__ = self.__name__
+        self.__module__ = getattr(inner, "__module__", __name__)
+
+    def _key(self, item: Any, slots: Mapping[str, Any]) -> bytes | None:
+        try:
+            digest = content_hash(item)
+        except Unhashable:
+            self.cache.unhashable += 1
+            return None
+        salt = ",".join(f"{name}={id(slots[name])}" for name in self.inner_slots)
+        return digest + salt.encode()
+
+
+class CachedFn(_Cached):
+    """``fn(item, **slots)`` answered from the cache when the item was seen.
+
+    It carries the validator's state protocol for the cache it shares with the stage's
+    :class:`CachedBatchFn` (only here, so the cache is counted once).
+    """
+
+    def pipetune_reset(self) -> None:
+        self.cache.pipetune_reset()
+
+    def pipetune_cache_stats(self) -> dict[str, int]:
+        return self.cache.pipetune_cache_stats()
+
+    def __call__(self, item: Any, **slots: Any) -> Any:
+        kwargs = {name: slots[name] for name in self.inner_slots}
+        key = self._key(item, kwargs)
+        if key is None:
+            return self.inner(item, **kwargs)
+        found, value = self.cache.get(key)
+        if found:
+            return value
+        value = self.inner(item, **kwargs)
+        self.cache.put(key, value)
+        return value
+
+
+class CachedBatchFn(_Cached):
+    """``batch_fn(items, **slots)``: only the misses go to the inner batch call."""
+
+    def __call__(self, items: Sequence[Any], **slots: Any) -> list[Any]:
+        kwargs = {name: slots[name] for name in self.inner_slots}
+        results: list[Any] = [None] * len(items)
+        missing: list[int] = []
+        keys: list[bytes | None] = []
+        first_of: dict[bytes, int] = {}
+        for i, item in enumerate(items):
+            key = self._key(item, kwargs)
+            keys.append(key)
+            if key is not None:
+                found, value = self.cache.get(key)
+                if found:
+                    results[i] = value
+                    continue
+                if key in first_of:  # a repeat inside this batch: computed once
+                    continue
+                first_of[key] = i
+            missing.append(i)
+        if missing:
+            computed = list(self.inner([items[i] for i in missing], **kwargs))
+            for i, value in zip(missing, computed, strict=True):
+                results[i] = value
+                if keys[i] is not None:
+                    self.cache.put(keys[i], value)  # type: ignore[arg-type]
+        for i, key in enumerate(keys):
+            if key is not None and key in first_of and first_of[key] != i:
+                results[i] = results[first_of[key]]
+        return results
+
+
+#: A stage whose ``meta`` sets this to True maps a sequence to one output per element, each
+#: depending on that element only (``fn(seq)[i] == fn((seq[i],))[0]``): a document's
+#: sections to their embeddings. It is cached per element, so a section shared by two
+#: documents (a letterhead, an unchanged paragraph of a revision) is computed once.
+ELEMENTWISE_KEY = "elementwise"
+
+
+def is_elementwise(stage: Stage) -> bool:
+    return bool(stage.meta.get(ELEMENTWISE_KEY))
+
+
+class _ElementwiseCached(_Cached):
+    """Per-element lookups for an elementwise stage; the misses of every sequence in a call
+    go to the inner function in one call (each element once)."""
+
+    def __init__(
+        self,
+        inner: Callable[..., Any],
+        cache: ResultCache,
+        stage_slots: Sequence[str],
+        *,
+        batch: bool,
+        shape: dict[str, bool],
+    ):
+        super().__init__(inner, cache, stage_slots)
+        self.batch = batch
+        # Shared by the per-item and batch wrappers: whether the stage returns an array
+        # (its cached rows are then stacked back into one).
+        self.shape = shape
+
+    def _compute(self, elements: list[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+        if self.batch:
+            out = next(iter(self.inner([tuple(elements)], **kwargs)))
+        else:
+            out = self.inner(tuple(elements), **kwargs)
+        self.shape["stack"] = isinstance(out, np.ndarray)
+        rows = list(out)
+        if len(rows) != len(elements):
+            raise ValueError(
+                f"an elementwise stage returned {len(rows)} outputs for {len(elements)} elements"
+            )
+        return rows
+
+    def outputs(self, sequences: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+        keys: list[list[bytes | None]] = []
+        found: dict[bytes, Any] = {}
+        todo: dict[bytes, Any] = {}
+        loose: list[Any] = []  # unhashable elements: computed, never cached
+        for seq in sequences:
+            row_keys = []
+            for element in seq:
+                key = self._key(element, kwargs)
+                row_keys.append(key)
+                if key is None:
+                    loose.append(element)
+                elif key not in found and key not in todo:
+                    hit, value = self.cache.get(key)
+                    if hit:
+                        found[key] = value
+                    else:
+                        todo[key] = element
+                elif key in todo or key in found:
+                    self.cache.hits += 1  # a repeat inside this call: computed once
+            keys.append(row_keys)
+        missing = list(todo.items())
+        computed = (
+            self._compute([e for _, e in missing] + loose, kwargs) if missing or loose else []
+        )
+        for (key, _), value in zip(missing, computed, strict=False):
+            found[key] = value
+            self.cache.put(key, value)
+        loose_values = iter(computed[len(missing) :])
+        results = []
+        for seq, row_keys in zip(sequences, keys, strict=True):
+            if not row_keys:  # an empty sequence: the stage's own empty output
+                results.append(self._compute_empty(seq, kwargs))
+                continue
+            rows = [found[k] if k is not None else next(loose_values) for k in row_keys]
+            if self.shape.get("stack"):
+                results.append(np.stack(rows))
+            else:
+                results.append(tuple(rows) if isinstance(seq, tuple) else rows)
+        return results
+
+    def _compute_empty(self, seq: Any, kwargs: Mapping[str, Any]) -> Any:
+        if self.batch:
+            return next(iter(self.inner([seq], **kwargs)))
+        return self.inner(seq, **kwargs)
+
+
+class ElementwiseCachedFn(_ElementwiseCached):
+    """``fn(sequence, **slots)`` with each element answered from the cache when seen. It
+    carries the state protocol for the cache it shares with the batch wrapper."""
+
+    def pipetune_reset(self) -> None:
+        self.cache.pipetune_reset()
+
+    def pipetune_cache_stats(self) -> dict[str, int]:
+        return self.cache.pipetune_cache_stats()
+
+    def __call__(self, sequence: Any, **slots: Any) -> Any:
+        kwargs = {name: slots[name] for name in self.inner_slots}
+        return self.outputs([sequence], kwargs)[0]
+
+
+class ElementwiseCachedBatchFn(_ElementwiseCached):
+    """``batch_fn(sequences, **slots)``: the misses of all sequences in one inner call."""
+
+    def __call__(self, sequences: Sequence[Any], **slots: Any) -> list[Any]:
+        kwargs = {name: slots[name] for name in self.inner_slots}
+        return self.outputs(list(sequences), kwargs)
+
+
+def cached_stage(stage: Stage, capacity: int = 4096) -> Stage:
+    """A copy of ``stage`` with a result cache in front (the original is untouched).
+    An elementwise stage (``meta["elementwise"]``) is cached per element."""
+    cache = ResultCache(capacity)
+    if is_elementwise(stage):
+        shape: dict[str, bool] = {}
+        fn = ElementwiseCachedFn(
+            stage.fn, cache, _accepted(stage.fn, stage.slots), batch=False, shape=shape
+        )
+        batch_fn = (
+            ElementwiseCachedBatchFn(
+                stage.batch_fn,
+                cache,
+                _accepted(stage.batch_fn, stage.slots),
+                batch=True,
+                shape=shape,
+            )
+            if stage.batch_fn is not None
+            else None
+        )
+        return stage.evolve(fn=fn, batch_fn=batch_fn).noted(
+            **{META_KEY: {"capacity": capacity, "per": "element"}}
+        )
+    fn = CachedFn(stage.fn, cache, _accepted(stage.fn, stage.slots))
+    batch_fn = (
+        CachedBatchFn(stage.batch_fn, cache, _accepted(stage.batch_fn, stage.slots))
+        if stage.batch_fn is not None
+        else None
+    )
+    return stage.evolve(fn=fn, batch_fn=batch_fn).noted(**{META_KEY: {"capacity": capacity}})
+
+
+def elements_of(inputs: Sequence[Any]) -> list[Any]:
+    """The elements of an elementwise stage's inputs, flattened in order."""
+    return [element for value in inputs for element in value]
+
+
+def repeat_rate(items: Sequence[Any]) -> float | None:
+    """The share of ``items`` that repeat an earlier one (the hit rate an unbounded cache
+    would reach over one pass); ``None`` when the items cannot be hashed."""
+    if not items:
+        return None
+    seen: set[bytes] = set()
+    repeats = 0
+    try:
+        for item in items:
+            key = content_hash(item)
+            if key in seen:
+                repeats += 1
+            else:
+                seen.add(key)
+    except Unhashable:
+        return None
+    return repeats / len(items)

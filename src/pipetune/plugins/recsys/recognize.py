@@ -1,0 +1,268 @@
+"""Recognizing recsys stages: the plugin's own blocks and plain user code.
+
+Plain code is recognized by what sits in its slots:
+
+* a ranker (``ranker=``, or a torch module / callable in ``model=`` on a ``ranking`` stage)
+  next to a catalog-sized item matrix (``items=``...) — a ranker scoring every item;
+* an item matrix (numpy or torch, ``items=``/``item_embeddings=``/``catalog=``...) or a
+  faiss flat index (``index=``) with no ranker — exact top-k retrieval;
+* a torch module in ``model=``/``encoder=``/``user_tower=`` on an ``inference`` or
+  ``embedding`` stage — an embedding model;
+* an object with ``get`` in ``store=``/``feature_store=`` — a feature lookup.
+
+Recognition never runs the stage; what needs running (the query format, k, the metric of
+plain retrieval code, calls per request) is measured in ``profile_pipeline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipetune.core.model import Pipeline, Stage
+from pipetune.plugins.recsys import ann, blocks
+
+CATALOG_SLOTS = (
+    "items",
+    "item_embeddings",
+    "item_vectors",
+    "catalog",
+    "embeddings",
+    "vectors",
+    "matrix",
+)
+RANKER_SLOTS = ("ranker", "scorer")
+MODEL_SLOTS = ("model",)
+ENCODER_SLOTS = ("model", "encoder", "user_tower", "tower")
+STORE_SLOTS = ("store", "feature_store", "features_store", "client")
+K_SLOTS = ("k", "top_k", "topk", "n_results", "num_results")
+ROLES = ("full_ranking", "exact_topk", "embedding", "feature_lookup", "ann")
+
+
+@dataclass(frozen=True)
+class Recognized:
+    """What a stage is to the recsys plugin.
+
+    ``source`` says how it was recognized (``block``, ``items``, ``index``, ``ranker``...);
+    ``slot`` names the slot holding the catalog or component. ``transformable`` is False
+    with ``why_not`` when the plugin can measure the stage but not rewrite it.
+    """
+
+    role: str
+    stage: str
+    source: str
+    slot: str | None = None
+    catalog_size: int | None = None
+    dim: int | None = None
+    metric: str | None = None
+    k: int | None = None
+    transformable: bool = True
+    why_not: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        data = {
+            "role": self.role,
+            "source": self.source,
+            "slot": self.slot,
+            "catalog_size": self.catalog_size,
+            "dim": self.dim,
+            "metric": self.metric,
+            "k": self.k,
+            "transformable": self.transformable,
+        }
+        if self.why_not:
+            data["why_not"] = self.why_not
+        data.update(self.extra)
+        return {key: value for key, value in data.items() if value is not None}
+
+
+def _is_matrix(value: Any) -> bool:
+    if ann.is_faiss_index(value):
+        return False
+    shape = getattr(value, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+        return False
+    dtype = str(getattr(value, "dtype", ""))
+    return "float" in dtype or "half" in dtype or "bfloat" in dtype
+
+
+def is_torch_module(value: Any) -> bool:
+    return any(
+        f"{klass.__module__}.{klass.__qualname__}" == "torch.nn.modules.module.Module"
+        for klass in type(value).__mro__
+    )
+
+
+def is_flat_index(value: Any) -> bool:
+    return ann.is_faiss_index(value) and type(value).__name__.startswith("IndexFlat")
+
+
+def catalog_slot(stage: Stage) -> str | None:
+    for name in CATALOG_SLOTS:
+        if name in stage.slots and _is_matrix(stage.slots[name]):
+            return name
+    return None
+
+
+def catalog_of(stage: Stage, slot: str) -> np.ndarray:
+    """The catalog matrix in ``slot`` as float32 (a view when possible)."""
+    return ann.as_matrix(stage.slots[slot], f"stage {stage.name!r}, slot {slot!r}")
+
+
+def _k_slot(stage: Stage) -> int | None:
+    for name in K_SLOTS:
+        value = stage.slots.get(name)
+        if isinstance(value, int | np.integer) and not isinstance(value, bool):
+            return int(value)
+    return None
+
+
+def recognize(stage: Stage) -> Recognized | None:
+    """What ``stage`` is to the recsys plugin, or ``None``."""
+    block = stage.meta.get("block")
+    if block in (blocks.ANN_CANDIDATES, blocks.CANDIDATE_RANKING, blocks.ANN_TOPK):
+        return Recognized("ann", stage.name, "block", extra={"block": block})
+    if block == blocks.FULL_RANKING:
+        items = stage.slots["items"]
+        return Recognized(
+            "full_ranking",
+            stage.name,
+            "block",
+            "items",
+            catalog_size=int(items.shape[0]),
+            dim=int(items.shape[1]),
+            metric=stage.slots.get("metric", "ip"),
+            k=stage.slots.get("k"),
+        )
+    if block == blocks.EXACT_TOPK:
+        items = stage.slots["items"]
+        return Recognized(
+            "exact_topk",
+            stage.name,
+            "block",
+            "items",
+            catalog_size=int(items.shape[0]),
+            dim=int(items.shape[1]),
+            metric=stage.slots.get("metric", "ip"),
+            k=stage.slots.get("k"),
+        )
+    if block == blocks.EMBEDDING:
+        return Recognized("embedding", stage.name, "block", "model")
+    if block == blocks.FEATURE_LOOKUP:
+        return Recognized(
+            "feature_lookup",
+            stage.name,
+            "block",
+            "store",
+            extra={"batched": bool(stage.slots.get("batched"))},
+        )
+    return _recognize_plain(stage)
+
+
+def _recognize_plain(stage: Stage) -> Recognized | None:
+    slot = catalog_slot(stage)
+    ranker_slot = next((s for s in RANKER_SLOTS if callable(stage.slots.get(s))), None)
+    if ranker_slot is None and stage.kind == "ranking":
+        ranker_slot = next((s for s in MODEL_SLOTS if callable(stage.slots.get(s))), None)
+    if ranker_slot is not None and slot is not None:
+        shape = stage.slots[slot].shape
+        transformable = blocks.accepts_candidates(stage.fn)
+        return Recognized(
+            "full_ranking",
+            stage.name,
+            "ranker",
+            slot,
+            catalog_size=int(shape[0]),
+            dim=int(shape[1]),
+            metric=_metric_slot(stage),
+            k=_k_slot(stage),
+            transformable=transformable,
+            why_not=""
+            if transformable
+            else ("its function takes no `candidates=` argument, so it cannot rank a subset"),
+            extra={"ranker_slot": ranker_slot},
+        )
+    if slot is not None and ranker_slot is None:
+        shape = stage.slots[slot].shape
+        return Recognized(
+            "exact_topk",
+            stage.name,
+            "items",
+            slot,
+            catalog_size=int(shape[0]),
+            dim=int(shape[1]),
+            metric=_metric_slot(stage),
+            k=_k_slot(stage),
+        )
+    index_slot = next(
+        (s for s in ("index", *CATALOG_SLOTS) if ann.is_faiss_index(stage.slots.get(s))), None
+    )
+    if index_slot is not None:
+        index = stage.slots[index_slot]
+        if not is_flat_index(index):
+            return Recognized(
+                "ann",
+                stage.name,
+                "index",
+                index_slot,
+                catalog_size=int(index.ntotal),
+                dim=int(index.d),
+                extra={"index_type": type(index).__name__},
+            )
+        transformable = stage.injects(index_slot)
+        return Recognized(
+            "exact_topk",
+            stage.name,
+            "index",
+            index_slot,
+            catalog_size=int(index.ntotal),
+            dim=int(index.d),
+            metric=ann.faiss_metric_name(index),
+            k=_k_slot(stage),
+            transformable=transformable,
+            why_not=""
+            if transformable
+            else (f"its function does not take the {index_slot!r} slot as an argument"),
+        )
+    if stage.kind in ("inference", "embedding"):
+        encoder = next((s for s in ENCODER_SLOTS if is_torch_module(stage.slots.get(s))), None)
+        if encoder is not None:
+            return Recognized(
+                "embedding",
+                stage.name,
+                "model",
+                encoder,
+                transformable=False,
+                why_not="plain embedding code has no declared user key",
+            )
+    store_slot = next(
+        (s for s in STORE_SLOTS if callable(getattr(stage.slots.get(s), "get", None))), None
+    )
+    if store_slot is not None and not isinstance(stage.slots[store_slot], Mapping):
+        return Recognized(
+            "feature_lookup",
+            stage.name,
+            "store",
+            store_slot,
+            transformable=False,
+            why_not="plain lookup code does not declare the keys it reads",
+        )
+    return None
+
+
+def _metric_slot(stage: Stage) -> str | None:
+    metric = stage.slots.get("metric")
+    return metric if metric in ann.METRICS else None
+
+
+def recognize_all(pipeline: Pipeline) -> dict[str, Recognized]:
+    found = {}
+    for stage in pipeline.stages:
+        recognized = recognize(stage)
+        if recognized is not None:
+            found[stage.name] = recognized
+    return found
