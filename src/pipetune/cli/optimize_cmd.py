@@ -8,7 +8,8 @@ configuration error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,9 +150,12 @@ def run_and_report(
     quiet: bool = False,
     quick: bool = False,
     baseline_outputs: Sequence[Any] | None = None,
+    compare_defaults: Mapping[str, Any] | None = None,
 ) -> int:
     """Run the loop, print the report, write the files; returns the exit code.
-    ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
+    ``baseline_outputs``: the original's outputs when known (a demo's cached set-up).
+    ``compare_defaults``: :class:`CompareSettings` fields a demo recommends for its
+    baseline (a slow one needs fewer, smaller rounds); ``--rounds`` still wins."""
     from pipetune.core.comparison import CompareSettings, RuntimeSpec
     from pipetune.core.loop import EXIT_REQUIREMENTS_UNMET, LoopSettings
     from pipetune.core.loop import optimize as run_loop
@@ -165,6 +169,9 @@ def run_and_report(
         compare = CompareSettings(rounds=rounds or 4, round_target_s=0.2, bootstrap=1000)
     else:
         compare = CompareSettings(rounds=rounds) if rounds else CompareSettings()
+    if compare_defaults:
+        chosen = {k: v for k, v in compare_defaults.items() if not (k == "rounds" and rounds)}
+        compare = dataclasses.replace(compare, **chosen)
     settings = LoopSettings(
         max_trials=max_trials,
         time_budget_s=time_budget_s,
