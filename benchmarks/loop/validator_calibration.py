@@ -78,9 +78,7 @@ def tokenize(text: str, *, units: int) -> tuple[int, int]:
     return first, checksum
 
 
-def encode(
-    hashed: tuple[int, int], *, units: int, weights: np.ndarray
-) -> tuple[np.ndarray, float]:
+def encode(hashed: tuple[int, int], *, units: int, weights: np.ndarray) -> tuple[np.ndarray, float]:
     """``units`` matrix-vector products (real numpy work); the label uses the first."""
     first, checksum = hashed
     v = np.random.default_rng(first).standard_normal(WIDTH)

@@ -311,10 +311,12 @@ def two_stage_section(quick: bool, pm: Any, store: ArtifactStore) -> dict[str, A
     current = pipeline
     order = ("recsys.ann_two_stage", "recsys.batched_feature_reads", "recsys.user_embedding_cache")
     notes = {}
+    # One context for every change: the full ranking's outputs on the tuning split (the
+    # expensive reference) are computed once and shared.
+    context = TuneContext(pm, pipeline, tune_split, requirements, store, log=log)
     for pid in order:
         if pid not in proposals:
             continue
-        context = TuneContext(pm, pipeline, tune_split, requirements, store, log=log)
         log(f"[two_stage] tuning {pid}")
         started = time.perf_counter()
         try:

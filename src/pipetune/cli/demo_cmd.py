@@ -84,6 +84,5 @@ def demo(
         target=f"demo:{name}",
         html_path=html_path,
         baseline_outputs=setup.baseline_outputs,
-        compare_defaults=setup.compare_defaults,
         **options,
     )

@@ -104,11 +104,6 @@ class DemoSetup:
     #: them cached (a slow baseline over a large fidelity set); the loop then measures
     #: fidelity against them instead of re-running the baseline.
     baseline_outputs: Sequence[Any] | None = None
-    #: :class:`~pipetune.core.comparison.CompareSettings` fields ``pipetune demo`` uses for
-    #: this demo unless the user sets them (``--rounds``): a baseline that takes seconds per
-    #: input needs fewer, smaller rounds to fit the demo's time, and a 10x effect does not
-    #: need more to be resolved.
-    compare_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

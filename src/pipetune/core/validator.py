@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,11 @@ class ValidatorSettings:
 
     Args:
         compare: rounds, round size, confidence and timeouts of the speed comparison.
+            With ``max_rounds`` above ``rounds`` (the default: 8, then up to 16) a trial the
+            first ``rounds`` leave undecided gets a second look on all ``max_rounds``; each
+            look then uses confidence ``1 - (1 - confidence) / 2`` (Bonferroni over the two
+            looks), so the chance of accepting a change that is not faster stays within
+            the one-sided ``(1 - confidence) / 2``.
         cache_tolerance: a cached stage may measure up to this factor above its
             ``1 / (1 - hit rate)`` bound (timing noise) before it is called an error.
         tune_timeout_s: a tune step still running after this long is rejected (``None``:
@@ -71,7 +76,7 @@ class ValidatorSettings:
         materialize_timeout_s: the same for materialize.
     """
 
-    compare: CompareSettings = field(default_factory=CompareSettings)
+    compare: CompareSettings = field(default_factory=lambda: CompareSettings(max_rounds=16))
     cache_tolerance: float = 1.25
     tune_timeout_s: float | None = None
     materialize_timeout_s: float | None = 600.0
@@ -348,6 +353,15 @@ class Validator:
 
         # 4. speed, paired ABBA against the current pipeline
         self._log(f"validating {change.proposal}: speed")
+        gate = 1.0 + self.requirements.min_gain
+        settings = self.settings.compare
+        if settings.max_rounds and settings.max_rounds > settings.rounds:
+            settings = replace(settings, confidence=1.0 - (1.0 - settings.confidence) / 2)
+
+        def decided(result: Comparison) -> bool:
+            low, high = result.primary_ci
+            return low > gate or high < gate
+
         try:
             comparison = compare(
                 current,
@@ -355,8 +369,9 @@ class Validator:
                 self.holdout.items,
                 metric=self.metric,
                 runtime=self.runtime,
-                settings=self.settings.compare,
+                settings=settings,
                 expected_item_s=self.expected_item_s,
+                decided=decided,
             )
         except StageTimeout as exc:
             return finish("rejected", f"hangs during timing: {exc}", fidelity)
@@ -372,7 +387,6 @@ class Validator:
         low, high = comparison.primary_ci
         label = _label(self.metric)
         figure = f"{comparison.primary:.2f}x [{low:.2f}, {high:.2f}] on {label}"
-        gate = 1.0 + self.requirements.min_gain
         if comparison.primary < 1.0 and high < 1.0:
             return finish("rejected", f"slower: {figure}", fidelity, comparison)
         if not low > gate:

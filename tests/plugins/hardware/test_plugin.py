@@ -445,3 +445,25 @@ def test_onnx_session_slot_is_rebuilt_and_keeps_its_type(pm, mlp, store, fast_ti
     assert isinstance(slot, onnxruntime.InferenceSession | OpenVINOSession)
     assert [built.run(x) for x in texts(5)] == [pipeline.run(x) for x in texts(5)]
     assert pipeline.stage("score").slots["model"] is session
+
+
+def test_static_int8_calibrates_on_the_domain_plugins_inputs(store, text_pipeline, fast_timing):
+    from pipetune import hookimpl
+
+    from .conftest import encode
+
+    class Plugin:  # stands in for the nlp plugin: inputs in the form the model receives
+        @hookimpl
+        def calibration_inputs(self, pipeline, stage, workload):
+            return [encode(t) for t in texts(5, seed=123)]
+
+    manager = get_plugin_manager(entry_points=False, plugins=[("calibrator", Plugin())])
+    workload, context = _context(
+        manager, text_pipeline, store, requirements=Requirements(max_accuracy_drop=0.5)
+    )
+    candidate = Candidate("onnxruntime", "int8", {"quantization": "static"})
+    proposal = _proposal("hardware.precision", "classify", [candidate.to_dict()])
+    tuned = _tune(manager, proposal, text_pipeline, workload, context)
+    (result,) = tuned.notes["candidates"]
+    assert result["calibration"] == {"source": "the calibration_inputs hook", "calls": 5}
+    assert "int8-static" in tuned.artifacts["model"]

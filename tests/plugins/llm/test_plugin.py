@@ -76,6 +76,7 @@ def test_profile_facts_for_a_generate_block(setup):
             "propose_changes", pipeline=pipeline, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
     }
     assert set(proposals) == {"llm.kv_cache"}  # the rest builds on the cache
     assert proposals["llm.kv_cache"].est_stage_speedup > 1
@@ -92,6 +93,7 @@ def test_kv_cache_change_tunes_materializes_and_keeps_tokens(setup, llama, tmp_p
             "propose_changes", pipeline=pipeline, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
         if p.id == "llm.kv_cache"
     )
     context = context_for(pm, pipeline, workload, tmp_path)
@@ -130,6 +132,7 @@ def test_cached_pipeline_gets_the_serving_proposals(setup, tmp_path):
             "propose_changes", pipeline=cached, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
     }
     assert {
         "llm.prefix_cache",
@@ -157,6 +160,7 @@ def test_serving_changes_keep_tokens_and_never_mutate(setup, llama, tmp_path, pr
             "propose_changes", pipeline=cached, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
         if p.id == proposal_id
     )
     context = context_for(pm, cached, workload, tmp_path, Requirements(min_gain=0.0))
@@ -195,6 +199,7 @@ def test_speculation_is_rejected_with_measured_figures_when_it_does_not_pay(setu
             "propose_changes", pipeline=cached, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
         if p.id == "llm.speculative_prompt_lookup"
     )
     demanding = Requirements(min_gain=9.0)  # no speculation gives 10x: must be declined
@@ -227,6 +232,7 @@ def test_user_stage_with_use_cache_false_gets_the_proxy(llama, tokenizer, tmp_pa
             "propose_changes", pipeline=pipeline, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
     }
     assert "llm.kv_cache" in proposals and "llm.kv_cache_loop" in proposals
     assert proposals["llm.kv_cache_loop"].applicable is False

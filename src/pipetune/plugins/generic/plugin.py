@@ -17,6 +17,7 @@ from pipetune.core.registry import Demo
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
 from pipetune.core.serving import ServingOptions
 from pipetune.plugins.generic import batching, cache, fidelity, parallel
+from pipetune.plugins.generic.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1
 PLUGIN = "generic"
