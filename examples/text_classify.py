@@ -186,7 +186,7 @@ workload = Workload(
     items=tuple(_texts),
     labels=tuple(_labels),
     name="generated-reviews",
-    concurrency=(1, 2, 4),
+    concurrency=(1, 2),
     warmup=1,
     repeats=2,
 )

@@ -95,3 +95,13 @@ def test_installed_plugin_measures_the_text_example(installed: Path, tmp_path: P
     measured = facts["set_lookup"]["tokenize"]
     assert measured["slots"] == ["stopwords"] and measured["inputs"] > 0
     assert measured["list_ms_per_input"] > 0 and measured["set_ms_per_input"] > 0
+
+
+def test_installed_plugin_contributes_a_proposal(installed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "proposals.json"
+    proc = _pipetune(installed, "propose", "examples/text_classify.py", "--json", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    proposals = json.loads(out.read_text())["proposals"]
+    ours = [p for p in proposals if p["id"] == "example.set_lookup"]
+    assert [p["stage"] for p in ours] == ["tokenize"]
+    assert ours[0]["plugin"] == "example" and ours[0]["status"] == "proposed"

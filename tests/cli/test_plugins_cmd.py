@@ -243,3 +243,25 @@ def test_plugin_api_must_be_an_integer():
         builtins=False, entry_points=False, plugins=[("odd", _module("odd", PIPETUNE_API="two"))]
     )
     assert "PIPETUNE_API must be an integer" in pm.load_report[0].error
+
+
+def test_a_plugin_returning_garbage_is_reported_not_a_crash():
+    def register_dependencies():
+        return Dependency("json")  # not a list
+
+    def register_backends():
+        return ["not a backend"]
+
+    pm = get_plugin_manager(
+        builtins=False,
+        entry_points=False,
+        plugins=[
+            ("sloppy", _module("sloppy", register_dependencies=register_dependencies)),
+            ("odd", _module("odd", register_backends=register_backends)),
+        ],
+    )
+    result = _run(pm, "plugins", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["hook_failures"][0]["error"] == "returned Dependency, not a list"
+    assert "available() raised AttributeError" in data["backends"][0]["reason"]

@@ -245,3 +245,17 @@ def test_workload_options_alone():
     CliRunner().invoke(cmd, ["--repeats", "5"], catch_exceptions=False)
     assert seen["opts"].workload.repeats == 5
     assert seen["opts"].requirements == RequirementsOptions()
+
+
+def test_a_file_named_like_a_stdlib_module_does_not_shadow_it(write_target):
+    import profile as stdlib_profile
+
+    path = write_target(
+        "from pipetune import Pipeline, Stage\n"
+        "pipeline = Pipeline('p', (Stage('s', lambda x: x),))\n"
+        "workload = (i for i in range(3))\n",
+        name="profile.py",
+    )
+    target = load_target(str(path))
+    assert target.module != "profile" and sys.modules["profile"] is stdlib_profile
+    assert target.workload.items == (0, 1, 2)  # a generator is accepted

@@ -71,3 +71,18 @@ def test_compare_refuses_empty_inputs_and_single_round():
         compare(p, p, [])
     with pytest.raises(ConfigError, match="at least 2 rounds"):
         CompareSettings(rounds=1)
+
+
+def test_an_undecided_first_look_runs_up_to_max_rounds():
+    p = Pipeline("p", (Stage("s", abs),))
+    settings = CompareSettings(rounds=2, max_rounds=5, items_per_round=3, bootstrap=100)
+    seen = []
+
+    def undecided(result):
+        seen.append(result.rounds)
+        return False
+
+    result = compare(p, p, list(range(-6, 6)), settings=settings, decided=undecided)
+    assert seen == [2] and result.rounds == 5 and result.looks == 2
+    decided_now = compare(p, p, list(range(6)), settings=settings, decided=lambda r: True)
+    assert decided_now.rounds == 2 and decided_now.looks == 1

@@ -264,7 +264,6 @@ def test_hook_recorder_counts_stage_hints_per_stage(make_pm):
 
         profile = quick_profile(pm, pipeline, make_workload(n=3))
     assert [c.kwargs["stage"].name for c in recorder.calls_to("stage_hints")] == ["a", "b", "c"]
-    # the profiler adds its own hints (a stage holding the GIL); the plugin's come in order
     ours = [hint for hint in profile.hints if hint.startswith("hint for")]
     assert ours == ["hint for a", "hint for b", "hint for c"]
 
@@ -274,3 +273,22 @@ def _module(**hooks):
     for name, fn in hooks.items():
         setattr(module, name, hookimpl(fn))
     return module
+
+
+def test_invoke_cli_runs_a_plugin_command():
+    import click
+
+    from pipetune.testing import invoke_cli
+
+    class Commands:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command()
+            @click.argument("who")
+            def greet(who):
+                click.echo(f"hello {who}")
+
+    pm = make_plugin_manager(("commands", Commands()))
+    result = invoke_cli(pm, "greet", "world")
+    assert result.exit_code == 0 and result.output == "hello world\n"
+    assert invoke_cli(pm, "plugins").exit_code == 0

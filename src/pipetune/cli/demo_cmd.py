@@ -23,19 +23,18 @@ def register(cli: click.Group) -> None:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--quick", is_flag=True, help="A small version (seconds, for a smoke test).")
 @click.option("--list", "list_demos", is_flag=True, help="List the demos and exit.")
 @loop_options
 @click.pass_context
 def demo(
     ctx: click.Context,
     name: str | None,
-    quick: bool,
     list_demos: bool,
     html_path: Path | None,
     **options: Any,
 ) -> int:
-    """Run the optimize loop on a built-in reference pipeline and its embedded workload."""
+    """Run the optimize loop on a built-in reference pipeline and its embedded workload.
+    With --quick the demo builds its small version too."""
     from pipetune.core.errors import ConfigError, MissingDependency
     from pipetune.core.registry import DemoSetup
 
@@ -70,6 +69,7 @@ def demo(
                 f"the {name} demo",
             )
     stdout_console().print(f"[bold]pipetune demo {name}[/bold]: {entry.title}")
+    quick = bool(options.get("quick"))
     setup = entry.build(quick)
     if not isinstance(setup, DemoSetup):
         raise ConfigError(f"demo {name!r} (plugin {plugin!r}) did not build a DemoSetup")
@@ -83,5 +83,6 @@ def demo(
         setup.requirements,
         target=f"demo:{name}",
         html_path=html_path,
+        baseline_outputs=setup.baseline_outputs,
         **options,
     )

@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipetune.cli.compare_cmd",
     "pipetune.cli.check_cmd",
     "pipetune.cli.demo_cmd",
+    "pipetune.cli.scan_cmd",
 )
 
 EXIT_OK = 0

@@ -8,7 +8,7 @@ configuration error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,13 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Write the report as Markdown.",
         ),
         click.option(
+            "--chrome-trace",
+            "trace_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Write the stage spans of one pass of the original and one of the optimized "
+            "pipeline as a Chrome trace (open in ui.perfetto.dev).",
+        ),
+        click.option(
             "--recipe",
             "recipe_path",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -73,13 +80,27 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--rounds",
             type=click.IntRange(min=2),
             metavar="N",
-            help="ABBA rounds per validation (default 8).",
+            help="ABBA rounds per validation (default 8; up to twice as many when the first "
+            "rounds leave a trial undecided).",
+        ),
+        click.option(
+            "--timeout",
+            "timeout_s",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Stop with an error naming the stage when a profiling pass gives no result "
+            "for this long (default 600).",
         ),
         click.option(
             "--threads",
             type=click.IntRange(min=1),
             metavar="N",
             help="Pin torch/OpenMP/BLAS/faiss to N threads for every measurement.",
+        ),
+        click.option(
+            "--quick",
+            is_flag=True,
+            help="A smoke run: light profiles and 4 short ABBA rounds (rougher figures).",
         ),
         click.option("--no-store", is_flag=True, help="Do not record the run in .pipetune."),
         click.option("--quiet", "-q", is_flag=True, help="Only the final report."),
@@ -128,14 +149,19 @@ def run_and_report(
     html_path: Path | None = None,
     markdown_path: Path | None = None,
     recipe_path: Path | None = None,
+    trace_path: Path | None = None,
     max_trials: int | None = None,
     time_budget_s: float | None = None,
     rounds: int | None = None,
     threads: int | None = None,
+    timeout_s: float | None = None,
     no_store: bool = False,
     quiet: bool = False,
+    quick: bool = False,
+    baseline_outputs: Sequence[Any] | None = None,
 ) -> int:
-    """Run the loop, print the report, write the files; returns the exit code."""
+    """Run the loop, print the report, write the files; returns the exit code.
+    ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
     from pipetune.core.comparison import CompareSettings, RuntimeSpec
     from pipetune.core.loop import EXIT_REQUIREMENTS_UNMET, LoopSettings
     from pipetune.core.loop import optimize as run_loop
@@ -145,11 +171,20 @@ def run_and_report(
 
     errors = stderr_console()
     log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {m}[/dim]"))
-    compare = CompareSettings(rounds=rounds) if rounds else CompareSettings()
+    # A second look on twice the rounds when the first leaves a trial undecided.
+    first = rounds or (4 if quick else 8)
+    if quick:
+        compare = CompareSettings(
+            rounds=first, max_rounds=2 * first, round_target_s=0.2, bootstrap=1000
+        )
+    else:
+        compare = CompareSettings(rounds=first, max_rounds=2 * first)
     settings = LoopSettings(
         max_trials=max_trials,
         time_budget_s=time_budget_s,
         validator=ValidatorSettings(compare=compare),
+        detailed_profiles=not quick,
+        stage_timeout_s=timeout_s or 600.0,
     )
     store = None if no_store else RunStore()
     try:
@@ -163,11 +198,15 @@ def run_and_report(
             target=target,
             runtime=RuntimeSpec.from_workload(workload, threads=threads),
             log=log,
+            baseline_outputs=baseline_outputs,
         )
         data = result.report.to_dict()
         written = write_outputs(
             state, result, data, store, json_path, html_path, markdown_path, recipe_path
         )
+        if trace_path is not None:
+            written.append(("Chrome trace", write_trace(pipeline, result, workload, trace_path)))
+            state.written.append(str(trace_path))
     finally:
         if store is not None:
             store.close()
@@ -220,3 +259,21 @@ def write_outputs(
         written.append(("Markdown report", markdown_path))
     state.written.extend(str(path) for _, path in written)
     return written
+
+
+def write_trace(original: Pipeline, result: Optimized, workload: Workload, path: Path) -> Path:
+    """One pass of the original and one of the optimized pipeline, with stage spans, as a
+    Chrome trace (one process each), on at most 200 inputs of the workload."""
+    from pipetune.core.comparison import RuntimeSpec, run_pass
+    from pipetune.core.state import reset_state
+    from pipetune.core.trace import write_chrome_trace
+
+    items = list(workload.items)[:200]
+    runtime = RuntimeSpec.from_workload(workload)
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        runtime = RuntimeSpec(mode="offline")
+    runs = []
+    for pipeline in (original, result.pipeline):
+        reset_state(pipeline)
+        runs.append(run_pass(pipeline, items, runtime, spans=True))
+    return write_chrome_trace(runs, path, name=f"{original.name}: 1 original, 2 optimized")

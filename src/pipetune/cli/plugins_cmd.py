@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 
 def register(cli: click.Group) -> None:
+    from pipetune.cli.plugins_new import new
+
+    plugins.add_command(new)  # pipetune plugins new NAME
     cli.add_command(plugins)
 
 
@@ -56,11 +59,11 @@ def plugins_report(pm: PipetunePluginManager) -> dict[str, Any]:
                 "hooks": list(status.hooks),
             }
         )
-    dependencies = [_dependency_row(plugin, dep) for plugin, dep in pm.dependencies()]
+    dependencies = [
+        _dependency_row(plugin, dep) for plugin, dep in _registered(pm, "register_dependencies")
+    ]
     backends = [
-        _backend_row(plugin, backend)
-        for plugin, values in pm.call_each("register_backends")
-        for backend in values
+        _backend_row(plugin, backend) for plugin, backend in _registered(pm, "register_backends")
     ]
     _flag_duplicates(backends)
     failures = [{"plugin": f.plugin, "hook": f.hook, "error": f.error} for f in pm.hook_failures]
@@ -75,7 +78,32 @@ def plugins_report(pm: PipetunePluginManager) -> dict[str, Any]:
     }
 
 
+def _registered(pm: PipetunePluginManager, hook: str) -> list[tuple[str, Any]]:
+    """``(plugin, item)`` for each item a ``register_*`` hook returned; a plugin that
+    returns something other than a list is reported as a hook failure, not a crash."""
+    from pipetune.core.manager import HookFailure
+
+    items: list[tuple[str, Any]] = []
+    for plugin, values in pm.call_each(hook):
+        if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+            kind = type(values).__name__
+            pm.hook_failures.append(HookFailure(plugin, hook, f"returned {kind}, not a list"))
+            continue
+        items.extend((plugin, value) for value in values)
+    return items
+
+
 def _dependency_row(plugin: str, dep: Any) -> dict[str, Any]:
+    if not hasattr(dep, "check"):
+        return {
+            "plugin": plugin,
+            "module": repr(dep),
+            "extra": None,
+            "purpose": "",
+            "available": False,
+            "reason": f"not a pipetune Dependency ({type(dep).__name__})",
+            "install": None,
+        }
     availability = dep.check()
     return {
         "plugin": plugin,

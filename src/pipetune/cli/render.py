@@ -120,6 +120,7 @@ def render_profile(
     requirements: Requirements | None = None,
     title: str | None = None,
     top: int = 5,
+    hot_top: int = 3,
 ) -> None:
     """Render everything a :class:`~pipetune.core.results.Profile` holds."""
     from rich.markup import escape as e
@@ -135,9 +136,10 @@ def render_profile(
 
     lat = profile.latency_ms
     console.print(
-        f"latency  P50 {fmt_ms(lat.p50)}  P95 {fmt_ms(lat.p95)}  P99 {fmt_ms(lat.p99)}  "
-        f"max {fmt_ms(lat.max)}    throughput {fmt_rate(profile.throughput_rps)}"
+        f"latency     P50 {fmt_ms(lat.p50)}  P95 {fmt_ms(lat.p95)}  P99 {fmt_ms(lat.p99)}  "
+        f"max {fmt_ms(lat.max)}"
     )
+    console.print(f"throughput  {fmt_rate(profile.throughput_rps)}")
 
     stages = Table(title="where the time goes (other: glue between stages)", title_justify="left")
     for column, justify in (
@@ -188,15 +190,20 @@ def render_profile(
                 "throughput (specific to this host)"
             )
 
-    for stage, functions in (profile.hot_functions or {}).items():
-        if not functions:
-            continue
-        table = Table(title=f"hot functions in {e(stage)}", title_justify="left")
-        table.add_column("function")
-        table.add_column("share", justify="right")
-        table.add_column("calls", justify="right")
-        for fn in list(functions)[:top]:
-            table.add_row(e(fn.function), f"{fn.share * 100:.1f} %", str(fn.calls or "-"))
+    hot = [(stage, fns) for stage, fns in (profile.hot_functions or {}).items() if fns]
+    if hot:
+        table = Table(title="hot functions (own profiling pass)", title_justify="left")
+        table.add_column("stage", no_wrap=True)
+        table.add_column("function", overflow="fold")
+        table.add_column("share", justify="right", no_wrap=True)
+        for stage, functions in hot:
+            for position, fn in enumerate(list(functions)[:hot_top]):
+                table.add_row(
+                    e(stage) if position == 0 else "",
+                    e(fn.function),
+                    f"{fn.share * 100:.1f} %",
+                    end_section=position == min(len(functions), hot_top) - 1,
+                )
         console.print(table)
 
     for stage, layers in (profile.layers or {}).items():
@@ -216,7 +223,7 @@ def render_profile(
     extras = []
     if profile.memory_peak_mb is not None:
         extras.append(f"peak memory {profile.memory_peak_mb:,.0f} MB")
-    if profile.gpu:
+    if profile.gpu and profile.gpu.get("available", True):
         extras.append("gpu " + fmt_value(dict(profile.gpu)))
     machine = profile.machine
     extras.append(
@@ -244,11 +251,26 @@ def render_profile(
 
     passes = dict(getattr(profile, "passes", {}) or {})
     if passes:
-        console.print("[dim]passes: " + e(_inline(passes)) + "[/]")
+        console.print("[dim]passes: " + e(_passes(passes)) + "[/]")
     if requirements is not None:
         _render_requirements(profile, requirements, console)
     _render_list(console, "hints", profile.hints, "cyan")
     _render_list(console, "warnings", profile.warnings, "yellow")
+
+
+def _passes(passes: Mapping[str, Any]) -> str:
+    """``warmup 0.5 s, timing 1.2 s, layers skipped (no torch module...)``."""
+    parts = []
+    for name, info in passes.items():
+        if not isinstance(info, Mapping):
+            parts.append(f"{name} {fmt_value(info, limit=40)}")
+        elif info.get("skipped"):
+            parts.append(f"{name} skipped ({info['skipped']})")
+        elif isinstance(info.get("seconds"), int | float):
+            parts.append(f"{name} {info['seconds']:.1f} s")
+        else:
+            parts.append(name)
+    return ", ".join(parts)
 
 
 def _inline(values: Mapping[str, Any]) -> str:

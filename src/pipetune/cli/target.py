@@ -30,7 +30,7 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -189,7 +189,9 @@ def _import_file(path: Path) -> ModuleType:
         path = init
     path = path.resolve()
     name = path.stem if path.name != "__init__.py" else path.parent.name
-    if not name.isidentifier():
+    # A file called profile.py or json.py must not take over the standard library's
+    # module of that name (cProfile imports `profile`): give it a private name.
+    if not name.isidentifier() or name in sys.stdlib_module_names:
         name = "pipetune_target_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
     existing = sys.modules.get(name)
     if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() != path:
@@ -432,8 +434,8 @@ def _load_workload_file(
 def _coerce_workload(value: Any, spec: str) -> Workload:
     if isinstance(value, Workload):
         return value
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return Workload.from_sequence(value)
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
+        return Workload.from_sequence(value)  # a list, a tuple, a generator
     raise ConfigError(
         f"TARGET {spec}: `workload` is {_kind(value)}; export a pipetune Workload, a list of "
         "inputs, or a function returning one"

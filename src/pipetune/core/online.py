@@ -223,6 +223,7 @@ def run_online(
         stopped = True
         server.halt()
     wall = perf() - origin
+    stopped = stopped or server.interrupted.is_set()
     if server.failures:
         raise server.failures[0]
     result = recorder.result(
@@ -273,6 +274,7 @@ class _Server:
         self.batches: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
         self.free = threading.Semaphore(workers)
         self.stop = threading.Event()
+        self.interrupted = threading.Event()
         self.failures: list[BaseException] = []
         self.states = [_Progress() for _ in range(workers)]
         self.threads: list[threading.Thread] = []
@@ -332,6 +334,10 @@ class _Server:
         chunk = [self.items[self.item_index[row]] for row in rows]
         try:
             self.recorder.process(rows, chunk, self.states[w], f"worker-{w}", batched)
+        except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
+            self.interrupted.set()
+            self.stop.set()
+            return False
         except BaseException as exc:  # StageError with on_error="stop", or a bug
             self.failures.append(exc)
             self.stop.set()

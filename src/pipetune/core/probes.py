@@ -13,7 +13,6 @@ import cProfile
 import math
 import os
 import pstats
-import resource
 import sys
 import threading
 import time
@@ -426,6 +425,11 @@ class PeakRSS:
         if self.method.startswith("VmHWM"):
             self.peak_mb = _status_mb("VmHWM")
         else:
+            try:
+                import resource  # POSIX only
+            except ImportError:
+                self.method = "unavailable on this platform"
+                return
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             self.peak_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024
 

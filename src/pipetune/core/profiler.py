@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -181,6 +182,7 @@ class _Units:
         self.total = max(1, total)
         self.done = 0
         self.base = 0
+        self.lock = threading.Lock()  # worker threads report too: keep ``done`` monotone
 
     def begin(self, size: int) -> Callable[[int], None]:
         """Start a pass worth ``size`` units; returns its ``progress(count)`` callback."""
@@ -194,10 +196,12 @@ class _Units:
 
     def report(self, value: int) -> None:
         value = min(self.total, value)
-        if value > self.done:
+        with self.lock:
+            if value <= self.done:
+                return
             self.done = value
             if self.callback is not None:
-                self.callback(self.done, self.total)
+                self.callback(value, self.total)
 
     def end(self, size: int) -> None:
         self.report(self.base + size)
@@ -213,7 +217,14 @@ class _Session:
         self.pipeline = pipeline
         self.workload = workload
         self.o = options
-        self.items = list(workload.items)
+        # Speed is measured on the timing sample (every input unless the workload bounds
+        # it); the realism warnings below still look at the whole workload.
+        self.items = list(workload.timing_sample())
+        self.timed = (
+            workload
+            if len(self.items) == len(workload.items)
+            else workload.evolve(items=tuple(self.items), labels=None)
+        )
         self.mode: str = options["mode"]
         self.warnings: list[str] = []
         self.notes: list[str] = []  # hints from the core (GIL, thread safety)
@@ -306,7 +317,13 @@ class _Session:
             stopped=self.stopped,
             workload={**prof.workload, **self._sizes()},
         )
-        prof = prof.evolve(warnings=tuple(self.warnings + self._realism(prof, runs)))
+        interrupted = (
+            ["interrupted: the figures cover only what was measured before Ctrl-C"]
+            if self.stopped
+            else []
+        )
+        warnings = interrupted + self.warnings + self._realism(prof, runs)
+        prof = prof.evolve(warnings=tuple(warnings))
         if self.o["chrome_trace"] is not None and runs and runs[0].spans is not None:
             from pipetune.core.trace import write_chrome_trace
 
@@ -415,7 +432,7 @@ class _Session:
                         )
                     elif self.mode == "offline" and self.o["max_batch"] > 1:
                         options["batch_size"] = self.o["max_batch"]  # served in batches
-                    result = run(self.pipeline, workload, mode=self.mode, **options)
+                    result = run(self.pipeline, self.timed, mode=self.mode, **options)
                     runs.append(result)
                     self.units.end(n)
                     if result.stopped:
@@ -700,20 +717,17 @@ class _Session:
 
     # -- warnings ----------------------------------------------------------------------------
     def _sizes(self) -> dict[str, Any]:
-        summary = probes.size_summary(self.items)
+        summary = probes.size_summary(list(self.workload.items))
         return {"sizes": summary} if summary else {}
 
     def _realism(self, prof: Profile, runs: list[RunResult]) -> list[str]:
-        found = workload_warnings(
+        return workload_warnings(
             prof,
-            n_items=len(self.items),
-            sizes=probes.size_summary(self.items),
+            n_items=len(self.workload.items),
+            sizes=probes.size_summary(list(self.workload.items)),
             levels=len(self.levels) if self.levels else 1,
             timing_s=sum(r.wall_s for r in runs),
         )
-        if self.stopped:
-            found.insert(0, "interrupted: the figures cover only what was measured before Ctrl-C")
-        return found
 
 
 def workload_warnings(

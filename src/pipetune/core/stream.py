@@ -394,6 +394,9 @@ class _StreamRun:
                 if row < self.observe:
                     self._seen.setdefault(row, []).append([self.stage.name, value, None])
                 self.feed.put(StreamRequest(row, value, float(self.schedule[row])))
+        except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
+            self.stopped = True
+            self.stop.set()
         finally:
             self.feed.close()
 
@@ -409,6 +412,9 @@ class _StreamRun:
                 self._event(event, now)
                 if self.stop.is_set():
                     break
+        except KeyboardInterrupt:  # raised inside the server: stop, keep what was measured
+            self.stopped = True
+            self.stop.set()
         except PipelineError as exc:
             self.failure = exc
             self.stop.set()

@@ -13,6 +13,7 @@ and, to import::
     from pipetune.testing import (
         make_plugin_manager, make_pipeline, make_stage, make_workload, make_profile,
         assert_proposes, assert_no_proposal, apply_proposal, HookRecorder, digest,
+        invoke_cli,
     )
 
 A plugin test typically reads::
@@ -37,6 +38,7 @@ from pipetune.testing.assertions import (
     quick_profile,
 )
 from pipetune.testing.builders import make_pipeline, make_profile, make_stage, make_workload
+from pipetune.testing.cli import invoke_cli
 from pipetune.testing.manager import make_plugin_manager
 from pipetune.testing.recorder import HookCall, HookRecorder
 
@@ -50,6 +52,7 @@ __all__ = [
     "check_proposal",
     "collect_proposals",
     "digest",
+    "invoke_cli",
     "make_pipeline",
     "make_plugin_manager",
     "make_profile",

@@ -19,6 +19,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.filterwarnings("ignore::DeprecationWarning"))
 
 
+@pytest.fixture(autouse=True, scope="package")
+def _one_torch_thread() -> Any:
+    """The tiny test models gain nothing from a second thread, and on a loaded shared
+    machine an OpenMP pool waiting for a descheduled thread turns a 3 ms forward pass into
+    hundreds of ms. Restored afterwards: other tests see torch as they left it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 class MLP(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()

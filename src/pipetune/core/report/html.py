@@ -110,9 +110,7 @@ def render(report: Mapping[str, Any]) -> str:
                 )
             )
         parts.append(
-            _table(
-                ("change", "status", "estimated", "measured [95 % CI]", "fidelity", "reason"), rows
-            )
+            _table(("change", "status", "estimated", "measured [CI]", "fidelity", "reason"), rows)
         )
         for trial in report["trials"]:
             if trial["status"] == "deferred" and trial.get("command"):

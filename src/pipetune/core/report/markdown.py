@@ -35,7 +35,7 @@ def render(report: Mapping[str, Any]) -> str:
     lines += ["", "## Trials", ""]
     if report["trials"]:
         lines += _table(
-            ("change", "status", "estimated", "measured [95 % CI]", "fidelity", "reason"),
+            ("change", "status", "estimated", "measured [CI]", "fidelity", "reason"),
             [
                 (
                     f"`{r['proposal']}` @ {r['stage']}",

@@ -57,7 +57,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         trials.add_column("change")
         trials.add_column("status")
         trials.add_column("estimated", justify="right")
-        trials.add_column("measured [95 % CI]", justify="right")
+        trials.add_column("measured [CI]", justify="right")
         trials.add_column("fidelity", justify="right")
         for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
             style = _STATUS_STYLE[row["status"]]

@@ -131,7 +131,7 @@ def tune(
             if gain > best[0]:
                 best = (gain, size, delay)
     gain, size, delay = best
-    if size == 1 or gain < 1.02:
+    if size == 1 or gain < 1.0 + max(requirements.min_gain, 0.02):
         raise Rejected(
             f"batching does not pay on this workload: the best setting (batch {size}) gives "
             f"{gain:.2f}x on {metric} over serving one at a time"

@@ -17,6 +17,7 @@ from pipetune.core.registry import Demo
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
 from pipetune.core.serving import ServingOptions
 from pipetune.plugins.generic import batching, cache, fidelity, parallel
+from pipetune.plugins.generic.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1
 PLUGIN = "generic"
@@ -88,7 +89,13 @@ def profile_pipeline(
     batch: dict[str, Any] = {}
     for position, stage in enumerate(pipeline.stages):
         inputs = list(workload.items) if position == 0 else observed.inputs_of(stage.name)
-        rate = cache.repeat_rate(inputs)
+        if cache.is_elementwise(stage):  # cached per element: elements repeat, not inputs
+            try:
+                rate = cache.repeat_rate(cache.elements_of(inputs))
+            except TypeError:
+                rate = cache.repeat_rate(inputs)
+        else:
+            rate = cache.repeat_rate(inputs)
         if rate is not None:
             repeats[stage.name] = rate
         share = profile.share(stage.name)
@@ -159,6 +166,8 @@ def _cache_proposals(
         if rate is None or rate < MIN_REPEAT_RATE or cache.META_KEY in stage.meta:
             continue
         n = profile.samples or len(profile.stage_ms) or 1
+        if cache.is_elementwise(stage):
+            n *= 16  # entries are elements (sections of a document), not inputs
         capacity = int(min(1 << 16, max(1024, 2 * n)))
         out.append(
             Proposal(
@@ -237,13 +246,21 @@ def _parallel_proposals(
             stats = profile.stage(stage.name)
         except KeyError:
             continue
-        if stats.share < MIN_PARALLEL_SHARE or stats.cpu_ratio is None:
+        if stats.share < MIN_PARALLEL_SHARE:
             continue
-        waiting = stats.cpu_ratio < WAITING_CPU_RATIO
+        # The profiler's GIL check (1 thread against 2) is the direct evidence; the CPU
+        # ratio is a fallback (on a crowded machine a busy stage also shows a low ratio).
+        if stats.holds_gil is not None:
+            waiting = not stats.holds_gil
+        elif stats.cpu_ratio is not None:
+            waiting = stats.cpu_ratio < WAITING_CPU_RATIO
+        else:
+            continue
         releases_gil = bool(stage.meta.get("releases_gil"))
         factory = stage.meta.get(parallel.FACTORY_KEY)
         if waiting or releases_gil:
-            speed = min(8.0, 1.0 / max(stats.cpu_ratio, 0.125)) if waiting else float(cores)
+            ratio = stats.cpu_ratio if stats.cpu_ratio is not None else 0.5
+            speed = min(8.0, 1.0 / max(ratio, 0.125)) if waiting else float(cores)
             out.append(
                 Proposal(
                     id=THREADS,
@@ -251,9 +268,12 @@ def _parallel_proposals(
                     stage=stage.name,
                     title=f"Run {stage.name} on a thread pool",
                     rationale=(
-                        f"{stage.name!r} is {stats.share:.0%} of the time and uses "
-                        f"{stats.cpu_ratio:.2f} CPU seconds per second"
-                        + (" (it waits)" if waiting else " and releases the GIL")
+                        f"{stage.name!r} is {stats.share:.0%} of the time and "
+                        + (
+                            "runs faster on two threads than one (it waits or releases the GIL)"
+                            if waiting
+                            else "releases the GIL (declared)"
+                        )
                         + "; a thread pool overlaps inputs within each chunk"
                     ),
                     est_stage_speedup=max(1.0, speed),
@@ -272,8 +292,8 @@ def _parallel_proposals(
                     stage=stage.name,
                     title=f"Run {stage.name} in worker processes",
                     rationale=(
-                        f"{stage.name!r} is {stats.share:.0%} of the time and holds a CPU "
-                        f"({stats.cpu_ratio:.2f} CPU s per s): threads would queue on the GIL; "
+                        f"{stage.name!r} is {stats.share:.0%} of the time and holds the GIL "
+                        "(two threads run it no faster than one): threads would queue; "
                         f"{cores} cores can run it in spawned workers built from its factory"
                     ),
                     est_stage_speedup=0.8 * min(cores, 4),

@@ -10,13 +10,11 @@ the arg-max along the last dimension (what a classifier head decides).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from pipetune.plugins.hardware.signature import flatten_output
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,10 @@ class OutputAgreement:
 
 
 def as_arrays(output: Any) -> list[np.ndarray]:
-    """An output structure's tensors as float64 arrays (tensors, arrays, nested)."""
-    leaves = flatten_output(output) if not isinstance(output, np.ndarray) else [output]
-    if not leaves and isinstance(output, list | tuple):
-        leaves = [o for o in output if isinstance(o, np.ndarray)]
+    """An output's tensors and arrays as float64 arrays, in structure order (tensors,
+    arrays, tuples, lists, dicts, transformers ModelOutputs)."""
+    leaves: list[Any] = []
+    _collect(output, leaves)
     arrays = []
     for leaf in leaves:
         detach = getattr(leaf, "detach", None)
@@ -60,6 +58,17 @@ def as_arrays(output: Any) -> list[np.ndarray]:
             leaf = detach().cpu().float().numpy()
         arrays.append(np.asarray(leaf, dtype=np.float64))
     return arrays
+
+
+def _collect(value: Any, leaves: list[Any]) -> None:
+    if isinstance(value, np.ndarray) or callable(getattr(value, "detach", None)):
+        leaves.append(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _collect(item, leaves)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect(item, leaves)
 
 
 def compare_outputs(eager: Sequence[Any], candidate: Sequence[Any]) -> OutputAgreement:

@@ -55,7 +55,7 @@ def stored_source(store: ArtifactStore, data: bytes) -> tuple[str, Path]:
 def int8_variant(source: Path, reduce_range: bool = False) -> Path:
     from pipetune.plugins.hardware.precision import quantize_onnx_dynamic
 
-    suffix = "-rr" if reduce_range else ""
+    suffix = "-pc" + ("-rr" if reduce_range else "")
     target = source.with_name(
         f"model.int8-dynamic{suffix}.ort{library_version('onnxruntime')}.onnx"
     )

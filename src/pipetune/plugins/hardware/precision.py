@@ -63,8 +63,13 @@ def torch_dynamic_int8(module: Any) -> Any:
 
 
 def quantize_onnx_dynamic(source: Path, target: Path, *, reduce_range: bool = False) -> Path:
-    """Int8 weights, activations quantized per call. ``reduce_range`` (7-bit weights)
-    avoids saturation on x86 CPUs without VNNI, whose int8 kernels add pairs in 16 bits."""
+    """Int8 weights (one scale per output channel), activations quantized per call.
+
+    Per-channel scales matter for transformer encoders: on all-MiniLM-L6-v2 the worst
+    sentence-embedding cosine against fp32 goes from 0.918 (one scale per tensor) to
+    0.986 (per channel) on the benchmark's generated sentences. ``reduce_range`` (7-bit
+    weights) avoids saturation on x86 CPUs without VNNI, whose int8 kernels add pairs in
+    16 bits."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = target.with_name(target.stem + f".tmp{os.getpid()}.onnx")
@@ -73,6 +78,7 @@ def quantize_onnx_dynamic(source: Path, target: Path, *, reduce_range: bool = Fa
             str(source),
             str(tmp),
             weight_type=QuantType.QInt8,
+            per_channel=True,
             reduce_range=reduce_range,
             extra_options={"MatMulConstBOnly": True},
         )

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 FP32_TOLERANCE = 1e-4
 MAX_CAPTURE = 16
 MAX_TIMING_INPUTS = 24
-MAX_TIMING_INPUTS_GENERATE = 4
+MAX_TIMING_INPUTS_GENERATE = 2
 ROUNDS = 3
 BATCH = 32
 
@@ -70,6 +70,7 @@ class CandidateResult:
     batch_speedup: float | None = None
     stage_ms: float | None = None
     fidelity: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
     value: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +86,7 @@ class CandidateResult:
             "batch_speedup": self.batch_speedup,
             "stage_ms": self.stage_ms,
             "fidelity": self.fidelity,
+            **self.details,
         }
 
     def summary(self) -> str:
@@ -122,7 +124,9 @@ def tune_torch(
     inputs = _stage_inputs(context, pipeline, stage)
     calls = capture(module, eager_stage, inputs[:MAX_CAPTURE], slot)
     replayable = _replayable(module, calls, slot)
-    candidates = [Candidate.from_dict(c) for c in proposal.params.get("candidates", ())]
+    candidates = [
+        _with_threads(Candidate.from_dict(c)) for c in proposal.params.get("candidates", ())
+    ]
     if not candidates:
         raise Rejected(f"{proposal.id} on {stage.name!r}: no candidate backend to try")
 
@@ -147,6 +151,7 @@ def tune_torch(
                 calibration, source = calibration_feeds(
                     context, pipeline, stage, eager_stage, module, exported.signature, calls
                 )
+                result.details["calibration"] = {"source": source, "calls": len(calibration)}
                 context.log(f"static int8: {len(calibration)} calibration calls from {source}")
             result.value = build_torch_value(
                 candidate,
@@ -255,33 +260,46 @@ def calibration_feeds(
     fallback: Sequence[CapturedCall],
 ) -> tuple[list[dict[str, Any]], str]:
     """Graph inputs for static int8 calibration: from the domain plugin's
-    ``calibration_inputs`` (run through the stage to see what the model receives), else
-    from the tuning split's captured calls."""
+    ``calibration_inputs`` (the nlp plugin gives the model's own inputs: mappings of
+    ``input_ids`` / ``attention_mask`` tensors; anything else is run through the stage to
+    see what the model receives), else from the tuning split's captured calls."""
+    from pipetune.plugins.hardware.signature import is_tensor
+
     calls: list[CapturedCall] = []
-    source = "the tuning split"
     try:
         items = context.pm.hook.calibration_inputs(
             pipeline=pipeline, stage=stage.name, workload=context.workload
         )
-    except Exception:
+    except Exception:  # a domain plugin's failure costs the calibration data, not the trial
         items = None
-    if items:
+    for item in list(items or ())[:64]:
+        if isinstance(item, Mapping) and any(is_tensor(v) for v in item.values()):
+            calls.append(CapturedCall((), dict(item), None))
+        elif is_tensor(item):
+            calls.append(CapturedCall((item,), {}, None))
+    if items and not calls:
         try:
-            with capture_calls(module, limit=32) as got:
-                for item in list(items)[:32]:
+            with capture_calls(module, limit=64) as got:
+                for item in list(items)[:64]:
                     eager_stage(item)
             calls = list(got)
-            source = "the calibration_inputs hook"
         except Exception:
             calls = []
+    feeds = _feeds(signature, calls)
+    if feeds:
+        return feeds, "the calibration_inputs hook"
+    return _feeds(signature, fallback), "the tuning split"
+
+
+def _feeds(signature: CallSignature, calls: Sequence[CapturedCall]) -> list[dict[str, Any]]:
     feeds = []
-    for call in calls or list(fallback):
+    for call in calls:
         try:
             arrays = signature.feeds(call.args, call.kwargs)
-        except PipelineError:
+        except PipelineError:  # a call the graph was not exported for: not calibration data
             continue
         feeds.append(dict(zip(signature.input_names, arrays, strict=True)))
-    return feeds, (source if calls else "the tuning split")
+    return feeds
 
 
 # -- ONNX models ----------------------------------------------------------------------------
@@ -432,8 +450,9 @@ def _time_and_choose(
     stages = {"current": stage}
     for r in alive:
         stages[r.candidate.label] = stage.with_slots(**{slot: r.value})
+    rounds = 2 if generates else ROUNDS  # a generation takes seconds: fewer, longer passes
     try:
-        per_item = interleaved_times(stages, timing_inputs, batch_size=1, rounds=ROUNDS)
+        per_item = interleaved_times(stages, timing_inputs, batch_size=1, rounds=rounds)
     except Exception as exc:
         raise Rejected(
             f"{proposal.id}: a candidate failed inside stage {stage.name!r}: {_one_line(exc)}"
@@ -441,7 +460,7 @@ def _time_and_choose(
     batched = None
     if requirements.metric == "throughput" and stage.batchable and len(timing_inputs) > 1:
         batched = interleaved_times(
-            stages, timing_inputs, batch_size=min(BATCH, len(timing_inputs)), rounds=ROUNDS
+            stages, timing_inputs, batch_size=min(BATCH, len(timing_inputs)), rounds=rounds
         )
     base = statistics.median(per_item["current"])
     for r in alive:
@@ -539,6 +558,20 @@ def _replayable(module: Any, calls: Sequence[CapturedCall], slot: str) -> bool:
     except (Rejected, PipelineError):
         return False
     return True
+
+
+def _with_threads(candidate: Candidate) -> Candidate:
+    """Compiled backends run with the intra-op thread count this process runs torch with
+    (recorded in the change, so materialize builds the same thing)."""
+    from pipetune.plugins.hardware.threads import current_intra_op_threads
+
+    if candidate.backend not in ("onnxruntime", "openvino") or "threads" in candidate.options:
+        return candidate
+    return Candidate(
+        candidate.backend,
+        candidate.precision,
+        {**candidate.options, "threads": current_intra_op_threads()},
+    )
 
 
 def _verdict(proposal: Proposal, stage: Stage, results: Sequence[CandidateResult]) -> str:

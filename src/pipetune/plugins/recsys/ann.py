@@ -94,6 +94,11 @@ def _vectors_of_flat_index(value: Any) -> np.ndarray | None:
     return faiss.rev_swig_ptr(value.get_xb(), n * d).reshape(n, d)
 
 
+def faiss_threads_now() -> int:
+    """faiss's OpenMP thread count as set now (the host may have pinned it)."""
+    return int(_faiss().omp_get_max_threads())
+
+
 def is_faiss_index(value: Any) -> bool:
     module = type(value).__module__ or ""
     return module.startswith("faiss") and type(value).__name__.startswith("Index")
@@ -498,54 +503,11 @@ def runtime_values(spec: IndexSpec, k: int) -> list[int]:
         factors = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
         return sorted({min(16384, max(16, round(k * f))) for f in factors})
     base = (
-        1,
-        2,
-        3,
-        4,
-        5,
-        6,
-        8,
-        10,
-        12,
-        14,
-        16,
-        20,
-        24,
-        28,
-        32,
-        40,
-        48,
-        56,
-        64,
-        80,
-        96,
-        112,
-        128,
-        160,
-        192,
-        224,
-        256,
-        320,
-        384,
-        448,
-        512,
-        640,
-        768,
-        896,
-        1024,
-        1536,
-        2048,
-        3072,
-        4096,
-        6144,
-        8192,
-        12288,
-        16384,
-        24576,
-        32768,
-        49152,
-        65536,
-    )
+        1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112,
+        128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792,
+        2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384,
+        20480, 24576, 28672, 32768, 40960, 49152, 57344, 65536,
+    )  # fmt: skip
     return [v for v in base if v <= spec.nlist]
 
 

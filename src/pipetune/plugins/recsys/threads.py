@@ -28,41 +28,50 @@ _BLAS_GETTERS = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def _openblas() -> tuple[Any, Any] | None:
-    """numpy's OpenBLAS setter and getter, found among the loaded libraries (Linux)."""
+def _openblas() -> list[tuple[str, Any, Any]]:
+    """Every loaded OpenBLAS with its thread setter and getter (Linux). numpy ships one,
+    and the faiss-cpu wheel bundles another: both must be pinned."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
     except OSError:
-        return None
+        return []
+    found = []
     for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        setter = next((getattr(library, n) for n in _BLAS_SETTERS if hasattr(library, n)), None)
-        getter = next((getattr(library, n) for n in _BLAS_GETTERS if hasattr(library, n)), None)
-        if setter is not None and getter is not None:
-            return setter, getter
-    return None
+        functions = _blas_functions(path)
+        if functions is not None:
+            found.append((path, *functions))
+    # numpy's first: it is the one blas_threads() reports.
+    return sorted(found, key=lambda entry: "numpy" not in entry[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _blas_functions(path: str) -> tuple[Any, Any] | None:
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return None
+    setter = next((getattr(library, n) for n in _BLAS_SETTERS if hasattr(library, n)), None)
+    getter = next((getattr(library, n) for n in _BLAS_GETTERS if hasattr(library, n)), None)
+    return (setter, getter) if setter is not None and getter is not None else None
 
 
 def blas_threads() -> int | None:
+    """numpy's BLAS thread count (``None`` when it cannot be read)."""
     import numpy  # noqa: F401  (loads OpenBLAS)
 
     found = _openblas()
-    return int(found[1]()) if found else None
+    return int(found[0][2]()) if found else None
 
 
 def set_blas_threads(count: int) -> bool:
+    """Set every loaded OpenBLAS (numpy's, faiss's) to ``count`` threads."""
     import numpy  # noqa: F401
 
     found = _openblas()
-    if found is None:
-        return False
-    found[0](int(count))
-    return True
+    for _, setter, _ in found:
+        setter(int(count))
+    return bool(found)
 
 
 def faiss_threads() -> int | None:

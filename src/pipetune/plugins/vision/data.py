@@ -50,7 +50,7 @@ PHOTO_CLASSES: tuple[str, ...] = (
 TEXTURES = ("gravel", "grass", "brick")
 VIDEO_CLASSES = ("empty", "person", "cat", "vehicle")
 VIDEO_BACKGROUNDS = ("rocket", "coffee", "moon", "coins")
-GENERATOR_VERSION = "v1"
+GENERATOR_VERSION = "v2"
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -240,16 +240,16 @@ def compose_frame(
 def _plan_events(
     rng: np.random.Generator, frames: int, width: int, min_fraction: float
 ) -> list[dict[str, Any]]:
-    """Non-overlapping crossings: class, start frame, speed, pause; until they cover at
-    least ``min_fraction`` of the frames (counting ~the frames in view)."""
+    """Non-overlapping crossings (class, start frame, speed, pause) until they cover about
+    ``min_fraction`` of the frames; :func:`render_clip` checks the real share."""
     events: list[dict[str, Any]] = []
     busy = np.zeros(frames, dtype=bool)
     covered = 0.0
     attempts = 0
-    while covered < min_fraction * frames * 1.25 and attempts < 200:
+    while covered < min_fraction * frames and attempts < 400:
         attempts += 1
-        speed = float(rng.uniform(0.012, 0.035) * width)  # pixels per frame
-        pause = int(rng.integers(0, 25)) if rng.random() < 0.5 else 0
+        speed = float(rng.uniform(0.04, 0.08) * width)  # pixels per frame: 1-2 s crossings
+        pause = int(rng.integers(5, 20)) if rng.random() < 0.4 else 0
         span = int((width * 1.6) / speed) + pause
         start = int(rng.integers(5, max(6, frames - span - 5)))
         if start + span >= frames or busy[max(0, start - 15) : start + span + 15].any():
@@ -264,7 +264,7 @@ def _plan_events(
                 "direction": 1 if rng.random() < 0.5 else -1,
             }
         )
-        covered += span * 0.7
+        covered += width * 1.1 / speed + pause  # frames with the object mostly in view
     return sorted(events, key=lambda e: e["start"])
 
 
@@ -284,6 +284,10 @@ def render_clip(
     width, height = size
     background = _background(VIDEO_BACKGROUNDS[seed % len(VIDEO_BACKGROUNDS)], size)
     events = _plan_events(rng, frames, width, min_event_fraction)
+    for _ in range(20):  # objects partly out of view count as empty: check the real share
+        if _event_share(events, frames, size) >= min_event_fraction:
+            break
+        events = _plan_events(rng, frames, width, min_event_fraction * 1.2)
     sprite_h = int(height * 0.45)
     sprites = {name: _sprite(name, sprite_h) for name in VIDEO_CLASSES[1:]}
     phase, drift = rng.uniform(0, 2 * np.pi), rng.uniform(-0.06, 0.06)
@@ -294,23 +298,8 @@ def render_clip(
     noise = np.empty((height, width, 3), dtype=np.float32)
     try:
         for t in range(frames):
+            sprite, x, y, label = _placement(events, sprites, t, size, sprite_h)
             gain = 1.0 + 0.06 * np.sin(2 * np.pi * t / max(frames, 1) + phase) + drift * t / frames
-            sprite, x, y, label = None, 0, 0, "empty"
-            for event in events:
-                offset = t - event["start"]
-                w = sprites[event["label"]][1].shape[1]
-                travel = width + w
-                moving = offset * event["speed"]
-                half = travel / 2
-                if event["pause"] and moving > half:
-                    moving = max(half, moving - event["pause"] * event["speed"])
-                if offset >= 0 and moving <= travel:
-                    pos = int(moving) - w
-                    x = pos if event["direction"] > 0 else width - pos - w
-                    y = height - sprite_h - int(height * 0.08)
-                    sprite = sprites[event["label"]]
-                    label = event["label"]
-                    break
             cv2.randn(noise, 0, noise_sigma)
             frame, visible = compose_frame(background, gain, sprite, x, y, noise)
             labels.append(label if visible >= 0.4 else "empty")
@@ -318,6 +307,46 @@ def render_clip(
     finally:
         writer.release()
     return labels
+
+
+def _placement(
+    events: list[dict[str, Any]],
+    sprites: dict[str, tuple[np.ndarray, np.ndarray]],
+    t: int,
+    size: tuple[int, int],
+    sprite_h: int,
+) -> tuple[Any, int, int, str]:
+    """Which object is where at frame ``t``: (sprite, x, y, label), or no sprite."""
+    width, height = size
+    for event in events:
+        offset = t - event["start"]
+        w = sprites[event["label"]][1].shape[1]
+        travel = width + w
+        moving = offset * event["speed"]
+        half = travel / 2
+        if event["pause"] and moving > half:
+            moving = max(half, moving - event["pause"] * event["speed"])
+        if offset >= 0 and moving <= travel:
+            pos = int(moving) - w
+            x = pos if event["direction"] > 0 else width - pos - w
+            y = height - sprite_h - int(height * 0.08)
+            return sprites[event["label"]], x, y, event["label"]
+    return None, 0, 0, "empty"
+
+
+def _event_share(events: list[dict[str, Any]], frames: int, size: tuple[int, int]) -> float:
+    """Share of frames whose ground truth is an object (>= 40 % of it in view)."""
+    height = size[1]
+    sprite_h = int(height * 0.45)
+    sprites = {name: _sprite(name, sprite_h) for name in VIDEO_CLASSES[1:]}
+    count = 0
+    for t in range(frames):
+        sprite, x, _, _ = _placement(events, sprites, t, size, sprite_h)
+        if sprite is not None:
+            w = sprite[1].shape[1]
+            inside = max(0, min(x + w, size[0]) - max(x, 0)) / w
+            count += inside >= 0.4
+    return count / frames
 
 
 def clip_set(

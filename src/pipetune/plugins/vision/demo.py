@@ -126,7 +126,7 @@ def video_demo_config(quick: bool) -> dict[str, Any]:
             "epochs": 10,
         }
     return {
-        "clips": 4,
+        "clips": 6,
         "frames": 450,
         "size": (640, 360),
         "input": 224,

@@ -1,0 +1,1 @@
+"""Recsys benchmarks: ANN vs exact retrieval, two-stage vs full-catalog ranking."""

@@ -1,0 +1,80 @@
+"""The index choice rule, building, saving, loading and searching with exact re-rank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss", reason="faiss is an optional dependency (recsys extra)")
+
+from pipetune.plugins.recsys import ann  # noqa: E402
+
+
+def test_choice_rule() -> None:
+    small = ann.choose_index(5_000, 64, "ip")
+    assert small.spec is None and "under 10,000" in small.reason
+    quick = ann.choose_index(50_000, 64, "ip", hnsw_build_s=3.0, memory_budget_bytes=10**10)
+    assert quick.spec is not None and quick.spec.kind == "hnsw"
+    slow = ann.choose_index(500_000, 128, "ip", hnsw_build_s=100.0, memory_budget_bytes=10**10)
+    assert slow.spec is not None and slow.spec.kind == "ivf_flat" and slow.spec.nlist == 2048
+    assert "exceeds the 30 s budget" in slow.reason
+    tight = ann.choose_index(500_000, 128, "ip", hnsw_build_s=1.0, memory_budget_bytes=100 << 20)
+    assert tight.spec is not None and tight.spec.kind == "ivf_pq" and tight.spec.pq_m == 32
+    assert "memory budget" in tight.reason
+    assert ann.default_nlist(20_000) == 512 and ann.default_pq_m(96) == 24
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf_flat", "ivf_pq"])
+def test_build_save_load_search(kind, catalog, tmp_path) -> None:
+    spec = ann.choose_index(len(catalog), catalog.shape[1], "ip", kind=kind).spec
+    if kind == "ivf_pq":  # keep the test fast: fewer lists, 4-bit codes
+        spec = ann.IndexSpec(
+            "ivf_pq", "ip", catalog.shape[1], nlist=64, pq_m=8, pq_nbits=4, train_size=4000
+        )
+    before = catalog.copy()
+    index, info = ann.build_index(catalog, spec)
+    assert np.array_equal(before, catalog)  # the catalog is never modified
+    assert info.vectors == len(catalog) and info.index_bytes > 0 and info.seconds > 0
+    path = ann.save_index(index, info, tmp_path / "index.faiss")
+    loaded = ann.load_index(path)
+    assert ann.load_build_info(path)["spec"]["kind"] == kind
+    queries = catalog[:20] + 0.05
+    exact = ann.top_k_rows(ann.exact_scores(catalog, queries, "ip"), 10)
+    runtime = {"hnsw": 128, "ivf_flat": 32, "ivf_pq": 32}[kind]
+    searcher = ann.AnnSearcher(loaded, catalog, spec, runtime, k_prime=80)
+    distances, ids = searcher.search(queries, 10)
+    assert ids.shape == (20, 10)
+    assert ann.per_query_recall(exact, ids).mean() > 0.8
+    # re-ranked distances are exact inner products, best first
+    exact_d = np.einsum("qkd,qd->qk", catalog[ids], queries)
+    assert np.allclose(distances, exact_d, atol=1e-4)
+    assert (np.diff(distances, axis=1) <= 1e-6).all()
+
+
+def test_searcher_stands_in_for_a_flat_index(catalog) -> None:
+    flat = faiss.IndexFlatL2(catalog.shape[1])
+    flat.add(catalog)
+    spec = ann.IndexSpec("hnsw", "l2", catalog.shape[1], hnsw_m=16)
+    index, _ = ann.build_index(catalog, spec)
+    searcher = ann.AnnSearcher(index, catalog, spec, 64, k_prime=20)
+    queries = catalog[:5] + 0.01
+    _, i_flat = flat.search(queries, 10)
+    d_ann, i_ann = searcher.search(queries, 10)
+    assert i_ann.shape == i_flat.shape
+    assert ann.per_query_recall(i_flat, i_ann).mean() > 0.9
+    assert (np.diff(d_ann, axis=1) >= -1e-6).all()  # L2 distances ascending, like faiss
+    assert searcher.ntotal == flat.ntotal and searcher.d == flat.d
+
+
+def test_flat_index_vectors_are_a_view(catalog) -> None:
+    flat = faiss.IndexFlatIP(catalog.shape[1])
+    flat.add(catalog)
+    view = ann.as_matrix(flat, "slot 'index'")
+    assert np.array_equal(view, catalog)
+
+
+def test_missing_index_file_is_clear(tmp_path) -> None:
+    from pipetune.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="re-run the tune step"):
+        ann.load_index(tmp_path / "nope.faiss")

@@ -1,0 +1,268 @@
+"""Tune to the target, materialize from saved artifacts without rebuilding, never mutate,
+and refuse bad input clearly. The validator is not needed: contexts are built by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss", reason="faiss is an optional dependency (recsys extra)")
+
+from pipetune.core.errors import ConfigError  # noqa: E402
+from pipetune.core.model import Pipeline, Requirements, Stage, Workload  # noqa: E402
+from pipetune.core.profiler import profile  # noqa: E402
+from pipetune.core.results import Change  # noqa: E402
+from pipetune.plugins.recsys import ann, exact_topk, full_ranking  # noqa: E402
+from pipetune.plugins.recsys.ann import AnnSearcher  # noqa: E402
+
+from .conftest import digest, make_context  # noqa: E402
+
+QUICK = {"warmup": 0, "repeats": 1}
+
+
+def proposals_for(pm, pipeline, workload, requirements=None):
+    prof = profile(pipeline, workload.evolve(**QUICK), pm=pm)
+    found = [
+        p
+        for _, batch in pm.call_each(
+            "propose_changes",
+            pipeline=pipeline,
+            profile=prof,
+            requirements=requirements or Requirements(max_accuracy_drop=0.05),
+        )
+        for p in batch
+    ]
+    return prof, {p.id: p for p in found}
+
+
+def tune(pm, proposal, pipeline, workload, context):
+    return pm.call_owner(
+        "tune_proposal",
+        "recsys",
+        proposal=proposal,
+        pipeline=pipeline,
+        workload=workload,
+        requirements=context.requirements,
+        context=context,
+    )
+
+
+def materialize(pm, proposal, tuned, pipeline, root):
+    change = Change.from_proposal(proposal, tuned)
+    return change, pm.call_owner(
+        "materialize_change", "recsys", change=change, pipeline=pipeline, artifacts_dir=root
+    )
+
+
+def test_ann_exact_block_tunes_to_target_and_reloads_the_index(
+    pm, catalog, queries, tmp_path, monkeypatch
+):
+    pipeline = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
+    workload = Workload(queries)
+    before = digest(catalog)
+    prof, found = proposals_for(pm, pipeline, workload)
+    facts = prof.facts["recsys"]["stages"]["retrieve"]
+    assert facts["ann"] == "proposed" and facts["exact_ms_per_query"] > 0
+    assert facts["query_batch_pattern"] == {"1": len(queries)}
+    proposal = found["recsys.ann_exact"]
+
+    context = make_context(pm, pipeline, workload, tmp_path)
+    tuned = tune(pm, proposal, pipeline, workload, context)
+    assert tuned.notes["tune_recall"] >= 0.95
+    assert tuned.params["k_prime"] >= 20 and tuned.params["faiss_threads"] >= 1
+    assert tuned.notes["batches"][0]["batch"] == 1
+    assert (tmp_path / tuned.artifacts["index"]).is_file()
+
+    change, candidate = materialize(pm, proposal, tuned, pipeline, tmp_path)
+    fid = context.fidelity(context.outputs(candidate))
+    assert fid.metric == "recall@20" and fid.value >= 0.95
+    assert isinstance(candidate.stage("retrieve").slots["searcher"], AnnSearcher)
+
+    # A recipe reloads the saved file: building is never called again.
+    loads: list[str] = []
+    real_load = ann.load_index
+
+    def spy_load(path):
+        loads.append(str(path))
+        return real_load(path)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("materialize must not rebuild the index")
+
+    monkeypatch.setattr(ann, "load_index", spy_load)
+    monkeypatch.setattr(ann, "build_index", no_build)
+    again = pm.call_owner(
+        "materialize_change", "recsys", change=change, pipeline=pipeline, artifacts_dir=tmp_path
+    )
+    assert loads == [str(tmp_path / tuned.artifacts["index"])]
+    assert [o.tolist() for o in context.outputs(again)] == [
+        o.tolist() for o in context.outputs(candidate)
+    ]
+    # Tuning again finds the artifact by content hash instead of building.
+    retuned = tune(pm, proposal, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))
+    assert retuned.notes["index_reused"] is True
+    assert digest(catalog) == before
+    assert pipeline.stage("retrieve").meta["block"] == "recsys.exact_topk"
+
+
+def test_plain_numpy_code_gets_its_metric_and_format_inferred(pm, catalog, queries, tmp_path):
+    def search_l2(query, *, items, k):
+        distances = ((items - query) ** 2).sum(axis=1)
+        top = np.argpartition(distances, k)[:k]
+        return top[np.argsort(distances[top])].tolist()  # a list, nearest first
+
+    # Norms vary, so L2 and inner-product rankings differ and the metric must be inferred.
+    scale = np.random.default_rng(9).uniform(0.5, 2.0, (len(catalog), 1)).astype(np.float32)
+    items = catalog * scale
+    pipeline = Pipeline(
+        "plain",
+        (Stage("search", search_l2, slots={"items": items, "k": 10}),),
+        output_kind="ranked_ids",
+    )
+    workload = Workload(queries)
+    _, found = proposals_for(pm, pipeline, workload)
+    context = make_context(pm, pipeline, workload, tmp_path)
+    tuned = tune(pm, found["recsys.ann_exact"], pipeline, workload, context)
+    assert tuned.params["metric"] == "l2" and tuned.params["output_format"] == "list"
+    _, candidate = materialize(pm, found["recsys.ann_exact"], tuned, pipeline, tmp_path)
+    outputs = context.outputs(candidate)
+    assert isinstance(outputs[0], list) and len(outputs[0]) == 10
+    assert context.fidelity(outputs).value >= 0.95
+
+
+def test_faiss_flat_index_slot_is_swapped_for_the_ann_searcher(pm, catalog, queries, tmp_path):
+    flat = faiss.IndexFlatIP(catalog.shape[1])
+    flat.add(catalog)
+    before = digest(flat)
+
+    def search(query, *, index, k):
+        _, ids = index.search(np.asarray(query, dtype=np.float32)[None, :], k)
+        return ids[0]
+
+    pipeline = Pipeline(
+        "faiss-user",
+        (Stage("search", search, slots={"index": flat, "k": 15}),),
+        output_kind="ranked_ids",
+    )
+    workload = Workload(queries)
+    _, found = proposals_for(pm, pipeline, workload)
+    context = make_context(pm, pipeline, workload, tmp_path)
+    tuned = tune(pm, found["recsys.ann_exact"], pipeline, workload, context)
+    assert tuned.params["replace"] == "slot" and tuned.params["metric"] == "ip"
+    _, candidate = materialize(pm, found["recsys.ann_exact"], tuned, pipeline, tmp_path)
+    assert candidate.stage("search").fn is search  # the user's own code runs
+    assert isinstance(candidate.stage("search").slots["index"], AnnSearcher)
+    assert context.fidelity(context.outputs(candidate)).value >= 0.95
+    assert digest(flat) == before and pipeline.stage("search").slots["index"] is flat
+
+
+def two_stage_pipeline(catalog: np.ndarray, weight: float = 0.05) -> tuple[Pipeline, Workload]:
+    """A ranker that mostly agrees with retrieval, plus side features the embedding lacks,
+    and a hidden layer so that scoring an item costs something."""
+    rng = np.random.default_rng(3)
+    side = rng.standard_normal((len(catalog), 4)).astype(np.float32)
+    hidden = rng.standard_normal((catalog.shape[1] + 4, 128)).astype(np.float32) / 6
+    out = rng.standard_normal(128).astype(np.float32)
+
+    def ranker(request, ids):
+        features = np.concatenate([catalog[ids], side[ids]], axis=1)
+        learned = np.tanh(features @ hidden) @ out
+        return (
+            catalog[ids] @ request["embedding"]
+            + weight * (side[ids] @ request["taste"])
+            + 0.002 * learned
+        )
+
+    requests = []
+    for number in range(50):
+        query = catalog[rng.integers(0, len(catalog))] + 0.2 * rng.standard_normal(catalog.shape[1])
+        requests.append(
+            {
+                "user_id": number,
+                "embedding": (query / np.linalg.norm(query)).astype(np.float32),
+                "taste": rng.standard_normal(4).astype(np.float32),
+            }
+        )
+    pipeline = Pipeline("two", (full_ranking(ranker, catalog, 10),), output_kind="ranked_ids")
+    return pipeline, Workload(requests)
+
+
+def test_two_stage_tunes_n_and_the_runtime_parameter(pm, catalog, tmp_path):
+    pipeline, workload = two_stage_pipeline(catalog)
+    before = digest(catalog)
+    tune_split, holdout = workload.split(0.5)
+    _, found = proposals_for(pm, pipeline, tune_split)
+    proposal = found["recsys.ann_two_stage"]
+    assert proposal.est_stage_speedup > 1 and proposal.evidence["catalog_size"] == 12_000
+    context = make_context(pm, pipeline, tune_split, tmp_path)
+    tuned = tune(pm, proposal, pipeline, tune_split, context)
+    n = tuned.params["n_candidates"]
+    assert 10 < n < len(catalog) // 4
+    assert tuned.notes["n_floor_exact_retrieval"] <= n
+    assert tuned.notes["tune_recall"] >= 0.95
+    _, candidate = materialize(pm, proposal, tuned, pipeline, tmp_path)
+    assert candidate.stage_names == ("rank.retrieve", "rank")
+    held = make_context(pm, pipeline, holdout, tmp_path)
+    fid = held.fidelity(held.outputs(candidate))
+    assert fid.value >= 0.9  # the target is met on the tuning split; held-out is close
+    assert "ndcg_at_k" in fid.details
+    assert digest(catalog) == before and pipeline.stage_names == ("rank",)
+
+
+def test_stale_index_is_refused(pm, catalog, queries, tmp_path):
+    pipeline = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
+    workload = Workload(queries[:20])
+    _, found = proposals_for(pm, pipeline, workload)
+    proposal = found["recsys.ann_exact"]
+    tuned = tune(pm, proposal, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))
+    changed = catalog.copy()
+    changed[0] = -changed[0]
+    other = Pipeline("search", (exact_topk(changed, 20),), output_kind="ranked_ids")
+    with pytest.raises(ConfigError, match="item matrix changed since the index was built"):
+        materialize(pm, proposal, tuned, other, tmp_path)
+
+
+def test_small_catalog_gets_no_proposal_and_says_why(pm, catalog, queries):
+    small = catalog[:5_000]
+    pipeline = Pipeline("small", (exact_topk(small, 10),), output_kind="ranked_ids")
+    prof, found = proposals_for(pm, pipeline, Workload(queries[:10]))
+    assert "recsys.ann_exact" not in found
+    facts = prof.facts["recsys"]["stages"]["retrieve"]
+    assert facts["ann"] == "not proposed" and "under 10,000" in facts["ann_reason"]
+    assert any("under 10,000" in hint for hint in prof.hints)
+
+
+def test_missing_faiss_makes_the_proposal_unavailable(pm, catalog, queries, monkeypatch):
+    from pipetune.core.registry import Availability
+    from pipetune.plugins.recsys import facts
+
+    pipeline = Pipeline("search", (exact_topk(catalog, 10),), output_kind="ranked_ids")
+    monkeypatch.setattr(type(facts.FAISS), "check", lambda self: Availability(False, "absent"))
+    _, found = proposals_for(pm, pipeline, Workload(queries[:10]))
+    proposal = found["recsys.ann_exact"]
+    assert proposal.status == "unavailable" and "faiss" in proposal.reason
+    assert proposal.install == 'pip install "pipetune[recsys]"'
+
+
+def test_nan_catalog_in_plain_code_is_reported_not_proposed(pm, catalog, queries, tmp_path):
+    broken = catalog.copy()
+    broken[11] = np.nan
+
+    def search(query, *, items, k):
+        return np.argsort(-np.nan_to_num(items @ query, nan=-1e9))[:k]
+
+    pipeline = Pipeline(
+        "nan",
+        (Stage("search", search, slots={"items": broken, "k": 5}),),
+        output_kind="ranked_ids",
+    )
+    workload = Workload(queries[:10])
+    prof, found = proposals_for(pm, pipeline, workload)
+    facts = prof.facts["recsys"]["stages"]["search"]
+    assert facts["nonfinite_rows"] == 1 and "NaN" in facts["ann_reason"]
+    assert "recsys.ann_exact" not in found
+    from pipetune.core.results import Proposal
+
+    forced = Proposal("recsys.ann_exact", "recsys", "search", "forced")
+    with pytest.raises(ConfigError, match=r"stage 'search', slot 'items'.*row"):
+        tune(pm, forced, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))

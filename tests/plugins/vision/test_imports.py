@@ -1,0 +1,37 @@
+"""The plugin imports and answers its cheap hooks without any optional dependency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_modules_import_without_optional_dependencies() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        for name in ("cv2", "torch", "torchvision", "PIL", "skimage", "nvidia", "nvidia.dali"):
+            sys.modules[name] = None  # any import of them now fails
+        import importlib
+        for module in ("plugin", "blocks", "recognize", "reduced_decode", "dali", "gpu_decode",
+                       "frame_skip", "fidelity", "facts", "changes", "parallel", "inputs",
+                       "data", "models", "demo", "calibration"):
+            importlib.import_module(f"pipetune.plugins.vision.{module}")
+        from pipetune.core.manager import get_plugin_manager
+        from pipetune.plugins.vision.dali import dali_availability
+        from pipetune.plugins.vision.gpu_decode import nvjpeg_availability
+        pm = get_plugin_manager(entry_points=False)
+        assert not dali_availability() and "pipetune[vision]" in dali_availability().install
+        assert not nvjpeg_availability()
+        fid = pm.hook.compare_outputs(output_kind="frame_labels", baseline=[["a", "b"]],
+                                      candidate=[["a", "b"]], labels=None)
+        assert fid.value == 1.0
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
