@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipetune.cli.check_cmd",
     "pipetune.cli.demo_cmd",
     "pipetune.cli.scan_cmd",
+    "pipetune.cli.monitor_cmd",
 )
 
 EXIT_OK = 0
