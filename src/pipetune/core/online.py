@@ -145,9 +145,9 @@ def match_sizes(items: Sequence[Any], sizes: Sequence[int]) -> np.ndarray | None
         size = ranked[nearest]
         low = int(np.searchsorted(ranked, size * 0.9, side="left"))
         high = int(np.searchsorted(ranked, size * 1.1, side="right"))
-        turn = turns.get(low, 0)
-        turns[low] = turn + 1
-        out[row] = order[low + turn % max(1, high - low)]
+        turn = turns.get(nearest, 0)
+        turns[nearest] = turn + 1
+        out[row] = order[low + (nearest - low + turn) % max(1, high - low)]
     return out
 
 
