@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipetune.cli.demo_cmd",
     "pipetune.cli.scan_cmd",
     "pipetune.cli.monitor_cmd",
+    "pipetune.cli.capacity_cmd",
 )
 
 EXIT_OK = 0
