@@ -111,9 +111,8 @@ def test_two_worker_simulation_matches_erlang_c() -> None:
     latency = cap.simulate_latencies(gaps, service, c)[n // 10 :]
     a = lam / mu
     rho = a / c
-    p0 = 1 / (
-        sum(a**k / math.factorial(k) for k in range(c)) + a**c / math.factorial(c) / (1 - rho)
-    )
+    tail = a**c / math.factorial(c) / (1 - rho)
+    p0 = 1 / (sum(a**k / math.factorial(k) for k in range(c)) + tail)
     erlang_c = tail * p0  # P(wait > 0)
     mean_latency_ms = (erlang_c / (c * mu - lam) + 1 / mu) * 1000
     assert latency.mean() == pytest.approx(mean_latency_ms, rel=0.05)
