@@ -189,3 +189,56 @@ def test_bad_arguments_are_clear_errors():
         optimize("not a pipeline", toy_workload(5), store=False)  # type: ignore[arg-type]
     with pytest.raises(pipetune.ConfigError, match="is empty"):
         optimize(toy_pipeline(), pipetune.Workload(items=()), store=False)
+
+
+def test_a_store_that_locks_mid_run_loses_nothing_but_the_record(tmp_path):
+    import sqlite3
+
+    store = RunStore(tmp_path, busy_timeout_s=0.2)
+    holder = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+    plugin = _plugin()
+
+    def tune(proposal, workload, context):
+        if not holder.in_transaction:
+            holder.execute("BEGIN EXCLUSIVE")  # another process grabs the store
+        return None
+
+    plugin.tune = tune
+    try:
+        _optimized, report = optimize(
+            toy_pipeline(),
+            toy_workload(40),
+            P50,
+            pm=manager(plugin),
+            settings=SETTINGS,
+            store=store,
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+    assert any(t.status == "accepted" for t in report.trials)
+    assert any("run store could not be written" in w for w in report.warnings)
+    assert report.recipe is not None and report.recipe.changes
+
+
+def test_a_stage_that_hangs_while_profiling_is_a_clear_error():
+    import time
+
+    from pipetune.core.errors import StageTimeout
+    from pipetune.core.model import Pipeline, Stage
+
+    def stuck(item):
+        time.sleep(5 if item == "3" else 0)
+        return item
+
+    pipeline = Pipeline("hangs", (Stage("wait", stuck),))
+    with pytest.raises(StageTimeout, match="stage 'wait'"):
+        optimize(
+            pipeline,
+            toy_workload(6),
+            P50,
+            pm=manager(ToyPlugin()),
+            settings=LoopSettings(stage_timeout_s=0.5, detailed_profiles=False),
+            store=False,
+        )

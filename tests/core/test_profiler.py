@@ -382,3 +382,20 @@ def test_same_size_arrays_get_a_softer_warning() -> None:
     warning = next(w for w in prof.warnings if "same size" in w)
     assert warning.startswith("every input has the same size (64 elements)")
     assert "fixed-size features" in warning
+
+
+def test_bounded_passes_stop_at_their_time_budget() -> None:
+    slow = Pipeline("slow", (Stage("slow", lambda x: time.sleep(0.05) or x),))
+    prof = quick(
+        slow,
+        Workload(items=tuple(range(6)), warmup=0, repeats=1, concurrency=(1, 2)),
+        pass_budget_s=0.01,
+        hot_items=32,
+        memory_items=32,
+        sweep_budget_s=0.05,
+    )
+    # Each bounded pass took its first input, then found its budget spent.
+    assert prof.passes["hot_functions"]["inputs"] == 1
+    assert prof.passes["memory"]["inputs"] == 1
+    level_two = next(p for p in prof.concurrency if p.concurrency == 2)
+    assert 0 < level_two.samples < 20  # the time box ended the level

@@ -215,3 +215,14 @@ def test_online_and_stream_are_reachable_from_the_runtime_module() -> None:
         runtime.run_online(p, [1], rate=10, batch_size=2, max_batch=3)
     with pytest.raises(ConfigError, match="serve"):
         runtime.run_stream(p, [1], rate=10, batch_size=2, max_delay_ms=1.0)
+
+
+def test_interrupt_raised_inside_a_worker_thread_stops_cleanly() -> None:
+    def stage(x: int) -> int:
+        if x == 4:
+            raise KeyboardInterrupt
+        return x
+
+    result = run_offline(pipeline(Stage("s", stage)), list(range(20)), workers=2)
+    assert result.stopped is True
+    assert not result.ok[4] and result.completed >= 1

@@ -166,3 +166,15 @@ def test_progress_counts_completions() -> None:
     seen: list[int] = []
     run_online(nap_pipeline(0.0), [1, 2, 3], rate=1000, progress=seen.append)
     assert sorted(seen) == [1, 2, 3]
+
+
+def test_interrupt_inside_a_stage_keeps_what_was_measured() -> None:
+    def stage(x: int) -> int:
+        if x == 3:
+            raise KeyboardInterrupt
+        return x
+
+    p = Pipeline("k", (Stage("k", stage),))
+    result = run_online(p, list(range(10)), rate=1000)
+    assert result.stopped is True
+    assert result.ok[:3] == [True, True, True] and not result.ok[3]

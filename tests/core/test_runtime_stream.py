@@ -196,3 +196,22 @@ def test_function_with_serve_attribute_is_stream_capable() -> None:
     result = run_stream(Pipeline("f", (Stage("g", generate),)), ["a", "b"], rate=100)
     assert result.outputs == ["aa", "bb"]
     assert result.stream.outputs_per_request["max"] == 2
+
+
+def test_interrupt_inside_the_server_keeps_what_was_measured() -> None:
+    class Interrupted:
+        def __call__(self, x: str) -> str:
+            return x
+
+        def serve(self, feed: RequestFeed) -> Iterator[StreamEvent]:
+            served = 0
+            while not feed.exhausted:
+                for request in feed.wait():
+                    if served == 2:
+                        raise KeyboardInterrupt
+                    served += 1
+                    yield StreamEvent(request.id, done=True, result=request.item)
+
+    result = run_stream(Pipeline("i", (Stage("gen", Interrupted()),)), list("abcde"), rate=500)
+    assert result.stopped is True
+    assert result.ok[:2] == [True, True] and result.completed == 2

@@ -83,5 +83,6 @@ def demo(
         setup.requirements,
         target=f"demo:{name}",
         html_path=html_path,
+        baseline_outputs=setup.baseline_outputs,
         **options,
     )

@@ -8,7 +8,7 @@ configuration error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,16 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--rounds",
             type=click.IntRange(min=2),
             metavar="N",
-            help="ABBA rounds per validation (default 8).",
+            help="ABBA rounds per validation (default 8; up to twice as many when the first "
+            "rounds leave a trial undecided).",
+        ),
+        click.option(
+            "--timeout",
+            "timeout_s",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Stop with an error naming the stage when a profiling pass gives no result "
+            "for this long (default 600).",
         ),
         click.option(
             "--threads",
@@ -145,11 +154,14 @@ def run_and_report(
     time_budget_s: float | None = None,
     rounds: int | None = None,
     threads: int | None = None,
+    timeout_s: float | None = None,
     no_store: bool = False,
     quiet: bool = False,
     quick: bool = False,
+    baseline_outputs: Sequence[Any] | None = None,
 ) -> int:
-    """Run the loop, print the report, write the files; returns the exit code."""
+    """Run the loop, print the report, write the files; returns the exit code.
+    ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
     from pipetune.core.comparison import CompareSettings, RuntimeSpec
     from pipetune.core.loop import EXIT_REQUIREMENTS_UNMET, LoopSettings
     from pipetune.core.loop import optimize as run_loop
@@ -159,15 +171,20 @@ def run_and_report(
 
     errors = stderr_console()
     log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {m}[/dim]"))
+    # A second look on twice the rounds when the first leaves a trial undecided.
+    first = rounds or (4 if quick else 8)
     if quick:
-        compare = CompareSettings(rounds=rounds or 4, round_target_s=0.2, bootstrap=1000)
+        compare = CompareSettings(
+            rounds=first, max_rounds=2 * first, round_target_s=0.2, bootstrap=1000
+        )
     else:
-        compare = CompareSettings(rounds=rounds) if rounds else CompareSettings()
+        compare = CompareSettings(rounds=first, max_rounds=2 * first)
     settings = LoopSettings(
         max_trials=max_trials,
         time_budget_s=time_budget_s,
         validator=ValidatorSettings(compare=compare),
         detailed_profiles=not quick,
+        stage_timeout_s=timeout_s or 600.0,
     )
     store = None if no_store else RunStore()
     try:
@@ -181,6 +198,7 @@ def run_and_report(
             target=target,
             runtime=RuntimeSpec.from_workload(workload, threads=threads),
             log=log,
+            baseline_outputs=baseline_outputs,
         )
         data = result.report.to_dict()
         written = write_outputs(

@@ -7,7 +7,10 @@ Used by the validator (current vs candidate), by the loop's final re-measurement
 Why ABBA: timing noise on a real machine drifts (other processes, frequency scaling,
 thermal state). Each round runs A, B, B, A on the same inputs, so a linear drift within a
 round cancels, each side gets one pass right after itself (warm caches) and one right
-after the other, and every round is a matched pair. Any warm state a change adds (a result
+after the other, and every round is a matched pair. Rounds alternate ABBA and BAAB: the
+first pass of a round is the first to touch that round's inputs (cold caches), and
+measured on this project's calibration benchmark, always giving that pass to A biased the
+same pipeline against itself by 1-2 % in B's favour. Any warm state a change adds (a result
 cache) is reset before *every* pass (:mod:`pipetune.core.state`), so no pass inherits
 what an earlier pass computed.
 
@@ -84,12 +87,14 @@ class RuntimeSpec:
 @dataclass(frozen=True)
 class CompareSettings:
     """How hard to look. ``rounds`` ABBA rounds of ``items_per_round`` inputs each
-    (default: as many inputs as fit in ``round_target_s`` per pass)."""
+    (default: as many inputs as fit in ``round_target_s`` per pass, at least
+    ``min_items_per_round``)."""
 
     rounds: int = 8
+    max_rounds: int | None = None  # a second look up to this many rounds when undecided
     round_target_s: float = 0.5
     items_per_round: int | None = None
-    min_items_per_round: int = 8
+    min_items_per_round: int = 1  # slow pipelines (seconds per input) get short rounds
     confidence: float = 0.95
     bootstrap: int = 2000
     timeout_factor: float = 10.0
@@ -99,6 +104,8 @@ class CompareSettings:
     def __post_init__(self) -> None:
         if self.rounds < 2:
             raise ConfigError("a comparison needs at least 2 rounds for a confidence interval")
+        if self.max_rounds is not None and self.max_rounds < self.rounds:
+            raise ConfigError("max_rounds must be at least rounds")
         if not 0.5 < self.confidence < 1:
             raise ConfigError("confidence must be between 0.5 and 1")
 
@@ -135,6 +142,7 @@ class Comparison:
     latencies_ms: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     confidence: float = 0.95
     threads: Mapping[str, Any] = field(default_factory=dict)  # the settings both ran under
+    looks: int = 1  # 2 when the first look was undecided and more rounds were run
 
     @property
     def primary(self) -> float:
@@ -158,6 +166,7 @@ class Comparison:
             "rounds": self.rounds,
             "items_per_round": self.items_per_round,
             "confidence": self.confidence,
+            "looks": self.looks,
             "round_speedups": list(self.round_speedups),
             "runtime": self.runtime.describe(),
             "threads": dict(self.threads),
@@ -272,8 +281,14 @@ def compare(
     settings: CompareSettings | None = None,
     expected_item_s: float | None = None,
     log: Callable[[str], None] | None = None,
+    decided: Callable[[Comparison], bool] | None = None,
 ) -> Comparison:
     """Measure ``b`` against ``a`` in paired ABBA rounds (see the module docstring).
+
+    ``decided``: with ``settings.max_rounds`` above ``settings.rounds``, called on the
+    result after the first ``rounds``; when it returns False the comparison runs up to
+    ``max_rounds`` rounds in all and the interval is computed again on every round (a
+    second look).
 
     ``expected_item_s`` (seconds per input, e.g. from the profile) sizes the rounds and the
     hang timeout; without it a short probe pass measures it. Either pipeline raising or
@@ -282,7 +297,7 @@ def compare(
     runtime = runtime or RuntimeSpec()
     settings = settings or CompareSettings()
     with pin_threads(runtime.threads) as threads:
-        result = _compare(a, b, items, metric, runtime, settings, expected_item_s, log)
+        result = _compare(a, b, items, metric, runtime, settings, expected_item_s, log, decided)
     return replace(result, threads=dict(threads))
 
 
@@ -295,6 +310,7 @@ def _compare(
     settings: CompareSettings,
     expected_item_s: float | None,
     log: Callable[[str], None] | None,
+    decided: Callable[[Comparison], bool] | None = None,
 ) -> Comparison:
     if metric not in (*COMPARED, "max"):
         raise ConfigError(f"cannot compare on metric {metric!r}")
@@ -305,7 +321,10 @@ def _compare(
     batch_a = ServingOptions.of(a).batch_size
     batch_b = ServingOptions.of(b).batch_size
 
-    probe = items[: min(len(items), settings.min_items_per_round)]
+    probe_n = 4
+    if expected_item_s:  # a slow pipeline (seconds per input) warms up on one input
+        probe_n = max(1, min(4, int(settings.round_target_s / expected_item_s)))
+    probe = items[: min(len(items), probe_n)]
     timeout = _timeout(settings, expected_item_s, len(probe))
     # Warm-up (discarded): import-time work, lazy initialization, first-call compilation.
     probe_s = []
@@ -330,28 +349,54 @@ def _compare(
 
     rounds: list[_Round] = []
     stage_totals = {"a": _StageTotals(), "b": _StageTotals()}
-    for r in range(settings.rounds):
-        chunk = _chunk(items, r, size)
-        this = _Round()
-        for side in ("a", "b", "b", "a"):
-            pipeline, batch = (a, batch_a) if side == "a" else (b, batch_b)
-            reset_state(pipeline)
-            result = run_pass(pipeline, chunk, runtime, timeout_s=timeout)
-            latency = np.asarray(result.latency_s, dtype=float)
-            if side == "a":
-                this.a_latency.append(latency)
-                this.a_wall += result.wall_s
-                this.a_items += result.completed
-            else:
-                this.b_latency.append(latency)
-                this.b_wall += result.wall_s
-                this.b_items += result.completed
-            stage_totals[side].add(stage_seconds(result, batch), result.completed)
-        rounds.append(this)
-        log(f"round {r + 1}/{settings.rounds}: {_round_metric_ratio(this, metric):.3f}x")
 
+    def run_rounds(count: int) -> None:
+        for _ in range(count):
+            r = len(rounds)
+            chunk = _chunk(items, r, size)
+            this = _Round()
+            # ABBA, then BAAB: the first pass of a round meets a new chunk of inputs with
+            # cold caches; alternating who goes first keeps that cost off one side.
+            for side in ("a", "b", "b", "a") if r % 2 == 0 else ("b", "a", "a", "b"):
+                pipeline, batch = (a, batch_a) if side == "a" else (b, batch_b)
+                reset_state(pipeline)
+                result = run_pass(pipeline, chunk, runtime, timeout_s=timeout)
+                latency = np.asarray(result.latency_s, dtype=float)
+                if side == "a":
+                    this.a_latency.append(latency)
+                    this.a_wall += result.wall_s
+                    this.a_items += result.completed
+                else:
+                    this.b_latency.append(latency)
+                    this.b_wall += result.wall_s
+                    this.b_items += result.completed
+                stage_totals[side].add(stage_seconds(result, batch), result.completed)
+            rounds.append(this)
+            log(f"round {r + 1}: {_round_metric_ratio(this, metric):.3f}x")
+
+    run_rounds(settings.rounds)
+    result = _result(rounds, stage_totals, metric, size, runtime, settings, look=1)
+    extra = (settings.max_rounds or settings.rounds) - settings.rounds
+    if extra > 0 and decided is not None and not decided(result):
+        # Undecided at the first look: a second look on twice the data. The caller sets
+        # the confidence per look so that two looks keep the overall error rate.
+        log(f"undecided after {len(rounds)} rounds: {extra} more")
+        run_rounds(extra)
+        result = _result(rounds, stage_totals, metric, size, runtime, settings, look=2)
+    return result
+
+
+def _result(
+    rounds: list[_Round],
+    stage_totals: Mapping[str, _StageTotals],
+    metric: str,
+    size: int,
+    runtime: RuntimeSpec,
+    settings: CompareSettings,
+    look: int,
+) -> Comparison:
     speedup, ci = {}, {}
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(settings.seed + look)
     resamples = rng.integers(0, len(rounds), size=(settings.bootstrap, len(rounds)))
     for name in dict.fromkeys((*COMPARED, metric)):
         point, interval = _bootstrap(rounds, name, resamples, settings.confidence)
@@ -373,6 +418,7 @@ def _compare(
             "b": tuple(float(v) for v in np.sort(b_lat) * 1000),
         },
         confidence=settings.confidence,
+        looks=look,
     )
 
 

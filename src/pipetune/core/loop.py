@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -29,7 +29,7 @@ from pipetune.core import planner
 from pipetune.core.artifacts import ArtifactStore
 from pipetune.core.comparison import RuntimeSpec, compare
 from pipetune.core.context import TuneContext
-from pipetune.core.errors import ConfigError, PipetuneError
+from pipetune.core.errors import ConfigError, PipetuneError, StoreError
 from pipetune.core.machine import detect_machine
 from pipetune.core.model import Pipeline, Requirements, Workload
 from pipetune.core.paths import store_dir
@@ -74,6 +74,9 @@ class LoopSettings:
             between trials always take only what planning needs.
         profile_options: extra keyword arguments for every
             :func:`~pipetune.core.profiler.profile` call (``sweep_budget_s``, ``threads``...).
+        stage_timeout_s: a profiling pass of the pipeline that gives no result for this
+            long is stopped with an error naming the stage and the input (a hung stage);
+            candidates are bounded by the validator's own timeout.
     """
 
     max_trials: int | None = None
@@ -83,6 +86,7 @@ class LoopSettings:
     final_compare: bool = True
     detailed_profiles: bool = True
     profile_options: Mapping[str, Any] = field(default_factory=dict)
+    stage_timeout_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         if self.max_trials is not None and self.max_trials < 0:
@@ -104,6 +108,7 @@ def optimize(
     target: str | None = None,
     runtime: RuntimeSpec | None = None,
     log: Callable[[str], None] | None = None,
+    baseline_outputs: Sequence[Any] | None = None,
 ) -> Optimized:
     """Optimize ``pipeline`` on ``workload`` for ``requirements``.
 
@@ -119,6 +124,9 @@ def optimize(
         target: how the pipeline was named on the command line, stored with the run.
         runtime: the serving model to measure under (default: the workload's mode).
         log: progress messages.
+        baseline_outputs: the original pipeline's outputs, one per workload input, when
+            they are already known (a demo caches its slow baseline's outputs at set-up);
+            fidelity is then measured against them instead of re-running the original.
     """
     from pipetune.core.manager import get_plugin_manager
 
@@ -137,8 +145,14 @@ def optimize(
             final_compare=settings.final_compare,
             detailed_profiles=settings.detailed_profiles,
             profile_options=settings.profile_options,
+            stage_timeout_s=settings.stage_timeout_s,
         )
     workload.require_items()
+    if baseline_outputs is not None and len(baseline_outputs) != len(workload.items):
+        raise ConfigError(
+            f"{len(baseline_outputs)} baseline outputs for a workload of {len(workload.items)} "
+            "inputs: give one output per input"
+        )
     pm = pm or get_plugin_manager()
     run_store, owns_store = _open_store(store)
     try:
@@ -152,6 +166,7 @@ def optimize(
             target=target,
             runtime=runtime or RuntimeSpec.from_workload(workload),
             log=log or (lambda message: None),
+            baseline_outputs=baseline_outputs,
         )
         return loop.run()
     finally:
@@ -181,8 +196,10 @@ class _Loop:
         target: str | None,
         runtime: RuntimeSpec,
         log: Callable[[str], None],
+        baseline_outputs: Sequence[Any] | None = None,
     ):
         self.pm = pm
+        self.baseline_outputs = None if baseline_outputs is None else list(baseline_outputs)
         self.original = original
         self.workload = workload
         self.requirements = requirements
@@ -230,7 +247,7 @@ class _Loop:
             raise
         finally:
             if self.store is not None and self.run_id is not None:
-                report_data = None
+                report_data = None  # (the write below is guarded: a store error loses nothing)
                 summary: dict[str, Any] = {"trials": len(self.trials)}
                 if self._report is not None:
                     report_data = self._report.to_dict()
@@ -243,7 +260,7 @@ class _Loop:
                         baseline=report_data["baseline"],
                         final=report_data["final"],
                     )
-                self.store.finish_run(self.run_id, status, summary=summary, report=report_data)
+                self._record("finish_run", self.run_id, status, summary=summary, report=report_data)
 
     def _run(self, tune: Workload, holdout: Workload) -> Report:
         self.log(f"profiling {self.original.name} on {len(self.workload)} inputs")
@@ -253,6 +270,7 @@ class _Loop:
         self._note_hook_failures()
 
         self._current, self._current_profile = self.original, baseline
+        cached_tune, cached_holdout = self._cached_outputs()
         validator = Validator(
             self.pm,
             self.original,
@@ -263,11 +281,14 @@ class _Loop:
             settings=self.settings.validator,
             log=self.log,
             expected_item_s=baseline.latency_ms.mean / 1000.0 or None,
+            original_outputs=cached_holdout,
         )
         stopped = ""
         try:
             validator.original_outputs()
-            tune_outputs = self._outputs(self.original, tune)
+            tune_outputs = (
+                cached_tune if cached_tune is not None else self._outputs(self.original, tune)
+            )
             stopped = self._greedy(validator, tune, tune_outputs)
         except KeyboardInterrupt:
             stopped = "interrupted"
@@ -276,11 +297,18 @@ class _Loop:
         current_profile = self._current_profile
         comparison = None
         if current is not self.original and stopped != "interrupted":
-            self.log("profiling the final pipeline")
-            current_profile = self._profile(current, full=True)
-            self._store_profile("final", current_profile)
-            if self.settings.final_compare:
-                comparison = self._final_compare(current, holdout)
+            try:
+                self.log("profiling the final pipeline")
+                current_profile = self._profile(current, full=True)
+                self._store_profile("final", current_profile)
+                if self.settings.final_compare:
+                    comparison = self._final_compare(current, holdout)
+            except KeyboardInterrupt:
+                stopped = "interrupted"
+                self.warnings.append(
+                    "interrupted during the final measurement: the figures are the last "
+                    "profile's, not a side-by-side re-measurement"
+                )
         misses = tuple(
             self.requirements.check(current_profile.throughput_rps, _latency_dict(current_profile))
         )
@@ -289,7 +317,7 @@ class _Loop:
             self.original, [t.change for _, t in self.accepted if t.change], fidelity
         )
         if self.store is not None and self.run_id is not None:
-            self.store.add_recipe(self.run_id, recipe)
+            self._record("add_recipe", self.run_id, recipe)
         self._final_pipeline = current
         self._report = Report(
             pipeline=self.original.name,
@@ -382,7 +410,7 @@ class _Loop:
             trial = trial.evolve(notes={**trial.notes, "planner": ranked.note})
         self.trials.append(trial)
         if self.store is not None and self.run_id is not None:
-            self.store.add_trial(self.run_id, len(self.trials), trial)
+            self._record("add_trial", self.run_id, len(self.trials), trial)
         self.log(f"{proposal.id}: {trial.status}: {trial.reason}")
         return Outcome(trial, outcome.candidate, outcome.comparison)
 
@@ -392,7 +420,7 @@ class _Loop:
         concurrency sweep, hot functions, layers, memory) for the report."""
         from pipetune.core.profiler import profile as profile_pipeline
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"timeout_s": self.settings.stage_timeout_s}
         if not (full and self.settings.detailed_profiles):
             options.update(sweep=False, hot_functions=False, layers=False, memory=False)
         options.update(self.settings.profile_options)
@@ -416,6 +444,17 @@ class _Loop:
             )
             return self.workload, self.workload
         return self.workload.split(self.settings.tune_fraction)
+
+    def _cached_outputs(self) -> tuple[list[Any] | None, list[Any] | None]:
+        """The given baseline outputs for the (tune, held-out) split, as :meth:`_split`
+        splits the workload."""
+        if self.baseline_outputs is None:
+            return None, None
+        outputs = self.baseline_outputs
+        if len(self.workload) < MIN_SPLIT_ITEMS:
+            return list(outputs), list(outputs)
+        tune, holdout = self.workload.split_indices(self.settings.tune_fraction)
+        return [outputs[i] for i in tune], [outputs[i] for i in holdout]
 
     def _outputs(self, pipeline: Pipeline, workload: Workload) -> list[Any]:
         reset_state(pipeline)
@@ -473,7 +512,23 @@ class _Loop:
 
     def _store_profile(self, label: str, profile: Profile) -> None:
         if self.store is not None and self.run_id is not None:
-            self.store.add_profile(self.run_id, label, profile)
+            self._record("add_profile", self.run_id, label, profile)
+
+    def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Write to the run store; if it fails mid-run (locked for longer than its timeout,
+        the disk full), say so and go on: the run itself, its report and its recipe are
+        not lost because the record could not be written."""
+        if self.store is None:
+            return
+        try:
+            getattr(self.store, method)(*args, **kwargs)
+        except StoreError as exc:
+            self.warnings.append(
+                f"the run store could not be written ({exc}); the rest of this run is not "
+                "recorded there, but the report and the recipe are produced as usual"
+            )
+            self.log(f"run store: {exc}")
+            self.store = None
 
 
 def _has_bounds(requirements: Requirements) -> bool:

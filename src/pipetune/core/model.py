@@ -339,6 +339,9 @@ class Workload:
         rate: online arrival rate, requests per second (Poisson).
         trace: a recorded arrival process to replay in online mode.
         seed: for splits and generated arrivals.
+        timing_items: measure speed on at most this many inputs, evenly spaced through the
+            workload (a slow baseline with a large fidelity set); outputs and fidelity
+            always use every input. ``None``: time them all.
     """
 
     items: tuple[Any, ...]
@@ -351,6 +354,7 @@ class Workload:
     rate: float | None = None
     trace: Trace | None = None
     seed: int = 0
+    timing_items: int | None = None
 
     def __post_init__(self) -> None:
         items = tuple(self.items)
@@ -374,6 +378,10 @@ class Workload:
             raise ConfigError(f"workload {self.name!r}: warmup >= 0 and repeats >= 1 required")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
             raise ConfigError(f"workload {self.name!r}: rate must be a positive number")
+        if self.timing_items is not None and (
+            not isinstance(self.timing_items, int) or self.timing_items < 1
+        ):
+            raise ConfigError(f"workload {self.name!r}: timing_items must be an integer >= 1")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -393,15 +401,30 @@ class Workload:
 
     def split(self, fraction: float = 0.5, seed: int | None = None) -> tuple[Workload, Workload]:
         """A shuffled (tune, held-out) split: tune on the first, validate on the second."""
+        tune, holdout = self.split_indices(fraction, seed)
+        return (
+            self.subset(tune, name=f"{self.name}[tune]"),
+            self.subset(holdout, name=f"{self.name}[holdout]"),
+        )
+
+    def split_indices(
+        self, fraction: float = 0.5, seed: int | None = None
+    ) -> tuple[list[int], list[int]]:
+        """The item indices of :meth:`split`'s (tune, held-out) workloads, each sorted."""
         if not 0 < fraction < 1:
             raise ConfigError("split fraction must be between 0 and 1")
         order = list(range(len(self.items)))
         random.Random(self.seed if seed is None else seed).shuffle(order)
         cut = max(1, min(len(order) - 1, round(len(order) * fraction)))
-        return (
-            self.subset(sorted(order[:cut]), name=f"{self.name}[tune]"),
-            self.subset(sorted(order[cut:]), name=f"{self.name}[holdout]"),
-        )
+        return sorted(order[:cut]), sorted(order[cut:])
+
+    def timing_sample(self) -> tuple[Any, ...]:
+        """The inputs speed is measured on: all of them, or ``timing_items`` evenly spaced."""
+        n = len(self.items)
+        if self.timing_items is None or self.timing_items >= n:
+            return self.items
+        step = n / self.timing_items
+        return tuple(self.items[int(i * step)] for i in range(self.timing_items))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -414,6 +437,7 @@ class Workload:
             "mode": self.mode,
             "rate": self.rate,
             "trace": None if self.trace is None else len(self.trace.arrivals_s),
+            "timing_items": self.timing_items,
         }
 
     # -- loading ---------------------------------------------------------------------------

@@ -100,6 +100,10 @@ class DemoSetup:
     requirements: Any  # Requirements
     description: str = ""
     notes: Mapping[str, Any] = field(default_factory=dict)
+    #: The baseline pipeline's outputs, one per workload input, when the demo's set-up has
+    #: them cached (a slow baseline over a large fidelity set); the loop then measures
+    #: fidelity against them instead of re-running the baseline.
+    baseline_outputs: Sequence[Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -550,6 +550,7 @@ def _offline_threads(
     perf = time.perf_counter
     counter = itertools.count(0, batch_size)  # next() is atomic under the GIL
     stop = threading.Event()
+    interrupted = threading.Event()
     failures: list[BaseException] = []
     states = [_Progress() for _ in range(workers)]
     done = [0]
@@ -576,6 +577,10 @@ def _offline_threads(
                 recorder.process(
                     range(start, start + len(chunk)), chunk, state, name, batch_size > 1
                 )
+            except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
+                interrupted.set()
+                stop.set()
+                return
             except BaseException as exc:  # StageError (stop) or a bug: end the run
                 failures.append(exc)
                 stop.set()
@@ -593,7 +598,7 @@ def _offline_threads(
     ]
     for thread in pool:
         thread.start()
-    stopped = _supervise(pool, stop, states, timeout_s, recorder.origin)
+    stopped = _supervise(pool, stop, states, timeout_s, recorder.origin) or interrupted.is_set()
     wall = perf() - recorder.origin
     if failures:
         raise failures[0]

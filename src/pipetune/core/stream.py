@@ -76,6 +76,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core import threads as _threads
+from pipetune.core.context import Observations
 from pipetune.core.errors import ConfigError, PipelineError, StageError, StageTimeout
 from pipetune.core.model import Pipeline, Stage, Trace
 from pipetune.core.online import arrival_schedule
@@ -231,13 +232,15 @@ def run_stream(
     stage (see the module docstring for the protocol).
 
     ``rate``/``trace``/``seed``/``requests``/``on_error``/``timeout_s``/``spans``/
-    ``progress`` as in :func:`~pipetune.core.online.run_online`. ``measure_cpu``,
-    ``observe`` and ``workers`` are accepted for a uniform call but not used: the server
-    owns its own concurrency.
+    ``progress`` as in :func:`~pipetune.core.online.run_online`. ``observe``: keep each
+    stage's input and output for the first ``observe`` requests that finish every stage
+    (``RunResult.observed``, what plugins read in ``profile_pipeline``). ``measure_cpu``
+    and ``workers`` are accepted for a uniform call but not used: the server owns its own
+    concurrency.
 
     Raises :class:`ConfigError` when no stage implements ``serve``.
     """
-    del measure_cpu, observe, workers
+    del measure_cpu, workers
     items = list(items)
     if not items:
         raise ConfigError("stream run needs at least one input")
@@ -259,7 +262,7 @@ def run_stream(
         raise ConfigError("requests must be >= 1")
     schedule, source, offered = arrival_schedule(n, rate=rate, trace=trace, seed=seed)
     n = len(schedule)
-    run = _StreamRun(pipeline, stream_stage, items, schedule, on_error, spans, progress)
+    run = _StreamRun(pipeline, stream_stage, items, schedule, on_error, spans, progress, observe)
     run.execute(timeout_s)
     return run.result(source, offered)
 
@@ -274,6 +277,7 @@ class _StreamRun:
         on_error: OnError,
         spans: bool,
         progress: Callable[[int], None] | None,
+        observe: int = 0,
     ):
         self.pipeline = pipeline
         self.position = pipeline.index(stream_stage.name)
@@ -307,6 +311,10 @@ class _StreamRun:
         self.origin = 0.0
         self.feed: RequestFeed | None = None
         self.completed = 0
+        # (stage, input, output) per observed row, committed once the row finishes
+        self.observe = max(0, int(observe))
+        self.observed = Observations() if self.observe else None
+        self._seen: dict[int, list[list[Any]]] = {}
 
     # -- threads -------------------------------------------------------------------------
     def execute(self, timeout_s: float | None) -> None:
@@ -366,6 +374,7 @@ class _StreamRun:
                 failed = False
                 for column, stage in enumerate(self.pre):
                     t0 = perf()
+                    before = value
                     try:
                         value = stage(value)
                     except Exception as exc:
@@ -376,11 +385,18 @@ class _StreamRun:
                     t1 = perf()
                     self.stage_s[row, column] = t1 - t0
                     self._span(row, stage.name, "arrivals", t0, t1)
+                    if row < self.observe:
+                        self._seen.setdefault(row, []).append([stage.name, before, value])
                 if failed:
                     if self.stop.is_set():
                         return
                     continue
+                if row < self.observe:
+                    self._seen.setdefault(row, []).append([self.stage.name, value, None])
                 self.feed.put(StreamRequest(row, value, float(self.schedule[row])))
+        except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
+            self.stopped = True
+            self.stop.set()
         finally:
             self.feed.close()
 
@@ -396,6 +412,9 @@ class _StreamRun:
                 self._event(event, now)
                 if self.stop.is_set():
                     break
+        except KeyboardInterrupt:  # raised inside the server: stop, keep what was measured
+            self.stopped = True
+            self.stop.set()
         except PipelineError as exc:
             self.failure = exc
             self.stop.set()
@@ -475,8 +494,12 @@ class _StreamRun:
         column = self.position
         self.stage_s[row, column] = max(0.0, now - taken)
         self._span(row, self.stage.name, "server", self.origin + taken, self.origin + now)
+        seen = self._seen.get(row)
+        if seen:
+            seen[-1][2] = value  # the stream stage's output
         for offset, stage in enumerate(self.post, start=column + 1):
             t0 = perf()
+            before = value
             try:
                 value = stage(value)
             except Exception as exc:
@@ -486,6 +509,14 @@ class _StreamRun:
             t1 = perf()
             self.stage_s[row, offset] = t1 - t0
             self._span(row, stage.name, "server", t0, t1)
+            if seen is not None:
+                seen.append([stage.name, before, value])
+        if seen is not None and self.observed is not None:
+            self.observed.indices.append(int(self.item_index[row]))
+            for name, given, produced in seen:
+                self.observed.inputs.setdefault(name, []).append(given)
+                self.observed.outputs.setdefault(name, []).append(produced)
+            del self._seen[row]
         end = perf() - self.origin
         self.done_s[row] = end
         if np.isnan(self.first_s[row]):
@@ -567,6 +598,7 @@ class _StreamRun:
             first_output_s=self.first_s.copy(),
             output_gaps_s=np.asarray(self.gaps, dtype=float),
             stream=stats,
+            observed=self.observed,
         )
 
 

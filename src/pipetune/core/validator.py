@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from pipetune.core import planner
 from pipetune.core.comparison import CompareSettings, Comparison, RuntimeSpec, compare, run_pass
 from pipetune.core.context import TuneContext
 from pipetune.core.errors import (
+    ConfigError,
     Deferred,
     PipelineError,
     PipetuneError,
@@ -46,7 +47,7 @@ from pipetune.core.fidelity import compare as compare_outputs
 from pipetune.core.model import Pipeline, Requirements, Workload
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Trial, Tuned
 from pipetune.core.runtime import run_offline
-from pipetune.core.state import cache_stats, reset_state
+from pipetune.core.state import cache_stats, component_stats, reset_state
 
 if TYPE_CHECKING:
     from pipetune.core.artifacts import ArtifactStore
@@ -63,6 +64,11 @@ class ValidatorSettings:
 
     Args:
         compare: rounds, round size, confidence and timeouts of the speed comparison.
+            With ``max_rounds`` above ``rounds`` (the default: 8, then up to 16) a trial the
+            first ``rounds`` leave undecided gets a second look on all ``max_rounds``; each
+            look then uses confidence ``1 - (1 - confidence) / 2`` (Bonferroni over the two
+            looks), so the chance of accepting a change that is not faster stays within
+            the one-sided ``(1 - confidence) / 2``.
         cache_tolerance: a cached stage may measure up to this factor above its
             ``1 / (1 - hit rate)`` bound (timing noise) before it is called an error.
         tune_timeout_s: a tune step still running after this long is rejected (``None``:
@@ -70,7 +76,7 @@ class ValidatorSettings:
         materialize_timeout_s: the same for materialize.
     """
 
-    compare: CompareSettings = field(default_factory=CompareSettings)
+    compare: CompareSettings = field(default_factory=lambda: CompareSettings(max_rounds=16))
     cache_tolerance: float = 1.25
     tune_timeout_s: float | None = None
     materialize_timeout_s: float | None = 600.0
@@ -109,8 +115,14 @@ class Validator:
         settings: ValidatorSettings | None = None,
         log: Callable[[str], None] | None = None,
         expected_item_s: float | None = None,
+        original_outputs: Sequence[Any] | None = None,
     ):
         holdout.require_items()
+        if original_outputs is not None and len(original_outputs) != len(holdout.items):
+            raise ConfigError(
+                f"{len(original_outputs)} cached original outputs for a held-out split of "
+                f"{len(holdout.items)} inputs"
+            )
         self.pm = pm
         self.original = original
         self.holdout = holdout
@@ -120,7 +132,11 @@ class Validator:
         self.settings = settings or ValidatorSettings()
         self.expected_item_s = expected_item_s
         self._log = log or (lambda message: None)
-        self._original_outputs: list[Any] | None = None
+        # The original's outputs on the held-out split: given (cached by a demo's set-up,
+        # computed by the original pipeline), or computed once on first use.
+        self._original_outputs: list[Any] | None = (
+            list(original_outputs) if original_outputs is not None else None
+        )
 
     @property
     def metric(self) -> str:
@@ -330,6 +346,9 @@ class Validator:
         hit_rates = cache_stats(candidate)
         if hit_rates:
             notes["cache"] = hit_rates
+        stats = component_stats(candidate)  # e.g. the share an adaptive router sent each way
+        if stats:
+            notes["stats"] = stats
 
         fidelity, problem = self.fidelity(change, candidate, result.outputs, warnings)
         if problem:
@@ -337,6 +356,15 @@ class Validator:
 
         # 4. speed, paired ABBA against the current pipeline
         self._log(f"validating {change.proposal}: speed")
+        gate = 1.0 + self.requirements.min_gain
+        settings = self.settings.compare
+        if settings.max_rounds and settings.max_rounds > settings.rounds:
+            settings = replace(settings, confidence=1.0 - (1.0 - settings.confidence) / 2)
+
+        def decided(result: Comparison) -> bool:
+            low, high = result.primary_ci
+            return low > gate or high < gate
+
         try:
             comparison = compare(
                 current,
@@ -344,8 +372,9 @@ class Validator:
                 self.holdout.items,
                 metric=self.metric,
                 runtime=self.runtime,
-                settings=self.settings.compare,
+                settings=settings,
                 expected_item_s=self.expected_item_s,
+                decided=decided,
             )
         except StageTimeout as exc:
             return finish("rejected", f"hangs during timing: {exc}", fidelity)
@@ -361,7 +390,6 @@ class Validator:
         low, high = comparison.primary_ci
         label = _label(self.metric)
         figure = f"{comparison.primary:.2f}x [{low:.2f}, {high:.2f}] on {label}"
-        gate = 1.0 + self.requirements.min_gain
         if comparison.primary < 1.0 and high < 1.0:
             return finish("rejected", f"slower: {figure}", fidelity, comparison)
         if not low > gate:

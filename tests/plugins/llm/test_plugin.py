@@ -10,7 +10,7 @@ from pipetune.core.artifacts import ArtifactStore
 from pipetune.core.context import TuneContext
 from pipetune.core.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.profiler import profile
-from pipetune.core.results import Change
+from pipetune.core.results import Change, Proposal
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 from pipetune.plugins.llm.records import GenerateConfig
 from tests.plugins.llm.conftest import state_digest
@@ -76,6 +76,7 @@ def test_profile_facts_for_a_generate_block(setup):
             "propose_changes", pipeline=pipeline, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
     }
     assert set(proposals) == {"llm.kv_cache"}  # the rest builds on the cache
     assert proposals["llm.kv_cache"].est_stage_speedup > 1
@@ -92,6 +93,7 @@ def test_kv_cache_change_tunes_materializes_and_keeps_tokens(setup, llama, tmp_p
             "propose_changes", pipeline=pipeline, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
         if p.id == "llm.kv_cache"
     )
     context = context_for(pm, pipeline, workload, tmp_path)
@@ -130,16 +132,35 @@ def test_cached_pipeline_gets_the_serving_proposals(setup, tmp_path):
             "propose_changes", pipeline=cached, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
     }
-    assert {
-        "llm.prefix_cache",
-        "llm.continuous_batching",
-        "llm.speculative_prompt_lookup",
-        "llm.cuda_graphs",
-    } <= set(ids)
+    assert {"llm.prefix_cache", "llm.continuous_batching", "llm.cuda_graphs"} <= set(ids)
     assert ids["llm.cuda_graphs"].status == "unavailable"
     assert "CUDA" in ids["llm.cuda_graphs"].reason
     assert "llm.speculative_prompt_lookup" in ids["llm.continuous_batching"].conflicts
+    # prompt lookup is proposed exactly when the replay over the outputs says it can pay
+    facts = prof.facts["llm"]["stages"]["generate"]
+    replayed = facts["traffic"]["prompt_lookup"]["tokens_per_pass"]
+    assert ("llm.speculative_prompt_lookup" in ids) == (replayed >= 1.15)
+    assert ("declined" in facts["speculation"]) == (replayed < 1.15)
+
+
+def test_prompt_lookup_is_declined_from_the_traffic_when_outputs_do_not_copy(llama, tokenizer):
+    from pipetune.plugins.llm.blocks import generate_stage
+    from pipetune.plugins.llm.proposals import LOOKUP, _propose_block
+
+    stage = generate_stage(llama, tokenizer)
+    open_ended = {
+        "prompt_lookup": {"tokens_per_pass": 1.02, "acceptance_rate": 0.01},
+        "ngram_copy_rate": 0.02,
+    }
+    copying = {
+        "prompt_lookup": {"tokens_per_pass": 2.6, "acceptance_rate": 0.55},
+        "ngram_copy_rate": 0.8,
+    }
+    assert LOOKUP not in [p.id for p in _propose_block(stage, {}, open_ended, 60, 40)]
+    proposed = {p.id: p for p in _propose_block(stage, {}, copying, 60, 40)}
+    assert "55%" in proposed[LOOKUP].rationale and proposed[LOOKUP].est_stage_speedup > 1.5
 
 
 @pytest.mark.parametrize("proposal_id", ["llm.prefix_cache", "llm.continuous_batching"])
@@ -157,6 +178,7 @@ def test_serving_changes_keep_tokens_and_never_mutate(setup, llama, tmp_path, pr
             "propose_changes", pipeline=cached, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
         if p.id == proposal_id
     )
     context = context_for(pm, cached, workload, tmp_path, Requirements(min_gain=0.0))
@@ -188,14 +210,12 @@ def test_speculation_is_rejected_with_measured_figures_when_it_does_not_pay(setu
         "generate", pipeline.stage("generate").with_slots(config=GenerateConfig(max_new_tokens=8))
     )
     pm = get_plugin_manager(entry_points=False)
-    prof = profile(cached, workload, pm=pm)
-    proposal = next(
-        p
-        for _, ps in pm.call_each(
-            "propose_changes", pipeline=cached, profile=prof, requirements=Requirements()
-        )
-        for p in ps
-        if p.id == "llm.speculative_prompt_lookup"
+    proposal = Proposal(
+        id="llm.speculative_prompt_lookup",
+        plugin="llm",
+        stage="generate",
+        title="prompt lookup",
+        params={"speculative": "prompt_lookup"},
     )
     demanding = Requirements(min_gain=9.0)  # no speculation gives 10x: must be declined
     context = context_for(pm, cached, workload, tmp_path, demanding)
@@ -227,6 +247,7 @@ def test_user_stage_with_use_cache_false_gets_the_proxy(llama, tokenizer, tmp_pa
             "propose_changes", pipeline=pipeline, profile=prof, requirements=Requirements()
         )
         for p in ps
+        if p.plugin == "llm"
     }
     assert "llm.kv_cache" in proposals and "llm.kv_cache_loop" in proposals
     assert proposals["llm.kv_cache_loop"].applicable is False

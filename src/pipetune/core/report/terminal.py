@@ -46,7 +46,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     console.print(summary)
 
     stages = Table(title="Where the time goes", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("stage", "before", "after", "mean per input"):
+    for column in ("stage", "before", "after", "time per input"):
         stages.add_column(column, justify="left" if column == "stage" else "right")
     for name, before, after, note in fmt.stage_rows(report):
         stages.add_row(name, fmt.pct(before), fmt.pct(after), note)
@@ -57,7 +57,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         trials.add_column("change")
         trials.add_column("status")
         trials.add_column("estimated", justify="right")
-        trials.add_column("measured [95 % CI]", justify="right")
+        trials.add_column("measured [CI]", justify="right")
         trials.add_column("fidelity", justify="right")
         for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
             style = _STATUS_STYLE[row["status"]]

@@ -239,9 +239,142 @@ class CachedBatchFn(_Cached):
         return results
 
 
+#: A stage whose ``meta`` sets this to True maps a sequence to one output per element, each
+#: depending on that element only (``fn(seq)[i] == fn((seq[i],))[0]``): a document's
+#: sections to their embeddings. It is cached per element, so a section shared by two
+#: documents (a letterhead, an unchanged paragraph of a revision) is computed once.
+ELEMENTWISE_KEY = "elementwise"
+
+
+def is_elementwise(stage: Stage) -> bool:
+    return bool(stage.meta.get(ELEMENTWISE_KEY))
+
+
+class _ElementwiseCached(_Cached):
+    """Per-element lookups for an elementwise stage; the misses of every sequence in a call
+    go to the inner function in one call (each element once)."""
+
+    def __init__(
+        self,
+        inner: Callable[..., Any],
+        cache: ResultCache,
+        stage_slots: Sequence[str],
+        *,
+        batch: bool,
+        shape: dict[str, bool],
+    ):
+        super().__init__(inner, cache, stage_slots)
+        self.batch = batch
+        # Shared by the per-item and batch wrappers: whether the stage returns an array
+        # (its cached rows are then stacked back into one).
+        self.shape = shape
+
+    def _compute(self, elements: list[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+        if self.batch:
+            out = next(iter(self.inner([tuple(elements)], **kwargs)))
+        else:
+            out = self.inner(tuple(elements), **kwargs)
+        self.shape["stack"] = isinstance(out, np.ndarray)
+        rows = list(out)
+        if len(rows) != len(elements):
+            raise ValueError(
+                f"an elementwise stage returned {len(rows)} outputs for {len(elements)} elements"
+            )
+        return rows
+
+    def outputs(self, sequences: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+        keys: list[list[bytes | None]] = []
+        found: dict[bytes, Any] = {}
+        todo: dict[bytes, Any] = {}
+        loose: list[Any] = []  # unhashable elements: computed, never cached
+        for seq in sequences:
+            row_keys = []
+            for element in seq:
+                key = self._key(element, kwargs)
+                row_keys.append(key)
+                if key is None:
+                    loose.append(element)
+                elif key not in found and key not in todo:
+                    hit, value = self.cache.get(key)
+                    if hit:
+                        found[key] = value
+                    else:
+                        todo[key] = element
+                elif key in todo or key in found:
+                    self.cache.hits += 1  # a repeat inside this call: computed once
+            keys.append(row_keys)
+        missing = list(todo.items())
+        computed = (
+            self._compute([e for _, e in missing] + loose, kwargs) if missing or loose else []
+        )
+        for (key, _), value in zip(missing, computed, strict=False):
+            found[key] = value
+            self.cache.put(key, value)
+        loose_values = iter(computed[len(missing) :])
+        results = []
+        for seq, row_keys in zip(sequences, keys, strict=True):
+            if not row_keys:  # an empty sequence: the stage's own empty output
+                results.append(self._compute_empty(seq, kwargs))
+                continue
+            rows = [found[k] if k is not None else next(loose_values) for k in row_keys]
+            if self.shape.get("stack"):
+                results.append(np.stack(rows))
+            else:
+                results.append(tuple(rows) if isinstance(seq, tuple) else rows)
+        return results
+
+    def _compute_empty(self, seq: Any, kwargs: Mapping[str, Any]) -> Any:
+        if self.batch:
+            return next(iter(self.inner([seq], **kwargs)))
+        return self.inner(seq, **kwargs)
+
+
+class ElementwiseCachedFn(_ElementwiseCached):
+    """``fn(sequence, **slots)`` with each element answered from the cache when seen. It
+    carries the state protocol for the cache it shares with the batch wrapper."""
+
+    def pipetune_reset(self) -> None:
+        self.cache.pipetune_reset()
+
+    def pipetune_cache_stats(self) -> dict[str, int]:
+        return self.cache.pipetune_cache_stats()
+
+    def __call__(self, sequence: Any, **slots: Any) -> Any:
+        kwargs = {name: slots[name] for name in self.inner_slots}
+        return self.outputs([sequence], kwargs)[0]
+
+
+class ElementwiseCachedBatchFn(_ElementwiseCached):
+    """``batch_fn(sequences, **slots)``: the misses of all sequences in one inner call."""
+
+    def __call__(self, sequences: Sequence[Any], **slots: Any) -> list[Any]:
+        kwargs = {name: slots[name] for name in self.inner_slots}
+        return self.outputs(list(sequences), kwargs)
+
+
 def cached_stage(stage: Stage, capacity: int = 4096) -> Stage:
-    """A copy of ``stage`` with a result cache in front (the original is untouched)."""
+    """A copy of ``stage`` with a result cache in front (the original is untouched).
+    An elementwise stage (``meta["elementwise"]``) is cached per element."""
     cache = ResultCache(capacity)
+    if is_elementwise(stage):
+        shape: dict[str, bool] = {}
+        fn = ElementwiseCachedFn(
+            stage.fn, cache, _accepted(stage.fn, stage.slots), batch=False, shape=shape
+        )
+        batch_fn = (
+            ElementwiseCachedBatchFn(
+                stage.batch_fn,
+                cache,
+                _accepted(stage.batch_fn, stage.slots),
+                batch=True,
+                shape=shape,
+            )
+            if stage.batch_fn is not None
+            else None
+        )
+        return stage.evolve(fn=fn, batch_fn=batch_fn).noted(
+            **{META_KEY: {"capacity": capacity, "per": "element"}}
+        )
     fn = CachedFn(stage.fn, cache, _accepted(stage.fn, stage.slots))
     batch_fn = (
         CachedBatchFn(stage.batch_fn, cache, _accepted(stage.batch_fn, stage.slots))
@@ -249,6 +382,11 @@ def cached_stage(stage: Stage, capacity: int = 4096) -> Stage:
         else None
     )
     return stage.evolve(fn=fn, batch_fn=batch_fn).noted(**{META_KEY: {"capacity": capacity}})
+
+
+def elements_of(inputs: Sequence[Any]) -> list[Any]:
+    """The elements of an elementwise stage's inputs, flattened in order."""
+    return [element for value in inputs for element in value]
 
 
 def repeat_rate(items: Sequence[Any]) -> float | None:

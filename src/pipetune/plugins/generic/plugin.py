@@ -16,7 +16,8 @@ from pipetune.core.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.registry import Demo
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
 from pipetune.core.serving import ServingOptions
-from pipetune.plugins.generic import batching, cache, fidelity, parallel
+from pipetune.plugins.generic import adaptive, batching, cache, fidelity, parallel
+from pipetune.plugins.generic.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1
 PLUGIN = "generic"
@@ -88,7 +89,13 @@ def profile_pipeline(
     batch: dict[str, Any] = {}
     for position, stage in enumerate(pipeline.stages):
         inputs = list(workload.items) if position == 0 else observed.inputs_of(stage.name)
-        rate = cache.repeat_rate(inputs)
+        if cache.is_elementwise(stage):  # cached per element: elements repeat, not inputs
+            try:
+                rate = cache.repeat_rate(cache.elements_of(inputs))
+            except TypeError:
+                rate = cache.repeat_rate(inputs)
+        else:
+            rate = cache.repeat_rate(inputs)
         if rate is not None:
             repeats[stage.name] = rate
         share = profile.share(stage.name)
@@ -105,7 +112,11 @@ def profile_pipeline(
                 measured = {"error": f"{type(exc).__name__}: {exc}"}
             if measured:
                 batch[stage.name] = measured
-    return {"repeat_rate": repeats, "batch": batch, "samples": len(observed.indices)}
+    facts = {"repeat_rate": repeats, "batch": batch, "samples": len(observed.indices)}
+    routed = adaptive.observe(pipeline, profile, observed)  # a declared smaller model
+    if routed is not None:
+        facts["adaptive"] = routed
+    return facts
 
 
 def _stage_mean_ms(profile: Profile, name: str) -> float:
@@ -146,6 +157,7 @@ def propose_changes(
     if batching_proposal is not None:
         proposals.append(batching_proposal)
     proposals.extend(_parallel_proposals(pipeline, profile, requirements))
+    proposals.extend(adaptive.proposals(pipeline, profile, facts))
     return proposals
 
 
@@ -159,6 +171,8 @@ def _cache_proposals(
         if rate is None or rate < MIN_REPEAT_RATE or cache.META_KEY in stage.meta:
             continue
         n = profile.samples or len(profile.stage_ms) or 1
+        if cache.is_elementwise(stage):
+            n *= 16  # entries are elements (sections of a document), not inputs
         capacity = int(min(1 << 16, max(1024, 2 * n)))
         out.append(
             Proposal(
@@ -332,6 +346,8 @@ def tune_proposal(
             factory=proposal.params.get("factory"),
             log=context.log,
         )
+    if proposal.id == adaptive.PROPOSAL:
+        return adaptive.tune(proposal, pipeline, workload, requirements, context)
     return None
 
 
@@ -351,4 +367,6 @@ def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) 
         if "workers" not in params:
             raise ConfigError(f"{change.proposal}: the change has no 'workers' parameter")
         return parallel.materialize(pipeline, change.stage, params)
+    if change.proposal == adaptive.PROPOSAL:
+        return adaptive.materialize(change, pipeline)
     return None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetune.core.hookspecs import hookimpl
 from pipetune.core.registry import Dependency
+from pipetune.plugins.hardware.scan_rules import scan_file, scan_rules  # noqa: F401
 
 if TYPE_CHECKING:
     from pipetune.core.context import Observations, TuneContext

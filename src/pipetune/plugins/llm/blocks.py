@@ -21,7 +21,7 @@ error message).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pipetune.core.errors import ConfigError
@@ -119,10 +119,6 @@ def engine_for(
     key = (id(model), id(config), id(tokenizer), id(draft_model), id(prefix_cache))
     engine = _ENGINES.get(key)
     if engine is None:
-        if prefix_cache is None and config.prefixes:
-            from pipetune.plugins.llm.prefix_cache import PrefixCache
-
-            prefix_cache = PrefixCache(config.prefixes)
         engine = Engine(
             model, config, tokenizer=tokenizer, draft_model=draft_model, prefix_cache=prefix_cache
         )
@@ -146,6 +142,28 @@ def generate(
     """The generate stage's function: one request."""
     engine = engine_for(model, config, tokenizer, draft_model, prefix_cache)
     return engine.generate(encode_request(request, tokenizer))
+
+
+def serve(
+    feed: Any,
+    *,
+    model: Any,
+    config: GenerateConfig,
+    tokenizer: Any = None,
+    draft_model: Any = None,
+    prefix_cache: Any = None,
+) -> Iterator[Any]:
+    """The generate stage's stream server (``pipetune.core.stream`` protocol, version 1):
+    requests are served as they arrive under the configured batching policy, one
+    ``StreamEvent`` per produced token and one ``done`` event per request."""
+    from pipetune.plugins.llm.scheduler import serve_requests
+
+    engine = engine_for(model, config, tokenizer, draft_model, prefix_cache)
+    yield from serve_requests(engine, feed)
+
+
+# the runtime finds a stream-capable stage through ``fn.serve``
+generate.serve = serve  # type: ignore[attr-defined]
 
 
 def generate_batch(
@@ -193,6 +211,10 @@ def generate_stage(
     slots: dict[str, Any] = {"model": model, "tokenizer": tokenizer, "config": config}
     if draft_model is not None:
         slots["draft_model"] = draft_model
+    if config.prefixes:
+        from pipetune.plugins.llm.prefix_cache import PrefixCache
+
+        slots["prefix_cache"] = PrefixCache(config.prefixes)
     return Stage(
         name,
         generate,

@@ -18,6 +18,7 @@ A request that would not fit in the static cache (prompt + max_new_tokens >
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -80,15 +81,25 @@ class StaticDecoder:
 
     def run(self, seq: Any) -> None:
         """Generate ``seq`` to the end."""
+        for _ in self.steps(seq):
+            pass
+
+    def steps(self, seq: Any) -> Iterator[int]:
+        """Generate ``seq``, yielding after each pass (the number of new tokens)."""
+        import torch
+
         if len(seq.prompt) + seq.max_new > self.max_len:
             self.fallbacks += 1
             cache = self.engine.prefill(seq)
-            self.engine.decode_loop(seq, cache)
+            yield 1
+            yield from self.engine.decode_steps(seq, cache)
             return
         self._ready()
-        self.cache.reset()
+        with torch.inference_mode():
+            self.cache.reset()
         logits = self._prefill(seq.prompt)
         seq.push(int(logits[0, -1].argmax()))
+        yield 1
         self.mask.zero_()
         self.mask[..., : len(seq.prompt)] = True
         while not seq.done:
@@ -98,6 +109,7 @@ class StaticDecoder:
             self.mask[..., position] = True
             logits = self._decode_once()
             seq.push(int(logits[0, -1].argmax()))
+            yield 1
 
 
 class GraphDecoder(StaticDecoder):
@@ -112,21 +124,22 @@ class GraphDecoder(StaticDecoder):
 
         # Initialize the static cache buffers with an eager step, warm up on a side
         # stream (as torch.cuda.graphs requires), capture, then clear what warm-up wrote.
-        self.cache.reset()
-        self.mask.zero_()
-        self.mask[..., 0] = True
-        self._step()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.logits = self._step()
-        self.graph = graph
-        self.cache.reset()
+        with torch.inference_mode():
+            self.cache.reset()
+            self.mask.zero_()
+            self.mask[..., 0] = True
+            self._step()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self._step()
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.logits = self._step()
+            self.graph = graph
+            self.cache.reset()
         torch.cuda.synchronize()
 
     def _ready(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,7 +246,12 @@ class Engine:
         logits_to_keep: int = 1,
         model: Any = None,
     ) -> Any:
-        """Logits ``[batch, kept, vocab]`` for ``input_ids``; updates ``cache`` in place."""
+        """Logits ``[batch, kept, vocab]`` for ``input_ids``; updates ``cache`` in place.
+
+        Runs in inference mode per call (never across a generator's ``yield``, where the
+        thread-local mode would leak into the caller)."""
+        import torch
+
         model = self.model if model is None else model
         kwargs: dict[str, Any] = {"use_cache": cache is not None, "logits_to_keep": logits_to_keep}
         if cache is not None:
@@ -255,7 +260,8 @@ class Engine:
             kwargs["attention_mask"] = attention_mask
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
-        return model(input_ids, **kwargs).logits
+        with torch.inference_mode():
+            return model(input_ids, **kwargs).logits
 
     def _tensor(self, rows: list[list[int]]) -> Any:
         import torch
@@ -289,29 +295,34 @@ class Engine:
     # -- one request at a time -------------------------------------------------------------
     def generate(self, request: GenerationRequest, index: int | None = None) -> Generation:
         """Generate for one request (batch 1), per this engine's configuration."""
-        import torch
-
         prepared = self.prepare(request, index)
         if isinstance(prepared, Generation):
             return prepared
         seq = prepared
         seq.started = seq.arrival = time.perf_counter()
+        for _ in self.steps(seq):
+            pass
+        return seq.result(self.decode_text)
+
+    def steps(self, seq: Active) -> Iterator[int]:
+        """Run ``seq`` to the end (batch 1), yielding the number of new tokens after every
+        model pass, so a stream server can report each token as it is produced."""
         if seq.max_new == 0:
             seq.finish_reason = "length"
-            return seq.result(self.decode_text)
-        with torch.inference_mode():
-            if not self.config.use_cache:
-                self._run_without_cache(seq)
-            elif self.config.cuda_graph and self._cuda_graph_ready():
-                self._graph_runner.run(seq)
-            elif self.config.speculative:
-                from pipetune.plugins.llm.speculative import run_speculative
+            seq.finished = time.perf_counter()
+            return
+        if not self.config.use_cache:
+            yield from self._steps_without_cache(seq)
+        elif self.config.cuda_graph and self._cuda_graph_ready():
+            yield from self._graph_runner.steps(seq)
+        elif self.config.speculative:
+            from pipetune.plugins.llm.speculative import speculative_steps
 
-                run_speculative(self, seq)
-            else:
-                cache = self.prefill(seq)
-                self.decode_loop(seq, cache)
-        return seq.result(self.decode_text)
+            yield from speculative_steps(self, seq)
+        else:
+            cache = self.prefill(seq)
+            yield 1
+            yield from self.decode_steps(seq, cache)
 
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Outputs for ``requests`` under the configured batching policy."""
@@ -321,18 +332,24 @@ class Engine:
 
         return [record.generation for record in run_requests(self, requests)]
 
-    def decode_loop(self, seq: Active, cache: Any) -> None:
+    def decode_steps(self, seq: Active, cache: Any) -> Iterator[int]:
         """Plain batch-1 decoding with a KV cache until the request finishes."""
         while not seq.done:
             last = seq.tokens[-1]
             logits = self.forward(self._tensor([[last]]), cache=cache)
             seq.push(int(logits[0, -1].argmax()))
+            yield 1
 
-    def _run_without_cache(self, seq: Active) -> None:
+    def decode_loop(self, seq: Active, cache: Any) -> None:
+        for _ in self.decode_steps(seq, cache):
+            pass
+
+    def _steps_without_cache(self, seq: Active) -> Iterator[int]:
         """The slow loop: every token re-runs the whole prefix (no KV cache)."""
         while not seq.done:
             logits = self.forward(self._tensor([seq.prompt + seq.tokens]))
             seq.push(int(logits[0, -1].argmax()))
+            yield 1
 
     def _cuda_graph_ready(self) -> bool:
         if self._graph_runner is None:

@@ -18,6 +18,7 @@ from pipetune.core.hookspecs import hookimpl
 from pipetune.core.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.registry import Demo, Dependency
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
+from pipetune.plugins.llm.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1
 PLUGIN = "llm"

@@ -138,6 +138,13 @@ class PrefixCache:
             self._kv.clear()
         self.hits = self.misses = self.tokens_reused = 0
 
+    # the validator's warm-state protocol (pipetune.core.state)
+    def pipetune_reset(self) -> None:
+        self.clear()
+
+    def pipetune_cache_stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses}
+
     def stats(self) -> dict[str, Any]:
         return {
             "prefixes": [len(p) for p in self.prefixes],

@@ -48,7 +48,7 @@ class Generation:
 
     tokens: tuple[int, ...]
     finish_reason: str
-    error: str | None = None
+    error: str | None = field(default=None, compare=False)
     prompt_tokens: int = 0
     id: str | None = None
     text: str | None = field(default=None, compare=False)

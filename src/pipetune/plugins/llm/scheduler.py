@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from pipetune.core.stream import StreamEvent, StreamRequest
 from pipetune.plugins.llm import kv_cache
 from pipetune.plugins.llm.records import Generation, GenerationRequest
 
@@ -195,6 +196,189 @@ class RunningBatch:
             self.mask = self.mask[:, first:]
 
 
+class ListFeed:
+    """A request feed over a list with arrival offsets, on the real clock: the same
+    interface as the runtime's :class:`pipetune.core.stream.RequestFeed` (``poll``,
+    ``wait``, ``exhausted``, ``now``), so the plugin measures streams with the very code
+    the runtime drives."""
+
+    def __init__(self, items: Sequence[Any], arrivals_s: Sequence[float] | None = None):
+        n = len(items)
+        self.items = list(items)
+        self.arrivals = [0.0] * n if arrivals_s is None else [float(a) for a in arrivals_s]
+        if len(self.arrivals) != n:
+            raise ValueError(f"{len(self.arrivals)} arrival times for {n} requests")
+        self._order = sorted(range(n), key=lambda i: self.arrivals[i])
+        self._next = 0
+        self._start = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self._start
+
+    @property
+    def exhausted(self) -> bool:
+        return self._next >= len(self._order)
+
+    def poll(self) -> list[StreamRequest]:
+        out = []
+        t = self.now()
+        while self._next < len(self._order) and self.arrivals[self._order[self._next]] <= t:
+            index = self._order[self._next]
+            out.append(StreamRequest(index, self.items[index], self.arrivals[index]))
+            self._next += 1
+        return out
+
+    def wait(self, timeout: float | None = None) -> list[StreamRequest]:
+        if self.exhausted:
+            return []
+        delay = self.arrivals[self._order[self._next]] - self.now()
+        if timeout is not None:
+            delay = min(delay, timeout)
+        if delay > 0:
+            time.sleep(delay)
+        return self.poll()
+
+
+def _prepare(engine: Any, request: StreamRequest) -> Any:
+    """An :class:`Active` for a feed request, or the refusal (a :class:`Generation`)."""
+    from pipetune.core.errors import PipetuneError
+    from pipetune.plugins.llm.blocks import encode_request
+    from pipetune.plugins.llm.engine import refuse
+
+    try:
+        encoded = encode_request(request.item, engine.tokenizer)
+    except (PipetuneError, TypeError, ValueError) as exc:
+        return refuse(GenerationRequest(()), str(exc), request.id)
+    prepared = engine.prepare(encoded, request.id)
+    if not isinstance(prepared, Generation):
+        prepared.arrival = request.arrival_s
+    return prepared
+
+
+def _done(engine: Any, seq: Any) -> StreamEvent:
+    return StreamEvent(seq.index, done=True, result=seq.result(engine.decode_text))
+
+
+def serve_requests(
+    engine: Any,
+    feed: Any,
+    *,
+    policy: str | None = None,
+    max_batch: int | None = None,
+    evict: bool | None = None,
+    stats: dict[str, Any] | None = None,
+) -> Iterator[StreamEvent]:
+    """Serve the requests of ``feed`` as they arrive, yielding a
+    :class:`~pipetune.core.stream.StreamEvent` for every token (``outputs``) and one
+    ``done`` event per request whose ``result`` is its :class:`Generation` (a refused
+    request is done at once, its Generation carrying the message).
+
+    ``policy`` (default: the engine's ``batching``): ``none`` (one request at a time,
+    with the KV cache, prefix cache, speculation or CUDA graph the engine is configured
+    for), ``static`` or ``continuous``.
+    """
+    config = engine.config
+    policy = policy or config.batching
+    if policy == "none":
+        if stats is not None:
+            stats["mean_batch"] = 1.0
+        yield from _serve_sequential(engine, feed)
+    elif config.engine == "transformers" and policy == "continuous":
+        yield from _serve_transformers(engine, feed, stats)
+    else:
+        yield from _serve_batched(
+            engine,
+            feed,
+            policy,
+            max_batch or config.max_batch,
+            config.static_evict if evict is None else evict,
+            stats,
+        )
+
+
+def _serve_sequential(engine: Any, feed: Any) -> Iterator[StreamEvent]:
+    waiting: deque[StreamRequest] = deque()
+    while True:
+        waiting.extend(feed.poll())
+        if not waiting:
+            if feed.exhausted:
+                return
+            waiting.extend(feed.wait())
+            continue
+        request = waiting.popleft()
+        seq = _prepare(engine, request)
+        if isinstance(seq, Generation):
+            yield StreamEvent(request.id, done=True, result=seq)
+            continue
+        seq.started = time.perf_counter()
+        for produced in engine.steps(seq):
+            yield StreamEvent(seq.index, outputs=produced)
+            waiting.extend(feed.poll())
+        yield _done(engine, seq)
+
+
+def _serve_batched(
+    engine: Any,
+    feed: Any,
+    policy: str,
+    max_batch: int,
+    evict: bool,
+    stats: dict[str, Any] | None,
+) -> Iterator[StreamEvent]:
+    waiting: deque[StreamRequest] = deque()
+    batch = RunningBatch(engine)
+    steps = rows_total = 0
+
+    def admit(request: StreamRequest) -> Iterator[StreamEvent]:
+        seq = _prepare(engine, request)
+        if isinstance(seq, Generation):
+            yield StreamEvent(request.id, done=True, result=seq)
+            return
+        seq.started = time.perf_counter()
+        if seq.max_new == 0:
+            seq.finish_reason, seq.finished = "length", seq.started
+            yield _done(engine, seq)
+            return
+        cache = engine.prefill(seq)
+        yield StreamEvent(seq.index, outputs=1)
+        if seq.done:  # EOS first, or one token wanted: never joins the batch
+            yield _done(engine, seq)
+            return
+        batch.add(seq, cache)
+
+    try:
+        while True:
+            waiting.extend(feed.poll())
+            if policy == "continuous" or not batch.live:
+                if not batch.live and batch.seqs:
+                    batch.keep([])
+                while waiting and len(batch) < max_batch:
+                    yield from admit(waiting.popleft())
+            if not batch.live:
+                if not waiting:
+                    if feed.exhausted:
+                        return
+                    waiting.extend(feed.wait())
+                continue
+            live = [not s.done for s in batch.seqs]
+            batch.step(time.perf_counter)
+            steps += 1
+            rows_total += len(batch)
+            for seq, was_live in zip(batch.seqs, live, strict=True):
+                if was_live:
+                    yield StreamEvent(seq.index, outputs=1)
+                    if seq.done:
+                        yield _done(engine, seq)
+            if any(s.done for s in batch.seqs) and (
+                policy == "continuous" or evict or not batch.live
+            ):
+                batch.keep([i for i, s in enumerate(batch.seqs) if not s.done])
+    finally:
+        if stats is not None:
+            stats["mean_batch"] = rows_total / steps if steps else 0.0
+            stats["steps"] = steps
+
+
 def run_requests(
     engine: Any,
     requests: Sequence[GenerationRequest],
@@ -206,126 +390,37 @@ def run_requests(
     stats: dict[str, Any] | None = None,
 ) -> list[StreamRecord]:
     """Serve ``requests`` arriving at ``arrivals_s`` (seconds from now; all at 0 when
-    omitted) under ``policy`` (default: the engine's ``batching``). Returns one record per
-    request, in input order. ``stats`` (if given) receives the mean batch size."""
-    import torch
-
-    config = engine.config
-    policy = policy or config.batching
-    if policy == "none":
-        return run_sequential(engine, requests, arrivals_s)
-    max_batch = max_batch or config.max_batch
-    evict = config.static_evict if evict is None else evict
-    if config.engine == "transformers" and policy == "continuous":
-        return run_requests_transformers(engine, requests, arrivals_s, stats=stats)
-    n = len(requests)
-    arrivals = [0.0] * n if arrivals_s is None else [float(a) for a in arrivals_s]
-    if len(arrivals) != n:
-        raise ValueError(f"{len(arrivals)} arrival times for {n} requests")
-    order = sorted(range(n), key=lambda i: arrivals[i])
-    waiting: deque[int] = deque()
-    future = deque(order)
-    records: list[StreamRecord | None] = [None] * n
-    batch = RunningBatch(engine)
-    start = time.perf_counter()
-    steps = rows_total = 0
-
-    def now() -> float:
-        return time.perf_counter() - start
-
-    def finish(seq: Any) -> None:
-        generation = seq.result(engine.decode_text)
-        records[seq.index] = StreamRecord(
-            seq.index, generation, seq.arrival, seq.first_token, seq.finished or now()
-        )
-
-    def admit(index: int) -> None:
-        prepared = engine.prepare(requests[index], index)
-        t = now()
-        if isinstance(prepared, Generation):
-            records[index] = StreamRecord(index, prepared, arrivals[index], None, t)
-            return
-        seq = prepared
-        seq.arrival, seq.started = arrivals[index], t
-        if seq.max_new == 0:
-            seq.finish_reason, seq.finished = "length", t
-            finish(seq)
-            return
-        cache = engine.prefill(seq)
-        seq.first_token = now()
-        if seq.done:  # EOS first, or one token wanted: never joins the batch
-            seq.finished = seq.first_token
-            finish(seq)
-            return
-        batch.add(seq, cache)
-
-    with torch.inference_mode():
-        while future or waiting or batch.live:
-            t = now()
-            while future and arrivals[future[0]] <= t:
-                waiting.append(future.popleft())
-            if policy == "continuous" or not batch.live:
-                if policy == "static" and not batch.live and batch.seqs:
-                    batch.keep([])
-                while waiting and len(batch) < max_batch:
-                    admit(waiting.popleft())
-            if not batch.live:
-                if future and not waiting:
-                    time.sleep(max(0.0, arrivals[future[0]] - now()))
-                continue
-            batch.step(now)
-            steps += 1
-            rows_total += len(batch)
-            finished = [i for i, s in enumerate(batch.seqs) if s.done]
-            for i in finished:
-                if records[batch.seqs[i].index] is None:
-                    finish(batch.seqs[i])
-            if finished and (policy == "continuous" or evict or not batch.live):
-                batch.keep([i for i, s in enumerate(batch.seqs) if not s.done])
-    if stats is not None:
-        stats["mean_batch"] = rows_total / steps if steps else 0.0
-        stats["steps"] = steps
+    omitted) through :func:`serve_requests`. Returns one record per request, in input
+    order, timed as its events were produced. ``stats`` receives the mean batch size."""
+    feed = ListFeed(requests, arrivals_s)
+    first: dict[int, float] = {}
+    records: list[StreamRecord | None] = [None] * len(requests)
+    for event in serve_requests(
+        engine, feed, policy=policy, max_batch=max_batch, evict=evict, stats=stats
+    ):
+        now = feed.now()
+        if event.outputs and event.id not in first:
+            first[event.id] = now
+        if event.done:
+            records[event.id] = StreamRecord(
+                event.id, event.result, feed.arrivals[event.id], first.get(event.id), now
+            )
+    missing = [i for i, r in enumerate(records) if r is None]
+    if missing:
+        raise RuntimeError(f"the scheduler lost request(s) {missing[:5]}")
     return [r for r in records if r is not None]
 
 
-def run_sequential(
-    engine: Any, requests: Sequence[GenerationRequest], arrivals_s: Sequence[float] | None = None
-) -> list[StreamRecord]:
-    """One request at a time, in arrival order (no batching): each runs through
-    :meth:`Engine.generate`, so the KV cache, prefix cache, speculative decoding and CUDA
-    graph settings all apply."""
-    n = len(requests)
-    arrivals = [0.0] * n if arrivals_s is None else [float(a) for a in arrivals_s]
-    if len(arrivals) != n:
-        raise ValueError(f"{len(arrivals)} arrival times for {n} requests")
-    records: list[StreamRecord | None] = [None] * n
-    start = time.perf_counter()
-    for index in sorted(range(n), key=lambda i: arrivals[i]):
-        delay = arrivals[index] - (time.perf_counter() - start)
-        if delay > 0:
-            time.sleep(delay)
-        began = time.perf_counter() - start
-        generation = engine.generate(requests[index], index)
-        finished = time.perf_counter() - start
-        ttft = generation.stats.get("ttft_s")
-        first = None if ttft is None else began + ttft
-        records[index] = StreamRecord(index, generation, arrivals[index], first, finished)
-    return [r for r in records if r is not None]
-
-
-def run_requests_transformers(
-    engine: Any,
-    requests: Sequence[GenerationRequest],
-    arrivals_s: Sequence[float] | None = None,
-    *,
-    stats: dict[str, Any] | None = None,
-) -> list[StreamRecord]:
-    """The same stream through transformers' own continuous batching
+def _serve_transformers(
+    engine: Any, feed: Any, stats: dict[str, Any] | None
+) -> Iterator[StreamEvent]:
+    """The stream through transformers' own continuous batching
     (``ContinuousBatchingManager``: paged KV cache, requests added as they arrive).
 
-    Requests the plugin refuses (see :meth:`Engine.prepare`) never reach the manager.
-    Only used with SDPA attention: the manager would otherwise switch the model's
-    attention implementation while it runs, and the user's model is never changed.
+    Requests the plugin refuses never reach the manager. Only used with SDPA attention:
+    the manager would otherwise switch the model's attention implementation while it
+    runs, and the user's model is never changed. Outputs are reported when a request
+    finishes (the manager is not asked to stream tokens).
     """
     import torch
     from transformers import GenerationConfig
@@ -335,12 +430,8 @@ def run_requests_transformers(
     if attn != "sdpa":
         raise RuntimeError(
             f"transformers' continuous batching would switch this model's attention "
-            f"({attn!r}) while it runs; the plugin's own scheduler is used instead"
+            f"({attn!r}) while it runs; use engine='pipetune'"
         )
-    n = len(requests)
-    arrivals = [0.0] * n if arrivals_s is None else [float(a) for a in arrivals_s]
-    records: list[StreamRecord | None] = [None] * n
-    prepared: dict[str, Any] = {}
     eos = sorted(engine.eos)
     generation_config = GenerationConfig(
         do_sample=False,
@@ -349,59 +440,54 @@ def run_requests_transformers(
         pad_token_id=eos[0] if eos else 0,
     )
     manager = model.init_continuous_batching(generation_config=generation_config)
-    start = time.perf_counter()
     manager.start()
+    pending: dict[str, Any] = {}
+    arrived: deque[StreamRequest] = deque()
     try:
-        order = sorted(range(n), key=lambda i: arrivals[i])
-        pending = 0
-        for index in order:
-            delay = arrivals[index] - (time.perf_counter() - start)
-            if delay > 0:
-                time.sleep(delay)
-            seq = engine.prepare(requests[index], index)
-            t = time.perf_counter() - start
-            if isinstance(seq, Generation):
-                records[index] = StreamRecord(index, seq, arrivals[index], None, t)
+        while True:
+            arrived.extend(feed.poll())
+            while arrived:
+                request = arrived.popleft()
+                seq = _prepare(engine, request)
+                if isinstance(seq, Generation):
+                    yield StreamEvent(request.id, done=True, result=seq)
+                    continue
+                if seq.max_new == 0:
+                    seq.finish_reason = "length"
+                    yield _done(engine, seq)
+                    continue
+                key = f"pt_{request.id}"
+                pending[key] = seq
+                manager.add_request(seq.prompt, request_id=key, max_new_tokens=seq.max_new)
+            if not pending:
+                if feed.exhausted:
+                    return
+                arrived.extend(feed.wait(timeout=0.05))
                 continue
-            if seq.max_new == 0:
-                seq.finish_reason = "length"
-                records[index] = StreamRecord(index, seq.result(), arrivals[index], None, t)
-                continue
-            seq.arrival = arrivals[index]
-            key = f"pt_{index}"
-            prepared[key] = seq
-            manager.add_request(
-                seq.prompt, request_id=key, max_new_tokens=seq.max_new, record_timestamps=True
-            )
-            pending += 1
-        while pending:
-            result = manager.get_result(timeout=1.0)
+            result = manager.get_result(timeout=0.01)
             if result is None:
                 if not manager.is_running():
                     raise RuntimeError("transformers' continuous batching thread stopped")
                 continue
             if not result.is_finished():
                 continue
-            pending -= 1
-            seq = prepared.pop(result.request_id)
-            finished = time.perf_counter() - start
-            stamps = [s - start for s in (result.timestamps or [])]
+            seq = pending.pop(result.request_id)
             for token in result.generated_tokens:
-                seq.push(int(token), finished)
+                seq.push(int(token))
             if seq.finish_reason is None:
                 seq.finish_reason = seq.limit_reason
             generation = seq.result(engine.decode_text)
             if result.error:
                 generation = replace(generation, error=str(result.error), finish_reason="error")
-            first = stamps[0] if stamps else finished
-            records[seq.index] = StreamRecord(seq.index, generation, seq.arrival, first, finished)
+            yield StreamEvent(
+                seq.index, outputs=len(generation.tokens), done=True, result=generation
+            )
     finally:
         with torch.inference_mode():
             manager.stop(block=True, timeout=30)
             manager.destroy()
-    if stats is not None:
-        stats["mean_batch"] = float("nan")
-    return [r for r in records if r is not None]
+        if stats is not None:
+            stats["mean_batch"] = float("nan")
 
 
 def serve_stream(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipetune.core.errors import ConfigError
@@ -105,10 +105,12 @@ def make_proposer(engine: Any) -> Any:
     raise ConfigError(f"unknown speculative kind {config.speculative!r}")
 
 
-def run_speculative(engine: Any, seq: Any, proposer: Any = None) -> None:
-    """Generate ``seq`` to the end with draft-and-verify steps (batch 1, KV cache)."""
+def speculative_steps(engine: Any, seq: Any, proposer: Any = None) -> Iterator[int]:
+    """Generate ``seq`` to the end with draft-and-verify passes (batch 1, KV cache),
+    yielding the number of tokens each target pass produced."""
     proposer = proposer or make_proposer(engine)
     cache = engine.prefill(seq)
+    yield 1
     while not seq.done:
         remaining = seq.max_new - len(seq.tokens)
         # the verify pass always yields one token of its own, so draft at most remaining - 1
@@ -116,6 +118,7 @@ def run_speculative(engine: Any, seq: Any, proposer: Any = None) -> None:
         if not draft:
             logits = engine.forward(engine._tensor([[seq.tokens[-1]]]), cache=cache)
             seq.push(int(logits[0, -1].argmax()))
+            yield 1
             continue
         inputs = [seq.tokens[-1], *draft]
         logits = engine.forward(engine._tensor([inputs]), cache=cache, logits_to_keep=len(inputs))
@@ -126,9 +129,11 @@ def run_speculative(engine: Any, seq: Any, proposer: Any = None) -> None:
         seq.drafted += len(draft)
         seq.accepted += accepted
         seq.verify_steps += 1
+        before = len(seq.tokens)
         for token in [*draft[:accepted], targets[accepted]]:
             if seq.push(token):
                 break
+        yield len(seq.tokens) - before
         # the cache now holds every input; keep the last token and the accepted drafts
         kv_cache.crop_right(cache, len(draft) - accepted)
 

@@ -118,7 +118,9 @@ def _time_reduced(blobs: list[bytes], target: tuple[int, int]) -> dict[str, floa
     return result
 
 
-def transfer_facts(pipeline: Pipeline, stage: str, observed: Observations) -> dict[str, Any]:
+def transfer_facts(
+    pipeline: Pipeline, stage: str, observed: Observations, end_to_end_ms: float = 0.0
+) -> dict[str, Any]:
     """CPU→GPU copy time of what the model stage receives, when its model is on a GPU."""
     follower = inference_after(pipeline, stage)
     if follower is None:
@@ -139,7 +141,12 @@ def transfer_facts(pipeline: Pipeline, stage: str, observed: Observations) -> di
         torch.from_numpy(np.ascontiguousarray(array)).to("cuda", non_blocking=False)
     torch.cuda.synchronize()
     per_item_ms = (time.perf_counter() - start) * 1000 / len(arrays)
-    return {"status": "measured", "per_item_ms": per_item_ms, "model_stage": follower.name}
+    return {
+        "status": "measured",
+        "per_item_ms": per_item_ms,
+        "share": per_item_ms / end_to_end_ms if end_to_end_ms > 0 else None,
+        "model_stage": follower.name,
+    }
 
 
 def _clip_frames(item: Any, stage_slots: dict[str, Any]) -> Any:
@@ -240,7 +247,9 @@ def profile_facts(
     decode = {}
     for step in steps:
         entry = decode_facts(pipeline, step, profile, observed)
-        entry["gpu_transfer"] = transfer_facts(pipeline, step.stage, observed)
+        entry["gpu_transfer"] = transfer_facts(
+            pipeline, step.stage, observed, profile.latency_ms.mean or profile.latency_ms.p50
+        )
         decode[step.stage] = entry
     if decode:
         facts["decode"] = decode

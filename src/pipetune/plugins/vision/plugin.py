@@ -18,6 +18,7 @@ from pipetune.core.hookspecs import hookimpl
 from pipetune.core.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.registry import Demo, DemoSetup, Dependency
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
+from pipetune.plugins.vision.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1
 PLUGIN = "vision"
@@ -30,7 +31,7 @@ def register_dependencies() -> Sequence[Dependency]:
         Dependency("PIL", "vision", "Pillow decoding (draft mode)", "pillow"),
         Dependency("nvidia.dali", "vision", "DALI decode pipelines", "nvidia-dali-cuda130"),
         Dependency("torch", "vision", "the demo classifiers"),
-        Dependency("torchvision", "vision", "nvJPEG GPU decode where DALI is missing"),
+        Dependency("torchvision", None, "nvJPEG GPU decode where DALI is missing"),
         Dependency("skimage", "vision", "photographs for the demo data", "scikit-image"),
     )
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the nlp plugin: ``python -m benchmarks.nlp.run [--quick]``."""

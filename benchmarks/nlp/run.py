@@ -1,0 +1,441 @@
+"""The nlp benchmark: the headline demo side by side, in one run.
+
+    python -m benchmarks.nlp.run            # the full demo workload (set-up cached)
+    python -m benchmarks.nlp.run --quick    # a smoke run on the tiny demo
+
+Parts, all on the demo's document stream (``pipetune.plugins.nlp.docgen``):
+
+1. **Tokenizer**: every section of the workload through the tokenize stage with the
+   pure-Python ``BertTokenizerLegacy`` (as the baseline calls it: one section at a time,
+   padded to 512) and with the Rust tokenizer the swap builds (``encode_batch``); ids
+   asserted identical; sections per second, interleaved rounds.
+2. **Truncation search**: the plugin's tune step on the tuning half of the workload
+   (calibration + held-out inside it), against the cached full-length baseline outputs;
+   the agreement curve; the chosen length re-checked on every document.
+3. **Pipelines**: the baseline, each nlp change alone, every nlp change together, the same
+   composed with the generic plugin's batching and a per-section cache, and a *competent*
+   baseline (Rust tokenizer, batches of 32 sections padded to their longest,
+   ``torch.inference_mode``), timed on the same documents in interleaved rounds. Label
+   agreement with the baseline on the whole workload (>= 300 documents) for the composed
+   pipelines; on the timing sample for the single changes that keep 512-token padding
+   (re-running them on 300 documents would take as long as the baseline itself).
+4. **The optimize loop** (``pipetune.optimize``) on the demo, when the loop is installed.
+
+Writes ``benchmarks/results/nlp.json`` and prints a table. Timings on a shared machine are
+noisy; ratios are computed per round (paired) and their spread is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "nlp.json"
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _agreement(a: Sequence[Any], b: Sequence[Any]) -> dict[str, Any]:
+    from pipetune.core.stats import wilson_interval
+
+    agree = sum(x == y for x, y in zip(a, b, strict=True))
+    low, high = wilson_interval(agree, len(a))
+    return {"agreement": agree / len(a), "n": len(a), "ci95": [low, high]}
+
+
+def _accuracy(outputs: Sequence[Any], labels: Sequence[Any]) -> float:
+    return sum(o == y for o, y in zip(outputs, labels, strict=True)) / len(labels)
+
+
+# -- part 1: tokenizer --------------------------------------------------------------------
+
+
+def bench_tokenizer(pipeline: Any, rust: Any, documents: Sequence[Any], rounds: int) -> dict:
+    from pipetune.plugins.nlp import blocks
+
+    sections_of = pipeline.stage("sections")
+    docs = [sections_of(d) for d in documents]
+    slow = pipeline.stage("tokenize")
+    fast = slow.with_slots(tokenizer=rust)
+    flat = [s for doc in docs for s in doc]
+    assert [slow(d) for d in docs[:50]] == [fast(d) for d in docs[:50]]
+    assert blocks.tokenize_texts(flat, slow.slots["tokenizer"], 512, "max_length") == (
+        blocks.tokenize_texts(flat, rust, 512, "max_length")
+    ), "the Rust tokenizer's ids differ"
+
+    times: dict[str, list[float]] = {"python (baseline stage)": [], "rust (swapped stage)": []}
+    for round_ in range(rounds):
+        order = list(times) if round_ % 2 == 0 else list(reversed(times))
+        for name in order:
+            stage = slow if name.startswith("python") else fast
+            t0 = _now()
+            if stage is fast:
+                stage.call_batch(docs)
+            else:
+                for doc in docs:
+                    stage(doc)
+            times[name].append(_now() - t0)
+    per_round = [p / r for p, r in zip(times["python (baseline stage)"],
+                                        times["rust (swapped stage)"], strict=True)]  # fmt: skip
+    return {
+        "sections": len(flat),
+        "characters": sum(len(s) for s in flat),
+        "sections_per_s": {k: len(flat) / statistics.median(v) for k, v in times.items()},
+        "speedup_median": statistics.median(per_round),
+        "speedup_per_round": per_round,
+        "ids_identical": True,
+        "rayon_threads": os.environ.get("RAYON_NUM_THREADS", "default (all cores)"),
+    }
+
+
+# -- part 2: truncation search ---------------------------------------------------------------
+
+
+def bench_truncation(pm: Any, pipeline: Any, setup: Any, store: Any, log: Callable) -> dict:
+    from pipetune import Proposal
+    from pipetune.core.context import TuneContext
+    from pipetune.plugins.nlp.tuning import evaluate_outputs, tune_truncation
+
+    workload = setup.workload
+    baseline = list(setup.notes["baseline_outputs"])
+    index = {text: i for i, text in enumerate(workload.items)}
+    tune_split, _ = workload.split(0.5)
+    context = TuneContext(
+        pm,
+        setup.pipeline,
+        tune_split,
+        setup.requirements,
+        store,
+        baseline_outputs=[baseline[index[t]] for t in tune_split.items],
+        log=log,
+    )
+    proposal = Proposal(
+        "nlp.truncation", "nlp", "embed", "truncate", params={"slot_stage": "tokenize"}
+    )
+    t0 = _now()
+    tuned = tune_truncation(proposal, pipeline, tune_split, context)
+    search_s = _now() - t0
+    chosen = tuned.params["max_length"]
+    check = pipeline.replace("tokenize", pipeline.stage("tokenize").with_slots(max_length=chosen))
+    everywhere = _agreement(evaluate_outputs(check, list(workload.items)), baseline)
+    return {
+        "searched_on": "the pipeline with the Rust tokenizer and dynamic padding applied",
+        "tuning_documents": len(tune_split),
+        "chosen_max_length": chosen,
+        "curve": tuned.notes["curve"],
+        "search_seconds": round(search_s, 1),
+        "agreement_on_all_documents_at_chosen": everywhere,
+    }
+
+
+# -- part 3: pipelines side by side ------------------------------------------------------------
+
+
+def build_variants(pm: Any, setup: Any, rust_change: Any, store: Any, chosen: int, batch: int):
+    from benchmarks.nlp.compose import SectionCache, run_batched, with_section_cache
+    from pipetune import Change
+
+    base = setup.pipeline
+
+    def apply(pipeline: Any, *changes: Change) -> Any:
+        for change in changes:
+            pipeline = pm.call_owner(
+                "materialize_change", "nlp", change=change, pipeline=pipeline,
+                artifacts_dir=store.root,
+            )  # fmt: skip
+        return pipeline
+
+    trunc = Change("nlp.truncation", "nlp", "embed", {"slot_stage": "tokenize",
+                                                        "max_length": chosen})  # fmt: skip
+    dyn = Change("nlp.dynamic_padding", "nlp", "embed", {"slot_stage": "tokenize"})
+    bucket = Change("nlp.length_bucketing", "nlp", "embed", {"batch_size": batch})
+    infer = Change("nlp.inference_mode", "nlp", "embed", {})
+    everything = apply(base, rust_change, trunc, dyn, bucket, infer)
+
+    competent = apply(base, rust_change, dyn, infer)
+    competent = competent.replace(
+        "embed", competent.stage("embed").with_slots(batch_size=32, bucket=False)
+    )
+
+    def per_doc(p: Any) -> Callable[[Sequence[Any]], list[Any]]:
+        return lambda items: [p.run(x) for x in items]
+
+    def batched(p: Any, n: int) -> Callable[[Sequence[Any]], list[Any]]:
+        return lambda items: run_batched(p, items, n)
+
+    def cached(p: Any, n: int) -> tuple[Callable, Callable]:
+        state: dict[str, Any] = {}
+
+        def run(items: Sequence[Any]) -> list[Any]:
+            state["cache"] = SectionCache()  # cold every round: no state carried over
+            return run_batched(with_section_cache(p, state["cache"]), items, n)
+
+        return run, lambda: state["cache"].hit_rate
+
+    cache_run, cache_hits = cached(everything, 32)
+    return [
+        # name, runner, kind, hit-rate probe
+        ("baseline", per_doc(base), "baseline", None),
+        ("rust tokenizer alone", per_doc(apply(base, rust_change)), "alone", None),
+        (f"truncation to {chosen} alone", per_doc(apply(base, trunc)), "alone", None),
+        ("dynamic padding alone", per_doc(apply(base, dyn)), "alone", None),
+        (f"length bucketing alone (batch {batch})", per_doc(apply(base, bucket)), "alone", None),
+        ("inference_mode alone", per_doc(apply(base, infer)), "alone", None),
+        ("nlp: all changes, one document per call", per_doc(everything), "composed", None),
+        ("nlp + batching (32 documents)", batched(everything, 32), "composed", None),
+        ("nlp + batching + section cache", cache_run, "composed", cache_hits),
+        ("competent baseline (rust, batch 32, inference_mode)", batched(competent, 32),
+         "competent", None),
+    ]  # fmt: skip
+
+
+def bench_pipelines(variants: list, setup: Any, sample: int, rounds: int, log: Callable) -> dict:
+    workload = setup.workload
+    items = list(workload.items[:sample])
+    baseline = list(setup.notes["baseline_outputs"])
+    times: dict[str, list[float]] = {name: [] for name, *_ in variants}
+    hit_rates: dict[str, list[float]] = {}
+    outputs: dict[str, list[Any]] = {}
+    for _name, run, *_ in variants:  # warm-up: kernels and allocations for each config
+        run(items[:2])
+    for round_ in range(rounds):
+        order = variants if round_ % 2 == 0 else list(reversed(variants))
+        for name, run, _, probe in order:
+            t0 = _now()
+            result = run(items)
+            times[name].append(_now() - t0)
+            outputs[name] = result
+            if probe is not None:
+                hit_rates.setdefault(name, []).append(probe())
+            log(f"round {round_ + 1}: {name}: {len(items) / times[name][-1]:.2f} docs/s")
+    base_times = times["baseline"]
+    competent = next(name for name, _, kind, _ in variants if kind == "competent")
+    rows = []
+    for name, _, kind, _ in variants:
+        ratio = [b / t for b, t in zip(base_times, times[name], strict=True)]
+        vs_comp = [c / t for c, t in zip(times[competent], times[name], strict=True)]
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "docs_per_s": len(items) / statistics.median(times[name]),
+                "seconds_per_round": times[name],
+                "speedup_vs_baseline": statistics.median(ratio),
+                "speedup_vs_baseline_per_round": ratio,
+                "speedup_vs_competent": statistics.median(vs_comp),
+                "agreement_on_sample": _agreement(outputs[name], baseline[: len(items)]),
+                "cache_hit_rate": statistics.median(hit_rates[name]) if name in hit_rates else None,
+            }
+        )
+    return {"documents": len(items), "rounds": rounds, "rows": rows}
+
+
+def fidelity_everywhere(variants: list, setup: Any, names: Sequence[str], log: Callable) -> dict:
+    workload = setup.workload
+    baseline = list(setup.notes["baseline_outputs"])
+    out = {}
+    for name, run, *_ in variants:
+        if name not in names:
+            continue
+        t0 = _now()
+        result = run(list(workload.items))
+        out[name] = {
+            **_agreement(result, baseline),
+            "accuracy": _accuracy(result, workload.labels),
+            "seconds": round(_now() - t0, 1),
+        }
+        log(f"fidelity on {len(result)} documents: {name}: {out[name]['agreement']:.2%}")
+    return out
+
+
+# -- part 4: the optimize loop -------------------------------------------------------------------
+
+
+def bench_optimize(setup: Any, log: Callable) -> dict | None:
+    """``pipetune.optimize`` on the demo with its cached baseline outputs, as
+    ``pipetune demo`` runs it; the report's headline figures."""
+    try:
+        from pipetune.core.loop import optimize
+    except ImportError:  # the optimize loop is not installed
+        return None
+    t0 = _now()
+    _, report = optimize(
+        setup.pipeline,
+        setup.workload,
+        setup.requirements,
+        store=False,
+        log=log,
+        baseline_outputs=setup.baseline_outputs,
+    )
+    data = report.to_dict()
+    return {
+        "seconds": round(_now() - t0, 1),
+        "speedup": data.get("speedup"),
+        "cost": data.get("cost"),
+        "requirements_met": data.get("requirements_met"),
+        "trials": [
+            {
+                k: t.get(k)
+                for k in ("proposal", "stage", "status", "reason", "speedup", "speedup_ci")
+            }
+            | {"fidelity": (t.get("fidelity") or {}).get("value")}
+            for t in data.get("trials", [])
+        ],
+        "baseline_throughput_rps": data["baseline"]["throughput_rps"],
+        "final_throughput_rps": data["final"]["throughput_rps"],
+    }
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny demo: a smoke run")
+    parser.add_argument("--sample", type=int, default=16, help="documents per timing round")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-optimize", action="store_true", help="skip the optimize loop")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import pipetune
+    from pipetune import Proposal
+    from pipetune.core.artifacts import ArtifactStore
+    from pipetune.core.context import TuneContext
+    from pipetune.core.machine import detect_machine
+    from pipetune.core.results import Change
+    from pipetune.plugins.nlp.demo import build_demo
+    from pipetune.plugins.nlp.tuning import tune_bucketing, tune_rust_tokenizer
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = _now()
+    sample = 3 if args.quick else args.sample
+    rounds = 1 if args.quick else args.rounds
+    setup = build_demo(quick=args.quick, log=log)
+    pm = pipetune.get_plugin_manager(entry_points=False)
+    store = ArtifactStore(Path(tempfile.mkdtemp(prefix="pipetune-nlp-bench-")))
+    workload = setup.workload
+    baseline = list(setup.notes["baseline_outputs"])
+    log(f"workload: {len(workload)} documents; timing sample {sample}; rounds {rounds}")
+
+    # The Rust tokenizer, built and verified id-for-id by the plugin's own tune step.
+    full_context = TuneContext(
+        pm, setup.pipeline, workload, setup.requirements, store, baseline_outputs=baseline, log=log
+    )
+    rust_proposal = Proposal(
+        "nlp.rust_tokenizer", "nlp", "tokenize", "swap", params={"slot": "tokenizer", "block": True}
+    )
+    rust_tuned = tune_rust_tokenizer(rust_proposal, setup.pipeline, full_context)
+    rust_change = Change.from_proposal(rust_proposal, rust_tuned)
+    swapped = pm.call_owner(
+        "materialize_change", "nlp", change=rust_change, pipeline=setup.pipeline,
+        artifacts_dir=store.root,
+    )  # fmt: skip
+    rust = swapped.stage("tokenize").slots["tokenizer"]
+
+    results: dict[str, Any] = {
+        "machine": detect_machine(
+            threads={"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}
+        ).to_dict(),
+        "command": " ".join(["python -m benchmarks.nlp.run", *(argv or sys.argv[1:])]),
+        "workload": {
+            "documents": len(workload),
+            "description": setup.description,
+            "baseline_accuracy_vs_generator_labels": setup.notes["baseline_accuracy"],
+            "setup": setup.notes["setup"],
+        },
+        "rust_tokenizer_verification": rust_tuned.notes,
+    }
+    log("part 1: tokenizer")
+    results["tokenizer"] = bench_tokenizer(setup.pipeline, rust, workload.items, max(3, rounds))
+
+    log("part 2: truncation search")
+    dynamic = pm.call_owner(
+        "materialize_change", "nlp",
+        change=Change("nlp.dynamic_padding", "nlp", "embed", {"slot_stage": "tokenize"}),
+        pipeline=swapped, artifacts_dir=store.root,
+    )  # fmt: skip
+    results["truncation"] = bench_truncation(pm, dynamic, setup, store, log)
+    chosen = results["truncation"]["chosen_max_length"]
+
+    log("part 3: pipelines")
+    bucket_context = TuneContext(pm, dynamic, workload, setup.requirements, store, log=log)
+    bucket_proposal = Proposal(
+        "nlp.length_bucketing", "nlp", "embed", "bucket", params={"candidates": [4, 8, 16]}
+    )
+    try:
+        batch = tune_bucketing(bucket_proposal, dynamic, workload, bucket_context).params[
+            "batch_size"
+        ]
+    except pipetune.Rejected as exc:
+        log(f"length bucketing rejected: {exc}")
+        batch = 16
+    results["length_bucketing_batch"] = batch
+    variants = build_variants(pm, setup, rust_change, store, chosen, batch)
+    results["pipelines"] = bench_pipelines(variants, setup, sample, rounds, log)
+    composed = [name for name, _, kind, _ in variants if kind in ("composed", "competent")]
+    results["fidelity_all_documents"] = fidelity_everywhere(variants, setup, composed, log)
+
+    if not args.no_optimize:
+        log("part 4: the optimize loop")
+        results["optimize"] = bench_optimize(setup, log)
+    results["seconds"] = round(_now() - started, 1)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print_table(results)
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+def print_table(results: dict) -> None:
+    tok = results["tokenizer"]
+    print(f"\nTokenizer on {tok['sections']} sections: ", end="")
+    print(", ".join(f"{k} {v:,.0f}/s" for k, v in tok["sections_per_s"].items()), end="")
+    print(f"  -> {tok['speedup_median']:.1f}x")
+    trunc = results["truncation"]
+    curve = ", ".join(
+        f"{p['max_length']} {p['split'][:3]} {p['agreement']:.1%}" for p in trunc["curve"]
+    )
+    print(f"Truncation search: chose {trunc['chosen_max_length']} ({curve})")
+    print(
+        f"  at {trunc['chosen_max_length']} on all documents: "
+        f"{trunc['agreement_on_all_documents_at_chosen']['agreement']:.2%}"
+    )
+    pipes = results["pipelines"]
+    fid = results["fidelity_all_documents"]
+    print(f"\nPipelines ({pipes['documents']} documents per round, {pipes['rounds']} rounds)")
+    print(f"{'pipeline':55} {'docs/s':>8} {'vs base':>8} {'vs comp':>8} {'agree':>8}  hits")
+    for row in pipes["rows"]:
+        agree = fid.get(row["name"], row["agreement_on_sample"])["agreement"]
+        hits = f"{row['cache_hit_rate']:.0%}" if row["cache_hit_rate"] is not None else ""
+        print(
+            f"{row['name'][:55]:55} {row['docs_per_s']:8.2f} {row['speedup_vs_baseline']:7.1f}x "
+            f"{row['speedup_vs_competent']:7.2f}x {agree:8.2%}  {hits}"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
