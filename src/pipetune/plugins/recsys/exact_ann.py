@@ -92,11 +92,18 @@ def tune_ann_exact(
         raise Rejected(f"stage {stage.name!r}: {rec.why_not}")
     matrix = checked_catalog(stage, rec)
     n, dim = matrix.shape
-    inputs = sample(context.stage_inputs(pipeline, stage.name), MAX_TUNE_REQUESTS)
+    all_inputs = context.stage_inputs(pipeline, stage.name)
+    inputs = sample(all_inputs, MAX_TUNE_REQUESTS)
     if not inputs:
         raise Rejected("the tuning split is empty")
     where = f"stage {stage.name!r}"
-    outputs = [stage(item) for item in inputs]
+    # The exact results: the original pipeline's outputs when this stage makes them (the
+    # host computes them once for every change), else the stage run on its inputs.
+    last = pipeline.stages[-1] is stage and pipeline is context.original
+    if last and len(inputs) == len(all_inputs):
+        outputs = context.baseline_outputs()
+    else:
+        outputs = [stage(item) for item in inputs]
     query_rows = [ann.as_queries(item, dim, where)[0] for item in inputs]
     ref_rows = [rows_of(output) for output in outputs]
     for position, (q, r) in enumerate(zip(query_rows, ref_rows, strict=True)):
