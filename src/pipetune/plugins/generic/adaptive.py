@@ -777,7 +777,7 @@ def _large(
     else:
         outputs = context.outputs(pipeline, items)
     if large_ms is None:
-        sample = inputs[: min(len(inputs), 32)]
+        sample = inputs[: min(len(inputs), 16)]
         stages = [pipeline.stage(name) for name in span.names]
         started = time.perf_counter()
         for value in sample:
