@@ -91,8 +91,14 @@ class CandidateResult:
 
     def summary(self) -> str:
         if self.status in ("ok", "slower", "fidelity") and self.speedup is not None:
-            text = f"{self.candidate.label} {self.speedup:.2f}x"
-            return text + (f" ({self.reason})" if self.reason else "")
+            if self.batch_speedup is not None:
+                text = (
+                    f"{self.candidate.label} {self.batch_speedup:.2f}x batched "
+                    f"({self.speedup:.2f}x at batch 1)"
+                )
+            else:
+                text = f"{self.candidate.label} {self.speedup:.2f}x"
+            return text + (f": {self.reason}" if self.reason else "")
         return f"{self.candidate.label}: {self.reason}"
 
 
@@ -474,9 +480,7 @@ def _time_and_choose(
         decisive = r.batch_speedup if batched is not None else r.speedup
         if decisive is not None and decisive <= 1.0:
             r.status = "slower"
-            r.reason = "not faster than the current stage" + (
-                " at batch size 32" if batched is not None else " at batch size 1"
-            )
+            r.reason = "not faster than the current stage"
         context.log(f"{label}: {r.speedup:.2f}x the current stage")
     ranked = sorted(
         (r for r in alive if r.status == "ok"),
