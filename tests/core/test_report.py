@@ -197,3 +197,16 @@ def test_a_report_without_a_comparison_uses_the_profiles():
     data = sample_report(comparison=None, requirements=Requirements()).to_dict()
     assert data["speedup"]["measured"] == "profiles" and data["cost"] is None
     assert "<svg" in html.render(data)
+
+
+def test_the_terminal_prints_brackets_literally():
+    from rich.console import Console
+
+    base = sample_report()
+    trial = base.trials[0].evolve(reason="needs pipetune[vision] and [bold]nothing[/bold]")
+    data = sample_report(pipeline="docs[v2]", trials=(trial,), warnings=("see [red]x",)).to_dict()
+    buffer = io.StringIO()
+    terminal.render(data, Console(file=buffer, width=200, color_system=None))
+    out = buffer.getvalue()
+    assert "docs[v2]" in out and "needs pipetune[vision] and [bold]nothing[/bold]" in out
+    assert "see [red]x" in out

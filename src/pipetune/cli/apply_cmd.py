@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stdout_console
@@ -76,7 +77,8 @@ def apply(
     console = stdout_console()
     console.print(
         f"applied {len(recipe.changes)} change(s) from {recipe_path} to "
-        f"{resolved.pipeline.name}: " + ", ".join(c.proposal for c in recipe.changes)
+        f"{resolved.pipeline.name}: " + ", ".join(c.proposal for c in recipe.changes),
+        markup=False,
     )
     if no_validate:
         return 0
@@ -89,8 +91,8 @@ def apply(
     holds = trial.status == "accepted"
     style = "green" if holds else "red"
     console.print(
-        f"[{style}]{'holds' if holds else 'does not hold'}[/{style}]: {trial.reason}; "
-        f"fidelity {fmt.fidelity(trial.fidelity.to_dict() if trial.fidelity else None)}"
+        f"[{style}]{'holds' if holds else 'does not hold'}[/{style}]: {escape(trial.reason)}; "
+        f"fidelity {escape(fmt.fidelity(trial.fidelity.to_dict() if trial.fidelity else None))}"
     )
     if json_path is not None:
         data = {

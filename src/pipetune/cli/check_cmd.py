@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stdout_console
@@ -199,11 +200,13 @@ def check(
         stored_note=stored_note,
     )
     console = stdout_console()
-    console.print(f"baseline: {resolved.pipeline.name} with {origin}; current: {current.name}")
+    console.print(
+        f"baseline: {resolved.pipeline.name} with {origin}; current: {current.name}", markup=False
+    )
     for line in verdict.notes:
-        console.print(f"  ok: {line}")
+        console.print(f"  ok: {line}", markup=False)
     for line in verdict.regressions:
-        console.print(f"  [red]REGRESSION:[/red] {line}")
+        console.print(f"  [red]REGRESSION:[/red] {escape(line)}")
     console.print("[green]check passed[/green]" if verdict.passed else "[red]check failed[/red]")
     if json_path is not None:
         write_json_atomic(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich.markup import escape
 
 from pipetune.cli.state import stdout_console
 
@@ -96,7 +97,7 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
     table = Table(box=box.SIMPLE_HEAD, title=f"{a.id} vs {b.id}", title_justify="left")
     for column in ("", "A", "B", "B against A"):
         table.add_column(column)
-    table.add_row("pipeline", fa["pipeline"], fb["pipeline"], "")
+    table.add_row("pipeline", escape(fa["pipeline"]), escape(fb["pipeline"]), "")
     table.add_row("status", fa["status"], fb["status"], "")
     table.add_row(
         "throughput",
@@ -111,7 +112,10 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
         "P99", fmt.ms(fa["p99_ms"]), fmt.ms(fb["p99_ms"]), fmt.ratio(ratios.get("p99_ms"))
     )
     table.add_row(
-        "kept changes", ", ".join(fa["accepted"]) or "-", ", ".join(fb["accepted"]) or "-", ""
+        "kept changes",
+        escape(", ".join(fa["accepted"]) or "-"),
+        escape(", ".join(fb["accepted"]) or "-"),
+        "",
     )
     console.print(table)
     if not same_machine:

@@ -48,7 +48,7 @@ def history(
                 click.echo(json.dumps([_row(r) for r in records], indent=2))
                 return 0
             if not records:
-                console.print(f"no runs recorded in {store.path}")
+                console.print(f"no runs recorded in {store.path}", markup=False)
                 return 0
             _table(records, console)
             return 0
@@ -87,7 +87,7 @@ def history(
 
             html.write(record.report, html_path)
             state.written.append(str(html_path))
-            console.print(f"[dim]wrote {html_path}[/dim]")
+            console.print(f"[dim]wrote {escape(str(html_path))}[/dim]")
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stderr_console, stdout_console
@@ -170,7 +171,7 @@ def run_and_report(
     from pipetune.core.validator import ValidatorSettings
 
     errors = stderr_console()
-    log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {m}[/dim]"))
+    log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {escape(m)}[/dim]"))
     # A second look on twice the rounds when the first leaves a trial undecided.
     first = rounds or (4 if quick else 8)
     if quick:
@@ -213,7 +214,7 @@ def run_and_report(
     console = stdout_console()
     terminal.render(data, console)
     for kind, path in written:
-        console.print(f"[dim]wrote {kind} {path}[/dim]")
+        console.print(f"[dim]wrote {kind} {escape(str(path))}[/dim]")
     if result.report.stopped == "interrupted":
         return EXIT_INTERRUPTED
     return 0 if result.report.requirements_met else EXIT_REQUIREMENTS_UNMET

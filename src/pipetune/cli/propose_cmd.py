@@ -76,7 +76,7 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
     console = stdout_console()
     baseline = data["baseline"]
     console.print(
-        f"[bold]{data['pipeline']}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
+        f"[bold]{escape(data['pipeline'])}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
         f"P50 {fmt.ms(baseline['latency_ms']['p50'])}, P99 {fmt.ms(baseline['latency_ms']['p99'])}"
         f" · ranking for {fmt.metric_label(plan.metric)}"
     )
@@ -87,7 +87,7 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
         p = ranked.proposal
         table.add_row(
             str(position),
-            f"{p.id} @ {p.stage}\n[dim]{p.title}[/dim]",
+            f"{escape(p.id)} @ {escape(p.stage)}\n[dim]{escape(p.title)}[/dim]",
             fmt.pct(ranked.share),
             f"{ranked.est_e2e_speedup:.2f}x (≤ {ranked.ceiling:.2f}x)",
             p.effort,
@@ -96,19 +96,22 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
     console.print(table)
     for ranked in plan.candidates:
         if ranked.note or ranked.proposal.rationale:
-            console.print(f"  [bold]{ranked.proposal.id}[/bold] @ {ranked.proposal.stage}:")
+            console.print(
+                f"  [bold]{escape(ranked.proposal.id)}[/bold] @ {escape(ranked.proposal.stage)}:"
+            )
             if ranked.proposal.rationale:
-                console.print(f"    {ranked.proposal.rationale}")
+                console.print(f"    {ranked.proposal.rationale}", markup=False)
             if ranked.note:
                 style = "yellow" if ranked.cannot_matter else "dim"
-                console.print(f"    [{style}]{ranked.note}[/{style}]")
+                console.print(f"    [{style}]{escape(ranked.note)}[/{style}]")
     if plan.advice:
         console.print("[bold]Advice[/bold] (never applied automatically):")
         for ranked in plan.advice:
             p = ranked.proposal
             console.print(
                 f"  {p.id} @ {p.stage}: {p.title} — est. {ranked.est_e2e_speedup:.2f}x, "
-                f"effort {p.effort}. {p.reason}"
+                f"effort {p.effort}. {p.reason}",
+                markup=False,
             )
     if plan.unavailable:
         console.print("[bold]Unavailable here[/bold]:")
@@ -120,6 +123,6 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
     if not plan.all():
         console.print("No plugin proposes anything for this pipeline.")
     for line in data["failures"]:
-        console.print(f"[yellow]warning:[/yellow] plugin raised: {line}")
+        console.print(f"[yellow]warning:[/yellow] plugin raised: {escape(line)}")
     for hint in data["hints"]:
-        console.print(f"[dim]hint: {hint}[/dim]")
+        console.print(f"[dim]hint: {escape(hint)}[/dim]")

@@ -27,9 +27,9 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     machine = report["machine"]
     workload = report.get("workload") or {}
     head = (
-        f"[bold]{report['pipeline']}[/bold] · optimizing {fmt.metric_label(metric)} · "
-        f"{machine['cpu']} ({machine['cores']} cores"
-        + (f", {machine['gpu']}" if machine.get("gpu") else "")
+        f"[bold]{escape(report['pipeline'])}[/bold] · optimizing {fmt.metric_label(metric)} · "
+        f"{escape(machine['cpu'])} ({machine['cores']} cores"
+        + (f", {escape(machine['gpu'])}" if machine.get("gpu") else "")
         + ")"
     )
     console.print(head)
@@ -37,7 +37,8 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         console.print(
             f"workload {workload.get('name', '')}: {workload.get('items')} inputs "
             f"({workload.get('tune_items')} to tune, {workload.get('holdout_items')} held out "
-            f"to validate), {workload.get('mode', 'offline')} mode"
+            f"to validate), {workload.get('mode', 'offline')} mode",
+            markup=False,
         )
 
     summary = Table(title="Original → optimized", box=box.SIMPLE_HEAD, title_justify="left")
@@ -51,7 +52,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     for column in ("stage", "before", "after", "time per input"):
         stages.add_column(column, justify="left" if column == "stage" else "right")
     for name, before, after, note in fmt.stage_rows(report):
-        stages.add_row(name, fmt.pct(before), fmt.pct(after), note)
+        stages.add_row(escape(name), fmt.pct(before), fmt.pct(after), note)
     console.print(stages)
 
     if report["trials"]:
@@ -65,7 +66,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
             style = _STATUS_STYLE[row["status"]]
             fid = trial.get("fidelity")
             trials.add_row(
-                f"{row['proposal']} @ {row['stage']}",
+                escape(f"{row['proposal']} @ {row['stage']}"),
                 f"[{style}]{row['status']}[/{style}]",
                 row["estimated"],
                 row["measured"],
@@ -75,11 +76,13 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
             style = _STATUS_STYLE[row["status"]]
             console.print(
-                f"  [{style}]{row['proposal']}[/{style}] @ {row['stage']}: {row['reason']}"
+                f"  [{style}]{escape(row['proposal'])}[/{style}] @ "
+                f"{escape(row['stage'])}: {escape(row['reason'])}"
             )
             if trial["status"] == "deferred" and trial.get("command"):
                 console.print(
-                    f"    artifact {trial.get('artifact') or '-'}; finish with: {trial['command']}"
+                    f"    artifact {trial.get('artifact') or '-'}; finish with: {trial['command']}",
+                    markup=False,
                 )
         console.print()
 
@@ -97,7 +100,10 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         for p in untried:
             why = p.get("excluded") or p.get("note") or "the loop stopped first"
             table.add_row(
-                f"{p['id']} @ {p['stage']}", fmt.ratio(p.get("est_e2e_speedup")), p["effort"], why
+                escape(f"{p['id']} @ {p['stage']}"),
+                fmt.ratio(p.get("est_e2e_speedup")),
+                p["effort"],
+                escape(why),
             )
         console.print(table)
     if groups["advice"]:
@@ -106,7 +112,8 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
             console.print(
                 f"  {p['id']} @ {p['stage']}: {p['title']} — est. "
                 f"{fmt.ratio(p.get('est_e2e_speedup'))}, effort {p['effort']}. "
-                f"{p.get('reason', '')}"
+                f"{p.get('reason', '')}",
+                markup=False,
             )
     if groups["unavailable"]:
         console.print("[bold]Unavailable here[/bold]:")
@@ -129,11 +136,16 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         console.print(line)
 
     style = "green" if report["requirements_met"] else "red"
-    console.print(f"[{style}]{fmt.requirements_line(report)}[/{style}] ({report.get('stopped')})")
+    console.print(
+        f"[{style}]{escape(fmt.requirements_line(report))}[/{style}] "
+        f"({escape(str(report.get('stopped')))})"
+    )
     fid = report.get("fidelity")
     if fid:
-        console.print(f"cumulative fidelity against the original: {fmt.fidelity(fid)}")
+        console.print(
+            f"cumulative fidelity against the original: {fmt.fidelity(fid)}", markup=False
+        )
     for warning in report.get("warnings") or []:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if report.get("run_id"):
         console.print(f"run {report['run_id']} recorded in the run store")
