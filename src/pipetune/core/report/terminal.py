@@ -98,7 +98,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         for column in ("proposal", "estimated", "effort", "why"):
             table.add_column(column)
         for p in untried:
-            why = p.get("excluded") or p.get("note") or "the loop stopped first"
+            why = p.get("excluded") or p.get("note") or f"not reached: {report.get('stopped')}"
             table.add_row(
                 escape(f"{p['id']} @ {p['stage']}"),
                 fmt.ratio(p.get("est_e2e_speedup")),
