@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stdout_console
@@ -91,8 +90,8 @@ def apply(
     holds = trial.status == "accepted"
     style = "green" if holds else "red"
     console.print(
-        f"[{style}]{'holds' if holds else 'does not hold'}[/{style}]: {escape(trial.reason)}; "
-        f"fidelity {escape(fmt.fidelity(trial.fidelity.to_dict() if trial.fidelity else None))}"
+        f"[{style}]{'holds' if holds else 'does not hold'}[/{style}]: {_escape(trial.reason)}; "
+        f"fidelity {_escape(fmt.fidelity(trial.fidelity.to_dict() if trial.fidelity else None))}"
     )
     if json_path is not None:
         data = {
@@ -108,3 +107,11 @@ def apply(
         write_json_atomic(json_path, data)
         state.written.append(str(json_path))
     return 0 if holds else EXIT_DOES_NOT_HOLD
+
+
+def _escape(text: str) -> str:
+    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
+    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
+    from rich.markup import escape
+
+    return escape(text)

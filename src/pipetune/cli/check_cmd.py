@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stdout_console
@@ -206,7 +205,7 @@ def check(
     for line in verdict.notes:
         console.print(f"  ok: {line}", markup=False)
     for line in verdict.regressions:
-        console.print(f"  [red]REGRESSION:[/red] {escape(line)}")
+        console.print(f"  [red]REGRESSION:[/red] {_escape(line)}")
     console.print("[green]check passed[/green]" if verdict.passed else "[red]check failed[/red]")
     if json_path is not None:
         write_json_atomic(
@@ -263,3 +262,11 @@ def _fidelity(pm, baseline, current, workload, requirements) -> dict[str, Any]: 
         outputs.append(run_offline(pipeline, workload.items).outputs)
     result = compare_outputs(pm, baseline.output_kind, outputs[0], outputs[1], workload.labels)
     return result.evolve(threshold=1.0 - requirements.max_accuracy_drop).to_dict()
+
+
+def _escape(text: str) -> str:
+    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
+    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
+    from rich.markup import escape
+
+    return escape(text)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 
 import click
-from rich.markup import escape
 
 from pipetune.cli.state import stdout_console
 
@@ -97,7 +96,7 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
     table = Table(box=box.SIMPLE_HEAD, title=f"{a.id} vs {b.id}", title_justify="left")
     for column in ("", "A", "B", "B against A"):
         table.add_column(column)
-    table.add_row("pipeline", escape(fa["pipeline"]), escape(fb["pipeline"]), "")
+    table.add_row("pipeline", _escape(fa["pipeline"]), _escape(fb["pipeline"]), "")
     table.add_row("status", fa["status"], fb["status"], "")
     table.add_row(
         "throughput",
@@ -113,8 +112,8 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
     )
     table.add_row(
         "kept changes",
-        escape(", ".join(fa["accepted"]) or "-"),
-        escape(", ".join(fb["accepted"]) or "-"),
+        _escape(", ".join(fa["accepted"]) or "-"),
+        _escape(", ".join(fb["accepted"]) or "-"),
         "",
     )
     console.print(table)
@@ -124,3 +123,11 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
             f"{fb['machine']}; stored figures from different machines say nothing about each "
             "other. Re-measure both here with `pipetune check`."
         )
+
+
+def _escape(text: str) -> str:
+    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
+    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
+    from rich.markup import escape
+
+    return escape(text)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from pipetune.cli.state import get_state, stdout_console
 
@@ -78,7 +77,7 @@ def history(
             )
             for trial in trials:
                 console.print(
-                    escape(f"  {trial.proposal} @ {trial.stage}: {trial.status}: {trial.reason}")
+                    _escape(f"  {trial.proposal} @ {trial.stage}: {trial.status}: {trial.reason}")
                 )
         if html_path is not None:
             if not record.report:
@@ -87,7 +86,7 @@ def history(
 
             html.write(record.report, html_path)
             state.written.append(str(html_path))
-            console.print(f"[dim]wrote {escape(str(html_path))}[/dim]")
+            console.print(f"[dim]wrote {_escape(str(html_path))}[/dim]")
     return 0
 
 
@@ -133,3 +132,11 @@ def _table(records, console) -> None:  # type: ignore[no-untyped-def]
             "-" if met is None else ("yes" if met else "no"),
         )
     console.print(table)
+
+
+def _escape(text: str) -> str:
+    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
+    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
+    from rich.markup import escape
+
+    return escape(text)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stderr_console, stdout_console
@@ -171,7 +170,9 @@ def run_and_report(
     from pipetune.core.validator import ValidatorSettings
 
     errors = stderr_console()
-    log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {escape(m)}[/dim]"))
+    log = (
+        (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {_escape(m)}[/dim]"))
+    )
     # A second look on twice the rounds when the first leaves a trial undecided.
     first = rounds or (4 if quick else 8)
     if quick:
@@ -214,7 +215,7 @@ def run_and_report(
     console = stdout_console()
     terminal.render(data, console)
     for kind, path in written:
-        console.print(f"[dim]wrote {kind} {escape(str(path))}[/dim]")
+        console.print(f"[dim]wrote {kind} {_escape(str(path))}[/dim]")
     if result.report.stopped == "interrupted":
         return EXIT_INTERRUPTED
     return 0 if result.report.requirements_met else EXIT_REQUIREMENTS_UNMET
@@ -278,3 +279,11 @@ def write_trace(original: Pipeline, result: Optimized, workload: Workload, path:
         reset_state(pipeline)
         runs.append(run_pass(pipeline, items, runtime, spans=True))
     return write_chrome_trace(runs, path, name=f"{original.name}: 1 original, 2 optimized")
+
+
+def _escape(text: str) -> str:
+    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
+    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
+    from rich.markup import escape
+
+    return escape(text)

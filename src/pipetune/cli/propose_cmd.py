@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stdout_console
@@ -76,7 +75,7 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
     console = stdout_console()
     baseline = data["baseline"]
     console.print(
-        f"[bold]{escape(data['pipeline'])}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
+        f"[bold]{_escape(data['pipeline'])}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
         f"P50 {fmt.ms(baseline['latency_ms']['p50'])}, P99 {fmt.ms(baseline['latency_ms']['p99'])}"
         f" · ranking for {fmt.metric_label(plan.metric)}"
     )
@@ -87,7 +86,7 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
         p = ranked.proposal
         table.add_row(
             str(position),
-            f"{escape(p.id)} @ {escape(p.stage)}\n[dim]{escape(p.title)}[/dim]",
+            f"{_escape(p.id)} @ {_escape(p.stage)}\n[dim]{_escape(p.title)}[/dim]",
             fmt.pct(ranked.share),
             f"{ranked.est_e2e_speedup:.2f}x (≤ {ranked.ceiling:.2f}x)",
             p.effort,
@@ -97,13 +96,13 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
     for ranked in plan.candidates:
         if ranked.note or ranked.proposal.rationale:
             console.print(
-                f"  [bold]{escape(ranked.proposal.id)}[/bold] @ {escape(ranked.proposal.stage)}:"
+                f"  [bold]{_escape(ranked.proposal.id)}[/bold] @ {_escape(ranked.proposal.stage)}:"
             )
             if ranked.proposal.rationale:
                 console.print(f"    {ranked.proposal.rationale}", markup=False)
             if ranked.note:
                 style = "yellow" if ranked.cannot_matter else "dim"
-                console.print(f"    [{style}]{escape(ranked.note)}[/{style}]")
+                console.print(f"    [{style}]{_escape(ranked.note)}[/{style}]")
     if plan.advice:
         console.print("[bold]Advice[/bold] (never applied automatically):")
         for ranked in plan.advice:
@@ -119,10 +118,18 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
             p = ranked.proposal
             install = f" — install: {p.install}" if p.install else ""
             # escape: an install hint such as pipetune[vision] is not rich markup
-            console.print(escape(f"  {p.id} @ {p.stage}: {p.reason}{install}"))
+            console.print(_escape(f"  {p.id} @ {p.stage}: {p.reason}{install}"))
     if not plan.all():
         console.print("No plugin proposes anything for this pipeline.")
     for line in data["failures"]:
-        console.print(f"[yellow]warning:[/yellow] plugin raised: {escape(line)}")
+        console.print(f"[yellow]warning:[/yellow] plugin raised: {_escape(line)}")
     for hint in data["hints"]:
-        console.print(f"[dim]hint: {escape(hint)}[/dim]")
+        console.print(f"[dim]hint: {_escape(hint)}[/dim]")
+
+
+def _escape(text: str) -> str:
+    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
+    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
+    from rich.markup import escape
+
+    return escape(text)
