@@ -3,6 +3,10 @@
 Stored figures are only comparable when both runs were measured on the same machine
 (``machine_fingerprint``); otherwise the figures are shown without ratios. To compare two
 configurations on *this* machine, re-measure them with ``pipetune check``.
+
+When A or B is a monitor export file (``Monitor.export``), the latency distributions are
+compared instead: P50/P95/P99 from the histograms, the difference and whether it is beyond
+noise (:mod:`pipetune.monitor.compare`; exit 1 when B regressed beyond noise).
 """
 
 from __future__ import annotations
@@ -23,8 +27,18 @@ def register(cli: click.Group) -> None:
 @click.argument("second", metavar="B")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def compare(first: str, second: str, as_json: bool) -> int:
-    """Compare the final figures of runs A and B (ids, unique prefixes, or `latest`)."""
+    """Compare the final figures of runs A and B (ids, unique prefixes, or `latest`).
+
+    A or B may also be a monitor export file (production latency): then P50/P95/P99 of the
+    two distributions are compared with a bootstrap interval of B/A and a verdict (beyond
+    noise or not); a run is then ID[@label] (a stored profile: final, baseline). Exit 0: no
+    regression beyond noise; 1: B is slower beyond noise; 2: bad input.
+    """
     from pipetune.core.store import RunStore
+    from pipetune.monitor.compare import looks_like_export, run_cli
+
+    if looks_like_export(first) or looks_like_export(second):
+        return run_cli(first, second, as_json=as_json)
 
     with RunStore() as store:
         a, b = store.run(first), store.run(second)

@@ -39,6 +39,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipetune.cli.check_cmd",
     "pipetune.cli.demo_cmd",
     "pipetune.cli.scan_cmd",
+    "pipetune.cli.monitor_cmd",
+    "pipetune.cli.capacity_cmd",
 )
 
 EXIT_OK = 0

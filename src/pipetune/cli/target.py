@@ -60,8 +60,10 @@ __all__ = [
     "WorkloadOptions",
     "build_requirements",
     "build_workload",
+    "check_trace",
     "import_target_module",
     "load_target",
+    "load_trace",
     "parse_spec",
     "requirements_options",
     "target_argument",
@@ -129,6 +131,8 @@ def load_target(
             "FILE.jsonl or --folder DIR, or set `path` in [tool.pipetune.workload] of "
             "pyproject.toml"
         )
+    if workload is not None:
+        check_trace(workload, pipeline, options.workload.trace or config.workload.get("trace"))
     requirements, requirements_origin = build_requirements(
         _export(module, "requirements", spec), options.requirements, config, spec=spec
     )
@@ -409,8 +413,46 @@ def _workload_settings(options: WorkloadOptions, cfg: Mapping[str, Any]) -> dict
             settings[key] = tuple(value) if key == "concurrency" else value
     trace = options.trace if options.trace is not None else cfg.get("trace")
     if trace is not None:
-        settings["trace"] = Trace.load(trace)
+        settings["trace"] = load_trace(trace)
+        settings.setdefault("mode", "online")  # a trace is an arrival process: online
     return settings
+
+
+def load_trace(path: str | Path) -> Trace:
+    """A recorded arrival trace: a trace JSON file (``arrivals_s``, ``sizes``, ``pipeline``)
+    or a production monitor export holding one. Every problem names the file."""
+    from pipetune.monitor.export import is_export, read_json
+
+    data = read_json(path, "trace")
+    if is_export(data):
+        if data.get("trace") is None:
+            raise ConfigError(
+                f"trace {path}: this monitor export holds no sampled trace (create the "
+                "Monitor with trace_sample > 0)"
+            )
+        data = data["trace"]
+    if not isinstance(data, Mapping) or "arrivals_s" not in data:
+        raise ConfigError(
+            f"trace {path}: expected a JSON object with 'arrivals_s' (offsets in seconds), "
+            "optionally 'sizes' and 'pipeline', or a monitor export with a trace"
+        )
+    try:
+        return Trace.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"trace {path}: {exc}") from None
+
+
+def check_trace(workload: Workload, pipeline: Pipeline, where: Any = None) -> None:
+    """Refuse a trace recorded on another pipeline: it models the wrong traffic."""
+    trace = workload.trace
+    if trace is None or not trace.pipeline or trace.pipeline == pipeline.name:
+        return
+    source = f"trace {where}" if where else "the workload's trace"
+    raise ConfigError(
+        f"{source} was recorded on pipeline {trace.pipeline!r}, not {pipeline.name!r}: "
+        "replaying it would model another service's traffic (record one on this pipeline "
+        "with pipetune.monitor.Monitor(trace_sample=...))"
+    )
 
 
 def _load_workload_file(
@@ -457,7 +499,14 @@ def _finish(
         if value is not None:
             changes[key] = tuple(value) if key == "concurrency" else value
     if options.trace is not None:
-        changes["trace"] = Trace.load(options.trace)
+        if options.mode == "offline":
+            raise ConfigError(
+                f"--trace {options.trace} replays recorded arrivals, which only online (or "
+                "stream) mode has: drop --mode offline or use --mode online"
+            )
+        changes["trace"] = load_trace(options.trace)
+        if options.mode is None and workload.mode == "offline":
+            changes["mode"] = "online"
     if changes:
         try:
             workload = workload.evolve(**changes)

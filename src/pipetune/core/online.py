@@ -119,6 +119,38 @@ def arrival_schedule(
     return poisson_arrivals(n, rate, seed), "poisson", float(rate)
 
 
+def match_sizes(items: Sequence[Any], sizes: Sequence[int]) -> np.ndarray | None:
+    """For each recorded request size, the index of a workload item of about that size.
+
+    The nearest size wins; items within 10 % of that size take turns (so a trace of many
+    similar requests does not replay one item over and over, which a cache would
+    flatter). ``None`` when an item has no measurable size
+    (:func:`pipetune.core.probes.input_size`).
+    """
+    from pipetune.core.probes import input_size
+
+    measured = [input_size(item) for item in items]
+    if not measured or any(m is None for m in measured):
+        return None
+    values = np.array([m[1] for m in measured if m is not None], dtype=float)
+    order = np.argsort(values, kind="stable")
+    ranked = values[order]
+    turns: dict[int, int] = {}
+    out = np.empty(len(sizes), dtype=np.int64)
+    for row, wanted in enumerate(np.asarray(sizes, dtype=float)):
+        right = int(np.searchsorted(ranked, wanted))
+        left = max(0, right - 1)
+        right = min(right, len(ranked) - 1)
+        nearest = right if abs(ranked[right] - wanted) < abs(ranked[left] - wanted) else left
+        size = ranked[nearest]
+        low = int(np.searchsorted(ranked, size * 0.9, side="left"))
+        high = int(np.searchsorted(ranked, size * 1.1, side="right"))
+        turn = turns.get(nearest, 0)
+        turns[nearest] = turn + 1
+        out[row] = order[low + (nearest - low + turn) % max(1, high - low)]
+    return out
+
+
 def run_online(
     pipeline: Pipeline,
     items: Sequence[Any],
@@ -145,7 +177,9 @@ def run_online(
         trace: replay these arrival offsets instead (wins over ``rate``). A trace recorded
             on another pipeline (``trace.pipeline``) is refused.
         requests: how many requests (default: one per item, or the trace's length); items
-            are reused in order when there are more requests than items.
+            are reused in order when there are more requests than items. A trace that
+            records input sizes is replayed with production's mix: each request serves an
+            item of about its recorded size (:func:`match_sizes`).
         workers: threads serving the queue.
         max_batch: > 1 puts a max-delay batcher in front of the workers (uses each stage's
             ``batch_fn``).
@@ -180,6 +214,10 @@ def run_online(
     schedule, source, offered = arrival_schedule(n, rate=rate, trace=trace, seed=seed)
     n = len(schedule)
     item_index = np.arange(n) % len(items)
+    if trace is not None and trace.sizes is not None:
+        matched = match_sizes(items, trace.sizes[:n])
+        if matched is not None:  # replay production's mix of sizes, not the items' order
+            item_index = matched
     settings = _threads.reapply()
     recorder = _Recorder(
         pipeline,

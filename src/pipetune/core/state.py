@@ -10,6 +10,9 @@ and the validator calls it before **every** measured pass:
 * ``pipetune_cache_stats()`` — ``{"hits": int, "misses": int}`` since the last reset
   (optional; caches implement it so the validator can report the hit rate and refuse a
   stage speedup larger than the hit rate allows).
+* ``pipetune_stats()`` — any other JSON-serializable figures since the last reset
+  (optional; an adaptive router reports the share of inputs it sent to each model). The
+  validator records them in the trial's notes under ``stats``.
 
 The methods carry a ``pipetune_`` prefix on purpose: a plain ``reset()`` on a user's
 object may mean something else entirely (re-initializing a torch module's weights).
@@ -87,6 +90,15 @@ def cache_stats(pipeline: Pipeline) -> dict[str, dict[str, float]]:
     for entry in stats.values():
         lookups = entry["hits"] + entry["misses"]
         entry["hit_rate"] = entry["hits"] / lookups if lookups else 0.0
+    return stats
+
+
+def component_stats(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
+    """``pipetune_stats()`` of every component that has it, per stage."""
+    stats: dict[str, dict[str, Any]] = {}
+    for stage, _, value in components(pipeline):
+        if _has(value, "pipetune_stats"):
+            stats.setdefault(stage, {}).update(value.pipetune_stats())
     return stats
 
 

@@ -47,7 +47,7 @@ from pipetune.core.fidelity import compare as compare_outputs
 from pipetune.core.model import Pipeline, Requirements, Workload
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Trial, Tuned
 from pipetune.core.runtime import run_offline
-from pipetune.core.state import cache_stats, reset_state
+from pipetune.core.state import cache_stats, component_stats, reset_state
 
 if TYPE_CHECKING:
     from pipetune.core.artifacts import ArtifactStore
@@ -346,6 +346,9 @@ class Validator:
         hit_rates = cache_stats(candidate)
         if hit_rates:
             notes["cache"] = hit_rates
+        stats = component_stats(candidate)  # e.g. the share an adaptive router sent each way
+        if stats:
+            notes["stats"] = stats
 
         fidelity, problem = self.fidelity(change, candidate, result.outputs, warnings)
         if problem:

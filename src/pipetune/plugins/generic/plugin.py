@@ -16,7 +16,7 @@ from pipetune.core.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.registry import Demo
 from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
 from pipetune.core.serving import ServingOptions
-from pipetune.plugins.generic import batching, cache, fidelity, parallel
+from pipetune.plugins.generic import adaptive, batching, cache, fidelity, parallel
 from pipetune.plugins.generic.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1
@@ -112,7 +112,11 @@ def profile_pipeline(
                 measured = {"error": f"{type(exc).__name__}: {exc}"}
             if measured:
                 batch[stage.name] = measured
-    return {"repeat_rate": repeats, "batch": batch, "samples": len(observed.indices)}
+    facts = {"repeat_rate": repeats, "batch": batch, "samples": len(observed.indices)}
+    routed = adaptive.observe(pipeline, profile, observed)  # a declared smaller model
+    if routed is not None:
+        facts["adaptive"] = routed
+    return facts
 
 
 def _stage_mean_ms(profile: Profile, name: str) -> float:
@@ -153,6 +157,7 @@ def propose_changes(
     if batching_proposal is not None:
         proposals.append(batching_proposal)
     proposals.extend(_parallel_proposals(pipeline, profile, requirements))
+    proposals.extend(adaptive.proposals(pipeline, profile, facts))
     return proposals
 
 
@@ -341,6 +346,8 @@ def tune_proposal(
             factory=proposal.params.get("factory"),
             log=context.log,
         )
+    if proposal.id == adaptive.PROPOSAL:
+        return adaptive.tune(proposal, pipeline, workload, requirements, context)
     return None
 
 
@@ -360,4 +367,6 @@ def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) 
         if "workers" not in params:
             raise ConfigError(f"{change.proposal}: the change has no 'workers' parameter")
         return parallel.materialize(pipeline, change.stage, params)
+    if change.proposal == adaptive.PROPOSAL:
+        return adaptive.materialize(change, pipeline)
     return None
