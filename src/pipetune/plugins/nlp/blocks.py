@@ -137,16 +137,19 @@ def tokenize_texts(
 def _rust_encode(
     rust: Any, texts: list[str], max_length: int, pad_to: int | None, pad: int
 ) -> list[Encoded]:
-    # Truncate the content, then add the special tokens, exactly as transformers does with
-    # truncation=True. The tokenizer object is never reconfigured (enable_truncation
-    # would mutate a tokenizer that may be shared, or the user's own).
+    # One batch call with special tokens; the few texts longer than max_length are encoded
+    # again without them, truncated, and finished by the post-processor — exactly what
+    # transformers does with truncation=True. The tokenizer object is never reconfigured
+    # (enable_truncation would mutate a tokenizer that may be shared, or the user's own).
     specials = rust.post_processor.num_special_tokens_to_add(False) if rust.post_processor else 0
     budget = max(0, max_length - specials)
     out = []
-    for enc in rust.encode_batch_fast(texts, add_special_tokens=False):
-        if len(enc.ids) > budget:
-            enc.truncate(budget)
-        ids = rust.post_process(enc).ids if specials else enc.ids
+    for text, enc in zip(texts, rust.encode_batch_fast(texts), strict=True):
+        ids = enc.ids
+        if len(ids) > max_length:
+            content = rust.encode(text, add_special_tokens=False)
+            content.truncate(budget)
+            ids = rust.post_process(content).ids if specials else content.ids
         out.append(encode_ids(ids, pad_to, pad))
     return out
 
