@@ -208,65 +208,95 @@ def bench_batching(loaded: Any, quick: bool) -> dict[str, Any]:
     from pipetune.plugins.llm.records import GenerateConfig
     from pipetune.plugins.llm.scheduler import serve_stream
 
-    n = 8 if quick else 32
+    n = 8 if quick else 48
     items = traffic.mixed_stream(n, seed=0, max_new_cap=24 if quick else None)
     requests = [encode_request(i, loaded.tokenizer) for i in items]
-    batch = 4 if quick else 8
-    variants = [
-        ("one at a time", GenerateConfig(max_new_tokens=256)),
-        ("static (padded)", GenerateConfig(max_new_tokens=256, batching="static", max_batch=batch)),
-        (
-            "static (evict finished)",
-            GenerateConfig(
-                max_new_tokens=256, batching="static", max_batch=batch, static_evict=True
+    sizes = (4,) if quick else (8, 16)
+
+    def variants(batch: int) -> list[tuple[str, GenerateConfig]]:
+        return [
+            ("static (padded)", GenerateConfig(batching="static", max_batch=batch)),
+            (
+                "static (evict finished)",
+                GenerateConfig(batching="static", max_batch=batch, static_evict=True),
             ),
-        ),
-        ("continuous", GenerateConfig(max_new_tokens=256, batching="continuous", max_batch=batch)),
-    ]
+            ("continuous", GenerateConfig(batching="continuous", max_batch=batch)),
+        ]
+
     Engine(loaded.model, GenerateConfig()).generate(
         requests[0].__class__(requests[0].prompt_ids, 2)
     )
-    saturated: dict[str, Any] = {}
-    reference = None
-    rows = []
-    for name, config in variants:
-        records, summary = serve_stream(Engine(loaded.model, config), requests)
-        outputs = [r.generation for r in records]
-        reference = reference or outputs
-        saturated[name] = {**summary.to_dict(), "identical": _same(reference, outputs)}
-        rows.append(
-            [
-                name,
-                _fmt(summary.tokens_per_s),
-                _fmt(summary.requests_per_s, 3),
-                _fmt(summary.latency_ms["p99"] / 1000, 1),
-                _fmt(summary.mean_batch, 2),
-                f"{saturated[name]['identical']:.0%}",
-            ]
-        )
-    lengths = [len(g.tokens) for g in reference or []]
-    static_tps = saturated["static (padded)"]["tokens_per_s"]
+    records, summary = serve_stream(Engine(loaded.model, GenerateConfig()), requests)
+    reference = [r.generation for r in records]
+    sequential = {**summary.to_dict(), "identical": 1.0}
+    lengths = [len(g.tokens) for g in reference]
+    rows = [
+        [
+            "one at a time",
+            1,
+            _fmt(summary.tokens_per_s),
+            _fmt(summary.requests_per_s, 3),
+            _fmt(summary.latency_ms["p99"] / 1000, 1),
+            "1.00",
+            "100%",
+        ]
+    ]
+    saturated: dict[str, dict[str, Any]] = {}
+    for batch in sizes:
+        at = saturated.setdefault(str(batch), {})
+        for name, config in variants(batch):
+            records, summary = serve_stream(Engine(loaded.model, config), requests)
+            outputs = [r.generation for r in records]
+            at[name] = {**summary.to_dict(), "identical": _same(reference, outputs)}
+            rows.append(
+                [
+                    name,
+                    batch,
+                    _fmt(summary.tokens_per_s),
+                    _fmt(summary.requests_per_s, 3),
+                    _fmt(summary.latency_ms["p99"] / 1000, 1),
+                    _fmt(summary.mean_batch, 2),
+                    f"{at[name]['identical']:.0%}",
+                ]
+            )
     _table(
-        f"Batching, saturated: {n} requests at t=0, max_batch={batch} "
-        f"(output tokens p50 {statistics.median(lengths):.0f}, max {max(lengths)})",
-        ["policy", "tokens/s", "requests/s", "P99 s", "mean batch", "identical"],
+        f"Batching, saturated: {n} requests at t=0 "
+        f"(output tokens p50 {statistics.median(lengths):.0f}, "
+        f"mean {statistics.mean(lengths):.0f}, max {max(lengths)})",
+        ["policy", "max_batch", "tokens/s", "requests/s", "P99 s", "mean batch", "identical"],
         rows,
     )
-    cont = saturated["continuous"]
-    print(
-        f"  continuous vs static (padded): {cont['tokens_per_s'] / static_tps:.2f}x tokens/s, "
-        f"P99 {saturated['static (padded)']['latency_ms']['p99'] / cont['latency_ms']['p99']:.2f}x "
-        f"lower; vs static (evict): "
-        f"{cont['tokens_per_s'] / saturated['static (evict finished)']['tokens_per_s']:.2f}x"
-    )
-    # open-loop Poisson arrivals at 80 % of static batching's capacity
-    rate = 0.8 * saturated["static (padded)"]["requests_per_s"]
+    ratios = {}
+    for batch in sizes:
+        at = saturated[str(batch)]
+        cont, padded, evict = at["continuous"], at["static (padded)"], at["static (evict finished)"]
+        ratios[str(batch)] = {
+            "continuous_vs_static_throughput": cont["tokens_per_s"] / padded["tokens_per_s"],
+            "continuous_vs_static_evict_throughput": cont["tokens_per_s"] / evict["tokens_per_s"],
+            "p99_static_over_continuous": padded["latency_ms"]["p99"] / cont["latency_ms"]["p99"],
+            "p99_static_evict_over_continuous": evict["latency_ms"]["p99"]
+            / cont["latency_ms"]["p99"],
+        }
+        r = ratios[str(batch)]
+        print(
+            f"  max_batch {batch}: continuous vs static (padded) "
+            f"{r['continuous_vs_static_throughput']:.2f}x tokens/s, P99 "
+            f"{r['p99_static_over_continuous']:.2f}x lower; vs static (evict) "
+            f"{r['continuous_vs_static_evict_throughput']:.2f}x tokens/s, P99 "
+            f"{r['p99_static_evict_over_continuous']:.2f}x lower"
+        )
+    # open-loop Poisson arrivals at 80 % of static batching's capacity (first batch size)
+    batch = sizes[0]
+    rate = 0.8 * saturated[str(batch)]["static (padded)"]["requests_per_s"]
     arrivals = traffic.poisson_arrivals(n, rate, seed=1)
     poisson: dict[str, Any] = {}
     rows = []
-    for name, config in variants[1:]:
+    for name, config in variants(batch):
         records, summary = serve_stream(Engine(loaded.model, config), requests, arrivals)
-        poisson[name] = summary.to_dict()
+        poisson[name] = {
+            **summary.to_dict(),
+            "identical": _same(reference, [r.generation for r in records]),
+        }
         rows.append(
             [
                 name,
@@ -277,24 +307,24 @@ def bench_batching(loaded: Any, quick: bool) -> dict[str, Any]:
             ]
         )
     _table(
-        f"Batching, Poisson arrivals at {rate:.3f} requests/s (80 % of static capacity)",
+        f"Batching, Poisson arrivals at {rate:.3f} requests/s "
+        f"(80 % of static capacity, max_batch={batch})",
         ["policy", "latency P50 s", "latency P99 s", "TTFT P50 s", "TTFT P99 s"],
         rows,
     )
     return {
         "requests": n,
-        "max_batch": batch,
+        "max_batch": list(sizes),
         "stream": traffic.describe(items),
         "prompt_tokens": distribution([len(r.prompt_ids) for r in requests]),
         "output_tokens": distribution(lengths),
+        "output_lengths": lengths,
+        "sequential": sequential,
         "saturated": saturated,
+        "ratios": ratios,
         "poisson_rate_rps": rate,
+        "poisson_max_batch": batch,
         "poisson": poisson,
-        "continuous_vs_static_throughput": cont["tokens_per_s"] / static_tps,
-        "continuous_vs_static_evict_throughput": cont["tokens_per_s"]
-        / saturated["static (evict finished)"]["tokens_per_s"],
-        "p99_static_over_continuous": saturated["static (padded)"]["latency_ms"]["p99"]
-        / cont["latency_ms"]["p99"],
     }
 
 

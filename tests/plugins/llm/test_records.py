@@ -42,3 +42,19 @@ def test_generation_equality_ignores_timings():
     assert a != Generation((1, 3), "eos")
     assert token_list(a) == [1, 2]
     assert GenerationRequest([1, 2]).prompt_ids == (1, 2)
+
+
+def test_plugin_modules_import_without_torch_or_transformers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import pipetune.plugins.llm.plugin\n"
+        "from pipetune.plugins.llm import analysis, blocks, cuda_graphs, demo, engine, "
+        "fidelity, kv_cache, model_loading, prefix_cache, profiling, proposals, quality, "
+        "recognize, records, scheduler, speculative, traffic\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'gguf') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
