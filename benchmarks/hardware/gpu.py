@@ -142,10 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             _c(**batch).last_hidden_state
         )
 
-    log("warm-up (graph recording per bucket)...")
+    log("warm-up (one CUDA graph recorded per input shape)...")
+    shapes: dict[tuple[int, ...], dict[str, Any]] = {}
+    for sample in singles + batches + eval_batches:
+        shapes.setdefault(tuple(sample["input_ids"].shape), sample)
     for fn in variants.values():
-        for sample in singles[:8] + batches[:2]:
-            fn(**sample)
+        for sample in shapes.values():
+            for _ in range(2):
+                fn(**sample)
     torch.cuda.synchronize()
 
     log("latency, batch 1...")

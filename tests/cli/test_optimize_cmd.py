@@ -78,11 +78,10 @@ def test_propose_ranks_without_applying(invoke, tmp_path):
 
 
 def test_a_recipe_for_another_pipeline_names_the_missing_stage(invoke, tmp_path):
-    target = write_lookups(tmp_path)
-    assert (
-        invoke("optimize", f"{target}:pipeline", "--quick", "--recipe", "recipe.json").exit_code
-        == 0
-    )
+    from pipetune.core.results import Change, Recipe
+
+    change = Change(proposal="generic.result_cache", plugin="generic", stage="lookup")
+    Recipe(pipeline="lookups", changes=(change,), stages=("lookup",)).save("recipe.json")
     other = write_other(tmp_path)
     result = invoke("apply", f"{other}:pipeline", "--recipe", "recipe.json")
     assert result.exit_code == 2

@@ -49,13 +49,13 @@ def tagged(log, side):
     return Pipeline(side, (Stage("s", fn, slots={"tag": Recorder(log, side)}),))
 
 
-def test_rounds_are_abba_with_state_reset_before_every_pass():
+def test_rounds_alternate_abba_and_baab_with_state_reset_before_every_pass():
     log: list[str] = []
     a, b = tagged(log, "A"), tagged(log, "B")
     settings = CompareSettings(rounds=2, items_per_round=3, bootstrap=100)
     result = compare(a, b, list(range(6)), settings=settings)
     passes = [entry for entry in log if not entry.startswith("reset")]
-    assert passes[2:] == ["A", "B", "B", "A", "A", "B", "B", "A"]  # after one warm-up each
+    assert passes[2:] == ["A", "B", "B", "A", "B", "A", "A", "B"]  # ABBA, BAAB after warm-up
     for position, entry in enumerate(log):
         if entry in ("A", "B"):
             assert log[position - 1] == f"reset {entry}"  # a reset right before every pass

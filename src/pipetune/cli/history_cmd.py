@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from pipetune.cli.state import get_state, stdout_console
 
@@ -76,7 +77,9 @@ def history(
                 f"{len(trials)} finished trial(s) were kept:"
             )
             for trial in trials:
-                console.print(f"  {trial.proposal} @ {trial.stage}: {trial.status}: {trial.reason}")
+                console.print(
+                    escape(f"  {trial.proposal} @ {trial.stage}: {trial.status}: {trial.reason}")
+                )
         if html_path is not None:
             if not record.report:
                 raise click.ClickException("this run has no report to write")

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 
 def register(cli: click.Group) -> None:
+    from pipetune.cli.plugins_new import new
+
+    plugins.add_command(new)  # pipetune plugins new NAME
     cli.add_command(plugins)
 
 

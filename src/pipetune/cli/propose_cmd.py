@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stdout_console
@@ -114,7 +115,8 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
         for ranked in plan.unavailable:
             p = ranked.proposal
             install = f" — install: {p.install}" if p.install else ""
-            console.print(f"  {p.id} @ {p.stage}: {p.reason}{install}")
+            # escape: an install hint such as pipetune[vision] is not rich markup
+            console.print(escape(f"  {p.id} @ {p.stage}: {p.reason}{install}"))
     if not plan.all():
         console.print("No plugin proposes anything for this pipeline.")
     for line in data["failures"]:

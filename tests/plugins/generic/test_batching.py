@@ -64,3 +64,15 @@ def test_the_stage_batch_speedup_is_measured_cold():
         _pipeline(True).stage("model"), list(range(8)), mean_ms=2.0
     )
     assert measured["batch"] == 8 and measured["speedup"] > 2
+
+
+def test_online_batching_is_measured_with_queueing():
+    from pipetune.core.comparison import RuntimeSpec
+
+    pipeline = _pipeline(True).evolve(name="p")
+    slow = pipeline.replace("model", pipeline.stage("model").with_slots(overhead=0.005))
+    batched = with_serving(slow, batch_size=8, max_delay_ms=2.0)
+    # one at a time the stage serves about 200/s: 150/s arriving queues up
+    runtime = RuntimeSpec(mode="online", rate=150.0, seed=3)
+    gain, before, after = batching.paired_gain(slow, batched, list(range(40)), runtime, "p99")
+    assert gain > 1.5 and after < before  # batching drains the queue: P99 falls

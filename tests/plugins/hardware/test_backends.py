@@ -286,3 +286,13 @@ def test_training_mode_module_is_exported_from_an_eval_copy(store):
     a = session.run(None, {"input": np.ones((2, 4), np.float32)})[0]
     b = session.run(None, {"input": np.ones((2, 4), np.float32)})[0]
     assert np.array_equal(a, b)  # no dropout in the exported graph
+
+
+def test_compiled_model_copies_share_the_graph_and_refuse_pickling(tiny_bert, bert_export):
+    import pickle
+
+    _requires("onnxruntime")
+    compiled = get_backend("onnxruntime").load(bert_export, "fp32", source=tiny_bert)
+    assert copy.deepcopy(compiled) is compiled and copy.copy(compiled) is compiled
+    with pytest.raises(PipelineError, match="load_recipe"):
+        pickle.dumps(compiled)

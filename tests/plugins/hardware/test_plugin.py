@@ -189,15 +189,25 @@ def test_int8_is_tuned_from_the_eager_module_behind_a_compiled_one(
 
 
 def test_slower_candidates_are_rejected_with_their_figures(pm, text_pipeline, store, monkeypatch):
-    def slow(stages, inputs, *, batch_size=1, rounds=3):
-        return {name: [0.010 if name == "current" else 0.020] for name in stages}
+    # Faster one at a time, slower in batches: throughput (the default metric) on a stage
+    # with a batch function is decided by the batched figure.
+    def timings(stages, inputs, *, batch_size=1, rounds=3):
+        slower = 0.020 if batch_size > 1 else 0.005
+        return {name: [0.010 if name == "current" else slower] for name in stages}
 
-    monkeypatch.setattr(tune, "interleaved_times", slow)
+    monkeypatch.setattr(tune, "interleaved_times", timings)
     workload, context = _context(pm, text_pipeline, store)
     proposal = _proposal("hardware.compile", "classify", [Candidate("onnxruntime").to_dict()])
     with pytest.raises(Rejected) as info:
         _tune(pm, proposal, text_pipeline, workload, context)
-    assert "onnxruntime fp32 0.50x (not faster than the current stage" in str(info.value)
+    assert (
+        "onnxruntime fp32 0.50x batched (2.00x at batch 1): not faster than the current stage"
+        in str(info.value)
+    )
+    latency = Requirements(p99_ms=100.0)  # a latency goal: batch 1 decides, and it is faster
+    workload, context = _context(pm, text_pipeline, store, requirements=latency)
+    tuned = _tune(pm, proposal, text_pipeline, workload, context, requirements=latency)
+    assert tuned.est_stage_speedup == 2.0
 
 
 def test_a_fallback_is_rejected_with_the_reason(pm, text_pipeline, store, fast_timing):

@@ -10,7 +10,7 @@ from pipetune.core.artifacts import ArtifactStore
 from pipetune.core.context import TuneContext
 from pipetune.core.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.profiler import profile
-from pipetune.core.results import Change
+from pipetune.core.results import Change, Proposal
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 from pipetune.plugins.llm.records import GenerateConfig
 from tests.plugins.llm.conftest import state_digest
@@ -134,15 +134,33 @@ def test_cached_pipeline_gets_the_serving_proposals(setup, tmp_path):
         for p in ps
         if p.plugin == "llm"
     }
-    assert {
-        "llm.prefix_cache",
-        "llm.continuous_batching",
-        "llm.speculative_prompt_lookup",
-        "llm.cuda_graphs",
-    } <= set(ids)
+    assert {"llm.prefix_cache", "llm.continuous_batching", "llm.cuda_graphs"} <= set(ids)
     assert ids["llm.cuda_graphs"].status == "unavailable"
     assert "CUDA" in ids["llm.cuda_graphs"].reason
     assert "llm.speculative_prompt_lookup" in ids["llm.continuous_batching"].conflicts
+    # prompt lookup is proposed exactly when the replay over the outputs says it can pay
+    facts = prof.facts["llm"]["stages"]["generate"]
+    replayed = facts["traffic"]["prompt_lookup"]["tokens_per_pass"]
+    assert ("llm.speculative_prompt_lookup" in ids) == (replayed >= 1.15)
+    assert ("declined" in facts["speculation"]) == (replayed < 1.15)
+
+
+def test_prompt_lookup_is_declined_from_the_traffic_when_outputs_do_not_copy(llama, tokenizer):
+    from pipetune.plugins.llm.blocks import generate_stage
+    from pipetune.plugins.llm.proposals import LOOKUP, _propose_block
+
+    stage = generate_stage(llama, tokenizer)
+    open_ended = {
+        "prompt_lookup": {"tokens_per_pass": 1.02, "acceptance_rate": 0.01},
+        "ngram_copy_rate": 0.02,
+    }
+    copying = {
+        "prompt_lookup": {"tokens_per_pass": 2.6, "acceptance_rate": 0.55},
+        "ngram_copy_rate": 0.8,
+    }
+    assert LOOKUP not in [p.id for p in _propose_block(stage, {}, open_ended, 60, 40)]
+    proposed = {p.id: p for p in _propose_block(stage, {}, copying, 60, 40)}
+    assert "55%" in proposed[LOOKUP].rationale and proposed[LOOKUP].est_stage_speedup > 1.5
 
 
 @pytest.mark.parametrize("proposal_id", ["llm.prefix_cache", "llm.continuous_batching"])
@@ -192,15 +210,12 @@ def test_speculation_is_rejected_with_measured_figures_when_it_does_not_pay(setu
         "generate", pipeline.stage("generate").with_slots(config=GenerateConfig(max_new_tokens=8))
     )
     pm = get_plugin_manager(entry_points=False)
-    prof = profile(cached, workload, pm=pm)
-    proposal = next(
-        p
-        for _, ps in pm.call_each(
-            "propose_changes", pipeline=cached, profile=prof, requirements=Requirements()
-        )
-        for p in ps
-        if p.plugin == "llm"
-        if p.id == "llm.speculative_prompt_lookup"
+    proposal = Proposal(
+        id="llm.speculative_prompt_lookup",
+        plugin="llm",
+        stage="generate",
+        title="prompt lookup",
+        params={"speculative": "prompt_lookup"},
     )
     demanding = Requirements(min_gain=9.0)  # no speculation gives 10x: must be declined
     context = context_for(pm, cached, workload, tmp_path, demanding)

@@ -137,3 +137,16 @@ def test_stage_error_names_the_stage_and_input(legacy_tokenizer, tiny_bert, tiny
     with pytest.raises(PipelineError, match=r"stage 'sections' raised TypeError on input #1"):
         run_offline(pipeline, ["fine", 42])
     assert isinstance(pipeline, Pipeline)
+
+
+@pytest.mark.gpu
+def test_embedding_on_a_cuda_model_matches_cpu(torch, tiny_bert, legacy_tokenizer):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    import copy
+
+    on_gpu = copy.deepcopy(tiny_bert).cuda()
+    encoded = blocks.tokenize_texts(TEXTS, build_rust_tokenizer(legacy_tokenizer), 64, "dynamic")
+    cpu = blocks.embed_encoded(encoded, tiny_bert, batch_size=4, bucket=True)
+    gpu = blocks.embed_encoded(encoded, on_gpu, batch_size=4, bucket=True)
+    np.testing.assert_allclose(cpu, gpu, atol=1e-4)

@@ -182,14 +182,17 @@ def test_padding_bucketing_and_grad_mode_changes(pm, small, tmp_path, tiny_bert)
                       artifacts_dir=store.root)  # fmt: skip
 
 
-def test_calibration_inputs_are_real_model_inputs(pm, small):
+def test_calibration_inputs_are_stage_inputs_spanning_lengths(pm, small):
+    from pipetune.plugins.nlp.padding import Encoded
+
     pipeline, workload = small
     inputs = pm.hook.calibration_inputs(pipeline=pipeline, stage="embed", workload=workload)
-    assert inputs and len(inputs) <= 64
-    first = inputs[0]
-    assert set(first) == {"input_ids", "attention_mask"}
-    assert first["input_ids"].shape == first["attention_mask"].shape
-    assert first["input_ids"].shape[0] == 1
+    assert inputs and len(inputs) <= 16
+    assert all(isinstance(seq, Encoded) for value in inputs for seq in value)
+    lengths = sorted(seq.length for value in inputs for seq in value)
+    assert lengths[0] < 20 and lengths[-1] > 60  # letterheads and long paragraphs
+    embed = pipeline.stage("embed")
+    assert all(embed(value).shape == (len(value), 32) for value in inputs)
     assert (
         pm.hook.calibration_inputs(pipeline=pipeline, stage="sections", workload=workload) is None
     )
@@ -210,3 +213,52 @@ def test_demo_and_dependencies_are_registered(pm):
     assert plugin == "nlp" and demo.default
     modules = {dep.module for _, dep in pm.dependencies() if _ == "nlp"}
     assert {"torch", "transformers", "tokenizers"} <= modules
+
+
+def embed_texts(text, *, tokenizer, model, max_length, padding):
+    """Plain user code: a transformers tokenizer and model in slots, no building blocks."""
+    import torch
+
+    enc = tokenizer(
+        text, truncation=True, max_length=max_length, padding=padding, return_tensors="pt"
+    )
+    with torch.no_grad():
+        states = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1)
+    return ((states * mask).sum(1) / mask.sum(1))[0].numpy()
+
+
+def test_plain_user_stages_get_the_swap_truncation_padding_and_sdpa(
+    pm, legacy_tokenizer, tiny_bert, documents, tmp_path
+):
+    import numpy as np
+
+    slots = {"tokenizer": legacy_tokenizer, "model": tiny_bert, "max_length": 128,
+             "padding": "max_length"}  # fmt: skip
+    stage = Stage("embed", embed_texts, kind="inference", slots=slots)
+    pipeline = Pipeline("user", (stage,), output_kind="tensor")
+    texts = tuple(s for d in documents[:3] for s in d.sections)
+    workload = Workload(items=texts, warmup=0, repeats=1)
+    profile = pipetune.profile(pipeline, workload, pm=pm, sweep=False, hot_functions=False,
+                               layers=False, memory=False)  # fmt: skip
+    facts = profile.facts["nlp"]
+    assert facts["tokenize_stage_dedicated"] is False and facts["tokenization_share"] > 0
+    found = {
+        p.id: p
+        for _, values in pm.call_each(
+            "propose_changes", pipeline=pipeline, profile=profile, requirements=Requirements()
+        )
+        for p in values
+    }
+    assert {"nlp.rust_tokenizer", "nlp.truncation", "nlp.dynamic_padding",
+            "nlp.sdpa_attention"} <= set(found)  # fmt: skip
+    context = _context(pm, pipeline, workload, tmp_path)
+    current = pipeline
+    for key in ("nlp.rust_tokenizer", "nlp.dynamic_padding", "nlp.sdpa_attention"):
+        _, _, current = _tune_and_apply(pm, found[key], current, workload, context)
+    swapped = current.stage("embed").slots
+    assert swapped["tokenizer"].is_fast and swapped["padding"] == "longest"
+    assert swapped["model"].config._attn_implementation == "sdpa"
+    for text in texts[:5]:
+        np.testing.assert_allclose(current.run(text), pipeline.run(text), atol=1e-4)
+    assert pipeline.stage("embed").slots["tokenizer"] is legacy_tokenizer

@@ -54,3 +54,18 @@ def test_bad_settings() -> None:
         TTLCache(0, ttl_s=1)
     with pytest.raises(ConfigError):
         TTLCache(1, ttl_s=0)
+
+
+def test_host_reset_protocol() -> None:
+    from pipetune.core.model import Pipeline
+    from pipetune.core.state import cache_stats, reset_state
+    from pipetune.plugins.recsys import embedding
+
+    stage = embedding(lambda r, m: [r["user_id"]], model=None)
+    cache = TTLCache(8, ttl_s=60)
+    pipeline = Pipeline("p", (stage.with_slots(cache=cache),))
+    for user in (1, 1, 2):
+        pipeline.run({"user_id": user})
+    assert cache_stats(pipeline)["embed"] == {"hits": 1, "misses": 2, "hit_rate": 1 / 3}
+    assert reset_state(pipeline) == ["embed: slot cache"]
+    assert len(cache) == 0 and cache.pipetune_cache_stats() == {"hits": 0, "misses": 0}

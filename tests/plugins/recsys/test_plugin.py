@@ -16,7 +16,7 @@ def test_modules_import_without_faiss_or_torch() -> None:
         "import sys\n"
         "import pipetune, pipetune.plugins.recsys as r\n"
         "from pipetune.plugins.recsys import plugin, blocks, ann, recognize, tuning, facts, "
-        "proposals, fidelity, cache, features, data, demo, threads\n"
+        "proposals, fidelity, cache, features, data, demo, threads, exact_ann, two_stage, serving\n"
         "r.exact_topk, r.full_ranking, r.embedding, r.feature_lookup\n"
         "assert 'faiss' not in sys.modules and 'torch' not in sys.modules, "
         "[m for m in ('faiss', 'torch') if m in sys.modules]\n"

@@ -266,3 +266,27 @@ def test_nan_catalog_in_plain_code_is_reported_not_proposed(pm, catalog, queries
     forced = Proposal("recsys.ann_exact", "recsys", "search", "forced")
     with pytest.raises(ConfigError, match=r"stage 'search', slot 'items'.*row"):
         tune(pm, forced, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))
+
+
+def test_recipe_round_trip_reloads_the_index(pm, catalog, queries, tmp_path, monkeypatch):
+    import pipetune
+    from pipetune.core.recipes import make_recipe
+
+    pipeline = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
+    workload = Workload(queries[:30])
+    _, found = proposals_for(pm, pipeline, workload)
+    proposal = found["recsys.ann_exact"]
+    context = make_context(pm, pipeline, workload, tmp_path)
+    tuned = tune(pm, proposal, pipeline, workload, context)
+    recipe_path = make_recipe(pipeline, [Change.from_proposal(proposal, tuned)]).save(
+        tmp_path / "recipe.json"
+    )
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a recipe must reload the index, not rebuild it")
+
+    monkeypatch.setattr(ann, "build_index", no_build)
+    fresh = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
+    restored = pipetune.load_recipe(fresh, recipe_path, pm=pm, artifacts_dir=tmp_path)
+    assert isinstance(restored.stage("retrieve").slots["searcher"], AnnSearcher)
+    assert context.fidelity(context.outputs(restored)).value >= 0.95

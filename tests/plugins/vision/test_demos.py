@@ -70,3 +70,24 @@ def test_video_demo_quick(pm) -> None:  # type: ignore[no-untyped-def]
         for p in ps
     }
     assert {"vision.motion_gate", "vision.frame_stride"} <= ids
+
+
+def test_dali_change_runs_the_vision_demo(pm) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("nvidia.dali", reason="DALI is not installed")
+    from pipetune.core.results import Change
+    from pipetune.plugins.vision.changes import DALI_DECODE, materialize
+
+    setup = pm.demos()["vision"][1].build(True)
+    change = Change(
+        proposal=DALI_DECODE,
+        plugin="vision",
+        stage="decode",
+        params={"device": "cpu", "threads": 1, "max_batch": 8},
+    )
+    dali = materialize(change, setup.pipeline)
+    items = list(setup.workload.items)
+    outputs = dali.run_batch(items)  # decode, resize and normalize in DALI; classify in torch
+    baseline = setup.pipeline.run_batch(items)
+    assert len(outputs) == len(items) and all(isinstance(o, str) for o in outputs)
+    agreement = sum(a == b for a, b in zip(outputs, baseline, strict=True)) / len(items)
+    assert agreement >= 0.75  # a tiny 64-pixel model; the full demo measures 1.000

@@ -166,3 +166,20 @@ def test_tuning_rejects_when_nothing_meets_the_floor(clips: Any) -> None:
     proposal = _proposal(STRIDE, {"mode": "stride", "stride": 3})
     with pytest.raises(Rejected, match="no stride"):
         tune(proposal, pipeline, workload, _context(pipeline, workload, drop=0.001))
+
+
+def test_gate_rechecks_while_an_alert_is_up() -> None:
+    gate = frame_skip.MotionGate(threshold=0.5, active_interval=4)
+    static = np.full((36, 64), 100.0, dtype=np.float32)
+    state = gate.start()
+    assert state.should_run_small(static)
+    state.note_result("empty")
+    assert not any(state.should_run_small(static) for _ in range(20))  # resting: no re-runs
+    for _ in range(3):
+        state.note_result("empty")
+    moved = static.copy()
+    moved[:, :40] = 200.0  # something enters: the gate runs, the model says "person"
+    assert state.should_run_small(moved)
+    state.note_result("person")  # an alert: re-check every 4 frames until it clears
+    runs = [state.should_run_small(moved) for _ in range(8)]
+    assert runs == [False, False, False, True, False, False, False, True]

@@ -108,10 +108,22 @@ def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def per_input_ms(summary: Mapping[str, Any]) -> float | None:
+    """Wall time per input, amortized (1 / throughput): in a batched pipeline an input's own
+    latency includes its whole batch, so stage times per input are shares of this."""
+    rate = summary.get("throughput_rps")
+    if rate:
+        return 1000.0 / rate
+    latency = summary.get("latency_ms") or {}
+    return latency.get("mean") or latency.get("p50")
+
+
 def stage_rows(report: Mapping[str, Any]) -> list[tuple[str, float | None, float | None, str]]:
-    """(stage, share before, share after, note) for every stage in either profile."""
+    """(stage, share before, share after, amortized time per input before -> after)."""
     before = {s["name"]: s for s in report["baseline"]["stages"]}
     after = {s["name"]: s for s in report["final"]["stages"]}
+    unit_before = per_input_ms(report["baseline"]) or 0.0
+    unit_after = per_input_ms(report["final"]) or 0.0
     names = list(before)
     names += [n for n in after if n not in before]
     if "other" in names:  # glue last
@@ -122,7 +134,7 @@ def stage_rows(report: Mapping[str, Any]) -> list[tuple[str, float | None, float
         b, a = before.get(name), after.get(name)
         note = ""
         if b and a:
-            note = f"{ms(b.get('mean_ms', b['p50_ms']))} → {ms(a.get('mean_ms', a['p50_ms']))}"
+            note = f"{ms(b['share'] * unit_before)} → {ms(a['share'] * unit_after)}"
         elif a:
             note = "new stage"
         else:

@@ -73,7 +73,7 @@ def render(report: Mapping[str, Any]) -> str:
     parts.append(svg.stage_bars(_stage_bars(report)))
     parts.append(
         _table(
-            ("stage", "share before", "share after", "mean per input"),
+            ("stage", "share before", "share after", "time per input (1 / throughput)"),
             [(n, fmt.pct(b), fmt.pct(a), note) for n, b, a, note in fmt.stage_rows(report)],
         )
     )
@@ -250,8 +250,8 @@ def _stage_bars(report: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, fl
     bars = []
     for label, key in (("original", "baseline"), ("optimized", "final")):
         summary = report[key]
-        mean = summary["latency_ms"].get("mean") or summary["latency_ms"]["p50"]
-        segments = [(s["name"], s["share"] * mean) for s in summary["stages"]]
+        unit = fmt.per_input_ms(summary) or 0.0
+        segments = [(s["name"], s["share"] * unit) for s in summary["stages"]]
         bars.append((label, segments))
     return bars
 

@@ -29,7 +29,7 @@ def render(report: Mapping[str, Any]) -> str:
     lines += _table(("", "original", "optimized", "speedup [95 % CI]"), fmt.summary_rows(report))
     lines += ["", "## Where the time goes", ""]
     lines += _table(
-        ("stage", "share before", "share after", "mean per input"),
+        ("stage", "share before", "share after", "time per input"),
         [(n, fmt.pct(b), fmt.pct(a), note) for n, b, a, note in fmt.stage_rows(report)],
     )
     lines += ["", "## Trials", ""]

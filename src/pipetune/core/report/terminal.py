@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from pipetune.core.report import format as fmt
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     console.print(summary)
 
     stages = Table(title="Where the time goes", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("stage", "before", "after", "mean per input"):
+    for column in ("stage", "before", "after", "time per input"):
         stages.add_column(column, justify="left" if column == "stage" else "right")
     for name, before, after, note in fmt.stage_rows(report):
         stages.add_row(name, fmt.pct(before), fmt.pct(after), note)
@@ -110,7 +112,8 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         console.print("[bold]Unavailable here[/bold]:")
         for p in groups["unavailable"]:
             install = f" — install: {p['install']}" if p.get("install") else ""
-            console.print(f"  {p['id']} @ {p['stage']}: {p['reason']}{install}")
+            # escape: an install hint such as pipetune[vision] is not rich markup
+            console.print(escape(f"  {p['id']} @ {p['stage']}: {p['reason']}{install}"))
 
     cost = report.get("cost")
     if cost:

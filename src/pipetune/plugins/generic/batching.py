@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from pipetune.core.comparison import RuntimeSpec, run_pass
@@ -111,6 +112,12 @@ def tune(
     runtime = RuntimeSpec.from_workload(workload)
     metric = requirements.metric
     items = list(workload.items)[:TUNE_ITEMS]
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        # No arrival rate given: offer 70 % of the one-at-a-time capacity, as the
+        # profiler and the validator do, so batching is tuned under realistic queueing.
+        reset_state(pipeline)
+        capacity = run_pass(pipeline, items, RuntimeSpec(mode="offline")).throughput_rps
+        runtime = replace(runtime, rate=max(0.7 * capacity, 1e-3))
     bound = getattr(requirements, f"{metric}_ms", None) if metric != "throughput" else None
     delays = DELAYS_MS if runtime.mode == "online" else (0.0,)
     if bound is not None:  # the batching delay must leave room for the work itself
@@ -138,7 +145,13 @@ def tune(
         )
     return Tuned(
         params={"batch_size": size, "max_delay_ms": delay},
-        notes={"curve": curve, "metric": metric, "mode": runtime.mode, "gain_on_tune_split": gain},
+        notes={
+            "curve": curve,
+            "metric": metric,
+            "mode": runtime.mode,
+            "rate": runtime.rate,
+            "gain_on_tune_split": gain,
+        },
     )
 
 

@@ -52,7 +52,8 @@ def measure(pipeline: Pipeline, observed: Observations) -> dict[str, Any]:
         ref = main_model(stage)
         if ref is None or ref.kind != TORCH or ref.applied is not None:
             continue
-        inputs = observed.inputs_of(stage.name)[:PROFILE_INPUTS]
+        # A generation takes seconds: two inputs say enough about where its time goes.
+        inputs = observed.inputs_of(stage.name)[: 2 if ref.generates else PROFILE_INPUTS]
         if not inputs:
             continue
         try:
@@ -90,7 +91,8 @@ def time_module(stage: Any, ref: Any, inputs: Sequence[Any]) -> dict[str, Any]:
     stage_times = []
     module_times = []
     try:
-        stage(inputs[0])  # warm-up (lazy initialisation, first-call allocations)
+        if not ref.generates:
+            stage(inputs[0])  # warm-up (lazy initialisation, first-call allocations)
         inside.clear()
         for item in inputs:
             mark = len(inside)
@@ -102,7 +104,7 @@ def time_module(stage: Any, ref: Any, inputs: Sequence[Any]) -> dict[str, Any]:
     finally:
         for handle in handles:
             handle.remove()
-    flops = _flops_per_item(stage, inputs[0])
+    flops = None if ref.generates else _flops_per_item(stage, inputs[0])
     stage_ms = statistics.median(stage_times) * 1000
     module_ms = statistics.median(module_times) * 1000
     return {

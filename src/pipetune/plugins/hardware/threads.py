@@ -30,6 +30,15 @@ def default_intra_op_threads(machine: Machine | None = None) -> int:
     return max(1, int(cores))
 
 
+def current_intra_op_threads() -> int:
+    """The intra-op thread count this process runs torch with (the runtime pins it, the
+    same for baseline and candidate), else the physical cores. Compiled backends get the
+    same count, so a compile trial measures the backend, not a thread change
+    (``hardware.threads`` is its own proposal)."""
+    threads = torch_threads()
+    return threads["intra_op"] if threads else default_intra_op_threads()
+
+
 @dataclass(frozen=True)
 class ThreadAdvice:
     """Thread settings for a stage, with the reason and how to set them by hand."""

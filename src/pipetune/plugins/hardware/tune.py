@@ -91,8 +91,14 @@ class CandidateResult:
 
     def summary(self) -> str:
         if self.status in ("ok", "slower", "fidelity") and self.speedup is not None:
-            text = f"{self.candidate.label} {self.speedup:.2f}x"
-            return text + (f" ({self.reason})" if self.reason else "")
+            if self.batch_speedup is not None:
+                text = (
+                    f"{self.candidate.label} {self.batch_speedup:.2f}x batched "
+                    f"({self.speedup:.2f}x at batch 1)"
+                )
+            else:
+                text = f"{self.candidate.label} {self.speedup:.2f}x"
+            return text + (f": {self.reason}" if self.reason else "")
         return f"{self.candidate.label}: {self.reason}"
 
 
@@ -124,7 +130,9 @@ def tune_torch(
     inputs = _stage_inputs(context, pipeline, stage)
     calls = capture(module, eager_stage, inputs[:MAX_CAPTURE], slot)
     replayable = _replayable(module, calls, slot)
-    candidates = [Candidate.from_dict(c) for c in proposal.params.get("candidates", ())]
+    candidates = [
+        _with_threads(Candidate.from_dict(c)) for c in proposal.params.get("candidates", ())
+    ]
     if not candidates:
         raise Rejected(f"{proposal.id} on {stage.name!r}: no candidate backend to try")
 
@@ -472,9 +480,7 @@ def _time_and_choose(
         decisive = r.batch_speedup if batched is not None else r.speedup
         if decisive is not None and decisive <= 1.0:
             r.status = "slower"
-            r.reason = "not faster than the current stage" + (
-                " at batch size 32" if batched is not None else " at batch size 1"
-            )
+            r.reason = "not faster than the current stage"
         context.log(f"{label}: {r.speedup:.2f}x the current stage")
     ranked = sorted(
         (r for r in alive if r.status == "ok"),
@@ -556,6 +562,20 @@ def _replayable(module: Any, calls: Sequence[CapturedCall], slot: str) -> bool:
     except (Rejected, PipelineError):
         return False
     return True
+
+
+def _with_threads(candidate: Candidate) -> Candidate:
+    """Compiled backends run with the intra-op thread count this process runs torch with
+    (recorded in the change, so materialize builds the same thing)."""
+    from pipetune.plugins.hardware.threads import current_intra_op_threads
+
+    if candidate.backend not in ("onnxruntime", "openvino") or "threads" in candidate.options:
+        return candidate
+    return Candidate(
+        candidate.backend,
+        candidate.precision,
+        {**candidate.options, "threads": current_intra_op_threads()},
+    )
 
 
 def _verdict(proposal: Proposal, stage: Stage, results: Sequence[CandidateResult]) -> str:

@@ -123,6 +123,19 @@ class CompiledModel:
             raise AttributeError(name)
         return getattr(source, name)
 
+    # A compiled graph is read-only: copies share it (a session is not copyable anyway).
+    def __copy__(self) -> CompiledModel:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CompiledModel:
+        return self
+
+    def __getstate__(self) -> Any:
+        raise PipelineError(
+            f"{self!r} cannot be pickled (it holds a runtime session); in another process, "
+            "re-apply the recipe with pipetune.load_recipe, which reloads the artifact"
+        )
+
     def __repr__(self) -> str:
         name = type(self.source).__name__ if self.source is not None else self.signature.module
         return f"CompiledModel({name}, backend={self.backend}, precision={self.precision})"

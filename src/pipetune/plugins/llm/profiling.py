@@ -82,6 +82,7 @@ def _block_facts(stage: Any, inputs: list[Any], outputs: list[Any], timing: Any)
     for g in generations:
         reasons[g.finish_reason] = reasons.get(g.finish_reason, 0) + 1
     facts["finish_reasons"] = reasons
+    facts["speculation"] = _speculation_verdict(facts["traffic"])
     refused = [g.error for g in generations if g.error]
     facts["refused"] = {"count": len(refused), "examples": refused[:3]}
     ttft = [g.stats["ttft_s"] * 1000 for _, g in ok if "ttft_s" in g.stats]
@@ -108,6 +109,21 @@ def _block_facts(stage: Any, inputs: list[Any], outputs: list[Any], timing: Any)
         else {"skipped": "no CUDA device: bandwidth utilization is reported on GPUs"}
     )
     return facts
+
+
+def _speculation_verdict(traffic: dict[str, Any]) -> str:
+    from pipetune.plugins.llm.proposals import MIN_TOKENS_PER_PASS
+
+    lookup = traffic.get("prompt_lookup")
+    if not lookup:
+        return "no outputs observed: prompt lookup not assessed"
+    verdict = (
+        f"prompt lookup replayed over the observed outputs: {lookup['acceptance_rate']:.0%} of "
+        f"drafted tokens accepted, {lookup['tokens_per_pass']:.2f} tokens per target pass"
+    )
+    if lookup["tokens_per_pass"] >= MIN_TOKENS_PER_PASS:
+        return verdict + ": proposed (the tune step measures the speedup)"
+    return verdict + f": declined (below {MIN_TOKENS_PER_PASS} tokens per pass, it cannot pay)"
 
 
 def _opaque_facts(stage: Any, inputs: list[Any], outputs: list[Any]) -> dict[str, Any]:

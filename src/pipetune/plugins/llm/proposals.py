@@ -46,6 +46,10 @@ TUNE_REQUESTS = 12
 BATCH_SIZES = (4, 8, 16)
 #: Prompt-lookup draft lengths tried.
 DRAFT_LENGTHS = (3, 5)
+#: Prompt lookup is proposed only when replaying it over the observed outputs yields at
+#: least this many tokens per target pass (a verify pass of k+1 tokens costs more than a
+#: single-token step, so fewer cannot pay; the tune step measures the real speedup).
+MIN_TOKENS_PER_PASS = 1.15
 
 
 # -- proposing ---------------------------------------------------------------------------
@@ -221,7 +225,9 @@ def _propose_block(
         tokens_per_pass = float(lookup.get("tokens_per_pass", 1.0))
         acceptance = float(lookup.get("acceptance_rate", 0.0))
         copy_rate = float(traffic.get("ngram_copy_rate", 0.0))
-        if lookup:
+        # decided from the traffic: the replay over the observed outputs is exact for greedy
+        # decoding, so below this many tokens per target pass a verify pass cannot pay
+        if lookup and tokens_per_pass >= MIN_TOKENS_PER_PASS:
             out.append(
                 Proposal(
                     id=LOOKUP,

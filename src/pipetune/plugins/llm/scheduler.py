@@ -280,6 +280,8 @@ def serve_requests(
     config = engine.config
     policy = policy or config.batching
     if policy == "none":
+        if stats is not None:
+            stats["mean_batch"] = 1.0
         yield from _serve_sequential(engine, feed)
     elif config.engine == "transformers" and policy == "continuous":
         yield from _serve_transformers(engine, feed, stats)

@@ -219,18 +219,31 @@ def embed_encoded(
     context = torch.inference_mode if grad_mode == "inference_mode" else torch.no_grad
     plan = plan_batches([s.padded_length for s in sequences], batch_size, bucket)
     rows: list[np.ndarray] = [np.empty(0, np.float32)] * len(sequences)
+    device = _device(model)
     with context():
         for batch in plan:
             ids, mask = collate([sequences[i] for i in batch])
-            attention = torch.from_numpy(mask)
-            states = _token_states(model(input_ids=torch.from_numpy(ids), attention_mask=attention))
-            weights = attention.unsqueeze(-1).to(states.dtype)
+            attention = torch.from_numpy(mask).to(device)
+            input_ids = torch.from_numpy(ids).to(device)
+            states = _token_states(model(input_ids=input_ids, attention_mask=attention))
+            weights = attention.unsqueeze(-1).to(device=states.device, dtype=states.dtype)
             pooled = ((states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)).float()
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             for row, index in zip(pooled.cpu().numpy(), batch, strict=True):
                 rows[index] = row
     return np.stack(rows).astype(np.float32, copy=False)
+
+
+def _device(model: Any) -> Any:
+    """Where the model's weights live (inputs go there); CPU for anything else."""
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        try:
+            return next(parameters()).device
+        except (StopIteration, TypeError):
+            pass
+    return "cpu"
 
 
 def _token_states(output: Any) -> Any:

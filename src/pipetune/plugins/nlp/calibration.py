@@ -1,6 +1,12 @@
 """Calibration inputs for lossy transformations of a text model owned by other plugins
-(static int8 quantization in the hardware plugin): real workload sequences, in the form
-the stage's model receives them (``input_ids`` / ``attention_mask`` tensors)."""
+(static int8 quantization in the hardware plugin).
+
+They are *stage inputs*, drawn from the workload: the consumer runs them through the stage,
+so the model sees exactly what it sees in production (real token sequences, padded the way
+the stage pads). For our embed block, distinct tokenized sections are regrouped so that the
+calibration set spans the whole length range (short letterheads to 512-token paragraphs)
+rather than following the order of the first documents.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,12 @@ from pipetune.core.errors import PipelineError
 from pipetune.core.model import Pipeline, Workload
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED
-from pipetune.plugins.nlp.padding import Encoded, collate
+from pipetune.plugins.nlp.padding import Encoded
 
-#: Documents sampled from the workload, and sequences returned at most.
+#: Workload items sampled, calibration inputs returned, and sequences per embed input.
 SAMPLE_ITEMS = 32
-MAX_SEQUENCES = 64
+MAX_INPUTS = 16
+SEQUENCES_PER_INPUT = 4
 
 
 def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> list[Any] | None:
@@ -26,37 +33,17 @@ def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> li
     found = recognize.recognize_stage(target)
     if found.model is None or not workload.items:
         return None
-    import torch
-
     step = max(1, len(workload.items) // SAMPLE_ITEMS)
     items = list(workload.items[::step][:SAMPLE_ITEMS])
-    if pipeline.index(stage) > 0:
-        prefix = pipeline.prefix(stage)
-        inputs = [prefix.run(item) for item in items]
-    else:
-        inputs = items
+    inputs = pipeline.prefix(stage).run_batch(items) if pipeline.index(stage) > 0 else items
 
     if target.meta.get("block") == BLOCK_EMBED:
         sequences = list(dict.fromkeys(s for v in inputs for s in v if isinstance(s, Encoded)))
-        chosen = _spread(sorted(sequences, key=lambda s: s.length), MAX_SEQUENCES)
-        out = []
-        for seq in chosen:
-            ids, mask = collate([seq])
-            out.append(
-                {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-            )
-        return out
-
-    tokenizer = target.slots.get(found.tokenizer_slot) if found.tokenizer_slot else None
-    if tokenizer is not None and callable(tokenizer):
-        max_length = target.slots.get("max_length", 512)
-        texts = [t for v in inputs for t in recognize.iter_texts(v)]
-        texts = _spread(sorted(set(texts), key=len), MAX_SEQUENCES)
-        return [
-            dict(tokenizer(t, return_tensors="pt", truncation=True, max_length=max_length))
-            for t in texts
-        ]
-    return list(inputs[:MAX_SEQUENCES])
+        chosen = _spread(sorted(sequences, key=lambda s: s.length), MAX_INPUTS * 4)
+        # Interleave so that each input mixes short and long sequences.
+        groups = [tuple(chosen[i::MAX_INPUTS]) for i in range(MAX_INPUTS)]
+        return [g[:SEQUENCES_PER_INPUT] for g in groups if g]
+    return list(inputs[:MAX_INPUTS])
 
 
 def _spread(values: Sequence[Any], count: int) -> list[Any]:

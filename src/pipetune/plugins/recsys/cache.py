@@ -78,6 +78,17 @@ class TTLCache:
         with self._lock:
             self._entries.clear()
 
+    # The host's warm-state protocol (pipetune.core.state): the validator empties the cache
+    # before every measured pass, so a speedup is never measured on a cache left warm by
+    # the previous pass, and reads the hit rate the workload itself produced.
+    def pipetune_reset(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = self.expired = self.evictions = 0
+
+    def pipetune_cache_stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses}
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -189,8 +189,12 @@ def classify_batch(
     good = [i for i, img in enumerate(images) if not isinstance(img, Skipped)]
     if not good:
         return outputs
-    with torch.inference_mode():
-        logits = model(_to_batch([images[i] for i in good], mean, std))
+    # no_grad rather than inference_mode: a plugin that captures the model's inputs (to
+    # export or calibrate it) must get ordinary tensors, and inference tensors cannot be
+    # traced by torch.export.
+    batch = _to_batch([images[i] for i in good], mean, std)
+    with torch.no_grad():
+        logits = model(batch)
     for i, index in zip(good, logits.argmax(dim=1).tolist(), strict=True):
         outputs[i] = classes[index]
     return outputs
@@ -350,6 +354,8 @@ def classify_frames(
             last = classify_batch(
                 [preprocess_frame(frame, target)], model=model, classes=classes, mean=mean, std=std
             )[0]
+            if state is not None:
+                state.note_result(last)
         labels.append(last)
     expected = getattr(clip, "frame_count", 0)
     labels.extend(

@@ -23,6 +23,13 @@ import numpy as np
 
 #: Thresholds tried by the tuner (fraction of changed pixels), smallest first.
 THRESHOLD_GRID = tuple(float(v) for v in np.geomspace(0.0005, 0.3, 28))
+#: Re-check intervals (frames) while an alert is up, tried by the tuner.
+ACTIVE_INTERVALS = (3, 6, 12)
+#: Minimum gaps between model runs tried by the tuner (1: none).
+MIN_GAPS = (1, 2, 3)
+#: Grid steps kept below the first failing threshold (about a factor 1.9): a threshold
+#: that just passes on the tuning clips has no margin on others.
+THRESHOLD_MARGIN_STEPS = 3
 STRIDES = (2, 3, 4, 5, 6, 8, 10, 12, 15)
 
 
@@ -48,19 +55,33 @@ def motion_score(current: np.ndarray, key: np.ndarray, delta: float = 8.0) -> fl
 @dataclass(frozen=True)
 class MotionGate:
     """Run the model when the motion score against the key frame exceeds ``threshold``,
-    or when ``max_interval`` frames have passed since the last run (a periodic refresh)."""
+    or when ``max_interval`` frames have passed since the last run (a periodic refresh).
+
+    ``active_interval``: while the last result differs from the clip's resting result (the
+    most frequent one so far), re-run at least every ``active_interval`` frames. An object
+    that leaves with little contrast against the scene may not change enough pixels to
+    trip the threshold; this re-check clears the alert within ``active_interval`` frames
+    instead of holding it until the next refresh. It needs results that can be compared
+    (labels); for other results only the threshold and the refresh apply.
+
+    ``min_gap``: after a run, the next ``min_gap - 1`` frames reuse its result even if
+    they moved (a moving object rarely changes class between consecutive frames). It halves
+    or thirds the model calls during motion; an event is still seen at most
+    ``min_gap - 1`` frames late, which the tuner checks against the 3-frame limit."""
 
     threshold: float
     width: int = 64
     delta: float = 8.0
     max_interval: int = 150
+    active_interval: int = 5
+    min_gap: int = 1
 
     def start(self) -> MotionState:
         return MotionState(self)
 
 
 class MotionState:
-    """One clip's gate state (the key frame)."""
+    """One clip's gate state (the key frame, and the results seen)."""
 
     def __init__(self, gate: MotionGate):
         self.gate = gate
@@ -68,6 +89,23 @@ class MotionState:
         self.since = 0
         self.runs = 0
         self.frames = 0
+        self.counts: dict[Any, int] = {}
+        self.last: Any = None
+
+    def note_result(self, result: Any) -> None:
+        """Tell the gate what the model answered on the frame it just ran on."""
+        try:
+            self.counts[result] = self.counts.get(result, 0) + 1
+        except TypeError:  # unhashable results (tensors): no active re-checks
+            return
+        self.last = result
+
+    @property
+    def active(self) -> bool:
+        if self.last is None or not self.counts:
+            return False
+        resting = max(self.counts, key=self.counts.__getitem__)
+        return self.last != resting
 
     def should_run(self, frame: np.ndarray) -> bool:
         return self.should_run_small(gray_small(frame, self.gate.width))
@@ -75,9 +113,13 @@ class MotionState:
     def should_run_small(self, small: np.ndarray) -> bool:
         self.frames += 1
         gate = self.gate
+        if self.key is not None and self.since + 1 < gate.min_gap:
+            self.since += 1
+            return False
         if (
             self.key is None
             or self.since + 1 >= gate.max_interval
+            or (self.active and self.since + 1 >= gate.active_interval)
             or motion_score(small, self.key, gate.delta) > gate.threshold
         ):
             self.key = small
@@ -112,6 +154,9 @@ class StrideState:
 
     should_run_small = should_run
 
+    def note_result(self, result: Any) -> None:
+        return None
+
 
 def make_gate(params: dict[str, Any]) -> MotionGate | StrideGate:
     if params.get("mode") == "stride":
@@ -121,6 +166,8 @@ def make_gate(params: dict[str, Any]) -> MotionGate | StrideGate:
         width=int(params.get("width", 64)),
         delta=float(params.get("delta", 8.0)),
         max_interval=int(params.get("max_interval", 150)),
+        active_interval=int(params.get("active_interval", 5)),
+        min_gap=int(params.get("min_gap", 1)),
     )
 
 
@@ -148,6 +195,7 @@ def simulate(
         for i, small in enumerate(clip_smalls):
             if state.should_run_small(small) or last is None:
                 last = clip_labels[i]
+                state.note_result(last)
             labels.append(last)
         labels.extend(clip_labels[len(labels) :])  # unread frames stay markers
         outputs.append(labels)
@@ -241,6 +289,9 @@ class GatedModel:
         local = self.signal._local
         if self.signal.run:
             local.cached = self.model(*args, **kwargs)
+            state = self.signal.state
+            if state is not None:
+                state.note_result(local.cached)
         return local.cached
 
     def __getattr__(self, name: str) -> Any:

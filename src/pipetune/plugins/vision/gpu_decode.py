@@ -15,7 +15,9 @@ import numpy as np
 from pipetune.core.registry import Availability, Dependency
 from pipetune.plugins.vision.inputs import BadInput, sniff_format
 
-TORCHVISION = Dependency("torchvision", "vision", "nvJPEG decode on the GPU")
+# Not in the ``vision`` extra: PyPI's torchvision must match the installed torch build
+# exactly (a CUDA machine installs both together), so the hint names it alone.
+TORCHVISION = Dependency("torchvision", None, "nvJPEG decode on the GPU")
 
 
 def nvjpeg_availability() -> Availability:

@@ -31,7 +31,7 @@ def register_dependencies() -> Sequence[Dependency]:
         Dependency("PIL", "vision", "Pillow decoding (draft mode)", "pillow"),
         Dependency("nvidia.dali", "vision", "DALI decode pipelines", "nvidia-dali-cuda130"),
         Dependency("torch", "vision", "the demo classifiers"),
-        Dependency("torchvision", "vision", "nvJPEG GPU decode where DALI is missing"),
+        Dependency("torchvision", None, "nvJPEG GPU decode where DALI is missing"),
         Dependency("skimage", "vision", "photographs for the demo data", "scikit-image"),
     )
 

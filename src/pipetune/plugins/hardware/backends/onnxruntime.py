@@ -55,7 +55,8 @@ class OnnxRuntimeBackend(ExportBackend):
         model_file: str | Path | None = None,
         **_: Any,
     ) -> CompiledModel:
-        """Options: ``threads`` (intra-op; default: physical cores), ``provider``,
+        """Options: ``threads`` (intra-op; default: torch's current intra-op count, else the
+        physical cores), ``provider``,
         ``quantization`` (``dynamic`` or ``static`` with ``calibration`` feeds) for int8,
         ``model_file`` (an already-built variant of the export, e.g. its int8 file:
         reloaded as is)."""
@@ -108,12 +109,12 @@ def make_session(
     """An inference session with all graph optimizations, checked to run on ``provider``."""
     import onnxruntime as ort
 
-    from pipetune.plugins.hardware.threads import default_intra_op_threads
+    from pipetune.plugins.hardware.threads import current_intra_op_threads
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = int(threads or default_intra_op_threads())
+    options.intra_op_num_threads = int(threads or current_intra_op_threads())
     options.inter_op_num_threads = int(inter_op_threads)
     options.log_severity_level = 3  # errors only: the fallback check below speaks for it
     providers = [provider] if provider == CPU else [provider, CPU]

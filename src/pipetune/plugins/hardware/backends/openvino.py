@@ -124,9 +124,13 @@ def compile_model(
     if precision == "bf16" and device == "CPU" and "BF16" not in cpu_capabilities():
         raise Rejected("this CPU has no native bf16 (OpenVINO reports no BF16 capability)")
     wanted = PRECISION_HINTS[precision]
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": wanted, "PERFORMANCE_HINT": hint}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
+    from pipetune.plugins.hardware.threads import current_intra_op_threads
+
+    config: dict[str, Any] = {
+        "INFERENCE_PRECISION_HINT": wanted,
+        "PERFORMANCE_HINT": hint,
+        "INFERENCE_NUM_THREADS": int(threads or current_intra_op_threads()),
+    }
     try:
         ov_model = core().read_model(model) if isinstance(model, str) else model
         compiled = core().compile_model(ov_model, device, config)

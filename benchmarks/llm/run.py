@@ -1,0 +1,571 @@
+"""The llm plugin's benchmarks, side by side in one run, on SmolLM2-135M-Instruct.
+
+Run from the repository root::
+
+    python -m benchmarks.llm.run            # full: about 20-30 minutes on a quiet 2-core CPU
+    python -m benchmarks.llm.run --quick    # smoke run: a few minutes
+    python -m benchmarks.llm.run --sections kv,batching   # a subset
+
+Sections (every figure is measured in this process, variants one after another on the
+same requests; every variant's greedy tokens are checked against the reference):
+
+* ``kv``: tokens/s generating exactly N new tokens (EOS disabled; N=256, quick 32) from a
+  chat prompt, batch 1: without a KV cache (the whole prefix re-run per token), with the
+  plugin's KV-cache loop, and transformers' own ``generate`` with its cache (the competent
+  reference the plugin's loop must match).
+* ``prefix``: the mixed stream served one request at a time with and without the shared
+  system prompt's KV cached: time to first token and total time.
+* ``batching``: the mixed-length stream (``traffic.mixed_stream``: prompt and output-budget
+  distributions in :mod:`pipetune.plugins.llm.traffic`) served one at a time, by static
+  batching (padded, as ``generate`` on a batch; and evicting finished rows), and by
+  continuous batching, all with ``max_batch=8`` and the same forward pass and KV code.
+  Saturated (every request arrives at t=0): throughput and P99 latency. Then Poisson
+  arrivals at 80 % of static batching's measured capacity: P99 latency and time to first
+  token as users of a server see them.
+* ``speculative``: an input-grounded stream (edit / extract / summarize) and an open-ended
+  stream (chat / stories): the plugin's own tune step for prompt-lookup speculation decides
+  on each (acceptance rate, measured speedup, accepted or rejected with the reason), plus a
+  self-speculative draft (the target's first layers) measured on both.
+* ``cuda``: on a CUDA machine only: batch-1 tokens/s of transformers' eager ``generate``, the
+  plugin's dynamic-cache loop, and the static cache + CUDA-graph decode, against the
+  device's memory-bandwidth bound (weight bytes per token). Skipped with the reason here.
+
+Results: tables on stdout and ``benchmarks/results/llm.json`` (machine, thread settings,
+the command, every figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "llm.json"
+SECTIONS = ("kv", "prefix", "batching", "speculative", "cuda")
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def _same(a: list[Any], b: list[Any]) -> float:
+    from pipetune.plugins.llm.fidelity import token_match
+
+    return token_match(a, b).value
+
+
+def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    print("  " + "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+def bench_kv(loaded: Any, quick: bool) -> dict[str, Any]:
+    import torch
+
+    from pipetune.plugins.llm.blocks import encode_request
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.records import GenerateConfig
+
+    new = 32 if quick else 256
+    request = encode_request(
+        {
+            "system": "You are a creative writer.",
+            "prompt": "Write a long story about a lighthouse keeper who finds a message in a "
+            "bottle. Describe the sea, the weather and the village in detail.",
+            "max_new_tokens": new,
+        },
+        loaded.tokenizer,
+    )
+    no_eos = (-1,)  # exactly `new` tokens in every variant
+    slow = Engine(loaded.model, GenerateConfig(use_cache=False, eos_token_ids=no_eos))
+    fast = Engine(loaded.model, GenerateConfig(use_cache=True, eos_token_ids=no_eos))
+    fast.generate(request.__class__(request.prompt_ids, 4))  # warm-up
+    cached, t_cached = [], []
+    for _ in range(3):
+        out, t = _timed(lambda: fast.generate(request))
+        cached.append(out)
+        t_cached.append(t)
+    uncached, t_uncached = _timed(lambda: slow.generate(request))
+    ids = torch.tensor([request.prompt_ids])
+    hf_times = []
+    for _ in range(3):
+        hf, t = _timed(
+            lambda: loaded.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new,
+                min_new_tokens=new,
+                do_sample=False,
+                pad_token_id=0,
+            )
+        )
+        hf_times.append(t)
+    hf_tokens = hf[0, ids.shape[1] :].tolist()
+    t_fast, t_hf = statistics.median(t_cached), statistics.median(hf_times)
+    result = {
+        "prompt_tokens": len(request.prompt_ids),
+        "new_tokens": new,
+        "no_cache_tokens_per_s": new / t_uncached,
+        "kv_cache_tokens_per_s": new / t_fast,
+        "transformers_generate_tokens_per_s": new / t_hf,
+        "speedup_kv_vs_no_cache": t_uncached / t_fast,
+        "kv_vs_transformers_generate": t_hf / t_fast,
+        "identical_tokens": list(uncached.tokens) == list(cached[0].tokens),
+        "identical_to_transformers": list(cached[0].tokens) == hf_tokens,
+    }
+    _table(
+        f"KV cache: {new} new tokens, batch 1, prompt {len(request.prompt_ids)} tokens",
+        ["variant", "tokens/s", "vs no cache"],
+        [
+            ["no KV cache (prefix re-run)", _fmt(result["no_cache_tokens_per_s"]), "1.00x"],
+            [
+                "KV cache (pipetune loop)",
+                _fmt(result["kv_cache_tokens_per_s"]),
+                f"{result['speedup_kv_vs_no_cache']:.2f}x",
+            ],
+            [
+                "KV cache (transformers generate)",
+                _fmt(result["transformers_generate_tokens_per_s"]),
+                f"{t_uncached / t_hf:.2f}x",
+            ],
+        ],
+    )
+    print(
+        f"  identical tokens: {result['identical_tokens']}, "
+        f"same as transformers: {result['identical_to_transformers']}"
+    )
+    return result
+
+
+def bench_prefix(loaded: Any, quick: bool) -> dict[str, Any]:
+    from pipetune.plugins.llm import traffic
+    from pipetune.plugins.llm.blocks import encode_request
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.prefix_cache import PrefixCache, prefix_coverage, shared_prefixes
+    from pipetune.plugins.llm.records import GenerateConfig
+
+    items = traffic.mixed_stream(6 if quick else 16, seed=3, max_new_cap=8 if quick else 16)
+    requests = [encode_request(i, loaded.tokenizer) for i in items]
+    prompts = [list(r.prompt_ids) for r in requests]
+    prefixes = shared_prefixes(prompts)
+    base = Engine(loaded.model, GenerateConfig())
+    cache = PrefixCache(prefixes)
+    cached = Engine(loaded.model, GenerateConfig(prefixes=tuple(prefixes)), prefix_cache=cache)
+    base.generate(requests[0])
+    before, t_before = _timed(lambda: [base.generate(r) for r in requests])
+    after, t_after = _timed(lambda: [cached.generate(r) for r in requests])
+    ttft_b = [g.stats["ttft_s"] * 1000 for g in before]
+    ttft_a = [g.stats["ttft_s"] * 1000 for g in after]
+    result = {
+        "requests": len(requests),
+        "prefix_lengths": [len(p) for p in prefixes],
+        "coverage": prefix_coverage(prompts, prefixes),
+        "ttft_ms_p50_before": statistics.median(ttft_b),
+        "ttft_ms_p50_after": statistics.median(ttft_a),
+        "total_s_before": t_before,
+        "total_s_after": t_after,
+        "speedup": t_before / t_after,
+        "identical": _same(before, after),
+        "cache": cache.stats(),
+    }
+    _table(
+        f"Prefix cache: {len(requests)} requests, shared prefixes "
+        f"{result['prefix_lengths']} tokens "
+        f"({result['coverage']['prefill_tokens_saved']:.0%} of prompt tokens)",
+        ["variant", "TTFT p50 ms", "total s"],
+        [
+            ["no prefix cache", _fmt(result["ttft_ms_p50_before"]), _fmt(t_before, 2)],
+            ["prefix cache", _fmt(result["ttft_ms_p50_after"]), _fmt(t_after, 2)],
+        ],
+    )
+    print(f"  speedup {result['speedup']:.2f}x, identical tokens: {result['identical']:.0%}")
+    return result
+
+
+def bench_batching(loaded: Any, quick: bool) -> dict[str, Any]:
+    from pipetune.plugins.llm import traffic
+    from pipetune.plugins.llm.analysis import distribution
+    from pipetune.plugins.llm.blocks import encode_request
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.records import GenerateConfig
+    from pipetune.plugins.llm.scheduler import serve_stream
+
+    n = 8 if quick else 32
+    items = traffic.mixed_stream(n, seed=0, max_new_cap=24 if quick else None)
+    requests = [encode_request(i, loaded.tokenizer) for i in items]
+    batch = 4 if quick else 8
+    variants = [
+        ("one at a time", GenerateConfig(max_new_tokens=256)),
+        ("static (padded)", GenerateConfig(max_new_tokens=256, batching="static", max_batch=batch)),
+        (
+            "static (evict finished)",
+            GenerateConfig(
+                max_new_tokens=256, batching="static", max_batch=batch, static_evict=True
+            ),
+        ),
+        ("continuous", GenerateConfig(max_new_tokens=256, batching="continuous", max_batch=batch)),
+    ]
+    Engine(loaded.model, GenerateConfig()).generate(
+        requests[0].__class__(requests[0].prompt_ids, 2)
+    )
+    saturated: dict[str, Any] = {}
+    reference = None
+    rows = []
+    for name, config in variants:
+        records, summary = serve_stream(Engine(loaded.model, config), requests)
+        outputs = [r.generation for r in records]
+        reference = reference or outputs
+        saturated[name] = {**summary.to_dict(), "identical": _same(reference, outputs)}
+        rows.append(
+            [
+                name,
+                _fmt(summary.tokens_per_s),
+                _fmt(summary.requests_per_s, 3),
+                _fmt(summary.latency_ms["p99"] / 1000, 1),
+                _fmt(summary.mean_batch, 2),
+                f"{saturated[name]['identical']:.0%}",
+            ]
+        )
+    lengths = [len(g.tokens) for g in reference or []]
+    static_tps = saturated["static (padded)"]["tokens_per_s"]
+    _table(
+        f"Batching, saturated: {n} requests at t=0, max_batch={batch} "
+        f"(output tokens p50 {statistics.median(lengths):.0f}, max {max(lengths)})",
+        ["policy", "tokens/s", "requests/s", "P99 s", "mean batch", "identical"],
+        rows,
+    )
+    cont = saturated["continuous"]
+    print(
+        f"  continuous vs static (padded): {cont['tokens_per_s'] / static_tps:.2f}x tokens/s, "
+        f"P99 {saturated['static (padded)']['latency_ms']['p99'] / cont['latency_ms']['p99']:.2f}x "
+        f"lower; vs static (evict): "
+        f"{cont['tokens_per_s'] / saturated['static (evict finished)']['tokens_per_s']:.2f}x"
+    )
+    # open-loop Poisson arrivals at 80 % of static batching's capacity
+    rate = 0.8 * saturated["static (padded)"]["requests_per_s"]
+    arrivals = traffic.poisson_arrivals(n, rate, seed=1)
+    poisson: dict[str, Any] = {}
+    rows = []
+    for name, config in variants[1:]:
+        records, summary = serve_stream(Engine(loaded.model, config), requests, arrivals)
+        poisson[name] = summary.to_dict()
+        rows.append(
+            [
+                name,
+                _fmt(summary.latency_ms["p50"] / 1000, 1),
+                _fmt(summary.latency_ms["p99"] / 1000, 1),
+                _fmt(summary.ttft_ms["p50"] / 1000, 2),
+                _fmt(summary.ttft_ms["p99"] / 1000, 2),
+            ]
+        )
+    _table(
+        f"Batching, Poisson arrivals at {rate:.3f} requests/s (80 % of static capacity)",
+        ["policy", "latency P50 s", "latency P99 s", "TTFT P50 s", "TTFT P99 s"],
+        rows,
+    )
+    return {
+        "requests": n,
+        "max_batch": batch,
+        "stream": traffic.describe(items),
+        "prompt_tokens": distribution([len(r.prompt_ids) for r in requests]),
+        "output_tokens": distribution(lengths),
+        "saturated": saturated,
+        "poisson_rate_rps": rate,
+        "poisson": poisson,
+        "continuous_vs_static_throughput": cont["tokens_per_s"] / static_tps,
+        "continuous_vs_static_evict_throughput": cont["tokens_per_s"]
+        / saturated["static (evict finished)"]["tokens_per_s"],
+        "p99_static_over_continuous": saturated["static (padded)"]["latency_ms"]["p99"]
+        / cont["latency_ms"]["p99"],
+    }
+
+
+def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
+    from pipetune import Rejected, get_plugin_manager
+    from pipetune.core.artifacts import ArtifactStore
+    from pipetune.core.context import TuneContext
+    from pipetune.core.model import Pipeline, Requirements, Workload
+    from pipetune.core.results import Proposal
+    from pipetune.plugins.llm import traffic
+    from pipetune.plugins.llm.blocks import encode_request, generate_stage, prompt_stage
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.records import GenerateConfig
+
+    n = 3 if quick else 8
+    cap = 32 if quick else 160
+    layers = loaded.model.config.num_hidden_layers
+    draft_layers = max(1, layers // 3)
+    streams = {
+        "input-grounded": traffic.grounded_stream(n, seed=1, max_new_cap=cap),
+        "open-ended": traffic.open_stream(n, seed=2, max_new_cap=cap),
+    }
+    pm = get_plugin_manager(entry_points=False)
+    out: dict[str, Any] = {"draft_layers": draft_layers}
+    rows = []
+    import tempfile
+
+    for name, items in streams.items():
+        pipeline = Pipeline(
+            f"spec-{name}",
+            [
+                prompt_stage(loaded.tokenizer),
+                generate_stage(loaded.model, loaded.tokenizer, max_new_tokens=cap),
+            ],
+            output_kind="tokens",
+        )
+        workload = Workload(items=tuple(items))
+        requirements = Requirements()
+        proposal = Proposal(
+            id="llm.speculative_prompt_lookup",
+            plugin="llm",
+            stage="generate",
+            title="prompt lookup",
+            params={"speculative": "prompt_lookup"},
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            context = TuneContext(pm, pipeline, workload, requirements, ArtifactStore(tmp))
+            started = time.perf_counter()
+            try:
+                tuned = pm.call_owner(
+                    "tune_proposal",
+                    "llm",
+                    proposal=proposal,
+                    pipeline=pipeline,
+                    workload=workload,
+                    requirements=requirements,
+                    context=context,
+                )
+                decision = {
+                    "status": "accepted",
+                    "params": dict(tuned.params),
+                    "points": tuned.notes["points"],
+                    "chosen": tuned.notes["chosen"],
+                }
+            except Rejected as exc:
+                decision = {"status": "rejected", "reason": str(exc)}
+            decision["tune_s"] = time.perf_counter() - started
+        requests = [encode_request(i, loaded.tokenizer) for i in items]
+        base = Engine(loaded.model, GenerateConfig(max_new_tokens=cap))
+        draft = Engine(
+            loaded.model,
+            GenerateConfig(
+                max_new_tokens=cap,
+                speculative="draft",
+                draft_layers=draft_layers,
+                num_draft_tokens=3,
+            ),
+        )
+        reference, t_ref = _timed(lambda b=base, rs=requests: [b.generate(r) for r in rs])
+        drafted, t_draft = _timed(lambda d=draft, rs=requests: [d.generate(r) for r in rs])
+        d_drafted = sum(g.stats.get("drafted", 0) for g in drafted)
+        d_accepted = sum(g.stats.get("accepted", 0) for g in drafted)
+        self_spec = {
+            "speedup": t_ref / t_draft,
+            "acceptance_rate": d_accepted / d_drafted if d_drafted else 0.0,
+            "identical": _same(reference, drafted),
+        }
+        out[name] = {
+            "requests": len(items),
+            "stream": traffic.describe(items),
+            "output_tokens_mean": statistics.mean(len(g.tokens) for g in reference),
+            "plugin_decision": decision,
+            "self_speculative": self_spec,
+        }
+        best = decision.get("chosen") or {}
+        lookup_points = decision.get("points") or []
+        if not best and "reason" in decision:
+            rows.append([name, "prompt lookup", "-", "-", "rejected: " + decision["reason"][:70]])
+        for point in lookup_points:
+            rows.append(
+                [
+                    name,
+                    f"prompt lookup k={point['num_draft_tokens']}",
+                    f"{point['acceptance_rate']:.0%}",
+                    f"{point['speedup']:.2f}x",
+                    decision["status"] if point is best else "",
+                ]
+            )
+        rows.append(
+            [
+                name,
+                f"self-draft {draft_layers}/{layers} layers, k=3",
+                f"{self_spec['acceptance_rate']:.0%}",
+                f"{self_spec['speedup']:.2f}x",
+                f"identical {self_spec['identical']:.0%}",
+            ]
+        )
+    _table(
+        "Speculative decoding (batch 1, greedy, lossless)",
+        ["stream", "drafter", "acceptance", "speedup", "plugin decision"],
+        rows,
+    )
+    for name in streams:
+        decision = out[name]["plugin_decision"]
+        if decision["status"] == "rejected":
+            print(f"  {name}: rejected - {decision['reason']}")
+    return out
+
+
+def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        reason = "no CUDA device on this machine"
+        print(f"\nCUDA graphs: skipped ({reason})")
+        return {"skipped": reason}
+    from pipetune.plugins.llm.analysis import peak_bandwidth
+    from pipetune.plugins.llm.blocks import encode_request
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.records import GenerateConfig
+
+    device_name = torch.cuda.get_device_name(0)
+    model = copy.deepcopy(loaded.model).to("cuda").eval()  # the user's model stays on the CPU
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    new = 64 if quick else 256
+    request = encode_request(
+        {"prompt": "Tell me a long story about the sea.", "max_new_tokens": new}, loaded.tokenizer
+    )
+    ids = torch.tensor([request.prompt_ids], device="cuda")
+
+    def sync_timed(fn: Any) -> tuple[Any, float]:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        value = fn()
+        torch.cuda.synchronize()
+        return value, time.perf_counter() - start
+
+    def hf() -> Any:
+        return model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            pad_token_id=0,
+        )
+
+    hf()
+    _, t_hf = sync_timed(hf)
+    eager = Engine(model, GenerateConfig(eos_token_ids=(-1,)))
+    eager.generate(request)
+    eager_out, t_eager = sync_timed(lambda: eager.generate(request))
+    graphed = Engine(
+        model,
+        GenerateConfig(
+            eos_token_ids=(-1,), cuda_graph=True, static_cache_len=len(request.prompt_ids) + new + 8
+        ),
+    )
+    graphed.generate(request)  # capture
+    graph_out, t_graph = sync_timed(lambda: graphed.generate(request))
+    peak = peak_bandwidth(device_name)
+    bound = peak / weight_bytes if peak else None
+    result = {
+        "device": device_name,
+        "weight_bytes": weight_bytes,
+        "new_tokens": new,
+        "transformers_generate_tokens_per_s": new / t_hf,
+        "pipetune_dynamic_cache_tokens_per_s": new / t_eager,
+        "static_cache_cuda_graph_tokens_per_s": new / t_graph,
+        "speedup_graph_vs_generate": t_hf / t_graph,
+        "bandwidth_bound_tokens_per_s": bound,
+        "graph_fraction_of_bound": (new / t_graph) / bound if bound else None,
+        "identical": list(eager_out.tokens) == list(graph_out.tokens),
+    }
+    _table(
+        f"CUDA graphs on {device_name}: batch 1, {new} tokens, fp32 weights "
+        f"{weight_bytes / 1e6:.0f} MB",
+        ["variant", "tokens/s"],
+        [
+            ["transformers generate (eager)", _fmt(new / t_hf)],
+            ["pipetune loop, dynamic cache", _fmt(new / t_eager)],
+            ["static cache + CUDA graph", _fmt(new / t_graph)],
+            ["memory-bandwidth bound", _fmt(bound)],
+        ],
+    )
+    return result
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run (minutes)")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch/OpenMP threads (default: the physical cores)",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(unknown)}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from pipetune.core.machine import detect_machine
+    from pipetune.core.threads import pin_threads, thread_settings
+    from pipetune.plugins.llm.model_loading import load_reference_model
+
+    threads = args.threads or detect_machine().cores
+    report: dict[str, Any] = {
+        "command": "python -m benchmarks.llm.run "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": args.quick,
+    }
+    with pin_threads(threads):
+        loaded = load_reference_model()
+        machine = detect_machine(thread_settings())
+        report["machine"] = machine.to_dict()
+        report["model"] = {"name": loaded.name, "source": loaded.source, "notice": loaded.notice}
+        print(
+            f"model: {loaded.name} ({loaded.source}); threads: {threads}; "
+            f"machine: {machine.cpu}, {machine.cores} cores"
+        )
+        if loaded.notice:
+            print(f"NOTE: {loaded.notice}")
+        benches = {
+            "kv": bench_kv,
+            "prefix": bench_prefix,
+            "batching": bench_batching,
+            "speculative": bench_speculative,
+            "cuda": bench_cuda,
+        }
+        for name in SECTIONS:
+            if name in sections:
+                started = time.perf_counter()
+                report[name] = benches[name](loaded, args.quick)
+                report[name]["section_s"] = time.perf_counter() - started
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwrote {args.output}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""``recsys.ann_two_stage``: ANN retrieval of N candidates in front of a ranker that scored
+every catalog item; N and the index's runtime parameter tuned to the cheapest point keeping
+the target share of the full ranking's top-k."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipetune.core.context import TuneContext
+from pipetune.core.errors import ConfigError, PipelineError, Rejected
+from pipetune.core.model import Pipeline, Stage
+from pipetune.core.results import Change, Proposal, Tuned
+from pipetune.plugins.recsys import ann, blocks
+from pipetune.plugins.recsys.fidelity import rows_of
+from pipetune.plugins.recsys.recognize import catalog_of, recognize
+from pipetune.plugins.recsys.tuning import (
+    MAX_TUNE_REQUESTS,
+    TIMING_REQUESTS,
+    checked_catalog,
+    choose_threads,
+    confirm,
+    index_artifact,
+    load_for_change,
+    matrix_digest,
+    quality_target,
+    safety_margin,
+    sample,
+    searcher_for,
+    spec_for,
+    stage_slots,
+    time_points,
+)
+
+# -- the two-stage architecture -----------------------------------------------------------------
+
+
+@dataclass
+class _TwoStageEval:
+    """Evaluates two-stage recall at (N, runtime) on the tuning requests."""
+
+    stage: Stage
+    requests: list[Any]
+    queries: np.ndarray
+    reference: list[np.ndarray]
+    searcher: ann.AnnSearcher
+    k: int
+
+    def rank(self, request: Any, ids: np.ndarray) -> np.ndarray:
+        result = self.stage.fn(request, candidates=ids, **stage_slots(self.stage))
+        return rows_of(result)[0]
+
+    def recall_with(self, candidates: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty(len(self.requests))
+        for i, (request, ids) in enumerate(zip(self.requests, candidates, strict=True)):
+            got = self.rank(request, ids)
+            ref = self.reference[i]
+            out[i] = len(set(ref.tolist()) & set(got[: len(ref)].tolist())) / len(ref)
+        return out
+
+    def ann_candidates(self, n: int, runtime: int) -> list[np.ndarray]:
+        _, ids = self.searcher.candidates(self.queries, n, runtime)
+        return [row[row >= 0] for row in ids]
+
+
+def tune_two_stage(
+    proposal: Proposal, pipeline: Pipeline, workload: Any, context: TuneContext
+) -> Tuned:
+    """Insert ANN retrieval of N candidates before a ranker that scores every item; tune N
+    and the index's runtime parameter to the cheapest point keeping the target share of the
+    full ranking's top-k."""
+    stage = pipeline.stage(proposal.stage)
+    rec = recognize(stage)
+    if rec is None or rec.role != "full_ranking":
+        raise Rejected(f"stage {stage.name!r} is not a full-catalog ranking stage")
+    if not rec.transformable:
+        raise Rejected(f"stage {stage.name!r}: {rec.why_not}")
+    matrix = checked_catalog(stage, rec)
+    n, dim = matrix.shape
+    where = f"stage {stage.name!r}"
+    query_fn = stage.slots.get("query") or blocks.default_query
+    all_inputs = context.stage_inputs(pipeline, stage.name)
+    picks = set(sample(range(len(all_inputs)), MAX_TUNE_REQUESTS))
+    requests = [all_inputs[i] for i in sorted(picks)]
+    if not requests:
+        raise Rejected("the tuning split is empty")
+    try:
+        query_rows = [ann.as_queries(query_fn(r), dim, where) for r in requests]
+    except PipelineError as exc:
+        raise Rejected(
+            f"{exc}; declare a `query` slot: a function returning the request's retrieval vector"
+        ) from None
+    if any(not single for _, single in query_rows):
+        raise Rejected(f"{where}: one retrieval vector per request is needed")
+    queries = np.concatenate([q for q, _ in query_rows])
+
+    # The full ranking's top-k: reuse the original pipeline's outputs when this stage makes
+    # them (the ranker over the whole catalog is the expensive part of tuning).
+    last = pipeline.stages[-1] is stage and pipeline is context.original
+    started = time.perf_counter()
+    if last and len(requests) == len(all_inputs):
+        reference = [rows_of(o)[0] for o in context.baseline_outputs()]
+        full_ms = 1000 * ann.time_one_at_a_time(stage, requests[:3], repeats=1)
+    else:
+        reference = [rows_of(stage(r))[0] for r in requests]
+        full_ms = 1000 * (time.perf_counter() - started) / len(requests)
+    k = rec.k or len(reference[0])
+    if any(len(r) != k for r in reference):
+        raise Rejected(f"{where}: its rankings have different lengths")
+    metric = rec.metric or "ip"
+    spec = spec_for(proposal, rec, matrix)
+    if spec.metric != metric:
+        spec = ann.IndexSpec.from_dict({**spec.to_dict(), "metric": metric})
+    target = quality_target(proposal, context)
+    index, info, relative, reused = index_artifact(context.artifacts, matrix, spec, context.log)
+    searcher = ann.AnnSearcher(index, matrix, spec, ann.runtime_values(spec, k)[0], threads=1)
+    evaluate = _TwoStageEval(stage, requests, queries, reference, searcher, k)
+
+    # 1. The smallest N that meets the target with *exact* retrieval: the floor any ANN
+    #    operating point starts from.
+    n_max = min(n, max(32 * k, 32768))
+    exact_top = _exact_top(matrix, queries, n_max, metric)
+    curve: list[dict[str, Any]] = []
+    margin = 0.01
+
+    def exact_recall(size: int) -> float:
+        nonlocal margin
+        per_request = evaluate.recall_with([row[:size] for row in exact_top])
+        margin = safety_margin(per_request)
+        value = float(per_request.mean())
+        curve.append({"n_candidates": size, "retrieval": "exact", "recall": value})
+        return value
+
+    size = min(n_max, 2 * k)
+    while exact_recall(size) < target + margin and size < n_max:
+        size = min(n_max, size * 2)
+    if curve[-1]["recall"] < target + margin:
+        raise Rejected(
+            f"{where}: even {size:,} exact candidates keep only "
+            f"{curve[-1]['recall']:.3f} of the full ranking's top-{k} "
+            f"(target {target:.3f}): the ranker and the retrieval embeddings "
+            "disagree too much for a two-stage architecture"
+        )
+    low, high = max(k, size // 2), size
+    while high - low > max(8, high // 16):
+        middle = (low + high) // 2
+        if exact_recall(middle) >= target + margin:
+            high = middle
+        else:
+            low = middle
+    n_floor = high
+
+    # 2. For a few N at and above the floor, the smallest runtime value meeting the target.
+    values = ann.runtime_values(spec, k)
+    feasible: list[dict[str, Any]] = []
+    for factor in (1.0, 1.25, 1.5, 2.0):
+        size = min(n, math.ceil(n_floor * factor))
+        # HNSW searches at least N deep (faiss uses max(efSearch, k)): its options start at N.
+        options = (
+            [v for v in ann.runtime_values(spec, size) if v <= 4 * size]
+            if spec.kind == "hnsw"
+            else values
+        )
+        found = _lowest_meeting(
+            options, lambda v, s=size: _ann_recall(evaluate, s, v, curve), target + margin
+        )
+        if found is not None:
+            feasible.append({"n_candidates": size, "runtime": found[0], "recall": found[1]})
+    if not feasible:
+        raise Rejected(
+            f"{where}: no operating point of {spec.describe()} reaches "
+            f"{target:.3f} of the full ranking's top-{k}"
+        )
+
+    # 3. Time each feasible point one request at a time (ANN + ranking) and keep the cheapest.
+    def serving(point: dict[str, Any]) -> Callable[[Any], Any]:
+        def serve(request: Any) -> np.ndarray:
+            searcher.runtime = point["runtime"]
+            ids = _one_candidates(searcher, query_fn(request), point["n_candidates"])
+            return evaluate.rank(request, ids)
+
+        return serve
+
+    time_points(feasible, serving, requests[:TIMING_REQUESTS])
+    chosen = min(feasible, key=lambda p: p["ms"])
+    if chosen["ms"] >= full_ms:
+        raise Rejected(
+            f"{where}: the cheapest two-stage point (N={chosen['n_candidates']:,}) takes "
+            f"{chosen['ms']:.2f} ms a request, the full ranking {full_ms:.2f} ms: no gain"
+        )
+    searcher.runtime = chosen["runtime"]
+    single_queries = [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))]
+    threads, thread_ms = choose_threads(
+        lambda q: searcher.candidates(q, chosen["n_candidates"]), single_queries, searcher
+    )
+    params = {
+        "index": spec.to_dict(),
+        "runtime": chosen["runtime"],
+        "runtime_param": spec.runtime_param,
+        "n_candidates": chosen["n_candidates"],
+        "k": k,
+        "metric": metric,
+        "target": target,
+        "faiss_threads": threads,
+        "faiss_batch_threads": None,
+        "items_digest": matrix_digest(matrix),
+    }
+    tuned = Tuned(
+        params=params,
+        artifacts={"index": relative},
+        notes={
+            "index": spec.describe(),
+            "choice_reason": proposal.evidence.get("index_reason", ""),
+            "build": info,
+            "index_reused": reused,
+            "tune_recall": chosen["recall"],
+            "margin": margin,
+            "n_floor_exact_retrieval": n_floor,
+            "curve": curve,
+            "feasible": feasible,
+            "per_request_ms": {"full_ranking": full_ms, "two_stage": chosen["ms"]},
+            "faiss_threads_ms": {t: 1000 * v for t, v in thread_ms.items()},
+            "requests": len(requests),
+        },
+        est_stage_speedup=full_ms / chosen["ms"] if chosen["ms"] > 0 else None,
+    )
+    confirm(proposal, pipeline, tuned, context, target)
+    context.log(
+        f"recsys: two-stage N={chosen['n_candidates']} {spec.runtime_param}="
+        f"{chosen['runtime']}: keeps {chosen['recall']:.3f} of the top-{k}, "
+        f"{chosen['ms']:.2f} ms vs {full_ms:.1f} ms per request"
+    )
+    return tuned
+
+
+def _one_candidates(searcher: ann.AnnSearcher, query: Any, size: int) -> np.ndarray:
+    queries, _ = ann.as_queries(query, searcher.d, "two-stage tuning")
+    _, ids = searcher.candidates(queries, size)
+    return ids[0][ids[0] >= 0]
+
+
+def _ann_recall(
+    evaluate: _TwoStageEval, size: int, runtime: int, curve: list[dict[str, Any]]
+) -> float:
+    value = float(evaluate.recall_with(evaluate.ann_candidates(size, runtime)).mean())
+    curve.append({"n_candidates": size, "retrieval": "ann", "runtime": runtime, "recall": value})
+    return value
+
+
+def _lowest_meeting(
+    options: Sequence[int], recall: Callable[[int], float], goal: float
+) -> tuple[int, float] | None:
+    """The smallest option whose recall meets ``goal`` (recall grows with the option):
+    binary search over the sorted options."""
+    low, high = 0, len(options) - 1
+    top = recall(options[high])
+    if top < goal:
+        return None
+    best = (options[high], top)
+    while low < high:
+        middle = (low + high) // 2
+        value = recall(options[middle])
+        if value >= goal:
+            best = (options[middle], value)
+            high = middle
+        else:
+            low = middle + 1
+    return best
+
+
+def _exact_top(matrix: np.ndarray, queries: np.ndarray, size: int, metric: str) -> np.ndarray:
+    rows = []
+    for start in range(0, len(queries), 16):
+        chunk = queries[start : start + 16]
+        if metric == "cosine":
+            scores = ann.exact_scores(ann.normalized(matrix), ann.normalized(chunk), "ip")
+        else:
+            scores = ann.exact_scores(matrix, chunk, metric)
+        rows.append(ann.top_k_rows(scores, size))
+    return np.concatenate(rows)
+
+
+def materialize_two_stage(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
+    stage = pipeline.stage(change.stage)
+    rec = recognize(stage)
+    if rec is None or rec.role != "full_ranking" or rec.slot is None:
+        raise ConfigError(
+            f"stage {change.stage!r} is no longer a full-catalog ranking stage; the "
+            "recipe does not fit this pipeline"
+        )
+    matrix = catalog_of(stage, rec.slot)
+    index, spec = load_for_change(change, artifacts_dir, matrix)
+    searcher = searcher_for(index, matrix, spec, dict(change.params))
+    notes = {"change": change.proposal}
+    retrieve = blocks.ann_candidates(
+        f"{stage.name}.retrieve",
+        searcher,
+        stage.slots.get("query") or blocks.default_query,
+        change.params["n_candidates"],
+        notes={**notes, "index": spec.describe()},
+    )
+    return pipeline.replace(stage.name, [retrieve, blocks.candidate_ranking(stage, notes=notes)])
