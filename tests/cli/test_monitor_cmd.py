@@ -64,6 +64,9 @@ def test_trace_extracts_a_replayable_trace(invoke, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["pipeline"] == "texts" and data["sizes"] == [1, 2, 3, 4]
+    result = invoke("monitor", "trace", str(export), "-o", str(out), "--first", "2")
+    assert result.exit_code == 0 and "2 arrivals" in result.output
+    assert json.loads(out.read_text())["sizes"] == [1, 2]
     no_trace = Monitor(Pipeline("texts", (Stage("length", len),)))
     no_trace("x")
     bare = no_trace.export(tmp_path / "bare.json")

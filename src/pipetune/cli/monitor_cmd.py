@@ -55,11 +55,30 @@ def show(export_path: Path, as_json: bool) -> int:
     required=True,
     help="Where to write the trace (JSON with arrivals_s, sizes, pipeline).",
 )
+@click.option(
+    "--first",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Keep the first N arrivals (a replay runs in real time).",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Keep the arrivals of the first S seconds.",
+)
 @click.pass_context
-def trace(ctx: click.Context, export_path: Path, output: Path) -> int:
+def trace(
+    ctx: click.Context,
+    export_path: Path,
+    output: Path,
+    first: int | None,
+    seconds: float | None,
+) -> int:
     """Extract the sampled arrival trace of an export, for `pipetune profile --trace` (which
-    also reads the export directly)."""
+    also reads the export directly), optionally cut to its first N arrivals or S seconds."""
     from pipetune.core.errors import ConfigError
+    from pipetune.core.model import Trace
     from pipetune.monitor.export import load_export, write_json_atomic
 
     export = load_export(export_path)
@@ -68,12 +87,26 @@ def trace(ctx: click.Context, export_path: Path, output: Path) -> int:
             f"monitor export {export_path} holds no trace: create the Monitor with "
             "trace_sample > 0 (e.g. Monitor(pipeline, trace_sample=0.05))"
         )
-    write_json_atomic(output, export.trace.to_dict())
+    kept = export.trace
+    keep = len(kept.arrivals_s)
+    if seconds is not None:
+        keep = sum(1 for a in kept.arrivals_s if a <= seconds)
+    if first is not None:
+        keep = min(keep, first)
+    if keep < len(kept.arrivals_s):
+        kept = Trace(
+            kept.arrivals_s[:keep],
+            None if kept.sizes is None else kept.sizes[:keep],
+            kept.pipeline,
+        )
+    write_json_atomic(output, kept.to_dict())
     get_state(ctx).written.append(str(output))
+    span = kept.arrivals_s[-1] - kept.arrivals_s[0]
     click.echo(
-        f"wrote {output}: {len(export.trace.arrivals_s)} arrivals of pipeline "
-        f"{export.pipeline!r} at {export.trace.rate:.1f} req/s"
-        + (", with input sizes" if export.trace.sizes is not None else "")
+        f"wrote {output}: {len(kept.arrivals_s)} arrivals of pipeline {export.pipeline!r} "
+        f"over {span:.1f} s"
+        + (f" ({kept.rate:.1f} req/s)" if span > 0 else "")
+        + (", with input sizes" if kept.sizes is not None else "")
     )
     return 0
 

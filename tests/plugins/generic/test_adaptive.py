@@ -57,7 +57,7 @@ def label(logits):
 
 LARGE = Scorer(0.0, 3.0, 0.002)
 SMALL = Scorer(0.25, 2.0, 0.0)
-SLOW_SMALL = Scorer(0.25, 2.0, 0.002)
+SLOW_SMALL = Scorer(0.25, 2.0, 0.006)  # three times the large model
 
 
 def pipeline(small=SMALL, large=LARGE, batch: bool = False) -> Pipeline:
@@ -310,6 +310,10 @@ def test_the_loop_accepts_it_and_reports_the_routed_share(pm, tmp_path) -> None:
     assert 0 < routing["small_share"] < 1
     assert trial.notes["tune"]["small_share"] > 0
     assert trial.fidelity is not None and trial.fidelity.value >= 0.98
+    from pipetune.core.report import format as fmt
+
+    (row,) = [r for r in fmt.trial_rows(report.to_dict()) if r["proposal"] == adaptive.PROPOSAL]
+    assert "routed" in row["reason"] and "to the small model" in row["reason"]
     assert optimized.stage("model").meta["generic.adaptive"]["threshold"] == pytest.approx(
         trial.change.params["threshold"]
     )

@@ -154,10 +154,26 @@ def trial_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 "estimated": ratio(trial.get("est_speedup")),
                 "measured": ratio(trial.get("speedup"), trial.get("speedup_ci")),
                 "fidelity": fidelity(trial.get("fidelity")),
-                "reason": trial["reason"],
+                "reason": trial["reason"] + routing(trial),
             }
         )
     return rows
+
+
+def routing(trial: Mapping[str, Any]) -> str:
+    """`` (routed on the held-out split: 62% small model, 38% large...)`` for a trial whose
+    candidate reported routing figures (adaptive computation), else ``""``."""
+    notes = trial.get("notes") or {}
+    for entry in (notes.get("stats") or {}).values():
+        figures = entry.get("adaptive") if isinstance(entry, Mapping) else None
+        if isinstance(figures, Mapping) and figures.get("small", 0) + figures.get("large", 0):
+            share = float(figures.get("small_share", 0.0))
+            return (
+                f" (held-out split routed {share:.0%} to the small model, {1 - share:.0%} to "
+                f"the large one: {figures.get('small', 0)} / {figures.get('large', 0)} inputs "
+                f"at threshold {float(figures.get('threshold', 0.0)):.3f})"
+            )
+    return ""
 
 
 def proposal_groups(report: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
