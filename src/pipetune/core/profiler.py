@@ -531,6 +531,7 @@ class _Session:
             elif stats.p50_ms / 1000 > GIL_CHECK_MAX_CALL_S:
                 evidence = {"skipped": f"a call takes {stats.p50_ms:.0f} ms: too slow to check"}
             else:
+                reset_state(self.pipeline)  # every probe pass starts cold, like timing
                 evidence = probes.scaling_check(stage, inputs, self.o["gil_budget_s"])
             scaling = evidence.get("scaling")
             # The check's own CPU ratio is corrected for the host's run-queue wait; the
@@ -611,6 +612,7 @@ class _Session:
             ) -> None:
                 advance(int(99 * min(1.0, (time.perf_counter() - started) / budget)))
 
+            reset_state(self.pipeline)
             result = run_offline(
                 self.pipeline,
                 cycled,
@@ -658,6 +660,7 @@ class _Session:
         limit = self.o["hot_items"]
         self._announce(f"hot functions (cProfile, up to {limit} inputs)")
         advance = self.units.begin(limit)
+        reset_state(self.pipeline)
         hot, used = probes.hot_functions(
             self.pipeline,
             self.items,
@@ -677,6 +680,7 @@ class _Session:
             return
         self._announce(f"per-layer time (forward hooks, up to {limit} inputs)")
         advance = self.units.begin(limit)
+        reset_state(self.pipeline)
         found, used = probes.layer_times(
             self.pipeline,
             self.items,
@@ -692,6 +696,7 @@ class _Session:
         limit = self.o["memory_items"]
         self._announce(f"Python heap per stage (tracemalloc, up to {limit} inputs)")
         self.units.begin(limit)
+        reset_state(self.pipeline)
         peaks, used = probes.python_heap_by_stage(
             self.pipeline, self.items, max_items=limit, budget_s=self.o["pass_budget_s"]
         )
@@ -708,6 +713,7 @@ class _Session:
     def _transfers(self, extras: dict[str, Any]) -> None:
         self._announce("CPU<->GPU transfers (torch profiler)")
         self.units.begin(8)
+        reset_state(self.pipeline)
         figures = _gpu.transfer_times(self.pipeline, self.items[:8])
         self.units.end(8)
         gpu = dict(extras.get("gpu", {}))
