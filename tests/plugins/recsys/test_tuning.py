@@ -290,3 +290,15 @@ def test_recipe_round_trip_reloads_the_index(pm, catalog, queries, tmp_path, mon
     restored = pipetune.load_recipe(fresh, recipe_path, pm=pm, artifacts_dir=tmp_path)
     assert isinstance(restored.stage("retrieve").slots["searcher"], AnnSearcher)
     assert context.fidelity(context.outputs(restored)).value >= 0.95
+
+
+def test_index_kind_can_be_forced(pm, catalog, queries, tmp_path):
+    pipeline = Pipeline("search", (exact_topk(catalog, 10),), output_kind="ranked_ids")
+    workload = Workload(queries[:30])
+    _, found = proposals_for(pm, pipeline, workload)
+    proposal = found["recsys.ann_exact"]
+    assert proposal.params["index"]["kind"] == "hnsw"  # the rule, for 12,000 items
+    forced = proposal.evolve(params={**proposal.params, "index_kind": "ivf_flat"})
+    tuned = tune(pm, forced, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))
+    assert tuned.params["index"]["kind"] == "ivf_flat"
+    assert tuned.params["runtime_param"] == "nprobe" and tuned.notes["tune_recall"] >= 0.95

@@ -146,8 +146,12 @@ def checked_catalog(stage: Stage, rec: Recognized) -> np.ndarray:
 
 
 def spec_for(proposal: Proposal, rec: Recognized, matrix: np.ndarray) -> ann.IndexSpec:
-    if "index" in proposal.params:
-        return ann.IndexSpec.from_dict(proposal.params["index"])
+    """The index to build: ``index_kind`` in the proposal's params forces a kind; else the
+    spec the profile's rule chose (``index``); else the rule, applied now."""
+    kind = proposal.params.get("index_kind")
+    chosen = proposal.params.get("index")
+    if chosen and (kind is None or chosen.get("kind") == kind):
+        return ann.IndexSpec.from_dict(chosen)
     choice = ann.choose_index(
         matrix.shape[0], matrix.shape[1], rec.metric or "ip", kind=proposal.params.get("index_kind")
     )
