@@ -4,7 +4,7 @@ Run from the repository root::
 
     python -m benchmarks.llm.run            # full: about 20-30 minutes on a quiet 2-core CPU
     python -m benchmarks.llm.run --quick    # smoke run: a few minutes
-    python -m benchmarks.llm.run --sections kv,batching   # a subset
+    python -m benchmarks.llm.run --sections kv,batching   # a subset (merged into the JSON)
 
 Sections (every figure is measured in this process, variants one after another on the
 same requests; every variant's greedy tokens are checked against the reference):
@@ -15,17 +15,19 @@ same requests; every variant's greedy tokens are checked against the reference):
   reference the plugin's loop must match).
 * ``prefix``: the mixed stream served one request at a time with and without the shared
   system prompt's KV cached: time to first token and total time.
-* ``batching``: the mixed-length stream (``traffic.mixed_stream``: prompt and output-budget
-  distributions in :mod:`pipetune.plugins.llm.traffic`) served one at a time, by static
-  batching (padded, as ``generate`` on a batch; and evicting finished rows), and by
-  continuous batching, all with ``max_batch=8`` and the same forward pass and KV code.
-  Saturated (every request arrives at t=0): throughput and P99 latency. Then Poisson
-  arrivals at 80 % of static batching's measured capacity: P99 latency and time to first
-  token as users of a server see them.
-* ``speculative``: an input-grounded stream (edit / extract / summarize) and an open-ended
-  stream (chat / stories): the plugin's own tune step for prompt-lookup speculation decides
-  on each (acceptance rate, measured speedup, accepted or rejected with the reason), plus a
-  self-speculative draft (the target's first layers) measured on both.
+* ``batching``: the mixed-length stream (48 requests of ``traffic.mixed_stream``: prompt
+  and output-budget distributions in :mod:`pipetune.plugins.llm.traffic`) served one at a
+  time, by static batching (padded, as ``generate`` on a batch; and evicting finished
+  rows), and by continuous batching, at ``max_batch`` 8 and 16, all with the same forward
+  pass and KV code. Saturated (every request arrives at t=0): throughput and P99 latency.
+  Then Poisson arrivals at 80 % of static batching's measured capacity (max_batch 8): P99
+  latency and time to first token as users of a server see them.
+* ``speculative``: three streams: input-grounded (edit / extract / summarize, up to 160
+  tokens), open-ended short answers (chat and writing capped at 48 tokens) and open-ended
+  long stories (160 tokens, where a 135M model decoding greedily repeats itself). The
+  plugin's own tune step for prompt-lookup speculation decides on each (acceptance rate,
+  measured speedup, accepted or rejected with the reason); a self-speculative draft (the
+  target's first layers) is measured on the first two.
 * ``cuda``: on a CUDA machine only: batch-1 tokens/s of transformers' eager ``generate``, the
   plugin's dynamic-cache loop, and the static cache + CUDA-graph decode, against the
   device's memory-bandwidth bound (weight bytes per token). Skipped with the reason here.
@@ -329,30 +331,42 @@ def bench_batching(loaded: Any, quick: bool) -> dict[str, Any]:
 
 
 def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
+    import tempfile
+
     from pipetune import Rejected, get_plugin_manager
     from pipetune.core.artifacts import ArtifactStore
     from pipetune.core.context import TuneContext
     from pipetune.core.model import Pipeline, Requirements, Workload
     from pipetune.core.results import Proposal
     from pipetune.plugins.llm import traffic
+    from pipetune.plugins.llm.analysis import ngram_copy_rate, replay_prompt_lookup
     from pipetune.plugins.llm.blocks import encode_request, generate_stage, prompt_stage
     from pipetune.plugins.llm.engine import Engine
     from pipetune.plugins.llm.records import GenerateConfig
 
     n = 3 if quick else 8
-    cap = 32 if quick else 160
+    long_cap = 32 if quick else 160
+    short_cap = 16 if quick else 48
     layers = loaded.model.config.num_hidden_layers
     draft_layers = max(1, layers // 3)
+    # stream -> (requests, measure the self-speculative draft on it too)
     streams = {
-        "input-grounded": traffic.grounded_stream(n, seed=1, max_new_cap=cap),
-        "open-ended": traffic.open_stream(n, seed=2, max_new_cap=cap),
+        "input-grounded": (traffic.grounded_stream(n, seed=1, max_new_cap=long_cap), True),
+        "open-ended, short answers": (traffic.open_stream(n, seed=2, max_new_cap=short_cap), True),
+        "open-ended, long stories": (traffic.story_stream(n, seed=4, max_new_cap=long_cap), False),
     }
     pm = get_plugin_manager(entry_points=False)
     out: dict[str, Any] = {"draft_layers": draft_layers}
     rows = []
-    import tempfile
-
-    for name, items in streams.items():
+    proposal = Proposal(
+        id="llm.speculative_prompt_lookup",
+        plugin="llm",
+        stage="generate",
+        title="prompt lookup",
+        params={"speculative": "prompt_lookup"},
+    )
+    for name, (items, with_draft) in streams.items():
+        cap = max(int(i["max_new_tokens"]) for i in items)
         pipeline = Pipeline(
             f"spec-{name}",
             [
@@ -363,13 +377,6 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
         )
         workload = Workload(items=tuple(items))
         requirements = Requirements()
-        proposal = Proposal(
-            id="llm.speculative_prompt_lookup",
-            plugin="llm",
-            stage="generate",
-            title="prompt lookup",
-            params={"speculative": "prompt_lookup"},
-        )
         with tempfile.TemporaryDirectory() as tmp:
             context = TuneContext(pm, pipeline, workload, requirements, ArtifactStore(tmp))
             started = time.perf_counter()
@@ -393,37 +400,26 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
                 decision = {"status": "rejected", "reason": str(exc)}
             decision["tune_s"] = time.perf_counter() - started
         requests = [encode_request(i, loaded.tokenizer) for i in items]
-        base = Engine(loaded.model, GenerateConfig(max_new_tokens=cap))
-        draft = Engine(
-            loaded.model,
-            GenerateConfig(
-                max_new_tokens=cap,
-                speculative="draft",
-                draft_layers=draft_layers,
-                num_draft_tokens=3,
-            ),
-        )
+        base = Engine(loaded.model, GenerateConfig(max_new_tokens=cap), tokenizer=loaded.tokenizer)
         reference, t_ref = _timed(lambda b=base, rs=requests: [b.generate(r) for r in rs])
-        drafted, t_draft = _timed(lambda d=draft, rs=requests: [d.generate(r) for r in rs])
-        d_drafted = sum(g.stats.get("drafted", 0) for g in drafted)
-        d_accepted = sum(g.stats.get("accepted", 0) for g in drafted)
-        self_spec = {
-            "speedup": t_ref / t_draft,
-            "acceptance_rate": d_accepted / d_drafted if d_drafted else 0.0,
-            "identical": _same(reference, drafted),
-        }
+        pairs = list(zip(requests, reference, strict=True))
+        replay = [replay_prompt_lookup(r.prompt_ids, g.tokens, k=5) for r, g in pairs]
         out[name] = {
             "requests": len(items),
             "stream": traffic.describe(items),
             "output_tokens_mean": statistics.mean(len(g.tokens) for g in reference),
+            "ngram_copy_rate": statistics.mean(
+                ngram_copy_rate(r.prompt_ids, g.tokens) for r, g in pairs
+            ),
+            "replayed_tokens_per_pass_k5": sum(x["tokens"] for x in replay)
+            / max(1, sum(x["passes"] for x in replay)),
             "plugin_decision": decision,
-            "self_speculative": self_spec,
+            "examples": [(g.text or "")[:160] for g in reference[:2]],
         }
         best = decision.get("chosen") or {}
-        lookup_points = decision.get("points") or []
-        if not best and "reason" in decision:
-            rows.append([name, "prompt lookup", "-", "-", "rejected: " + decision["reason"][:70]])
-        for point in lookup_points:
+        if "reason" in decision:
+            rows.append([name, "prompt lookup", "-", "-", "rejected (below)"])
+        for point in decision.get("points") or []:
             rows.append(
                 [
                     name,
@@ -433,24 +429,48 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
                     decision["status"] if point is best else "",
                 ]
             )
-        rows.append(
-            [
-                name,
-                f"self-draft {draft_layers}/{layers} layers, k=3",
-                f"{self_spec['acceptance_rate']:.0%}",
-                f"{self_spec['speedup']:.2f}x",
-                f"identical {self_spec['identical']:.0%}",
-            ]
-        )
+        if with_draft:
+            draft = Engine(
+                loaded.model,
+                GenerateConfig(
+                    max_new_tokens=cap,
+                    speculative="draft",
+                    draft_layers=draft_layers,
+                    num_draft_tokens=3,
+                ),
+            )
+            drafted, t_draft = _timed(lambda d=draft, rs=requests: [d.generate(r) for r in rs])
+            d_drafted = sum(g.stats.get("drafted", 0) for g in drafted)
+            d_accepted = sum(g.stats.get("accepted", 0) for g in drafted)
+            self_spec = {
+                "speedup": t_ref / t_draft,
+                "acceptance_rate": d_accepted / d_drafted if d_drafted else 0.0,
+                "identical": _same(reference, drafted),
+            }
+            out[name]["self_speculative"] = self_spec
+            rows.append(
+                [
+                    name,
+                    f"self-draft {draft_layers}/{layers} layers, k=3",
+                    f"{self_spec['acceptance_rate']:.0%}",
+                    f"{self_spec['speedup']:.2f}x",
+                    f"identical {self_spec['identical']:.0%}",
+                ]
+            )
     _table(
         "Speculative decoding (batch 1, greedy, lossless)",
         ["stream", "drafter", "acceptance", "speedup", "plugin decision"],
         rows,
     )
     for name in streams:
-        decision = out[name]["plugin_decision"]
-        if decision["status"] == "rejected":
-            print(f"  {name}: rejected - {decision['reason']}")
+        facts = out[name]
+        print(
+            f"  {name}: {facts['output_tokens_mean']:.0f} output tokens per request, 3-gram "
+            f"copy rate {facts['ngram_copy_rate']:.0%}, prompt lookup replayed "
+            f"{facts['replayed_tokens_per_pass_k5']:.2f} tokens per pass"
+        )
+        if facts["plugin_decision"]["status"] == "rejected":
+            print(f"    rejected: {facts['plugin_decision']['reason']}")
     return out
 
 
@@ -591,7 +611,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 started = time.perf_counter()
                 report[name] = benches[name](loaded, args.quick)
                 report[name]["section_s"] = time.perf_counter() - started
+                report[name]["command"] = report["command"]
+                report[name]["threads"] = threads
+                report[name]["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if set(sections) != set(SECTIONS) and args.output.is_file():
+        # a partial run updates its sections and keeps the others (each says how and when)
+        try:
+            previous = json.loads(args.output.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+        report = {**previous, **report}
     args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nwrote {args.output}")
     return report

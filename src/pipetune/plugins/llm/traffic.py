@@ -29,6 +29,8 @@ shared system prompt (about 70 tokens with SmolLM2's tokenizer). Three streams:
 * :func:`grounded_stream`: edit, extract and summarize only — the outputs copy their
   prompts, where prompt-lookup speculation pays.
 * :func:`open_stream`: chat and story only — the outputs do not copy their prompts.
+* :func:`story_stream`: long open-ended writing only (where a small greedy model repeats
+  itself).
 
 Arrivals (:func:`poisson_arrivals`) are an open-loop Poisson process at a given rate.
 All generators are deterministic for a given seed.
@@ -223,6 +225,12 @@ def grounded_stream(
 
 def open_stream(n: int = 16, seed: int = 2, max_new_cap: int | None = None) -> list[dict[str, Any]]:
     return stream(n, {"chat": 0.4, "story": 0.6}, seed, max_new_cap)
+
+
+def story_stream(n: int = 8, seed: int = 4, max_new_cap: int | None = None) -> list[dict[str, Any]]:
+    """Long open-ended writing only. A small model decoding greedily tends to fall into
+    repetition loops here, which prompt lookup over its own output exploits."""
+    return stream(n, {"story": 1.0}, seed, max_new_cap)
 
 
 def poisson_arrivals(n: int, rate: float, seed: int = 0) -> list[float]:
