@@ -531,6 +531,8 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     bound = peak / weight_bytes if peak else None
     result = {
         "device": device_name,
+        # benchmarks.gpu_all sets this where the real weights could not travel to the GPU
+        "weights": os.environ.get("PIPETUNE_GPU_LLM_WEIGHTS", loaded.source),
         "weight_bytes": weight_bytes,
         "new_tokens": new,
         "transformers_generate_tokens_per_s": new / t_hf,
