@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="small images and model (smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated words: time only the variants whose name holds one "
+        "(the baseline always runs), e.g. 'reduced,nvJPEG' for a short GPU lease",
+    )
     args = parser.parse_args(argv)
     threads = pin_threads(args.threads)
 
@@ -73,12 +79,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ("DALI mixed (nvJPEG), batch 16", DaliDecoder(device="gpu", threads=workers), 1, "")
         )
     else:
-        variants.append(("DALI mixed (nvJPEG)", None, 1, "skipped: no CUDA device on this machine"))
+        reason = DALI.check().reason if gpu else "no CUDA device on this machine"
+        variants.append(("DALI mixed (nvJPEG)", None, 1, f"skipped: {reason}"))
     nvjpeg = nvjpeg_availability()
     if nvjpeg:
         variants.append(("torchvision nvJPEG, batch 16", NvJpegDecoder(), 1, ""))
     else:
         variants.append(("torchvision nvJPEG", None, 1, f"skipped: {nvjpeg.reason}"))
+
+    if args.only:
+        words = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+        variants = [variants[0]] + [
+            v for v in variants[1:] if any(w in v[0].lower() for w in words)
+        ]
 
     def run(decoder: Any, n_workers: int) -> list[Any]:
         out: list[Any] = []
@@ -133,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ]
         psnrs = [psnr(a, b) for a, b in zip(baseline_images, to_compare, strict=True)]
         finite = [p for p in psnrs if math.isfinite(p)]
+        print(f"  {ms:.2f} ms/image, {base_ms / ms:.2f}x the baseline, agreement {agree:.3f}")
         rows.append(
             {
                 "variant": name,
@@ -152,7 +166,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         factors[f] = factors.get(f, 0) + 1
     entropy = prediction_entropy(baseline_labels)
     result = {
-        "command": "python -m benchmarks.vision.decode" + (" --quick" if args.quick else ""),
+        "command": "python -m benchmarks.vision.decode"
+        + (" --quick" if args.quick else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
+        + (f" --only {args.only}" if args.only else ""),
         "machine": machine(),
         "threads": threads,
         "repeats": args.repeats,
@@ -186,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"\nclassifier on this workload: accuracy {rows[0].get('accuracy'):.3f}, prediction "
         f"entropy {entropy['entropy_bits']:.2f} bits over {entropy['classes_predicted']} classes"
     )
-    path = write_section("decode_quick" if args.quick else "decode", result)
+    section = "decode_quick" if args.quick else ("decode_subset" if args.only else "decode")
+    path = write_section(section, result)
     print(f"results: {path}")
     return result
 
