@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from pipetune.core.comparison import (
     CompareSettings,
     compare,
     expanded_tail,
+    stage_seconds,
     t_quantile,
 )
 from pipetune.core.errors import ConfigError
 from pipetune.core.model import Pipeline, Stage
+from pipetune.core.runtime import RunResult
 
 
 @pytest.mark.parametrize(
@@ -86,3 +89,39 @@ def test_an_undecided_first_look_runs_up_to_max_rounds():
     assert seen == [2] and result.rounds == 5 and result.looks == 2
     decided_now = compare(p, p, list(range(6)), settings=settings, decided=lambda r: True)
     assert decided_now.rounds == 2 and decided_now.looks == 1
+
+
+def _batched_result(batches: list[int], stage_time: float) -> RunResult:
+    """Rows as the runtime writes them: every input of a batch carries the batch's times."""
+    rows, start, done = [], [], []
+    for index, size in enumerate(batches):
+        for _ in range(size):
+            rows.append([stage_time, 0.0])
+            start.append(float(index))
+            done.append(index + stage_time)
+    n = len(rows)
+    return RunResult(
+        outputs=[None] * n,
+        ok=[True] * n,
+        latency_s=np.full(n, stage_time),
+        stage_s=np.array(rows),
+        wall_s=float(len(batches)),
+        stage_names=("embed",),
+        start_s=np.array(start),
+        done_s=np.array(done),
+        batch_sizes=list(batches),
+    )
+
+
+def test_stage_seconds_counts_each_batch_once_even_when_batches_vary_in_size():
+    # an online batcher: batches of 3, 1 and 2 inputs, not in step with batch_size=2
+    result = _batched_result([3, 1, 2], stage_time=0.5)
+    totals = stage_seconds(result, batch_size=2)
+    assert totals["embed"] == pytest.approx(1.5)
+
+
+def test_stage_seconds_without_service_times_assumes_consecutive_batches():
+    result = _batched_result([2, 2], stage_time=0.25)
+    result.start_s = result.done_s = None
+    assert stage_seconds(result, batch_size=2)["embed"] == pytest.approx(0.5)
+    assert stage_seconds(result, batch_size=1)["embed"] == pytest.approx(1.0)

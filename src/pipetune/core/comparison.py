@@ -250,10 +250,20 @@ def run_pass(
 
 def stage_seconds(result: RunResult, batch_size: int) -> dict[str, float]:
     """Total seconds each stage spent on a pass. Inputs run in one batch share one stage
-    time (the runtime writes it on every input of the batch), so count it once."""
+    time (the runtime writes it on every input of the batch), so count it once.
+
+    A batch is recognized by its inputs' shared service start and end; only without those
+    times does it fall back to consecutive runs of ``batch_size`` rows (an online batcher
+    forms batches of varying size from whatever has arrived, so rows are not in step)."""
     if result.stage_s.size == 0:
         return {name: 0.0 for name in result.stage_names}
-    rows = result.stage_s[:: max(1, batch_size)] if batch_size > 1 else result.stage_s
+    rows = result.stage_s
+    start, done = result.start_s, result.done_s
+    if start is not None and done is not None and len(start) == len(done) == len(rows):
+        _, first = np.unique(np.stack([start, done], axis=1), axis=0, return_index=True)
+        rows = rows[np.sort(first)]
+    elif batch_size > 1:
+        rows = rows[::batch_size]
     totals = rows.sum(axis=0)
     return {name: float(totals[i]) for i, name in enumerate(result.stage_names)}
 

@@ -45,15 +45,27 @@ STAGE_KINDS = (
 )
 
 #: Output kinds select the fidelity metric (DESIGN §3): labels -> agreement, ranked_ids ->
-#: recall@k, tokens -> exact greedy match, tensor -> 1 - normalized error, any -> equality.
-OUTPUT_KINDS = ("labels", "ranked_ids", "tokens", "token_ids", "tensor", "any")
+#: recall@k, tokens / token_ids -> exact greedy match, tensor -> 1 - normalized error,
+#: frame_labels -> per-frame agreement plus event detection, image -> PSNR, masks -> IoU,
+#: any -> equality. A plugin may answer ``compare_outputs`` for a kind of its own.
+OUTPUT_KINDS = (
+    "labels",
+    "ranked_ids",
+    "tokens",
+    "token_ids",
+    "tensor",
+    "frame_labels",
+    "image",
+    "masks",
+    "any",
+)
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
-def _accepted_slots(fn: Callable[..., Any], slots: Mapping[str, Any]) -> tuple[str, ...]:
+def accepted_slots(fn: Callable[..., Any], slots: Mapping[str, Any]) -> tuple[str, ...]:
     """Which slots ``fn`` takes as keyword arguments (all of them if it has ``**kwargs``)."""
     try:
         params = inspect.signature(fn).parameters.values()
@@ -67,6 +79,9 @@ def _accepted_slots(fn: Callable[..., Any], slots: Mapping[str, Any]) -> tuple[s
         if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     }
     return tuple(name for name in slots if name in names)
+
+
+_accepted_slots = accepted_slots  # the name it had before it was public
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,8 +119,8 @@ class Stage:
             raise PipelineError(f"stage {self.name!r}: batch_fn must be callable")
         object.__setattr__(self, "slots", _frozen_mapping(self.slots))
         object.__setattr__(self, "meta", _frozen_mapping(self.meta))
-        object.__setattr__(self, "_fn_slots", _accepted_slots(self.fn, self.slots))
-        batch_slots = _accepted_slots(self.batch_fn, self.slots) if self.batch_fn else ()
+        object.__setattr__(self, "_fn_slots", accepted_slots(self.fn, self.slots))
+        batch_slots = accepted_slots(self.batch_fn, self.slots) if self.batch_fn else ()
         object.__setattr__(self, "_batch_slots", batch_slots)
 
     # -- running -----------------------------------------------------------------------

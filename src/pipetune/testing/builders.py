@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Pipeline, Stage, Workload, _accepted_slots
+from pipetune.core.model import Pipeline, Stage, Workload, accepted_slots
 from pipetune.core.profiler import summarize
 from pipetune.core.results import Profile
 from pipetune.core.runtime import RunResult
@@ -56,7 +56,7 @@ def make_stage(
     """
     inner = fn or _identity
     slot_names = tuple(slots or {})
-    takes = _accepted_slots(inner, dict.fromkeys(slot_names))
+    takes = accepted_slots(inner, dict.fromkeys(slot_names))
 
     def run(item: Any, **given: Any) -> Any:
         if fail_on is not None and fail_on(item):

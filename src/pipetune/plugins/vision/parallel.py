@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipetune.core.model import _accepted_slots
+from pipetune.core.model import accepted_slots
 
 
 def default_workers() -> int:
@@ -32,7 +32,7 @@ class ParallelBatch:
     def __call__(self, items: Sequence[Any], **slots: Any) -> list[Any]:
         from pipetune.plugins.vision.blocks import _pool
 
-        accepted = {name: slots[name] for name in _accepted_slots(self.fn, slots)}
+        accepted = {name: slots[name] for name in accepted_slots(self.fn, slots)}
         if self.workers == 1 or len(items) < 2:
             return [self.fn(item, **accepted) for item in items]
         return list(_pool(self.workers).map(lambda item: self.fn(item, **accepted), items))
