@@ -1,0 +1,76 @@
+"""Every CPU benchmark, one after another (``make bench``).
+
+    python -m benchmarks.run_all            # the full runs: a few hours on a 2-core machine
+    python -m benchmarks.run_all --quick    # every script's smoke run, minutes
+    python -m benchmarks.run_all --only nlp,scan
+
+Each script runs in its own process (so one that fails does not stop the others), writes
+its section of ``benchmarks/results/<area>.json`` and its log to
+``benchmarks/results/logs/``; the figures and how to read them are in docs/BENCHMARKS.md.
+Run them on a quiet machine: they are paired side by side, but a busy CPU still widens
+every interval. The GPU benchmarks have their own entry point, ``benchmarks.gpu_all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / "benchmarks" / "results" / "logs"
+
+#: (area, module, extra arguments for a full run); ``--quick`` is added for a smoke run.
+BENCHMARKS: list[tuple[str, str, list[str]]] = [
+    ("core", "benchmarks.core.profiler_overhead", []),
+    ("loop", "benchmarks.loop.demo_queries", []),
+    ("loop", "benchmarks.loop.validator_calibration", []),
+    ("recsys", "benchmarks.recsys.run", []),
+    ("nlp", "benchmarks.nlp.run", ["--threads", "1"]),
+    ("vision", "benchmarks.vision.decode", []),
+    ("vision", "benchmarks.vision.frame_skip", []),
+    ("llm", "benchmarks.llm.run", ["--threads", "1"]),
+    ("hardware", "benchmarks.hardware.encoder", []),
+    ("scan", "benchmarks.scan.speed", []),
+    ("production", "benchmarks.production.monitor_overhead", []),
+    ("production", "benchmarks.production.adaptive_nlp", []),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every script's smoke run")
+    parser.add_argument("--only", default="", help="comma-separated areas (core, nlp, ...)")
+    args = parser.parse_args(argv)
+    areas = {a.strip() for a in args.only.split(",") if a.strip()}
+    known = {area for area, _, _ in BENCHMARKS}
+    if areas - known:
+        parser.error(f"unknown area(s): {', '.join(sorted(areas - known))}")
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    failed = []
+    for area, module, extra in BENCHMARKS:
+        if areas and area not in areas:
+            continue
+        command = [sys.executable, "-m", module, *extra, *(["--quick"] if args.quick else [])]
+        log = LOGS / f"{module.removeprefix('benchmarks.')}.log"
+        print(f"{time.strftime('%H:%M:%S')} {' '.join(command[2:])} (log: {log})", flush=True)
+        started = time.perf_counter()
+        with log.open("w") as handle:
+            code = subprocess.call(command, cwd=ROOT, env=env, stdout=handle, stderr=handle)
+        print(f"    exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+        if code != 0:
+            failed.append(module)
+    if failed:
+        print(f"failed: {', '.join(failed)} (see their logs)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
