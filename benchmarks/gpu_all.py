@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--budget-s", type=float, default=420.0, help="for all three runs")
+    parser.add_argument("--only", default="", help="comma-separated: llm, vision, hardware")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="pipetune-gpu-"))
@@ -118,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             "smollm2": env.get("PIPETUNE_GPU_LLM_WEIGHTS", "real"),
         }
     deadline = time.perf_counter() + args.budget_s
-    for index, (name, module, share) in enumerate(RUNS):
-        left_shares = sum(s for _, _, s in RUNS[index:])
+    only = {w.strip() for w in args.only.split(",") if w.strip()}
+    runs = [run for run in RUNS if not only or run[0] in only]
+    for index, (name, module, share) in enumerate(runs):
+        left_shares = sum(s for _, _, s in runs[index:])
         limit = max(10.0, (deadline - time.perf_counter()) * share / left_shares)
         log = args.out / f"gpu_{name}.log"
         started = time.perf_counter()

@@ -9,7 +9,10 @@ token: one launch per token.
 
 * :class:`StaticDecoder` runs the static-cache decode eagerly; it works on any device (the
   CPU tests check it gives the same tokens as the dynamic cache) and is the fallback.
-* :class:`GraphDecoder` captures the step in a ``torch.cuda.CUDAGraph`` (CUDA only).
+* :class:`GraphDecoder` captures the step in a ``torch.cuda.CUDAGraph`` (CUDA only);
+  with ``compile_step`` the step is first compiled by ``torch.compile`` (inductor), so the
+  graph replays fewer, fused kernels. The greedy argmax is captured too: after a replay
+  the host reads one integer.
 
 The prompt's prefill runs eagerly (its length varies); only the decode step is captured.
 A request that would not fit in the static cache (prompt + max_new_tokens >
@@ -61,6 +64,10 @@ class StaticDecoder:
     def _decode_once(self) -> Any:
         return self._step()
 
+    def _next(self) -> int:
+        """One decode step; the greedy next token."""
+        return int(self._decode_once()[0, -1].argmax())
+
     def _ready(self) -> None:
         """Prepare before a request's prefill (the graph decoder captures here)."""
 
@@ -107,23 +114,33 @@ class StaticDecoder:
             self.ids.fill_(seq.tokens[-1])
             self.pos.fill_(position)
             self.mask[..., position] = True
-            logits = self._decode_once()
-            seq.push(int(logits[0, -1].argmax()))
+            seq.push(self._next())
             yield 1
 
 
 class GraphDecoder(StaticDecoder):
     """:class:`StaticDecoder` with the decode step captured once in a CUDA graph."""
 
-    def __init__(self, engine: Any, max_len: int = 1024):
+    def __init__(self, engine: Any, max_len: int = 1024, *, compile_step: bool = False):
         super().__init__(engine, max_len)
         self.graph: Any = None
+        self.compile_step = compile_step
+        self.next_token: Any = None
+
+    def _graph_step(self) -> Any:
+        logits = self._step()
+        return logits, logits[0, -1].argmax()
 
     def _capture(self) -> None:
         import torch
 
+        step = self._graph_step
+        if self.compile_step:
+            # inductor's default mode makes no CUDA graphs of its own: this class does
+            step = torch.compile(self._graph_step)
         # Initialize the static cache buffers with an eager step, warm up on a side
-        # stream (as torch.cuda.graphs requires), capture, then clear what warm-up wrote.
+        # stream (as torch.cuda.graphs requires; a compiled step compiles here), capture,
+        # then clear what warm-up wrote.
         with torch.inference_mode():
             self.cache.reset()
             self.mask.zero_()
@@ -132,12 +149,12 @@ class GraphDecoder(StaticDecoder):
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
-                for _ in range(2):
-                    self._step()
+                for _ in range(3):
+                    step()
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                self.logits = self._step()
+                self.logits, self.next_token = step()
             self.graph = graph
             self.cache.reset()
         torch.cuda.synchronize()
@@ -149,3 +166,7 @@ class GraphDecoder(StaticDecoder):
     def _decode_once(self) -> Any:
         self.graph.replay()
         return self.logits
+
+    def _next(self) -> int:
+        self.graph.replay()
+        return int(self.next_token)
