@@ -520,33 +520,14 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     eager.generate(request)
     eager_out, t_eager = sync_timed(lambda: eager.generate(request))
 
-    def graph_variant(compile_step: bool) -> tuple[Any, float, float]:
-        """(output, seconds, capture seconds) of the static-cache CUDA-graph decoder."""
-        engine = Engine(
-            model,
-            GenerateConfig(
-                eos_token_ids=(-1,),
-                cuda_graph=True,
-                static_cache_len=len(request.prompt_ids) + new + 8,
-                compile_step=compile_step,
-            ),
-        )
-        _, t_capture = sync_timed(lambda: engine.generate(request))  # capture (and compile)
-        out, t = sync_timed(lambda: engine.generate(request))
-        return out, t, t_capture
-
-    graph_out, t_graph, capture_s = graph_variant(False)
-    compiled: dict[str, Any] = {}
-    try:
-        c_out, t_compiled, c_capture = graph_variant(True)
-        compiled = {
-            "static_cache_compiled_cuda_graph_tokens_per_s": new / t_compiled,
-            "speedup_compiled_graph_vs_generate": t_hf / t_compiled,
-            "compiled_capture_s": c_capture,
-            "compiled_identical": list(eager_out.tokens) == list(c_out.tokens),
-        }
-    except Exception as exc:  # a compiler failure must not lose the other figures
-        compiled = {"compiled_error": f"{type(exc).__name__}: {exc}"[:500]}
+    graphed = Engine(
+        model,
+        GenerateConfig(
+            eos_token_ids=(-1,), cuda_graph=True, static_cache_len=len(request.prompt_ids) + new + 8
+        ),
+    )
+    _, capture_s = sync_timed(lambda: graphed.generate(request))  # capture
+    graph_out, t_graph = sync_timed(lambda: graphed.generate(request))
     peak = peak_bandwidth(device_name)
     bound = peak / weight_bytes if peak else None
     result = {
@@ -563,7 +544,6 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
         "graph_fraction_of_bound": (new / t_graph) / bound if bound else None,
         "identical": list(eager_out.tokens) == list(graph_out.tokens),
         "capture_s": capture_s,
-        **compiled,
     }
     _table(
         f"CUDA graphs on {device_name}: batch 1, {new} tokens, fp32 weights "
@@ -573,10 +553,6 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
             ["transformers generate (eager)", _fmt(new / t_hf)],
             ["pipetune loop, dynamic cache", _fmt(new / t_eager)],
             ["static cache + CUDA graph", _fmt(new / t_graph)],
-            [
-                "static cache + torch.compile + CUDA graph",
-                _fmt(compiled.get("static_cache_compiled_cuda_graph_tokens_per_s")),
-            ],
             ["memory-bandwidth bound", _fmt(bound)],
         ],
     )

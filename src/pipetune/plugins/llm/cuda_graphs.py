@@ -9,10 +9,12 @@ token: one launch per token.
 
 * :class:`StaticDecoder` runs the static-cache decode eagerly; it works on any device (the
   CPU tests check it gives the same tokens as the dynamic cache) and is the fallback.
-* :class:`GraphDecoder` captures the step in a ``torch.cuda.CUDAGraph`` (CUDA only);
-  with ``compile_step`` the step is first compiled by ``torch.compile`` (inductor), so the
-  graph replays fewer, fused kernels. The greedy argmax is captured too: after a replay
-  the host reads one integer.
+* :class:`GraphDecoder` captures the step in a ``torch.cuda.CUDAGraph`` (CUDA only). The
+  greedy argmax is captured too: after a replay the host reads one integer.
+
+Compiling the step with ``torch.compile`` before capturing it (fewer, fused kernels) is
+not done: on an H200 with torch 2.11 inductor failed on the rotary embedding's buffer
+under ``inference_mode`` (see docs/benchmarks/llm.md).
 
 The prompt's prefill runs eagerly (its length varies); only the decode step is captured.
 A request that would not fit in the static cache (prompt + max_new_tokens >
@@ -121,10 +123,9 @@ class StaticDecoder:
 class GraphDecoder(StaticDecoder):
     """:class:`StaticDecoder` with the decode step captured once in a CUDA graph."""
 
-    def __init__(self, engine: Any, max_len: int = 1024, *, compile_step: bool = False):
+    def __init__(self, engine: Any, max_len: int = 1024):
         super().__init__(engine, max_len)
         self.graph: Any = None
-        self.compile_step = compile_step
         self.next_token: Any = None
 
     def _graph_step(self) -> Any:
@@ -135,12 +136,8 @@ class GraphDecoder(StaticDecoder):
         import torch
 
         step = self._graph_step
-        if self.compile_step:
-            # inductor's default mode makes no CUDA graphs of its own: this class does
-            step = torch.compile(self._graph_step)
         # Initialize the static cache buffers with an eager step, warm up on a side
-        # stream (as torch.cuda.graphs requires; a compiled step compiles here), capture,
-        # then clear what warm-up wrote.
+        # stream (as torch.cuda.graphs requires), capture, then clear what warm-up wrote.
         with torch.inference_mode():
             self.cache.reset()
             self.mask.zero_()

@@ -357,7 +357,5 @@ class Engine:
 
             if not cuda_graph_available(self.model):
                 return False
-            self._graph_runner = GraphDecoder(
-                self, max_len=self.config.static_cache_len, compile_step=self.config.compile_step
-            )
+            self._graph_runner = GraphDecoder(self, max_len=self.config.static_cache_len)
         return True

@@ -92,9 +92,6 @@ class GenerateConfig:
         cuda_graph: capture one batch-1 decode step with a static KV cache in a CUDA graph
             (CUDA only).
         static_cache_len: the static cache's length for ``cuda_graph``.
-        compile_step: with ``cuda_graph``, fuse the decode step's kernels with
-            ``torch.compile`` (inductor) before capturing it: fewer, larger kernels in the
-            graph. Costs a compilation (tens of seconds) per process.
         eos_token_ids: end-of-sequence ids (default: the model's generation config).
     """
 
@@ -112,7 +109,6 @@ class GenerateConfig:
     draft_layers: int | None = None
     cuda_graph: bool = False
     static_cache_len: int = 1024
-    compile_step: bool = False
     eos_token_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
