@@ -135,7 +135,6 @@ class GraphDecoder(StaticDecoder):
     def _capture(self) -> None:
         import torch
 
-        step = self._graph_step
         # Initialize the static cache buffers with an eager step, warm up on a side
         # stream (as torch.cuda.graphs requires), capture, then clear what warm-up wrote.
         with torch.inference_mode():
@@ -147,11 +146,11 @@ class GraphDecoder(StaticDecoder):
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
                 for _ in range(3):
-                    step()
+                    self._graph_step()
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                self.logits, self.next_token = step()
+                self.logits, self.next_token = self._graph_step()
             self.graph = graph
             self.cache.reset()
         torch.cuda.synchronize()
