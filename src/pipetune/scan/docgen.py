@@ -19,12 +19,12 @@ END = "<!-- END GENERATED -->"
 MEASURED: dict[str, str] = {
     "PT-GEN001": (
         "the `queries` demo's classify stage called once per query, batched to 64: "
-        "**3.12x** end to end [2.95, 3.27], outputs identical (`python -m "
+        "**4.13x** end to end [3.34, 4.93], outputs identical (`python -m "
         "benchmarks.loop.demo_queries`, docs/benchmarks/loop.md)"
     ),
     "PT-GEN002": (
-        "a result cache on the same demo's classify stage, after batching: **1.14x** "
-        "[1.07, 1.20] at the workload's own repeat rate (docs/benchmarks/loop.md)"
+        "a result cache on the same demo's classify stage, after batching: **1.20x** "
+        "[1.06, 1.34] at the workload's own repeat rate (docs/benchmarks/loop.md)"
     ),
     "PT-HW001": (
         "all-MiniLM-L6-v2 on an H200, batch 1: fp16/bf16 alone **0.60-0.62x** eager fp32 "
