@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import signal
 import threading
 import time
 from typing import Any
@@ -138,7 +139,13 @@ def test_ctrl_c_with_worker_threads_stops_cleanly() -> None:
         time.sleep(0.005)
         return x
 
-    result = run_offline(pipeline(Stage("s", stage)), list(range(200)), workers=2)
+    # A process started in the background by a shell without job control ignores SIGINT,
+    # and then interrupt_main() does nothing: install the handler a terminal would give.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = run_offline(pipeline(Stage("s", stage)), list(range(200)), workers=2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.stopped is True
     assert 0 < result.completed < 200
     assert all(result.outputs[i] == i for i in range(200) if result.ok[i])
