@@ -141,6 +141,29 @@ def test_unmet_requirements_keep_the_best_result_and_say_what_is_missed():
     assert optimized.stage("work").slots["delay"] < 0.004
 
 
+def test_a_relative_throughput_bound_is_checked_against_the_original_side_by_side():
+    # the toy's accepted change makes the work stage 4x faster: about 3x end to end
+    met = Requirements(optimize_for="p50", min_speedup=1.5)
+    _, report = optimize(
+        toy_pipeline(), toy_workload(40), met, pm=manager(_plugin()), settings=SETTINGS, store=False
+    )
+    assert report.requirements_met and not report.misses
+    assert report.stopped == "requirements met"  # checked after each accepted change too
+
+    unreachable = Requirements(optimize_for="p50", min_speedup=1000)
+    _, report = optimize(
+        toy_pipeline(),
+        toy_workload(40),
+        unreachable,
+        pm=manager(_plugin()),
+        settings=SETTINGS,
+        store=False,
+    )
+    assert not report.requirements_met
+    (miss,) = report.misses
+    assert miss.startswith("speedup ") and miss.endswith("< 1000x the original's throughput")
+
+
 def test_the_budget_stops_the_loop():
     _, report = optimize(
         toy_pipeline(),

@@ -52,6 +52,18 @@ def test_workload_split_is_disjoint_and_complete():
     assert tune.items == tune.labels
 
 
+def test_min_speedup_is_a_relative_bound():
+    requirements = Requirements(min_speedup=10)
+    assert requirements.check(50.0, {}, speedup=12.0) == []
+    assert requirements.check(50.0, {}, speedup=9.5) == [
+        "speedup 9.50x < 10x the original's throughput"
+    ]
+    assert requirements.check(50.0, {}) == ["speedup not measured < 10x the original's throughput"]
+    with pytest.raises(ConfigError):
+        Requirements(min_speedup=0)
+    assert Requirements.from_dict({"min_speedup": 3}).min_speedup == 3
+
+
 def test_requirements_metric_and_unknown_keys():
     assert Requirements().metric == "throughput"
     assert Requirements(p99_ms=50).metric == "p99"

@@ -221,6 +221,7 @@ class _Loop:
         self._final_pipeline: Pipeline = original
         self._current: Pipeline = original
         self._current_profile: Profile | None = None
+        self._baseline_throughput: float | None = None
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> Optimized:
@@ -270,6 +271,7 @@ class _Loop:
         self._note_hook_failures()
 
         self._current, self._current_profile = self.original, baseline
+        self._baseline_throughput = baseline.throughput_rps
         cached_tune, cached_holdout = self._cached_outputs()
         validator = Validator(
             self.pm,
@@ -309,8 +311,13 @@ class _Loop:
                     "interrupted during the final measurement: the figures are the last "
                     "profile's, not a side-by-side re-measurement"
                 )
+        speedup = _ratio(current_profile.throughput_rps, baseline.throughput_rps)
+        if comparison is not None:  # side by side beats two profiles taken apart
+            speedup = comparison.get("speedup", {}).get("throughput", speedup)
         misses = tuple(
-            self.requirements.check(current_profile.throughput_rps, _latency_dict(current_profile))
+            self.requirements.check(
+                current_profile.throughput_rps, _latency_dict(current_profile), speedup
+            )
         )
         fidelity = self.accepted[-1][1].fidelity if self.accepted else None
         recipe = make_recipe(
@@ -351,7 +358,9 @@ class _Loop:
         bounded = _has_bounds(self.requirements)
         while True:
             if bounded and not self.requirements.check(
-                self._current_profile.throughput_rps, _latency_dict(self._current_profile)
+                self._current_profile.throughput_rps,
+                _latency_dict(self._current_profile),
+                _ratio(self._current_profile.throughput_rps, self._baseline_throughput),
             ):
                 return "requirements met"
             plan = planner.plan(
@@ -534,8 +543,12 @@ class _Loop:
 def _has_bounds(requirements: Requirements) -> bool:
     return any(
         getattr(requirements, name) is not None
-        for name in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "min_throughput_rps")
+        for name in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "min_throughput_rps", "min_speedup")
     )
+
+
+def _ratio(value: float, base: float | None) -> float | None:
+    return value / base if base else None
 
 
 def _latency_dict(profile: Profile) -> dict[str, float]:

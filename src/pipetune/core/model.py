@@ -543,6 +543,10 @@ class Requirements:
     is the largest tolerated drop in fidelity against the original pipeline (0.01 = 1 %),
     cumulative across accepted changes. ``min_gain`` is the smallest speedup worth keeping
     (0.05: the lower bound of the speedup's confidence interval must beat 1.05).
+    ``min_speedup`` is a relative throughput bound: the optimized pipeline must serve at
+    least that many times the original's throughput, measured on the same machine in the
+    same run (side by side when the loop re-measures the final pipeline). Unlike an
+    absolute ``min_throughput_rps`` it does not depend on how fast the machine is today.
     """
 
     p50_ms: float | None = None
@@ -556,6 +560,7 @@ class Requirements:
     monthly_volume: float | None = None
     growth: Growth | None = None
     optimize_for: str | None = None
+    min_speedup: float | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -564,6 +569,7 @@ class Requirements:
             "p99_ms",
             "max_ms",
             "min_throughput_rps",
+            "min_speedup",
             "cost_per_hour",
             "monthly_volume",
         ):
@@ -597,8 +603,16 @@ class Requirements:
     def evolve(self, **changes: Any) -> Requirements:
         return replace(self, **changes)
 
-    def check(self, throughput_rps: float, latency_ms: Mapping[str, float]) -> list[str]:
-        """The requirements that these figures miss, as sentences (empty when all hold)."""
+    def check(
+        self,
+        throughput_rps: float,
+        latency_ms: Mapping[str, float],
+        speedup: float | None = None,
+    ) -> list[str]:
+        """The requirements that these figures miss, as sentences (empty when all hold).
+
+        ``speedup``: throughput against the original's, for ``min_speedup`` (a bound that
+        cannot be checked without it counts as missed)."""
         misses = []
         for metric in ("p50", "p95", "p99", "max"):
             bound = getattr(self, f"{metric}_ms")
@@ -606,6 +620,9 @@ class Requirements:
                 misses.append(f"{metric.upper()} {latency_ms[metric]:.1f} ms > {bound:g} ms")
         if self.min_throughput_rps is not None and throughput_rps < self.min_throughput_rps:
             misses.append(f"throughput {throughput_rps:.1f}/s < {self.min_throughput_rps:g}/s")
+        if self.min_speedup is not None and (speedup is None or speedup < self.min_speedup):
+            shown = "not measured" if speedup is None else f"{speedup:.2f}x"
+            misses.append(f"speedup {shown} < {self.min_speedup:g}x the original's throughput")
         return misses
 
     def to_dict(self) -> dict[str, Any]:

