@@ -81,9 +81,6 @@ def accepted_slots(fn: Callable[..., Any], slots: Mapping[str, Any]) -> tuple[st
     return tuple(name for name in slots if name in names)
 
 
-_accepted_slots = accepted_slots  # the name it had before it was public
-
-
 @dataclass(frozen=True, eq=False)
 class Stage:
     """A named pipeline step.
