@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,27 @@ def test_choice_rule() -> None:
     assert tight.spec is not None and tight.spec.kind == "ivf_pq" and tight.spec.pq_m == 32
     assert "memory budget" in tight.reason
     assert ann.default_nlist(20_000) == 512 and ann.default_pq_m(96) == 24
+
+
+def test_hnsw_build_estimate_fits_the_growth_of_two_samples(monkeypatch) -> None:
+    """A fake faiss whose build takes (size/1000)^1.5 fake seconds: the fit through the two
+    samples recovers the exponent and extrapolates exactly; a catalog no larger than the
+    big sample is simply built."""
+    clock = {"now": 0.0}
+
+    class FakeHNSW:
+        def __init__(self, dim, m, metric):
+            self.hnsw = type("Params", (), {})()
+
+        def add(self, vectors):
+            clock["now"] += (len(vectors) / 1000) ** 1.5
+
+    fake = type("Faiss", (), {"IndexHNSWFlat": FakeHNSW, "METRIC_INNER_PRODUCT": 0})
+    monkeypatch.setattr(ann, "_faiss", lambda: fake)
+    monkeypatch.setattr(ann, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    items = np.zeros((64_000, 4), dtype=np.float32)
+    assert ann.estimate_hnsw_build_s(items, samples=(1000, 4000)) == pytest.approx(64**1.5)
+    assert ann.estimate_hnsw_build_s(items[:3000], samples=(1000, 4000)) == pytest.approx(3**1.5)
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf_flat", "ivf_pq"])

@@ -209,6 +209,23 @@ def test_two_stage_tunes_n_and_the_runtime_parameter(pm, catalog, tmp_path):
     assert digest(catalog) == before and pipeline.stage_names == ("rank",)
 
 
+def test_two_stage_prefers_ivf_when_the_ranker_needs_many_candidates(pm, catalog, tmp_path):
+    from pipetune.plugins.recsys.recognize import recognize
+    from pipetune.plugins.recsys.two_stage import DEEP_CANDIDATES, _spec_for_depth
+
+    pipeline, workload = two_stage_pipeline(catalog)
+    _, found = proposals_for(pm, pipeline, workload)
+    proposal = found["recsys.ann_two_stage"]
+    assert proposal.params["index"]["kind"] == "hnsw"  # 12,000 items build in well under 30 s
+    rec = recognize(pipeline.stage("rank"))
+    shallow, why = _spec_for_depth(proposal, rec, catalog, DEEP_CANDIDATES // 4)
+    assert shallow.kind == "hnsw" and why == ""
+    deep, why = _spec_for_depth(proposal, rec, catalog, 4 * DEEP_CANDIDATES)
+    assert deep.kind == "ivf_flat" and "1,024 candidates" in why and "efSearch" in why
+    forced = proposal.evolve(params={**proposal.params, "index_kind": "hnsw"})
+    assert _spec_for_depth(forced, rec, catalog, 4 * DEEP_CANDIDATES)[0].kind == "hnsw"
+
+
 def test_stale_index_is_refused(pm, catalog, queries, tmp_path):
     pipeline = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
     workload = Workload(queries[:20])

@@ -435,9 +435,12 @@ def build(quick: bool = False) -> DemoSetup:
     return DemoSetup(
         pipeline=pipeline,
         workload=workload,
+        # Issue #4's target, stated as a relative bound checked side by side against the
+        # original (an absolute rate would depend on the machine): 100x the requests a
+        # second, keeping >= 95 % of the full ranking's top-50.
         requirements=Requirements(
             p99_ms=50.0,
-            min_throughput_rps=100.0,
+            min_speedup=100.0,
             max_accuracy_drop=0.05,
             optimize_for="throughput",
         ),

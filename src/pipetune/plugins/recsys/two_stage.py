@@ -49,8 +49,8 @@ class _TwoStageEval:
     requests: list[Any]
     queries: np.ndarray
     reference: list[np.ndarray]
-    searcher: ann.AnnSearcher
     k: int
+    searcher: ann.AnnSearcher | None = None
 
     def rank(self, request: Any, ids: np.ndarray) -> np.ndarray:
         result = self.stage.fn(request, candidates=ids, **stage_slots(self.stage))
@@ -65,6 +65,7 @@ class _TwoStageEval:
         return out
 
     def ann_candidates(self, n: int, runtime: int) -> list[np.ndarray]:
+        assert self.searcher is not None
         _, ids = self.searcher.candidates(self.queries, n, runtime)
         return [row[row >= 0] for row in ids]
 
@@ -114,16 +115,11 @@ def tune_two_stage(
     if any(len(r) != k for r in reference):
         raise Rejected(f"{where}: its rankings have different lengths")
     metric = rec.metric or "ip"
-    spec = spec_for(proposal, rec, matrix)
-    if spec.metric != metric:
-        spec = ann.IndexSpec.from_dict({**spec.to_dict(), "metric": metric})
     target = quality_target(proposal, context)
-    index, info, relative, reused = index_artifact(context.artifacts, matrix, spec, context.log)
-    searcher = ann.AnnSearcher(index, matrix, spec, ann.runtime_values(spec, k)[0], threads=1)
-    evaluate = _TwoStageEval(stage, requests, queries, reference, searcher, k)
+    evaluate = _TwoStageEval(stage, requests, queries, reference, k)
 
     # 1. The smallest N that meets the target with *exact* retrieval: the floor any ANN
-    #    operating point starts from.
+    #    operating point starts from (and what the index is chosen for).
     n_max = min(n, max(32 * k, 32768))
     exact_top = _exact_top(matrix, queries, n_max, metric)
     curve: list[dict[str, Any]] = []
@@ -155,6 +151,13 @@ def tune_two_stage(
         else:
             low = middle
     n_floor = high
+
+    spec, switched = _spec_for_depth(proposal, rec, matrix, n_floor)
+    if spec.metric != metric:
+        spec = ann.IndexSpec.from_dict({**spec.to_dict(), "metric": metric})
+    index, info, relative, reused = index_artifact(context.artifacts, matrix, spec, context.log)
+    searcher = ann.AnnSearcher(index, matrix, spec, ann.runtime_values(spec, k)[0], threads=1)
+    evaluate.searcher = searcher
 
     # 2. For a few N at and above the floor, the smallest runtime value meeting the target.
     values = ann.runtime_values(spec, k)
@@ -216,7 +219,7 @@ def tune_two_stage(
         artifacts={"index": relative},
         notes={
             "index": spec.describe(),
-            "choice_reason": proposal.evidence.get("index_reason", ""),
+            "choice_reason": switched or proposal.evidence.get("index_reason", ""),
             "build": info,
             "index_reused": reused,
             "tune_recall": chosen["recall"],
@@ -237,6 +240,31 @@ def tune_two_stage(
         f"{chosen['ms']:.2f} ms vs {full_ms:.1f} ms per request"
     )
     return tuned
+
+
+#: From this many candidates on, the two-stage change prefers IVF-Flat to HNSW: HNSW must
+#: search at least N deep (efSearch >= N), and its graph walk costs about 2.3 µs per unit
+#: of depth on the demo catalog (1.25 ms at 500, 3.4 ms at 1,450, one thread), while
+#: IVF-Flat's cost is the lists it scans (0.56 ms at N = 500 and 0.74 ms at N = 1,450 with
+#: 64 of 2,048 lists); HNSW still wins for shallow searches (k of a few dozen).
+DEEP_CANDIDATES = 256
+
+
+def _spec_for_depth(
+    proposal: Proposal, rec: Any, matrix: np.ndarray, n_floor: int
+) -> tuple[ann.IndexSpec, str]:
+    """The index for retrieving at least ``n_floor`` candidates, and why when the profile's
+    HNSW choice was swapped for IVF-Flat ("" when it was kept)."""
+    spec = spec_for(proposal, rec, matrix)
+    if spec.kind != "hnsw" or proposal.params.get("index_kind") or n_floor < DEEP_CANDIDATES:
+        return spec, ""
+    flat = ann.choose_index(matrix.shape[0], matrix.shape[1], spec.metric, kind="ivf_flat").spec
+    assert flat is not None
+    return flat, (
+        f"the ranker needs {n_floor:,} candidates: HNSW would search at least that deep "
+        f"(efSearch >= N), which costs more than scanning a few IVF lists; "
+        f"{flat.describe()} instead of {spec.describe()}"
+    )
 
 
 def _one_candidates(searcher: ann.AnnSearcher, query: Any, size: int) -> np.ndarray:
