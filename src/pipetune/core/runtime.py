@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from pipetune.core import threads as _threads
+from pipetune.core import workers as _workers
 from pipetune.core.context import Observations
 from pipetune.core.errors import (
     ConfigError,
@@ -592,12 +593,8 @@ def _offline_threads(
                     count = done[0]
                 progress(count)
 
-    pool = [
-        threading.Thread(target=work, args=(w,), name=f"pipetune-worker-{w}", daemon=True)
-        for w in range(workers)
-    ]
-    for thread in pool:
-        thread.start()
+    # Long-lived threads, not fresh ones: a fresh thread starts cold (see core.workers).
+    pool = [_workers.start(work, (w,), f"pipetune-worker-{w}") for w in range(workers)]
     stopped = _supervise(pool, stop, states, timeout_s, recorder.origin) or interrupted.is_set()
     wall = perf() - recorder.origin
     if failures:
@@ -614,7 +611,7 @@ def _offline_threads(
 
 
 def _supervise(
-    pool: Sequence[threading.Thread],
+    pool: Sequence[_workers.Handle],
     stop: threading.Event,
     states: Sequence[_Progress],
     timeout_s: float | None,
