@@ -60,13 +60,14 @@ MEASURED: dict[str, str] = {
         "noise): the planner ranks it low for that reason (docs/benchmarks/nlp.md)"
     ),
     "PT-REC001": (
-        "exact numpy top-100 over a 500,000 x 128 catalog: 20.95 ms a query; the plugin's "
-        "HNSW32 (efSearch 100, exact re-rank) 0.33 ms at held-out recall@100 0.987: "
-        "**63x** (`python -m benchmarks.recsys.run`, docs/benchmarks/recsys.md)"
+        "exact numpy top-100 over a 500,000 x 128 catalog: 21.36 ms a query; the plugin's "
+        "IVF2048,Flat (nprobe 28, exact distances) 0.23 ms at held-out recall@100 0.968: "
+        "**92x** (`python -m benchmarks.recsys.run`, docs/benchmarks/recsys.md)"
     ),
     "PT-REC002": (
-        "faiss IndexFlatIP (1 thread) over the same 500,000 x 128 catalog: 10.27 ms a "
-        "query; the tuned HNSW index at recall@100 0.987: **31x** (docs/benchmarks/recsys.md)"
+        "faiss IndexFlatIP (1 thread) over the same 500,000 x 128 catalog: 11.19 ms a "
+        "query; the tuned IVF-Flat index at recall@100 0.968: **48x** "
+        "(docs/benchmarks/recsys.md)"
     ),
     "PT-VIS001": (
         "120 generated 4000x3000 photos for a 224x224 classifier: OpenCV full decode + "
