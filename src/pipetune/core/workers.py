@@ -55,9 +55,11 @@ class _Worker:
             except BaseException as exc:  # kept on the handle: the worker must survive
                 handle.error = exc
             finally:
-                handle._done.set()
+                # idle again before the caller hears it is done, so that a pass started
+                # right after this one gets this thread, not a new one
                 with _lock:
                     _idle.append(self)
+                handle._done.set()
 
 
 def start(target: Callable[..., Any], args: tuple[Any, ...] = (), name: str = "") -> Handle:

@@ -8,8 +8,8 @@ The choice (documented in docs/domains/recsys.md):
    budget, **IVF-PQ**: product-quantized codes (``d/4`` bytes a vector) plus an exact
    re-rank of ``k'`` candidates against the user's own matrix, which is resident anyway.
 3. Else, if HNSW's build (extrapolated from measured builds on two samples of the
-   catalog) fits the build-time budget, **HNSW**: no training, the best single-query latency at high
-   recall on most data.
+   catalog) fits the build-time budget, **HNSW**: no training, the best single-query
+   latency at high recall on most data.
 4. Else **IVF-Flat**: a k-means on a sample plus one assignment pass builds in a fraction of
    HNSW's time, and exact distances within the probed lists.
 
