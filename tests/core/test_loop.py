@@ -124,6 +124,28 @@ def test_after_an_accepted_change_the_plugins_propose_again_on_the_new_pipeline(
     assert len(seen) >= 2 and seen[0] > seen[-1]  # re-proposed on the faster pipeline
 
 
+def test_proposals_left_untried_when_requirements_are_met_carry_current_estimates():
+    # "faster" makes the work stage 4x faster: a proposal on "parse" then covers a bigger
+    # share of the time, and the report must say so rather than repeat the first plan
+    proposals = [
+        {"change": "faster", "stage": "work", "est_stage_speedup": 4.0, "effort": "minutes"},
+        {"change": "parse_fast", "stage": "parse", "est_stage_speedup": 2.0, "effort": "days"},
+    ]
+    plugin = ToyPlugin(proposals, {"faster": faster})
+    met = Requirements(optimize_for="p50", min_speedup=1.5)
+    _, report = optimize(
+        toy_pipeline(), toy_workload(40), met, pm=manager(plugin), settings=SETTINGS, store=False
+    )
+    assert report.stopped == "requirements met"
+    assert [t.proposal for t in report.trials] == ["toy.faster"]  # parse_fast not tried
+    planned_on = [call[3] for call in plugin.calls if call[0] == "propose"]
+    # planned again on the accepted pipeline before stopping (the report's entry for
+    # parse_fast comes from that plan)
+    assert [p.stage("work").slots["delay"] for p in planned_on] == [0.004, 0.001]
+    entry = next(p for p in report.proposals if p["id"] == "toy.parse_fast")
+    assert entry["share"] is not None and "excluded" not in entry
+
+
 def test_unmet_requirements_keep_the_best_result_and_say_what_is_missed():
     requirements = Requirements(p50_ms=0.01, min_gain=0.05)
     optimized, report = optimize(

@@ -357,11 +357,12 @@ class _Loop:
         """Try proposals best first until a stop condition; returns why it stopped."""
         bounded = _has_bounds(self.requirements)
         while True:
-            if bounded and not self.requirements.check(
+            met = bounded and not self.requirements.check(
                 self._current_profile.throughput_rps,
                 _latency_dict(self._current_profile),
                 _ratio(self._current_profile.throughput_rps, self._baseline_throughput),
-            ):
+            )
+            if met and not self.accepted:
                 return "requirements met"
             plan = planner.plan(
                 self.pm,
@@ -371,7 +372,11 @@ class _Loop:
                 accepted=[p for p, _ in self.accepted],
                 tried=self._tried(),
             )
+            # Planned again even when the requirements are met, so that the proposals left
+            # untried are reported with the current profile's estimates, not the first's.
             self._record_plan(plan)
+            if met:
+                return "requirements met"
             queue = plan.worth_trying
             if not queue:
                 return "nothing left worth trying"
