@@ -6,8 +6,14 @@ import pytest
 
 from pipetune.plugins.llm import kv_cache
 from pipetune.plugins.llm.engine import Engine
-from pipetune.plugins.llm.records import GenerateConfig, GenerationRequest
-from pipetune.plugins.llm.scheduler import RunningBatch, run_requests, serve_stream
+from pipetune.plugins.llm.records import GenerateConfig, Generation, GenerationRequest
+from pipetune.plugins.llm.scheduler import (
+    RunningBatch,
+    StreamRecord,
+    run_requests,
+    serve_stream,
+    summarize,
+)
 
 
 @pytest.mark.parametrize("policy", ["static", "continuous"])
@@ -85,6 +91,21 @@ def test_stream_summary_reports_latency_and_ttft(llama, requests_):
     assert summary.latency_ms["p50"] <= summary.latency_ms["p99"] <= summary.latency_ms["max"]
     assert all(r.ttft_s is not None and r.ttft_s >= 0 for r in records)
     assert all(r.latency_s >= r.ttft_s for r in records)
+    assert summary.backlog_s == max(r.first_token_s for r in records)
+    assert 0 < summary.backlog_s <= summary.wall_s and summary.backlog_tokens_per_s > 0
+
+
+def test_backlog_throughput_leaves_out_the_drain():
+    """Two requests: the second starts at 1 s; tokens after that (the drain) do not count."""
+
+    def record(index, first, finished, n):
+        return StreamRecord(index, Generation(tuple(range(n)), "length"), 0.0, first, finished)
+
+    records = [record(0, 0.5, 3.0, 4), record(1, 1.0, 4.0, 2)]
+    timeline = [(0.5, 1), (0.8, 1), (1.0, 1), (1.0, 1), (2.0, 1), (4.0, 1)]
+    summary = summarize(records, 4.0, "continuous", 2, 1.5, timeline)
+    assert summary.backlog_s == 1.0 and summary.backlog_tokens_per_s == 4.0
+    assert summary.tokens_per_s == 6 / 4.0
 
 
 def test_running_batch_trims_left_padding_when_rows_leave(llama, tokenizer):

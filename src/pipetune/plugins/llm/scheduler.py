@@ -77,6 +77,12 @@ class StreamSummary:
     policy: str
     max_batch: int
     mean_batch: float
+    #: Throughput until the last request produced its first token: under saturation, the
+    #: time there was a backlog. It leaves out the drain at the end of a finite stream,
+    #: when rows finish and no request is left to take their place (a server under
+    #: sustained load never drains, so this is its capacity).
+    backlog_s: float = 0.0
+    backlog_tokens_per_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,10 +103,20 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 def summarize(
-    records: Sequence[StreamRecord], wall_s: float, policy: str, max_batch: int, mean_batch: float
+    records: Sequence[StreamRecord],
+    wall_s: float,
+    policy: str,
+    max_batch: int,
+    mean_batch: float,
+    timeline: Sequence[tuple[float, int]] = (),
 ) -> StreamSummary:
+    """Summarize a stream; ``timeline`` holds ``(seconds from the start, tokens)`` for every
+    event that produced tokens (for the backlog throughput)."""
     ok = [r for r in records if r.generation.ok]
     tokens = sum(len(r.generation.tokens) for r in ok)
+    starts = [r.first_token_s for r in ok if r.first_token_s is not None]
+    backlog_s = max(starts) if starts else 0.0
+    backlog_tokens = sum(n for t, n in timeline if t <= backlog_s)
     return StreamSummary(
         requests=len(records),
         completed=len(ok),
@@ -115,6 +131,8 @@ def summarize(
         policy=policy,
         max_batch=max_batch,
         mean_batch=mean_batch,
+        backlog_s=backlog_s,
+        backlog_tokens_per_s=backlog_tokens / backlog_s if backlog_s > 0 else 0.0,
     )
 
 
@@ -388,10 +406,12 @@ def run_requests(
     max_batch: int | None = None,
     evict: bool | None = None,
     stats: dict[str, Any] | None = None,
+    timeline: list[tuple[float, int]] | None = None,
 ) -> list[StreamRecord]:
     """Serve ``requests`` arriving at ``arrivals_s`` (seconds from now; all at 0 when
     omitted) through :func:`serve_requests`. Returns one record per request, in input
-    order, timed as its events were produced. ``stats`` receives the mean batch size."""
+    order, timed as its events were produced. ``stats`` receives the mean batch size,
+    ``timeline`` a ``(seconds, tokens)`` entry for every event that produced tokens."""
     feed = ListFeed(requests, arrivals_s)
     first: dict[int, float] = {}
     records: list[StreamRecord | None] = [None] * len(requests)
@@ -399,6 +419,8 @@ def run_requests(
         engine, feed, policy=policy, max_batch=max_batch, evict=evict, stats=stats
     ):
         now = feed.now()
+        if event.outputs and timeline is not None:
+            timeline.append((now, event.outputs))
         if event.outputs and event.id not in first:
             first[event.id] = now
         if event.done:
@@ -498,8 +520,9 @@ def serve_stream(
 ) -> tuple[list[StreamRecord], StreamSummary]:
     """Run a stream and summarize it (tokens/s, latency, TTFT, inter-token latency)."""
     stats: dict[str, Any] = {}
+    timeline: list[tuple[float, int]] = []
     start = time.perf_counter()
-    records = run_requests(engine, requests, arrivals_s, stats=stats, **options)
+    records = run_requests(engine, requests, arrivals_s, stats=stats, timeline=timeline, **options)
     wall = time.perf_counter() - start
     policy = options.get("policy") or engine.config.batching
     if engine.config.engine == "transformers" and policy == "continuous":
@@ -510,4 +533,5 @@ def serve_stream(
         policy,
         options.get("max_batch") or engine.config.max_batch,
         stats.get("mean_batch", 0.0),
+        timeline,
     )
