@@ -32,6 +32,7 @@ SETTINGS = LoopSettings(
 #: Optimizing P50 keeps the generic plugin's throughput-only proposals out of these tests.
 P50 = Requirements(optimize_for="p50", min_gain=0.05)
 
+
 CONTRACT_KEYS = {
     "schema_version",
     "pipeline",
@@ -69,13 +70,24 @@ def _plugin(**overrides):
     return ToyPlugin(proposals, changes, tune=tune, **overrides)
 
 
+def optimize_toy(requirements=P50, plugin=None, *, pipeline=None, store=False, **options):
+    """The loop on the toy pipeline and 40-input workload with the fast test settings."""
+    return optimize(
+        pipeline or toy_pipeline(),
+        toy_workload(40),
+        requirements,
+        pm=manager(plugin or _plugin()),
+        settings=SETTINGS,
+        store=store,
+        **options,
+    )
+
+
 def test_the_loop_keeps_what_is_proven_and_records_everything(tmp_path):
     plugin = _plugin()
     pipeline = toy_pipeline()
     original_delay = pipeline.stage("work").slots["delay"]
-    optimized, report = optimize(
-        pipeline, toy_workload(40), P50, pm=manager(plugin), settings=SETTINGS, store=tmp_path
-    )
+    optimized, report = optimize_toy(plugin=plugin, pipeline=pipeline, store=tmp_path)
     by_id = {t.proposal: t for t in report.trials}
     assert by_id["toy.convert"].status == "rejected"
     assert by_id["toy.convert"].reason.startswith("apply failed")
@@ -117,9 +129,7 @@ def test_the_loop_keeps_what_is_proven_and_records_everything(tmp_path):
 
 def test_after_an_accepted_change_the_plugins_propose_again_on_the_new_pipeline():
     plugin = _plugin()
-    optimize(
-        toy_pipeline(), toy_workload(40), P50, pm=manager(plugin), settings=SETTINGS, store=False
-    )
+    optimize_toy(plugin=plugin)
     seen = [call[3].stage("work").slots["delay"] for call in plugin.calls if call[0] == "propose"]
     assert len(seen) >= 2 and seen[0] > seen[-1]  # re-proposed on the faster pipeline
 
@@ -133,9 +143,7 @@ def test_proposals_left_untried_when_requirements_are_met_carry_current_estimate
     ]
     plugin = ToyPlugin(proposals, {"faster": faster})
     met = Requirements(optimize_for="p50", min_speedup=1.5)
-    _, report = optimize(
-        toy_pipeline(), toy_workload(40), met, pm=manager(plugin), settings=SETTINGS, store=False
-    )
+    _, report = optimize_toy(met, plugin)
     assert report.stopped == "requirements met"
     assert [t.proposal for t in report.trials] == ["toy.faster"]  # parse_fast not tried
     planned_on = [call[3] for call in plugin.calls if call[0] == "propose"]
@@ -148,14 +156,7 @@ def test_proposals_left_untried_when_requirements_are_met_carry_current_estimate
 
 def test_unmet_requirements_keep_the_best_result_and_say_what_is_missed():
     requirements = Requirements(p50_ms=0.01, min_gain=0.05)
-    optimized, report = optimize(
-        toy_pipeline(),
-        toy_workload(40),
-        requirements,
-        pm=manager(_plugin()),
-        settings=SETTINGS,
-        store=False,
-    )
+    optimized, report = optimize_toy(requirements)
     assert not report.requirements_met
     assert report.misses and report.misses[0].startswith("P50")
     assert report.stopped == "nothing left worth trying"
@@ -166,36 +167,19 @@ def test_unmet_requirements_keep_the_best_result_and_say_what_is_missed():
 def test_a_relative_throughput_bound_is_checked_against_the_original_side_by_side():
     # the toy's accepted change makes the work stage 4x faster: about 3x end to end
     met = Requirements(optimize_for="p50", min_speedup=1.5)
-    _, report = optimize(
-        toy_pipeline(), toy_workload(40), met, pm=manager(_plugin()), settings=SETTINGS, store=False
-    )
+    _, report = optimize_toy(met)
     assert report.requirements_met and not report.misses
     assert report.stopped == "requirements met"  # checked after each accepted change too
 
     unreachable = Requirements(optimize_for="p50", min_speedup=1000)
-    _, report = optimize(
-        toy_pipeline(),
-        toy_workload(40),
-        unreachable,
-        pm=manager(_plugin()),
-        settings=SETTINGS,
-        store=False,
-    )
+    _, report = optimize_toy(unreachable)
     assert not report.requirements_met
     (miss,) = report.misses
     assert miss.startswith("speedup ") and miss.endswith("< 1000x the original's throughput")
 
 
 def test_the_budget_stops_the_loop():
-    _, report = optimize(
-        toy_pipeline(),
-        toy_workload(40),
-        P50,
-        pm=manager(_plugin()),
-        settings=SETTINGS,
-        max_trials=1,
-        store=False,
-    )
+    _, report = optimize_toy(max_trials=1)
     assert len(report.trials) == 1 and report.stopped == "max trials (1) reached"
 
 
@@ -208,9 +192,7 @@ def test_an_interrupted_run_keeps_its_finished_trials(tmp_path):
         return None
 
     plugin.tune = tune
-    _optimized, report = optimize(
-        toy_pipeline(), toy_workload(40), P50, pm=manager(plugin), settings=SETTINGS, store=tmp_path
-    )
+    _optimized, report = optimize_toy(plugin=plugin, store=tmp_path)
     assert report.stopped == "interrupted"
     with RunStore(tmp_path) as store:
         run = store.run(report.run_id)
@@ -250,14 +232,7 @@ def test_a_store_that_locks_mid_run_loses_nothing_but_the_record(tmp_path):
 
     plugin.tune = tune
     try:
-        _optimized, report = optimize(
-            toy_pipeline(),
-            toy_workload(40),
-            P50,
-            pm=manager(plugin),
-            settings=SETTINGS,
-            store=store,
-        )
+        _optimized, report = optimize_toy(plugin=plugin, store=store)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
