@@ -19,7 +19,7 @@ from pipetune.core.model import Pipeline, Stage
 from pipetune.core.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, blocks
 from pipetune.plugins.recsys.fidelity import rows_of
-from pipetune.plugins.recsys.recognize import catalog_of, recognize
+from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
 from pipetune.plugins.recsys.tuning import (
     MAX_TUNE_REQUESTS,
     TIMING_REQUESTS,
@@ -251,7 +251,7 @@ DEEP_CANDIDATES = 256
 
 
 def _spec_for_depth(
-    proposal: Proposal, rec: Any, matrix: np.ndarray, n_floor: int
+    proposal: Proposal, rec: Recognized, matrix: np.ndarray, n_floor: int
 ) -> tuple[ann.IndexSpec, str]:
     """The index for retrieving at least ``n_floor`` candidates, and why when the profile's
     HNSW choice was swapped for IVF-Flat ("" when it was kept)."""
