@@ -24,23 +24,28 @@ def test_a_finished_worker_is_reused() -> None:
 
 
 def test_a_busy_worker_is_not_handed_out_and_errors_stay_on_the_handle() -> None:
+    started = threading.Event()
     release = threading.Event()
-    ran_on: list[threading.Thread] = []
+    ran_on: dict[str, threading.Thread] = {}
 
     def busy() -> None:
-        ran_on.append(threading.current_thread())
+        ran_on["busy"] = threading.current_thread()
+        started.set()
         release.wait(5)
 
     def fail() -> None:
-        ran_on.append(threading.current_thread())
+        ran_on["fail"] = threading.current_thread()
         raise ValueError("boom")
 
     stuck = workers.start(busy)
+    # the busy job must be running before the second is handed out (a worker thread may
+    # not have been scheduled yet; CI once saw the second job finish first)
+    assert started.wait(5)
     failed = workers.start(fail)
     failed.join(5)
     assert isinstance(failed.error, ValueError) and stuck.is_alive()
-    assert ran_on[0] is not ran_on[1]  # the busy (hung) worker was not given the second job
-    assert ran_on[1].is_alive()  # the worker that raised survives to serve again
+    assert ran_on["busy"] is not ran_on["fail"]  # the busy worker did not get the second job
+    assert ran_on["fail"].is_alive()  # the worker that raised survives to serve again
     release.set()
     stuck.join(5)
     assert not stuck.is_alive()
