@@ -32,9 +32,14 @@ same requests; every variant's greedy tokens are checked against the reference):
   plugin's own tune step for prompt-lookup speculation decides on each (acceptance rate,
   measured speedup, accepted or rejected with the reason); a self-speculative draft (the
   target's first layers) is measured on the first two.
+* ``compile``: batch 1, N new tokens (EOS disabled): the plugin's dynamic-cache loop, the
+  static-cache decode step run eagerly, and the same step through ``torch.compile``
+  (``compile_step=True``), interleaved over three rounds (medians); the one-off compile
+  time reported apart.
 * ``cuda``: on a CUDA machine only: batch-1 tokens/s of transformers' eager ``generate``, the
-  plugin's dynamic-cache loop, and the static cache + CUDA-graph decode, against the
-  device's memory-bandwidth bound (weight bytes per token). Skipped with the reason here.
+  plugin's dynamic-cache loop, the static cache + CUDA-graph decode, and the same with the
+  step compiled before capture, against the device's memory-bandwidth bound (weight bytes
+  per token). Skipped with the reason here.
 
 Results: tables on stdout and ``benchmarks/results/llm.json`` (machine, thread settings,
 the command, every figure).
@@ -53,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "llm.json"
-SECTIONS = ("kv", "prefix", "batching", "batching_long", "speculative", "cuda")
+SECTIONS = ("kv", "prefix", "batching", "batching_long", "speculative", "compile", "cuda")
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -550,6 +555,63 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
     return out
 
 
+def bench_compile(loaded: Any, quick: bool) -> dict[str, Any]:
+    from pipetune.plugins.llm.blocks import encode_request
+    from pipetune.plugins.llm.cuda_graphs import StaticDecoder
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.records import GenerateConfig
+
+    new = 32 if quick else 256
+    request = encode_request(
+        {"prompt": "Tell me a long story about the sea.", "max_new_tokens": new}, loaded.tokenizer
+    )
+    room = len(request.prompt_ids) + new + 8
+    dynamic = Engine(loaded.model, GenerateConfig(eos_token_ids=(-1,)))
+    static = StaticDecoder(dynamic, max_len=room)
+
+    def static_generate() -> Any:
+        seq = dynamic.prepare(request)
+        static.run(seq)
+        return seq.result()
+
+    compiled = Engine(
+        loaded.model,
+        GenerateConfig(eos_token_ids=(-1,), compile_step=True, static_cache_len=room),
+    )
+    reference, compile_s = _timed(lambda: compiled.generate(request))  # compiles here
+    runner = compiled._static_runner
+    variants = {
+        "dynamic cache (plugin loop)": lambda: dynamic.generate(request),
+        "static cache, eager step": static_generate,
+        "static cache, compiled step": lambda: compiled.generate(request),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    same = True
+    for _ in range(1 if quick else 3):
+        for name, run in variants.items():
+            out, seconds = _timed(run)
+            times[name].append(seconds)
+            same &= list(out.tokens) == list(reference.tokens)
+    rate = {name: new / statistics.median(t) for name, t in times.items()}
+    base = rate["dynamic cache (plugin loop)"]
+    _table(
+        f"Compiled decode step: batch 1, {new} tokens (compile {compile_s:.1f} s once)",
+        ["variant", "tokens/s", "vs dynamic"],
+        [[name, _fmt(r), f"{r / base:.2f}x"] for name, r in rate.items()],
+    )
+    return {
+        "new_tokens": new,
+        "tokens_per_s": rate,
+        "seconds": times,
+        "speedup_compiled_vs_dynamic": rate["static cache, compiled step"] / base,
+        "speedup_compiled_vs_static_eager": rate["static cache, compiled step"]
+        / rate["static cache, eager step"],
+        "first_request_s_including_compile": compile_s,
+        "compile_error": runner.compile_error if runner is not None else "no runner",
+        "identical": same,
+    }
+
+
 def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     import torch
 
@@ -602,6 +664,28 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     )
     _, capture_s = sync_timed(lambda: graphed.generate(request))  # capture
     graph_out, t_graph = sync_timed(lambda: graphed.generate(request))
+    # the step compiled before capture; a failure is recorded, never loses the rest
+    compiled_graph: dict[str, Any] = {}
+    try:
+        fused = Engine(
+            model,
+            GenerateConfig(
+                eos_token_ids=(-1,),
+                cuda_graph=True,
+                compile_step=True,
+                static_cache_len=len(request.prompt_ids) + new + 8,
+            ),
+        )
+        _, compiled_graph["compile_and_capture_s"] = sync_timed(lambda: fused.generate(request))
+        fused_out, t_fused = sync_timed(lambda: fused.generate(request))
+        compiled_graph.update(
+            tokens_per_s=new / t_fused,
+            speedup_vs_generate=t_hf / t_fused,
+            identical=list(fused_out.tokens) == list(eager_out.tokens),
+            compile_error=fused._static_runner.compile_error,
+        )
+    except Exception as exc:  # a variant that fails is reported, never loses the rest
+        compiled_graph["error"] = f"{type(exc).__name__}: {str(exc)[:800]}"
     peak = peak_bandwidth(device_name)
     bound = peak / weight_bytes if peak else None
     result = {
@@ -618,6 +702,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
         "graph_fraction_of_bound": (new / t_graph) / bound if bound else None,
         "identical": list(eager_out.tokens) == list(graph_out.tokens),
         "capture_s": capture_s,
+        "compiled_graph": compiled_graph,
     }
     _table(
         f"CUDA graphs on {device_name}: batch 1, {new} tokens, fp32 weights "
@@ -627,6 +712,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
             ["transformers generate (eager)", _fmt(new / t_hf)],
             ["pipetune loop, dynamic cache", _fmt(new / t_eager)],
             ["static cache + CUDA graph", _fmt(new / t_graph)],
+            ["  ... step compiled before capture", _fmt(compiled_graph.get("tokens_per_s"))],
             ["memory-bandwidth bound", _fmt(bound)],
         ],
     )
@@ -685,6 +771,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "batching": bench_batching,
             "batching_long": bench_batching_long,
             "speculative": bench_speculative,
+            "compile": bench_compile,
             "cuda": bench_cuda,
         }
         for name in SECTIONS:

@@ -18,7 +18,7 @@ def test_cuda_graph_unavailable_without_cuda_falls_back_to_the_same_tokens(llama
     graphed = Engine(llama, GenerateConfig(cuda_graph=True))
     for request in requests_[:3]:
         assert graphed.generate(request).tokens == plain.generate(request).tokens
-    assert graphed._graph_runner is None  # nothing was captured
+    assert graphed._static_runner is None  # nothing was captured
 
 
 def test_static_cache_decode_matches_dynamic_cache(llama, requests_):
@@ -40,6 +40,35 @@ def test_requests_too_long_for_the_static_cache_fall_back(llama, requests_):
     assert tuple(seq.tokens) == engine.generate(requests_[0]).tokens
 
 
+def test_a_compiled_static_decode_step_gives_the_same_tokens(llama, requests_):
+    pytest.importorskip("torch._inductor", reason="torch without inductor cannot compile")
+    plain = Engine(llama, GenerateConfig())
+    compiled = Engine(llama, GenerateConfig(compile_step=True, static_cache_len=128))
+    for request in requests_[:3]:
+        assert compiled.generate(request).tokens == plain.generate(request).tokens
+    runner = compiled._static_runner
+    assert runner is not None and runner.compile_error is None
+    assert runner._compiled is not None  # the compiled step served the decode
+
+
+def test_a_step_that_fails_to_compile_falls_back_to_eager_and_says_why(
+    llama, requests_, torch, monkeypatch
+):
+    def broken_compile(fn, **_):
+        def run(*args, **kwargs):
+            raise RuntimeError("inductor cannot lower aten.rotary on this platform")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    plain = Engine(llama, GenerateConfig())
+    compiled = Engine(llama, GenerateConfig(compile_step=True, static_cache_len=128))
+    for request in requests_[:2]:
+        assert compiled.generate(request).tokens == plain.generate(request).tokens
+    error = compiled._static_runner.compile_error
+    assert error is not None and "inductor cannot lower" in error
+
+
 @pytest.mark.gpu
 def test_cuda_graph_decode_matches_eager_on_gpu(torch):
     if not torch.cuda.is_available():
@@ -53,6 +82,12 @@ def test_cuda_graph_decode_matches_eager_on_gpu(torch):
     eager = Engine(model, GenerateConfig()).generate(request)
     graphed_engine = Engine(model, GenerateConfig(cuda_graph=True, static_cache_len=128))
     assert graphed_engine.generate(request).tokens == eager.tokens
-    assert (
-        graphed_engine._graph_runner is not None and graphed_engine._graph_runner.graph is not None
+    graph_runner = graphed_engine._static_runner
+    assert graph_runner is not None and graph_runner.graph is not None
+    compiled_engine = Engine(
+        model, GenerateConfig(cuda_graph=True, compile_step=True, static_cache_len=128)
     )
+    assert compiled_engine.generate(request).tokens == eager.tokens
+    runner = compiled_engine._static_runner
+    assert runner.graph is not None
+    assert runner.compile_error is None, runner.compile_error

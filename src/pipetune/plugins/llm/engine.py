@@ -182,7 +182,7 @@ class Engine:
         self.context = context_window(model)
         self.vocab = vocab_size(model)
         self.cache_arg = cache_kwarg(model)
-        self._graph_runner: Any = None
+        self._static_runner: Any = None
 
     # -- requests --------------------------------------------------------------------------
     def prepare(self, request: GenerationRequest, index: int | None = None) -> Active | Generation:
@@ -314,7 +314,9 @@ class Engine:
         if not self.config.use_cache:
             yield from self._steps_without_cache(seq)
         elif self.config.cuda_graph and self._cuda_graph_ready():
-            yield from self._graph_runner.steps(seq)
+            yield from self._static_runner.steps(seq)
+        elif self.config.compile_step:
+            yield from self._compiled_runner().steps(seq)
         elif self.config.speculative:
             from pipetune.plugins.llm.speculative import speculative_steps
 
@@ -352,10 +354,23 @@ class Engine:
             yield 1
 
     def _cuda_graph_ready(self) -> bool:
-        if self._graph_runner is None:
+        if self._static_runner is None:
             from pipetune.plugins.llm.cuda_graphs import GraphDecoder, cuda_graph_available
 
             if not cuda_graph_available(self.model):
                 return False
-            self._graph_runner = GraphDecoder(self, max_len=self.config.static_cache_len)
+            self._static_runner = GraphDecoder(
+                self, max_len=self.config.static_cache_len, compile=self.config.compile_step
+            )
         return True
+
+    def _compiled_runner(self) -> Any:
+        """The static-cache decoder with a compiled step (built once, compiled on first
+        use)."""
+        if self._static_runner is None:
+            from pipetune.plugins.llm.cuda_graphs import StaticDecoder
+
+            self._static_runner = StaticDecoder(
+                self, max_len=self.config.static_cache_len, compile=True
+            )
+        return self._static_runner

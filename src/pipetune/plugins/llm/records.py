@@ -91,7 +91,11 @@ class GenerateConfig:
             sharing the target's weights).
         cuda_graph: capture one batch-1 decode step with a static KV cache in a CUDA graph
             (CUDA only).
-        static_cache_len: the static cache's length for ``cuda_graph``.
+        compile_step: run the batch-1 decode step with a static KV cache through
+            ``torch.compile`` (any device; with ``cuda_graph``, compiled before capture).
+            The first request pays for compiling (seconds to a minute).
+        static_cache_len: the static cache's length for ``cuda_graph`` and
+            ``compile_step``.
         eos_token_ids: end-of-sequence ids (default: the model's generation config).
     """
 
@@ -108,6 +112,7 @@ class GenerateConfig:
     ngram_min: int = 1
     draft_layers: int | None = None
     cuda_graph: bool = False
+    compile_step: bool = False
     static_cache_len: int = 1024
     eos_token_ids: tuple[int, ...] | None = None
 
