@@ -125,7 +125,8 @@ class PrefixCache:
         with self._lock:
             kv = self._kv.get(prefix)
             if kv is None:
-                kv = kv_cache.new_cache(engine.model)
+                # never appended to: transformers' own layers hold it without spare columns
+                kv = kv_cache.new_cache(engine.model, growing=False)
                 engine.forward(engine._tensor([list(prefix)]), cache=kv)
                 self._kv[prefix] = kv
         self.hits += 1
