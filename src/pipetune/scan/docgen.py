@@ -32,8 +32,8 @@ MEASURED: dict[str, str] = {
         "(bf16), labels 100 % (`python -m benchmarks.hardware.gpu`, docs/benchmarks/hardware.md)"
     ),
     "PT-LLM001": (
-        "SmolLM2-135M-Instruct, 256 new tokens, batch 1, one CPU thread: no cache 1.94 "
-        "tokens/s, KV cache 16.9 (**8.7x**; transformers' `generate` 15.7), tokens "
+        "SmolLM2-135M-Instruct, 256 new tokens, batch 1, one CPU thread: no cache 1.81 "
+        "tokens/s, KV cache 16.6 (**9.2x**; transformers' `generate` 13.6), tokens "
         "identical (`python -m benchmarks.llm.run`, docs/benchmarks/llm.md)"
     ),
     "PT-LLM003": (
