@@ -3,13 +3,16 @@
 Every cache the plugin builds is a ``DynamicCache`` whose layers hold key and value
 tensors shaped ``[batch, kv_heads, seq, head_dim]``. Its full-attention layers grow in
 place (:func:`growing_layer_class`): transformers' ``DynamicLayer`` appends a step's keys
-with ``torch.cat``, which copies the whole cache every step (16 % of a batch-8 decode step
-of SmolLM2-135M on this CPU); a growing layer keeps spare columns in a buffer and writes
-the new ones in place, so a step copies only what it adds. Batched caches are *left-padded*:
-every row ends at the last column, and an attention mask marks which columns hold real
-tokens. That layout lets rows of different lengths decode together (one new column per
-step for every row), join a running batch (pad the shorter side on the left) and leave
-it (select the remaining rows, then drop columns that are padding for all of them).
+with ``torch.cat``, which allocates and copies the whole cache every step; a growing layer
+keeps spare columns in a buffer and writes the new ones in place, so a step copies only
+what it adds (decode steps of SmolLM2-135M on this CPU 1.05-1.18x faster at 1,000-2,000
+columns, no difference at 200: ``benchmarks/llm/step_profile.py``).
+
+Batched caches are *left-padded*: every row ends at the last column, and an attention
+mask marks which columns hold real tokens. That layout lets rows of different lengths
+decode together (one new column per step for every row), join a running batch (pad the
+shorter side on the left) and leave it (select the remaining rows, then drop columns
+that are padding for all of them).
 
 torch and transformers are imported inside the functions (the plugin imports without
 them).
