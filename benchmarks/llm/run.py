@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.llm.run            # full: about 20-30 minutes on a quiet 2-core CPU
+    python -m benchmarks.llm.run            # full: about 55 minutes on a quiet 2-core CPU
     python -m benchmarks.llm.run --quick    # smoke run: a few minutes
     python -m benchmarks.llm.run --sections kv,batching   # a subset (merged into the JSON)
 
