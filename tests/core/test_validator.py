@@ -166,6 +166,16 @@ def test_assess_change_overrides_output_comparison(tmp_path):
     assert trial.fidelity.details == {"ppl": 12.0}
 
 
+def test_a_fidelity_rejection_quotes_the_plugins_summary_of_the_raw_figures(tmp_path):
+    summary = "perplexity 11.20 -> 25.90 (+131.2%) on 1203 held-out tokens"
+    verdict = Fidelity(metric="perplexity", value=0.0, details={"summary": summary})
+    plugin = ToyPlugin(changes={"faster": faster}, assess=lambda change: verdict)
+    _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)
+    trial = validator.try_proposal(_proposal("faster"), pipeline, context).trial
+    assert trial.status == "rejected"
+    assert f"({summary}; cumulative, against the original pipeline)" in trial.reason
+
+
 def test_a_small_holdout_says_the_99_percent_gate_needs_300_items(tmp_path):
     plugin = ToyPlugin(changes={"faster": faster})
     _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)

@@ -441,9 +441,12 @@ class Validator:
             )
         ci = f" [{fidelity.ci[0]:.3f}, {fidelity.ci[1]:.3f}]" if fidelity.ci else ""
         if fidelity.value < threshold - 1e-12:
+            # a plugin may put the raw figures behind the value in details["summary"]
+            summary = fidelity.details.get("summary") if fidelity.details else None
+            said = f"{summary}; " if isinstance(summary, str) and summary else ""
             return fidelity, (
                 f"fidelity: {fidelity.metric} {fidelity.value:.3f}{ci} < {threshold:.3f} "
-                "(cumulative, against the original pipeline)"
+                f"({said}cumulative, against the original pipeline)"
             )
         drop = fidelity.details.get("accuracy_drop") if fidelity.details else None
         if isinstance(drop, int | float) and drop > self.requirements.max_accuracy_drop + 1e-12:

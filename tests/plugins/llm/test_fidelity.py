@@ -65,6 +65,7 @@ def test_perplexity_change_for_a_lossy_model_change(llama, tokenizer, torch):
     assert details["candidate_perplexity"] != details["baseline_perplexity"]
     assert fidelity.value == pytest.approx(1 - max(0.0, details["relative_delta"]))
     assert details["sequences"] >= 6 + 2  # held-out paragraphs + the workload's prompts
+    assert details["summary"].startswith(f"perplexity {details['baseline_perplexity']:.2f} -> ")
     # the same model: no change
     same = pm.hook.assess_change(
         change=change, baseline=baseline, candidate=baseline, workload=workload

@@ -167,6 +167,7 @@ def perplexity_fidelity(
     cand, _ = perplexity(candidate_model, sequences)
     relative = (cand - base) / base if base > 0 and math.isfinite(base) else float("inf")
     value = 1.0 - max(0.0, relative) if math.isfinite(relative) else 0.0
+    change = f"{relative:+.1%}" if math.isfinite(relative) else "not finite"
     return Fidelity(
         metric="perplexity",
         value=max(0.0, value),
@@ -178,5 +179,7 @@ def perplexity_fidelity(
             "relative_delta": relative,
             "sequences": len(sequences),
             "tokens": n,
+            # what a rejection quotes: the raw figures behind the value
+            "summary": f"perplexity {base:.2f} -> {cand:.2f} ({change}) on {n} held-out tokens",
         },
     )
