@@ -274,6 +274,37 @@ def test_console_script_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in proc.stderr and "RuntimeError: at import" in proc.stderr
 
 
+def test_console_script_exits_past_a_stage_still_hung_after_its_timeout(tmp_path):
+    # a hung stage's thread may sit in native code, where finalizing the interpreter under
+    # it aborted the process (exit 134) after everything had been written
+    target = tmp_path / "hang.py"
+    target.write_text(
+        textwrap.dedent(
+            """
+            import time
+            from pipetune import Pipeline, Stage, Workload
+
+            def work(x):
+                time.sleep(60)
+                return x
+
+            pipeline = Pipeline("hangs", (Stage("work", work),))
+            workload = Workload(items=(1, 2), warmup=0, repeats=1)
+            """
+        )
+    )
+    proc = subprocess.run(
+        [*_console_script(), "profile", f"{target}:pipeline", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=50,  # well before the stage would wake up
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "stage 'work'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "1 stage thread(s) that timed out are still running" in proc.stderr
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
 def test_ctrl_c_keeps_what_was_measured(tmp_path):
     marker = tmp_path / "started"

@@ -46,6 +46,7 @@ def test_a_busy_worker_is_not_handed_out_and_errors_stay_on_the_handle() -> None
     assert isinstance(failed.error, ValueError) and stuck.is_alive()
     assert ran_on["busy"] is not ran_on["fail"]  # the busy worker did not get the second job
     assert ran_on["fail"].is_alive()  # the worker that raised survives to serve again
+    assert workers.busy() >= 1  # the busy job's worker is not idle
     release.set()
     stuck.join(5)
     assert not stuck.is_alive()

@@ -351,7 +351,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = run_guarded(build, state)
     if "cli" not in built:
         return code
-    return built["cli"].main(args, prog_name="pipetune", standalone_mode=False, obj=state)
+    code = built["cli"].main(args, prog_name="pipetune", standalone_mode=False, obj=state)
+    if argv is None:  # the console script, not a caller in the same process
+        _exit_past_hung_stages(code)
+    return code
+
+
+def _exit_past_hung_stages(code: int) -> None:
+    """Exit now, with ``code``, when a stage that timed out is still running.
+
+    Its thread may be inside native code (a torch forward pass): finalizing the
+    interpreter under it tore the process down with "terminate called without an active
+    exception" (exit 134) after the report had been written (``pipetune demo llm``, a
+    no-cache generate stage past its deadline). Everything is written by now, so skip
+    the finalization."""
+    from pipetune.core import workers
+
+    hung = workers.busy()
+    if not hung:
+        return
+    click.echo(
+        f"note: {hung} stage thread(s) that timed out are still running; exiting without "
+        "waiting for them",
+        err=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

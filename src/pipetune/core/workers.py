@@ -62,6 +62,13 @@ class _Worker:
                 handle._done.set()
 
 
+def busy() -> int:
+    """Worker threads still inside a job: after a run, the stages that hung past their
+    deadline and never returned."""
+    with _lock:
+        return _count - len(_idle)
+
+
 def start(target: Callable[..., Any], args: tuple[Any, ...] = (), name: str = "") -> Handle:
     """Run ``target(*args)`` on an idle long-lived worker thread (a new one when none is
     idle); returns a handle to wait on."""
