@@ -656,11 +656,9 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     eager.generate(request)
     eager_out, t_eager = sync_timed(lambda: eager.generate(request))
 
+    room = len(request.prompt_ids) + new + 8
     graphed = Engine(
-        model,
-        GenerateConfig(
-            eos_token_ids=(-1,), cuda_graph=True, static_cache_len=len(request.prompt_ids) + new + 8
-        ),
+        model, GenerateConfig(eos_token_ids=(-1,), cuda_graph=True, static_cache_len=room)
     )
     _, capture_s = sync_timed(lambda: graphed.generate(request))  # capture
     graph_out, t_graph = sync_timed(lambda: graphed.generate(request))
@@ -673,7 +671,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
                 eos_token_ids=(-1,),
                 cuda_graph=True,
                 compile_step=True,
-                static_cache_len=len(request.prompt_ids) + new + 8,
+                static_cache_len=room,
             ),
         )
         _, compiled_graph["compile_and_capture_s"] = sync_timed(lambda: fused.generate(request))

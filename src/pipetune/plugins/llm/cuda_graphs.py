@@ -215,7 +215,5 @@ class GraphDecoder(StaticDecoder):
             self._capture()
 
     def _next(self) -> int:
-        if self.graph is None:  # before capture (warm-up) the step runs as it is
-            return super()._next()
         self.graph.replay()
         return int(self.next_token)

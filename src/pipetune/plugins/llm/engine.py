@@ -313,10 +313,8 @@ class Engine:
             return
         if not self.config.use_cache:
             yield from self._steps_without_cache(seq)
-        elif self.config.cuda_graph and self._cuda_graph_ready():
-            yield from self._static_runner.steps(seq)
-        elif self.config.compile_step:
-            yield from self._compiled_runner().steps(seq)
+        elif (runner := self._static_decoder()) is not None:
+            yield from runner.steps(seq)
         elif self.config.speculative:
             from pipetune.plugins.llm.speculative import speculative_steps
 
@@ -353,24 +351,24 @@ class Engine:
             seq.push(int(logits[0, -1].argmax()))
             yield 1
 
-    def _cuda_graph_ready(self) -> bool:
-        if self._static_runner is None:
-            from pipetune.plugins.llm.cuda_graphs import GraphDecoder, cuda_graph_available
-
-            if not cuda_graph_available(self.model):
-                return False
-            self._static_runner = GraphDecoder(
-                self, max_len=self.config.static_cache_len, compile=self.config.compile_step
+    def _static_decoder(self) -> Any:
+        """The static-cache decoder the configuration asks for, built once: a CUDA graph
+        when ``cuda_graph`` and the model is on CUDA (compiled first with
+        ``compile_step``), else a compiled step with ``compile_step``; None otherwise."""
+        config = self.config
+        if self._static_runner is None and (config.cuda_graph or config.compile_step):
+            from pipetune.plugins.llm.cuda_graphs import (
+                GraphDecoder,
+                StaticDecoder,
+                cuda_graph_available,
             )
-        return True
 
-    def _compiled_runner(self) -> Any:
-        """The static-cache decoder with a compiled step (built once, compiled on first
-        use)."""
-        if self._static_runner is None:
-            from pipetune.plugins.llm.cuda_graphs import StaticDecoder
-
-            self._static_runner = StaticDecoder(
-                self, max_len=self.config.static_cache_len, compile=True
-            )
+            if config.cuda_graph and cuda_graph_available(self.model):
+                self._static_runner = GraphDecoder(
+                    self, max_len=config.static_cache_len, compile=config.compile_step
+                )
+            elif config.compile_step:
+                self._static_runner = StaticDecoder(
+                    self, max_len=config.static_cache_len, compile=True
+                )
         return self._static_runner
