@@ -94,3 +94,53 @@ def test_cuda_graph_decode_matches_eager_on_gpu(torch):
     runner = compiled_engine._static_runner
     assert runner.graph is not None
     assert runner.compile_error is None, runner.compile_error
+
+
+def _tune_graphs(llama, requests_):
+    """The CUDA-graph tune step's selection, run on the CPU: here the "captured" variant
+    decodes with the dynamic cache (no CUDA) and the compiled one with the compiled
+    static step, so both variants really run and are measured."""
+    from pipetune.plugins.llm.proposals import _tune_cuda_graphs
+
+    config = GenerateConfig(static_cache_len=128)
+    return _tune_cuda_graphs(
+        Engine(llama, config),
+        config,
+        list(requests_[:4]),
+        lambda cfg: Engine(llama, cfg),
+        floor=1.0,
+        min_speedup=0.0,
+    )
+
+
+def test_the_graph_tune_step_measures_both_captures_and_keeps_the_faster(llama, requests_):
+    pytest.importorskip("torch._inductor", reason="torch without inductor cannot compile")
+    tuned = _tune_graphs(llama, requests_)
+    variants = tuned.notes["variants"]
+    compiled = variants["compiled, then captured"]
+    if "compiler" in compiled.get("left_out", "").lower():
+        pytest.skip(f"inductor needs a C++ compiler here: {compiled['left_out'][:200]}")
+    assert set(variants) == {"captured", "compiled, then captured"}
+    speedups = {name: v["speedup"] for name, v in variants.items()}
+    faster = max(speedups, key=speedups.__getitem__)
+    assert tuned.params["compile_step"] == (faster == "compiled, then captured")
+    assert tuned.params["cuda_graph"] is True
+    assert tuned.est_stage_speedup == speedups[faster]
+    assert all(v["fidelity"]["value"] == 1.0 for v in variants.values())
+
+
+def test_a_compiled_capture_that_falls_back_is_left_out_with_the_reason(
+    llama, requests_, torch, monkeypatch
+):
+    def broken_compile(fn, **_):
+        def run(*args, **kwargs):
+            raise RuntimeError("inductor cannot lower aten.rotary on this platform")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    tuned = _tune_graphs(llama, requests_)
+    left_out = tuned.notes["variants"]["compiled, then captured"]["left_out"]
+    assert "fell back to the eager step" in left_out and "cannot lower" in left_out
+    assert tuned.params["compile_step"] is False
+    assert tuned.notes["variants"]["captured"]["speedup"] == tuned.est_stage_speedup
