@@ -37,9 +37,9 @@ MEASURED: dict[str, str] = {
         "identical (`python -m benchmarks.llm.run`, docs/benchmarks/llm.md)"
     ),
     "PT-LLM003": (
-        "96 mixed-length requests at once, batches of 8: continuous batching **1.96x** "
-        "static batching's tokens/s (2.04x while requests waited) with P99 1.98x lower; "
-        "on 48 requests 1.72x, and **2.4x** one request at a time (docs/benchmarks/llm.md)"
+        "96 mixed-length requests at once, batches of 8: continuous batching **2.02x** "
+        "static batching's tokens/s (2.12x while requests waited) with P99 2.05x lower; "
+        "on 48 requests 1.80x, and **2.4x** one request at a time (docs/benchmarks/llm.md)"
     ),
     "PT-LLM004": (
         "16 requests sharing 83- and 23-token prefixes: time to first token p50 322 -> 127 "
