@@ -612,6 +612,32 @@ def bench_compile(loaded: Any, quick: bool) -> dict[str, Any]:
     }
 
 
+def _cuda_kernels(torch: Any, step: Any) -> dict[str, Any]:
+    """The device operations (kernels, copies) one call of ``step`` runs on the GPU and
+    their summed device time, from the profiler's CUDA trace; against the step's wall time
+    this says whether the kernels themselves or the gaps between them cost the time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    step()  # warm
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    wall_us = 1e6 * (time.perf_counter() - start)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    ops = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy_us = sum(e.time_range.elapsed_us() for e in ops)
+    return {
+        "device_ops": len(ops),
+        "device_busy_us": busy_us,
+        "us_per_op": busy_us / len(ops) if ops else None,
+        "wall_us": wall_us,
+    }
+
+
 def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     import torch
 
@@ -664,6 +690,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     graph_out, t_graph = sync_timed(lambda: graphed.generate(request))
     # the step compiled before capture; a failure is recorded, never loses the rest
     compiled_graph: dict[str, Any] = {}
+    fused_runner: Any = None
     try:
         fused = Engine(
             model,
@@ -675,6 +702,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
             ),
         )
         _, compiled_graph["compile_and_capture_s"] = sync_timed(lambda: fused.generate(request))
+        fused_runner = fused._static_runner
         fused_out, t_fused = sync_timed(lambda: fused.generate(request))
         compiled_graph.update(
             tokens_per_s=new / t_fused,
@@ -684,6 +712,22 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
         )
     except Exception as exc:  # a variant that fails is reported, never loses the rest
         compiled_graph["error"] = f"{type(exc).__name__}: {str(exc)[:800]}"
+    # what one decode step runs on the device: eager, replayed, compiled and replayed
+    kernels: dict[str, Any] = {}
+    try:
+        runner = graphed._static_runner
+        kernels["eager_step"] = _cuda_kernels(torch, runner._step_and_argmax)
+        kernels["graph_replay"] = _cuda_kernels(torch, runner.graph.replay)
+        if fused_runner is not None and fused_runner.graph is not None:
+            kernels["compiled_graph_replay"] = _cuda_kernels(torch, fused_runner.graph.replay)
+    except Exception as exc:  # profiling is extra: a failure is reported, nothing lost
+        kernels["error"] = f"{type(exc).__name__}: {str(exc)[:800]}"
+    for name, row in kernels.items():
+        if isinstance(row, dict):
+            print(
+                f"  {name}: {row['device_ops']} device ops, {row['device_busy_us']:.0f} us busy "
+                f"of {row['wall_us']:.0f} us wall"
+            )
     peak = peak_bandwidth(device_name)
     bound = peak / weight_bytes if peak else None
     result = {
@@ -701,6 +745,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
         "identical": list(eager_out.tokens) == list(graph_out.tokens),
         "capture_s": capture_s,
         "compiled_graph": compiled_graph,
+        "kernels": kernels,
     }
     _table(
         f"CUDA graphs on {device_name}: batch 1, {new} tokens, fp32 weights "
