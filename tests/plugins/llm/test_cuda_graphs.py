@@ -10,6 +10,20 @@ from pipetune.plugins.llm.engine import Engine
 from pipetune.plugins.llm.records import GenerateConfig
 
 
+@pytest.fixture
+def broken_compile(torch, monkeypatch):
+    """``torch.compile`` whose compiled step raises when it runs, as inductor does on a
+    model it cannot lower."""
+
+    def compile(fn, **_):
+        def run(*args, **kwargs):
+            raise RuntimeError("inductor cannot lower aten.rotary on this platform")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile)
+
+
 def test_cuda_graph_unavailable_without_cuda_falls_back_to_the_same_tokens(llama, requests_, torch):
     if torch.cuda.is_available():
         pytest.skip("this test checks the CPU fallback")
@@ -55,15 +69,8 @@ def test_a_compiled_static_decode_step_gives_the_same_tokens(llama, requests_):
 
 
 def test_a_step_that_fails_to_compile_falls_back_to_eager_and_says_why(
-    llama, requests_, torch, monkeypatch
+    llama, requests_, broken_compile
 ):
-    def broken_compile(fn, **_):
-        def run(*args, **kwargs):
-            raise RuntimeError("inductor cannot lower aten.rotary on this platform")
-
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
     plain = Engine(llama, GenerateConfig())
     compiled = Engine(llama, GenerateConfig(compile_step=True, static_cache_len=128))
     for request in requests_[:2]:
@@ -130,15 +137,8 @@ def test_the_graph_tune_step_measures_both_captures_and_keeps_the_faster(llama, 
 
 
 def test_a_compiled_capture_that_falls_back_is_left_out_with_the_reason(
-    llama, requests_, torch, monkeypatch
+    llama, requests_, broken_compile
 ):
-    def broken_compile(fn, **_):
-        def run(*args, **kwargs):
-            raise RuntimeError("inductor cannot lower aten.rotary on this platform")
-
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
     tuned = _tune_graphs(llama, requests_)
     left_out = tuned.notes["variants"]["compiled, then captured"]["left_out"]
     assert "fell back to the eager step" in left_out and "cannot lower" in left_out

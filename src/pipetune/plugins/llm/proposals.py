@@ -438,22 +438,21 @@ def _tune_cuda_graphs(
     best: tuple[float, bool, Any] | None = None
     for name, compile_step in GRAPH_VARIANTS:
         candidate = engine(config.evolve(cuda_graph=True, compile_step=compile_step))
-        if not compile_step:
+        try:
             candidate.generate(warm_up)
             after, t_after = _timed(lambda c=candidate: [c.generate(r) for r in sample])
+            error = getattr(candidate._static_runner, "compile_error", None)
+            if error:
+                raise Rejected(f"fell back to the eager step: {error}")
             fidelity = _check_same(f"CUDA graphs ({name})", before, after, floor)
-        else:
-            try:
-                candidate.generate(warm_up)
-                after, t_after = _timed(lambda c=candidate: [c.generate(r) for r in sample])
-                error = getattr(candidate._static_runner, "compile_error", None)
-                if error:
-                    raise Rejected(f"fell back to the eager step: {error}")
-                fidelity = _check_same(f"CUDA graphs ({name})", before, after, floor)
-            except Exception as exc:  # inductor, capture or tokens: keep the plain graph
-                reason = str(exc) if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
-                measured[name] = {"left_out": reason[:500]}
-                continue
+        except Exception as exc:
+            if not compile_step:
+                raise
+            # inductor, capture or tokens: the compiled variant is left out, the plain
+            # capture decides
+            reason = str(exc) if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
+            measured[name] = {"left_out": reason[:500]}
+            continue
         speedup = t_before / t_after if t_after else 0.0
         measured[name] = {"speedup": speedup, "fidelity": fidelity.to_dict()}
         if best is None or speedup > best[0]:
