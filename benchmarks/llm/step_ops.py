@@ -69,8 +69,8 @@ VIEWS = frozenset(
 SCALAR_WRAPS = frozenset({"aten::_to_copy", "aten::scalar_tensor"})
 
 
-def _decoder(loaded: Any, max_len: int, compile: bool) -> tuple[Any, Any]:
-    """A static decoder 20 tokens into a request (EOS off), and its step generator."""
+def _decoder(loaded: Any, max_len: int, compile: bool) -> Any:
+    """A static decoder 20 tokens into a request (EOS off)."""
     from pipetune.plugins.llm.cuda_graphs import StaticDecoder
     from pipetune.plugins.llm.engine import Engine
     from pipetune.plugins.llm.records import GenerateConfig, GenerationRequest
@@ -81,13 +81,13 @@ def _decoder(loaded: Any, max_len: int, compile: bool) -> tuple[Any, Any]:
     steps = decoder.steps(engine.prepare(GenerationRequest(tuple(prompt), 64), 0))
     for _ in range(20):
         next(steps)
-    return decoder, steps
+    return decoder
 
 
 def eager_ops(loaded: Any, max_len: int) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity, profile
 
-    decoder, _ = _decoder(loaded, max_len, compile=False)
+    decoder = _decoder(loaded, max_len, compile=False)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         decoder._step_and_argmax()
     counts: Counter[str] = Counter()
@@ -111,7 +111,7 @@ def compiled_kernels(loaded: Any, max_len: int) -> dict[str, Any]:
     from torch._inductor import config as inductor_config
     from torch._inductor.utils import run_and_get_code
 
-    decoder, _ = _decoder(loaded, max_len, compile=True)
+    decoder = _decoder(loaded, max_len, compile=True)
     started = time.perf_counter()
     # a cached graph would skip code generation, and with it the code counted here
     with inductor_config.patch(fx_graph_cache=False), torch.no_grad():
