@@ -60,7 +60,7 @@ def prepare_models(models: Path, work: Path) -> dict[str, str]:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from pipetune.core.paths import CACHE_ENV
+    from pipetune.core.loop.paths import CACHE_ENV
 
     env: dict[str, str] = {}
     cache = work / "cache"

@@ -1,4 +1,4 @@
-"""docs/hooks.md stays in step with core/hookspecs.py (datasette-style).
+"""docs/hooks.md stays in step with core/kernel/hookspecs.py (datasette-style).
 
 Every hookspec must be documented under a ``### `name` `` heading with a ``def`` block whose
 parameters, annotations and return annotation match ``inspect.signature`` of the spec, and
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipetune.core import hookspecs
+from pipetune.core.kernel import hookspecs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
 SECTION = re.compile(r"^### `(\w+)`\n(.*?)(?=^##|\Z)", re.MULTILINE | re.DOTALL)

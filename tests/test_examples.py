@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipetune.cli.main import build_cli
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.manager import get_plugin_manager
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 WITH_PIPELINE = sorted(
@@ -44,7 +44,7 @@ def test_example_profiles_with_no_options(example: Path, tmp_path: Path) -> None
     assert data["samples"] > 0 and data["throughput_rps"] > 0
     assert data["target"] == f"{example}:pipeline"
     try:
-        from pipetune.core.schema import validate
+        from pipetune.core.report.schema import validate
     except ImportError:  # the schema lands with the core-runtime work
         return
     validate("profile", data)

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipetune.cli.main import build_cli
-from pipetune.core.errors import ConfigError
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.scaffold import create, validate_name
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,12 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.machine import detect_machine
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.online import run_online
-from pipetune.core.probes import runqueue
-from pipetune.core.runtime import run_offline
-from pipetune.core.threads import thread_settings
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.measure.machine import detect_machine
+from pipetune.core.measure.probes import runqueue
+from pipetune.core.runtime.offline import run_offline
+from pipetune.core.runtime.online import run_online
+from pipetune.core.runtime.threads import thread_settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "core.json"
 

@@ -55,9 +55,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.hardware.data import LABELS, sentences
-from pipetune.core.artifacts import library_version
-from pipetune.core.machine import describe_machine, detect_machine
-from pipetune.core.probes import runqueue
+from pipetune.core.kernel.artifacts import library_version
+from pipetune.core.measure.machine import describe_machine, detect_machine
+from pipetune.core.measure.probes import runqueue
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "hardware.json"
 LIBRARIES = ("torch", "transformers", "onnxruntime", "openvino", "onnx", "onnxscript")
@@ -81,7 +81,7 @@ def build_variants(
     """Every variant as ``f(**encoded) -> last_hidden_state``, and how each was built."""
     import torch
 
-    from pipetune.core.artifacts import ArtifactStore
+    from pipetune.core.kernel.artifacts import ArtifactStore
     from pipetune.plugins.hardware.backends import get_backend
     from pipetune.plugins.hardware.backends.base import example_call
     from pipetune.plugins.hardware.export import ensure_export

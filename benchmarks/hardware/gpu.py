@@ -44,8 +44,8 @@ from benchmarks.hardware.encoder import (
     predict,
     train_head,
 )
-from pipetune.core.artifacts import library_version
-from pipetune.core.machine import describe_machine, detect_machine
+from pipetune.core.kernel.artifacts import library_version
+from pipetune.core.measure.machine import describe_machine, detect_machine
 
 BUCKETS = (16, 32, 64, 128)
 

@@ -415,10 +415,10 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
     import tempfile
 
     from pipetune import Rejected, get_plugin_manager
-    from pipetune.core.artifacts import ArtifactStore
-    from pipetune.core.context import TuneContext
-    from pipetune.core.model import Pipeline, Requirements, Workload
-    from pipetune.core.results import Proposal
+    from pipetune.core.kernel.artifacts import ArtifactStore
+    from pipetune.core.kernel.context import TuneContext
+    from pipetune.core.kernel.model import Pipeline, Requirements, Workload
+    from pipetune.core.kernel.results import Proposal
     from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.analysis import ngram_copy_rate, replay_prompt_lookup
     from pipetune.plugins.llm.blocks import encode_request, generate_stage, prompt_stage
@@ -787,8 +787,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown section(s): {', '.join(unknown)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from pipetune.core.machine import detect_machine
-    from pipetune.core.threads import pin_threads, thread_settings
+    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.threads import pin_threads, thread_settings
     from pipetune.plugins.llm.model_loading import load_reference_model
 
     threads = args.threads or detect_machine().cores

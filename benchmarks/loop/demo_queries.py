@@ -35,12 +35,12 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from pipetune.core.comparison import CompareSettings, RuntimeSpec, compare  # noqa: E402
-from pipetune.core.loop import LoopSettings, optimize  # noqa: E402
-from pipetune.core.machine import detect_machine  # noqa: E402
-from pipetune.core.manager import get_plugin_manager  # noqa: E402
-from pipetune.core.serving import with_serving  # noqa: E402
-from pipetune.core.threads import pin_threads  # noqa: E402
+from pipetune.core.kernel.manager import get_plugin_manager  # noqa: E402
+from pipetune.core.loop.optimize import LoopSettings, optimize  # noqa: E402
+from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare  # noqa: E402
+from pipetune.core.measure.machine import detect_machine  # noqa: E402
+from pipetune.core.runtime.serving import with_serving  # noqa: E402
+from pipetune.core.runtime.threads import pin_threads  # noqa: E402
 from pipetune.plugins.generic import demo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "loop.json"

@@ -44,15 +44,15 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.comparison import RuntimeSpec
-from pipetune.core.machine import detect_machine
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.results import Change
-from pipetune.core.runtime import run_offline
-from pipetune.core.threads import pin_threads, thread_settings
-from pipetune.core.validator import Validator, ValidatorSettings
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Change
+from pipetune.core.measure.comparison import RuntimeSpec
+from pipetune.core.measure.machine import detect_machine
+from pipetune.core.measure.validator import Validator, ValidatorSettings
+from pipetune.core.runtime.offline import run_offline
+from pipetune.core.runtime.threads import pin_threads, thread_settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "loop.json"
 BASE_UNITS = 207  # 207 / 180 = 1.15 exactly; 207 / 230 = 0.9 exactly

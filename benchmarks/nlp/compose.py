@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.model import Pipeline
-from pipetune.core.state import cache_stats, reset_state
+from pipetune.core.kernel.model import Pipeline
+from pipetune.core.kernel.state import cache_stats, reset_state
 from pipetune.plugins.generic.cache import cached_stage
 
 

@@ -48,7 +48,7 @@ def _now() -> float:
 
 
 def _agreement(a: Sequence[Any], b: Sequence[Any]) -> dict[str, Any]:
-    from pipetune.core.stats import wilson_interval
+    from pipetune.core.measure.stats import wilson_interval
 
     agree = sum(x == y for x, y in zip(a, b, strict=True))
     low, high = wilson_interval(agree, len(a))
@@ -109,7 +109,7 @@ def bench_tokenizer(pipeline: Any, rust: Any, documents: Sequence[Any], rounds: 
 
 def bench_truncation(pm: Any, pipeline: Any, setup: Any, store: Any, log: Callable) -> dict:
     from pipetune import Proposal
-    from pipetune.core.context import TuneContext
+    from pipetune.core.kernel.context import TuneContext
     from pipetune.plugins.nlp.tuning import evaluate_outputs, tune_truncation
 
     workload = setup.workload
@@ -275,7 +275,7 @@ def bench_optimize(setup: Any, log: Callable) -> dict | None:
     """``pipetune.optimize`` on the demo with its cached baseline outputs, as
     ``pipetune demo`` runs it; the report's headline figures."""
     try:
-        from pipetune.core.loop import optimize
+        from pipetune.core.loop.optimize import optimize
     except ImportError:  # the optimize loop is not installed
         return None
     t0 = _now()
@@ -328,10 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import pipetune
     from pipetune import Proposal
-    from pipetune.core.artifacts import ArtifactStore
-    from pipetune.core.context import TuneContext
-    from pipetune.core.machine import detect_machine
-    from pipetune.core.results import Change
+    from pipetune.core.kernel.artifacts import ArtifactStore
+    from pipetune.core.kernel.context import TuneContext
+    from pipetune.core.kernel.results import Change
+    from pipetune.core.measure.machine import detect_machine
     from pipetune.plugins.nlp.demo import build_demo
     from pipetune.plugins.nlp.tuning import tune_bucketing, tune_rust_tokenizer
 

@@ -28,7 +28,7 @@ The set-up, stated:
   requirement (at most 1 % label-agreement drop), then the held-out split: agreement of the
   routed pipeline with the large one, accuracy of both against the generated labels, the
   share of documents routed to each model.
-* **Speed**: paired ABBA rounds (``pipetune.core.comparison.compare``, offline, threads
+* **Speed**: paired ABBA rounds (``pipetune.core.measure.comparison.compare``, offline, threads
   pinned) of the large pipeline against the routed one on held-out documents: throughput
   and latency ratios with bootstrap intervals.
 * **Declined**: the same proposal with a five-layer small encoder (``encoder.layer[:5]``),
@@ -54,14 +54,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks.production.common import load_average, machine, write_section
-from pipetune.core.artifacts import ArtifactStore, library_version
-from pipetune.core.comparison import CompareSettings, RuntimeSpec, compare
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import Rejected
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Requirements, Workload
-from pipetune.core.paths import cache_dir
-from pipetune.core.state import component_stats, reset_state
+from pipetune.core.kernel.artifacts import ArtifactStore, library_version
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Requirements, Workload
+from pipetune.core.kernel.state import component_stats, reset_state
+from pipetune.core.loop.paths import cache_dir
+from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
 from pipetune.plugins.generic import adaptive
 
 TRAIN_SEED = 101

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.production.common import load_average, machine, write_section
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.monitor import Monitor
 
 TARGET_PCT = 1.0

@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import Rejected
-from pipetune.core.machine import detect_machine
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Requirements, Workload
-from pipetune.core.profiler import profile
-from pipetune.core.results import Change
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Requirements, Workload
+from pipetune.core.kernel.results import Change
+from pipetune.core.measure.machine import detect_machine
+from pipetune.core.measure.profiler import profile
 from pipetune.plugins.recsys import ann, blocks, data
 from pipetune.plugins.recsys.fidelity import ranked_ids_fidelity
 from pipetune.plugins.recsys.threads import faiss_thread_count, pinned_threads
@@ -416,7 +416,7 @@ def _run_timed(pipeline: Pipeline, items: list[Any], passes: int = 1) -> dict[st
     """One request at a time through the runtime; the best pass's throughput and its
     per-stage mean times; outputs from the first pass. Each pass starts with an empty
     user-embedding cache."""
-    from pipetune.core.runtime import run_offline
+    from pipetune.core.runtime.offline import run_offline
 
     best: dict[str, Any] = {}
     outputs: list[Any] = []

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.machine import detect_machine
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.measure.machine import detect_machine
 from pipetune.scan.config import ScanOptions
 from pipetune.scan.engine import collect_rules, scan
 from pipetune.scan.files import Unreadable, discover, read_source

@@ -30,12 +30,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     threads = pin_threads(args.threads)
 
-    from pipetune.core.artifacts import ArtifactStore
-    from pipetune.core.context import TuneContext
-    from pipetune.core.fidelity import compare
-    from pipetune.core.manager import get_plugin_manager
-    from pipetune.core.model import Workload
-    from pipetune.core.results import Change, Proposal
+    from pipetune.core.kernel.artifacts import ArtifactStore
+    from pipetune.core.kernel.context import TuneContext
+    from pipetune.core.kernel.manager import get_plugin_manager
+    from pipetune.core.kernel.model import Workload
+    from pipetune.core.kernel.results import Change, Proposal
+    from pipetune.core.measure.fidelity import compare
     from pipetune.plugins.vision import frame_skip
     from pipetune.plugins.vision.blocks import classify_batch, preprocess_frame
     from pipetune.plugins.vision.changes import MOTION, STRIDE, materialize, tune

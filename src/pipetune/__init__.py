@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipetune.core.errors import (
+from pipetune.core.kernel.errors import (
     ConfigError,
     MissingDependency,
     PipelineError,
@@ -18,11 +18,18 @@ from pipetune.core.errors import (
     Rejected,
     StageError,
 )
-from pipetune.core.hookspecs import API_VERSION, hookimpl
-from pipetune.core.manager import BUILTIN_PLUGINS, get_plugin_manager
-from pipetune.core.model import Growth, Pipeline, Requirements, Stage, Trace, Workload
-from pipetune.core.registry import Availability, Backend, Demo, DemoSetup, Dependency, require
-from pipetune.core.results import (
+from pipetune.core.kernel.hookspecs import API_VERSION, hookimpl
+from pipetune.core.kernel.manager import BUILTIN_PLUGINS, get_plugin_manager
+from pipetune.core.kernel.model import Growth, Pipeline, Requirements, Stage, Trace, Workload
+from pipetune.core.kernel.registry import (
+    Availability,
+    Backend,
+    Demo,
+    DemoSetup,
+    Dependency,
+    require,
+)
+from pipetune.core.kernel.results import (
     Change,
     Fidelity,
     Profile,
@@ -36,8 +43,8 @@ __version__ = "0.1.0"
 
 
 def profile(pipeline: Pipeline, workload: Workload, **options: Any) -> Profile:
-    """Profile ``pipeline`` on ``workload``. See :func:`pipetune.core.profiler.profile`."""
-    from pipetune.core.profiler import profile as _profile
+    """Profile ``pipeline`` on ``workload``. See :func:`pipetune.core.measure.profiler.profile`."""
+    from pipetune.core.measure.profiler import profile as _profile
 
     return _profile(pipeline, workload, **options)
 
@@ -49,16 +56,16 @@ def optimize(
     **options: Any,
 ) -> Any:
     """Run the optimize loop; returns the optimized pipeline and the report. See
-    :func:`pipetune.core.loop.optimize`."""
-    from pipetune.core.loop import optimize as _optimize
+    :func:`pipetune.core.loop.optimize.optimize`."""
+    from pipetune.core.loop.optimize import optimize as _optimize
 
     return _optimize(pipeline, workload, requirements or Requirements(), **options)
 
 
 def load_recipe(pipeline: Pipeline, recipe: Recipe | str | Any, **options: Any) -> Pipeline:
     """Re-apply a saved recipe to ``pipeline`` at production start-up (no re-tuning, no
-    rebuilding). See :func:`pipetune.core.recipes.load_recipe`."""
-    from pipetune.core.recipes import load_recipe as _load_recipe
+    rebuilding). See :func:`pipetune.core.loop.recipes.load_recipe`."""
+    from pipetune.core.loop.recipes import load_recipe as _load_recipe
 
     return _load_recipe(pipeline, recipe, **options)
 

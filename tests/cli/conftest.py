@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipetune.cli.main import build_cli
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.manager import get_plugin_manager
 
 TOY = """
 from pipetune import Pipeline, Requirements, Stage, Workload

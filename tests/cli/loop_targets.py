@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 from pipetune import hookimpl
-from pipetune.core.registry import Demo, DemoSetup
+from pipetune.core.kernel.registry import Demo, DemoSetup
 
 LOOKUPS = textwrap.dedent(
     """

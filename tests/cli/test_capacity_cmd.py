@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 from pipetune.cli.render import profile_json
-from pipetune.core.model import Growth, Requirements
-from pipetune.core.results import ConcurrencyPoint, LatencyStats, Machine, Profile, StageStats
-from pipetune.core.store import RunStore
+from pipetune.core.kernel.model import Growth, Requirements
+from pipetune.core.kernel.results import (
+    ConcurrencyPoint,
+    LatencyStats,
+    Machine,
+    Profile,
+    StageStats,
+)
+from pipetune.core.loop.store import RunStore
 
 GROWTH = Growth(now_rps=50, peak_rps=100, in_12_months_rps=80, in_24_months_rps=160)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipetune.core.store import RunStore
+from pipetune.core.loop.store import RunStore
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import click
 
 from pipetune.cli import main as cli_main
 from pipetune.cli.main import COMMAND_MODULES, build_cli, plugin_arguments
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.manager import get_plugin_manager
 
 
 def test_help_lists_every_command_module(invoke):
@@ -99,7 +99,9 @@ def test_disable_plugin_with_p_no(invoke):
 
 
 def test_main_applies_p_before_building(capsys, monkeypatch):
-    monkeypatch.setattr("pipetune.core.manager.importlib.metadata.entry_points", lambda group: [])
+    monkeypatch.setattr(
+        "pipetune.core.kernel.manager.importlib.metadata.entry_points", lambda group: []
+    )
     code = cli_main.main(["-p", "no:recsys", "plugins", "--json"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
@@ -122,7 +124,9 @@ def test_p_loads_a_module_of_hooks_under_a_name(tmp_path, monkeypatch, capsys):
         "    return None\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("pipetune.core.manager.importlib.metadata.entry_points", lambda group: [])
+    monkeypatch.setattr(
+        "pipetune.core.kernel.manager.importlib.metadata.entry_points", lambda group: []
+    )
     assert cli_main.main(["-p", "mine=my_hooks_for_p", "-p", "no:nlp", "plugins", "--json"]) == 0
     plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
     assert plugins["mine"]["status"] == "loaded" and plugins["mine"]["hooks"] == [
@@ -132,7 +136,9 @@ def test_p_loads_a_module_of_hooks_under_a_name(tmp_path, monkeypatch, capsys):
 
 
 def test_p_with_a_missing_module_is_reported(capsys, monkeypatch):
-    monkeypatch.setattr("pipetune.core.manager.importlib.metadata.entry_points", lambda group: [])
+    monkeypatch.setattr(
+        "pipetune.core.kernel.manager.importlib.metadata.entry_points", lambda group: []
+    )
     assert cli_main.main(["-p", "no_such_module_for_p", "plugins", "--json"]) == 0
     plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
     assert plugins["no_such_module_for_p"]["status"] == "failed"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pipetune import Pipeline, Stage
-from pipetune.core.results import LatencyStats, Machine, Profile, StageStats
-from pipetune.core.store import RunStore
+from pipetune.core.kernel.results import LatencyStats, Machine, Profile, StageStats
+from pipetune.core.loop.store import RunStore
 from pipetune.monitor import Monitor
 from pipetune.monitor.export import MonitorExport, write_json_atomic
 from pipetune.monitor.histogram import Histogram

@@ -41,7 +41,7 @@ def test_optimize_writes_recipe_and_reports_then_apply_history_compare(invoke, t
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["requirements_met"] and data["trials"][0]["status"] == "accepted"
     pytest.importorskip("jsonschema", reason="the dev extra checks the schema")
-    from pipetune.core.schema import validate
+    from pipetune.core.report.schema import validate
 
     validate("report", data)
     assert "<svg" in (tmp_path / "r.html").read_text()
@@ -78,7 +78,7 @@ def test_propose_ranks_without_applying(invoke, tmp_path):
 
 
 def test_a_recipe_for_another_pipeline_names_the_missing_stage(invoke, tmp_path):
-    from pipetune.core.results import Change, Recipe
+    from pipetune.core.kernel.results import Change, Recipe
 
     change = Change(proposal="generic.result_cache", plugin="generic", stage="lookup")
     Recipe(pipeline="lookups", changes=(change,), stages=("lookup",)).save("recipe.json")

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from pipetune import Availability, Backend, Dependency, Proposal, hookimpl
 from pipetune.cli import main as cli_main
 from pipetune.cli.main import build_cli
-from pipetune.core.hookspecs import API_VERSION
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.hookspecs import API_VERSION
+from pipetune.core.kernel.manager import get_plugin_manager
 
 
 class FakeBackend(Backend):

@@ -20,7 +20,7 @@ from pipetune.cli.options import (
     workload_options,
 )
 from pipetune.cli.target import load_target, parse_spec
-from pipetune.core.config import load_config
+from pipetune.core.kernel.config import load_config
 
 
 @pytest.mark.parametrize(

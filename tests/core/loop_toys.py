@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from pipetune import hookimpl
-from pipetune.core.comparison import CompareSettings
-from pipetune.core.errors import Deferred, Rejected
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Stage, Workload
-from pipetune.core.results import Change, Fidelity, Proposal, Tuned
-from pipetune.core.validator import ValidatorSettings
+from pipetune.core.kernel.errors import Deferred, Rejected
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Stage, Workload
+from pipetune.core.kernel.results import Change, Fidelity, Proposal, Tuned
+from pipetune.core.measure.comparison import CompareSettings
+from pipetune.core.measure.validator import ValidatorSettings
 
 FAST_COMPARE = CompareSettings(rounds=4, items_per_round=8, bootstrap=400, min_timeout_s=5.0)
 FAST_VALIDATOR = ValidatorSettings(compare=FAST_COMPARE)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipetune.core.errors import ConfigError, StoreError
-from pipetune.core.results import LatencyStats, Machine, Profile, StageStats
-from pipetune.core.store import RunStore
+from pipetune.core.kernel.errors import ConfigError, StoreError
+from pipetune.core.kernel.results import LatencyStats, Machine, Profile, StageStats
+from pipetune.core.loop.store import RunStore
 from pipetune.monitor.compare import (
     Distribution,
     compare_distributions,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 from pipetune.monitor.histogram import (
     BUCKETS,
     OVERFLOW,

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from pipetune.core.errors import ConfigError, MissingDependency
+from pipetune.core.kernel.errors import ConfigError, MissingDependency
 from pipetune.monitor import Monitor
 from pipetune.monitor.histogram import upper_edge_ns
 from pipetune.monitor.prometheus import edge_indexes

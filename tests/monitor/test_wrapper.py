@@ -10,8 +10,8 @@ import time
 import pytest
 
 from pipetune import Pipeline, Stage, Trace
-from pipetune.core.errors import ConfigError
-from pipetune.core.recipes import make_recipe
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.loop.recipes import make_recipe
 from pipetune.monitor import Monitor, load_export
 from tests.monitor.conftest import digest
 

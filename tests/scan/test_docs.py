@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.scan.docgen import update
 from pipetune.scan.engine import collect_rules
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipetune import hookimpl
-from pipetune.core.errors import ConfigError, DuplicateError
-from pipetune.core.manager import get_plugin_manager
+from pipetune.core.kernel.errors import ConfigError, DuplicateError
+from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.scan import Finding, Rule, ScanOptions, collect_rules, scan, scan_source
 from pipetune.testing import make_plugin_manager
 

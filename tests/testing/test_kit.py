@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pipetune import PluginError, Proposal, Requirements, Stage, hookimpl
-from pipetune.core.errors import DuplicateError
-from pipetune.core.results import Change
+from pipetune.core.kernel.errors import DuplicateError
+from pipetune.core.kernel.results import Change
 from pipetune.testing import (
     HookRecorder,
     apply_proposal,

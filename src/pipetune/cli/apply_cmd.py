@@ -61,11 +61,11 @@ def apply(
     """Apply a saved recipe to TARGET and re-validate it on TARGET's workload."""
     from pipetune.cli.render import write_json_atomic
     from pipetune.cli.target import load_target
-    from pipetune.core.comparison import CompareSettings
-    from pipetune.core.paths import store_dir
-    from pipetune.core.recipes import load_recipe, revalidate
+    from pipetune.core.kernel.results import Recipe
+    from pipetune.core.loop.paths import store_dir
+    from pipetune.core.loop.recipes import load_recipe, revalidate
+    from pipetune.core.measure.comparison import CompareSettings
     from pipetune.core.report import format as fmt
-    from pipetune.core.results import Recipe
 
     state = get_state(ctx)
     recipe = Recipe.load(recipe_path)

@@ -1,5 +1,5 @@
 """``pipetune capacity [TARGET_OR_RUN]``: instances and monthly cost for the growth ahead,
-before and after optimization (:mod:`pipetune.core.capacity`).
+before and after optimization (:mod:`pipetune.core.measure.capacity`).
 
 The source is one of:
 
@@ -114,8 +114,8 @@ def capacity(
     now. Exit 0: the plan; 2: bad input (negative or inconsistent growth figures); 3: the
     latency requirement cannot be met at any rate.
     """
-    from pipetune.core import capacity as cap
-    from pipetune.core.model import Requirements
+    from pipetune.core.kernel.model import Requirements
+    from pipetune.core.measure import capacity as cap
 
     state = get_state(ctx)
     say = (lambda message: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
@@ -142,7 +142,7 @@ def capacity(
         requirements = resolved.requirements
         sides["before"] = _TargetSide(resolved.pipeline, resolved.workload, "as built")
         if recipe_path is not None:
-            from pipetune.core.recipes import load_recipe
+            from pipetune.core.loop.recipes import load_recipe
 
             applied = load_recipe(resolved.pipeline, recipe_path, pm=state.plugin_manager())
             sides["after"] = _TargetSide(applied, resolved.workload, f"recipe {recipe_path}")
@@ -196,7 +196,7 @@ def _looks_like_run(ref: str) -> bool:
 
 
 def _run(ref: str) -> tuple[Any, dict[str, Any]]:
-    from pipetune.core.store import RunStore
+    from pipetune.core.loop.store import RunStore
 
     with RunStore() as store:
         run = store.run(ref)
@@ -205,7 +205,7 @@ def _run(ref: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _pick(profiles: Mapping[str, Any], label: str, run_id: str) -> Any:
-    from pipetune.core.errors import ConfigError
+    from pipetune.core.kernel.errors import ConfigError
 
     if label not in profiles:
         raise ConfigError(
@@ -222,8 +222,8 @@ def _after(ref: str) -> Any:
 
 
 def _profile_file(path: Path) -> Any:
-    from pipetune.core.errors import ConfigError
-    from pipetune.core.results import Profile
+    from pipetune.core.kernel.errors import ConfigError
+    from pipetune.core.kernel.results import Profile
     from pipetune.monitor.export import read_json
 
     data = read_json(path, "profile")
@@ -237,9 +237,9 @@ def _profile_file(path: Path) -> Any:
 
 def _requirements(stored: Mapping[str, Any] | None, options: TargetOptions) -> Any:
     """Requirements from a run (or the project's config), then the command line's."""
-    from pipetune.core.config import load_config
-    from pipetune.core.errors import ConfigError
-    from pipetune.core.model import Requirements
+    from pipetune.core.kernel.config import load_config
+    from pipetune.core.kernel.errors import ConfigError
+    from pipetune.core.kernel.model import Requirements
 
     if stored:
         base = Requirements.from_dict(stored)
@@ -254,7 +254,7 @@ def _requirements(stored: Mapping[str, Any] | None, options: TargetOptions) -> A
 
 
 def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
 
     cores = max(1, int(os.cpu_count() or 1))
     levels = tuple(side.workload.concurrency)

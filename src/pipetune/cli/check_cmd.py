@@ -144,11 +144,11 @@ def check(
     """Fail (exit 1) when TARGET regressed against a baseline recipe or run."""
     from pipetune.cli.render import write_json_atomic
     from pipetune.cli.target import load_target
-    from pipetune.core.comparison import CompareSettings, RuntimeSpec, compare
-    from pipetune.core.machine import detect_machine
-    from pipetune.core.paths import store_dir
-    from pipetune.core.recipes import load_recipe
-    from pipetune.core.results import Recipe
+    from pipetune.core.kernel.results import Recipe
+    from pipetune.core.loop.paths import store_dir
+    from pipetune.core.loop.recipes import load_recipe
+    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+    from pipetune.core.measure.machine import detect_machine
 
     state = get_state(ctx)
     pm = state.plugin_manager()
@@ -163,7 +163,7 @@ def check(
         recipe = Recipe.load(baseline_ref)
         origin = f"recipe {baseline_ref}"
     else:
-        from pipetune.core.store import RunStore
+        from pipetune.core.loop.store import RunStore
 
         with RunStore() as store:
             run = store.run(baseline_ref)
@@ -252,9 +252,9 @@ def _stored_figures(report: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _fidelity(pm, baseline, current, workload, requirements) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from pipetune.core.fidelity import compare as compare_outputs
-    from pipetune.core.runtime import run_offline
-    from pipetune.core.state import reset_state
+    from pipetune.core.kernel.state import reset_state
+    from pipetune.core.measure.fidelity import compare as compare_outputs
+    from pipetune.core.runtime.offline import run_offline
 
     outputs = []
     for pipeline in (baseline, current):

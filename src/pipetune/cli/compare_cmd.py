@@ -34,7 +34,7 @@ def compare(first: str, second: str, as_json: bool) -> int:
     noise or not); a run is then ID[@label] (a stored profile: final, baseline). Exit 0: no
     regression beyond noise; 1: B is slower beyond noise; 2: bad input.
     """
-    from pipetune.core.store import RunStore
+    from pipetune.core.loop.store import RunStore
     from pipetune.monitor.compare import looks_like_export, run_cli
 
     if looks_like_export(first) or looks_like_export(second):

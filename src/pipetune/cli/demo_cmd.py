@@ -35,8 +35,8 @@ def demo(
 ) -> int:
     """Run the optimize loop on a built-in reference pipeline and its embedded workload.
     With --quick the demo builds its small version too."""
-    from pipetune.core.errors import ConfigError, MissingDependency
-    from pipetune.core.registry import DemoSetup
+    from pipetune.core.kernel.errors import ConfigError, MissingDependency
+    from pipetune.core.kernel.registry import DemoSetup
 
     state = get_state(ctx)
     demos = state.plugin_manager().demos()

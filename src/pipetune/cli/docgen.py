@@ -22,7 +22,7 @@ END = "<!-- END GENERATED -->"
 def reference_cli() -> click.Group:
     """The CLI as documented: built-in commands and built-in plugins' commands."""
     from pipetune.cli.main import build_cli
-    from pipetune.core.manager import get_plugin_manager
+    from pipetune.core.kernel.manager import get_plugin_manager
 
     return build_cli(get_plugin_manager(entry_points=False, strict=False, disable=()))
 

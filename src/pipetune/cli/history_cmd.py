@@ -36,7 +36,7 @@ def history(
 ) -> int:
     """List recorded runs (newest first), or show RUN (an id, a unique prefix of one, or
     `latest`): its report, its trials, and where its recipe is."""
-    from pipetune.core.store import RunStore
+    from pipetune.core.loop.store import RunStore
 
     state = get_state(ctx)
     console = stdout_console()

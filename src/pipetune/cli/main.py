@@ -6,7 +6,7 @@ theirs through the ``register_commands`` hook, called when the CLI is built (nev
 import time). Nothing heavy is imported until a command runs, so ``pipetune --help`` is
 instant.
 
-Errors: a :class:`~pipetune.core.errors.PipetuneError` from anywhere becomes one message on
+Errors: a :class:`~pipetune.core.kernel.errors.PipetuneError` from anywhere becomes one message on
 stderr and exit code 2 (``--debug`` adds the traceback); Ctrl-C exits 130 after the command
 has kept what it finished.
 """
@@ -25,7 +25,7 @@ import click
 from pipetune.cli.state import CliState, get_state
 
 if TYPE_CHECKING:
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
 #: Command modules, each exposing ``register(cli)``. Add a command by adding its module.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -90,7 +90,7 @@ class PipetuneGroup(click.Group):
 
 def run_guarded(fn: Callable[[], Any], state: CliState) -> int:
     """Run ``fn`` and turn what it raises into an exit code and one message on stderr."""
-    from pipetune.core.errors import PipetuneError
+    from pipetune.core.kernel.errors import PipetuneError
 
     try:
         value = fn()
@@ -187,11 +187,11 @@ def plugin_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
 def build_cli(pm: PipetunePluginManager | None = None) -> click.Group:
     """The ``pipetune`` command group with every command module's and plugin's commands.
 
-    ``pm`` defaults to :func:`pipetune.core.manager.get_plugin_manager` (environment
+    ``pm`` defaults to :func:`pipetune.core.kernel.manager.get_plugin_manager` (environment
     settings apply). Tests pass their own manager.
     """
     if pm is None:
-        from pipetune.core.manager import get_plugin_manager
+        from pipetune.core.kernel.manager import get_plugin_manager
 
         pm = get_plugin_manager()
 
@@ -239,8 +239,8 @@ def register_plugin_commands(cli: click.Group, pm: PipetunePluginManager) -> Non
     in ``pm.hook_failures`` (and shown by ``pipetune plugins``) and its change is undone;
     in strict mode it is an error that names both owners.
     """
-    from pipetune.core.errors import DuplicateError, PluginError
-    from pipetune.core.manager import HookFailure
+    from pipetune.core.kernel.errors import DuplicateError, PluginError
+    from pipetune.core.kernel.manager import HookFailure
 
     owners = {name: "pipetune" for name in cli.commands}
     for impl in reversed(pm.hook.register_commands.get_hookimpls()):
@@ -279,7 +279,7 @@ def _apply_plugin_arguments(
     """Apply ``-p`` to a manager built before the arguments were parsed (tests that call
     ``build_cli(pm)`` directly). :func:`main` applies them before building, so plugin
     commands of a disabled plugin are never registered."""
-    from pipetune.core.manager import PluginStatus
+    from pipetune.core.kernel.manager import PluginStatus
 
     statuses = {status.name: status for status in pm.load_report}
     for name in disabled:
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     built: dict[str, click.Group] = {}
 
     def build() -> None:
-        from pipetune.core.manager import get_plugin_manager
+        from pipetune.core.kernel.manager import get_plugin_manager
 
         pm = get_plugin_manager(
             disable=disabled,
@@ -365,7 +365,7 @@ def _exit_past_hung_stages(code: int) -> None:
     exception" (exit 134) after the report had been written (``pipetune demo llm``, a
     no-cache generate stage past its deadline). Everything is written by now, so skip
     the finalization."""
-    from pipetune.core import workers
+    from pipetune.core.runtime import workers
 
     hung = workers.busy()
     if not hung:

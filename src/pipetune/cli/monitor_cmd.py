@@ -77,8 +77,8 @@ def trace(
 ) -> int:
     """Extract the sampled arrival trace of an export, for `pipetune profile --trace` (which
     also reads the export directly), optionally cut to its first N arrivals or S seconds."""
-    from pipetune.core.errors import ConfigError
-    from pipetune.core.model import Trace
+    from pipetune.core.kernel.errors import ConfigError
+    from pipetune.core.kernel.model import Trace
     from pipetune.monitor.export import load_export, write_json_atomic
 
     export = load_export(export_path)

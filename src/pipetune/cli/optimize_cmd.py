@@ -19,8 +19,8 @@ from pipetune.cli.state import get_state, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from pipetune.cli.state import CliState
-    from pipetune.core.loop import Optimized
-    from pipetune.core.model import Pipeline, Requirements, Workload
+    from pipetune.core.kernel.model import Pipeline, Requirements, Workload
+    from pipetune.core.loop.optimize import Optimized
 
 EXIT_INTERRUPTED = 130
 
@@ -162,12 +162,12 @@ def run_and_report(
 ) -> int:
     """Run the loop, print the report, write the files; returns the exit code.
     ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
-    from pipetune.core.comparison import CompareSettings, RuntimeSpec
-    from pipetune.core.loop import EXIT_REQUIREMENTS_UNMET, LoopSettings
-    from pipetune.core.loop import optimize as run_loop
+    from pipetune.core.loop.optimize import EXIT_REQUIREMENTS_UNMET, LoopSettings
+    from pipetune.core.loop.optimize import optimize as run_loop
+    from pipetune.core.loop.store import RunStore
+    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec
+    from pipetune.core.measure.validator import ValidatorSettings
     from pipetune.core.report import terminal
-    from pipetune.core.store import RunStore
-    from pipetune.core.validator import ValidatorSettings
 
     errors = stderr_console()
     log = (
@@ -232,7 +232,7 @@ def write_outputs(
     recipe_path: Path | None,
 ) -> list[tuple[str, Path]]:
     """The recipe, and the reports asked for. Returns (kind, path) for each file."""
-    from pipetune.core.paths import store_dir
+    from pipetune.core.loop.paths import store_dir
     from pipetune.core.report import html, markdown
     from pipetune.core.report import json as report_json
 
@@ -266,9 +266,9 @@ def write_outputs(
 def write_trace(original: Pipeline, result: Optimized, workload: Workload, path: Path) -> Path:
     """One pass of the original and one of the optimized pipeline, with stage spans, as a
     Chrome trace (one process each), on at most 200 inputs of the workload."""
-    from pipetune.core.comparison import RuntimeSpec, run_pass
-    from pipetune.core.state import reset_state
-    from pipetune.core.trace import write_chrome_trace
+    from pipetune.core.kernel.state import reset_state
+    from pipetune.core.measure.comparison import RuntimeSpec, run_pass
+    from pipetune.core.runtime.trace import write_chrome_trace
 
     items = list(workload.items)[:200]
     runtime = RuntimeSpec.from_workload(workload)

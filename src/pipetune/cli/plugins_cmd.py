@@ -11,7 +11,7 @@ import click
 from pipetune.cli.state import get_pm, stdout_console
 
 if TYPE_CHECKING:
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
 
 def register(cli: click.Group) -> None:
@@ -40,8 +40,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 def plugins_report(pm: PipetunePluginManager) -> dict[str, Any]:
     """Everything ``pipetune plugins`` shows, as JSON-serializable data."""
     from pipetune import __version__
-    from pipetune.core.hookspecs import API_VERSION
-    from pipetune.core.machine import detect_machine
+    from pipetune.core.kernel.hookspecs import API_VERSION
+    from pipetune.core.measure.machine import detect_machine
 
     plugins = []
     for status in pm.load_report:
@@ -81,7 +81,7 @@ def plugins_report(pm: PipetunePluginManager) -> dict[str, Any]:
 def _registered(pm: PipetunePluginManager, hook: str) -> list[tuple[str, Any]]:
     """``(plugin, item)`` for each item a ``register_*`` hook returned; a plugin that
     returns something other than a list is reported as a hook failure, not a crash."""
-    from pipetune.core.manager import HookFailure
+    from pipetune.core.kernel.manager import HookFailure
 
     items: list[tuple[str, Any]] = []
     for plugin, values in pm.call_each(hook):
@@ -229,8 +229,8 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
 
 def machine_rows(machine: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(what, value) rows for the machine, Apple Silicon included."""
-    from pipetune.core.machine import describe_machine
-    from pipetune.core.results import Machine
+    from pipetune.core.kernel.results import Machine
+    from pipetune.core.measure.machine import describe_machine
 
     rows = describe_machine(Machine.from_dict(machine))
     rows.append(("Apple Silicon", "yes" if machine.get("apple_silicon") else "no"))

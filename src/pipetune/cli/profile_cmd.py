@@ -63,7 +63,7 @@ def profile(
     """
     from pipetune.cli.render import profile_json, progress_bar, render_profile, write_json_atomic
     from pipetune.cli.target import load_target
-    from pipetune.core.profiler import profile as run_profile
+    from pipetune.core.measure.profiler import profile as run_profile
 
     state = get_state(ctx)
     resolved = load_target(target, target_opts)
@@ -120,10 +120,10 @@ def profile(
 def _warn_if_invalid(path: Path, data: dict[str, Any]) -> None:
     """The JSON Schema is the contract (DESIGN §6): say so if a profile breaks it."""
     try:
-        from pipetune.core.schema import problems
+        from pipetune.core.report.schema import problems
     except ImportError:
         return
-    from pipetune.core.errors import PipetuneError
+    from pipetune.core.kernel.errors import PipetuneError
 
     try:
         found = problems("profile", data)

@@ -40,8 +40,8 @@ def propose(
     """
     from pipetune.cli.render import write_json_atomic
     from pipetune.cli.target import load_target
-    from pipetune.core import planner
-    from pipetune.core.profiler import profile
+    from pipetune.core.loop import planner
+    from pipetune.core.measure.profiler import profile
 
     state = get_state(ctx)
     resolved = load_target(target, target_opts)

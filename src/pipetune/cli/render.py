@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pipetune.core.model import Requirements
-    from pipetune.core.results import Profile
+    from pipetune.core.kernel.model import Requirements
+    from pipetune.core.kernel.results import Profile
 
 
 def fmt_ms(value: float | None) -> str:
@@ -122,7 +122,7 @@ def render_profile(
     top: int = 5,
     hot_top: int = 3,
 ) -> None:
-    """Render everything a :class:`~pipetune.core.results.Profile` holds."""
+    """Render everything a :class:`~pipetune.core.kernel.results.Profile` holds."""
     from rich.markup import escape as e
     from rich.table import Table
 

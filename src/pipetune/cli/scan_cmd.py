@@ -162,7 +162,7 @@ def scan(
 def _load_options(config_path: Path | None, targets: list[Path]) -> ScanOptions:
     """``[tool.pipetune.scan]`` from ``--config`` or the pyproject.toml nearest the first
     path (then the current folder)."""
-    from pipetune.core.config import find_pyproject, load_config
+    from pipetune.core.kernel.config import find_pyproject, load_config
     from pipetune.scan.config import ScanOptions, options_from_table
 
     if config_path is not None:

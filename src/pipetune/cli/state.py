@@ -16,7 +16,7 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
 DEBUG_ENV = "PIPETUNE_DEBUG"
 
@@ -36,7 +36,7 @@ class CliState:
 
     def plugin_manager(self) -> PipetunePluginManager:
         if self.pm is None:
-            from pipetune.core.manager import get_plugin_manager
+            from pipetune.core.kernel.manager import get_plugin_manager
 
             self.pm = get_plugin_manager(disable=self.disabled)
         return self.pm

@@ -1,7 +1,7 @@
 """TARGET resolution: a pipeline plus the workload and requirements to measure it with.
 
 ``TARGET`` is ``package.module:attr`` or ``path/to/file.py:attr`` naming a
-:class:`~pipetune.core.model.Pipeline` (``:attr`` defaults to ``pipeline``; the attribute
+:class:`~pipetune.core.kernel.model.Pipeline` (``:attr`` defaults to ``pipeline``; the attribute
 may also be a function taking no arguments that returns one). The module may export
 ``workload`` and ``requirements`` too (objects, plain data, or zero-argument functions
 returning them, so expensive set-up runs only when a command needs it).
@@ -16,8 +16,8 @@ Where each part comes from, highest precedence first:
 * requirements: the module's ``requirements`` > ``[tool.pipetune.requirements]``, then each
   requirement option given on the command line replaces that one field.
 
-Every problem is a :class:`~pipetune.core.errors.ConfigError` or
-:class:`~pipetune.core.errors.PipelineError` that says what and where; the CLI prints it and
+Every problem is a :class:`~pipetune.core.kernel.errors.ConfigError` or
+:class:`~pipetune.core.kernel.errors.PipelineError` that says what and where; the CLI prints it and
 exits 2.
 """
 
@@ -46,9 +46,9 @@ from pipetune.cli.options import (
     target_options,
     workload_options,
 )
-from pipetune.core.config import ProjectConfig, load_config
-from pipetune.core.errors import ConfigError, PipelineError, PipetuneError
-from pipetune.core.model import Pipeline, Requirements, Trace, Workload
+from pipetune.core.kernel.config import ProjectConfig, load_config
+from pipetune.core.kernel.errors import ConfigError, PipelineError, PipetuneError
+from pipetune.core.kernel.model import Pipeline, Requirements, Trace, Workload
 
 DEFAULT_ATTRIBUTE = "pipeline"
 

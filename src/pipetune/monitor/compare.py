@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError, StoreError
-from pipetune.core.stats import min_samples_for_percentile
+from pipetune.core.kernel.errors import ConfigError, StoreError
+from pipetune.core.measure.stats import min_samples_for_percentile
 from pipetune.monitor.export import load_export
 from pipetune.monitor.histogram import Histogram, quantiles_ns
 
@@ -202,7 +202,7 @@ def from_export(path: str | Path) -> Distribution:
 
 def from_run(ref: str, store_folder: str | Path | None = None) -> Distribution:
     """A bench run from the run store: ``ID``, ``latest`` or ``ID@label``."""
-    from pipetune.core.store import RunStore
+    from pipetune.core.loop.store import RunStore
 
     run_ref, _, label = ref.partition("@")
     with RunStore(store_folder) as store:

@@ -20,7 +20,7 @@ One JSON object (``"format": "pipetune-monitor"``, ``"version": 1``)::
 
 Histograms are sparse (bucket index -> count) on the shared buckets of
 :mod:`pipetune.monitor.histogram`; ``summary`` is derived from them for readers that do
-not want to decode buckets. ``trace`` is a :class:`pipetune.core.model.Trace` (so
+not want to decode buckets. ``trace`` is a :class:`pipetune.core.kernel.model.Trace` (so
 ``pipetune profile --trace EXPORT.json`` replays it); ``null`` when no requests were
 sampled. Latency histograms hold the requests that succeeded; failures are counted in
 ``requests.failed`` and, per stage and exception type, in ``errors``.
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.errors import ConfigError
-from pipetune.core.model import Trace
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Trace
 from pipetune.monitor.histogram import SCHEME, Histogram
 
 FORMAT = "pipetune-monitor"

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 
 #: Buckets per decade of nanoseconds.
 PER_DECADE = 24

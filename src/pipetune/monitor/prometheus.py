@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.errors import ConfigError, MissingDependency
+from pipetune.core.kernel.errors import ConfigError, MissingDependency
 from pipetune.monitor.histogram import OVERFLOW, PER_DECADE, upper_edge_ns
 
 if TYPE_CHECKING:

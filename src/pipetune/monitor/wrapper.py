@@ -34,13 +34,13 @@ from math import log10 as _log10
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.errors import ConfigError
-from pipetune.core.model import Pipeline, Trace
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Pipeline, Trace
 from pipetune.monitor.export import MonitorExport, write_json_atomic
 from pipetune.monitor.histogram import OVERFLOW, PER_DECADE, Histogram, empty_counts
 
 if TYPE_CHECKING:
-    from pipetune.core.results import Recipe
+    from pipetune.core.kernel.results import Recipe
 
 _perf_ns = time.perf_counter_ns
 
@@ -72,7 +72,7 @@ class Monitor:
         pipeline: the pipeline to serve (the original, or one returned by
             :func:`pipetune.load_recipe`; see :meth:`from_recipe`).
         trace_sample: the share of requests whose arrival time and input size are recorded
-            as a replayable :class:`~pipetune.core.model.Trace` (0: none). Requests are
+            as a replayable :class:`~pipetune.core.kernel.model.Trace` (0: none). Requests are
             sampled in blocks of ``trace_block`` consecutive requests (each block kept with
             probability ``trace_sample``), so the trace keeps production's real gaps and
             bursts inside each block; between two kept blocks that were not adjacent the
@@ -143,7 +143,7 @@ class Monitor:
     ) -> Monitor:
         """Apply a saved recipe (:func:`pipetune.load_recipe`) and monitor the result; the
         export records which changes were applied."""
-        from pipetune.core.recipes import as_recipe, load_recipe
+        from pipetune.core.loop.recipes import as_recipe, load_recipe
 
         loaded = as_recipe(recipe)
         applied = load_recipe(pipeline, loaded, pm=pm, artifacts_dir=artifacts_dir)
@@ -310,7 +310,7 @@ class Monitor:
         request entered this monitor); consecutive kept blocks keep their real gap; a gap
         left by unsampled blocks is closed to the median gap inside blocks. Sizes are
         recorded when every sampled input has one (see
-        :func:`pipetune.core.probes.input_size`).
+        :func:`pipetune.core.measure.probes.input_size`).
         """
         records = sorted(self._records[: self.trace_limit])
         if not records:
@@ -424,7 +424,7 @@ class Monitor:
 
 
 def _size(item: Any) -> int | None:
-    from pipetune.core.probes import input_size
+    from pipetune.core.measure.probes import input_size
 
     try:
         found = input_size(item)
@@ -438,7 +438,7 @@ def _iso(epoch: float) -> str:
 
 
 def _machine() -> dict[str, Any]:
-    from pipetune.core.machine import detect_machine
+    from pipetune.core.measure.machine import detect_machine
 
     try:
         machine = detect_machine()

@@ -1,2 +1,2 @@
-"""Built-in plugins. Each is loaded by name (``pipetune.core.manager.BUILTIN_PLUGINS``)
+"""Built-in plugins. Each is loaded by name (``pipetune.core.kernel.manager.BUILTIN_PLUGINS``)
 through the same path as a third-party plugin."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 
 #: A plugin name: the entry point name and the prefix of proposal ids.
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")

@@ -135,7 +135,7 @@ from pathlib import Path
 from typing import Any
 
 from pipetune import Change, Pipeline, Profile, Proposal, Stage, hookimpl
-from pipetune.core.context import Observations
+from pipetune.core.kernel.context import Observations
 from pipetune.scan import FileContext, Finding, Rule
 
 from $module.indexed import IndexedList, is_candidate

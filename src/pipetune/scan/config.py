@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 from pipetune.scan.files import DEFAULT_MAX_BYTES
 from pipetune.scan.rules import SEVERITIES
 
@@ -75,7 +75,7 @@ class ScanOptions:
 
 def options_from_table(table: Mapping[str, Any], where: str) -> ScanOptions:
     """Options from a ``[tool.pipetune.scan]`` table (``where`` names it in errors)."""
-    from pipetune.core.config import check_keys
+    from pipetune.core.kernel.config import check_keys
 
     normalized = {str(key).replace("-", "_"): value for key, value in table.items()}
     check_keys(normalized, KEYS, where)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.errors import ConfigError, DuplicateError, PluginError
+from pipetune.core.kernel.errors import ConfigError, DuplicateError, PluginError
 from pipetune.scan.config import ScanOptions
 from pipetune.scan.context import FileContext
 from pipetune.scan.files import Skipped, Unreadable, discover, read_source
@@ -41,7 +41,7 @@ from pipetune.scan.rules import (
 from pipetune.scan.suppress import find_suppressions, is_suppressed
 
 if TYPE_CHECKING:
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
 FINGERPRINT_KEY = "pipetune/v1"
 
@@ -690,7 +690,7 @@ def _init_worker(plan: WorkerPlan) -> None:
     for entry in plan.sys_path:
         if entry not in sys.path:
             sys.path.append(entry)
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
     pm = PipetunePluginManager(strict=plan.strict)
     for name, module in plan.plugins:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 
 #: Folders never entered when walking a directory (a path given explicitly is scanned).
 DEFAULT_EXCLUDE: tuple[str, ...] = (

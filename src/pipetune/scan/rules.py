@@ -47,8 +47,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.errors import PluginError
-from pipetune.core.hookspecs import API_VERSION
+from pipetune.core.kernel.errors import PluginError
+from pipetune.core.kernel.hookspecs import API_VERSION
 
 if TYPE_CHECKING:
     from pipetune.scan.context import FileContext
@@ -233,7 +233,7 @@ def coerce_rule(obj: Any, plugin: str) -> Rule:
 
     Accepts this class, and objects with the same attributes (a rule class from another
     pipetune release); attributes this release does not know are ignored. A rule built
-    for a newer plugin API than :data:`~pipetune.core.hookspecs.API_VERSION` is refused
+    for a newer plugin API than :data:`~pipetune.core.kernel.hookspecs.API_VERSION` is refused
     with a message naming the plugin and both versions.
     """
     ident = getattr(obj, "id", None)

@@ -10,12 +10,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.errors import DuplicateError
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.results import Change, Profile, Proposal
+from pipetune.core.kernel.errors import DuplicateError
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Change, Profile, Proposal
 
 if TYPE_CHECKING:
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
 _EFFORTS = ("minutes", "hours", "days", "weeks")
 _RISKS = ("none", "low", "medium", "high")
@@ -23,7 +23,7 @@ _RISKS = ("none", "low", "medium", "high")
 
 def quick_profile(pm: PipetunePluginManager, pipeline: Pipeline, workload: Workload) -> Profile:
     """Profile ``pipeline`` with ``pm``'s plugins (their facts included), as the CLI does."""
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
 
     return profile(pipeline, workload, pm=pm)
 
@@ -181,12 +181,12 @@ def apply_proposal(
 ) -> tuple[Pipeline, Change]:
     """Tune (when the owner implements ``tune_proposal``) and materialize ``proposal``
     through its owner, as the loop does, without validating speed. Returns the new
-    pipeline and the :class:`~pipetune.core.results.Change` a recipe would store.
+    pipeline and the :class:`~pipetune.core.kernel.results.Change` a recipe would store.
 
     Checks that the owner returned a new pipeline and left ``pipeline``'s objects alone.
     """
-    from pipetune.core.artifacts import ArtifactStore
-    from pipetune.core.context import TuneContext
+    from pipetune.core.kernel.artifacts import ArtifactStore
+    from pipetune.core.kernel.context import TuneContext
 
     requirements = requirements or Requirements()
     artifacts_dir = Path(artifacts_dir)

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Pipeline, Stage, Workload, accepted_slots
-from pipetune.core.profiler import summarize
-from pipetune.core.results import Profile
-from pipetune.core.runtime import RunResult
+from pipetune.core.kernel.model import Pipeline, Stage, Workload, accepted_slots
+from pipetune.core.kernel.results import Profile
+from pipetune.core.measure.profiler import summarize
+from pipetune.core.runtime.offline import RunResult
 
 _TEXT = (
     "the model returns a ranked list of items for each query while the tokenizer splits "

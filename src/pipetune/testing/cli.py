@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from click.testing import Result
 
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
 
 def invoke_cli(pm: PipetunePluginManager, *args: str, columns: int = 200, **kwargs: Any) -> Result:

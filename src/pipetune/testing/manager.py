@@ -6,8 +6,8 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-from pipetune.core.errors import PluginError
-from pipetune.core.manager import PipetunePluginManager, get_plugin_manager
+from pipetune.core.kernel.errors import PluginError
+from pipetune.core.kernel.manager import PipetunePluginManager, get_plugin_manager
 
 
 def make_plugin_manager(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pipetune.core.manager import PipetunePluginManager
+    from pipetune.core.kernel.manager import PipetunePluginManager
     from pipetune.testing.recorder import HookRecorder
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 
 
 def square(x: int) -> int:

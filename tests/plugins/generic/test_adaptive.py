@@ -10,15 +10,15 @@ import time
 import numpy as np
 import pytest
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.context import Observations, TuneContext
-from pipetune.core.errors import ConfigError, PipelineError, Rejected
-from pipetune.core.loop import LoopSettings, optimize
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.recipes import load_recipe, make_recipe
-from pipetune.core.results import Change
-from pipetune.core.state import component_stats, reset_state
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.context import Observations, TuneContext
+from pipetune.core.kernel.errors import ConfigError, PipelineError, Rejected
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Change
+from pipetune.core.kernel.state import component_stats, reset_state
+from pipetune.core.loop.optimize import LoopSettings, optimize
+from pipetune.core.loop.recipes import load_recipe, make_recipe
 from pipetune.plugins.generic import adaptive
 from pipetune.plugins.generic import plugin as generic
 from tests.core.loop_toys import FAST_VALIDATOR
@@ -320,7 +320,7 @@ def test_the_loop_accepts_it_and_reports_the_routed_share(pm, tmp_path) -> None:
 
 
 def _profile_stub():
-    from pipetune.core.results import LatencyStats, Machine, Profile, StageStats
+    from pipetune.core.kernel.results import LatencyStats, Machine, Profile, StageStats
 
     return Profile(
         pipeline="signs",

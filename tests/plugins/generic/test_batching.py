@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from pipetune.core.errors import Rejected
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.serving import ServingOptions, with_serving
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.runtime.serving import ServingOptions, with_serving
 from pipetune.plugins.generic import batching
 
 
@@ -67,7 +67,7 @@ def test_the_stage_batch_speedup_is_measured_cold():
 
 
 def test_online_batching_is_measured_with_queueing():
-    from pipetune.core.comparison import RuntimeSpec
+    from pipetune.core.measure.comparison import RuntimeSpec
 
     pipeline = _pipeline(True).evolve(name="p")
     slow = pipeline.replace("model", pipeline.stage("model").with_slots(overhead=0.005))

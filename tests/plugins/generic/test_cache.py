@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.state import cache_stats, reset_state
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.state import cache_stats, reset_state
 from pipetune.plugins.generic.cache import (
     ResultCache,
     cached_stage,

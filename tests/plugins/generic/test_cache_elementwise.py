@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipetune import Pipeline, Stage
-from pipetune.core.state import cache_stats, reset_state
+from pipetune.core.kernel.state import cache_stats, reset_state
 from pipetune.plugins.generic.cache import cached_stage
 
 

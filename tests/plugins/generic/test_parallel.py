@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from pipetune.core.errors import ConfigError
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.serving import ServingOptions
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic.parallel import materialize, parallel_stage
 
 from .factories import build_pipeline, build_stage

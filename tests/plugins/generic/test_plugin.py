@@ -6,13 +6,13 @@ import time
 
 import numpy as np
 
-from pipetune.core.machine import detect_machine
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.profiler import profile
-from pipetune.core.registry import DemoSetup
-from pipetune.core.results import Change, LatencyStats, Profile, StageStats
-from pipetune.core.serving import ServingOptions
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.registry import DemoSetup
+from pipetune.core.kernel.results import Change, LatencyStats, Profile, StageStats
+from pipetune.core.measure.machine import detect_machine
+from pipetune.core.measure.profiler import profile
+from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic import plugin
 
 

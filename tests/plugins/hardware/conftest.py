@@ -63,7 +63,7 @@ def tiny_bert() -> Any:
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from pipetune.core.artifacts import ArtifactStore
+    from pipetune.core.kernel.artifacts import ArtifactStore
 
     return ArtifactStore(tmp_path_factory.mktemp("hardware-artifacts"))
 

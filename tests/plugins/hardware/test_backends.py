@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipetune.core.errors import Deferred, PipelineError, Rejected
+from pipetune.core.kernel.errors import Deferred, PipelineError, Rejected
 from pipetune.plugins.hardware.backends import all_backends, get_backend
 from pipetune.plugins.hardware.backends.base import BackendFallback
 from pipetune.plugins.hardware.export import weights_digest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipetune.core.errors import Rejected
+from pipetune.core.kernel.errors import Rejected
 from pipetune.plugins.hardware import export
 from pipetune.plugins.hardware.export import (
     ExportedModel,

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from pipetune import Pipeline, Requirements, Stage, Workload
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import Deferred, PipelineError, Rejected
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.registry import Availability
-from pipetune.core.results import Change, Fidelity, Proposal
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import Deferred, PipelineError, Rejected
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.registry import Availability
+from pipetune.core.kernel.results import Change, Fidelity, Proposal
 from pipetune.plugins.hardware import export, tune
 from pipetune.plugins.hardware.apply import Candidate
 from pipetune.plugins.hardware.export import weights_digest
@@ -63,7 +63,7 @@ def test_plugin_modules_import_without_heavy_libraries():
     code = (
         "import sys; import pipetune.plugins.hardware.plugin as p; "
         "import pipetune.plugins.hardware as h; "
-        "from pipetune.core.manager import get_plugin_manager; "
+        "from pipetune.core.kernel.manager import get_plugin_manager; "
         "pm = get_plugin_manager(entry_points=False); names = sorted(pm.backends()); "
         "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'coremltools', 'onnx', "
         "'tensorrt', 'transformers') if m in sys.modules]; print(names, heavy)"
@@ -85,7 +85,7 @@ def test_inspect_pipeline_reports_machine_backends_and_models(pm, text_pipeline)
 
 
 def test_profile_measures_the_module_and_proposals_follow(pm, text_pipeline):
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
 
     measured = profile(text_pipeline, Workload(texts(6), repeats=1, warmup=0), pm=pm)
     (timing,) = measured.facts["hardware"]["model_timing"]
@@ -266,7 +266,7 @@ def test_exporter_failure_rejects_the_proposal_in_one_line(pm, store, fast_timin
 
 
 def test_missing_backends_make_the_proposal_unavailable(pm, text_pipeline, monkeypatch):
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
     from pipetune.plugins.hardware.backends.onnxruntime import OnnxRuntimeBackend
     from pipetune.plugins.hardware.backends.openvino import OpenVINOBackend
 
@@ -341,7 +341,7 @@ def test_nvidia_target_is_exported_checked_and_deferred(pm, text_pipeline, store
 
 
 def test_cross_target_proposals_follow_declared_targets(pm, text_pipeline):
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
 
     pipeline = text_pipeline.evolve(meta={"targets": ["apple", "nvidia"]})
     measured = profile(pipeline, Workload(texts(2), repeats=1, warmup=0), pm=pm)
@@ -357,7 +357,7 @@ def test_cross_target_proposals_follow_declared_targets(pm, text_pipeline):
 
 
 def test_thread_pinning_sets_and_restores_torch_threads(mlp):
-    from pipetune.core.results import Machine
+    from pipetune.core.kernel.results import Machine
     from pipetune.plugins.hardware.threads import ThreadPinned, advise_threads
 
     seen = []
@@ -379,7 +379,7 @@ def test_thread_pinning_sets_and_restores_torch_threads(mlp):
 
 
 def test_instance_advice_when_prices_are_given(pm, text_pipeline):
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
 
     measured = profile(text_pipeline, Workload(texts(3), repeats=1, warmup=0), pm=pm)
     requirements = Requirements(cost_per_hour=0.2, monthly_volume=1e7)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from pipetune.core.errors import PipelineError, Rejected
+from pipetune.core.kernel.errors import PipelineError, Rejected
 from pipetune.plugins.hardware.signature import (
     CallSignature,
     count_leaves,

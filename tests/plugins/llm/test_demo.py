@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipetune import get_plugin_manager
-from pipetune.core.model import Requirements
+from pipetune.core.kernel.model import Requirements
 from pipetune.plugins.llm import traffic
 from pipetune.plugins.llm.records import Generation
 
@@ -18,7 +18,7 @@ def test_llm_demo_is_registered():
 
 
 def test_quick_demo_builds_and_runs(transformers):
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
 
     pm = get_plugin_manager(entry_points=False)
     setup = pm.demos()["llm"][1].build(True)

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from pipetune.core.model import Pipeline, Workload
-from pipetune.core.results import Change
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.results import Change
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 from pipetune.plugins.llm.fidelity import first_divergence, perplexity, token_match
 from pipetune.plugins.llm.records import Generation
@@ -35,7 +35,7 @@ def test_refusal_must_match_refusal():
 
 def test_compare_outputs_hook_answers_for_tokens():
     from pipetune import get_plugin_manager
-    from pipetune.core.fidelity import compare
+    from pipetune.core.measure.fidelity import compare
 
     pm = get_plugin_manager(entry_points=False)
     result = compare(pm, "tokens", [Generation((1, 2), "eos")], [Generation((1, 3), "eos")])

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from pipetune import Rejected, get_plugin_manager
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.context import TuneContext
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.profiler import profile
-from pipetune.core.results import Change, Proposal
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Change, Proposal
+from pipetune.core.measure.profiler import profile
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 from pipetune.plugins.llm.records import GenerateConfig
 from tests.plugins.llm.conftest import state_digest

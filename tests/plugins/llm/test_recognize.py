@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 from pipetune.plugins.llm.recognize import (
     CachedGenerate,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 from pipetune.plugins.llm.records import GenerateConfig, Generation, GenerationRequest, token_list
 
 

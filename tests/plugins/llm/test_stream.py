@@ -1,11 +1,11 @@
-"""The generate block through the runtime's stream mode (pipetune.core.stream)."""
+"""The generate block through the runtime's stream mode (pipetune.core.runtime.stream)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipetune.core.model import Pipeline, Trace, Workload
-from pipetune.core.stream import find_stream_stage, run_stream
+from pipetune.core.kernel.model import Pipeline, Trace, Workload
+from pipetune.core.runtime.stream import find_stream_stage, run_stream
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 from pipetune.plugins.llm.records import GenerateConfig
 
@@ -48,7 +48,7 @@ def test_stream_mode_serves_every_request_like_one_at_a_time(llama, tokenizer, b
 
 def test_profile_in_stream_mode_has_the_llm_facts(llama, tokenizer):
     from pipetune import get_plugin_manager
-    from pipetune.core.profiler import profile
+    from pipetune.core.measure.profiler import profile
 
     pipeline = Pipeline(
         "chat",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipetune import Pipeline, PipelineError
-from pipetune.core.runtime import run_offline
+from pipetune.core.runtime.offline import run_offline
 from pipetune.plugins.nlp import blocks
 from pipetune.plugins.nlp.padding import (
     Encoded,

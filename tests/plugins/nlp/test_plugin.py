@@ -7,8 +7,8 @@ import pytest
 
 import pipetune
 from pipetune import Change, Pipeline, Proposal, Rejected, Requirements, Stage, Workload
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.context import TuneContext
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.context import TuneContext
 from pipetune.plugins.nlp import blocks
 
 from .conftest import state_digest

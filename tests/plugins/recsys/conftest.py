@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.context import TuneContext
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Requirements, Workload
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 
 
 def clustered(n: int, dim: int, *, rank: int = 8, clusters: int = 32, seed: int = 0) -> np.ndarray:

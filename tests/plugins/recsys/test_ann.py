@@ -97,7 +97,7 @@ def test_flat_index_vectors_are_a_view(catalog) -> None:
 
 
 def test_missing_index_file_is_clear(tmp_path) -> None:
-    from pipetune.core.errors import ConfigError
+    from pipetune.core.kernel.errors import ConfigError
 
     with pytest.raises(ConfigError, match="re-run the tune step"):
         ann.load_index(tmp_path / "nope.faiss")

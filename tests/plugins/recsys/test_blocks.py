@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipetune.core.errors import ConfigError, PipelineError, StageError
-from pipetune.core.model import Pipeline
-from pipetune.core.runtime import run_offline
+from pipetune.core.kernel.errors import ConfigError, PipelineError, StageError
+from pipetune.core.kernel.model import Pipeline
+from pipetune.core.runtime.offline import run_offline
 from pipetune.plugins.recsys import (
     SimulatedFeatureStore,
     TTLCache,

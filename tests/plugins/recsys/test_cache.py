@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 from pipetune.plugins.recsys.cache import MISSING, TTLCache
 
 
@@ -57,8 +57,8 @@ def test_bad_settings() -> None:
 
 
 def test_host_reset_protocol() -> None:
-    from pipetune.core.model import Pipeline
-    from pipetune.core.state import cache_stats, reset_state
+    from pipetune.core.kernel.model import Pipeline
+    from pipetune.core.kernel.state import cache_stats, reset_state
     from pipetune.plugins.recsys import embedding
 
     stage = embedding(lambda r, m: [r["user_id"]], model=None)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 from pipetune.plugins.recsys.fidelity import (
     ndcg_at_k,
     ranked_ids_fidelity,
@@ -77,7 +77,7 @@ def test_mismatched_lengths_are_clear() -> None:
 
 
 def test_compare_outputs_hook_answers_ranked_ids(pm) -> None:
-    from pipetune.core.fidelity import compare
+    from pipetune.core.measure.fidelity import compare
 
     fid = compare(pm, "ranked_ids", [[1, 2, 3]], [[1, 2, 4]])
     assert fid.metric == "recall@3"

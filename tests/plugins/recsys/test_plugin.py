@@ -54,8 +54,8 @@ def quick_demo(tmp_path_factory):
 
 
 def test_quick_demo_builds_runs_and_gets_every_proposal(quick_demo, pm, tmp_path) -> None:
-    from pipetune.core.profiler import profile
-    from pipetune.core.results import Change
+    from pipetune.core.kernel.results import Change
+    from pipetune.core.measure.profiler import profile
 
     setup = quick_demo
     pipeline, workload = setup.pipeline, setup.workload

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.recsys import embedding, exact_topk, feature_lookup, full_ranking
 from pipetune.plugins.recsys.features import SimulatedFeatureStore
 from pipetune.plugins.recsys.proposals import hints_for

@@ -8,10 +8,10 @@ import pytest
 
 faiss = pytest.importorskip("faiss", reason="faiss is an optional dependency (recsys extra)")
 
-from pipetune.core.errors import ConfigError  # noqa: E402
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload  # noqa: E402
-from pipetune.core.profiler import profile  # noqa: E402
-from pipetune.core.results import Change  # noqa: E402
+from pipetune.core.kernel.errors import ConfigError  # noqa: E402
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload  # noqa: E402
+from pipetune.core.kernel.results import Change  # noqa: E402
+from pipetune.core.measure.profiler import profile  # noqa: E402
 from pipetune.plugins.recsys import ann, exact_topk, full_ranking  # noqa: E402
 from pipetune.plugins.recsys.ann import AnnSearcher  # noqa: E402
 
@@ -250,7 +250,7 @@ def test_small_catalog_gets_no_proposal_and_says_why(pm, catalog, queries):
 
 
 def test_missing_faiss_makes_the_proposal_unavailable(pm, catalog, queries, monkeypatch):
-    from pipetune.core.registry import Availability
+    from pipetune.core.kernel.registry import Availability
     from pipetune.plugins.recsys import facts
 
     pipeline = Pipeline("search", (exact_topk(catalog, 10),), output_kind="ranked_ids")
@@ -278,7 +278,7 @@ def test_nan_catalog_in_plain_code_is_reported_not_proposed(pm, catalog, queries
     facts = prof.facts["recsys"]["stages"]["search"]
     assert facts["nonfinite_rows"] == 1 and "NaN" in facts["ann_reason"]
     assert "recsys.ann_exact" not in found
-    from pipetune.core.results import Proposal
+    from pipetune.core.kernel.results import Proposal
 
     forced = Proposal("recsys.ann_exact", "recsys", "search", "forced")
     with pytest.raises(ConfigError, match=r"stage 'search', slot 'items'.*row"):
@@ -287,7 +287,7 @@ def test_nan_catalog_in_plain_code_is_reported_not_proposed(pm, catalog, queries
 
 def test_recipe_round_trip_reloads_the_index(pm, catalog, queries, tmp_path, monkeypatch):
     import pipetune
-    from pipetune.core.recipes import make_recipe
+    from pipetune.core.loop.recipes import make_recipe
 
     pipeline = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
     workload = Workload(queries[:30])

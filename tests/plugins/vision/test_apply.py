@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.results import Change
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.results import Change
 from pipetune.plugins.vision.blocks import decode_resize_stage
 from pipetune.plugins.vision.changes import DALI_DECODE, MOTION, PARALLEL, REDUCED, materialize
 from pipetune.plugins.vision.fidelity import psnr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipetune.core.model import Pipeline
+from pipetune.core.kernel.model import Pipeline
 from pipetune.plugins.vision.blocks import (
     decode_resize_batch,
     decode_resize_stage,

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("torch", reason="the demo classifiers need torch (pipetune[vision])")
 pytest.importorskip("skimage", reason="the demo data needs scikit-image (pipetune[vision])")
 
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.profiler import profile
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.measure.profiler import profile
 from pipetune.plugins.vision.inputs import Skipped
 
 
@@ -74,7 +74,7 @@ def test_video_demo_quick(pm) -> None:  # type: ignore[no-untyped-def]
 
 def test_dali_change_runs_the_vision_demo(pm) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("nvidia.dali", reason="DALI is not installed")
-    from pipetune.core.results import Change
+    from pipetune.core.kernel.results import Change
     from pipetune.plugins.vision.changes import DALI_DECODE, materialize
 
     setup = pm.demos()["vision"][1].build(True)

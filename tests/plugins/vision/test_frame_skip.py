@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import Rejected
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.results import Change, Proposal
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Change, Proposal
 from pipetune.plugins.vision import fidelity, frame_skip
 from pipetune.plugins.vision.changes import MOTION, STRIDE, materialize, tune
 from tests.plugins.vision.conftest import bright_model, write_video

@@ -18,7 +18,7 @@ def test_modules_import_without_optional_dependencies() -> None:
                        "frame_skip", "fidelity", "facts", "changes", "parallel", "inputs",
                        "data", "models", "demo", "calibration"):
             importlib.import_module(f"pipetune.plugins.vision.{module}")
-        from pipetune.core.manager import get_plugin_manager
+        from pipetune.core.kernel.manager import get_plugin_manager
         from pipetune.plugins.vision.dali import dali_availability
         from pipetune.plugins.vision.gpu_decode import nvjpeg_availability
         pm = get_plugin_manager(entry_points=False)

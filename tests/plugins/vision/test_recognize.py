@@ -8,8 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipetune.core.manager import get_plugin_manager
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.vision.blocks import (
     classify_frames_stage,
     decode_resize_stage,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipetune import Change, Pipeline, Profile, Proposal, Stage, hookimpl
-from pipetune.core.context import Observations
+from pipetune.core.kernel.context import Observations
 from pipetune_example_plugin.membership import (
     MIN_SIZE,
     function_tree,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipetune.core.model import Requirements
+from pipetune.core.kernel.model import Requirements
 
 HOURS_PER_MONTH = 730.0
 

@@ -1,7 +1,7 @@
 """The JSON report (DESIGN §6): written atomically and checked against the JSON Schema.
 
 The schema (``pipetune/schemas/report.schema.json``) is checked with
-:func:`pipetune.core.schema.problems` when ``jsonschema`` is installed (the ``dev``
+:func:`pipetune.core.report.schema.problems` when ``jsonschema`` is installed (the ``dev``
 extra). A report that does not match is still written — a run's results are never thrown
 away — and the problems are returned so the caller can say so.
 """
@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.errors import ConfigError, MissingDependency
+from pipetune.core.kernel.errors import ConfigError, MissingDependency
 
 
 def schema_problems(data: Mapping[str, Any]) -> list[str]:
     """Every way ``data`` breaks the report schema; empty when valid or when jsonschema
     is not installed (then nothing can be checked)."""
-    from pipetune.core.schema import problems
+    from pipetune.core.report.schema import problems
 
     try:
         return problems("report", data)

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Requirements
+from pipetune.core.kernel.model import Requirements
+from pipetune.core.kernel.results import SCHEMA_VERSION, Fidelity, Machine, Profile, Recipe, Trial
+from pipetune.core.kernel.serial import to_dict
 from pipetune.core.report import cost as cost_model
-from pipetune.core.results import SCHEMA_VERSION, Fidelity, Machine, Profile, Recipe, Trial
-from pipetune.core.serial import to_dict
 
 #: Points kept of each latency distribution for the CDF plots (quantiles 0..100).
 CDF_POINTS = 101

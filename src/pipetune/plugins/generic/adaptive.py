@@ -59,14 +59,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError, PipelineError, Rejected
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.results import Proposal, Tuned
+from pipetune.core.kernel.errors import ConfigError, PipelineError, Rejected
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.results import Proposal, Tuned
 
 if TYPE_CHECKING:
-    from pipetune.core.context import Observations, TuneContext
-    from pipetune.core.model import Requirements, Workload
-    from pipetune.core.results import Change, Profile
+    from pipetune.core.kernel.context import Observations, TuneContext
+    from pipetune.core.kernel.model import Requirements, Workload
+    from pipetune.core.kernel.results import Change, Profile
 
 PROPOSAL = "generic.adaptive_computation"
 PLUGIN = "generic"

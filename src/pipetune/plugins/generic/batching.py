@@ -1,7 +1,7 @@
 """Dynamic batching: serve several inputs through each stage's ``batch_fn`` in one call.
 
 Batching is a serving change, not a new stage: the materialized pipeline carries
-``meta["serving"] = {"batch_size": B, "max_delay_ms": D}`` (:mod:`pipetune.core.serving`)
+``meta["serving"] = {"batch_size": B, "max_delay_ms": D}`` (:mod:`pipetune.core.runtime.serving`)
 and the runtime batches accordingly. It buys throughput (one call amortizes the per-call
 overhead, a matrix product replaces many vector products) with waiting: in offline mode an
 input waits for its batch, online the batcher holds the first request up to ``D`` ms for
@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from pipetune.core.comparison import RuntimeSpec, run_pass
-from pipetune.core.errors import Rejected
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.results import Tuned
-from pipetune.core.serving import with_serving
-from pipetune.core.state import reset_state
-from pipetune.core.stats import percentiles_ms
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Tuned
+from pipetune.core.kernel.state import reset_state
+from pipetune.core.measure.comparison import RuntimeSpec, run_pass
+from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.runtime.serving import with_serving
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64)
 DELAYS_MS = (1.0, 2.0, 5.0, 10.0, 20.0)

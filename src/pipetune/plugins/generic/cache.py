@@ -6,7 +6,7 @@ a stage that looks its input up by a hash of its *content* (not its identity: tw
 strings from two requests hit), runs the stage only on a miss, and keeps at most
 ``capacity`` results, evicting the least recently used.
 
-The cache implements the validator's state protocol (:mod:`pipetune.core.state`): it is
+The cache implements the validator's state protocol (:mod:`pipetune.core.kernel.state`): it is
 emptied before every measured pass (``pipetune_reset``) and reports its hits and misses
 (``pipetune_cache_stats``), so its speedup is measured at the workload's own repeat rate
 and can never exceed ``1 / (1 - hit rate)``.
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Stage
+from pipetune.core.kernel.model import Stage
 
 META_KEY = "generic.cache"
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.registry import DemoSetup
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.registry import DemoSetup
 
 INTENTS = {
     "weather": (

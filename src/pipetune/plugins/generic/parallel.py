@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from pipetune.core.errors import ConfigError, PipelineError
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.serving import ServingOptions, with_serving
+from pipetune.core.kernel.errors import ConfigError, PipelineError
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.runtime.serving import ServingOptions, with_serving
 
 META_KEY = "generic.parallel"
 FACTORY_KEY = "factory"
@@ -208,9 +208,9 @@ def tune(
     log: Callable[[str], None] | None = None,
 ) -> Any:
     """Pick the worker count (and chunk size) with the best metric on the tuning split."""
-    from pipetune.core.comparison import RuntimeSpec
-    from pipetune.core.errors import Rejected
-    from pipetune.core.results import Tuned
+    from pipetune.core.kernel.errors import Rejected
+    from pipetune.core.kernel.results import Tuned
+    from pipetune.core.measure.comparison import RuntimeSpec
     from pipetune.plugins.generic.batching import paired_gain
 
     runtime = RuntimeSpec.from_workload(workload)

@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.context import Observations, TuneContext
-from pipetune.core.errors import ConfigError, PipelineError
-from pipetune.core.hookspecs import hookimpl
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.registry import Demo
-from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
-from pipetune.core.serving import ServingOptions
+from pipetune.core.kernel.context import Observations, TuneContext
+from pipetune.core.kernel.errors import ConfigError, PipelineError
+from pipetune.core.kernel.hookspecs import hookimpl
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.registry import Demo
+from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
+from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic import adaptive, batching, cache, fidelity, parallel
 from pipetune.plugins.generic.scan_rules import scan_rules  # noqa: F401
 

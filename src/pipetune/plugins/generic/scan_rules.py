@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 
-from pipetune.core.hookspecs import hookimpl
+from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import FileContext, loop_targets, names_in
 from pipetune.scan.heuristics import argument_names, model_call, per_item_loop
 from pipetune.scan.rules import Finding, Rule

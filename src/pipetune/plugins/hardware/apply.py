@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.errors import PipelineError, Rejected
-from pipetune.core.model import Pipeline
-from pipetune.core.results import Change
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.errors import PipelineError, Rejected
+from pipetune.core.kernel.model import Pipeline
+from pipetune.core.kernel.results import Change
 from pipetune.plugins.hardware.export import CapturedCall, ExportedModel
 from pipetune.plugins.hardware.recognize import ONNX_PATH, ONNX_PROTO, ONNX_SESSION, TORCH
 from pipetune.plugins.hardware.wrappers import original_module

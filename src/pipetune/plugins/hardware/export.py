@@ -9,7 +9,7 @@
    signature and the library versions: a second trial, a recipe or a restart reloads it
    instead of exporting again.
 3. An export that fails (data-dependent control flow, an op with no ONNX translation) is
-   :class:`~pipetune.core.errors.Rejected` with the exporter's message summarized in one
+   :class:`~pipetune.core.kernel.errors.Rejected` with the exporter's message summarized in one
    line; the exporter's pages of graph dumps never reach the user.
 """
 
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import ArtifactStore, library_version
-from pipetune.core.errors import PipelineError, Rejected
+from pipetune.core.kernel.artifacts import ArtifactStore, library_version
+from pipetune.core.kernel.errors import PipelineError, Rejected
 from pipetune.plugins.hardware.signature import (
     CallSignature,
     flatten_output,
@@ -193,7 +193,7 @@ class ExportedModel:
 
 def default_store() -> ArtifactStore:
     """Where exports go when no run store is given (direct ``Backend.compile`` use)."""
-    from pipetune.core.paths import cache_dir
+    from pipetune.core.loop.paths import cache_dir
 
     return ArtifactStore(cache_dir("hardware", "artifacts"))
 

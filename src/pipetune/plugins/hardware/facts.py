@@ -15,12 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.machine import describe_machine, detect_machine
+from pipetune.core.measure.machine import describe_machine, detect_machine
 from pipetune.plugins.hardware.recognize import TORCH, find_models, main_model
 
 if TYPE_CHECKING:
-    from pipetune.core.context import Observations
-    from pipetune.core.model import Pipeline
+    from pipetune.core.kernel.context import Observations
+    from pipetune.core.kernel.model import Pipeline
 
 PROFILE_INPUTS = 6
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import ArtifactStore, library_version
-from pipetune.core.errors import Rejected
+from pipetune.core.kernel.artifacts import ArtifactStore, library_version
+from pipetune.core.kernel.errors import Rejected
 from pipetune.plugins.hardware.recognize import ONNX_PATH, ONNX_PROTO
 
 SOURCE_FILE = "source.onnx"

@@ -16,15 +16,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.hookspecs import hookimpl
-from pipetune.core.registry import Dependency
+from pipetune.core.kernel.hookspecs import hookimpl
+from pipetune.core.kernel.registry import Dependency
 from pipetune.plugins.hardware.scan_rules import scan_file, scan_rules  # noqa: F401
 
 if TYPE_CHECKING:
-    from pipetune.core.context import Observations, TuneContext
-    from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-    from pipetune.core.registry import Backend
-    from pipetune.core.results import Change, Profile, Proposal, Tuned
+    from pipetune.core.kernel.context import Observations, TuneContext
+    from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+    from pipetune.core.kernel.registry import Backend
+    from pipetune.core.kernel.results import Change, Profile, Proposal, Tuned
 
 PIPETUNE_API = 1
 NAME = "hardware"

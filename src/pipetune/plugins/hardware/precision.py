@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import Rejected
+from pipetune.core.kernel.errors import Rejected
 from pipetune.plugins.hardware.export import quiet
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

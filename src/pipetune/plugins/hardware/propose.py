@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipetune.core.machine import has_bf16, has_int8_dot_product
-from pipetune.core.model import Pipeline, Requirements, Stage
-from pipetune.core.results import Machine, Profile, Proposal
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage
+from pipetune.core.kernel.results import Machine, Profile, Proposal
+from pipetune.core.measure.machine import has_bf16, has_int8_dot_product
 from pipetune.plugins.hardware.apply import Candidate
 from pipetune.plugins.hardware.backends import all_backends
 from pipetune.plugins.hardware.recognize import (

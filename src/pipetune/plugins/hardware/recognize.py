@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.hardware.wrappers import original_module
 
 TORCH, ONNX_SESSION, ONNX_PATH, ONNX_PROTO = "torch", "onnx_session", "onnx_path", "onnx_model"

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipetune.core.hookspecs import hookimpl
+from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import FileContext, literal
 from pipetune.scan.heuristics import looks_like_model
 from pipetune.scan.rules import Finding, Rule

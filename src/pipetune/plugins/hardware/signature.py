@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import PipelineError, Rejected
+from pipetune.core.kernel.errors import PipelineError, Rejected
 
 #: Structure node tags.
 TENSOR, NONE, TUPLE, LIST, DICT, MODEL_OUTPUT, NAMEDTUPLE, CONST = (

@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipetune.core.machine import detect_machine
-from pipetune.core.results import Machine
+from pipetune.core.kernel.results import Machine
+from pipetune.core.measure.machine import detect_machine
 
 
 def default_intra_op_threads(machine: Machine | None = None) -> int:

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.errors import Deferred, MissingDependency, PipelineError, Rejected
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.results import Proposal, Tuned
+from pipetune.core.kernel.errors import Deferred, MissingDependency, PipelineError, Rejected
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.plugins.hardware.apply import Candidate, build_torch_value
 from pipetune.plugins.hardware.backends.base import BackendFallback
 from pipetune.plugins.hardware.export import CapturedCall, capture_calls, ensure_export
@@ -46,8 +46,8 @@ from pipetune.plugins.hardware.signature import CallSignature
 from pipetune.plugins.hardware.wrappers import original_module
 
 if TYPE_CHECKING:
-    from pipetune.core.context import TuneContext
-    from pipetune.core.model import Requirements, Workload
+    from pipetune.core.kernel.context import TuneContext
+    from pipetune.core.kernel.model import Requirements, Workload
 
 #: Largest scaled max-abs-diff an fp32 backend may show (graph rewrites reorder float
 #: sums: ~1e-6 is normal; a bf16 fallback shows ~1e-2).

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import PipelineError
+from pipetune.core.kernel.errors import PipelineError
 from pipetune.plugins.hardware.signature import CallSignature, rebuild_output
 
 #: Methods of ``torch.nn.Module`` that mutate it: refused on a compiled model.

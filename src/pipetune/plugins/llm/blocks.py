@@ -24,8 +24,8 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from pipetune.core.errors import ConfigError
-from pipetune.core.model import Stage
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Stage
 from pipetune.plugins.llm.records import GenerateConfig, Generation, GenerationRequest
 
 GENERATE_BLOCK = "llm.generate"
@@ -153,7 +153,7 @@ def serve(
     draft_model: Any = None,
     prefix_cache: Any = None,
 ) -> Iterator[Any]:
-    """The generate stage's stream server (``pipetune.core.stream`` protocol, version 1):
+    """The generate stage's stream server (``pipetune.core.runtime.stream`` protocol, version 1):
     requests are served as they arrive under the configured batching policy, one
     ``StreamEvent`` per produced token and one ``done`` event per request."""
     from pipetune.plugins.llm.scheduler import serve_requests

@@ -18,8 +18,8 @@ a byte tokenizer (random weights: only the mechanics are meaningful) for tests.
 
 from __future__ import annotations
 
-from pipetune.core.model import Pipeline, Requirements, Trace, Workload
-from pipetune.core.registry import DemoSetup
+from pipetune.core.kernel.model import Pipeline, Requirements, Trace, Workload
+from pipetune.core.kernel.registry import DemoSetup
 from pipetune.plugins.llm import traffic
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 

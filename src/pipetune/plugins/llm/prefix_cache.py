@@ -139,7 +139,7 @@ class PrefixCache:
             self._kv.clear()
         self.hits = self.misses = self.tokens_reused = 0
 
-    # the validator's warm-state protocol (pipetune.core.state)
+    # the validator's warm-state protocol (pipetune.core.kernel.state)
     def pipetune_reset(self) -> None:
         self.clear()
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipetune.core.context import Observations
-from pipetune.core.model import Pipeline, Workload
-from pipetune.core.results import Profile
+from pipetune.core.kernel.context import Observations
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.results import Profile
 from pipetune.plugins.llm.analysis import bandwidth_utilization, distribution, traffic_facts
 from pipetune.plugins.llm.blocks import encode_request, is_generate_block
 from pipetune.plugins.llm.recognize import generate_stages, probe_generate, stage_facts

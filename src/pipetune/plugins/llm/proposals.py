@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.errors import ConfigError, PipelineError, Rejected
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.results import Change, Profile, Proposal, Tuned
+from pipetune.core.kernel.errors import ConfigError, PipelineError, Rejected
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Change, Profile, Proposal, Tuned
 from pipetune.plugins.llm.blocks import encode_request, is_generate_block, stage_engine
 from pipetune.plugins.llm.records import GenerateConfig, Generation, GenerationRequest
 

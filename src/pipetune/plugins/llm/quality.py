@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.errors import PipelineError
-from pipetune.core.model import Pipeline, Stage, Workload
-from pipetune.core.results import Change, Fidelity
+from pipetune.core.kernel.errors import PipelineError
+from pipetune.core.kernel.model import Pipeline, Stage, Workload
+from pipetune.core.kernel.results import Change, Fidelity
 from pipetune.plugins.llm.blocks import encode_request, is_generate_block
 from pipetune.plugins.llm.fidelity import HELD_OUT_TEXT, encode_texts, perplexity_fidelity
 from pipetune.plugins.llm.recognize import model_slot

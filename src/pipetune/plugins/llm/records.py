@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 
 #: Values of :attr:`GenerateConfig.batching`.
 BATCHING_POLICIES = ("none", "static", "continuous")

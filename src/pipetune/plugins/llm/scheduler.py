@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.stream import StreamEvent, StreamRequest
+from pipetune.core.runtime.stream import StreamEvent, StreamRequest
 from pipetune.plugins.llm import kv_cache
 from pipetune.plugins.llm.records import Generation, GenerationRequest
 
@@ -216,7 +216,7 @@ class RunningBatch:
 
 class ListFeed:
     """A request feed over a list with arrival offsets, on the real clock: the same
-    interface as the runtime's :class:`pipetune.core.stream.RequestFeed` (``poll``,
+    interface as the runtime's :class:`pipetune.core.runtime.stream.RequestFeed` (``poll``,
     ``wait``, ``exhausted``, ``now``), so the plugin measures streams with the very code
     the runtime drives."""
 
@@ -259,7 +259,7 @@ class ListFeed:
 
 def _prepare(engine: Any, request: StreamRequest) -> Any:
     """An :class:`Active` for a feed request, or the refusal (a :class:`Generation`)."""
-    from pipetune.core.errors import PipetuneError
+    from pipetune.core.kernel.errors import PipetuneError
     from pipetune.plugins.llm.blocks import encode_request
     from pipetune.plugins.llm.engine import refuse
 
@@ -287,7 +287,7 @@ def serve_requests(
     stats: dict[str, Any] | None = None,
 ) -> Iterator[StreamEvent]:
     """Serve the requests of ``feed`` as they arrive, yielding a
-    :class:`~pipetune.core.stream.StreamEvent` for every token (``outputs``) and one
+    :class:`~pipetune.core.runtime.stream.StreamEvent` for every token (``outputs``) and one
     ``done`` event per request whose ``result`` is its :class:`Generation` (a refused
     request is done at once, its Generation carrying the message).
 

@@ -23,7 +23,7 @@ import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 from pipetune.plugins.llm import kv_cache
 
 

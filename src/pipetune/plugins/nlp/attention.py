@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from pipetune.core.errors import PipelineError
+from pipetune.core.kernel.errors import PipelineError
 from pipetune.plugins.nlp.recognize import attention_implementation
 
 EFFICIENT = ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")

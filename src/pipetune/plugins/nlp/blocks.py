@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.padding import (
     PAD_DYNAMIC,

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.errors import PipelineError
-from pipetune.core.model import Pipeline, Workload
+from pipetune.core.kernel.errors import PipelineError
+from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED
 from pipetune.plugins.nlp.padding import Encoded

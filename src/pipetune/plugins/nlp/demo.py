@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import library_version
-from pipetune.core.errors import ConfigError
-from pipetune.core.model import Pipeline, Requirements, Workload
-from pipetune.core.paths import cache_dir
-from pipetune.core.registry import Demo, DemoSetup, Dependency, require
+from pipetune.core.kernel.artifacts import library_version
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Pipeline, Requirements, Workload
+from pipetune.core.kernel.registry import Demo, DemoSetup, Dependency, require
+from pipetune.core.loop.paths import cache_dir
 from pipetune.plugins.nlp import blocks, docgen
 from pipetune.plugins.nlp.padding import Encoded
 

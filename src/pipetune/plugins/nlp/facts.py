@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.context import Observations
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.results import Profile
+from pipetune.core.kernel.context import Observations
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.results import Profile
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED, BLOCK_TOKENIZE
 from pipetune.plugins.nlp.padding import Encoded, length_histogram, waste_of_plan

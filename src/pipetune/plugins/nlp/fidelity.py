@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.results import Fidelity
-from pipetune.core.stats import wilson_interval
+from pipetune.core.kernel.results import Fidelity
+from pipetune.core.measure.stats import wilson_interval
 from pipetune.plugins.nlp.padding import Encoded
 
 

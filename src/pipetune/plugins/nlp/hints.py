@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipetune.core.model import Stage
+from pipetune.core.kernel.model import Stage
 from pipetune.plugins.nlp import recognize
 
 _TEXT_WORDS = ("token", "embed", "encode", "bert", "transformer", "sentence", "text")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.registry import Dependency
-from pipetune.core.results import Profile, Proposal
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.registry import Dependency
+from pipetune.core.kernel.results import Profile, Proposal
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED, BLOCK_TOKENIZE
 from pipetune.plugins.nlp.facts import interpolate_ms

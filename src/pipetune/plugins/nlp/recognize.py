@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 
 #: Tokenizer kinds.
 PYTHON_TRANSFORMERS = "transformers-python"  # e.g. BertTokenizerLegacy (transformers 5)

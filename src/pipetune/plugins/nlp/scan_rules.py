@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 
-from pipetune.core.hookspecs import hookimpl
+from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import MISSING, FileContext
 from pipetune.scan.heuristics import model_call
 from pipetune.scan.rules import Finding, Rule

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipetune.core.errors import PipelineError, short_repr
-from pipetune.core.registry import require
+from pipetune.core.kernel.errors import PipelineError, short_repr
+from pipetune.core.kernel.registry import require
 from pipetune.plugins.nlp import recognize
 
 #: Pad tokens tried, in order, when a Rust tokenizer does not say which id pads.

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.errors import PipelineError
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.registry import require
-from pipetune.core.results import Change
+from pipetune.core.kernel.errors import PipelineError
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.registry import require
+from pipetune.core.kernel.results import Change
 from pipetune.plugins.nlp import proposals as ids
 from pipetune.plugins.nlp.attention import sdpa_copy
 from pipetune.plugins.nlp.blocks import BLOCK_TOKENIZE

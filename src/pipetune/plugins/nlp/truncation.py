@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipetune.core.errors import Rejected
-from pipetune.core.results import Fidelity
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.results import Fidelity
 
 LADDER: tuple[int, ...] = (32, 64, 128, 256, 512)
 

@@ -1,5 +1,5 @@
 """Tune: search each proposal's parameters on the tuning split, build its artifacts, and
-refuse (:class:`~pipetune.core.errors.Rejected`) what must not be applied."""
+refuse (:class:`~pipetune.core.kernel.errors.Rejected`) what must not be applied."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import Rejected, short_repr
-from pipetune.core.model import Pipeline, Workload
-from pipetune.core.results import Change, Proposal, Tuned
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import Rejected, short_repr
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.nlp import proposals as ids
 from pipetune.plugins.nlp import recognize, transforms, truncation
 from pipetune.plugins.nlp.blocks import BLOCK_CLASSIFY, BLOCK_EMBED, BLOCK_SECTIONS, BLOCK_TOKENIZE

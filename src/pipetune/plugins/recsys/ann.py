@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError, PipelineError
+from pipetune.core.kernel.errors import ConfigError, PipelineError
 from pipetune.plugins.recsys.threads import faiss_thread_count
 
 #: Below this many items an ANN index does not pay (exact search is sub-millisecond).
@@ -45,7 +45,7 @@ RUNTIME_PARAM = {"hnsw": "efSearch", "ivf_flat": "nprobe", "ivf_pq": "nprobe"}
 
 
 def _faiss() -> Any:
-    from pipetune.core.registry import require
+    from pipetune.core.kernel.registry import require
 
     return require("faiss", "recsys", "ANN indexes")
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError, PipelineError
-from pipetune.core.model import Stage
+from pipetune.core.kernel.errors import ConfigError, PipelineError
+from pipetune.core.kernel.model import Stage
 from pipetune.plugins.recsys import ann
 from pipetune.plugins.recsys.cache import TTLCache
 from pipetune.plugins.recsys.features import read_many

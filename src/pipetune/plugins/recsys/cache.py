@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 
 #: Returned by :meth:`TTLCache.get` on a miss (``None`` may be a cached value).
 MISSING = object()
@@ -78,7 +78,7 @@ class TTLCache:
         with self._lock:
             self._entries.clear()
 
-    # The host's warm-state protocol (pipetune.core.state): the validator empties the cache
+    # The host's warm-state protocol (pipetune.core.kernel.state): the validator empties the cache
     # before every measured pass, so a speedup is never measured on a cache left warm by
     # the previous pass, and reads the hit rate the workload itself produced.
     def pipetune_reset(self) -> None:

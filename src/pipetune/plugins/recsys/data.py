@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.paths import cache_dir
+from pipetune.core.loop.paths import cache_dir
 
 GENERATOR_VERSION = 1
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Pipeline, Requirements, Workload
-from pipetune.core.paths import cache_dir
-from pipetune.core.registry import Demo, DemoSetup, Dependency, require
+from pipetune.core.kernel.model import Pipeline, Requirements, Workload
+from pipetune.core.kernel.registry import Demo, DemoSetup, Dependency, require
+from pipetune.core.loop.paths import cache_dir
 from pipetune.plugins.recsys import blocks, data
 from pipetune.plugins.recsys.features import SimulatedFeatureStore
 

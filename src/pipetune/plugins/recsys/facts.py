@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.context import Observations
-from pipetune.core.model import Pipeline, Stage, Workload
-from pipetune.core.registry import Dependency
-from pipetune.core.results import Profile
+from pipetune.core.kernel.context import Observations
+from pipetune.core.kernel.model import Pipeline, Stage, Workload
+from pipetune.core.kernel.registry import Dependency
+from pipetune.core.kernel.results import Profile
 from pipetune.plugins.recsys import ann, blocks
 from pipetune.plugins.recsys.features import CountingStore, batch_method
 from pipetune.plugins.recsys.fidelity import rows_of

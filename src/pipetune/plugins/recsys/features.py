@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-from pipetune.core.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError
 
 #: Batch-read method names recognized on a store object, in order of preference.
 BATCH_METHODS = ("get_many", "mget", "multi_get", "batch_get", "get_batch")

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError
-from pipetune.core.results import Fidelity
-from pipetune.core.stats import wilson_interval
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.results import Fidelity
+from pipetune.core.measure.stats import wilson_interval
 
 
 def rows_of(output: Any) -> list[np.ndarray]:

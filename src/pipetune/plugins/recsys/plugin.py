@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.context import Observations, TuneContext
-from pipetune.core.hookspecs import hookimpl
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.registry import Demo, Dependency
-from pipetune.core.results import Change, Fidelity, Profile, Proposal, Tuned
+from pipetune.core.kernel.context import Observations, TuneContext
+from pipetune.core.kernel.hookspecs import hookimpl
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.registry import Demo, Dependency
+from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
 from pipetune.plugins.recsys.scan_rules import scan_rules  # noqa: F401
 
 PIPETUNE_API = 1

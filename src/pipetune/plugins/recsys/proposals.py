@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipetune.core.errors import install_command
-from pipetune.core.model import Pipeline, Requirements, Stage
-from pipetune.core.results import Profile, Proposal
+from pipetune.core.kernel.errors import install_command
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage
+from pipetune.core.kernel.results import Profile, Proposal
 from pipetune.plugins.recsys import ann
 from pipetune.plugins.recsys.facts import FAISS
 from pipetune.plugins.recsys.recognize import recognize, recognize_all

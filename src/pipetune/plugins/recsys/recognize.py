@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.recsys import ann, blocks
 
 CATALOG_SLOTS = (

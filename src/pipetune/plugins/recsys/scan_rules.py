@@ -10,7 +10,7 @@ import ast
 import re
 from collections.abc import Sequence
 
-from pipetune.core.hookspecs import hookimpl
+from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import FileContext, target_names
 from pipetune.scan.heuristics import per_item_loop
 from pipetune.scan.rules import Finding, Rule

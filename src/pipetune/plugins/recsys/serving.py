@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import Rejected
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.results import Change, Proposal, Tuned
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import blocks
 from pipetune.plugins.recsys.cache import TTLCache
 from pipetune.plugins.recsys.features import batch_method

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import ConfigError, Rejected
-from pipetune.core.model import Pipeline, Stage
-from pipetune.core.results import Change, Proposal, Tuned
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import ConfigError, Rejected
+from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann
 from pipetune.plugins.recsys.recognize import Recognized, catalog_of
 

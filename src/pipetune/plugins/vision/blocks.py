@@ -1,7 +1,7 @@
 """The vision plugin's building blocks: decode-and-resize, a video frame source, and
 classify steps for images and frames.
 
-Each builder returns a :class:`~pipetune.core.model.Stage` whose components sit in slots
+Each builder returns a :class:`~pipetune.core.kernel.model.Stage` whose components sit in slots
 (``decoder=``, ``size=``, ``capture=``, ``model=``, ``gate=``), so the plugin transforms a
 stage by replacing a slot: a reduced-resolution decoder, a DALI pipeline, a motion gate.
 Plain user code that declares the same slots gets the same treatment (see recognize.py).
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import ConfigError
-from pipetune.core.model import Stage
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Stage
 from pipetune.plugins.vision.inputs import (
     BadInput,
     Skipped,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipetune.core.model import Pipeline, Workload
+from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.plugins.vision.blocks import (
     CLASSIFY,
     CLASSIFY_FRAMES,

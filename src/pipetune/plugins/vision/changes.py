@@ -8,10 +8,10 @@ import os
 import time
 from typing import Any
 
-from pipetune.core.context import TuneContext
-from pipetune.core.errors import PipelineError, Rejected
-from pipetune.core.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.results import Change, Profile, Proposal, Tuned
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.errors import PipelineError, Rejected
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
+from pipetune.core.kernel.results import Change, Profile, Proposal, Tuned
 from pipetune.plugins.vision import frame_skip
 from pipetune.plugins.vision.blocks import CLASSIFY, Clip, open_capture
 from pipetune.plugins.vision.dali import DALI, DaliDecoder, cuda_available

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.registry import Availability, Dependency
+from pipetune.core.kernel.registry import Availability, Dependency
 from pipetune.plugins.vision.inputs import BadInput
 
 DALI = Dependency("nvidia.dali", "vision", "DALI decode pipelines", "nvidia-dali-cuda130")
@@ -116,7 +116,7 @@ def _pipeline(decoder: DaliDecoder, size: tuple[int, int]) -> Any:
 def build_pipeline(decoder: DaliDecoder, size: tuple[int, int]) -> Any:
     """A built DALI pipeline: encoded bytes → decoded RGB → resized (antialiased linear) →
     optionally normalized to float32 CHW."""
-    from pipetune.core.registry import require
+    from pipetune.core.kernel.registry import require
 
     require("nvidia.dali", "vision", "DALI decode pipelines")
     from nvidia.dali import fn, pipeline_def, types

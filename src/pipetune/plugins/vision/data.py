@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.paths import cache_dir
+from pipetune.core.loop.paths import cache_dir
 
 #: The photo classes: name -> how to load it from skimage.data as RGB uint8.
 PHOTO_CLASSES: tuple[str, ...] = (

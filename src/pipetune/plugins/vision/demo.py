@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.model import Pipeline, Requirements, Workload
-from pipetune.core.registry import DemoSetup
+from pipetune.core.kernel.model import Pipeline, Requirements, Workload
+from pipetune.core.kernel.registry import DemoSetup
 from pipetune.plugins.vision import data
 from pipetune.plugins.vision.blocks import (
     IMAGENET_MEAN,

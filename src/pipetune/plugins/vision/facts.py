@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.context import Observations
-from pipetune.core.model import Pipeline
-from pipetune.core.results import Profile
+from pipetune.core.kernel.context import Observations
+from pipetune.core.kernel.model import Pipeline
+from pipetune.core.kernel.results import Profile
 from pipetune.plugins.vision import frame_skip
 from pipetune.plugins.vision.inputs import (
     BadInput,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.registry import Availability, Dependency
+from pipetune.core.kernel.registry import Availability, Dependency
 from pipetune.plugins.vision.inputs import BadInput, sniff_format
 
 # Not in the ``vision`` extra: PyPI's torchvision must match the installed torch build

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.errors import PipelineError
+from pipetune.core.kernel.errors import PipelineError
 
 #: Magic numbers of the formats we recognize (the first bytes of the file).
 _MAGIC: tuple[tuple[bytes, str], ...] = (

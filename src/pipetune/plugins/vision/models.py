@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.paths import cache_dir
-from pipetune.core.registry import require
+from pipetune.core.kernel.registry import require
+from pipetune.core.loop.paths import cache_dir
 
 MODEL_VERSION = "v1"
 

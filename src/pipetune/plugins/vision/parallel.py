@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipetune.core.model import accepted_slots
+from pipetune.core.kernel.model import accepted_slots
 
 
 def default_workers() -> int:

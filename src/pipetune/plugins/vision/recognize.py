@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipetune.core.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.vision.blocks import (
     CLASSIFY,
     CLASSIFY_FRAMES,

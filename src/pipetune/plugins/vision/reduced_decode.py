@@ -61,7 +61,7 @@ def choose_factor(
 
 
 def _cv2() -> Any:
-    from pipetune.core.registry import require
+    from pipetune.core.kernel.registry import require
 
     return require("cv2", "vision", "OpenCV image decoding")
 
@@ -126,7 +126,7 @@ class PillowDecoder:
     def decode_resize(self, data: bytes, size: tuple[int, int], source: str = "") -> np.ndarray:
         from io import BytesIO
 
-        from pipetune.core.registry import require
+        from pipetune.core.kernel.registry import require
 
         pil = require("PIL.Image", "vision", "Pillow image decoding")
         try:
@@ -214,7 +214,7 @@ class DraftOpen:
     max_factor: int = 8
 
     def __call__(self, fp: Any, mode: str = "r", formats: Any = None) -> Any:
-        from pipetune.core.registry import require
+        from pipetune.core.kernel.registry import require
 
         pil = require("PIL.Image", "vision", "Pillow image decoding")
         image = pil.open(fp, mode, formats)
@@ -232,7 +232,7 @@ class ReducedReadImage:
     max_factor: int = 8
 
     def __call__(self, path: Any, mode: Any = None, apply_exif_orientation: bool = False) -> Any:
-        from pipetune.core.registry import require
+        from pipetune.core.kernel.registry import require
 
         torch = require("torch", "vision", "tensor output")
         cv2 = _cv2()

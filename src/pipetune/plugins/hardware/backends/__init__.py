@@ -3,7 +3,7 @@ its library lazily so that this package imports without any of them."""
 
 from __future__ import annotations
 
-from pipetune.core.registry import Backend
+from pipetune.core.kernel.registry import Backend
 
 
 def all_backends() -> list[Backend]:
@@ -26,7 +26,7 @@ def get_backend(name: str) -> Backend:
     for backend in all_backends():
         if backend.name == name:
             return backend
-    from pipetune.core.errors import ConfigError
+    from pipetune.core.kernel.errors import ConfigError
 
     known = ", ".join(b.name for b in all_backends())
     raise ConfigError(f"no hardware backend named {name!r} (known: {known})")

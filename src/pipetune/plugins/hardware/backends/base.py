@@ -6,9 +6,9 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipetune.core.artifacts import ArtifactStore
-from pipetune.core.errors import Rejected
-from pipetune.core.registry import Availability, Backend, Dependency
+from pipetune.core.kernel.artifacts import ArtifactStore
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.registry import Availability, Backend, Dependency
 from pipetune.plugins.hardware.export import CapturedCall, ExportedModel, ensure_export
 from pipetune.plugins.hardware.signature import is_tensor
 from pipetune.plugins.hardware.wrappers import CompiledModel

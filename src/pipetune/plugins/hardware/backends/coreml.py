@@ -3,7 +3,7 @@
 coremltools converts on Linux; Core ML itself (the prediction engine, the Neural Engine)
 exists only on macOS. So off macOS the conversion is done and checked here (the package's
 spec read back: inputs, outputs, compute precision) and the trial is *deferred*: the tune
-step raises :class:`~pipetune.core.errors.Deferred` with the package's path and the
+step raises :class:`~pipetune.core.kernel.errors.Deferred` with the package's path and the
 command that finishes the validation on a Mac::
 
     python -m pipetune.plugins.hardware.backends.coreml validate PACKAGE_FOLDER
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import ArtifactStore, library_version
-from pipetune.core.errors import Deferred, Rejected
-from pipetune.core.registry import Availability, Backend, Dependency
+from pipetune.core.kernel.artifacts import ArtifactStore, library_version
+from pipetune.core.kernel.errors import Deferred, Rejected
+from pipetune.core.kernel.registry import Availability, Backend, Dependency
 from pipetune.plugins.hardware.backends.base import example_call
 from pipetune.plugins.hardware.export import (
     ExportAdapter,
@@ -134,7 +134,7 @@ class CoreMLBackend(Backend):
         if precision not in PRECISIONS:
             raise Rejected(f"Core ML offers {', '.join(PRECISIONS)}, not {precision}")
         if not DEPENDENCY.check():
-            from pipetune.core.errors import MissingDependency
+            from pipetune.core.kernel.errors import MissingDependency
 
             raise MissingDependency("coremltools", "apple", "converting models to Core ML")
         call = example_call(model, example_inputs)

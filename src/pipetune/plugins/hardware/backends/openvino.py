@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.errors import Rejected
-from pipetune.core.registry import Availability, Dependency
+from pipetune.core.kernel.errors import Rejected
+from pipetune.core.kernel.registry import Availability, Dependency
 from pipetune.plugins.hardware.backends.base import BackendFallback, ExportBackend, check_all
 from pipetune.plugins.hardware.export import ExportedModel
 from pipetune.plugins.hardware.wrappers import CompiledModel

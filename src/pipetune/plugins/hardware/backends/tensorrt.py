@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.artifacts import library_version
-from pipetune.core.errors import PipelineError, Rejected
-from pipetune.core.registry import Availability, Dependency
+from pipetune.core.kernel.artifacts import library_version
+from pipetune.core.kernel.errors import PipelineError, Rejected
+from pipetune.core.kernel.registry import Availability, Dependency
 from pipetune.plugins.hardware.backends.base import ExportBackend, check_all
 from pipetune.plugins.hardware.backends.onnxruntime import DEPENDENCIES as ONNX_DEPENDENCIES
 from pipetune.plugins.hardware.backends.onnxruntime import make_session
@@ -100,7 +100,7 @@ class TensorRTBackend(ExportBackend):
 def engine_path(exported: ExportedModel, precision: str) -> Path:
     """Engines are specific to the GPU model and the TensorRT version: both are in the
     name, so an engine is never reused on another GPU."""
-    from pipetune.core.machine import detect_machine
+    from pipetune.core.measure.machine import detect_machine
 
     machine = detect_machine()
     gpu = (machine.gpu or "gpu").replace(" ", "_").replace("/", "_")

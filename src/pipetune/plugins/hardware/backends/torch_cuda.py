@@ -24,8 +24,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipetune.core.errors import PipelineError, Rejected
-from pipetune.core.registry import Availability, Backend
+from pipetune.core.kernel.errors import PipelineError, Rejected
+from pipetune.core.kernel.registry import Availability, Backend
 from pipetune.plugins.hardware.backends.base import example_call
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -37,7 +37,7 @@ def cuda_status() -> Availability:
     if importlib.util.find_spec("torch") is None:
         return Availability(False, "torch is not installed", 'pip install "pipetune[nvidia]"')
     if "torch" not in sys.modules:
-        from pipetune.core.machine import detect_machine
+        from pipetune.core.measure.machine import detect_machine
 
         if detect_machine().gpu is None:
             return Availability(False, "no NVIDIA GPU detected (NVML, nvidia-smi)")

@@ -1,0 +1,10 @@
+"""The plugin kernel: the contract between pipetune and its plugins.
+
+It owns the pipeline model (:mod:`.model`), the results plugins return and the loop records
+(:mod:`.results`, serialized by :mod:`.serial`), the hook specifications (:mod:`.hookspecs`),
+the plugin manager that loads and calls plugins (:mod:`.manager`), the registries of
+backends, dependencies and demos (:mod:`.registry`), what a hook is handed
+(:mod:`.context`, :mod:`.artifacts`), component state (:mod:`.state`), configuration read
+from ``pyproject.toml`` (:mod:`.config`) and the error types (:mod:`.errors`). Everything
+else in pipetune builds on this package; it imports nothing from the rest of the core.
+"""

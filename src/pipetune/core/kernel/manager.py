@@ -1,0 +1,371 @@
+"""The plugin manager factory, plugin loading in isolation, and merged-result checks.
+
+No manager exists at import time: :func:`get_plugin_manager` builds one. Built-in plugins
+load through the same path as third-party ones (a module name and a plugin name);
+third-party plugins come from the ``pipetune`` entry-point group. Each plugin loads in
+isolation: one that fails to import, targets a newer plugin API, or implements a hook that
+does not exist (a misspelling) is reported with its name and version, and the rest load.
+``PIPETUNE_STRICT_PLUGINS=1`` (or ``strict=True``) fails fast instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import os
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pluggy
+
+from pipetune.core.kernel import hookspecs
+from pipetune.core.kernel.errors import DuplicateError, PipetuneError, PluginError
+
+#: The built-in plugins: (plugin name, module). Loaded exactly like entry points.
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("generic", "pipetune.plugins.generic.plugin"),
+    ("recsys", "pipetune.plugins.recsys.plugin"),
+    ("nlp", "pipetune.plugins.nlp.plugin"),
+    ("vision", "pipetune.plugins.vision.plugin"),
+    ("llm", "pipetune.plugins.llm.plugin"),
+    ("hardware", "pipetune.plugins.hardware.plugin"),
+)
+ENTRY_POINT_GROUP = "pipetune"
+STRICT_ENV = "PIPETUNE_STRICT_PLUGINS"
+DISABLE_ENV = "PIPETUNE_DISABLE_PLUGINS"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    """How loading one plugin went."""
+
+    name: str
+    source: str  # "builtin", "entrypoint" or "explicit"
+    status: str  # "loaded", "failed", "disabled" or "incompatible"
+    version: str = ""
+    distribution: str = ""
+    module: str = ""
+    error: str = ""
+    hooks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HookFailure:
+    """A plugin raised inside a hook; the others went on."""
+
+    plugin: str
+    hook: str
+    error: str
+
+
+class PipetunePluginManager(pluggy.PluginManager):
+    """A pluggy manager that records how each plugin loaded and isolates hook failures."""
+
+    def __init__(self, *, strict: bool = False):
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.strict = strict
+        self.load_report: list[PluginStatus] = []
+        self.hook_failures: list[HookFailure] = []
+
+    # -- loading ---------------------------------------------------------------------------
+    def load_plugin(
+        self,
+        name: str,
+        plugin: Any | Callable[[], Any],
+        *,
+        source: str = "explicit",
+        distribution: str = "",
+        version: str = "",
+        module: str = "",
+    ) -> PluginStatus:
+        """Register one plugin (an object, or a zero-argument loader returning it) in
+        isolation. Returns its status; raises only in strict mode."""
+        try:
+            obj = plugin() if callable(plugin) and not _is_plugin_object(plugin) else plugin
+            _check_api_version(name, obj, distribution, version)
+            try:
+                self.register(obj, name=name)
+            except pluggy.PluginValidationError as exc:
+                raise _describe_validation_error(name, exc) from exc
+            unknown = self._unknown_hooks(obj)
+            if unknown:
+                self.unregister(obj)
+                raise PluginError(unknown)
+        except Exception as exc:  # one broken plugin must not take the host down
+            status = "incompatible" if isinstance(exc, _IncompatiblePlugin) else "failed"
+            message = _describe_failure(exc)
+            record = PluginStatus(name, source, status, version, distribution, module, message)
+            self.load_report.append(record)
+            if self.strict:
+                where = f" ({distribution} {version})" if distribution else ""
+                raise PluginError(f"plugin {name!r}{where} failed to load: {message}") from exc
+            return record
+        hooks = tuple(sorted(caller.name for caller in self.get_hookcallers(obj) or ()))
+        record = PluginStatus(name, source, "loaded", version, distribution, module, "", hooks)
+        self.load_report.append(record)
+        return record
+
+    def _unknown_hooks(self, plugin: Any) -> str:
+        """A message for hookimpls that match no hookspec (misspelled hooks), else ''."""
+        known = [name for name, caller in vars(self.hook).items() if caller.spec is not None]
+        problems = []
+        for caller in self.get_hookcallers(plugin) or ():
+            if caller.spec is None:
+                close = difflib.get_close_matches(caller.name, known, n=1)
+                hint = (
+                    f" (did you mean {close[0]!r}?)"
+                    if close
+                    else f" (not in plugin API {hookspecs.API_VERSION}: a misspelling, or the "
+                    "plugin needs a newer pipetune)"
+                )
+                problems.append(f"unknown hook {caller.name!r}{hint}")
+        return "; ".join(problems)
+
+    def check_pending(self) -> None:
+        """Raise :class:`PluginError` for hook implementations without a spec."""
+        try:
+            super().check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc)) from None
+
+    # -- calling ---------------------------------------------------------------------------
+    def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook`` one at a time, in pluggy's order.
+
+        Returns ``(plugin_name, result)`` for each non-``None`` result. A plugin that
+        raises is recorded in :attr:`hook_failures` (and the others still run), unless the
+        manager is strict or the error is a :class:`PipetuneError` meant for the user.
+        """
+        caller = getattr(self.hook, hook)
+        results: list[tuple[str, Any]] = []
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            try:
+                args = [kwargs[name] for name in impl.argnames]
+            except KeyError as exc:
+                raise PluginError(
+                    f"hook {hook}: plugin {impl.plugin_name!r} asks for argument {exc} "
+                    "which this host does not provide"
+                ) from None
+            try:
+                value = impl.function(*args)
+            except Exception as exc:
+                if self.strict:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} raised in {hook}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                self.hook_failures.append(
+                    HookFailure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}")
+                )
+                continue
+            if value is not None:
+                results.append((impl.plugin_name, value))
+        return results
+
+    def call_owner(self, hook: str, owner: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on plugin ``owner`` only (apply is dispatched to the plugin that
+        made the proposal). Returns its result, or ``None`` if it does not implement it."""
+        plugin = self.get_plugin(owner)
+        if plugin is None:
+            raise PluginError(
+                f"no plugin named {owner!r} is loaded (loaded: {', '.join(self.plugin_names())})"
+            )
+        others = [p for p in self.get_plugins() if p is not plugin]
+        caller = self.subset_hook_caller(hook, remove_plugins=others)
+        return caller(**kwargs)
+
+    def plugin_names(self) -> list[str]:
+        return sorted(name for name, _ in self.list_name_plugin())
+
+    # -- merged registrations ----------------------------------------------------------------
+    def collect(self, hook: str, key: Callable[[T], str], what: str) -> dict[str, tuple[str, T]]:
+        """Merge every plugin's list from a ``register_*`` hook, keyed by ``key``.
+
+        Duplicate keys raise :class:`DuplicateError` naming both plugins; nothing is renamed.
+        """
+        merged: dict[str, tuple[str, T]] = {}
+        for plugin_name, values in self.call_each(hook):
+            for value in values:
+                merge_unique(merged, key(value), plugin_name, value, what)
+        return merged
+
+    def backends(self) -> dict[str, tuple[str, Any]]:
+        return self.collect("register_backends", lambda b: b.name, "backend")
+
+    def demos(self) -> dict[str, tuple[str, Any]]:
+        return self.collect("register_demos", lambda d: d.name, "demo")
+
+    def dependencies(self) -> list[tuple[str, Any]]:
+        return [
+            (name, dep) for name, deps in self.call_each("register_dependencies") for dep in deps
+        ]
+
+
+def merge_unique(
+    merged: dict[str, tuple[str, T]], key: str, plugin: str, value: T, what: str
+) -> None:
+    """Add ``value`` under ``key`` or raise :class:`DuplicateError` naming both plugins."""
+    if key in merged:
+        other = merged[key][0]
+        raise DuplicateError(f"{what} {key!r} is registered by both {other!r} and {plugin!r}")
+    merged[key] = (plugin, value)
+
+
+def get_plugin_manager(
+    *,
+    builtins: bool = True,
+    entry_points: bool = True,
+    disable: Iterable[str] = (),
+    strict: bool | None = None,
+    plugins: Sequence[tuple[str, Any]] = (),
+) -> PipetunePluginManager:
+    """Build a plugin manager.
+
+    Args:
+        builtins: load :data:`BUILTIN_PLUGINS`.
+        entry_points: load third-party plugins from the ``pipetune`` entry-point group.
+        disable: plugin names not to load (``-p no:NAME``); ``PIPETUNE_DISABLE_PLUGINS``
+            adds a comma-separated list.
+        strict: fail fast on any plugin problem; default from ``PIPETUNE_STRICT_PLUGINS``.
+        plugins: extra ``(name, plugin_object)`` pairs to register (tests, embedding).
+    """
+    if strict is None:
+        strict = os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes")
+    disabled = {name.strip() for name in disable if name.strip()}
+    disabled |= {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    pm = PipetunePluginManager(strict=strict)
+
+    if builtins:
+        for name, module in BUILTIN_PLUGINS:
+            if name in disabled:
+                pm.load_report.append(PluginStatus(name, "builtin", "disabled", module=module))
+                continue
+            pm.load_plugin(
+                name,
+                _module_loader(module),
+                source="builtin",
+                distribution="pipetune",
+                version=_pipetune_version(),
+                module=module,
+            )
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            distribution = dist.name if dist is not None else ""
+            version = dist.version if dist is not None else ""
+            if ep.name in disabled:
+                pm.load_report.append(
+                    PluginStatus(ep.name, "entrypoint", "disabled", version, distribution, ep.value)
+                )
+                continue
+            if pm.has_plugin(ep.name):
+                pm.load_report.append(
+                    PluginStatus(
+                        ep.name,
+                        "entrypoint",
+                        "failed",
+                        version,
+                        distribution,
+                        ep.value,
+                        f"a plugin named {ep.name!r} is already loaded",
+                    )
+                )
+                if strict:
+                    raise DuplicateError(f"two plugins are named {ep.name!r}")
+                continue
+            pm.load_plugin(
+                ep.name,
+                ep.load,
+                source="entrypoint",
+                distribution=distribution,
+                version=version,
+                module=ep.value,
+            )
+    for name, plugin in plugins:
+        if name not in disabled:
+            pm.load_plugin(name, plugin, source="explicit")
+    return pm
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+class _IncompatiblePlugin(PluginError):
+    pass
+
+
+def _module_loader(module: str) -> Callable[[], Any]:
+    def load() -> Any:
+        return importlib.import_module(module)
+
+    load.__name__ = f"load_{module}"
+    return load
+
+
+def _is_plugin_object(obj: Any) -> bool:
+    """Modules and class instances are plugins; plain functions are loaders."""
+    import types
+
+    return isinstance(obj, types.ModuleType) or not isinstance(
+        obj, types.FunctionType | types.MethodType | types.BuiltinFunctionType
+    )
+
+
+def _check_api_version(name: str, plugin: Any, distribution: str, version: str) -> None:
+    wanted = getattr(plugin, "PIPETUNE_API", None)
+    if wanted is None:
+        return
+    try:
+        wanted_int = int(wanted)
+    except (TypeError, ValueError):
+        raise PluginError(f"PIPETUNE_API must be an integer, got {wanted!r}") from None
+    if wanted_int > hookspecs.API_VERSION:
+        where = f" ({distribution} {version})" if distribution else ""
+        raise _IncompatiblePlugin(
+            f"plugin {name!r}{where} is built for pipetune plugin API {wanted_int}, but this "
+            f"pipetune ({_pipetune_version()}) provides API {hookspecs.API_VERSION}: "
+            "upgrade pipetune or use an older release of the plugin"
+        )
+
+
+def _describe_validation_error(name: str, exc: pluggy.PluginValidationError) -> PluginError:
+    """pluggy refuses an implementation taking an argument its hookspec lacks. Hooks only
+    gain arguments, so that is a plugin written for a newer plugin API: say so."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"for hook '(\w+)'.*Argument\(s\) (\{.*?\}) are declared", text, re.S)
+    if found is None:
+        return PluginError(text)
+    hook, arguments = found.groups()
+    return _IncompatiblePlugin(
+        f"plugin {name!r} implements {hook} with argument(s) {arguments} that this pipetune "
+        f"({_pipetune_version()}, plugin API {hookspecs.API_VERSION}) does not provide: the "
+        "plugin needs a newer pipetune (or has a misspelled argument name)"
+    )
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, PipetuneError):
+        return str(exc)
+    if isinstance(exc, pluggy.PluginValidationError):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _pipetune_version() -> str:
+    try:
+        return importlib.metadata.version("pipetune")
+    except importlib.metadata.PackageNotFoundError:
+        from pipetune import __version__
+
+        return __version__

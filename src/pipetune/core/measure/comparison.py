@@ -1,0 +1,562 @@
+"""Side-by-side speed comparison of two pipelines: paired, interleaved ABBA rounds and a
+bootstrapped confidence interval of the speedup.
+
+Used by the validator (current vs candidate), by the loop's final re-measurement
+(original vs optimized) and by ``pipetune check`` (baseline vs current).
+
+Why ABBA: timing noise on a real machine drifts (other processes, frequency scaling,
+thermal state). Each round runs A, B, B, A on the same inputs, so a linear drift within a
+round cancels, each side gets one pass right after itself (warm caches) and one right
+after the other, and every round is a matched pair. Rounds alternate ABBA and BAAB: the
+first pass of a round is the first to touch that round's inputs (cold caches), and
+measured on this project's calibration benchmark, always giving that pass to A biased the
+same pipeline against itself by 1-2 % in B's favour. Any warm state a change adds (a result
+cache) is reset before *every* pass (:mod:`pipetune.core.kernel.state`), so no pass inherits
+what an earlier pass computed.
+
+Why the bootstrap is expanded: the rounds are few (5-20), and a plain percentile bootstrap
+is too narrow for small samples (it behaves like a z-interval with a biased variance), so
+"the same pipeline against itself" would win too often. We use Hesterberg's expanded
+percentile interval (the percentiles are widened by ``sqrt(n / (n - 1)) * t[n-1]``), which
+keeps the bootstrap's shape and the t-interval's small-sample coverage.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Pipeline, Trace, Workload
+from pipetune.core.kernel.state import reset_state
+from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.runtime.offline import RunResult, run_offline
+from pipetune.core.runtime.serving import ServingOptions
+from pipetune.core.runtime.threads import pin_threads
+
+#: Without a rate, online comparisons offer this fraction of A's measured capacity.
+AUTO_RATE_FRACTION = 0.7
+#: Metrics compared; every one is reported as a speedup (higher is better).
+COMPARED = ("throughput", "p50", "p95", "p99")
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """The serving model both sides of a comparison run under (the same for both).
+
+    ``mode``: ``offline`` (inputs back to back: throughput), ``online`` (open-loop
+    arrivals at ``rate`` or from ``trace``, through the runtime's queue and batcher) or
+    ``stream``. ``threads``: the thread count pinned for both sides (torch intra-op,
+    OpenMP/BLAS, faiss; :func:`pipetune.core.runtime.threads.pin_threads`); ``None`` freezes the
+    count in force, so a library a candidate loads mid-run gets the same count too.
+    """
+
+    mode: str = "offline"
+    rate: float | None = None
+    trace: Trace | None = None
+    threads: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_workload(cls, workload: Workload, **overrides: Any) -> RuntimeSpec:
+        values = {
+            "mode": workload.mode,
+            "rate": workload.rate,
+            "trace": workload.trace,
+            "seed": workload.seed,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "rate": self.rate,
+            "trace": None if self.trace is None else len(self.trace.arrivals_s),
+            "threads": self.threads,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """How hard to look. ``rounds`` ABBA rounds of ``items_per_round`` inputs each
+    (default: as many inputs as fit in ``round_target_s`` per pass, at least
+    ``min_items_per_round``)."""
+
+    rounds: int = 8
+    max_rounds: int | None = None  # a second look up to this many rounds when undecided
+    round_target_s: float = 0.5
+    items_per_round: int | None = None
+    min_items_per_round: int = 1  # slow pipelines (seconds per input) get short rounds
+    confidence: float = 0.95
+    bootstrap: int = 2000
+    timeout_factor: float = 10.0
+    min_timeout_s: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 2:
+            raise ConfigError("a comparison needs at least 2 rounds for a confidence interval")
+        if self.max_rounds is not None and self.max_rounds < self.rounds:
+            raise ConfigError("max_rounds must be at least rounds")
+        if not 0.5 < self.confidence < 1:
+            raise ConfigError("confidence must be between 0.5 and 1")
+
+
+@dataclass(frozen=True)
+class SideSummary:
+    """One side's pooled figures over all its measured passes."""
+
+    throughput_rps: float
+    latency_ms: Mapping[str, float]
+    stage_ms: Mapping[str, float]  # mean time per input, per stage
+    passes: int
+    items: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired comparison of A (reference) and B (candidate).
+
+    ``speedup[m]`` is B's improvement over A on metric ``m`` (throughput ratio, or the
+    ratio of A's latency percentile to B's): above 1 means B is faster. ``ci[m]`` is its
+    bootstrapped interval over rounds.
+    """
+
+    metric: str
+    speedup: Mapping[str, float]
+    ci: Mapping[str, tuple[float, float]]
+    rounds: int
+    items_per_round: int
+    a: SideSummary
+    b: SideSummary
+    runtime: RuntimeSpec
+    round_speedups: tuple[float, ...] = ()
+    latencies_ms: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    confidence: float = 0.95
+    threads: Mapping[str, Any] = field(default_factory=dict)  # the settings both ran under
+    looks: int = 1  # 2 when the first look was undecided and more rounds were run
+
+    @property
+    def primary(self) -> float:
+        return self.speedup[self.metric]
+
+    @property
+    def primary_ci(self) -> tuple[float, float]:
+        return self.ci[self.metric]
+
+    def stage_speedup(self, stage: str) -> float | None:
+        a, b = self.a.stage_ms.get(stage), self.b.stage_ms.get(stage)
+        if a is None or b is None or b <= 0:
+            return None
+        return a / b
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "speedup": dict(self.speedup),
+            "ci": {k: list(v) for k, v in self.ci.items()},
+            "rounds": self.rounds,
+            "items_per_round": self.items_per_round,
+            "confidence": self.confidence,
+            "looks": self.looks,
+            "round_speedups": list(self.round_speedups),
+            "runtime": self.runtime.describe(),
+            "threads": dict(self.threads),
+            "a": _side_dict(self.a),
+            "b": _side_dict(self.b),
+        }
+
+
+def _side_dict(side: SideSummary) -> dict[str, Any]:
+    return {
+        "throughput_rps": side.throughput_rps,
+        "latency_ms": dict(side.latency_ms),
+        "stage_ms": dict(side.stage_ms),
+        "passes": side.passes,
+        "items": side.items,
+    }
+
+
+# -- one measured pass ---------------------------------------------------------------------
+
+
+def run_pass(
+    pipeline: Pipeline,
+    items: Sequence[Any],
+    runtime: RuntimeSpec,
+    *,
+    timeout_s: float | None = None,
+    spans: bool = False,
+) -> RunResult:
+    """One pass of ``items`` through ``pipeline`` under ``runtime``, serving the pipeline
+    as its ``meta["serving"]`` says (batch size, batching delay). Raises
+    :class:`~pipetune.core.kernel.errors.StageError` (or ``StageTimeout``) naming the stage.
+
+    Online, both sides of a comparison get the same arrival process: the same rate (or
+    trace) and the same seed, so the same requests arrive at the same offsets.
+    """
+    serving = ServingOptions.of(pipeline)
+    if runtime.mode == "offline":
+        return run_offline(
+            pipeline,
+            items,
+            batch_size=serving.batch_size,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
+        )
+    if runtime.mode == "online":
+        from pipetune.core.runtime.online import run_online
+
+        if runtime.rate is None and runtime.trace is None:
+            raise ConfigError("online mode needs an arrival rate or a trace")
+        return run_online(
+            pipeline,
+            items,
+            rate=runtime.rate,
+            trace=runtime.trace,
+            seed=runtime.seed,
+            max_batch=serving.batch_size,
+            max_wait_ms=serving.max_delay_ms,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
+        )
+    if runtime.mode == "stream":
+        from pipetune.core.runtime.stream import run_stream
+
+        if runtime.rate is None and runtime.trace is None:
+            raise ConfigError("stream mode needs an arrival rate or a trace")
+        return run_stream(
+            pipeline,
+            items,
+            rate=runtime.rate,
+            trace=runtime.trace,
+            seed=runtime.seed,
+            on_error="stop",
+            timeout_s=timeout_s,
+            spans=spans,
+        )
+    raise ConfigError(f"runtime mode must be offline, online or stream, not {runtime.mode!r}")
+
+
+def stage_seconds(result: RunResult, batch_size: int) -> dict[str, float]:
+    """Total seconds each stage spent on a pass. Inputs run in one batch share one stage
+    time (the runtime writes it on every input of the batch), so count it once.
+
+    A batch is recognized by its inputs' shared service start and end; only without those
+    times does it fall back to consecutive runs of ``batch_size`` rows (an online batcher
+    forms batches of varying size from whatever has arrived, so rows are not in step)."""
+    if result.stage_s.size == 0:
+        return {name: 0.0 for name in result.stage_names}
+    rows = result.stage_s
+    start, done = result.start_s, result.done_s
+    if start is not None and done is not None and len(start) == len(done) == len(rows):
+        _, first = np.unique(np.stack([start, done], axis=1), axis=0, return_index=True)
+        rows = rows[np.sort(first)]
+    elif batch_size > 1:
+        rows = rows[::batch_size]
+    totals = rows.sum(axis=0)
+    return {name: float(totals[i]) for i, name in enumerate(result.stage_names)}
+
+
+# -- the comparison ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Round:
+    a_latency: list[np.ndarray] = field(default_factory=list)
+    b_latency: list[np.ndarray] = field(default_factory=list)
+    a_wall: float = 0.0
+    b_wall: float = 0.0
+    a_items: int = 0
+    b_items: int = 0
+
+
+def compare(
+    a: Pipeline,
+    b: Pipeline,
+    items: Sequence[Any],
+    *,
+    metric: str = "throughput",
+    runtime: RuntimeSpec | None = None,
+    settings: CompareSettings | None = None,
+    expected_item_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+    decided: Callable[[Comparison], bool] | None = None,
+) -> Comparison:
+    """Measure ``b`` against ``a`` in paired ABBA rounds (see the module docstring).
+
+    ``decided``: with ``settings.max_rounds`` above ``settings.rounds``, called on the
+    result after the first ``rounds``; when it returns False the comparison runs up to
+    ``max_rounds`` rounds in all and the interval is computed again on every round (a
+    second look).
+
+    ``expected_item_s`` (seconds per input, e.g. from the profile) sizes the rounds and the
+    hang timeout; without it a short probe pass measures it. Either pipeline raising or
+    hanging raises :class:`~pipetune.core.kernel.errors.StageError` / ``StageTimeout``.
+    """
+    runtime = runtime or RuntimeSpec()
+    settings = settings or CompareSettings()
+    with pin_threads(runtime.threads) as threads:
+        result = _compare(a, b, items, metric, runtime, settings, expected_item_s, log, decided)
+    return replace(result, threads=dict(threads))
+
+
+def _compare(
+    a: Pipeline,
+    b: Pipeline,
+    items: Sequence[Any],
+    metric: str,
+    runtime: RuntimeSpec,
+    settings: CompareSettings,
+    expected_item_s: float | None,
+    log: Callable[[str], None] | None,
+    decided: Callable[[Comparison], bool] | None = None,
+) -> Comparison:
+    if metric not in (*COMPARED, "max"):
+        raise ConfigError(f"cannot compare on metric {metric!r}")
+    items = list(items)
+    if not items:
+        raise ConfigError("cannot compare pipelines on an empty workload")
+    log = log or (lambda message: None)
+    batch_a = ServingOptions.of(a).batch_size
+    batch_b = ServingOptions.of(b).batch_size
+
+    probe_n = 4
+    if expected_item_s:  # a slow pipeline (seconds per input) warms up on one input
+        probe_n = max(1, min(4, int(settings.round_target_s / expected_item_s)))
+    probe = items[: min(len(items), probe_n)]
+    timeout = _timeout(settings, expected_item_s, len(probe))
+    # Warm-up (discarded): import-time work, lazy initialization, first-call compilation.
+    probe_s = []
+    for pipeline in (a, b):
+        reset_state(pipeline)
+        start = time.perf_counter()
+        # offline: a warm-up that also measures capacity (online needs a rate first)
+        run_pass(pipeline, probe, replace(runtime, mode="offline"), timeout_s=timeout)
+        probe_s.append((time.perf_counter() - start) / len(probe))
+    per_item = max(expected_item_s or 0.0, max(probe_s), 1e-6)
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        # No arrival rate given: offer both sides the same load, a fraction of A's
+        # measured capacity (as the profiler does), and record it.
+        runtime = replace(runtime, rate=AUTO_RATE_FRACTION / max(probe_s[0], 1e-6))
+        log(f"no arrival rate given: offering {runtime.rate:.1f} requests/s to both sides")
+    if settings.items_per_round:
+        size = min(len(items), settings.items_per_round)
+    else:
+        size = int(settings.round_target_s / per_item)
+        size = min(len(items), max(settings.min_items_per_round, size))
+    timeout = _timeout(settings, per_item, size)
+
+    rounds: list[_Round] = []
+    stage_totals = {"a": _StageTotals(), "b": _StageTotals()}
+
+    def run_rounds(count: int) -> None:
+        for _ in range(count):
+            r = len(rounds)
+            chunk = _chunk(items, r, size)
+            this = _Round()
+            # ABBA, then BAAB: the first pass of a round meets a new chunk of inputs with
+            # cold caches; alternating who goes first keeps that cost off one side.
+            for side in ("a", "b", "b", "a") if r % 2 == 0 else ("b", "a", "a", "b"):
+                pipeline, batch = (a, batch_a) if side == "a" else (b, batch_b)
+                reset_state(pipeline)
+                result = run_pass(pipeline, chunk, runtime, timeout_s=timeout)
+                latency = np.asarray(result.latency_s, dtype=float)
+                if side == "a":
+                    this.a_latency.append(latency)
+                    this.a_wall += result.wall_s
+                    this.a_items += result.completed
+                else:
+                    this.b_latency.append(latency)
+                    this.b_wall += result.wall_s
+                    this.b_items += result.completed
+                stage_totals[side].add(stage_seconds(result, batch), result.completed)
+            rounds.append(this)
+            log(f"round {r + 1}: {_round_metric_ratio(this, metric):.3f}x")
+
+    run_rounds(settings.rounds)
+    result = _result(rounds, stage_totals, metric, size, runtime, settings, look=1)
+    extra = (settings.max_rounds or settings.rounds) - settings.rounds
+    if extra > 0 and decided is not None and not decided(result):
+        # Undecided at the first look: a second look on twice the data. The caller sets
+        # the confidence per look so that two looks keep the overall error rate.
+        log(f"undecided after {len(rounds)} rounds: {extra} more")
+        run_rounds(extra)
+        result = _result(rounds, stage_totals, metric, size, runtime, settings, look=2)
+    return result
+
+
+def _result(
+    rounds: list[_Round],
+    stage_totals: Mapping[str, _StageTotals],
+    metric: str,
+    size: int,
+    runtime: RuntimeSpec,
+    settings: CompareSettings,
+    look: int,
+) -> Comparison:
+    speedup, ci = {}, {}
+    rng = np.random.default_rng(settings.seed + look)
+    resamples = rng.integers(0, len(rounds), size=(settings.bootstrap, len(rounds)))
+    for name in dict.fromkeys((*COMPARED, metric)):
+        point, interval = _bootstrap(rounds, name, resamples, settings.confidence)
+        speedup[name], ci[name] = point, interval
+    a_lat = np.concatenate([x for rnd in rounds for x in rnd.a_latency])
+    b_lat = np.concatenate([x for rnd in rounds for x in rnd.b_latency])
+    return Comparison(
+        metric=metric,
+        speedup=speedup,
+        ci=ci,
+        rounds=len(rounds),
+        items_per_round=size,
+        a=_summary(rounds, "a", a_lat, stage_totals["a"]),
+        b=_summary(rounds, "b", b_lat, stage_totals["b"]),
+        runtime=runtime,
+        round_speedups=tuple(_round_metric_ratio(rnd, metric) for rnd in rounds),
+        latencies_ms={
+            "a": tuple(float(v) for v in np.sort(a_lat) * 1000),
+            "b": tuple(float(v) for v in np.sort(b_lat) * 1000),
+        },
+        confidence=settings.confidence,
+        looks=look,
+    )
+
+
+class _StageTotals:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.items = 0
+
+    def add(self, seconds: Mapping[str, float], items: int) -> None:
+        for name, value in seconds.items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + value
+        self.items += items
+
+    def per_item_ms(self) -> dict[str, float]:
+        n = max(self.items, 1)
+        return {name: 1000.0 * value / n for name, value in self.seconds.items()}
+
+
+def _summary(rounds: list[_Round], side: str, latency: np.ndarray, totals: _StageTotals):
+    wall = sum(getattr(r, f"{side}_wall") for r in rounds)
+    n = sum(getattr(r, f"{side}_items") for r in rounds)
+    pct = percentiles_ms(latency)
+    return SideSummary(
+        throughput_rps=n / wall if wall > 0 else 0.0,
+        latency_ms=pct,
+        stage_ms=totals.per_item_ms(),
+        passes=2 * len(rounds),
+        items=n,
+    )
+
+
+def _chunk(items: list[Any], round_index: int, size: int) -> list[Any]:
+    """Round ``r``'s inputs: consecutive windows that wrap, so the rounds cover the whole
+    workload before repeating and each round is a matched pair on the same inputs."""
+    if size >= len(items):
+        return items
+    start = (round_index * size) % len(items)
+    window = items[start : start + size]
+    if len(window) < size:
+        window = window + items[: size - len(window)]
+    return window
+
+
+def _timeout(settings: CompareSettings, per_item_s: float | None, n: int) -> float:
+    if per_item_s is None:
+        return max(settings.min_timeout_s, 60.0)
+    return max(settings.min_timeout_s, settings.timeout_factor * per_item_s * n)
+
+
+_QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
+
+
+def _pooled_ratio(rounds: Sequence[_Round], metric: str) -> float:
+    if metric == "throughput":
+        a = sum(r.a_items for r in rounds) / max(sum(r.a_wall for r in rounds), 1e-12)
+        b = sum(r.b_items for r in rounds) / max(sum(r.b_wall for r in rounds), 1e-12)
+        return b / a if a > 0 else math.inf
+    q = _QUANTILES[metric]
+    a = float(np.percentile(np.concatenate([x for r in rounds for x in r.a_latency]), q))
+    b = float(np.percentile(np.concatenate([x for r in rounds for x in r.b_latency]), q))
+    return a / b if b > 0 else math.inf
+
+
+def _round_metric_ratio(rnd: _Round, metric: str) -> float:
+    return _pooled_ratio([rnd], metric)
+
+
+def _bootstrap(
+    rounds: list[_Round], metric: str, resamples: np.ndarray, confidence: float
+) -> tuple[float, tuple[float, float]]:
+    """The pooled speedup over all rounds, and its expanded-percentile bootstrap interval
+    from resampling whole rounds (the pairing stays intact)."""
+    point = _pooled_ratio(rounds, metric)
+    n = len(rounds)
+    if metric == "throughput":  # vectorized: pooled items / pooled wall per side
+        a_items = np.array([r.a_items for r in rounds], dtype=float)
+        b_items = np.array([r.b_items for r in rounds], dtype=float)
+        a_wall = np.array([r.a_wall for r in rounds])
+        b_wall = np.array([r.b_wall for r in rounds])
+        ratios = (b_items[resamples].sum(1) / b_wall[resamples].sum(1)) / (
+            a_items[resamples].sum(1) / a_wall[resamples].sum(1)
+        )
+    else:
+        ratios = np.array([_pooled_ratio([rounds[i] for i in row], metric) for row in resamples])
+    logs = np.log(np.clip(ratios, 1e-12, None))
+    tail = expanded_tail(1 - confidence, n)
+    low, high = np.quantile(logs, [tail, 1 - tail])
+    return point, (float(math.exp(low)), float(math.exp(high)))
+
+
+# -- small-sample statistics -------------------------------------------------------------------
+
+
+def expanded_tail(alpha: float, n: int) -> float:
+    """The one-sided tail probability to read bootstrap percentiles at, so that a
+    two-sided ``1 - alpha`` interval has t-interval coverage with ``n`` samples
+    (Hesterberg 2015, "What teachers should know about the bootstrap", §5)."""
+    if n < 2:
+        return alpha / 2
+    z = math.sqrt(n / (n - 1)) * t_quantile(1 - alpha / 2, n - 1)
+    return 1 - statistics.NormalDist().cdf(z)
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (p > 0.5), by
+    bisection on the CDF integrated numerically (no scipy in the core)."""
+    if df <= 0:
+        raise ValueError("df must be positive")
+    if p <= 0.5:
+        return 0.0 if p == 0.5 else -t_quantile(1 - p, df)
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(x: float) -> float:
+        grid = np.linspace(0.0, x, 2001)  # Simpson's rule on [0, x]
+        dens = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid * grid / df))
+        h = x / 2000
+        integral = h / 3 * (dens[0] + dens[-1] + 4 * dens[1:-1:2].sum() + 2 * dens[2:-1:2].sum())
+        return 0.5 + float(integral)
+
+    low, high = 0.0, 1.0
+    while cdf(high) < p:
+        high *= 2
+        if high > 1e6:
+            return high
+    for _ in range(60):
+        mid = (low + high) / 2
+        if cdf(mid) < p:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2

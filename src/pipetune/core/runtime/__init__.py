@@ -1,0 +1,9 @@
+"""Running a pipeline over a workload, the same way for profiling, validation and production.
+
+:mod:`.offline` runs a batch job (inline, on worker threads, or on worker processes built
+by an importable factory) and picks the mode from a workload (:func:`.offline.run`);
+:mod:`.online` serves open-loop arrivals through a queue with an optional batcher;
+:mod:`.stream` serves generation with continuous batching. :mod:`.threads` pins the thread
+pools of the libraries a pipeline uses, :mod:`.workers` holds worker threads, :mod:`.serving`
+the serving options, :mod:`.trace` writes Chrome traces of a run.
+"""

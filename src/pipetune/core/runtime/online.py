@@ -1,0 +1,570 @@
+"""Online mode: open-loop arrivals through a queue, worker threads, an optional batcher.
+
+Requests arrive on a schedule that does not wait for the system (open loop): Poisson
+arrivals at ``rate`` requests per second (exponential gaps drawn with ``seed``), or the
+offsets of a recorded :class:`~pipetune.core.kernel.model.Trace`. Each request joins one FIFO queue
+served by ``workers`` threads. With ``max_batch > 1`` a max-delay batcher sits in front of
+the workers: when a worker is free it opens a batch with the oldest waiting request and
+closes it when it holds ``max_batch`` requests or when that first request has waited
+``max_wait_ms`` since it *arrived* (a request that already waited longer is not held
+further), then the batch runs through each stage's ``batch_fn``.
+
+The latency users see is completion minus the *scheduled* arrival: queueing, batching delay
+and any lag of the load generator are included, so a slow system cannot hide its backlog
+(no coordinated omission). The run reports the offered rate, the rate the generator achieved
+and the completion rate, and says when the run was overloaded (the queue kept growing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.model import Pipeline, Trace
+from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.offline import (
+    _POLL_S,
+    STOP_GRACE_S,
+    OnError,
+    RunResult,
+    StageInstrument,
+    _Progress,
+    _Recorder,
+    _timeout,
+)
+
+#: Fewer requests than this and the run is too short to judge whether the queue grows.
+MIN_REQUESTS_FOR_VERDICT = 30
+#: Utilization at or above this means the workers never caught up.
+SATURATED = 0.97
+
+
+@dataclass(frozen=True)
+class OnlineStats:
+    """What an online run offered, achieved, and whether it kept up.
+
+    Rates are requests per second: ``offered_rps`` is the rate asked for (``rate=``, or
+    the trace's mean rate); ``scheduled_rps`` the generated schedule's own rate (a finite
+    Poisson draw varies around the offered rate); ``submitted_rps`` the rate at which
+    requests actually entered the queue (the load generator's accuracy, with ``lag_ms``:
+    submit time minus scheduled time); ``completed_rps`` completions per second from the
+    first arrival to the last completion.
+    """
+
+    source: str  # "poisson" or "trace"
+    requests: int
+    offered_rps: float
+    scheduled_rps: float
+    submitted_rps: float
+    completed_rps: float
+    lag_ms: dict[str, float]
+    queue_ms: dict[str, float]
+    service_ms: dict[str, float]
+    max_queue_depth: int
+    utilization: float
+    workers: int
+    max_batch: int
+    max_wait_ms: float
+    mean_batch: float
+    overloaded: bool
+    verdict: str
+    queue_growth_ms: tuple[float, float] | None = None  # median wait, first vs last third
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["queue_growth_ms"] = list(self.queue_growth_ms) if self.queue_growth_ms else None
+        return data
+
+
+def poisson_arrivals(n: int, rate: float, seed: int = 0) -> np.ndarray:
+    """``n`` Poisson arrival offsets at ``rate`` per second, the first at 0."""
+    if not (rate > 0 and np.isfinite(rate)):
+        raise ConfigError(f"arrival rate must be a positive number, got {rate!r}")
+    if n <= 0:
+        return np.zeros(0)
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n)
+    gaps[0] = 0.0
+    return np.cumsum(gaps)
+
+
+def arrival_schedule(
+    n: int,
+    *,
+    rate: float | None = None,
+    trace: Trace | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, str, float]:
+    """Arrival offsets for ``n`` requests: ``(offsets, source, offered_rps)``.
+
+    A trace wins over a rate; a trace shorter than ``n`` gives only its own arrivals.
+    """
+    if trace is not None:
+        offsets = np.asarray(trace.arrivals_s[:n], dtype=float)
+        offsets = offsets - offsets[0]
+        return offsets, "trace", float(trace.rate)
+    if rate is None:
+        raise ConfigError(
+            "online and stream modes need an arrival process: give rate= (requests per second, "
+            "Poisson) or trace= (a recorded Trace)"
+        )
+    return poisson_arrivals(n, rate, seed), "poisson", float(rate)
+
+
+def match_sizes(items: Sequence[Any], sizes: Sequence[int]) -> np.ndarray | None:
+    """For each recorded request size, the index of a workload item of about that size.
+
+    The nearest size wins; items within 10 % of that size take turns (so a trace of many
+    similar requests does not replay one item over and over, which a cache would
+    flatter). ``None`` when an item has no measurable size
+    (:func:`pipetune.core.measure.probes.input_size`).
+    """
+    from pipetune.core.measure.probes import input_size
+
+    measured = [input_size(item) for item in items]
+    if not measured or any(m is None for m in measured):
+        return None
+    values = np.array([m[1] for m in measured if m is not None], dtype=float)
+    order = np.argsort(values, kind="stable")
+    ranked = values[order]
+    turns: dict[int, int] = {}
+    out = np.empty(len(sizes), dtype=np.int64)
+    for row, wanted in enumerate(np.asarray(sizes, dtype=float)):
+        right = int(np.searchsorted(ranked, wanted))
+        left = max(0, right - 1)
+        right = min(right, len(ranked) - 1)
+        nearest = right if abs(ranked[right] - wanted) < abs(ranked[left] - wanted) else left
+        size = ranked[nearest]
+        low = int(np.searchsorted(ranked, size * 0.9, side="left"))
+        high = int(np.searchsorted(ranked, size * 1.1, side="right"))
+        turn = turns.get(nearest, 0)
+        turns[nearest] = turn + 1
+        out[row] = order[low + (nearest - low + turn) % max(1, high - low)]
+    return out
+
+
+def run_online(
+    pipeline: Pipeline,
+    items: Sequence[Any],
+    *,
+    rate: float | None = None,
+    trace: Trace | None = None,
+    seed: int = 0,
+    requests: int | None = None,
+    workers: int = 1,
+    max_batch: int = 1,
+    max_wait_ms: float = 0.0,
+    on_error: OnError = "stop",
+    timeout_s: float | None = None,
+    observe: int = 0,
+    measure_cpu: bool = False,
+    spans: bool = False,
+    progress: Callable[[int], None] | None = None,
+    instrument: StageInstrument | None = None,
+) -> RunResult:
+    """Serve ``items`` as requests arriving open-loop; latency counts from arrival.
+
+    Args:
+        rate: Poisson arrival rate in requests per second (drawn with ``seed``).
+        trace: replay these arrival offsets instead (wins over ``rate``). A trace recorded
+            on another pipeline (``trace.pipeline``) is refused.
+        requests: how many requests (default: one per item, or the trace's length); items
+            are reused in order when there are more requests than items. A trace that
+            records input sizes is replayed with production's mix: each request serves an
+            item of about its recorded size (:func:`match_sizes`).
+        workers: threads serving the queue.
+        max_batch: > 1 puts a max-delay batcher in front of the workers (uses each stage's
+            ``batch_fn``).
+        max_wait_ms: how long the batcher may hold the oldest request, from its arrival.
+        on_error, timeout_s, observe, measure_cpu, spans, progress, instrument: as in
+            :func:`~pipetune.core.runtime.offline.run_offline`; ``timeout_s`` bounds the whole run.
+
+    Returns a :class:`RunResult` with ``mode="online"``, ``arrival_s`` and ``online``
+    (:class:`OnlineStats`). Ctrl-C stops arrivals, lets workers finish their current
+    request, and returns what was measured with ``stopped=True``.
+    """
+    items = list(items)
+    if not items:
+        raise ConfigError("online run needs at least one input")
+    if workers < 1 or max_batch < 1:
+        raise ConfigError("workers and max_batch must be >= 1")
+    if max_wait_ms < 0:
+        raise ConfigError("max_wait_ms must be >= 0")
+    if on_error not in ("stop", "skip"):
+        raise ConfigError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
+    if instrument is not None and workers > 1:
+        raise ConfigError("a stage instrument (CUDA events) needs workers=1")
+    if trace is not None and trace.pipeline and trace.pipeline != pipeline.name:
+        raise ConfigError(
+            f"trace was recorded on pipeline {trace.pipeline!r}, not {pipeline.name!r}: "
+            "replaying it would model the wrong traffic"
+        )
+    default_n = len(trace.arrivals_s) if trace is not None else len(items)
+    n = default_n if requests is None else int(requests)
+    if n < 1:
+        raise ConfigError("requests must be >= 1")
+    schedule, source, offered = arrival_schedule(n, rate=rate, trace=trace, seed=seed)
+    n = len(schedule)
+    item_index = np.arange(n) % len(items)
+    if trace is not None and trace.sizes is not None:
+        matched = match_sizes(items, trace.sizes[:n])
+        if matched is not None:  # replay production's mix of sizes, not the items' order
+            item_index = matched
+    settings = _threads.reapply()
+    recorder = _Recorder(
+        pipeline,
+        n,
+        on_error=on_error,
+        observe=observe,
+        measure_cpu=measure_cpu,
+        cpu_clock="process" if workers == 1 else "thread",
+        spans=spans,
+        instrument=instrument,
+    )
+    server = _Server(recorder, items, item_index, schedule, workers, max_batch, max_wait_ms)
+    submit = np.full(n, np.nan)
+    stopped = False
+    perf = time.perf_counter
+    server.start(progress)  # threads up before the clock starts
+    origin = perf()
+    recorder.origin = origin
+    deadline = None if timeout_s is None else origin + timeout_s
+    try:
+        for i in range(n):
+            target = origin + schedule[i]
+            while True:
+                now = perf()
+                if server.stop.is_set():
+                    break
+                if deadline is not None and now >= deadline:
+                    server.stop.set()
+                    raise _timeout(server.states, timeout_s or 0.0)
+                wait = target - now
+                if wait <= 0:
+                    break
+                time.sleep(min(wait, _POLL_S))  # short naps: notice a failed worker soon
+            if server.stop.is_set():
+                break
+            submit[i] = perf() - origin
+            server.requests.put(i)
+        server.close()
+        stopped = server.supervise(deadline, timeout_s)
+    except KeyboardInterrupt:
+        stopped = True
+        server.halt()
+    wall = perf() - origin
+    stopped = stopped or server.interrupted.is_set()
+    if server.failures:
+        raise server.failures[0]
+    result = recorder.result(
+        wall_s=wall,
+        stopped=stopped,
+        mode="online",
+        workers=workers,
+        executor="thread",
+        settings=settings,
+        arrival_s=schedule.copy(),
+        item_index=item_index,
+    )
+    if result.done_s is not None and result.attempted:
+        result.wall_s = float(np.max(result.done_s[recorder.attempted]))
+    result.online = analyse(
+        result,
+        submit,
+        source=source,
+        offered_rps=offered,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        attempted=recorder.attempted.copy(),
+    )
+    return result
+
+
+class _Server:
+    """The queue, the optional batcher and the worker threads of one online run."""
+
+    def __init__(
+        self,
+        recorder: _Recorder,
+        items: list[Any],
+        item_index: np.ndarray,
+        schedule: np.ndarray,
+        workers: int,
+        max_batch: int,
+        max_wait_ms: float,
+    ):
+        self.recorder = recorder
+        self.items = items
+        self.item_index = item_index
+        self.schedule = schedule
+        self.workers = workers
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.batches: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
+        self.free = threading.Semaphore(workers)
+        self.stop = threading.Event()
+        self.interrupted = threading.Event()
+        self.failures: list[BaseException] = []
+        self.states = [_Progress() for _ in range(workers)]
+        self.threads: list[threading.Thread] = []
+        self.done = 0
+        self.lock = threading.Lock()
+        self.progress: Callable[[int], None] | None = None
+
+    def start(self, progress: Callable[[int], None] | None) -> None:
+        self.progress = progress
+        batching = self.max_batch > 1
+        for w in range(self.workers):
+            target = self._batch_worker if batching else self._worker
+            self.threads.append(
+                threading.Thread(target=target, args=(w,), name=f"pipetune-online-{w}", daemon=True)
+            )
+        if batching:
+            self.threads.append(
+                threading.Thread(target=self._batcher, name="pipetune-batcher", daemon=True)
+            )
+        for thread in self.threads:
+            thread.start()
+
+    def close(self) -> None:
+        """No more arrivals: tell the batcher or each worker to finish."""
+        if self.max_batch > 1:
+            self.requests.put(None)
+        else:
+            for _ in range(self.workers):
+                self.requests.put(None)
+
+    def halt(self) -> None:
+        """Ctrl-C: stop taking requests, let workers finish their current one."""
+        self.stop.set()
+        self.close()
+        grace_end = time.perf_counter() + STOP_GRACE_S
+        for thread in self.threads:
+            with contextlib.suppress(KeyboardInterrupt):
+                thread.join(max(0.0, grace_end - time.perf_counter()))
+
+    def supervise(self, deadline: float | None, timeout_s: float | None) -> bool:
+        """Wait for the queue to drain. True if stopped by Ctrl-C."""
+        try:
+            while any(thread.is_alive() for thread in self.threads):
+                if deadline is not None and time.perf_counter() >= deadline:
+                    self.stop.set()
+                    raise _timeout(self.states, timeout_s or 0.0)
+                for thread in self.threads:
+                    if thread.is_alive():
+                        thread.join(_POLL_S)
+                        break
+        except KeyboardInterrupt:
+            self.halt()
+            return True
+        return False
+
+    def _run(self, rows: list[int], w: int, batched: bool) -> bool:
+        chunk = [self.items[self.item_index[row]] for row in rows]
+        try:
+            self.recorder.process(rows, chunk, self.states[w], f"worker-{w}", batched)
+        except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
+            self.interrupted.set()
+            self.stop.set()
+            return False
+        except BaseException as exc:  # StageError with on_error="stop", or a bug
+            self.failures.append(exc)
+            self.stop.set()
+            return False
+        self.states[w].stage = ""
+        if self.progress is not None:
+            with self.lock:
+                self.done += len(rows)
+                count = self.done
+            self.progress(count)
+        return True
+
+    def _worker(self, w: int) -> None:
+        while True:
+            row = self.requests.get()
+            if row is None or self.stop.is_set() or not self._run([row], w, False):
+                return
+
+    def _batch_worker(self, w: int) -> None:
+        while True:
+            batch = self.batches.get()
+            if batch is None or self.stop.is_set():
+                return
+            ok = self._run(batch, w, True)
+            self.free.release()
+            if not ok:
+                return
+
+    def _batcher(self) -> None:
+        perf = time.perf_counter
+        origin = self.recorder.origin
+        ended = False
+        try:
+            while not ended and not self.stop.is_set():
+                if not self.free.acquire(timeout=_POLL_S):  # wait for a free worker
+                    continue
+                first = self._get(None)
+                if first is None:
+                    self.free.release()
+                    break
+                batch = [first]
+                closes = origin + self.schedule[first] + self.max_wait_s
+                while len(batch) < self.max_batch:
+                    row = self._get(closes - perf())
+                    if row is _EMPTY:
+                        break
+                    if row is None:
+                        ended = True
+                        break
+                    batch.append(row)
+                self.batches.put(batch)
+        finally:
+            for _ in range(self.workers):
+                self.batches.put(None)
+
+    def _get(self, timeout: float | None) -> Any:
+        """The next request, ``None`` at the end, ``_EMPTY`` if none came in ``timeout``
+        (a timeout <= 0 takes only what is already waiting)."""
+        try:
+            if timeout is None:
+                while True:  # block, but keep noticing a stop
+                    with contextlib.suppress(queue.Empty):
+                        return self.requests.get(timeout=_POLL_S)
+                    if self.stop.is_set():
+                        return None
+            if timeout <= 0:
+                return self.requests.get_nowait()
+            return self.requests.get(timeout=timeout)
+        except queue.Empty:
+            return _EMPTY
+
+
+_EMPTY = object()
+
+
+def analyse(
+    result: RunResult,
+    submit: np.ndarray,
+    *,
+    source: str,
+    offered_rps: float,
+    max_batch: int,
+    max_wait_ms: float,
+    attempted: np.ndarray,
+) -> OnlineStats:
+    """Rates, queue wait and the overload verdict of an online run.
+
+    Overloaded means the workers did not keep up: either they were busy
+    :data:`SATURATED` of the time or more, or the median queue wait of the last third of
+    requests (by arrival) exceeds the first third's by more than two mean service times
+    (and 5 ms) and has at least doubled: a queue that grows through the run.
+    """
+    assert result.arrival_s is not None and result.start_s is not None
+    assert result.done_s is not None
+    arrival = result.arrival_s
+    n = len(arrival)
+    served = attempted
+    start = np.where(served, result.start_s, np.inf)
+    done = result.done_s[served]
+    wait = (result.start_s - arrival)[served]
+    service = (result.done_s - result.start_s)[served]
+    span = float(done.max() - arrival[0]) if done.size else 0.0
+    completed = int(np.sum(result.ok_mask))
+    scheduled = (n - 1) / float(arrival[-1] - arrival[0]) if n > 1 and arrival[-1] > 0 else 0.0
+    sent = submit[~np.isnan(submit)]
+    submitted = (len(sent) - 1) / float(sent[-1] - sent[0]) if len(sent) > 1 else 0.0
+    submitted = submitted if sent.size < 2 or sent[-1] > sent[0] else 0.0
+    lag = (submit - arrival)[~np.isnan(submit)]
+    # Queue depth an arriving request found: earlier arrivals not yet started.
+    starts_sorted = np.sort(start)
+    depth = np.arange(n) - np.searchsorted(starts_sorted, arrival, side="right")
+    max_depth = int(max(0, depth.max())) if n else 0
+    utilization = result.busy_s / (result.workers * span) if span > 0 else 0.0
+    growth = None
+    growing = False
+    if wait.size >= 3:
+        third = wait.size // 3
+        order = np.argsort(arrival[served], kind="stable")
+        first_third = float(np.median(wait[order[:third]]))
+        last_third = float(np.median(wait[order[-third:]]))
+        growth = (first_third * 1000.0, last_third * 1000.0)
+        mean_service = float(service.mean()) if service.size else 0.0
+        growing = (
+            last_third > first_third + max(2 * mean_service, 0.005) and last_third > 2 * first_third
+        )
+    judged = n >= MIN_REQUESTS_FOR_VERDICT
+    overloaded = judged and (growing or utilization >= SATURATED)
+    completed_rps = completed / span if span > 0 else 0.0
+    verdict = _verdict(
+        overloaded=overloaded,
+        judged=judged,
+        n=n,
+        offered=offered_rps,
+        completed_rps=completed_rps,
+        utilization=utilization,
+        growth=growth,
+        wait_ms=percentiles_ms(wait)["p50"],
+    )
+    return OnlineStats(
+        source=source,
+        requests=n,
+        offered_rps=offered_rps,
+        scheduled_rps=scheduled,
+        submitted_rps=submitted,
+        completed_rps=completed_rps,
+        lag_ms=percentiles_ms(lag),
+        queue_ms=percentiles_ms(wait),
+        service_ms=percentiles_ms(service),
+        max_queue_depth=max_depth,
+        utilization=float(utilization),
+        workers=result.workers,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        mean_batch=float(np.mean(result.batch_sizes)) if result.batch_sizes else 1.0,
+        overloaded=bool(overloaded),
+        verdict=verdict,
+        queue_growth_ms=growth,
+    )
+
+
+def _verdict(
+    *,
+    overloaded: bool,
+    judged: bool,
+    n: int,
+    offered: float,
+    completed_rps: float,
+    utilization: float,
+    growth: tuple[float, float] | None,
+    wait_ms: float,
+) -> str:
+    if not judged:
+        return (
+            f"only {n} requests: too few to tell a steady state from a growing queue "
+            f"(needs {MIN_REQUESTS_FOR_VERDICT}+)"
+        )
+    if overloaded:
+        grew = (
+            f"; queue wait grew from {growth[0]:.1f} ms (first third) to {growth[1]:.1f} ms "
+            "(last third)"
+            if growth
+            else ""
+        )
+        return (
+            f"overloaded: offered {offered:.1f} req/s, served {completed_rps:.1f} req/s, "
+            f"workers {utilization:.0%} busy{grew}. The latencies describe a growing backlog, "
+            "not a steady state: lower the rate, add workers or batch"
+        )
+    return (
+        f"keeps up: offered {offered:.1f} req/s, workers {utilization:.0%} busy, "
+        f"median queue wait {wait_ms:.2f} ms"
+    )

@@ -1,0 +1,211 @@
+"""Reports: the JSON contract, terminal, Markdown, self-contained HTML, cost."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+
+from pipetune.core.kernel.model import Requirements
+from pipetune.core.kernel.results import (
+    Change,
+    ConcurrencyPoint,
+    Fidelity,
+    Recipe,
+    Trial,
+)
+from pipetune.core.report import cost, html, markdown, terminal
+from pipetune.core.report import json as report_json
+from pipetune.core.report.model import Report
+from tests.core.loop.test_planner import make_profile
+
+
+def sample_report(**overrides) -> Report:
+    baseline = make_profile([[8.0, 2.0, 0.2]] * 20 + [[30.0, 2.0, 0.2]] * 2).evolve(
+        pipeline="<b>docs</b>",
+        concurrency=(
+            ConcurrencyPoint(1, 100.0, 9.0, 30.0),
+            ConcurrencyPoint(4, 180.0, 20.0, 60.0),
+        ),
+    )
+    final = make_profile([[2.0, 2.0, 0.2]] * 22).evolve(
+        concurrency=(ConcurrencyPoint(1, 230.0, 4.0, 5.0), ConcurrencyPoint(4, 410.0, 9.0, 14.0))
+    )
+    fid = Fidelity(metric="label_agreement", value=0.996, threshold=0.99, n=500, ci=(0.98, 1.0))
+    change = Change(proposal="toy.fast", plugin="toy", stage="a", params={"k": 2})
+    trials = (
+        Trial(
+            proposal="toy.fast",
+            status="accepted",
+            reason="faster: 2.30x [2.10, 2.50] on throughput",
+            stage="a",
+            plugin="toy",
+            speedup=2.3,
+            speedup_ci=(2.1, 2.5),
+            est_speedup=2.5,
+            fidelity=fid,
+            change=change,
+        ),
+        Trial(
+            proposal="toy.coreml",
+            status="deferred",
+            reason="Core ML predictions need macOS",
+            stage="a",
+            plugin="toy",
+            artifact="ab/model.mlpackage",
+            command="pipetune apply app:p --recipe r.json",
+        ),
+    )
+    comparison = {
+        "metric": "throughput",
+        "speedup": {"throughput": 2.3, "p50": 2.0, "p95": 2.1, "p99": 3.5},
+        "ci": {
+            k: [v * 0.9, v * 1.1]
+            for k, v in {"throughput": 2.3, "p50": 2.0, "p95": 2.1, "p99": 3.5}.items()
+        },
+        "rounds": 8,
+        "items_per_round": 20,
+        "a": {
+            "throughput_rps": 100.0,
+            "latency_ms": {"p50": 9.0, "p95": 20.0, "p99": 31.0},
+            "stage_ms": {},
+            "passes": 16,
+            "items": 320,
+        },
+        "b": {
+            "throughput_rps": 230.0,
+            "latency_ms": {"p50": 4.5, "p95": 9.0, "p99": 8.9},
+            "stage_ms": {},
+            "passes": 16,
+            "items": 320,
+        },
+        "cdf_ms": {"before": [float(i) for i in range(101)], "after": [i / 2 for i in range(101)]},
+    }
+    values = {
+        "pipeline": "<b>docs</b>",
+        "machine": baseline.machine,
+        "requirements": Requirements(cost_per_hour=3.6, monthly_volume=10_000_000),
+        "baseline": baseline,
+        "final": final,
+        "trials": trials,
+        "proposals": (
+            {
+                "id": "toy.fast",
+                "plugin": "toy",
+                "stage": "a",
+                "title": "Fast path",
+                "est_e2e_speedup": 2.5,
+                "effort": "minutes",
+                "accuracy_risk": "low",
+                "status": "proposed",
+                "reason": "",
+                "applicable": True,
+                "note": "",
+            },
+            {
+                "id": "toy.distill",
+                "plugin": "toy",
+                "stage": "a",
+                "title": "Distill",
+                "est_e2e_speedup": 4.0,
+                "effort": "weeks",
+                "accuracy_risk": "medium",
+                "status": "proposed",
+                "reason": "weeks of work",
+                "applicable": False,
+            },
+            {
+                "id": "toy.trt",
+                "plugin": "toy",
+                "stage": "a",
+                "title": "TensorRT",
+                "est_e2e_speedup": 3.0,
+                "effort": "hours",
+                "accuracy_risk": "low",
+                "status": "unavailable",
+                "reason": "tensorrt is not installed",
+                "install": 'pip install "pipetune[tensorrt]"',
+            },
+        ),
+        "comparison": comparison,
+        "requirements_met": True,
+        "stopped": "requirements met",
+        "recipe": Recipe(pipeline="<b>docs</b>", changes=(change,)),
+        "fidelity": fid,
+        "run_id": "20260101-000000-abc123",
+        "warnings": ("the workload is tiny",),
+    }
+    values.update(overrides)
+    return Report(**values)
+
+
+def test_the_json_report_follows_the_contract_and_its_schema(tmp_path):
+    data = sample_report().to_dict()
+    assert data["speedup"]["throughput"] == 2.3 and data["speedup"]["p99_latency"] == 3.5
+    assert data["trials"][1]["command"].startswith("pipetune apply")
+    problems = report_json.write(data, tmp_path / "r.json")
+    pytest.importorskip("jsonschema", reason="the dev extra checks the schema")
+    assert problems == []
+    assert json.loads((tmp_path / "r.json").read_text())["pipeline"] == "<b>docs</b>"
+
+
+def test_cost_per_1000_and_per_month():
+    figures = cost.estimate(Requirements(cost_per_hour=3.6, monthly_volume=10_000_000), 100, 200)
+    # 3.60 $/h = 0.001 $/s; 1,000 predictions take 10 s before, 5 s after
+    assert figures["per_1000_before"] == pytest.approx(0.01)
+    assert figures["per_1000_after"] == pytest.approx(0.005)
+    assert figures["monthly_before"] == pytest.approx(100.0)
+    assert figures["monthly_after"] == pytest.approx(50.0)
+    assert figures["instances_before"] == 1 and figures["provisioned_monthly_before"] == 3.6 * 730
+    assert cost.estimate(Requirements(), 100, 200) is None
+
+
+def test_the_html_page_is_self_contained_with_three_plots(tmp_path):
+    page = html.render(sample_report().to_dict())
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3
+    for external in ("http://", "https://", "src=", "href=", "<script", "@import", "url("):
+        assert external not in page, external
+    assert "&lt;b&gt;docs&lt;/b&gt;" in page and "<b>docs</b>" not in page  # escaped
+    assert "pipetune apply app:p --recipe r.json" in page  # the deferred command
+    assert "pip install &quot;pipetune[tensorrt]&quot;" in page
+    assert "$0.0100" in page and "$100" in page  # cost before/after
+    polyline = re.findall(r"<polyline points=\"([^\"]+)\"", page)
+    assert len(polyline) >= 4  # two CDF curves and two concurrency curves
+    html.write(sample_report().to_dict(), tmp_path / "r.html")
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == page
+
+
+def test_markdown_and_terminal_say_the_same_things():
+    from rich.console import Console
+
+    data = sample_report().to_dict()
+    text = markdown.render(data)
+    assert "| throughput | 100.0/s | 230.0/s | 2.30x [2.07, 2.53] |" in text
+    assert "`toy.distill`" in text and "Core ML predictions need macOS" in text
+    buffer = io.StringIO()
+    terminal.render(data, Console(file=buffer, width=140, color_system=None))
+    out = buffer.getvalue()
+    assert "2.30x [2.07, 2.53]" in out and "requirements met" in out
+    assert "finish with: pipetune apply app:p --recipe r.json" in out
+    assert "tensorrt is not installed" in out and "Advice" in out
+
+
+def test_a_report_without_a_comparison_uses_the_profiles():
+    data = sample_report(comparison=None, requirements=Requirements()).to_dict()
+    assert data["speedup"]["measured"] == "profiles" and data["cost"] is None
+    assert "<svg" in html.render(data)
+
+
+def test_the_terminal_prints_brackets_literally():
+    from rich.console import Console
+
+    base = sample_report()
+    trial = base.trials[0].evolve(reason="needs pipetune[vision] and [bold]nothing[/bold]")
+    data = sample_report(pipeline="docs[v2]", trials=(trial,), warnings=("see [red]x",)).to_dict()
+    buffer = io.StringIO()
+    terminal.render(data, Console(file=buffer, width=200, color_system=None))
+    out = buffer.getvalue()
+    assert "docs[v2]" in out and "needs pipetune[vision] and [bold]nothing[/bold]" in out
+    assert "see [red]x" in out
