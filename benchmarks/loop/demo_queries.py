@@ -7,7 +7,7 @@ Run from the repository root::
 
 ``pipetune.optimize`` runs on the demo (a hashed bag-of-words intent classifier called one
 query at a time; queries drawn Zipf(1.1) from 1,500 templated queries: see
-``pipetune.plugins.generic.demo``). The optimized pipeline is then measured side by side
+``pipetune.demos.generic.demo``). The optimized pipeline is then measured side by side
 (paired ABBA rounds, the loop's own comparison) against
 
 * the **original** pipeline, and
@@ -41,7 +41,7 @@ from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compa
 from pipetune.core.measure.machine import detect_machine  # noqa: E402
 from pipetune.core.runtime.serving import with_serving  # noqa: E402
 from pipetune.core.runtime.threads import pin_threads  # noqa: E402
-from pipetune.plugins.generic import demo  # noqa: E402
+from pipetune.demos.generic import demo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "loop.json"
 

@@ -3,7 +3,7 @@
     python -m benchmarks.nlp.run            # the full demo workload (set-up cached)
     python -m benchmarks.nlp.run --quick    # a smoke run on the tiny demo
 
-Parts, all on the demo's document stream (``pipetune.plugins.nlp.docgen``):
+Parts, all on the demo's document stream (``pipetune.demos.nlp.docgen``):
 
 1. **Tokenizer**: every section of the workload through the tokenize stage with the
    pure-Python ``BertTokenizerLegacy`` (as the baseline calls it: one section at a time,
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipetune.core.kernel.context import TuneContext
     from pipetune.core.kernel.results import Change
     from pipetune.core.measure.machine import detect_machine
-    from pipetune.plugins.nlp.demo import build_demo
+    from pipetune.demos.nlp.demo import build_demo
     from pipetune.plugins.nlp.tuning import tune_bucketing, tune_rust_tokenizer
 
     def log(message: str) -> None:

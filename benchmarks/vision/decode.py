@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     threads = pin_threads(args.threads)
 
-    from pipetune.plugins.vision import data
+    from pipetune.demos.vision import data
+    from pipetune.demos.vision.demo import photo_classifier, photo_demo_config
     from pipetune.plugins.vision.blocks import (
         IMAGENET_MEAN,
         IMAGENET_STD,
@@ -44,7 +45,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         decode_resize_batch,
     )
     from pipetune.plugins.vision.dali import DALI, DaliDecoder, cuda_available
-    from pipetune.plugins.vision.demo import photo_classifier, photo_demo_config
     from pipetune.plugins.vision.fidelity import prediction_entropy, psnr
     from pipetune.plugins.vision.gpu_decode import NvJpegDecoder, nvjpeg_availability
     from pipetune.plugins.vision.inputs import image_size

@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pipetune.core.kernel.model import Workload
     from pipetune.core.kernel.results import Change, Proposal
     from pipetune.core.measure.fidelity import compare
+    from pipetune.demos.vision.demo import build_video
     from pipetune.plugins.vision import frame_skip
     from pipetune.plugins.vision.blocks import classify_batch, preprocess_frame
     from pipetune.plugins.vision.changes import MOTION, STRIDE, materialize, tune
-    from pipetune.plugins.vision.demo import build_video
     from pipetune.plugins.vision.fidelity import prediction_entropy
 
     setup = build_video(args.quick, log=print)

@@ -51,9 +51,10 @@ def test_plugin_modules_import_without_torch_or_transformers():
     code = (
         "import sys\n"
         "import pipetune.plugins.llm.plugin\n"
-        "from pipetune.plugins.llm import analysis, blocks, cuda_graphs, demo, engine, "
+        "from pipetune.plugins.llm import analysis, blocks, cuda_graphs, engine, "
         "fidelity, kv_cache, model_loading, prefix_cache, profiling, proposals, quality, "
         "recognize, records, scheduler, speculative, traffic\n"
+        "import pipetune.demos.llm.demo\n"
         "print(sorted(m for m in ('torch', 'transformers', 'gguf') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -83,7 +83,7 @@ def tiny_head():
 
 @pytest.fixture(scope="session")
 def documents():
-    from pipetune.plugins.nlp.docgen import StreamSpec, generate_stream
+    from pipetune.demos.nlp.docgen import StreamSpec, generate_stream
 
     return generate_stream(StreamSpec(cases=4, seed=3))
 

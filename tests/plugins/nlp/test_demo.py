@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipetune.core.kernel.registry import DemoSetup
-from pipetune.plugins.nlp import demo
+from pipetune.demos.nlp import demo
 
 pytestmark = pytest.mark.slow  # builds the quick demo: MiniLM at 512 tokens, a head
 

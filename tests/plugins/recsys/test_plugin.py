@@ -16,7 +16,8 @@ def test_modules_import_without_faiss_or_torch() -> None:
         "import sys\n"
         "import pipetune, pipetune.plugins.recsys as r\n"
         "from pipetune.plugins.recsys import plugin, blocks, ann, recognize, tuning, facts, "
-        "proposals, fidelity, cache, features, data, demo, threads, exact_ann, two_stage, serving\n"
+        "proposals, fidelity, cache, features, threads, exact_ann, two_stage, serving\n"
+        "from pipetune.demos.recsys import data, demo\n"
         "r.exact_topk, r.full_ranking, r.embedding, r.feature_lookup\n"
         "assert 'faiss' not in sys.modules and 'torch' not in sys.modules, "
         "[m for m in ('faiss', 'torch') if m in sys.modules]\n"
@@ -40,7 +41,7 @@ def quick_demo(tmp_path_factory):
     pytest.importorskip("torch", reason="torch is an optional dependency (recsys extra)")
     import os
 
-    from pipetune.plugins.recsys import demo
+    from pipetune.demos.recsys import demo
 
     old = os.environ.get("PIPETUNE_CACHE")
     os.environ["PIPETUNE_CACHE"] = str(tmp_path_factory.mktemp("recsys-cache"))

@@ -89,7 +89,7 @@ def test_gating_a_plain_loop_wraps_copies(tmp_path: Path) -> None:
 
 def test_model_weights_untouched_by_demo_changes() -> None:
     torch = pytest.importorskip("torch", reason="torch is needed for the demo classifier")
-    from pipetune.plugins.vision.demo import build_vision
+    from pipetune.demos.vision.demo import build_vision
 
     setup = build_vision(quick=True)
     model = setup.pipeline.stage("classify").slots["model"]

@@ -16,8 +16,10 @@ def test_modules_import_without_optional_dependencies() -> None:
         import importlib
         for module in ("plugin", "blocks", "recognize", "reduced_decode", "dali", "gpu_decode",
                        "frame_skip", "fidelity", "facts", "changes", "parallel", "inputs",
-                       "data", "models", "demo", "calibration"):
+                       "calibration"):
             importlib.import_module(f"pipetune.plugins.vision.{module}")
+        for module in ("data", "models", "demo"):
+            importlib.import_module(f"pipetune.demos.vision.{module}")
         from pipetune.core.kernel.manager import get_plugin_manager
         from pipetune.plugins.vision.dali import dali_availability
         from pipetune.plugins.vision.gpu_decode import nvjpeg_availability

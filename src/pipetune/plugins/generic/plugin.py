@@ -63,7 +63,7 @@ def compare_outputs(
 
 @hookimpl
 def register_demos() -> Sequence[Demo]:
-    from pipetune.plugins.generic import demo
+    from pipetune.demos.generic import demo
 
     return [
         Demo(

@@ -44,7 +44,7 @@ def register_dependencies() -> Sequence[Dependency]:
 
 @hookimpl
 def register_demos() -> Sequence[Demo]:
-    from pipetune.plugins.llm.demo import build
+    from pipetune.demos.llm.demo import build
 
     return [
         Demo(

@@ -30,7 +30,7 @@ def register_dependencies() -> Sequence[Any]:
 
 @hookimpl
 def register_demos() -> Sequence[Any]:
-    from pipetune.plugins.nlp.demo import demo
+    from pipetune.demos.nlp.demo import demo
 
     return [demo()]
 

@@ -40,7 +40,7 @@ def register_dependencies() -> Sequence[Dependency]:
 
 @hookimpl
 def register_demos() -> Sequence[Demo]:
-    from pipetune.plugins.recsys.demo import DEMO
+    from pipetune.demos.recsys.demo import DEMO
 
     return [DEMO]
 

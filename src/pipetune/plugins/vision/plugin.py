@@ -43,12 +43,12 @@ def register_demos() -> Sequence[Demo]:
     skimage = Dependency("skimage", "vision", "demo data", "scikit-image")
 
     def vision(quick: bool) -> DemoSetup:
-        from pipetune.plugins.vision.demo import build_vision
+        from pipetune.demos.vision.demo import build_vision
 
         return build_vision(quick)
 
     def video(quick: bool) -> DemoSetup:
-        from pipetune.plugins.vision.demo import build_video
+        from pipetune.demos.vision.demo import build_video
 
         return build_video(quick)
 

@@ -200,5 +200,5 @@ def build(quick: bool = False) -> DemoSetup:
             "intents; a hashed bag-of-words classifier with a 1,024-unit hidden layer, called "
             "one query at a time"
         ),
-        notes={"generator": "pipetune.plugins.generic.demo.generate_queries(seed=7)"},
+        notes={"generator": "pipetune.demos.generic.demo.generate_queries(seed=7)"},
     )

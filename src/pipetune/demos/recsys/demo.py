@@ -10,7 +10,7 @@ The pipeline (one request at a time):
    score and 8 user and 8 item side features that are *not* in the retrieval embedding)
    scores **every item of the 500,000-item catalog** and returns the top 50.
 
-The catalog comes from :mod:`pipetune.plugins.recsys.data` (rank-32 latent factors in 256
+The catalog comes from :mod:`pipetune.demos.recsys.data` (rank-32 latent factors in 256
 Zipf-sized clusters, projected to 128-d, plus noise); both models are trained here on the
 generated data (the ranker regresses a utility that mixes the retrieval score with a
 side-feature interaction, so its top-50 is *not* the retrieval top-50) and cached under
@@ -31,7 +31,8 @@ import numpy as np
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.registry import Demo, DemoSetup, Dependency, require
 from pipetune.core.loop.paths import cache_dir
-from pipetune.plugins.recsys import blocks, data
+from pipetune.demos.recsys import data
+from pipetune.plugins.recsys import blocks
 from pipetune.plugins.recsys.features import SimulatedFeatureStore
 
 K = 50

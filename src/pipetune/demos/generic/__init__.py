@@ -1,0 +1,1 @@
+"""The generic demo: its pipeline, its data and its set-up."""

@@ -1,0 +1,1 @@
+"""The llm demo: its pipeline, its data and its set-up."""

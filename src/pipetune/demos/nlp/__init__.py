@@ -1,0 +1,1 @@
+"""The nlp demo: its pipeline, its data and its set-up."""

@@ -1,0 +1,1 @@
+"""The recsys demo: its pipeline, its data and its set-up."""

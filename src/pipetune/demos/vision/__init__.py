@@ -1,0 +1,1 @@
+"""The vision demo: its pipeline, its data and its set-up."""
