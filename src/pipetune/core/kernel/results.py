@@ -276,7 +276,12 @@ class Tuned(_Serializable):
 
 @dataclass(frozen=True)
 class Change(_Serializable):
-    """A proposal with its tuned parameters: what a recipe stores and materialize builds."""
+    """A proposal with its tuned parameters: what a recipe stores and materialize builds.
+
+    ``params_version`` is the params schema version of the change type that made it
+    (``None``: a change from a plugin that registers no change types, or a recipe written
+    before versions were recorded, read as version 1).
+    """
 
     proposal: str
     plugin: str
@@ -284,6 +289,7 @@ class Change(_Serializable):
     params: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     fidelity_kind: str | None = None
+    params_version: int | None = None
 
     @classmethod
     def from_proposal(cls, proposal: Proposal, tuned: Tuned | None = None) -> Change:
@@ -305,7 +311,9 @@ class Change(_Serializable):
 class Fidelity(_Serializable):
     """How close a candidate's outputs are to the baseline's. ``value`` is always
     higher-is-better (agreement, recall, 1 - normalized error); raw figures go in
-    ``details``. ``ci`` is a confidence interval for ``value`` (Wilson for proportions)."""
+    ``details``. ``ci`` is a confidence interval for ``value`` (Wilson for proportions).
+    ``judged_by`` is the plugin whose metric judged, ``output_kind`` the output kind it
+    judged (empty for a change-specific assessment); the host sets both."""
 
     metric: str
     value: float
@@ -313,6 +321,8 @@ class Fidelity(_Serializable):
     n: int = 0
     ci: tuple[float, float] | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    judged_by: str = ""
+    output_kind: str = ""
 
     @property
     def passed(self) -> bool:
