@@ -1,6 +1,6 @@
 """Building the slot value for a change: shared by the tune step (on candidates) and by
-``materialize_change`` (from a recipe's parameters and artifacts, with no search and no
-export: a missing artifact is an error, never a silent re-export)."""
+every hardware change type's materialize (from a recipe's parameters and artifacts, with
+no search and no export: a missing artifact is an error, never a silent re-export)."""
 
 from __future__ import annotations
 
