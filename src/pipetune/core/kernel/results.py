@@ -1,7 +1,7 @@
 """What the loop produces: profiles, proposals, tuned changes, fidelity, trials, recipes.
 
 All frozen dataclasses that round-trip through JSON (``to_dict`` / ``from_dict``). Field
-names follow the JSON report contract in DESIGN §6: fields may be added, never renamed.
+names are the JSON report contract: fields may be added, never renamed.
 """
 
 from __future__ import annotations
