@@ -58,9 +58,9 @@ def register_demos() -> Sequence[Demo]:
 
 @hookimpl
 def inspect_pipeline(pipeline: Pipeline) -> dict[str, Any] | None:
-    from pipetune.plugins.llm import profiling
+    from pipetune.plugins.llm import facts
 
-    return profiling.inspect(pipeline)
+    return facts.inspect(pipeline)
 
 
 @hookimpl
@@ -74,9 +74,9 @@ def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
 def profile_pipeline(
     pipeline: Pipeline, workload: Workload, profile: Profile, observed: Observations
 ) -> dict[str, Any] | None:
-    from pipetune.plugins.llm import profiling
+    from pipetune.plugins.llm import facts
 
-    return profiling.profile_facts(pipeline, workload, profile, observed)
+    return facts.profile_facts(pipeline, workload, profile, observed)
 
 
 @hookimpl
