@@ -1,6 +1,7 @@
 """``generic.result_cache``: a bounded LRU in front of a stage, keyed by a hash of the
-input's content (per element for element-wise stages). Exact: a hit returns what the stage
-returned for the same input."""
+input's content, or of each part's for a stage that maps over the parts of its input
+(``per="element"``: a document's sections, a file's chunks, a clip's frames). Exact: a hit
+returns what the stage returned for the same input or part."""
 
 from __future__ import annotations
 
@@ -21,10 +22,14 @@ ID = "generic.result_cache"
 @dataclass(frozen=True)
 class ResultCacheParams(ChangeParams):
     capacity: int = 4096
+    per: str = "input"  # or "element": one entry per part of the input
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    return Tuned(params={"capacity": int(proposal.params.get("capacity", 4096))})
+    params = {"capacity": int(proposal.params.get("capacity", 4096))}
+    if proposal.params.get("per"):
+        params["per"] = str(proposal.params["per"])
+    return Tuned(params=params)
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
@@ -32,7 +37,15 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipe
     stage = pipeline.stage(change.stage)
     if cache.META_KEY in stage.meta:
         raise PipelineError(f"stage {change.stage!r} is already cached")
-    return pipeline.replace(change.stage, cache.cached_stage(stage, capacity))
+    per = str(change.params.get("per", "input"))
+    if per not in ("input", "element"):
+        raise PipelineError(
+            f"change {change.proposal}: per must be 'input' or 'element', not {per!r}"
+        )
+    per_element = True if per == "element" else None  # None: as the stage declares
+    return pipeline.replace(
+        change.stage, cache.cached_stage(stage, capacity, per_element=per_element)
+    )
 
 
 CHANGE = ChangeType(ID, ResultCacheParams, materialize, tune)
