@@ -116,3 +116,30 @@ def test_tune_refuses_when_batching_does_not_pay(tmp_path):
     )
     with pytest.raises(Rejected, match="does not pay"):
         cross_input_batching.tune(proposal, slow, _context(slow, _workload(24), tmp_path))
+
+
+def test_parts_alone_are_kept_where_batching_does_not_pay(tmp_path):
+    class Pricey(torch.nn.Module):  # a batch costs more per input than one at a time
+        def forward(self, x):
+            time.sleep(0.001 * x.shape[0] ** 2)
+            return x
+
+    pipeline = _pipeline(cost_s=0.0)
+    slow = pipeline.replace("classify", pipeline.stage("classify").with_slots(model=Pricey()))
+
+    def cheaper(candidate, setting):  # a lossless part: the same answers, less work
+        return candidate.replace(
+            "classify", slow.stage("classify").with_slots(model=Launch(0.0))
+        ), setting
+
+    proposal = ids.Proposal(
+        cross_input_batching.ID, "generic", "classify", "t", params={"slots": ["model"]}
+    )
+    context = _context(slow, _workload(24), tmp_path)
+    parts = [crossbatch.Part("cheaper", cheaper), crossbatch.inference_mode_part()]
+    tuned = crossbatch.tune(slow, "classify", ["model"], context, parts=parts, parts_alone=True)
+    assert tuned.params["batch_size"] == 1 and "does not pay" in tuned.notes["batching"]
+    assert tuned.notes["parts"]["cheaper"]["kept"] is True
+    assert tuned.notes["parts"]["inference_mode"]["kept"] is False  # no batched calls
+    with pytest.raises(Rejected, match="none of its parts holds"):
+        crossbatch.tune(slow, "classify", ["model"], context, parts=parts[1:], parts_alone=True)

@@ -217,7 +217,7 @@ class CoalescedBatchFn:
         return outputs
 
     def _run_group(self, group_items: list[Any], slots: Mapping[str, Any]) -> list[Any]:
-        if len(group_items) == 1:
+        if len(group_items) == 1 and self.grad_mode is None:
             return [self.fn(group_items[0], **slots)]
         kwargs = dict(slots)
         targets = {name: slots[name] for name in self.coalesce if name in slots}

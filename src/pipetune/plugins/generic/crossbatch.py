@@ -113,7 +113,10 @@ def build(
     setting: Setting,
     length: Callable[[Any], int] | None = text_length,
 ) -> Pipeline:
-    """``pipeline`` with ``stage_name`` batched across inputs and served in windows."""
+    """``pipeline`` with ``stage_name`` batched across inputs and served in windows (one
+    input at a time, unchanged, for a group of one)."""
+    if setting.batch_size == 1 and setting.grad_mode is None:
+        return pipeline
     stage = pipeline.stage(stage_name)
     batched = coalesced_stage(
         stage, slots, batch_size=setting.batch_size, grad_mode=setting.grad_mode, length=length
@@ -152,25 +155,74 @@ def tune(
     *,
     parts: Sequence[Part] = (),
     length: Callable[[Any], int] | None = text_length,
+    parts_alone: bool = False,
 ) -> Tuned:
     """Search the group size and window (and online the delay) on the requirement's
     metric, check the batched outputs on the tuning split, then try each part on top and
-    keep it only where it holds. Raises :class:`Rejected` when batching does not pay."""
-    requirements = context.requirements
-    metric = requirements.metric
-    runtime = RuntimeSpec.from_workload(context.workload)
-    online = runtime.mode != "offline"
-    if online and runtime.rate is None and runtime.trace is None:
-        reset_state(pipeline)
-        capacity = run_pass(
-            pipeline, list(context.workload.items)[:32], RuntimeSpec()
-        ).throughput_rps
-        runtime = replace(runtime, rate=max(0.7 * capacity, 1e-3))
+    keep it only where it holds. Raises :class:`Rejected` when batching does not pay
+    (with ``parts_alone``: when neither batching nor any part does; the parts are then
+    tried on the stage one input at a time)."""
+    runtime = _tuning_runtime(pipeline, context)
     items = list(context.workload.items)[:TUNE_ITEMS]
     if len(items) < 2:
         raise Rejected("too few tuning inputs to form a batch")
-    bound = getattr(requirements, f"{metric}_ms", None) if metric != "throughput" else None
-    delays = tuple(d for d in DELAYS_MS if bound is None or d <= 0.5 * bound) if online else (0.0,)
+    metric = context.requirements.metric
+    gain, chosen, curve = _search(pipeline, stage_name, slots, items, runtime, context, length)
+    notes: dict[str, Any] = {"curve": curve, "gain_on_tune_split": round(gain, 3), "parts": {}}
+    gate = 1.0 + max(context.requirements.min_gain, 0.02)
+    if chosen is None or gain < gate:
+        why = (
+            f"batching {stage_name!r} across inputs does not pay here: the best setting gives "
+            f"{gain:.2f}x on {metric} over one input at a time ({len(items)} tuning inputs)"
+        )
+        if not (parts_alone and parts):
+            raise Rejected(why)
+        notes["batching"] = why + "; its parts are tried one input at a time"
+        context.log(f"cross-input batching: {notes['batching']}")
+        chosen, gain = Setting(1, 1), 1.0
+    candidate = build(pipeline, stage_name, slots, chosen, length)
+    if chosen.batch_size > 1:
+        check_outputs(candidate, context, "batched")
+    kept_any = False
+    for part in parts:
+        found = _try_part(part, candidate, chosen, items, runtime, context, notes)
+        if found is not None:
+            candidate, chosen, part_gain = found
+            gain *= part_gain
+            kept_any = True
+    if chosen.batch_size == 1 and not kept_any:
+        raise Rejected(f"{notes['batching']}, and none of its parts holds: {notes['parts']}")
+    params = {"slots": list(slots), **chosen.as_params()}
+    notes["gain_with_parts_on_tune_split"] = round(gain, 3)
+    return Tuned(params=params, notes=notes, est_stage_speedup=None)
+
+
+def _tuning_runtime(pipeline: Pipeline, context: TuneContext) -> RuntimeSpec:
+    """The workload's runtime; online without a rate, 70 % of one-at-a-time capacity (as
+    the profiler and the validator offer), so the delay is tuned under real queueing."""
+    runtime = RuntimeSpec.from_workload(context.workload)
+    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
+        reset_state(pipeline)
+        probe = list(context.workload.items)[:32]
+        capacity = run_pass(pipeline, probe, RuntimeSpec()).throughput_rps
+        runtime = replace(runtime, rate=max(0.7 * capacity, 1e-3))
+    return runtime
+
+
+def _search(
+    pipeline: Pipeline,
+    stage_name: str,
+    slots: Sequence[str],
+    items: list[Any],
+    runtime: RuntimeSpec,
+    context: TuneContext,
+    length: Callable[[Any], int] | None,
+) -> tuple[float, Setting | None, list[dict[str, Any]]]:
+    """The best (gain, setting) over group sizes, windows and delays, and the curve."""
+    metric = context.requirements.metric
+    online = runtime.mode != "offline"
+    bound = getattr(context.requirements, f"{metric}_ms", None) if metric != "throughput" else None
+    delays = tuple(d for d in DELAYS_MS if bound is None or d <= 0.5 * bound) if online else ()
     curve: list[dict[str, Any]] = []
     best: tuple[float, Setting | None] = (1.0, None)
     for size in GROUP_SIZES:
@@ -189,39 +241,38 @@ def tune(
             )
             if gain > best[0]:
                 best = (gain, setting)
-    gain, chosen = best
-    if chosen is None or gain < 1.0 + max(requirements.min_gain, 0.02):
-        raise Rejected(
-            f"batching {stage_name!r} across inputs does not pay here: the best setting gives "
-            f"{gain:.2f}x on {metric} over one input at a time ({len(items)} tuning inputs)"
-        )
-    candidate = build(pipeline, stage_name, slots, chosen, length)
-    check_outputs(candidate, context, "batched")
-    notes: dict[str, Any] = {"curve": curve, "gain_on_tune_split": round(gain, 3), "parts": {}}
-    for part in parts:
+    return best[0], best[1], curve
+
+
+def _try_part(
+    part: Part,
+    candidate: Pipeline,
+    setting: Setting,
+    items: list[Any],
+    runtime: RuntimeSpec,
+    context: TuneContext,
+    notes: dict[str, Any],
+) -> tuple[Pipeline, Setting, float] | None:
+    """``part`` on top of ``candidate``, when it is no slower and its outputs hold."""
+    try:
+        with_part, new_setting = part.apply(candidate, setting)
+    except Rejected as exc:
+        notes["parts"][part.name] = {"kept": False, "why": str(exc)}
+        context.log(f"cross-input batching: {part.name}: not kept: {exc}")
+        return None
+    metric = context.requirements.metric
+    gain, _, _ = paired_gain(candidate, with_part, items, runtime, metric, rounds=1)
+    kept = gain >= PART_MIN_GAIN
+    why = "" if kept else f"no faster with it ({gain:.2f}x)"
+    if kept:
         try:
-            with_part, setting = part.apply(candidate, chosen)
+            check_outputs(with_part, context, part.name)
         except Rejected as exc:
-            notes["parts"][part.name] = {"kept": False, "why": str(exc)}
-            context.log(f"cross-input batching: {part.name}: not kept: {exc}")
-            continue
-        part_gain, _, _ = paired_gain(candidate, with_part, items, runtime, metric, rounds=1)
-        kept = part_gain >= PART_MIN_GAIN
-        why = "" if kept else f"no faster with it ({part_gain:.2f}x)"
-        if kept:
-            try:
-                check_outputs(with_part, context, part.name)
-            except Rejected as exc:
-                kept, why = False, str(exc)
-        notes["parts"][part.name] = {"kept": kept, "gain": round(part_gain, 3), "why": why}
-        context.log(
-            f"cross-input batching: {part.name}: {part_gain:.2f}x: {'kept' if kept else 'not kept'}"
-        )
-        if kept:
-            candidate, chosen = with_part, setting
-            gain *= part_gain
-    params = {"slots": list(slots), **chosen.as_params()}
-    return Tuned(params=params, notes=notes, est_stage_speedup=None)
+            kept, why = False, str(exc)
+    notes["parts"][part.name] = {"kept": kept, "gain": round(gain, 3), "why": why}
+    verdict = "kept" if kept else "not kept"
+    context.log(f"cross-input batching: {part.name}: {gain:.2f}x: {verdict}")
+    return (with_part, new_setting, gain) if kept else None
 
 
 def check_outputs(candidate: Pipeline, context: TuneContext, what: str) -> None:
@@ -242,9 +293,10 @@ def inference_mode_part() -> Part:
     def apply(pipeline: Pipeline, setting: Setting) -> tuple[Pipeline, Setting]:
         if setting.grad_mode == "inference_mode":
             raise Rejected("already on")
-        return _rebuilt(pipeline, replace(setting, grad_mode="inference_mode")), replace(
-            setting, grad_mode="inference_mode"
-        )
+        if setting.batch_size == 1:
+            raise Rejected("one input at a time, the stage's own calls keep their grad mode")
+        on = replace(setting, grad_mode="inference_mode")
+        return _rebuilt(pipeline, on), on
 
     return Part("inference_mode", apply)
 
@@ -254,11 +306,8 @@ def _rebuilt(pipeline: Pipeline, setting: Setting) -> Pipeline:
     for stage in pipeline.stages:
         note = stage.meta.get(META_KEY)
         if note:
-            fn = stage.batch_fn
-            original = stage.evolve(batch_fn=None)
-            slots = list(note.get("slots", ()))
-            length = getattr(fn, "length", text_length)
-            return build(pipeline.replace(stage.name, original), stage.name, slots, setting, length)
+            length = getattr(stage.batch_fn, "length", text_length)
+            return build(pipeline, stage.name, list(note.get("slots", ())), setting, length)
     return pipeline
 
 

@@ -91,7 +91,8 @@ def _cross_batching(
     if not isinstance(measured, Mapping) or not measured.get("speedup"):
         return None
     single = float(measured["per_item_ms_single"])
-    batched = float(measured["per_item_ms_batched"])
+    # where batching does not pay, the change keeps one input at a time and its parts
+    batched = min(single, float(measured["per_item_ms_batched"]))
     tokenizer_slot = None
     tok = found.tokenizer
     if tok is not None and tok.slow and stage.injects(found.tokenizer_slot or ""):

@@ -53,7 +53,11 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     parts = [crossbatch.inference_mode_part()]
     if tokenizer_slot:
         parts.insert(0, crossbatch.Part("rust_tokenizer", rust_part))
-    tuned = crossbatch.tune(pipeline, stage_name, slots, context, parts=parts)
+    # The Rust tokenizer can pay even where batching does not: then the parts are tried
+    # one input at a time, and the change is what holds of them.
+    tuned = crossbatch.tune(
+        pipeline, stage_name, slots, context, parts=parts, parts_alone=bool(tokenizer_slot)
+    )
     kept = tuned.notes.get("parts", {}).get("rust_tokenizer", {}).get("kept")
     params = dict(tuned.params)
     artifacts = {}
