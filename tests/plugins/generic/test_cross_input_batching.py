@@ -132,9 +132,6 @@ def test_parts_alone_are_kept_where_batching_does_not_pay(tmp_path):
             "classify", slow.stage("classify").with_slots(model=Launch(0.0))
         ), setting
 
-    proposal = ids.Proposal(
-        cross_input_batching.ID, "generic", "classify", "t", params={"slots": ["model"]}
-    )
     context = _context(slow, _workload(24), tmp_path)
     parts = [crossbatch.Part("cheaper", cheaper), crossbatch.inference_mode_part()]
     tuned = crossbatch.tune(slow, "classify", ["model"], context, parts=parts, parts_alone=True)
