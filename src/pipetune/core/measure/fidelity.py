@@ -37,3 +37,12 @@ def compare(
             "to one a plugin knows (labels, ranked_ids, tokens, token_ids, tensor, any)"
         )
     return result
+
+
+def reference_part(reference: Sequence[Any], part: str) -> list[Any]:
+    """One half of a plugin's built-in reference data (held-out text for a perplexity
+    gate), so that what calibrates a lossy change never scores it: ``evaluation`` takes
+    the even positions, ``calibration`` the odd ones."""
+    if part not in ("evaluation", "calibration"):
+        raise ValueError(f"part must be 'evaluation' or 'calibration', not {part!r}")
+    return list(reference[0 if part == "evaluation" else 1 :: 2])
