@@ -14,7 +14,7 @@ from pipetune.core.kernel.errors import ConfigError, PipelineError
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.registry import Demo
-from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
+from pipetune.core.kernel.results import Change, Fidelity, InFlight, Profile, Proposal, Tuned
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic import adaptive, batching, cache, fidelity, parallel
 from pipetune.plugins.generic.scan_rules import scan_rules  # noqa: F401
@@ -234,6 +234,11 @@ def _batching_proposal(
         effort="minutes",
         accuracy_risk="low",
         evidence={"batch": dict(measured)},
+        in_flight=InFlight(
+            inputs=int(entry["batch"]),
+            arrival="workload" if online else "backlog",
+            assumes=f"{entry['batch']} inputs in flight at once, batched in one call",
+        ),
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipetune.core.kernel.errors import ConfigError, PipelineError, Rejected
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.results import Change, Profile, Proposal, Tuned
+from pipetune.core.kernel.results import Change, InFlight, Profile, Proposal, Tuned
 from pipetune.plugins.llm.blocks import encode_request, is_generate_block, stage_engine
 from pipetune.plugins.llm.records import GenerateConfig, Generation, GenerationRequest
 
@@ -219,6 +219,7 @@ def _propose_block(
                 conflicts=(*SPECULATIVE, CUDA_GRAPHS),
                 fidelity_kind="tokens",
                 evidence={"batching": config.batching, "output_tokens": dict(dist)},
+                in_flight=InFlight(inputs=8, assumes="8 requests in flight at once"),
             )
         )
     if config.speculative is None and config.batching == "none":
@@ -396,7 +397,11 @@ def tune(
         )
 
     if proposal.id == CONTINUOUS:
-        return _tune_continuous(base, config, requests, engine, floor, min_speedup)
+        tuned = _tune_continuous(base, config, requests, engine, floor, min_speedup)
+        batch = int(tuned.params["max_batch"])  # validated with passes that can fill it
+        return tuned.evolve(
+            in_flight=InFlight(inputs=batch, assumes=f"{batch} requests in flight at once")
+        )
 
     if proposal.id in SPECULATIVE:
         return _tune_speculative(proposal, base, config, requests, engine, floor, min_speedup)
@@ -672,4 +677,9 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipe
 
         slots["prefix_cache"] = PrefixCache(new_config.prefixes)
     applied = [*stage.meta.get("llm", []), change.proposal]
-    return pipeline.replace(stage.name, stage.with_slots(**slots).noted(llm=applied))
+    result = pipeline.replace(stage.name, stage.with_slots(**slots).noted(llm=applied))
+    if change.proposal == CONTINUOUS:  # served in batches, or the engine sees one request
+        from pipetune.core.runtime.serving import with_serving
+
+        result = with_serving(result, batch_size=new_config.max_batch)
+    return result
