@@ -140,3 +140,14 @@ def test_one_group_cannot_be_split():
     workload = Workload(items=(1, 2, 3, 4), groups=["same"] * 4)
     with pytest.raises(ConfigError, match="all 4 items are in one group"):
         workload.split(0.5)
+
+
+def test_jsonl_workloads_read_group_keys_from_a_field(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        '{"text": "a", "case": 1}\n{"text": "b", "case": 1}\n{"text": "c", "case": 2}\n'
+    )
+    workload = Workload.from_jsonl(path, field="text", group_field="case")
+    assert workload.items == ("a", "b", "c") and workload.groups == (1, 1, 2)
+    with pytest.raises(ConfigError, match=r"docs\.jsonl:1: no field 'user'"):
+        Workload.from_jsonl(path, field="text", group_field="user")

@@ -491,11 +491,13 @@ class Workload:
         *,
         field: str | None = None,
         label_field: str | None = None,
+        group_field: str | None = None,
         **options: Any,
     ) -> Workload:
         """One input per line. ``field`` picks a key from each object (else the whole
-        value is the input); ``label_field`` picks the label. A malformed line is an error
-        that names the line."""
+        value is the input); ``label_field`` picks the label; ``group_field`` the group
+        key (a case id, a user id: see ``groups``). A malformed line is an error that
+        names the line."""
         path = Path(path)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -505,6 +507,7 @@ class Workload:
             raise ConfigError(f"workload {path} is not UTF-8: {exc.reason}") from None
         items: list[Any] = []
         labels: list[Any] = []
+        groups: list[Any] = []
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -512,13 +515,18 @@ class Workload:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            for key in (field, label_field):
+            for key in (field, label_field, group_field):
                 if key is not None and (not isinstance(value, dict) or key not in value):
                     raise ConfigError(f"{path}:{number}: no field {key!r} in this line")
             items.append(value[field] if field is not None else value)
             if label_field is not None:
                 labels.append(value[label_field])
+            if group_field is not None:
+                group = value[group_field]
+                groups.append(tuple(group) if isinstance(group, list) else group)
         options.setdefault("name", path.stem)
+        if group_field is not None:
+            options["groups"] = groups
         return cls(items=tuple(items), labels=tuple(labels) if label_field else None, **options)
 
     @classmethod
