@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipetune.core.measure import probes
-
 #: Above this run-queue wait share the host was busy: figures are noisy.
 BUSY_RUN_QUEUE_WAIT = 0.10
 #: Where the wait is unknown: other processes above this share of the cores is busy.
@@ -101,6 +99,8 @@ class HostLoadMeter:
         self.result: HostLoad | None = None
 
     def start(self) -> HostLoadMeter:
+        from pipetune.core.measure import probes  # (cProfile: loaded only when measuring)
+
         self._started = time.perf_counter()
         self._queue = probes.process_runqueue()
         self._host = _host_cpu()
@@ -108,6 +108,8 @@ class HostLoadMeter:
         return self
 
     def stop(self) -> HostLoad:
+        from pipetune.core.measure import probes
+
         seconds = time.perf_counter() - self._started
         cores = os.cpu_count() or 1
         wait = _wait_share(self._queue, probes.process_runqueue())
