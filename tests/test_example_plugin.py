@@ -71,10 +71,14 @@ def test_installed_plugin_is_listed(installed: Path) -> None:
     assert example["status"] == "loaded", example
     assert example["source"] == "entrypoint"
     assert (example["distribution"], example["version"]) == ("pipetune-example-plugin", "0.1.0")
-    assert example["api"] == 1
-    assert {"inspect_pipeline", "profile_pipeline", "propose_changes", "materialize_change"} <= set(
-        example["hooks"]
-    )
+    assert example["api"] == 2
+    assert {
+        "inspect_pipeline",
+        "profile_pipeline",
+        "propose_changes",
+        "register_changes",
+        "register_output_kinds",
+    } <= set(example["hooks"])
 
 
 def test_installed_plugin_can_be_disabled(installed: Path) -> None:

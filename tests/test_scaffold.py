@@ -92,7 +92,7 @@ def test_the_scaffold_has_the_entry_point_hooks_and_tests(scaffolded):
         pyproject
     )
     plugin = (scaffolded / "src/pipetune_acme_lookup/plugin.py").read_text()
-    for hook in ("profile_pipeline", "propose_changes", "materialize_change", "scan_rules"):
+    for hook in ("profile_pipeline", "propose_changes", "register_changes", "scan_rules"):
         assert f"def {hook}(" in plugin
     assert "from pipetune.testing import" in (scaffolded / "tests/test_acme_lookup.py").read_text()
 
@@ -153,8 +153,8 @@ def test_installed_scaffold_is_listed_and_proposes(installed, tmp_path):
     plugins = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}
     ours = plugins["acme_lookup"]
     assert ours["status"] == "loaded" and ours["source"] == "entrypoint"
-    assert ours["distribution"] == "pipetune-acme-lookup" and ours["api"] == 1
-    assert {"profile_pipeline", "propose_changes", "materialize_change", "scan_rules"} <= set(
+    assert ours["distribution"] == "pipetune-acme-lookup" and ours["api"] == 2
+    assert {"profile_pipeline", "propose_changes", "register_changes", "scan_rules"} <= set(
         ours["hooks"]
     )
 

@@ -1,9 +1,10 @@
 """Composing the generic plugin's transformations with the nlp ones, for the benchmark.
 
-The generic plugin owns result caching and batching (DESIGN §3). The benchmark applies them
-directly, as the optimize loop would: documents in batches through each stage's
-``batch_fn``, and the generic plugin's content-hash cache in front of the embed stage,
-which is cached per section because the stage declares ``meta["elementwise"]``.
+The generic plugin owns result caching and batching (one owner per transformation). The
+benchmark applies them directly, as the optimize loop would: documents in batches
+through each stage's ``batch_fn``, and the generic plugin's content-hash cache in front
+of the embed stage, which is cached per section because the stage declares
+``meta["elementwise"]``.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def bench_tokenizer(pipeline: Any, rust: Any, documents: Sequence[Any], rounds: 
 def bench_truncation(pm: Any, pipeline: Any, setup: Any, store: Any, log: Callable) -> dict:
     from pipetune import Proposal
     from pipetune.core.kernel.context import TuneContext
-    from pipetune.plugins.nlp.tuning import evaluate_outputs, tune_truncation
+    from pipetune.plugins.nlp.changes.truncation import evaluate_outputs, tune_truncation
 
     workload = setup.workload
     baseline = list(setup.notes["baseline_outputs"])
@@ -333,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipetune.core.kernel.results import Change
     from pipetune.core.measure.machine import detect_machine
     from pipetune.demos.nlp.demo import build_demo
-    from pipetune.plugins.nlp.tuning import tune_bucketing, tune_rust_tokenizer
+    from pipetune.plugins.nlp.changes.length_bucketing import tune_bucketing
+    from pipetune.plugins.nlp.changes.rust_tokenizer import tune as tune_rust_tokenizer
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -196,7 +196,7 @@ def retrieval_section(
 
 
 def _index(store: ArtifactStore, items: np.ndarray, spec: ann.IndexSpec) -> Any:
-    from pipetune.plugins.recsys.tuning import index_artifact
+    from pipetune.plugins.recsys.changes.common import index_artifact
 
     return index_artifact(store, items, spec, log)
 

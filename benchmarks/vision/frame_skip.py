@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pipetune.demos.vision.demo import build_video
     from pipetune.plugins.vision import frame_skip
     from pipetune.plugins.vision.blocks import classify_batch, preprocess_frame
-    from pipetune.plugins.vision.changes import MOTION, STRIDE, materialize, tune
     from pipetune.plugins.vision.fidelity import prediction_entropy
+    from pipetune.plugins.vision.proposals import MOTION, STRIDE
 
     setup = build_video(args.quick, log=print)
     pipeline, workload = setup.pipeline, setup.workload
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tuned: dict[str, Any] = {}
     for pid, proposal in proposals.items():
         try:
-            tuned[pid] = tune(proposal, pipeline, tune_wl, context)
+            tuned[pid] = pm.tune(proposal, pipeline, context)
             print(f"{pid}: tuned {dict(tuned[pid].params)}")
         except Exception as exc:  # a rejection is a result, reported as such
             tuned[pid] = exc
@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for pid, result in tuned.items():
         if not isinstance(result, Exception):
             change = Change.from_proposal(proposals[pid], result)
-            variants.append((f"{pid} {_describe(result.params)}", materialize(change, pipeline)))
+            variants.append(
+                (f"{pid} {_describe(result.params)}", pm.materialize(change, pipeline, "."))
+            )
     rows: list[dict[str, Any]] = []
     baseline_out = None
     base_fps = None

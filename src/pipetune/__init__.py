@@ -12,6 +12,7 @@ from typing import Any
 from pipetune.core.kernel.errors import (
     ConfigError,
     MissingDependency,
+    ParamsError,
     PipelineError,
     PipetuneError,
     PluginError,
@@ -21,12 +22,15 @@ from pipetune.core.kernel.errors import (
 from pipetune.core.kernel.hookspecs import API_VERSION, hookimpl
 from pipetune.core.kernel.manager import BUILTIN_PLUGINS, get_plugin_manager
 from pipetune.core.kernel.model import Growth, Pipeline, Requirements, Stage, Trace, Workload
+from pipetune.core.kernel.params import ChangeParams, NoParams
 from pipetune.core.kernel.registry import (
     Availability,
     Backend,
+    ChangeType,
     Demo,
     DemoSetup,
     Dependency,
+    OutputKind,
     require,
 )
 from pipetune.core.kernel.results import (
@@ -76,6 +80,8 @@ __all__ = [
     "Availability",
     "Backend",
     "Change",
+    "ChangeParams",
+    "ChangeType",
     "ConfigError",
     "Demo",
     "DemoSetup",
@@ -83,6 +89,9 @@ __all__ = [
     "Fidelity",
     "Growth",
     "MissingDependency",
+    "NoParams",
+    "OutputKind",
+    "ParamsError",
     "Pipeline",
     "PipelineError",
     "PipetuneError",

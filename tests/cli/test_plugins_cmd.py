@@ -122,7 +122,7 @@ def test_builtins_are_listed_with_their_hooks():
     result = _run(get_plugin_manager(entry_points=False), "plugins", "--json")
     plugins = {p["name"]: p for p in json.loads(result.output)["plugins"]}
     assert plugins["generic"]["source"] == "builtin"
-    assert "compare_outputs" in plugins["generic"]["hooks"]
+    assert "register_output_kinds" in plugins["generic"]["hooks"]
 
 
 def test_broken_entry_point_plugin_is_reported_and_the_rest_load(monkeypatch, capsys):

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import textwrap
 from types import ModuleType
+from typing import Any
 
+from pipetune import hookimpl
 from pipetune.scan import Finding, scan_source
 from pipetune.testing import make_plugin_manager
+
+
+class RulesOf:
+    """A plugin serving a ``scan_rules`` module's ``RULES`` (and its ``scan_file``, when it
+    has one), as the owning plugin's hooks do."""
+
+    def __init__(self, module: ModuleType):
+        self.module = module
+
+    @hookimpl
+    def scan_rules(self) -> Any:
+        return self.module.RULES
+
+    @hookimpl
+    def scan_file(self, path: Any, tree: Any, source: str) -> Any:
+        whole_file = getattr(self.module, "scan_file", None)
+        return whole_file(path, tree, source) if whole_file else None
 
 
 def findings(module: ModuleType, plugin: str, code: str, rule: str) -> list[Finding]:
     """Findings of ``rule`` when ``module``'s scan hooks (as plugin ``plugin``) scan
     ``code``. The manager is strict: a rule that raises fails the test."""
-    pm = make_plugin_manager((plugin, module))
+    pm = make_plugin_manager((plugin, RulesOf(module)))
     found = scan_source(textwrap.dedent(code), pm, select=[rule])
     assert all(f.rule == rule for f in found)
     return found

@@ -92,3 +92,58 @@ def test_hints_at_a_global_list(pm, hook_recorder):
     profile = quick_profile(pm, pipeline, make_workload(n=5))
     assert any("GLOBAL_STOPWORDS" in hint for hint in profile.hints)
     hook_recorder.assert_called("stage_hints", plugin="example", times=1)
+
+
+# -- the change type and the output kind (written from pipetune's CONTRIBUTING.md) ---------
+
+
+def test_the_change_type_is_registered_with_typed_params(example_pm):
+    from pipetune_example_plugin.set_lookup import SetLookupParams
+
+    from pipetune import ParamsError
+
+    registered = example_pm.change_types()["example.set_lookup"]
+    assert registered.owner == "example" and not registered.lossy
+    assert SetLookupParams.of({"slots": ["stopwords"]}) == SetLookupParams(("stopwords",))
+    with pytest.raises(ParamsError, match="unknown parameter 'slot'"):
+        SetLookupParams.of({"slot": "stopwords"})
+
+
+def test_a_recipe_reapplies_the_change_without_the_plugin_searching(example_pm, pipetune_artifacts):
+    from pipetune import load_recipe
+    from pipetune.core.loop.recipes import make_recipe
+
+    pipeline = make_pipeline(
+        make_stage("filter", drop_stopwords, slots={"stopwords": STOPWORDS}), output_kind="any"
+    )
+    workload = make_workload(n=40)
+    proposal = assert_proposes(example_pm, pipeline, workload, id="example.set_lookup")
+    _, change = apply_proposal(example_pm, proposal, pipeline, workload, pipetune_artifacts)
+    recipe = make_recipe(pipeline, [change])
+    assert recipe.to_dict()["changes"][0]["params_version"] == 1
+    loaded = load_recipe(
+        pipeline, recipe.to_dict(), pm=example_pm, artifacts_dir=pipetune_artifacts
+    )
+    assert isinstance(loaded.stage("filter").slots["stopwords"], frozenset)
+
+
+def test_word_sets_are_compared_by_jaccard_and_judged_by_this_plugin(example_pm):
+    same = example_pm.compare("word_sets", [["a", "b"], []], [["b", "a"], []])
+    assert (same.value, same.metric, same.judged_by) == (1.0, "mean_jaccard", "example")
+    half = example_pm.compare("word_sets", [["a", "b"]], [["a", "c"]])
+    assert half.value == pytest.approx(1 / 3) and half.details["first_difference"] == 0
+
+
+def test_the_set_lookup_keeps_word_sets_identical(example_pm, pipetune_artifacts):
+    pipeline = make_pipeline(
+        make_stage("filter", drop_stopwords, slots={"stopwords": STOPWORDS}),
+        output_kind="word_sets",
+    )
+    workload = make_workload(n=40)
+    proposal = assert_proposes(example_pm, pipeline, workload, id="example.set_lookup")
+    new, _ = apply_proposal(example_pm, proposal, pipeline, workload, pipetune_artifacts)
+    items = list(workload.items)
+    fidelity = example_pm.compare(
+        "word_sets", [pipeline.run(x) for x in items], [new.run(x) for x in items]
+    )
+    assert fidelity.value == 1.0 and fidelity.details["identical"] == len(items)

@@ -36,7 +36,7 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--json",
             "json_path",
             type=click.Path(path_type=Path, dir_okay=False),
-            help="Write the JSON report (DESIGN §6, checked against its schema).",
+            help="Write the JSON report (checked against its JSON Schema).",
         ),
         click.option(
             "--html",

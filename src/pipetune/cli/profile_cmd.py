@@ -118,7 +118,7 @@ def profile(
 
 
 def _warn_if_invalid(path: Path, data: dict[str, Any]) -> None:
-    """The JSON Schema is the contract (DESIGN §6): say so if a profile breaks it."""
+    """The JSON Schema is the contract tools rely on: say so if a profile breaks it."""
     try:
         from pipetune.core.report.schema import problems
     except ImportError:

@@ -314,7 +314,7 @@ def _render_list(console: Console, title: str, lines: Sequence[str], style: str)
 
 
 def profile_json(profile: Profile, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The profile as written by ``--json``: the report's ``baseline`` object (DESIGN §6)
+    """The profile as written by ``--json``: the report's ``baseline`` object (the JSON contract)
     with the profile's other fields alongside."""
     data = profile.to_dict()
     data.update({k: v for k, v in profile.summary().items() if k not in data})

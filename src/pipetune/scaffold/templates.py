@@ -121,8 +121,9 @@ PLUGIN = '''\
    the inputs the profiling run observed, with the list and with an ``IndexedList``;
 2. ``propose_changes``: propose ``$name.indexed_lookup`` when the measured stage speedup
    is worth a trial;
-3. ``materialize_change``: build a new pipeline whose stage gets an ``IndexedList`` copy
-   (the user's list is never touched);
+3. ``register_changes``: the change type ``$name.indexed_lookup``, whose materialize
+   builds a new pipeline whose stage gets an ``IndexedList`` copy (the user's list is
+   never touched);
 4. ``scan_rules``: a static rule for ``pipetune scan``: ``.index(...)`` inside a loop.
 """
 
@@ -131,17 +132,27 @@ from __future__ import annotations
 import ast
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipetune import Change, Pipeline, Profile, Proposal, Stage, hookimpl
+from pipetune import (
+    Change,
+    ChangeParams,
+    ChangeType,
+    Pipeline,
+    Profile,
+    Proposal,
+    Stage,
+    hookimpl,
+)
 from pipetune.core.kernel.context import Observations
 from pipetune.scan import FileContext, Finding, Rule
 
 from $module.indexed import IndexedList, is_candidate
 
 #: The plugin API this plugin is written against.
-PIPETUNE_API = 1
+PIPETUNE_API = 2
 
 NAME = "$name"
 PROPOSAL_ID = f"{NAME}.indexed_lookup"
@@ -214,14 +225,28 @@ def propose_changes(pipeline: Pipeline, profile: Profile) -> list[Proposal] | No
     return proposals or None
 
 
-@hookimpl
-def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
+@dataclass(frozen=True)
+class IndexedLookupParams(ChangeParams):
+    """What a recipe stores for the change: the slots to index."""
+
+    slots: tuple[str, ...]
+
+
+def materialize_indexed_lookup(
+    change: Change, pipeline: Pipeline, artifacts_dir: Path
+) -> Pipeline:
+    params = IndexedLookupParams.of(change)
     stage = pipeline.stage(change.stage)
-    indexed = {slot: IndexedList(stage.slots[slot]) for slot in change.params["slots"]}
+    indexed = {slot: IndexedList(stage.slots[slot]) for slot in params.slots}
     new_stage = stage.with_slots(**indexed).noted(
         applied=[*stage.meta.get("applied", ()), change.proposal]
     )
     return pipeline.replace(stage.name, new_stage)
+
+
+@hookimpl
+def register_changes() -> list[ChangeType]:
+    return [ChangeType(PROPOSAL_ID, IndexedLookupParams, materialize_indexed_lookup)]
 
 
 def _check_index_in_loop(node: ast.Call, ctx: FileContext) -> Finding | None:

@@ -712,7 +712,7 @@ def _scan_parallel(plan: WorkerPlan, files: list[Path], jobs: int) -> Iterator[F
     from concurrent.futures import ProcessPoolExecutor
 
     # Spawned, not forked: workers start clean (no inherited threads or locks) and import
-    # only what scanning needs, as DESIGN §2 asks of every process pipetune starts.
+    # only what scanning needs, as every process pipetune starts should.
     context = multiprocessing.get_context("spawn")
     chunksize = max(1, min(64, len(files) // (jobs * 8)))
     with ProcessPoolExecutor(

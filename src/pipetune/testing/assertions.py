@@ -179,9 +179,10 @@ def apply_proposal(
     *,
     requirements: Requirements | None = None,
 ) -> tuple[Pipeline, Change]:
-    """Tune (when the owner implements ``tune_proposal``) and materialize ``proposal``
-    through its owner, as the loop does, without validating speed. Returns the new
-    pipeline and the :class:`~pipetune.core.kernel.results.Change` a recipe would store.
+    """Tune and materialize ``proposal`` through the change type registered for its id
+    (or the owner's ``tune_proposal``/``materialize_change``), as the loop does, without
+    validating speed. Returns the new pipeline and the
+    :class:`~pipetune.core.kernel.results.Change` a recipe would store.
 
     Checks that the owner returned a new pipeline and left ``pipeline``'s objects alone.
     """
@@ -193,30 +194,16 @@ def apply_proposal(
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     with assert_unchanged(pipeline):
         context = TuneContext(pm, pipeline, workload, requirements, ArtifactStore(artifacts_dir))
-        tuned = pm.call_owner(
-            "tune_proposal",
-            proposal.plugin,
-            proposal=proposal,
-            pipeline=pipeline,
-            workload=workload,
-            requirements=requirements,
-            context=context,
-        )
-        change = Change.from_proposal(proposal, tuned)
-        new = pm.call_owner(
-            "materialize_change",
-            proposal.plugin,
-            change=change,
-            pipeline=pipeline,
-            artifacts_dir=artifacts_dir,
-        )
+        tuned = pm.tune(proposal, pipeline, context)
+        change = pm.make_change(proposal, tuned)
+        new = pm.materialize(change, pipeline, artifacts_dir)
     if not isinstance(new, Pipeline):
         raise AssertionError(
-            f"materialize_change of {proposal.plugin!r} returned {type(new).__name__}, "
+            f"materializing {proposal.id} ({proposal.plugin!r}) returned {type(new).__name__}, "
             "not a Pipeline"
         )
     if new is pipeline:
-        raise AssertionError("materialize_change returned the original pipeline object")
+        raise AssertionError(f"materializing {proposal.id} returned the original pipeline object")
     return new, change
 
 

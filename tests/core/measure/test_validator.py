@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipetune import ChangeType, NoParams, OutputKind, hookimpl
 from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.model import Requirements
@@ -277,3 +278,51 @@ def test_materialize_must_return_a_new_pipeline(tmp_path):
     _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)
     trial = validator.try_proposal(_proposal("same"), pipeline, context).trial
     assert trial.status == "rejected" and "must return a new one" in trial.reason
+
+
+def test_a_plugin_threshold_below_the_users_budget_does_not_loosen_it(tmp_path):
+    loose = Fidelity(metric="perplexity", value=0.95, threshold=0.5)
+    plugin = ToyPlugin(changes={"faster": faster}, assess=lambda change: loose)
+    _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)
+    trial = validator.try_proposal(_proposal("faster"), pipeline, context).trial
+    assert trial.status == "rejected" and "perplexity 0.950" in trial.reason
+    assert trial.fidelity.threshold == pytest.approx(validator.fidelity_floor)
+    assert trial.fidelity.judged_by == "toy"
+
+
+def test_the_fidelity_records_the_plugin_and_kind_that_judged(tmp_path):
+    plugin = ToyPlugin(changes={"faster": faster})
+    _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)
+    trial = validator.try_proposal(_proposal("faster"), pipeline, context).trial
+    assert (trial.fidelity.judged_by, trial.fidelity.output_kind) == ("generic", "labels")
+    assert trial.fidelity.metric == "label_agreement"
+
+
+class LossyPlugin:
+    """A plugin on the registered contract whose lossy change is judged on no outputs."""
+
+    name = "lossyplug"
+    PIPETUNE_API = 2
+
+    @hookimpl
+    def register_changes(self):
+        def materialize(change, pipeline, artifacts_dir):
+            return faster(pipeline, {})
+
+        return [ChangeType("lossyplug.faster", NoParams, materialize, lossy=True)]
+
+    @hookimpl
+    def register_output_kinds(self):
+        def blind(baseline, candidate, labels):
+            return Fidelity(metric="nothing_compared", value=1.0, n=0)
+
+        return [OutputKind("blind", "nothing_compared", blind)]
+
+
+def test_a_lossy_change_is_not_kept_without_a_fidelity_gate(tmp_path):
+    _, pipeline, validator, context, _, _ = _setup(tmp_path, LossyPlugin())
+    proposal = Proposal(
+        id="lossyplug.faster", plugin="lossyplug", stage="work", title="x", fidelity_kind="blind"
+    )
+    trial = validator.try_proposal(proposal, pipeline, context).trial
+    assert trial.status == "rejected" and "lossy" in trial.reason

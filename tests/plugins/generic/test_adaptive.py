@@ -20,7 +20,7 @@ from pipetune.core.kernel.state import component_stats, reset_state
 from pipetune.core.loop.optimize import LoopSettings, optimize
 from pipetune.core.loop.recipes import load_recipe, make_recipe
 from pipetune.plugins.generic import adaptive
-from pipetune.plugins.generic import plugin as generic
+from pipetune.plugins.generic.changes import adaptive_computation
 from tests.core.loop_toys import FAST_VALIDATOR
 
 CLASSES = ("neg", "pos")
@@ -193,7 +193,7 @@ def test_tune_finds_a_threshold_that_keeps_fidelity(pm, tmp_path) -> None:
     assert share * adaptive.wilson_upper(changed, routed) <= 0.02 + 1e-9
     assert notes["small_ms"] > 0 and notes["large_ms"] > 0
     # the chosen threshold, applied, gives the calibration figures
-    applied = generic.materialize_change(
+    applied = adaptive_computation.materialize(
         Change.from_proposal(proposal, tuned), routed_pipeline := original, tmp_path
     )
     outputs = [applied.run(x) for x in workload.items]

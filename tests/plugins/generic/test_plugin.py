@@ -14,6 +14,7 @@ from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.profiler import profile
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic import plugin
+from pipetune.plugins.generic import proposals as ids
 
 
 def _pm():
@@ -36,12 +37,12 @@ def test_repeated_inputs_get_a_cache_proposal_with_the_measured_repeat_rate():
     found = profile(pipeline, repeated, pm=pm, **options)
     assert found.facts["generic"]["repeat_rate"]["lookup"] == 28 / 32
     proposals = plugin.propose_changes(pipeline, found, Requirements())
-    cache = [p for p in proposals if p.id == plugin.CACHE]
+    cache = [p for p in proposals if p.id == ids.CACHE]
     assert len(cache) == 1 and cache[0].evidence["repeat_rate"] == 28 / 32
     assert "88% of the inputs" in cache[0].rationale
     fresh = profile(pipeline, unique, pm=pm, **options)
     assert not [
-        p for p in plugin.propose_changes(pipeline, fresh, Requirements()) if p.id == plugin.CACHE
+        p for p in plugin.propose_changes(pipeline, fresh, Requirements()) if p.id == ids.CACHE
     ]
 
 
@@ -84,8 +85,8 @@ def test_a_stage_that_runs_faster_on_two_threads_gets_a_thread_pool():
     proposals = plugin.propose_changes(
         pipeline, _profile(pipeline.stages, holds_gil=False), Requirements()
     )
-    assert [p.id for p in proposals] == [plugin.THREADS]
-    assert proposals[0].conflicts == (plugin.PROCESSES,)
+    assert [p.id for p in proposals] == [ids.THREADS]
+    assert proposals[0].conflicts == (ids.PROCESSES,)
 
 
 def test_a_gil_bound_stage_needs_a_factory_for_processes():
@@ -97,7 +98,7 @@ def test_a_gil_bound_stage_needs_a_factory_for_processes():
     (proposal,) = plugin.propose_changes(
         bare, _profile(bare.stages, holds_gil=True), Requirements()
     )
-    assert proposal.id == plugin.PROCESSES and not proposal.applicable
+    assert proposal.id == ids.PROCESSES and not proposal.applicable
     assert "meta={'factory'" in proposal.reason
     declared = Pipeline("p", (Stage("parse", parse, meta={"factory": "m:f"}),))
     (ready,) = plugin.propose_changes(
@@ -134,11 +135,11 @@ def test_batching_is_proposed_from_a_measured_batch_speedup_for_throughput_only(
     }
     found = _profile(pipeline.stages, batch=measured)
     (proposal,) = plugin.propose_changes(pipeline, found, Requirements())
-    assert proposal.id == plugin.BATCHING and proposal.est_stage_speedup == 5.0
+    assert proposal.id == ids.BATCHING and proposal.est_stage_speedup == 5.0
     assert plugin.propose_changes(pipeline, found, Requirements(p99_ms=5)) == []
     online = _profile(pipeline.stages, batch=measured, mode="online")
     assert [p.id for p in plugin.propose_changes(pipeline, online, Requirements(p99_ms=5))] == [
-        plugin.BATCHING
+        ids.BATCHING
     ]
 
 
@@ -147,27 +148,21 @@ def test_changes_materialize_through_the_owner_and_never_mutate():
     pipeline = Pipeline(
         "p", (Stage("model", classify, slots={"w": np.eye(4)}, batch_fn=classify_batch),)
     )
-    cached = pm.call_owner(
-        "materialize_change",
-        "generic",
-        change=Change(
-            proposal=plugin.CACHE, plugin="generic", stage="model", params={"capacity": 8}
-        ),
-        pipeline=pipeline,
-        artifacts_dir=None,
+    cached = pm.materialize(
+        Change(proposal=ids.CACHE, plugin="generic", stage="model", params={"capacity": 8}),
+        pipeline,
+        ".",
     )
     assert "generic.cache" in cached.stage("model").meta and pipeline.stage("model").meta == {}
-    served = pm.call_owner(
-        "materialize_change",
-        "generic",
-        change=Change(
-            proposal=plugin.BATCHING,
+    served = pm.materialize(
+        Change(
+            proposal=ids.BATCHING,
             plugin="generic",
             stage="model",
             params={"batch_size": 8, "max_delay_ms": 0.0},
         ),
-        pipeline=cached,
-        artifacts_dir=None,
+        cached,
+        ".",
     )
     assert ServingOptions.of(served).batch_size == 8
     x = np.arange(4.0)

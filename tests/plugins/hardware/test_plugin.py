@@ -37,16 +37,9 @@ def _context(pm, pipeline, store, n=8, requirements=None):
     return workload, TuneContext(pm, pipeline, workload, requirements or Requirements(), store)
 
 
-def _tune(pm, proposal, pipeline, workload, context, requirements=None):
-    return pm.call_owner(
-        "tune_proposal",
-        "hardware",
-        proposal=proposal,
-        pipeline=pipeline,
-        workload=workload,
-        requirements=requirements or Requirements(),
-        context=context,
-    )
+def _tune(pm, proposal, pipeline, workload, context):
+    assert context.workload is workload
+    return pm.tune(proposal, pipeline, context)
 
 
 def _proposal(change_id, stage, candidates, **params):
@@ -137,13 +130,7 @@ def test_tune_then_materialize_round_trip(pm, text_pipeline, store, fast_timing,
         json.loads(json.dumps(Change.from_proposal(proposal, tuned).to_dict()))
     )
     monkeypatch.setattr(export, "export_onnx", lambda *a, **k: pytest.fail("re-exported"))
-    built = pm.call_owner(
-        "materialize_change",
-        "hardware",
-        change=change,
-        pipeline=text_pipeline,
-        artifacts_dir=store.root,
-    )
+    built = pm.materialize(change, text_pipeline, store.root)
     slot = built.stage("classify").slots["model"]
     assert isinstance(slot, CompiledModel) and slot.source is model
     assert built.stage("classify").meta["hardware"][0]["change"] == "hardware.compile"
@@ -160,13 +147,7 @@ def test_int8_is_tuned_from_the_eager_module_behind_a_compiled_one(
     workload, context = _context(pm, text_pipeline, store)
     compile_ = _proposal("hardware.compile", "classify", [Candidate("onnxruntime").to_dict()])
     tuned = _tune(pm, compile_, text_pipeline, workload, context)
-    compiled = pm.call_owner(
-        "materialize_change",
-        "hardware",
-        change=Change.from_proposal(compile_, tuned),
-        pipeline=text_pipeline,
-        artifacts_dir=store.root,
-    )
+    compiled = pm.materialize(Change.from_proposal(compile_, tuned), text_pipeline, store.root)
     precision = _proposal(
         "hardware.precision",
         "classify",
@@ -176,13 +157,7 @@ def test_int8_is_tuned_from_the_eager_module_behind_a_compiled_one(
     tuned = _tune(pm, precision, compiled, workload, context)
     assert tuned.params["precision"] == "int8"
     assert tuned.artifacts["model"].endswith(".onnx") and "int8-dynamic" in tuned.artifacts["model"]
-    built = pm.call_owner(
-        "materialize_change",
-        "hardware",
-        change=Change.from_proposal(precision, tuned),
-        pipeline=compiled,
-        artifacts_dir=store.root,
-    )
+    built = pm.materialize(Change.from_proposal(precision, tuned), compiled, store.root)
     slot = built.stage("classify").slots["model"]
     assert slot.precision == "int8"
     assert slot.source is text_pipeline.stage("classify").slots["model"]
@@ -206,7 +181,7 @@ def test_slower_candidates_are_rejected_with_their_figures(pm, text_pipeline, st
     )
     latency = Requirements(p99_ms=100.0)  # a latency goal: batch 1 decides, and it is faster
     workload, context = _context(pm, text_pipeline, store, requirements=latency)
-    tuned = _tune(pm, proposal, text_pipeline, workload, context, requirements=latency)
+    tuned = _tune(pm, proposal, text_pipeline, workload, context)
     assert tuned.est_stage_speedup == 2.0
 
 
@@ -302,13 +277,7 @@ def test_materialize_without_its_artifact_is_a_clear_error(pm, text_pipeline, tm
         artifacts={"export": "gone"},
     )
     with pytest.raises(PipelineError, match="needs artifact 'gone', missing"):
-        pm.call_owner(
-            "materialize_change",
-            "hardware",
-            change=change,
-            pipeline=text_pipeline,
-            artifacts_dir=tmp_path,
-        )
+        pm.materialize(change, text_pipeline, tmp_path)
 
 
 def test_apple_target_is_converted_and_deferred(pm, text_pipeline, store):
@@ -444,13 +413,7 @@ def test_onnx_session_slot_is_rebuilt_and_keeps_its_type(pm, mlp, store, fast_ti
         },
     )
     tuned = _tune(pm, proposal, pipeline, workload, context)
-    built = pm.call_owner(
-        "materialize_change",
-        "hardware",
-        change=Change.from_proposal(proposal, tuned),
-        pipeline=pipeline,
-        artifacts_dir=store.root,
-    )
+    built = pm.materialize(Change.from_proposal(proposal, tuned), pipeline, store.root)
     slot = built.stage("score").slots["model"]
     assert isinstance(slot, onnxruntime.InferenceSession | OpenVINOSession)
     assert [built.run(x) for x in texts(5)] == [pipeline.run(x) for x in texts(5)]

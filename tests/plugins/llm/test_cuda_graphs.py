@@ -107,7 +107,7 @@ def _tune_graphs(llama, requests_):
     """The CUDA-graph tune step's selection, run on the CPU: here the "captured" variant
     decodes with the dynamic cache (no CUDA) and the compiled one with the compiled
     static step, so both variants really run and are measured."""
-    from pipetune.plugins.llm.proposals import _tune_cuda_graphs
+    from pipetune.plugins.llm.changes.cuda_graphs import _tune_cuda_graphs
 
     config = GenerateConfig(static_cache_len=128)
     return _tune_cuda_graphs(

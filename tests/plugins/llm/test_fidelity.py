@@ -33,13 +33,14 @@ def test_refusal_must_match_refusal():
     assert first_divergence([1, 2], [1, 2]) is None
 
 
-def test_compare_outputs_hook_answers_for_tokens():
+def test_the_llm_plugin_owns_the_tokens_output_kind():
     from pipetune import get_plugin_manager
     from pipetune.core.measure.fidelity import compare
 
     pm = get_plugin_manager(entry_points=False)
     result = compare(pm, "tokens", [Generation((1, 2), "eos")], [Generation((1, 3), "eos")])
     assert result.metric == "exact_greedy_tokens" and result.value == 0.0
+    assert (result.judged_by, result.output_kind) == ("llm", "tokens")
 
 
 def test_perplexity_change_for_a_lossy_model_change(llama, tokenizer, torch):

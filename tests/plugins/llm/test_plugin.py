@@ -98,21 +98,11 @@ def test_kv_cache_change_tunes_materializes_and_keeps_tokens(setup, llama, tmp_p
         if p.id == "llm.kv_cache"
     )
     context = context_for(pm, pipeline, workload, tmp_path)
-    tuned = pm.call_owner(
-        "tune_proposal",
-        "llm",
-        proposal=proposal,
-        pipeline=pipeline,
-        workload=workload,
-        requirements=Requirements(),
-        context=context,
-    )
+    tuned = pm.tune(proposal, pipeline, context)
     assert tuned.params == {"use_cache": True}
     assert tuned.notes["fidelity"]["value"] == 1.0
     change = Change.from_proposal(proposal, tuned)
-    candidate = pm.call_owner(
-        "materialize_change", "llm", change=change, pipeline=pipeline, artifacts_dir=tmp_path
-    )
+    candidate = pm.materialize(change, pipeline, tmp_path)
     assert candidate is not pipeline
     assert candidate.stage("generate").slots["config"].use_cache
     assert not pipeline.stage("generate").slots["config"].use_cache
@@ -184,22 +174,12 @@ def test_serving_changes_keep_tokens_and_never_mutate(setup, llama, tmp_path, pr
     )
     context = context_for(pm, cached, workload, tmp_path, Requirements(min_gain=0.0))
     try:
-        tuned = pm.call_owner(
-            "tune_proposal",
-            "llm",
-            proposal=proposal,
-            pipeline=cached,
-            workload=workload,
-            requirements=Requirements(min_gain=0.0),
-            context=context,
-        )
+        tuned = pm.tune(proposal, cached, context)
     except Rejected as exc:  # timing on a tiny model may not pay; the reason says why
         assert "measured" in str(exc)
         tuned = None
     change = Change.from_proposal(proposal, tuned)
-    candidate = pm.call_owner(
-        "materialize_change", "llm", change=change, pipeline=cached, artifacts_dir=tmp_path
-    )
+    candidate = pm.materialize(change, cached, tmp_path)
     outputs = candidate.run_batch(list(workload.items))
     assert context.fidelity(outputs).value == 1.0
     assert state_digest(llama) == digest
@@ -229,15 +209,7 @@ def test_speculation_is_rejected_with_measured_figures_when_it_does_not_pay(setu
     demanding = Requirements(min_gain=9.0)  # no speculation gives 10x: must be declined
     context = context_for(pm, cached, workload, tmp_path, demanding)
     with pytest.raises(Rejected, match=r"acceptance \d+% \(\d+ of \d+ drafted tokens\), measured"):
-        pm.call_owner(
-            "tune_proposal",
-            "llm",
-            proposal=proposal,
-            pipeline=cached,
-            workload=workload,
-            requirements=demanding,
-            context=context,
-        )
+        pm.tune(proposal, cached, context)
 
 
 def test_user_stage_with_use_cache_false_gets_the_proxy(llama, tokenizer, tmp_path):
@@ -261,9 +233,7 @@ def test_user_stage_with_use_cache_false_gets_the_proxy(llama, tokenizer, tmp_pa
     assert "llm.kv_cache" in proposals and "llm.kv_cache_loop" in proposals
     assert proposals["llm.kv_cache_loop"].applicable is False
     change = Change.from_proposal(proposals["llm.kv_cache"])
-    candidate = pm.call_owner(
-        "materialize_change", "llm", change=change, pipeline=pipeline, artifacts_dir=tmp_path
-    )
+    candidate = pm.materialize(change, pipeline, tmp_path)
     assert type(candidate.stage("gen").slots["model"]).__name__ == "CachedGenerate"
     assert pipeline.stage("gen").slots["model"] is llama
     assert [candidate.run(i) for i in workload.items] == [pipeline.run(i) for i in workload.items]

@@ -52,8 +52,9 @@ def test_plugin_modules_import_without_torch_or_transformers():
         "import sys\n"
         "import pipetune.plugins.llm.plugin\n"
         "from pipetune.plugins.llm import analysis, blocks, cuda_graphs, engine, "
-        "fidelity, kv_cache, model_loading, prefix_cache, profiling, proposals, quality, "
+        "fidelity, kv_cache, model_loading, prefix_cache, facts, proposals, changes, quality, "
         "recognize, records, scheduler, speculative, traffic\n"
+        "assert len(changes.change_types()) == 6\n"
         "import pipetune.demos.llm.demo\n"
         "print(sorted(m for m in ('torch', 'transformers', 'gguf') if m in sys.modules))\n"
     )

@@ -33,23 +33,10 @@ def _context(pm, pipeline, workload, tmp_path, floor=None):
 
 
 def _tune_and_apply(pm, proposal, pipeline, workload, context):
-    tuned = pm.call_owner(
-        "tune_proposal",
-        "nlp",
-        proposal=proposal,
-        pipeline=pipeline,
-        workload=workload,
-        requirements=Requirements(),
-        context=context,
-    )
-    change = Change.from_proposal(proposal, tuned)
-    new = pm.call_owner(
-        "materialize_change",
-        "nlp",
-        change=change,
-        pipeline=pipeline,
-        artifacts_dir=context.artifacts.root,
-    )
+    assert context.workload is workload
+    tuned = pm.tune(proposal, pipeline, context)
+    change = pm.make_change(proposal, tuned)
+    new = pm.materialize(change, pipeline, context.artifacts.root)
     return tuned, change, new
 
 
@@ -108,10 +95,9 @@ def test_rust_swap_tune_and_materialize(pm, small, tmp_path, legacy_tokenizer):
     sections = [pipeline.stage("sections")(x) for x in workload.items]
     before = [pipeline.stage("tokenize")(s) for s in sections]
     after = [new.stage("tokenize")(s) for s in sections]
-    exact = pm.hook.compare_outputs(
-        output_kind="token_ids", baseline=before, candidate=after, labels=None
-    )
+    exact = pm.compare("token_ids", before, after)
     assert exact.metric == "exact_token_ids" and exact.value == 1.0
+    assert exact.judged_by == "nlp"
     assert [new.run(x) for x in workload.items] == [pipeline.run(x) for x in workload.items]
     assert new.stage("tokenize").meta["applied"] == ("nlp.rust_tokenizer",)
 
@@ -164,9 +150,7 @@ def test_padding_bucketing_and_grad_mode_changes(pm, small, tmp_path, tiny_bert)
         Change("nlp.inference_mode", "nlp", "embed", {}),
         Change("nlp.truncation", "nlp", "embed", {"slot_stage": "tokenize", "max_length": 64}),
     ):
-        new = pm.call_owner(
-            "materialize_change", "nlp", change=change, pipeline=new, artifacts_dir=store.root
-        )
+        new = pm.materialize(change, new, store.root)
     tok, emb = new.stage("tokenize").slots, new.stage("embed").slots
     assert (tok["padding"], tok["max_length"]) == ("dynamic", 64)
     assert (emb["batch_size"], emb["bucket"], emb["grad_mode"]) == (8, True, "inference_mode")
@@ -178,8 +162,7 @@ def test_padding_bucketing_and_grad_mode_changes(pm, small, tmp_path, tiny_bert)
     assert len(outputs) == len(workload.items)
     with pytest.raises(pipetune.PipelineError, match="no slot 'max_length'"):
         bad = Change("nlp.truncation", "nlp", "x", {"slot_stage": "embed", "max_length": 64})
-        pm.call_owner("materialize_change", "nlp", change=bad, pipeline=pipeline,
-                      artifacts_dir=store.root)  # fmt: skip
+        pm.materialize(bad, pipeline, store.root)
 
 
 def test_calibration_inputs_are_stage_inputs_spanning_lengths(pm, small):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import pipetune
-from pipetune import Change, Pipeline, Proposal, Rejected, Requirements, Stage, Workload
+from pipetune import Pipeline, Proposal, Rejected, Requirements, Stage, Workload
 from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.context import TuneContext
 from pipetune.plugins.nlp.truncation import split_indices
@@ -50,15 +50,7 @@ def _tune(pipeline, workload, tmp_path, floor=None):
     proposal = Proposal(
         "nlp.truncation", "nlp", "vote", "truncate", params={"slot_stage": "vote", "current": 512}
     )
-    tuned = pm.call_owner(
-        "tune_proposal",
-        "nlp",
-        proposal=proposal,
-        pipeline=pipeline,
-        workload=workload,
-        requirements=Requirements(),
-        context=context,
-    )
+    tuned = pm.tune(proposal, pipeline, context)
     return pm, proposal, tuned
 
 
@@ -76,13 +68,7 @@ def test_search_finds_the_shortest_safe_length_and_reports_the_curve(calibrated,
     ]
     assert 0.85 < curve[0]["agreement"] < 0.95 and curve[2]["agreement"] == 1.0
     assert tuned.notes["calibration_items"] + tuned.notes["holdout_items"] == len(workload)
-    new = pm.call_owner(
-        "materialize_change",
-        "nlp",
-        change=Change.from_proposal(proposal, tuned),
-        pipeline=pipeline,
-        artifacts_dir=tmp_path,
-    )
+    new = pm.materialize(pm.make_change(proposal, tuned), pipeline, tmp_path)
     assert new.stage("vote").slots["max_length"] == 128
     assert pipeline.stage("vote").slots["max_length"] == 512
 

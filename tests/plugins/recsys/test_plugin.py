@@ -15,8 +15,11 @@ def test_modules_import_without_faiss_or_torch() -> None:
     code = (
         "import sys\n"
         "import pipetune, pipetune.plugins.recsys as r\n"
-        "from pipetune.plugins.recsys import plugin, blocks, ann, recognize, tuning, facts, "
-        "proposals, fidelity, cache, features, threads, exact_ann, two_stage, serving\n"
+        "from pipetune.plugins.recsys import plugin, blocks, ann, recognize, facts, "
+        "proposals, fidelity, cache, features, threads, changes\n"
+        "from pipetune.plugins.recsys.changes import common, ann_exact, ann_two_stage, "
+        "user_embedding_cache, batched_feature_reads\n"
+        "assert len(changes.change_types()) == 4\n"
         "from pipetune.demos.recsys import data, demo\n"
         "r.exact_topk, r.full_ranking, r.embedding, r.feature_lookup\n"
         "assert 'faiss' not in sys.modules and 'torch' not in sys.modules, "
@@ -55,7 +58,6 @@ def quick_demo(tmp_path_factory):
 
 
 def test_quick_demo_builds_runs_and_gets_every_proposal(quick_demo, pm, tmp_path) -> None:
-    from pipetune.core.kernel.results import Change
     from pipetune.core.measure.profiler import profile
 
     setup = quick_demo
@@ -106,22 +108,8 @@ def test_quick_demo_builds_runs_and_gets_every_proposal(quick_demo, pm, tmp_path
     current = pipeline
     for name in ("recsys.batched_feature_reads", "recsys.user_embedding_cache"):
         context = make_context(pm, pipeline, tune_split, tmp_path)
-        tuned = pm.call_owner(
-            "tune_proposal",
-            "recsys",
-            proposal=proposals[name],
-            pipeline=current,
-            workload=tune_split,
-            requirements=setup.requirements,
-            context=context,
-        )
-        current = pm.call_owner(
-            "materialize_change",
-            "recsys",
-            change=Change.from_proposal(proposals[name], tuned),
-            pipeline=current,
-            artifacts_dir=tmp_path,
-        )
+        tuned = pm.tune(proposals[name], current, context)
+        current = pm.materialize(pm.make_change(proposals[name], tuned), current, tmp_path)
     assert current.stage("features").slots["batched"] is True
     assert current.stage("embed_user").slots["cache"].maxsize >= 10_000
     outputs = [current.run(item) for item in tune_split.items]

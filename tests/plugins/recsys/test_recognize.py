@@ -8,8 +8,7 @@ import pytest
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.plugins.recsys import embedding, exact_topk, feature_lookup, full_ranking
 from pipetune.plugins.recsys.features import SimulatedFeatureStore
-from pipetune.plugins.recsys.proposals import hints_for
-from pipetune.plugins.recsys.recognize import recognize, recognize_all
+from pipetune.plugins.recsys.recognize import hints_for, recognize, recognize_all
 
 ITEMS = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
 

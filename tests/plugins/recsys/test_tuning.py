@@ -36,22 +36,13 @@ def proposals_for(pm, pipeline, workload, requirements=None):
 
 
 def tune(pm, proposal, pipeline, workload, context):
-    return pm.call_owner(
-        "tune_proposal",
-        "recsys",
-        proposal=proposal,
-        pipeline=pipeline,
-        workload=workload,
-        requirements=context.requirements,
-        context=context,
-    )
+    assert context.workload is workload
+    return pm.tune(proposal, pipeline, context)
 
 
 def materialize(pm, proposal, tuned, pipeline, root):
-    change = Change.from_proposal(proposal, tuned)
-    return change, pm.call_owner(
-        "materialize_change", "recsys", change=change, pipeline=pipeline, artifacts_dir=root
-    )
+    change = pm.make_change(proposal, tuned)
+    return change, pm.materialize(change, pipeline, root)
 
 
 def test_ann_exact_block_tunes_to_target_and_reloads_the_index(
@@ -91,9 +82,7 @@ def test_ann_exact_block_tunes_to_target_and_reloads_the_index(
 
     monkeypatch.setattr(ann, "load_index", spy_load)
     monkeypatch.setattr(ann, "build_index", no_build)
-    again = pm.call_owner(
-        "materialize_change", "recsys", change=change, pipeline=pipeline, artifacts_dir=tmp_path
-    )
+    again = pm.materialize(change, pipeline, tmp_path)
     assert loads == [str(tmp_path / tuned.artifacts["index"])]
     assert [o.tolist() for o in context.outputs(again)] == [
         o.tolist() for o in context.outputs(candidate)
@@ -210,8 +199,8 @@ def test_two_stage_tunes_n_and_the_runtime_parameter(pm, catalog, tmp_path):
 
 
 def test_two_stage_prefers_ivf_when_the_ranker_needs_many_candidates(pm, catalog, tmp_path):
+    from pipetune.plugins.recsys.changes.ann_two_stage import DEEP_CANDIDATES, _spec_for_depth
     from pipetune.plugins.recsys.recognize import recognize
-    from pipetune.plugins.recsys.two_stage import DEEP_CANDIDATES, _spec_for_depth
 
     pipeline, workload = two_stage_pipeline(catalog)
     _, found = proposals_for(pm, pipeline, workload)

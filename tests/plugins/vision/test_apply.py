@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
+from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.results import Change
 from pipetune.plugins.vision.blocks import decode_resize_stage
-from pipetune.plugins.vision.changes import DALI_DECODE, MOTION, PARALLEL, REDUCED, materialize
 from pipetune.plugins.vision.fidelity import psnr
 from pipetune.plugins.vision.frame_skip import GatedCapture, GatedModel, MotionGate
+from pipetune.plugins.vision.proposals import DALI_DECODE, MOTION, PARALLEL, REDUCED
 from pipetune.plugins.vision.reduced_decode import OpenCVDecoder, ReducedImread
 
 
@@ -28,6 +29,11 @@ def _digest(pipeline: Pipeline) -> str:
     return hashlib.sha256(
         repr([(s.name, dict(s.slots), s.batch_fn, dict(s.meta)) for s in pipeline]).encode()
     ).hexdigest()
+
+
+def materialize(change: Change, pipeline: Pipeline) -> Pipeline:
+    """Build ``change`` through the host's dispatch by id, as a recipe does."""
+    return get_plugin_manager(entry_points=False).materialize(change, pipeline, ".")
 
 
 def _change(proposal: str, stage: str, params: dict[str, Any]) -> Change:

@@ -75,7 +75,7 @@ def test_video_demo_quick(pm) -> None:  # type: ignore[no-untyped-def]
 def test_dali_change_runs_the_vision_demo(pm) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("nvidia.dali", reason="DALI is not installed")
     from pipetune.core.kernel.results import Change
-    from pipetune.plugins.vision.changes import DALI_DECODE, materialize
+    from pipetune.plugins.vision.proposals import DALI_DECODE
 
     setup = pm.demos()["vision"][1].build(True)
     change = Change(
@@ -84,7 +84,7 @@ def test_dali_change_runs_the_vision_demo(pm) -> None:  # type: ignore[no-untype
         stage="decode",
         params={"device": "cpu", "threads": 1, "max_batch": 8},
     )
-    dali = materialize(change, setup.pipeline)
+    dali = pm.materialize(change, setup.pipeline, ".")
     items = list(setup.workload.items)
     outputs = dali.run_batch(items)  # decode, resize and normalize in DALI; classify in torch
     baseline = setup.pipeline.run_batch(items)

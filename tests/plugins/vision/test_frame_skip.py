@@ -15,7 +15,8 @@ from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.results import Change, Proposal
 from pipetune.plugins.vision import fidelity, frame_skip
-from pipetune.plugins.vision.changes import MOTION, STRIDE, materialize, tune
+from pipetune.plugins.vision.changes.frame_stride import ID as STRIDE
+from pipetune.plugins.vision.changes.motion_gate import ID as MOTION
 from tests.plugins.vision.conftest import bright_model, write_video
 
 
@@ -94,6 +95,16 @@ def test_events_from_ground_truth_allow_a_slow_baseline() -> None:
     result = fidelity.event_detection([base], [cand], [truth])
     assert result["events"] == 1 and result["late_count"] == 0
     assert result["event_source"] == "labels"
+
+
+def tune(proposal: Proposal, pipeline: Pipeline, workload: Workload, context: TuneContext) -> Any:
+    """Tune through the host, as the loop does (``context.workload`` is ``workload``)."""
+    assert context.workload is workload
+    return context.pm.tune(proposal, pipeline, context)
+
+
+def materialize(change: Change, pipeline: Pipeline) -> Pipeline:
+    return get_plugin_manager(entry_points=False).materialize(change, pipeline, ".")
 
 
 def _context(pipeline: Pipeline, workload: Workload, drop: float = 0.02) -> TuneContext:

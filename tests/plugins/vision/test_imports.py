@@ -15,8 +15,10 @@ def test_modules_import_without_optional_dependencies() -> None:
             sys.modules[name] = None  # any import of them now fails
         import importlib
         for module in ("plugin", "blocks", "recognize", "reduced_decode", "dali", "gpu_decode",
-                       "frame_skip", "fidelity", "facts", "changes", "parallel", "inputs",
-                       "calibration"):
+                       "frame_skip", "fidelity", "facts", "proposals", "changes", "parallel",
+                       "inputs", "calibration", "changes.reduced_decode", "changes.dali_decode",
+                       "changes.gpu_decode", "changes.parallel_decode", "changes.motion_gate",
+                       "changes.frame_stride"):
             importlib.import_module(f"pipetune.plugins.vision.{module}")
         for module in ("data", "models", "demo"):
             importlib.import_module(f"pipetune.demos.vision.{module}")
@@ -26,9 +28,11 @@ def test_modules_import_without_optional_dependencies() -> None:
         pm = get_plugin_manager(entry_points=False)
         assert not dali_availability() and "pipetune[vision]" in dali_availability().install
         assert not nvjpeg_availability()
-        fid = pm.hook.compare_outputs(output_kind="frame_labels", baseline=[["a", "b"]],
-                                      candidate=[["a", "b"]], labels=None)
-        assert fid.value == 1.0
+        fid = pm.compare("frame_labels", [["a", "b"]], [["a", "b"]])
+        assert fid.value == 1.0 and fid.judged_by == "vision"
+        assert {c.id for c in pm.change_types().values() if c.owner == "vision"} == {
+            "vision.reduced_decode", "vision.dali_decode", "vision.gpu_decode",
+            "vision.parallel_decode", "vision.motion_gate", "vision.frame_stride"}
         print("ok")
         """
     )

@@ -8,9 +8,11 @@ results for hashable items. The plugin
 2. measures the stage both ways on the inputs the profiling run observed
    (``profile_pipeline``),
 3. proposes the swap with the measured stage speedup (``propose_changes``),
-4. applies it by replacing the slot, leaving the user's list untouched
-   (``materialize_change``), and
-5. hints at stages that keep such a list in a global instead of a slot (``stage_hints``).
+4. registers the change type that applies it by replacing the slot, leaving the user's
+   list untouched (``register_changes``, :mod:`.set_lookup`),
+5. registers an output kind for outputs that are sets of words (``register_output_kinds``,
+   :mod:`.word_sets`), and
+6. hints at stages that keep such a list in a global instead of a slot (``stage_hints``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from pipetune import Change, Pipeline, Profile, Proposal, Stage, hookimpl
+from pipetune import ChangeType, OutputKind, Pipeline, Profile, Proposal, Stage, hookimpl
 from pipetune.core.kernel.context import Observations
+from pipetune_example_plugin import set_lookup, word_sets
 from pipetune_example_plugin.membership import (
     MIN_SIZE,
     function_tree,
@@ -30,11 +32,11 @@ from pipetune_example_plugin.membership import (
     membership_only,
 )
 
-#: The plugin API this plugin is written against.
-PIPETUNE_API = 1
+#: The plugin API this plugin is written against (2: change types and output kinds).
+PIPETUNE_API = 2
 
 NAME = "example"
-PROPOSAL_ID = f"{NAME}.set_lookup"
+PROPOSAL_ID = set_lookup.ID
 #: Below this measured stage speedup the change is not worth a trial.
 MIN_SPEEDUP = 1.2
 #: How many observed inputs to time the stage on, each way.
@@ -120,13 +122,13 @@ def propose_changes(pipeline: Pipeline, profile: Profile) -> list[Proposal] | No
 
 
 @hookimpl
-def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
-    stage = pipeline.stage(change.stage)
-    swapped = {slot: frozenset(stage.slots[slot]) for slot in change.params["slots"]}
-    new_stage = stage.with_slots(**swapped).noted(
-        applied=[*stage.meta.get("applied", ()), change.proposal]
-    )
-    return pipeline.replace(stage.name, new_stage)
+def register_changes() -> list[ChangeType]:
+    return [set_lookup.CHANGE]
+
+
+@hookimpl
+def register_output_kinds() -> list[OutputKind]:
+    return [word_sets.KIND]
 
 
 @hookimpl

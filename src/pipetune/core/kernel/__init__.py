@@ -2,8 +2,10 @@
 
 It owns the pipeline model (:mod:`.model`), the results plugins return and the loop records
 (:mod:`.results`, serialized by :mod:`.serial`), the hook specifications (:mod:`.hookspecs`),
-the plugin manager that loads and calls plugins (:mod:`.manager`), the registries of
-backends, dependencies and demos (:mod:`.registry`), what a hook is handed
+the plugin manager that loads and calls plugins (:mod:`.manager`), the records plugins
+register — backends, dependencies, demos, change types and output kinds (:mod:`.registry`,
+typed change params in :mod:`.params`) — and the dispatch of tune, materialize and output
+comparison to the one plugin that registered them (:mod:`.dispatch`), what a hook is handed
 (:mod:`.context`, :mod:`.artifacts`), component state (:mod:`.state`), configuration read
 from ``pyproject.toml`` (:mod:`.config`) and the error types (:mod:`.errors`). Everything
 else in pipetune builds on this package; it imports nothing from the rest of the core.

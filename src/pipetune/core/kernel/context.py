@@ -1,8 +1,8 @@
 """What plugins get from the host while profiling and tuning.
 
 * :class:`Observations`: a bounded sample of each stage's inputs and outputs from the one
-  shared profiling run (DESIGN §3: plugins observe, they do not each re-run the workload).
-* :class:`TuneContext`: passed to ``tune_proposal``. It runs candidate pipelines, compares
+  shared profiling run (plugins observe what flowed; they do not each re-run the workload).
+* :class:`TuneContext`: passed to a change type's ``tune``. It runs candidate pipelines, compares
   their outputs with the *original* pipeline's (cumulative fidelity), times them, and
   stores artifacts.
 """
@@ -45,7 +45,7 @@ class TuneContext:
     """The host's services for a plugin's tune step.
 
     Args:
-        pm: the plugin manager (for ``compare_outputs``).
+        pm: the plugin manager (it compares outputs by their kind's owner).
         original: the user's pipeline: fidelity is always measured against its outputs.
         workload: the tuning split.
         requirements: the user's requirements.
@@ -112,14 +112,16 @@ class TuneContext:
         labels: Sequence[Any] | None = None,
     ) -> Fidelity:
         """Fidelity of ``candidate`` outputs against the original's (or ``baseline``), with
-        the output kind's metric, and ``threshold`` set to :attr:`fidelity_floor`."""
-        from pipetune.core.measure.fidelity import compare
+        the output kind's metric, and ``threshold`` set to :attr:`fidelity_floor` (or the
+        judging plugin's own threshold, when that is stricter)."""
+        from pipetune.core.kernel import dispatch
 
         reference = self.baseline_outputs() if baseline is None else list(baseline)
         if labels is None and baseline is None:
             labels = self.workload.labels
-        result = compare(self.pm, kind or self.original.output_kind, reference, candidate, labels)
-        return result.evolve(threshold=self.fidelity_floor)
+        kind = kind or self.original.output_kind
+        result = dispatch.compare_outputs(self.pm, kind, reference, candidate, labels)  # type: ignore[arg-type]
+        return dispatch.gate(result, self.fidelity_floor)
 
     # -- timing ------------------------------------------------------------------------
     def time_per_item(

@@ -18,6 +18,11 @@ class ConfigError(PipetuneError):
     """Malformed configuration, options or input files."""
 
 
+class ParamsError(ConfigError):
+    """A change's params do not fit its change type's schema, or were saved under a schema
+    version the installed plugin cannot read. Names the change, the key or the versions."""
+
+
 class PipelineError(PipetuneError):
     """A pipeline that cannot be built or run as declared."""
 

@@ -15,6 +15,12 @@ Call semantics, stated per hook:
 
 Return ``None`` to abstain. Returned records are the frozen dataclasses of
 ``pipetune.core.kernel.results`` and ``pipetune.core.kernel.registry``.
+
+Changes and output kinds are registered, not answered: ``register_changes`` returns each
+change type (its id, typed params, tune and materialize, whether it is lossy) and the host
+dispatches by id (:mod:`pipetune.core.kernel.dispatch`); ``register_output_kinds`` returns
+each output kind's comparison, with exactly one owner per kind. ``tune_proposal``,
+``materialize_change`` and ``compare_outputs`` remain for plugins written against API 1.
 """
 
 from __future__ import annotations
@@ -32,14 +38,15 @@ if TYPE_CHECKING:
 
     from pipetune.core.kernel.context import Observations, TuneContext
     from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-    from pipetune.core.kernel.registry import Backend, Demo, Dependency
+    from pipetune.core.kernel.registry import Backend, ChangeType, Demo, Dependency, OutputKind
     from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
     from pipetune.scan.rules import Finding, Rule
 
 PROJECT_NAME = "pipetune"
 #: The plugin API version. A plugin may declare ``PIPETUNE_API = N`` at module level; the
 #: host refuses a plugin built against a newer API than this, with a clear message.
-API_VERSION = 1
+#: API 2 added ``register_changes`` and ``register_output_kinds``.
+API_VERSION = 2
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
@@ -84,6 +91,29 @@ def register_commands(cli: click.Group) -> None:
 
     Called on every plugin when the CLI is built (never at import time). Use
     ``@cli.command()`` on a function defined inside the hook.
+    """
+
+
+@hookspec
+def register_changes() -> Sequence[ChangeType] | None:
+    """The change types this plugin makes.
+
+    Called on every plugin; returns :class:`~pipetune.core.kernel.registry.ChangeType`
+    records. Ids read ``<plugin>.<change>`` and are unique across plugins: a duplicate
+    raises ``DuplicateError`` naming both plugins. The host dispatches a proposal's tune
+    and a change's materialize to the change type with its id, checks the params against
+    the type's schema, records the schema version in recipes, and keeps a ``lossy``
+    change only behind a fidelity gate.
+    """
+
+
+@hookspec
+def register_output_kinds() -> Sequence[OutputKind] | None:
+    """The output kinds this plugin compares.
+
+    Called on every plugin; returns :class:`~pipetune.core.kernel.registry.OutputKind`
+    records (a name, the metric, the comparison). Each kind has one owner: a second
+    registration raises ``DuplicateError`` naming both plugins.
     """
 
 
@@ -158,26 +188,24 @@ def tune_proposal(
     requirements: Requirements,
     context: TuneContext,
 ) -> Tuned | None:
-    """Search the proposal's parameters on the tuning split (N, efSearch, max length,
-    batch size, motion threshold) and build its artifacts (an index).
+    """Deprecated since API 2 (register a ``ChangeType`` with a ``tune`` instead): search
+    the proposal's parameters on the tuning split and build its artifacts (an index).
 
-    Owner only. ``workload`` is the tuning split; the validator confirms on a held-out
-    split. ``context`` runs pipelines, compares outputs against the original pipeline's,
-    times candidates and stores artifacts. Return :class:`~pipetune.core.kernel.results.Tuned`;
-    raise :class:`~pipetune.core.kernel.errors.Rejected` when the change must not be applied (the
-    fast tokenizer's ids differ on an input; speculation does not pay). Plugins without
-    parameters to tune need not implement it: the proposal's own params are used.
+    Owner only, and only for a proposal id no plugin registers with ``register_changes``.
+    ``workload`` is the tuning split; ``context`` runs pipelines, compares outputs and
+    stores artifacts. Return :class:`~pipetune.core.kernel.results.Tuned`; raise
+    :class:`~pipetune.core.kernel.errors.Rejected` when the change must not be applied.
     """
 
 
 @hookspec(firstresult=True)
 def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline | None:
-    """Build the transformed pipeline from a change's parameters and artifacts.
+    """Deprecated since API 2 (register a ``ChangeType`` with a ``materialize`` instead):
+    build the transformed pipeline from a change's parameters and artifacts.
 
-    Owner only. Deterministic, with no search: a recipe re-applies changes through this
-    hook, reloading artifacts (paths relative to ``artifacts_dir``) instead of rebuilding
-    them. Must return a *new* pipeline and never mutate ``pipeline`` or the objects in its
-    slots (copy a module before ``.half()`` or quantizing it).
+    Owner only, and only for a change id no plugin registers with ``register_changes``.
+    Deterministic, with no search; must return a *new* pipeline and never mutate
+    ``pipeline`` or the objects in its slots.
     """
 
 
@@ -191,13 +219,12 @@ def compare_outputs(
     candidate: Sequence[Any],
     labels: Sequence[Any] | None,
 ) -> Fidelity | None:
-    """Fidelity of candidate outputs against the baseline's, for one output kind.
+    """Deprecated since API 2 (register an ``OutputKind`` instead): fidelity of candidate
+    outputs against the baseline's, for one output kind.
 
-    First result: the plugin that knows ``output_kind`` (``labels``, ``ranked_ids``,
-    ``tokens``, ``token_ids``, ``tensor``...) answers; others return ``None``. ``value``
-    is higher-is-better (agreement, recall@k, exact-match rate, 1 - normalized error);
-    accuracy against ``labels`` goes in ``details`` when labels are given. The validator
-    sets the threshold.
+    First result, and only for a kind no plugin registers with ``register_output_kinds``.
+    ``value`` is higher-is-better; accuracy against ``labels`` goes in ``details``. The
+    validator sets the threshold (a plugin's own threshold may only raise it).
     """
 
 
@@ -211,9 +238,11 @@ def assess_change(
     """A domain-specific fidelity for a lossy change, when output comparison is not the
     right measure (perplexity change on held-out text for quantized LLM weights).
 
-    First result; ``None`` falls back to :func:`compare_outputs` on the pipelines'
-    outputs. This is how a domain plugin supplies the fidelity metric for a
-    transformation another plugin owns (DESIGN §3).
+    First result; ``None`` falls back to comparing the pipelines' outputs by their output
+    kind. This is how a domain plugin supplies the fidelity metric for a transformation
+    another plugin owns (the llm plugin's perplexity for the hardware plugin's int8
+    weights). The threshold is the user's budget; a threshold set here may raise it,
+    never lower it.
     """
 
 

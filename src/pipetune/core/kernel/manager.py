@@ -17,12 +17,20 @@ import os
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
-from pipetune.core.kernel import hookspecs
+from pipetune.core.kernel import dispatch, hookspecs
 from pipetune.core.kernel.errors import DuplicateError, PipetuneError, PluginError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipetune.core.kernel.context import TuneContext
+    from pipetune.core.kernel.model import Pipeline
+    from pipetune.core.kernel.registry import ChangeType, OutputKind
+    from pipetune.core.kernel.results import Change, Fidelity, Proposal, Tuned
 
 #: The built-in plugins: (plugin name, module). Loaded exactly like entry points.
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
@@ -206,6 +214,39 @@ class PipetunePluginManager(pluggy.PluginManager):
         return [
             (name, dep) for name, deps in self.call_each("register_dependencies") for dep in deps
         ]
+
+    # -- the change and output-kind contract (see pipetune.core.kernel.dispatch) -------------
+    def change_types(self) -> dict[str, ChangeType]:
+        """Every registered change type by id (duplicates refused, naming both plugins)."""
+        return dispatch.change_types(self)
+
+    def output_kinds(self) -> dict[str, OutputKind]:
+        """Every registered output kind by name (duplicates refused, naming both plugins)."""
+        return dispatch.output_kinds(self)
+
+    def tune(self, proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned | None:
+        """Tune ``proposal`` through the change type registered for its id."""
+        return dispatch.tune(self, proposal, pipeline, context)
+
+    def make_change(self, proposal: Proposal, tuned: Tuned | None) -> Change:
+        """The recipe's record of ``proposal`` tuned as ``tuned`` (params checked, versioned)."""
+        return dispatch.make_change(self, proposal, tuned)
+
+    def materialize(
+        self, change: Change, pipeline: Pipeline, artifacts_dir: str | Path, *, where: str = ""
+    ) -> Pipeline | None:
+        """Build ``change`` on ``pipeline`` through the change type registered for its id."""
+        return dispatch.materialize(self, change, pipeline, artifacts_dir, where=where)
+
+    def compare(
+        self,
+        kind: str,
+        baseline: Sequence[Any],
+        candidate: Sequence[Any],
+        labels: Sequence[Any] | None = None,
+    ) -> Fidelity:
+        """Fidelity of ``candidate`` against ``baseline`` by the owner of output ``kind``."""
+        return dispatch.compare_outputs(self, kind, baseline, candidate, labels)
 
 
 def merge_unique(

@@ -44,10 +44,11 @@ STAGE_KINDS = (
     "other",
 )
 
-#: Output kinds select the fidelity metric (DESIGN §3): labels -> agreement, ranked_ids ->
-#: recall@k, tokens / token_ids -> exact greedy match, tensor -> 1 - normalized error,
-#: frame_labels -> per-frame agreement plus event detection, image -> PSNR, masks -> IoU,
-#: any -> equality. A plugin may answer ``compare_outputs`` for a kind of its own.
+#: The built-in output kinds; each selects the fidelity metric of the one plugin that
+#: registers it: labels -> agreement, ranked_ids -> recall@k, tokens / token_ids -> exact
+#: greedy match, tensor -> 1 - normalized error, frame_labels -> per-frame agreement plus
+#: event detection, image -> PSNR, masks -> IoU, any -> equality. A plugin may register a
+#: kind of its own (``register_output_kinds``).
 OUTPUT_KINDS = (
     "labels",
     "ranked_ids",

@@ -1,7 +1,9 @@
-"""Small typed records that plugins register: optional dependencies, backends, demos.
+"""Small typed records that plugins register: optional dependencies, backends, demos,
+change types and output kinds.
 
 They are registered through hooks (``register_dependencies``, ``register_backends``,
-``register_demos``) and merged by the manager, which refuses duplicates by name.
+``register_demos``, ``register_changes``, ``register_output_kinds``) and merged by the
+manager, which refuses duplicates by name, naming both plugins.
 """
 
 from __future__ import annotations
@@ -10,9 +12,15 @@ import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipetune.core.kernel.errors import install_command
+
+if TYPE_CHECKING:
+    from pipetune.core.kernel.context import TuneContext
+    from pipetune.core.kernel.model import Pipeline
+    from pipetune.core.kernel.results import Change, Fidelity, Proposal, Tuned
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ def require(module: str, extra: str | None = None, purpose: str = "") -> Any:
 
 
 class Backend(ABC):
-    """A hardware backend: compiles a model for a target (DESIGN §3, ``register_backends``).
+    """A hardware backend: compiles a model for a target (``register_backends``).
 
     Subclasses set ``name`` (unique across plugins), ``target`` (``cpu``, ``nvidia``,
     ``apple``) and ``precisions`` (``fp32``, ``fp16``, ``bf16``, ``int8``).
@@ -119,3 +127,69 @@ class Demo:
     build: Callable[[bool], DemoSetup]
     default: bool = False
     requires: tuple[Dependency, ...] = ()
+
+
+#: ``tune(proposal, pipeline, context)``: search the proposal's parameters on the tuning
+#: split (``context.workload``) and build its artifacts; ``None`` keeps the proposal's own.
+Tune = Callable[["Proposal", "Pipeline", "TuneContext"], "Tuned | None"]
+#: ``materialize(change, pipeline, artifacts_dir)``: a *new* pipeline with the change
+#: applied, from its parameters and saved artifacts alone (no search, no rebuild).
+Materialize = Callable[["Change", "Pipeline", Path], "Pipeline"]
+#: ``migrate(params) -> params``: one schema version step (version N to N + 1).
+Migration = Callable[[dict[str, Any]], Mapping[str, Any]]
+#: ``compare(baseline, candidate, labels)``: the fidelity of candidate outputs.
+Compare = Callable[[Sequence[Any], Sequence[Any], "Sequence[Any] | None"], "Fidelity"]
+
+
+@dataclass(frozen=True)
+class ChangeType:
+    """One kind of change a plugin makes (``register_changes``); the host dispatches tune
+    and materialize to it by ``id``.
+
+    Args:
+        id: ``<plugin>.<change>``, the id of the proposals it serves (``vision.reduced_decode``);
+            unique across plugins.
+        params: the parameters' schema, a frozen dataclass (subclass
+            :class:`~pipetune.core.kernel.params.ChangeParams`); a change's params are checked
+            against it when the change is made and when a recipe re-applies it.
+        materialize: builds the changed pipeline (see :data:`Materialize`).
+        tune: searches the parameters on the tuning split (see :data:`Tune`); ``None``
+            when the proposal's own parameters are final.
+        lossy: the change may alter outputs (reduced precision, skipped frames, an
+            approximate index): it is kept only behind a fidelity gate.
+        version: the params schema version, recorded with each change in a recipe.
+        migrations: ``{N: migrate}`` brings params from version N to N + 1, so a recipe
+            saved under an older version still loads.
+        owner: the plugin that registered it (set by the host).
+    """
+
+    id: str
+    params: type
+    materialize: Materialize
+    tune: Tune | None = None
+    lossy: bool = False
+    version: int = 1
+    migrations: Mapping[int, Migration] = field(default_factory=dict)
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """How outputs of one kind are compared (``register_output_kinds``).
+
+    Args:
+        name: the kind a pipeline declares in ``output_kind`` (``labels``,
+            ``ranked_ids``); unique across plugins.
+        metric: the name of the metric ``compare`` reports (``label_agreement``).
+        compare: ``(baseline, candidate, labels) -> Fidelity`` with a higher-is-better
+            ``value``; accuracy against ``labels`` goes in ``details`` when given. It may
+            set ``threshold`` to demand more than the user's budget, never less.
+        description: one line for ``pipetune plugins``.
+        owner: the plugin that registered it (set by the host).
+    """
+
+    name: str
+    metric: str
+    compare: Compare
+    description: str = ""
+    owner: str = ""

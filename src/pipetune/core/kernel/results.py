@@ -1,7 +1,7 @@
 """What the loop produces: profiles, proposals, tuned changes, fidelity, trials, recipes.
 
 All frozen dataclasses that round-trip through JSON (``to_dict`` / ``from_dict``). Field
-names follow the JSON report contract in DESIGN §6: fields may be added, never renamed.
+names are the JSON report contract: fields may be added, never renamed.
 """
 
 from __future__ import annotations
@@ -380,7 +380,12 @@ class Tuned(_Serializable):
 
 @dataclass(frozen=True)
 class Change(_Serializable):
-    """A proposal with its tuned parameters: what a recipe stores and materialize builds."""
+    """A proposal with its tuned parameters: what a recipe stores and materialize builds.
+
+    ``params_version`` is the params schema version of the change type that made it
+    (``None``: a change from a plugin that registers no change types, or a recipe written
+    before versions were recorded, read as version 1).
+    """
 
     proposal: str
     plugin: str
@@ -388,6 +393,7 @@ class Change(_Serializable):
     params: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     fidelity_kind: str | None = None
+    params_version: int | None = None
     in_flight: InFlight | None = None
 
     @classmethod
@@ -412,6 +418,8 @@ class Fidelity(_Serializable):
     """How close a candidate's outputs are to the baseline's. ``value`` is always
     higher-is-better (agreement, recall, 1 - normalized error); raw figures go in
     ``details``. ``ci`` is a confidence interval for ``value`` (Wilson for proportions).
+    ``judged_by`` is the plugin whose metric judged, ``output_kind`` the output kind it
+    judged (empty for a change-specific assessment); the host sets both.
 
     ``gate`` is set by the validator: ``met`` (for a proportion, the interval's lower bound
     clears the threshold too), ``unproven`` (the value clears it but the lower bound does
@@ -424,6 +432,8 @@ class Fidelity(_Serializable):
     n: int = 0
     ci: tuple[float, float] | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    judged_by: str = ""
+    output_kind: str = ""
     gate: Literal["met", "unproven", "missed"] | None = None
     items_to_prove: int | None = None
 

@@ -317,7 +317,7 @@ def _metric_label(metric: str) -> str:
 
 
 def describe(ranked: Ranked) -> Mapping[str, Any]:
-    """The report contract's proposal entry (DESIGN §6), with the planner's additions."""
+    """The report contract's proposal entry (the JSON contract), with the planner's additions."""
     p = ranked.proposal
     return {
         "id": p.id,

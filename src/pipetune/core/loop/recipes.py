@@ -3,8 +3,11 @@
 A :class:`~pipetune.core.kernel.results.Recipe` lists the accepted changes in order, each with
 its tuned parameters and the artifacts its tune step built (paths relative to the
 artifact store). :func:`load_recipe` re-applies them through each owner's
-``materialize_change`` hook, which reloads the artifacts (a built index, an exported
-model) instead of rebuilding them. This is production start-up::
+change type (``materialize``), which reloads the artifacts (a built index, an exported
+model) instead of rebuilding them. Each change records its params schema version: a
+recipe saved under an older version is migrated by the plugin's registered migrations,
+and one saved under a newer or unknown version is refused naming the change, the recipe
+and both versions. This is production start-up::
 
     pipeline = pipetune.load_recipe(build_pipeline(), "recipe.json")
 
@@ -99,7 +102,7 @@ def apply_changes(
     *,
     recipe_name: str = "recipe",
 ) -> Pipeline:
-    """Materialize ``changes`` in order through each owner's ``materialize_change``."""
+    """Materialize ``changes`` in order through the change type registered for each id."""
     current = pipeline
     for position, change in enumerate(changes, start=1):
         if change.stage != ALL_STAGES and change.stage not in current.stage_names:
@@ -114,13 +117,7 @@ def apply_changes(
                 f"{change.plugin!r}, which is not loaded"
             )
         try:
-            result = pm.call_owner(
-                "materialize_change",
-                change.plugin,
-                change=change,
-                pipeline=current,
-                artifacts_dir=Path(artifacts_dir),
-            )
+            result = pm.materialize(change, current, Path(artifacts_dir), where=recipe_name)
         except (ConfigError, PipelineError, PluginError) as exc:
             if type(exc) not in (ConfigError, PipelineError, PluginError):
                 raise  # subclasses with their own constructor (StageError): as they are
@@ -135,7 +132,7 @@ def apply_changes(
         if not isinstance(result, Pipeline):
             raise PluginError(
                 f"{recipe_name}: plugin {change.plugin!r} did not materialize change "
-                f"{position} ({change.proposal}); materialize_change returned "
+                f"{position} ({change.proposal}); its materialize returned "
                 f"{type(result).__name__}"
             )
         current = result

@@ -1,42 +1,27 @@
-"""Fidelity dispatch: choose the metric by output kind through ``compare_outputs``."""
+"""Fidelity dispatch: the metric is chosen by output kind, by the plugin that owns it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.kernel.errors import PluginError
+from pipetune.core.kernel import dispatch
 from pipetune.core.kernel.results import Fidelity
 
 if TYPE_CHECKING:
-    import pluggy
+    from pipetune.core.kernel.manager import PipetunePluginManager
 
 
 def compare(
-    pm: pluggy.PluginManager,
+    pm: PipetunePluginManager,
     kind: str,
     baseline: Sequence[Any],
     candidate: Sequence[Any],
     labels: Sequence[Any] | None = None,
 ) -> Fidelity:
-    """Fidelity of ``candidate`` against ``baseline`` for output kind ``kind``."""
-    if len(baseline) != len(candidate):
-        raise PluginError(
-            f"cannot compare outputs: {len(baseline)} baseline outputs, "
-            f"{len(candidate)} candidate outputs"
-        )
-    result = pm.hook.compare_outputs(
-        output_kind=kind,
-        baseline=list(baseline),
-        candidate=list(candidate),
-        labels=None if labels is None else list(labels),
-    )
-    if result is None:
-        raise PluginError(
-            f"no plugin compares outputs of kind {kind!r}; set the pipeline's output_kind "
-            "to one a plugin knows (labels, ranked_ids, tokens, token_ids, tensor, any)"
-        )
-    return result
+    """Fidelity of ``candidate`` against ``baseline`` for output kind ``kind``, judged by
+    the plugin that registered the kind (:func:`pipetune.core.kernel.dispatch.compare_outputs`)."""
+    return dispatch.compare_outputs(pm, kind, baseline, candidate, labels)
 
 
 def reference_part(reference: Sequence[Any], part: str) -> list[Any]:

@@ -2,14 +2,18 @@
 
 For each proposal the validator
 
-1. **tunes** it on the tuning split (``tune_proposal``, owner only; a plugin's
+1. **tunes** it on the tuning split (the change type registered for the proposal's id,
+   :mod:`pipetune.core.kernel.dispatch`; a plugin's
    :class:`~pipetune.core.kernel.errors.Rejected` becomes a rejected trial with its message,
    :class:`~pipetune.core.kernel.errors.Deferred` a deferred one with the artifact and command);
-2. **materializes** it (``materialize_change``, owner only) into a new candidate pipeline;
+2. **materializes** it (the change type's ``materialize``) into a new candidate pipeline;
    an apply that raises is a rejected trial, never a crash;
 3. runs the candidate once over the **held-out** split from cold state: the outputs give
    the fidelity, always against the *original* pipeline's outputs (and labels), so the
-   figure is cumulative across accepted changes; the same pass measures each cache's hit
+   figure is cumulative across accepted changes, judged by the output kind's owner (or a
+   domain plugin's ``assess_change``) and gated at the user's budget, which a plugin may
+   tighten but never loosen; a lossy change is never kept without that gate. The same
+   pass measures each cache's hit
    rate at the workload's own repeat rate. A candidate that raises or hangs is rejected
    with the stage, the input and the error;
 4. measures the speed in paired ABBA rounds against the current pipeline under the same
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipetune.core.kernel import dispatch
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import (
     ConfigError,
@@ -209,15 +214,7 @@ class Validator:
         self._log(f"tuning {proposal.key}")
         try:
             tuned = _call_with_timeout(
-                lambda: self.pm.call_owner(
-                    "tune_proposal",
-                    proposal.plugin,
-                    proposal=proposal,
-                    pipeline=current,
-                    workload=context.workload,
-                    requirements=self.requirements,
-                    context=context,
-                ),
+                lambda: self.pm.tune(proposal, current, context),
                 self.settings.tune_timeout_s,
                 f"tuning {proposal.id}",
             )
@@ -236,10 +233,13 @@ class Validator:
         if tuned is not None and not isinstance(tuned, Tuned):
             return finish(
                 "rejected",
-                f"plugin {proposal.plugin!r}: tune_proposal returned "
+                f"plugin {proposal.plugin!r}: tuning {proposal.id} returned "
                 f"{type(tuned).__name__}, not Tuned",
             )
-        change = Change.from_proposal(proposal, tuned)
+        try:
+            change = self.pm.make_change(proposal, tuned)
+        except PipetuneError as exc:
+            return finish("rejected", f"{proposal.plugin}: {exc}")
         if tuned is not None and tuned.est_stage_speedup and profile is not None:
             est = planner.replay_speedup(
                 profile, proposal.stage, tuned.est_stage_speedup, self.metric
@@ -269,32 +269,26 @@ class Validator:
         return Outcome(trial, outcome.candidate, outcome.comparison)
 
     def materialize(self, change: Change, pipeline: Pipeline) -> Pipeline:
-        """Build ``change`` on ``pipeline`` through its owner's ``materialize_change``."""
+        """Build ``change`` on ``pipeline`` through the change type registered for its id."""
         result = _call_with_timeout(
-            lambda: self.pm.call_owner(
-                "materialize_change",
-                change.plugin,
-                change=change,
-                pipeline=pipeline,
-                artifacts_dir=Path(self.artifacts.root),
-            ),
+            lambda: self.pm.materialize(change, pipeline, Path(self.artifacts.root)),
             self.settings.materialize_timeout_s,
             f"materializing {change.proposal}",
         )
         if result is None:
             raise PipelineError(
                 f"plugin {change.plugin!r} does not materialize {change.proposal!r} "
-                "(its materialize_change returned None)"
+                "(its materialize returned None)"
             )
         if not isinstance(result, Pipeline):
             raise PipelineError(
-                f"plugin {change.plugin!r}: materialize_change returned "
+                f"plugin {change.plugin!r}: materializing {change.proposal} returned "
                 f"{type(result).__name__}, not a Pipeline"
             )
         if result is pipeline:
             raise PipelineError(
-                f"plugin {change.plugin!r}: materialize_change returned the pipeline it was "
-                "given; it must return a new one"
+                f"plugin {change.plugin!r}: materializing {change.proposal} returned the "
+                "pipeline it was given; it must return a new one"
             )
         return result
 
@@ -450,25 +444,23 @@ class Validator:
         warnings: list[str],
     ) -> tuple[Fidelity, str]:
         """The candidate's fidelity against the original pipeline, and the reason it fails
-        the gate ('' when it passes)."""
-        assessed = self.pm.hook.assess_change(
-            change=change, baseline=self.original, candidate=candidate, workload=self.holdout
-        )
+        the gate ('' when it passes). The threshold is the user's budget, raised (never
+        lowered) where the judging plugin asks for more."""
+        assessed = dispatch.assess_change(self.pm, change, self.original, candidate, self.holdout)
         floor = self.fidelity_floor
-        if assessed is not None:
-            if not isinstance(assessed, Fidelity):
-                raise PipelineError(
-                    f"assess_change returned {type(assessed).__name__}, not a Fidelity"
-                )
-            fidelity = (
-                assessed if assessed.threshold is not None else assessed.evolve(threshold=floor)
-            )
-        else:
+        if assessed is None:
             kind = change.fidelity_kind or self.original.output_kind
-            fidelity = compare_outputs(
+            assessed = compare_outputs(
                 self.pm, kind, self.original_outputs(), list(outputs), self.holdout.labels
-            ).evolve(threshold=floor)
+            )
+        fidelity = dispatch.gate(assessed, floor)
         threshold = float(fidelity.threshold if fidelity.threshold is not None else floor)
+        registered = dispatch.change_type(self.pm, change.proposal)
+        if registered is not None and registered.lossy and fidelity.n <= 0:
+            return fidelity, (
+                f"{change.proposal} is lossy and its fidelity was measured on no outputs: "
+                "a lossy change is kept only behind a fidelity gate"
+            )
         fidelity = _gate(fidelity, threshold)
         if fidelity.unproven:
             warnings.append(unproven_sentence(fidelity, threshold))

@@ -1,6 +1,6 @@
 """Reports of an optimize run: the data (:class:`Report`) and its renderings.
 
-* :mod:`.json` — the JSON contract of DESIGN §6 (``Report.to_dict``), validated against
+* :mod:`.json` — the JSON contract (``Report.to_dict``), validated against
   the JSON Schema when the schema module is present.
 * :mod:`.terminal` — rich tables for the console.
 * :mod:`.markdown` — a Markdown summary (for a pull request or a wiki).

@@ -1,4 +1,4 @@
-"""The JSON report (DESIGN §6): written atomically and checked against the JSON Schema.
+"""The JSON report: written atomically and checked against the JSON Schema.
 
 The schema (``pipetune/schemas/report.schema.json``) is checked with
 :func:`pipetune.core.report.schema.problems` when ``jsonschema`` is installed (the ``dev``

@@ -1,4 +1,5 @@
-"""The report of an optimize run, and its JSON form (the contract of DESIGN §6).
+"""The report of an optimize run, and its JSON form: a contract for the tools that read
+it (fields may be added, never renamed).
 
 Renderers (terminal, Markdown, HTML) read the JSON form, so a report loaded back from the
 run store renders exactly like a fresh one.

@@ -1,4 +1,4 @@
-"""JSON Schemas for the profile and the report (DESIGN §6), and a validator.
+"""JSON Schemas for the profile and the report (the JSON contract), and a validator.
 
 The schemas ship inside the package (``pipetune/schemas/*.json``)::
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
-from pipetune.core.kernel.registry import DemoSetup
+from pipetune.core.kernel.registry import Demo, DemoSetup, Dependency
 from pipetune.demos.vision import data
 from pipetune.demos.vision.models import CNNSpec, trained_classifier
 from pipetune.plugins.vision.blocks import (
@@ -199,3 +199,24 @@ def build_video(quick: bool = False, log: Log = None) -> DemoSetup:
             "generator": "pipetune.demos.vision.data.clip_set",
         },
     )
+
+
+_CV2 = Dependency("cv2", "vision", "image and video decoding", "opencv-python-headless")
+_TORCH = Dependency("torch", "vision", "the demo classifiers")
+_SKIMAGE = Dependency("skimage", "vision", "demo data", "scikit-image")
+
+#: What the vision plugin's ``register_demos`` returns.
+DEMOS = (
+    Demo(
+        "vision",
+        "4000x3000 camera JPEGs into a 224x224 classifier",
+        lambda quick: build_vision(quick),
+        requires=(_CV2, _TORCH, _SKIMAGE),
+    ),
+    Demo(
+        "video",
+        "static security camera classified frame by frame",
+        lambda quick: build_video(quick),
+        requires=(_CV2, _TORCH, _SKIMAGE),
+    ),
+)

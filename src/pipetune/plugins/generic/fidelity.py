@@ -1,4 +1,5 @@
-"""Fidelity metrics for the generic output kinds: labels, tensors, anything comparable."""
+"""The generic output kinds and their metrics: ``labels`` (agreement, and accuracy against
+the workload's labels), ``tensor`` (1 - relative error) and ``any`` (exact equality)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,33 @@ from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
 from pipetune.core.measure.stats import wilson_interval
+
+
+def output_kinds() -> list[OutputKind]:
+    """What ``register_output_kinds`` returns for the generic plugin."""
+    return [
+        OutputKind(
+            "labels",
+            "label_agreement",
+            label_agreement,
+            "agreement with the baseline's labels; accuracy drop against the workload's labels",
+        ),
+        OutputKind(
+            "tensor",
+            "1-relative_error",
+            lambda baseline, candidate, labels: tensor_closeness(baseline, candidate),
+            "1 - mean relative L2 error of numeric outputs",
+        ),
+        OutputKind(
+            "any",
+            "exact_match",
+            lambda baseline, candidate, labels: exact_match(baseline, candidate),
+            "share of outputs equal to the baseline's",
+        ),
+    ]
 
 
 def same(a: Any, b: Any) -> bool:

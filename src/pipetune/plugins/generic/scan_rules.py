@@ -6,9 +6,7 @@ Read with ``ast`` only; docs/scan.md has each rule's entry.
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
 
-from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import FileContext, loop_targets, names_in
 from pipetune.scan.heuristics import argument_names, model_call, per_item_loop
 from pipetune.scan.rules import Finding, Rule
@@ -164,8 +162,3 @@ BLOCKING_IO_IN_LOOP = Rule(
 )
 
 RULES: tuple[Rule, ...] = (MODEL_IN_LOOP, REENCODE, BLOCKING_IO_IN_LOOP)
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    return RULES

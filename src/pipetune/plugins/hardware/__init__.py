@@ -1,4 +1,4 @@
-"""The hardware plugin (DESIGN §4): match the model to the machine it runs on.
+"""The hardware plugin: match the model to the machine it runs on.
 
 Building blocks, imported lazily (``from pipetune.plugins.hardware import get_backend``
 does not import torch, ONNX Runtime or OpenVINO until a backend is used):

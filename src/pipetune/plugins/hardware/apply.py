@@ -1,6 +1,6 @@
 """Building the slot value for a change: shared by the tune step (on candidates) and by
-``materialize_change`` (from a recipe's parameters and artifacts, with no search and no
-export: a missing artifact is an error, never a silent re-export)."""
+the hardware change types' materialize (:mod:`.changes.common`, from a recipe's parameters
+and artifacts, with no search and no export)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,7 @@ from typing import Any
 
 from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.errors import PipelineError, Rejected
-from pipetune.core.kernel.model import Pipeline
-from pipetune.core.kernel.results import Change
 from pipetune.plugins.hardware.export import CapturedCall, ExportedModel
-from pipetune.plugins.hardware.recognize import ONNX_PATH, ONNX_PROTO, ONNX_SESSION, TORCH
-from pipetune.plugins.hardware.wrappers import original_module
 
 #: Backends that run the ONNX export.
 EXPORT_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
@@ -112,64 +108,3 @@ def build_torch_value(
             value = ThreadPinned(value, int(options["threads"]))
         return value
     raise Rejected(f"no way to build {candidate.label} here")
-
-
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
-    """The pipeline with the change's stage slot replaced, from stored parameters and
-    artifacts. Deterministic; never exports; never mutates ``pipeline``."""
-    params = change.params
-    stage = pipeline.stage(change.stage)
-    slot = params.get("slot")
-    if slot not in stage.slots:
-        raise PipelineError(
-            f"change {change.proposal} targets slot {slot!r} of stage {stage.name!r}, "
-            f"which has slots: {', '.join(stage.slots) or 'none'}"
-        )
-    candidate = Candidate.from_dict(params["candidate"])
-    kind = params.get("kind", TORCH)
-    artifacts_dir = Path(artifacts_dir)
-
-    def artifact(name: str) -> Path | None:
-        relative = change.artifacts.get(name)
-        if relative is None:
-            return None
-        path = artifacts_dir / relative
-        if not path.exists():
-            raise PipelineError(
-                f"change {change.proposal} needs artifact {relative!r}, missing from "
-                f"{artifacts_dir}: re-run optimize to rebuild it"
-            )
-        return path
-
-    if kind == TORCH:
-        module = original_module(stage.slots[slot])
-        folder = artifact("export")
-        exported = ExportedModel.load(folder) if folder is not None else None
-        if candidate.needs_export and exported is None:
-            raise PipelineError(f"change {change.proposal} has no exported model artifact")
-        value = build_torch_value(
-            candidate,
-            module,
-            exported=exported,
-            model_file=artifact("model"),
-            package=artifact("package"),
-        )
-    elif kind in (ONNX_SESSION, ONNX_PATH, ONNX_PROTO):
-        from pipetune.plugins.hardware.onnx_models import build_replacement
-
-        model_file = artifact("model")
-        if model_file is None:
-            raise PipelineError(f"change {change.proposal} has no model artifact")
-        value = build_replacement(
-            kind,
-            candidate.backend,
-            model_file,
-            candidate.options.get("threads"),
-            candidate.options.get("hint", "LATENCY"),
-        )
-    else:
-        raise PipelineError(f"change {change.proposal}: unknown model kind {kind!r}")
-    note = {"change": change.proposal, "slot": slot, "candidate": candidate.to_dict()}
-    history = [*stage.meta.get("hardware", ()), note]
-    new_stage = stage.with_slots(**{slot: value}).noted(hardware=history)
-    return pipeline.replace(stage.name, new_stage)

@@ -128,3 +128,10 @@ def _flops_per_item(stage: Any, item: Any) -> float | None:
         return float(counter.get_total_flops())
     except Exception:
         return None
+
+
+def measured_facts(pipeline: Pipeline, observed: Observations) -> dict[str, Any] | None:
+    """:func:`measure`, for pipelines holding a model this plugin recognizes."""
+    if not find_models(pipeline):
+        return None
+    return measure(pipeline, observed)

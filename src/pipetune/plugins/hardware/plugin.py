@@ -1,6 +1,6 @@
 """Hook implementations of the hardware plugin.
 
-Matches the model to the machine it runs on (DESIGN §4): detects the machine, registers
+Matches the model to the machine it runs on: detects the machine, registers
 the backends (ONNX Runtime, OpenVINO, torch on CUDA, TensorRT, Core ML), proposes
 compilation, precision (the single owner of int8 / fp16 / bf16 changes for every domain),
 thread settings and instance advice for stages holding a torch module or an ONNX model,
@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.registry import Dependency
-from pipetune.plugins.hardware.scan_rules import scan_file, scan_rules  # noqa: F401
 
 if TYPE_CHECKING:
-    from pipetune.core.kernel.context import Observations, TuneContext
-    from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-    from pipetune.core.kernel.registry import Backend
-    from pipetune.core.kernel.results import Change, Profile, Proposal, Tuned
+    import ast
 
-PIPETUNE_API = 1
-NAME = "hardware"
+    from pipetune.core.kernel.context import Observations
+    from pipetune.core.kernel.model import Pipeline, Requirements, Stage
+    from pipetune.core.kernel.registry import Backend, ChangeType
+    from pipetune.core.kernel.results import Profile, Proposal
+    from pipetune.scan.rules import Finding, Rule
+
+PIPETUNE_API = 2
 
 
 @hookimpl
@@ -61,61 +62,42 @@ def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
 @hookimpl
 def profile_pipeline(pipeline: Pipeline, observed: Observations) -> Mapping[str, Any] | None:
     from pipetune.plugins.hardware import facts
-    from pipetune.plugins.hardware.recognize import find_models
 
-    if not find_models(pipeline):
-        return None
-    return facts.measure(pipeline, observed)
+    return facts.measured_facts(pipeline, observed)
 
 
 @hookimpl
 def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.hardware.recognize import models_in_stage
+    from pipetune.plugins.hardware.recognize import hints_for
 
-    hints = []
-    for ref in models_in_stage(stage):
-        if not ref.injected:
-            hints.append(
-                f"stage {stage.name!r}: its function does not take the {ref.slot!r} slot "
-                f"(the model is captured in a closure); accept `{ref.slot}` as a keyword "
-                "argument to unlock compilation (ONNX Runtime, OpenVINO) and int8"
-            )
-    if stage.kind == "inference" and not models_in_stage(stage):
-        hints.append(
-            f"stage {stage.name!r} runs inference but declares no model slot; declare it "
-            "(slots={'model': model}) to unlock compilation and reduced precision"
-        )
-    return hints or None
+    return hints_for(stage) or None
 
 
 @hookimpl
 def propose_changes(
     pipeline: Pipeline, profile: Profile, requirements: Requirements
 ) -> Sequence[Proposal] | None:
-    from pipetune.plugins.hardware.propose import propose
+    from pipetune.plugins.hardware.proposals import propose
 
     return propose(pipeline, profile, requirements) or None
 
 
 @hookimpl
-def tune_proposal(
-    proposal: Proposal,
-    pipeline: Pipeline,
-    workload: Workload,
-    requirements: Requirements,
-    context: TuneContext,
-) -> Tuned | None:
-    if proposal.plugin != NAME:
-        return None
-    from pipetune.plugins.hardware.tune import tune
+def register_changes() -> Sequence[ChangeType]:
+    from pipetune.plugins.hardware.changes import change_types
 
-    return tune(proposal, pipeline, workload, requirements, context)
+    return change_types()
 
 
 @hookimpl
-def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline | None:
-    if change.plugin != NAME:
-        return None
-    from pipetune.plugins.hardware.apply import materialize
+def scan_rules() -> Sequence[Rule]:
+    from pipetune.plugins.hardware.scan_rules import RULES
 
-    return materialize(change, pipeline, Path(artifacts_dir))
+    return RULES
+
+
+@hookimpl
+def scan_file(path: Path, tree: ast.Module, source: str) -> Sequence[Finding] | None:
+    from pipetune.plugins.hardware.scan_rules import scan_file as whole_file
+
+    return whole_file(path, tree, source)

@@ -160,3 +160,21 @@ def deployment_targets(pipeline: Pipeline) -> tuple[str, ...]:
     if isinstance(declared, str):
         declared = declared.split(",")
     return tuple(t.strip().lower() for t in declared if str(t).strip())
+
+
+def hints_for(stage: Stage) -> list[str]:
+    """How to declare ``stage`` more fully so the hardware changes can apply to it."""
+    hints = []
+    for ref in models_in_stage(stage):
+        if not ref.injected:
+            hints.append(
+                f"stage {stage.name!r}: its function does not take the {ref.slot!r} slot "
+                f"(the model is captured in a closure); accept `{ref.slot}` as a keyword "
+                "argument to unlock compilation (ONNX Runtime, OpenVINO) and int8"
+            )
+    if stage.kind == "inference" and not models_in_stage(stage):
+        hints.append(
+            f"stage {stage.name!r} runs inference but declares no model slot; declare it "
+            "(slots={'model': model}) to unlock compilation and reduced precision"
+        )
+    return hints

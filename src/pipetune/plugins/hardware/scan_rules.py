@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
-from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import FileContext, literal
 from pipetune.scan.heuristics import looks_like_model
 from pipetune.scan.rules import Finding, Rule
@@ -198,11 +196,6 @@ ORT_NO_GRAPH_OPT = Rule(
 RULES: tuple[Rule, ...] = (FP32_CUDA, THREADS, ORT_NO_GRAPH_OPT)
 
 
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    return RULES
-
-
-@hookimpl
 def scan_file(path: Path, tree: ast.Module, source: str) -> list[Finding] | None:
+    """Whole-file findings: thread settings (what ``scan_file`` returns for this plugin)."""
     return scan_threads(path, tree, source) or None

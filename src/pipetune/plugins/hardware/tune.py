@@ -47,7 +47,7 @@ from pipetune.plugins.hardware.wrappers import original_module
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.context import TuneContext
-    from pipetune.core.kernel.model import Requirements, Workload
+    from pipetune.core.kernel.model import Requirements
 
 #: Largest scaled max-abs-diff an fp32 backend may show (graph rewrites reorder float
 #: sums: ~1e-6 is normal; a bf16 fallback shows ~1e-2).
@@ -102,20 +102,12 @@ class CandidateResult:
         return f"{self.candidate.label}: {self.reason}"
 
 
-def tune(
-    proposal: Proposal,
-    pipeline: Pipeline,
-    workload: Workload,
-    requirements: Requirements,
-    context: TuneContext,
-) -> Tuned:
-    if proposal.id == "hardware.coreml":
-        return defer_coreml(proposal, pipeline, context)
-    if proposal.id == "hardware.tensorrt" and proposal.params.get("cross_target"):
-        return defer_tensorrt(proposal, pipeline, context)
+def tune_model(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
+    """Tune a proposal's candidates on this machine: a torch module's
+    (:func:`tune_torch`) or an ONNX model's (:func:`tune_onnx`)."""
     if proposal.params.get("kind", TORCH) == TORCH:
-        return tune_torch(proposal, pipeline, requirements, context)
-    return tune_onnx(proposal, pipeline, requirements, context)
+        return tune_torch(proposal, pipeline, context.requirements, context)
+    return tune_onnx(proposal, pipeline, context.requirements, context)
 
 
 # -- torch modules --------------------------------------------------------------------------

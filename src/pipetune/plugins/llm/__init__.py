@@ -1,4 +1,4 @@
-"""The llm plugin (DESIGN §4): generate steps over causal LMs.
+"""The llm plugin: generate steps over causal LMs.
 
 Building blocks and helpers are exported lazily, so ``import pipetune.plugins.llm`` needs
 neither torch nor transformers::

@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
 from pipetune.core.measure.stats import wilson_interval
 from pipetune.plugins.llm.records import Generation, token_list
@@ -183,3 +184,15 @@ def perplexity_fidelity(
             "summary": f"perplexity {base:.2f} -> {cand:.2f} ({change}) on {n} held-out tokens",
         },
     )
+
+
+def output_kinds() -> list[OutputKind]:
+    """What ``register_output_kinds`` returns for the llm plugin."""
+    return [
+        OutputKind(
+            "tokens",
+            "exact_greedy_tokens",
+            lambda baseline, candidate, labels: token_match(baseline, candidate),
+            "share of requests whose greedy tokens are identical (first divergence in details)",
+        )
+    ]

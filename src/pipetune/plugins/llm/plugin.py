@@ -1,4 +1,4 @@
-"""Hook implementations of the llm plugin (DESIGN §4).
+"""Hook implementations of the llm plugin; each calls into the module that does the work.
 
 Generate steps over causal LMs: KV cache, prefix caching, continuous batching,
 speculative decoding chosen from the measured traffic, static cache + CUDA graphs on GPU;
@@ -10,17 +10,16 @@ plugin's weight quantization). Heavy imports happen inside the functions that ne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from pipetune.core.kernel.context import Observations, TuneContext
+from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.registry import Demo, Dependency
-from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
-from pipetune.plugins.llm.scan_rules import scan_rules  # noqa: F401
+from pipetune.core.kernel.registry import ChangeType, Demo, Dependency, OutputKind
+from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal
+from pipetune.scan.rules import Rule
 
-PIPETUNE_API = 1
+PIPETUNE_API = 2
 PLUGIN = "llm"
 
 DEPENDENCIES = (
@@ -59,41 +58,25 @@ def register_demos() -> Sequence[Demo]:
 
 @hookimpl
 def inspect_pipeline(pipeline: Pipeline) -> dict[str, Any] | None:
-    from pipetune.plugins.llm import profiling
+    from pipetune.plugins.llm import facts
 
-    return profiling.inspect(pipeline)
+    return facts.inspect(pipeline)
 
 
 @hookimpl
 def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.llm.blocks import is_generate_block
-    from pipetune.plugins.llm.recognize import model_slot
+    from pipetune.plugins.llm.recognize import hints_for
 
-    if is_generate_block(stage):
-        return None
-    slot = model_slot(stage)
-    if slot is not None and not stage.injects(slot):
-        return [
-            f"stage {stage.name!r}: its function does not take the `{slot}` slot (the model is "
-            f"captured another way); accept `{slot}=` as a keyword so pipetune can swap in a "
-            "KV-cached or speculative generate"
-        ]
-    if slot is None and stage.kind == "generate":
-        return [
-            f"stage {stage.name!r}: declare its `model` slot (a transformers causal LM), or "
-            "build it with pipetune.plugins.llm.generate_stage, to unlock the KV cache, "
-            "prefix caching, continuous batching and speculative decoding"
-        ]
-    return None
+    return hints_for(stage) or None
 
 
 @hookimpl
 def profile_pipeline(
     pipeline: Pipeline, workload: Workload, profile: Profile, observed: Observations
 ) -> dict[str, Any] | None:
-    from pipetune.plugins.llm import profiling
+    from pipetune.plugins.llm import facts
 
-    return profiling.profile_facts(pipeline, workload, profile, observed)
+    return facts.profile_facts(pipeline, workload, profile, observed)
 
 
 @hookimpl
@@ -106,48 +89,17 @@ def propose_changes(
 
 
 @hookimpl
-def tune_proposal(
-    proposal: Proposal,
-    pipeline: Pipeline,
-    workload: Workload,
-    requirements: Requirements,
-    context: TuneContext,
-) -> Tuned | None:
-    if proposal.plugin != PLUGIN:
-        return None
-    from pipetune.plugins.llm import proposals
+def register_changes() -> Sequence[ChangeType]:
+    from pipetune.plugins.llm.changes import change_types
 
-    return proposals.tune(proposal, pipeline, workload, requirements, context)
+    return change_types()
 
 
 @hookimpl
-def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline | None:
-    if change.plugin != PLUGIN:
-        return None
-    from pipetune.plugins.llm import proposals
+def register_output_kinds() -> Sequence[OutputKind]:
+    from pipetune.plugins.llm.fidelity import output_kinds
 
-    return proposals.materialize(change, pipeline, artifacts_dir)
-
-
-@hookimpl
-def compare_outputs(
-    output_kind: str,
-    baseline: Sequence[Any],
-    candidate: Sequence[Any],
-    labels: Sequence[Any] | None,
-) -> Fidelity | None:
-    from pipetune.plugins.llm.records import Generation
-
-    if output_kind == "tokens" or (
-        output_kind == "any" and any(isinstance(b, Generation) for b in baseline)
-    ):
-        from pipetune.plugins.llm.fidelity import token_match
-
-        try:
-            return token_match(baseline, candidate)
-        except (TypeError, ValueError):
-            return None  # not token sequences: the generic plugin compares them
-    return None
+    return output_kinds()
 
 
 @hookimpl
@@ -168,3 +120,10 @@ def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> Se
     from pipetune.plugins.llm.quality import calibration_batches
 
     return calibration_batches(pipeline, stage, workload)
+
+
+@hookimpl
+def scan_rules() -> Sequence[Rule]:
+    from pipetune.plugins.llm.scan_rules import RULES
+
+    return RULES

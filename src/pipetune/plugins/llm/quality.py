@@ -1,4 +1,5 @@
-"""What the llm plugin supplies for lossy changes other plugins make (DESIGN §3): the
+"""What the llm plugin supplies for lossy changes other plugins make (the plugin that
+changes a model owns the change; the domain plugin owns its fidelity): the
 perplexity change on held-out text when a generate stage's model is replaced (the
 hardware plugin's int8 / fp16 / bf16 weights), and calibration text for them."""
 

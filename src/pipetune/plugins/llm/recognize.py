@@ -237,3 +237,23 @@ class CachedGenerate:
     def __repr__(self) -> str:
         extra = f", prompt_lookup={self._prompt_lookup}" if self._prompt_lookup else ""
         return f"CachedGenerate({type(self.__pipetune_wrapped__).__name__}{extra})"
+
+
+def hints_for(stage: Stage) -> list[str]:
+    """How to declare ``stage`` more fully so the llm changes can apply to it."""
+    if is_generate_block(stage):
+        return []
+    slot = model_slot(stage)
+    if slot is not None and not stage.injects(slot):
+        return [
+            f"stage {stage.name!r}: its function does not take the `{slot}` slot (the model is "
+            f"captured another way); accept `{slot}=` as a keyword so pipetune can swap in a "
+            "KV-cached or speculative generate"
+        ]
+    if slot is None and stage.kind == "generate":
+        return [
+            f"stage {stage.name!r}: declare its `model` slot (a transformers causal LM), or "
+            "build it with pipetune.plugins.llm.generate_stage, to unlock the KV cache, "
+            "prefix caching, continuous batching and speculative decoding"
+        ]
+    return []

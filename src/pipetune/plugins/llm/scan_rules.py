@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Sequence
 
-from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import FileContext
 from pipetune.scan.heuristics import model_call, per_item_loop
 from pipetune.scan.rules import Finding, Rule
@@ -196,8 +194,3 @@ SHARED_PREFIX = Rule(
 )
 
 RULES: tuple[Rule, ...] = (USE_CACHE_OFF, MANUAL_DECODE, GENERATE_PER_REQUEST, SHARED_PREFIX)
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    return RULES

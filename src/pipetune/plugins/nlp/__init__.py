@@ -1,4 +1,4 @@
-"""The nlp plugin (DESIGN §4): Rust tokenizers, truncation search, dynamic padding and
+"""The nlp plugin: Rust tokenizers, truncation search, dynamic padding and
 length bucketing, efficient attention, and the headline document-processing demo.
 
 The building blocks are exported lazily, so importing this package pulls in neither torch

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
 from pipetune.core.measure.stats import wilson_interval
 from pipetune.plugins.nlp.padding import Encoded
@@ -92,3 +93,15 @@ def _describe(index: int, left: list[tuple[int, ...]], right: list[tuple[int, ..
                 "got": list(b[max(0, position - 2) : position + 3]),
             }
     return {"input": index}
+
+
+def output_kinds() -> list[OutputKind]:
+    """What ``register_output_kinds`` returns for the nlp plugin."""
+    return [
+        OutputKind(
+            "token_ids",
+            "exact_token_ids",
+            lambda baseline, candidate, labels: exact_ids(baseline, candidate),
+            "share of outputs whose token ids are identical, id for id",
+        )
+    ]

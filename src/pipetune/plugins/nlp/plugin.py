@@ -10,15 +10,15 @@ are imported inside the functions that use them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
-from pipetune.plugins.nlp.scan_rules import scan_rules  # noqa: F401
+from pipetune.core.kernel.registry import ChangeType, OutputKind
+from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.scan.rules import Rule
 
-PIPETUNE_API = 1
+PIPETUNE_API = 2
 
 
 @hookimpl
@@ -44,7 +44,7 @@ def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
 
 @hookimpl
 def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.nlp.hints import hints_for
+    from pipetune.plugins.nlp.recognize import hints_for
 
     return hints_for(stage) or None
 
@@ -68,34 +68,17 @@ def propose_changes(
 
 
 @hookimpl
-def tune_proposal(
-    proposal: Proposal, pipeline: Pipeline, workload: Workload, context: Any
-) -> Tuned | None:
-    if proposal.plugin != "nlp":
-        return None
-    from pipetune.plugins.nlp.tuning import tune
+def register_changes() -> Sequence[ChangeType]:
+    from pipetune.plugins.nlp.changes import change_types
 
-    return tune(proposal, pipeline, workload, context)
+    return change_types()
 
 
 @hookimpl
-def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline | None:
-    if change.plugin != "nlp":
-        return None
-    from pipetune.plugins.nlp.transforms import materialize
+def register_output_kinds() -> Sequence[OutputKind]:
+    from pipetune.plugins.nlp.fidelity import output_kinds
 
-    return materialize(change, pipeline, artifacts_dir)
-
-
-@hookimpl
-def compare_outputs(
-    output_kind: str, baseline: Sequence[Any], candidate: Sequence[Any]
-) -> Fidelity | None:
-    if output_kind != "token_ids":
-        return None
-    from pipetune.plugins.nlp.fidelity import exact_ids
-
-    return exact_ids(baseline, candidate)
+    return output_kinds()
 
 
 @hookimpl
@@ -103,3 +86,10 @@ def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> Se
     from pipetune.plugins.nlp.calibration import calibration_inputs as build
 
     return build(pipeline, stage, workload)
+
+
+@hookimpl
+def scan_rules() -> Sequence[Rule]:
+    from pipetune.plugins.nlp.scan_rules import RULES
+
+    return RULES

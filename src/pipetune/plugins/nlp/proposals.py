@@ -15,18 +15,26 @@ from pipetune.core.kernel.registry import Dependency
 from pipetune.core.kernel.results import Profile, Proposal
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED, BLOCK_TOKENIZE
+from pipetune.plugins.nlp.changes import (
+    dynamic_padding,
+    inference_mode,
+    length_bucketing,
+    rust_tokenizer,
+    sdpa_attention,
+    truncation,
+)
 from pipetune.plugins.nlp.facts import interpolate_ms
 from pipetune.plugins.nlp.padding import PAD_MAX_LENGTH
 
 PLUGIN = "nlp"
 
-RUST_TOKENIZER = "nlp.rust_tokenizer"
-TRUNCATION = "nlp.truncation"
-DYNAMIC_PADDING = "nlp.dynamic_padding"
-LENGTH_BUCKETING = "nlp.length_bucketing"
-SDPA = "nlp.sdpa_attention"
-INFERENCE_MODE = "nlp.inference_mode"
-DISTILLATION = "nlp.distillation"
+RUST_TOKENIZER = rust_tokenizer.ID
+TRUNCATION = truncation.ID
+DYNAMIC_PADDING = dynamic_padding.ID
+LENGTH_BUCKETING = length_bucketing.ID
+SDPA = sdpa_attention.ID
+INFERENCE_MODE = inference_mode.ID
+DISTILLATION = "nlp.distillation"  # advice only: no change type
 
 DEPENDENCIES = (
     Dependency("tokenizers", "nlp", "Rust tokenizers"),

@@ -6,9 +6,7 @@ Read with ``ast`` only; nothing is imported from the scanned code or from transf
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
 
-from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import MISSING, FileContext
 from pipetune.scan.heuristics import model_call
 from pipetune.scan.rules import Finding, Rule
@@ -222,8 +220,3 @@ NO_INFERENCE_MODE = Rule(
 )
 
 RULES: tuple[Rule, ...] = (SLOW_TOKENIZER, MAX_LENGTH_PADDING, EAGER_ATTENTION, NO_INFERENCE_MODE)
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    return RULES

@@ -1,4 +1,4 @@
-"""The recsys plugin (DESIGN §4): two-stage ranking, ANN retrieval, user-embedding caches and
+"""The recsys plugin: two-stage ranking, ANN retrieval, user-embedding caches and
 batched feature reads.
 
 Building blocks are exported lazily: importing this package imports neither faiss nor

@@ -1,6 +1,6 @@
 """A bounded user-embedding cache with a time-to-live.
 
-Why a domain cache beside the generic plugin's result cache (DESIGN §3)? The generic cache
+Why a domain cache beside the generic plugin's result cache? The generic cache
 keys a stage's *whole input* by content hash: in a recommender each request carries its own
 context (a timestamp, a session, the items on screen), so the same user rarely sends the
 same bytes twice and a content-hash cache never hits. A user embedding depends on the user,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
 from pipetune.core.measure.stats import wilson_interval
 
@@ -176,3 +177,15 @@ def _label_hits(
         "candidate_label_recall": cand,
         "label_recall_drop": base - cand,
     }
+
+
+def output_kinds() -> list[OutputKind]:
+    """What ``register_output_kinds`` returns for the recsys plugin."""
+    return [
+        OutputKind(
+            "ranked_ids",
+            "recall@k",
+            ranked_ids_fidelity,
+            "recall@k of the baseline's top-k ids (NDCG@k and hit rates in details)",
+        )
+    ]

@@ -1,4 +1,4 @@
-"""Hook implementations of the recsys plugin (DESIGN §4).
+"""Hook implementations of the recsys plugin; each calls into the module that does the work.
 
 Recognizes full-catalog rankers, exact top-k retrieval, embedding models and feature
 lookups; proposes the two-stage architecture (ANN candidates in front of the ranker), ANN +
@@ -9,18 +9,16 @@ them on the tuning split and rebuilds them from saved artifacts; compares ranked
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from pipetune.core.kernel.context import Observations, TuneContext
+from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.registry import Demo, Dependency
-from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
-from pipetune.plugins.recsys.scan_rules import scan_rules  # noqa: F401
+from pipetune.core.kernel.registry import ChangeType, Demo, Dependency, OutputKind
+from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.scan.rules import Rule
 
-PIPETUNE_API = 1
-PLUGIN = "recsys"
+PIPETUNE_API = 2
 
 
 @hookimpl
@@ -54,7 +52,7 @@ def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
 
 @hookimpl
 def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.recsys.proposals import hints_for
+    from pipetune.plugins.recsys.recognize import hints_for
 
     return hints_for(stage) or None
 
@@ -78,38 +76,21 @@ def propose_changes(
 
 
 @hookimpl
-def tune_proposal(
-    proposal: Proposal,
-    pipeline: Pipeline,
-    workload: Workload,
-    requirements: Requirements,
-    context: TuneContext,
-) -> Tuned | None:
-    if proposal.plugin != PLUGIN:
-        return None
-    from pipetune.plugins.recsys.tuning import tune
+def register_changes() -> Sequence[ChangeType]:
+    from pipetune.plugins.recsys.changes import change_types
 
-    return tune(proposal, pipeline, workload, context)
+    return change_types()
 
 
 @hookimpl
-def materialize_change(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline | None:
-    if change.plugin != PLUGIN:
-        return None
-    from pipetune.plugins.recsys.tuning import materialize
+def register_output_kinds() -> Sequence[OutputKind]:
+    from pipetune.plugins.recsys.fidelity import output_kinds
 
-    return materialize(change, pipeline, Path(artifacts_dir))
+    return output_kinds()
 
 
 @hookimpl
-def compare_outputs(
-    output_kind: str,
-    baseline: Sequence[Any],
-    candidate: Sequence[Any],
-    labels: Sequence[Any] | None,
-) -> Fidelity | None:
-    if output_kind != "ranked_ids":
-        return None
-    from pipetune.plugins.recsys.fidelity import ranked_ids_fidelity
+def scan_rules() -> Sequence[Rule]:
+    from pipetune.plugins.recsys.scan_rules import RULES
 
-    return ranked_ids_fidelity(baseline, candidate, labels)
+    return RULES

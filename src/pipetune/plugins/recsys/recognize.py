@@ -266,3 +266,56 @@ def recognize_all(pipeline: Pipeline) -> dict[str, Recognized]:
         if recognized is not None:
             found[stage.name] = recognized
     return found
+
+
+def hints_for(stage: Stage) -> list[str]:
+    """How to declare ``stage`` more fully so the recsys changes can apply to it."""
+    rec = recognize(stage)
+    if rec is None:
+        if stage.kind in ("ranking", "retrieval") and not stage.slots:
+            return [
+                f"stage {stage.name!r} looks like retrieval or ranking but declares no slots: "
+                "put its item matrix in an `items=` slot (numpy or torch) or its faiss flat "
+                "index in `index=`, and its ranker in `ranker=`, to unlock ANN retrieval "
+                "(recsys.ann_exact, recsys.ann_two_stage)"
+            ]
+        return []
+    hints: list[str] = []
+    if (
+        rec.catalog_size is not None
+        and rec.catalog_size < ann.MIN_CATALOG
+        and rec.role
+        in (
+            "full_ranking",
+            "exact_topk",
+        )
+    ):
+        hints.append(
+            f"stage {stage.name!r}: the catalog has {rec.catalog_size:,} items, under "
+            f"{ann.MIN_CATALOG:,}; exact scoring stays (an ANN index does not pay at this size)"
+        )
+    if rec.role == "full_ranking" and not rec.transformable:
+        hints.append(
+            f"stage {stage.name!r} scores every catalog item: give its function a "
+            "`candidates=None` argument (score only those ids when given) and a `query` slot "
+            "(the request's retrieval vector), or use pipetune.plugins.recsys.full_ranking, to "
+            "unlock the two-stage architecture (recsys.ann_two_stage)"
+        )
+    if rec.role == "exact_topk" and not rec.transformable:
+        hints.append(
+            f"stage {stage.name!r}: {rec.why_not}; pass the index as an argument to "
+            "unlock ANN retrieval (recsys.ann_exact)"
+        )
+    if rec.role == "embedding" and not rec.transformable:
+        hints.append(
+            f"stage {stage.name!r} runs an embedding model: declare it with "
+            "pipetune.plugins.recsys.embedding(encode, model=..., key='user_id') to unlock the "
+            "user-embedding cache (recsys.user_embedding_cache)"
+        )
+    if rec.role == "feature_lookup" and not rec.transformable:
+        hints.append(
+            f"stage {stage.name!r} reads a feature store: declare it with "
+            "pipetune.plugins.recsys.feature_lookup(store, keys) to unlock batched reads "
+            "(recsys.batched_feature_reads)"
+        )
+    return hints

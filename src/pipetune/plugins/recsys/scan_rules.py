@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Sequence
 
-from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import FileContext, target_names
 from pipetune.scan.heuristics import per_item_loop
 from pipetune.scan.rules import Finding, Rule
@@ -172,8 +170,3 @@ FEATURE_READ = Rule(
 )
 
 RULES: tuple[Rule, ...] = (EXHAUSTIVE_TOPK, FLAT_INDEX, FEATURE_READ)
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    return RULES

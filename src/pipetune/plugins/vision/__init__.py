@@ -1,4 +1,4 @@
-"""The vision plugin (DESIGN §4): reduced-resolution and GPU JPEG decode, motion-gated frame
+"""The vision plugin: reduced-resolution and GPU JPEG decode, motion-gated frame
 skipping, batched preprocessing.
 
 Building blocks are exported lazily, so ``import pipetune.plugins.vision`` needs neither

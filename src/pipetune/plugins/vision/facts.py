@@ -30,6 +30,7 @@ from pipetune.plugins.vision.recognize import (
     find_decode_steps,
     find_frame_loops,
     inference_after,
+    model_input_size,
     torch_model_device,
 )
 from pipetune.plugins.vision.reduced_decode import OpenCVDecoder, choose_factor
@@ -264,3 +265,18 @@ def profile_facts(
 
 def is_skipped(value: Any) -> bool:
     return isinstance(value, Skipped)
+
+
+def static_facts(pipeline: Pipeline) -> dict[str, Any] | None:
+    """What the pipeline's declaration shows without running it: its decode steps, its
+    video frame loops and the model's input size."""
+    steps = find_decode_steps(pipeline)
+    loops = find_frame_loops(pipeline)
+    if not steps and not loops:
+        return None
+    size = model_input_size(pipeline)
+    return {
+        "decode_steps": [s.to_dict() for s in steps],
+        "frame_loops": [loop.to_dict() for loop in loops],
+        "model_input": list(size) if size else None,
+    }

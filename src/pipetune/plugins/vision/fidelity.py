@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
 from pipetune.core.measure.stats import wilson_interval
 from pipetune.plugins.vision.inputs import Skipped
@@ -228,3 +229,27 @@ def mask_iou(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelity:
         n=len(ious),
         details={"min_iou": float(min(ious)) if ious else 1.0},
     )
+
+
+def output_kinds() -> list[OutputKind]:
+    """What ``register_output_kinds`` returns for the vision plugin."""
+    return [
+        OutputKind(
+            "frame_labels",
+            "frame_agreement_with_events",
+            frame_agreement,
+            "per-frame label agreement, with every event of the baseline detected in time",
+        ),
+        OutputKind(
+            "image",
+            f"psnr>={PSNR_FLOOR_DB:g}dB",
+            lambda baseline, candidate, labels: image_fidelity(baseline, candidate),
+            "image closeness (PSNR)",
+        ),
+        OutputKind(
+            "masks",
+            "mean_iou",
+            lambda baseline, candidate, labels: mask_iou(baseline, candidate),
+            "mean intersection over union of masks",
+        ),
+    ]

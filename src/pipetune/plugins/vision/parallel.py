@@ -1,11 +1,12 @@
 """Decode-specific parallelism: decode a batch of images in a thread pool.
 
-Split of ownership (DESIGN §3): the generic plugin decides *whether* the pipeline runs in
-batches or concurrently (dynamic batching, concurrency); this module makes a *decode*
-stage use a batch well. JPEG and PNG decoders in OpenCV and Pillow release the GIL, so
-threads decode in parallel without processes. The plugin's decode block exposes a
-``workers=`` slot; a plain user decode stage gets a ``batch_fn`` that maps its own ``fn``
-over a batch in the pool, so generic batching then applies to it too.
+Split of ownership (each transformation has one owning plugin): the generic plugin
+decides *whether* the pipeline runs in batches or concurrently (dynamic batching,
+concurrency); this module makes a *decode* stage use a batch well. JPEG and PNG decoders
+in OpenCV and Pillow release the GIL, so threads decode in parallel without processes.
+The plugin's decode block exposes a ``workers=`` slot; a plain user decode stage gets a
+``batch_fn`` that maps its own ``fn`` over a batch in the pool, so generic batching then
+applies to it too.
 """
 
 from __future__ import annotations

@@ -222,3 +222,36 @@ def inference_after(pipeline: Pipeline, stage: str) -> Stage | None:
         if "model" in candidate.slots:
             return candidate
     return None
+
+
+def hints_for(stage: Stage, pipeline: Pipeline) -> list[str]:
+    """How to declare ``stage`` more fully so the vision changes can apply to it."""
+    hints = []
+    for step in find_decode_steps(pipeline):
+        if step.stage != stage.name:
+            continue
+        if step.how == "code":
+            hints.append(
+                f"stage {stage.name!r} seems to decode images inside its code: declare the "
+                "decoder as a slot (decoder=cv2.imread, or PIL.Image.open) and the model "
+                "input as size=(w, h) to unlock reduced-resolution JPEG decode "
+                "(vision.reduced_decode)"
+            )
+        elif not step.transformable and step.library != "unknown":
+            hints.append(
+                f"stage {stage.name!r} has a decoder slot its function does not take: accept "
+                "decoder= as a keyword argument so it can be replaced"
+            )
+        elif step.target is None:
+            hints.append(
+                f"stage {stage.name!r}: declare size=(w, h) (the model input) so the "
+                "reduced-decode factor is chosen without observing outputs"
+            )
+    for loop in find_frame_loops(pipeline):
+        if loop.stage == stage.name and not loop.transformable:
+            hints.append(
+                f"stage {stage.name!r} reads video frames inside its code: declare "
+                "capture=cv2.VideoCapture and model= as slots (keyword arguments) to unlock "
+                "frame skipping (vision.motion_gate)"
+            )
+    return hints

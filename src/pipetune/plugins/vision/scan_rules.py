@@ -8,9 +8,7 @@ confidences.
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
 
-from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.scan.context import MISSING, FileContext, literal, target_names
 from pipetune.scan.heuristics import model_call
 from pipetune.scan.rules import Finding, Rule
@@ -247,8 +245,3 @@ PIN_MEMORY = Rule(
 )
 
 RULES: tuple[Rule, ...] = (REDUCED_DECODE, EVERY_FRAME, SINGLE_PROCESS_LOADER, PIN_MEMORY)
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    return RULES

@@ -5,7 +5,7 @@
   Apple: Core ML), at full precision. The tune step measures every candidate.
 * ``hardware.precision`` — int8 (CPU; ONNX Runtime dynamic and calibrated static, torch
   dynamic for models that stay in torch), bf16 (OpenVINO on CPUs with native bf16), fp16
-  / bf16 (NVIDIA). The single owner of precision changes for every domain (DESIGN §3).
+  / bf16 (NVIDIA). The single owner of precision changes for every domain.
 * ``hardware.threads`` — torch's intra-op pool sized to the physical cores usable here.
 * ``hardware.coreml`` / ``hardware.tensorrt`` — prepare and check a package for another
   machine the pipeline deploys to (``Pipeline.meta["targets"]`` or ``PIPETUNE_TARGETS``):

@@ -4,6 +4,7 @@ tuned to the cheapest operating point, one query at a time, at recall@k >= the t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,12 @@ import numpy as np
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import ConfigError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.params import ChangeParams
+from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, blocks
-from pipetune.plugins.recsys.fidelity import rows_of
-from pipetune.plugins.recsys.recognize import catalog_of, recognize
-from pipetune.plugins.recsys.threads import faiss_thread_count
-from pipetune.plugins.recsys.tuning import (
+from pipetune.plugins.recsys.changes.common import (
+    DEFAULT_TARGET,
     MAX_TUNE_REQUESTS,
     TIMING_REQUESTS,
     checked_catalog,
@@ -34,6 +35,9 @@ from pipetune.plugins.recsys.tuning import (
     stage_slots,
     time_points,
 )
+from pipetune.plugins.recsys.fidelity import rows_of
+from pipetune.plugins.recsys.recognize import catalog_of, recognize
+from pipetune.plugins.recsys.threads import faiss_thread_count
 
 # -- ANN for exact retrieval -------------------------------------------------------------------
 
@@ -79,9 +83,29 @@ def _infer_metric(
     return best
 
 
-def tune_ann_exact(
-    proposal: Proposal, pipeline: Pipeline, workload: Any, context: TuneContext
-) -> Tuned:
+ID = "recsys.ann_exact"
+
+
+@dataclass(frozen=True)
+class AnnExactParams(ChangeParams):
+    index: dict[str, Any] | None = None
+    index_kind: str | None = None
+    target: float = DEFAULT_TARGET
+    runtime: Any = None
+    runtime_param: str | None = None
+    k_prime: int | None = None
+    k: int | None = None
+    metric: str | None = None
+    faiss_threads: int = 1
+    faiss_batch_threads: int | None = None
+    output_format: str = "array"
+    replace: str = "stage"
+    slot: str | None = None
+    items_digest: str | None = None
+
+
+def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
+    workload = context.workload
     """Replace exact top-k by ANN + exact re-rank of k' candidates: the cheapest operating
     point, one query at a time, at recall@k >= the target."""
     stage = pipeline.stage(proposal.stage)
@@ -215,7 +239,7 @@ def tune_ann_exact(
         },
         est_stage_speedup=exact_ms / chosen_ms if chosen_ms > 0 else None,
     )
-    confirm(proposal, pipeline, tuned, context, target)
+    confirm(proposal, pipeline, tuned, context, target, materialize)
     context.log(
         f"recsys: {spec.describe()} {spec.runtime_param}={chosen['runtime']} "
         f"k'={chosen['k_prime']}: recall@{k} {chosen['recall']:.3f}, "
@@ -266,7 +290,7 @@ def _batch_figures(
     return figures
 
 
-def materialize_ann_exact(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
+def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
     stage = pipeline.stage(change.stage)
     rec = recognize(stage)
     if rec is None or rec.role != "exact_topk" or rec.slot is None:
@@ -290,3 +314,6 @@ def materialize_ann_exact(change: Change, pipeline: Pipeline, artifacts_dir: Pat
         notes=notes,
     )
     return pipeline.replace(stage.name, new)
+
+
+CHANGE = ChangeType(ID, AnnExactParams, materialize, tune, lossy=True)

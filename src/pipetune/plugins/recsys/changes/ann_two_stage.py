@@ -16,11 +16,12 @@ import numpy as np
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import ConfigError, PipelineError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.params import ChangeParams
+from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, blocks
-from pipetune.plugins.recsys.fidelity import rows_of
-from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
-from pipetune.plugins.recsys.tuning import (
+from pipetune.plugins.recsys.changes.common import (
+    DEFAULT_TARGET,
     MAX_TUNE_REQUESTS,
     TIMING_REQUESTS,
     checked_catalog,
@@ -37,6 +38,8 @@ from pipetune.plugins.recsys.tuning import (
     stage_slots,
     time_points,
 )
+from pipetune.plugins.recsys.fidelity import rows_of
+from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
 
 # -- the two-stage architecture -----------------------------------------------------------------
 
@@ -70,9 +73,25 @@ class _TwoStageEval:
         return [row[row >= 0] for row in ids]
 
 
-def tune_two_stage(
-    proposal: Proposal, pipeline: Pipeline, workload: Any, context: TuneContext
-) -> Tuned:
+ID = "recsys.ann_two_stage"
+
+
+@dataclass(frozen=True)
+class AnnTwoStageParams(ChangeParams):
+    index: dict[str, Any] | None = None
+    index_kind: str | None = None
+    target: float = DEFAULT_TARGET
+    runtime: Any = None
+    runtime_param: str | None = None
+    n_candidates: int | None = None
+    k: int | None = None
+    metric: str | None = None
+    faiss_threads: int = 1
+    faiss_batch_threads: int | None = None
+    items_digest: str | None = None
+
+
+def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     """Insert ANN retrieval of N candidates before a ranker that scores every item; tune N
     and the index's runtime parameter to the cheapest point keeping the target share of the
     full ranking's top-k."""
@@ -233,7 +252,7 @@ def tune_two_stage(
         },
         est_stage_speedup=full_ms / chosen["ms"] if chosen["ms"] > 0 else None,
     )
-    confirm(proposal, pipeline, tuned, context, target)
+    confirm(proposal, pipeline, tuned, context, target, materialize)
     context.log(
         f"recsys: two-stage N={chosen['n_candidates']} {spec.runtime_param}="
         f"{chosen['runtime']}: keeps {chosen['recall']:.3f} of the top-{k}, "
@@ -314,7 +333,7 @@ def _exact_top(matrix: np.ndarray, queries: np.ndarray, size: int, metric: str) 
     return np.concatenate(rows)
 
 
-def materialize_two_stage(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
+def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
     stage = pipeline.stage(change.stage)
     rec = recognize(stage)
     if rec is None or rec.role != "full_ranking" or rec.slot is None:
@@ -334,3 +353,6 @@ def materialize_two_stage(change: Change, pipeline: Pipeline, artifacts_dir: Pat
         notes={**notes, "index": spec.describe()},
     )
     return pipeline.replace(stage.name, [retrieve, blocks.candidate_ranking(stage, notes=notes)])
+
+
+CHANGE = ChangeType(ID, AnnTwoStageParams, materialize, tune, lossy=True)

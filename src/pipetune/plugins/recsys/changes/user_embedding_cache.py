@@ -1,30 +1,33 @@
-"""``recsys.user_embedding_cache`` and ``recsys.batched_feature_reads``: the two serving
-changes around the model, for returning users and per-key feature reads."""
+"""``recsys.user_embedding_cache``: a TTL cache of the user tower's embedding, keyed by the
+declared user key, for returning users. Lossy when the embedding depends on more than the
+key (a history that moved on): the tuning split measures what staleness costs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.params import ChangeParams
+from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import blocks
 from pipetune.plugins.recsys.cache import TTLCache
-from pipetune.plugins.recsys.features import batch_method
-from pipetune.plugins.recsys.tuning import (
-    DEFAULT_TTL_S,
-    MAX_CACHE_ENTRIES,
-    materialize,
-    sample,
-)
+from pipetune.plugins.recsys.changes.common import DEFAULT_TTL_S, MAX_CACHE_ENTRIES
 
-# -- user-embedding cache ----------------------------------------------------------------------
+ID = "recsys.user_embedding_cache"
 
 
-def tune_embedding_cache(
-    proposal: Proposal, pipeline: Pipeline, workload: Any, context: TuneContext
-) -> Tuned:
+@dataclass(frozen=True)
+class UserEmbeddingCacheParams(ChangeParams):
+    ttl_s: float = DEFAULT_TTL_S
+    maxsize: int | None = None
+
+
+def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     stage = pipeline.stage(proposal.stage)
     if stage.meta.get("block") != blocks.EMBEDDING:
         raise Rejected(f"stage {stage.name!r} is not an embedding block with a declared key")
@@ -76,7 +79,7 @@ def _entry_bytes(stage: Stage, item: Any) -> int | None:
     return int(nbytes) if nbytes is not None else None
 
 
-def materialize_embedding_cache(change: Change, pipeline: Pipeline) -> Pipeline:
+def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
     stage = pipeline.stage(change.stage)
     cache = TTLCache(int(change.params["maxsize"]), float(change.params["ttl_s"]))
     return pipeline.replace(
@@ -87,43 +90,4 @@ def materialize_embedding_cache(change: Change, pipeline: Pipeline) -> Pipeline:
     )
 
 
-# -- batched feature reads ----------------------------------------------------------------------
-
-
-def tune_batched_reads(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    stage = pipeline.stage(proposal.stage)
-    if stage.meta.get("block") != blocks.FEATURE_LOOKUP:
-        raise Rejected(f"stage {stage.name!r} is not a feature_lookup block")
-    store = stage.slots["store"]
-    method = batch_method(store)
-    if method is None:
-        raise Rejected(
-            f"the store in stage {stage.name!r} ({type(store).__name__}) has no batch read method"
-        )
-    inputs = sample(context.stage_inputs(pipeline, stage.name), 16)
-    batched = stage.with_slots(batched=True)
-    for position, item in enumerate(inputs):
-        one, many = stage(item), batched(item)
-        if not _same_features(one, many):
-            raise Rejected(
-                f"stage {stage.name!r}: {type(store).__name__}.{method} returns "
-                f"different values than get() on tuning input #{position}"
-            )
-    return Tuned(
-        params={"batched": True, "method": method}, est_stage_speedup=proposal.est_stage_speedup
-    )
-
-
-def _same_features(a: Any, b: Any) -> bool:
-    from pipetune.plugins.generic.fidelity import same
-
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_features(a[key], b[key]) for key in a)
-    return same(a, b)
-
-
-def materialize_batched_reads(change: Change, pipeline: Pipeline) -> Pipeline:
-    stage = pipeline.stage(change.stage)
-    return pipeline.replace(
-        stage.name, stage.with_slots(batched=True).noted(change=change.proposal)
-    )
+CHANGE = ChangeType(ID, UserEmbeddingCacheParams, materialize, tune, lossy=True)

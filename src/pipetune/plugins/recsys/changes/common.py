@@ -1,12 +1,13 @@
-"""Tune and materialize the recsys changes: shared helpers and the dispatch.
+"""What the recsys change types share: index artifacts, quality targets, timing and the
+end-to-end confirmation.
 
-Each change is split the DESIGN §3 way: *tune* searches the operating point on the tuning
+Each change is split in two: *tune* searches the operating point on the tuning
 split and builds the index as an artifact; *materialize* rebuilds the transformed pipeline
 from the parameters and the saved index file (``faiss.read_index``), with no search and no
-build, and never touches the user's matrix, ranker or model. The changes themselves live in
-:mod:`.exact_ann` (ANN + exact re-rank for exact retrieval), :mod:`.two_stage` (ANN
-candidates in front of a full-catalog ranker) and :mod:`.serving` (the user-embedding cache
-and batched feature reads).
+build, and never touches the user's matrix, ranker or model. The change types themselves live
+in :mod:`.ann_exact` (ANN + exact re-rank for exact retrieval), :mod:`.ann_two_stage` (ANN
+candidates in front of a full-catalog ranker), :mod:`.user_embedding_cache` and
+:mod:`.batched_feature_reads`.
 """
 
 from __future__ import annotations
@@ -203,10 +204,16 @@ def stage_slots(stage: Stage) -> dict[str, Any]:
 
 
 def confirm(
-    proposal: Proposal, pipeline: Pipeline, tuned: Tuned, context: TuneContext, target: float
+    proposal: Proposal,
+    pipeline: Pipeline,
+    tuned: Tuned,
+    context: TuneContext,
+    target: float,
+    materialize: Callable[[Change, Pipeline, Path], Pipeline],
 ) -> None:
     """Check the tuned change end to end on the tuning split against the original pipeline,
-    through the host's fidelity (the validator confirms on the held-out split)."""
+    built by the change type's ``materialize``, through the host's fidelity (the validator
+    confirms on the held-out split)."""
     change = Change.from_proposal(proposal, tuned)
     candidate = materialize(change, pipeline, context.artifacts.root)
     fidelity = context.fidelity(context.outputs(candidate))
@@ -215,55 +222,3 @@ def confirm(
             f"the tuned change keeps {fidelity.metric} {fidelity.value:.3f} on the "
             f"tuning split, under the target {target:.3f}"
         )
-
-
-# -- dispatch ----------------------------------------------------------------------------
-
-TUNERS = {
-    "recsys.ann_two_stage": "two_stage",
-    "recsys.ann_exact": "ann_exact",
-    "recsys.user_embedding_cache": "cache",
-    "recsys.batched_feature_reads": "batched",
-}
-
-
-def tune(proposal: Proposal, pipeline: Pipeline, workload: Any, context: TuneContext) -> Tuned:
-    kind = TUNERS.get(proposal.id)
-    if kind == "two_stage":
-        from pipetune.plugins.recsys.two_stage import tune_two_stage
-
-        return tune_two_stage(proposal, pipeline, workload, context)
-    if kind == "ann_exact":
-        from pipetune.plugins.recsys.exact_ann import tune_ann_exact
-
-        return tune_ann_exact(proposal, pipeline, workload, context)
-    if kind == "cache":
-        from pipetune.plugins.recsys.serving import tune_embedding_cache
-
-        return tune_embedding_cache(proposal, pipeline, workload, context)
-    if kind == "batched":
-        from pipetune.plugins.recsys.serving import tune_batched_reads
-
-        return tune_batched_reads(proposal, pipeline, context)
-    raise Rejected(f"the recsys plugin does not know proposal {proposal.id!r}")
-
-
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
-    kind = TUNERS.get(change.proposal)
-    if kind == "two_stage":
-        from pipetune.plugins.recsys.two_stage import materialize_two_stage
-
-        return materialize_two_stage(change, pipeline, artifacts_dir)
-    if kind == "ann_exact":
-        from pipetune.plugins.recsys.exact_ann import materialize_ann_exact
-
-        return materialize_ann_exact(change, pipeline, artifacts_dir)
-    if kind == "cache":
-        from pipetune.plugins.recsys.serving import materialize_embedding_cache
-
-        return materialize_embedding_cache(change, pipeline)
-    if kind == "batched":
-        from pipetune.plugins.recsys.serving import materialize_batched_reads
-
-        return materialize_batched_reads(change, pipeline)
-    raise ConfigError(f"the recsys plugin does not know change {change.proposal!r}")

@@ -1,0 +1,41 @@
+"""``llm.speculative_draft``: speculative decoding with the smaller draft model the stage
+declares (same tokenizer); its acceptance rate is measured on the tuning split. Lossless."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipetune.core.kernel.context import TuneContext
+from pipetune.core.kernel.model import Pipeline
+from pipetune.core.kernel.params import ChangeParams
+from pipetune.core.kernel.registry import ChangeType
+from pipetune.core.kernel.results import Change, Proposal, Tuned
+from pipetune.plugins.llm.changes.common import materialize_config, tune_generate
+from pipetune.plugins.llm.changes.speculative_prompt_lookup import tune_speculative
+
+ID = "llm.speculative_draft"
+
+
+@dataclass(frozen=True)
+class SpeculativeDraftParams(ChangeParams):
+    speculative: str = "draft"
+    num_draft_tokens: int | None = None
+
+
+def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
+    return tune_generate(
+        proposal,
+        pipeline,
+        context,
+        lambda t: tune_speculative(
+            proposal, t.base, t.config, t.requests, t.engine, t.floor, t.min_speedup
+        ),
+    )
+
+
+def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
+    return materialize_config(change, pipeline, artifacts_dir)
+
+
+CHANGE = ChangeType(ID, SpeculativeDraftParams, materialize, tune)

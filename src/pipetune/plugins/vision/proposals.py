@@ -1,0 +1,258 @@
+"""What the vision plugin proposes from the profile: reduced-resolution JPEG decode,
+DALI / nvJPEG decode, parallel batch decode, and frame skipping (motion-gated or fixed
+stride). How each change is tuned and built lives in :mod:`.changes`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipetune.core.kernel.model import Pipeline, Requirements
+from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.plugins.vision.changes import (
+    dali_decode,
+    frame_stride,
+    gpu_decode,
+    motion_gate,
+    parallel_decode,
+    reduced_decode,
+)
+from pipetune.plugins.vision.dali import DALI, cuda_available
+from pipetune.plugins.vision.gpu_decode import nvjpeg_availability
+from pipetune.plugins.vision.parallel import default_workers
+from pipetune.plugins.vision.recognize import find_decode_steps, find_frame_loops
+from pipetune.plugins.vision.reduced_decode import as_size
+
+PLUGIN = "vision"
+REDUCED = reduced_decode.ID
+DALI_DECODE = dali_decode.ID
+GPU_DECODE = gpu_decode.ID
+PARALLEL = parallel_decode.ID
+MOTION = motion_gate.ID
+STRIDE = frame_stride.ID
+DECODER_SWAPS = (REDUCED, DALI_DECODE, GPU_DECODE)
+#: Below this share of end-to-end time a decode change cannot matter (Amdahl).
+MIN_SHARE = 0.05
+
+
+def _vision_facts(profile: Profile) -> dict[str, Any]:
+    return dict(profile.facts.get(PLUGIN, {}))
+
+
+# -- propose -------------------------------------------------------------------------------
+
+
+def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) -> list[Proposal]:
+    facts = _vision_facts(profile)
+    proposals: list[Proposal] = []
+    for step in find_decode_steps(pipeline):
+        if not step.transformable:
+            continue
+        info = facts.get("decode", {}).get(step.stage, {})
+        share = profile.share(step.stage)
+        proposals.extend(_decode_proposals(pipeline, step, info, share))
+    for loop in find_frame_loops(pipeline):
+        if not loop.transformable or loop.gated:
+            continue
+        info = facts.get("video", {}).get(loop.stage, {})
+        proposals.extend(_frame_proposals(loop.stage, info))
+    return proposals
+
+
+def _decode_proposals(
+    pipeline: Pipeline, step: Any, info: dict[str, Any], share: float
+) -> list[Proposal]:
+    out: list[Proposal] = []
+    target = step.target or (as_size(info["model_input"]) if info.get("model_input") else None)
+    factor = info.get("dct_factor", {})
+    jpegs = info.get("formats", {}).get("jpeg", 0)
+    timing = info.get("sample_timing_ms", {})
+    evidence = {
+        k: info[k]
+        for k in (
+            "source_resolution",
+            "model_input",
+            "dct_factor",
+            "discarded_pixel_share",
+            "formats",
+            "sample_timing_ms",
+        )
+        if k in info
+    }
+    small_note = (
+        ""
+        if share >= MIN_SHARE
+        else (
+            f" The stage is only {share:.0%} of end-to-end time, so even a large stage speedup "
+            "cannot matter much."
+        )
+    )
+    if target and jpegs and factor.get("max", 1) > 1 and not step.reduced:
+        speedup = float(timing.get("speedup") or {8: 4.0, 4: 2.5, 2: 1.6}[factor["max"]])
+        median = info.get("source_resolution", {}).get("median", ["?", "?"])
+        out.append(
+            Proposal(
+                id=REDUCED,
+                plugin=PLUGIN,
+                stage=step.stage,
+                title=f"Decode JPEGs at 1/{factor['max']} size (DCT scaling) before the resize",
+                rationale=(
+                    f"Sources are {median[0]}x{median[1]} but the model takes "
+                    f"{target[0]}x{target[1]}: {info.get('discarded_pixel_share', 0):.1%} of "
+                    f"decoded pixels are thrown away by the resize. libjpeg can decode at "
+                    f"1/{factor['max']} scale directly (largest factor keeping at least the "
+                    f"model input, chosen per image); on sampled images full decode+resize "
+                    f"took {timing.get('full', float('nan')):.1f} ms and reduced "
+                    f"{timing.get('reduced', float('nan')):.1f} ms." + small_note
+                ),
+                est_stage_speedup=max(1.0, speedup),
+                effort="minutes",
+                accuracy_risk="low",
+                params={"max_factor": int(factor["max"]), "target": list(target)},
+                conflicts=(DALI_DECODE, GPU_DECODE),
+                evidence=evidence,
+            )
+        )
+    if step.how != "block":
+        # DALI and nvJPEG replace the whole decode-and-resize, which only the plugin's own
+        # block exposes; plain code keeps its own resize after a library decoder.
+        return out
+    dali = DALI.check()
+    gpu = cuda_available()
+    out.append(
+        Proposal(
+            id=DALI_DECODE,
+            plugin=PLUGIN,
+            stage=step.stage,
+            title="NVIDIA DALI decode-resize-normalize pipeline "
+            + ("(nvJPEG on the GPU)" if gpu else "(CPU operators)"),
+            rationale=(
+                "DALI decodes, resizes and normalizes a batch in one pipeline with its own "
+                "thread pool; "
+                + (
+                    "with a GPU the mixed decoder runs nvJPEG and the resize on the device."
+                    if gpu
+                    else "on this CPU-only machine it runs its CPU operators (no faster per image "
+                    "than libjpeg-turbo through OpenCV: expect parity, measured, not assumed)."
+                )
+            ),
+            est_stage_speedup=4.0 if gpu else 1.0,
+            effort="hours",
+            accuracy_risk="low",
+            status="proposed" if dali else "unavailable",
+            reason="" if dali else dali.reason,
+            install=None if dali else dali.install,
+            params={
+                "device": "gpu" if gpu else "cpu",
+                "threads": default_workers(),
+                "max_batch": 16,
+            },
+            conflicts=(REDUCED, GPU_DECODE),
+            evidence=evidence,
+        )
+    )
+    nvjpeg = nvjpeg_availability()
+    reason = nvjpeg.reason
+    if nvjpeg and dali:
+        reason = "DALI is installed and covers GPU decode (vision.dali_decode)"
+    out.append(
+        Proposal(
+            id=GPU_DECODE,
+            plugin=PLUGIN,
+            stage=step.stage,
+            title="Batched nvJPEG decode on the GPU (torchvision.io.decode_jpeg)",
+            rationale="Decode a batch of JPEGs on the GPU with nvJPEG where DALI is missing.",
+            est_stage_speedup=4.0,
+            effort="hours",
+            accuracy_risk="low",
+            status="proposed" if (nvjpeg and not dali) else "unavailable",
+            reason="" if (nvjpeg and not dali) else reason,
+            install=nvjpeg.install,
+            params={"device": "cuda"},
+            conflicts=(REDUCED, DALI_DECODE),
+        )
+    )
+    workers = default_workers()
+    if workers > 1 and share >= MIN_SHARE:
+        out.append(
+            Proposal(
+                id=PARALLEL,
+                plugin=PLUGIN,
+                stage=step.stage,
+                title=f"Decode batches in a {workers}-thread pool",
+                rationale=(
+                    f"Decode is {share:.0%} of the time and OpenCV/Pillow release the GIL "
+                    "while decoding, so a batch decodes on all cores. Pays only when the "
+                    "pipeline runs in batches (generic batching): at batch size 1 there is "
+                    "nothing to parallelize."
+                ),
+                est_stage_speedup=min(workers, 4) * 0.8,
+                effort="minutes",
+                accuracy_risk="none",
+                params={"workers": workers},
+                evidence={"decode_share": share},
+            )
+        )
+    return out
+
+
+def _frame_proposals(stage: str, info: dict[str, Any]) -> list[Proposal]:
+    change = info.get("frame_change", {})
+    static = change.get("static_share", {})
+    run_fraction = float(info.get("gate_run_fraction_at_0.01", 0.25))
+    decode = float(info.get("decode_share_of_loop", 0.1))
+    # Amdahl inside the loop: decode stays, the model runs on run_fraction of frames.
+    est = 1.0 / (decode + (1 - decode) * max(run_fraction, 0.02))
+    evidence = {
+        k: info[k]
+        for k in (
+            "frame_change",
+            "decode_ms_per_frame",
+            "ms_per_frame",
+            "decode_share_of_loop",
+            "gate_run_fraction_at_0.01",
+        )
+        if k in info
+    }
+    static_text = (
+        f"{static.get('0.01', 0):.0%} of consecutive frames change less than 1 % of pixels; "
+        if static
+        else ""
+    )
+    return [
+        Proposal(
+            id=MOTION,
+            plugin=PLUGIN,
+            stage=stage,
+            title="Motion-gated frame skipping: run the model only when the scene changes",
+            rationale=(
+                static_text + f"a motion gate at a middle threshold would run the model on "
+                f"{run_fraction:.0%} of frames and reuse the last result on the others. The "
+                "threshold is tuned for per-frame agreement, and every motion event must be "
+                "detected within 3 frames."
+            ),
+            est_stage_speedup=max(1.0, est),
+            effort="minutes",
+            accuracy_risk="medium",
+            params={"mode": "motion", "width": 64, "delta": 8.0, "max_interval": 150},
+            conflicts=(STRIDE,),
+            fidelity_kind="frame_labels",
+            evidence=evidence,
+        ),
+        Proposal(
+            id=STRIDE,
+            plugin=PLUGIN,
+            stage=stage,
+            title="Fixed-stride frame skipping: run the model on every k-th frame",
+            rationale=(
+                "Classify every k-th frame and repeat the result in between; k is tuned, and "
+                "k ≤ 4 is needed to see every event within 3 frames."
+            ),
+            est_stage_speedup=max(1.0, 1.0 / (decode + (1 - decode) / 3)),
+            effort="minutes",
+            accuracy_risk="medium",
+            params={"mode": "stride", "stride": 3},
+            conflicts=(MOTION,),
+            fidelity_kind="frame_labels",
+            evidence=evidence,
+        ),
+    ]
