@@ -71,6 +71,7 @@ def test_a_one_at_a_time_stage_gets_measured_and_proposed_for_throughput():
     assert len(proposals) == 1
     assert proposals[0].params == {"slots": ["model"]}
     assert "nlp.cross_input_batching" in proposals[0].conflicts
+    assert proposals[0].in_flight.inputs == measured["inputs"]
     latency = Requirements(p99_ms=50)  # offline: an input would wait for its whole batch
     assert not [p for p in ids.propose(_pipeline(), found, latency) if p.id == ids.CROSS_BATCHING]
     hints = pm.hook.stage_hints(stage=_pipeline().stage("classify"), pipeline=_pipeline())
@@ -92,6 +93,8 @@ def test_tune_chooses_a_group_tries_the_parts_and_materializes(tmp_path):
     assert tuned.params["batch_size"] in crossbatch.GROUP_SIZES
     assert tuned.params["window"] >= tuned.params["batch_size"]
     assert set(tuned.notes["parts"]) == {"inference_mode"}
+    assert tuned.in_flight is not None and tuned.in_flight.inputs == tuned.params["window"]
+    assert tuned.in_flight.arrival == "backlog"  # a batch job has its inputs at once
     change = Change(cross_input_batching.ID, "generic", "classify", tuned.params)
     built = cross_input_batching.materialize(change, pipeline, tmp_path)
     assert ServingOptions.of(built).batch_size == tuned.params["window"]

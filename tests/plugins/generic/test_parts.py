@@ -81,3 +81,19 @@ def test_the_loop_proposes_a_cache_per_part_at_the_streams_own_rate():
     for got, want in zip(outputs, [pipeline.run(d) for d in _stream(40)], strict=True):
         np.testing.assert_array_equal(got, want)
     assert round(cache_stats(cached)["embed"]["hit_rate"], 4) == part["hit_rate"]
+
+
+def test_the_cache_is_measured_on_passes_long_enough_for_its_hit_rate():
+    pipeline = Pipeline(
+        "docs", (Stage("split", split), Stage("embed", embed, kind="inference")), "tensor"
+    )
+    pm = get_plugin_manager(entry_points=False, disable=("recsys", "nlp", "vision", "llm"))
+    found = profile(pipeline, Workload(items=_stream(40)), pm=pm, **OPTIONS)
+    part = found.facts["generic"]["part_repeats"]["embed"]
+    (cache,) = [p for p in ids.propose(pipeline, found, Requirements()) if p.id == ids.CACHE]
+    flight = cache.in_flight
+    assert flight is not None and flight.batches_per_pass == 1
+    assert flight.inputs <= part["inputs"] and str(flight.inputs) in part["by_pass_length"]
+    at_pass = part["by_pass_length"][str(flight.inputs)]
+    assert cache.est_stage_speedup == 1 / (1 - 0.97 * at_pass)
+    assert f"passes of {flight.inputs} consecutive inputs" in flight.describe()

@@ -17,14 +17,14 @@ most the tuned delay for a group to fill.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.kernel.results import Tuned
+from pipetune.core.kernel.results import InFlight, Tuned
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.measure.comparison import RuntimeSpec, run_pass
 from pipetune.core.runtime.serving import ServingOptions, with_serving
@@ -51,6 +51,16 @@ def batching_pays_here(mode: str, metric: str) -> bool:
     job online (where the batching delay is tuned on its metric). Offline, an input
     waits for its whole batch, so batching cannot lower a latency."""
     return mode != "offline" or metric == "throughput"
+
+
+def measured_in_flight(entry: Mapping[str, Any], mode: str) -> InFlight:
+    """What the measured gain assumed: the observed inputs batched together."""
+    inputs = max(2, int(entry.get("inputs", 2)))
+    return InFlight(
+        inputs=inputs,
+        arrival="backlog" if mode == "offline" else "workload",
+        assumes=f"{inputs} inputs in flight at once, their model calls batched",
+    )
 
 
 def measure(
@@ -194,7 +204,24 @@ def tune(
         raise Rejected(f"{notes['batching']}, and none of its parts holds: {notes['parts']}")
     params = {"slots": list(slots), **chosen.as_params()}
     notes["gain_with_parts_on_tune_split"] = round(gain, 3)
-    return Tuned(params=params, notes=notes, est_stage_speedup=None)
+    return Tuned(
+        params=params, notes=notes, in_flight=in_flight(chosen, online=runtime.mode != "offline")
+    )
+
+
+def in_flight(setting: Setting, *, online: bool) -> InFlight | None:
+    """What a batched setting needs in flight: its window, at once offline (a batch job
+    has them all), at the workload's own arrivals online."""
+    if setting.batch_size <= 1:
+        return None
+    return InFlight(
+        inputs=setting.window,
+        arrival="workload" if online else "backlog",
+        assumes=(
+            f"groups of {setting.batch_size} inputs ordered by length within windows of "
+            f"{setting.window}"
+        ),
+    )
 
 
 def _tuning_runtime(pipeline: Pipeline, context: TuneContext) -> RuntimeSpec:

@@ -69,10 +69,13 @@ def _cache_proposals(
         part = by_part.get(stage.name)
         n = profile.samples or len(profile.stage_ms) or 1
         params: dict[str, Any] = {}
+        in_flight = None
+        estimate_rate = rate
         if part is not None:
             n = max(n, int(part.get("distinct_parts", 0)))
             if not part.get("declared"):
                 params["per"] = "element"  # found on observed inputs, not declared
+            in_flight, estimate_rate = _cache_pass(part, profile)
         capacity = int(min(1 << 16, max(1024, 2 * n)))
         out.append(
             Proposal(
@@ -81,18 +84,50 @@ def _cache_proposals(
                 stage=stage.name,
                 title=f"Cache {stage.name}'s results by content hash"
                 + (" per part of its input" if part is not None else ""),
-                rationale=_cache_rationale(stage.name, rate, part),
-                est_stage_speedup=1.0 / max(1e-3, 1.0 - 0.97 * rate),
+                rationale=_cache_rationale(stage.name, rate, part, in_flight, estimate_rate),
+                est_stage_speedup=1.0 / max(1e-3, 1.0 - 0.97 * estimate_rate),
                 effort="minutes",
                 accuracy_risk="none",
                 params={"capacity": capacity, **params},
                 evidence={"repeat_rate": rate, **({"part_repeats": dict(part)} if part else {})},
+                in_flight=in_flight,
             )
         )
     return out
 
 
-def _cache_rationale(name: str, rate: float, part: Mapping[str, Any] | None) -> str:
+#: A pass that measures a cache's gain is given the inputs it needs to reach the stream's
+#: hit rate, but no more than this many seconds of the pipeline's current time per input.
+CACHE_PASS_BUDGET_S = 10.0
+
+
+def _cache_pass(part: Mapping[str, Any], profile: Profile) -> tuple[InFlight, float]:
+    """How many consecutive inputs a measured pass holds (enough for the cold cache to
+    approach the stream's hit rate, within a time budget), and the hit rate at that
+    length, on which the estimate rests."""
+    mean_ms = sum(s.mean_ms or 0.0 for s in profile.stages) or 1.0
+    cap = max(16, int(CACHE_PASS_BUDGET_S * 1000 / mean_ms))
+    wanted = min(int(part.get("inputs_for_rate", 1)), cap, int(part.get("inputs", 1)))
+    curve = {int(k): float(v) for k, v in part.get("by_pass_length", {}).items()}
+    lengths = [n for n in sorted(curve) if n <= wanted] or sorted(curve)[:1]
+    length = lengths[-1] if lengths else 1
+    rate = curve.get(length, float(part.get("hit_rate", 0.0)))
+    assumes = (
+        f"passes of {length} consecutive inputs, the cache cold at the start of each: "
+        f"{rate:.0%} of parts hit ({float(part.get('hit_rate', 0.0)):.0%} over the whole stream)"
+    )
+    return InFlight(
+        inputs=max(1, length), arrival="workload", batches_per_pass=1, assumes=assumes
+    ), rate
+
+
+def _cache_rationale(
+    name: str,
+    rate: float,
+    part: Mapping[str, Any] | None,
+    in_flight: InFlight | None,
+    at_pass: float,
+) -> str:
     bound = f"at most {1 / (1 - rate):.2f}x for this stage at this repeat rate"
     if part is None:
         return (
@@ -102,12 +137,14 @@ def _cache_rationale(name: str, rate: float, part: Mapping[str, Any] | None) -> 
         )
     over = "the workload's own stream" if part.get("over") == "workload" else "the observed sample"
     how = "declares" if part.get("declared") else "was found (on observed inputs) to"
+    passes = in_flight.inputs if in_flight is not None else part["inputs"]
     return (
         f"{name!r} {how} map over the parts of its input, and over {over} "
         f"({part['inputs']} inputs, {part['parts']} parts, {part['distinct_parts']} distinct) "
         f"{rate:.0%} of the parts repeat an earlier one; a cache keyed by each part's content "
-        f"computes each distinct part once ({bound}). A cold cache reaches most of that rate "
-        f"within {part['inputs_for_rate']} inputs"
+        f"computes each distinct part once ({bound}). A cold cache reaches {at_pass:.0%} within "
+        f"{passes} consecutive inputs: the estimate assumes that, and the change is measured "
+        "on passes that long"
     )
 
 
@@ -182,6 +219,7 @@ def cross_batching_proposals(
                 params={"slots": list(entry.get("slots", ()))},
                 conflicts=DOMAIN_CROSS_BATCHING,
                 evidence={"coalesce": dict(entry)},
+                in_flight=crossbatch.measured_in_flight(entry, profile.mode),
             )
         )
     return out

@@ -13,7 +13,7 @@ from typing import Any
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
 from pipetune.core.kernel.registry import Dependency
 from pipetune.core.kernel.results import Profile, Proposal
-from pipetune.plugins.generic.crossbatch import batching_pays_here
+from pipetune.plugins.generic.crossbatch import batching_pays_here, measured_in_flight
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED, BLOCK_TOKENIZE
 from pipetune.plugins.nlp.changes import (
@@ -129,6 +129,7 @@ def _cross_batching(
         accuracy_risk="low",
         params={"slots": [slot], "tokenizer_slot": tokenizer_slot},
         conflicts=("generic.cross_input_batching",),
+        in_flight=measured_in_flight(measured, profile.mode) if batched < single else None,
         evidence={
             "coalesce": dict(measured),
             **_pick(facts, "tokenizer_ms_per_text", "rust_tokenizer_speedup"),

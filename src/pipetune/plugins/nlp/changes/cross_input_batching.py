@@ -64,7 +64,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     if kept and swapped.get("artifact"):
         params["tokenizer_slot"] = str(tokenizer_slot)
         artifacts["tokenizer"] = swapped["artifact"]
-    return Tuned(params=params, artifacts=artifacts, notes=tuned.notes)
+    return Tuned(params=params, artifacts=artifacts, notes=tuned.notes, in_flight=tuned.in_flight)
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
