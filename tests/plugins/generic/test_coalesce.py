@@ -74,10 +74,10 @@ def test_user_code_never_runs_concurrently_and_may_call_twice_or_not_at_all():
             active.append(1)
             peak.append(len(active))
         total = 0.0
-        for _ in range(n):  # zero, one or two calls per input
+        for k in range(n):  # zero, one or two calls per input, each with its own values
             with lock:
                 active.pop()
-            total += float(model(np.ones((1, 2), np.float32)).sum())
+            total += float(model(np.full((1, 2), 10 * n + k, np.float32)).sum())
             with lock:
                 active.append(1)
                 peak.append(len(active))
@@ -87,9 +87,18 @@ def test_user_code_never_runs_concurrently_and_may_call_twice_or_not_at_all():
 
     stage = Stage("f", fn, slots={"model": model})
     batched = coalesced_stage(stage, ["model"], batch_size=4, length=None)
-    assert batched.call_batch([0, 2, 1, 2]) == [0.0, 8.0, 4.0, 8.0]
+    assert batched.call_batch([0, 2, 1, 3]) == [0.0, 164.0, 40.0, 372.0]
     assert max(peak) == 1
-    assert model.batches == [3, 2]  # first calls of three inputs, then the second of two
+    assert model.batches == [3, 2, 1]  # first calls of three inputs, then seconds, a third
+
+
+def test_identical_calls_in_a_group_are_computed_once():
+    model = RowModel()
+    stage = Stage("score", score, slots={"model": model})
+    texts = ["same", "same", "other", "same"]
+    got = coalesced_stage(stage, ["model"], batch_size=4).call_batch(texts)
+    assert got == [stage(t) for t in texts[:1]] * 2 + [stage("other"), stage("same")]
+    assert model.batches[0] == 2  # "same" once, "other" once
 
 
 def test_a_failing_input_raises_and_a_failing_batch_falls_back_per_call():

@@ -30,6 +30,8 @@ from typing import Any
 
 from pipetune.core.kernel.model import Stage
 from pipetune.plugins.generic.batchcalls import known_widths, merge_calls, split_output
+from pipetune.plugins.generic.cache import Unhashable
+from pipetune.plugins.generic.callcache import CallCache, call_key, copied
 
 META_KEY = "generic.cross_input_batching"
 GRAD_MODES = (None, "no_grad", "inference_mode")
@@ -114,6 +116,27 @@ class _Group:
             runnable = sorted({request.worker for request in batch})
 
 
+def _distinct_requests(
+    requests: list[_Request],
+) -> tuple[list[_Request], list[tuple[_Request, _Request]]]:
+    """The requests with distinct content, and (repeat, its first) for the others."""
+    first: dict[bytes, _Request] = {}
+    distinct: list[_Request] = []
+    copies: list[tuple[_Request, _Request]] = []
+    for request in requests:
+        try:
+            key = call_key(request.args, request.kwargs)
+        except Unhashable:
+            distinct.append(request)
+            continue
+        if key in first:
+            copies.append((request, first[key]))
+        else:
+            first[key] = request
+            distinct.append(request)
+    return distinct, copies
+
+
 def _grad_enabled() -> bool | None:
     torch = sys.modules.get("torch")
     return None if torch is None else bool(torch.is_grad_enabled())
@@ -132,6 +155,10 @@ class CoalescingProxy:
         if group is None:  # not inside a coalesced run (another thread of the user's)
             return self._target(*args, **kwargs)
         return group.call(self._slot, args, kwargs)
+
+    @property
+    def __pipetune_wrapped__(self) -> Any:
+        return self._target
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
@@ -221,8 +248,12 @@ class CoalescedBatchFn:
             return [self.fn(group_items[0], **slots)]
         kwargs = dict(slots)
         targets = {name: slots[name] for name in self.coalesce if name in slots}
-        for name, target in targets.items():
-            kwargs[name] = CoalescingProxy(target, name)
+        for name, target in list(targets.items()):
+            if isinstance(target, CallCache):  # its hits answered first, its misses batched
+                targets[name] = target.__pipetune_wrapped__
+                kwargs[name] = target.rewrap(CoalescingProxy(targets[name], name))
+            else:
+                kwargs[name] = CoalescingProxy(target, name)
         group = _Group(len(group_items))
         pool = self._workers()
         futures = [
@@ -255,25 +286,32 @@ class CoalescedBatchFn:
                 request.done = True
 
     def _call(self, target: Any, requests: list[_Request]) -> None:
+        """One batched call for the distinct requests (identical ones, such as a section
+        several documents share, are computed once), or one call each when they cannot
+        be merged or the batched call fails."""
+        distinct, copies = _distinct_requests(requests)
         merged = None
-        if len(requests) > 1:
-            merged = merge_calls([(r.args, r.kwargs) for r in requests], known_widths(target))
+        if len(distinct) > 1:
+            merged = merge_calls([(r.args, r.kwargs) for r in distinct], known_widths(target))
+        done = False
         if merged is not None:
             try:
-                output = target(*merged.args, **merged.kwargs)
-                parts = split_output(output, merged)
+                parts = split_output(target(*merged.args, **merged.kwargs), merged)
                 self.calls += 1
-                for request, part in zip(requests, parts, strict=True):
+                for request, part in zip(distinct, parts, strict=True):
                     request.result = part
-                return
+                done = True
             except Exception:
                 pass  # one at a time below: each request gets its own result or error
-        for request in requests:
-            try:
-                request.result = target(*request.args, **request.kwargs)
-                self.calls += 1
-            except Exception as exc:
-                request.error = exc
+        if not done:
+            for request in distinct:
+                try:
+                    request.result = target(*request.args, **request.kwargs)
+                    self.calls += 1
+                except Exception as exc:
+                    request.error = exc
+        for request, source in copies:
+            request.result, request.error = copied(source.result), source.error
 
     def _grad_context(self, requests: list[_Request]) -> AbstractContextManager[Any]:
         torch = sys.modules.get("torch")

@@ -15,10 +15,13 @@ from pipetune.core.kernel.model import Pipeline, Stage, Workload
 from pipetune.core.kernel.results import Profile
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.runtime.serving import ServingOptions
-from pipetune.plugins.generic import adaptive, batching, cache, crossbatch, parts
+from pipetune.plugins.generic import adaptive, batching, cache, callcache, crossbatch, parts
+from pipetune.plugins.generic.coalesce import batchable_slots
 
 #: Stages below this share of the time are not worth timing a batch path for.
 MIN_BATCH_SHARE = 0.05
+#: Re-running a stage on observed inputs to see how its model calls repeat costs at most this.
+CALL_BUDGET_S = 1.0
 #: Computing a later stage's inputs over the whole workload (to see how its parts repeat
 #: in the workload's own order) is done only when the stages before it cost less than this.
 PREFIX_BUDGET_S = 3.0
@@ -35,6 +38,7 @@ def profile_facts(
     their component calls batched across inputs (:mod:`.crossbatch`)."""
     repeats: dict[str, float] = {}
     part_rates: dict[str, Any] = {}
+    call_rates: dict[str, Any] = {}
     batch: dict[str, Any] = {}
     coalesce: dict[str, Any] = {}
     serving_one = ServingOptions.of(pipeline).batch_size == 1
@@ -53,6 +57,9 @@ def profile_facts(
             rate = cache.repeat_rate(inputs)
             if rate is not None:
                 repeats[stage.name] = rate
+            calls = _call_repeats(stage, observed.inputs_of(stage.name), profile)
+            if calls is not None:
+                call_rates[stage.name] = calls
         if profile.share(stage.name) < MIN_BATCH_SHARE or not serving_one:
             continue
         sample = observed.inputs_of(stage.name) or (inputs if position == 0 else [])
@@ -73,6 +80,8 @@ def profile_facts(
     }
     if part_rates:
         facts["part_repeats"] = part_rates
+    if call_rates:
+        facts["call_repeats"] = call_rates
     if coalesce:
         facts["coalesce"] = coalesce
     routed = adaptive.observe(pipeline, profile, observed)  # a declared smaller model
@@ -114,6 +123,24 @@ def _part_repeats(stream: tuple[list[Any], str], sample: Sequence[Any]) -> dict[
     if not keys:
         return None
     return {**parts.hit_curve(keys), "over": over}
+
+
+def _call_repeats(stage: Stage, inputs: Sequence[Any], profile: Profile) -> dict[str, Any] | None:
+    """For a stage calling a model several times per input (plain code mapping over the
+    parts of its input inside the stage), how often those calls repeat, on a few observed
+    inputs."""
+    slots = batchable_slots(stage)
+    if not slots or not inputs:
+        return None
+    mean_ms = _stage_mean_ms(profile, stage.name)
+    n = max(2, min(len(inputs), 16, int(CALL_BUDGET_S * 1000 / max(mean_ms, 1e-3))))
+    try:
+        found = callcache.observe_calls(stage, slots[0], list(inputs[:n]))
+    except Exception:  # the stage's own error shows in the timing run: do not add noise
+        return None
+    if found is None or found["calls_per_input"] < 1.5:
+        return None  # one call per input: an input cache (or none) is the right one
+    return found
 
 
 def _stage_mean_ms(profile: Profile, name: str) -> float:

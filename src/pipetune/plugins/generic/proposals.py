@@ -12,7 +12,7 @@ from typing import Any
 from pipetune.core.kernel.model import Pipeline, Requirements
 from pipetune.core.kernel.results import InFlight, Profile, Proposal
 from pipetune.core.runtime.serving import ServingOptions
-from pipetune.plugins.generic import adaptive, cache, crossbatch, parallel
+from pipetune.plugins.generic import adaptive, cache, callcache, crossbatch, parallel
 from pipetune.plugins.generic.changes import (
     cross_input_batching,
     dynamic_batching,
@@ -47,6 +47,7 @@ def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) ->
     facts = profile.facts.get(PLUGIN, {})
     proposals: list[Proposal] = []
     proposals.extend(_cache_proposals(pipeline, profile, facts))
+    proposals.extend(_call_cache_proposals(pipeline, facts))
     batching_proposal = _batching_proposal(pipeline, profile, requirements, facts)
     if batching_proposal is not None:
         proposals.append(batching_proposal)
@@ -91,6 +92,39 @@ def _cache_proposals(
                 params={"capacity": capacity, **params},
                 evidence={"repeat_rate": rate, **({"part_repeats": dict(part)} if part else {})},
                 in_flight=in_flight,
+            )
+        )
+    return out
+
+
+def _call_cache_proposals(pipeline: Pipeline, facts: Mapping[str, Any]) -> list[Proposal]:
+    """A cache of a model's calls for a stage that calls it per part of its input."""
+    out = []
+    for name, found in facts.get("call_repeats", {}).items():
+        rate = float(found.get("hit_rate", 0.0))
+        stage = pipeline.stage(name)
+        if rate < MIN_REPEAT_RATE or callcache.META_KEY in stage.meta:
+            continue
+        slot = found["slot"]
+        out.append(
+            Proposal(
+                id=CACHE,
+                plugin=PLUGIN,
+                stage=name,
+                title=f"Cache {name}'s calls to `{slot}` by content hash",
+                rationale=(
+                    f"{name!r} calls `{slot}` {found['calls_per_input']:.1f} times per input "
+                    f"(it maps over the parts of its input), and on {found['inputs']} observed "
+                    f"inputs {rate:.0%} of its {found['calls']} calls repeat an earlier one; a "
+                    f"cache in `{slot}`'s slot keyed by each call's content answers them without "
+                    f"running the model (at most {1 / (1 - rate):.2f}x for this stage at this "
+                    "rate; measured on so few inputs, the workload's own rate is likely higher)"
+                ),
+                est_stage_speedup=1.0 / max(1e-3, 1.0 - 0.97 * rate),
+                effort="minutes",
+                accuracy_risk="none",
+                params={"capacity": 4096, "per": "call", "slot": slot},
+                evidence={"call_repeats": dict(found)},
             )
         )
     return out
