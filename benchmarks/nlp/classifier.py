@@ -209,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="48 documents: a smoke run")
     parser.add_argument("--documents", type=int, default=700)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="pin the loop's thread count (default: as is)"
+    )
     args = parser.parse_args(argv)
 
     from pipetune import Requirements, optimize
@@ -224,13 +227,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     items = list(workload.items)
     requirements = Requirements(optimize_for="throughput", max_accuracy_drop=0.01)
     log(f"optimizing on {documents} documents")
-    kept, report = optimize(pipeline, workload, requirements, store=False, log=log)
+    from pipetune.core.measure.comparison import RuntimeSpec
+    from pipetune.core.runtime.threads import pin_threads
+
+    with pin_threads(args.threads):
+        kept, report = optimize(
+            pipeline,
+            workload,
+            requirements,
+            store=False,
+            log=log,
+            runtime=RuntimeSpec(threads=args.threads),
+        )
     reference = outputs_of(pipeline, items)
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.nlp.classifier", *(argv or sys.argv[1:])]),
         "machine": detect_machine().to_dict(),
         "load_average_at_start": list(os.getloadavg()),
         "documents": documents,
+        "loop_threads": args.threads,
         "distinct_documents": len(set(items)),
         "head": built["head_info"],
         "loop": {

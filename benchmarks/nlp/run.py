@@ -400,7 +400,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipetune.core.kernel.results import Change
     from pipetune.core.measure.machine import detect_machine
     from pipetune.demos.nlp.demo import build_demo
-    from pipetune.plugins.nlp.changes.length_bucketing import tune_bucketing
     from pipetune.plugins.nlp.changes.rust_tokenizer import tune as tune_rust_tokenizer
 
     def log(message: str) -> None:
@@ -452,18 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = results["truncation"]["chosen_max_length"]
 
     log("part 3: pipelines")
-    bucket_context = TuneContext(pm, dynamic, workload, setup.requirements, store, log=log)
-    bucket_proposal = Proposal(
-        "nlp.length_bucketing", "nlp", "embed", "bucket", params={"candidates": [4, 8, 16]}
-    )
-    try:
-        batch = tune_bucketing(bucket_proposal, dynamic, workload, bucket_context).params[
-            "batch_size"
-        ]
-    except pipetune.Rejected as exc:
-        log(f"length bucketing rejected: {exc}")
-        batch = 16
-    results["length_bucketing_batch"] = batch
+    batch = results["length_bucketing_batch"] = bucketing_batch(pm, dynamic, setup, store, log)
     variants = build_variants(pm, setup, rust_change, store, chosen, batch)
     results["pipelines"] = bench_pipelines(variants, setup, sample, rounds, log)
     composed = [name for name, _, kind, _ in variants if kind in ("composed", "competent")]
@@ -476,13 +464,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["seconds"] = round(_now() - started, 1)
     results["load_average_at_end"] = list(os.getloadavg())
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    kept = {k: v for k, v in existing.items() if k == "one_at_a_time_classifier"}
-    args.out.write_text(json.dumps({**results, **kept}, indent=1, default=str) + "\n")
+    write_results(args.out, results)
     print_table(results)
     print(f"\nwritten to {args.out}")
     return 0
+
+
+def bucketing_batch(pm: Any, dynamic: Any, setup: Any, store: Any, log: Callable) -> int:
+    """The length-bucketing batch size the plugin's tune step picks (16 when rejected)."""
+    import pipetune
+    from pipetune import Proposal
+    from pipetune.core.kernel.context import TuneContext
+    from pipetune.plugins.nlp.changes.length_bucketing import tune_bucketing
+
+    workload = setup.workload
+    context = TuneContext(pm, dynamic, workload, setup.requirements, store, log=log)
+    proposal = Proposal(
+        "nlp.length_bucketing", "nlp", "embed", "bucket", params={"candidates": [4, 8, 16]}
+    )
+    try:
+        return int(tune_bucketing(proposal, dynamic, workload, context).params["batch_size"])
+    except pipetune.Rejected as exc:
+        log(f"length bucketing rejected: {exc}")
+        return 16
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """Write this benchmark's results, keeping the classifier benchmark's key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    kept = {k: v for k, v in existing.items() if k == "one_at_a_time_classifier"}
+    path.write_text(json.dumps({**results, **kept}, indent=1, default=str) + "\n")
 
 
 def print_table(results: dict) -> None:

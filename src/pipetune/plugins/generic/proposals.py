@@ -132,7 +132,7 @@ def _call_cache_proposals(pipeline: Pipeline, facts: Mapping[str, Any]) -> list[
 
 #: A pass that measures a cache's gain is given the inputs it needs to reach the stream's
 #: hit rate, but no more than this many seconds of the pipeline's current time per input.
-CACHE_PASS_BUDGET_S = 10.0
+CACHE_PASS_BUDGET_S = 4.0
 
 
 def _cache_pass(part: Mapping[str, Any], profile: Profile) -> tuple[InFlight, float]:
