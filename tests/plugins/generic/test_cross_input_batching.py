@@ -143,3 +143,19 @@ def test_parts_alone_are_kept_where_batching_does_not_pay(tmp_path):
     assert tuned.notes["parts"]["inference_mode"]["kept"] is False  # no batched calls
     with pytest.raises(Rejected, match="none of its parts holds"):
         crossbatch.tune(slow, "classify", ["model"], context, parts=parts[1:], parts_alone=True)
+
+
+def test_a_compiled_stand_in_for_a_model_is_still_batchable():
+    from pipetune.plugins.generic.coalesce import batchable_slots
+
+    class StandIn:  # what a compiled model leaves in the slot: the same calls, its source
+        def __init__(self, source):
+            self.source = source
+
+        def __call__(self, x):
+            return self.source(x)
+
+    stage = _pipeline().stage("classify")
+    compiled = stage.with_slots(model=StandIn(stage.slots["model"]))
+    assert batchable_slots(stage) == batchable_slots(compiled) == ["model"]
+    assert batchable_slots(stage.with_slots(model=object())) == []

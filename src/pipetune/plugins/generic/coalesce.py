@@ -358,12 +358,19 @@ def coalesced_stage(
 
 
 def batchable_slots(stage: Stage) -> list[str]:
-    """The injected slots holding a torch module: components that accept a batch."""
+    """The injected slots holding a torch module, or a stand-in for one that takes the
+    same calls (a compiled model naming its eager ``source``, a proxy naming what it
+    wraps): components that accept a batch."""
     torch = sys.modules.get("torch")
     if torch is None:
         return []
+
+    def module_like(value: Any) -> bool:
+        if isinstance(value, torch.nn.Module):
+            return True
+        inner = getattr(value, "source", None) or getattr(value, "__pipetune_wrapped__", None)
+        return callable(value) and isinstance(inner, torch.nn.Module)
+
     return [
-        name
-        for name, value in stage.slots.items()
-        if isinstance(value, torch.nn.Module) and stage.injects(name)
+        name for name, value in stage.slots.items() if module_like(value) and stage.injects(name)
     ]
