@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed: pip install
 class Launch(torch.nn.Module):
     """A model whose every call has a fixed cost, whatever the batch (a kernel launch)."""
 
-    def __init__(self, cost_s: float = 0.002):
+    def __init__(self, cost_s: float = 0.01):
         super().__init__()
         self.cost_s = cost_s
         self.weight = torch.nn.Parameter(torch.ones(3))
@@ -42,7 +42,7 @@ def classify(values, *, model):
     return int(out.sum().item()) % 3
 
 
-def _pipeline(cost_s: float = 0.002) -> Pipeline:
+def _pipeline(cost_s: float = 0.01) -> Pipeline:
     stage = Stage("classify", classify, kind="inference", slots={"model": Launch(cost_s)})
     return Pipeline("p", (stage,), output_kind="labels")
 
@@ -61,7 +61,7 @@ OPTIONS = {"sweep": False, "hot_functions": False, "layers": False, "memory": Fa
 
 def test_a_one_at_a_time_stage_gets_measured_and_proposed_for_throughput():
     pm = _pm()
-    found = profile(_pipeline(), _workload(), pm=pm, **OPTIONS)
+    found = profile(_pipeline(), _workload(24), pm=pm, **OPTIONS)
     measured = found.facts["generic"]["coalesce"]["classify"]
     assert measured["slots"] == ["model"] and measured["speedup"] > 1.5
     throughput = Requirements(optimize_for="throughput")
@@ -85,7 +85,7 @@ def _context(pipeline: Pipeline, workload: Workload, tmp_path) -> TuneContext:
 
 def test_tune_chooses_a_group_tries_the_parts_and_materializes(tmp_path):
     pipeline = _pipeline()
-    context = _context(pipeline, _workload(), tmp_path)
+    context = _context(pipeline, _workload(32), tmp_path)
     proposal = ids.Proposal(
         cross_input_batching.ID, "generic", "classify", "t", params={"slots": ["model"]}
     )
