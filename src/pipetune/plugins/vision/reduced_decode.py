@@ -11,9 +11,10 @@ shrinks.
 Two kinds of objects live here:
 
 * decoders for the plugin's own decode-and-resize block (``decode_resize(data, size)``),
-* drop-in replacements for library decoders found in a user's ``decoder=`` slot
-  (``cv2.imread``, ``cv2.imdecode``, ``PIL.Image.open``, ``torchvision.io.read_image``),
-  with the same call signature and return type, so plain user code runs them unchanged.
+* drop-in replacements for library decoders found in a user's ``decoder=`` slot or called
+  by a stage's own code (``cv2.imread``, ``cv2.imdecode``, ``PIL.Image.open``, imageio's
+  and scikit-image's ``imread``, ``torchvision.io.read_image``), with the same call
+  signature and return type, so plain user code runs them unchanged (:func:`drop_in`).
 """
 
 from __future__ import annotations
