@@ -334,7 +334,7 @@ def hints_for(stage: Stage, pipeline: Pipeline) -> list[str]:
                 f"stage {stage.name!r} has a decoder slot its function does not take: accept "
                 "decoder= as a keyword argument so it can be replaced"
             )
-        elif step.target is None:
+        elif step.target is None and step.how != "code":
             hints.append(
                 f"stage {stage.name!r}: declare size=(w, h) (the model input) so the "
                 "reduced-decode factor is chosen without observing outputs"
