@@ -44,42 +44,19 @@ def machine() -> dict[str, Any]:
     }
 
 
-#: A latency quantile is shown only with at least this many samples per side.
-P99_MIN_SAMPLES = 100
-
-
-def _task_waits() -> float | None:
-    """Seconds this process's threads have spent runnable but waiting for a CPU."""
-    total = 0.0
-    try:
-        for task in os.listdir("/proc/self/task"):
-            with (
-                contextlib.suppress(OSError, ValueError),
-                open(f"/proc/self/task/{task}/schedstat") as handle,
-            ):
-                total += int(handle.read().split()[1]) / 1e9
-    except OSError:
-        return None
-    return total
-
-
 @contextlib.contextmanager
 def host_load() -> Iterator[dict[str, Any]]:
-    """The host's load while the block runs: load averages before and after, and the share
-    of the run this process's threads spent waiting for a CPU (run-queue wait; threads
-    that ended during the block are not counted). Filled in when the block exits."""
-    record: dict[str, Any] = {"loadavg_before": list(os.getloadavg()), "cpus": os.cpu_count()}
-    waits, start = _task_waits(), time.perf_counter()
+    """The host's load while the block runs (:class:`pipetune.core.measure.load.HostLoad`:
+    this process's run-queue wait, other processes' CPU, the load average), with the load
+    average at the start; filled in when the block exits."""
+    from pipetune.core.measure.load import HostLoadMeter
+
+    record: dict[str, Any] = {"load_average_before": os.getloadavg()[0]}
+    meter = HostLoadMeter().start()
     try:
         yield record
     finally:
-        wall = time.perf_counter() - start
-        after = _task_waits()
-        record["loadavg_after"] = list(os.getloadavg())
-        record["wall_s"] = wall
-        record["run_queue_wait"] = (
-            (after - waits) / wall if waits is not None and after is not None and wall > 0 else None
-        )
+        record.update(meter.stop().to_dict())
 
 
 def side_by_side(
@@ -90,13 +67,17 @@ def side_by_side(
     rounds: int,
     per_round: int,
     threads: int,
+    in_flight: Any = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``candidate`` against ``reference`` through the project's harness (paired,
-    interleaved ABBA rounds, equal passes, a bootstrap interval), as a results row."""
+    interleaved ABBA rounds, equal passes, a bootstrap interval), as a results row.
+    ``in_flight``: what the candidate needs (a frame gate: its inputs in order)."""
     from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
 
-    settings = CompareSettings(rounds=rounds, items_per_round=min(per_round, len(items)))
+    settings = CompareSettings(
+        rounds=rounds, items_per_round=min(per_round, len(items)), in_flight=in_flight
+    )
     comparison = compare(
         reference,
         candidate,
@@ -110,13 +91,13 @@ def side_by_side(
 
 def comparison_row(comparison: Any, inputs_total: int) -> dict[str, Any]:
     """What a table needs from a :class:`Comparison`: the throughput ratio and its
-    interval, the P99 ratio (only with :data:`P99_MIN_SAMPLES` samples per side), and
-    how many inputs and samples the figures rest on."""
-    samples = len(comparison.latencies_ms.get("a", ()))
-    timed = getattr(comparison, "inputs_timed", None)
-    if timed is None:
-        timed = min(inputs_total, comparison.rounds * comparison.items_per_round)
-    enough = samples >= P99_MIN_SAMPLES
+    interval, the P99 ratio (only where enough samples stand behind it), how many inputs
+    and samples the figures rest on, and the host's load while it ran."""
+    samples = comparison.samples_per_side or len(comparison.latencies_ms.get("a", ()))
+    timed = comparison.inputs_timed or min(
+        inputs_total, comparison.rounds * comparison.items_per_round
+    )
+    enough = comparison.shown("p99")
     return {
         "speedup": comparison.primary,
         "ci": list(comparison.primary_ci),
@@ -137,17 +118,11 @@ def comparison_row(comparison: Any, inputs_total: int) -> dict[str, Any]:
         },
         "p99_speedup": comparison.speedup.get("p99") if enough else None,
         "p99_note": None if enough else f"n/a ({samples} samples)",
+        "coverage": comparison.coverage,
+        "coverage_note": comparison.coverage_note,
+        "host_load": None if comparison.host_load is None else dict(comparison.host_load),
+        "in_flight": None if comparison.in_flight is None else comparison.in_flight.to_dict(),
     }
-
-
-def coverage(row: dict[str, Any] | None) -> str:
-    """ "timed on N of M inputs, S latency samples per side"."""
-    if not row:
-        return "-"
-    return (
-        f"timed on {row['inputs_timed']} of {row['inputs_total']} inputs, "
-        f"{row['samples_per_side']} latency samples per side"
-    )
 
 
 def timed_passes(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:

@@ -98,15 +98,17 @@ def _row(
     return row
 
 
-def _compare_args(args: Any, held: int, worst: int, default_rounds: int) -> dict[str, Any]:
+def _compare_args(
+    args: Any, held: int, worst: int, default_rounds: int, in_flight: Any = None
+) -> dict[str, Any]:
+    """Rounds covering every input; ``in_flight`` for frames as items: contiguous runs
+    in order for every row (a gate needs its frames in order; the baselines get the same
+    inputs)."""
     rounds = args.rounds or default_rounds
+    common = {"rounds": rounds, "threads": args.threads, "in_flight": in_flight}
     return {
-        "held": {"rounds": rounds, "per_round": math.ceil(held / rounds), "threads": args.threads},
-        "worst": {
-            "rounds": rounds,
-            "per_round": math.ceil(worst / rounds),
-            "threads": args.threads,
-        },
+        "held": {**common, "per_round": math.ceil(held / rounds)},
+        "worst": {**common, "per_round": math.ceil(worst / rounds)},
     }
 
 
@@ -286,6 +288,7 @@ def _items(setup: Any, pm: Any, args: Any) -> dict[str, Any]:
     from pipetune.core.kernel.state import reset_state
     from pipetune.core.measure.fidelity import compare as judge_outputs
     from pipetune.demos.vision import data
+    from pipetune.plugins.vision.changes.motion_gate import FRAMES_IN_ORDER
     from pipetune.plugins.vision.frame_items import GatedFrames
     from pipetune.plugins.vision.proposals import MOTION, STRIDE
 
@@ -316,7 +319,9 @@ def _items(setup: Any, pm: Any, args: Any) -> dict[str, Any]:
         stats = fn.pipetune_stats() if isinstance(fn, GatedFrames) else None
         return _fidelity_cells(fid, stats["runs"] / max(stats["frames"], 1) if stats else 1.0)
 
-    compare_args = _compare_args(args, len(held), len(worst), 3 if args.quick else 9)
+    compare_args = _compare_args(
+        args, len(held), len(worst), 3 if args.quick else 9, in_flight=FRAMES_IN_ORDER
+    )
     variants = [
         ("every frame (pipeline as written)", "teaching", plain),
         ("every frame, model batched by 16 (library defaults)", "library", library),

@@ -58,13 +58,12 @@ def _coverage(row: dict[str, Any] | None) -> str:
 
 
 def _load(section: dict[str, Any]) -> str:
+    from pipetune.core.measure.load import describe, noisy_warning
+
     load = section.get("host_load") or {}
-    wait = load.get("run_queue_wait")
-    before = load.get("loadavg_before") or ["?"]
-    return (
-        f"host load: load average {_cell(before[0])} at the start, run-queue wait "
-        f"{'n/a' if wait is None else f'{wait:.1%}'} of the run"
-    )
+    if not load:
+        return "host load not recorded"
+    return noisy_warning(load) or f"host load: {describe(load)}"
 
 
 def decode_table(section: dict[str, Any]) -> str:

@@ -124,6 +124,7 @@ def test_profiled_proposed_tuned_and_gated(clip: Any) -> None:
     context = _context(pipeline, tune_split)
     tuned = pm.tune(motion, pipeline, context)
     assert tuned.notes["run_fraction"] < 0.7
+    assert tuned.in_flight is not None and tuned.in_flight.in_order
     gated = pm.materialize(Change.from_proposal(motion, tuned), pipeline, ".")
     assert isinstance(gated.stage("classify").fn, GatedFrames)
     assert pipeline.stage("classify").fn is classify_file  # the original is untouched
@@ -163,3 +164,15 @@ def test_per_input_labels_read_as_one_clip() -> None:
     assert fidelity.frame_agreement(base, base, None).details["events"] == 1
     bad = fidelity.frame_agreement(base, late, base)
     assert not bad.details["events_ok"] and bad.value == 0.0
+
+
+def test_a_gate_over_frames_is_timed_on_frames_in_order() -> None:
+    from pipetune.core.measure.coverage import merge_in_flight, plan_rounds
+    from pipetune.plugins.vision.changes.motion_gate import FRAMES_IN_ORDER
+
+    plan = plan_rounds(300, 3, (0.01, 0.01), round_target_s=0.5, in_flight=FRAMES_IN_ORDER)
+    assert plan.chunk(0) == list(range(plan.size))  # contiguous, in the workload's order
+    assert plan.chunk(1)[0] == plan.size
+    spread = plan_rounds(300, 3, (0.01, 0.01), round_target_s=0.5)
+    assert spread.chunk(0) != sorted(spread.chunk(0))  # other changes: spread over the split
+    assert merge_in_flight(None, FRAMES_IN_ORDER) is FRAMES_IN_ORDER

@@ -155,7 +155,7 @@ def test_profile_measures_and_proposes_the_rebinding(pm: Any, jpegs: list[Path])
     prof, found = _proposals(pm, pipeline, items)
     facts = prof.facts["vision"]["decode"]["load"]
     timing = facts["sample_timing_ms"]
-    assert timing["images"] == len(jpegs) and timing["samples_per_side"] == 2 * len(jpegs)
+    assert timing["images"] == len(jpegs) and timing["samples_per_side"] == 3 * len(jpegs)
     assert "stage as written" in timing["how"] and timing["full"] > 0 and timing["reduced"] > 0
     proposal = found["vision.reduced_decode"]
     assert proposal.applicable and proposal.params["rebind"] == ["Image.open"]

@@ -38,7 +38,7 @@ from pipetune.plugins.vision.reduced_decode import OpenCVDecoder, PillowDecoder,
 
 SAMPLE_IMAGES = 64
 TIMED_IMAGES = 4
-TIMED_ROUNDS = 2
+TIMED_ROUNDS = 3
 MOTION_CLIPS = 2
 MOTION_FRAMES = 600
 #: Motion thresholds the profile reports the share of static frames for.
@@ -172,19 +172,25 @@ def measured_gain(
 
 
 def _interleaved(pairs: list[tuple[Any, Any]], how: str) -> dict[str, Any]:
-    """Median ms of each side over :data:`TIMED_ROUNDS` rounds, the two sides alternating
-    on each image (after one untimed call of each)."""
+    """Each image timed both ways back to back, :data:`TIMED_ROUNDS` rounds, the order
+    alternating (after one untimed call of each on the first image): the median ms of
+    each side, and the speedup as the median of the paired ratios (a drift in the host's
+    load between rounds cancels within a pair)."""
     times: dict[str, list[float]] = {"full": [], "reduced": []}
+    ratios: list[float] = []
     pairs[0][0](), pairs[0][1]()  # warm-up: lazy imports, first-call allocations
     for round_ in range(TIMED_ROUNDS):
         for full, reduced in pairs:
             order = (("full", full), ("reduced", reduced))
+            taken = {}
             for name, call in order if round_ % 2 == 0 else order[::-1]:
                 start = time.perf_counter()
                 call()
-                times[name].append((time.perf_counter() - start) * 1000)
+                taken[name] = (time.perf_counter() - start) * 1000
+                times[name].append(taken[name])
+            ratios.append(taken["full"] / max(taken["reduced"], 1e-9))
     result: dict[str, Any] = {name: statistics.median(v) for name, v in times.items()}
-    result["speedup"] = result["full"] / result["reduced"] if result["reduced"] > 0 else 1.0
+    result["speedup"] = statistics.median(ratios)
     result["images"] = len(pairs)
     result["samples_per_side"] = len(times["full"])
     result["how"] = how

@@ -303,7 +303,9 @@ def _frame_proposals(stage: str, info: dict[str, Any], frames: str = "clip") -> 
         else ""
     )
     extra: dict[str, Any] = {}
+    in_order = None
     if frames == "items":
+        in_order = motion_gate.FRAMES_IN_ORDER
         extra = {"frames": "items"}
         est = float(info.get("est_stage_speedup", est))
         stride_est = frame_items.estimated_speedup(
@@ -334,6 +336,7 @@ def _frame_proposals(stage: str, info: dict[str, Any], frames: str = "clip") -> 
             conflicts=(STRIDE,),
             fidelity_kind="frame_labels",
             evidence=evidence,
+            in_flight=in_order,
         ),
         Proposal(
             id=STRIDE,
@@ -351,5 +354,6 @@ def _frame_proposals(stage: str, info: dict[str, Any], frames: str = "clip") -> 
             conflicts=(MOTION,),
             fidelity_kind="frame_labels",
             evidence=evidence,
+            in_flight=in_order,
         ),
     ]

@@ -19,13 +19,21 @@ from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
-from pipetune.core.kernel.results import Change, Proposal, Tuned
+from pipetune.core.kernel.results import Change, InFlight, Proposal, Tuned
 from pipetune.core.kernel.state import reset_state
 from pipetune.plugins.vision import frame_skip
 from pipetune.plugins.vision.blocks import Clip, open_capture
 from pipetune.plugins.vision.changes.common import Materialize, build_candidate, replace_stage
 
 ID = "vision.motion_gate"
+#: What a gate over frames fed as items needs from the passes that time it: the frames in
+#: the workload's order, contiguous (spread over the split, neighbours would be far apart).
+FRAMES_IN_ORDER = InFlight(
+    inputs=1,
+    arrival="workload",
+    in_order=True,
+    assumes="the frames arrive in order (the gate compares each with the last one it ran on)",
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,7 @@ def tune_gate(
             "confirmed": confirmed.to_dict(),
         },
         est_stage_speedup=None,
+        in_flight=FRAMES_IN_ORDER if items else None,
     )
 
 
