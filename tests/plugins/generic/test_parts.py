@@ -92,7 +92,7 @@ def test_the_cache_is_measured_on_passes_long_enough_for_its_hit_rate():
     part = found.facts["generic"]["part_repeats"]["embed"]
     (cache,) = [p for p in ids.propose(pipeline, found, Requirements()) if p.id == ids.CACHE]
     flight = cache.in_flight
-    assert flight is not None and flight.batches_per_pass == 1
+    assert flight is not None and flight.batches_per_pass == 1 and flight.in_order
     assert flight.inputs <= part["inputs"] and str(flight.inputs) in part["by_pass_length"]
     at_pass = part["by_pass_length"][str(flight.inputs)]
     assert cache.est_stage_speedup == 1 / (1 - 0.97 * at_pass)

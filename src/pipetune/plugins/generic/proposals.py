@@ -150,9 +150,16 @@ def _cache_pass(part: Mapping[str, Any], profile: Profile) -> tuple[InFlight, fl
         f"passes of {length} consecutive inputs, the cache cold at the start of each: "
         f"{rate:.0%} of parts hit ({float(part.get('hit_rate', 0.0)):.0%} over the whole stream)"
     )
-    return InFlight(
-        inputs=max(1, length), arrival="workload", batches_per_pass=1, assumes=assumes
-    ), rate
+    # the cache carries state from one input to the next: passes take runs of the split
+    # in its order, as the hit-rate curve was computed
+    flight = InFlight(
+        inputs=max(1, length),
+        arrival="workload",
+        batches_per_pass=1,
+        assumes=assumes,
+        in_order=True,
+    )
+    return flight, rate
 
 
 def _cache_rationale(
