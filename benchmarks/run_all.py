@@ -28,6 +28,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("core", "benchmarks.core.profiler_overhead", []),
     ("loop", "benchmarks.loop.demo_queries", []),
     ("loop", "benchmarks.loop.validator_calibration", []),
+    ("loop", "benchmarks.loop.estimates", []),
     ("recsys", "benchmarks.recsys.run", []),
     ("nlp", "benchmarks.nlp.run", ["--threads", "1"]),
     ("vision", "benchmarks.vision.decode", []),
