@@ -65,10 +65,13 @@ def test_each_untried_proposal_gets_the_reason_the_loop_had():
 @pytest.mark.parametrize(
     ("stopped", "expected"),
     [
-        ("requirements met", "not needed: the requirements were met before it was reached"),
+        (
+            "requirements met",
+            "not needed: the latency and throughput requirements held before it was reached",
+        ),
         (
             "speed requirements met; the fidelity gate is unproven",
-            "not needed: the requirements were met before it was reached",
+            "not needed: the latency and throughput requirements held before it was reached",
         ),
         ("time budget (60 s) spent", "not reached: the time budget (60 s) was spent"),
         ("interrupted", "not reached: the run was interrupted"),

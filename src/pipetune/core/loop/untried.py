@@ -77,7 +77,7 @@ def _reason(
 def not_reached(stopped: str) -> str:
     """Why a proposal the loop would have tried next was not: the stop reason, in words."""
     if REQUIREMENTS_MET in stopped:
-        return "not needed: the requirements were met before it was reached"
+        return "not needed: the latency and throughput requirements held before it was reached"
     if stopped.startswith("max trials"):
         return f"not reached: the trial budget was spent ({stopped})"
     if stopped.startswith("time budget"):
