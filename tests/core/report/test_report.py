@@ -301,6 +301,9 @@ def test_an_exact_gate_shows_no_interval_that_contradicts_it():
         assert "requirements met" in text, name
         assert "exact gate: identical on all 18 held-out items" in text, name
         assert "0.806" not in text and "≥ 1.000" not in text, name
+    older = exact.evolve(gate=None)  # a report from before gates had a status
+    for name, text in _rendered(sample_report(fidelity=older).to_dict()).items():
+        assert "exact gate: identical on all 18 held-out items" in text, name
     missed = exact.evolve(value=0.944, ci=(0.742, 0.990), gate="missed")
     data = sample_report(fidelity=missed, requirements_met=False).to_dict()
     for name, text in _rendered(data).items():

@@ -66,9 +66,10 @@ def fidelity(data: Mapping[str, Any] | None) -> str:
     so it shows how many agreed rather than an interval whose lower bound is below 1."""
     if not data:
         return "-"
-    threshold, gate, n = data.get("threshold"), data.get("gate"), data.get("n")
-    if threshold is not None and threshold >= 1.0 and gate in ("met", "missed"):
-        return f"{data['metric']} {data['value']:.3f} " + _exact_gate(data, gate, n)
+    threshold, gate = data.get("threshold"), data.get("gate")
+    if threshold is not None and threshold >= 1.0 and gate != "unproven":
+        met = gate == "met" or (gate is None and data["value"] >= 1.0)  # (an older report)
+        return f"{data['metric']} {data['value']:.3f} " + _exact_gate(met, data.get("n"))
     text = f"{data['metric']} {data['value']:.3f}"
     ci = data.get("ci")
     if ci:
@@ -84,9 +85,9 @@ def fidelity(data: Mapping[str, Any] | None) -> str:
     return text
 
 
-def _exact_gate(data: Mapping[str, Any], gate: str, n: Any) -> str:
+def _exact_gate(met: bool, n: Any) -> str:
     on = f"{n} held-out items" if n else "the held-out items"
-    if gate == "met":
+    if met:
         return f"(exact gate: identical on all {on})"
     return f"(exact gate MISSED: not identical on all {on})"
 
