@@ -72,6 +72,14 @@ def register(cli: click.Group) -> None:
     help="Ray: the cluster to run on (also RAY_ADDRESS).",
 )
 @click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="ray: give up on an --address that does not answer within this long.",
+)
+@click.option(
     "--errors",
     "errors_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -177,6 +185,10 @@ def run(ctx: click.Context, target: str | None, **options: Any) -> int:
             write_json_atomic(options["json_path"], {"plan": plan.to_dict()})
         return 0
     runner.check_request(request)  # refuse before measuring anything
+    if request.engine == "ray":
+        from pipetune.scale.ray_env import require_ray
+
+        require_ray("pipetune run --engine ray")
     if request.engine == "ray" and profile is None:
         files = runner.expand_inputs(request.inputs)
         batch = runner.recipe_batch(request, pipeline)
@@ -225,6 +237,7 @@ def _request(target: str | None, options: Mapping[str, Any], state: Any) -> tupl
         batch_size=options["batch_size"],
         sample=options["sample"],
         cpus=options["cpus"],
+        connect_timeout_s=options["connect_timeout"],
         local_files=(job.factory_file,) if job.factory_file else (),
     )
     return pipeline, request

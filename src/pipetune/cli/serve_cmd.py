@@ -56,6 +56,14 @@ def register(cli: click.Group) -> None:
     metavar="HOST:PORT",
     help="The Ray cluster to deploy on (also RAY_ADDRESS).",
 )
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up on an --address that does not answer within this long.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP host to listen on.")
 @click.option(
     "--port",
@@ -122,6 +130,10 @@ def serve(
 
     state = get_state(ctx)
     say = (lambda m: None) if options["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
+    if not options["plan_only"]:
+        from pipetune.scale.ray_env import require_ray
+
+        require_ray("pipetune serve --engine ray", serve=True)
     profile = _profile(options["profile_source"])
     pipeline, job, resolved = build_job(
         target,
@@ -149,10 +161,13 @@ def serve(
 def _deploy(
     job: Any, pipeline: Any, profile: Any, requirements: Any, options: Any, say: Any
 ) -> int:
-    from pipetune.scale.ray_env import cluster_cpus, ray_session, require_ray
+    from pipetune.scale.ray_env import cluster_cpus, ray_session
 
-    require_ray("pipetune serve --engine ray", serve=True)
-    with ray_session(options["address"], purpose="pipetune serve --engine ray") as ray:
+    with ray_session(
+        options["address"],
+        timeout_s=options["connect_timeout"],
+        purpose="pipetune serve --engine ray",
+    ) as ray:
         from ray import serve as ray_serve
 
         from pipetune.scale.serve_app import deploy

@@ -52,7 +52,8 @@ class RunRequest:
         job: how workers rebuild the pipeline (TARGET, recipe, artifacts).
         inputs: files, folders or globs; output: a .jsonl or .parquet file; errors: the
             errors file (default: beside the output, ``NAME.errors.jsonl``).
-        engine: ``local`` or ``ray``; address: a Ray cluster (default: start a local Ray).
+        engine: ``local`` or ``ray``; address: a Ray cluster (default: start a local Ray);
+            connect_timeout_s: how long it may take to answer.
         workers, executor: the local engine's worker threads or processes.
         batch_size: override the recipe's batch size (inputs per ``batch_fn`` call).
         sample: rows measured to plan the Ray engine when no profile is given.
@@ -75,6 +76,7 @@ class RunRequest:
     sample: int = DEFAULT_SAMPLE
     cpus: float | None = None
     local_files: tuple[str, ...] = ()
+    connect_timeout_s: float = 30.0
 
     @property
     def errors_path(self) -> Path:
@@ -258,7 +260,9 @@ def _run_ray(
     from pipetune.scale import ray_data
     from pipetune.scale.ray_env import cluster_cpus, configure_data, ray_session
 
-    with ray_session(request.address, purpose="pipetune run --engine ray") as ray:
+    with ray_session(
+        request.address, timeout_s=request.connect_timeout_s, purpose="pipetune run --engine ray"
+    ) as ray:
         if plan is None:
             plan, _ = plan_job(
                 request, pipeline, profile=profile, cpus=cluster_cpus(ray), pm=pm, log=log
