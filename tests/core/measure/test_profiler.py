@@ -147,6 +147,22 @@ def test_gil_pass_checks_heavy_stages_and_clears_a_sleeping_one() -> None:
     assert "criterion" in prof.passes["gil"]
 
 
+def test_cpu_ratio_counts_a_batch_once_on_both_sides() -> None:
+    """In a batch, every input carries the batch's wall time; its CPU time is counted once,
+    so the wall time must be too: a busy stage stays busy when served in batches."""
+    from pipetune.core.runtime.serving import with_serving
+
+    def busy(x: int) -> int:
+        return _sum_of_squares(list(range(20_000))) and x
+
+    def busy_batch(xs: list[int]) -> list[int]:
+        return [busy(x) for x in xs]
+
+    p = with_serving(Pipeline("batched", (Stage("busy", busy, batch_fn=busy_batch),)), batch_size=8)
+    prof = quick(p, Workload(items=tuple(range(32))), sweep=False, gil_check=False)
+    assert prof.stage("busy").cpu_ratio is not None and prof.stage("busy").cpu_ratio > 0.5
+
+
 def test_a_stage_that_breaks_under_threads_gets_a_hint() -> None:
     import threading
 
