@@ -11,7 +11,8 @@ with Ray Data's defaults. It throws away what the profile knows. The plan keeps 
   pickle) runs as an actor pool, each actor building it once (``load_recipe``, no re-tuning).
 * **I/O-bound groups** (under :data:`IO_BOUND_RATIO` CPU seconds per wall second in the
   profile) get concurrency beyond the cores: each worker runs ``threads`` calls at once,
-  enough to keep up with the CPU-bound groups, and reserves only the CPU it uses.
+  twice what keeping up with the CPU-bound groups needs (at least four per CPU), and
+  reserves no CPU (its threads mostly wait).
 * **Pool sizes** share the cluster's CPUs between the CPU-bound groups in proportion to
   their per-input time, so the slowest stage gets the most workers.
 * **Batch sizes**: inputs go through each stage in the recipe's batches (its dynamic
@@ -41,8 +42,11 @@ MAX_BATCH = 1024
 MAX_IO_THREADS = 32
 #: The most concurrent calls planned for one I/O-bound group.
 MAX_IO_CONCURRENCY = 256
-#: Concurrency for an I/O-bound group: this much more than the planned rate needs.
-IO_HEADROOM = 1.5
+#: Concurrency for an I/O-bound group: this much more than the planned rate needs, and at
+#: least IO_CALLS_PER_CPU per CPU of the cluster (threads that mostly wait are cheap; too
+#: few would make the I/O stage the bottleneck when the sample underestimated the rate).
+IO_HEADROOM = 2.0
+IO_CALLS_PER_CPU = 4
 MIN_CPUS = 0.05
 #: CPUs left out of the plan for reading and parsing the input files.
 READ_CPUS = 0.1
@@ -181,11 +185,19 @@ def derive_plan(
     demand_ms = sum(_cpu_demand_ms(g) for g in groups)
     usable = max(MIN_CPUS, cpus - READ_CPUS)
     rate = 1000.0 * usable / demand_ms if demand_ms > 0 else None
+    least_io = max(1, math.ceil(IO_CALLS_PER_CPU * cpus))
     planned = []
     for stages in groups:
         planned.append(
             _size_group(
-                stages, rate, batch, rows, total_ms, threads_per_worker, slowest=_slowest(costs)
+                stages,
+                rate,
+                batch,
+                rows,
+                total_ms,
+                threads_per_worker,
+                slowest=_slowest(costs),
+                least_io=least_io,
             )
         )
     notes = []
@@ -250,6 +262,7 @@ def _size_group(
     threads_per_worker: int,
     *,
     slowest: str,
+    least_io: int = 1,
 ) -> GroupPlan:
     wall = sum(c.per_item_ms for c in stages)
     cpu = sum(c.cpu_ms for c in stages)
@@ -257,6 +270,7 @@ def _size_group(
     ships = all(c.ships for c in stages)
     if io:  # concurrency to keep up with the planned rate, in threads, not cores
         needed = math.ceil(rate * wall / 1000.0 * IO_HEADROOM) if rate else MAX_IO_THREADS
+        needed = max(least_io, needed)
         needed = max(1, min(needed, MAX_IO_CONCURRENCY, rows or MAX_IO_CONCURRENCY))
         threads = min(MAX_IO_THREADS, needed)
         workers = math.ceil(needed / threads)

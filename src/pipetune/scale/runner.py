@@ -170,7 +170,8 @@ def sample_profile(
     pm: Any = None,
     log: Log | None = None,
 ) -> Any:
-    """Profile ``pipeline`` on the first well-formed input rows (per-stage wall and CPU)."""
+    """Profile ``pipeline`` on the first well-formed input rows (per-stage wall and CPU), on
+    as many threads as each worker will have."""
     from pipetune.core.measure.profiler import profile as run_profile
 
     count = max(request.sample, 2 * batch)
@@ -191,6 +192,7 @@ def sample_profile(
         layers=False,
         memory=False,
         on_error="skip",
+        threads=request.job.threads,
     )
 
 
