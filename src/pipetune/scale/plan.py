@@ -329,7 +329,8 @@ def _why(
     if len(stages) > 1:
         reasons.append(f"cheap stages fused ({share:.0%} of the time)")
     elif stages[0].name == slowest:
-        reasons.append(f"the slowest stage ({share:.0%}): the most workers")
+        most = "" if io else ": the most workers"
+        reasons.append(f"the slowest stage ({share:.0%}){most}")
     elif share < CHEAP_SHARE:
         reasons.append(f"a cheap stage ({share:.0%} of the time)")
     else:
