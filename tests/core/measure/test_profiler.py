@@ -149,7 +149,9 @@ def test_gil_pass_checks_heavy_stages_and_clears_a_sleeping_one() -> None:
 
 def test_cpu_ratio_counts_a_batch_once_on_both_sides() -> None:
     """In a batch, every input carries the batch's wall time; its CPU time is counted once,
-    so the wall time must be too: a busy stage stays busy when served in batches."""
+    so the wall time must be too: a busy stage served in batches of 8 is as busy as one
+    served one at a time (counted per input, it looked 8 times less busy). Compared within
+    the test, so the host's load cancels."""
     from pipetune.core.runtime.serving import with_serving
 
     def busy(x: int) -> int:
@@ -158,9 +160,12 @@ def test_cpu_ratio_counts_a_batch_once_on_both_sides() -> None:
     def busy_batch(xs: list[int]) -> list[int]:
         return [busy(x) for x in xs]
 
-    p = with_serving(Pipeline("batched", (Stage("busy", busy, batch_fn=busy_batch),)), batch_size=8)
-    prof = quick(p, Workload(items=tuple(range(32))), sweep=False, gil_check=False)
-    assert prof.stage("busy").cpu_ratio is not None and prof.stage("busy").cpu_ratio > 0.5
+    p = Pipeline("batched", (Stage("busy", busy, batch_fn=busy_batch),))
+    workload = Workload(items=tuple(range(32)))
+    one = quick(p, workload, sweep=False, gil_check=False).stage("busy").cpu_ratio
+    batched = quick(with_serving(p, batch_size=8), workload, sweep=False, gil_check=False)
+    ratio = batched.stage("busy").cpu_ratio
+    assert one is not None and ratio is not None and ratio > one / 3
 
 
 def test_a_stage_that_breaks_under_threads_gets_a_hint() -> None:
