@@ -49,6 +49,9 @@ MAX_IO_CONCURRENCY = 256
 IO_HEADROOM = 2.0
 IO_CALLS_PER_CPU = 4
 MIN_CPUS = 0.05
+#: Concurrent tasks of a task group, at least: each call is a new task, and one at a time
+#: would add every task's scheduling to the job's time.
+MIN_TASKS = 2
 #: CPUs left out of the plan for reading and parsing the input files.
 READ_CPUS = 0.1
 #: A group whose share of the CPUs is below this reserves none (like the readers and the
@@ -285,6 +288,9 @@ def _size_group(
             cpus_each = 0.0
         threads = 1
         per_call = math.ceil(TARGET_CALL_MS / max(wall, 1e-3))
+    if ships and workers < MIN_TASKS:  # a task per call: let two overlap their start-up
+        cpus_each = _floor_cpus(cpus_each * workers / MIN_TASKS, 1.0) if cpus_each else 0.0
+        workers = MIN_TASKS
     return GroupPlan(
         stages=tuple(c.name for c in stages),
         compute="tasks" if ships else "actors",

@@ -2,8 +2,8 @@
 
 The dataset is built from the plan (:mod:`pipetune.scale.plan`)::
 
-    read_binary_files(inputs)            one row per file
-      -> map_batches(parse_files)        keyed rows, malformed ones marked (one task per file)
+    from_items(shards of the inputs)     one block per shard (pipetune.scale.shards)
+      -> map_batches(parse_shards)       keyed rows, malformed ones marked with their line
       -> map_batches(group 1)            tasks (shipped stages) or an actor pool (built once)
       -> ...
       -> iter_batches() in the driver    each row written once (the Collector)
@@ -22,8 +22,7 @@ Collector counts any row delivered twice, instead of writing it twice).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipetune.core.kernel.errors import PipelineError
@@ -32,11 +31,14 @@ from pipetune.scale.collect import Collector
 from pipetune.scale.execute import run_group
 from pipetune.scale.job import JobSpec, build_pipeline, shipped_stages
 from pipetune.scale.plan import GroupPlan, Plan
-from pipetune.scale.rows import INPUT_STAGE, InputFile, InputRow, RowOptions, parse_file
+from pipetune.scale.rows import INPUT_STAGE, InputFile, InputRow, RowOptions
+from pipetune.scale.shards import Shard, parse_shard, shard_inputs
 
 KEY, SOURCE, VALUE = "key", "source", "value"
 STAGE, EXCEPTION, ERROR, RAW = "stage", "exception", "error", "raw"
 SECONDS = "seconds:"  # + stage name: seconds each row spent in that stage
+#: Input rows per shard, at least (each shard is one block: one call of the first group).
+SHARD_ROWS = 16
 
 
 def _schema() -> Any:
@@ -67,19 +69,16 @@ def build_dataset(
     shipped: Mapping[str, bytes | None],
 ) -> Any:
     """The lazy Ray dataset that runs the job (nothing runs until it is iterated)."""
-    described = {str(f.path): (f.name, f.format) for f in files}
-    block = min((g.batch_size for g in plan.groups), default=1)
-    readers = max(1, min(len(files), int(plan.cpus)))  # reserve no CPU: see plan.RESERVE_FROM
-    dataset = ray.data.read_binary_files(
-        [str(f.path) for f in files], include_paths=True, num_cpus=0, concurrency=readers
-    )
-    dataset = dataset.map_batches(
-        parse_files,
+    rows = min((g.batch_size for g in plan.groups), default=1)
+    shards = shard_inputs(files, max(SHARD_ROWS, rows))
+    dataset = ray.data.from_items([s.to_dict() for s in shards], override_num_blocks=len(shards))
+    dataset = dataset.map_batches(  # reserve no CPU: see plan.RESERVE_FROM
+        parse_shards,
         batch_size=1,
         batch_format="pyarrow",
         num_cpus=0,
-        compute=ray.data.TaskPoolStrategy(size=readers),
-        fn_kwargs={"files": described, "options": options, "block_rows": block},
+        compute=ray.data.TaskPoolStrategy(size=max(1, min(len(shards), int(plan.cpus)))),
+        fn_kwargs={"options": options},
     )
     for group in plan.groups:
         dataset = _add_group(ray, dataset, job, group, shipped.get(group.name))
@@ -123,20 +122,12 @@ def _add_group(ray: Any, dataset: Any, job: JobSpec, group: GroupPlan, blob: byt
 # -- inside the workers --------------------------------------------------------------------------
 
 
-def parse_files(
-    batch: Any, *, files: Mapping[str, tuple[str, str]], options: RowOptions, block_rows: int
-) -> Iterator[Any]:
-    """Files (``path``, ``bytes``) -> keyed input rows, malformed ones marked, in blocks of
-    ``block_rows`` (one block per file would give the next stage one task per file)."""
-    for path, data in zip(batch["path"].to_pylist(), batch["bytes"].to_pylist(), strict=True):
-        name, kind = files.get(path, (path, ""))
-        if not kind:
-            from pipetune.scale.rows import file_format
-
-            kind = file_format(Path(path))
-        rows = parse_file(InputFile(Path(path), kind, name), data, options)
-        for start in range(0, len(rows), max(1, block_rows)):
-            yield rows_table(rows[start : start + block_rows])
+def parse_shards(batch: Any, *, options: RowOptions) -> Any:
+    """Shards of the input files -> keyed input rows, malformed ones marked."""
+    rows: list[InputRow] = []
+    for record in batch.to_pylist():
+        rows.extend(parse_shard(Shard.from_dict(record), options))
+    return rows_table(rows)
 
 
 def rows_table(rows: Sequence[InputRow]) -> Any:

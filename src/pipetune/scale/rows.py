@@ -133,7 +133,7 @@ def _display_name(path: Path) -> str:
 def parse_file(file: InputFile, data: bytes, options: RowOptions) -> list[InputRow]:
     """Every row of one input file (``data`` is its content), malformed ones included."""
     if file.format == "jsonl":
-        return list(_jsonl_rows(file.name, data, options))
+        return list(jsonl_rows(file.name, data, options))
     if file.format == "csv":
         return list(_csv_rows(file.name, data, options))
     return list(_parquet_rows(file.name, data, options))
@@ -169,8 +169,8 @@ def _malformed(name: str, where: str, message: str, raw: str) -> InputRow:
     return InputRow(json.dumps(source), source, error=message, raw=raw[:RAW_LIMIT])
 
 
-def _jsonl_rows(name: str, data: bytes, options: RowOptions) -> Iterator[InputRow]:
-    for number, line in enumerate(data.split(b"\n"), start=1):
+def jsonl_rows(name: str, data: bytes, options: RowOptions, first: int = 1) -> Iterator[InputRow]:
+    for number, line in enumerate(data.split(b"\n"), start=first):
         if not line.strip():
             continue
         try:
@@ -229,7 +229,12 @@ def _parquet_rows(name: str, data: bytes, options: RowOptions) -> Iterator[Input
     except (pa.ArrowException, OSError) as exc:
         yield _malformed(name, "file", f"not a readable Parquet file ({exc})", "")
         return
-    for number, record in enumerate(table.to_pylist(), start=1):
+    yield from table_rows(name, table, options)
+
+
+def table_rows(name: str, table: Any, options: RowOptions, first: int = 1) -> Iterator[InputRow]:
+    """The rows of an Arrow table read from Parquet, numbered from ``first``."""
+    for number, record in enumerate(table.to_pylist(), start=first):
         yield _row(name, f"row {number}", record, options, _raw(record))
 
 
