@@ -48,15 +48,10 @@ def job_for(
 
 
 def driver_pipeline(job: JobSpec) -> Pipeline:
-    """The pipeline as the CLI's driver builds it (TARGET, then the recipe), with this
-    process's own thread settings (a worker's pin is for workers)."""
-    from pipetune.core.loop.recipes import load_recipe
-    from pipetune.core.runtime.offline import resolve_factory
+    """The pipeline as the CLI's driver builds it, with this process's own threads."""
+    from pipetune.scale.job import load_pipeline
 
-    pipeline = resolve_factory(job.factory)
-    if job.recipe:
-        pipeline = load_recipe(pipeline, job.recipe, artifacts_dir=job.artifacts)
-    return pipeline
+    return load_pipeline(job)
 
 
 def write_inputs(rows: Sequence[dict[str, Any]], folder: Path, files: int = 1) -> list[str]:

@@ -28,7 +28,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'pipetune[ray]'")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'pipetune[ray]'")
 
-from pipetune.scale.job import JobSpec, build_pipeline  # noqa: E402
+from pipetune.scale.job import JobSpec, load_pipeline  # noqa: E402
 from pipetune.scale.plan import StageCost, derive_plan  # noqa: E402
 from pipetune.scale.runner import RunRequest, run_job  # noqa: E402
 
@@ -122,7 +122,7 @@ def _errors(path: Path) -> dict[Any, str]:
 @pytest.mark.parametrize("attribute", ["pipeline", "batched"])
 def test_ray_engine_writes_what_the_local_engine_writes(cluster, tmp_path, attribute):
     source = _inputs(tmp_path / "in.jsonl", 60, explode=5)
-    pipeline = build_pipeline(_job(attribute))
+    pipeline = load_pipeline(_job(attribute))
     results = {}
     for engine in ("local", "ray"):
         request = RunRequest(
@@ -174,7 +174,7 @@ def test_an_actor_killed_mid_job_loses_and_repeats_nothing(cluster, tmp_path):
     request = RunRequest(
         _job(), (str(source),), tmp_path / "out.jsonl", engine="ray", local_files=(str(TARGET),)
     )
-    summary = run_job(request, build_pipeline(_job()), plan=_plan(3, 151), progress=progress)
+    summary = run_job(request, load_pipeline(_job()), plan=_plan(3, 151), progress=progress)
     assert state["fired"] and killed
     assert summary.rows == 151 and summary.redelivered == 0
     assert sorted(_outputs(request.output)) == list(range(150))
@@ -188,7 +188,7 @@ def test_a_node_removed_mid_job_loses_and_repeats_nothing(cluster, tmp_path):
         _job(), (str(source),), tmp_path / "out.jsonl", engine="ray", local_files=(str(TARGET),)
     )
     try:
-        summary = run_job(request, build_pipeline(_job()), plan=_plan(3, 151), progress=progress)
+        summary = run_job(request, load_pipeline(_job()), plan=_plan(3, 151), progress=progress)
     finally:
         if victim not in cluster.cluster.worker_nodes:
             cluster.cluster.add_node(num_cpus=1)
@@ -220,7 +220,7 @@ def test_serve_answers_http_with_the_pipeline_outputs(cluster):
     from pipetune.scale.serve_sizing import ServeSizing
 
     job = _job("batched")
-    pipeline = build_pipeline(job)
+    pipeline = load_pipeline(job)
     sizing = ServeSizing(
         replica_rps=10.0, max_ongoing_requests=8, num_replicas=2, batch_size=4, batch_wait_s=0.005
     )

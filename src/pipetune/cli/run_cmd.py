@@ -169,7 +169,7 @@ def run(ctx: click.Context, target: str | None, **options: Any) -> int:
     say = (lambda m: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
     pipeline, request = _request(target, options, state)
     pm = state.plugin_manager()
-    profile = _profile(options["profile_source"])
+    profile = load_profile(options["profile_source"])
     if options["plan_only"]:
         if request.engine == "ray" and profile is None:
             files = runner.expand_inputs(request.inputs)
@@ -313,7 +313,7 @@ def _run(request: Any, pipeline: Any, profile: Any, state: Any, say: Any, quiet:
     return summary
 
 
-def _profile(source: str | None) -> Any:
+def load_profile(source: str | None) -> Any:
     """A profile from a ``pipetune profile --json`` file, or a run's final (else baseline)."""
     if source is None:
         return None

@@ -126,7 +126,7 @@ def serve(
     """Serve TARGET (with --recipe applied) over HTTP on Ray Serve, sized from its profile
     and the latency requirement, with the pipetune Monitor's Prometheus metrics in every
     replica. POST a JSON input to the route; the answer is pipeline.run's output as JSON."""
-    from pipetune.cli.run_cmd import _profile, build_job
+    from pipetune.cli.run_cmd import build_job, load_profile
 
     state = get_state(ctx)
     say = (lambda m: None) if options["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
@@ -134,7 +134,7 @@ def serve(
         from pipetune.scale.ray_env import require_ray
 
         require_ray("pipetune serve --engine ray", serve=True)
-    profile = _profile(options["profile_source"])
+    profile = load_profile(options["profile_source"])
     pipeline, job, resolved = build_job(
         target,
         target_opts,

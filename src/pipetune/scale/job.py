@@ -90,20 +90,26 @@ _BUILD_LOCK = threading.Lock()
 
 
 def build_pipeline(job: JobSpec) -> Pipeline:
-    """The pipeline ``job`` describes, built once per process (later calls reuse it)."""
+    """The pipeline ``job`` describes, in a worker: the process is prepared (its folders
+    on ``sys.path``, its threads pinned to ``job.threads``) and the pipeline built once
+    (later calls reuse it)."""
     key = job.to_json()
     with _BUILD_LOCK:
         found = _BUILT.get(key)
         if found is not None:
             return found
         prepare_process(job.sys_path, job.threads, job.env)
-        pipeline = _build(job)
+        pipeline = load_pipeline(job)
+        from pipetune.core.runtime import threads as _threads
+
+        _threads.reapply()  # torch was probably imported by the build: give it the pin
         _BUILT[key] = pipeline
         return pipeline
 
 
-def _build(job: JobSpec) -> Pipeline:
-    from pipetune.core.runtime import threads as _threads
+def load_pipeline(job: JobSpec) -> Pipeline:
+    """The pipeline ``job`` describes, built now, touching no process-wide setting (for a
+    driver, which keeps its own threads)."""
     from pipetune.core.runtime.offline import resolve_factory
 
     pipeline = resolve_factory(job.factory)
@@ -119,7 +125,6 @@ def _build(job: JobSpec) -> Pipeline:
             f"driver planned for {list(job.stages)}: the TARGET must build the same "
             "pipeline on every node"
         )
-    _threads.reapply()  # torch was probably imported by the build: give it the pin
     return pipeline
 
 
@@ -176,6 +181,8 @@ def ship_stages(stages: Sequence[Stage], local_files: Sequence[str] = ()) -> byt
     Functions and classes from modules a worker could not import by name (a TARGET loaded
     from a file, ``local_files``) are pickled by value, so a worker never re-executes the
     TARGET file (and never loads its models) to run a cheap stage."""
+    if any(_too_big(value) for stage in stages for value in stage.slots.values()):
+        return None
     pickler = _cloudpickle()
     parts = [
         _StageParts(s.name, s.fn, s.kind, dict(s.slots), s.batch_fn, s.output_kind, dict(s.meta))
@@ -196,6 +203,20 @@ def ship_stages(stages: Sequence[Stage], local_files: Sequence[str] = ()) -> byt
             with contextlib.suppress(Exception):
                 pickler.unregister_pickle_by_value(module)
     return blob if len(blob) <= SHIP_LIMIT_BYTES else None
+
+
+def _too_big(value: Any) -> bool:
+    """A component known to be over the limit without pickling it (a torch module's
+    parameters, an array's buffer): a model is not pickled just to find out."""
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes > SHIP_LIMIT_BYTES
+    parameters = getattr(value, "parameters", None)
+    if callable(parameters) and type(value).__module__.startswith("torch"):
+        with contextlib.suppress(Exception):
+            size = sum(p.numel() * p.element_size() for p in parameters())
+            return size > SHIP_LIMIT_BYTES
+    return False
 
 
 def _local_modules(stages: Sequence[Stage], local_files: Sequence[str]) -> list[Any]:
