@@ -297,7 +297,7 @@ def ship_plan(
 # -- the run store ----------------------------------------------------------------------------
 
 
-def record_start(pipeline: Pipeline, target: str, profile: Any = None) -> str | None:
+def record_start(pipeline: Pipeline, target: str, profile: Any = None) -> str:
     """Record the job as a run in the run store (with its sample profile); returns its id."""
     from pipetune.core.loop.store import RunStore
     from pipetune.core.measure.machine import detect_machine

@@ -53,8 +53,8 @@ class PipelineDeployment:
         self.executor = ThreadPoolExecutor(max(1, threads), thread_name_prefix="pipetune-serve")
         self.batching = batch_size > 1
         if self.batching:
-            self.run_batch.set_max_batch_size(batch_size)
-            self.run_batch.set_batch_wait_timeout_s(batch_wait_s)
+            self.run_batch.set_max_batch_size(batch_size)  # type: ignore[attr-defined]
+            self.run_batch.set_batch_wait_timeout_s(batch_wait_s)  # type: ignore[attr-defined]
         self.metrics_port = _serve_metrics(self.monitor, metrics_port, metrics_host)
 
     async def __call__(self, request: Request) -> Any:
@@ -135,7 +135,8 @@ def deploy(
 ) -> str:
     """Start Serve's HTTP proxy on ``host:port`` and deploy the pipeline; returns its URL."""
     serve.start(http_options={"host": host, "port": port})
-    app = PipelineDeployment.options(name=job.pipeline, **sizing.deployment_options()).bind(
+    options = sizing.deployment_options()
+    app = PipelineDeployment.options(name=job.pipeline, **options).bind(  # type: ignore[attr-defined]
         job,
         sizing.batch_size,
         sizing.batch_wait_s,
