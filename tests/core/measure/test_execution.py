@@ -132,4 +132,6 @@ def test_pools_are_recorded_and_an_older_faiss_field_still_compares():
     assert old.all_pools() == {"faiss": 2}
     assert execution.differences(old, new) == ["faiss threads: 2 measured, 1 here"]
     assert "faiss 1" in new.describe()
+    planned = ExecutionContext(stages={"encode": {"threads": 1}, "rank": {"threads": 2}})
+    assert planned.describe().endswith("thread plan: encode 1, rank 2")
     assert ExecutionContext.from_dict(new.to_dict()) == new

@@ -324,8 +324,11 @@ class ExecutionContext(_Serializable):
         set_env = {k: v for k, v in self.env.items() if v is not None}
         if set_env:
             parts.append(" ".join(f"{k}={v}" for k, v in sorted(set_env.items())))
-        for stage, settings in self.stages.items():
-            parts.append(f"stage {stage}: {settings.get('threads')} threads")
+        if self.stages:
+            plan = ", ".join(
+                f"{stage} {settings.get('threads')}" for stage, settings in self.stages.items()
+            )
+            parts.append(f"thread plan: {plan}")
         return "; ".join(parts)
 
 

@@ -120,11 +120,11 @@ def interleaved(
 ) -> dict[str, list[float]]:
     """Seconds per input of each variant, ``rounds`` passes each, interleaved with the
     order rotating each round (a slow patch of a shared host falls on every variant
-    alike); warm state is reset before every pass."""
+    alike); warm state is reset before every pass. One untimed pass of each variant
+    first: a rebuilt session pays for every new input shape once."""
     names = list(variants)
-    for name in names:  # warm-up: first calls, lazily built sessions
-        for item in items[:2]:
-            variants[name].run(item)
+    for name in names:
+        _one_pass(variants[name], items)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(rounds):
         shift = round_ % len(names)
