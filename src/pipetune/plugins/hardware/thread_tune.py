@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 #: A stage's count is kept only when the pipeline is at least this much faster with it.
 MIN_GAIN = 0.02
-ROUNDS = 3
+ROUNDS = 5
 MAX_INPUTS = 24
 MIN_INPUTS = 4
 #: Seconds one timed pass of the current pipeline should take (sizes the inputs used).
