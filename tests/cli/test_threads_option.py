@@ -8,7 +8,7 @@ import pytest
 
 from pipetune.cli.main import build_cli
 
-COMMANDS = ("profile", "propose", "optimize", "apply", "check", "capacity", "demo")
+COMMANDS = ("profile", "propose", "optimize", "apply", "check", "capacity", "demo", "run")
 
 
 def test_every_command_that_runs_user_code_takes_threads(cli_pm):
