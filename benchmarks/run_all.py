@@ -35,6 +35,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("vision", "benchmarks.vision.frame_skip", []),
     ("llm", "benchmarks.llm.run", ["--threads", "1"]),
     ("hardware", "benchmarks.hardware.encoder", []),
+    ("hardware", "benchmarks.hardware.threads", []),
     ("scan", "benchmarks.scan.speed", []),
     ("production", "benchmarks.production.monitor_overhead", []),
     ("production", "benchmarks.production.adaptive_nlp", []),

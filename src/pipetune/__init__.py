@@ -31,6 +31,7 @@ from pipetune.core.kernel.registry import (
     DemoSetup,
     Dependency,
     OutputKind,
+    ThreadPool,
     require,
 )
 from pipetune.core.kernel.results import (
@@ -103,6 +104,7 @@ __all__ = [
     "Requirements",
     "Stage",
     "StageError",
+    "ThreadPool",
     "Trace",
     "Trial",
     "Tuned",

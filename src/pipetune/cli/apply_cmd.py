@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
 from pipetune.cli.state import get_state, stdout_console
 
 EXIT_DOES_NOT_HOLD = 1
@@ -26,6 +26,7 @@ def register(cli: click.Group) -> None:
 @click.command()
 @target_argument
 @target_options
+@threads_option
 @click.option(
     "--recipe",
     "recipe_path",

@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
 from pipetune.cli.state import get_state, stdout_console
 
 EXIT_INFEASIBLE = 3
@@ -45,6 +45,7 @@ def _growth_option(flag: str, key: str, help_text: str) -> Any:
 @click.command()
 @target_argument
 @target_options
+@threads_option
 @_growth_option("--now-rps", "now_rps", "Requests per second now (typical).")
 @_growth_option("--peak-rps", "peak_rps", "Requests per second at today's peak.")
 @_growth_option("--in-12-months-rps", "in_12_months_rps", "Requests per second in 12 months.")

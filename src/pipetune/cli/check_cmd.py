@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
 from pipetune.cli.state import get_state, stdout_console
 
 EXIT_REGRESSION = 1
@@ -114,6 +114,7 @@ def judge(
 @click.command()
 @target_argument
 @target_options
+@threads_option
 @click.option(
     "--baseline",
     "baseline_ref",

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.options import (
+    THREADS_HELP,
+    TargetOptions,
+    ThreadCount,
+    resolve_threads,
+    target_argument,
+    target_options,
+)
 from pipetune.cli.state import get_state, stderr_console, stdout_console
 
 if TYPE_CHECKING:
@@ -93,9 +100,10 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--threads",
-            type=click.IntRange(min=1),
-            metavar="N",
-            help="Pin torch/OpenMP/BLAS/faiss to N threads for every measurement.",
+            type=ThreadCount(),
+            metavar="N|auto",
+            callback=resolve_threads,
+            help=THREADS_HELP + " The recipe records the pin and load_recipe applies it.",
         ),
         click.option(
             "--quick",

@@ -85,6 +85,62 @@ class ConcurrencyLevels(click.ParamType):
         return levels
 
 
+class ThreadCount(click.ParamType):
+    """``--threads``: a whole number >= 1, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit() or int(text) < 1:
+            self.fail(f"{value!r} is not a thread count (a whole number >= 1, or auto)", param, ctx)
+        return int(text)
+
+
+def resolve_threads(ctx: Any, param: Any, value: int | str | None) -> int | None:
+    """The count ``--threads`` asks for: ``auto`` measures the host's load now and leaves
+    the cores other processes use to them."""
+    if value == "auto":
+        from pipetune.core.measure.load import auto_threads
+
+        return auto_threads()
+    return value  # type: ignore[return-value]
+
+
+THREADS_HELP = (
+    "Pin torch, the BLAS/OpenMP pools and the plugins' pools (faiss) to N threads while "
+    "user code runs; auto: the physical cores other processes leave free, measured at "
+    "start. Default: the process's own settings."
+)
+
+
+def threads_option(fn: F) -> F:
+    """``--threads N|auto``: the command runs the user's code under that pin."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        count = kwargs.pop("threads")
+        if count is None:
+            return fn(*args, **kwargs)
+        from pipetune.core.runtime.threads import pin_threads
+
+        with pin_threads(count):
+            return fn(*args, **kwargs)
+
+    return click.option(  # type: ignore[return-value]
+        "--threads",
+        "threads",
+        type=ThreadCount(),
+        metavar="N|auto",
+        callback=resolve_threads,
+        help=THREADS_HELP,
+    )(wrapper)
+
+
 _positive = click.FloatRange(min=0, min_open=True)
 
 #: (option flags, Requirements field, help). ``requirements_options`` adds one option each.

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
 from pipetune.cli.state import get_state, stdout_console
 
 
@@ -18,6 +18,7 @@ def register(cli: click.Group) -> None:
 @click.command()
 @target_argument
 @target_options
+@threads_option
 @click.option(
     "--json",
     "json_path",

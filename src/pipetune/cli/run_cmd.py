@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument
+from pipetune.cli.options import TargetOptions, target_argument, threads_option
 from pipetune.cli.state import get_state
 
 
@@ -31,6 +31,7 @@ def register(cli: click.Group) -> None:
 
 @click.command()
 @target_argument
+@threads_option
 @click.option(
     "--input",
     "inputs",

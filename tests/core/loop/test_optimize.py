@@ -376,3 +376,24 @@ def test_rounds_are_sized_from_the_pipeline_accepted_last(monkeypatch):
     assert accepted and len(expected) > accepted[0] + 1
     # the trial after "faster" was kept is sized from the profile of the accepted pipeline
     assert expected[accepted[0] + 1] == reprofiled[0]
+
+
+def test_a_kept_thread_plan_is_recorded_in_the_recipe_and_put_back_by_load_recipe(tmp_path):
+    from pipetune.core.runtime.threads import stage_plan, with_stage_threads
+
+    def planned(pipeline, params):
+        fast = faster(pipeline, {"factor": 4})
+        return fast.replace("work", with_stage_threads(fast.stage("work"), {"threads": 1}))
+
+    plugin = ToyPlugin(
+        [{"change": "planned", "stage": "work", "est_stage_speedup": 4.0}],
+        {"planned": planned},
+    )
+    optimized, report = optimize_toy(plugin=plugin)
+    assert [t.status for t in report.trials] == ["accepted"]
+    assert report.recipe.execution.stages == {"work": {"threads": 1}}
+    assert report.to_dict()["execution"]["stages"] == {"work": {"threads": 1}}
+    assert stage_plan(optimized.stage("work")) == {"threads": 1}
+    path = report.recipe.save(tmp_path / "recipe.json")
+    loaded = load_recipe(toy_pipeline(), path, pm=manager(plugin), artifacts_dir=tmp_path)
+    assert stage_plan(loaded.stage("work")) == {"threads": 1}

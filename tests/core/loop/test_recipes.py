@@ -168,3 +168,28 @@ def test_a_recipe_carries_its_execution_context_and_load_recipe_applies_a_pin(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_recipe(toy_pipeline(), same, pm=pm, artifacts_dir=tmp_path)
+
+
+def test_load_recipe_puts_the_recorded_thread_plan_in_force_per_stage(tmp_path):
+    import warnings
+
+    from pipetune.core.kernel.results import ExecutionContext
+    from pipetune.core.measure.execution import ExecutionContextWarning
+    from pipetune.core.runtime.threads import stage_plan
+
+    pm = manager(ToyPlugin(changes={"faster": faster}))
+    change = Change(proposal="toy.faster", plugin="toy", stage="work")
+    context = ExecutionContext(stages={"work": {"threads": 1}, "gone": {"threads": 2}})
+    path = make_recipe(toy_pipeline(), [change], execution=context).save(tmp_path / "r.json")
+    assert Recipe.load(path).execution.stages == {"work": {"threads": 1}, "gone": {"threads": 2}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_recipe(toy_pipeline(), path, pm=pm, artifacts_dir=tmp_path)
+    assert stage_plan(loaded.stage("work")) == {"threads": 1}
+    assert loaded.run(3) == toy_pipeline().run(3)
+    # warn only: the plan is not put in force, and the warning names the stage
+    with pytest.warns(ExecutionContextWarning, match="stage 'work': 1 threads measured"):
+        warned = load_recipe(toy_pipeline(), path, pm=pm, artifacts_dir=tmp_path, execution="warn")
+    assert stage_plan(warned.stage("work")) is None
+    ignored = load_recipe(toy_pipeline(), path, pm=pm, artifacts_dir=tmp_path, execution="ignore")
+    assert stage_plan(ignored.stage("work")) is None

@@ -104,3 +104,34 @@ def test_warn_only_and_ignore_leave_the_process_alone():
     assert torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="apply, warn or ignore"):
         execution.reconcile(unpinned, "sometimes")  # type: ignore[arg-type]
+
+
+def test_the_plan_in_force_is_recorded_and_put_back_where_missing():
+    calls: list = []
+    planned = execution.apply_stages(
+        ExecutionContext(stages={"score": {"threads": 1}}), scorer(calls)
+    )
+    assert execution.stage_plans(planned) == {"score": {"threads": 1}}
+    planned.run(1.0)
+    assert calls[-1][1] == 1
+    recorded = ExecutionContext(stages={"score": {"threads": 2}})
+    assert execution.plan_differences(recorded, planned) == [
+        "stage 'score': 2 threads measured, 1 threads here"
+    ]
+    assert execution.plan_differences(recorded, scorer([])) == [
+        "stage 'score': 2 threads measured, the process's settings here"
+    ]
+    assert execution.apply_stages(None, planned) is planned
+    again = execution.apply_stages(ExecutionContext(stages={"score": {"threads": 1}}), planned)
+    assert again is planned  # already in force: nothing to redo
+
+
+def test_pools_are_recorded_and_an_older_faiss_field_still_compares():
+    old = ExecutionContext(faiss_omp=2)
+    new = ExecutionContext(pools={"faiss": 1})
+    assert old.all_pools() == {"faiss": 2}
+    assert execution.differences(old, new) == ["faiss threads: 2 measured, 1 here"]
+    assert "faiss 1" in new.describe()
+    planned = ExecutionContext(stages={"encode": {"threads": 1}, "rank": {"threads": 2}})
+    assert planned.describe().endswith("thread plan: encode 1, rank 2")
+    assert ExecutionContext.from_dict(new.to_dict()) == new

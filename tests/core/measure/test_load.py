@@ -50,3 +50,29 @@ def test_a_recorded_load_is_judged_at_another_threshold():
     assert load.judged_busy(data) and not load.judged_busy(data, 0.5)
     assert load.describe(data) == "run-queue wait 20%, other processes 1.0 of 2 cores"
     assert load.noisy_warning(None) == "" and load.noisy_warning({"busy": False}) == ""
+
+
+def _load(other: float | None, cores: int = 2) -> load.HostLoad:
+    return load.HostLoad(
+        seconds=1.0,
+        run_queue_wait=None,
+        other_cpu=other,
+        other_cpu_share=None if other is None else other / cores,
+        load_average=None,
+        cores=cores,
+    )
+
+
+@pytest.mark.parametrize(
+    ("other", "usable", "expected"),
+    [(None, 2, 2), (0.0, 2, 2), (0.3, 2, 2), (0.9, 2, 1), (1.9, 2, 1), (3.0, 2, 1), (2.2, 8, 6)],
+)
+def test_the_suggested_count_leaves_other_processes_their_cores(other, usable, expected):
+    assert load.suggested_threads(_load(other, max(usable, 2)), usable) == expected
+
+
+def test_auto_threads_is_a_whole_count_within_the_usable_cores():
+    from pipetune.core.measure.machine import detect_machine
+
+    count = load.auto_threads(seconds=0.05)
+    assert isinstance(count, int) and 1 <= count <= max(1, detect_machine().cores)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.registry import ThreadPool
 from pipetune.core.runtime import threads
 
 
@@ -71,42 +72,89 @@ def test_torch_is_pinned_and_restored() -> None:
     assert torch.get_num_threads() == before
 
 
+class FakeLibrary:
+    """A library with an OpenMP-like pool, as a plugin would declare it."""
+
+    def __init__(self) -> None:
+        self.count = 8
+
+    def omp_get_max_threads(self) -> int:
+        return self.count
+
+    def omp_set_num_threads(self, n: int) -> None:
+        self.count = n
+
+
+def fake_pool(module: str = "fakelib", per_call: bool = True) -> ThreadPool:
+    return ThreadPool(
+        module,
+        module=module,
+        get=lambda: sys.modules[module].omp_get_max_threads(),
+        set=lambda n: sys.modules[module].omp_set_num_threads(n),
+        per_call=per_call,
+    )
+
+
+@pytest.fixture
+def plugin_pools():
+    """Registered plugin pools, restored after the test."""
+    before = threads.set_plugin_pools(())
+    yield threads.set_plugin_pools
+    threads.set_plugin_pools(before)
+
+
 def test_library_loaded_inside_the_pin_is_pinned_by_reapply(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, plugin_pools
 ) -> None:
     """A library imported after the pin started gets the count at the next run."""
-
-    class FakeFaiss:
-        def __init__(self) -> None:
-            self.count = 8
-
-        def omp_get_max_threads(self) -> int:
-            return self.count
-
-        def omp_set_num_threads(self, n: int) -> None:
-            self.count = n
-
-    fake = FakeFaiss()
-    real = sys.modules.get("faiss")
-    monkeypatch.delitem(sys.modules, "faiss", raising=False)
+    fake = FakeLibrary()
+    plugin_pools([fake_pool()])
+    monkeypatch.delitem(sys.modules, "fakelib", raising=False)
     with threads.pin_threads(2):
-        monkeypatch.setitem(sys.modules, "faiss", fake)  # "imported" inside the block
+        monkeypatch.setitem(sys.modules, "fakelib", fake)  # "imported" inside the block
         assert fake.count == 8
         settings = threads.reapply()
         assert fake.count == 2
-        assert settings["faiss_omp"] == 2
+        assert settings["pools"] == {"fakelib": 2}
     assert fake.count == 8  # restored to its value before the pin touched it
-    if real is not None:
-        monkeypatch.setitem(sys.modules, "faiss", real)
 
 
-def test_real_faiss_is_pinned_and_restored() -> None:
+def test_a_pool_is_never_touched_before_its_library_loads(plugin_pools) -> None:
+    calls = []
+    plugin_pools(
+        [ThreadPool("absent", "never_imported_lib", get=lambda: calls.append(1) or 1, set=print)]
+    )
+    with threads.pin_threads(1) as settings:
+        assert settings["pools"] == {}
+    assert calls == [] and "never_imported_lib" not in sys.modules
+
+
+def test_real_faiss_is_pinned_through_the_recsys_plugin_pool(plugin_pools) -> None:
     faiss = pytest.importorskip("faiss", reason="recsys extra (faiss) not installed")
+    from pipetune.core.kernel.manager import get_plugin_manager
+
+    pools = threads.use_plugin_pools(get_plugin_manager(entry_points=False))
+    assert [(p.name, p.owner) for p in pools] == [("faiss", "recsys")]
     before = faiss.omp_get_max_threads()
     with threads.pin_threads(1) as settings:
         assert faiss.omp_get_max_threads() == 1
-        assert settings["faiss_omp"] == 1
+        assert settings["pools"]["faiss"] == 1
     assert faiss.omp_get_max_threads() == before
+
+
+def test_a_plugin_may_not_register_the_built_in_torch_pool(plugin_pools) -> None:
+    from pipetune import hookimpl
+    from pipetune.core.kernel.errors import DuplicateError
+    from pipetune.core.kernel.manager import get_plugin_manager
+
+    class Greedy:
+        @hookimpl
+        def register_thread_pools(self):
+            return [fake_pool("torch")]
+
+    pm = get_plugin_manager(builtins=False, entry_points=False, plugins=[("greedy", Greedy())])
+    with pytest.raises(DuplicateError, match="built into pipetune"):
+        threads.use_plugin_pools(pm)
 
 
 def test_unsettable_interop_is_noted_not_claimed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,3 +189,94 @@ def test_default_count_freezes_what_is_in_force(monkeypatch: pytest.MonkeyPatch)
     assert threads.default_thread_count() == 5
     with threads.pin_threads() as settings:
         assert settings["requested"] == 5
+
+
+# -- per-stage settings --------------------------------------------------------------------
+
+
+def _count_stage(seen: list, pool: str = "fakelib"):
+    from pipetune.core.kernel.model import Stage
+
+    def count(item, *, factor):
+        seen.append(sys.modules[pool].count)
+        return item * factor
+
+    return Stage("count", count, slots={"factor": 2, "unused": object()})
+
+
+def test_a_planned_stage_sets_per_call_pools_around_each_call_and_restores_them(
+    monkeypatch: pytest.MonkeyPatch, plugin_pools
+) -> None:
+    fake = FakeLibrary()
+    monkeypatch.setitem(sys.modules, "fakelib", fake)
+    plugin_pools([fake_pool()])
+    seen: list = []
+    stage = _count_stage(seen)
+    planned = threads.with_stage_threads(stage, {"threads": 3, "spinning": False})
+    assert planned(5) == 10 and seen == [3] and fake.count == 8
+    assert planned.call_batch([1, 2]) == [2, 4] and seen == [3, 3, 3]
+    # the user's function, its slots and its stage are as they were
+    assert planned.injects("factor") and not planned.injects("unused")
+    assert stage.fn.__name__ == planned.fn.__name__ == "count"
+    assert "threads" not in stage.meta and stage(5) == 10 and seen[-1] == 8
+    assert threads.stage_plan(planned) == {"threads": 3, "spinning": False}
+    assert threads.stage_plan(stage) is None
+    # a new plan replaces the old one instead of nesting in it
+    again = threads.with_stage_threads(planned, {"threads": 1})
+    assert again.fn.__wrapped__ is stage.fn and threads.stage_plan(again) == {"threads": 1}
+
+
+def test_a_pool_that_allows_no_per_call_setting_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, plugin_pools
+) -> None:
+    fake = FakeLibrary()
+    monkeypatch.setitem(sys.modules, "fakelib", fake)
+    plugin_pools([fake_pool(per_call=False)])
+    seen: list = []
+    threads.with_stage_threads(_count_stage(seen), {"threads": 1})(1)
+    assert seen == [8]
+
+
+def test_torch_runs_a_planned_stage_at_its_count() -> None:
+    torch = pytest.importorskip("torch", reason="torch extra not installed")
+    from pipetune.core.kernel.model import Stage
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    stage = Stage("t", lambda item: torch.get_num_threads())
+    assert threads.with_stage_threads(stage, {"threads": target})(0) == target
+    assert torch.get_num_threads() == before
+
+
+def test_a_bad_plan_entry_is_a_config_error_naming_the_stage() -> None:
+    from pipetune.core.kernel.model import Stage
+
+    with pytest.raises(ConfigError, match=r"stage 'x'.*'threads' >= 1"):
+        threads.with_stage_threads(Stage("x", lambda item: item), {"threads": 0})
+
+
+def test_a_planned_stateful_callable_is_still_found_and_reset() -> None:
+    import pickle
+
+    from pipetune.core.kernel.model import Pipeline, Stage
+    from pipetune.core.kernel.state import reset_state
+
+    class Cached:
+        def __init__(self) -> None:
+            self.seen: set = set()
+
+        def __call__(self, item):
+            self.seen.add(item)
+            return item
+
+        def pipetune_reset(self) -> None:
+            self.seen.clear()
+
+    cached = Cached()
+    stage = threads.with_stage_threads(Stage("c", cached), {"threads": 1})
+    pipeline = Pipeline("p", (stage,))
+    pipeline.run(1)
+    assert reset_state(pipeline) and cached.seen == set()
+    planned = threads.with_stage_threads(Stage("name", os.path.basename), {"threads": 2})
+    copy = pickle.loads(pickle.dumps(planned.fn))  # a worker process receives it so
+    assert copy("/a/b") == "b" and copy.count == 2 and copy.__wrapped__ is os.path.basename

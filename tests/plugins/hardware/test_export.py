@@ -45,6 +45,16 @@ def test_capture_ignores_nested_calls_of_the_same_module():
     assert len(calls) == 1 and calls[0].kwargs == {}
 
 
+def test_calls_made_under_inference_mode_export_like_any_other(mlp, store, tmp_path):
+    from pipetune.core.kernel.artifacts import ArtifactStore
+
+    with capture_calls(mlp) as calls, torch.inference_mode():
+        mlp(torch.randn(1, 16))
+    assert not calls[0].args[0].is_inference() and not calls[0].output.is_inference()
+    exported = ensure_export(mlp, calls[0], ArtifactStore(tmp_path), name="mlp")
+    assert exported.path.is_file()
+
+
 def test_export_has_dynamic_shapes_and_matches_eager(mlp, store):
     with capture_calls(mlp) as calls:
         mlp(torch.randn(1, 16))

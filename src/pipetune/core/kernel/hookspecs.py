@@ -38,15 +38,23 @@ if TYPE_CHECKING:
 
     from pipetune.core.kernel.context import Observations, TuneContext
     from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-    from pipetune.core.kernel.registry import Backend, ChangeType, Demo, Dependency, OutputKind
+    from pipetune.core.kernel.registry import (
+        Backend,
+        ChangeType,
+        Demo,
+        Dependency,
+        OutputKind,
+        ThreadPool,
+    )
     from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Tuned
     from pipetune.scan.rules import Finding, Rule
 
 PROJECT_NAME = "pipetune"
 #: The plugin API version. A plugin may declare ``PIPETUNE_API = N`` at module level; the
 #: host refuses a plugin built against a newer API than this, with a clear message.
-#: API 2 added ``register_changes`` and ``register_output_kinds``.
-API_VERSION = 2
+#: API 2 added ``register_changes`` and ``register_output_kinds``; API 3 added
+#: ``register_thread_pools``.
+API_VERSION = 3
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
@@ -114,6 +122,18 @@ def register_output_kinds() -> Sequence[OutputKind] | None:
     Called on every plugin; returns :class:`~pipetune.core.kernel.registry.OutputKind`
     records (a name, the metric, the comparison). Each kind has one owner: a second
     registration raises ``DuplicateError`` naming both plugins.
+    """
+
+
+@hookspec
+def register_thread_pools() -> Sequence[ThreadPool] | None:
+    """The thread pools of the libraries this plugin drives (faiss's OpenMP pool).
+
+    Called on every plugin; returns :class:`~pipetune.core.kernel.registry.ThreadPool`
+    records (a name, the module that marks the library as loaded, ``get`` and ``set``).
+    pipetune pins them with torch's and the native BLAS/OpenMP pools for a measurement,
+    records their counts, and a thread plan sets them per stage. Names are unique: a
+    duplicate raises ``DuplicateError`` naming both plugins.
     """
 
 

@@ -210,6 +210,14 @@ class PipetunePluginManager(pluggy.PluginManager):
     def demos(self) -> dict[str, tuple[str, Any]]:
         return self.collect("register_demos", lambda d: d.name, "demo")
 
+    def thread_pools(self) -> dict[str, Any]:
+        """Every registered thread pool by name, with its owner set (duplicates refused,
+        naming both plugins)."""
+        from dataclasses import replace
+
+        merged = self.collect("register_thread_pools", lambda p: p.name, "thread pool")
+        return {name: replace(pool, owner=owner) for name, (owner, pool) in merged.items()}
+
     def dependencies(self) -> list[tuple[str, Any]]:
         return [
             (name, dep) for name, deps in self.call_each("register_dependencies") for dep in deps

@@ -1,9 +1,10 @@
 """Small typed records that plugins register: optional dependencies, backends, demos,
-change types and output kinds.
+change types, output kinds and thread pools.
 
 They are registered through hooks (``register_dependencies``, ``register_backends``,
-``register_demos``, ``register_changes``, ``register_output_kinds``) and merged by the
-manager, which refuses duplicates by name, naming both plugins.
+``register_demos``, ``register_changes``, ``register_output_kinds``,
+``register_thread_pools``) and merged by the manager, which refuses duplicates by name,
+naming both plugins.
 """
 
 from __future__ import annotations
@@ -171,6 +172,39 @@ class ChangeType:
     version: int = 1
     migrations: Mapping[int, Migration] = field(default_factory=dict)
     owner: str = ""
+
+
+@dataclass(frozen=True)
+class ThreadPool:
+    """A library's thread pool that pipetune pins, records and sets per stage
+    (``register_thread_pools``).
+
+    Args:
+        name: the library (``faiss``); unique across plugins and the built-in ``torch`` pool.
+        module: the module whose presence in ``sys.modules`` means the library is loaded;
+            ``get`` and ``set`` are called only then (the host never imports it).
+        get: ``get() -> int``: the pool's thread count now.
+        set: ``set(count)``: change it.
+        per_call: ``True`` when the count may be set around each call and restored after
+            (faiss's ``omp_set_num_threads``): a thread plan then sets it per stage; ``False``
+            when it can only be set for the process.
+        description: one line for the docs and the report.
+        owner: the plugin that registered it (set by the host).
+    """
+
+    name: str
+    module: str
+    get: Callable[[], int]
+    set: Callable[[int], None]
+    per_call: bool = True
+    description: str = ""
+    owner: str = ""
+
+    def loaded(self) -> bool:
+        """Whether the library is imported in this process (never imports it)."""
+        import sys
+
+        return self.module in sys.modules
 
 
 @dataclass(frozen=True)

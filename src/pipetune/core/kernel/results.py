@@ -283,16 +283,17 @@ class ExecutionContext(_Serializable):
         mode: the runtime mode (offline, online, stream).
         threads_requested: the count pinned for every library (``--threads``); ``None``
             when the process's own settings were measured as they were.
-        torch_intra_op, torch_inter_op, faiss_omp: the counts in force (``None``: the
-            library was not loaded).
+        torch_intra_op, torch_inter_op: torch's counts in force (``None``: not loaded).
+        faiss_omp: faiss's count, in recipes written before ``pools`` (now in ``pools``).
         blas: the native thread pools in force, by library (threadpoolctl's view:
             ``{"openblas": 2, "openmp": 2}``), when threadpoolctl is installed.
         env: the thread environment variables (``OMP_NUM_THREADS``...) as they were.
         cpu_affinity: the CPUs the process could run on.
-        stages: per-stage settings, by stage name, for a plan that gives stages their
-            own thread counts (``{"rank": {"torch_intra_op": 1}}``); empty: one setting
-            for the whole pipeline.
+        stages: the thread plan, by stage name: the settings each stage's calls run under
+            (``{"classify": {"threads": 1, "spinning": False}}``); empty: the process's
+            settings for every stage.
         notes: what could not be set or recorded.
+        pools: the plugin-registered thread pools in force, by name (``{"faiss": 1}``).
     """
 
     calling_thread: str = "main"
@@ -306,6 +307,14 @@ class ExecutionContext(_Serializable):
     cpu_affinity: int | None = None
     stages: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    pools: Mapping[str, int] = field(default_factory=dict)
+
+    def all_pools(self) -> dict[str, int]:
+        """``pools``, with an older recipe's ``faiss_omp`` read as the faiss pool."""
+        pools = dict(self.pools)
+        if self.faiss_omp is not None:
+            pools.setdefault("faiss", self.faiss_omp)
+        return pools
 
     def describe(self) -> str:
         """One line: ``main thread; torch 2 intra-op / 2 inter-op; openblas 2``."""
@@ -314,12 +323,16 @@ class ExecutionContext(_Serializable):
             parts.append(f"pinned to {self.threads_requested}")
         if self.torch_intra_op is not None:
             parts.append(f"torch {self.torch_intra_op} intra-op / {self.torch_inter_op} inter-op")
-        if self.faiss_omp is not None:
-            parts.append(f"faiss {self.faiss_omp}")
+        parts += [f"{name} {count}" for name, count in sorted(self.all_pools().items())]
         parts += [f"{name} {count}" for name, count in sorted(self.blas.items())]
         set_env = {k: v for k, v in self.env.items() if v is not None}
         if set_env:
             parts.append(" ".join(f"{k}={v}" for k, v in sorted(set_env.items())))
+        if self.stages:
+            plan = ", ".join(
+                f"{stage} {settings.get('threads')}" for stage, settings in self.stages.items()
+            )
+            parts.append(f"thread plan: {plan}")
         return "; ".join(parts)
 
 

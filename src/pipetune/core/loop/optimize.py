@@ -51,7 +51,7 @@ from pipetune.core.measure.validator import (
 )
 from pipetune.core.report.model import Report, quantiles
 from pipetune.core.runtime.offline import run_offline
-from pipetune.core.runtime.threads import pin_threads
+from pipetune.core.runtime.threads import pin_threads, use_plugin_pools
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.manager import PipetunePluginManager
@@ -263,6 +263,7 @@ class _Loop:
             # One thread setting for the whole run: baseline and every candidate are
             # measured under the same counts, and a library a candidate loads mid-run
             # (faiss, onnxruntime) starts with them too.
+            use_plugin_pools(self.pm)
             with pin_threads(self.runtime.threads):
                 report = self._run(tune, calibration, holdout)
             status = "interrupted" if report.stopped == "interrupted" else "finished"
@@ -347,6 +348,8 @@ class _Loop:
         noisy = noisy_warning(host_load, "figures of this run")
         if noisy:
             self.warnings.append(noisy)
+        # the thread plan in force on the kept pipeline: load_recipe puts it back per stage
+        self.execution = self.execution.evolve(stages=execution.stage_plans(current))
         recipe = make_recipe(
             self.original,
             [t.change for _, t in self.accepted if t.change],

@@ -156,13 +156,15 @@ def load_recipe(
         artifacts_dir: where the recipe's artifacts live (default: the run store's
             ``artifacts`` folder, ``.pipetune/artifacts``).
         execution: what to do with the thread settings the recipe was measured under:
-            ``apply`` (default) sets a pinned count (``--threads N``) on this process and
+            ``apply`` (default) puts the recorded per-stage thread plan in force on every
+            stage it names, sets a pinned count (``--threads N``) on this process and
             warns where the process differs from an unpinned measurement; ``warn`` only
             warns (an :class:`~pipetune.core.measure.execution.ExecutionContextWarning`
             naming both settings); ``ignore`` does neither.
     """
     from pipetune.core.kernel.manager import get_plugin_manager
-    from pipetune.core.measure.execution import reconcile
+    from pipetune.core.measure.execution import apply_stages, reconcile
+    from pipetune.core.runtime.threads import use_plugin_pools
 
     loaded = as_recipe(recipe)
     if not isinstance(pipeline, Pipeline):
@@ -171,8 +173,11 @@ def load_recipe(
     pm = pm or get_plugin_manager()
     folder = Path(artifacts_dir) if artifacts_dir is not None else store_dir() / "artifacts"
     name = recipe if isinstance(recipe, str | Path) else f"recipe for {loaded.pipeline!r}"
+    use_plugin_pools(pm)
     applied = apply_changes(pm, pipeline, loaded.changes, folder, recipe_name=str(name))
-    reconcile(loaded.execution, execution, what=str(name))
+    if execution == "apply":
+        applied = apply_stages(loaded.execution, applied)
+    reconcile(loaded.execution, execution, what=str(name), pipeline=applied)
     return applied
 
 

@@ -1,5 +1,6 @@
 """The execution context of a measurement: which thread ran the timed passes and under
-which torch / BLAS / OpenMP / faiss thread settings.
+which thread settings (torch, the native BLAS/OpenMP pools, the plugins' pools, and a
+per-stage thread plan).
 
 The same change measures very differently under another calling thread or thread count
 (a two-stage ranker: 170x in a worker thread, 80x from a plain script's main thread with
@@ -9,6 +10,19 @@ own thread settings (or the ``--threads`` pin); :func:`capture` records that con
 recipe carries it (:class:`~pipetune.core.kernel.results.ExecutionContext`), and
 :func:`reconcile` — called by ``load_recipe`` — applies a pinned context to the loading
 process, or warns, naming both settings, when the process differs.
+
+A kept thread plan (``hardware.threads``) is recorded in the context's ``stages`` and
+applied two ways, as each library allows:
+
+* **around each call** (:func:`apply_stages`, through
+  :func:`pipetune.core.runtime.threads.with_stage_threads`): torch's intra-op pool, the
+  native BLAS/OpenMP pools threadpoolctl sees, and plugin pools marked ``per_call``
+  (faiss) are set to the stage's count when the stage is called and restored after;
+* **per session** (by the change's own materialize): ONNX Runtime's intra-op pool and
+  spinning, OpenVINO's ``INFERENCE_NUM_THREADS``, fixed when the session is built;
+* **process-wide** (:func:`apply`): a pinned count (``--threads N``), torch's inter-op
+  pool (once per process), and the thread environment variables that libraries loaded
+  later read at load.
 """
 
 from __future__ import annotations
@@ -19,11 +33,20 @@ import sys
 import threading
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.results import ExecutionContext
-from pipetune.core.runtime.threads import THREAD_ENV_VARS, thread_settings
+from pipetune.core.runtime.threads import (
+    THREAD_ENV_VARS,
+    stage_plan,
+    thread_pools,
+    thread_settings,
+    with_stage_threads,
+)
+
+if TYPE_CHECKING:
+    from pipetune.core.kernel.model import Pipeline
 
 Policy = Literal["apply", "warn", "ignore"]
 
@@ -68,13 +91,24 @@ def capture(
         threads_requested=requested,
         torch_intra_op=settings.get("torch_intra_op"),
         torch_inter_op=settings.get("torch_inter_op"),
-        faiss_omp=settings.get("faiss_omp"),
         blas=native_pools(),
         env=dict(settings.get("env") or {}),
         cpu_affinity=settings.get("cpu_affinity"),
         stages={k: dict(v) for k, v in (stages or {}).items()},
         notes=tuple(settings.get("notes") or ()),
+        pools=dict(settings.get("pools") or {}),
     )
+
+
+def stage_plans(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
+    """The thread plan in force on ``pipeline``, by stage (stages without one are left
+    out): what a recipe records in ``ExecutionContext.stages``."""
+    plans = {}
+    for stage in pipeline.stages:
+        settings = stage_plan(stage)
+        if settings is not None:
+            plans[stage.name] = settings
+    return plans
 
 
 def differences(recorded: ExecutionContext, current: ExecutionContext) -> list[str]:
@@ -84,11 +118,15 @@ def differences(recorded: ExecutionContext, current: ExecutionContext) -> list[s
     for label, name in (
         ("torch intra-op threads", "torch_intra_op"),
         ("torch inter-op threads", "torch_inter_op"),
-        ("faiss OpenMP threads", "faiss_omp"),
     ):
         then, now = getattr(recorded, name), getattr(current, name)
         if then is not None and now is not None and then != now:
             out.append(f"{label}: {then} measured, {now} here")
+    pools_now = current.all_pools()
+    for pool, then in sorted(recorded.all_pools().items()):
+        now = pools_now.get(pool)
+        if now is not None and then != now:
+            out.append(f"{pool} threads: {then} measured, {now} here")
     for pool, then in sorted(recorded.blas.items()):
         now = current.blas.get(pool)
         if now is not None and then != now:
@@ -120,10 +158,12 @@ def apply(recorded: ExecutionContext) -> list[str]:
                     f"torch inter-op threads stay at {torch.get_num_interop_threads()} "
                     f"(measured with {inter}): torch sizes that pool once per process"
                 )
-    faiss = sys.modules.get("faiss")
-    if faiss is not None and hasattr(faiss, "omp_set_num_threads"):
-        with contextlib.suppress(Exception):
-            faiss.omp_set_num_threads(count)
+    for pool in thread_pools():
+        if pool.name != "torch" and pool.loaded():
+            try:
+                pool.set(count)
+            except Exception as exc:
+                problems.append(f"{pool.name} threads not set: {exc}")
     try:
         from threadpoolctl import threadpool_limits
 
@@ -139,8 +179,44 @@ def apply(recorded: ExecutionContext) -> list[str]:
     return problems
 
 
+def plan_differences(recorded: ExecutionContext, pipeline: Pipeline) -> list[str]:
+    """Stages whose recorded thread plan is not in force on ``pipeline``, each naming both:
+    ``stage 'classify': 1 threads measured, the process's settings here``."""
+    out = []
+    for name, settings in sorted(recorded.stages.items()):
+        if name not in pipeline.stage_names:
+            continue
+        now = stage_plan(pipeline.stage(name))
+        if now is None or now.get("threads") != settings.get("threads"):
+            here = "the process's settings" if now is None else f"{now.get('threads')} threads"
+            out.append(f"stage {name!r}: {settings.get('threads')} threads measured, {here} here")
+    return out
+
+
+def apply_stages(recorded: ExecutionContext | None, pipeline: Pipeline) -> Pipeline:
+    """``pipeline`` with the recorded thread plan in force on every stage it names: a
+    stage whose plan is missing or differs is wrapped to run its calls under the recorded
+    settings (:func:`~pipetune.core.runtime.threads.with_stage_threads`). Stages the
+    pipeline lacks are skipped; ``pipeline`` itself is untouched."""
+    if recorded is None:
+        return pipeline
+    for name, settings in recorded.stages.items():
+        if name not in pipeline.stage_names or not isinstance(settings.get("threads"), int):
+            continue
+        stage = pipeline.stage(name)
+        now = stage_plan(stage)
+        if now is not None and now.get("threads") == settings.get("threads"):
+            continue
+        pipeline = pipeline.replace(name, with_stage_threads(stage, settings))
+    return pipeline
+
+
 def reconcile(
-    recorded: ExecutionContext | None, policy: Policy = "apply", *, what: str = "recipe"
+    recorded: ExecutionContext | None,
+    policy: Policy = "apply",
+    *,
+    what: str = "recipe",
+    pipeline: Pipeline | None = None,
 ) -> list[str]:
     """Bring this process in line with ``recorded`` as ``policy`` says, and warn (an
     :class:`ExecutionContextWarning` naming both settings) where it differs.
@@ -148,7 +224,8 @@ def reconcile(
     ``apply``: a context measured under a pin (``--threads N``) is applied; one measured
     under the measuring process's own defaults is compared only (pinning this process to
     another host's defaults would be a guess). ``warn``: compare only. ``ignore``: nothing.
-    Returns the warnings issued.
+    With ``pipeline``, stages whose recorded thread plan is not in force on it are named
+    too (:func:`plan_differences`). Returns the warnings issued.
     """
     if policy not in ("apply", "warn", "ignore"):
         raise ConfigError(f"execution policy must be apply, warn or ignore, not {policy!r}")
@@ -156,6 +233,8 @@ def reconcile(
         return []
     current = capture(mode=recorded.mode)
     differ = differences(recorded, current)
+    if pipeline is not None:
+        differ += plan_differences(recorded, pipeline)
     if not differ:
         return []
     said = []

@@ -88,6 +88,38 @@ def noisy_warning(data: Mapping[str, Any] | None, what: str = "figures") -> str:
     )
 
 
+def suggested_threads(load: HostLoad | None, usable: float | None = None) -> int:
+    """A thread count that does not oversubscribe the host: the CPUs this process may use
+    (``usable``, default: the host's) less what other processes used while ``load`` was
+    measured, rounded to the nearest whole core, at least 1. Without a load figure, every
+    usable CPU."""
+    cores = float(usable or (load.cores if load is not None else os.cpu_count() or 1))
+    other = load.other_cpu if load is not None else None
+    if other is None:
+        return max(1, int(cores))
+    return max(1, min(int(cores), int(cores - other + 0.5)))
+
+
+def sample_host_load(seconds: float = 0.3) -> HostLoad:
+    """The host's load over a short idle window of this process (``seconds``): what other
+    processes use when this one waits. For choosing a default thread count."""
+    meter = HostLoadMeter().start()
+    time.sleep(max(0.0, seconds))
+    return meter.stop()
+
+
+def auto_threads(seconds: float = 0.3) -> int:
+    """``--threads auto``: the physical cores this process may use, less what other
+    processes use now (measured over ``seconds``), at least 1."""
+    from pipetune.core.measure.machine import detect_machine
+
+    machine = detect_machine()
+    usable = machine.cores or machine.logical_cores or 1
+    if machine.usable_cores:
+        usable = min(usable, int(machine.usable_cores))
+    return suggested_threads(sample_host_load(seconds), usable)
+
+
 class HostLoadMeter:
     """Measures :class:`HostLoad` between :meth:`start` (or ``with``) and :meth:`stop`."""
 

@@ -147,6 +147,7 @@ def profile(
     if mode not in ("offline", "online", "stream"):
         raise ConfigError(f"mode must be offline, online or stream, not {mode!r}")
     pm = pm or get_plugin_manager()
+    _threads.use_plugin_pools(pm)
     pin = _threads.pin_threads(threads) if threads is not None else contextlib.nullcontext()
     with pin:
         session = _Session(

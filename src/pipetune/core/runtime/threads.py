@@ -1,39 +1,51 @@
-"""Pin the thread counts of torch, OpenMP/BLAS and faiss for a measurement, and record them.
+"""Thread pools: pin them for a measurement, record them, and set them per stage.
 
 A speedup measured with torch on 8 intra-op threads for the baseline and 2 for the candidate
 is a measurement of thread counts, not of the change. The validator therefore runs baseline
 and candidate inside one :func:`pin_threads` block, and the settings in force are recorded
 in ``Machine.threads`` of every profile (:func:`thread_settings`).
 
-Libraries are handled lazily: nothing is imported here.
+The pools pipetune knows:
 
-* torch and faiss, when already imported, are set through their APIs
-  (``torch.set_num_threads``, ``faiss.omp_set_num_threads``) and restored on exit;
-* the environment variables that OpenMP, MKL, OpenBLAS, Accelerate and numexpr read when
-  they load are set too, so a library imported *later* inside the block starts with the
-  same count;
-* every runtime run calls :func:`reapply` first, so a library imported between entering
-  the block and the run (a candidate pipeline that loads faiss) is pinned before it is timed;
-* ``threadpoolctl``, when installed, also limits BLAS pools that were already loaded (numpy's
-  OpenBLAS reads its environment variable only at load time).
+* torch's intra-op pool (``torch.set_num_threads``), built in;
+* the native BLAS and OpenMP pools already loaded (OpenBLAS, MKL, libgomp...), through
+  ``threadpoolctl`` when it is installed;
+* the pools plugins declare with the ``register_thread_pools`` hook (the recsys plugin's
+  faiss OpenMP pool), registered for the process by :func:`use_plugin_pools`;
+* the environment variables OpenMP, MKL, OpenBLAS, Accelerate and numexpr read when they
+  load, so a library imported *later* inside a pin starts with the same count.
 
-torch's inter-op pool can be sized only once per process, before any inter-op work has run;
-when that is no longer possible the count in force is recorded with a note, not silently
-claimed.
+Libraries are handled lazily: nothing is imported here, and a pool is touched only once its
+library is loaded. Every runtime run calls :func:`reapply` first, so a library imported
+between entering a pin and the run is pinned before it is timed.
 
-Pinning is process-wide (thread counts are process state): use it around whole runs, not
-from several threads at once.
+Two scopes:
+
+* :func:`pin_threads` is process-wide (thread counts are process state): use it around whole
+  runs, not from several threads at once. torch's inter-op pool can be sized only once per
+  process, before any inter-op work has run; when that is no longer possible the count in
+  force is recorded with a note, not silently claimed.
+* :func:`with_stage_threads` makes a stage set the per-call pools (torch, the native pools,
+  plugin pools marked ``per_call``) to its own count around each call and restore them
+  after: a per-stage thread plan. The settings are process state, so with several calls in
+  flight at once a plan should give every stage the same count.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pipetune.core.kernel.registry import ThreadPool
+
+if TYPE_CHECKING:
+    from pipetune.core.kernel.model import Stage
 
 #: Environment variables read by OpenMP, MKL, OpenBLAS, Apple Accelerate and numexpr.
 THREAD_ENV_VARS = (
@@ -43,6 +55,28 @@ THREAD_ENV_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+#: The key of ``Stage.meta`` that holds a stage's thread settings (``{"threads": 1}``).
+STAGE_META_KEY = "threads"
+
+
+def _torch_get() -> int:
+    return int(sys.modules["torch"].get_num_threads())
+
+
+def _torch_set(count: int) -> None:
+    sys.modules["torch"].set_num_threads(int(count))
+
+
+#: torch's intra-op pool: built in, since most pipelines pipetune sees run torch.
+TORCH_POOL = ThreadPool(
+    "torch",
+    module="torch",
+    get=_torch_get,
+    set=_torch_set,
+    description="torch's intra-op pool (torch.set_num_threads)",
+    owner="pipetune",
+)
+_PLUGIN_POOLS: dict[str, ThreadPool] = {}
 
 
 @dataclass
@@ -52,13 +86,57 @@ class _Pin:
     threads: int
     interop: int | None
     saved_env: dict[str, str | None]
-    restore: dict[str, Any] = field(default_factory=dict)  # library -> value before the pin
+    restore: dict[str, int] = field(default_factory=dict)  # pool name -> count before the pin
     notes: list[str] = field(default_factory=list)
     pool_limits: Any = None  # a threadpoolctl context, when threadpoolctl is installed
 
 
 _STACK: list[_Pin] = []
 _LOCK = threading.RLock()
+
+
+# -- the pools -----------------------------------------------------------------------------
+
+
+def use_plugin_pools(pm: Any) -> tuple[ThreadPool, ...]:
+    """Register for this process the thread pools the plugins of ``pm`` declare
+    (``register_thread_pools``), replacing those registered before. The loop, the profiler
+    and ``load_recipe`` call this with their plugin manager. A plugin that names a built-in
+    pool (``torch``) raises ``DuplicateError``."""
+    from pipetune.core.kernel.errors import DuplicateError
+
+    pools = dict(pm.thread_pools()) if hasattr(pm, "thread_pools") else {}
+    if TORCH_POOL.name in pools:
+        raise DuplicateError(
+            f"thread pool {TORCH_POOL.name!r} is built into pipetune and registered again "
+            f"by {pools[TORCH_POOL.name].owner!r}"
+        )
+    set_plugin_pools(pools.values())
+    return tuple(pools.values())
+
+
+def set_plugin_pools(pools: Iterable[ThreadPool]) -> tuple[ThreadPool, ...]:
+    """Replace the registered plugin pools; returns the ones registered before."""
+    with _LOCK:
+        before = tuple(_PLUGIN_POOLS.values())
+        _PLUGIN_POOLS.clear()
+        _PLUGIN_POOLS.update({pool.name: pool for pool in pools})
+    return before
+
+
+def thread_pools() -> tuple[ThreadPool, ...]:
+    """Every pool pipetune sets by name: torch's and the registered plugin pools."""
+    return (TORCH_POOL, *_PLUGIN_POOLS.values())
+
+
+def pool_counts() -> dict[str, int]:
+    """The counts of the plugin pools whose library is loaded, by name."""
+    counts: dict[str, int] = {}
+    for pool in _PLUGIN_POOLS.values():
+        if pool.loaded():
+            with contextlib.suppress(Exception):
+                counts[pool.name] = int(pool.get())
+    return counts
 
 
 def default_thread_count() -> int:
@@ -80,24 +158,20 @@ def default_thread_count() -> int:
 def thread_settings() -> dict[str, Any]:
     """The thread settings in force now, as recorded in ``Machine.threads``.
 
-    ``None`` for a library means it is not loaded in this process (its count will come
-    from the environment variables when it loads).
+    ``None`` for torch means it is not loaded in this process (its count will come from
+    the environment variables when it loads); ``pools`` holds the loaded plugin pools.
     """
     torch = sys.modules.get("torch")
-    faiss = sys.modules.get("faiss")
-    intra = inter = faiss_threads = None
+    intra = inter = None
     if torch is not None:
         with contextlib.suppress(Exception):
             intra = int(torch.get_num_threads())
             inter = int(torch.get_num_interop_threads())
-    if faiss is not None:
-        with contextlib.suppress(Exception):
-            faiss_threads = int(faiss.omp_get_max_threads())
     settings: dict[str, Any] = {
         "pinned": bool(_STACK),
         "torch_intra_op": intra,
         "torch_inter_op": inter,
-        "faiss_omp": faiss_threads,
+        "pools": pool_counts(),
         "env": {name: os.environ.get(name) for name in THREAD_ENV_VARS},
         "cpu_affinity": _affinity(),
     }
@@ -108,15 +182,19 @@ def thread_settings() -> dict[str, Any]:
     return settings
 
 
+# -- process-wide pins ---------------------------------------------------------------------
+
+
 @contextlib.contextmanager
 def pin_threads(
     threads: int | None = None, *, interop: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Pin torch, OpenMP/BLAS and faiss to ``threads`` for the block; restore on exit.
+    """Pin torch, the native BLAS/OpenMP pools and the plugin pools to ``threads`` for
+    the block; restore on exit.
 
     Args:
-        threads: intra-op / OpenMP / BLAS / faiss thread count. ``None`` freezes the current
-            count (:func:`default_thread_count`), so libraries loaded inside the block get the
+        threads: the count for every pool. ``None`` freezes the current count
+            (:func:`default_thread_count`), so libraries loaded inside the block get the
             same count as those already loaded.
         interop: torch's inter-op pool size. torch allows this once per process, before any
             inter-op work; if that is no longer possible the actual count is recorded with a
@@ -188,52 +266,164 @@ def child_environment(settings: Mapping[str, Any] | None = None) -> dict[str, st
     return {name: str(count) for name in THREAD_ENV_VARS}
 
 
+# -- per-stage settings --------------------------------------------------------------------
+
+
+class StageThreads:
+    """Sets the per-call pools to ``count`` on entry and restores them on exit: torch's
+    intra-op pool, the plugin pools marked ``per_call`` and the loaded native BLAS/OpenMP
+    pools (through threadpoolctl). Only pools whose count differs are touched."""
+
+    __slots__ = ("_saved", "count")
+
+    def __init__(self, count: int):
+        self.count = int(count)
+        self._saved: list[tuple[Any, int]] = []
+
+    def __enter__(self) -> StageThreads:
+        saved = []
+        for pool in thread_pools():
+            if not pool.per_call or not pool.loaded():
+                continue
+            try:
+                now = int(pool.get())
+                if now != self.count:
+                    pool.set(self.count)
+                    saved.append((pool.set, now))
+            except Exception:  # a library that refuses: the call runs with what it has
+                continue
+        for library in _native_controllers():
+            try:
+                now = int(library.num_threads)
+                if now != self.count:
+                    library.set_num_threads(self.count)
+                    saved.append((library.set_num_threads, now))
+            except Exception:
+                continue
+        self._saved = saved
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for setter, count in reversed(self._saved):
+            with contextlib.suppress(Exception):
+                setter(count)
+        self._saved = []
+
+
+class ThreadedCall:
+    """A stage function that runs each call under :class:`StageThreads`. It carries the
+    stage's function as ``__wrapped__`` (signature, source and name come from it), shows
+    the object behind it as ``__self__`` (so the validator still finds and resets a
+    stateful callable's warm state), and pickles when that function does."""
+
+    def __init__(self, fn: Any, count: int):
+        functools.update_wrapper(self, fn, updated=())
+        self.count = int(count)
+
+    @property
+    def __self__(self) -> Any:
+        wrapped = self.__wrapped__  # type: ignore[attr-defined]
+        return getattr(wrapped, "__self__", wrapped)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with StageThreads(self.count):
+            return self.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"ThreadedCall({getattr(self, '__qualname__', '?')}, threads={self.count})"
+
+
+def with_stage_threads(stage: Stage, settings: Mapping[str, Any]) -> Stage:
+    """A copy of ``stage`` whose calls (``fn`` and ``batch_fn``) run with the per-call pools
+    at ``settings["threads"]``, recorded in ``meta["threads"]`` (other keys of ``settings``,
+    a plugin's per-session options, are recorded as they are). Replaces any plan the stage
+    had; ``stage`` itself is untouched."""
+    from pipetune.core.kernel.errors import ConfigError
+
+    count = settings.get("threads")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ConfigError(
+            f"stage {stage.name!r}: a thread plan needs a whole 'threads' >= 1, got {count!r}"
+        )
+    fn = _unplanned(stage.fn)
+    batch_fn = _unplanned(stage.batch_fn) if stage.batch_fn is not None else None
+    return stage.evolve(
+        fn=ThreadedCall(fn, count),
+        batch_fn=ThreadedCall(batch_fn, count) if batch_fn is not None else None,
+        meta={**stage.meta, STAGE_META_KEY: dict(settings)},
+    )
+
+
+def stage_plan(stage: Stage) -> dict[str, Any] | None:
+    """The thread settings a stage runs its calls under, when a plan is in force on it
+    (its function is a :class:`ThreadedCall`), else ``None``."""
+    if not isinstance(stage.fn, ThreadedCall):
+        return None
+    settings = stage.meta.get(STAGE_META_KEY)
+    return dict(settings) if isinstance(settings, Mapping) else {"threads": stage.fn.count}
+
+
+def _unplanned(fn: Any) -> Any:
+    while isinstance(fn, ThreadedCall):
+        fn = fn.__wrapped__  # type: ignore[attr-defined]
+    return fn
+
+
 # -- internals ----------------------------------------------------------------------------
+
+_NATIVE: dict[str, Any] = {"modules": -1, "libraries": ()}
+
+
+def _native_controllers() -> tuple[Any, ...]:
+    """threadpoolctl's controllers of the loaded native pools, refreshed when modules were
+    imported since the last look (a new import may have loaded a new library)."""
+    modules = len(sys.modules)
+    if _NATIVE["modules"] != modules:
+        libraries: tuple[Any, ...] = ()
+        try:
+            from threadpoolctl import ThreadpoolController  # type: ignore[import-not-found]
+
+            libraries = tuple(ThreadpoolController().lib_controllers)
+        except Exception:  # not installed, or a library it cannot read
+            libraries = ()
+        _NATIVE.update(modules=modules, libraries=libraries)
+    return tuple(_NATIVE["libraries"])
 
 
 def _apply(pin: _Pin) -> None:
+    loaded = [pool for pool in thread_pools() if pool.loaded()]
+    # Record every pool's count before setting any: torch and a plugin's library may share
+    # one OpenMP runtime, so setting torch first would change what the other reports.
+    for pool in loaded:
+        if pool.name not in pin.restore:
+            with contextlib.suppress(Exception):
+                pin.restore[pool.name] = int(pool.get())
+    for pool in loaded:
+        try:
+            if int(pool.get()) != pin.threads:
+                pool.set(pin.threads)
+        except Exception as exc:  # a broken or partial install must not stop a run
+            _note(pin, f"{pool.name} threads not set: {exc}")
     torch = sys.modules.get("torch")
-    faiss = sys.modules.get("faiss")
-    # Record every library's count before setting any: torch and faiss may share one OpenMP
-    # runtime, so setting torch first would change what faiss reports as its "before".
-    if torch is not None and "torch" not in pin.restore:
-        with contextlib.suppress(Exception):
-            pin.restore["torch"] = int(torch.get_num_threads())
-    if faiss is not None and "faiss" not in pin.restore:
-        with contextlib.suppress(Exception):
-            pin.restore["faiss"] = int(faiss.omp_get_max_threads())
-    if torch is not None:
+    if torch is not None and pin.interop is not None:
         try:
-            if torch.get_num_threads() != pin.threads:
-                torch.set_num_threads(pin.threads)
-        except Exception as exc:  # a broken or partial torch install must not stop a run
-            _note(pin, f"torch intra-op threads not set: {exc}")
-        if pin.interop is not None:
-            try:
-                if torch.get_num_interop_threads() != pin.interop:
-                    torch.set_num_interop_threads(pin.interop)
-            except Exception:
-                _note(
-                    pin,
-                    f"torch inter-op threads stay at {torch.get_num_interop_threads()} "
-                    f"(asked {pin.interop}): torch sizes that pool once per process",
-                )
-    if faiss is not None and hasattr(faiss, "omp_set_num_threads"):
-        try:
-            faiss.omp_set_num_threads(pin.threads)
-        except Exception as exc:
-            _note(pin, f"faiss OpenMP threads not set: {exc}")
+            if torch.get_num_interop_threads() != pin.interop:
+                torch.set_num_interop_threads(pin.interop)
+        except Exception:
+            _note(
+                pin,
+                f"torch inter-op threads stay at {torch.get_num_interop_threads()} "
+                f"(asked {pin.interop}): torch sizes that pool once per process",
+            )
 
 
 def _restore(pin: _Pin) -> None:
-    torch = sys.modules.get("torch")
-    if torch is not None and "torch" in pin.restore:
-        with contextlib.suppress(Exception):
-            torch.set_num_threads(pin.restore["torch"])
-    faiss = sys.modules.get("faiss")
-    if faiss is not None and "faiss" in pin.restore:
-        with contextlib.suppress(Exception):
-            faiss.omp_set_num_threads(pin.restore["faiss"])
+    by_name = {pool.name: pool for pool in thread_pools()}
+    for name, count in pin.restore.items():
+        pool = by_name.get(name)
+        if pool is not None and pool.loaded():
+            with contextlib.suppress(Exception):
+                pool.set(count)
 
 
 def _threadpool_limits(count: int) -> Any:

@@ -98,7 +98,12 @@ def capture_calls(module: Any, limit: int = 64) -> Iterator[list[CapturedCall]]:
 
 def _detached(value: Any) -> Any:
     if is_tensor(value):
-        return value.detach().clone()
+        import torch
+
+        # A stage calling its model under torch.inference_mode() would otherwise leave
+        # inference tensors here, which torch.export refuses to trace with.
+        with torch.inference_mode(False):
+            return value.detach().clone()
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(_detached(v) for v in value))
     if isinstance(value, tuple | list):

@@ -69,9 +69,16 @@ def int8_variant(source: Path, reduce_range: bool = False) -> Path:
 
 
 def build_replacement(
-    kind: str, backend: str, model_file: Path, threads: int | None, hint: str = "LATENCY"
+    kind: str,
+    backend: str,
+    model_file: Path,
+    threads: int | None,
+    hint: str = "LATENCY",
+    spinning: bool | None = None,
 ) -> Any:
-    """The slot value for a compiled or quantized ONNX model, of the slot's own type."""
+    """The slot value for a compiled or quantized ONNX model, of the slot's own type.
+    ``spinning=False``: the session's idle threads sleep (ONNX Runtime) or float between
+    cores (OpenVINO), for stages that share cores."""
     if kind == ONNX_PATH:
         return str(model_file)
     if kind == ONNX_PROTO:
@@ -79,10 +86,10 @@ def build_replacement(
 
         return onnx.load(str(model_file))
     if backend == "openvino":
-        return OpenVINOSession(model_file, threads=threads, hint=hint)
+        return OpenVINOSession(model_file, threads=threads, hint=hint, pinning=spinning)
     from pipetune.plugins.hardware.backends.onnxruntime import make_session
 
-    return make_session(model_file, threads)
+    return make_session(model_file, threads, spinning=spinning)
 
 
 class RecordingSession:
@@ -111,11 +118,21 @@ class OpenVINOSession:
 
     pipetune_stand_in = True
 
-    def __init__(self, path: Path, *, threads: int | None = None, hint: str = "LATENCY"):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        hint: str = "LATENCY",
+        pinning: bool | None = None,
+    ):
         from pipetune.plugins.hardware.backends.onnxruntime import make_session
         from pipetune.plugins.hardware.backends.openvino import compile_model
 
-        self.compiled, self.details = compile_model(str(path), "fp32", "CPU", hint, threads)
+        self.path, self.hint = Path(path), hint
+        self.compiled, self.details = compile_model(
+            str(path), "fp32", "CPU", hint, threads, pinning=pinning
+        )
         # Node descriptions come from ONNX Runtime, exactly as the replaced session gave them.
         self._meta = make_session(path, 1)
         self._outputs = {port.get_any_name(): port for port in self.compiled.outputs}

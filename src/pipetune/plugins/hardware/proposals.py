@@ -6,7 +6,8 @@
 * ``hardware.precision`` — int8 (CPU; ONNX Runtime dynamic and calibrated static, torch
   dynamic for models that stay in torch), bf16 (OpenVINO on CPUs with native bf16), fp16
   / bf16 (NVIDIA). The single owner of precision changes for every domain.
-* ``hardware.threads`` — torch's intra-op pool sized to the physical cores usable here.
+* ``hardware.threads`` — a per-stage thread plan (torch, BLAS/OpenMP, plugin pools, ONNX
+  Runtime and OpenVINO sessions), tried at every count from 1 to the physical cores.
 * ``hardware.coreml`` / ``hardware.tensorrt`` — prepare and check a package for another
   machine the pipeline deploys to (``Pipeline.meta["targets"]`` or ``PIPETUNE_TARGETS``):
   the trial is deferred with the artifact and the command to finish it there.
@@ -24,6 +25,7 @@ from typing import Any
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
 from pipetune.core.kernel.results import Machine, Profile, Proposal
 from pipetune.core.measure.machine import has_bf16, has_int8_dot_product
+from pipetune.core.runtime.threads import stage_plan
 from pipetune.plugins.hardware.apply import Candidate
 from pipetune.plugins.hardware.backends import all_backends
 from pipetune.plugins.hardware.recognize import (
@@ -32,8 +34,10 @@ from pipetune.plugins.hardware.recognize import (
     deployment_targets,
     describe_module,
     main_model,
+    model_kind,
 )
-from pipetune.plugins.hardware.threads import advise_threads
+from pipetune.plugins.hardware.thread_plan import ladder, session_threads
+from pipetune.plugins.hardware.threads import default_intra_op_threads
 
 PLUGIN = "hardware"
 #: Prior stage speedups of the module alone, before measurement (see the docs' figures).
@@ -45,8 +49,14 @@ PRIORS = {
     "int8": 1.3,
     "bf16_cpu": 1.5,
     "half_gpu": 2.0,
-    "threads": 1.3,
+    "threads": 1.05,
+    "threads_busy": 1.5,
+    "threads_spinning": 1.2,
 }
+#: A stage holding no model still gets a thread count tried when it takes this share.
+PLAN_STAGE_SHARE = 0.10
+#: Run-queue wait share (while profiling) above which the host counts as busy.
+BUSY_WAIT = 0.10
 
 
 def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) -> list[Proposal]:
@@ -66,6 +76,9 @@ def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) ->
             proposals.extend(_torch_proposals(context, targets))
         else:
             proposals.extend(_onnx_proposals(context))
+    plan = thread_plan(pipeline, profile)
+    if plan is not None:
+        proposals.append(plan)
     if requirements.cost_per_hour:
         advice = instance_proposal(pipeline, profile, requirements, timing)
         if advice is not None:
@@ -144,9 +157,6 @@ def _torch_proposals(c: _Context, targets: tuple[str, ...]) -> list[Proposal]:
         and not module_info.get("quantized")
     ):
         proposals.append(_precision(c, gpu))
-    threads = _threads(c)
-    if threads is not None and applied is None:
-        proposals.append(threads)
     if "apple" in targets and not machine.apple_silicon:
         proposals.append(_coreml_cross_target(c))
     if "nvidia" in targets and machine.gpu is None:
@@ -306,31 +316,67 @@ def _generate_precision(c: _Context, gpu: bool) -> Proposal:
     )
 
 
-def _threads(c: _Context) -> Proposal | None:
-    current = c.measured.get("torch_threads")
-    if not isinstance(current, int):
+def thread_plan(pipeline: Pipeline, profile: Profile) -> Proposal | None:
+    """``hardware.threads``: a thread plan for the stages that hold a model or a session,
+    or take at least :data:`PLAN_STAGE_SHARE` of the time; each is tried at every count
+    from 1 to the physical cores usable here. Not proposed once a plan is in force, or
+    when there is nothing to try (one core, no spinning session)."""
+    if any(stage_plan(stage) for stage in pipeline.stages):
         return None
-    concurrency = max(c.profile.workload.get("concurrency", [1]) or [1])
-    advice = advise_threads(c.machine, 1 if concurrency <= 1 else concurrency)
-    if current == advice.intra_op:
+    cores = default_intra_op_threads(profile.machine)
+    counts = ladder(cores)
+    names, spinning = [], []
+    for stage in pipeline.stages:
+        sessions = [session_threads(v) for v in stage.slots.values()]
+        spinning += [x for x in sessions if x and x.get("spinning") and x.get("threads", 1) > 1]
+        holds = any(model_kind(v) or x for v, x in zip(stage.slots.values(), sessions, strict=True))
+        if holds or profile.share(stage.name) >= PLAN_STAGE_SHARE:
+            names.append(stage.name)
+    current = profile.machine.threads.get("torch_intra_op")
+    if not names or (counts == [current or 1] and not spinning):
         return None
-    prior = PRIORS["threads"] if current > advice.intra_op else 1.1
+    wait = profile.passes.get("timing", {}).get("runqueue_wait_share")
+    busy = isinstance(wait, int | float) and wait > BUSY_WAIT
+    shared = len(pipeline.stages) > 1 or busy
+    prior = PRIORS["threads_busy"] if busy and (current or cores) > 1 else PRIORS["threads"]
+    if spinning and shared:
+        prior = max(prior, PRIORS["threads_spinning"])
+    why = [f"{cores} physical core{'s' if cores != 1 else ''} usable here"]
+    if current:
+        why.append(f"torch runs {current} intra-op threads")
+    if busy:
+        why.append(f"the host was busy while profiling ({wait:.0%} run-queue wait)")
+    if spinning and shared:
+        why.append(f"{len(spinning)} session(s) spin idle threads between calls")
     return Proposal(
         id="hardware.threads",
         plugin=PLUGIN,
-        stage=c.stage.name,
-        title=f"Run {c.ref.slot!r} with {advice.intra_op} intra-op threads (now {current})",
-        rationale=f"{c.where()}; {advice.reason}",
-        est_stage_speedup=c.stage_speedup(prior),
+        stage="*",
+        title=f"Tune each stage's thread count ({', '.join(names)}) by measurement",
+        rationale=(
+            f"{'; '.join(why)}. Each stage is timed end to end at "
+            f"{', '.join(map(str, counts))} thread(s)"
+            + ("; sessions built without spinning, since stages share cores" if shared else "")
+        ),
+        est_stage_speedup=prior,
         effort="minutes",
         accuracy_risk="none",
         params={
-            "slot": c.ref.slot,
-            "kind": TORCH,
-            "candidates": [Candidate("torch", "fp32", {"threads": advice.intra_op}).to_dict()],
-            "advice": advice.to_dict(),
+            "stages": {name: {} for name in names},
+            "counts": counts,
+            "cores": cores,
+            "uniform": profile.workload.get("mode", "offline") != "offline",
+            "shared": shared,
         },
-        evidence=c.evidence(prior, torch_threads=current, advice=advice.to_dict()),
+        evidence={
+            "cores": cores,
+            "counts": counts,
+            "torch_threads": current,
+            "runqueue_wait_share": wait,
+            "spinning_sessions": spinning,
+            "prior_speedup": prior,
+            "machine": f"{profile.machine.cpu}, {profile.machine.cores} cores",
+        },
     )
 
 

@@ -1,14 +1,15 @@
-"""Thread settings: intra-op threads = physical cores, one inter-op thread per stream.
+"""Thread counts: what this machine allows, advice for serving, and a module pinned per call.
 
 Hyper-threads share a core's vector units, so a matrix-heavy model gains nothing from a
 second thread per core and loses to the contention; a container whose CPU quota is below
 the host's CPU count must size its pools to the quota, not to what ``os.cpu_count()``
-reports, or its threads time-slice against each other. With concurrent requests, the
-cores are split between streams instead of every request fighting for all of them.
+reports, or its threads time-slice against each other; and on a host other processes are
+using, a pool sized to every core waits for the cores they hold. With concurrent requests,
+the cores are split between streams instead of every request fighting for all of them.
 
-Backends take the advice as options (ONNX Runtime ``intra_op_num_threads``, OpenVINO
-``INFERENCE_NUM_THREADS``); an eager torch module gets :class:`ThreadPinned`, which sets
-torch's intra-op pool for each call and restores it after.
+The counts a pipeline actually runs with are chosen by measurement: ``hardware.threads``
+tries every count per stage (:mod:`.thread_tune`). :func:`advise_threads` is the
+unmeasured default, and takes the host's load into account when given it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipetune.core.kernel.results import Machine
+from pipetune.core.measure.load import HostLoad, suggested_threads
 from pipetune.core.measure.machine import detect_machine
 
 
@@ -34,7 +36,7 @@ def current_intra_op_threads() -> int:
     """The intra-op thread count this process runs torch with (the runtime pins it, the
     same for baseline and candidate), else the physical cores. Compiled backends get the
     same count, so a compile trial measures the backend, not a thread change
-    (``hardware.threads`` is its own proposal)."""
+    (``hardware.threads`` is its own change, measured)."""
     threads = torch_threads()
     return threads["intra_op"] if threads else default_intra_op_threads()
 
@@ -59,17 +61,25 @@ class ThreadAdvice:
         }
 
 
-def advise_threads(machine: Machine, concurrency: int = 1) -> ThreadAdvice:
+def advise_threads(
+    machine: Machine, concurrency: int = 1, load: HostLoad | None = None
+) -> ThreadAdvice:
     """Intra-op threads per stream and the number of streams for ``concurrency``
-    concurrent requests on ``machine``."""
+    concurrent requests on ``machine``; with ``load`` (the host's load, measured), the
+    cores other processes were using are left to them."""
     cores = default_intra_op_threads(machine)
-    streams = max(1, min(int(concurrency), cores))
-    intra = max(1, cores // streams)
     parts = [f"{machine.cores} physical cores"]
     if machine.logical_cores > machine.cores:
         parts.append(f"{machine.logical_cores} logical CPUs (hyper-threads not used)")
     if machine.usable_cores and machine.usable_cores < machine.logical_cores:
         parts.append(f"{machine.usable_cores:g} CPUs usable by this process")
+    if load is not None and load.other_cpu is not None:
+        free = suggested_threads(load, cores)
+        if free < cores:
+            parts.append(f"other processes use {load.other_cpu:.1f} of them")
+        cores = free
+    streams = max(1, min(int(concurrency), cores))
+    intra = max(1, cores // streams)
     reason = ", ".join(parts)
     if streams > 1:
         reason += f"; {streams} concurrent requests share them: {intra} threads each"

@@ -123,7 +123,8 @@ def tune_torch(
     calls = capture(module, eager_stage, inputs[:MAX_CAPTURE], slot)
     replayable = _replayable(module, calls, slot)
     candidates = [
-        _with_threads(Candidate.from_dict(c)) for c in proposal.params.get("candidates", ())
+        with_threads(Candidate.from_dict(c), pipeline, stage)
+        for c in proposal.params.get("candidates", ())
     ]
     if not candidates:
         raise Rejected(f"{proposal.id} on {stage.name!r}: no candidate backend to try")
@@ -340,7 +341,7 @@ def tune_onnx(
             recording(item)
     results, files = [], {}
     for data in proposal.params.get("candidates", ()):
-        candidate = Candidate.from_dict(data)
+        candidate = with_threads(Candidate.from_dict(data), pipeline, stage)
         result = CandidateResult(candidate)
         results.append(result)
         started = time.perf_counter()
@@ -353,6 +354,7 @@ def tune_onnx(
                 model_file,
                 candidate.options.get("threads"),
                 candidate.options.get("hint", "LATENCY"),
+                candidate.options.get("spinning"),
             )
         except BackendFallback as exc:
             result.status, result.reason = "fallback", f"fell back: {exc}"
@@ -568,18 +570,26 @@ def _replayable(module: Any, calls: Sequence[CapturedCall], slot: str) -> bool:
     return True
 
 
-def _with_threads(candidate: Candidate) -> Candidate:
-    """Compiled backends run with the intra-op thread count this process runs torch with
-    (recorded in the change, so materialize builds the same thing)."""
+def with_threads(candidate: Candidate, pipeline: Pipeline, stage: Stage) -> Candidate:
+    """A compiled backend's thread settings: the stage's thread plan when one is in force,
+    else the intra-op count this process runs torch with (so a trial measures the backend,
+    not a thread change); in a pipeline of several stages, idle pool threads that do not
+    spin (a spinning pool takes the cores the next stage runs on). Recorded in the change,
+    so materialize builds the same thing."""
+    from pipetune.core.runtime.threads import stage_plan
     from pipetune.plugins.hardware.threads import current_intra_op_threads
 
-    if candidate.backend not in ("onnxruntime", "openvino") or "threads" in candidate.options:
+    if candidate.backend not in ("onnxruntime", "openvino"):
         return candidate
-    return Candidate(
-        candidate.backend,
-        candidate.precision,
-        {**candidate.options, "threads": current_intra_op_threads()},
-    )
+    plan = stage_plan(stage) or {}
+    options = dict(candidate.options)
+    options.setdefault("threads", plan.get("threads") or current_intra_op_threads())
+    spinning = plan.get("spinning")
+    if spinning is None and len(pipeline.stages) > 1:
+        spinning = False
+    if spinning is not None:
+        options.setdefault("spinning", bool(spinning))
+    return Candidate(candidate.backend, candidate.precision, options)
 
 
 def _verdict(proposal: Proposal, stage: Stage, results: Sequence[CandidateResult]) -> str:

@@ -18,7 +18,7 @@ from pipetune.core.kernel.registry import ChangeType, Demo, Dependency, OutputKi
 from pipetune.core.kernel.results import Profile, Proposal
 from pipetune.scan.rules import Rule
 
-PIPETUNE_API = 2
+PIPETUNE_API = 3
 
 
 @hookimpl
@@ -34,6 +34,13 @@ def register_dependencies() -> Sequence[Dependency]:
             "torch", extra="recsys", purpose="the recsys demo's ranking model and user tower"
         ),
     ]
+
+
+@hookimpl
+def register_thread_pools() -> Sequence[Any]:
+    from pipetune.plugins.recsys.threads import faiss_pool
+
+    return [faiss_pool()]
 
 
 @hookimpl

@@ -74,6 +74,22 @@ def set_blas_threads(count: int) -> bool:
     return bool(found)
 
 
+def faiss_pool() -> Any:
+    """faiss's OpenMP pool, for pipetune to pin, record and set per stage
+    (``register_thread_pools``): ``omp_set_num_threads`` may be set around each call."""
+    import sys
+
+    from pipetune.core.kernel.registry import ThreadPool
+
+    return ThreadPool(
+        "faiss",
+        module="faiss",
+        get=lambda: int(sys.modules["faiss"].omp_get_max_threads()),
+        set=lambda count: sys.modules["faiss"].omp_set_num_threads(int(count)),
+        description="faiss's OpenMP pool (faiss.omp_set_num_threads)",
+    )
+
+
 def faiss_threads() -> int | None:
     try:
         import faiss

@@ -53,10 +53,12 @@ class OnnxRuntimeBackend(ExportBackend):
         calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
         reduce_range: bool = False,
         model_file: str | Path | None = None,
+        spinning: bool | None = None,
         **_: Any,
     ) -> CompiledModel:
         """Options: ``threads`` (intra-op; default: torch's current intra-op count, else the
-        physical cores), ``provider``,
+        physical cores), ``spinning`` (``False``: idle pool threads sleep instead of
+        spinning, for stages that share cores; ``None``: ONNX Runtime's default), ``provider``,
         ``quantization`` (``dynamic`` or ``static`` with ``calibration`` feeds) for int8,
         ``model_file`` (an already-built variant of the export, e.g. its int8 file:
         reloaded as is)."""
@@ -67,7 +69,7 @@ class OnnxRuntimeBackend(ExportBackend):
             path = int8_model(exported, quantization, calibration, reduce_range)
         elif precision != "fp32":
             raise Rejected(f"onnxruntime does not offer {precision} here")
-        session = make_session(path, threads, inter_op_threads, provider)
+        session = make_session(path, threads, inter_op_threads, provider, spinning=spinning)
         names = [i.name for i in session.get_inputs()]
         if tuple(names) != exported.signature.input_names:
             raise Rejected(
@@ -84,6 +86,7 @@ class OnnxRuntimeBackend(ExportBackend):
             "graph_optimization": str(options.graph_optimization_level).rsplit(".", 1)[-1],
             "intra_op_threads": options.intra_op_num_threads,
             "inter_op_threads": options.inter_op_num_threads,
+            "spinning": spinning_of(options),
             "model": path.name,
         }
         if precision == "int8":
@@ -100,23 +103,40 @@ class OnnxRuntimeBackend(ExportBackend):
         )
 
 
+#: ONNX Runtime's session options for spinning idle pool threads (on by default).
+SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
 def make_session(
     path: str | Path | bytes,
     threads: int | None = None,
     inter_op_threads: int = 1,
     provider: str = CPU,
+    *,
+    spinning: bool | None = None,
+    base: Any = None,
 ) -> Any:
-    """An inference session with all graph optimizations, checked to run on ``provider``."""
+    """An inference session checked to run on ``provider``: all graph optimizations (or
+    those of ``base``, the options of a session being rebuilt), ``threads`` intra-op
+    threads, and with ``spinning=False`` pool threads that sleep when idle instead of
+    spinning (stages that share cores: a spinning pool slows the next stage down)."""
     import onnxruntime as ort
 
     from pipetune.plugins.hardware.threads import current_intra_op_threads
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if base is not None:
+        options.graph_optimization_level = base.graph_optimization_level
+        options.execution_mode = base.execution_mode
+    else:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = int(threads or current_intra_op_threads())
     options.inter_op_num_threads = int(inter_op_threads)
     options.log_severity_level = 3  # errors only: the fallback check below speaks for it
+    if spinning is not None:
+        for key in SPIN_KEYS:
+            options.add_session_config_entry(key, "1" if spinning else "0")
     providers = [provider] if provider == CPU else [provider, CPU]
     model = path if isinstance(path, bytes) else str(path)
     try:
@@ -126,6 +146,14 @@ def make_session(
         raise Rejected(f"ONNX Runtime could not load the model: {message}") from None
     check_provider(session, provider)
     return session
+
+
+def spinning_of(options: Any) -> bool:
+    """Whether a session's intra-op pool spins when idle (ONNX Runtime's default: yes)."""
+    try:
+        return options.get_session_config_entry(SPIN_KEYS[0]) != "0"
+    except Exception:  # the entry was never set: the default
+        return True
 
 
 def check_provider(session: Any, provider: str) -> None:

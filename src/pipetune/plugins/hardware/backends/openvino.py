@@ -78,9 +78,16 @@ class OpenVINOBackend(ExportBackend):
         device: str = "CPU",
         hint: str = "LATENCY",
         threads: int | None = None,
+        pinning: bool | None = None,
+        spinning: bool | None = None,
         **_: Any,
     ) -> CompiledModel:
-        compiled, details = compile_model(str(exported.path), precision, device, hint, threads)
+        """``spinning=False`` (a thread plan's option for stages that share cores) turns
+        CPU pinning off unless ``pinning`` says otherwise."""
+        pinning = spinning if pinning is None else pinning
+        compiled, details = compile_model(
+            str(exported.path), precision, device, hint, threads, pinning=pinning
+        )
         names = list(exported.signature.input_names)
         graph_names = {port.get_any_name() for port in compiled.inputs}
         if set(names) != graph_names:
@@ -114,9 +121,13 @@ def compile_model(
     device: str = "CPU",
     hint: str = "LATENCY",
     threads: int | None = None,
+    *,
+    pinning: bool | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Compile ``model`` (a path or an ``ov.Model``) with explicit hints, and read back
-    what the compiled model really does."""
+    what the compiled model really does. ``threads``: ``INFERENCE_NUM_THREADS``;
+    ``pinning=False`` leaves the threads free to move between cores (stages or processes
+    that share cores), ``None`` OpenVINO's default."""
     if precision not in PRECISION_HINTS:
         raise Rejected(f"OpenVINO does not offer {precision} (it offers fp32, bf16, fp16)")
     if hint not in PERFORMANCE_HINTS:
@@ -131,6 +142,8 @@ def compile_model(
         "PERFORMANCE_HINT": hint,
         "INFERENCE_NUM_THREADS": int(threads or current_intra_op_threads()),
     }
+    if pinning is not None:
+        config["ENABLE_CPU_PINNING"] = bool(pinning)
     try:
         ov_model = core().read_model(model) if isinstance(model, str) else model
         compiled = core().compile_model(ov_model, device, config)
@@ -153,4 +166,8 @@ def compile_model(
         "streams": int(compiled.get_property("NUM_STREAMS")),
         "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
     }
+    if isinstance(model, str):
+        details["model_path"] = model  # what a thread plan recompiles from
+    if pinning is not None:
+        details["cpu_pinning"] = bool(compiled.get_property("ENABLE_CPU_PINNING"))
     return compiled, details

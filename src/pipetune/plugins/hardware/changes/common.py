@@ -87,6 +87,7 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipe
             model_file,
             candidate.options.get("threads"),
             candidate.options.get("hint", "LATENCY"),
+            candidate.options.get("spinning"),
         )
     else:
         raise PipelineError(f"change {change.proposal}: unknown model kind {kind!r}")
