@@ -154,10 +154,18 @@ def trial_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 "estimated": ratio(trial.get("est_speedup")),
                 "measured": ratio(trial.get("speedup"), trial.get("speedup_ci")),
                 "fidelity": fidelity(trial.get("fidelity")),
-                "reason": trial["reason"] + routing(trial),
+                "reason": trial["reason"] + routing(trial) + tune_summary(trial),
             }
         )
     return rows
+
+
+def tune_summary(trial: Mapping[str, Any]) -> str:
+    """`` — <summary>`` when the change's tune step left a one-line ``summary`` in its
+    notes (what it chose: an index and its parameters, a batch size...), else ``""``."""
+    tune = (trial.get("notes") or {}).get("tune")
+    text = tune.get("summary") if isinstance(tune, Mapping) else None
+    return f" — {text}" if isinstance(text, str) and text.strip() else ""
 
 
 def routing(trial: Mapping[str, Any]) -> str:
