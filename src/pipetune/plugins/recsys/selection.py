@@ -43,6 +43,11 @@ class Built:
     feasible: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
 
+    def release(self) -> None:
+        """Drop the index from memory (its artifact stays in the store)."""
+        self.index = None
+        self.searcher = None  # type: ignore[assignment]
+
     def describe(self) -> dict[str, Any]:
         best = min(self.feasible, key=lambda p: p.get("ms", np.inf), default=None)
         return {

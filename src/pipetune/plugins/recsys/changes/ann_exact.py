@@ -232,7 +232,11 @@ def _fastest(
             f"(best {best['recall']:.3f}); exact search stays"
         )
     pairs = selection.time_feasible(reachable, list(queries[:TIMING_REQUESTS]), k)
-    return min(pairs, key=lambda pair: pair[1]["ms"])
+    winner, point = min(pairs, key=lambda pair: pair[1]["ms"])
+    for built, _ in candidates:
+        if built is not winner:
+            built.release()  # only the winner stays in memory; the others stay on disk
+    return winner, point
 
 
 def _references(

@@ -161,6 +161,9 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
             f"reaches {target:.3f} of the full ranking's top-{k}"
         )
     spec, searcher = built.spec, built.searcher
+    for other in ordered:
+        if other is not built:
+            other.release()  # only the index kept stays in memory
 
     # 3. Time each feasible point one request at a time (ANN + ranking) and keep the cheapest.
     def serving(point: dict[str, Any]) -> Callable[[Any], Any]:
