@@ -23,9 +23,12 @@ scenario       candidate                                     min_gain     target
 
 Each repetition validates all four candidates one after the other (side by side, so drift
 on the machine hits every scenario alike), each with a fresh ``Validator`` running its
-default settings: 8 ABBA rounds of about 0.5 s per pass, expanded-percentile bootstrap
-interval (a trial the first 8 rounds leave undecided gets a second look at 16 rounds, each
-look at 97.5 %), fidelity on all 300 held-out inputs against the original's labels. Threads are
+default settings: 8 ABBA rounds of about 0.5 s per pass covering at least 100 distinct
+held-out inputs spread over the split, expanded-percentile bootstrap interval (a trial the
+first 8 rounds leave undecided gets a second look at 16 rounds, each look at 97.5 %),
+fidelity on all 300 held-out inputs against the original's labels. Each outcome records
+how many distinct inputs and latency samples per side it rests on, and the run-queue wait
+while it was measured. Threads are
 pinned to 1 for both sides. The end-to-end work ratio of each candidate is also measured
 directly (many interleaved passes, median) and reported, since per-input overhead that does
 not scale makes "1.15x less work" slightly less than 1.15x faster.
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -177,10 +181,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
                 change = Change(proposal=f"bench.{name}", plugin="bench", stage="*")
                 trial = validator.validate(change, original, candidate).trial
-                rounds = trial.notes.get("comparison", {}).get("rounds")
+                measured = trial.notes.get("comparison", {})
                 outcomes[name].append(
                     {
-                        "rounds": rounds,
+                        "rounds": measured.get("rounds"),
+                        "inputs_timed": measured.get("inputs_timed"),
+                        "inputs_total": measured.get("inputs_total"),
+                        "samples_per_side": measured.get("samples_per_side"),
+                        "run_queue_wait": (measured.get("host_load") or {}).get("run_queue_wait"),
                         "status": trial.status,
                         "speedup": trial.speedup,
                         "ci": list(trial.speedup_ci) if trial.speedup_ci else None,
@@ -222,6 +230,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "min_gain": MIN_GAIN[name],
             "target_met": met,
             "fidelity": rows[0]["fidelity"],
+            "min_inputs_timed": min((r["inputs_timed"] or 0) for r in rows),
+            "min_samples_per_side": min((r["samples_per_side"] or 0) for r in rows),
+            "max_run_queue_wait": max((r["run_queue_wait"] or 0.0) for r in rows),
         }
         ci = summary[name]["median_ci"]
         print(
@@ -234,7 +245,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "loop.validator_calibration",
         "command": "python -m benchmarks.loop.validator_calibration"
-        + (" --quick" if args.quick else ""),
+        + (" --quick" if args.quick else "")
+        + (f" --repetitions {args.repetitions}" if args.repetitions else ""),
+        "loadavg_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "machine": {
             "cpu": machine.cpu,
             "cores": machine.cores,
@@ -248,6 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "round_target_s": settings.compare.round_target_s,
             "confidence": settings.compare.confidence,
             "bootstrap": settings.compare.bootstrap,
+            "min_inputs": settings.compare.min_inputs,
             "holdout_items": len(items),
         },
         "seconds": elapsed,
@@ -256,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    existing["validator_calibration"] = result
+    existing["validator_calibration" + ("" if repetitions >= 20 else "_smoke")] = result
     RESULTS.write_text(json.dumps(existing, indent=2) + "\n")
     print(f"\n{elapsed:.0f} s; results in {RESULTS}")
     return result

@@ -26,7 +26,8 @@ LOOKUPS = textwrap.dedent(
         output_kind="labels",
     )
     workload = Workload(items=tuple([1, 2, 3, 1, 1, 2, 1, 4, 1, 1] * 4), warmup=0, repeats=1)
-    requirements = Requirements(optimize_for="p50"{extra})
+    # a 20 % budget: 24 held-out inputs can prove an 80 % gate, not a 99 % one
+    requirements = Requirements(optimize_for="p50", max_accuracy_drop=0.2{extra})
     """
 )
 
@@ -71,7 +72,7 @@ def lookups_demo(quick: bool) -> DemoSetup:
     return DemoSetup(
         pipeline=pipeline,
         workload=Workload(items=items, warmup=0, repeats=1),
-        requirements=Requirements(optimize_for="p50"),
+        requirements=Requirements(optimize_for="p50", max_accuracy_drop=0.2),
         description="repeated remote lookups",
     )
 

@@ -29,6 +29,8 @@ def test_check_fails_when_current_lost_the_optimization_and_passes_when_it_has_i
         "latest",
         "--rounds",
         "4",
+        "--max-run-queue-wait",
+        "1",  # judge whatever the load of this shared test machine
         "--json",
         "c.json",
     )
@@ -36,6 +38,9 @@ def test_check_fails_when_current_lost_the_optimization_and_passes_when_it_has_i
     assert "REGRESSION" in failed.output and "P99" in failed.output
     verdict = json.loads((tmp_path / "c.json").read_text())
     assert not verdict["passed"] and verdict["regressions"]
+    assert verdict["inputs_timed"] == verdict["inputs_total"] == 40  # the whole workload
+    assert verdict["samples_per_side"] >= 80 and "run_queue_wait" in verdict["host_load"]
+    assert "timed on 40 of 40 inputs" in failed.output
     # shipping the recipe: the same configuration on both sides passes (figures recorded
     # at another moment are not used here: a recipe file carries none)
     passed = invoke(
@@ -78,3 +83,34 @@ def test_judge_fails_on_fidelity_and_on_stored_figures_of_this_machine():
     assert not verdict.passed and "throughput_rps now 100" in verdict.regressions[0]
     other = judge(_comparison(1.0, 0.9, 1.1), None, stored_note="another machine")
     assert other.passed and "another machine" in other.notes[-1]
+
+
+def test_check_refuses_to_call_a_regression_on_a_busy_host(invoke, tmp_path, monkeypatch):
+    from pipetune.core.measure import comparison, load
+
+    class BusyMeter(load.HostLoadMeter):
+        def stop(self):
+            measured = super().stop()
+            return load.HostLoad(**{**measured.__dict__, "run_queue_wait": 0.45})
+
+    target = write_lookups(tmp_path)
+    made = invoke("optimize", f"{target}:pipeline", "--quick", "--recipe", "recipe.json", "-q")
+    assert made.exit_code == 0, made.output
+    monkeypatch.setattr(comparison, "HostLoadMeter", BusyMeter)
+    args = ("check", f"{target}:pipeline", "--baseline", "latest", "--rounds", "4")
+    busy = invoke(*args, "--json", "c.json")
+    assert busy.exit_code == 2, busy.output
+    assert "NOT JUDGED" in busy.output and "REGRESSION" not in busy.output
+    assert "host was busy" in busy.output and "run-queue wait 45%" in busy.output
+    verdict = json.loads((tmp_path / "c.json").read_text())
+    assert verdict["passed"] is None and "host was busy" in verdict["undecided"]
+    # a higher threshold judges it after all
+    judged = invoke(*args, "--max-run-queue-wait", "0.5")
+    assert judged.exit_code == 1, judged.output
+
+
+def test_a_p99_on_too_few_samples_is_not_judged():
+    comparison = _comparison(1.0, 0.9, 1.1, p99=0.5)
+    comparison.update(samples_per_side=40, quantiles_shown={"p99": False})
+    verdict = judge(comparison, None)
+    assert verdict.passed and "P99 latency: n/a (40 samples), not judged" in verdict.notes

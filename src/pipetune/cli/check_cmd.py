@@ -11,6 +11,10 @@ the baseline's beyond the fidelity budget. The differences are printed.
 With a run id, the run's stored figures are compared as well — but only when the run was
 recorded on this machine (the same fingerprint); figures from another machine are shown and
 not judged.
+
+On a busy host (other processes kept this one waiting for a CPU beyond the threshold of
+:mod:`pipetune.core.measure.load`) a regression cannot be told from contention: the check
+then refuses to call one and exits 2 with the reason, instead of guessing.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pipetune.cli.options import TargetOptions, target_argument, target_options
 from pipetune.cli.state import get_state, stdout_console
 
 EXIT_REGRESSION = 1
+#: A regression measured on a busy host is not called: this exit code says so.
+EXIT_BUSY_HOST = 2
 
 
 def register(cli: click.Group) -> None:
@@ -60,7 +66,12 @@ def judge(
     """
     verdict = Verdict(figures={"comparison": dict(comparison)})
     speed, ci = comparison["speedup"], comparison["ci"]
+    shown = comparison.get("quantiles_shown") or {}
     for key, label in (("throughput", "throughput"), ("p99", "P99 latency")):
+        if shown.get(key) is False:  # too few latency samples: not a tail figure
+            samples = comparison.get("samples_per_side")
+            verdict.notes.append(f"{label}: n/a ({samples} samples), not judged")
+            continue
         low, high = ci[key]
         text = f"{label}: {speed[key]:.2f}x [{low:.2f}, {high:.2f}] of the baseline"
         if high < 1.0 - tolerance:
@@ -125,6 +136,16 @@ def judge(
 )
 @click.option("--rounds", type=click.IntRange(min=2), metavar="N", help="ABBA rounds (default 8).")
 @click.option(
+    "--max-run-queue-wait",
+    "max_wait",
+    type=click.FloatRange(min=0, max=1),
+    default=0.10,
+    show_default=True,
+    metavar="SHARE",
+    help="Above this run-queue wait (the share of time this process waited for a CPU) the "
+    "host counts as busy and a regression is not called (exit 2).",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -139,6 +160,7 @@ def check(
     recipe_path: Path | None,
     tolerance: float,
     rounds: int | None,
+    max_wait: float,
     json_path: Path | None,
 ) -> int:
     """Fail (exit 1) when TARGET regressed against a baseline recipe or run."""
@@ -198,30 +220,71 @@ def check(
         stored=stored,
         stored_note=stored_note,
     )
-    console = stdout_console()
-    console.print(
-        f"baseline: {resolved.pipeline.name} with {origin}; current: {current.name}", markup=False
-    )
-    for line in verdict.notes:
-        console.print(f"  ok: {line}", markup=False)
-    for line in verdict.regressions:
-        console.print(f"  [red]REGRESSION:[/red] {_escape(line)}")
-    console.print("[green]check passed[/green]" if verdict.passed else "[red]check failed[/red]")
+    host_load = dict(measured.host_load or {})
+    busy = busy_reason(host_load, max_wait) if not verdict.passed else ""
+    _print_verdict(f"{resolved.pipeline.name} with {origin}", current.name, measured, verdict, busy)
     if json_path is not None:
         write_json_atomic(
             json_path,
             {
-                "passed": verdict.passed,
+                "passed": None if busy else verdict.passed,
+                "undecided": busy or None,
                 "baseline": origin,
                 "regressions": verdict.regressions,
                 "notes": verdict.notes,
                 "comparison": measured.to_dict(),
+                "inputs_timed": measured.inputs_timed,
+                "inputs_total": measured.inputs_total,
+                "samples_per_side": measured.samples_per_side,
+                "host_load": host_load,
                 "fidelity": fidelity,
                 "stored": stored,
             },
         )
         state.written.append(str(json_path))
+    if busy:
+        return EXIT_BUSY_HOST
     return 0 if verdict.passed else EXIT_REGRESSION
+
+
+def _print_verdict(baseline: str, current: str, measured: Any, verdict: Verdict, busy: str) -> None:
+    """The verdict on stdout, with what it rests on (coverage, host load); on a busy host
+    the regressions are listed as not judged."""
+    console = stdout_console()
+    console.print(f"baseline: {baseline}; current: {current}", markup=False)
+    console.print(f"  {measured.coverage}", markup=False)
+    if measured.coverage_note:
+        console.print(f"  {measured.coverage_note}", markup=False)
+    console.print(f"  {format_host_load(dict(measured.host_load or {}))}", markup=False)
+    for line in verdict.notes:
+        console.print(f"  ok: {line}", markup=False)
+    for line in verdict.regressions:
+        label = "[yellow]NOT JUDGED:[/yellow]" if busy else "[red]REGRESSION:[/red]"
+        console.print(f"  {label} {_escape(line)}")
+    if busy:
+        console.print(f"[yellow]check undecided: {_escape(busy)}[/yellow]")
+    else:
+        passed = verdict.passed
+        console.print("[green]check passed[/green]" if passed else "[red]check failed[/red]")
+
+
+def busy_reason(host_load: Mapping[str, Any], threshold: float = 0.10) -> str:
+    """Why a regression measured under ``host_load`` is not called ('' on a quiet host)."""
+    from pipetune.core.measure.load import describe, judged_busy
+
+    if not judged_busy(host_load, threshold):
+        return ""
+    return (
+        f"the host was busy while measuring ({describe(host_load)}, above the "
+        f"{threshold:.0%} run-queue wait threshold): a slowdown cannot be told from "
+        "contention, so no regression is called; re-run the check on a quiet machine"
+    )
+
+
+def format_host_load(host_load: Mapping[str, Any]) -> str:
+    from pipetune.core.report.format import host_load as describe_host_load
+
+    return describe_host_load(host_load) or "host load: not measured"
 
 
 def _stored_figures(report: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -88,7 +88,8 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
             str(position),
             f"{_escape(p.id)} @ {_escape(p.stage)}\n[dim]{_escape(p.title)}[/dim]",
             fmt.pct(ranked.share),
-            f"{ranked.est_e2e_speedup:.2f}x (≤ {ranked.ceiling:.2f}x)",
+            f"{ranked.est_e2e_speedup:.2f}x (≤ {ranked.ceiling:.2f}x)"
+            + (f"\n[dim]assuming {_escape(p.in_flight.describe())}[/dim]" if p.in_flight else ""),
             p.effort,
             p.accuracy_risk,
         )

@@ -71,3 +71,83 @@ def test_requirements_metric_and_unknown_keys():
         Requirements.from_dict({"p99": 50})
     with pytest.raises(ConfigError, match="positive"):
         Requirements(p99_ms=-1)
+
+
+# -- groups: related items stay on one side of a split ----------------------------------------
+
+
+def _revisions(cases: int = 30) -> Workload:
+    """Each case submitted, then revised 0-3 times: its revisions share a group."""
+    items, keys = [], []
+    for case in range(cases):
+        for revision in range(case % 4 + 1):
+            items.append(f"case {case} revision {revision}")
+            keys.append(f"case-{case}")
+    return Workload(items=tuple(items), groups=keys)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_a_group_split_keeps_every_group_on_one_side(seed):
+    workload = _revisions().evolve(seed=seed)
+    tune, holdout = workload.split(0.4)
+    assert not set(tune.groups) & set(holdout.groups)
+    assert len(tune) + len(holdout) == len(workload)
+    assert abs(len(tune) / len(workload) - 0.4) < 0.1  # near the asked share
+    tune_idx, hold_idx = workload.split_indices(0.4)
+    assert tune.items == tuple(workload.items[i] for i in tune_idx)
+    keys = workload.groups
+    assert not {keys[i] for i in tune_idx} & {keys[i] for i in hold_idx}
+
+
+def test_groups_can_be_a_key_function_and_are_kept_by_subsets():
+    workload = Workload(
+        items=tuple(f"{c}:{r}" for c in range(10) for r in range(3)),
+        groups=lambda item: item.split(":")[0],
+    )
+    assert workload.group_count == 10 and workload.describe()["groups"] == 10
+    part = workload.subset([0, 1, 2, 5])
+    assert part.groups == ("0", "0", "0", "1")
+    tune, holdout = workload.split(0.5)
+    assert not set(tune.groups) & set(holdout.groups)
+    # new items without new groups: the keys no longer line up, so they are dropped
+    assert workload.evolve(items=("x",)).groups is None
+    assert Workload(items=tuple(range(10))).split_indices(0.5) == Workload(
+        items=tuple(range(10))
+    ).split_indices(0.5)  # without groups: the item shuffle, unchanged
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        (["a", "b"], "2 group keys for 4 items"),
+        ("abcd", "groups must be a sequence of keys"),
+        (5, "groups must be a sequence of keys"),
+        ({"a": 1}, "groups must be a sequence of keys"),
+        ([["a"], ["b"], ["c"], ["d"]], "group key of item 0 is a list, which is not hashable"),
+    ],
+)
+def test_bad_groups_are_named(groups, message):
+    with pytest.raises(ConfigError, match=message):
+        Workload(items=(1, 2, 3, 4), groups=groups)
+
+
+def test_a_groups_function_that_raises_names_the_item():
+    with pytest.raises(ConfigError, match="the groups function raised on item 2"):
+        Workload(items=(1, 2, 0, 4), groups=lambda x: 1 / x)
+
+
+def test_one_group_cannot_be_split():
+    workload = Workload(items=(1, 2, 3, 4), groups=["same"] * 4)
+    with pytest.raises(ConfigError, match="all 4 items are in one group"):
+        workload.split(0.5)
+
+
+def test_jsonl_workloads_read_group_keys_from_a_field(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        '{"text": "a", "case": 1}\n{"text": "b", "case": 1}\n{"text": "c", "case": 2}\n'
+    )
+    workload = Workload.from_jsonl(path, field="text", group_field="case")
+    assert workload.items == ("a", "b", "c") and workload.groups == (1, 1, 2)
+    with pytest.raises(ConfigError, match=r"docs\.jsonl:1: no field 'user'"):
+        Workload.from_jsonl(path, field="text", group_field="user")

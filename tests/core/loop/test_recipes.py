@@ -130,3 +130,41 @@ def test_tuned_artifacts_travel_in_the_change():
     proposal = Proposal(id="toy.x", plugin="toy", stage="work", title="x", params={"a": 1})
     change = Change.from_proposal(proposal, Tuned(params={"b": 2}, artifacts={"index": "k/i"}))
     assert change.params == {"a": 1, "b": 2} and change.artifacts == {"index": "k/i"}
+
+
+def test_a_recipe_carries_its_execution_context_and_load_recipe_applies_a_pin(tmp_path):
+    from pipetune.core.kernel.results import ExecutionContext
+    from pipetune.core.measure.execution import ExecutionContextWarning, capture
+
+    torch = pytest.importorskip("torch", reason="torch sets the thread count applied here")
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    pinned = ExecutionContext(
+        calling_thread="main",
+        threads_requested=other,
+        torch_intra_op=other,
+        torch_inter_op=torch.get_num_interop_threads(),
+    )
+    change = Change(proposal="toy.faster", plugin="toy", stage="work")
+    recipe = make_recipe(toy_pipeline(), [change], execution=pinned)
+    path = recipe.save(tmp_path / "r.json")
+    loaded = Recipe.load(path)
+    assert loaded.execution == pinned  # survives the JSON round trip
+    pm = manager(ToyPlugin(changes={"faster": faster}))
+    try:
+        with pytest.warns(ExecutionContextWarning, match=f"{other} measured, {before} here"):
+            load_recipe(toy_pipeline(), path, pm=pm, artifacts_dir=tmp_path)
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(before)
+    # warn only: the process keeps its settings
+    with pytest.warns(ExecutionContextWarning):
+        load_recipe(toy_pipeline(), path, pm=pm, artifacts_dir=tmp_path, execution="warn")
+    assert torch.get_num_threads() == before
+    # a recipe measured in this very context says nothing
+    same = make_recipe(toy_pipeline(), [change], execution=capture())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_recipe(toy_pipeline(), same, pm=pm, artifacts_dir=tmp_path)

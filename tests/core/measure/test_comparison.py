@@ -58,7 +58,9 @@ def test_rounds_alternate_abba_and_baab_with_state_reset_before_every_pass():
     settings = CompareSettings(rounds=2, items_per_round=3, bootstrap=100)
     result = compare(a, b, list(range(6)), settings=settings)
     passes = [entry for entry in log if not entry.startswith("reset")]
-    assert passes[2:] == ["A", "B", "B", "A", "B", "A", "A", "B"]  # ABBA, BAAB after warm-up
+    # a warm-up pass each (worker thread, deadline), then a timed probe pass each
+    assert passes[:4] == ["A", "B", "A", "B"]
+    assert passes[4:] == ["A", "B", "B", "A", "B", "A", "A", "B"]  # ABBA, BAAB
     for position, entry in enumerate(log):
         if entry in ("A", "B"):
             assert log[position - 1] == f"reset {entry}"  # a reset right before every pass
@@ -125,3 +127,110 @@ def test_stage_seconds_without_service_times_assumes_consecutive_batches():
     result.start_s = result.done_s = None
     assert stage_seconds(result, batch_size=2)["embed"] == pytest.approx(0.5)
     assert stage_seconds(result, batch_size=1)["embed"] == pytest.approx(1.0)
+
+
+# -- coverage --------------------------------------------------------------------------------
+
+
+def seen_by(log: list) -> Pipeline:
+    """An identity pipeline that records every input it is called on."""
+
+    def fn(item):
+        log.append(item)
+        return item
+
+    return Pipeline("seen", (Stage("s", fn),))
+
+
+def test_a_slow_pipeline_is_still_timed_on_100_inputs_spread_over_the_whole_split():
+    log: list = []
+    items = list(range(300))
+    # a round target so small that time alone would size passes at one input
+    settings = CompareSettings(rounds=8, round_target_s=1e-9, bootstrap=100)
+    result = compare(seen_by(log), seen_by([]), items, settings=settings)
+    assert result.inputs_timed >= 100 and result.inputs_total == 300
+    assert result.items_per_round == 13  # ceil(100 / 8)
+    assert result.samples_per_side == 2 * result.rounds * result.items_per_round
+    timed = set(log[8:])  # after the warm-up and probe passes (4 inputs each)
+    assert len(timed) == result.inputs_timed
+    thirds = [sum(1 for i in timed if lo <= i < lo + 100) for lo in (0, 100, 200)]
+    assert min(thirds) >= 25, thirds  # every third of the split, not its first inputs
+    assert result.coverage == "timed on 104 of 300 inputs, 208 latency samples per side"
+    data = result.to_dict()
+    assert (data["inputs_timed"], data["inputs_total"], data["samples_per_side"]) == (104, 300, 208)
+    assert data["host_load"]["run_queue_wait"] is None or data["host_load"]["run_queue_wait"] >= 0
+
+
+def test_a_small_split_is_timed_whole():
+    result = compare(seen_by([]), seen_by([]), list(range(30)), settings=CompareSettings(rounds=4))
+    assert result.inputs_timed == result.inputs_total == 30 and not result.coverage_note
+
+
+def test_the_time_budget_may_cut_coverage_and_then_says_so():
+    settings = CompareSettings(rounds=4, round_target_s=1e-9, bootstrap=100, time_budget_s=1e-6)
+    result = compare(seen_by([]), seen_by([]), list(range(300)), settings=settings)
+    assert result.inputs_timed < 100
+    assert "time budget" in result.coverage_note and "of the 100 distinct inputs" in (
+        result.coverage_note
+    )
+    assert result.to_dict()["coverage_note"] == result.coverage_note
+
+
+def test_spread_order_prefixes_span_the_range():
+    from pipetune.core.measure.coverage import spread_order
+
+    order = spread_order(300)
+    assert sorted(order) == list(range(300))
+    first = order[:10]
+    assert max(first) - min(first) > 200
+    assert spread_order(2) == (0, 1) and spread_order(0) == ()
+
+
+def test_a_quantile_is_shown_only_with_enough_samples_behind_it():
+    settings = CompareSettings(rounds=2, items_per_round=3, bootstrap=100)
+    result = compare(seen_by([]), seen_by([]), list(range(6)), settings=settings)
+    assert result.samples_per_side == 12
+    assert result.shown("p50") and not result.shown("p95") and not result.shown("p99")
+    assert result.to_dict()["quantiles_shown"] == {"p50": True, "p95": False, "p99": False}
+    assert result.shown("throughput")
+
+
+def test_a_p99_comparison_sizes_its_passes_for_100_samples_a_side():
+    settings = CompareSettings(rounds=4, round_target_s=1e-9, bootstrap=100, min_inputs=1)
+    result = compare(seen_by([]), seen_by([]), list(range(300)), metric="p99", settings=settings)
+    assert result.samples_per_side >= 100 and result.shown("p99")
+
+
+def test_a_change_that_needs_inputs_in_flight_gets_passes_that_can_form_its_batches():
+    from pipetune.core.kernel.results import InFlight
+    from pipetune.core.runtime.serving import with_serving
+
+    need = InFlight(inputs=8, assumes="8 requests in flight at once")
+    settings = CompareSettings(rounds=2, items_per_round=1, bootstrap=100, in_flight=need)
+    result = compare(seen_by([]), seen_by([]), list(range(64)), settings=settings)
+    assert result.items_per_round == 16  # two full batches a pass, not the one input asked
+    assert result.to_dict()["in_flight"]["assumes"] == "8 requests in flight at once"
+    # a pipeline served in batches needs no declaration: its batch size sets the floor
+    batched = with_serving(seen_by([]), batch_size=4)
+    plain = CompareSettings(rounds=2, items_per_round=1, bootstrap=100)
+    assert compare(seen_by([]), batched, list(range(64)), settings=plain).items_per_round == 8
+    # fewer inputs than a pass needs: the result says so
+    short = compare(seen_by([]), seen_by([]), list(range(10)), settings=settings)
+    assert "fewer than the 16" in short.coverage_note
+
+
+def test_a_backlog_change_online_gets_every_request_of_a_pass_at_once():
+    from pipetune.core.kernel.results import InFlight
+    from pipetune.core.measure.comparison import RuntimeSpec
+
+    need = InFlight(inputs=4)
+    settings = CompareSettings(rounds=2, items_per_round=1, bootstrap=100, in_flight=need)
+    result = compare(
+        seen_by([]),
+        seen_by([]),
+        list(range(32)),
+        runtime=RuntimeSpec(mode="online"),
+        settings=settings,
+    )
+    assert result.runtime.rate is None and result.runtime.trace is not None
+    assert result.runtime.trace.arrivals_s == (0.0,) * 8

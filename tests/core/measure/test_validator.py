@@ -176,13 +176,34 @@ def test_a_fidelity_rejection_quotes_the_plugins_summary_of_the_raw_figures(tmp_
     assert f"({summary}; cumulative, against the original pipeline)" in trial.reason
 
 
-def test_a_small_holdout_says_the_99_percent_gate_needs_300_items(tmp_path):
+def test_a_gate_the_small_holdout_cannot_prove_is_unproven_with_the_items_that_would(tmp_path):
     plugin = ToyPlugin(changes={"faster": faster})
-    _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)
+    _, pipeline, validator, context, _, holdout = _setup(tmp_path, plugin)
     trial = validator.try_proposal(_proposal("faster"), pipeline, context).trial
+    fidelity = trial.fidelity
+    # every label agrees, but 24 items put the Wilson lower bound at 0.862 < 0.99
+    assert fidelity.value == 1.0 and fidelity.ci[0] < 0.99
+    assert fidelity.gate == "unproven" and fidelity.unproven
+    assert fidelity.items_to_prove == items_needed(0.99) - len(holdout)
     warnings = trial.notes["warnings"]
-    assert any("needs at least 300 items" in w for w in warnings), warnings
-    assert items_needed(0.99) == 300 and items_needed(0.999) == 3000 and items_needed(1.0) == 0
+    assert any("gate is unproven" in w and "381 items" in w for w in warnings), warnings
+    assert items_needed(0.99) == 381 and items_needed(0.999) == 3838 and items_needed(1.0) == 0
+
+
+def test_a_gate_with_enough_items_is_met_and_a_lower_value_is_missed():
+    from pipetune.core.measure.validator import _gate
+
+    proven = _gate(Fidelity(metric="label_agreement", value=1.0, n=400, ci=(0.9905, 1.0)), 0.99)
+    assert proven.gate == "met" and proven.items_to_prove is None
+    missed = _gate(Fidelity(metric="label_agreement", value=0.95, n=400, ci=(0.92, 0.97)), 0.99)
+    assert missed.gate == "missed"
+    # not a proportion: the value decides
+    assert _gate(Fidelity(metric="perplexity", value=0.995, n=10), 0.99).gate == "met"
+    # agreeing at 99.5 %, more items prove a 99 % gate; at exactly 99 % none can
+    rate = _gate(Fidelity(metric="label_agreement", value=0.995, n=200, ci=(0.97, 1.0)), 0.99)
+    assert rate.gate == "unproven" and rate.items_to_prove > 0
+    never = _gate(Fidelity(metric="label_agreement", value=0.99, n=200, ci=(0.96, 1.0)), 0.99)
+    assert never.gate == "unproven" and never.items_to_prove is None
 
 
 class LeakyCache:

@@ -22,6 +22,17 @@ from pipetune.core.report import json as report_json
 from pipetune.core.report.model import Report
 from tests.core.loop.test_planner import make_profile
 
+HOST_LOAD = {
+    "seconds": 40.0,
+    "run_queue_wait": 0.03,
+    "other_cpu": 0.2,
+    "other_cpu_share": 0.1,
+    "load_average": 0.5,
+    "cores": 2,
+    "threshold": 0.1,
+    "busy": False,
+}
+
 
 def sample_report(**overrides) -> Report:
     baseline = make_profile([[8.0, 2.0, 0.2]] * 20 + [[30.0, 2.0, 0.2]] * 2).evolve(
@@ -83,6 +94,11 @@ def sample_report(**overrides) -> Report:
             "items": 320,
         },
         "cdf_ms": {"before": [float(i) for i in range(101)], "after": [i / 2 for i in range(101)]},
+        "inputs_timed": 160,
+        "inputs_total": 300,
+        "samples_per_side": 320,
+        "coverage_note": "",
+        "host_load": HOST_LOAD,
     }
     values = {
         "pipeline": "<b>docs</b>",
@@ -137,6 +153,7 @@ def sample_report(**overrides) -> Report:
         "fidelity": fid,
         "run_id": "20260101-000000-abc123",
         "warnings": ("the workload is tiny",),
+        "host_load": HOST_LOAD,
     }
     values.update(overrides)
     return Report(**values)
@@ -210,6 +227,59 @@ def test_the_terminal_prints_brackets_literally():
     out = buffer.getvalue()
     assert "docs[v2]" in out and "needs pipetune[vision] and [bold]nothing[/bold]" in out
     assert "see [red]x" in out
+
+
+def _rendered(data) -> dict[str, str]:
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    terminal.render(data, Console(file=buffer, width=200, color_system=None))
+    return {
+        "terminal": buffer.getvalue(),
+        "markdown": markdown.render(data),
+        "html": html.render(data),
+    }
+
+
+def test_every_renderer_says_what_the_figures_rest_on_and_the_host_load():
+    data = sample_report().to_dict()
+    assert data["comparison"]["inputs_timed"] == 160 and data["speedup"]["samples_per_side"] == 320
+    assert data["host_load"]["run_queue_wait"] == 0.03
+    for name, text in _rendered(data).items():
+        assert "timed on 160 of 300 inputs, 320 latency samples per side" in text, name
+        assert "run-queue wait 3%" in text and "other processes 0.2 of 2 cores" in text, name
+        assert "BUSY" not in text, name
+
+
+def test_a_quantile_with_too_few_samples_is_not_shown_anywhere():
+    comparison = dict(sample_report().comparison, samples_per_side=40, inputs_timed=20)
+    data = sample_report(comparison=comparison).to_dict()
+    for name, text in _rendered(data).items():
+        assert "n/a (40 samples)" in text, name  # P99 needs 100 a side
+        assert "3.50x" not in text, name  # the P99 ratio is not printed
+        assert "2.00x" in text, name  # P50 has enough samples behind it
+
+
+def test_a_busy_host_is_called_noisy_in_every_renderer():
+    busy = dict(HOST_LOAD, run_queue_wait=0.35, busy=True)
+    data = sample_report(host_load=busy).to_dict()
+    for name, text in _rendered(data).items():
+        assert "run-queue wait 35%" in text and "BUSY: the figures are noisy" in text, name
+
+
+def test_an_unproven_gate_is_never_printed_as_met():
+    fid = Fidelity(
+        metric="label_agreement",
+        value=1.0,
+        threshold=0.99,
+        n=186,
+        ci=(0.980, 1.0),
+        gate="unproven",
+        items_to_prove=195,
+    )
+    data = sample_report(fidelity=fid, requirements_met=False).to_dict()
+    for name, text in _rendered(data).items():
+        assert "UNPROVEN: 195 more items would prove it" in text, name
 
 
 def test_a_tune_summary_in_the_notes_shows_in_every_rendering():

@@ -74,7 +74,10 @@ def _report() -> dict[str, Any]:
                     "value": 1.0,
                     "threshold": 0.99,
                     "details": {"n": 500},
+                    "gate": "met",
+                    "items_to_prove": None,
                 },
+                "measured": _coverage(),
             },
             {
                 "proposal": "nlp.truncate",
@@ -94,7 +97,24 @@ def _report() -> dict[str, Any]:
             "monthly_after": 50.0,
         },
         "requirements_met": True,
+        "comparison": _coverage(),
+        "host_load": _host_load(),
     }
+
+
+def _coverage() -> dict[str, Any]:
+    return {
+        "inputs_timed": 100,
+        "inputs_total": 180,
+        "samples_per_side": 1600,
+        "coverage_note": "",
+        "quantiles_shown": {"p50": True, "p95": True, "p99": True},
+        "host_load": _host_load(),
+    }
+
+
+def _host_load() -> dict[str, Any]:
+    return {"run_queue_wait": 0.03, "other_cpu": 0.2, "other_cpu_share": 0.1, "busy": False}
 
 
 def test_schema_files_are_valid_json_schemas() -> None:
@@ -127,6 +147,13 @@ def test_unknown_fields_are_allowed_because_fields_may_be_added() -> None:
         (lambda r: r["baseline"].update(mode="batch"), "baseline.mode"),
         (lambda r: r["trials"][0].update(fidelity=None), "trials[0].fidelity"),
         (lambda r: r["baseline"]["stages"].pop(), "baseline.stages"),
+        # every side-by-side figure says what it rests on, and the host's load
+        (lambda r: r.pop("host_load"), "(document)"),
+        (lambda r: r["host_load"].pop("run_queue_wait"), "host_load"),
+        (lambda r: r["comparison"].pop("inputs_timed"), "comparison"),
+        (lambda r: r["comparison"].pop("samples_per_side"), "comparison"),
+        (lambda r: r["trials"][0]["measured"].pop("inputs_total"), "trials[0].measured"),
+        (lambda r: r["trials"][0]["fidelity"].update(gate="proven"), "trials[0].fidelity"),
     ],
 )
 def test_contract_violations_are_named_with_their_path(mutate: Any, where: str) -> None:

@@ -43,6 +43,10 @@ def test_batching_is_tuned_when_a_call_has_a_fixed_cost():
     tuned = batching.tune(_pipeline(True), workload, Requirements())
     assert tuned.params["batch_size"] >= 4
     assert tuned.notes["gain_on_tune_split"] > 2
+    # validated with passes that can form these batches, back to back (a batch job)
+    size = tuned.params["batch_size"]
+    assert tuned.in_flight.inputs == size and tuned.in_flight.arrival == "backlog"
+    assert tuned.in_flight.pass_inputs == 2 * size
     assert [point["batch_size"] for point in tuned.notes["curve"]][:2] == [2, 4]
 
 

@@ -425,14 +425,24 @@ def test_static_int8_calibrates_on_the_domain_plugins_inputs(store, text_pipelin
 
     from .conftest import encode
 
+    asked = []
+
     class Plugin:  # stands in for the nlp plugin: inputs in the form the model receives
         @hookimpl
         def calibration_inputs(self, pipeline, stage, workload):
-            return [encode(t) for t in texts(5, seed=123)]
+            asked.append(workload)
+            return [encode(t) for t in workload.items]
 
     manager = get_plugin_manager(entry_points=False, plugins=[("calibrator", Plugin())])
-    workload, context = _context(
-        manager, text_pipeline, store, requirements=Requirements(max_accuracy_drop=0.5)
+    workload = Workload(texts(8, seed=11))
+    calibration = Workload(texts(5, seed=123))  # the loop's split of its own
+    context = TuneContext(
+        manager,
+        text_pipeline,
+        workload,
+        Requirements(max_accuracy_drop=0.5),
+        store,
+        calibration=calibration,
     )
     candidate = Candidate("onnxruntime", "int8", {"quantization": "static"})
     proposal = _proposal("hardware.precision", "classify", [candidate.to_dict()])
@@ -440,3 +450,6 @@ def test_static_int8_calibrates_on_the_domain_plugins_inputs(store, text_pipelin
     (result,) = tuned.notes["candidates"]
     assert result["calibration"] == {"source": "the calibration_inputs hook", "calls": 5}
     assert "int8-static" in tuned.artifacts["model"]
+    # calibration data is never evaluation data: the hook was asked for the calibration
+    # split, not the tuning split the candidates are scored on
+    assert asked and all(w is calibration for w in asked)

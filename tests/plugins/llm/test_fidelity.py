@@ -65,7 +65,8 @@ def test_perplexity_change_for_a_lossy_model_change(llama, tokenizer, torch):
     details = fidelity.details
     assert details["candidate_perplexity"] != details["baseline_perplexity"]
     assert fidelity.value == pytest.approx(1 - max(0.0, details["relative_delta"]))
-    assert details["sequences"] >= 6 + 2  # held-out paragraphs + the workload's prompts
+    # the evaluation half of the held-out paragraphs + the workload's prompts
+    assert details["sequences"] >= 3 + 2
     assert details["summary"].startswith(f"perplexity {details['baseline_perplexity']:.2f} -> ")
     # the same model: no change
     same = pm.hook.assess_change(
@@ -103,3 +104,16 @@ def test_calibration_inputs_are_model_inputs(llama, tokenizer):
         )
         is None
     )
+
+
+def test_calibration_text_is_never_the_text_the_perplexity_gate_scores(llama, tokenizer):
+    from pipetune.plugins.llm.quality import calibration_batches, held_out_sequences
+
+    stage = generate_stage(llama, tokenizer, max_new_tokens=4)
+    pipeline = Pipeline("p", [prompt_stage(tokenizer), stage], output_kind="tokens")
+    holdout = Workload(items=("hello there",))
+    calibration = Workload(items=("summarize this text for me",))
+    scored = {tuple(s) for s in held_out_sequences(pipeline, stage, holdout)}
+    batches = calibration_batches(pipeline, "generate", calibration)
+    calibrated = {tuple(b["input_ids"][0].tolist()) for b in batches}
+    assert scored and calibrated and not scored & calibrated

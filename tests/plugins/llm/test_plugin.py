@@ -11,6 +11,7 @@ from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.results import Change, Proposal
 from pipetune.core.measure.profiler import profile
+from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.llm.blocks import generate_stage, prompt_stage
 from pipetune.plugins.llm.records import GenerateConfig
 from tests.plugins.llm.conftest import state_digest
@@ -182,6 +183,14 @@ def test_serving_changes_keep_tokens_and_never_mutate(setup, llama, tmp_path, pr
     outputs = candidate.run_batch(list(workload.items))
     assert context.fidelity(outputs).value == 1.0
     assert state_digest(llama) == digest
+    if proposal_id == "llm.continuous_batching":
+        # its gain needs several requests in flight: the estimate says so, the validator
+        # gives it passes that fill its batches, and it is served in batches of that size
+        assert proposal.in_flight is not None and "in flight" in proposal.in_flight.assumes
+        if tuned is not None:
+            batch = tuned.params["max_batch"]
+            assert tuned.in_flight.inputs == batch and tuned.in_flight.arrival == "backlog"
+            assert ServingOptions.of(candidate).batch_size == batch
 
 
 def test_speculation_is_rejected_with_measured_figures_when_it_does_not_pay(setup, tmp_path):

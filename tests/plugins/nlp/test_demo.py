@@ -47,6 +47,10 @@ def test_quick_demo_builds_with_its_baseline(quick_demo):
     assert requirements.min_speedup == 10 and requirements.max_accuracy_drop == 0.01
     assert pipeline.run(workload.items[0]) == outputs[0]
     assert list(cache.joinpath("nlp").glob("demo-head-*.npz"))
+    # a case's revisions are one group: never split between tuning and validation
+    assert len(workload.groups) == len(workload.items) and workload.group_count >= 2
+    tune, holdout = workload.split(0.4)
+    assert not set(tune.groups) & set(holdout.groups)
 
 
 def test_section_reuse_gives_exactly_the_baseline_outputs(quick_demo):

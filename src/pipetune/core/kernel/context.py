@@ -54,6 +54,11 @@ class TuneContext:
             the changes already accepted (1 - max_accuracy_drop at the start).
         profile: the latest profile of the pipeline being changed.
         log: progress messages.
+        calibration: inputs of their own for calibrating a lossy change (static int8
+            scales, a quantized model's activation ranges): disjoint from the held-out
+            split the validator evaluates on and from :attr:`workload`, so calibration
+            data is never evaluation data. Defaults to the tuning split when the loop
+            could not spare a split of its own (a tiny workload).
     """
 
     def __init__(
@@ -68,10 +73,12 @@ class TuneContext:
         profile: Profile | None = None,
         log: Callable[[str], None] | None = None,
         baseline_outputs: Sequence[Any] | None = None,
+        calibration: Workload | None = None,
     ):
         self.pm = pm
         self.original = original
         self.workload = workload
+        self.calibration = calibration if calibration is not None else workload
         self.requirements = requirements
         self.artifacts = artifacts
         self.profile = profile
@@ -154,4 +161,8 @@ class TuneContext:
         return [prefix.run(item) for item in items]
 
     def describe(self) -> Mapping[str, Any]:
-        return {"workload": self.workload.describe(), "fidelity_floor": self.fidelity_floor}
+        return {
+            "workload": self.workload.describe(),
+            "calibration": self.calibration.describe(),
+            "fidelity_floor": self.fidelity_floor,
+        }

@@ -251,7 +251,8 @@ def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> Se
     """Representative inputs for calibrating a lossy transformation of ``stage`` (static
     int8 quantization), in the form the stage's model receives.
 
-    First result: the domain plugin that recognizes the stage answers.
+    First result: the domain plugin that recognizes the stage answers. ``workload`` is the
+    loop's calibration split (``TuneContext.calibration``), never an evaluation split.
     """
 
 

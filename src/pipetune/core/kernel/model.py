@@ -355,6 +355,11 @@ class Workload:
         timing_items: measure speed on at most this many inputs, evenly spaced through the
             workload (a slow baseline with a large fidelity set); outputs and fidelity
             always use every input. ``None``: time them all.
+        groups: items that belong together (revisions of one document, frames of one
+            clip, requests of one user), so that a split never puts one in the tuning
+            split and another in the held-out one: a key per item (hashable), or a
+            function ``key(item)``. Stored as the tuple of keys. ``evolve(items=...)``
+            without new groups drops them (the keys would no longer line up).
     """
 
     items: tuple[Any, ...]
@@ -368,10 +373,13 @@ class Workload:
     trace: Trace | None = None
     seed: int = 0
     timing_items: int | None = None
+    groups: Sequence[Any] | Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         items = tuple(self.items)
         object.__setattr__(self, "items", items)
+        if self.groups is not None:
+            object.__setattr__(self, "groups", _group_keys(self.name, items, self.groups))
         if self.labels is not None:
             labels = tuple(self.labels)
             if len(labels) != len(items):
@@ -405,15 +413,21 @@ class Workload:
 
     # -- deriving --------------------------------------------------------------------------
     def evolve(self, **changes: Any) -> Workload:
+        if "items" in changes and "groups" not in changes:
+            changes["groups"] = None  # the keys no longer line up with the items
         return replace(self, **changes)
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> Workload:
         items = tuple(self.items[i] for i in indices)
         labels = tuple(self.labels[i] for i in indices) if self.labels is not None else None
-        return replace(self, items=items, labels=labels, name=name or self.name)
+        groups = self.groups
+        if isinstance(groups, tuple):
+            groups = tuple(groups[i] for i in indices)
+        return replace(self, items=items, labels=labels, name=name or self.name, groups=groups)
 
     def split(self, fraction: float = 0.5, seed: int | None = None) -> tuple[Workload, Workload]:
-        """A shuffled (tune, held-out) split: tune on the first, validate on the second."""
+        """A shuffled (tune, held-out) split: tune on the first, validate on the second.
+        With ``groups``, every group lands on one side."""
         tune, holdout = self.split_indices(fraction, seed)
         return (
             self.subset(tune, name=f"{self.name}[tune]"),
@@ -423,13 +437,25 @@ class Workload:
     def split_indices(
         self, fraction: float = 0.5, seed: int | None = None
     ) -> tuple[list[int], list[int]]:
-        """The item indices of :meth:`split`'s (tune, held-out) workloads, each sorted."""
+        """The item indices of :meth:`split`'s (tune, held-out) workloads, each sorted.
+
+        Without groups, items are shuffled one by one. With groups, whole groups are
+        shuffled and the tuning side takes groups until it holds the share of items
+        nearest ``fraction``; each side keeps at least one group."""
         if not 0 < fraction < 1:
             raise ConfigError("split fraction must be between 0 and 1")
+        rng = random.Random(self.seed if seed is None else seed)
+        if isinstance(self.groups, tuple):
+            return _group_split(self.name, self.groups, fraction, rng)
         order = list(range(len(self.items)))
-        random.Random(self.seed if seed is None else seed).shuffle(order)
+        rng.shuffle(order)
         cut = max(1, min(len(order) - 1, round(len(order) * fraction)))
         return sorted(order[:cut]), sorted(order[cut:])
+
+    @property
+    def group_count(self) -> int | None:
+        """Distinct groups, or ``None`` without groups."""
+        return len(set(self.groups)) if isinstance(self.groups, tuple) else None
 
     def timing_sample(self) -> tuple[Any, ...]:
         """The inputs speed is measured on: all of them, or ``timing_items`` evenly spaced."""
@@ -451,6 +477,7 @@ class Workload:
             "rate": self.rate,
             "trace": None if self.trace is None else len(self.trace.arrivals_s),
             "timing_items": self.timing_items,
+            "groups": self.group_count,
         }
 
     # -- loading ---------------------------------------------------------------------------
@@ -465,11 +492,13 @@ class Workload:
         *,
         field: str | None = None,
         label_field: str | None = None,
+        group_field: str | None = None,
         **options: Any,
     ) -> Workload:
         """One input per line. ``field`` picks a key from each object (else the whole
-        value is the input); ``label_field`` picks the label. A malformed line is an error
-        that names the line."""
+        value is the input); ``label_field`` picks the label; ``group_field`` the group
+        key (a case id, a user id: see ``groups``). A malformed line is an error that
+        names the line."""
         path = Path(path)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -479,6 +508,7 @@ class Workload:
             raise ConfigError(f"workload {path} is not UTF-8: {exc.reason}") from None
         items: list[Any] = []
         labels: list[Any] = []
+        groups: list[Any] = []
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -486,13 +516,18 @@ class Workload:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            for key in (field, label_field):
+            for key in (field, label_field, group_field):
                 if key is not None and (not isinstance(value, dict) or key not in value):
                     raise ConfigError(f"{path}:{number}: no field {key!r} in this line")
             items.append(value[field] if field is not None else value)
             if label_field is not None:
                 labels.append(value[label_field])
+            if group_field is not None:
+                group = value[group_field]
+                groups.append(tuple(group) if isinstance(group, list) else group)
         options.setdefault("name", path.stem)
+        if group_field is not None:
+            options["groups"] = groups
         return cls(items=tuple(items), labels=tuple(labels) if label_field else None, **options)
 
     @classmethod
@@ -504,6 +539,69 @@ class Workload:
         files = tuple(sorted(p for p in path.rglob(pattern) if p.is_file()))
         options.setdefault("name", path.name)
         return cls(items=files, **options)
+
+
+def _group_keys(name: str, items: tuple[Any, ...], groups: Any) -> tuple[Any, ...]:
+    """One hashable key per item, from a sequence of keys or a key function."""
+    if callable(groups):
+        keys = []
+        for position, item in enumerate(items):
+            try:
+                keys.append(groups(item))
+            except Exception as exc:
+                raise ConfigError(
+                    f"workload {name!r}: the groups function raised on item {position}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+    elif isinstance(groups, str | bytes | Mapping | set | frozenset) or not (
+        hasattr(groups, "__len__") and hasattr(groups, "__iter__")
+    ):
+        raise ConfigError(
+            f"workload {name!r}: groups must be a sequence of keys (one per item) or a "
+            f"function of an item, not {type(groups).__name__}"
+        )
+    else:
+        keys = list(groups)
+        if len(keys) != len(items):
+            raise ConfigError(
+                f"workload {name!r}: {len(keys)} group keys for {len(items)} items "
+                "(give one key per item)"
+            )
+    for position, key in enumerate(keys):
+        try:
+            hash(key)
+        except TypeError:
+            raise ConfigError(
+                f"workload {name!r}: group key of item {position} is a "
+                f"{type(key).__name__}, which is not hashable (use a string, a number or a "
+                "tuple)"
+            ) from None
+    return tuple(keys)
+
+
+def _group_split(
+    name: str, keys: tuple[Any, ...], fraction: float, rng: random.Random
+) -> tuple[list[int], list[int]]:
+    members: dict[Any, list[int]] = {}
+    for index, key in enumerate(keys):
+        members.setdefault(key, []).append(index)
+    if len(members) < 2:
+        raise ConfigError(
+            f"workload {name!r}: all {len(keys)} items are in one group, so no split can "
+            "keep groups apart (give at least two groups)"
+        )
+    order = list(members.values())
+    rng.shuffle(order)
+    target = len(keys) * fraction
+    taken, best_cut, best_gap = 0, 1, math.inf
+    for cut in range(1, len(order)):  # each side keeps at least one group
+        taken += len(order[cut - 1])
+        gap = abs(taken - target)
+        if gap < best_gap:
+            best_cut, best_gap = cut, gap
+    tune = sorted(i for group in order[:best_cut] for i in group)
+    holdout = sorted(i for group in order[best_cut:] for i in group)
+    return tune, holdout
 
 
 # -- requirements ------------------------------------------------------------------------

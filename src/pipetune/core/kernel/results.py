@@ -222,6 +222,104 @@ class Profile(_Serializable):
 
 
 @dataclass(frozen=True)
+class InFlight(_Serializable):
+    """What a change needs in flight to show its gain (batching, continuous batching).
+
+    A batch of one cannot be batched: the comparison that validates such a change gives
+    every timed pass at least ``inputs`` inputs (``pass_inputs``: a few full batches), and
+    with ``arrival="backlog"`` offers them all at once (offline: back to back, as a batch
+    job does; online and stream without a rate or trace of the user's: every request of
+    a pass arrives at its start). ``arrival="workload"`` keeps the workload's own arrival
+    process (an online batcher whose gain depends on the real rate). ``assumes`` is the
+    sentence the estimate carries ("8 requests in flight at once").
+    """
+
+    inputs: int = 1
+    arrival: Literal["backlog", "workload"] = "backlog"
+    assumes: str = ""
+    batches_per_pass: int = 2
+
+    def __post_init__(self) -> None:
+        from pipetune.core.kernel.errors import ConfigError
+
+        if not isinstance(self.inputs, int) or self.inputs < 1:
+            raise ConfigError(f"in_flight inputs must be an integer >= 1, not {self.inputs!r}")
+        if self.arrival not in ("backlog", "workload"):
+            raise ConfigError(
+                f"in_flight arrival must be 'backlog' or 'workload', not {self.arrival!r}"
+            )
+        if not isinstance(self.batches_per_pass, int) or self.batches_per_pass < 1:
+            raise ConfigError("in_flight batches_per_pass must be an integer >= 1")
+
+    @property
+    def pass_inputs(self) -> int:
+        """The fewest inputs a timed pass may hold."""
+        return self.inputs * self.batches_per_pass
+
+    def describe(self) -> str:
+        if self.assumes:
+            return self.assumes
+        how = "arriving at once" if self.arrival == "backlog" else "at the workload's arrivals"
+        return f"{self.inputs} inputs in flight, {how}"
+
+
+@dataclass(frozen=True)
+class ExecutionContext(_Serializable):
+    """The thread and runtime settings a measurement was taken under.
+
+    A recipe carries the context its figures were measured in, and ``load_recipe`` applies
+    it (or warns, naming both settings, when the process differs): the same change can be
+    several times faster or slower under another thread count or calling thread.
+
+    Fields:
+        calling_thread: where the timed passes ran: ``main`` (the process's main thread,
+            as a plain script calls ``pipeline.run``), ``caller`` (the thread that asked
+            for the measurement, not the main one) or ``worker`` (a runtime worker thread;
+            online and stream serving).
+        mode: the runtime mode (offline, online, stream).
+        threads_requested: the count pinned for every library (``--threads``); ``None``
+            when the process's own settings were measured as they were.
+        torch_intra_op, torch_inter_op, faiss_omp: the counts in force (``None``: the
+            library was not loaded).
+        blas: the native thread pools in force, by library (threadpoolctl's view:
+            ``{"openblas": 2, "openmp": 2}``), when threadpoolctl is installed.
+        env: the thread environment variables (``OMP_NUM_THREADS``...) as they were.
+        cpu_affinity: the CPUs the process could run on.
+        stages: per-stage settings, by stage name, for a plan that gives stages their
+            own thread counts (``{"rank": {"torch_intra_op": 1}}``); empty: one setting
+            for the whole pipeline.
+        notes: what could not be set or recorded.
+    """
+
+    calling_thread: str = "main"
+    mode: str = "offline"
+    threads_requested: int | None = None
+    torch_intra_op: int | None = None
+    torch_inter_op: int | None = None
+    faiss_omp: int | None = None
+    blas: Mapping[str, int] = field(default_factory=dict)
+    env: Mapping[str, str | None] = field(default_factory=dict)
+    cpu_affinity: int | None = None
+    stages: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line: ``main thread; torch 2 intra-op / 2 inter-op; openblas 2``."""
+        parts = [f"{self.calling_thread} thread"]
+        if self.threads_requested is not None:
+            parts.append(f"pinned to {self.threads_requested}")
+        if self.torch_intra_op is not None:
+            parts.append(f"torch {self.torch_intra_op} intra-op / {self.torch_inter_op} inter-op")
+        if self.faiss_omp is not None:
+            parts.append(f"faiss {self.faiss_omp}")
+        parts += [f"{name} {count}" for name, count in sorted(self.blas.items())]
+        set_env = {k: v for k, v in self.env.items() if v is not None}
+        if set_env:
+            parts.append(" ".join(f"{k}={v}" for k, v in sorted(set_env.items())))
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class Proposal(_Serializable):
     """A change a plugin proposes for one stage.
 
@@ -251,6 +349,9 @@ class Proposal(_Serializable):
     fidelity_kind: str | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     est_e2e_speedup: float | None = None
+    #: What the estimate assumes in flight (a batch needs several inputs at once); the
+    #: validator sizes its passes from it (see :class:`InFlight`).
+    in_flight: InFlight | None = None
 
     @property
     def key(self) -> str:
@@ -272,6 +373,9 @@ class Tuned(_Serializable):
     artifacts: Mapping[str, str] = field(default_factory=dict)
     notes: Mapping[str, Any] = field(default_factory=dict)
     est_stage_speedup: float | None = None
+    #: What the tuned setting needs in flight to show its gain (the batch size found);
+    #: overrides the proposal's.
+    in_flight: InFlight | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +394,7 @@ class Change(_Serializable):
     artifacts: Mapping[str, str] = field(default_factory=dict)
     fidelity_kind: str | None = None
     params_version: int | None = None
+    in_flight: InFlight | None = None
 
     @classmethod
     def from_proposal(cls, proposal: Proposal, tuned: Tuned | None = None) -> Change:
@@ -301,6 +406,7 @@ class Change(_Serializable):
             params={**proposal.params, **tuned.params},
             artifacts=dict(tuned.artifacts),
             fidelity_kind=proposal.fidelity_kind,
+            in_flight=tuned.in_flight or proposal.in_flight,
         )
 
 
@@ -313,7 +419,12 @@ class Fidelity(_Serializable):
     higher-is-better (agreement, recall, 1 - normalized error); raw figures go in
     ``details``. ``ci`` is a confidence interval for ``value`` (Wilson for proportions).
     ``judged_by`` is the plugin whose metric judged, ``output_kind`` the output kind it
-    judged (empty for a change-specific assessment); the host sets both."""
+    judged (empty for a change-specific assessment); the host sets both.
+
+    ``gate`` is set by the validator: ``met`` (for a proportion, the interval's lower bound
+    clears the threshold too), ``unproven`` (the value clears it but the lower bound does
+    not: too few items to tell; ``items_to_prove`` more, agreeing as these did, would
+    prove it) or ``missed``."""
 
     metric: str
     value: float
@@ -323,10 +434,16 @@ class Fidelity(_Serializable):
     details: Mapping[str, Any] = field(default_factory=dict)
     judged_by: str = ""
     output_kind: str = ""
+    gate: Literal["met", "unproven", "missed"] | None = None
+    items_to_prove: int | None = None
 
     @property
     def passed(self) -> bool:
         return self.threshold is None or self.value >= self.threshold
+
+    @property
+    def unproven(self) -> bool:
+        return self.gate == "unproven"
 
 
 @dataclass(frozen=True)
@@ -365,6 +482,9 @@ class Recipe(_Serializable):
     created: str = ""
     fidelity: Fidelity | None = None
     schema_version: str = SCHEMA_VERSION
+    #: The thread and runtime settings the recipe's figures were measured under;
+    #: ``load_recipe`` applies them (or warns when the process differs).
+    execution: ExecutionContext | None = None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -29,15 +29,25 @@ from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import ConfigError, PipetuneError, StoreError
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
-from pipetune.core.kernel.results import Profile, Proposal, Trial
+from pipetune.core.kernel.results import ExecutionContext, Profile, Proposal, Trial
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.loop import planner
+from pipetune.core.loop.overlap import find_overlap
 from pipetune.core.loop.paths import store_dir
 from pipetune.core.loop.recipes import make_recipe
 from pipetune.core.loop.store import RunStore
+from pipetune.core.measure import execution
 from pipetune.core.measure.comparison import RuntimeSpec, compare
+from pipetune.core.measure.coverage import merge_in_flight
+from pipetune.core.measure.load import HostLoadMeter, noisy_warning
 from pipetune.core.measure.machine import detect_machine
-from pipetune.core.measure.validator import Outcome, Validator, ValidatorSettings
+from pipetune.core.measure.validator import (
+    Outcome,
+    Validator,
+    ValidatorSettings,
+    items_needed,
+    unproven_sentence,
+)
 from pipetune.core.report.model import Report, quantiles
 from pipetune.core.runtime.offline import run_offline
 from pipetune.core.runtime.threads import pin_threads
@@ -49,6 +59,12 @@ if TYPE_CHECKING:
 EXIT_REQUIREMENTS_UNMET = 3
 #: Below this many inputs the workload is not split: tuned and validated on the same items.
 MIN_SPLIT_ITEMS = 20
+#: The calibration split (static int8 scales, a quantized model's ranges) is this share of
+#: the tuning split, at most :data:`CALIBRATION_MAX_ITEMS` inputs.
+CALIBRATION_FRACTION = 0.2
+CALIBRATION_MAX_ITEMS = 32
+#: Output kinds whose fidelity is a proportion (a gate needs enough items to be proven).
+PROPORTION_KINDS = ("labels", "ranked_ids", "tokens", "token_ids", "frame_labels")
 
 
 class Optimized(NamedTuple):
@@ -65,8 +81,8 @@ class LoopSettings:
     Args:
         max_trials: stop after this many trials (accepted or not).
         time_budget_s: start no new trial after this many seconds.
-        tune_fraction: the share of the workload used for tuning; the rest is held out
-            for validation.
+        tune_fraction: the share of the workload used for tuning (a calibration split of
+            its own is carved out of it); the rest is held out for validation.
         validator: rounds, confidence, timeouts.
         final_compare: re-measure the final pipeline against the original side by side.
         detailed_profiles: give the baseline and the final pipeline every profiler pass
@@ -223,11 +239,13 @@ class _Loop:
         self._current: Pipeline = original
         self._current_profile: Profile | None = None
         self._baseline_throughput: float | None = None
+        self.overlap: dict[str, Any] | None = None
+        self.execution: ExecutionContext = execution.capture(mode=runtime.mode)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> Optimized:
         machine = detect_machine()
-        tune, holdout = self._split()
+        tune, calibration, holdout = self._split()
         if self.store is not None:
             self.run_id = self.store.start_run(
                 self.original.name,
@@ -241,7 +259,7 @@ class _Loop:
             # measured under the same counts, and a library a candidate loads mid-run
             # (faiss, onnxruntime) starts with them too.
             with pin_threads(self.runtime.threads):
-                report = self._run(tune, holdout)
+                report = self._run(tune, calibration, holdout)
             status = "interrupted" if report.stopped == "interrupted" else "finished"
             return Optimized(self._final_pipeline, report)
         except KeyboardInterrupt:
@@ -264,7 +282,12 @@ class _Loop:
                     )
                 self._record("finish_run", self.run_id, status, summary=summary, report=report_data)
 
-    def _run(self, tune: Workload, holdout: Workload) -> Report:
+    def _run(self, tune: Workload, calibration: Workload, holdout: Workload) -> Report:
+        meter = HostLoadMeter().start()
+        self.execution = execution.capture(
+            calling=_calling(self.runtime), mode=self.runtime.mode, requested=self.runtime.threads
+        )
+        self._check_splits(tune, holdout)
         self.log(f"profiling {self.original.name} on {len(self.workload)} inputs")
         baseline = self._profile(self.original, full=True)
         self._store_profile("baseline", baseline)
@@ -292,7 +315,7 @@ class _Loop:
             tune_outputs = (
                 cached_tune if cached_tune is not None else self._outputs(self.original, tune)
             )
-            stopped = self._greedy(validator, tune, tune_outputs)
+            stopped = self._greedy(validator, tune, calibration, tune_outputs)
         except KeyboardInterrupt:
             stopped = "interrupted"
             self.warnings.append("interrupted: the report covers the trials that finished")
@@ -312,17 +335,17 @@ class _Loop:
                     "interrupted during the final measurement: the figures are the last "
                     "profile's, not a side-by-side re-measurement"
                 )
-        speedup = _ratio(current_profile.throughput_rps, baseline.throughput_rps)
-        if comparison is not None:  # side by side beats two profiles taken apart
-            speedup = comparison.get("speedup", {}).get("throughput", speedup)
-        misses = tuple(
-            self.requirements.check(
-                current_profile.throughput_rps, _latency_dict(current_profile), speedup
-            )
-        )
+        misses, stopped = self._misses(baseline, current_profile, comparison, stopped)
         fidelity = self.accepted[-1][1].fidelity if self.accepted else None
+        host_load = meter.stop().to_dict()
+        noisy = noisy_warning(host_load, "figures of this run")
+        if noisy:
+            self.warnings.append(noisy)
         recipe = make_recipe(
-            self.original, [t.change for _, t in self.accepted if t.change], fidelity
+            self.original,
+            [t.change for _, t in self.accepted if t.change],
+            fidelity,
+            execution=self.execution,
         )
         if self.store is not None and self.run_id is not None:
             self._record("add_recipe", self.run_id, recipe)
@@ -337,7 +360,7 @@ class _Loop:
             proposals=tuple(self.proposals.values()),
             comparison=comparison,
             requirements_met=not misses,
-            misses=misses,
+            misses=tuple(misses),
             stopped=stopped,
             recipe=recipe,
             fidelity=fidelity,
@@ -346,15 +369,41 @@ class _Loop:
             workload={
                 **self.workload.describe(),
                 "tune_items": len(tune),
+                "calibration_items": len(calibration),
                 "holdout_items": len(holdout),
+                "holdout_overlap": self.overlap,
             },
+            host_load=host_load,
+            execution=self.execution.to_dict(),
             warnings=tuple(dict.fromkeys(self.warnings)),
             duration_s=time.monotonic() - self.started,
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
         return self._report
 
-    def _greedy(self, validator: Validator, tune: Workload, tune_outputs: list[Any]) -> str:
+    def _misses(
+        self,
+        baseline: Profile,
+        final: Profile,
+        comparison: Mapping[str, Any] | None,
+        stopped: str,
+    ) -> tuple[list[str], str]:
+        """The requirements the final pipeline misses, and why the loop stopped, in words
+        that do not contradict them (a gate left unproven is not a requirement met)."""
+        speedup = _ratio(final.throughput_rps, baseline.throughput_rps)
+        if comparison is not None:  # side by side beats two profiles taken apart
+            speedup = comparison.get("speedup", {}).get("throughput", speedup)
+        misses = self.requirements.check(final.throughput_rps, _latency_dict(final), speedup)
+        fidelity = self.accepted[-1][1].fidelity if self.accepted else None
+        if fidelity is not None and fidelity.unproven:
+            misses.append(f"fidelity gate unproven: {unproven_sentence(fidelity)}")
+            if stopped == "requirements met":
+                stopped = "speed requirements met; the fidelity gate is unproven"
+        return misses, stopped
+
+    def _greedy(
+        self, validator: Validator, tune: Workload, calibration: Workload, tune_outputs: list[Any]
+    ) -> str:
         """Try proposals best first until a stop condition; returns why it stopped."""
         bounded = _has_bounds(self.requirements)
         while True:
@@ -386,9 +435,13 @@ class _Loop:
                 budget = self._budget_spent()
                 if budget:
                     return budget
-                outcome = self._try(validator, ranked, tune, tune_outputs)
+                validator.time_budget_s = self._time_left()
+                outcome = self._try(validator, ranked, tune, calibration, tune_outputs)
                 if outcome.trial.status == "accepted" and outcome.candidate is not None:
                     self._accept(ranked.proposal, outcome.trial, outcome.candidate)
+                    # the next trials compare against this pipeline: size them from it
+                    validator.expected_item_s = self._current_profile.latency_ms.mean / 1000.0
+                    validator.expected_item_s = validator.expected_item_s or None
                     accepted_one = True
                     break
             if not accepted_one:
@@ -399,6 +452,7 @@ class _Loop:
         validator: Validator,
         ranked: planner.Ranked,
         tune: Workload,
+        calibration: Workload,
         tune_outputs: list[Any],
     ) -> Outcome:
         proposal = ranked.proposal
@@ -416,6 +470,7 @@ class _Loop:
             profile=self._current_profile,
             log=self.log,
             baseline_outputs=tune_outputs,
+            calibration=calibration,
         )
         outcome = validator.try_proposal(
             proposal, self._current, context, profile=self._current_profile
@@ -450,15 +505,57 @@ class _Loop:
         self._note_hook_failures()
 
     # -- pieces ----------------------------------------------------------------------------
-    def _split(self) -> tuple[Workload, Workload]:
+    def _split(self) -> tuple[Workload, Workload, Workload]:
+        """(tune, calibration, held-out) workloads; see :meth:`_split_indices`."""
         n = len(self.workload)
         if n < MIN_SPLIT_ITEMS:
             self.warnings.append(
                 f"the workload has {n} inputs, too few to hold out a validation split: "
-                "changes are tuned and validated on the same inputs"
+                "changes are tuned, calibrated and validated on the same inputs"
             )
-            return self.workload, self.workload
-        return self.workload.split(self.settings.tune_fraction)
+            return self.workload, self.workload, self.workload
+        tune, calibration, holdout = self._split_indices()
+        name = self.workload.name
+        return (
+            self.workload.subset(tune, name=f"{name}[tune]"),
+            self.workload.subset(calibration, name=f"{name}[calibration]"),
+            self.workload.subset(holdout, name=f"{name}[holdout]"),
+        )
+
+    def _split_indices(self) -> tuple[list[int], list[int], list[int]]:
+        """Tune, calibration and held-out item indices (group-aware when the workload has
+        groups). The calibration split is carved out of the tuning share: it is never
+        evaluated on, by the tune steps or by the validator."""
+        tune, holdout = self.workload.split_indices(self.settings.tune_fraction)
+        share = min(CALIBRATION_FRACTION, CALIBRATION_MAX_ITEMS / max(len(tune), 1))
+        part = self.workload.subset(tune)
+        if len(tune) < 4 or (part.group_count is not None and part.group_count < 2):
+            self.warnings.append(
+                "the tuning split is too small to spare a calibration split: calibration "
+                "draws from the tuning split"
+            )
+            return tune, tune, holdout
+        calibration, rest = part.split_indices(share, seed=self.workload.seed + 1)
+        return [tune[i] for i in rest], [tune[i] for i in calibration], holdout
+
+    def _check_splits(self, tune: Workload, holdout: Workload) -> None:
+        """Exact duplicates across the split, and whether the held-out split can prove
+        the fidelity gate at all (a workload too small says so, with the number needed)."""
+        if tune is not holdout:
+            overlap = find_overlap(tune.items, holdout.items)
+            self.overlap = overlap.to_dict()
+            if overlap.warning():
+                self.warnings.append(overlap.warning())
+        floor = 1.0 - self.requirements.max_accuracy_drop
+        needed = items_needed(floor)
+        if self.original.output_kind in PROPORTION_KINDS and needed > len(holdout):
+            share = 1.0 - self.settings.tune_fraction
+            self.warnings.append(
+                f"the held-out split has {len(holdout)} inputs; the {floor:.1%} fidelity gate "
+                f"needs at least {needed} (with none disagreeing) to be proven, so any kept "
+                f"change's gate will be reported unproven: give the workload at least "
+                f"{int(needed / share) + 1} inputs ({share:.0%} are held out)"
+            )
 
     def _cached_outputs(self) -> tuple[list[Any] | None, list[Any] | None]:
         """The given baseline outputs for the (tune, held-out) split, as :meth:`_split`
@@ -468,7 +565,7 @@ class _Loop:
         outputs = self.baseline_outputs
         if len(self.workload) < MIN_SPLIT_ITEMS:
             return list(outputs), list(outputs)
-        tune, holdout = self.workload.split_indices(self.settings.tune_fraction)
+        tune, _, holdout = self._split_indices()
         return [outputs[i] for i in tune], [outputs[i] for i in holdout]
 
     def _outputs(self, pipeline: Pipeline, workload: Workload) -> list[Any]:
@@ -477,6 +574,11 @@ class _Loop:
 
     def _final_compare(self, final: Pipeline, holdout: Workload) -> dict[str, Any] | None:
         self.log("re-measuring the final pipeline against the original, side by side")
+        needs = [t.change.in_flight for _, t in self.accepted if t.change is not None]
+        settings = replace(
+            self.settings.validator.compare,
+            in_flight=merge_in_flight(self.settings.validator.compare.in_flight, *needs),
+        )
         try:
             result = compare(
                 self.original,
@@ -484,7 +586,7 @@ class _Loop:
                 holdout.items,
                 metric=self.requirements.metric,
                 runtime=self.runtime,
-                settings=self.settings.validator.compare,
+                settings=settings,
             )
         except PipetuneError as exc:
             self.warnings.append(f"the final side-by-side measurement failed: {exc}")
@@ -495,6 +597,11 @@ class _Loop:
             "after": quantiles(result.latencies_ms["b"]),
         }
         return data
+
+    def _time_left(self) -> float | None:
+        if self.settings.time_budget_s is None:
+            return None
+        return max(0.0, self.settings.time_budget_s - (time.monotonic() - self.started))
 
     def _budget_spent(self) -> str:
         if self.settings.max_trials is not None and len(self.trials) >= self.settings.max_trials:
@@ -544,6 +651,14 @@ class _Loop:
             )
             self.log(f"run store: {exc}")
             self.store = None
+
+
+def _calling(runtime: RuntimeSpec) -> str:
+    """Where the timed passes run: the calling thread offline, the runtime's workers
+    online and in stream mode."""
+    if runtime.mode == "offline" and runtime.calling_thread == "caller":
+        return execution.calling_thread()
+    return "worker"
 
 
 def _has_bounds(requirements: Requirements) -> bool:

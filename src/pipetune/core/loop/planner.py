@@ -338,4 +338,6 @@ def describe(ranked: Ranked) -> Mapping[str, Any]:
         "note": ranked.note,
         "cannot_matter": ranked.cannot_matter,
         "conflicts": list(p.conflicts),
+        # what the estimate assumes in flight (a batch), when the change needs several
+        "assumes": p.in_flight.describe() if p.in_flight is not None else None,
     }

@@ -12,6 +12,10 @@ and both versions. This is production start-up::
     pipeline = pipetune.load_recipe(build_pipeline(), "recipe.json")
 
 A recipe made for another pipeline is refused with the stage it needs and does not find.
+A recipe also records the thread and runtime settings its figures were measured under
+(:class:`~pipetune.core.kernel.results.ExecutionContext`); :func:`load_recipe` applies a
+pinned setting to the loading process and warns, naming both settings, when the process
+differs (:func:`pipetune.core.measure.execution.reconcile`).
 """
 
 from __future__ import annotations
@@ -23,20 +27,25 @@ from typing import TYPE_CHECKING, Any
 
 from pipetune.core.kernel.errors import ConfigError, PipelineError, PipetuneError, PluginError
 from pipetune.core.kernel.model import Pipeline
-from pipetune.core.kernel.results import Change, Fidelity, Recipe
+from pipetune.core.kernel.results import Change, ExecutionContext, Fidelity, Recipe
 from pipetune.core.loop.paths import store_dir
 from pipetune.core.measure.machine import detect_machine
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.manager import PipetunePluginManager
+    from pipetune.core.measure.execution import Policy
 
 ALL_STAGES = "*"
 
 
 def make_recipe(
-    original: Pipeline, changes: Sequence[Change], fidelity: Fidelity | None = None
+    original: Pipeline,
+    changes: Sequence[Change],
+    fidelity: Fidelity | None = None,
+    *,
+    execution: ExecutionContext | None = None,
 ) -> Recipe:
-    """The recipe for ``changes`` accepted on ``original``."""
+    """The recipe for ``changes`` accepted on ``original``, measured under ``execution``."""
     from pipetune import __version__
 
     return Recipe(
@@ -47,6 +56,7 @@ def make_recipe(
         pipetune_version=__version__,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         fidelity=fidelity,
+        execution=execution,
     )
 
 
@@ -135,6 +145,7 @@ def load_recipe(
     *,
     pm: PipetunePluginManager | None = None,
     artifacts_dir: str | Path | None = None,
+    execution: Policy = "apply",
 ) -> Pipeline:
     """Re-apply a saved recipe to ``pipeline`` (production start-up): no tuning, no
     rebuilding of artifacts. ``pipeline`` is not modified; a new pipeline is returned.
@@ -144,8 +155,14 @@ def load_recipe(
         pm: the plugin manager (default: a fresh one with every installed plugin).
         artifacts_dir: where the recipe's artifacts live (default: the run store's
             ``artifacts`` folder, ``.pipetune/artifacts``).
+        execution: what to do with the thread settings the recipe was measured under:
+            ``apply`` (default) sets a pinned count (``--threads N``) on this process and
+            warns where the process differs from an unpinned measurement; ``warn`` only
+            warns (an :class:`~pipetune.core.measure.execution.ExecutionContextWarning`
+            naming both settings); ``ignore`` does neither.
     """
     from pipetune.core.kernel.manager import get_plugin_manager
+    from pipetune.core.measure.execution import reconcile
 
     loaded = as_recipe(recipe)
     if not isinstance(pipeline, Pipeline):
@@ -154,7 +171,9 @@ def load_recipe(
     pm = pm or get_plugin_manager()
     folder = Path(artifacts_dir) if artifacts_dir is not None else store_dir() / "artifacts"
     name = recipe if isinstance(recipe, str | Path) else f"recipe for {loaded.pipeline!r}"
-    return apply_changes(pm, pipeline, loaded.changes, folder, recipe_name=str(name))
+    applied = apply_changes(pm, pipeline, loaded.changes, folder, recipe_name=str(name))
+    reconcile(loaded.execution, execution, what=str(name))
+    return applied
 
 
 def revalidate(

@@ -14,6 +14,18 @@ same pipeline against itself by 1-2 % in B's favour. Any warm state a change add
 cache) is reset before *every* pass (:mod:`pipetune.core.kernel.state`), so no pass inherits
 what an earlier pass computed.
 
+Which inputs, how many (:mod:`pipetune.core.measure.coverage`): the rounds walk the whole
+split in a spread order and cover at least ``min(all, 100)`` distinct inputs unless the
+time budget forbids it (the result says so); passes are sized from a probe of both
+pipelines as they are now; a change that needs several inputs in flight (a batch) gets
+passes that can form its batches. Every result carries how many inputs and latency
+samples stand behind it, and the host's load while it ran.
+
+Where (:mod:`pipetune.core.measure.execution`): offline passes run in the thread that calls
+:func:`compare`, as a plain script calls ``pipeline.run`` (``RuntimeSpec.calling_thread``);
+the warm-up before them runs on a worker thread under a deadline, so a pipeline that hangs
+is stopped there and named.
+
 Why the bootstrap is expanded: the rounds are few (5-20), and a plain percentile bootstrap
 is too narrow for small samples (it behaves like a z-interval with a biased variance), so
 "the same pipeline against itself" would win too often. We use Hesterberg's expanded
@@ -24,7 +36,6 @@ keeps the bootstrap's shape and the t-interval's small-sample coverage.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,8 +45,25 @@ import numpy as np
 
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Trace, Workload
+from pipetune.core.kernel.results import InFlight
 from pipetune.core.kernel.state import reset_state
-from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.measure.coverage import (
+    MIN_INPUTS,
+    RoundPlan,
+    coverage_text,
+    merge_in_flight,
+    plan_rounds,
+    serving_in_flight,
+    spread_order,
+)
+from pipetune.core.measure.load import HostLoadMeter
+from pipetune.core.measure.stats import (
+    expanded_tail,
+    min_samples_for_quantile,
+    percentiles_ms,
+    quantile_supported,
+)
+from pipetune.core.measure.stats import t_quantile as t_quantile  # re-exported
 from pipetune.core.runtime.offline import RunResult, run_offline
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.core.runtime.threads import pin_threads
@@ -55,6 +83,8 @@ class RuntimeSpec:
     ``stream``. ``threads``: the thread count pinned for both sides (torch intra-op,
     OpenMP/BLAS, faiss; :func:`pipetune.core.runtime.threads.pin_threads`); ``None`` freezes the
     count in force, so a library a candidate loads mid-run gets the same count too.
+    ``calling_thread``: ``caller`` times offline passes in the thread that calls (as a
+    plain script calls ``pipeline.run``); ``worker`` on a runtime worker thread.
     """
 
     mode: str = "offline"
@@ -62,6 +92,7 @@ class RuntimeSpec:
     trace: Trace | None = None
     threads: int | None = None
     seed: int = 0
+    calling_thread: str = "caller"
 
     @classmethod
     def from_workload(cls, workload: Workload, **overrides: Any) -> RuntimeSpec:
@@ -81,6 +112,7 @@ class RuntimeSpec:
             "trace": None if self.trace is None else len(self.trace.arrivals_s),
             "threads": self.threads,
             "seed": self.seed,
+            "calling_thread": self.calling_thread,
         }
 
 
@@ -88,13 +120,19 @@ class RuntimeSpec:
 class CompareSettings:
     """How hard to look. ``rounds`` ABBA rounds of ``items_per_round`` inputs each
     (default: as many inputs as fit in ``round_target_s`` per pass, at least
-    ``min_items_per_round``)."""
+    ``min_items_per_round``, and enough for the rounds to cover ``min_inputs`` distinct
+    inputs; see :mod:`pipetune.core.measure.coverage`). ``time_budget_s`` caps the
+    estimated time of the first look (the result then says what it could not cover);
+    ``in_flight`` is what the candidate needs in flight to show its gain."""
 
     rounds: int = 8
     max_rounds: int | None = None  # a second look up to this many rounds when undecided
     round_target_s: float = 0.5
     items_per_round: int | None = None
     min_items_per_round: int = 1  # slow pipelines (seconds per input) get short rounds
+    min_inputs: int = MIN_INPUTS
+    time_budget_s: float | None = None
+    in_flight: InFlight | None = None
     confidence: float = 0.95
     bootstrap: int = 2000
     timeout_factor: float = 10.0
@@ -108,6 +146,8 @@ class CompareSettings:
             raise ConfigError("max_rounds must be at least rounds")
         if not 0.5 < self.confidence < 1:
             raise ConfigError("confidence must be between 0.5 and 1")
+        if self.min_inputs < 1:
+            raise ConfigError("min_inputs must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -143,10 +183,25 @@ class Comparison:
     confidence: float = 0.95
     threads: Mapping[str, Any] = field(default_factory=dict)  # the settings both ran under
     looks: int = 1  # 2 when the first look was undecided and more rounds were run
+    inputs_timed: int = 0  # distinct inputs the rounds covered
+    inputs_total: int = 0  # inputs in the split
+    samples_per_side: int = 0  # latency samples behind each side's percentiles
+    coverage_note: str = ""  # why coverage falls short of the rule, when it does
+    host_load: Mapping[str, Any] | None = None  # the host's load while the rounds ran
+    in_flight: InFlight | None = None  # what the candidate needed in flight
 
     @property
     def primary(self) -> float:
         return self.speedup[self.metric]
+
+    @property
+    def coverage(self) -> str:
+        """``timed on N of M inputs, S latency samples per side``."""
+        return coverage_text(self.inputs_timed, self.inputs_total, self.samples_per_side)
+
+    def shown(self, metric: str) -> bool:
+        """Whether enough latency samples stand behind ``metric`` to show it."""
+        return quantile_supported(metric, self.samples_per_side)
 
     @property
     def primary_ci(self) -> tuple[float, float]:
@@ -172,6 +227,14 @@ class Comparison:
             "threads": dict(self.threads),
             "a": _side_dict(self.a),
             "b": _side_dict(self.b),
+            "inputs_timed": self.inputs_timed,
+            "inputs_total": self.inputs_total,
+            "samples_per_side": self.samples_per_side,
+            "coverage": self.coverage,
+            "coverage_note": self.coverage_note,
+            "quantiles_shown": {m: self.shown(m) for m in ("p50", "p95", "p99")},
+            "host_load": None if self.host_load is None else dict(self.host_load),
+            "in_flight": None if self.in_flight is None else self.in_flight.to_dict(),
         }
 
 
@@ -195,10 +258,14 @@ def run_pass(
     *,
     timeout_s: float | None = None,
     spans: bool = False,
+    inline: bool = False,
 ) -> RunResult:
     """One pass of ``items`` through ``pipeline`` under ``runtime``, serving the pipeline
     as its ``meta["serving"]`` says (batch size, batching delay). Raises
     :class:`~pipetune.core.kernel.errors.StageError` (or ``StageTimeout``) naming the stage.
+
+    ``inline``: offline, run in the calling thread (no deadline: ``timeout_s`` is not
+    enforced) rather than on a worker thread under it.
 
     Online, both sides of a comparison get the same arrival process: the same rate (or
     trace) and the same seed, so the same requests arrive at the same offsets.
@@ -210,7 +277,7 @@ def run_pass(
             items,
             batch_size=serving.batch_size,
             on_error="stop",
-            timeout_s=timeout_s,
+            timeout_s=None if inline else timeout_s,
             spans=spans,
         )
     if runtime.mode == "online":
@@ -280,6 +347,17 @@ class _Round:
     a_items: int = 0
     b_items: int = 0
 
+    def add(self, side: str, result: RunResult) -> None:
+        latency = np.asarray(result.latency_s, dtype=float)
+        if side == "a":
+            self.a_latency.append(latency)
+            self.a_wall += result.wall_s
+            self.a_items += result.completed
+        else:
+            self.b_latency.append(latency)
+            self.b_wall += result.wall_s
+            self.b_items += result.completed
+
 
 def compare(
     a: Pipeline,
@@ -328,79 +406,134 @@ def _compare(
     if not items:
         raise ConfigError("cannot compare pipelines on an empty workload")
     log = log or (lambda message: None)
-    batch_a = ServingOptions.of(a).batch_size
-    batch_b = ServingOptions.of(b).batch_size
-
-    probe_n = 4
-    if expected_item_s:  # a slow pipeline (seconds per input) warms up on one input
-        probe_n = max(1, min(4, int(settings.round_target_s / expected_item_s)))
-    probe = items[: min(len(items), probe_n)]
-    timeout = _timeout(settings, expected_item_s, len(probe))
-    # Warm-up (discarded): import-time work, lazy initialization, first-call compilation.
-    probe_s = []
-    for pipeline in (a, b):
-        reset_state(pipeline)
-        start = time.perf_counter()
-        # offline: a warm-up that also measures capacity (online needs a rate first)
-        run_pass(pipeline, probe, replace(runtime, mode="offline"), timeout_s=timeout)
-        probe_s.append((time.perf_counter() - start) / len(probe))
-    per_item = max(expected_item_s or 0.0, max(probe_s), 1e-6)
-    if runtime.mode != "offline" and runtime.rate is None and runtime.trace is None:
-        # No arrival rate given: offer both sides the same load, a fraction of A's
-        # measured capacity (as the profiler does), and record it.
-        runtime = replace(runtime, rate=AUTO_RATE_FRACTION / max(probe_s[0], 1e-6))
-        log(f"no arrival rate given: offering {runtime.rate:.1f} requests/s to both sides")
-    if settings.items_per_round:
-        size = min(len(items), settings.items_per_round)
-    else:
-        size = int(settings.round_target_s / per_item)
-        size = min(len(items), max(settings.min_items_per_round, size))
-    timeout = _timeout(settings, per_item, size)
-
+    batches = {"a": ServingOptions.of(a).batch_size, "b": ServingOptions.of(b).batch_size}
+    # what the candidate says it needs in flight, and what either side's batches need
+    in_flight = merge_in_flight(settings.in_flight, serving_in_flight(*batches.values()))
+    settings = replace(settings, in_flight=in_flight)
+    per_item, probe_s = _probe(a, b, items, runtime, settings, expected_item_s)
+    plan = plan_rounds(
+        len(items),
+        settings.rounds,
+        probe_s,
+        round_target_s=settings.round_target_s,
+        min_items_per_round=settings.min_items_per_round,
+        items_per_round=settings.items_per_round,
+        min_inputs=settings.min_inputs,
+        time_budget_s=settings.time_budget_s,
+        in_flight=settings.in_flight,
+        min_samples=min_samples_for_quantile(metric),
+    )
+    if plan.note:
+        log(plan.note)
+    runtime = _arrivals(runtime, in_flight, probe_s[0], plan.size, log)
+    timeout = _timeout(settings, per_item, plan.size)
+    inline = runtime.mode == "offline" and runtime.calling_thread == "caller"
     rounds: list[_Round] = []
+    seen: set[int] = set()
     stage_totals = {"a": _StageTotals(), "b": _StageTotals()}
+    meter = HostLoadMeter().start()
 
     def run_rounds(count: int) -> None:
         for _ in range(count):
             r = len(rounds)
-            chunk = _chunk(items, r, size)
+            indices = plan.chunk(r)
+            seen.update(indices)
+            chunk = [items[i] for i in indices]
             this = _Round()
             # ABBA, then BAAB: the first pass of a round meets a new chunk of inputs with
             # cold caches; alternating who goes first keeps that cost off one side.
             for side in ("a", "b", "b", "a") if r % 2 == 0 else ("b", "a", "a", "b"):
-                pipeline, batch = (a, batch_a) if side == "a" else (b, batch_b)
+                pipeline = a if side == "a" else b
                 reset_state(pipeline)
-                result = run_pass(pipeline, chunk, runtime, timeout_s=timeout)
-                latency = np.asarray(result.latency_s, dtype=float)
-                if side == "a":
-                    this.a_latency.append(latency)
-                    this.a_wall += result.wall_s
-                    this.a_items += result.completed
-                else:
-                    this.b_latency.append(latency)
-                    this.b_wall += result.wall_s
-                    this.b_items += result.completed
-                stage_totals[side].add(stage_seconds(result, batch), result.completed)
+                result = run_pass(pipeline, chunk, runtime, timeout_s=timeout, inline=inline)
+                this.add(side, result)
+                stage_totals[side].add(stage_seconds(result, batches[side]), result.completed)
             rounds.append(this)
             log(f"round {r + 1}: {_round_metric_ratio(this, metric):.3f}x")
 
+    def finish(look: int) -> Comparison:
+        result = _result(rounds, stage_totals, metric, plan, runtime, settings, look=look)
+        return replace(
+            result,
+            inputs_timed=len(seen),
+            inputs_total=len(items),
+            host_load=meter.stop().to_dict(),
+        )
+
     run_rounds(settings.rounds)
-    result = _result(rounds, stage_totals, metric, size, runtime, settings, look=1)
+    result = finish(1)
     extra = (settings.max_rounds or settings.rounds) - settings.rounds
     if extra > 0 and decided is not None and not decided(result):
         # Undecided at the first look: a second look on twice the data. The caller sets
         # the confidence per look so that two looks keep the overall error rate.
         log(f"undecided after {len(rounds)} rounds: {extra} more")
         run_rounds(extra)
-        result = _result(rounds, stage_totals, metric, size, runtime, settings, look=2)
+        result = finish(2)
     return result
+
+
+def _arrivals(
+    runtime: RuntimeSpec,
+    in_flight: InFlight | None,
+    a_item_s: float,
+    size: int,
+    log: Callable[[str], None],
+) -> RuntimeSpec:
+    """The arrival process both sides get online and in stream mode, when the workload
+    gives none: a fraction of A's measured capacity, or — for a change that needs a
+    backlog to form its batches — every request of a pass at its start."""
+    if runtime.mode == "offline" or runtime.rate is not None or runtime.trace is not None:
+        return runtime
+    if in_flight is not None and in_flight.arrival == "backlog":
+        log(f"in flight: {size} requests arrive at once in every pass")
+        return replace(runtime, trace=Trace(arrivals_s=(0.0,) * size))
+    # No arrival rate given: offer both sides the same load, a fraction of A's measured
+    # capacity (as the profiler does), and record it.
+    runtime = replace(runtime, rate=AUTO_RATE_FRACTION / max(a_item_s, 1e-6))
+    log(f"no arrival rate given: offering {runtime.rate:.1f} requests/s to both sides")
+    return runtime
+
+
+def _probe(
+    a: Pipeline,
+    b: Pipeline,
+    items: list[Any],
+    runtime: RuntimeSpec,
+    settings: CompareSettings,
+    expected_item_s: float | None,
+) -> tuple[float, tuple[float, float]]:
+    """Warm both pipelines up, then time each on the same few inputs (spread over the
+    split) as they are now. Returns the slower side's seconds per input (for deadlines)
+    and each side's.
+
+    The warm-up (import-time work, lazy initialization, first-call compilation) runs on a
+    worker thread under a deadline: a pipeline that hangs is stopped and named there. The
+    timed probe runs where the rounds will (the calling thread, offline)."""
+    probe_n = 4
+    if expected_item_s:  # a slow pipeline (seconds per input) warms up on one input
+        probe_n = max(1, min(4, int(settings.round_target_s / expected_item_s)))
+    probe = [items[i] for i in spread_order(len(items))[: min(len(items), probe_n)]]
+    timeout = _timeout(settings, expected_item_s, len(probe))
+    offline = replace(runtime, mode="offline")  # capacity: online needs a rate first
+    inline = runtime.calling_thread == "caller"
+    for pipeline in (a, b):
+        reset_state(pipeline)
+        run_pass(pipeline, probe, offline, timeout_s=timeout)
+    probe_s = []
+    for pipeline in (a, b):
+        reset_state(pipeline)
+        start = time.perf_counter()
+        run_pass(pipeline, probe, offline, timeout_s=timeout, inline=inline)
+        probe_s.append(max((time.perf_counter() - start) / len(probe), 1e-6))
+    per_item = max(expected_item_s or 0.0, *probe_s)
+    return per_item, (probe_s[0], probe_s[1])
 
 
 def _result(
     rounds: list[_Round],
     stage_totals: Mapping[str, _StageTotals],
     metric: str,
-    size: int,
+    plan: RoundPlan,
     runtime: RuntimeSpec,
     settings: CompareSettings,
     look: int,
@@ -418,7 +551,7 @@ def _result(
         speedup=speedup,
         ci=ci,
         rounds=len(rounds),
-        items_per_round=size,
+        items_per_round=plan.size,
         a=_summary(rounds, "a", a_lat, stage_totals["a"]),
         b=_summary(rounds, "b", b_lat, stage_totals["b"]),
         runtime=runtime,
@@ -429,6 +562,9 @@ def _result(
         },
         confidence=settings.confidence,
         looks=look,
+        samples_per_side=int(min(a_lat.size, b_lat.size)),
+        coverage_note=plan.note,
+        in_flight=settings.in_flight,
     )
 
 
@@ -458,18 +594,6 @@ def _summary(rounds: list[_Round], side: str, latency: np.ndarray, totals: _Stag
         passes=2 * len(rounds),
         items=n,
     )
-
-
-def _chunk(items: list[Any], round_index: int, size: int) -> list[Any]:
-    """Round ``r``'s inputs: consecutive windows that wrap, so the rounds cover the whole
-    workload before repeating and each round is a matched pair on the same inputs."""
-    if size >= len(items):
-        return items
-    start = (round_index * size) % len(items)
-    window = items[start : start + size]
-    if len(window) < size:
-        window = window + items[: size - len(window)]
-    return window
 
 
 def _timeout(settings: CompareSettings, per_item_s: float | None, n: int) -> float:
@@ -517,46 +641,3 @@ def _bootstrap(
     tail = expanded_tail(1 - confidence, n)
     low, high = np.quantile(logs, [tail, 1 - tail])
     return point, (float(math.exp(low)), float(math.exp(high)))
-
-
-# -- small-sample statistics -------------------------------------------------------------------
-
-
-def expanded_tail(alpha: float, n: int) -> float:
-    """The one-sided tail probability to read bootstrap percentiles at, so that a
-    two-sided ``1 - alpha`` interval has t-interval coverage with ``n`` samples
-    (Hesterberg 2015, "What teachers should know about the bootstrap", §5)."""
-    if n < 2:
-        return alpha / 2
-    z = math.sqrt(n / (n - 1)) * t_quantile(1 - alpha / 2, n - 1)
-    return 1 - statistics.NormalDist().cdf(z)
-
-
-def t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (p > 0.5), by
-    bisection on the CDF integrated numerically (no scipy in the core)."""
-    if df <= 0:
-        raise ValueError("df must be positive")
-    if p <= 0.5:
-        return 0.0 if p == 0.5 else -t_quantile(1 - p, df)
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def cdf(x: float) -> float:
-        grid = np.linspace(0.0, x, 2001)  # Simpson's rule on [0, x]
-        dens = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid * grid / df))
-        h = x / 2000
-        integral = h / 3 * (dens[0] + dens[-1] + 4 * dens[1:-1:2].sum() + 2 * dens[2:-1:2].sum())
-        return 0.5 + float(integral)
-
-    low, high = 0.0, 1.0
-    while cdf(high) < p:
-        high *= 2
-        if high > 1e6:
-            return high
-    for _ in range(60):
-        mid = (low + high) / 2
-        if cdf(mid) < p:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2

@@ -289,6 +289,25 @@ def runqueue() -> tuple[float, float] | None:
         return None
 
 
+def process_runqueue() -> dict[int, tuple[float, float]] | None:
+    """:func:`runqueue` for every thread of this process, by thread id (Linux
+    ``/proc/self/task/*/schedstat``), or ``None`` where unavailable. Differences between
+    two readings give the whole process's wait, whichever threads did the work."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    out: dict[int, tuple[float, float]] = {}
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as handle:
+                on_cpu, waiting, _ = handle.read().split()
+            out[int(task)] = (int(on_cpu) / 1e9, int(waiting) / 1e9)
+        except (OSError, ValueError):
+            continue  # the thread ended between listing and reading
+    return out or None
+
+
 def scaling_check(stage: Stage, inputs: Sequence[Any], budget_s: float = 0.3) -> dict[str, Any]:
     """Calls per second of ``stage`` with 1 thread, then 2 threads calling it at once.
 

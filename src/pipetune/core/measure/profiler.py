@@ -43,6 +43,7 @@ from pipetune.core.kernel.results import (
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.measure import gpu as _gpu
 from pipetune.core.measure import probes
+from pipetune.core.measure.load import BUSY_RUN_QUEUE_WAIT
 from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.stats import min_samples_for_percentile, percentiles_ms
 from pipetune.core.runtime import threads as _threads
@@ -64,8 +65,9 @@ GIL_CHECK_MAX_CALL_S = 0.5
 TINY_WORKLOAD = 30
 #: A timing pass shorter than this is dominated by timer noise, caches and GC.
 SHORT_TIMING_S = 1.0
-#: Run-queue wait above this share of the timing pass means the host was busy.
-BUSY_HOST_WAIT_SHARE = 0.10
+#: Run-queue wait above this share of the timing pass means the host was busy (the same
+#: threshold the comparisons and reports use).
+BUSY_HOST_WAIT_SHARE = BUSY_RUN_QUEUE_WAIT
 #: The most inputs one level of the concurrency sweep may queue (its time box ends it).
 MAX_SWEEP_INPUTS = 200_000
 #: Without a rate or trace, online/stream profiles offer this fraction of measured capacity.

@@ -58,6 +58,11 @@ from pipetune.core.measure.comparison import (
     run_pass,
 )
 from pipetune.core.measure.fidelity import compare as compare_outputs
+from pipetune.core.measure.stats import (
+    min_samples_for_quantile,
+    wilson_interval,
+    wilson_items_to_prove,
+)
 from pipetune.core.runtime.offline import run_offline
 
 if TYPE_CHECKING:
@@ -141,7 +146,12 @@ class Validator:
         self.artifacts = artifacts
         self.runtime = runtime or RuntimeSpec.from_workload(holdout)
         self.settings = settings or ValidatorSettings()
+        #: Seconds per input of the pipeline changes are measured against: sizes the probe
+        #: and the deadlines. The loop refreshes it after every accepted change.
         self.expected_item_s = expected_item_s
+        #: Seconds a trial's comparison may take (the loop's remaining budget); ``None``:
+        #: no limit. Coverage falls short of the rule only when this forbids it.
+        self.time_budget_s: float | None = None
         self._log = log or (lambda message: None)
         # The original's outputs on the held-out split: given (cached by a demo's set-up,
         # computed by the original pipeline), or computed once on first use.
@@ -357,7 +367,11 @@ class Validator:
         # 4. speed, paired ABBA against the current pipeline
         self._log(f"validating {change.proposal}: speed")
         gate = 1.0 + self.requirements.min_gain
-        settings = self.settings.compare
+        settings = replace(
+            self.settings.compare,
+            in_flight=change.in_flight or self.settings.compare.in_flight,
+            time_budget_s=self.time_budget_s,
+        )
         if settings.max_rounds and settings.max_rounds > settings.rounds:
             settings = replace(settings, confidence=1.0 - (1.0 - settings.confidence) / 2)
 
@@ -382,28 +396,45 @@ class Validator:
             return finish("rejected", f"raises during timing: {exc}", fidelity)
         notes["comparison"] = comparison.to_dict()
         notes["speedups"] = dict(comparison.speedup)
+        if comparison.coverage_note:
+            warnings.append(f"{change.proposal}: {comparison.coverage_note}")
 
-        leak = self._cache_leak(current, comparison, hit_rates)
-        if leak:
-            return finish("rejected", leak, fidelity, comparison)
-        broken = self._broken_requirements(comparison)
+        verdict = self._cache_leak(current, comparison, hit_rates) or self._verdict(
+            comparison, gate
+        )
+        accepted = verdict.startswith("faster: ")
+        broken = self._broken_requirements(comparison) if accepted else []
+        if broken:  # proven faster on the metric, but a requirement that held no longer does
+            verdict = f"{verdict.removeprefix('faster: ')}, but it breaks {'; '.join(broken)}"
+            accepted = False
+        return finish(
+            "accepted" if accepted else "rejected",
+            verdict,
+            fidelity,
+            comparison,
+            candidate if accepted else None,
+        )
+
+    def _verdict(self, comparison: Comparison, gate: float) -> str:
+        """The speed verdict in words: ``faster: ...`` when accepted, the reason otherwise.
+        Every figure says what it rests on."""
         low, high = comparison.primary_ci
         label = _label(self.metric)
-        figure = f"{comparison.primary:.2f}x [{low:.2f}, {high:.2f}] on {label}"
+        if not comparison.shown(self.metric):
+            note = f"; {comparison.coverage_note}" if comparison.coverage_note else ""
+            return (
+                f"{label} cannot be judged on {comparison.samples_per_side} latency samples "
+                f"per side (it needs {min_samples_for_quantile(self.metric)}): "
+                f"{comparison.coverage}{note}"
+            )
+        figure = (
+            f"{comparison.primary:.2f}x [{low:.2f}, {high:.2f}] on {label} ({comparison.coverage})"
+        )
         if comparison.primary < 1.0 and high < 1.0:
-            return finish("rejected", f"slower: {figure}", fidelity, comparison)
+            return f"slower: {figure}"
         if not low > gate:
-            return finish(
-                "rejected",
-                f"gain not proven: {figure}; the lower bound must beat {gate:.2f}x",
-                fidelity,
-                comparison,
-            )
-        if broken:
-            return finish(
-                "rejected", f"{figure}, but it breaks {'; '.join(broken)}", fidelity, comparison
-            )
-        return finish("accepted", f"faster: {figure}", fidelity, comparison, candidate)
+            return f"gain not proven: {figure}; the lower bound must beat {gate:.2f}x"
+        return f"faster: {figure}"
 
     def fidelity(
         self,
@@ -430,13 +461,9 @@ class Validator:
                 f"{change.proposal} is lossy and its fidelity was measured on no outputs: "
                 "a lossy change is kept only behind a fidelity gate"
             )
-        needed = items_needed(threshold)
-        if _is_proportion(fidelity.metric) and needed and fidelity.n < needed:
-            warnings.append(
-                f"a {threshold:.1%} {fidelity.metric} gate needs at least {needed} items "
-                f"behind it; the held-out split has {fidelity.n}, so this figure cannot "
-                "establish the gate (use a larger workload)"
-            )
+        fidelity = _gate(fidelity, threshold)
+        if fidelity.unproven:
+            warnings.append(unproven_sentence(fidelity, threshold))
         ci = f" [{fidelity.ci[0]:.3f}, {fidelity.ci[1]:.3f}]" if fidelity.ci else ""
         if fidelity.value < threshold - 1e-12:
             # a plugin may put the raw figures behind the value in details["summary"]
@@ -500,12 +527,48 @@ class Validator:
 
 
 def items_needed(threshold: float) -> int:
-    """Items a proportion gate at ``threshold`` needs: with none of them failing, the 95 %
-    upper bound on the failure rate is ``3 / n`` (the rule of three), so a 99 % gate needs
-    300 items before a perfect score can even show it holds."""
+    """Items a proportion gate at ``threshold`` needs before it can be proven: with none of
+    them failing, the Wilson interval's lower bound is ``n / (n + z^2)``, so a 99 % gate
+    needs 381 items before even a perfect score shows that it holds."""
     if threshold >= 1.0 or threshold <= 0.0:
         return 0
-    return math.ceil(3.0 / (1.0 - threshold) - 1e-9)
+    return wilson_items_to_prove(1.0, 0, threshold) or 0
+
+
+def _gate(fidelity: Fidelity, threshold: float) -> Fidelity:
+    """``fidelity`` with its gate decided: missed (below the threshold), unproven (a
+    proportion whose interval's lower bound is below it) or met."""
+    if fidelity.value < threshold - 1e-12:
+        return fidelity.evolve(gate="missed", items_to_prove=None)
+    if not _is_proportion(fidelity.metric) or fidelity.n <= 0 or threshold >= 1.0:
+        return fidelity.evolve(gate="met", items_to_prove=None)
+    low = (
+        fidelity.ci[0]
+        if fidelity.ci
+        else wilson_interval(round(fidelity.value * fidelity.n), fidelity.n)[0]
+    )
+    if low >= threshold - 1e-12:
+        return fidelity.evolve(gate="met", items_to_prove=None)
+    more = wilson_items_to_prove(fidelity.value, fidelity.n, threshold)
+    return fidelity.evolve(gate="unproven", items_to_prove=more)
+
+
+def unproven_sentence(fidelity: Fidelity, threshold: float | None = None) -> str:
+    """Why a gate is unproven, and how many more items would prove it."""
+    threshold = threshold if threshold is not None else float(fidelity.threshold or 0.0)
+    ci = f" [{fidelity.ci[0]:.3f}, {fidelity.ci[1]:.3f}]" if fidelity.ci else ""
+    more = fidelity.items_to_prove
+    how = (
+        f"{more} more held-out items, agreeing as these did, would prove it"
+        if more
+        else "no number of items agreeing at this rate can prove it"
+    )
+    return (
+        f"the {threshold:.1%} {fidelity.metric} gate is unproven: {fidelity.value:.3f}{ci} on "
+        f"{fidelity.n} held-out items, and the interval's lower bound is below "
+        f"{threshold:.3f}; {how} (the gate needs at least {items_needed(threshold)} items, "
+        "with none disagreeing)"
+    )
 
 
 def _is_proportion(metric: str) -> bool:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipetune.core.measure.coverage import coverage_text
+from pipetune.core.measure.load import describe as describe_load
+from pipetune.core.measure.stats import min_samples_for_quantile
+
 
 def ms(value: float | None) -> str:
     if value is None:
@@ -27,6 +31,13 @@ def ratio(value: float | None, ci: Sequence[float] | None = None) -> str:
     if ci:
         text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
     return text
+
+
+def estimate(value: float | None, assumes: str | None = None) -> str:
+    """An estimated speedup, with what it assumes (``2.20x, assuming 8 requests in flight
+    at once``) when the change needs several inputs in flight."""
+    text = ratio(value)
+    return f"{text}, assuming {assumes}" if assumes and value is not None else text
 
 
 def pct(value: float | None) -> str:
@@ -52,7 +63,50 @@ def fidelity(data: Mapping[str, Any] | None) -> str:
         text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
     if data.get("threshold") is not None:
         text += f" (≥ {data['threshold']:.3f})"
+    if data.get("gate") == "unproven":
+        more = data.get("items_to_prove")
+        text += " UNPROVEN: " + (
+            f"{more} more items would prove it" if more else "no sample size can prove it"
+        )
     return text
+
+
+def coverage(comparison: Mapping[str, Any] | None) -> str:
+    """``timed on N of M inputs, S latency samples per side`` for a comparison (or the
+    ``measured`` entry of a trial), with what kept it short; '' without one."""
+    if not comparison or comparison.get("inputs_total") is None:
+        return ""
+    text = coverage_text(
+        int(comparison.get("inputs_timed") or 0),
+        int(comparison.get("inputs_total") or 0),
+        int(comparison.get("samples_per_side") or 0),
+    )
+    if comparison.get("coverage_note"):
+        text += f" ({comparison['coverage_note']})"
+    return text
+
+
+def host_load(data: Mapping[str, Any] | None) -> str:
+    """``host load: run-queue wait 3 %, other processes 0.2 of 2 cores`` (+ noisy)."""
+    if not data:
+        return ""
+    text = f"host load while measuring: {describe_load(data)}"
+    if data.get("busy"):
+        text += " — BUSY: the figures are noisy"
+    return text
+
+
+def quantile_cell(
+    comparison: Mapping[str, Any], key: str, value: str, samples: int | None = None
+) -> str:
+    """``value``, or ``n/a (N samples)`` when too few latency samples stand behind the
+    quantile ``key`` to show it."""
+    samples = comparison.get("samples_per_side") if samples is None else samples
+    if samples is None:
+        return value
+    if int(samples) < min_samples_for_quantile(key):
+        return f"n/a ({int(samples)} samples)"
+    return value
 
 
 def metric_label(metric: str) -> str:
@@ -81,9 +135,9 @@ def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             rows.append(
                 (
                     f"{key.upper()} latency",
-                    ms(a["latency_ms"][key]),
-                    ms(b["latency_ms"][key]),
-                    ratio(s.get(key), ci.get(key)),
+                    quantile_cell(comparison, key, ms(a["latency_ms"][key])),
+                    quantile_cell(comparison, key, ms(b["latency_ms"][key])),
+                    quantile_cell(comparison, key, ratio(s.get(key), ci.get(key))),
                 )
             )
         return rows
@@ -95,17 +149,31 @@ def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             ratio(speed.get("throughput")),
         )
     )
+    samples = min(int(base.get("samples") or 0), int(final.get("samples") or 0))
     for key in ("p50", "p95", "p99"):
         before, after = base["latency_ms"][key], final["latency_ms"][key]
         rows.append(
             (
                 f"{key.upper()} latency",
-                ms(before),
-                ms(after),
-                ratio(before / after if after else None),
+                quantile_cell({}, key, ms(before), samples),
+                quantile_cell({}, key, ms(after), samples),
+                quantile_cell({}, key, ratio(before / after if after else None), samples),
             )
         )
     return rows
+
+
+def summary_coverage(report: Mapping[str, Any]) -> str:
+    """What the headline table rests on: the side-by-side comparison's coverage, or the
+    profiles' sample counts when there is no comparison."""
+    comparison = report.get("comparison")
+    if comparison:
+        return coverage(comparison)
+    base, final = report["baseline"], report["final"]
+    return (
+        f"from two profiles, not side by side: {base.get('samples')} and "
+        f"{final.get('samples')} latency samples"
+    )
 
 
 def per_input_ms(summary: Mapping[str, Any]) -> float | None:
@@ -146,18 +214,37 @@ def stage_rows(report: Mapping[str, Any]) -> list[tuple[str, float | None, float
 def trial_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
     for trial in report["trials"]:
+        covered = coverage(trial.get("measured"))
+        reason = trial["reason"] + routing(trial)
+        if covered and "timed on" not in reason:
+            reason += f" ({covered})"
+        reason += tune_summary(trial)
         rows.append(
             {
                 "proposal": trial["proposal"],
                 "stage": trial.get("stage", ""),
                 "status": trial["status"],
-                "estimated": ratio(trial.get("est_speedup")),
-                "measured": ratio(trial.get("speedup"), trial.get("speedup_ci")),
+                "estimated": estimate(trial.get("est_speedup"), _assumes(trial)),
+                "measured": quantile_cell(
+                    trial.get("measured") or {},
+                    trial.get("metric", "throughput"),
+                    ratio(trial.get("speedup"), trial.get("speedup_ci")),
+                ),
                 "fidelity": fidelity(trial.get("fidelity")),
-                "reason": trial["reason"] + routing(trial) + tune_summary(trial),
+                "reason": reason,
+                "coverage": covered,
             }
         )
     return rows
+
+
+def _assumes(trial: Mapping[str, Any]) -> str | None:
+    in_flight = (trial.get("change") or {}).get("in_flight")
+    if not in_flight:
+        return None
+    from pipetune.core.kernel.results import InFlight
+
+    return InFlight.from_dict(in_flight).describe()
 
 
 def tune_summary(trial: Mapping[str, Any]) -> str:
@@ -195,6 +282,29 @@ def proposal_groups(report: Mapping[str, Any]) -> dict[str, list[Mapping[str, An
         else:
             groups["ranked"].append(proposal)
     return groups
+
+
+def context_lines(report: Mapping[str, Any]) -> list[str]:
+    """What the figures rest on, below the headline table: coverage, host load, the
+    execution context and the split."""
+    lines = [summary_coverage(report)]
+    load = host_load(report.get("host_load"))
+    if load:
+        lines.append(load)
+    execution = report.get("execution")
+    if execution:
+        from pipetune.core.kernel.results import ExecutionContext
+
+        context = ExecutionContext.from_dict(execution)
+        lines.append(f"measured in: {context.describe()}")
+    workload = report.get("workload") or {}
+    overlap = workload.get("holdout_overlap")
+    if overlap:
+        lines.append(
+            f"held-out inputs also in the tuning split: {overlap['duplicates']} of "
+            f"{overlap['holdout']} ({overlap['share']:.0%})"
+        )
+    return lines
 
 
 def requirements_line(report: Mapping[str, Any]) -> str:

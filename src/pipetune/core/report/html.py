@@ -68,6 +68,14 @@ def render(report: Mapping[str, Any]) -> str:
     parts.append(
         _table(("", "original", "optimized", "speedup [95 % CI]"), fmt.summary_rows(report))
     )
+    parts.append(
+        "<p class='muted'>"
+        + "<br>".join(
+            f"<b class='bad'>{escape(line)}</b>" if "BUSY" in line else escape(line)
+            for line in fmt.context_lines(report)
+        )
+        + "</p>"
+    )
 
     parts.append("<h2>Where the time goes</h2>")
     parts.append(svg.stage_bars(_stage_bars(report)))
@@ -131,7 +139,7 @@ def render(report: Mapping[str, Any]) -> str:
                 (
                     f"{p['id']} @ {p['stage']}",
                     p["title"],
-                    fmt.ratio(p.get("est_e2e_speedup")),
+                    fmt.estimate(p.get("est_e2e_speedup"), p.get("assumes")),
                     p["effort"],
                     p["accuracy_risk"],
                     p.get("excluded") or p.get("note") or p.get("rationale", ""),

@@ -27,6 +27,7 @@ def render(report: Mapping[str, Any]) -> str:
         lines += ["", f"Cumulative fidelity against the original: {fmt.fidelity(fid)}."]
     lines += ["", "## Original and optimized, side by side", ""]
     lines += _table(("", "original", "optimized", "speedup [95 % CI]"), fmt.summary_rows(report))
+    lines += [""] + [f"_{line}_  " for line in fmt.context_lines(report)]
     lines += ["", "## Where the time goes", ""]
     lines += _table(
         ("stage", "share before", "share after", "time per input"),

@@ -45,6 +45,10 @@ class Report:
     warnings: tuple[str, ...] = ()
     duration_s: float = 0.0
     created: str = ""
+    #: The host's load over the run (run-queue wait, other processes' CPU).
+    host_load: Mapping[str, Any] | None = None
+    #: The thread and runtime settings the figures were measured under.
+    execution: Mapping[str, Any] | None = None
 
     @property
     def accepted(self) -> tuple[Trial, ...]:
@@ -62,6 +66,9 @@ class Report:
                 "throughput_ci": list(ci["throughput"]),
                 "p99_latency_ci": list(ci["p99"]),
                 "measured": "side by side",
+                "inputs_timed": self.comparison.get("inputs_timed"),
+                "inputs_total": self.comparison.get("inputs_total"),
+                "samples_per_side": self.comparison.get("samples_per_side"),
             }
         base, final = self.baseline, self.final
         return {
@@ -115,6 +122,8 @@ class Report:
             "recipe": None if self.recipe is None else self.recipe.to_dict(),
             "comparison": None if self.comparison is None else _comparison_entry(self.comparison),
             "warnings": list(self.warnings),
+            "host_load": None if self.host_load is None else dict(self.host_load),
+            "execution": None if self.execution is None else dict(self.execution),
         }
         return data
 
@@ -158,6 +167,13 @@ def trial_entry(trial: Trial) -> dict[str, Any]:
                 "before": comparison["a"]["stage_ms"],
                 "after": comparison["b"]["stage_ms"],
             },
+            "inputs_timed": comparison.get("inputs_timed"),
+            "inputs_total": comparison.get("inputs_total"),
+            "samples_per_side": comparison.get("samples_per_side"),
+            "coverage_note": comparison.get("coverage_note", ""),
+            "quantiles_shown": comparison.get("quantiles_shown"),
+            "host_load": comparison.get("host_load"),
+            "in_flight": comparison.get("in_flight"),
         }
     return entry
 

@@ -34,10 +34,13 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     )
     console.print(head)
     if workload:
+        calibration = workload.get("calibration_items")
         console.print(
             f"workload {workload.get('name', '')}: {workload.get('items')} inputs "
-            f"({workload.get('tune_items')} to tune, {workload.get('holdout_items')} held out "
-            f"to validate), {workload.get('mode', 'offline')} mode",
+            f"({workload.get('tune_items')} to tune, "
+            + (f"{calibration} to calibrate, " if calibration is not None else "")
+            + f"{workload.get('holdout_items')} held out to validate), "
+            f"{workload.get('mode', 'offline')} mode",
             markup=False,
         )
 
@@ -47,6 +50,9 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     for row in fmt.summary_rows(report):
         summary.add_row(*row)
     console.print(summary)
+    for line in fmt.context_lines(report):
+        style = "yellow" if "BUSY" in line else "dim"
+        console.print(f"[{style}]{escape(line)}[/{style}]")
 
     stages = Table(title="Where the time goes", box=box.SIMPLE_HEAD, title_justify="left")
     for column in ("stage", "before", "after", "time per input"):
@@ -101,7 +107,7 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
             why = p.get("excluded") or p.get("note") or f"not reached: {report.get('stopped')}"
             table.add_row(
                 escape(f"{p['id']} @ {p['stage']}"),
-                fmt.ratio(p.get("est_e2e_speedup")),
+                escape(fmt.estimate(p.get("est_e2e_speedup"), p.get("assumes"))),
                 p["effort"],
                 escape(why),
             )

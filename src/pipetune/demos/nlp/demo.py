@@ -304,6 +304,9 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         # The baseline takes over a second per document: speed is measured on a sample,
         # fidelity on every document against the cached baseline outputs.
         timing_items=spec.timing_sample,
+        # A case's revisions share most of their text: keep each case on one side of the
+        # tune / held-out split, or validation would re-check what tuning saw.
+        groups=tuple(doc.case for doc in documents),
     )
     requirements = Requirements(
         min_speedup=10.0,

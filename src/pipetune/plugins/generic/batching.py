@@ -20,7 +20,7 @@ from typing import Any
 
 from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.results import Tuned
+from pipetune.core.kernel.results import InFlight, Tuned
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.measure.comparison import RuntimeSpec, run_pass
 from pipetune.core.measure.stats import percentiles_ms
@@ -152,6 +152,13 @@ def tune(
             "rate": runtime.rate,
             "gain_on_tune_split": gain,
         },
+        # validated with passes that can form these batches, under the workload's own
+        # arrivals online (the delay's worth depends on the rate) or back to back offline
+        in_flight=InFlight(
+            inputs=size,
+            arrival="workload" if runtime.mode == "online" else "backlog",
+            assumes=f"batches of {size} inputs",
+        ),
     )
 
 

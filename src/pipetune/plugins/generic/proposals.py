@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Requirements
-from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.core.kernel.results import InFlight, Profile, Proposal
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic import adaptive, cache, parallel
 from pipetune.plugins.generic.changes import (
@@ -123,6 +123,11 @@ def _batching_proposal(
         effort="minutes",
         accuracy_risk="low",
         evidence={"batch": dict(measured)},
+        in_flight=InFlight(
+            inputs=int(entry["batch"]),
+            arrival="workload" if online else "backlog",
+            assumes=f"{entry['batch']} inputs in flight at once, batched in one call",
+        ),
     )
 
 

@@ -257,16 +257,18 @@ def calibration_feeds(
     signature: CallSignature,
     fallback: Sequence[CapturedCall],
 ) -> tuple[list[dict[str, Any]], str]:
-    """Graph inputs for static int8 calibration: from the domain plugin's
-    ``calibration_inputs`` (the nlp plugin gives the model's own inputs: mappings of
+    """Graph inputs for static int8 calibration, from the loop's calibration split
+    (``context.calibration``: never evaluated on): the domain plugin's
+    ``calibration_inputs`` for it (the nlp plugin gives the model's own inputs: mappings of
     ``input_ids`` / ``attention_mask`` tensors; anything else is run through the stage to
-    see what the model receives), else from the tuning split's captured calls."""
+    see what the model receives), else the calls the stage makes on it; the tuning
+    split's captured calls only when the calibration split gives none."""
     from pipetune.plugins.hardware.signature import is_tensor
 
     calls: list[CapturedCall] = []
     try:
         items = context.pm.hook.calibration_inputs(
-            pipeline=pipeline, stage=stage.name, workload=context.workload
+            pipeline=pipeline, stage=stage.name, workload=context.calibration
         )
     except Exception:  # a domain plugin's failure costs the calibration data, not the trial
         items = None
@@ -286,6 +288,16 @@ def calibration_feeds(
     feeds = _feeds(signature, calls)
     if feeds:
         return feeds, "the calibration_inputs hook"
+    try:
+        own = context.stage_inputs(pipeline, stage.name, context.calibration.items)[:64]
+        with capture_calls(module, limit=64) as got:
+            for item in own:
+                eager_stage(item)
+        feeds = _feeds(signature, list(got))
+    except Exception:
+        feeds = []
+    if feeds:
+        return feeds, "the calibration split"
     return _feeds(signature, fallback), "the tuning split"
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
-from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.core.kernel.results import InFlight, Profile, Proposal
 from pipetune.plugins.llm.blocks import is_generate_block
 from pipetune.plugins.llm.changes import (
     continuous_batching,
@@ -212,6 +212,7 @@ def _propose_block(
                 conflicts=(*SPECULATIVE, CUDA_GRAPHS),
                 fidelity_kind="tokens",
                 evidence={"batching": config.batching, "output_tokens": dict(dist)},
+                in_flight=InFlight(inputs=8, assumes="8 requests in flight at once"),
             )
         )
     if config.speculative is None and config.batching == "none":

@@ -50,11 +50,17 @@ def workload_prompts(
     return out
 
 
-def held_out_sequences(pipeline: Pipeline, stage: Stage, workload: Workload) -> list[list[int]]:
-    """The built-in held-out paragraphs (when the stage has a tokenizer) plus the
-    workload's own prompts."""
+def held_out_sequences(
+    pipeline: Pipeline, stage: Stage, workload: Workload, part: str = "evaluation"
+) -> list[list[int]]:
+    """Half of the built-in held-out paragraphs (when the stage has a tokenizer: the
+    ``evaluation`` half scores, the ``calibration`` half calibrates) plus the prompts of
+    ``workload`` (the held-out split, or the calibration split)."""
+    from pipetune.core.measure.fidelity import reference_part
+
     tokenizer = stage.slots.get("tokenizer")
-    sequences = encode_texts(tokenizer, HELD_OUT_TEXT, MAX_TOKENS) if tokenizer is not None else []
+    texts = reference_part(HELD_OUT_TEXT, part)
+    sequences = encode_texts(tokenizer, texts, MAX_TOKENS) if tokenizer is not None else []
     return sequences + workload_prompts(pipeline, stage, workload, MAX_WORKLOAD_PROMPTS)
 
 
@@ -78,8 +84,9 @@ def assess_model_change(
 
 
 def calibration_batches(pipeline: Pipeline, stage: str, workload: Workload) -> Sequence[Any] | None:
-    """``[{"input_ids": LongTensor[1, T], "attention_mask": ...}, ...]``: the held-out
-    paragraphs and the workload's prompts, as the stage's model receives them."""
+    """``[{"input_ids": LongTensor[1, T], "attention_mask": ...}, ...]``: the calibration
+    half of the held-out paragraphs and ``workload``'s prompts (the loop's calibration
+    split), as the stage's model receives them; the perplexity gate scores the other half."""
     try:
         target = pipeline.stage(stage)
     except PipelineError:
@@ -90,7 +97,7 @@ def calibration_batches(pipeline: Pipeline, stage: str, workload: Workload) -> S
         import torch
     except ImportError:
         return None
-    sequences = held_out_sequences(pipeline, target, workload)
+    sequences = held_out_sequences(pipeline, target, workload, part="calibration")
     return [
         {
             "input_ids": torch.tensor([ids], dtype=torch.long),

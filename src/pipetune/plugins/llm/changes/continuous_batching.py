@@ -13,7 +13,7 @@ from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
-from pipetune.core.kernel.results import Change, Proposal, Tuned
+from pipetune.core.kernel.results import Change, InFlight, Proposal, Tuned
 from pipetune.plugins.llm.changes.common import (
     check_same,
     materialize_config,
@@ -35,16 +35,24 @@ class ContinuousBatchingParams(ChangeParams):
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    return tune_generate(
+    tuned = tune_generate(
         proposal,
         pipeline,
         context,
         lambda t: _tune_continuous(t.base, t.config, t.requests, t.engine, t.floor, t.min_speedup),
     )
+    batch = int(tuned.params["max_batch"])  # validated with passes that can fill it
+    return tuned.evolve(
+        in_flight=InFlight(inputs=batch, assumes=f"{batch} requests in flight at once")
+    )
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
-    return materialize_config(change, pipeline, artifacts_dir)
+    from pipetune.core.runtime.serving import with_serving
+
+    result = materialize_config(change, pipeline, artifacts_dir)
+    batch = change.params.get("max_batch")  # served in batches, or the engine sees one request
+    return with_serving(result, batch_size=int(batch)) if batch else result
 
 
 def _tune_continuous(

@@ -1,0 +1,52 @@
+"""Host load: run-queue wait and other processes' CPU while measuring."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from pipetune.core.measure import load
+
+
+def test_the_meter_reads_the_run_queue_wait_and_other_processes_cpu():
+    meter = load.HostLoadMeter().start()
+    deadline = time.perf_counter() + 0.2
+    while time.perf_counter() < deadline:
+        sum(range(1000))
+    measured = meter.stop()
+    assert measured.seconds >= 0.2 and measured.cores >= 1
+    if sys.platform.startswith("linux"):
+        assert measured.run_queue_wait is not None and 0 <= measured.run_queue_wait <= 1
+        assert measured.other_cpu is not None and measured.other_cpu >= 0
+    data = measured.to_dict()
+    assert set(data) >= {"run_queue_wait", "other_cpu", "other_cpu_share", "busy", "threshold"}
+    assert data["busy"] == measured.busy
+
+
+@pytest.mark.parametrize(
+    ("wait", "share", "busy"),
+    [(0.02, 0.9, False), (0.3, 0.0, True), (None, 0.8, True), (None, 0.2, False)],
+)
+def test_busy_is_the_run_queue_wait_else_other_processes_cpu(wait, share, busy):
+    figures = load.HostLoad(
+        seconds=1.0,
+        run_queue_wait=wait,
+        other_cpu=None if share is None else share * 2,
+        other_cpu_share=share,
+        load_average=None,
+        cores=2,
+    )
+    assert figures.busy is busy
+    warning = load.noisy_warning(figures.to_dict())
+    assert bool(warning) is busy
+    if busy:
+        assert "noisy" in warning and "quiet machine" in warning
+
+
+def test_a_recorded_load_is_judged_at_another_threshold():
+    data = {"run_queue_wait": 0.2, "busy": True, "cores": 2, "other_cpu": 1.0}
+    assert load.judged_busy(data) and not load.judged_busy(data, 0.5)
+    assert load.describe(data) == "run-queue wait 20%, other processes 1.0 of 2 cores"
+    assert load.noisy_warning(None) == "" and load.noisy_warning({"busy": False}) == ""
