@@ -13,7 +13,9 @@ The choice (documented in docs/domains/recsys.md):
 4. Else **IVF-Flat**: a k-means on a sample plus one assignment pass builds in a fraction of
    HNSW's time, and exact distances within the probed lists.
 
-faiss is imported inside the functions that use it.
+The rule says which kinds fit the budgets; the tune step then measures the admissible
+kinds in every space the norms allow (:mod:`.spaces`, :mod:`.selection`) and keeps the
+fastest at the recall target. faiss is imported inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -93,11 +95,6 @@ def _vectors_of_flat_index(value: Any) -> np.ndarray | None:
         return np.zeros((0, d), dtype=np.float32)
     # A read-only view of the index's own storage: no copy of the catalog.
     return faiss.rev_swig_ptr(value.get_xb(), n * d).reshape(n, d)
-
-
-def faiss_threads_now() -> int:
-    """faiss's OpenMP thread count as set now (the host may have pinned it)."""
-    return int(_faiss().omp_get_max_threads())
 
 
 def is_faiss_index(value: Any) -> bool:
