@@ -37,6 +37,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("scan", "benchmarks.scan.speed", []),
     ("production", "benchmarks.production.monitor_overhead", []),
     ("production", "benchmarks.production.adaptive_nlp", []),
+    ("scale", "benchmarks.scale.run", []),
 ]
 
 

@@ -87,6 +87,19 @@ def _growth_option(flag: str, key: str, help_text: str) -> Any:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the plan as JSON.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: also plan per-stage workers and nodes of a Ray cluster.",
+)
+@click.option(
+    "--node-cpus",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
+    help="--engine ray: CPUs per node (default: this machine's).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
 @click.pass_context
 def capacity(
@@ -103,6 +116,8 @@ def capacity(
     spare: int,
     measure: bool,
     json_path: Path | None,
+    engine: str,
+    node_cpus: float | None,
     quiet: bool,
 ) -> int:
     """Plan instances and monthly cost for TARGET_OR_RUN's growth figures (now, at peak, in
@@ -158,12 +173,13 @@ def capacity(
     growth = cap.check_growth(growth_values or None)  # exit 2 before any measuring
     assert isinstance(requirements, Requirements)
 
-    capacities = {}
+    capacities, profiles = {}, {}
     for name, side in sides.items():
         if isinstance(side, _TargetSide):
             profile = _measure_profile(side, state, say, name)
         else:
             profile = side
+        profiles[name] = profile
         say(f"{name}: planning capacity of {profile.pipeline} ({len(profile.stage_ms)} samples)")
         found = cap.instance_capacity(
             profile, requirements, label=name, max_utilization=max_utilization
@@ -173,13 +189,27 @@ def capacity(
             found = cap.measure_online(side.pipeline, side.workload.items, found)
         capacities[name] = found
     result = cap.plan(growth, capacities, cost_per_hour=requirements.cost_per_hour, spare=spare)
+    clusters = _clusters(profiles, growth, node_cpus) if engine == "ray" else {}
     if json_path is not None:
         from pipetune.monitor.export import write_json_atomic
 
-        write_json_atomic(json_path, result.to_dict())
+        data = result.to_dict()
+        if clusters:
+            data["ray_cluster"] = {name: plan.to_dict() for name, plan in clusters.items()}
+        write_json_atomic(json_path, data)
         state.written.append(str(json_path))
     render(result)
+    for name, plan in clusters.items():
+        click.echo(f"{name}: " + "\n".join(plan.lines()))
     return 0 if result.feasible else EXIT_INFEASIBLE
+
+
+def _clusters(profiles: Mapping[str, Any], growth: Any, node_cpus: float | None) -> dict[str, Any]:
+    """Per-stage workers and nodes of a Ray cluster for each side (pipetune.scale.cluster)."""
+    from pipetune.scale.cluster import plan_cluster
+
+    cpus = node_cpus or float(os.cpu_count() or 1)
+    return {name: plan_cluster(p, growth, node_cpus=cpus) for name, p in profiles.items()}
 
 
 class _TargetSide:

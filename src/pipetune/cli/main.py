@@ -41,6 +41,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipetune.cli.scan_cmd",
     "pipetune.cli.monitor_cmd",
     "pipetune.cli.capacity_cmd",
+    "pipetune.cli.run_cmd",
+    "pipetune.cli.serve_cmd",
 )
 
 EXIT_OK = 0

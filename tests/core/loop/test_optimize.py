@@ -354,18 +354,25 @@ def test_duplicates_across_the_split_are_reported_and_groups_remove_them():
 
 
 def test_rounds_are_sized_from_the_pipeline_accepted_last(monkeypatch):
+    from pipetune.core.loop.optimize import _Loop
     from pipetune.core.measure.validator import Validator
 
     expected = []
-    original = Validator.try_proposal
+    reprofiled = []
+    original_try, original_accept = Validator.try_proposal, _Loop._accept
 
-    def spy(self, proposal, current, context, **kwargs):
+    def spy_try(self, proposal, current, context, **kwargs):
         expected.append(self.expected_item_s)
-        return original(self, proposal, current, context, **kwargs)
+        return original_try(self, proposal, current, context, **kwargs)
 
-    monkeypatch.setattr(Validator, "try_proposal", spy)
+    def spy_accept(self, proposal, trial, candidate):
+        original_accept(self, proposal, trial, candidate)
+        reprofiled.append(self._current_profile.latency_ms.mean / 1000.0)
+
+    monkeypatch.setattr(Validator, "try_proposal", spy_try)
+    monkeypatch.setattr(_Loop, "_accept", spy_accept)
     _, report = optimize_toy()
     accepted = [i for i, t in enumerate(report.trials) if t.status == "accepted"]
     assert accepted and len(expected) > accepted[0] + 1
-    # after "faster" was kept (the work stage 4x quicker), the next trial is sized from it
-    assert expected[accepted[0] + 1] < 0.6 * expected[0]
+    # the trial after "faster" was kept is sized from the profile of the accepted pipeline
+    assert expected[accepted[0] + 1] == reprofiled[0]

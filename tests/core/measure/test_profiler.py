@@ -147,6 +147,27 @@ def test_gil_pass_checks_heavy_stages_and_clears_a_sleeping_one() -> None:
     assert "criterion" in prof.passes["gil"]
 
 
+def test_cpu_ratio_counts_a_batch_once_on_both_sides() -> None:
+    """In a batch, every input carries the batch's wall time; its CPU time is counted once,
+    so the wall time must be too: a busy stage served in batches of 8 is as busy as one
+    served one at a time (counted per input, it looked 8 times less busy). Compared within
+    the test, so the host's load cancels."""
+    from pipetune.core.runtime.serving import with_serving
+
+    def busy(x: int) -> int:
+        return _sum_of_squares(list(range(20_000))) and x
+
+    def busy_batch(xs: list[int]) -> list[int]:
+        return [busy(x) for x in xs]
+
+    p = Pipeline("batched", (Stage("busy", busy, batch_fn=busy_batch),))
+    workload = Workload(items=tuple(range(32)))
+    one = quick(p, workload, sweep=False, gil_check=False).stage("busy").cpu_ratio
+    batched = quick(with_serving(p, batch_size=8), workload, sweep=False, gil_check=False)
+    ratio = batched.stage("busy").cpu_ratio
+    assert one is not None and ratio is not None and ratio > one / 3
+
+
 def test_a_stage_that_breaks_under_threads_gets_a_hint() -> None:
     import threading
 

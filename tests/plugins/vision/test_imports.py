@@ -11,14 +11,15 @@ def test_modules_import_without_optional_dependencies() -> None:
     code = textwrap.dedent(
         """
         import sys
-        for name in ("cv2", "torch", "torchvision", "PIL", "skimage", "nvidia", "nvidia.dali"):
+        for name in ("cv2", "torch", "torchvision", "PIL", "skimage", "imageio", "nvidia",
+                     "nvidia.dali"):
             sys.modules[name] = None  # any import of them now fails
         import importlib
         for module in ("plugin", "blocks", "recognize", "reduced_decode", "dali", "gpu_decode",
                        "frame_skip", "fidelity", "facts", "proposals", "changes", "parallel",
                        "inputs", "calibration", "changes.reduced_decode", "changes.dali_decode",
                        "changes.gpu_decode", "changes.parallel_decode", "changes.motion_gate",
-                       "changes.frame_stride"):
+                       "changes.frame_stride", "code_decode", "rebind", "frame_items"):
             importlib.import_module(f"pipetune.plugins.vision.{module}")
         for module in ("data", "models", "demo"):
             importlib.import_module(f"pipetune.demos.vision.{module}")

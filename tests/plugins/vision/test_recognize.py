@@ -28,8 +28,28 @@ def user_load(path: str, *, decoder: Any = cv2.imread, size: Any = (224, 224)) -
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def opaque_load(path: str) -> np.ndarray:
+def plain_load(path: str) -> np.ndarray:
     return cv2.resize(cv2.imread(path), (224, 224))
+
+
+def _closure_loader() -> Any:
+    import cv2  # a local name: the loader reads it from its closure, out of reach
+
+    def load(path: str) -> np.ndarray:
+        return cv2.resize(cv2.imread(path), (224, 224))
+
+    return load
+
+
+closure_load = _closure_loader()
+
+
+def opaque_load(path: str) -> np.ndarray:
+    return helper(path, cv2.imread)  # the decode happens in a helper
+
+
+def helper(path: str, read: Any) -> np.ndarray:
+    return cv2.resize(read(path), (224, 224))
 
 
 def user_loop(path: str, *, capture: Any, model: Any) -> list[Any]:
@@ -63,6 +83,7 @@ def test_block_and_plain_decode_steps() -> None:
             Stage(
                 "plain", user_load, kind="decode", slots={"decoder": cv2.imread, "size": (320, 240)}
             ),
+            Stage("code", plain_load, kind="decode"),
             Stage("opaque", opaque_load, kind="decode"),
         ),
     )
@@ -71,14 +92,24 @@ def test_block_and_plain_decode_steps() -> None:
     assert steps["block"].target == (224, 224)
     assert steps["plain"].library == "opencv" and steps["plain"].transformable
     assert steps["plain"].target == (320, 240)
+    # plain decode code: found from the source, reachable through its module-level name
+    assert steps["code"].how == "code" and steps["code"].transformable
+    assert steps["code"].decoder == "cv2.imread" and steps["code"].rebind == ("cv2.imread",)
+    assert steps["code"].target == (224, 224)
+    # decoding in a helper the stage calls: a hint only
     assert steps["opaque"].how == "code" and not steps["opaque"].transformable
+    assert not steps["opaque"].code
 
 
 def test_hints_for_opaque_steps() -> None:
     pm = get_plugin_manager(entry_points=False)
     pipeline = Pipeline(
         "p",
-        (Stage("load", opaque_load, kind="decode"), Stage("cam", opaque_loop, kind="inference")),
+        (
+            Stage("load", opaque_load, kind="decode"),
+            Stage("closure", closure_load, kind="decode"),
+            Stage("cam", opaque_loop, kind="inference"),
+        ),
     )
     hints = [
         h
@@ -88,6 +119,9 @@ def test_hints_for_opaque_steps() -> None:
     ]
     assert any("decoder=cv2.imread" in h for h in hints)
     assert any("capture=cv2.VideoCapture" in h for h in hints)
+    (closure,) = [h for h in hints if "'closure'" in h and "cv2.imread" in h]
+    assert "test_recognize.py:" in closure and "closure" in closure
+    assert "one-line change" in closure
 
 
 def test_frame_loops() -> None:

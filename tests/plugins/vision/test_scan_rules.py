@@ -96,3 +96,39 @@ def test_pil_open_resize_small_and_draft_or_large():
 def test_no_pin_memory_finding_without_cuda():
     code = "from torch.utils.data import DataLoader\nloader = DataLoader(ds, num_workers=2)\n"
     assert findings(scan_rules, "vision", code, "PT-VIS004") == []
+
+
+def test_array_readers_then_a_resize():
+    hit = """
+    import cv2
+    import imageio.v3 as iio
+    from skimage import io, transform
+    def load(path):
+        return cv2.resize(iio.imread(path), (224, 224))
+    def load2(path):
+        image = io.imread(path)
+        image = image[:, :, :3]
+        return transform.resize(image, (224, 224))
+    """
+    found = findings(scan_rules, "vision", hit, "PT-VIS001")
+    assert len(found) == 2 and all("IMREAD_REDUCED_COLOR" in f.message for f in found)
+    assert "iio.imread" in found[0].message and "io.imread" in found[1].message
+    miss = """
+    import imageio.v3 as iio
+    def load(path):
+        image = iio.imread(path)
+        image.resize((224, 224))  # numpy's in-place reshape, not an image resize
+        return image
+    """
+    assert findings(scan_rules, "vision", miss, "PT-VIS001") == []
+
+
+def test_a_decoded_name_carried_through_convert():
+    hit = """
+    from PIL import Image
+    def load(path):
+        img = Image.open(path)
+        img = img.convert("RGB")
+        return img.resize((224, 224))
+    """
+    assert len(findings(scan_rules, "vision", hit, "PT-VIS001")) == 1

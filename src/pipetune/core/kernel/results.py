@@ -231,13 +231,17 @@ class InFlight(_Serializable):
     job does; online and stream without a rate or trace of the user's: every request of
     a pass arrives at its start). ``arrival="workload"`` keeps the workload's own arrival
     process (an online batcher whose gain depends on the real rate). ``assumes`` is the
-    sentence the estimate carries ("8 requests in flight at once").
+    sentence the estimate carries ("8 requests in flight at once"). ``in_order``: the
+    change carries state from one input to the next (a frame gate reusing the last frame's
+    result), so timed passes take contiguous runs of the split in its order rather than
+    inputs spread over it.
     """
 
     inputs: int = 1
     arrival: Literal["backlog", "workload"] = "backlog"
     assumes: str = ""
     batches_per_pass: int = 2
+    in_order: bool = False
 
     def __post_init__(self) -> None:
         from pipetune.core.kernel.errors import ConfigError

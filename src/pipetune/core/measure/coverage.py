@@ -4,7 +4,8 @@ Rules (every comparison: a trial, the loop's final re-measurement, ``pipetune ch
 
 * the inputs are spread over the whole split, not its first few: rounds walk an order in
   which every prefix is spread evenly over the split (:func:`spread_order`), so a
-  workload sorted by length or by time is timed across its whole range;
+  workload sorted by length or by time is timed across its whole range (a change whose
+  inputs must stay in order, ``InFlight.in_order``, gets contiguous runs instead);
 * together the rounds cover at least ``min(all, 100)`` distinct inputs, however slow the
   pipelines, unless the time budget forbids it — then the plan says so, with the figures;
 * a pass is sized from the two pipelines being compared *now* (a probe of both), not from
@@ -87,8 +88,10 @@ def plan_rounds(
     cover ``min(n, min_inputs)``; ``items_per_round`` fixes the size instead (tests,
     explicit settings). ``time_budget_s`` caps the estimated time of the ``rounds`` rounds
     (four passes each), never below what ``in_flight`` needs. ``min_samples``: latency
-    samples each side needs (the metric's quantile); each round gives a side two passes."""
-    order = spread_order(n)
+    samples each side needs (the metric's quantile); each round gives a side two passes.
+    A change that needs its inputs ``in_order`` gets contiguous runs of the split instead
+    of the spread order."""
+    order = tuple(range(n)) if in_flight is not None and in_flight.in_order else spread_order(n)
     slowest = max(max(per_item_s), 1e-9)
     floor = max(1, min_items_per_round, in_flight.pass_inputs if in_flight else 1)
     wanted = min(n, min_inputs)
@@ -136,11 +139,13 @@ def merge_in_flight(*needs: InFlight | None) -> InFlight | None:
     given = [need for need in needs if need is not None]
     if not given:
         return None
+    from dataclasses import replace
+
     largest = max(given, key=lambda need: need.pass_inputs)
     if any(need.arrival == "backlog" for need in given) and largest.arrival != "backlog":
-        from dataclasses import replace
-
         largest = replace(largest, arrival="backlog")
+    if any(need.in_order for need in given) and not largest.in_order:
+        largest = replace(largest, in_order=True)
     return largest
 
 

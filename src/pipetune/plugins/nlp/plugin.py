@@ -46,7 +46,7 @@ def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
 def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
     from pipetune.plugins.nlp.recognize import hints_for
 
-    return hints_for(stage) or None
+    return hints_for(stage, pipeline) or None
 
 
 @hookimpl
@@ -64,7 +64,7 @@ def propose_changes(
 ) -> Sequence[Proposal] | None:
     from pipetune.plugins.nlp.proposals import propose
 
-    return propose(pipeline, profile) or None
+    return propose(pipeline, profile, requirements) or None
 
 
 @hookimpl

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage
 from pipetune.core.kernel.registry import Dependency
 from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.plugins.generic.crossbatch import batching_pays_here, measured_in_flight
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED, BLOCK_TOKENIZE
 from pipetune.plugins.nlp.changes import (
+    cross_input_batching,
     dynamic_padding,
     inference_mode,
     length_bucketing,
@@ -34,6 +36,7 @@ DYNAMIC_PADDING = dynamic_padding.ID
 LENGTH_BUCKETING = length_bucketing.ID
 SDPA = sdpa_attention.ID
 INFERENCE_MODE = inference_mode.ID
+CROSS_BATCHING = cross_input_batching.ID
 DISTILLATION = "nlp.distillation"  # advice only: no change type
 
 DEPENDENCIES = (
@@ -52,8 +55,11 @@ def _availability(*modules: str) -> dict[str, Any]:
     return {}
 
 
-def propose(pipeline: Pipeline, profile: Profile) -> list[Proposal]:
+def propose(
+    pipeline: Pipeline, profile: Profile, requirements: Requirements | None = None
+) -> list[Proposal]:
     facts: Mapping[str, Any] = profile.facts.get(PLUGIN, {})
+    requirements = requirements or Requirements()
     proposals: list[Proposal] = []
     for stage in pipeline.stages:
         found = recognize.recognize_stage(stage)
@@ -61,7 +67,75 @@ def propose(pipeline: Pipeline, profile: Profile) -> list[Proposal]:
             proposals.extend(_tokenizer_proposals(pipeline, stage, found, facts))
         if found.model is not None and found.model_slot is not None:
             proposals.extend(_model_proposals(pipeline, stage, found, facts, profile))
+            batching = _cross_batching(stage, found, facts, profile, requirements)
+            if batching is not None:
+                proposals.append(batching)
     return proposals
+
+
+def _cross_batching(
+    stage: Stage,
+    found: recognize.StageRecognition,
+    facts: Mapping[str, Any],
+    profile: Profile,
+    requirements: Requirements,
+) -> Proposal | None:
+    """Batch a one-at-a-time text stage's model calls across inputs, with the Rust
+    tokenizer and inference mode tried as parts of the same change."""
+    slot = found.model_slot or "model"
+    if stage.batch_fn is not None or stage.meta.get("block") or not stage.injects(slot):
+        return None
+    if not batching_pays_here(profile.mode, requirements.metric):
+        return None
+    measured = (profile.facts.get("generic", {}).get("coalesce", {}) or {}).get(stage.name)
+    if not isinstance(measured, Mapping) or not measured.get("speedup"):
+        return None
+    single = float(measured["per_item_ms_single"])
+    # where batching does not pay, the change keeps one input at a time and its parts
+    batched = min(single, float(measured["per_item_ms_batched"]))
+    tokenizer_slot = None
+    tok = found.tokenizer
+    if tok is not None and tok.slow and stage.injects(found.tokenizer_slot or ""):
+        tokenizer_slot = found.tokenizer_slot
+    est = single / batched if batched > 0 else 1.0
+    tokenizer_ms = facts.get("tokenizer_ms_per_text")
+    rust = facts.get("rust_tokenizer_speedup")
+    if tokenizer_slot and isinstance(tokenizer_ms, float) and rust and batched > tokenizer_ms:
+        texts = max(1.0, float(facts.get("texts_per_call", 1.0)))
+        spent = tokenizer_ms * texts
+        est = single / max(1e-6, batched - spent + spent / float(rust))
+    if est < 1.05:
+        return None
+    model_name = found.model.type.rsplit(".", 1)[-1] if found.model else "its model"
+    parts = ("the Rust tokenizer (verified id for id) and " if tokenizer_slot else "") + (
+        "`torch.inference_mode`"
+    )
+    return Proposal(
+        id=CROSS_BATCHING,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title=f"Batch {stage.name}'s text model across inputs, ordered by length",
+        rationale=(
+            f"{stage.name!r} runs {model_name} one input at a time; run its own function per "
+            "input and make their model calls "
+            f"one batched call per group of similar length (padded to the group's longest, "
+            f"masked; outputs in the original order): measured on {measured['inputs']} observed "
+            f"inputs, {batched:.2f} ms per input against {single:.2f} ms. Tried with it and kept "
+            f"only where each holds: {parts}. Group size and window are tuned on "
+            f"{requirements.metric}"
+        ),
+        est_stage_speedup=max(1.0, est),
+        effort="minutes",
+        accuracy_risk="low",
+        params={"slots": [slot], "tokenizer_slot": tokenizer_slot},
+        conflicts=("generic.cross_input_batching",),
+        in_flight=measured_in_flight(measured, profile.mode) if batched < single else None,
+        evidence={
+            "coalesce": dict(measured),
+            **_pick(facts, "tokenizer_ms_per_text", "rust_tokenizer_speedup"),
+        },
+        **_availability("torch"),
+    )
 
 
 # -- tokenizer stage ---------------------------------------------------------------------------
@@ -327,5 +401,6 @@ def all_ids() -> Sequence[str]:
         LENGTH_BUCKETING,
         SDPA,
         INFERENCE_MODE,
+        CROSS_BATCHING,
         DISTILLATION,
     )

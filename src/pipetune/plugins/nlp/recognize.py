@@ -296,11 +296,25 @@ def _safe(fn: Any) -> Any:
         return None
 
 
-_TEXT_WORDS = ("token", "embed", "encode", "bert", "transformer", "sentence", "text")
+#: Stage-name words that say "text" on their own, and words every domain uses (an image
+#: encoder embeds too): those hint at a text model only in a pipeline that holds text.
+_TEXT_WORDS = ("token", "bert", "sentence", "text", "nlp")
+_SHARED_WORDS = ("embed", "encode", "transformer")
 
 
-def hints_for(stage: Stage) -> list[str]:
-    """How to declare ``stage`` more fully so the nlp changes can apply to it."""
+def text_pipeline(pipeline: Pipeline | None) -> bool:
+    """Whether ``pipeline`` holds a text component: a tokenizer, a text model, an nlp
+    block, or a stage of kind ``tokenize``."""
+    if pipeline is None:
+        return False
+    return any(
+        stage.kind == "tokenize" or not recognize_stage(stage).empty for stage in pipeline.stages
+    )
+
+
+def hints_for(stage: Stage, pipeline: Pipeline | None = None) -> list[str]:
+    """How to declare ``stage`` more fully so the nlp changes can apply to it: only where
+    the stage or the pipeline holds text components, or the stage's name says text."""
     found = recognize_stage(stage)
     hints: list[str] = []
     if found.tokenizer is None and stage.kind == "tokenize":
@@ -332,10 +346,14 @@ def hints_for(stage: Stage) -> list[str]:
             "function does not take as a keyword argument: take it as a parameter to unlock "
             "the SDPA attention change and the hardware plugin's compilation"
         )
+    name = stage.name.lower()
     if (
         found.model is None
         and stage.kind == "inference"
-        and any(word in stage.name.lower() for word in _TEXT_WORDS)
+        and (
+            any(word in name for word in _TEXT_WORDS)
+            or (any(word in name for word in _SHARED_WORDS) and text_pipeline(pipeline))
+        )
     ):
         hints.append(
             f"stage {stage.name!r} looks like a text model but declares none: declare its "

@@ -54,7 +54,7 @@ def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
 def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
     from pipetune.plugins.recsys.recognize import hints_for
 
-    return hints_for(stage) or None
+    return hints_for(stage, pipeline) or None
 
 
 @hookimpl

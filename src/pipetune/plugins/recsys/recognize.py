@@ -268,8 +268,11 @@ def recognize_all(pipeline: Pipeline) -> dict[str, Recognized]:
     return found
 
 
-def hints_for(stage: Stage) -> list[str]:
-    """How to declare ``stage`` more fully so the recsys changes can apply to it."""
+def hints_for(stage: Stage, pipeline: Pipeline | None = None) -> list[str]:
+    """How to declare ``stage`` more fully so the recsys changes can apply to it. A hint
+    that rests only on a component every domain has (a torch model) is given only where
+    the pipeline also holds a recsys one (a catalog, an index, a ranker, a feature store):
+    a document encoder or an image classifier is not a user-embedding model."""
     rec = recognize(stage)
     if rec is None:
         if stage.kind in ("ranking", "retrieval") and not stage.slots:
@@ -306,7 +309,7 @@ def hints_for(stage: Stage) -> list[str]:
             f"stage {stage.name!r}: {rec.why_not}; pass the index as an argument to "
             "unlock ANN retrieval (recsys.ann_exact)"
         )
-    if rec.role == "embedding" and not rec.transformable:
+    if rec.role == "embedding" and not rec.transformable and _recsys_pipeline(pipeline):
         hints.append(
             f"stage {stage.name!r} runs an embedding model: declare it with "
             "pipetune.plugins.recsys.embedding(encode, model=..., key='user_id') to unlock the "
@@ -319,3 +322,16 @@ def hints_for(stage: Stage) -> list[str]:
             "(recsys.batched_feature_reads)"
         )
     return hints
+
+
+def _recsys_pipeline(pipeline: Pipeline | None) -> bool:
+    """Whether ``pipeline`` holds a recsys component beyond a plain model."""
+    if pipeline is None:
+        return True
+    for stage in pipeline.stages:
+        found = recognize(stage)
+        if stage.kind in ("ranking", "retrieval") or (
+            found is not None and (found.role != "embedding" or found.source == "block")
+        ):
+            return True
+    return False

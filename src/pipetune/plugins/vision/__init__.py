@@ -19,6 +19,8 @@ _EXPORTS = {
     "PillowDecoder": "pipetune.plugins.vision.reduced_decode",
     "ReducedImread": "pipetune.plugins.vision.reduced_decode",
     "DraftOpen": "pipetune.plugins.vision.reduced_decode",
+    "ReducedArrayRead": "pipetune.plugins.vision.reduced_decode",
+    "GatedFrames": "pipetune.plugins.vision.frame_items",
     "choose_factor": "pipetune.plugins.vision.reduced_decode",
     "DaliDecoder": "pipetune.plugins.vision.dali",
     "NvJpegDecoder": "pipetune.plugins.vision.gpu_decode",

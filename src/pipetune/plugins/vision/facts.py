@@ -32,11 +32,13 @@ from pipetune.plugins.vision.recognize import (
     inference_after,
     model_input_size,
     torch_model_device,
+    wrapped_chain,
 )
-from pipetune.plugins.vision.reduced_decode import OpenCVDecoder, choose_factor
+from pipetune.plugins.vision.reduced_decode import OpenCVDecoder, PillowDecoder, choose_factor
 
 SAMPLE_IMAGES = 64
-TIMED_IMAGES = 3
+TIMED_IMAGES = 4
+TIMED_ROUNDS = 3
 MOTION_CLIPS = 2
 MOTION_FRAMES = 600
 #: Motion thresholds the profile reports the share of static frames for.
@@ -44,24 +46,48 @@ REPORTED_THRESHOLDS = (0.002, 0.01, 0.05)
 
 
 def _output_size(outputs: list[Any]) -> tuple[int, int] | None:
+    """(width, height) of the first image among ``outputs``: an HWC or CHW array (or a
+    batch of one), or a PIL image."""
     for value in outputs:
+        if hasattr(value, "getbands") and isinstance(getattr(value, "size", None), tuple):
+            width, height = value.size
+            return (int(width), int(height))
         shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) == 4 and shape[0] == 1:
+            shape = shape[1:]
         if shape is not None and len(shape) == 3:
             # HWC uint8 or CHW normalized
-            if shape[0] == 3 and shape[2] != 3:
+            if shape[0] in (1, 3) and shape[2] not in (1, 3):
                 return (int(shape[2]), int(shape[1]))
             return (int(shape[1]), int(shape[0]))
     return None
+
+
+def _target(
+    pipeline: Pipeline, step: DecodeStep, observed: Observations, pixels: int | None
+) -> tuple[int, int] | None:
+    """The size the decoded image ends at: declared, else what the stage outputs when
+    that is smaller than the sources, else what a later stage outputs (a decode stage
+    whose image a later stage resizes)."""
+    if step.target:
+        return step.target
+    own = _output_size(observed.outputs_of(step.stage))
+    if own is None or pixels is None or own[0] * own[1] < pixels / 2:
+        return own
+    for later in pipeline.stages[pipeline.index(step.stage) + 1 :]:
+        size = _output_size(observed.outputs_of(later.name))
+        if size is not None and size[0] * size[1] < pixels / 2:
+            return size
+    return own
 
 
 def decode_facts(
     pipeline: Pipeline, step: DecodeStep, profile: Profile, observed: Observations
 ) -> dict[str, Any]:
     inputs = observed.inputs_of(step.stage)[:SAMPLE_IMAGES]
-    target = step.target or _output_size(observed.outputs_of(step.stage))
     formats: Counter[str] = Counter()
     sizes: list[tuple[int, int]] = []
-    blobs: list[bytes] = []
+    jpegs: list[tuple[Any, bytes]] = []
     for item in inputs:
         try:
             data = read_image_bytes(item)
@@ -72,8 +98,10 @@ def decode_facts(
         dims = image_size(data)
         if dims:
             sizes.append(dims)
-        if sniff_format(data) == "jpeg" and len(blobs) < TIMED_IMAGES:
-            blobs.append(data)
+        if sniff_format(data) == "jpeg" and len(jpegs) < TIMED_IMAGES:
+            jpegs.append((item, data))
+    pixels = [w * h for w, h in sizes]
+    target = _target(pipeline, step, observed, int(statistics.median(pixels)) if pixels else None)
     facts: dict[str, Any] = {
         "stage": step.stage,
         "recognized": step.to_dict(),
@@ -83,7 +111,6 @@ def decode_facts(
         "sampled": len(inputs),
     }
     if sizes:
-        pixels = [w * h for w, h in sizes]
         facts["source_resolution"] = {
             "median": list(sizes[int(np.argsort(pixels)[len(pixels) // 2])]),
             "min_pixels": min(pixels),
@@ -100,22 +127,73 @@ def decode_facts(
                 "max": max(factors),
                 "counts": dict(Counter(factors)),
             }
-    if blobs and target and facts.get("dct_factor", {}).get("max", 1) > 1:
-        facts["sample_timing_ms"] = _time_reduced(blobs, target)
+    if jpegs and target and facts.get("dct_factor", {}).get("max", 1) > 1 and not step.reduced:
+        facts["sample_timing_ms"] = measured_gain(pipeline, step, jpegs, target)
     return facts
 
 
-def _time_reduced(blobs: list[bytes], target: tuple[int, int]) -> dict[str, float]:
-    """Median ms of full vs reduced OpenCV decode + resize on a few sampled JPEGs."""
-    full, reduced = OpenCVDecoder(), OpenCVDecoder(reduce=True)
+def measured_gain(
+    pipeline: Pipeline, step: DecodeStep, jpegs: list[tuple[Any, bytes]], target: tuple[int, int]
+) -> dict[str, Any]:
+    """Full against reduced decode on a few of the workload's own JPEGs, interleaved.
+
+    A stage whose decoder pipetune can swap is timed itself, as written and with the
+    change applied (everything else the stage does included); otherwise the same
+    library's decode + resize is timed (Pillow's for Pillow, imageio and scikit-image,
+    OpenCV's for OpenCV), which is what the change the proposal shows would give."""
+    if step.how == "code" and step.transformable:
+        from pipetune.plugins.vision.changes.reduced_decode import rebound_stage
+
+        stage = pipeline.stage(step.stage)
+        try:
+            fast = rebound_stage(stage, step.rebind, target, 8)
+            return _interleaved(
+                [(lambda i=item: stage(i), lambda i=item: fast(i)) for item, _ in jpegs],
+                "stage as written against the stage with reduced decode",
+            )
+        except Exception:  # the stage raised on a sample: time the library instead
+            pass
+    if step.library in ("pillow", "imageio", "skimage"):
+        full, reduced = PillowDecoder(), PillowDecoder(reduce=True)
+        how = "Pillow decode + resize, full against draft"
+    else:
+        full, reduced = OpenCVDecoder(), OpenCVDecoder(reduce=True)
+        how = "OpenCV decode + resize, full against IMREAD_REDUCED_*"
+    return _interleaved(
+        [
+            (
+                lambda d=data: full.decode_resize(d, target),
+                lambda d=data: reduced.decode_resize(d, target),
+            )
+            for _, data in jpegs
+        ],
+        how,
+    )
+
+
+def _interleaved(pairs: list[tuple[Any, Any]], how: str) -> dict[str, Any]:
+    """Each image timed both ways back to back, :data:`TIMED_ROUNDS` rounds, the order
+    alternating (after one untimed call of each on the first image): the median ms of
+    each side, and the speedup as the median of the paired ratios (a drift in the host's
+    load between rounds cancels within a pair)."""
     times: dict[str, list[float]] = {"full": [], "reduced": []}
-    for blob in blobs:
-        for name, decoder in (("full", full), ("reduced", reduced)):
-            start = time.perf_counter()
-            decoder.decode_resize(blob, target)
-            times[name].append((time.perf_counter() - start) * 1000)
-    result = {name: statistics.median(values) for name, values in times.items()}
-    result["speedup"] = result["full"] / result["reduced"] if result["reduced"] > 0 else 1.0
+    ratios: list[float] = []
+    pairs[0][0](), pairs[0][1]()  # warm-up: lazy imports, first-call allocations
+    for round_ in range(TIMED_ROUNDS):
+        for full, reduced in pairs:
+            order = (("full", full), ("reduced", reduced))
+            taken = {}
+            for name, call in order if round_ % 2 == 0 else order[::-1]:
+                start = time.perf_counter()
+                call()
+                taken[name] = (time.perf_counter() - start) * 1000
+                times[name].append(taken[name])
+            ratios.append(taken["full"] / max(taken["reduced"], 1e-9))
+    result: dict[str, Any] = {name: statistics.median(v) for name, v in times.items()}
+    result["speedup"] = statistics.median(ratios)
+    result["images"] = len(pairs)
+    result["samples_per_side"] = len(times["full"])
+    result["how"] = how
     return result
 
 
@@ -237,14 +315,52 @@ def _names(profile: Profile) -> set[str]:
     return {s.name for s in profile.stages}
 
 
+def frame_item_facts(
+    pipeline: Pipeline, profile: Profile, observed: Observations
+) -> dict[str, Any] | None:
+    """When the workload's items are consecutive frames of one source: the evidence, and
+    the stage a frame gate would skip (the costliest stage that receives frames and is not
+    gated already)."""
+    from pipetune.plugins.vision import frame_items
+
+    if pipeline.output_kind not in ("labels", "frame_labels"):
+        return None
+    evidence = frame_items.detect(observed.inputs_of(pipeline.stages[0].name))
+    if evidence is None:
+        return None
+    times = {s.name: s.mean_ms for s in profile.stages}
+    candidates = []
+    for stage in pipeline.stages:
+        sample = observed.inputs_of(stage.name)[:2]
+        gated = any(isinstance(fn, frame_items.GatedFrames) for fn in wrapped_chain(stage.fn))
+        if sample and not gated and all(frame_items.frame_size(x) for x in sample):
+            candidates.append(stage.name)
+    if not candidates:
+        return None
+    chosen = max(candidates, key=lambda name: times.get(name, 0.0))
+    stage_ms = times.get(chosen, 0.0)
+    evidence.update(
+        stage=chosen,
+        stage_ms=stage_ms,
+        share=profile.share(chosen),
+        est_stage_speedup=frame_items.estimated_speedup(
+            stage_ms, evidence["gate_run_fraction_at_0.01"], evidence["signal_ms"]
+        ),
+    )
+    return evidence
+
+
 def profile_facts(
     pipeline: Pipeline, profile: Profile, observed: Observations
 ) -> dict[str, Any] | None:
     steps = find_decode_steps(pipeline)
     loops = find_frame_loops(pipeline)
-    if not steps and not loops:
+    frames = None if loops else frame_item_facts(pipeline, profile, observed)
+    if not steps and not loops and frames is None:
         return None
     facts: dict[str, Any] = {}
+    if frames is not None:
+        facts["frame_items"] = frames
     decode = {}
     for step in steps:
         entry = decode_facts(pipeline, step, profile, observed)

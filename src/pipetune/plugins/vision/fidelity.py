@@ -139,7 +139,13 @@ def frame_agreement(
 ) -> Fidelity:
     """Per-frame label agreement over all clips, gated by event detection: the value is
     the agreement when every event is detected within :data:`EVENT_WINDOW` frames, and 0
-    otherwise — a missed event is a hard failure, not a 1 % loss."""
+    otherwise — a missed event is a hard failure, not a 1 % loss.
+
+    Outputs that are one label per input (frames fed as workload items) are read as one
+    clip in input order."""
+    if _flat(baseline) and _flat(candidate):
+        baseline, candidate = [list(baseline)], [list(candidate)]
+        labels = [list(labels)] if labels is not None and _flat(labels) else None
     agree = frames = 0
     truth_agree_base = truth_agree_cand = truth_frames = 0
     for clip, (base, cand) in enumerate(zip(baseline, candidate, strict=True)):
@@ -173,6 +179,15 @@ def frame_agreement(
         n=frames,
         ci=wilson_interval(agree, frames),
         details=details,
+    )
+
+
+def _flat(values: Sequence[Any]) -> bool:
+    """Labels per input rather than per clip (no list among them, not all skipped)."""
+    return (
+        len(values) > 0
+        and not any(isinstance(v, list) for v in values)
+        and not all(isinstance(v, Skipped) for v in values)
     )
 
 

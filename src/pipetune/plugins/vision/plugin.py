@@ -1,8 +1,10 @@
 """Hook implementations of the vision plugin; each calls into the module that does the work.
 
-Recognizes decode-and-resize steps, video frame loops and the model's input size; measures
-source resolution against model input, decode's share, the CPU→GPU transfer and the
-frame-to-frame change; proposes reduced-resolution JPEG decode, DALI / nvJPEG decode,
+Recognizes decode-and-resize steps (blocks, decoder slots, and plain decode code read from
+the stage's source), video frame loops, workloads of consecutive frames and the model's
+input size; measures source resolution against model input, the reduced-decode gain on the
+workload's own files, decode's share, the CPU→GPU transfer and the frame-to-frame change;
+proposes reduced-resolution JPEG decode, DALI / nvJPEG decode,
 parallel batch decode and frame skipping (motion-gated or fixed stride); supplies fidelity
 for per-frame labels (with the event-detection check), images (PSNR) and masks (IoU).
 """

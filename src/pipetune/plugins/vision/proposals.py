@@ -8,6 +8,7 @@ from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Requirements
 from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.plugins.vision import frame_items
 from pipetune.plugins.vision.changes import (
     dali_decode,
     frame_stride,
@@ -16,6 +17,7 @@ from pipetune.plugins.vision.changes import (
     parallel_decode,
     reduced_decode,
 )
+from pipetune.plugins.vision.code_decode import suggested_change
 from pipetune.plugins.vision.dali import DALI, cuda_available
 from pipetune.plugins.vision.gpu_decode import nvjpeg_availability
 from pipetune.plugins.vision.parallel import default_workers
@@ -45,39 +47,108 @@ def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) ->
     facts = _vision_facts(profile)
     proposals: list[Proposal] = []
     for step in find_decode_steps(pipeline):
-        if not step.transformable:
-            continue
         info = facts.get("decode", {}).get(step.stage, {})
         share = profile.share(step.stage)
-        proposals.extend(_decode_proposals(pipeline, step, info, share))
+        if step.transformable:
+            proposals.extend(_decode_proposals(pipeline, step, info, share))
+        elif step.code and not step.reduced:
+            proposals.extend(_by_hand(step, info, share))
     for loop in find_frame_loops(pipeline):
         if not loop.transformable or loop.gated:
             continue
         info = facts.get("video", {}).get(loop.stage, {})
         proposals.extend(_frame_proposals(loop.stage, info))
+    items = facts.get("frame_items")
+    if items:
+        proposals.extend(_frame_proposals(items["stage"], items, frames="items"))
     return proposals
 
 
-def _decode_proposals(
-    pipeline: Pipeline, step: Any, info: dict[str, Any], share: float
-) -> list[Proposal]:
-    out: list[Proposal] = []
+def _gain_text(timing: dict[str, Any]) -> str:
+    if not timing:
+        return ""
+    return (
+        f" Measured on {timing.get('images', '?')} of the workload's own JPEGs "
+        f"({timing.get('how', '')}): {timing['full']:.1f} ms against {timing['reduced']:.1f} "
+        f"ms, {timing['speedup']:.2f}x."
+    )
+
+
+def _by_hand(step: Any, info: dict[str, Any], share: float) -> list[Proposal]:
+    """Reduced decode for plain code whose decoder pipetune cannot swap: the exact change
+    to make, with its measured gain (advice: the loop cannot apply it)."""
+    factor = info.get("dct_factor", {})
+    target = as_size(info["model_input"]) if info.get("model_input") else step.target
+    if not target or factor.get("max", 1) < 2 or not info.get("formats", {}).get("jpeg"):
+        return []
+    timing = info.get("sample_timing_ms", {})
+    changes = [suggested_change(d, target, int(factor.get("min", 1))) for d in step.code]
+    changes = [c for c in changes if c is not None]
+    first = step.code[0]
+    edit = (
+        "\n".join(
+            f"  {c['where']}:\n    {c['before']}\n  becomes\n    {c['after']}" for c in changes
+        )
+        if changes
+        else f"  {first.where()}: decode at reduced size ({first.written} takes options)"
+    )
+    return [
+        Proposal(
+            id=REDUCED,
+            plugin=PLUGIN,
+            stage=step.stage,
+            title=f"Decode JPEGs at reduced size: change {first.written} at {first.where()}",
+            rationale=(
+                f"The stage decodes full-size JPEGs with {first.written} and resizes them to "
+                f"{target[0]}x{target[1]}; pipetune cannot swap this decoder itself "
+                f"({step.unreachable})." + _gain_text(timing) + "\n" + edit
+            ),
+            est_stage_speedup=max(1.0, float(timing.get("speedup") or 1.0)),
+            effort="minutes",
+            accuracy_risk="low",
+            applicable=False,
+            params={"max_factor": int(factor["max"]), "target": list(target)},
+            evidence={
+                "one_line_change": changes,
+                "sample_timing_ms": timing,
+                "dct_factor": factor,
+                "decode_share": share,
+            },
+        )
+    ]
+
+
+_DECODE_EVIDENCE = (
+    "source_resolution",
+    "model_input",
+    "dct_factor",
+    "discarded_pixel_share",
+    "formats",
+    "sample_timing_ms",
+)
+
+
+def _reduced_proposal(step: Any, info: dict[str, Any], share: float) -> Proposal | None:
+    """Reduced decode where sources are JPEGs larger than the model input: through the
+    decoder slot, or by rebinding the decoder name plain code calls."""
     target = step.target or (as_size(info["model_input"]) if info.get("model_input") else None)
     factor = info.get("dct_factor", {})
-    jpegs = info.get("formats", {}).get("jpeg", 0)
     timing = info.get("sample_timing_ms", {})
-    evidence = {
-        k: info[k]
-        for k in (
-            "source_resolution",
-            "model_input",
-            "dct_factor",
-            "discarded_pixel_share",
-            "formats",
-            "sample_timing_ms",
+    jpegs = info.get("formats", {}).get("jpeg", 0)
+    if not (target and jpegs and factor.get("max", 1) > 1 and not step.reduced):
+        return None
+    speedup = float(timing.get("speedup") or {8: 4.0, 4: 2.5, 2: 1.6}[factor["max"]])
+    median = info.get("source_resolution", {}).get("median", ["?", "?"])
+    params: dict[str, Any] = {"max_factor": int(factor["max"]), "target": list(target)}
+    how = ""
+    if step.how == "code":
+        params["rebind"] = list(step.rebind)
+        first = step.code[0]
+        how = (
+            f" The stage's own code decodes with {first.written} ({first.where()}): "
+            f"pipetune runs its function with {', '.join(step.rebind)} rebound to a "
+            "reduced-size drop-in (your module is not modified)."
         )
-        if k in info
-    }
     small_note = (
         ""
         if share >= MIN_SHARE
@@ -86,36 +157,30 @@ def _decode_proposals(
             "cannot matter much."
         )
     )
-    if target and jpegs and factor.get("max", 1) > 1 and not step.reduced:
-        speedup = float(timing.get("speedup") or {8: 4.0, 4: 2.5, 2: 1.6}[factor["max"]])
-        median = info.get("source_resolution", {}).get("median", ["?", "?"])
-        out.append(
-            Proposal(
-                id=REDUCED,
-                plugin=PLUGIN,
-                stage=step.stage,
-                title=f"Decode JPEGs at 1/{factor['max']} size (DCT scaling) before the resize",
-                rationale=(
-                    f"Sources are {median[0]}x{median[1]} but the model takes "
-                    f"{target[0]}x{target[1]}: {info.get('discarded_pixel_share', 0):.1%} of "
-                    f"decoded pixels are thrown away by the resize. libjpeg can decode at "
-                    f"1/{factor['max']} scale directly (largest factor keeping at least the "
-                    f"model input, chosen per image); on sampled images full decode+resize "
-                    f"took {timing.get('full', float('nan')):.1f} ms and reduced "
-                    f"{timing.get('reduced', float('nan')):.1f} ms." + small_note
-                ),
-                est_stage_speedup=max(1.0, speedup),
-                effort="minutes",
-                accuracy_risk="low",
-                params={"max_factor": int(factor["max"]), "target": list(target)},
-                conflicts=(DALI_DECODE, GPU_DECODE),
-                evidence=evidence,
-            )
-        )
-    if step.how != "block":
-        # DALI and nvJPEG replace the whole decode-and-resize, which only the plugin's own
-        # block exposes; plain code keeps its own resize after a library decoder.
-        return out
+    return Proposal(
+        id=REDUCED,
+        plugin=PLUGIN,
+        stage=step.stage,
+        title=f"Decode JPEGs at 1/{factor['max']} size (DCT scaling) before the resize",
+        rationale=(
+            f"Sources are {median[0]}x{median[1]} but the model takes "
+            f"{target[0]}x{target[1]}: {info.get('discarded_pixel_share', 0):.1%} of "
+            f"decoded pixels are thrown away by the resize. libjpeg can decode at "
+            f"1/{factor['max']} scale directly (largest factor keeping at least the "
+            f"model input, chosen per image)." + _gain_text(timing) + how + small_note
+        ),
+        est_stage_speedup=max(1.0, speedup),
+        effort="minutes",
+        accuracy_risk="low",
+        params=params,
+        conflicts=(DALI_DECODE, GPU_DECODE),
+        evidence={k: info[k] for k in _DECODE_EVIDENCE if k in info},
+    )
+
+
+def _accelerated_proposals(step: Any, evidence: dict[str, Any]) -> list[Proposal]:
+    """DALI's decode-resize-normalize pipeline and batched nvJPEG, for the decode block."""
+    out: list[Proposal] = []
     dali = DALI.check()
     gpu = cuda_available()
     out.append(
@@ -171,6 +236,20 @@ def _decode_proposals(
             conflicts=(REDUCED, DALI_DECODE),
         )
     )
+    return out
+
+
+def _decode_proposals(
+    pipeline: Pipeline, step: Any, info: dict[str, Any], share: float
+) -> list[Proposal]:
+    reduced = _reduced_proposal(step, info, share)
+    out: list[Proposal] = [reduced] if reduced is not None else []
+    evidence = {k: info[k] for k in _DECODE_EVIDENCE if k in info}
+    if step.how != "block":
+        # DALI and nvJPEG replace the whole decode-and-resize, which only the plugin's own
+        # block exposes; plain code keeps its own resize after a library decoder.
+        return out
+    out.extend(_accelerated_proposals(step, evidence))
     workers = default_workers()
     if workers > 1 and share >= MIN_SHARE:
         out.append(
@@ -195,29 +274,49 @@ def _decode_proposals(
     return out
 
 
-def _frame_proposals(stage: str, info: dict[str, Any]) -> list[Proposal]:
+def _frame_proposals(stage: str, info: dict[str, Any], frames: str = "clip") -> list[Proposal]:
     change = info.get("frame_change", {})
     static = change.get("static_share", {})
     run_fraction = float(info.get("gate_run_fraction_at_0.01", 0.25))
     decode = float(info.get("decode_share_of_loop", 0.1))
     # Amdahl inside the loop: decode stays, the model runs on run_fraction of frames.
     est = 1.0 / (decode + (1 - decode) * max(run_fraction, 0.02))
-    evidence = {
-        k: info[k]
-        for k in (
-            "frame_change",
-            "decode_ms_per_frame",
-            "ms_per_frame",
-            "decode_share_of_loop",
-            "gate_run_fraction_at_0.01",
-        )
-        if k in info
-    }
+    stride_est = max(1.0, 1.0 / (decode + (1 - decode) / 3))
+    keys = (
+        "frame_change",
+        "decode_ms_per_frame",
+        "ms_per_frame",
+        "decode_share_of_loop",
+        "gate_run_fraction_at_0.01",
+        "frames_sampled",
+        "source",
+        "frame_size",
+        "named_in_order",
+        "similar_pair_share",
+        "signal_ms",
+        "stage_ms",
+    )
+    evidence = {k: info[k] for k in keys if k in info}
     static_text = (
         f"{static.get('0.01', 0):.0%} of consecutive frames change less than 1 % of pixels; "
         if static
         else ""
     )
+    extra: dict[str, Any] = {}
+    in_order = None
+    if frames == "items":
+        in_order = motion_gate.FRAMES_IN_ORDER
+        extra = {"frames": "items"}
+        est = float(info.get("est_stage_speedup", est))
+        stride_est = frame_items.estimated_speedup(
+            float(info.get("stage_ms", 0.0)), 1 / 3, float(info.get("signal_ms", 0.0))
+        )
+        static_text = (
+            f"The workload's items are consecutive frames of one source "
+            f"({info.get('frames_sampled')} sampled, {info.get('similar_pair_share', 0):.0%} "
+            f"of consecutive pairs nearly identical): stage {stage!r} runs behind the gate, "
+            "in input order. " + static_text
+        )
     return [
         Proposal(
             id=MOTION,
@@ -233,10 +332,11 @@ def _frame_proposals(stage: str, info: dict[str, Any]) -> list[Proposal]:
             est_stage_speedup=max(1.0, est),
             effort="minutes",
             accuracy_risk="medium",
-            params={"mode": "motion", "width": 64, "delta": 8.0, "max_interval": 150},
+            params={"mode": "motion", "width": 64, "delta": 8.0, "max_interval": 150, **extra},
             conflicts=(STRIDE,),
             fidelity_kind="frame_labels",
             evidence=evidence,
+            in_flight=in_order,
         ),
         Proposal(
             id=STRIDE,
@@ -247,12 +347,13 @@ def _frame_proposals(stage: str, info: dict[str, Any]) -> list[Proposal]:
                 "Classify every k-th frame and repeat the result in between; k is tuned, and "
                 "k ≤ 4 is needed to see every event within 3 frames."
             ),
-            est_stage_speedup=max(1.0, 1.0 / (decode + (1 - decode) / 3)),
+            est_stage_speedup=stride_est,
             effort="minutes",
             accuracy_risk="medium",
-            params={"mode": "stride", "stride": 3},
+            params={"mode": "stride", "stride": 3, **extra},
             conflicts=(MOTION,),
             fidelity_kind="frame_labels",
             evidence=evidence,
+            in_flight=in_order,
         ),
     ]

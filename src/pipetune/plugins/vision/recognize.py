@@ -2,9 +2,12 @@
 
 * **decode-and-resize**: the plugin's own block (``meta["block"]``); or a stage whose
   ``decoder=`` slot holds a library decoder (``cv2.imread``, ``cv2.imdecode``,
-  ``PIL.Image.open``, ``torchvision.io.read_image``/``decode_jpeg``) or a decoder object,
-  with the target size from a ``size=`` slot; or, for hints only, a ``decode``/
-  ``preprocess`` stage whose code calls such functions.
+  ``PIL.Image.open``, imageio's or scikit-image's ``imread``,
+  ``torchvision.io.read_image``/``decode_jpeg``) or a decoder object, with the target
+  size from a ``size=`` slot; or plain code whose own source decodes with one of them
+  (found by the scan rule's matcher, :mod:`.code_decode`), reduced by rebinding the
+  decoder's module-level name (:mod:`.rebind`) where that is reachable; or, for hints
+  only, a ``decode``/``preprocess`` stage whose code calls such functions.
 * **video frame loops**: the plugin's classify-frames block (a ``gate=`` slot), or plain
   code with an injected ``capture=`` slot (``cv2.VideoCapture`` or a factory) and an
   injected ``model=`` slot; code that mentions ``VideoCapture`` gets a hint.
@@ -15,7 +18,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import inspect
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Stage
@@ -25,7 +29,8 @@ from pipetune.plugins.vision.blocks import (
     DECODE_RESIZE,
     FRAME_SOURCE,
 )
-from pipetune.plugins.vision.reduced_decode import LIBRARY_DECODERS, as_size
+from pipetune.plugins.vision.code_decode import CodeDecode, find_code_decodes
+from pipetune.plugins.vision.reduced_decode import LIBRARY_DECODERS, as_size, library_decoder
 
 #: Library functions that decode images, by qualified name -> library.
 DECODER_LIBRARIES = {
@@ -75,10 +80,18 @@ class DecodeStep:
     target: tuple[int, int] | None
     transformable: bool  # the decoder slot is injected: replacing it changes what runs
     reduced: bool = False  # already decodes at reduced resolution
+    code: tuple[CodeDecode, ...] = field(default=(), repr=False)  # plain decode code found
+    unreachable: str | None = None  # why the code's decoder cannot be swapped
+
+    @property
+    def rebind(self) -> tuple[str, ...]:
+        """The module-level names reduced decode rebinds for plain code."""
+        return tuple(sorted({d.written for d in self.code}))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["target"] = list(self.target) if self.target else None
+        data["code"] = [d.to_dict() for d in self.code]
         return data
 
 
@@ -120,6 +133,9 @@ def describe_decoder(decoder: Any) -> tuple[str, str, bool]:
         text = str(describe())
         library = getattr(decoder, "name", "own")
         return library, text, bool(getattr(decoder, "reduce", False))
+    canonical = library_decoder(decoder)
+    if canonical is not None:
+        return _library_of(canonical), canonical, False
     name = qualified_name(decoder)
     if name in DECODER_LIBRARIES:
         return DECODER_LIBRARIES[name], name, False
@@ -146,9 +162,77 @@ def find_decode_steps(pipeline: Pipeline) -> list[DecodeStep]:
                     reduced=reduced,
                 )
             )
+        elif code := [d for d in find_code_decodes(stage.fn) if d.decoder]:
+            steps.append(_code_step(pipeline, stage, code))
         elif stage.kind in ("decode", "preprocess") and _code_names(stage.fn) & _DECODE_NAMES:
             steps.append(DecodeStep(stage.name, "code", "unknown", "", _slot_size(stage), False))
     return steps
+
+
+def _library_of(canonical: str) -> str:
+    head = canonical.split(".")[0]
+    return {"cv2": "opencv", "PIL": "pillow"}.get(head, head)
+
+
+def wrapped_chain(fn: Any) -> list[Any]:
+    """``fn`` and what it wraps (``__wrapped__``), outermost first."""
+    chain = [fn]
+    while hasattr(chain[-1], "__wrapped__") and len(chain) < 16:
+        chain.append(chain[-1].__wrapped__)
+    return chain
+
+
+def _code_step(pipeline: Pipeline, stage: Stage, code: list[CodeDecode]) -> DecodeStep:
+    """A stage whose own code decodes: reachable when each decoder's module-level name
+    can be rebound for its function (and for its ``batch_fn``, when it has one)."""
+    from pipetune.plugins.vision.rebind import Rebound, reachable
+
+    chain = wrapped_chain(stage.fn)
+    written = sorted({d.written for d in code})
+    reason = reachable(chain[-1], written)
+    if reason is None and stage.batch_fn is not None:
+        batch_reason = reachable(stage.batch_fn, written)
+        if batch_reason is not None:
+            reason = f"its batch_fn: {batch_reason}"
+    reduced = any(isinstance(fn, Rebound) for fn in chain) or (
+        stage.meta.get("vision") == "vision.reduced_decode"
+    )
+    return DecodeStep(
+        stage=stage.name,
+        how="code",
+        library=_library_of(code[0].decoder),
+        decoder=code[0].decoder,
+        target=_code_size(stage, chain[-1], code) or model_input_size(pipeline, stage),
+        transformable=reason is None,
+        reduced=reduced,
+        code=tuple(code),
+        unreachable=reason,
+    )
+
+
+def _code_size(stage: Stage, fn: Any, code: list[CodeDecode]) -> tuple[int, int] | None:
+    """The resize's size: a literal in the code, else the slot (or the parameter's
+    default) the code reads it from."""
+    for decode in code:
+        if decode.size:
+            return decode.size
+    for decode in code:
+        if decode.size_name is None:
+            continue
+        value = stage.slots.get(decode.size_name)
+        if value is None:
+            try:
+                param = inspect.signature(fn).parameters.get(decode.size_name)
+            except (TypeError, ValueError):
+                param = None
+            if param is not None and param.default is not inspect.Parameter.empty:
+                value = param.default
+        try:
+            size = as_size(value[:2] if isinstance(value, list | tuple) else value)
+        except (ValueError, TypeError):
+            continue
+        return (size[1], size[0]) if decode.order == "hw" else size
+    return _slot_size(stage)
 
 
 def find_frame_loops(pipeline: Pipeline) -> list[FrameLoop]:
@@ -230,7 +314,15 @@ def hints_for(stage: Stage, pipeline: Pipeline) -> list[str]:
     for step in find_decode_steps(pipeline):
         if step.stage != stage.name:
             continue
-        if step.how == "code":
+        if step.how == "code" and step.code and step.unreachable:
+            first = step.code[0]
+            hints.append(
+                f"stage {stage.name!r} decodes with {first.written} ({first.where()}) but "
+                f"pipetune cannot swap that decoder: {step.unreachable}. Declare it as a "
+                "slot (decoder=...), or make the one-line change the vision.reduced_decode "
+                "proposal shows"
+            )
+        elif step.how == "code" and not step.code:
             hints.append(
                 f"stage {stage.name!r} seems to decode images inside its code: declare the "
                 "decoder as a slot (decoder=cv2.imread, or PIL.Image.open) and the model "
@@ -242,7 +334,7 @@ def hints_for(stage: Stage, pipeline: Pipeline) -> list[str]:
                 f"stage {stage.name!r} has a decoder slot its function does not take: accept "
                 "decoder= as a keyword argument so it can be replaced"
             )
-        elif step.target is None:
+        elif step.target is None and step.how != "code":
             hints.append(
                 f"stage {stage.name!r}: declare size=(w, h) (the model input) so the "
                 "reduced-decode factor is chosen without observing outputs"

@@ -11,14 +11,16 @@ shrinks.
 Two kinds of objects live here:
 
 * decoders for the plugin's own decode-and-resize block (``decode_resize(data, size)``),
-* drop-in replacements for library decoders found in a user's ``decoder=`` slot
-  (``cv2.imread``, ``cv2.imdecode``, ``PIL.Image.open``, ``torchvision.io.read_image``),
-  with the same call signature and return type, so plain user code runs them unchanged.
+* drop-in replacements for library decoders found in a user's ``decoder=`` slot or called
+  by a stage's own code (``cv2.imread``, ``cv2.imdecode``, ``PIL.Image.open``, imageio's
+  and scikit-image's ``imread``, ``torchvision.io.read_image``), with the same call
+  signature and return type, so plain user code runs them unchanged (:func:`drop_in`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,8 +251,85 @@ class ReducedReadImage:
         return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
-#: Library decoders recognized in a ``decoder=`` slot, by qualified name, and the drop-in
-#: that replaces each one.
+@dataclass(frozen=True)
+class ReducedArrayRead:
+    """A drop-in for imageio's ``imread`` (v2 and v3) and ``skimage.io.imread``: a JPEG
+    path or bytes with no other argument is decoded by Pillow with ``draft`` at the
+    largest DCT factor keeping ``target`` and returned as the same kind of array (RGB or
+    grey uint8, writable); every other call goes to ``original`` unchanged."""
+
+    original: Any
+    target: tuple[int, int]
+    max_factor: int = 8
+
+    def __call__(self, uri: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(uri, str | bytes | os.PathLike):
+            return self.original(uri, *args, **kwargs)
+        if isinstance(uri, bytes):
+            data = uri
+        else:
+            try:
+                with open(uri, "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                return self.original(uri)  # the library's own error, as before
+        if sniff_format(data) != "jpeg":
+            return self.original(uri)
+        from io import BytesIO
+
+        from pipetune.core.kernel.registry import require
+
+        pil = require("PIL.Image", "vision", "Pillow image decoding")
+        image = pil.open(BytesIO(data))
+        if image.mode not in ("RGB", "L"):
+            return self.original(uri)
+        image.draft(None, _draft_request(image.size, self.target, self.max_factor))
+        return np.array(image)
+
+
+#: Library decoders by canonical name, and the module each is found in.
+_LIBRARY_FUNCTIONS = {
+    "cv2.imread": ("cv2", "imread"),
+    "cv2.imdecode": ("cv2", "imdecode"),
+    "PIL.Image.open": ("PIL.Image", "open"),
+    "imageio.imread": ("imageio", "imread"),
+    "imageio.v2.imread": ("imageio.v2", "imread"),
+    "imageio.v3.imread": ("imageio.v3", "imread"),
+    "skimage.io.imread": ("skimage.io", "imread"),
+}
+
+
+def library_decoder(obj: Any) -> str | None:
+    """The canonical name of a library decode function (``PIL.Image.open``), by
+    identity with the loaded library's own function; ``None`` for anything else. Never
+    imports a library to compare."""
+    import sys
+
+    for canonical, (module_name, attr) in _LIBRARY_FUNCTIONS.items():
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, attr, None) is obj:
+            return canonical
+    return None
+
+
+def drop_in(canonical: str, original: Any, target: tuple[int, int], max_factor: int = 8) -> Any:
+    """The reduced-decode drop-in for library decoder ``canonical``: same call, same
+    return type."""
+    if canonical == "cv2.imread":
+        return ReducedImread(target=target, max_factor=max_factor)
+    if canonical == "cv2.imdecode":
+        return ReducedImdecode(target=target, max_factor=max_factor)
+    if canonical == "PIL.Image.open":
+        return DraftOpen(target=target, max_factor=max_factor)
+    if canonical in ("torchvision.io.read_image", "torchvision.io.image.read_image"):
+        return ReducedReadImage(target=target, max_factor=max_factor)
+    if canonical in _LIBRARY_FUNCTIONS:
+        return ReducedArrayRead(original, target, max_factor)
+    raise ValueError(f"no reduced-decode drop-in for {canonical}")
+
+
+#: Library decoders recognized in a ``decoder=`` slot by qualified name (those
+#: :func:`library_decoder` does not know by identity).
 LIBRARY_DECODERS: dict[str, type] = {
     "cv2.imread": ReducedImread,
     "cv2.imdecode": ReducedImdecode,
@@ -264,9 +343,11 @@ def replacement_for(decoder: Any, target: tuple[int, int], max_factor: int = 8) 
     """The reduced-decode replacement for a library decoder found in a slot, or None."""
     from pipetune.plugins.vision.recognize import qualified_name
 
-    kind = LIBRARY_DECODERS.get(qualified_name(decoder))
-    if kind is not None:
-        return kind(target=target, max_factor=max_factor)
+    canonical = library_decoder(decoder)
+    if canonical is None and qualified_name(decoder) in LIBRARY_DECODERS:
+        canonical = qualified_name(decoder)
+    if canonical is not None:
+        return drop_in(canonical, decoder, target, max_factor)
     if isinstance(decoder, OpenCVDecoder | PillowDecoder):
         return type(decoder)(reduce=True, max_factor=max_factor, **_keep(decoder))
     return None

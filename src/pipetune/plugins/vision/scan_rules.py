@@ -3,11 +3,16 @@
 Read with ``ast`` only. Image sizes are unknown statically: a full decode before a resize
 to 224 px costs a lot on a 12-megapixel photo and nothing on a thumbnail, hence the
 confidences.
+
+:func:`match_decode_resize` is the detection PT-VIS001 is built on; the plugin's stage
+recognizer (``code_decode.py``) runs the same matcher over a stage's own source, so a
+stage is recognized exactly where ``scan`` flags it.
 """
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 
 from pipetune.scan.context import MISSING, FileContext, literal, target_names
 from pipetune.scan.heuristics import model_call
@@ -15,83 +20,180 @@ from pipetune.scan.rules import Finding, Rule
 
 #: Resizes to at most this many pixels on the long side count as "small".
 SMALL_SIDE = 512
+#: Library calls that decode a whole image, by resolved name -> canonical name.
+DECODE_CALLS = {
+    "cv2.imread": "cv2.imread",
+    "cv2.imdecode": "cv2.imdecode",
+    "PIL.Image.open": "PIL.Image.open",
+    "Image.open": "PIL.Image.open",
+    "imageio.imread": "imageio.imread",
+    "imageio.v2.imread": "imageio.v2.imread",
+    "imageio.v3.imread": "imageio.v3.imread",
+    "skimage.io.imread": "skimage.io.imread",
+}
+#: What each canonical decoder returns: a PIL image (resized by its methods) or an array.
+PIL_DECODERS = frozenset({"PIL.Image.open"})
+#: Calls a decoded image passes through unchanged in kind (``.convert("RGB")``,
+#: ``np.asarray(img)``).
+_PASS_METHODS = frozenset({"convert", "copy", "astype"})
+_PASS_FUNCTIONS = frozenset({"numpy.asarray", "numpy.array", "np.asarray", "np.array"})
+_FROMARRAY = frozenset({"PIL.Image.fromarray", "Image.fromarray"})
 
 
-def _decoder(expr: ast.AST, ctx: FileContext) -> str | None:
-    """``cv2.imread`` (full resolution) or ``PIL.Image.open`` at the root of ``expr``
-    (through ``.convert(...)`` chains); ``None`` otherwise."""
-    while isinstance(expr, ast.Call) and ctx.callee(expr) in {"convert", "copy"}:
-        expr = ctx.receiver(expr)  # type: ignore[assignment]
-    if not isinstance(expr, ast.Call):
-        return None
-    resolved = ctx.resolve(expr.func) or ""
-    if resolved == "cv2.imread":
-        flag = expr.args[1] if len(expr.args) > 1 else ctx.keyword(expr, "flags")
-        if flag is not None and "REDUCED" in ast.unparse(flag):
-            return None
-        return "cv2.imread"
-    if resolved in {"PIL.Image.open", "Image.open"}:
-        return "Image.open"
+@dataclass(frozen=True)
+class DecodeCall:
+    """A library decode call in the source: its canonical name (``PIL.Image.open``), the
+    name as the code writes it (``Image.open``, ``iio.imread``), the call node and the
+    statement that holds it."""
+
+    decoder: str
+    written: str
+    node: ast.Call
+    statement: ast.stmt | None
+
+
+@dataclass(frozen=True)
+class DecodeResize:
+    """A decode whose image then goes to a resize: the resize call, its size expression
+    and whether that size reads (width, height) (``wh``: OpenCV, Pillow) or (rows, cols)
+    (``hw``: scikit-image)."""
+
+    decode: DecodeCall
+    resize: ast.Call
+    size: ast.expr | None
+    order: str
+
+
+def _statement(ctx: FileContext) -> ast.stmt | None:
+    """The statement being visited, or the innermost one around the visited node."""
+    if isinstance(ctx.node, ast.stmt):
+        return ctx.node
+    for node in reversed(ctx.ancestors):
+        if isinstance(node, ast.stmt):
+            return node
     return None
 
 
-def _decoded(ctx: FileContext) -> dict[str, str]:
+def decode_call(expr: ast.AST | None, ctx: FileContext) -> DecodeCall | None:
+    """The library decode at the root of ``expr`` (through ``.convert(...)``,
+    ``.astype(...)``, ``np.asarray(...)`` and subscripts), a name assigned one earlier in
+    the same function, or ``None``. A ``cv2.imread`` that already asks for a reduced size
+    is not one."""
+    while True:
+        if isinstance(expr, ast.Call) and ctx.callee(expr) in _PASS_METHODS:
+            expr = ctx.receiver(expr)
+        elif isinstance(expr, ast.Call) and (ctx.resolve(expr.func) or "") in _PASS_FUNCTIONS:
+            expr = expr.args[0] if expr.args else None
+        elif isinstance(expr, ast.Subscript):
+            expr = expr.value
+        else:
+            break
+    if isinstance(expr, ast.Name):
+        return decoded_names(ctx).get(expr.id)
+    if not isinstance(expr, ast.Call):
+        return None
+    decoder = DECODE_CALLS.get(ctx.resolve(expr.func) or "")
+    if decoder is None:
+        return None
+    if decoder.startswith("cv2."):
+        flag = expr.args[1] if len(expr.args) > 1 else ctx.keyword(expr, "flags")
+        if flag is not None and "REDUCED" in ast.unparse(flag):
+            return None
+    return DecodeCall(decoder, ctx.dotted(expr.func) or "", expr, _statement(ctx))
+
+
+def decoded_names(ctx: FileContext) -> dict[str, DecodeCall]:
+    """Names assigned a decoded image in the function being walked."""
     return ctx.state.setdefault("decoded", {}).setdefault(ctx.scope_key(), {})
+
+
+def track_assignment(node: ast.Assign, ctx: FileContext) -> None:
+    """Remember which names hold a decoded image in this function (or forget them)."""
+    decoded = decoded_names(ctx)
+    found = decode_call(node.value, ctx)
+    for target in node.targets:
+        for name in target_names(target):
+            if found is not None:
+                decoded[name] = found
+            else:
+                decoded.pop(name, None)
+
+
+def match_decode_resize(node: ast.Call, ctx: FileContext) -> DecodeResize | None:
+    """A resize (``cv2.resize``, ``skimage.transform.resize``, a PIL image's ``resize`` or
+    ``thumbnail``) whose image comes from a full-resolution library decode. A PIL image
+    on which ``draft()`` was called no longer counts (it decodes at reduced size)."""
+    callee = ctx.callee(node)
+    receiver = ctx.receiver(node)
+    if callee == "draft" and isinstance(receiver, ast.Name):
+        decoded_names(ctx).pop(receiver.id, None)
+        return None
+    resolved = ctx.resolve(node.func) or ""
+    order = "wh"
+    if callee == "resize" and resolved == "cv2.resize":
+        source = node.args[0] if node.args else ctx.keyword(node, "src")
+        size = node.args[1] if len(node.args) > 1 else ctx.keyword(node, "dsize")
+    elif callee == "resize" and resolved == "skimage.transform.resize":
+        source = node.args[0] if node.args else ctx.keyword(node, "image")
+        size = node.args[1] if len(node.args) > 1 else ctx.keyword(node, "output_shape")
+        order = "hw"
+    elif callee in {"resize", "thumbnail"} and receiver is not None:
+        source = receiver
+        if isinstance(receiver, ast.Call) and (ctx.resolve(receiver.func) or "") in _FROMARRAY:
+            source = receiver.args[0] if receiver.args else None  # Image.fromarray(decoded)
+        size = node.args[0] if node.args else ctx.keyword(node, "size")
+    else:
+        return None
+    found = decode_call(source, ctx)
+    if found is None:
+        return None
+    if source is receiver and found.decoder not in PIL_DECODERS:
+        return None  # ndarray.resize reshapes in place: not an image resize
+    return DecodeResize(found, node, size, order)
 
 
 def _small(size: ast.AST | None) -> int | None:
     value = literal(size) if size is not None else None
     if (
         isinstance(value, tuple | list)
-        and len(value) == 2
-        and all(isinstance(v, int) for v in value)
+        and len(value) in (2, 3)
+        and all(isinstance(v, int) for v in value[:2])
     ):
-        side = max(value)
+        side = max(value[:2])
         return side if 0 < side <= SMALL_SIDE else None
     return None
 
 
+#: How to decode at reduced size instead, per decoder.
+_HINTS = {
+    "cv2.imread": "cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_2/4/8)",
+    "cv2.imdecode": "cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_2/4/8)",
+    "PIL.Image.open": "img.draft('RGB', (w, h)) before resizing",
+}
+_ARRAY_HINT = (
+    "cv2.cvtColor(cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_2/4/8), cv2.COLOR_BGR2RGB): "
+    "the same RGB array"
+)
+
+
 def check_reduced_decode(node: ast.AST, ctx: FileContext) -> Finding | None:
-    decoded = _decoded(ctx)
     if isinstance(node, ast.Assign):
-        kind = _decoder(node.value, ctx)
-        for target in node.targets:
-            for name in target_names(target):
-                if kind:
-                    decoded[name] = kind
-                else:
-                    decoded.pop(name, None)
+        track_assignment(node, ctx)
         return None
     assert isinstance(node, ast.Call)
-    callee = ctx.callee(node)
-    receiver = ctx.receiver(node)
-    if callee == "draft" and isinstance(receiver, ast.Name):
-        decoded.pop(receiver.id, None)  # PIL's draft() already decodes at reduced size
+    match = match_decode_resize(node, ctx)
+    if match is None:
         return None
-    if callee == "resize" and ctx.resolve(node.func) == "cv2.resize":
-        source = node.args[0] if node.args else None
-        size = node.args[1] if len(node.args) > 1 else ctx.keyword(node, "dsize")
-    elif callee in {"resize", "thumbnail"} and receiver is not None:
-        source = receiver
-        size = node.args[0] if node.args else ctx.keyword(node, "size")
-    else:
+    side = _small(match.size)
+    if side is None:
         return None
-    side = _small(size)
-    if side is None or source is None:
-        return None
-    kind = decoded.get(source.id) if isinstance(source, ast.Name) else _decoder(source, ctx)
-    if kind is None:
-        return None
-    hint = (
-        "cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_2/4/8)"
-        if kind == "cv2.imread"
-        else "img.draft('RGB', (w, h)) before resizing"
-    )
+    decoder = match.decode.decoder
+    written = match.decode.written or decoder
     return ctx.finding(
         node,
-        f"the image is decoded at full resolution ({kind}) and then resized to {side} px: a "
-        f"JPEG can be decoded directly at 1/2, 1/4 or 1/8 size, skipping most of the "
-        f"decode work ({hint})",
+        f"the image is decoded at full resolution ({written}) and then resized to {side} px: "
+        f"a JPEG can be decoded directly at 1/2, 1/4 or 1/8 size, skipping most of the "
+        f"decode work ({_HINTS.get(decoder, _ARRAY_HINT)})",
     )
 
 
@@ -104,14 +206,15 @@ REDUCED_DECODE = Rule(
     call_names=frozenset({"resize", "thumbnail", "draft"}),
     check=check_reduced_decode,
     confidence=0.7,
-    needs=("imread", "Image.open"),
+    needs=("imread", "imdecode", "Image.open"),
     description=(
         "JPEG decoding is dominated by the inverse DCT and colour conversion at full "
         "resolution. libjpeg can scale during the DCT (1/2, 1/4, 1/8), so a 4000x3000 photo "
         "headed for a 224x224 model can be decoded at 500x375 for a fraction of the time."
     ),
-    fix="cv2.IMREAD_REDUCED_COLOR_{2,4,8} or PIL's Image.draft(); pipetune picks the "
-    "largest reduction that keeps the model's outputs.",
+    fix="cv2.IMREAD_REDUCED_COLOR_{2,4,8} or PIL's Image.draft() (for imageio or "
+    "skimage.io.imread: cv2.imread with the reduced flag, converted to RGB); pipetune picks "
+    "the largest reduction that keeps the model's outputs.",
     tags=("image", "decode"),
 )
 

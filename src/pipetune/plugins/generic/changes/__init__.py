@@ -9,6 +9,7 @@ from pipetune.core.kernel.registry import ChangeType
 def change_types() -> list[ChangeType]:
     from pipetune.plugins.generic.changes import (
         adaptive_computation,
+        cross_input_batching,
         dynamic_batching,
         parallel_processes,
         parallel_threads,
@@ -21,4 +22,5 @@ def change_types() -> list[ChangeType]:
         parallel_threads.CHANGE,
         parallel_processes.CHANGE,
         adaptive_computation.CHANGE,
+        cross_input_batching.CHANGE,
     ]

@@ -9,6 +9,7 @@ from pipetune.core.kernel.registry import ChangeType
 
 def change_types() -> list[ChangeType]:
     from pipetune.plugins.nlp.changes import (
+        cross_input_batching,
         dynamic_padding,
         inference_mode,
         length_bucketing,
@@ -24,4 +25,5 @@ def change_types() -> list[ChangeType]:
         length_bucketing.CHANGE,
         sdpa_attention.CHANGE,
         inference_mode.CHANGE,
+        cross_input_batching.CHANGE,
     ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import PipelineError, Rejected, short_repr
-from pipetune.core.kernel.model import Pipeline
+from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType, require
 from pipetune.core.kernel.results import Change, Proposal, Tuned
@@ -35,9 +35,21 @@ class RustTokenizerParams(ChangeParams):
     block: bool = False
 
 
-def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    stage = pipeline.stage(proposal.stage)
-    slot = str(proposal.params.get("slot", "tokenizer"))
+@dataclass(frozen=True)
+class Verified:
+    """A Rust tokenizer verified id for id against a stage's tokenizer: what goes in the
+    slot, the artifact it was saved to, and what was checked."""
+
+    replacement: Any
+    artifact: str
+    notes: dict[str, Any]
+    speedup: float | None
+
+
+def verified_swap(pipeline: Pipeline, stage: Stage, slot: str, context: TuneContext) -> Verified:
+    """Build the Rust tokenizer for ``stage``'s ``slot``, verify it on every distinct text
+    the stage sees on the tuning split and save it; :class:`Rejected` names the first text
+    whose ids differ."""
     original = stage.slots[slot]
     try:
         rust = build_rust_tokenizer(original)
@@ -76,23 +88,31 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     path = context.artifacts.path(key, "tokenizer.json")
     if not path.exists():
         rust.save(str(path))
+    notes = {
+        "verified_texts": len(texts),
+        "exact_token_ids": 1.0,
+        "tokenizer_speedup_measured": round(speedup, 2) if speedup else None,
+        "replacement": type(replacement).__name__,
+    }
+    return Verified(replacement, context.artifacts.relative(path), notes, speedup)
+
+
+def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
+    stage = pipeline.stage(proposal.stage)
+    slot = str(proposal.params.get("slot", "tokenizer"))
+    swap = verified_swap(pipeline, stage, slot, context)
+    block = stage.meta.get("block") == BLOCK_TOKENIZE
     return Tuned(
         params={"slot": slot, "block": block},
-        artifacts={"tokenizer": context.artifacts.relative(path)},
-        notes={
-            "verified_texts": len(texts),
-            "exact_token_ids": 1.0,
-            "tokenizer_speedup_measured": round(speedup, 2) if speedup else None,
-            "replacement": type(replacement).__name__,
-        },
-        est_stage_speedup=speedup if block and speedup else None,
+        artifacts={"tokenizer": swap.artifact},
+        notes=swap.notes,
+        est_stage_speedup=swap.speedup if block and swap.speedup else None,
     )
 
 
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
+def load_swap(stage: Stage, slot: str, change: Change, artifacts_dir: Path) -> Any:
+    """The Rust tokenizer a change saved, in the form ``stage``'s ``slot`` takes."""
     tokenizers = require("tokenizers", "nlp", "the Rust tokenizer swap")
-    stage = pipeline.stage(change.stage)
-    slot = str(change.params.get("slot", "tokenizer"))
     original = slot_of(stage, slot, change)
     relative = change.artifacts.get("tokenizer")
     if not relative:
@@ -105,7 +125,13 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipe
         )
     rust = tokenizers.Tokenizer.from_file(str(path))
     block = stage.meta.get("block") == BLOCK_TOKENIZE
-    replacement = as_slot_replacement(rust, original, prefer_raw=block)
+    return as_slot_replacement(rust, original, prefer_raw=block)
+
+
+def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
+    stage = pipeline.stage(change.stage)
+    slot = str(change.params.get("slot", "tokenizer"))
+    replacement = load_swap(stage, slot, change, artifacts_dir)
     return pipeline.replace(stage.name, noted(stage.with_slots(**{slot: replacement}), change))
 
 

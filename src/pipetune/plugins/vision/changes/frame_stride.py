@@ -21,6 +21,7 @@ ID = "vision.frame_stride"
 class FrameStrideParams(ChangeParams):
     mode: str = "stride"
     stride: int = 3
+    frames: str = "clip"  # "clip": an input is a clip; "items": an input is one frame
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:

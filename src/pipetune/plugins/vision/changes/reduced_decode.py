@@ -1,7 +1,12 @@
 """``vision.reduced_decode``: decode JPEGs at 1/2, 1/4 or 1/8 size with libjpeg's DCT
 scaling (never below the model input) instead of decoding full size and resizing. Lossy:
 the reduced decode and the resize round differently; the largest factor that keeps
-fidelity is chosen on the tuning split."""
+fidelity is chosen on the tuning split.
+
+The decoder is swapped where it is reachable: a ``decoder=`` slot (or the plugin's
+block), or, for plain decode code, the module-level names the stage's function calls it
+through (``rebind``: ``["Image.open"]``), rebound for that function only
+(:class:`~pipetune.plugins.vision.rebind.Rebound`)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,15 @@ from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.vision.changes.common import build_candidate, replace_stage, stage_time
-from pipetune.plugins.vision.reduced_decode import FACTORS, as_size, replacement_for
+from pipetune.plugins.vision.rebind import Rebound, reachable, resolve
+from pipetune.plugins.vision.recognize import wrapped_chain
+from pipetune.plugins.vision.reduced_decode import (
+    FACTORS,
+    as_size,
+    drop_in,
+    library_decoder,
+    replacement_for,
+)
 
 ID = "vision.reduced_decode"
 
@@ -25,6 +38,7 @@ ID = "vision.reduced_decode"
 class ReducedDecodeParams(ChangeParams):
     target: tuple[int, ...]
     max_factor: int = 8
+    rebind: tuple[str, ...] = ()  # plain code: the decoder names the stage's code calls
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
@@ -33,6 +47,10 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None =
 
 def _reduced_stage(stage: Stage, params: dict[str, Any]) -> Stage:
     target = as_size(params["target"])
+    if params.get("rebind"):
+        return rebound_stage(
+            stage, tuple(params["rebind"]), target, int(params.get("max_factor", 8))
+        )
     replacement = replacement_for(
         stage.slots.get("decoder"), target, int(params.get("max_factor", 8))
     )
@@ -42,6 +60,42 @@ def _reduced_stage(stage: Stage, params: dict[str, Any]) -> Stage:
             "resolution replacement"
         )
     return stage.with_slots(decoder=replacement)
+
+
+def rebound_stage(
+    stage: Stage, names: tuple[str, ...], target: tuple[int, int], max_factor: int
+) -> Stage:
+    """``stage`` with its function (and ``batch_fn``) run with each of ``names`` rebound
+    to the reduced-decode drop-in of the library decoder it names. Raises
+    :class:`PipelineError` when a name no longer names a library decoder (a recipe
+    applied to changed code)."""
+    chain = wrapped_chain(stage.fn)
+    fn = _rebind(stage, chain[-1], names, target, max_factor)
+    for wrapper in reversed(chain[:-1]):  # our own wrappers (a frame gate) around it
+        fn = wrapper.with_inner(fn)
+    batch_fn = stage.batch_fn
+    if batch_fn is not None:
+        batch_fn = _rebind(stage, batch_fn, names, target, max_factor)
+    return stage.evolve(fn=fn, batch_fn=batch_fn)
+
+
+def _rebind(
+    stage: Stage, fn: Any, names: tuple[str, ...], target: tuple[int, int], max_factor: int
+) -> Rebound:
+    problem = reachable(fn, names)
+    if problem is not None:
+        raise PipelineError(f"stage {stage.name!r}: cannot apply reduced decode: {problem}")
+    replacements = {}
+    for name in names:
+        original = resolve(fn, name)
+        canonical = library_decoder(original)
+        if canonical is None:
+            raise PipelineError(
+                f"stage {stage.name!r}: {name} is {original!r}, not a library image decoder: "
+                "the code changed since the recipe was made"
+            )
+        replacements[name] = drop_in(canonical, original, target, max_factor)
+    return Rebound(fn, replacements)
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:

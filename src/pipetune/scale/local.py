@@ -1,0 +1,143 @@
+"""The local engine: ``pipetune run --engine local``, on the existing offline runtime.
+
+Inputs go through :func:`pipetune.core.runtime.offline.run_offline` (threads, or spawned
+processes that rebuild the pipeline from the job's TARGET and recipe) in chunks of about
+:data:`CHUNK_SECONDS` of work, and each chunk's results are written before the next starts:
+a crash loses at most one chunk, and Ctrl-C keeps everything finished. Errors are recorded
+per input (``on_error="skip"``); when the recipe batches, the inputs of a batch that failed
+are run again one at a time, so each gets its own outcome, not its batch-mate's error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pipetune.core.kernel.model import Pipeline
+from pipetune.scale.collect import Collector
+from pipetune.scale.job import ENV_FACTORY, JOB_ENV, JobSpec
+from pipetune.scale.rows import InputFile, InputRow, RowOptions, read_file
+
+#: About how much work each chunk holds (threads); processes start a pool per chunk.
+CHUNK_SECONDS = 10.0
+PROCESS_CHUNK_SECONDS = 60.0
+MAX_CHUNK = 50_000
+
+
+def run_local(
+    pipeline: Pipeline,
+    files: Sequence[InputFile],
+    options: RowOptions,
+    collector: Collector,
+    *,
+    job: JobSpec | None = None,
+    workers: int = 1,
+    executor: str = "thread",
+    batch: int = 1,
+) -> bool:
+    """Run every row of ``files`` through ``pipeline``; returns True when interrupted."""
+    seconds = PROCESS_CHUNK_SECONDS if executor == "process" else CHUNK_SECONDS
+    size = [max(batch * workers * 4, 64)]  # grows to about `seconds` of work per chunk
+    with _job_environment(job if executor == "process" else None):
+        for file in files:
+            rows = read_file(file, options)
+            collector.add((), malformed=[row for row in rows if not row.ok])
+            for chunk in _chunks([row for row in rows if row.ok], size):
+                started = time.perf_counter()
+                stopped = _run_chunk(pipeline, chunk, collector, workers, executor, batch)
+                if stopped:
+                    return True
+                rate = len(chunk) / max(time.perf_counter() - started, 1e-6)
+                grown = max(batch * workers, min(MAX_CHUNK, int(rate * seconds)))
+                size[0] = max(batch, grown // batch * batch)
+    return False
+
+
+def _chunks(rows: list[InputRow], size: list[int]) -> Iterator[list[InputRow]]:
+    """Consecutive chunks of ``rows``, each ``size[0]`` long when it is taken."""
+    start = 0
+    while start < len(rows):
+        count = size[0]
+        yield rows[start : start + count]
+        start += count
+
+
+def _run_chunk(
+    pipeline: Pipeline,
+    chunk: list[InputRow],
+    collector: Collector,
+    workers: int,
+    executor: str,
+    batch: int,
+) -> bool:
+    result = _offline(pipeline, [row.value for row in chunk], workers, executor, batch)
+    failed = [error.index for error in result.errors]
+    if batch > 1 and failed and not result.stopped:
+        again = _offline(pipeline, [chunk[i].value for i in failed], workers, executor, 1)
+        for position, index in enumerate(failed):
+            result.outputs[index] = again.outputs[position]
+            result.ok[index] = again.ok[position]
+        errors = [(failed[e.index], e) for e in again.errors]
+    else:
+        errors = [(e.index, e) for e in result.errors]
+    _collect(collector, chunk, result, errors, batch)
+    return bool(result.stopped)
+
+
+def _offline(pipeline: Pipeline, items: list[Any], workers: int, executor: str, batch: int) -> Any:
+    from pipetune.core.runtime.offline import run_offline
+
+    return run_offline(
+        pipeline,
+        items,
+        batch_size=batch,
+        on_error="skip",
+        workers=workers,
+        executor="process" if executor == "process" else "thread",
+        factory=ENV_FACTORY if executor == "process" else None,
+    )
+
+
+def _collect(
+    collector: Collector, chunk: list[InputRow], result: Any, errors: list[Any], batch: int
+) -> None:
+    finished = [
+        (row.key, row.source, result.outputs[i]) for i, row in enumerate(chunk) if result.ok[i]
+    ]
+    failed = []
+    for index, error in errors:
+        exception, _, message = error.error.partition(": ")
+        row = chunk[index]
+        failed.append(
+            {
+                "key": row.key,
+                "source": row.source,
+                "stage": error.stage,
+                "exception": exception,
+                "error": message,
+            }
+        )
+    totals = result.stage_s.sum(axis=0) / max(1, batch)  # a batch's rows share its time
+    collector.add_stage_seconds(dict(zip(result.stage_names, totals.tolist(), strict=False)))
+    collector.add(finished, failed)
+
+
+@contextlib.contextmanager
+def _job_environment(job: JobSpec | None) -> Iterator[None]:
+    """Spawned workers read the job from the environment (they build the pipeline with
+    its recipe themselves)."""
+    if job is None:
+        yield
+        return
+    previous = os.environ.get(JOB_ENV)
+    os.environ[JOB_ENV] = job.to_json()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(JOB_ENV, None)
+        else:
+            os.environ[JOB_ENV] = previous
