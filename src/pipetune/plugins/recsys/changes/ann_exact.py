@@ -133,27 +133,15 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     stats = spaces.norm_stats(matrix) if metric == "ip" else None
     candidates, skipped = _candidates(proposal, rec, matrix, metric, stats, context, queries, k)
     winner, chosen = _fastest(candidates, queries, reference, k, target, where)
-    searcher = winner.searcher
-    searcher.runtime, searcher.k_prime = chosen["runtime"], chosen["k_prime"]
-    singles = list(queries[:TIMING_REQUESTS])
-    threads, thread_ms = selection.best_threads(
-        lambda q: searcher.search(q, k),
-        singles,
-        lambda count: selection.searcher_threads(searcher, count),
-    )
-    searcher.threads = threads
-    exact_threads, exact_by = selection.best_threads(
-        stage, inputs[: min(len(inputs), 30)], _all_threads
-    )
-    exact_ms, chosen_ms = exact_by[str(exact_threads)], thread_ms[str(threads)]
+    timing = _thread_counts(stage, inputs, winner.searcher, chosen, queries, k)
+    exact_ms, chosen_ms = timing["exact_ms"], timing["ann_ms"]
     if chosen_ms >= exact_ms:
         raise Rejected(
             f"{where}: at recall@{k} {target:.2f}, {winner.spec.describe()} needs "
             f"{winner.spec.runtime_param}={chosen['runtime']} and {chosen_ms:.2f} ms a query, "
-            f"exact search {exact_ms:.2f} ms (at its best thread count, {exact_threads}): "
-            "ANN does not pay on this catalog"
+            f"exact search {exact_ms:.2f} ms (at its best thread count, "
+            f"{timing['exact_blas_threads']}): ANN does not pay on this catalog"
         )
-    batches = _batch_figures(stage, searcher, inputs, queries, k, context.workload)
     params = {
         "index": winner.spec.to_dict(),
         "runtime": chosen["runtime"],
@@ -162,41 +150,27 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
         "k": k,
         "metric": metric,
         "target": target,
-        "faiss_threads": threads,
+        "faiss_threads": timing["faiss_threads"],
         "faiss_batch_threads": None,
         "output_format": output_format,
         "replace": "slot" if rec.source == "index" else "stage",
         "slot": rec.slot,
         "items_digest": matrix_digest(matrix),
     }
-    reachable = sum(1 for built, _ in candidates if built.feasible)
-    notes = {
-        "index": winner.spec.describe(),
-        "choice_reason": f"fastest at the target of {reachable} measured: {winner.why}",
-        "rule_reason": proposal.evidence.get("index_reason", ""),
-        "build": winner.info,
-        "index_reused": winner.reused,
-        "tune_recall": chosen["recall"],
-        "margin": chosen["goal"] - target,
-        "norms": stats,
-        "candidates": [built.describe() for built, _ in candidates],
-        "not_tried": skipped,
-        "points": [p for built, _ in candidates for p in built.points],
-        "single_query_ms": {"exact": exact_ms, "ann": chosen_ms},
-        "faiss_threads_ms": thread_ms,
-        "exact_blas_threads": exact_threads,
-        "exact_threads_ms": exact_by,
-        "batches": batches,
-        "queries": len(queries),
-    }
-    notes["summary"] = selection.summary_line(
-        winner.spec,
-        params,
-        winner.info,
-        catalog=n,
-        extra=f"{chosen_ms:.3f} ms vs exact {exact_ms:.2f} ms a query (BLAS on "
-        f"{exact_threads} thread{'s' if exact_threads != 1 else ''}), recall@{k} "
-        f"{chosen['recall']:.3f} on the tuning split",
+    notes = _notes(proposal, winner, chosen, candidates, skipped, target, timing)
+    notes.update(
+        norms=stats,
+        batches=_batch_figures(stage, winner.searcher, inputs, queries, k, context.workload),
+        queries=len(queries),
+        summary=selection.summary_line(
+            winner.spec,
+            params,
+            winner.info,
+            catalog=n,
+            extra=f"{chosen_ms:.3f} ms vs exact {exact_ms:.2f} ms a query (BLAS on "
+            f"{_threads_told(timing['exact_blas_threads'])}), recall@{k} "
+            f"{chosen['recall']:.3f} on the tuning split",
+        ),
     )
     tuned = Tuned(
         params=params,
@@ -207,6 +181,70 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     confirm(proposal, pipeline, tuned, context, target, materialize)
     context.log(f"recsys: {notes['summary']}")
     return tuned
+
+
+def _thread_counts(
+    stage: Stage,
+    inputs: Sequence[Any],
+    searcher: ann.AnnSearcher,
+    chosen: dict[str, Any],
+    queries: np.ndarray,
+    k: int,
+) -> dict[str, Any]:
+    """The winner at its fastest faiss thread count and the exact stage at its fastest
+    BLAS/faiss count, each measured one query at a time (the searcher keeps its count)."""
+    searcher.runtime, searcher.k_prime = chosen["runtime"], chosen["k_prime"]
+    threads, thread_ms = selection.best_threads(
+        lambda q: searcher.search(q, k),
+        list(queries[:TIMING_REQUESTS]),
+        lambda count: selection.searcher_threads(searcher, count),
+    )
+    searcher.threads = threads
+    exact_threads, exact_by = selection.best_threads(
+        stage, inputs[: min(len(inputs), 30)], _all_threads
+    )
+    return {
+        "faiss_threads": threads,
+        "faiss_threads_ms": thread_ms,
+        "exact_blas_threads": exact_threads,
+        "exact_threads_ms": exact_by,
+        "exact_ms": exact_by[str(exact_threads)],
+        "ann_ms": thread_ms[str(threads)],
+    }
+
+
+def _notes(
+    proposal: Proposal,
+    winner: selection.Built,
+    chosen: dict[str, Any],
+    candidates: Sequence[tuple[selection.Built, list[int]]],
+    skipped: dict[str, str],
+    target: float,
+    timing: dict[str, Any],
+) -> dict[str, Any]:
+    """What the tune step found, for the report: every candidate and its points, why the
+    winner, and the thread counts measured."""
+    reachable = sum(1 for built, _ in candidates if built.feasible)
+    return {
+        "index": winner.spec.describe(),
+        "choice_reason": f"fastest at the target of {reachable} measured: {winner.why}",
+        "rule_reason": proposal.evidence.get("index_reason", ""),
+        "build": winner.info,
+        "index_reused": winner.reused,
+        "tune_recall": chosen["recall"],
+        "margin": chosen["goal"] - target,
+        "candidates": [built.describe() for built, _ in candidates],
+        "not_tried": skipped,
+        "points": [p for built, _ in candidates for p in built.points],
+        "single_query_ms": {"exact": timing["exact_ms"], "ann": timing["ann_ms"]},
+        "faiss_threads_ms": timing["faiss_threads_ms"],
+        "exact_blas_threads": timing["exact_blas_threads"],
+        "exact_threads_ms": timing["exact_threads_ms"],
+    }
+
+
+def _threads_told(count: int) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
 
 
 def _fastest(

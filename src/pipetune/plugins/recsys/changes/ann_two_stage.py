@@ -104,31 +104,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     n, dim = matrix.shape
     where = f"stage {stage.name!r}"
     query_fn = stage.slots.get("query") or blocks.default_query
-    all_inputs = context.stage_inputs(pipeline, stage.name)
-    picks = set(sample(range(len(all_inputs)), MAX_TUNE_REQUESTS))
-    requests = [all_inputs[i] for i in sorted(picks)]
-    if not requests:
-        raise Rejected("the tuning split is empty")
-    try:
-        query_rows = [ann.as_queries(query_fn(r), dim, where) for r in requests]
-    except PipelineError as exc:
-        raise Rejected(
-            f"{exc}; declare a `query` slot: a function returning the request's retrieval vector"
-        ) from None
-    if any(not single for _, single in query_rows):
-        raise Rejected(f"{where}: one retrieval vector per request is needed")
-    queries = np.concatenate([q for q, _ in query_rows])
-
-    # The full ranking's top-k: reuse the original pipeline's outputs when this stage makes
-    # them (the ranker over the whole catalog is the expensive part of tuning).
-    last = pipeline.stages[-1] is stage and pipeline is context.original
-    started = time.perf_counter()
-    if last and len(requests) == len(all_inputs):
-        reference = [rows_of(o)[0] for o in context.baseline_outputs()]
-        full_ms = 1000 * ann.time_one_at_a_time(stage, requests[:3], repeats=1)
-    else:
-        reference = [rows_of(stage(r))[0] for r in requests]
-        full_ms = 1000 * (time.perf_counter() - started) / len(requests)
+    requests, queries, reference, full_ms = _tuning_requests(stage, pipeline, context, dim)
     k = rec.k or len(reference[0])
     if any(len(r) != k for r in reference):
         raise Rejected(f"{where}: its rankings have different lengths")
@@ -149,43 +125,24 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     )
     # 2. For a few N at and above the floor, the smallest runtime value meeting the target,
     #    on the fastest space's index (the next one when it cannot reach the target).
-    feasible: list[dict[str, Any]] = []
-    for built in ordered:
-        evaluate.searcher = built.searcher
-        feasible = _feasible(evaluate, built.spec, n_floor, n, target + margin, curve)
-        if feasible:
-            break
-    if not feasible:
+    built, feasible = _first_reaching(ordered, evaluate, n_floor, n, target + margin, curve)
+    if built is None:
         raise Rejected(
             f"{where}: no operating point of {', '.join(b.spec.describe() for b in ordered)} "
             f"reaches {target:.3f} of the full ranking's top-{k}"
         )
     spec, searcher = built.spec, built.searcher
-    for other in ordered:
-        if other is not built:
-            other.release()  # only the index kept stays in memory
-
-    # 3. Time each feasible point one request at a time (ANN + ranking) and keep the cheapest.
-    def serving(point: dict[str, Any]) -> Callable[[Any], Any]:
-        def serve(request: Any) -> np.ndarray:
-            searcher.runtime = point["runtime"]
-            ids = _one_candidates(searcher, query_fn(request), point["n_candidates"])
-            return evaluate.rank(request, ids)
-
-        return serve
-
-    time_points(feasible, serving, requests[:TIMING_REQUESTS])
-    chosen = min(feasible, key=lambda p: p["ms"])
+    # 3. Time each feasible point one request at a time (ANN + ranking), keep the cheapest.
+    chosen = _cheapest(feasible, evaluate, query_fn, requests)
     if chosen["ms"] >= full_ms:
         raise Rejected(
             f"{where}: the cheapest two-stage point (N={chosen['n_candidates']:,}) takes "
             f"{chosen['ms']:.2f} ms a request, the full ranking {full_ms:.2f} ms: no gain"
         )
     searcher.runtime = chosen["runtime"]
-    single_queries = [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))]
     threads, thread_ms = selection.best_threads(
         lambda q: searcher.candidates(q, chosen["n_candidates"]),
-        single_queries,
+        [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))],
         lambda count: selection.searcher_threads(searcher, count),
     )
     searcher.threads = threads
@@ -233,6 +190,83 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     confirm(proposal, pipeline, tuned, context, target, materialize)
     context.log(f"recsys: two-stage {summary}")
     return tuned
+
+
+def _first_reaching(
+    ordered: Sequence[selection.Built],
+    evaluate: _TwoStageEval,
+    n_floor: int,
+    n: int,
+    goal: float,
+    curve: list[dict[str, Any]],
+) -> tuple[selection.Built | None, list[dict[str, Any]]]:
+    """The first index (fastest space first) with operating points reaching ``goal``, and
+    those points; the others are dropped from memory."""
+    for built in ordered:
+        evaluate.searcher = built.searcher
+        feasible = _feasible(evaluate, built.spec, n_floor, n, goal, curve)
+        if feasible:
+            for other in ordered:
+                if other is not built:
+                    other.release()  # only the index kept stays in memory
+            return built, feasible
+    return None, []
+
+
+def _cheapest(
+    feasible: list[dict[str, Any]],
+    evaluate: _TwoStageEval,
+    query_fn: Callable[[Any], Any],
+    requests: Sequence[Any],
+) -> dict[str, Any]:
+    """Each feasible (N, runtime) point timed one request at a time (ANN + ranking over
+    N), interleaved; the cheapest."""
+    searcher = evaluate.searcher
+    assert searcher is not None
+
+    def serving(point: dict[str, Any]) -> Callable[[Any], Any]:
+        def serve(request: Any) -> np.ndarray:
+            searcher.runtime = point["runtime"]
+            ids = _one_candidates(searcher, query_fn(request), point["n_candidates"])
+            return evaluate.rank(request, ids)
+
+        return serve
+
+    time_points(feasible, serving, requests[:TIMING_REQUESTS])
+    return min(feasible, key=lambda p: p["ms"])
+
+
+def _tuning_requests(
+    stage: Stage, pipeline: Pipeline, context: TuneContext, dim: int
+) -> tuple[list[Any], np.ndarray, list[np.ndarray], float]:
+    """The tuning requests, their retrieval vectors, the full ranking's top-k of each and
+    its time per request. The original pipeline's outputs are reused when this stage makes
+    them (the ranker over the whole catalog is the expensive part of tuning)."""
+    where = f"stage {stage.name!r}"
+    query_fn = stage.slots.get("query") or blocks.default_query
+    all_inputs = context.stage_inputs(pipeline, stage.name)
+    picks = set(sample(range(len(all_inputs)), MAX_TUNE_REQUESTS))
+    requests = [all_inputs[i] for i in sorted(picks)]
+    if not requests:
+        raise Rejected("the tuning split is empty")
+    try:
+        query_rows = [ann.as_queries(query_fn(r), dim, where) for r in requests]
+    except PipelineError as exc:
+        raise Rejected(
+            f"{exc}; declare a `query` slot: a function returning the request's retrieval vector"
+        ) from None
+    if any(not single for _, single in query_rows):
+        raise Rejected(f"{where}: one retrieval vector per request is needed")
+    queries = np.concatenate([q for q, _ in query_rows])
+    last = pipeline.stages[-1] is stage and pipeline is context.original
+    started = time.perf_counter()
+    if last and len(requests) == len(all_inputs):
+        reference = [rows_of(o)[0] for o in context.baseline_outputs()]
+        full_ms = 1000 * ann.time_one_at_a_time(stage, requests[:3], repeats=1)
+    else:
+        reference = [rows_of(stage(r))[0] for r in requests]
+        full_ms = 1000 * (time.perf_counter() - started) / len(requests)
+    return requests, queries, reference, full_ms
 
 
 def _n_floor(
