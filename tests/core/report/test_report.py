@@ -17,6 +17,7 @@ from pipetune.core.kernel.results import (
     Trial,
 )
 from pipetune.core.report import cost, html, markdown, terminal
+from pipetune.core.report import format as fmt
 from pipetune.core.report import json as report_json
 from pipetune.core.report.model import Report
 from tests.core.loop.test_planner import make_profile
@@ -374,3 +375,20 @@ def test_every_renderer_says_why_each_proposal_was_not_tried():
         assert "603179" not in text, name
     pytest.importorskip("jsonschema", reason="the dev extra checks the schema")
     assert report_json.schema_problems(data) == []
+
+
+def test_a_tune_summary_in_the_notes_shows_in_every_rendering():
+    from rich.console import Console
+
+    base = sample_report()
+    summary = "IVF1024,Flat (ip via MIPS→L2, 65-d), nprobe=24; 300,000 items; built in 3.1 s"
+    trial = base.trials[0].evolve(notes={"tune": {"summary": summary, "points": [1, 2]}})
+    data = sample_report(trials=(trial, base.trials[1])).to_dict()
+    assert summary in markdown.render(data)
+    assert summary in html.render(data)
+    buffer = io.StringIO()
+    terminal.render(data, Console(file=buffer, width=300, color_system=None))
+    assert summary in buffer.getvalue()
+    # Without one (or with a non-string), nothing is added.
+    assert fmt.tune_summary({"notes": {"tune": {"summary": 3}}}) == ""
+    assert fmt.tune_summary({"notes": {}}) == "" and fmt.tune_summary({}) == ""

@@ -308,3 +308,89 @@ def test_index_kind_can_be_forced(pm, catalog, queries, tmp_path):
     tuned = tune(pm, forced, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))
     assert tuned.params["index"]["kind"] == "ivf_flat"
     assert tuned.params["runtime_param"] == "nprobe" and tuned.notes["tune_recall"] >= 0.95
+
+
+def test_uneven_norms_get_the_mips_reduction_measured_beside_the_plain_index(pm, tmp_path):
+    from pipetune.demos.recsys import data
+    from pipetune.plugins.recsys.threads import thread_candidates
+
+    items = data.latent_factors(12_000, 32, norm_spread=3.7)
+    queries = list(data.latent_queries(40, 32))
+    pipeline = Pipeline("skewed", (exact_topk(items, 20),), output_kind="ranked_ids")
+    workload = Workload(queries)
+    prof, found = proposals_for(pm, pipeline, workload)
+    facts = prof.facts["recsys"]["stages"]["retrieve"]
+    assert facts["norms"]["spread"] > 3.5
+    assert facts["index_spaces"] == ["native", "mips_l2", "normalized"]
+    proposal = found["recsys.ann_exact"]
+    assert "MIPS→L2 reduction" in proposal.rationale
+
+    context = make_context(pm, pipeline, workload, tmp_path)
+    tuned = tune(pm, proposal, pipeline, workload, context)
+    tried = {(c["kind"], c["space"]) for c in tuned.notes["candidates"]}
+    assert tried == {
+        (kind, space) for kind in ("hnsw", "ivf_flat") for space in ("native", "mips_l2")
+    }
+    assert "does not allow cosine candidates" in tuned.notes["not_tried"]["normalized"]
+    # The kept point is the fastest of every candidate's best point at the target.
+    fastest = min(
+        (c["best"] for c in tuned.notes["candidates"] if c["best"]), key=lambda p: p["ms"]
+    )
+    assert tuned.params["index"]["space"] in ("native", "mips_l2")
+    assert (
+        fastest["index"] == tuned.notes["index"] and fastest["runtime"] == tuned.params["runtime"]
+    )
+    # Both sides at their own measured best thread count.
+    assert set(tuned.notes["exact_threads_ms"]) == {str(t) for t in thread_candidates()}
+    assert set(tuned.notes["faiss_threads_ms"]) == {str(t) for t in thread_candidates()}
+    summary = tuned.notes["summary"]
+    assert tuned.notes["index"] in summary and "12,000 items" in summary
+    assert "built in" in summary and "MiB" in summary
+
+    _, candidate = materialize(pm, proposal, tuned, pipeline, tmp_path)
+    assert context.fidelity(context.outputs(candidate)).value >= 0.95
+
+    native = proposal.evolve(params={**proposal.params, "space": "native", "index_kind": "hnsw"})
+    only = tune(pm, native, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))
+    assert [(c["kind"], c["space"]) for c in only.notes["candidates"]] == [("hnsw", "native")]
+
+
+def test_the_fewest_threads_win_unless_more_are_clearly_faster(monkeypatch):
+    import contextlib
+
+    from pipetune.plugins.recsys import selection
+
+    current = {"threads": 0}
+    per_thread = {1: 1.0, 2: 0.95, 4: 0.5}
+
+    @contextlib.contextmanager
+    def pin(count):
+        current["threads"] = count
+        yield
+
+    monkeypatch.setattr(
+        ann, "time_one_at_a_time", lambda fn, inputs, repeats=1: per_thread[current["threads"]]
+    )
+    chosen, timings = selection.best_threads(lambda q: q, [0], pin, counts=[1, 2, 4])
+    assert chosen == 4 and timings == {"1": 1000.0, "2": 950.0, "4": 500.0}
+    per_thread[4] = 0.93
+    assert selection.best_threads(lambda q: q, [0], pin, counts=[1, 2, 4])[0] == 1
+
+
+def test_two_stage_measures_the_mips_reduction_when_norms_are_uneven(pm, tmp_path):
+    from pipetune.demos.recsys import data
+
+    items = data.latent_factors(12_000, 32, norm_spread=3.7)
+    pipeline, workload = two_stage_pipeline(items)
+    tune_split, _ = workload.split(0.5)
+    _, found = proposals_for(pm, pipeline, tune_split)
+    proposal = found["recsys.ann_two_stage"]
+    context = make_context(pm, pipeline, tune_split, tmp_path)
+    tuned = tune(pm, proposal, pipeline, tune_split, context)
+    assert [entry["space"] for entry in tuned.notes["spaces"]] == ["native", "mips_l2"]
+    assert tuned.params["index"]["space"] in ("native", "mips_l2")
+    assert tuned.notes["norms"]["spread"] > 3.5
+    n = tuned.params["n_candidates"]
+    assert f"N={n:,} candidates of 12,000 items" in tuned.notes["summary"]
+    _, candidate = materialize(pm, proposal, tuned, pipeline, tmp_path)
+    assert context.fidelity(context.outputs(candidate)).value >= 0.95

@@ -249,6 +249,7 @@ def trial_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
         reason = trial["reason"] + routing(trial)
         if covered and "timed on" not in reason:
             reason += f" ({covered})"
+        reason += tune_summary(trial)
         rows.append(
             {
                 "proposal": trial["proposal"],
@@ -303,6 +304,14 @@ def _assumes(trial: Mapping[str, Any]) -> str | None:
     from pipetune.core.kernel.results import InFlight
 
     return InFlight.from_dict(in_flight).describe()
+
+
+def tune_summary(trial: Mapping[str, Any]) -> str:
+    """`` — <summary>`` when the change's tune step left a one-line ``summary`` in its
+    notes (what it chose: an index and its parameters, a batch size...), else ``""``."""
+    tune = (trial.get("notes") or {}).get("tune")
+    text = tune.get("summary") if isinstance(tune, Mapping) else None
+    return f" — {text}" if isinstance(text, str) and text.strip() else ""
 
 
 def routing(trial: Mapping[str, Any]) -> str:

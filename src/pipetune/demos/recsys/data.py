@@ -208,3 +208,35 @@ def isotropic(n: int, dim: int, *, seed: int = 0) -> np.ndarray:
         stop = min(n, start + 100_000)
         out[start:stop] = _unit(rng.standard_normal((stop - start, dim), dtype=np.float32))
     return out
+
+
+def latent_factors(
+    n: int, dim: int, *, norm_spread: float = 3.7, decay: float = 1.0, seed: int = 0
+) -> np.ndarray:
+    """Item vectors shaped like a matrix factorization's item factors: Gaussian directions
+    whose spectrum decays as ``i^-decay`` (a few strong factors, a long tail), with norms
+    spread log-uniformly over ``[1, norm_spread]`` (popular items end up longer). Under
+    inner product the longest vectors dominate every ranking: the case where the MIPS→L2
+    reduction matters."""
+    rng = np.random.default_rng(seed)
+    scale = _spectrum(dim, decay)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        block = _unit(rng.standard_normal((stop - start, dim), dtype=np.float32) * scale)
+        norms = np.exp(rng.uniform(0.0, np.log(norm_spread), size=stop - start))
+        out[start:stop] = block * norms[:, None].astype(np.float32)
+    return out
+
+
+def latent_queries(count: int, dim: int, *, decay: float = 1.0, seed: int = 1) -> np.ndarray:
+    """User vectors from the same factor spectrum as :func:`latent_factors` (unnormalized)."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((count, dim), dtype=np.float32) * _spectrum(dim, decay)).astype(
+        np.float32
+    )
+
+
+def _spectrum(dim: int, decay: float) -> np.ndarray:
+    scale = np.arange(1, dim + 1, dtype=np.float32) ** -decay
+    return (scale / np.sqrt((scale**2).mean())).astype(np.float32)

@@ -13,7 +13,9 @@ The choice (documented in docs/domains/recsys.md):
 4. Else **IVF-Flat**: a k-means on a sample plus one assignment pass builds in a fraction of
    HNSW's time, and exact distances within the probed lists.
 
-faiss is imported inside the functions that use it.
+The rule says which kinds fit the budgets; the tune step then measures the admissible
+kinds in every space the norms allow (:mod:`.spaces`, :mod:`.selection`) and keeps the
+fastest at the recall target. faiss is imported inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.errors import ConfigError, PipelineError
+from pipetune.plugins.recsys import spaces
 from pipetune.plugins.recsys.threads import faiss_thread_count
 
 #: Below this many items an ANN index does not pay (exact search is sub-millisecond).
@@ -92,11 +95,6 @@ def _vectors_of_flat_index(value: Any) -> np.ndarray | None:
         return np.zeros((0, d), dtype=np.float32)
     # A read-only view of the index's own storage: no copy of the catalog.
     return faiss.rev_swig_ptr(value.get_xb(), n * d).reshape(n, d)
-
-
-def faiss_threads_now() -> int:
-    """faiss's OpenMP thread count as set now (the host may have pinned it)."""
-    return int(_faiss().omp_get_max_threads())
 
 
 def is_faiss_index(value: Any) -> bool:
@@ -180,7 +178,9 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """What to build. ``metric`` is the user's (cosine indexes normalized vectors by IP)."""
+    """What to build. ``metric`` is the user's (cosine indexes normalized vectors by IP);
+    ``space`` is the space the index searches in (:mod:`.spaces`: the metric as is, the
+    MIPS→L2 reduction, or cosine candidates); ``dim`` is the items' own dimension."""
 
     kind: str
     metric: str
@@ -192,6 +192,7 @@ class IndexSpec:
     pq_nbits: int = 8
     train_size: int = 0
     seed: int = 1234
+    space: str = "native"
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -200,6 +201,12 @@ class IndexSpec:
             )
         if self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
+        spaces.check(self.space, self.metric)
+
+    @property
+    def index_dim(self) -> int:
+        """The dimension of the vectors the index holds (one more for MIPS→L2)."""
+        return spaces.index_dim(self.dim, self.space)
 
     @property
     def factory(self) -> str:
@@ -215,8 +222,9 @@ class IndexSpec:
 
     @property
     def exact_distances(self) -> bool:
-        """Whether the index's own distances are exact (flat storage)."""
-        return self.kind != "ivf_pq"
+        """Whether the index's own distances give the exact ranking (flat storage, in a
+        space that ranks like the user's metric)."""
+        return self.kind != "ivf_pq" and self.space != "normalized"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -230,7 +238,7 @@ class IndexSpec:
             raise ConfigError(f"malformed index spec {dict(data)!r}: {exc}") from None
 
     def describe(self) -> str:
-        return f"{self.factory} ({self.metric})"
+        return f"{self.factory} ({spaces.describe(self.space, self.metric, self.dim)})"
 
 
 @dataclass(frozen=True)
@@ -433,10 +441,10 @@ class BuildInfo:
         return asdict(self)
 
 
-def index_vectors(items: np.ndarray, metric: str) -> np.ndarray:
-    """What the index holds: the vectors (normalized for cosine), contiguous float32."""
-    vectors = normalized(items) if metric == "cosine" else items
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+def index_vectors(items: np.ndarray, metric: str, space: str = "native") -> np.ndarray:
+    """What the index holds: the vectors (normalized for cosine, augmented for MIPS→L2),
+    contiguous float32."""
+    return spaces.index_vectors(items, metric, space)
 
 
 def build_index(
@@ -449,17 +457,18 @@ def build_index(
         raise ConfigError(
             f"index spec is for {spec.dim} dimensions, the items have {items.shape[1]}"
         )
-    vectors = index_vectors(items, spec.metric)
-    metric = faiss.METRIC_L2 if spec.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    vectors = index_vectors(items, spec.metric, spec.space)
+    in_index = spaces.index_metric(spec.metric, spec.space)
+    metric = faiss.METRIC_L2 if in_index == "l2" else faiss.METRIC_INNER_PRODUCT
     with faiss_thread_count(threads):
         used = faiss.omp_get_max_threads()
         start = time.perf_counter()
         if spec.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(spec.dim, spec.hnsw_m, metric)
+            index = faiss.IndexHNSWFlat(spec.index_dim, spec.hnsw_m, metric)
             index.hnsw.efConstruction = spec.ef_construction
             trained = 0
         else:
-            index = faiss.index_factory(spec.dim, spec.factory, metric)
+            index = faiss.index_factory(spec.index_dim, spec.factory, metric)
             trained = min(len(vectors), spec.train_size or len(vectors))
             rows = np.random.default_rng(spec.seed).choice(len(vectors), trained, replace=False)
             ivf = faiss.extract_index_ivf(index)
@@ -564,6 +573,7 @@ class AnnSearcher:
         self.ntotal = int(index.ntotal)
         self.metric_type = faiss.METRIC_L2 if spec.metric == "l2" else faiss.METRIC_INNER_PRODUCT
         self._rerank_vectors = normalized(items) if spec.metric == "cosine" else items
+        self._max_sq = spaces.max_sq_norm(items) if spec.space == "mips_l2" else 0.0
         self._params_cache: dict[int, Any] = {}
 
     def params(self, runtime: int | None = None) -> Any:
@@ -581,9 +591,9 @@ class AnnSearcher:
     def candidates(
         self, queries: np.ndarray, n: int, runtime: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` ANN candidates per query (index order; ``-1`` pads missing ones)."""
-        if self.spec.metric == "cosine":
-            queries = normalized(queries)
+        """``n`` ANN candidates per query (index order; ``-1`` pads missing ones), with the
+        index's own distances."""
+        queries = spaces.query_vectors(queries, self.spec.metric, self.spec.space)
         threads = self.threads if len(queries) == 1 else self.batch_threads
         with faiss_thread_count(threads):
             distances, ids = self.index.search(queries, int(n), params=self.params(runtime))
@@ -598,6 +608,8 @@ class AnnSearcher:
         depth = max(int(k), int(k_prime or self.k_prime or k))
         distances, ids = self.candidates(queries, depth, runtime)
         if depth == k and self.spec.exact_distances:
+            if self.spec.space == "mips_l2":  # back from augmented L2 to inner products
+                distances = spaces.inner_products_from_l2(distances, queries, self._max_sq)
             return distances, ids  # flat storage: faiss's distances are already exact
         return self._rerank(queries, ids, int(k))
 

@@ -17,7 +17,7 @@ from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.model import Pipeline, Stage, Workload
 from pipetune.core.kernel.registry import Dependency
 from pipetune.core.kernel.results import Profile
-from pipetune.plugins.recsys import ann, blocks
+from pipetune.plugins.recsys import ann, blocks, spaces
 from pipetune.plugins.recsys.features import CountingStore, batch_method
 from pipetune.plugins.recsys.fidelity import rows_of
 from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize_all
@@ -93,12 +93,15 @@ def _ann_choice(matrix: np.ndarray, metric: str) -> dict[str, Any]:
     estimate = ann.estimate_hnsw_build_s(matrix, hnsw_m=32 if dim >= 64 else 16)
     choice = ann.choose_index(n, dim, metric, hnsw_build_s=estimate)
     assert choice.spec is not None
+    norms = spaces.norm_stats(matrix) if metric == "ip" else None
     return {
         "ann": "proposed",
         "index": choice.spec.to_dict(),
         "index_reason": choice.reason,
         "hnsw_build_s_est": estimate,
         "index_estimates": dict(choice.estimates),
+        "norms": norms,
+        "index_spaces": [space for space, _ in spaces.candidate_spaces(metric, norms)],
     }
 
 

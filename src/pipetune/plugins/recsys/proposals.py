@@ -127,8 +127,9 @@ def _ann_exact(name: str, rec: Any, facts: Mapping[str, Any], target: float) -> 
             + f"An ANN index ({(index or {}).get('kind', 'chosen at tune time')}: "
             f"{facts.get('index_reason', '')}) returns k' >= k candidates, re-ranked exactly; "
             f"k' and the runtime parameter are tuned to the cheapest point at recall@{k} >= "
-            f"{target:.2f}, timed one query at a time and at the workload's batch sizes. The "
-            "index is saved as an artifact and reloaded, never rebuilt."
+            f"{target:.2f}, timed one query at a time and at the workload's batch sizes"
+            + _spaces_told(facts)
+            + ". The index is saved as an artifact and reloaded, never rebuilt."
         ),
         est_stage_speedup=max(1.0, est),
         effort="hours",
@@ -144,7 +145,22 @@ def _ann_exact(name: str, rec: Any, facts: Mapping[str, Any], target: float) -> 
             "exact_ms_per_query": exact_ms,
             "query_batch_pattern": facts.get("query_batch_pattern"),
             "index_reason": facts.get("index_reason", ""),
+            "index_spaces": facts.get("index_spaces"),
+            "norm_spread": (facts.get("norms") or {}).get("spread"),
         },
+    )
+
+
+def _spaces_told(facts: Mapping[str, Any]) -> str:
+    """How the rationale names the spaces the tune step compares (uneven norms only)."""
+    found = facts.get("index_spaces") or []
+    if len(found) < 2:
+        return ""
+    spread = (facts.get("norms") or {}).get("spread", 0.0)
+    return (
+        f"; the item norms spread {spread:.2f}x, so the plain inner-product index, the "
+        "MIPS→L2 reduction and (where the ranking allows) cosine candidates are each "
+        "measured, and the fastest at the target is kept"
     )
 
 

@@ -118,6 +118,36 @@ def faiss_thread_count(count: int | None) -> Iterator[None]:
 
 
 @contextmanager
+def blas_thread_count(count: int | None) -> Iterator[None]:
+    """Run a block with every loaded OpenBLAS on ``count`` threads (``None``: as is)."""
+    previous = blas_threads() if count is not None else None
+    if count is None or previous is None or previous == count:
+        yield
+        return
+    set_blas_threads(count)
+    try:
+        yield
+    finally:
+        set_blas_threads(previous)
+
+
+def thread_candidates() -> list[int]:
+    """Thread counts worth measuring on this host: 1, 2, 4, ... up to the cores this
+    process may run on, and that count itself. The best is measured, never assumed to be
+    the core count: on a busy host one thread is often the fastest."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    counts = {1, cores}
+    value = 2
+    while value < cores:
+        counts.add(value)
+        value *= 2
+    return sorted(counts)
+
+
+@contextmanager
 def pinned_threads(count: int) -> Iterator[dict[str, Any]]:
     """Pin faiss, BLAS and torch (when imported) to ``count`` threads; restore afterwards.
     Yields the settings in force, for the results."""

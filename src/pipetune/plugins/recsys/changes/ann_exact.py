@@ -3,7 +3,8 @@ tuned to the cheapest operating point, one query at a time, at recall@k >= the t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,13 @@ from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.recsys import ann, blocks
+from pipetune.plugins.recsys import ann, blocks, selection, spaces
 from pipetune.plugins.recsys.changes.common import (
     DEFAULT_TARGET,
     MAX_TUNE_REQUESTS,
     TIMING_REQUESTS,
     checked_catalog,
-    choose_threads,
     confirm,
-    index_artifact,
     load_for_change,
     matrix_digest,
     quality_target,
@@ -33,11 +32,10 @@ from pipetune.plugins.recsys.changes.common import (
     searcher_for,
     spec_for,
     stage_slots,
-    time_points,
 )
 from pipetune.plugins.recsys.fidelity import rows_of
 from pipetune.plugins.recsys.recognize import catalog_of, recognize
-from pipetune.plugins.recsys.threads import faiss_thread_count
+from pipetune.plugins.recsys.threads import blas_thread_count, faiss_thread_count
 
 # -- ANN for exact retrieval -------------------------------------------------------------------
 
@@ -90,6 +88,8 @@ ID = "recsys.ann_exact"
 class AnnExactParams(ChangeParams):
     index: dict[str, Any] | None = None
     index_kind: str | None = None
+    index_kinds: list[str] | None = None
+    space: str | None = None
     target: float = DEFAULT_TARGET
     runtime: Any = None
     runtime_param: str | None = None
@@ -105,9 +105,10 @@ class AnnExactParams(ChangeParams):
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    workload = context.workload
-    """Replace exact top-k by ANN + exact re-rank of k' candidates: the cheapest operating
-    point, one query at a time, at recall@k >= the target."""
+    """Replace exact top-k by ANN + exact re-rank of k' candidates: every admissible index
+    kind in every space the norms allow, each at its cheapest point at recall@k >= the
+    target, timed one query at a time; the fastest wins, at its best faiss thread count,
+    against the exact stage at its best BLAS thread count."""
     stage = pipeline.stage(proposal.stage)
     rec = recognize(stage)
     if rec is None or rec.role != "exact_topk":
@@ -115,20 +116,186 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     if not rec.transformable:
         raise Rejected(f"stage {stage.name!r}: {rec.why_not}")
     matrix = checked_catalog(stage, rec)
-    n, dim = matrix.shape
+    n = matrix.shape[0]
+    inputs, queries, reference, outputs = _references(stage, pipeline, context)
+    where = f"stage {stage.name!r}"
+    k = rec.k or reference.shape[1]
+    reference = reference[:, :k]
+    if k > n:
+        raise ConfigError(f"{where}: k={k} is larger than the catalog ({n:,} items)")
+    metric = rec.metric or _infer_metric(matrix, queries, reference, stage.name)
+    output_format = (
+        "array"
+        if rec.source == "block"
+        else ("faiss" if rec.source == "index" else _infer_format(outputs[0]))
+    )
+    target = quality_target(proposal, context)
+    stats = spaces.norm_stats(matrix) if metric == "ip" else None
+    candidates, skipped = _candidates(proposal, rec, matrix, metric, stats, context, queries, k)
+    winner, chosen = _fastest(candidates, queries, reference, k, target, where)
+    timing = _thread_counts(stage, inputs, winner.searcher, chosen, queries, k)
+    exact_ms, chosen_ms = timing["exact_ms"], timing["ann_ms"]
+    if chosen_ms >= exact_ms:
+        raise Rejected(
+            f"{where}: at recall@{k} {target:.2f}, {winner.spec.describe()} needs "
+            f"{winner.spec.runtime_param}={chosen['runtime']} and {chosen_ms:.2f} ms a query, "
+            f"exact search {exact_ms:.2f} ms (at its best thread count, "
+            f"{timing['exact_blas_threads']}): ANN does not pay on this catalog"
+        )
+    params = {
+        "index": winner.spec.to_dict(),
+        "runtime": chosen["runtime"],
+        "runtime_param": winner.spec.runtime_param,
+        "k_prime": chosen["k_prime"],
+        "k": k,
+        "metric": metric,
+        "target": target,
+        "faiss_threads": timing["faiss_threads"],
+        "faiss_batch_threads": None,
+        "output_format": output_format,
+        "replace": "slot" if rec.source == "index" else "stage",
+        "slot": rec.slot,
+        "items_digest": matrix_digest(matrix),
+    }
+    notes = _notes(proposal, winner, chosen, candidates, skipped, target, timing)
+    notes.update(
+        norms=stats,
+        batches=_batch_figures(stage, winner.searcher, inputs, queries, k, context.workload),
+        queries=len(queries),
+        summary=selection.summary_line(
+            winner.spec,
+            params,
+            winner.info,
+            catalog=n,
+            extra=f"{chosen_ms:.3f} ms vs exact {exact_ms:.2f} ms a query (BLAS on "
+            f"{_threads_told(timing['exact_blas_threads'])}), recall@{k} "
+            f"{chosen['recall']:.3f} on the tuning split",
+        ),
+    )
+    tuned = Tuned(
+        params=params,
+        artifacts={"index": winner.relative},
+        notes=notes,
+        est_stage_speedup=exact_ms / chosen_ms if chosen_ms > 0 else None,
+    )
+    confirm(proposal, pipeline, tuned, context, target, materialize)
+    context.log(f"recsys: {notes['summary']}")
+    return tuned
+
+
+def _thread_counts(
+    stage: Stage,
+    inputs: Sequence[Any],
+    searcher: ann.AnnSearcher,
+    chosen: dict[str, Any],
+    queries: np.ndarray,
+    k: int,
+) -> dict[str, Any]:
+    """The winner at its fastest faiss thread count and the exact stage at its fastest
+    BLAS/faiss count, each measured one query at a time (the searcher keeps its count)."""
+    searcher.runtime, searcher.k_prime = chosen["runtime"], chosen["k_prime"]
+    threads, thread_ms = selection.best_threads(
+        lambda q: searcher.search(q, k),
+        list(queries[:TIMING_REQUESTS]),
+        lambda count: selection.searcher_threads(searcher, count),
+    )
+    searcher.threads = threads
+    exact_threads, exact_by = selection.best_threads(
+        stage, inputs[: min(len(inputs), 30)], _all_threads
+    )
+    return {
+        "faiss_threads": threads,
+        "faiss_threads_ms": thread_ms,
+        "exact_blas_threads": exact_threads,
+        "exact_threads_ms": exact_by,
+        "exact_ms": exact_by[str(exact_threads)],
+        "ann_ms": thread_ms[str(threads)],
+    }
+
+
+def _notes(
+    proposal: Proposal,
+    winner: selection.Built,
+    chosen: dict[str, Any],
+    candidates: Sequence[tuple[selection.Built, list[int]]],
+    skipped: dict[str, str],
+    target: float,
+    timing: dict[str, Any],
+) -> dict[str, Any]:
+    """What the tune step found, for the report: every candidate and its points, why the
+    winner, and the thread counts measured."""
+    reachable = sum(1 for built, _ in candidates if built.feasible)
+    return {
+        "index": winner.spec.describe(),
+        "choice_reason": f"fastest at the target of {reachable} measured: {winner.why}",
+        "rule_reason": proposal.evidence.get("index_reason", ""),
+        "build": winner.info,
+        "index_reused": winner.reused,
+        "tune_recall": chosen["recall"],
+        "margin": chosen["goal"] - target,
+        "candidates": [built.describe() for built, _ in candidates],
+        "not_tried": skipped,
+        "points": [p for built, _ in candidates for p in built.points],
+        "single_query_ms": {"exact": timing["exact_ms"], "ann": timing["ann_ms"]},
+        "faiss_threads_ms": timing["faiss_threads_ms"],
+        "exact_blas_threads": timing["exact_blas_threads"],
+        "exact_threads_ms": timing["exact_threads_ms"],
+    }
+
+
+def _threads_told(count: int) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
+
+
+def _fastest(
+    candidates: Sequence[tuple[selection.Built, list[int]]],
+    queries: np.ndarray,
+    reference: np.ndarray,
+    k: int,
+    target: float,
+    where: str,
+) -> tuple[selection.Built, dict[str, Any]]:
+    """Each candidate's cheapest point at recall@k >= the target (plus its margin), all of
+    them timed one query at a time, interleaved: the fastest candidate and its point."""
+    for built, depths in candidates:
+        selection.scan_points(
+            built, queries, reference, k, lambda pq: target + safety_margin(pq), depths
+        )
+    reachable = [built for built, _ in candidates if built.feasible]
+    if not reachable:
+        best = max((p for b, _ in candidates for p in b.points), key=lambda p: p["recall"])
+        tried = ", ".join(b.spec.describe() for b, _ in candidates)
+        raise Rejected(
+            f"{where}: no operating point of {tried} reaches recall@{k} {target:.3f} "
+            f"(best {best['recall']:.3f}); exact search stays"
+        )
+    pairs = selection.time_feasible(reachable, list(queries[:TIMING_REQUESTS]), k)
+    winner, point = min(pairs, key=lambda pair: pair[1]["ms"])
+    for built, _ in candidates:
+        if built is not winner:
+            built.release()  # only the winner stays in memory; the others stay on disk
+    return winner, point
+
+
+def _references(
+    stage: Stage, pipeline: Pipeline, context: TuneContext
+) -> tuple[list[Any], np.ndarray, np.ndarray, list[Any]]:
+    """The tuning inputs, their query vectors, the exact results (one row per query) and
+    the stage's outputs: the original pipeline's when this stage makes them (the host
+    computes them once for every change), else the stage run on its inputs."""
+    rec = recognize(stage)
+    assert rec is not None and rec.dim is not None
     all_inputs = context.stage_inputs(pipeline, stage.name)
     inputs = sample(all_inputs, MAX_TUNE_REQUESTS)
     if not inputs:
         raise Rejected("the tuning split is empty")
     where = f"stage {stage.name!r}"
-    # The exact results: the original pipeline's outputs when this stage makes them (the
-    # host computes them once for every change), else the stage run on its inputs.
     last = pipeline.stages[-1] is stage and pipeline is context.original
     if last and len(inputs) == len(all_inputs):
         outputs = context.baseline_outputs()
     else:
         outputs = [stage(item) for item in inputs]
-    query_rows = [ann.as_queries(item, dim, where)[0] for item in inputs]
+    query_rows = [ann.as_queries(item, rec.dim, where)[0] for item in inputs]
     ref_rows = [rows_of(output) for output in outputs]
     for position, (q, r) in enumerate(zip(query_rows, ref_rows, strict=True)):
         if len(q) != len(r):
@@ -136,116 +303,75 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
                 f"{where}: input #{position} holds {len(q)} queries but its output "
                 f"{len(r)} rankings"
             )
-    queries = np.concatenate(query_rows)
     ks = {len(row) for rows in ref_rows for row in rows}
     if len(ks) != 1:
         raise Rejected(f"{where}: its outputs have different lengths ({sorted(ks)})")
-    k = rec.k or ks.pop()
+    k = ks.pop()
     reference = np.stack([row[:k] for rows in ref_rows for row in rows])
-    if k > n:
-        raise ConfigError(f"{where}: k={k} is larger than the catalog ({n:,} items)")
-    metric = rec.metric or _infer_metric(matrix, queries, reference, stage.name)
-    spec = spec_for(proposal, rec, matrix)
-    if spec.metric != metric:
-        spec = ann.IndexSpec.from_dict({**spec.to_dict(), "metric": metric})
-    output_format = (
-        "array"
-        if rec.source == "block"
-        else ("faiss" if rec.source == "index" else _infer_format(outputs[0]))
-    )
-    target = quality_target(proposal, context)
+    return inputs, np.concatenate(query_rows), reference, outputs
 
-    index, info, relative, reused = index_artifact(context.artifacts, matrix, spec, context.log)
-    searcher = ann.AnnSearcher(index, matrix, spec, ann.runtime_values(spec, k)[0], threads=1)
 
-    # 1. Recall of every (k', runtime) point needed, measured in batch (recall does not
-    #    depend on batching), stopping at the first runtime value that meets the target.
-    points: list[dict[str, Any]] = []
-    feasible: list[dict[str, Any]] = []
-    margin = 0.003
-    for depth in ann.rerank_depths(spec, k, n):
-        for value in ann.runtime_values(spec, k):
-            if spec.kind == "hnsw" and value < depth:
+def _candidates(
+    proposal: Proposal,
+    rec: Any,
+    matrix: np.ndarray,
+    metric: str,
+    stats: dict[str, float] | None,
+    context: TuneContext,
+    queries: np.ndarray,
+    k: int,
+) -> tuple[list[tuple[selection.Built, list[int]]], dict[str, str]]:
+    """Every (kind, space) pair to measure, built, with the re-rank depths to scan; and the
+    spaces not tried, with why."""
+    n = matrix.shape[0]
+    rule = spec_for(proposal, rec, matrix)
+    rule = ann.IndexSpec.from_dict({**rule.to_dict(), "metric": metric, "space": "native"})
+    out: list[tuple[selection.Built, list[int]]] = []
+    skipped: dict[str, str] = {}
+    for space, why in selection.spaces_to_try(proposal, metric, stats):
+        floor = k
+        if space == "normalized":
+            floor, why_not = _cosine_floor(matrix, queries, k, n, context, proposal)
+            if floor is None:
+                skipped[space] = why_not
                 continue
-            _, found = searcher.search(queries, k, runtime=value, k_prime=depth)
-            per_query = ann.per_query_recall(reference, found)
-            recall = float(per_query.mean())
-            point = {"k_prime": depth, "runtime": value, "recall": recall}
-            points.append(point)
-            margin = safety_margin(per_query)
-            if recall >= target + margin:
-                feasible.append(point)
-                break
-    if not feasible:
-        best = max(points, key=lambda p: p["recall"])
-        raise Rejected(
-            f"{where}: no operating point of {spec.describe()} reaches recall@{k} "
-            f"{target:.3f} (best {best['recall']:.3f}); exact search stays"
+        for kind in selection.kinds_to_try(proposal, rule):
+            spec = selection.spec_in(rule, kind, space, metric, n)
+            built = selection.build(context, matrix, spec, why)
+            depths = [d for d in ann.rerank_depths(spec, k, n) if d >= floor] or [floor]
+            out.append((built, depths))
+    return out, skipped
+
+
+def _cosine_floor(
+    matrix: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    n: int,
+    context: TuneContext,
+    proposal: Proposal,
+) -> tuple[int | None, str]:
+    """The shallowest re-rank depth at which cosine candidates hold the inner-product
+    top-k on the tuning queries (at the target), or why the ranking does not allow them."""
+    subset = queries[:64]
+    reference = ann.top_k_rows(ann.exact_scores(matrix, subset, "ip"), k)
+    depths = sorted({min(n, k * f) for f in (1, 2, 4, 8, 16)})
+    goal = quality_target(proposal, context)
+    depth, shares = spaces.cosine_depth(matrix, subset, reference, depths, goal)
+    if depth is None:
+        shown = ", ".join(f"{share:.3f} at k'={d:,}" for d, share in shares.items())
+        return None, (
+            f"the ranking does not allow cosine candidates: the cosine top-k' holds {shown} "
+            f"of the inner-product top-{k} (target {goal:.3f})"
         )
+    return depth, ""
 
-    # 2. Time the feasible points one query at a time (serving mode) and keep the cheapest.
-    singles = list(queries[:TIMING_REQUESTS])
 
-    def searching(point: dict[str, Any]) -> Callable[[Any], Any]:
-        def search(query: np.ndarray) -> Any:
-            return searcher.search(query, k, runtime=point["runtime"], k_prime=point["k_prime"])
-
-        return search
-
-    time_points(feasible, searching, singles)
-    chosen = min(feasible, key=lambda p: p["ms"])
-    searcher.runtime, searcher.k_prime = chosen["runtime"], chosen["k_prime"]
-    threads, thread_ms = choose_threads(lambda q: searcher.search(q, k), singles, searcher)
-    exact_ms = 1000 * ann.time_one_at_a_time(stage, inputs[: min(len(inputs), 30)], repeats=2)
-    chosen_ms = 1000 * thread_ms[str(threads)]
-    if chosen_ms >= exact_ms:
-        raise Rejected(
-            f"{where}: at recall@{k} {target:.2f}, {spec.describe()} needs "
-            f"{spec.runtime_param}={chosen['runtime']} and {chosen_ms:.2f} ms a query, exact "
-            f"search {exact_ms:.2f} ms: ANN does not pay on this catalog"
-        )
-    batches = _batch_figures(stage, searcher, inputs, queries, k, workload)
-
-    params = {
-        "index": spec.to_dict(),
-        "runtime": chosen["runtime"],
-        "runtime_param": spec.runtime_param,
-        "k_prime": chosen["k_prime"],
-        "k": k,
-        "metric": metric,
-        "target": target,
-        "faiss_threads": threads,
-        "faiss_batch_threads": None,
-        "output_format": output_format,
-        "replace": "slot" if rec.source == "index" else "stage",
-        "slot": rec.slot,
-        "items_digest": matrix_digest(matrix),
-    }
-    tuned = Tuned(
-        params=params,
-        artifacts={"index": relative},
-        notes={
-            "index": spec.describe(),
-            "choice_reason": proposal.evidence.get("index_reason", ""),
-            "build": info,
-            "index_reused": reused,
-            "tune_recall": chosen["recall"],
-            "margin": margin,
-            "points": points,
-            "single_query_ms": {"exact": exact_ms, "ann": chosen_ms},
-            "faiss_threads_ms": {t: 1000 * v for t, v in thread_ms.items()},
-            "batches": batches,
-            "queries": len(queries),
-        },
-        est_stage_speedup=exact_ms / chosen_ms if chosen_ms > 0 else None,
-    )
-    confirm(proposal, pipeline, tuned, context, target, materialize)
-    context.log(
-        f"recsys: {spec.describe()} {spec.runtime_param}={chosen['runtime']} "
-        f"k'={chosen['k_prime']}: recall@{k} {chosen['recall']:.3f}, "
-        f"{chosen_ms:.3f} ms vs exact {exact_ms:.2f} ms per query"
-    )
-    return tuned
+@contextmanager
+def _all_threads(count: int) -> Iterator[None]:
+    """BLAS (numpy's matrix products) and faiss (a flat index) on ``count`` threads."""
+    with blas_thread_count(count), faiss_thread_count(count):
+        yield
 
 
 def _batch_figures(

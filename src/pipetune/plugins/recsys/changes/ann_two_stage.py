@@ -19,15 +19,13 @@ from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.recsys import ann, blocks
+from pipetune.plugins.recsys import ann, blocks, selection, spaces
 from pipetune.plugins.recsys.changes.common import (
     DEFAULT_TARGET,
     MAX_TUNE_REQUESTS,
     TIMING_REQUESTS,
     checked_catalog,
-    choose_threads,
     confirm,
-    index_artifact,
     load_for_change,
     matrix_digest,
     quality_target,
@@ -80,6 +78,7 @@ ID = "recsys.ann_two_stage"
 class AnnTwoStageParams(ChangeParams):
     index: dict[str, Any] | None = None
     index_kind: str | None = None
+    space: str | None = None
     target: float = DEFAULT_TARGET
     runtime: Any = None
     runtime_param: str | None = None
@@ -105,6 +104,146 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     n, dim = matrix.shape
     where = f"stage {stage.name!r}"
     query_fn = stage.slots.get("query") or blocks.default_query
+    requests, queries, reference, full_ms = _tuning_requests(stage, pipeline, context, dim)
+    k = rec.k or len(reference[0])
+    if any(len(r) != k for r in reference):
+        raise Rejected(f"{where}: its rankings have different lengths")
+    metric = rec.metric or "ip"
+    target = quality_target(proposal, context)
+    evaluate = _TwoStageEval(stage, requests, queries, reference, k)
+
+    # 1. The smallest N that meets the target with *exact* retrieval: the floor any ANN
+    #    operating point starts from (and what the index is chosen for).
+    exact_top = _exact_top(matrix, queries, min(n, max(32 * k, 32768)), metric)
+    curve: list[dict[str, Any]] = []
+    n_floor, margin = _n_floor(evaluate, exact_top, target, curve, where)
+
+    spec, switched = _spec_for_depth(proposal, rec, matrix, n_floor)
+    spec = ann.IndexSpec.from_dict({**spec.to_dict(), "metric": metric})
+    ordered, space_notes = _rank_spaces(
+        proposal, context, matrix, spec, queries, exact_top[:, :n_floor], target
+    )
+    # 2. For a few N at and above the floor, the smallest runtime value meeting the target,
+    #    on the fastest space's index (the next one when it cannot reach the target).
+    built, feasible = _first_reaching(ordered, evaluate, n_floor, n, target + margin, curve)
+    if built is None:
+        raise Rejected(
+            f"{where}: no operating point of {', '.join(b.spec.describe() for b in ordered)} "
+            f"reaches {target:.3f} of the full ranking's top-{k}"
+        )
+    spec, searcher = built.spec, built.searcher
+    # 3. Time each feasible point one request at a time (ANN + ranking), keep the cheapest.
+    chosen = _cheapest(feasible, evaluate, query_fn, requests)
+    if chosen["ms"] >= full_ms:
+        raise Rejected(
+            f"{where}: the cheapest two-stage point (N={chosen['n_candidates']:,}) takes "
+            f"{chosen['ms']:.2f} ms a request, the full ranking {full_ms:.2f} ms: no gain"
+        )
+    searcher.runtime = chosen["runtime"]
+    threads, thread_ms = selection.best_threads(
+        lambda q: searcher.candidates(q, chosen["n_candidates"]),
+        [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))],
+        lambda count: selection.searcher_threads(searcher, count),
+    )
+    searcher.threads = threads
+    params = {
+        "index": spec.to_dict(),
+        "runtime": chosen["runtime"],
+        "runtime_param": spec.runtime_param,
+        "n_candidates": chosen["n_candidates"],
+        "k": k,
+        "metric": metric,
+        "target": target,
+        "faiss_threads": threads,
+        "faiss_batch_threads": None,
+        "items_digest": matrix_digest(matrix),
+    }
+    summary = selection.summary_line(
+        spec,
+        params,
+        built.info,
+        catalog=n,
+        extra=f"{chosen['ms']:.2f} ms vs {full_ms:.1f} ms a request (full ranking), keeps "
+        f"{chosen['recall']:.3f} of the top-{k} on tuning",
+    )
+    tuned = Tuned(
+        params=params,
+        artifacts={"index": built.relative},
+        notes={
+            "summary": summary,
+            "index": spec.describe(),
+            "choice_reason": switched or proposal.evidence.get("index_reason", ""),
+            **space_notes,
+            "build": built.info,
+            "index_reused": built.reused,
+            "tune_recall": chosen["recall"],
+            "margin": margin,
+            "n_floor_exact_retrieval": n_floor,
+            "curve": curve,
+            "feasible": feasible,
+            "per_request_ms": {"full_ranking": full_ms, "two_stage": chosen["ms"]},
+            "faiss_threads_ms": thread_ms,
+            "requests": len(requests),
+        },
+        est_stage_speedup=full_ms / chosen["ms"] if chosen["ms"] > 0 else None,
+    )
+    confirm(proposal, pipeline, tuned, context, target, materialize)
+    context.log(f"recsys: two-stage {summary}")
+    return tuned
+
+
+def _first_reaching(
+    ordered: Sequence[selection.Built],
+    evaluate: _TwoStageEval,
+    n_floor: int,
+    n: int,
+    goal: float,
+    curve: list[dict[str, Any]],
+) -> tuple[selection.Built | None, list[dict[str, Any]]]:
+    """The first index (fastest space first) with operating points reaching ``goal``, and
+    those points; the others are dropped from memory."""
+    for built in ordered:
+        evaluate.searcher = built.searcher
+        feasible = _feasible(evaluate, built.spec, n_floor, n, goal, curve)
+        if feasible:
+            for other in ordered:
+                if other is not built:
+                    other.release()  # only the index kept stays in memory
+            return built, feasible
+    return None, []
+
+
+def _cheapest(
+    feasible: list[dict[str, Any]],
+    evaluate: _TwoStageEval,
+    query_fn: Callable[[Any], Any],
+    requests: Sequence[Any],
+) -> dict[str, Any]:
+    """Each feasible (N, runtime) point timed one request at a time (ANN + ranking over
+    N), interleaved; the cheapest."""
+    searcher = evaluate.searcher
+    assert searcher is not None
+
+    def serving(point: dict[str, Any]) -> Callable[[Any], Any]:
+        def serve(request: Any) -> np.ndarray:
+            searcher.runtime = point["runtime"]
+            ids = _one_candidates(searcher, query_fn(request), point["n_candidates"])
+            return evaluate.rank(request, ids)
+
+        return serve
+
+    time_points(feasible, serving, requests[:TIMING_REQUESTS])
+    return min(feasible, key=lambda p: p["ms"])
+
+
+def _tuning_requests(
+    stage: Stage, pipeline: Pipeline, context: TuneContext, dim: int
+) -> tuple[list[Any], np.ndarray, list[np.ndarray], float]:
+    """The tuning requests, their retrieval vectors, the full ranking's top-k of each and
+    its time per request. The original pipeline's outputs are reused when this stage makes
+    them (the ranker over the whole catalog is the expensive part of tuning)."""
+    where = f"stage {stage.name!r}"
+    query_fn = stage.slots.get("query") or blocks.default_query
     all_inputs = context.stage_inputs(pipeline, stage.name)
     picks = set(sample(range(len(all_inputs)), MAX_TUNE_REQUESTS))
     requests = [all_inputs[i] for i in sorted(picks)]
@@ -119,9 +258,6 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     if any(not single for _, single in query_rows):
         raise Rejected(f"{where}: one retrieval vector per request is needed")
     queries = np.concatenate([q for q, _ in query_rows])
-
-    # The full ranking's top-k: reuse the original pipeline's outputs when this stage makes
-    # them (the ranker over the whole catalog is the expensive part of tuning).
     last = pipeline.stages[-1] is stage and pipeline is context.original
     started = time.perf_counter()
     if last and len(requests) == len(all_inputs):
@@ -130,18 +266,20 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     else:
         reference = [rows_of(stage(r))[0] for r in requests]
         full_ms = 1000 * (time.perf_counter() - started) / len(requests)
-    k = rec.k or len(reference[0])
-    if any(len(r) != k for r in reference):
-        raise Rejected(f"{where}: its rankings have different lengths")
-    metric = rec.metric or "ip"
-    target = quality_target(proposal, context)
-    evaluate = _TwoStageEval(stage, requests, queries, reference, k)
+    return requests, queries, reference, full_ms
 
-    # 1. The smallest N that meets the target with *exact* retrieval: the floor any ANN
-    #    operating point starts from (and what the index is chosen for).
-    n_max = min(n, max(32 * k, 32768))
-    exact_top = _exact_top(matrix, queries, n_max, metric)
-    curve: list[dict[str, Any]] = []
+
+def _n_floor(
+    evaluate: _TwoStageEval,
+    exact_top: np.ndarray,
+    target: float,
+    curve: list[dict[str, Any]],
+    where: str,
+) -> tuple[int, float]:
+    """The smallest N whose exact top-N, ranked by the ranker, keeps the target share of
+    the full ranking's top-k on the tuning requests (doubling, then bisection), and the
+    safety margin measured there."""
+    k, n_max = evaluate.k, exact_top.shape[1]
     margin = 0.01
 
     def exact_recall(size: int) -> float:
@@ -169,96 +307,71 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
             high = middle
         else:
             low = middle
-    n_floor = high
+    return high, margin
 
-    spec, switched = _spec_for_depth(proposal, rec, matrix, n_floor)
-    if spec.metric != metric:
-        spec = ann.IndexSpec.from_dict({**spec.to_dict(), "metric": metric})
-    index, info, relative, reused = index_artifact(context.artifacts, matrix, spec, context.log)
-    searcher = ann.AnnSearcher(index, matrix, spec, ann.runtime_values(spec, k)[0], threads=1)
-    evaluate.searcher = searcher
 
-    # 2. For a few N at and above the floor, the smallest runtime value meeting the target.
-    values = ann.runtime_values(spec, k)
-    feasible: list[dict[str, Any]] = []
+def _feasible(
+    evaluate: _TwoStageEval,
+    spec: ann.IndexSpec,
+    n_floor: int,
+    n: int,
+    goal: float,
+    curve: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """For N at 1, 1.25, 1.5 and 2 times the floor, the smallest runtime value whose
+    two-stage top-k keeps ``goal`` of the full ranking's on the tuning requests."""
+    feasible = []
     for factor in (1.0, 1.25, 1.5, 2.0):
         size = min(n, math.ceil(n_floor * factor))
         # HNSW searches at least N deep (faiss uses max(efSearch, k)): its options start at N.
         options = (
             [v for v in ann.runtime_values(spec, size) if v <= 4 * size]
             if spec.kind == "hnsw"
-            else values
+            else ann.runtime_values(spec, evaluate.k)
         )
-        found = _lowest_meeting(
-            options, lambda v, s=size: _ann_recall(evaluate, s, v, curve), target + margin
-        )
+        found = _lowest_meeting(options, lambda v, s=size: _ann_recall(evaluate, s, v, curve), goal)
         if found is not None:
             feasible.append({"n_candidates": size, "runtime": found[0], "recall": found[1]})
-    if not feasible:
-        raise Rejected(
-            f"{where}: no operating point of {spec.describe()} reaches "
-            f"{target:.3f} of the full ranking's top-{k}"
-        )
+    return feasible
 
-    # 3. Time each feasible point one request at a time (ANN + ranking) and keep the cheapest.
-    def serving(point: dict[str, Any]) -> Callable[[Any], Any]:
-        def serve(request: Any) -> np.ndarray:
-            searcher.runtime = point["runtime"]
-            ids = _one_candidates(searcher, query_fn(request), point["n_candidates"])
-            return evaluate.rank(request, ids)
 
-        return serve
-
-    time_points(feasible, serving, requests[:TIMING_REQUESTS])
-    chosen = min(feasible, key=lambda p: p["ms"])
-    if chosen["ms"] >= full_ms:
-        raise Rejected(
-            f"{where}: the cheapest two-stage point (N={chosen['n_candidates']:,}) takes "
-            f"{chosen['ms']:.2f} ms a request, the full ranking {full_ms:.2f} ms: no gain"
-        )
-    searcher.runtime = chosen["runtime"]
-    single_queries = [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))]
-    threads, thread_ms = choose_threads(
-        lambda q: searcher.candidates(q, chosen["n_candidates"]), single_queries, searcher
-    )
-    params = {
-        "index": spec.to_dict(),
-        "runtime": chosen["runtime"],
-        "runtime_param": spec.runtime_param,
-        "n_candidates": chosen["n_candidates"],
-        "k": k,
-        "metric": metric,
-        "target": target,
-        "faiss_threads": threads,
-        "faiss_batch_threads": None,
-        "items_digest": matrix_digest(matrix),
-    }
-    tuned = Tuned(
-        params=params,
-        artifacts={"index": relative},
-        notes={
-            "index": spec.describe(),
-            "choice_reason": switched or proposal.evidence.get("index_reason", ""),
-            "build": info,
-            "index_reused": reused,
-            "tune_recall": chosen["recall"],
-            "margin": margin,
-            "n_floor_exact_retrieval": n_floor,
-            "curve": curve,
-            "feasible": feasible,
-            "per_request_ms": {"full_ranking": full_ms, "two_stage": chosen["ms"]},
-            "faiss_threads_ms": {t: 1000 * v for t, v in thread_ms.items()},
-            "requests": len(requests),
-        },
-        est_stage_speedup=full_ms / chosen["ms"] if chosen["ms"] > 0 else None,
-    )
-    confirm(proposal, pipeline, tuned, context, target, materialize)
-    context.log(
-        f"recsys: two-stage N={chosen['n_candidates']} {spec.runtime_param}="
-        f"{chosen['runtime']}: keeps {chosen['recall']:.3f} of the top-{k}, "
-        f"{chosen['ms']:.2f} ms vs {full_ms:.1f} ms per request"
-    )
-    return tuned
+def _rank_spaces(
+    proposal: Proposal,
+    context: TuneContext,
+    matrix: np.ndarray,
+    spec: ann.IndexSpec,
+    queries: np.ndarray,
+    reference: np.ndarray,
+    goal: float,
+) -> tuple[list[selection.Built], dict[str, Any]]:
+    """Indexes of ``spec``'s kind, one per space, fastest first at retrieving the exact
+    top-N (recall@N >= ``goal``, one query at a time): with uneven norms under inner
+    product, the plain index and the MIPS→L2 reduction are both built and measured. N and
+    the runtime value are then tuned through the ranker on the first that reaches the
+    target."""
+    n, metric = matrix.shape[0], spec.metric
+    stats = spaces.norm_stats(matrix) if metric == "ip" else None
+    options = [
+        (space, why)
+        for space, why in selection.spaces_to_try(proposal, metric, stats)
+        if space != "normalized"  # the ranker orders the candidates: no re-rank depth here
+    ]
+    builds = [
+        selection.build(context, matrix, selection.spec_in(spec, spec.kind, space, metric, n), why)
+        for space, why in options
+    ]
+    notes: dict[str, Any] = {"norms": stats}
+    if len(builds) == 1:
+        return builds, notes
+    depth = reference.shape[1]
+    for built in builds:
+        selection.scan_points(built, queries, reference, depth, lambda _: goal, [depth])
+    reachable = [built for built in builds if built.feasible]
+    if reachable:
+        singles = [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))]
+        selection.time_feasible(reachable, singles, depth)
+    notes["spaces"] = [built.describe() for built in builds]
+    return sorted(builds, key=lambda b: b.feasible[0]["ms"] if b.feasible else math.inf), notes
 
 
 #: From this many candidates on, the two-stage change prefers IVF-Flat to HNSW: HNSW must

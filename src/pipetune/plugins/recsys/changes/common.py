@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,10 +109,12 @@ def load_for_change(
         raise ConfigError(f"change {change.proposal} on stage {change.stage!r} has no saved index")
     spec = ann.IndexSpec.from_dict(change.params["index"])
     index = ann.load_index(Path(artifacts_dir) / change.artifacts["index"])
-    if int(index.ntotal) != matrix.shape[0] or int(index.d) != matrix.shape[1]:
+    if int(index.ntotal) != matrix.shape[0] or int(index.d) != spec.index_dim:
         raise ConfigError(
             f"stage {change.stage!r}: the saved index holds {index.ntotal:,} x {index.d} vectors "
-            f"but the catalog is {matrix.shape[0]:,} x {matrix.shape[1]}: re-run the tune step"
+            f"but the catalog is {matrix.shape[0]:,} x {matrix.shape[1]}"
+            + (f" ({spec.index_dim}-d in the index's space)" if spec.space != "native" else "")
+            + ": re-run the tune step"
         )
     expected = change.params.get("items_digest")
     if expected and matrix_digest(matrix) != expected:
@@ -159,23 +160,6 @@ def spec_for(proposal: Proposal, rec: Recognized, matrix: np.ndarray) -> ann.Ind
     if choice.spec is None:
         raise Rejected(choice.reason)
     return choice.spec
-
-
-def choose_threads(
-    fn: Callable[[Any], Any], inputs: Sequence[Any], searcher: ann.AnnSearcher
-) -> tuple[int, dict[str, float]]:
-    """Single-query latency with faiss on 1 thread and on as many as the host allows now
-    (its pinned setting; all cores by default); the faster wins."""
-    most = ann.faiss_threads_now() or os.cpu_count() or 1
-    timings: dict[str, float] = {}
-    for threads in sorted({1, most}):
-        searcher.threads = threads
-        timings[str(threads)] = ann.time_one_at_a_time(fn, inputs, repeats=3)
-    # One thread unless more are clearly faster (10 %): a single query has nothing to split,
-    # and a core left free serves the next request.
-    best = "1" if timings[str(most)] > 0.9 * timings["1"] else str(most)
-    searcher.threads = int(best)
-    return int(best), timings
 
 
 def time_points(
