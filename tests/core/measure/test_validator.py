@@ -326,3 +326,32 @@ def test_a_lossy_change_is_not_kept_without_a_fidelity_gate(tmp_path):
     )
     trial = validator.try_proposal(proposal, pipeline, context).trial
     assert trial.status == "rejected" and "lossy" in trial.reason
+
+
+class _Timed:
+    """What the leak check reads of a comparison: the timed passes' cache figures and the
+    cached stage's measured speed-up."""
+
+    def __init__(self, b_cache, speedup):
+        self.b_cache, self._speedup = b_cache, speedup
+
+    def stage_speedup(self, stage):
+        return self._speedup
+
+
+def test_the_cache_bound_is_the_hit_rate_the_timed_passes_had(tmp_path):
+    from pipetune.core.kernel.model import Pipeline, Stage
+
+    _pm, _pipeline, validator, _context, _, _ = _setup(tmp_path, ToyPlugin())
+    current = Pipeline("p", (Stage("work", lambda x: x),))
+    cold = {"work": {"hits": 90, "misses": 10, "hit_rate": 0.90}}
+    # timed passes that happened to repeat more (91 %): 12.6x is within what they allow,
+    # though beyond the 10x x 1.25 a cold pass's 90 % would
+    timed = {"work": {"hits": 91, "misses": 9, "hit_rate": 0.91}}
+    assert validator._cache_leak(current, _Timed(timed, 12.6), cold) == ""
+    # faster than even the timed passes' hit rate allows: warm state somewhere
+    assert "allows at most 11.11x" in validator._cache_leak(current, _Timed(timed, 20.0), cold)
+    # the timed passes hit far more often than a cold pass can: the cache kept its entries
+    warm = {"work": {"hits": 100, "misses": 0, "hit_rate": 1.0}}
+    leaked = validator._cache_leak(current, _Timed(warm, 50.0), cold)
+    assert leaked.startswith("error: stage 'work' hit its cache on 100%") and "leaked" in leaked

@@ -46,7 +46,7 @@ import numpy as np
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Trace, Workload
 from pipetune.core.kernel.results import InFlight
-from pipetune.core.kernel.state import reset_state
+from pipetune.core.kernel.state import cache_stats, reset_state
 from pipetune.core.measure.coverage import (
     MIN_INPUTS,
     RoundPlan,
@@ -188,6 +188,8 @@ class Comparison:
     samples_per_side: int = 0  # latency samples behind each side's percentiles
     coverage_note: str = ""  # why coverage falls short of the rule, when it does
     host_load: Mapping[str, Any] | None = None  # the host's load while the rounds ran
+    #: per stage of B, the cache hits and misses of its timed passes and their hit rate
+    b_cache: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     in_flight: InFlight | None = None  # what the candidate needed in flight
 
     @property
@@ -431,6 +433,7 @@ def _compare(
     rounds: list[_Round] = []
     seen: set[int] = set()
     stage_totals = {"a": _StageTotals(), "b": _StageTotals()}
+    b_cache: dict[str, dict[str, float]] = {}
     meter = HostLoadMeter().start()
 
     def run_rounds(count: int) -> None:
@@ -445,7 +448,10 @@ def _compare(
             for side in ("a", "b", "b", "a") if r % 2 == 0 else ("b", "a", "a", "b"):
                 pipeline = a if side == "a" else b
                 reset_state(pipeline)
+                before = cache_stats(pipeline) if side == "b" else {}
                 result = run_pass(pipeline, chunk, runtime, timeout_s=timeout, inline=inline)
+                if side == "b":
+                    _add_cache_delta(b_cache, before, cache_stats(pipeline))
                 this.add(side, result)
                 stage_totals[side].add(stage_seconds(result, batches[side]), result.completed)
             rounds.append(this)
@@ -458,6 +464,7 @@ def _compare(
             inputs_timed=len(seen),
             inputs_total=len(items),
             host_load=meter.stop().to_dict(),
+            b_cache={stage: dict(figures) for stage, figures in b_cache.items()},
         )
 
     run_rounds(settings.rounds)
@@ -470,6 +477,21 @@ def _compare(
         run_rounds(extra)
         result = finish(2)
     return result
+
+
+def _add_cache_delta(
+    total: dict[str, dict[str, float]],
+    before: Mapping[str, Mapping[str, float]],
+    after: Mapping[str, Mapping[str, float]],
+) -> None:
+    """Add one pass's cache hits and misses (``after - before``, per stage) to ``total``."""
+    for stage, figures in after.items():
+        entry = total.setdefault(stage, {"hits": 0.0, "misses": 0.0, "hit_rate": 0.0})
+        for key in ("hits", "misses"):
+            was, now = before.get(stage, {}).get(key, 0), figures.get(key, 0)
+            entry[key] += now - was if now >= was else now  # a reset zeroed the counter
+        lookups = entry["hits"] + entry["misses"]
+        entry["hit_rate"] = entry["hits"] / lookups if lookups else 0.0
 
 
 def _arrivals(
