@@ -1,0 +1,1 @@
+"""Every measured figure in the documents, generated from ``benchmarks/results/*.json``."""

@@ -1,0 +1,12 @@
+"""One module per area; importing each registers its blocks (and its scan rules' effects)."""
+
+from benchmarks.render.areas import (  # noqa: F401
+    core,
+    hardware,
+    loop,
+    nlp,
+    production,
+    scale,
+    scan,
+    vision,
+)
