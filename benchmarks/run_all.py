@@ -31,6 +31,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("loop", "benchmarks.loop.demo_queries", []),
     ("loop", "benchmarks.loop.validator_calibration", []),
     ("loop", "benchmarks.loop.execution_context", []),
+    ("loop", "benchmarks.loop.estimates", []),
     ("recsys", "benchmarks.recsys.run", []),
     ("nlp", "benchmarks.nlp.run", ["--threads", "1"]),
     ("nlp", "benchmarks.nlp.classifier", []),

@@ -337,3 +337,48 @@ def gen002(results: Results) -> str:
     return _trial_cell(
         results, "generic.result_cache", "a result cache at the workload's own repeat rate"
     )
+
+
+ESTIMATES = "python -m benchmarks.loop.estimates"
+
+
+@block("loop.estimates", "loop")
+def estimates(results: Results) -> str:
+    """The planner's estimate per proposal across successive profiles of each demo."""
+    found = results.section("loop", "estimates")
+    if not cells.headline(found, ESTIMATES):
+        return cells.missing(found, ESTIMATES) + "."
+    rows = []
+    for demo, data in (found.get("demos") or {}).items():
+        for key, figures in (data.get("proposals") or {}).items():
+            rows.append(
+                [
+                    demo,
+                    f"`{key}`",
+                    f"{figures.get('proposed_on')} of {data.get('profiles')}",
+                    cells.times(figures.get("min")),
+                    cells.times(figures.get("median")),
+                    cells.times(figures.get("max")),
+                    cells.number(figures.get("max_over_min")),
+                ]
+            )
+    same = {
+        demo: data.get("same_plan_on_one_profile")
+        for demo, data in (found.get("demos") or {}).items()
+    }
+    samples = {
+        demo: ", ".join(cells.number(n) for n in data.get("latency_samples_per_profile") or [])
+        for demo, data in (found.get("demos") or {}).items()
+    }
+    header = ["demo", "proposal", "proposed on", "min", "median", "max", "max / min"]
+    return "\n".join(
+        [
+            cells.table(header, rows, "lllrrrr"),
+            "",
+            "Two plans on one profile identical: "
+            + ", ".join(f"{demo} {value}" for demo, value in same.items())
+            + ". Latency samples behind each profile: "
+            + "; ".join(f"{demo} {text}" for demo, text in samples.items())
+            + f". {cells.conditions(found, ESTIMATES)}",
+        ]
+    )

@@ -88,12 +88,20 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
             str(position),
             f"{_escape(p.id)} @ {_escape(p.stage)}\n[dim]{_escape(p.title)}[/dim]",
             fmt.pct(ranked.share),
-            f"{ranked.est_e2e_speedup:.2f}x (≤ {ranked.ceiling:.2f}x)"
+            fmt.ratio(ranked.est_e2e_speedup)
+            + fmt.ceiling(ranked.ceiling, ranked.ceiling_informative)
             + (f"\n[dim]assuming {_escape(p.in_flight.describe())}[/dim]" if p.in_flight else ""),
             p.effort,
             p.accuracy_risk,
         )
     console.print(table)
+    if plan.candidates:
+        bounded = any(ranked.ceiling_informative for ranked in plan.candidates)
+        console.print(
+            "[dim]Estimates replay this profile's per-input stage times"
+            + (" (≤: the most the stage could give if it took no time)" if bounded else "")
+            + "; `pipetune optimize` gives the same figure for the profile it takes.[/dim]"
+        )
     for ranked in plan.candidates:
         if ranked.note or ranked.proposal.rationale:
             console.print(

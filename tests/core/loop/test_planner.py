@@ -9,7 +9,16 @@ from pipetune import hookimpl
 from pipetune.core.kernel.errors import DuplicateError
 from pipetune.core.kernel.model import Requirements
 from pipetune.core.kernel.results import LatencyStats, Profile, Proposal, StageStats
-from pipetune.core.loop.planner import collect_proposals, estimate, plan, rank, replay_speedup
+from pipetune.core.loop.planner import (
+    ceiling_informative,
+    collect_proposals,
+    describe,
+    estimate,
+    plan,
+    rank,
+    replay_speedup,
+    tuned_estimate,
+)
 from pipetune.core.measure.machine import detect_machine
 from tests.core.loop_toys import manager, toy_pipeline
 
@@ -165,3 +174,31 @@ def test_a_latency_requirement_ranks_for_latency():
     assert by_throughput.metric == "throughput" and by_p99.metric == "p99"
     assert by_p99.candidates[0].proposal.id == "toy.a"
     assert by_p99.candidates[0].est_e2e_speedup > by_throughput.candidates[0].est_e2e_speedup
+
+
+def test_the_estimate_is_a_function_of_the_profile_and_the_proposal_only():
+    profile = make_profile([[8.0, 2.0, 0.0]] * 10)
+    arrives = proposal("a", 4.0).evolve(est_e2e_speedup=157.0)  # whatever came before
+    once = estimate(arrives, profile, "throughput", min_gain=0.05)
+    again = estimate(proposal("a", 4.0), profile, "throughput", min_gain=0.05)
+    assert once.est_e2e_speedup == again.est_e2e_speedup == pytest.approx(2.5)
+    assert (once.ceiling, once.score, once.note) == (again.ceiling, again.score, again.note)
+
+
+def test_a_ceiling_is_informative_only_when_the_rest_of_the_pipeline_is_resolved():
+    half = estimate(proposal("a", 2.0), make_profile([[5.0, 5.0, 0.0]] * 10), "p50", 0.05)
+    assert half.ceiling == pytest.approx(2.0) and half.ceiling_informative
+    # the stage is the whole pipeline but for a microsecond of glue: "≤ 603179.73x"
+    whole = estimate(proposal("a", 2.0), make_profile([[600.0, 0.001, 0.0]] * 10), "p50", 0.05)
+    assert whole.ceiling > 1e5 and not whole.ceiling_informative
+    assert describe(whole)["ceiling_informative"] is False
+    assert ceiling_informative(100.0) and not ceiling_informative(100.01)
+    assert not ceiling_informative(float("inf")) and not ceiling_informative(None)
+
+
+def test_what_tuning_found_is_replayed_on_the_same_profile():
+    profile = make_profile([[8.0, 2.0, 0.0]] * 10)
+    found = tuned_estimate(profile, proposal("a", 4.0), 2.0, "throughput")
+    assert found == pytest.approx(replay_speedup(profile, "a", 2.0, "throughput"))
+    assert tuned_estimate(None, proposal("a", 4.0), 2.0, "throughput") is None
+    assert tuned_estimate(profile, proposal("a", 4.0), None, "throughput") is None

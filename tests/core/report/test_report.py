@@ -44,7 +44,14 @@ def sample_report(**overrides) -> Report:
     final = make_profile([[2.0, 2.0, 0.2]] * 22).evolve(
         concurrency=(ConcurrencyPoint(1, 230.0, 4.0, 5.0), ConcurrencyPoint(4, 410.0, 9.0, 14.0))
     )
-    fid = Fidelity(metric="label_agreement", value=0.996, threshold=0.99, n=500, ci=(0.98, 1.0))
+    fid = Fidelity(
+        metric="label_agreement",
+        value=0.996,
+        threshold=0.99,
+        n=2000,
+        ci=(0.992, 0.998),
+        gate="met",
+    )
     change = Change(proposal="toy.fast", plugin="toy", stage="a", params={"k": 2})
     trials = (
         Trial(
@@ -279,3 +286,91 @@ def test_an_unproven_gate_is_never_printed_as_met():
     data = sample_report(fidelity=fid, requirements_met=False).to_dict()
     for name, text in _rendered(data).items():
         assert "UNPROVEN: 195 more items would prove it" in text, name
+
+
+def test_an_exact_gate_shows_no_interval_that_contradicts_it():
+    # a 1.000 gate (every held-out item must agree) is a check of each item: its Wilson
+    # interval's lower bound is below 1 on any sample, and printed beside "requirements
+    # met" it reads as a contradiction
+    exact = Fidelity(
+        metric="tokens_exact", value=1.0, threshold=1.0, n=18, ci=(0.806, 1.0), gate="met"
+    )
+    data = sample_report(fidelity=exact).to_dict()
+    assert data["requirements_met"] and data["fidelity"]["gate"] == "met"
+    for name, text in _rendered(data).items():
+        assert "requirements met" in text, name
+        assert "exact gate: identical on all 18 held-out items" in text, name
+        assert "0.806" not in text and "≥ 1.000" not in text, name
+    older = exact.evolve(gate=None)  # a report from before gates had a status
+    for name, text in _rendered(sample_report(fidelity=older).to_dict()).items():
+        assert "exact gate: identical on all 18 held-out items" in text, name
+    missed = exact.evolve(value=0.944, ci=(0.742, 0.990), gate="missed")
+    data = sample_report(fidelity=missed, requirements_met=False).to_dict()
+    for name, text in _rendered(data).items():
+        assert "exact gate MISSED: not identical on all 18 held-out items" in text, name
+
+
+def test_a_statistical_gate_says_whether_it_is_met():
+    for name, text in _rendered(sample_report().to_dict()).items():
+        assert "label_agreement 0.996 [0.992, 0.998] (gate ≥ 0.990: met)" in text, name
+
+
+def test_an_unproven_or_missed_gate_never_sits_beside_requirements_met():
+    # a report flagged met whose cumulative gate is not: every renderer says NOT met
+    for gate in ("unproven", "missed"):
+        fid = Fidelity(
+            metric="label_agreement",
+            value=0.995,
+            threshold=0.99,
+            n=186,
+            ci=(0.97, 0.999),
+            gate=gate,
+            items_to_prove=400 if gate == "unproven" else None,
+        )
+        data = sample_report(fidelity=fid, requirements_met=True, stopped="done").to_dict()
+        for name, text in _rendered(data).items():
+            assert f"requirements NOT met: the fidelity gate is {gate}" in text, (name, gate)
+            assert "requirements met" not in text, (name, gate)
+
+
+def test_every_renderer_says_why_each_proposal_was_not_tried():
+    base = sample_report()
+    untried = (
+        *base.proposals,
+        {
+            "id": "toy.next",
+            "plugin": "toy",
+            "stage": "b",
+            "title": "Next",
+            "est_e2e_speedup": 2.83,
+            "effort": "hours",
+            "accuracy_risk": "none",
+            "status": "proposed",
+            "reason": "",
+            "not_tried": "not reached: the time budget (60 s) was spent",
+            "estimated_on": "after toy.fast",
+            "ceiling": 603179.73,
+            "ceiling_informative": False,
+        },
+        {  # a report written before the loop gave reasons: the plan's exclusion
+            "id": "toy.exact",
+            "plugin": "toy",
+            "stage": "a",
+            "title": "Exact",
+            "est_e2e_speedup": 2.25,
+            "effort": "days",
+            "accuracy_risk": "none",
+            "status": "proposed",
+            "reason": "",
+            "excluded": "conflicts with toy.fast, already applied",
+        },
+    )
+    data = sample_report(proposals=untried, stopped="nothing left worth trying").to_dict()
+    for name, text in _rendered(data).items():
+        assert "not reached: the time budget (60 s) was spent" in text, name
+        assert "conflicts with toy.fast, already applied" in text, name
+        assert "2.83x" in text and "2.25x" in text, name
+        assert "not reached: nothing left worth trying" not in text, name
+        assert "603179" not in text, name
+    pytest.importorskip("jsonschema", reason="the dev extra checks the schema")
+    assert report_json.schema_problems(data) == []

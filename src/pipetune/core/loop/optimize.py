@@ -31,10 +31,11 @@ from pipetune.core.kernel.errors import ConfigError, PipetuneError, StoreError
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.results import ExecutionContext, Profile, Proposal, Trial
 from pipetune.core.kernel.state import reset_state
-from pipetune.core.loop import planner
+from pipetune.core.loop import planner, untried
 from pipetune.core.loop.overlap import find_overlap
 from pipetune.core.loop.paths import store_dir
 from pipetune.core.loop.recipes import make_recipe
+from pipetune.core.loop.remeasure import confirm_beyond_ceiling
 from pipetune.core.loop.store import RunStore
 from pipetune.core.measure import execution
 from pipetune.core.measure.comparison import RuntimeSpec, compare
@@ -232,6 +233,10 @@ class _Loop:
         self.trials: list[Trial] = []
         self.accepted: list[tuple[Proposal, Trial]] = []
         self.proposals: dict[str, dict[str, Any]] = {}
+        # for the untried proposals' reasons: the keys of the last plan, and the round
+        # (changes kept before it) of the last plan that listed each key
+        self._last_plan: set[str] = set()
+        self._planned_round: dict[str, int] = {}
         self.run_id: str | None = None
         self.started = time.monotonic()
         self._report: Report | None = None
@@ -319,6 +324,7 @@ class _Loop:
         except KeyboardInterrupt:
             stopped = "interrupted"
             self.warnings.append("interrupted: the report covers the trials that finished")
+        self._note_untried(stopped)
         current = self._current
         current_profile = self._current_profile
         comparison = None
@@ -475,9 +481,12 @@ class _Loop:
         outcome = validator.try_proposal(
             proposal, self._current, context, profile=self._current_profile
         )
+        outcome = confirm_beyond_ceiling(validator, ranked, self._current, outcome, self.log)
         trial = outcome.trial
+        planned = {"estimated_on": self._profile_label()}
         if ranked.note:
-            trial = trial.evolve(notes={**trial.notes, "planner": ranked.note})
+            planned["planner"] = ranked.note
+        trial = trial.evolve(notes={**trial.notes, **planned})
         self.trials.append(trial)
         if self.store is not None and self.run_id is not None:
             self._record("add_trial", self.run_id, len(self.trials), trial)
@@ -616,15 +625,43 @@ class _Loop:
         return {f"{t.proposal}@{t.stage}" for t in self.trials}
 
     def _record_plan(self, plan: planner.Plan) -> None:
+        """The plan's proposals into the report, each with the profile its estimate is
+        on. A proposal already tried keeps the entry it was tried with, so the report
+        shows one estimate per proposal: the one its trial carries."""
+        tried = self._tried()
+        label = self._profile_label()
+        self._last_plan = {ranked.key for ranked in plan.all()}
         for ranked in plan.all():
+            if ranked.key in tried:
+                continue
             entry = dict(planner.describe(ranked))
+            entry["estimated_on"] = label
             self.proposals[ranked.key] = entry
+            self._planned_round[ranked.key] = len(self.accepted)
         for ranked, reason in plan.excluded:
-            self.proposals[ranked.key]["excluded"] = reason
+            if ranked.key not in tried:
+                self.proposals[ranked.key]["excluded"] = reason
         for failure in plan.failures:
             self.warnings.append(
                 f"plugin {failure.plugin!r} raised in {failure.hook}: {failure.error}"
             )
+
+    def _profile_label(self) -> str:
+        """The profile plans are made on now, named as the run store names it."""
+        return f"after {self.accepted[-1][0].id}" if self.accepted else "baseline"
+
+    def _note_untried(self, stopped: str) -> None:
+        """Every proposal the loop did not try gets the true reason (``not_tried``)."""
+        reasons = untried.reasons(
+            self.proposals,
+            tried=self._tried(),
+            last_plan=self._last_plan,
+            planned_round=self._planned_round,
+            accepted=[proposal.id for proposal, _ in self.accepted],
+            stopped=stopped,
+        )
+        for key, reason in reasons.items():
+            self.proposals[key]["not_tried"] = reason
 
     def _note_hook_failures(self) -> None:
         for failure in self.pm.hook_failures:

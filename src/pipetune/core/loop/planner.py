@@ -12,6 +12,13 @@ The five mistakes the loop exists to prevent include "optimizing a stage that is
 the time": every ranked proposal carries the most its stage could ever give (the stage's
 time removed entirely), and one whose ceiling is below the minimum gain is marked as one
 that cannot matter, with the sentence that says why.
+
+The estimate is computed here and nowhere else, and it is a deterministic function of the
+profile, the proposal and the metric: ``pipetune propose``, every plan of the optimize
+loop and every report show the figure :func:`estimate` gives for the profile it was made
+on. (Two profiles of the same pipeline differ by their measurement noise, and so do the
+estimates made on them.) What a change's tune step learns later is a second figure,
+:func:`tuned_estimate`, reported beside the first and never in its place.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ if TYPE_CHECKING:
 ALL_STAGES = "*"
 #: A stage speedup above this is treated as "the stage's time disappears".
 _MAX_STAGE_SPEEDUP = 1e6
+#: A ceiling above this bounds nothing worth printing: the rest of the pipeline is under
+#: 1 % of the metric, a share the profile does not resolve from its timer and glue overhead
+#: (such ceilings read "≤ 603179.73x").
+INFORMATIVE_CEILING = 100.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,17 @@ class Ranked:
     @property
     def est_e2e_speedup(self) -> float:
         return float(self.proposal.est_e2e_speedup or 1.0)
+
+    @property
+    def ceiling_informative(self) -> bool:
+        """Whether the ceiling is worth printing (see :func:`ceiling_informative`)."""
+        return ceiling_informative(self.ceiling)
+
+    def beyond_ceiling(self, measured: float | None) -> bool:
+        """Whether a measured end-to-end speedup exceeds the most this proposal's stage
+        could give on the profile it was planned on: the profile or the measurement is
+        off, and the measurement is taken again before the change is kept."""
+        return measured is not None and math.isfinite(self.ceiling) and measured > self.ceiling
 
 
 @dataclass(frozen=True)
@@ -194,6 +216,23 @@ def replay_speedup(profile: Profile, stage: str, stage_speedup: float, metric: s
     return before / after if after > 0 else _MAX_STAGE_SPEEDUP
 
 
+def ceiling_informative(ceiling: float | None) -> bool:
+    """A ceiling is printed only when it bounds something: finite and at most
+    :data:`INFORMATIVE_CEILING` (the rest of the pipeline at least 1 % of the metric)."""
+    return ceiling is not None and math.isfinite(ceiling) and ceiling <= INFORMATIVE_CEILING
+
+
+def tuned_estimate(
+    profile: Profile | None, proposal: Proposal, stage_speedup: float | None, metric: str
+) -> float | None:
+    """The end-to-end figure for the stage speedup a tune step found, on the profile the
+    proposal was planned on (``None`` without either). It is reported beside the planner's
+    estimate, which stays the proposal's one estimate for that profile."""
+    if profile is None or not stage_speedup:
+        return None
+    return replay_speedup(profile, proposal.stage, stage_speedup, metric)
+
+
 def _amdahl(share: float, speedup: float) -> float:
     remaining = (1 - share) + share / speedup
     return 1 / remaining if remaining > 0 else _MAX_STAGE_SPEEDUP
@@ -266,7 +305,9 @@ def _order_key(ranked: Ranked) -> tuple[bool, bool, float, float, str]:
 
 
 def estimate(proposal: Proposal, profile: Profile, metric: str, min_gain: float) -> Ranked:
-    """One proposal's end-to-end estimate, ceiling, score and note."""
+    """One proposal's end-to-end estimate, ceiling, score and note: a function of the
+    profile's recorded stage times and the proposal's stage speedup only (whatever
+    ``est_e2e_speedup`` the proposal arrives with is replaced)."""
     columns = stage_columns(profile, proposal.stage)
     share = sum(profile.stages[i].share for i in columns)
     est = replay_speedup(profile, proposal.stage, proposal.est_stage_speedup, metric)
@@ -328,6 +369,7 @@ def describe(ranked: Ranked) -> Mapping[str, Any]:
         "est_stage_speedup": p.est_stage_speedup,
         "est_e2e_speedup": ranked.est_e2e_speedup,
         "ceiling": ranked.ceiling,
+        "ceiling_informative": ranked.ceiling_informative,
         "share": ranked.share,
         "effort": p.effort,
         "accuracy_risk": p.accuracy_risk,

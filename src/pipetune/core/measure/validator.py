@@ -240,13 +240,15 @@ class Validator:
             change = self.pm.make_change(proposal, tuned)
         except PipetuneError as exc:
             return finish("rejected", f"{proposal.plugin}: {exc}")
-        if tuned is not None and tuned.est_stage_speedup and profile is not None:
-            est = planner.replay_speedup(
-                profile, proposal.stage, tuned.est_stage_speedup, self.metric
-            )
         notes: dict[str, Any] = {}
         if tuned is not None and tuned.notes:
             notes["tune"] = dict(tuned.notes)
+        # the planner's estimate stays the trial's; what tuning found is shown beside it
+        after_tune = planner.tuned_estimate(
+            profile, proposal, tuned.est_stage_speedup if tuned else None, self.metric
+        )
+        if after_tune is not None:
+            notes["tuned_estimate"] = after_tune
 
         # 2. materialize (owner only): a new pipeline, never a mutated one
         try:

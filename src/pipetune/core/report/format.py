@@ -40,6 +40,12 @@ def estimate(value: float | None, assumes: str | None = None) -> str:
     return f"{text}, assuming {assumes}" if assumes and value is not None else text
 
 
+def ceiling(value: float | None, informative: bool) -> str:
+    """`` (≤ 4.00x)`` beside an estimate, or '' when the planner found the ceiling
+    uninformative (the rest of the pipeline too small a share of the time to resolve)."""
+    return f" (≤ {value:.2f}x)" if informative and value is not None else ""
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %"
 
@@ -55,20 +61,45 @@ def money(value: float | None) -> str:
 
 
 def fidelity(data: Mapping[str, Any] | None) -> str:
+    """A fidelity figure with its gate's status, never a bound that contradicts it: an
+    exact gate (threshold 1.000: every held-out item must agree) is a check of each item,
+    so it shows how many agreed rather than an interval whose lower bound is below 1."""
     if not data:
         return "-"
+    threshold, gate = data.get("threshold"), data.get("gate")
+    if threshold is not None and threshold >= 1.0 and gate != "unproven":
+        met = gate == "met" or (gate is None and data["value"] >= 1.0)  # (an older report)
+        return f"{data['metric']} {data['value']:.3f} " + _exact_gate(met, data.get("n"))
     text = f"{data['metric']} {data['value']:.3f}"
     ci = data.get("ci")
     if ci:
         text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    if data.get("threshold") is not None:
-        text += f" (≥ {data['threshold']:.3f})"
-    if data.get("gate") == "unproven":
+    if threshold is not None:
+        status = {"met": ": met", "missed": ": MISSED"}.get(str(gate), "")
+        text += f" (gate ≥ {threshold:.3f}{status})"
+    if gate == "unproven":
         more = data.get("items_to_prove")
         text += " UNPROVEN: " + (
             f"{more} more items would prove it" if more else "no sample size can prove it"
         )
     return text
+
+
+def _exact_gate(met: bool, n: Any) -> str:
+    on = f"{n} held-out items" if n else "the held-out items"
+    if met:
+        return f"(exact gate: identical on all {on})"
+    return f"(exact gate MISSED: not identical on all {on})"
+
+
+def fidelity_value(data: Mapping[str, Any] | None) -> str:
+    """The compact fidelity cell of a trials table: the value, and the gate when it is
+    not met (``1.000 unproven``, ``0.950 missed``)."""
+    if not data:
+        return "-"
+    gate = data.get("gate")
+    suffix = f" {gate}" if gate in ("unproven", "missed") else ""
+    return f"{data['value']:.3f}{suffix}"
 
 
 def coverage(comparison: Mapping[str, Any] | None) -> str:
@@ -223,7 +254,7 @@ def trial_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 "proposal": trial["proposal"],
                 "stage": trial.get("stage", ""),
                 "status": trial["status"],
-                "estimated": estimate(trial.get("est_speedup"), _assumes(trial)),
+                "estimated": estimate(trial.get("est_speedup"), _assumes(trial)) + _tuned(trial),
                 "measured": quantile_cell(
                     trial.get("measured") or {},
                     trial.get("metric", "throughput"),
@@ -232,6 +263,34 @@ def trial_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 "fidelity": fidelity(trial.get("fidelity")),
                 "reason": reason,
                 "coverage": covered,
+            }
+        )
+    return rows
+
+
+def _tuned(trial: Mapping[str, Any]) -> str:
+    """`` (after tuning: 2.43x)`` when the tune step's own figure is known: shown beside
+    the planner's estimate, never in its place."""
+    value = (trial.get("notes") or {}).get("tuned_estimate")
+    return f" (after tuning: {value:.2f}x)" if isinstance(value, int | float) else ""
+
+
+def untried_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """(proposal, estimated, effort, why) for the ranked proposals the loop did not try,
+    with the loop's own reason (``not_tried``). A report written before the loop gave
+    reasons falls back to the plan's exclusion or note."""
+    tried = {t["proposal"] + "@" + t.get("stage", "") for t in report["trials"]}
+    rows = []
+    for p in proposal_groups(report)["ranked"]:
+        if p["id"] + "@" + p["stage"] in tried:
+            continue
+        why = p.get("not_tried") or p.get("excluded") or p.get("note") or "not reached"
+        rows.append(
+            {
+                "proposal": f"{p['id']} @ {p['stage']}",
+                "estimated": estimate(p.get("est_e2e_speedup"), p.get("assumes")),
+                "effort": str(p.get("effort", "")),
+                "why": str(why),
             }
         )
     return rows
@@ -299,7 +358,12 @@ def context_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def requirements_line(report: Mapping[str, Any]) -> str:
-    if report["requirements_met"]:
+    """``requirements met``, or what is missed. A fidelity gate that is unproven or missed
+    is never printed beside "requirements met", whatever the report's flag says."""
+    gate = (report.get("fidelity") or {}).get("gate")
+    if report["requirements_met"] and gate not in ("unproven", "missed"):
         return "requirements met"
-    misses = report.get("misses") or []
+    misses = list(report.get("misses") or [])
+    if gate in ("unproven", "missed") and not any("fidelity" in m for m in misses):
+        misses.append(f"the fidelity gate is {gate}")
     return "requirements NOT met: " + "; ".join(misses)

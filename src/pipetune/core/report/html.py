@@ -131,6 +131,15 @@ def render(report: Mapping[str, Any]) -> str:
         parts.append("<p class='muted'>No change was tried.</p>")
 
     groups = fmt.proposal_groups(report)
+    untried = fmt.untried_rows(report)
+    if untried:
+        parts.append("<h2>Not tried</h2>")
+        parts.append(
+            _table(
+                ("proposal", "estimated end to end", "effort", "why"),
+                [(r["proposal"], r["estimated"], r["effort"], r["why"]) for r in untried],
+            )
+        )
     parts.append("<h2>Proposals</h2>")
     parts.append(
         _table(
@@ -142,7 +151,7 @@ def render(report: Mapping[str, Any]) -> str:
                     fmt.estimate(p.get("est_e2e_speedup"), p.get("assumes")),
                     p["effort"],
                     p["accuracy_risk"],
-                    p.get("excluded") or p.get("note") or p.get("rationale", ""),
+                    p.get("note") or p.get("rationale", ""),
                 )
                 for p in groups["ranked"]
             ],

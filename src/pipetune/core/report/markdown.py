@@ -51,6 +51,13 @@ def render(report: Mapping[str, Any]) -> str:
         )
     else:
         lines.append("No change was tried.")
+    untried = fmt.untried_rows(report)
+    if untried:
+        lines += ["", "## Not tried", ""]
+        lines += _table(
+            ("proposal", "estimated", "effort", "why"),
+            [(f"`{r['proposal']}`", r["estimated"], r["effort"], r["why"]) for r in untried],
+        )
     groups = fmt.proposal_groups(report)
     if groups["advice"]:
         lines += ["", "## Advice (not applied automatically)", ""]

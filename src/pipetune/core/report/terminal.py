@@ -70,13 +70,12 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         trials.add_column("fidelity", justify="right")
         for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
             style = _STATUS_STYLE[row["status"]]
-            fid = trial.get("fidelity")
             trials.add_row(
                 escape(f"{row['proposal']} @ {row['stage']}"),
                 f"[{style}]{row['status']}[/{style}]",
-                row["estimated"],
+                escape(row["estimated"]),
                 row["measured"],
-                "-" if not fid else f"{fid['value']:.3f}",
+                fmt.fidelity_value(trial.get("fidelity")),
             )
         console.print(trials)
         for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
@@ -93,24 +92,13 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         console.print()
 
     groups = fmt.proposal_groups(report)
-    untried = [
-        p
-        for p in groups["ranked"]
-        if p["id"] + "@" + p["stage"]
-        not in {t["proposal"] + "@" + t.get("stage", "") for t in report["trials"]}
-    ]
+    untried = fmt.untried_rows(report)
     if untried:
         table = Table(title="Not tried", box=box.SIMPLE_HEAD, title_justify="left", expand=True)
         for column in ("proposal", "estimated", "effort", "why"):
             table.add_column(column)
-        for p in untried:
-            why = p.get("excluded") or p.get("note") or f"not reached: {report.get('stopped')}"
-            table.add_row(
-                escape(f"{p['id']} @ {p['stage']}"),
-                escape(fmt.estimate(p.get("est_e2e_speedup"), p.get("assumes"))),
-                p["effort"],
-                escape(why),
-            )
+        for row in untried:
+            table.add_row(*(escape(row[key]) for key in ("proposal", "estimated", "effort", "why")))
         console.print(table)
     if groups["advice"]:
         console.print("[bold]Advice[/bold] (not applied automatically):")
