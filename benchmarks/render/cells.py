@@ -188,6 +188,10 @@ def _load_averages(record: Mapping[str, Any], conditions: Mapping[str, Any]) -> 
     one_minute = record.get("load_average_1min")
     if isinstance(one_minute, Mapping):
         pairs += ((one_minute.get("before"), one_minute.get("after")),)
+    host = record.get("host_load")
+    if isinstance(host, Mapping) and isinstance(host.get("before"), Mapping):
+        after = host.get("after") if isinstance(host.get("after"), Mapping) else {}
+        pairs += ((host["before"].get("loadavg_1m"), after.get("loadavg_1m")),)
     for before, after in pairs:
         values = [_first(v) for v in (before, after) if v is not None]
         if values:

@@ -3,9 +3,11 @@
 from benchmarks.render.areas import (  # noqa: F401
     core,
     hardware,
+    llm,
     loop,
     nlp,
     production,
+    recsys,
     scale,
     scan,
     vision,
