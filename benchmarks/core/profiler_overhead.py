@@ -340,6 +340,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine.to_dict(),
         "host_load": load,
         "sizes": sizes,
+        **_figures(instrumentation, overheads, online),
+    }
+    path = common.write_section(
+        "core",
+        "profiler_overhead" + ("_quick" if quick else ""),
+        report,
+        flat_section="profiler_overhead",
+    )
+    print(f"\nwrote {path}")
+    return report
+
+
+def _figures(
+    instrumentation: dict[str, Any], overheads: dict[str, Any], online: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The results section's figures (besides the run's conditions)."""
+    estimate = instrumentation["no-op, 1 stage"]["profiled"]["added_cpu_us_per_input_median"]
+    return {
         "instrumentation_cost": instrumentation,
         "overhead": overheads,
         "online": online,
@@ -356,14 +374,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             label: found["profiled"]["overhead_pct"] for label, found in overheads.items()
         },
     }
-    path = common.write_section(
-        "core",
-        "profiler_overhead" + ("_quick" if quick else ""),
-        report,
-        flat_section="profiler_overhead",
-    )
-    print(f"\nwrote {path}")
-    return report
 
 
 def _print_costs(instrumentation: dict[str, Any]) -> None:
