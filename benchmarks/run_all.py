@@ -6,9 +6,11 @@
 
 Each script runs in its own process (so one that fails does not stop the others), writes
 its section of ``benchmarks/results/<area>.json`` and its log to
-``benchmarks/results/logs/``; the figures and how to read them are in docs/BENCHMARKS.md.
-Run them on a quiet machine: they are paired side by side, but a busy CPU still widens
-every interval. The GPU benchmarks have their own entry point, ``benchmarks.gpu_all``.
+``benchmarks/results/logs/``. A full run then regenerates every measured figure in
+README.md and docs/ from the results (``python -m benchmarks.render``; a smoke run writes
+only ``*_quick`` sections, which no document quotes). Run them on a quiet machine: they
+are paired side by side, but a busy CPU still widens every interval. The GPU benchmarks
+have their own entry point, ``benchmarks.gpu_all``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("core", "benchmarks.core.profiler_overhead", []),
     ("loop", "benchmarks.loop.demo_queries", []),
     ("loop", "benchmarks.loop.validator_calibration", []),
+    ("loop", "benchmarks.loop.execution_context", []),
     ("loop", "benchmarks.loop.estimates", []),
     ("recsys", "benchmarks.recsys.run", []),
     ("nlp", "benchmarks.nlp.run", ["--threads", "1"]),
+    ("nlp", "benchmarks.nlp.classifier", []),
     ("vision", "benchmarks.vision.decode", []),
     ("vision", "benchmarks.vision.frame_skip", []),
     ("llm", "benchmarks.llm.run", ["--threads", "1"]),
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
         if code != 0:
             failed.append(module)
+    if not args.quick:
+        print(f"{time.strftime('%H:%M:%S')} python -m benchmarks.render", flush=True)
+        if subprocess.call([sys.executable, "-m", "benchmarks.render"], cwd=ROOT, env=env):
+            failed.append("benchmarks.render")
     if failed:
         print(f"failed: {', '.join(failed)} (see their logs)", file=sys.stderr)
     return 1 if failed else 0

@@ -25,18 +25,20 @@ cores usable here):
 * ``openvino (no hint)``: the default precision, to show the drift an explicit hint
   avoids on a bf16-capable CPU. Not a candidate the plugin would use.
 
-Measured, side by side in one process, variants interleaved round by round (the order
-rotates each round): batch-1 latency (p50, p99 over single sentences, pre-tokenized: the
-model alone) and batch-32 throughput (sentences/s, dynamic padding per batch), each as
-wall time and as process CPU time (all threads; on a shared host CPU time is not inflated
-by waiting for a CPU, so its ratios are the steadier figure there). Agreement
-with eager on held-out sentences: cosine of the mean-pooled sentence embeddings, max-abs-
-diff of the hidden states (real tokens only), and label agreement of a logistic-regression
+Measured through the project's comparison harness
+(:func:`pipetune.core.measure.comparison.compare`): each variant against eager, paired
+ABBA/BAAB rounds with equal passes on both sides, in the calling thread with the thread
+count pinned, a bootstrap interval of the ratio, and the distinct inputs, latency samples
+and host load each figure rests on. Two workloads: one sentence a call (batch 1,
+pre-tokenized: the model alone; the throughput ratio with the P50 and P99 latency of each
+side) and 32 sentences a call (dynamic padding per batch; sentences/s). Agreement with
+eager on held-out sentences: cosine of the mean-pooled sentence embeddings, max-abs-diff
+of the hidden states (real tokens only), and label agreement of a logistic-regression
 topic head trained on eager embeddings of separate generated sentences (see
 ``benchmarks/hardware/data.py`` for the generator).
 
 Results: a table on stdout and the ``cpu_encoder`` section of
-``benchmarks/results/hardware.json``.
+``benchmarks/results/hardware.json`` (``cpu_encoder_quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -54,10 +55,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import common
 from benchmarks.hardware.data import LABELS, sentences
 from pipetune.core.kernel.artifacts import library_version
 from pipetune.core.measure.machine import describe_machine, detect_machine
-from pipetune.core.measure.probes import runqueue
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "hardware.json"
 LIBRARIES = ("torch", "transformers", "onnxruntime", "openvino", "onnx", "onnxscript")
@@ -166,65 +167,45 @@ def _openvino_default(exported: Any, threads: int) -> tuple[Callable[..., Any], 
     return run, {"inference_precision": precision, "note": "no INFERENCE_PRECISION_HINT given"}
 
 
-def latency(
-    variants: dict[str, Callable[..., Any]], singles: list[dict[str, Any]], rounds: int
-) -> dict[str, dict[str, float]]:
-    """Per-call wall time and process CPU time, batch 1. CPU time counts every thread of
-    the process (a backend's own pool included) and, unlike wall time, not the time spent
-    waiting for a CPU that other work on the host holds."""
-    names = list(variants)
-    for name in names:  # warm-up: first-call allocations, lazy thread pools
-        for batch in singles[:3]:
-            variants[name](**batch)
-    wall: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            fn = variants[name]
-            for batch in singles:
-                started, cpu_started = time.perf_counter(), time.process_time()
-                fn(**batch)
-                wall[name].append((time.perf_counter() - started) * 1000)
-                cpu[name].append((time.process_time() - cpu_started) * 1000)
-    return {
-        name: {
-            "p50_ms": float(np.percentile(wall[name], 50)),
-            "p99_ms": float(np.percentile(wall[name], 99)),
-            "mean_ms": float(np.mean(wall[name])),
-            "cpu_p50_ms": float(np.percentile(cpu[name], 50)),
-            "calls": len(wall[name]),
-        }
-        for name in names
-    }
+def as_pipeline(name: str, fn: Callable[..., Any]) -> Any:
+    """A variant as a one-stage pipeline over pre-tokenized inputs, for ``compare``."""
+    from pipetune.core.kernel.model import Pipeline, Stage
+
+    def encode(encoded: dict[str, Any]) -> Any:
+        return fn(**encoded)
+
+    return Pipeline(name, (Stage("encode", encode, kind="inference"),))
 
 
-def throughput(
-    variants: dict[str, Callable[..., Any]], batches: list[dict[str, Any]], rounds: int
-) -> dict[str, dict[str, float]]:
-    names = list(variants)
-    count = sum(int(b["input_ids"].shape[0]) for b in batches)
-    for name in names:
-        variants[name](**batches[0])
-    wall: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            fn = variants[name]
-            started, cpu_started = time.perf_counter(), time.process_time()
-            for batch in batches:
-                fn(**batch)
-            wall[name].append(count / (time.perf_counter() - started))
-            cpu[name].append(count / (time.process_time() - cpu_started))
-    return {
-        name: {
-            "sentences_per_s": statistics.median(wall[name]),
-            "sentences_per_cpu_s": statistics.median(cpu[name]),
-            "rounds": len(wall[name]),
-        }
-        for name in names
-    }
+def side_by_side(
+    variants: dict[str, Callable[..., Any]],
+    items: list[dict[str, Any]],
+    *,
+    reference: str,
+    rounds: int,
+    threads: int | None,
+    log: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """Every variant against ``reference`` on ``items`` (one pre-tokenized call each),
+    through ``compare``: paired ABBA/BAAB rounds, equal passes, an interval, and the
+    inputs, samples and host load each figure rests on. The reference's own row is its
+    side of the first comparison."""
+    from pipetune.core.measure.comparison import CompareSettings
+
+    base = as_pipeline(reference, variants[reference])
+    rows: dict[str, dict[str, Any]] = {}
+    for name, fn in variants.items():
+        if name == reference:
+            continue
+        log(f"  {name} against {reference} ({len(items)} inputs)")
+        rows[name] = common.side_by_side(
+            base,
+            as_pipeline(name, fn),
+            items,
+            settings=CompareSettings(rounds=rounds),
+            threads=threads,
+        )
+    return rows
 
 
 def pooled(hidden: Any, mask: Any) -> np.ndarray:
@@ -269,61 +250,21 @@ def predict(head: Any, embeddings: np.ndarray) -> np.ndarray:
         return head(torch.tensor(embeddings, dtype=torch.float32)).argmax(dim=1).numpy()
 
 
-def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from pipetune.plugins.hardware.threads import default_intra_op_threads
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a small smoke run")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads, all variants")
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    quick = args.quick
-    threads = args.threads or default_intra_op_threads()
-    torch.set_num_threads(threads)
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    n_latency, n_throughput, n_eval, n_train = (
-        (24, 64, 128, 300) if quick else (200, 512, 512, 1000)
-    )
-    rounds = 2 if quick else 3
-    tokenizer, model = load_encoder()
-    texts, _ = sentences(n_latency + n_throughput, seed=1)
-    eval_texts, eval_labels = sentences(n_eval, seed=2)
-    train_texts, train_labels = sentences(n_train, seed=3)
-
-    def encode(batch: list[str]) -> dict[str, Any]:
-        encoded = tokenizer(
-            batch, padding=True, truncation=True, max_length=128, return_tensors="pt"
-        )
-        return dict(encoded)
-
-    singles = [encode([t]) for t in texts[:n_latency]]
-    batches = [
-        encode(texts[n_latency + i : n_latency + i + 32]) for i in range(0, n_throughput, 32)
-    ]
-    eval_batches = [encode(eval_texts[i : i + 32]) for i in range(0, n_eval, 32)]
-    train_batches = [encode(train_texts[i : i + 32]) for i in range(0, n_train, 32)]
-
-    load_before = _loadavg()
-    queue_before, clock_before = runqueue(), time.perf_counter()
-    log(f"building variants ({threads} threads)...")
-    variants, info = build_variants(model, singles[0], threads, log)
-
-    log("latency, batch 1...")
-    lat = latency(variants, singles, rounds)
-    log("throughput, batch 32...")
-    thr = throughput(variants, batches, rounds)
-
-    log("agreement...")
+def agreement(
+    variants: dict[str, Callable[..., Any]],
+    eval_batches: list[dict[str, Any]],
+    eval_labels: list[int],
+    train_batches: list[dict[str, Any]],
+    train_labels: list[int],
+) -> tuple[dict[str, dict[str, Any]], float]:
+    """Each variant against eager on held-out sentences: embedding cosine, hidden-state
+    max-abs-diff over real tokens, and the labels of a topic head trained on eager
+    embeddings of separate sentences. Returns the rows and the head's eager accuracy."""
     eager_train, _ = embed_all(variants["eager"], train_batches)
     head = train_head(eager_train, train_labels)
     reference, reference_hidden = embed_all(variants["eager"], eval_batches)
     eager_pred = predict(head, reference)
-    rows = []
+    rows = {}
     for name, fn in variants.items():
         emb, hidden = embed_all(fn, eval_batches)
         cosines = np.sum(emb * reference, axis=1)
@@ -332,31 +273,93 @@ def main(argv: list[str] | None = None) -> int:
             for (h, m), (r, _) in zip(hidden, reference_hidden, strict=True)
         ]
         pred = predict(head, emb)
+        rows[name] = {
+            "cosine_mean": float(np.mean(cosines)),
+            "cosine_min": float(np.min(cosines)),
+            "max_abs_diff": max(diffs),
+            "label_agreement": float(np.mean(pred == eager_pred)),
+            "accuracy": float(np.mean(pred == np.array(eval_labels))),
+            "sentences": len(pred),
+        }
+    return rows, float(np.mean(eager_pred == np.array(eval_labels)))
+
+
+def variant_rows(
+    names: list[str],
+    per_batch: float,
+    b1: dict[str, dict[str, Any]],
+    b32: dict[str, dict[str, Any]],
+    agree: dict[str, dict[str, Any]],
+    info: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One row per variant: its two comparisons against eager (``b1``: one sentence a
+    call; ``b32``: 32 a call), the headline ratios and latencies read from them, and its
+    agreement. The eager row takes its figures from the reference side."""
+    first_b1, first_b32 = next(iter(b1.values()), {}), next(iter(b32.values()), {})
+    rows = []
+    for name in names:
+        one, many = b1.get(name), b32.get(name)
+        side = "b" if one else "a"
+        lat = (one or first_b1).get("p50_ms", {}), (one or first_b1).get("p99_ms", {})
+        per_s = (many or first_b32).get("throughput_rps", {}).get("b" if many else "a")
         rows.append(
             {
                 "variant": name,
-                "latency_b1": lat[name],
-                "throughput_b32": thr[name],
-                "latency_speedup": lat["eager"]["p50_ms"] / lat[name]["p50_ms"],
-                "p99_speedup": lat["eager"]["p99_ms"] / lat[name]["p99_ms"],
-                "throughput_speedup": thr[name]["sentences_per_s"]
-                / thr["eager"]["sentences_per_s"],
-                "cpu_latency_speedup": lat["eager"]["cpu_p50_ms"] / lat[name]["cpu_p50_ms"],
-                "cpu_throughput_speedup": thr[name]["sentences_per_cpu_s"]
-                / thr["eager"]["sentences_per_cpu_s"],
-                "cosine_mean": float(np.mean(cosines)),
-                "cosine_min": float(np.min(cosines)),
-                "max_abs_diff": max(diffs),
-                "label_agreement": float(np.mean(pred == eager_pred)),
-                "accuracy": float(np.mean(pred == np.array(eval_labels))),
+                "b1": one,
+                "b32": many,
+                "latency_b1": {"p50_ms": lat[0].get(side), "p99_ms": lat[1].get(side)},
+                "throughput_b32": {"sentences_per_s": per_s * per_batch if per_s else None},
+                "latency_speedup": one["speedup"] if one else 1.0,
+                "p99_speedup": one["p99_speedup"] if one else 1.0,
+                "throughput_speedup": many["speedup"] if many else 1.0,
+                **agree.get(name, {}),
                 "build": info.get(name, {}),
             }
         )
+    return rows
 
-    queue_after, elapsed = runqueue(), time.perf_counter() - clock_before
-    wait_share = None
-    if queue_before is not None and queue_after is not None:
-        wait_share = (queue_after[1] - queue_before[1]) / elapsed
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from pipetune.plugins.hardware.threads import default_intra_op_threads
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads, all variants")
+    parser.add_argument("--rounds", type=int, default=None, help="compare rounds per figure")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    threads = args.threads or default_intra_op_threads()
+    torch.set_num_threads(threads)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    sizes = {
+        "latency_sentences": 24 if quick else 200,
+        "throughput_sentences": 64 if quick else 512,
+        "eval_sentences": 128 if quick else 512,
+        "train_sentences": 300 if quick else 1000,
+        "rounds": args.rounds or (2 if quick else 8),
+    }
+    tokenizer, model = load_encoder()
+    singles, batches, evals, trains = _inputs(tokenizer, sizes)
+
+    with common.host_load() as load:
+        log(f"building variants ({threads} threads)...")
+        variants, info = build_variants(model, singles[0], threads, log)
+        log("batch 1, one sentence a call, each variant against eager...")
+        b1 = side_by_side(
+            variants, singles, reference="eager", rounds=sizes["rounds"], threads=threads, log=log
+        )
+        log("batch 32, each variant against eager...")
+        b32 = side_by_side(
+            variants, batches, reference="eager", rounds=sizes["rounds"], threads=threads, log=log
+        )
+        log("agreement...")
+        agree, eager_accuracy = agreement(variants, evals[0], evals[1], trains[0], trains[1])
+
     machine = detect_machine(threads={"intra_op": threads, "torch": torch.get_num_threads()})
     section = {
         "benchmark": "all-MiniLM-L6-v2 encoder on the CPU: eager vs compiled vs int8",
@@ -364,37 +367,83 @@ def main(argv: list[str] | None = None) -> int:
         + (" --quick" if quick else "")
         + (f" --threads {args.threads}" if args.threads else ""),
         "quick": quick,
+        "harness": "pipetune.core.measure.comparison.compare",
         "machine": machine.to_dict(),
         "machine_rows": dict(describe_machine(machine)),
         "libraries": {lib: library_version(lib) for lib in LIBRARIES},
         "threads": threads,
-        # Load, and the share of the run the main thread spent runnable but waiting for a
-        # CPU (0 on a quiet machine): how far other work on the host distorted the timings.
-        "conditions": {
-            "load_average_before": load_before,
-            "load_average_after": _loadavg(),
-            "runqueue_wait_share": wait_share,
-        },
-        "sizes": {
-            "latency_sentences": n_latency,
-            "throughput_sentences": n_throughput,
-            "eval_sentences": n_eval,
-            "train_sentences": n_train,
-            "rounds": rounds,
-        },
-        "head": {
-            "eager_accuracy": float(np.mean(eager_pred == np.array(eval_labels))),
-            "classes": list(LABELS),
-        },
+        "host_load": load,
+        "sizes": sizes,
+        "head": {"eager_accuracy": eager_accuracy, "classes": list(LABELS)},
         "export": info.get("export"),
-        "variants": rows,
+        "variants": variant_rows(
+            list(variants), sizes["throughput_sentences"] / len(batches), b1, b32, agree, info
+        ),
         "skipped": {
             k: v["skipped"] for k, v in info.items() if isinstance(v, dict) and "skipped" in v
         },
     }
-    _write(args.output, "cpu_encoder", section)
+    path = common.write_section("hardware", "cpu_encoder" + ("_quick" if quick else ""), section)
     _print(section)
+    print(f"\nwrote {path}")
     return 0
+
+
+def _inputs(tokenizer: Any, sizes: dict[str, int]) -> tuple[list, list, tuple, tuple]:
+    """Pre-tokenized inputs: single sentences, batches of 32 (dynamic padding), and the
+    held-out and training batches for agreement (each from its own generator seed)."""
+    n_latency, n_throughput = sizes["latency_sentences"], sizes["throughput_sentences"]
+    texts, _ = sentences(n_latency + n_throughput, seed=1)
+    eval_texts, eval_labels = sentences(sizes["eval_sentences"], seed=2)
+    train_texts, train_labels = sentences(sizes["train_sentences"], seed=3)
+
+    def encode(batch: list[str]) -> dict[str, Any]:
+        encoded = tokenizer(
+            batch, padding=True, truncation=True, max_length=128, return_tensors="pt"
+        )
+        return dict(encoded)
+
+    def batched(values: list[str]) -> list[dict[str, Any]]:
+        return [encode(values[i : i + 32]) for i in range(0, len(values), 32)]
+
+    singles = [encode([t]) for t in texts[:n_latency]]
+    batches = batched(texts[n_latency:])
+    return (
+        singles,
+        batches,
+        (batched(eval_texts), eval_labels),
+        (batched(train_texts), train_labels),
+    )
+
+
+def _cell(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print(section: dict[str, Any]) -> None:
+    from pipetune.core.measure.load import describe
+
+    print(f"\n{section['benchmark']}")
+    for what, value in section["machine_rows"].items():
+        print(f"  {what:8s} {value}")
+    print(f"  threads  {section['threads']}   host load: {describe(section['host_load'])}")
+    header = (
+        f"{'variant':20s} {'b1 p50 ms':>9s} {'x b1':>6s} {'b32 /s':>7s} {'x b32':>6s} "
+        f"{'cos min':>8s} {'max|d|':>8s} {'labels':>7s}  timed on (b1)"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in section["variants"]:
+        print(
+            f"{row['variant']:20s} {_cell(row['latency_b1']['p50_ms'], '9.2f')} "
+            f"{row['latency_speedup']:6.2f} "
+            f"{_cell(row['throughput_b32']['sentences_per_s'], '7.1f')} "
+            f"{row['throughput_speedup']:6.2f} "
+            f"{row['cosine_min']:8.5f} {row['max_abs_diff']:8.2e} {row['label_agreement']:7.1%}"
+            f"  {(row['b1'] or {}).get('coverage', 'reference')}"
+        )
+    for name, reason in section["skipped"].items():
+        print(f"skipped {name}: {reason}")
 
 
 def _loadavg() -> float | None:
@@ -402,6 +451,7 @@ def _loadavg() -> float | None:
 
 
 def _write(path: Path, key: str, section: dict[str, Any]) -> None:
+    """Replace ``key`` of a results file (the GPU script's section)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {}
     if path.is_file():
@@ -413,36 +463,6 @@ def _write(path: Path, key: str, section: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
-
-
-def _print(section: dict[str, Any]) -> None:
-    print(f"\n{section['benchmark']}")
-    for what, value in section["machine_rows"].items():
-        print(f"  {what:8s} {value}")
-    conditions = section["conditions"]
-    print(
-        f"  threads  {section['threads']}   load {conditions['load_average_before']} -> "
-        f"{conditions['load_average_after']}   runqueue wait share "
-        f"{conditions['runqueue_wait_share']}"
-    )
-    header = (
-        f"{'variant':20s} {'b1 p50 ms':>9s} {'p99 ms':>7s} {'x wall':>6s} {'x cpu':>6s} "
-        f"{'b32 /s':>7s} {'x wall':>6s} {'x cpu':>6s} {'cos min':>8s} {'max|d|':>8s} "
-        f"{'labels':>7s}"
-    )
-    print(header)
-    print("-" * len(header))
-    for row in section["variants"]:
-        print(
-            f"{row['variant']:20s} {row['latency_b1']['p50_ms']:9.2f} "
-            f"{row['latency_b1']['p99_ms']:7.1f} {row['latency_speedup']:6.2f} "
-            f"{row['cpu_latency_speedup']:6.2f} "
-            f"{row['throughput_b32']['sentences_per_s']:7.1f} {row['throughput_speedup']:6.2f} "
-            f"{row['cpu_throughput_speedup']:6.2f} "
-            f"{row['cosine_min']:8.5f} {row['max_abs_diff']:8.2e} {row['label_agreement']:7.1%}"
-        )
-    for name, reason in section["skipped"].items():
-        print(f"skipped {name}: {reason}")
 
 
 if __name__ == "__main__":

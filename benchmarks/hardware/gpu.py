@@ -5,8 +5,9 @@ Run from the repository root on a machine with a CUDA build of torch and a GPU::
     python -m benchmarks.hardware.gpu            # a few minutes
     python -m benchmarks.hardware.gpu --quick    # a smoke run
 
-Without a CUDA device it records why in the ``gpu_encoder`` section of
-``benchmarks/results/hardware.json`` and exits 0: no GPU figure is ever invented.
+Without a CUDA device it records why in the ``gpu_encoder_skipped`` section of
+``benchmarks/results/hardware.json`` and exits 0: no GPU figure is ever invented, and
+the figures a GPU machine measured (``gpu_encoder``) are kept.
 
 Variants (host tensors in, host tensors out, for all of them: the transfer is part of
 the cost a pipeline pays):
@@ -18,14 +19,16 @@ the cost a pipeline pays):
 
 Sentences are padded to bucket lengths (16, 32, 64, 128 tokens) for every variant alike,
 so CUDA graphs are recorded once per bucket and reused, as a serving system would do.
-Agreement is measured against CPU fp32 eager: embedding cosine, max-abs-diff, and the
-label agreement of a logistic topic head trained on CPU fp32 embeddings.
+Every variant is measured against ``cuda eager fp32`` through the project's comparison
+harness (:func:`pipetune.core.measure.comparison.compare`: paired ABBA/BAAB rounds, equal
+passes, an interval, the inputs, samples and host load behind each figure), one sentence
+a call and 32 a call. Agreement is measured against CPU fp32 eager: embedding cosine and
+the label agreement of a logistic topic head trained on CPU fp32 embeddings.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -34,15 +37,17 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import common
 from benchmarks.hardware.data import sentences
 from benchmarks.hardware.encoder import (
     RESULTS,
-    _loadavg,
     _write,
     load_encoder,
     pooled,
     predict,
+    side_by_side,
     train_head,
+    variant_rows,
 )
 from pipetune.core.kernel.artifacts import library_version
 from pipetune.core.measure.machine import describe_machine, detect_machine
@@ -74,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         build = "CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
         reason = f"no CUDA device (torch {torch.__version__}, {build}); nothing measured"
+        # Recorded in its own section: a run on a machine without a GPU never replaces
+        # the figures a GPU machine measured.
         _write(
             args.output,
-            "gpu_encoder",
+            "gpu_encoder_skipped",
             {
                 "skipped": reason,
                 "machine": machine.to_dict(),
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     n_latency, n_throughput, n_eval, n_train = (
         (32, 128, 128, 300) if quick else (300, 2048, 1024, 1000)
     )
-    rounds = 2 if quick else 3
+    rounds = 2 if quick else 8
     tokenizer, model = load_encoder()
     texts, _ = sentences(n_latency + n_throughput, seed=1)
     eval_texts, eval_labels = sentences(n_eval, seed=2)
@@ -113,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     log("CPU fp32 reference embeddings...")
     head = train_head(cpu_embed(train_batches), train_labels)
-    reference = cpu_embed(eval_batches)
-    reference_pred = predict(head, reference)
+    reference_embeddings = cpu_embed(eval_batches)
+    reference_pred = predict(head, reference_embeddings)
 
     variants: dict[str, Callable[..., Any]] = {}
     info: dict[str, Any] = {}
@@ -152,50 +159,29 @@ def main(argv: list[str] | None = None) -> int:
                 fn(**sample)
     torch.cuda.synchronize()
 
-    log("latency, batch 1...")
-    latency: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            for batch in singles:
-                started = time.perf_counter()
-                variants[name](**batch)
-                latency[name].append((time.perf_counter() - started) * 1000)
-    log("throughput, batch 32...")
-    count = sum(int(b["input_ids"].shape[0]) for b in batches)
-    throughput: dict[str, list[float]] = {name: [] for name in variants}
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            for batch in batches:
-                variants[name](**batch)
-            throughput[name].append(count / (time.perf_counter() - started))
-
-    base_lat = float(np.percentile(latency["cuda eager fp32"], 50))
-    base_thr = statistics.median(throughput["cuda eager fp32"])
-    rows = []
-    for name, fn in variants.items():
-        embeddings = np.concatenate([pooled(fn(**b), b["attention_mask"]) for b in eval_batches])
-        cosines = np.sum(embeddings * reference, axis=1)
-        p50 = float(np.percentile(latency[name], 50))
-        thr = statistics.median(throughput[name])
-        rows.append(
-            {
-                "variant": name,
-                "latency_b1": {"p50_ms": p50, "p99_ms": float(np.percentile(latency[name], 99))},
-                "throughput_b32": {"sentences_per_s": thr},
-                "latency_speedup_vs_cuda_eager_fp32": base_lat / p50,
-                "throughput_speedup_vs_cuda_eager_fp32": thr / base_thr,
-                "cosine_min_vs_cpu_fp32": float(np.min(cosines)),
-                "label_agreement_vs_cpu_fp32": float(
-                    np.mean(predict(head, embeddings) == reference_pred)
-                ),
-                "accuracy": float(np.mean(predict(head, embeddings) == np.array(eval_labels))),
-                "build": info.get(name, {}),
-            }
+    reference = "cuda eager fp32"
+    with common.host_load() as load:
+        log("batch 1, each variant against eager fp32 (compare)...")
+        b1 = side_by_side(
+            variants, singles, reference=reference, rounds=rounds, threads=None, log=log
         )
+        log("batch 32, each variant against eager fp32 (compare)...")
+        b32 = side_by_side(
+            variants, batches, reference=reference, rounds=rounds, threads=None, log=log
+        )
+    rows = []
+    for row in variant_rows(list(variants), 32.0, b1, b32, {}, info):
+        embeddings = np.concatenate(
+            [pooled(variants[row["variant"]](**b), b["attention_mask"]) for b in eval_batches]
+        )
+        predicted = predict(head, embeddings)
+        cosines = np.sum(embeddings * reference_embeddings, axis=1)
+        row["cosine_min_vs_cpu_fp32"] = float(np.min(cosines))
+        row["label_agreement_vs_cpu_fp32"] = float(np.mean(predicted == reference_pred))
+        row["accuracy"] = float(np.mean(predicted == np.array(eval_labels)))
+        row["latency_speedup_vs_cuda_eager_fp32"] = row["latency_speedup"]
+        row["throughput_speedup_vs_cuda_eager_fp32"] = row["throughput_speedup"]
+        rows.append(row)
     machine = detect_machine()
     section = {
         "benchmark": "all-MiniLM-L6-v2 on an NVIDIA GPU: eager vs half precision vs CUDA graphs",
@@ -205,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine_rows": dict(describe_machine(machine)),
         "libraries": {lib: library_version(lib) for lib in ("torch", "transformers")},
         "buckets": list(BUCKETS),
+        "harness": "pipetune.core.measure.comparison.compare",
         "variants": rows,
-        "load_average": _loadavg(),
+        "host_load": load,
     }
-    _write(args.output, "gpu_encoder", section)
+    _write(args.output, "gpu_encoder" + ("_quick" if quick else ""), section)
     print(f"\n{section['benchmark']}")
     for what, value in section["machine_rows"].items():
         print(f"  {what:8s} {value}")

@@ -30,8 +30,9 @@ fidelity on all 300 held-out inputs against the original's labels. Each outcome 
 how many distinct inputs and latency samples per side it rests on, and the run-queue wait
 while it was measured. Threads are
 pinned to 1 for both sides. The end-to-end work ratio of each candidate is also measured
-directly (many interleaved passes, median) and reported, since per-input overhead that does
-not scale makes "1.15x less work" slightly less than 1.15x faster.
+directly through ``compare`` (paired rounds over all held-out inputs, an interval) and
+reported, since per-input overhead that does not scale makes "1.15x less work" slightly
+less than 1.15x faster.
 
 Results: a table on stdout and ``benchmarks/results/loop.json``.
 """
@@ -48,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import common
 from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
@@ -55,7 +57,6 @@ from pipetune.core.kernel.results import Change
 from pipetune.core.measure.comparison import RuntimeSpec
 from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.validator import Validator, ValidatorSettings
-from pipetune.core.runtime.offline import run_offline
 from pipetune.core.runtime.threads import pin_threads, thread_settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "loop.json"
@@ -129,14 +130,15 @@ def lossy_flips(pipeline: Pipeline, items: list[str], every: int = 50) -> frozen
     return frozenset(_key(prefix.run(item)[0]) for item in items[::every])
 
 
-def work_ratio(base: Pipeline, other: Pipeline, items: list[str], passes: int) -> float:
-    """base time / other time, median over interleaved passes."""
-    ratios = []
-    for _ in range(passes):
-        a = run_offline(base, items).wall_s
-        b = run_offline(other, items).wall_s
-        ratios.append(a / b)
-    return statistics.median(ratios)
+def work_ratio(base: Pipeline, other: Pipeline, items: list[str], rounds: int) -> dict[str, Any]:
+    """``other``'s speed against ``base`` measured directly through ``compare`` (paired
+    rounds, an interval), as a results row: the end-to-end ratio the known work ratio
+    gives once the per-input overhead that does not scale is counted."""
+    from pipetune.core.measure.comparison import CompareSettings
+
+    return common.side_by_side(
+        base, other, items, settings=CompareSettings(rounds=rounds), threads=1
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -162,11 +164,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     outcomes: dict[str, list[dict[str, Any]]] = {name: [] for name in UNITS}
     started = time.perf_counter()
-    with pin_threads(1):
-        ratios = {
-            name: work_ratio(original, candidate, items[:60], passes=5 if args.quick else 15)
+    with pin_threads(1), common.host_load() as load:
+        direct = {
+            name: work_ratio(original, candidate, items, rounds=4 if args.quick else 8)
             for name, candidate in candidates.items()
         }
+        ratios = {name: row["speedup"] for name, row in direct.items()}
         threads = thread_settings()
         for repetition in range(repetitions):
             for name, candidate in candidates.items():
@@ -223,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         met = check(accepted)
         summary[name] = {
             "work_ratio": ratios[name],
+            "work_ratio_measured": direct[name],
             "accepted": accepted,
             "repetitions": repetitions,
             "median_speedup": statistics.median(speeds) if speeds else None,
@@ -248,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + (" --quick" if args.quick else "")
         + (f" --repetitions {args.repetitions}" if args.repetitions else ""),
         "loadavg_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "host_load": load,
         "machine": {
             "cpu": machine.cpu,
             "cores": machine.cores,

@@ -29,8 +29,9 @@ The set-up, stated:
   routed pipeline with the large one, accuracy of both against the generated labels, the
   share of documents routed to each model.
 * **Speed**: paired ABBA rounds (``pipetune.core.measure.comparison.compare``, offline, threads
-  pinned) of the large pipeline against the routed one on held-out documents: throughput
-  and latency ratios with bootstrap intervals.
+  pinned) of the large pipeline against the routed one over the held-out split (at least
+  100 distinct documents spread over it, by the harness's coverage rule): throughput and
+  latency ratios with bootstrap intervals, the inputs, samples and host load behind them.
 * **Declined**: the same proposal with a five-layer small encoder (``encoder.layer[:5]``),
   which costs most of the large model: the tune step refuses it with the figures.
 
@@ -53,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import common
 from benchmarks.production.common import load_average, machine, write_section
 from pipetune.core.kernel.artifacts import ArtifactStore, library_version
 from pipetune.core.kernel.context import TuneContext
@@ -159,7 +161,7 @@ def run_case(
     requirements: Requirements,
     *,
     rounds: int,
-    timing_docs: int,
+    time_budget_s: float | None,
     log: Any,
 ) -> dict[str, Any]:
     pm = get_plugin_manager()
@@ -206,27 +208,21 @@ def run_case(
             "large": stats["large"],
         },
     }
-    step = max(1, len(holdout) // timing_docs)
-    sample = list(holdout.items)[::step][:timing_docs]
-    log(f"{label}: speed, {rounds} ABBA rounds on {len(sample)} held-out documents")
+    log(f"{label}: speed, {rounds} ABBA rounds over the {len(holdout)} held-out documents")
     comparison = compare(
         large,
         routed,
-        sample,
+        list(holdout.items),
         metric="throughput",
         runtime=RuntimeSpec(mode="offline"),
-        settings=CompareSettings(rounds=rounds, items_per_round=len(sample), bootstrap=2000),
+        settings=CompareSettings(rounds=rounds, time_budget_s=time_budget_s),
     )
     result["speed"] = {
-        "documents_per_round": len(sample),
-        "rounds": comparison.rounds,
-        "speedup": dict(comparison.speedup),
-        "ci": {k: list(v) for k, v in comparison.ci.items()},
+        **common.comparison_row(comparison, len(holdout)),
+        "speedups": dict(comparison.speedup),
+        "cis": {k: list(v) for k, v in comparison.ci.items()},
         "large_docs_per_s": comparison.a.throughput_rps,
         "routed_docs_per_s": comparison.b.throughput_rps,
-        "large_latency_ms": dict(comparison.a.latency_ms),
-        "routed_latency_ms": dict(comparison.b.latency_ms),
-        "threads": dict(comparison.threads),
     }
     return result
 
@@ -250,13 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     cases = args.cases or (20 if quick else 200)
     train_documents = 30 if quick else 300
     rounds = args.rounds or (3 if quick else 8)
-    timing_docs = 8 if quick else 24
+    time_budget_s = 60.0 if quick else None  # full: the coverage rule's 100 documents
     budget = 0.05 if quick else 0.01
 
     def log(message: str) -> None:
         print(f"· {message}", flush=True)
 
+    from pipetune.core.measure.load import HostLoadMeter
+
     load_before = load_average()
+    meter = HostLoadMeter().start()
     started = time.perf_counter()
     tokenizer, model = demo.load_components()
     log("heads: the large model's and the small models' (trained once, cached)")
@@ -285,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         holdout,
         requirements,
         rounds=rounds,
-        timing_docs=timing_docs,
+        time_budget_s=time_budget_s,
         log=log,
     )
     # The expensive small model: the decision needs only the calibration split.
@@ -297,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         holdout,
         requirements,
         rounds=rounds,
-        timing_docs=timing_docs,
+        time_budget_s=time_budget_s,
         log=log,
     )
     data = {
@@ -309,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_after": load_average(),
             "seconds": round(time.perf_counter() - started, 1),
         },
+        "quick": quick,
+        "host_load": meter.stop().to_dict(),
         "setup": {
             "documents": len(workload),
             "calibration": len(calibration),
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "cases": cases_out,
     }
-    path = write_section("adaptive_nlp", data)
+    path = write_section("adaptive_nlp" + ("_quick" if quick else ""), data)
     _print(cases_out)
     print(f"\nwrote {path}")
     return 0
@@ -349,11 +350,12 @@ def _print(cases: dict[str, Any]) -> None:
             f"{hold['agreement_with_large']:.4f}; accuracy {hold['accuracy_large']:.4f} -> "
             f"{hold['accuracy_routed']:.4f}"
         )
-        low, high = speed["ci"]["throughput"]
+        low, high = speed["ci"]
         print(
             f"  throughput {speed['large_docs_per_s']:.2f} -> {speed['routed_docs_per_s']:.2f} "
-            f"docs/s: {speed['speedup']['throughput']:.2f}x [{low:.2f}, {high:.2f}]; P50 "
-            f"{speed['speedup']['p50']:.2f}x, P99 {speed['speedup']['p99']:.2f}x"
+            f"docs/s: {speed['speedup']:.2f}x [{low:.2f}, {high:.2f}]; P99 "
+            f"{speed['p99_note'] or format(speed['p99_speedup'], '.2f') + 'x'}; "
+            f"{speed['coverage']}"
         )
 
 

@@ -17,24 +17,26 @@ Variants, each serving the same inputs one request at a time in one process:
   ``prometheus_client.Histogram.observe()`` per stage and end to end on every request
   (children bound once, so no label lookup per request).
 
-Every round runs each variant once on the same inputs, the order rotating between rounds;
-the overhead is the median over rounds of (variant / bare) - 1, with a bootstrap interval over
-rounds. Wall time and the process's CPU time are both reported: on a busy shared host wall
-time also counts time spent waiting for a CPU, which CPU time does not, so CPU time is the
-steadier measure of what the instrumentation itself costs for stages doing fixed work.
+Direct, on the 1 ms pipelines: each variant against ``bare``, and ``monitor`` against
+``control wrapper``, through the project's comparison harness
+(:func:`pipetune.core.measure.comparison.compare`: paired ABBA/BAAB rounds with equal
+passes, a 95 % interval, the distinct inputs, latency samples and host load behind each
+figure); the overhead is (reference speed / variant speed) - 1. Pipelines: a 1 ms
+busy-wait stage (exact duration, pure Python), a 1 ms fixed-work Python stage, a 1 ms
+numpy stage (64x64 matrix products: native code) and three fixed-work stages of 0.5 + 0.3
++ 0.2 ms (per-stage cost x 3).
 
-Pipelines: a 1 ms busy-wait stage (exact duration, pure Python), a 1 ms fixed-work Python
-stage, a 1 ms numpy stage (64x64 matrix products: native code), three fixed-work stages of
-0.5 + 0.3 + 0.2 ms (per-stage cost x 3), and one and three empty stages (the absolute cost
-of recording, in CPU microseconds per request: the steadiest figure on a busy host; as a
-share of 1 ms it is the overhead on a 1 ms stage).
+The recording cost itself: one and three empty stages, every variant's added process CPU
+time per request, from passes interleaved with a rotating order (a cost, not a speed
+comparison; CPU time is the steadiest figure on a busy host; as a share of 1 ms it is the
+overhead on a 1 ms stage).
 Target: <= 1 % on a 1 ms stage.
 
 Scrape: the time to produce the Prometheus exposition (``generate_latest``) for a monitored
 three-stage pipeline, and the time and size of a JSON export.
 
 Results: a table on stdout and ``benchmarks/results/production.json``
-(section ``monitor_overhead``).
+(section ``monitor_overhead``; ``monitor_overhead_quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.production.common import load_average, machine, write_section
+from benchmarks import common
+from benchmarks.production.common import machine
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.monitor import Monitor
 
@@ -166,7 +169,8 @@ def _buckets() -> list[float]:
     return [10 ** (k / 3) * 1e-5 for k in range(0, 22)]
 
 
-def measure(pipeline: Pipeline, items: list[int], rounds: int) -> dict[str, Any]:
+def wrappers(pipeline: Pipeline) -> dict[str, Callable[[Any], Any]]:
+    """Every way of serving ``pipeline`` one request at a time, ``bare`` first."""
     variants: dict[str, Callable[[Any], Any]] = {
         "bare": pipeline.run,
         "control wrapper": Control(pipeline),
@@ -175,56 +179,78 @@ def measure(pipeline: Pipeline, items: list[int], rounds: int) -> dict[str, Any]
     }
     with contextlib.suppress(ImportError):  # the monitor extra: compare when present
         variants["prometheus observe()"] = ObservePerRequest(pipeline)
+    return variants
+
+
+def recording_cost(pipeline: Pipeline, items: list[int], rounds: int) -> dict[str, Any]:
+    """CPU microseconds each wrapper adds per request on empty stages: the recording cost
+    itself. A cost, not a speed comparison (that is :func:`direct`): passes over the same
+    inputs, interleaved with a rotating order, in process CPU time, which a busy host does
+    not inflate."""
+    variants = wrappers(pipeline)
     names = list(variants)
 
-    def one_pass(fn: Callable[[Any], Any]) -> tuple[float, float]:
-        c0, w0 = time.process_time(), time.perf_counter()
+    def one_pass(fn: Callable[[Any], Any]) -> float:
+        c0 = time.process_time()
         for item in items:
             fn(item)
-        return time.perf_counter() - w0, time.process_time() - c0
+        return time.process_time() - c0
 
     for fn in variants.values():  # warm-up
         one_pass(fn)
-    wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(rounds):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            w, c = one_pass(variants[name])
-            wall[name].append(w)
-            cpu[name].append(c)
+            cpu[name].append(one_pass(variants[name]))
     n = len(items)
     out: dict[str, Any] = {
         "stages": list(pipeline.stage_names),
         "inputs_per_pass": n,
         "rounds": rounds,
-        "bare_ms_per_request": statistics.median(wall["bare"]) * 1000 / n,
-        "bare_cpu_ms_per_request": statistics.median(cpu["bare"]) * 1000 / n,
+        "bare_cpu_us_per_request": statistics.median(cpu["bare"]) * 1e6 / n,
     }
     for name in names[1:]:
-        out[name] = {
-            "wall": _paired(wall[name], wall["bare"], n),
-            "cpu": _paired(cpu[name], cpu["bare"], n),
-        }
-    # The monitor against a wrapper that records nothing: its own cost, wrapper effects out.
-    out["monitor vs control"] = {
-        "wall": _paired(wall["monitor"], wall["control wrapper"], n),
-        "cpu": _paired(cpu["monitor"], cpu["control wrapper"], n),
-    }
+        added = [(v - b) * 1e6 / n for v, b in zip(cpu[name], cpu["bare"], strict=True)]
+        out[name] = {"cpu": {"added_us_per_request_median": statistics.median(added)}}
     return out
 
 
-def _paired(variant: list[float], bare: list[float], n: int) -> dict[str, float]:
-    ratios = np.array([v / b for v, b in zip(variant, bare, strict=True) if b > 0])
-    added = np.array([(v - b) * 1e6 / n for v, b in zip(variant, bare, strict=True)])
-    rng = np.random.default_rng(0)
-    boot = np.median(rng.choice(ratios, size=(2000, len(ratios)), replace=True), axis=1)
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return {
-        "overhead_pct_median": float((np.median(ratios) - 1) * 100),
-        "overhead_pct_ci": [float((low - 1) * 100), float((high - 1) * 100)],
-        "added_us_per_request_median": float(np.median(added)),
+def direct(
+    pipeline: Pipeline, items: list[int], rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Each wrapper against the bare pipeline, and the monitor against the control
+    wrapper, through ``compare`` (one request a call; ``compare``'s own per-input cost
+    falls on both sides alike)."""
+    from pipetune.core.measure.comparison import CompareSettings
+
+    served = {
+        name: Pipeline(name.replace(" ", "-"), (Stage("serve", fn),))
+        for name, fn in wrappers(pipeline).items()
     }
+    pairs = [("bare", name) for name in served if name != "bare"]
+    pairs.append(("control wrapper", "monitor"))
+    out: dict[str, Any] = {"stages": list(pipeline.stage_names), "inputs": len(items)}
+    for reference, candidate in pairs:
+        key = candidate if reference == "bare" else f"{candidate} vs {reference.split()[0]}"
+        log(f"  {key}")
+        row = common.side_by_side(
+            served[reference],
+            served[candidate],
+            items,
+            settings=CompareSettings(rounds=rounds),
+        )
+        low, high = row["ci"]
+        bare_ms = row["ms_per_item"]["a"]
+        out.setdefault("bare_ms_per_request", bare_ms)
+        out[key] = {
+            # time ratio (candidate / reference) is the inverse of compare's speedup
+            "overhead_pct": (1 / row["speedup"] - 1) * 100,
+            "overhead_pct_ci": [(1 / high - 1) * 100, (1 / low - 1) * 100],
+            "added_us_per_request": (row["ms_per_item"]["b"] - bare_ms) * 1000,
+            "compare": row,
+        }
+    return out
 
 
 def scrape_cost(requests: int, scrapes: int) -> dict[str, Any]:
@@ -266,9 +292,72 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (seconds)")
     args = parser.parse_args(argv)
-    rounds, n = (5, 40) if args.quick else (30, 300)
-    load_before = load_average()
-    pipelines = {
+    quick = args.quick
+    sizes = {
+        "requests": 40 if quick else 300,
+        "compare_rounds": 2 if quick else 8,
+        "cost_requests": 2_000 if quick else 15_000,
+        "cost_rounds": 5 if quick else 30,
+    }
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    with common.host_load() as load:
+        costs = {
+            label: recording_cost(
+                pipeline, list(range(sizes["cost_requests"])), sizes["cost_rounds"]
+            )
+            for label, pipeline in (
+                ("1 empty stage", Pipeline("empty1", (Stage("s0", identity),))),
+                (
+                    "3 empty stages",
+                    Pipeline("empty", tuple(Stage(f"s{i}", identity) for i in range(3))),
+                ),
+            )
+        }
+        results: dict[str, Any] = {}
+        for label, pipeline in one_ms_pipelines().items():
+            log(f"{label}:")
+            results[label] = direct(
+                pipeline, list(range(sizes["requests"])), sizes["compare_rounds"], log
+            )
+        scrape = scrape_cost(2_000 if quick else 200_000, 10 if quick else 50)
+    # The recording cost itself, measured on an empty stage (CPU microseconds per request),
+    # as a share of a 1 ms stage: the least noisy figure on a busy host.
+    implied = costs["1 empty stage"]["monitor"]["cpu"]["added_us_per_request_median"] / 10.0
+    target_met = {
+        f"{label} (wall, compare)": found["monitor"]["overhead_pct"] <= TARGET_PCT
+        for label, found in results.items()
+    }
+    target_met["implied by the empty-stage cost"] = implied <= TARGET_PCT
+    data = {
+        "benchmark": "production.monitor_overhead",
+        "command": "python -m benchmarks.production.monitor_overhead"
+        + (" --quick" if quick else ""),
+        "quick": quick,
+        "harness": "pipetune.core.measure.comparison.compare",
+        "machine": machine(),
+        "host_load": load,
+        "sizes": sizes,
+        "target_pct": TARGET_PCT,
+        "implied_overhead_pct_at_1ms": implied,
+        "recording_cost": costs,
+        "pipelines": results,
+        "scrape": scrape,
+        "target_met": target_met,
+    }
+    path = common.write_section(
+        "production", "monitor_overhead" + ("_quick" if quick else ""), data
+    )
+    _print(costs, results, scrape, target_met)
+    print(f"recording cost on one empty stage = {implied:.3f} % of a 1 ms stage")
+    print(f"\nwrote {path}")
+    return 0
+
+
+def one_ms_pipelines() -> dict[str, Pipeline]:
+    return {
         "busy 1 ms": Pipeline("busy", (Stage("work", busy(0.001)),)),
         "python 1 ms": Pipeline("python", (Stage("work", fixed_work(0.001)),)),
         "numpy 1 ms": Pipeline("numpy", (Stage("work", numpy_work(0.001)),)),
@@ -280,58 +369,29 @@ def main(argv: list[str] | None = None) -> int:
                 Stage("c", fixed_work(0.0002)),
             ),
         ),
-        "1 empty stage": Pipeline("empty1", (Stage("s0", identity),)),
-        "3 empty stages": Pipeline("empty", tuple(Stage(f"s{i}", identity) for i in range(3))),
     }
-    results: dict[str, Any] = {}
-    for label, pipeline in pipelines.items():
-        items = list(range(n if "empty" not in label else n * 50))
-        results[label] = measure(pipeline, items, rounds)
-    scrape = scrape_cost(2_000 if args.quick else 200_000, 10 if args.quick else 50)
-    target_met = {
-        f"{label} (CPU, median)": results[label]["monitor"]["cpu"]["overhead_pct_median"]
-        <= TARGET_PCT
-        for label in ("busy 1 ms", "python 1 ms", "numpy 1 ms", "3 stages 0.5+0.3+0.2 ms")
-    }
-    target_met["busy 1 ms (wall)"] = (
-        results["busy 1 ms"]["monitor"]["wall"]["overhead_pct_median"] <= TARGET_PCT
-    )
-    # The recording cost itself, measured on an empty stage (CPU microseconds per request),
-    # as a share of a 1 ms stage: the least noisy figure on a busy host.
-    implied = results["1 empty stage"]["monitor"]["cpu"]["added_us_per_request_median"] / 10.0
-    target_met["implied by the empty-stage cost"] = implied <= TARGET_PCT
-    data = {
-        "benchmark": "production.monitor_overhead",
-        "command": "python -m benchmarks.production.monitor_overhead"
-        + (" --quick" if args.quick else ""),
-        "machine": machine(),
-        "conditions": {"load_average_before": load_before, "load_average_after": load_average()},
-        "target_pct": TARGET_PCT,
-        "implied_overhead_pct_at_1ms": implied,
-        "pipelines": results,
-        "scrape": scrape,
-        "target_met": target_met,
-    }
-    path = write_section("monitor_overhead", data)
-    _print(results, scrape, target_met)
-    print(f"recording cost on one empty stage = {implied:.3f} % of a 1 ms stage")
-    print(f"\nwrote {path}")
-    return 0
 
 
-def _print(results: dict[str, Any], scrape: dict[str, Any], target_met: dict[str, bool]) -> None:
-    print(f"{'pipeline':26} {'variant':22}", end=" ")
-    print(f"{'wall %':>8} {'CPU %':>8} {'CPU 95% CI':>18} {'us/req':>8}")
+def _print(
+    costs: dict[str, Any],
+    results: dict[str, Any],
+    scrape: dict[str, Any],
+    target_met: dict[str, bool],
+) -> None:
+    print(f"\n{'empty stages':26} {'variant':22} {'CPU us/req':>10}")
+    for label, figures in costs.items():
+        for name, value in figures.items():
+            if isinstance(value, dict) and "cpu" in value:
+                print(f"{label:26} {name:22} {value['cpu']['added_us_per_request_median']:10.2f}")
+    print(f"\n{'pipeline':26} {'variant':22} {'wall %':>8} {'95% CI':>18}  timed on")
     for label, figures in results.items():
         for name, value in figures.items():
-            if not isinstance(value, dict) or "cpu" not in value:
+            if not isinstance(value, dict) or "overhead_pct" not in value:
                 continue
-            cpu, wall = value["cpu"], value["wall"]
-            ci = f"[{cpu['overhead_pct_ci'][0]:+.2f}, {cpu['overhead_pct_ci'][1]:+.2f}]"
+            low, high = value["overhead_pct_ci"]
             print(
-                f"{label:26} {name:22} {wall['overhead_pct_median']:+8.2f} "
-                f"{cpu['overhead_pct_median']:+8.2f} {ci:>18} "
-                f"{cpu['added_us_per_request_median']:8.2f}"
+                f"{label:26} {name:22} {value['overhead_pct']:+8.2f} "
+                f"{f'[{low:+.2f}, {high:+.2f}]':>18}  {value['compare']['coverage']}"
             )
     print(
         f"\nscrape of {scrape['requests_recorded']:,} recorded requests (3 stages): "

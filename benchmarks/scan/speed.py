@@ -14,26 +14,29 @@ transformers is never imported):
   plugins), one process;
 * ``scan, --jobs 2``: the same in two spawned worker processes.
 
-Each variant runs ``--repeats`` times (best and median reported); lines are physical lines
-of the files that parsed. The target (issue 9) is >= 20,000 lines/s. The machine and its
-load (1-minute load average, before and after) are recorded: figures from a busy machine
-are lower bounds.
+A rate, not a comparison of two pipelines: each variant runs ``--repeats`` times,
+interleaved (every repeat runs all three, the order rotating), and its best and median
+are reported with the inputs they rest on (files and physical lines of the files that
+parsed) and the number of samples (repeats). The target (issue 9) is >= 20,000 lines/s.
+The machine and the host's load over the whole run (run-queue wait, other processes' CPU,
+load average) are recorded: figures from a busy machine are lower bounds.
 
-Results: a table on stdout and ``benchmarks/results/scan.json``.
+Results: a table on stdout and the ``speed`` section of ``benchmarks/results/scan.json``
+(``speed_quick`` for a smoke run; nothing is written with ``--path``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from pipetune.core.kernel.manager import get_plugin_manager
+from pipetune.core.measure.load import describe
 from pipetune.core.measure.machine import detect_machine
 from pipetune.scan.config import ScanOptions
 from pipetune.scan.engine import collect_rules, scan
@@ -66,23 +69,35 @@ def parse_only(files: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - start, lines
 
 
-def run_variant(name: str, fn: Any, repeats: int) -> dict[str, Any]:
-    times = []
-    lines = findings = 0
-    for _ in range(repeats):
-        seconds, lines, findings = fn()
-        times.append(seconds)
-    best = min(times)
-    return {
-        "variant": name,
-        "seconds": times,
-        "best_s": best,
-        "median_s": statistics.median(times),
-        "lines": lines,
-        "findings": findings,
-        "lines_per_s_best": lines / best,
-        "lines_per_s_median": lines / statistics.median(times),
-    }
+def run_variants(variants: list[tuple[str, Any]], repeats: int) -> list[dict[str, Any]]:
+    """Each variant ``repeats`` times, interleaved: every repeat runs all of them, the order
+    rotating between repeats, so drift on the host falls on every variant alike."""
+    times: dict[str, list[float]] = {name: [] for name, _ in variants}
+    counts: dict[str, tuple[int, int]] = {}
+    for repeat in range(repeats):
+        shift = repeat % len(variants)
+        for name, fn in variants[shift:] + variants[:shift]:
+            seconds, lines, findings = fn()
+            times[name].append(seconds)
+            counts[name] = (lines, findings)
+    rows = []
+    for name, _ in variants:
+        best, median = min(times[name]), statistics.median(times[name])
+        lines, findings = counts[name]
+        rows.append(
+            {
+                "variant": name,
+                "seconds": times[name],
+                "samples": len(times[name]),
+                "best_s": best,
+                "median_s": median,
+                "lines": lines,
+                "findings": findings,
+                "lines_per_s_best": lines / best,
+                "lines_per_s_median": lines / median,
+            }
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -96,7 +111,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     files = list(discover([root]).files)
     pm = get_plugin_manager(entry_points=False)
     rules = collect_rules(pm)
-    load_before = os.getloadavg()[0]
 
     def parse() -> tuple[float, int, int]:
         seconds, lines = parse_only(files)
@@ -109,14 +123,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         return go
 
-    rows = []
-    for name, fn in (
+    variants = [
         ("parse only", parse),
         ("scan, 1 process", scanned(1)),
         ("scan, --jobs 2", scanned(2)),
-    ):
-        rows.append(run_variant(name, fn, repeats))
-    load_after = os.getloadavg()[0]
+    ]
+    with common.host_load() as load:
+        rows = run_variants(variants, repeats)
     single = rows[1]
     report = {
         "benchmark": "scan speed",
@@ -125,7 +138,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "files": len(files),
         "rules": len(rules.rules),
         "repeats": repeats,
-        "load_average_1min": {"before": load_before, "after": load_after},
+        "quick": args.quick,
+        "inputs": {"files": len(files), "lines": rows[1]["lines"]},
+        "samples_per_variant": repeats,
+        "host_load": load,
         "machine": detect_machine().to_dict(),
         "variants": rows,
         "scan_vs_parse_only": single["best_s"] / rows[0]["best_s"],
@@ -134,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "meets_target": single["lines_per_s_best"] >= TARGET_LINES_PER_S,
     }
     print(f"{root}: {len(files)} files, {len(rules.rules)} rules, {repeats} repeat(s)")
-    print(f"load average (1 min) before {load_before:.1f}, after {load_after:.1f}")
+    print(f"host load: {describe(load)}")
     print(f"{'variant':<18} {'lines':>10} {'best s':>8} {'median s':>9} {'lines/s':>10} findings")
     for row in rows:
         print(
@@ -146,10 +162,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"--jobs 2 speedup: {report['jobs2_speedup']:.2f}x; "
         f"target {TARGET_LINES_PER_S:,} lines/s: {'met' if report['meets_target'] else 'NOT met'}"
     )
-    if not args.quick and args.path is None:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {RESULTS}")
+    if args.path is None:
+        path = common.write_section(
+            "scan", "speed" + ("_quick" if args.quick else ""), report, flat_section="speed"
+        )
+        print(f"wrote {path}")
     return report
 
 

@@ -136,7 +136,7 @@ MAX_LENGTH_PADDING = Rule(
     needs=("max_length",),
     description=(
         "Transformer cost grows with sequence length (attention quadratically). Padding "
-        "every input to 512 tokens when most are 40 makes the model do 10x the work on "
+        "every input to 512 tokens when most are about 40 makes most of the model's work "
         "padding tokens whose outputs are masked away."
     ),
     fix="padding=True (pad to the longest in the batch), plus length bucketing for mixed lengths.",

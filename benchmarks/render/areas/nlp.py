@@ -1,0 +1,436 @@
+"""nlp: the headline demo and the one-document-at-a-time classifier
+(``benchmarks/results/nlp.json``).
+
+Expected keys, at the top of the file (``python -m benchmarks.nlp.run``): ``command``,
+``machine``, ``load_average_at_start``/``load_average_at_end``, ``workload.documents``,
+``tokenizer.{sections, sections_per_s, speedup_median, speedup_per_round,
+speedup_cpu_time, ids_identical}``, ``truncation.{tuning_documents, chosen_max_length,
+curve[], agreement_on_all_documents_at_chosen}``, ``pipelines.{documents, rounds,
+rows[].{name, docs_per_s, speedup_vs_baseline, speedup_vs_baseline_per_round,
+speedup_vs_competent, agreement_on_sample, cache_hit_rate}}``,
+``fidelity_all_documents[name]``, ``optimize.{speedup.{throughput, throughput_ci},
+trials[], requirements_met}``, ``side_by_side[teaching baseline|library defaults]
+.{throughput_ratio, throughput_ci, p99_ratio, coverage.{inputs_timed, inputs_total,
+samples_per_side, host_load}}``, ``side_by_side.agreement_with_teaching_baseline``.
+Key ``one_at_a_time_classifier`` (``python -m benchmarks.nlp.classifier``): ``documents``,
+``loop.{kept, speedup}``, ``agreement_with_original``, ``side_by_side.{rows[],
+best_hand, best_kept, kept_best_over_hand_best}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.render import cells
+from benchmarks.render.registry import Results, block, effect
+
+RUN = "python -m benchmarks.nlp.run"
+CLASSIFIER = "python -m benchmarks.nlp.classifier"
+
+
+def _run(results: Results) -> dict[str, Any] | None:
+    data = {k: v for k, v in results.area("nlp").items() if k != "one_at_a_time_classifier"}
+    return dict(cells.headline(data, RUN) or {}) or None
+
+
+def _missing(results: Results) -> str:
+    data = {k: v for k, v in results.area("nlp").items() if k != "one_at_a_time_classifier"}
+    return cells.missing(data or None, RUN)
+
+
+def _side(section: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """One of part 5's comparisons as a row the cells read."""
+    found = (section.get("side_by_side") or {}).get(name)
+    if not found:
+        return None
+    coverage = found.get("coverage") or {}
+    samples = coverage.get("samples_per_side")
+    shown = samples is not None and samples >= 100
+    return {
+        "speedup": found.get("throughput_ratio"),
+        "ci": found.get("throughput_ci"),
+        "inputs_timed": coverage.get("inputs_timed"),
+        "inputs_total": coverage.get("inputs_total"),
+        "samples_per_side": samples,
+        "host_load": coverage.get("host_load"),
+        "p99_speedup": found.get("p99_ratio") if shown else None,
+        "p99_note": None if shown else f"n/a ({samples} samples)",
+    }
+
+
+def _agreement(section: dict[str, Any], name: str) -> dict[str, Any]:
+    found = (section.get("side_by_side") or {}).get("agreement_with_teaching_baseline") or {}
+    return found.get(name) or {}
+
+
+def _pipeline_row(section: dict[str, Any], start: str) -> dict[str, Any] | None:
+    rows = (section.get("pipelines") or {}).get("rows") or []
+    return next((r for r in rows if str(r.get("name", "")).startswith(start)), None)
+
+
+def _pipelines_rest_on(section: dict[str, Any]) -> str:
+    pipes = section.get("pipelines") or {}
+    return (
+        f"the first {cells.number(pipes.get('documents'))} documents × "
+        f"{cells.number(pipes.get('rounds'))} interleaved rounds (not through compare)"
+    )
+
+
+@block("nlp.tokenizer", "nlp")
+def tokenizer(results: Results) -> str:
+    section = _run(results)
+    tok = (section or {}).get("tokenizer")
+    if not tok:
+        return _missing(results)
+    per_s = tok.get("sections_per_s") or {}
+    rows = [[name, cells.number(value, 0)] for name, value in per_s.items()]
+    rounds = ", ".join(cells.number(v, 1) for v in tok.get("speedup_per_round") or [])
+    return "\n".join(
+        [
+            cells.table(["tokenize stage", "sections/s"], rows, "lr"),
+            "",
+            f"Ratio **{cells.times(tok.get('speedup_median'), 1)}** (median of rounds {rounds}; "
+            f"{cells.times(tok.get('speedup_cpu_time'), 1)} per CPU-second) on all "
+            f"{cells.number(tok.get('sections'))} sections ({cells.number(tok.get('characters'))}"
+            f" characters); ids identical: {tok.get('ids_identical')}. "
+            + cells.conditions(section, RUN),
+        ]
+    )
+
+
+@block("nlp.truncation", "nlp")
+def truncation(results: Results) -> str:
+    section = _run(results)
+    trunc = (section or {}).get("truncation")
+    if not trunc:
+        return _missing(results)
+    rows = []
+    for point in trunc.get("curve") or []:
+        low, high = point.get("ci") or (None, None)
+        chosen = point.get("max_length") == trunc.get("chosen_max_length")
+        length = f"**{point.get('max_length')}**" if chosen else str(point.get("max_length"))
+        rows.append(
+            [
+                length,
+                str(point.get("split")),
+                cells.percent(point.get("agreement")),
+                f"{cells.percent(low)}–{cells.percent(high)}",
+                cells.number(point.get("n")),
+            ]
+        )
+    everywhere = trunc.get("agreement_on_all_documents_at_chosen") or {}
+    return "\n".join(
+        [
+            cells.table(["max length", "split", "label agreement", "95 % CI", "documents"],
+                        rows, "llrrr"),
+            "",
+            f"Chosen: **{trunc.get('chosen_max_length')}**, searched on "
+            f"{cells.number(trunc.get('tuning_documents'))} tuning documents; at the chosen "
+            f"length {cells.percent(everywhere.get('agreement'))} of all "
+            f"{cells.number(everywhere.get('n'))} documents keep their label "
+            f"(95 % CI {cells.percent((everywhere.get('ci95') or [None])[0])}–"
+            f"{cells.percent((everywhere.get('ci95') or [None, None])[-1])}).",
+        ]
+    )  # fmt: skip
+
+
+@block("nlp.pipelines", "nlp")
+def pipelines(results: Results) -> str:
+    section = _run(results)
+    pipes = (section or {}).get("pipelines")
+    if not pipes:
+        return _missing(results)
+    fidelity = section.get("fidelity_all_documents") or {}
+    rows = []
+    for row in pipes.get("rows") or []:
+        agree = fidelity.get(row.get("name")) or row.get("agreement_on_sample") or {}
+        per_round = ", ".join(
+            cells.number(v) for v in row.get("speedup_vs_baseline_per_round") or []
+        )
+        hits = row.get("cache_hit_rate")
+        rows.append(
+            [
+                str(row.get("name")),
+                cells.number(row.get("docs_per_s")),
+                f"{cells.times(row.get('speedup_vs_baseline'))} ({per_round})",
+                cells.times(row.get("speedup_vs_competent")),
+                f"{cells.percent(agree.get('agreement'))} ({cells.number(agree.get('n'))})",
+                cells.percent(hits, 0) if hits is not None else "—",
+            ]
+        )
+    header = ["pipeline", "docs/s", "vs baseline (per round)", "vs library defaults",
+              "label agreement (documents)", "cache hits"]  # fmt: skip
+    return (
+        f"{cells.table(header, rows, 'lrrrrr')}\n\nRests on: {_pipelines_rest_on(section)}. "
+        + cells.conditions(section, RUN)
+    )
+
+
+@block("nlp.optimize", "nlp")
+def optimize(results: Results) -> str:
+    section = _run(results)
+    loop = (section or {}).get("optimize")
+    if not loop:
+        return _missing(results)
+    rows = [
+        [
+            f"`{t.get('proposal')}` @ {t.get('stage')}",
+            cells.ratio(t.get("speedup"), t.get("speedup_ci")),
+            cells.percent(t.get("fidelity"), 0),
+            f"{t.get('status')}",
+        ]
+        for t in loop.get("trials") or []
+    ]
+    speed = loop.get("speedup") or {}
+    return "\n".join(
+        [
+            cells.table(["trial", "measured [95 % interval]", "label agreement", "verdict"],
+                        rows, "lrrl"),
+            "",
+            f"The kept pipeline re-measured against the original: "
+            f"**{cells.ratio(speed.get('throughput'), speed.get('throughput_ci'))}** throughput "
+            f"({cells.number(loop.get('baseline_throughput_rps'))} → "
+            f"{cells.number(loop.get('final_throughput_rps'))} documents/s); requirements met: "
+            f"{loop.get('requirements_met')}. Inputs and samples behind it: "
+            f"{cells.PENDING} (recorded by part 5).",
+        ]
+    )  # fmt: skip
+
+
+@block("nlp.side_by_side", "nlp")
+def side_by_side(results: Results) -> str:
+    section = _run(results)
+    if not section or not section.get("side_by_side"):
+        return _missing(results) if not section else cells.pending(RUN, "part 5 not yet run")
+    rows = []
+    for name in ("teaching baseline", "library defaults"):
+        row = _side(section, name) or {}
+        agree = _agreement(section, "optimized" if name == "teaching baseline" else name)
+        rows.append(
+            [
+                f"the {name}",
+                cells.ratio(row.get("speedup"), row.get("ci"), bold=True),
+                cells.p99(row),
+                f"{cells.percent(agree.get('agreement'))} of {cells.number(agree.get('n'))}"
+                if agree
+                else "–",
+                cells.rests_on(row),
+                cells.load(row),
+            ]
+        )
+    header = [
+        "the loop's pipeline against",
+        "throughput",
+        "P99 change",
+        "that side's agreement with the teaching baseline",
+        "rests on",
+        "host load",
+    ]
+    return f"{cells.table(header, rows, 'lrrrll')}\n\n{cells.conditions(section, RUN)}"
+
+
+def _classifier(results: Results) -> dict[str, Any] | None:
+    found = results.area("nlp").get("one_at_a_time_classifier")
+    return dict(cells.headline(found, CLASSIFIER) or {}) or None
+
+
+@block("nlp.classifier", "nlp")
+def classifier(results: Results) -> str:
+    section = _classifier(results)
+    if not section:
+        return cells.missing(results.area("nlp").get("one_at_a_time_classifier"), CLASSIFIER)
+    side = section.get("side_by_side") or {}
+    rows = []
+    for row in side.get("rows") or []:
+        data = row.get("comparison") or {}
+        rows.append(
+            [
+                f"{row.get('threads')} threads, hand batch {row.get('hand_batch')}",
+                cells.number(row.get("hand_docs_per_s")),
+                cells.number(row.get("kept_docs_per_s")),
+                cells.ratio(row.get("speedup"), row.get("ci")),
+                cells.rests_on(data),
+                cells.load(data),
+            ]
+        )
+    agree = (section.get("agreement_with_original") or {}).get("kept") or {}
+    best = side.get("best_hand") or {}
+    return "\n".join(
+        [
+            cells.table(["hand version", "hand docs/s", "kept docs/s", "kept over hand",
+                         "rests on", "host load"], rows, "lrrrll"),
+            "",
+            f"Kept: {', '.join((section.get('loop') or {}).get('kept') or []) or 'nothing'}; "
+            "the kept pipeline at its best "
+            f"**{cells.times(side.get('kept_best_over_hand_best'))}** "
+            f"the best hand version (batch {best.get('hand_batch')}, {best.get('threads')} "
+            f"threads); agreement with the original {cells.percent(agree.get('agreement'))} on "
+            f"{cells.number(agree.get('n'))} documents. " + cells.conditions(section, CLASSIFIER),
+        ]
+    )  # fmt: skip
+
+
+@block("nlp.summary.demo", "nlp")
+def demo_summary(results: Results) -> str:
+    section = _run(results)
+    if not section:
+        missing = _missing(results)
+        return cells.row_cells(missing, missing, "—", "—", missing)
+    teaching, library = _side(section, "teaching baseline"), _side(section, "library defaults")
+    if teaching:
+        agree = _agreement(section, "optimized")
+        lib_agree = _agreement(section, "library defaults")
+        return cells.row_cells(
+            f"{cells.ratio(teaching['speedup'], teaching['ci'], bold=True)} the teaching "
+            "baseline, side by side through `compare`",
+            cells.ratio((library or {}).get("speedup"), (library or {}).get("ci"), bold=True),
+            f"{cells.percent(agree.get('agreement'))} label agreement on "
+            f"{cells.number(agree.get('n'))} documents",
+            f"{cells.p99(teaching)}; the library-defaults baseline truncates at 256 tokens "
+            f"({cells.percent(lib_agree.get('agreement'))} agreement)",
+            f"{cells.rests_on(teaching)}; {cells.load(teaching)}",
+        )
+    loop = section.get("optimize") or {}
+    speed = loop.get("speedup") or {}
+    kept = ", ".join(
+        f"{t.get('proposal')} {cells.times(t.get('speedup'))}"
+        for t in loop.get("trials") or []
+        if t.get("status") == "accepted"
+    )
+    composed = _pipeline_row(section, "nlp + batching + section cache") or {}
+    return cells.row_cells(
+        f"{cells.ratio(speed.get('throughput'), speed.get('throughput_ci'), bold=True)} through "
+        f"the loop ({kept}); the composed nlp + generic changes "
+        f"{cells.times(composed.get('speedup_vs_baseline'), 1)}",
+        cells.pending(RUN, "part 5: the library-defaults baseline through compare"),
+        "100 % label agreement"
+        if all(
+            (v or {}).get("agreement") == 1.0
+            for v in (section.get("fidelity_all_documents") or {}).values()
+        )
+        else "see the page",
+        f"P99: {cells.PENDING}",
+        f"inputs and samples: {cells.PENDING}; {cells.load(section)}",
+    )
+
+
+@block("nlp.summary.classifier", "nlp")
+def classifier_summary(results: Results) -> str:
+    section = _classifier(results)
+    if not section:
+        missing = cells.missing(results.area("nlp").get("one_at_a_time_classifier"), CLASSIFIER)
+        return cells.row_cells(missing, missing, "—", "—", missing)
+    side = section.get("side_by_side") or {}
+    agree = (section.get("agreement_with_original") or {}).get("kept") or {}
+    first = ((side.get("rows") or [{}])[0]).get("comparison") or {}
+    return cells.row_cells(
+        f"**{cells.times(side.get('kept_best_over_hand_best'))}** the best hand version",
+        "the hand versions are the library-defaults baselines",
+        f"{cells.percent(agree.get('agreement'))} on {cells.number(agree.get('n'))} documents",
+        "best over best divides two throughputs from separate comparisons",
+        f"{cells.rests_on(first)}; {cells.load(first)}",
+    )
+
+
+@block("nlp.summary.tokenizer", "nlp")
+def tokenizer_summary(results: Results) -> str:
+    section = _run(results)
+    tok = (section or {}).get("tokenizer")
+    if not tok:
+        missing = _missing(results)
+        return cells.row_cells(missing, "—", "—", "—", missing)
+    target = "met" if (tok.get("speedup_median") or 0) >= 10 else "not met"
+    rounds = ", ".join(cells.number(v, 1) for v in tok.get("speedup_per_round") or [])
+    return cells.row_cells(
+        f"**{cells.times(tok.get('speedup_median'), 1)}** (rounds {rounds}; "
+        f"{cells.times(tok.get('speedup_cpu_time'), 1)} per CPU-second) — {target}",
+        "—",
+        "ids identical" if tok.get("ids_identical") else "ids differ",
+        "`encode_batch` spreads over every core; the pure-Python one uses one",
+        f"all {cells.number(tok.get('sections'))} sections × "
+        f"{len(tok.get('speedup_per_round') or [])} rounds (not through compare); "
+        f"{cells.load(section)}",
+    )
+
+
+@block("nlp.summary.truncation", "nlp")
+def truncation_summary(results: Results) -> str:
+    section = _run(results)
+    trunc = (section or {}).get("truncation")
+    if not trunc:
+        missing = _missing(results)
+        return cells.row_cells(missing, "—", "—", "—", missing)
+    everywhere = trunc.get("agreement_on_all_documents_at_chosen") or {}
+    return cells.row_cells(
+        f"**{trunc.get('chosen_max_length')}**",
+        "—",
+        f"{cells.percent(everywhere.get('agreement'))} on all {cells.number(everywhere.get('n'))}"
+        " documents",
+        "—",
+        f"searched on {cells.number(trunc.get('tuning_documents'))} tuning documents",
+    )
+
+
+@block("nlp.summary.demo_time", "nlp")
+def demo_time_summary(results: Results) -> str:
+    missing = cells.pending("time pipetune demo", "not recorded in benchmarks/results")
+    return cells.row_cells(missing, "—", "—", "—", missing)
+
+
+@block("readme.nlp", "nlp")
+def readme(results: Results) -> str:
+    """README's plugin table: the ``nlp`` row's measured figure."""
+    section = _run(results)
+    if not section:
+        return _missing(results)
+    teaching, library = _side(section, "teaching baseline"), _side(section, "library defaults")
+    if teaching:
+        return (
+            f"`pipetune demo`: {cells.ratio(teaching['speedup'], teaching['ci'])} the teaching "
+            f"baseline ({cells.times((library or {}).get('speedup'))} the library defaults), "
+            f"{cells.p99(teaching)}; {cells.rests_on(teaching)}; {cells.load(teaching)}"
+        )
+    speed = (section.get("optimize") or {}).get("speedup") or {}
+    return (
+        f"`pipetune demo`: {cells.ratio(speed.get('throughput'), speed.get('throughput_ci'))} "
+        "through the loop, 100 % label agreement; the library-defaults ratio, inputs and "
+        f"samples: {cells.pending(RUN)}"
+    )
+
+
+def _alone(results: Results, start: str, what: str) -> str:
+    section = _run(results)
+    row = _pipeline_row(section or {}, start)
+    if not row:
+        return _missing(results)
+    agree = row.get("agreement_on_sample") or {}
+    return (
+        f"{what} **{cells.times(row.get('speedup_vs_baseline'))}** end to end, "
+        f"{cells.percent(agree.get('agreement'), 0)} label agreement "
+        f"({cells.number(agree.get('n'))} documents); {_pipelines_rest_on(section or {})}; "
+        f"{cells.load(section)}"
+    )
+
+
+@effect("PT-NLP001", "the nlp demo's sections, one call each against `encode_batch`", RUN, "nlp")
+def nlp001(results: Results) -> str:
+    section = _run(results)
+    tok = (section or {}).get("tokenizer")
+    if not tok:
+        return _missing(results)
+    return (
+        f"the Rust tokenizer **{cells.times(tok.get('speedup_median'), 1)}** the pure-Python "
+        f"one ({cells.times(tok.get('speedup_cpu_time'), 1)} per CPU-second), ids identical; "
+        f"{cells.number(tok.get('sections'))} sections × "
+        f"{len(tok.get('speedup_per_round') or [])} rounds; {cells.load(section)}"
+    )
+
+
+@effect("PT-NLP002", "the nlp demo, sections padded to 512", RUN, "nlp")
+def nlp002(results: Results) -> str:
+    return _alone(results, "dynamic padding alone", "dynamic padding alone")
+
+
+@effect("PT-NLP004", "the nlp demo, `no_grad`", RUN, "nlp")
+def nlp004(results: Results) -> str:
+    return _alone(results, "inference_mode alone", "`inference_mode` instead of `no_grad` alone")
