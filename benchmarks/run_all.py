@@ -44,6 +44,8 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("production", "benchmarks.production.monitor_overhead", []),
     ("production", "benchmarks.production.adaptive_nlp", []),
     ("scale", "benchmarks.scale.run", []),
+    ("control", "benchmarks.control.sigint_optimize", []),
+    ("control", "benchmarks.control.fuzz_config", []),
 ]
 
 

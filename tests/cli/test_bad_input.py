@@ -184,7 +184,7 @@ def test_unknown_requirement_key_in_config(invoke, write_target, tmp_path, monke
     assert_clean_error(
         invoke("profile", f"{path}:pipeline"),
         "[tool.pipetune.requirements]",
-        "unknown requirement key(s): p99ms",
+        "unknown key(s) 'p99ms' (did you mean 'p99_ms'?)",
     )
 
 
@@ -194,7 +194,9 @@ def test_unknown_requirement_key_in_module(invoke, write_target):
         "from toy_target import pipeline, workload\nrequirements = {'p99': 5}\n", name="req.py"
     )
     assert_clean_error(
-        invoke("profile", f"{path}:pipeline"), "`requirements`", "unknown requirement key(s): p99"
+        invoke("profile", f"{path}:pipeline"),
+        "`requirements`",
+        "unknown key(s) 'p99' (did you mean 'p99_ms'?)",
     )
 
 

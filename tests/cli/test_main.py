@@ -135,14 +135,23 @@ def test_p_loads_a_module_of_hooks_under_a_name(tmp_path, monkeypatch, capsys):
     assert plugins["nlp"]["status"] == "disabled"
 
 
-def test_p_with_a_missing_module_is_reported(capsys, monkeypatch):
+def test_p_with_a_missing_module_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setattr(
         "pipetune.core.kernel.manager.importlib.metadata.entry_points", lambda group: []
     )
-    assert cli_main.main(["-p", "no_such_module_for_p", "plugins", "--json"]) == 0
-    plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
-    assert plugins["no_such_module_for_p"]["status"] == "failed"
-    assert "No module named" in plugins["no_such_module_for_p"]["reason"]
+    assert cli_main.main(["-p", "no_such_module_for_p", "plugins", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "-p no_such_module_for_p: cannot load" in err and "No module named" in err
+
+
+def test_p_typo_names_the_nearest_module_and_plugin(capsys, monkeypatch):
+    monkeypatch.setattr(
+        "pipetune.core.kernel.manager.importlib.metadata.entry_points", lambda group: []
+    )
+    assert cli_main.main(["-p", "pipetune.plugins.generic.plugn", "plugins"]) == 2
+    assert "did you mean 'pipetune.plugins.generic.plugin'?" in capsys.readouterr().err
+    assert cli_main.main(["-p", "no:recsis", "plugins"]) == 2
+    assert "did you mean 'recsys'?" in capsys.readouterr().err
 
 
 def test_help_imports_no_heavy_library():

@@ -46,3 +46,20 @@ def test_the_failing_stage_is_named_from_the_traceback():
     except ValueError as exc:
         assert failing_stage(exc) == "double"
     assert failing_stage(ValueError("not raised by a stage")) is None
+
+
+def test_a_hung_input_is_a_timeout_of_its_stage_and_the_others_go_on():
+    release = threading.Event()
+
+    def hang_on_two(x):
+        if x == 2:
+            release.wait(30)
+        return x
+
+    try:
+        result = run_group([Stage("slow", hang_on_two)], [1, 2, 3], timeout_s=0.5)
+    finally:
+        release.set()
+    assert result.outputs == [1, None, 3]
+    stage, kind, message = result.failures[1]
+    assert (stage, kind) == ("slow", "TimeoutError") and "0.5 s" in message

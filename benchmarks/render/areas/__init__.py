@@ -1,6 +1,7 @@
 """One module per area; importing each registers its blocks (and its scan rules' effects)."""
 
 from benchmarks.render.areas import (  # noqa: F401
+    control,
     core,
     hardware,
     llm,

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
-from pipetune.cli.state import get_state, stdout_console
+from pipetune.cli.options import (
+    TargetOptions,
+    target_argument,
+    target_options,
+    threads_option,
+    timeout_option,
+)
+from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 EXIT_DOES_NOT_HOLD = 1
 
@@ -48,6 +54,7 @@ def register(cli: click.Group) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the validation as JSON.",
 )
+@timeout_option
 @click.pass_context
 def apply(
     ctx: click.Context,
@@ -81,6 +88,7 @@ def apply(
         markup=False,
     )
     if no_validate:
+        console.print("applies (not validated: --no-validate)")
         return 0
     assert resolved.workload is not None
     settings = CompareSettings(rounds=rounds) if rounds else CompareSettings()
@@ -104,6 +112,7 @@ def apply(
             "speedup_ci": trial.speedup_ci,
             "fidelity": trial.fidelity.to_dict() if trial.fidelity else None,
             "comparison": outcome.comparison.to_dict() if outcome.comparison else None,
+            "warnings": plugin_problems(state),
         }
         write_json_atomic(json_path, data)
         state.written.append(str(json_path))

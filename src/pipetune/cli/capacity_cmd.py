@@ -27,8 +27,14 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
-from pipetune.cli.state import get_state, stdout_console
+from pipetune.cli.options import (
+    TargetOptions,
+    target_argument,
+    target_options,
+    threads_option,
+    timeout_option,
+)
+from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 EXIT_INFEASIBLE = 3
 _RUN_ID = re.compile(r"^\d{8}(-\d{0,6}(-[0-9a-f]{0,6})?)?$")
@@ -102,6 +108,7 @@ def _growth_option(flag: str, key: str, help_text: str) -> Any:
     help="--engine ray: CPUs per node (default: this machine's).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+@timeout_option
 @click.pass_context
 def capacity(
     ctx: click.Context,
@@ -197,6 +204,7 @@ def capacity(
         data = result.to_dict()
         if clusters:
             data["ray_cluster"] = {name: plan.to_dict() for name, plan in clusters.items()}
+        data["warnings"] = [*plugin_problems(state), *data.get("warnings", ())]
         write_json_atomic(json_path, data)
         state.written.append(str(json_path))
     render(result)
@@ -291,8 +299,10 @@ def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
     levels = tuple(side.workload.concurrency)
     if len(levels) < 2:
         levels = tuple(c for c in (1, 2, 4, 8, 16) if c <= max(2, 2 * cores))
+    from pipetune.core.runtime import control
+
     say(f"{name}: profiling {side.pipeline.name} ({side.what}) offline, sweep {levels}")
-    return profile(
+    measured = profile(
         side.pipeline,
         side.workload,
         pm=state.plugin_manager(),
@@ -303,6 +313,7 @@ def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
         layers=False,
         memory=False,
     )
+    return control.complete(measured)  # a plan from a partial profile would mislead
 
 
 # -- rendering -----------------------------------------------------------------------------

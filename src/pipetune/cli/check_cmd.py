@@ -26,8 +26,14 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
-from pipetune.cli.state import get_state, stdout_console
+from pipetune.cli.options import (
+    TargetOptions,
+    target_argument,
+    target_options,
+    threads_option,
+    timeout_option,
+)
+from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 EXIT_REGRESSION = 1
 #: A regression measured on a busy host is not called: this exit code says so.
@@ -152,6 +158,7 @@ def judge(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the verdict and the figures as JSON.",
 )
+@timeout_option
 @click.pass_context
 def check(
     ctx: click.Context,
@@ -240,6 +247,7 @@ def check(
                 "host_load": host_load,
                 "fidelity": fidelity,
                 "stored": stored,
+                "warnings": plugin_problems(state),
             },
         )
         state.written.append(str(json_path))
@@ -318,12 +326,13 @@ def _stored_figures(report: Mapping[str, Any]) -> dict[str, Any] | None:
 def _fidelity(pm, baseline, current, workload, requirements) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from pipetune.core.kernel.state import reset_state
     from pipetune.core.measure.fidelity import compare as compare_outputs
+    from pipetune.core.runtime import control
     from pipetune.core.runtime.offline import run_offline
 
     outputs = []
     for pipeline in (baseline, current):
         reset_state(pipeline)
-        outputs.append(run_offline(pipeline, workload.items).outputs)
+        outputs.append(control.complete(run_offline(pipeline, workload.items)).outputs)
     result = compare_outputs(pm, baseline.output_kind, outputs[0], outputs[1], workload.labels)
     return result.evolve(threshold=1.0 - requirements.max_accuracy_drop).to_dict()
 

@@ -42,7 +42,7 @@ def compare(first: str, second: str, as_json: bool) -> int:
 
     with RunStore() as store:
         a, b = store.run(first), store.run(second)
-    figures = {run.id: _figures(run) for run in (a, b)}
+    figures = {run.id: _readable_figures(run) for run in (a, b)}
     same_machine = a.machine_fingerprint == b.machine_fingerprint
     ratios = {}
     if same_machine:
@@ -66,6 +66,19 @@ def compare(first: str, second: str, as_json: bool) -> int:
         return 0
     _render(a, b, figures, ratios, same_machine)
     return 0
+
+
+def _readable_figures(run) -> dict:  # type: ignore[no-untyped-def]
+    """A run's figures, or a clear error when its stored row is damaged."""
+    from pipetune.core.kernel.errors import StoreError
+
+    problem = run.damage
+    if not problem:
+        try:
+            return _figures(run)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            problem = f"its report has an unexpected shape ({type(exc).__name__}: {exc})"
+    raise StoreError(f"run {run.id} is damaged in the run store ({problem}): it cannot be compared")
 
 
 def _figures(run) -> dict:  # type: ignore[no-untyped-def]

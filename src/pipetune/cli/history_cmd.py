@@ -50,9 +50,14 @@ def history(
                 console.print(f"no runs recorded in {store.path}", markup=False)
                 return 0
             _table(records, console)
+            for record in records:
+                if record.damage:
+                    console.print(f"run {record.id} is damaged: {record.damage}", markup=False)
             return 0
         record = store.run(run)
         trials = store.trials(record.id)
+        notes = [f"run {record.id} is damaged: {record.damage}"] if record.damage else []
+        notes += store.damaged
         if as_json:
             click.echo(
                 json.dumps(
@@ -60,16 +65,27 @@ def history(
                         **_row(record),
                         "report": record.report,
                         "trials": [t.to_dict() for t in trials],
+                        "damaged": notes,
                     },
                     indent=2,
                     default=str,
                 )
             )
             return 0
+        for note in notes:
+            click.echo(f"warning: {note}", err=True)
         if record.report:
             from pipetune.core.report import terminal
 
-            terminal.render(record.report, console)
+            try:
+                terminal.render(record.report, console)
+            except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+                from pipetune.core.kernel.errors import StoreError
+
+                raise StoreError(
+                    f"run {record.id}: its stored report has an unexpected shape "
+                    f"({type(exc).__name__}: {exc}); it is damaged"
+                ) from None
         else:
             console.print(
                 f"run {record.id} ({record.display_status}) has no report; "
@@ -92,7 +108,8 @@ def history(
 
 def _row(record) -> dict:  # type: ignore[no-untyped-def]
     summary = record.summary or {}
-    speedup = summary.get("speedup") or {}
+    speedup = summary.get("speedup")
+    speedup = speedup if isinstance(speedup, dict) else {}
     return {
         "id": record.id,
         "created": record.created,
@@ -106,6 +123,7 @@ def _row(record) -> dict:  # type: ignore[no-untyped-def]
         "p99_speedup": speedup.get("p99_latency"),
         "requirements_met": summary.get("requirements_met"),
         "machine": record.machine_fingerprint,
+        "damage": record.damage or None,
     }
 
 
@@ -120,17 +138,19 @@ def _table(records, console) -> None:  # type: ignore[no-untyped-def]
         table.add_column(column)
     for record in records:
         row = _row(record)
-        met = row["requirements_met"]
-        table.add_row(
-            row["id"],
-            row["created"][:19].replace("T", " "),
-            row["pipeline"],
-            row["status"],
-            "-" if row["trials"] is None else f"{row['accepted'] or 0}/{row['trials']}",
-            fmt.ratio(row["throughput_speedup"]),
-            fmt.ratio(row["p99_speedup"]),
-            "-" if met is None else ("yes" if met else "no"),
-        )
+        when = row["created"][:19].replace("T", " ")
+        try:
+            met = row["requirements_met"]
+            cells = [
+                row["status"],
+                "-" if row["trials"] is None else f"{row['accepted'] or 0}/{row['trials']}",
+                fmt.ratio(row["throughput_speedup"]),
+                fmt.ratio(row["p99_speedup"]),
+                "-" if met is None else ("yes" if met else "no"),
+            ]
+        except (TypeError, ValueError, AttributeError, KeyError):  # a summary of odd shape
+            cells = ["damaged", "-", "-", "-", "-"]
+        table.add_row(row["id"], when, row["pipeline"], *cells)
     console.print(table)
 
 

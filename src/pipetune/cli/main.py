@@ -7,12 +7,16 @@ import time). Nothing heavy is imported until a command runs, so ``pipetune --he
 instant.
 
 Errors: a :class:`~pipetune.core.kernel.errors.PipetuneError` from anywhere becomes one message on
-stderr and exit code 2 (``--debug`` adds the traceback); Ctrl-C exits 130 after the command
-has kept what it finished.
+stderr and exit code 2 (``--debug`` adds the traceback); ``sys.exit()`` called by user code
+or a plugin is an error too (exit 2), never pipetune's own status. SIGINT and SIGTERM are
+handled once, here (:mod:`pipetune.cli.interrupts`): the command stops within seconds,
+keeps what it finished, and exits 130; a second signal exits at once. ``--isolate`` runs
+the command in a child process (:mod:`pipetune.cli.isolate`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -22,6 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipetune.cli.plugin_problems import (
+    announce_plugin_problems,
+    check_plugin_arguments,
+    split_extra,
+)
 from pipetune.cli.state import CliState, get_state
 
 if TYPE_CHECKING:
@@ -72,7 +81,15 @@ class PipetuneGroup(click.Group):
             state = CliState(pm=self.pm)
         elif state.pm is None:
             state.pm = self.pm
-        state.debug = state.debug or "--debug" in _global_tokens(args)
+        tokens = _global_tokens(args)
+        state.debug = state.debug or "--debug" in tokens
+        from pipetune.cli import isolate
+
+        if isolate.wanted(tokens):
+            code = isolate.run_isolated(args)
+            if standalone_mode:
+                sys.exit(code)
+            return code
 
         def invoke() -> Any:
             return super(PipetuneGroup, self).main(
@@ -84,7 +101,13 @@ class PipetuneGroup(click.Group):
                 **extra,
             )
 
-        code = run_guarded(invoke, state)
+        from pipetune.cli import interrupts
+
+        with interrupts.handling() as token:
+            code = run_guarded(invoke, state)
+        if token.cancelled and code != EXIT_INTERRUPTED:
+            # the work returned (or failed) after the signal: it was still cut short
+            code = _interrupted(state)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -113,6 +136,11 @@ def run_guarded(fn: Callable[[], Any], state: CliState) -> int:
         return EXIT_INTERNAL
     except KeyboardInterrupt:
         return _interrupted(state)
+    except SystemExit as exc:  # user code or a plugin ended the process: not our status
+        if state.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        click.echo(f"Error: {_describe_exit(exc)}", err=True)
+        return EXIT_USAGE
     except BrokenPipeError:
         # `pipetune plugins --json | head`: the reader left; say nothing more.
         _silence_stdout()
@@ -134,9 +162,25 @@ def run_guarded(fn: Callable[[], Any], state: CliState) -> int:
 
 
 def _interrupted(state: CliState) -> int:
-    kept = f" Kept: {', '.join(state.written)}." if state.written else ""
-    click.echo(f"\nInterrupted.{kept}", err=True)
+    if state.reported_interrupt:
+        return EXIT_INTERRUPTED
+    state.reported_interrupt = True
+    kept = f" Kept: {', '.join(state.written)}." if state.written else " Nothing was kept."
+    click.echo(f"Interrupted.{kept}", err=True)
     return EXIT_INTERRUPTED
+
+
+def _describe_exit(exc: SystemExit) -> str:
+    """Where a stray ``sys.exit()`` came from: the deepest frame outside pipetune."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outside = [f for f in frames if not os.path.abspath(f.filename).startswith(here)]
+    frame = (outside or frames or [None])[-1]
+    at = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
+    return (
+        f"sys.exit({exc.code!r}) was called{at} while pipetune was running (user code or "
+        "a plugin); pipetune's exit status is its own, so this is reported as an error"
+    )
 
 
 def _silence_stdout() -> None:
@@ -212,9 +256,16 @@ def build_cli(pm: PipetunePluginManager | None = None) -> click.Group:
         "-p MODULE (or -p NAME=MODULE) loads a module of hooks as a plugin without installing "
         "it. Repeatable. PIPETUNE_STRICT_PLUGINS=1 makes any plugin problem an error.",
     )
+    @click.option(
+        "--isolate",
+        is_flag=True,
+        help="Run the command (and every stage) in a child process, so that user code "
+        "ending the process (os._exit, a native crash) is reported as an error naming the "
+        "stage and input instead of a silent exit (also PIPETUNE_ISOLATE=1).",
+    )
     @click.version_option(_version(), "--version", prog_name="pipetune")
     @click.pass_context
-    def cli(ctx: click.Context, debug: bool, plugin_args: tuple[str, ...]) -> None:
+    def cli(ctx: click.Context, debug: bool, isolate: bool, plugin_args: tuple[str, ...]) -> None:
         """Profile an AI pipeline, propose the changes with the biggest end-to-end gain,
         apply them, and prove each one on the same workload before keeping it.
 
@@ -224,6 +275,8 @@ def build_cli(pm: PipetunePluginManager | None = None) -> click.Group:
         state.debug = state.debug or debug
         disabled, extra = plugin_arguments([token for arg in plugin_args for token in ("-p", arg)])
         _apply_plugin_arguments(state.plugin_manager(), disabled, extra)
+        if ctx.invoked_subcommand != "plugins" and not {"-h", "--help"} & set(ctx.args):
+            announce_plugin_problems(state.plugin_manager())
 
     assert isinstance(cli, PipetuneGroup)
     cli.pm = pm
@@ -287,11 +340,7 @@ def _apply_plugin_arguments(
     for name in disabled:
         status = statuses.get(name)
         if status is None:
-            click.echo(
-                f"warning: -p no:{name}: no plugin named {name!r} "
-                f"(plugins: {', '.join(sorted(statuses)) or 'none'})",
-                err=True,
-            )
+            check_plugin_arguments(pm, [name], [])  # raises: no plugin of that name
             continue
         if status.status == "disabled":
             continue
@@ -306,15 +355,11 @@ def _apply_plugin_arguments(
             status.distribution,
             status.module,
         )
-    for name, module in map(_split_extra, extra):
+    for value in extra:
+        name, module = split_extra(value)
         if name not in statuses:
             pm.load_plugin(name, _import_loader(module), source="command line", module=module)
-
-
-def _split_extra(value: str) -> tuple[str, str]:
-    """``-p NAME=MODULE`` loads MODULE under NAME; ``-p MODULE`` under the module's name."""
-    name, equals, module = value.partition("=")
-    return (name.strip(), module.strip()) if equals else (value, value)
+    check_plugin_arguments(pm, [], extra)
 
 
 def _import_loader(module: str) -> Callable[[], Any]:
@@ -333,6 +378,9 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: build the plugin manager (honouring ``-p``), the CLI, run it."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from pipetune.core.runtime import isolation
+
+    isolation.enable_from_env()  # the child of --isolate: keep the breadcrumb
     state = CliState()
     state.debug = state.debug or "--debug" in _global_tokens(args)
     disabled, extra = plugin_arguments(args)
@@ -345,30 +393,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         pm = get_plugin_manager(
             disable=disabled,
-            plugins=[(name, _import_loader(module)) for name, module in map(_split_extra, extra)],
+            plugins=[(name, _import_loader(module)) for name, module in map(split_extra, extra)],
         )
         state.pm = pm
+        check_plugin_arguments(pm, disabled, extra)
         built["cli"] = build_cli(pm)
 
     code = run_guarded(build, state)
     if "cli" not in built:
+        isolation.reached_verdict()
         return code
     code = built["cli"].main(args, prog_name="pipetune", standalone_mode=False, obj=state)
+    isolation.reached_verdict()
     if argv is None:  # the console script, not a caller in the same process
         _exit_past_hung_stages(code)
+        _ignore_late_signals()
     return code
 
 
+def _ignore_late_signals() -> None:
+    """The verdict is in and everything is written: a Ctrl-C in the last milliseconds of
+    the interpreter's shutdown must not kill the process with a status of its own."""
+    import signal
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(number, signal.SIG_IGN)
+
+
 def _exit_past_hung_stages(code: int) -> None:
-    """Exit now, with ``code``, when a stage that timed out is still running.
+    """Exit now, with ``code``, when a stage that timed out is still running, or when the
+    command was interrupted.
 
     Its thread may be inside native code (a torch forward pass): finalizing the
     interpreter under it tore the process down with "terminate called without an active
     exception" (exit 134) after the report had been written (``pipetune demo llm``, a
     no-cache generate stage past its deadline). Everything is written by now, so skip
-    the finalization."""
+    the finalization. Interrupted, the same: the finalization would wait for worker
+    processes and threads that were told to stop (a scan's pool took seconds), and the
+    command must end within 2 s of the signal."""
     from pipetune.core.runtime import workers
 
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     hung = workers.busy()
     if not hung:
         return

@@ -21,8 +21,9 @@ from pipetune.cli.options import (
     resolve_threads,
     target_argument,
     target_options,
+    timeout_option,
 )
-from pipetune.cli.state import get_state, stderr_console, stdout_console
+from pipetune.cli.state import get_state, plugin_problems, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from pipetune.cli.state import CliState
@@ -91,14 +92,6 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "rounds leave a trial undecided).",
         ),
         click.option(
-            "--timeout",
-            "timeout_s",
-            type=click.FloatRange(min=0, min_open=True),
-            metavar="SECONDS",
-            help="Stop with an error naming the stage when a profiling pass gives no result "
-            "for this long (default 600).",
-        ),
-        click.option(
             "--threads",
             type=ThreadCount(),
             metavar="N|auto",
@@ -110,8 +103,18 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="A smoke run: light profiles and 4 short ABBA rounds (rougher figures).",
         ),
+        click.option(
+            "--on-error",
+            type=click.Choice(["stop", "skip"]),
+            default="stop",
+            show_default=True,
+            help="stop: an input the original pipeline raises on is an error naming the stage "
+            "and the input; skip: set such inputs aside before measuring, leave them out of "
+            "both sides, count them and list them in the report.",
+        ),
         click.option("--no-store", is_flag=True, help="Do not record the run in .pipetune."),
         click.option("--quiet", "-q", is_flag=True, help="Only the final report."),
+        timeout_option,
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -162,8 +165,8 @@ def run_and_report(
     time_budget_s: float | None = None,
     rounds: int | None = None,
     threads: int | None = None,
-    timeout_s: float | None = None,
     no_store: bool = False,
+    on_error: str = "stop",
     quiet: bool = False,
     quick: bool = False,
     baseline_outputs: Sequence[Any] | None = None,
@@ -176,6 +179,7 @@ def run_and_report(
     from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec
     from pipetune.core.measure.validator import ValidatorSettings
     from pipetune.core.report import terminal
+    from pipetune.core.runtime import control
 
     errors = stderr_console()
     log = (
@@ -194,7 +198,8 @@ def run_and_report(
         time_budget_s=time_budget_s,
         validator=ValidatorSettings(compare=compare),
         detailed_profiles=not quick,
-        stage_timeout_s=timeout_s or 600.0,
+        stage_timeout_s=control.current().item_timeout_s,
+        on_error=on_error,
     )
     store = None if no_store else RunStore()
     try:
@@ -211,6 +216,7 @@ def run_and_report(
             baseline_outputs=baseline_outputs,
         )
         data = result.report.to_dict()
+        data["warnings"] = list(dict.fromkeys([*plugin_problems(state), *data["warnings"]]))
         written = write_outputs(
             state, result, data, store, json_path, html_path, markdown_path, recipe_path
         )
@@ -225,6 +231,15 @@ def run_and_report(
     for kind, path in written:
         console.print(f"[dim]wrote {kind} {_escape(str(path))}[/dim]")
     if result.report.stopped == "interrupted":
+        state.reported_interrupt = True
+        run = result.report.run_id
+        recorded = f"run {run} is recorded as interrupted" if run else "the run was not recorded"
+        kept = ", ".join(str(path) for _, path in written) or "nothing written"
+        click.echo(
+            f"Interrupted: {recorded}, with the {len(result.report.trials)} trial(s) that "
+            f"finished; kept: {kept}.",
+            err=True,
+        )
         return EXIT_INTERRUPTED
     return 0 if result.report.requirements_met else EXIT_REQUIREMENTS_UNMET
 

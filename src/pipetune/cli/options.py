@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import click
 
+from pipetune.core.runtime.control import DEFAULT_ITEM_TIMEOUT_S
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The keyword argument the decorators pass to the command.
@@ -254,7 +256,10 @@ def workload_options(fn: F) -> F:
             help="Online mode: a recorded arrival trace (JSON with arrivals_s) to replay.",
         ),
         click.option(
-            "--seed", "workload_seed", type=int, help="Seed for splits and generated arrivals."
+            "--seed",
+            "workload_seed",
+            type=click.IntRange(min=0),
+            help="Seed for splits and generated arrivals.",
         ),
     ]
     for decorator in reversed(decorators):
@@ -317,6 +322,30 @@ def target_options(fn: F) -> F:
         return fn(*args, **kwargs)
 
     return workload_options(requirements_options(config_option(ensure)))  # type: ignore[return-value]
+
+
+def timeout_option(fn: F) -> F:
+    """``--timeout SECONDS``: the per-input deadline, spelled and defaulted the same in
+    every command that runs user code. The command runs inside a control scope with it
+    (:mod:`pipetune.core.runtime.control`), so every run it makes is bounded by it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipetune.core.runtime import control
+
+        with control.scope(item_timeout_s=kwargs.pop("item_timeout_s")):
+            return fn(*args, **kwargs)
+
+    return click.option(  # type: ignore[return-value]
+        "--timeout",
+        "item_timeout_s",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_ITEM_TIMEOUT_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="Per input: the longest one input may take through the pipeline before the "
+        "command stops with an error naming the stage and the input (a hung stage).",
+    )(wrapper)
 
 
 #: The TARGET argument. Optional: ``[tool.pipetune] target`` is used when it is missing.

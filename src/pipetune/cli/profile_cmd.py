@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
-from pipetune.cli.state import get_state, stdout_console
+from pipetune.cli.options import (
+    TargetOptions,
+    target_argument,
+    target_options,
+    threads_option,
+    timeout_option,
+)
+from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 
 def register(cli: click.Group) -> None:
@@ -37,13 +40,7 @@ def register(cli: click.Group) -> None:
     help="stop: the first input a stage raises on is an error naming the stage, the input "
     "and the exception; skip: count failures per stage and go on.",
 )
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Give up on a pass that runs longer than this (a hung stage is named).",
-)
+@timeout_option
 @click.option("--quiet", "-q", is_flag=True, help="No tables or progress bar.")
 @click.pass_context
 def profile(
@@ -52,7 +49,6 @@ def profile(
     target_opts: TargetOptions,
     json_path: Path | None,
     on_error: str,
-    timeout_s: float | None,
     quiet: bool,
 ) -> int:
     """Profile TARGET: each stage's share of end-to-end time, latency percentiles,
@@ -65,6 +61,7 @@ def profile(
     from pipetune.cli.render import profile_json, progress_bar, render_profile, write_json_atomic
     from pipetune.cli.target import load_target
     from pipetune.core.measure.profiler import profile as run_profile
+    from pipetune.core.runtime import control
 
     state = get_state(ctx)
     resolved = load_target(target, target_opts)
@@ -72,25 +69,22 @@ def profile(
     console = stdout_console()
     show_progress = not quiet and sys.stderr.isatty()
 
-    with (
-        _interrupt_flag() as interrupted,
-        progress_bar(f"profiling {resolved.pipeline.name}", enabled=show_progress) as update,
-    ):
+    with progress_bar(f"profiling {resolved.pipeline.name}", enabled=show_progress) as update:
         try:
             measured = run_profile(
                 resolved.pipeline,
                 resolved.workload,
                 pm=state.plugin_manager(),
                 on_error=on_error,  # type: ignore[arg-type]
-                timeout_s=timeout_s,
                 progress=update,
             )
         except KeyboardInterrupt:
+            state.reported_interrupt = True
             click.echo("Interrupted before a full pass was measured; nothing to keep.", err=True)
             return 130
 
-    # The runtime catches Ctrl-C to return what it measured; the flag says it happened.
-    interrupted = bool(interrupted) or bool(getattr(measured, "stopped", False))
+    # The runtime keeps what it measured on Ctrl-C; the token says it happened.
+    interrupted = control.cancelled() or bool(getattr(measured, "stopped", False))
     if interrupted:
         changes: dict[str, Any] = {}
         if not any("interrupted" in warning for warning in measured.warnings):
@@ -99,6 +93,9 @@ def profile(
         if hasattr(measured, "stopped"):
             changes["stopped"] = True
         measured = measured.evolve(**changes)
+    problems = plugin_problems(state)
+    if problems:  # plugin failures belong in the report too, not only on the terminal
+        measured = measured.evolve(warnings=(*problems, *measured.warnings))
     if json_path is not None:
         data = profile_json(
             measured,
@@ -112,9 +109,12 @@ def profile(
         if json_path is not None:
             console.print(f"[dim]wrote {json_path}[/]")
     if interrupted:
+        state.reported_interrupt = True
         kept = f" Kept: {json_path}." if json_path is not None else ""
         click.echo(f"Interrupted: profiled {measured.samples} samples.{kept}", err=True)
         return 130
+    if quiet:  # the verdict line, so that no run ends without one
+        click.echo(f"profiled {measured.samples} samples of {resolved.pipeline.name}", err=True)
     return 0
 
 
@@ -133,24 +133,3 @@ def _warn_if_invalid(path: Path, data: dict[str, Any]) -> None:
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         click.echo(f"warning: {path} does not match the profile schema: {found[0]}{more}", err=True)
-
-
-@contextlib.contextmanager
-def _interrupt_flag() -> Iterator[list[bool]]:
-    """Record that Ctrl-C was pressed, even when the runtime catches the
-    ``KeyboardInterrupt`` to return what it measured (a falsy-until-set list)."""
-    flag: list[bool] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        flag.append(True)
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not in the main thread: no handler, no flag
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -7,8 +7,14 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options, threads_option
-from pipetune.cli.state import get_state, stdout_console
+from pipetune.cli.options import (
+    TargetOptions,
+    target_argument,
+    target_options,
+    threads_option,
+    timeout_option,
+)
+from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 
 def register(cli: click.Group) -> None:
@@ -26,6 +32,7 @@ def register(cli: click.Group) -> None:
     help="Write the profile summary and the ranked proposals as JSON.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No table (with --json).")
+@timeout_option
 @click.pass_context
 def propose(
     ctx: click.Context,
@@ -43,12 +50,15 @@ def propose(
     from pipetune.cli.target import load_target
     from pipetune.core.loop import planner
     from pipetune.core.measure.profiler import profile
+    from pipetune.core.runtime import control
 
     state = get_state(ctx)
     resolved = load_target(target, target_opts)
     assert resolved.workload is not None
     pm = state.plugin_manager()
     measured = profile(resolved.pipeline, resolved.workload, pm=pm)
+    if measured.stopped:  # proposals from a partial profile would mislead: stop here
+        control.complete(measured)
     plan = planner.plan(pm, resolved.pipeline, measured, resolved.requirements)
     data = {
         "pipeline": resolved.pipeline.name,
@@ -57,13 +67,15 @@ def propose(
         "proposals": [planner.describe(r) for r in plan.all()],
         "failures": [f"{f.plugin} in {f.hook}: {f.error}" for f in plan.failures],
         "hints": list(measured.hints),
-        "warnings": list(measured.warnings),
+        "warnings": list(dict.fromkeys([*plugin_problems(state), *measured.warnings])),
     }
     if json_path is not None:
         write_json_atomic(json_path, data)
         state.written.append(str(json_path))
     if not quiet:
         render_plan(plan, data)
+    else:  # the verdict line, so that no run ends without one
+        click.echo(f"{len(plan.all())} proposal(s) for {resolved.pipeline.name}", err=True)
     return 0
 
 

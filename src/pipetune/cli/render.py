@@ -140,6 +140,10 @@ def render_profile(
         f"max {fmt_ms(lat.max)}"
     )
     console.print(f"throughput  {fmt_rate(profile.throughput_rps)}")
+    if profile.accuracy:
+        from pipetune.core.report.format import accuracy_line
+
+        console.print(accuracy_line({"accuracy": profile.accuracy}, None), markup=False)
 
     stages = Table(title="where the time goes (other: glue between stages)", title_justify="left")
     for column, justify in (

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, threads_option
+from pipetune.cli.options import TargetOptions, target_argument, threads_option, timeout_option
 from pipetune.cli.state import get_state
 
 
@@ -32,6 +32,7 @@ def register(cli: click.Group) -> None:
 @click.command()
 @target_argument
 @threads_option
+@timeout_option
 @click.option(
     "--input",
     "inputs",
@@ -259,6 +260,7 @@ def build_job(
     from pipetune.cli.target import load_target, parse_spec
     from pipetune.core.loop.paths import store_dir
     from pipetune.core.loop.recipes import load_recipe
+    from pipetune.core.runtime import control
     from pipetune.scale.job import JobSpec
 
     resolved = load_target(target, target_opts, need_workload=need_workload)
@@ -280,6 +282,7 @@ def build_job(
         sys_path=tuple(dict.fromkeys(sys_path)),
         disabled_plugins=tuple(state.disabled),
         threads=threads,
+        item_timeout_s=control.current().item_timeout_s,
     )
     return pipeline, job, resolved
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipetune.cli.state import get_pm, get_state
+from pipetune.cli.state import get_pm, get_state, plugin_problems
 
 if TYPE_CHECKING:
     from pipetune.scan.config import ScanOptions
@@ -142,6 +142,7 @@ def scan(
         _list_rules(ruleset.selected(options.select, options.ignore), fmt)
         return 0
     result = run_scan(targets, pm, options, root=Path.cwd(), ruleset=ruleset)
+    result.warnings = plugin_problems(get_state(ctx))  # a plugin that failed: rules missing
     report = render(result, fmt)
     if fmt == "text" and quiet:
         report = report.replace(summary_line(result) + "\n", "")

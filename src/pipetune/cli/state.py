@@ -33,6 +33,8 @@ class CliState:
     extra_plugins: list[str] = field(default_factory=list)
     #: Files a command finished writing; an interrupted command says which it kept.
     written: list[str] = field(default_factory=list)
+    #: Whether "Interrupted." was said already (it is said once).
+    reported_interrupt: bool = False
 
     def plugin_manager(self) -> PipetunePluginManager:
         if self.pm is None:
@@ -56,6 +58,14 @@ def get_state(ctx: click.Context | None = None) -> CliState:
 def get_pm(ctx: click.Context | None = None) -> PipetunePluginManager:
     """The plugin manager the CLI was built with."""
     return get_state(ctx).plugin_manager()
+
+
+def plugin_problems(state: CliState) -> list[str]:
+    """Every plugin problem of this command so far (load failures, hook failures), for
+    the ``warnings`` of its JSON report."""
+    pm = state.pm
+    problems = getattr(pm, "problems", None)
+    return list(problems()) if problems is not None else []
 
 
 def stdout_console(**options: Any) -> Console:

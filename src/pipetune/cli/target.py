@@ -46,7 +46,7 @@ from pipetune.cli.options import (
     target_options,
     workload_options,
 )
-from pipetune.core.kernel.config import ProjectConfig, load_config
+from pipetune.core.kernel.config import ProjectConfig, check_requirements, load_config
 from pipetune.core.kernel.errors import ConfigError, PipelineError, PipetuneError
 from pipetune.core.kernel.model import Pipeline, Requirements, Trace, Workload
 
@@ -178,8 +178,13 @@ def import_target_module(location: str) -> ModuleType:
     A file is imported under its stem (its folder goes first on ``sys.path``, so sibling
     modules import and process-pool workers started with spawn can import it again).
     """
-    if _looks_like_path(location):
+    if _looks_like_path(location) or Path(location).is_dir():
         return _import_file(Path(location))
+    if not all(part.isidentifier() for part in location.split(".")):
+        raise ConfigError(
+            f"TARGET {location!r} is neither a Python file nor a module name: expected "
+            "package.module:attr or path/to/file.py:attr"
+        )
     return _import_module(location)
 
 
@@ -189,7 +194,10 @@ def _import_file(path: Path) -> ModuleType:
     if path.is_dir():
         init = path / "__init__.py"
         if not init.exists():
-            raise ConfigError(f"TARGET {path} is a folder, not a Python file")
+            raise ConfigError(
+                f"TARGET {path} is a folder, not a Python file: name the file that builds "
+                "the pipeline (path/to/file.py:attr) or a module (package.module:attr)"
+            )
         path = init
     path = path.resolve()
     name = path.stem if path.name != "__init__.py" else path.parent.name
@@ -559,6 +567,7 @@ def build_requirements(
 
 
 def _requirements_from(data: Mapping[str, Any], where: str) -> Requirements:
+    check_requirements(data, where)  # keys and types, with where they are
     try:
         return Requirements.from_dict(data)
     except ConfigError as exc:

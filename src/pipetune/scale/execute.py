@@ -9,6 +9,10 @@ Ray Data workers; the local engine gets the same per-input isolation from the ru
 ``batch_size`` is the recipe's batching (inputs per ``batch_fn`` call, 1: the stage's
 ``fn`` per input), never a transport detail: the same stages see the same batches on
 every engine. ``threads`` > 1 runs the calls of an I/O-bound group concurrently.
+``timeout_s`` is the per-input deadline (``pipetune run --timeout``): a call over it is
+abandoned on its thread and its input reported as a ``TimeoutError`` of that stage; a
+batch call gets the deadline times its size and, over it, is retried one input at a time,
+so only a hung input is blamed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,12 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def run_group(
-    stages: Sequence[Stage], items: Sequence[Any], *, batch_size: int = 1, threads: int = 1
+    stages: Sequence[Stage],
+    items: Sequence[Any],
+    *,
+    batch_size: int = 1,
+    threads: int = 1,
+    timeout_s: float | None = None,
 ) -> GroupResult:
     """``items`` through ``stages`` in order; see the module docstring."""
     result = GroupResult(outputs=list(items))
@@ -53,7 +62,10 @@ def run_group(
             break
         started = time.perf_counter()
         chunks = [alive[i : i + batch_size] for i in range(0, len(alive), batch_size)]
-        work = [_call(stage, [result.outputs[i] for i in chunk], batch_size) for chunk in chunks]
+        work = [
+            _call(stage, [result.outputs[i] for i in chunk], batch_size, timeout_s)
+            for chunk in chunks
+        ]
         if threads > 1 and len(work) > 1:
             outcomes = list(_pool(threads).map(lambda call: call(), work))
         else:
@@ -73,18 +85,23 @@ def run_group(
 Outcome = tuple[list[Any], list[tuple[str, str] | None]]
 
 
-def _call(stage: Stage, values: list[Any], batch_size: int) -> Callable[[], Outcome]:
+def _call(
+    stage: Stage, values: list[Any], batch_size: int, timeout_s: float | None
+) -> Callable[[], Outcome]:
     def call() -> Outcome:
         if batch_size > 1:
             try:
-                return stage.call_batch(values), [None] * len(values)
+                limit = None if timeout_s is None else timeout_s * len(values)
+                return _bounded(lambda: stage.call_batch(values), limit, stage), [None] * len(
+                    values
+                )
             except Exception:
                 pass  # one at a time below: only the inputs that fail are reported
         outputs: list[Any] = []
         errors: list[tuple[str, str] | None] = []
         for value in values:
             try:
-                out = stage(value)
+                out = _bounded(lambda v=value: stage(v), timeout_s, stage)
             except Exception as exc:
                 outputs.append(None)
                 errors.append((type(exc).__name__, str(exc)))
@@ -94,6 +111,15 @@ def _call(stage: Stage, values: list[Any], batch_size: int) -> Callable[[], Outc
         return outputs, errors
 
     return call
+
+
+def _bounded(fn: Callable[[], Any], timeout_s: float | None, stage: Stage) -> Any:
+    """``fn()``, in this thread without a deadline, else on a worker thread bounded by it."""
+    if timeout_s is None:
+        return fn()
+    from pipetune.core.runtime import workers
+
+    return workers.call(fn, timeout_s=timeout_s, what=f"stage {stage.name!r}")
 
 
 def failing_stage(exc: BaseException) -> str | None:

@@ -49,6 +49,7 @@ class JobSpec:
         sys_path: folders put first on ``sys.path`` before importing the factory.
         disabled_plugins: plugins to leave out when the recipe is applied.
         threads: torch/OpenMP/BLAS threads per worker process.
+        item_timeout_s: the per-input deadline in the workers (``None``: none).
     """
 
     factory: str
@@ -59,6 +60,7 @@ class JobSpec:
     sys_path: tuple[str, ...] = ()
     disabled_plugins: tuple[str, ...] = ()
     threads: int = 1
+    item_timeout_s: float | None = None
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def to_json(self) -> str:

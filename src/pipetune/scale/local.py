@@ -73,6 +73,42 @@ def _run_chunk(
     executor: str,
     batch: int,
 ) -> bool:
+    """Run ``chunk``; an input over the per-input deadline is an error row of its stage and
+    the rest of the chunk runs again without it (one input per call from then on, so only
+    the hung input is blamed; inputs finished before the hang run twice)."""
+    from pipetune.core.kernel.errors import StageTimeout
+
+    todo = list(chunk)
+    while todo:
+        try:
+            return _run_rows(pipeline, todo, collector, workers, executor, batch)
+        except StageTimeout as late:
+            if late.index is None or not 0 <= late.index < len(todo):
+                raise
+            row = todo.pop(late.index)
+            collector.add([], [_timeout_row(row, late)])
+            batch = 1
+    return False
+
+
+def _timeout_row(row: InputRow, late: Any) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "source": row.source,
+        "stage": late.stage,
+        "exception": "TimeoutError",
+        "error": f"no result after {late.timeout_s:g} s (--timeout); abandoned on its thread",
+    }
+
+
+def _run_rows(
+    pipeline: Pipeline,
+    chunk: list[InputRow],
+    collector: Collector,
+    workers: int,
+    executor: str,
+    batch: int,
+) -> bool:
     result = _offline(pipeline, [row.value for row in chunk], workers, executor, batch)
     failed = [error.index for error in result.errors]
     if batch > 1 and failed and not result.stopped:

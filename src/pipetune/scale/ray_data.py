@@ -103,6 +103,7 @@ def _add_group(ray: Any, dataset: Any, job: JobSpec, group: GroupPlan, blob: byt
                 "cpu_threads": threads,
                 "recipe_batch": group.recipe_batch,
                 "threads": group.threads,
+                "timeout_s": job.item_timeout_s,
             },
             **common,
         )
@@ -153,10 +154,11 @@ def run_task_group(
     cpu_threads: int,
     recipe_batch: int,
     threads: int,
+    timeout_s: float | None = None,
 ) -> Any:
     """A group of shipped stages as a stateless task (stages unpickled once per process)."""
     stages = shipped_stages(blob, sys_path, cpu_threads)
-    return apply_group(batch, stages, recipe_batch, threads)
+    return apply_group(batch, stages, recipe_batch, threads, timeout_s)
 
 
 class GroupActor:
@@ -168,12 +170,19 @@ class GroupActor:
         self.stages = tuple(pipeline.stage(name) for name in stages)
         self.recipe_batch = recipe_batch
         self.threads = threads
+        self.timeout_s = job.item_timeout_s
 
     def __call__(self, batch: Any) -> Any:
-        return apply_group(batch, self.stages, self.recipe_batch, self.threads)
+        return apply_group(batch, self.stages, self.recipe_batch, self.threads, self.timeout_s)
 
 
-def apply_group(batch: Any, stages: Sequence[Stage], recipe_batch: int, threads: int) -> Any:
+def apply_group(
+    batch: Any,
+    stages: Sequence[Stage],
+    recipe_batch: int,
+    threads: int,
+    timeout_s: float | None = None,
+) -> Any:
     """Run the rows of ``batch`` that have not failed through ``stages``."""
     import pyarrow as pa
 
@@ -183,7 +192,11 @@ def apply_group(batch: Any, stages: Sequence[Stage], recipe_batch: int, threads:
     error = batch[ERROR].to_pylist()
     todo = [i for i, failed in enumerate(stage) if failed is None]
     result = run_group(
-        stages, [pickle.loads(values[i]) for i in todo], batch_size=recipe_batch, threads=threads
+        stages,
+        [pickle.loads(values[i]) for i in todo],
+        batch_size=recipe_batch,
+        threads=threads,
+        timeout_s=timeout_s,
     )
     for position, row in enumerate(todo):
         failure = result.failures.get(position)

@@ -14,9 +14,11 @@ for that file, and the scan goes on (a strict plugin manager turns both into err
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib
 import os
+import signal
 import sys
 import time
 import types
@@ -167,6 +169,8 @@ class ScanResult:
     suppressed: int = 0
     jobs: int = 1
     notes: list[str] = field(default_factory=list)
+    #: Plugin problems of the command (a plugin that failed to load: its rules are missing).
+    warnings: list[str] = field(default_factory=list)
     #: The folder paths are shown relative to (SARIF's %SRCROOT%).
     root: Path = field(default_factory=Path.cwd)
 
@@ -529,7 +533,8 @@ def fingerprint(rule: str, path: str, normalized_line: str, occurrence: int) -> 
     """Stable across runs and line shifts: rule, file and the line's text (whitespace
     collapsed), plus which occurrence of that same text in the file it is."""
     text = "\x00".join((rule, path, normalized_line, str(occurrence)))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    # surrogateescape: a file name that is not UTF-8 still has a stable fingerprint
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def display_path(path: Path, root: Path) -> str:
@@ -583,15 +588,16 @@ def scan(
     skipped = list(found.skipped)
     problems = list(chosen.problems)
     lines = suppressed = scanned = 0
-    for result in results:
-        if result.skipped is not None:
-            skipped.append(result.skipped)
-        else:
-            scanned += 1
-            lines += result.lines
-        findings.extend(result.findings)
-        problems.extend(result.problems)
-        suppressed += result.suppressed
+    with contextlib.closing(results):  # Ctrl-C here stops the worker pool, now
+        for result in results:
+            if result.skipped is not None:
+                skipped.append(result.skipped)
+            else:
+                scanned += 1
+                lines += result.lines
+            findings.extend(result.findings)
+            problems.extend(result.problems)
+            suppressed += result.suppressed
     findings.sort(key=lambda f: (f.path, f.line, f.col, f.rule))
     return ScanResult(
         findings=findings,
@@ -687,6 +693,8 @@ _WORKER: FileScanner | None = None
 def _init_worker(plan: WorkerPlan) -> None:
     """Runs once in each worker: the same plugins, the same rules, the same options."""
     global _WORKER
+    # The parent handles Ctrl-C and stops the pool; a worker must not die with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for entry in plan.sys_path:
         if entry not in sys.path:
             sys.path.append(entry)
@@ -715,7 +723,16 @@ def _scan_parallel(plan: WorkerPlan, files: list[Path], jobs: int) -> Iterator[F
     # only what scanning needs, as every process pipetune starts should.
     context = multiprocessing.get_context("spawn")
     chunksize = max(1, min(64, len(files) // (jobs * 8)))
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(plan,)
-    ) as pool:
+    )
+    try:
         yield from pool.map(_scan_in_worker, files, chunksize=chunksize)
+    except BaseException:  # Ctrl-C (or the consumer stopped): do not wait for the queue
+        # (the processes first: shutdown() drops the executor's references to them)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for process in processes:
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -53,6 +53,18 @@ class Skipped:
         return {"path": self.path, "reason": self.reason}
 
 
+def printable(text: str) -> str:
+    """``text`` (a path, or a message holding one) safe to print and to write as UTF-8: a
+    file name that is not UTF-8 keeps its undecodable bytes as surrogate escapes, shown
+    here as ``\\xe9``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def path_bytes(text: str) -> bytes:
+    """The file name's own bytes (for a URI that names the real file)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 @dataclass(frozen=True)
 class Discovery:
     files: tuple[Path, ...]

@@ -118,3 +118,74 @@ def test_call_owner_calls_only_the_owner():
         == "from-a"
     )
     assert calls == ["a"]
+
+
+def test_a_hook_over_its_bound_is_named_and_dropped():
+    import threading
+
+    def stage_hints(stage, pipeline):
+        threading.Event().wait(5)
+
+    pm = get_plugin_manager(
+        builtins=False, entry_points=False, plugins=[("slow", _plugin(stage_hints=stage_hints))]
+    )
+    pm.cap_hook_timeouts(0.2)
+    heard = []
+    pm.failure_listeners.append(heard.append)
+    assert pm.call_each("stage_hints", stage=None, pipeline=None) == []
+    assert heard and heard[0].plugin == "slow" and "did not finish within 0.2 s" in heard[0].error
+    assert "failed in stage_hints" in pm.problems()[0]
+
+
+def test_sys_exit_and_wrong_shapes_are_recorded_failures():
+    def stage_hints(stage, pipeline):
+        return "one sentence"
+
+    def inspect_pipeline(pipeline):
+        raise SystemExit(3)
+
+    plugin = _plugin(stage_hints=stage_hints, inspect_pipeline=inspect_pipeline)
+    pm = get_plugin_manager(builtins=False, entry_points=False, plugins=[("odd", plugin)])
+    assert pm.call_each("stage_hints", stage=None, pipeline=None) == [("odd", ["one sentence"])]
+    assert pm.call_each("inspect_pipeline", pipeline=None) == []
+    assert "called sys.exit(3)" in pm.hook_failures[0].error
+    strict = get_plugin_manager(
+        builtins=False, entry_points=False, strict=True, plugins=[("odd", plugin)]
+    )
+    with pytest.raises(PluginError, match=r"failed in inspect_pipeline: called sys.exit\(3\)"):
+        strict.call_each("inspect_pipeline", pipeline=None)
+
+
+def test_call_first_skips_a_result_of_the_wrong_type():
+    from pipetune.core.kernel.results import Fidelity
+
+    def compare_outputs(output_kind, baseline, candidate, labels):
+        return 0.5  # not a Fidelity
+
+    pm = get_plugin_manager(
+        entry_points=False, plugins=[("bad", _plugin(compare_outputs=compare_outputs))]
+    )
+    found = pm.call_first(
+        "compare_outputs", returns=Fidelity, output_kind="labels", baseline=[1], candidate=[1],
+        labels=None,
+    )  # fmt: skip
+    assert isinstance(found, Fidelity)  # the generic plugin answered after the bad one
+    assert any(f.plugin == "bad" and "not Fidelity" in f.error for f in pm.hook_failures)
+
+
+def test_owner_calls_record_failures_and_strict_raises():
+    def materialize_change(change, pipeline, artifacts_dir):
+        raise RuntimeError("cannot build")
+
+    plugin = _plugin(materialize_change=materialize_change)
+    pm = get_plugin_manager(builtins=False, entry_points=False, plugins=[("own", plugin)])
+    with pytest.raises(RuntimeError, match="cannot build"):
+        pm.call_owner("materialize_change", "own", change=None, pipeline=None, artifacts_dir=None)
+    assert pm.hook_failures[0].hook == "materialize_change"
+    strict = get_plugin_manager(
+        builtins=False, entry_points=False, strict=True, plugins=[("own", plugin)]
+    )
+    with pytest.raises(PluginError, match="own"):
+        strict.call_owner(
+            "materialize_change", "own", change=None, pipeline=None, artifacts_dir=None
+        )

@@ -222,7 +222,8 @@ def test_a_store_that_locks_mid_run_loses_nothing_but_the_record(tmp_path):
     import sqlite3
 
     store = RunStore(tmp_path, busy_timeout_s=0.2)
-    holder = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+    # tune steps run on a worker thread (bounded, cancellable): share the connection
+    holder = sqlite3.connect(tmp_path / "runs.db", isolation_level=None, check_same_thread=False)
     plugin = _plugin()
 
     def tune(proposal, workload, context):

@@ -165,3 +165,51 @@ def test_unknown_and_ambiguous_run_ids_are_clear(tmp_path):
         store.start_run("b", machine_fingerprint="f")
         with pytest.raises(StoreError, match="ambiguous"):
             store.run("2")
+
+
+def test_a_new_store_carries_pipetunes_application_id(tmp_path):
+    from pipetune.core.loop.store import APPLICATION_ID
+
+    RunStore(tmp_path).close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_a_foreign_database_with_a_runs_table_is_refused_untouched(tmp_path):
+    path = tmp_path / DB_NAME
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id TEXT, created TEXT)")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(StoreError, match="not a pipetune run store"):
+        RunStore(tmp_path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
+
+
+def test_a_store_from_before_the_application_id_is_adopted(tmp_path):
+    from pipetune.core.loop.store import APPLICATION_ID
+
+    with RunStore(tmp_path) as store:
+        store.start_run("p", machine_fingerprint="m")
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("PRAGMA application_id = 0")
+    with RunStore(tmp_path) as store:
+        assert len(store.runs()) == 1
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_a_damaged_row_is_listed_as_damaged_beside_the_others(tmp_path):
+    with RunStore(tmp_path) as store:
+        bad = store.start_run("p", machine_fingerprint="m")
+        good = store.start_run("p", machine_fingerprint="m")
+        store.add_trial(bad, 1, trial(1))
+        store.finish_run(good, "finished", summary={"trials": 0})
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE runs SET summary = '{oops' WHERE id = ?", (bad,))
+        db.execute("UPDATE trials SET data = '[1]' WHERE run_id = ?", (bad,))
+    with RunStore(tmp_path) as store:
+        listed = {run.id: run for run in store.runs()}
+        assert listed[bad].display_status == "damaged" and "summary" in listed[bad].damage
+        assert listed[good].display_status == "finished"
+        assert store.trials(bad) == [] and "trial #1" in store.damaged[0]

@@ -91,12 +91,24 @@ class TuneContext:
     def log(self, message: str) -> None:
         self._log(message)
 
+    def check_cancelled(self) -> None:
+        """Raise :class:`~pipetune.core.runtime.control.Cancelled` once the run was
+        interrupted (Ctrl-C, SIGTERM): a long tune step calls it between steps, and every
+        helper below calls it per input, so an abandoned tune step stops working too."""
+        from pipetune.core.runtime import control
+
+        control.check()
+
     # -- outputs and fidelity ----------------------------------------------------------
     def outputs(self, pipeline: Pipeline, items: Sequence[Any] | None = None) -> list[Any]:
         """``pipeline``'s outputs for ``items`` (default: the tuning split), one at a
         time, so outputs do not depend on batching."""
         items = self.workload.items if items is None else items
-        return [pipeline.run(item) for item in items]
+        outputs = []
+        for item in items:
+            self.check_cancelled()
+            outputs.append(pipeline.run(item))
+        return outputs
 
     def baseline_outputs(self) -> list[Any]:
         """The original pipeline's outputs on the tuning split (computed once)."""
@@ -138,6 +150,7 @@ class TuneContext:
             return 0.0
 
         def one_pass() -> float:
+            self.check_cancelled()
             start = time.perf_counter()
             if batch_size > 1:
                 for i in range(0, len(items), batch_size):
@@ -158,7 +171,11 @@ class TuneContext:
         if pipeline.index(stage) == 0:
             return items
         prefix = pipeline.prefix(stage)
-        return [prefix.run(item) for item in items]
+        inputs = []
+        for item in items:
+            self.check_cancelled()
+            inputs.append(prefix.run(item))
+        return inputs
 
     def describe(self) -> Mapping[str, Any]:
         return {

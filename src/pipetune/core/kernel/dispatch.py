@@ -320,11 +320,19 @@ def gate(fidelity: Fidelity, floor: float) -> Fidelity:
 
 def first_result(pm: PipetunePluginManager, hook: str, **kwargs: Any) -> tuple[str, Any] | None:
     """``(plugin, result)`` of the first implementation of ``hook`` (pluggy's order) that
-    returns non-``None``; errors propagate as with a first-result hook call."""
+    returns non-``None``. Through pipetune's manager each call is bounded and isolated: an
+    implementation that raises or overruns is a recorded failure and the next is asked
+    (an error in strict mode); elsewhere errors propagate."""
+    call_impl = getattr(pm, "_call_impl", None)
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
         if impl.hookwrapper or impl.wrapper:
             continue
-        value = impl.function(*[kwargs[name] for name in impl.argnames])
+        if call_impl is not None:
+            ok, value = call_impl(hook, impl, kwargs)
+            if not ok:
+                continue
+        else:
+            value = impl.function(*[kwargs[name] for name in impl.argnames])
         if value is not None:
             return impl.plugin_name, value
     return None

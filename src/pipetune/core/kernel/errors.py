@@ -7,6 +7,8 @@ dependency) is a :class:`PipetuneError`: the CLI prints its message and exits wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class PipetuneError(Exception):
     """An error with a message meant for the user. The CLI exits with ``exit_code``."""
@@ -36,9 +38,30 @@ class StageError(PipelineError):
         self.item = item
         self.exc = exc
         where = f"input #{index}" if index is not None else "an input"
+        if isinstance(exc, SystemExit):  # pipetune's exit status is its own, not a stage's
+            super().__init__(
+                f"stage {stage!r} called sys.exit({exc.code!r}) on {where} "
+                f"({short_repr(item)}): a stage must return a value or raise, never end "
+                "the process"
+            )
+            return
         super().__init__(
             f"stage {stage!r} raised {type(exc).__name__} on {where} ({short_repr(item)}): {exc}"
         )
+
+    def renumbered(self, indices: Sequence[int] | None) -> StageError:
+        """The same error naming input ``indices[index]``: a run over a split of the
+        workload names the input by its place in the whole workload."""
+        if indices is None or self.index is None or not 0 <= self.index < len(indices):
+            return self
+        if isinstance(self, StageTimeout):
+            moved: StageError = StageTimeout(
+                self.stage, indices[self.index], self.item, self.timeout_s
+            )
+        else:
+            moved = StageError(self.stage, indices[self.index], self.item, self.exc)
+        moved.__cause__ = self.__cause__
+        return moved
 
 
 class StageTimeout(StageError):

@@ -6,16 +6,26 @@ third-party plugins come from the ``pipetune`` entry-point group. Each plugin lo
 isolation: one that fails to import, targets a newer plugin API, or implements a hook that
 does not exist (a misspelling) is reported with its name and version, and the rest load.
 ``PIPETUNE_STRICT_PLUGINS=1`` (or ``strict=True``) fails fast instead.
+
+Every hook call the host makes one implementation at a time (:meth:`call_each`,
+:meth:`call_owner`, :meth:`call_first`) is bounded: it runs on a worker thread with a
+deadline (:data:`HOOK_TIMEOUT_S`, longer for tuning and materializing), and one that
+outlasts it is named, its result dropped, and the run goes on. A hook that raises, calls
+``sys.exit()``, or returns the wrong kind of value is recorded as a
+:class:`HookFailure` (listeners, such as the CLI's warning line, hear about it at once);
+strict mode makes each of them a :class:`PluginError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata
+import math
 import os
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,8 +54,33 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 ENTRY_POINT_GROUP = "pipetune"
 STRICT_ENV = "PIPETUNE_STRICT_PLUGINS"
 DISABLE_ENV = "PIPETUNE_DISABLE_PLUGINS"
+#: Seconds: caps every hook's bound (CI, tests), e.g. ``PIPETUNE_HOOK_TIMEOUT=30``.
+HOOK_TIMEOUT_ENV = "PIPETUNE_HOOK_TIMEOUT"
 
 T = TypeVar("T")
+
+#: How long one plugin hook call may take before it is abandoned and reported.
+HOOK_TIMEOUT_S = 120.0
+#: Hooks that do real work get longer (an index build, an export): seconds per hook.
+HOOK_TIMEOUTS: dict[str, float | None] = {
+    "tune_proposal": 3600.0,
+    "materialize_change": 600.0,
+    "profile_pipeline": 600.0,
+    "calibration_inputs": 600.0,
+    "register_commands": None,  # called while the CLI is built, before any command runs
+}
+#: Hooks whose result is a mapping (anything else is a recorded failure, dropped).
+MAPPING_HOOKS = ("inspect_pipeline", "profile_pipeline")
+#: Hooks whose result is a list of values: a bare string is one value, not characters.
+LIST_HOOKS = (
+    "register_dependencies",
+    "register_backends",
+    "register_demos",
+    "stage_hints",
+    "propose_changes",
+    "scan_rules",
+    "scan_file",
+)
 
 
 @dataclass(frozen=True)
@@ -64,11 +99,16 @@ class PluginStatus:
 
 @dataclass(frozen=True)
 class HookFailure:
-    """A plugin raised inside a hook; the others went on."""
+    """A plugin failed inside a hook (raised, exited, outlasted its bound, or returned
+    the wrong kind of value); the others went on."""
 
     plugin: str
     hook: str
     error: str
+
+    @property
+    def message(self) -> str:
+        return f"plugin {self.plugin!r} failed in {self.hook}: {self.error}"
 
 
 class PipetunePluginManager(pluggy.PluginManager):
@@ -80,6 +120,17 @@ class PipetunePluginManager(pluggy.PluginManager):
         self.strict = strict
         self.load_report: list[PluginStatus] = []
         self.hook_failures: list[HookFailure] = []
+        #: Called with each new :class:`HookFailure` (the CLI prints a warning line).
+        self.failure_listeners: list[Callable[[HookFailure], None]] = []
+        #: Per-hook bounds (seconds; ``None``: unbounded); defaults to :data:`HOOK_TIMEOUTS`.
+        self.hook_timeouts: dict[str, float | None] = dict(HOOK_TIMEOUTS)
+        self.default_hook_timeout_s: float = HOOK_TIMEOUT_S
+
+    def cap_hook_timeouts(self, seconds: float) -> None:
+        """No hook call may take longer than ``seconds`` (unbounded ones included)."""
+        self.default_hook_timeout_s = min(self.default_hook_timeout_s, seconds)
+        for hook, bound in self.hook_timeouts.items():
+            self.hook_timeouts[hook] = seconds if bound is None else min(bound, seconds)
 
     # -- loading ---------------------------------------------------------------------------
     def load_plugin(
@@ -95,7 +146,10 @@ class PipetunePluginManager(pluggy.PluginManager):
         """Register one plugin (an object, or a zero-argument loader returning it) in
         isolation. Returns its status; raises only in strict mode."""
         try:
-            obj = plugin() if callable(plugin) and not _is_plugin_object(plugin) else plugin
+            try:
+                obj = plugin() if callable(plugin) and not _is_plugin_object(plugin) else plugin
+            except SystemExit as exc:  # a plugin module that exits while it is imported
+                raise PluginError(f"calling sys.exit({exc.code!r}) while it was imported") from exc
             _check_api_version(name, obj, distribution, version)
             try:
                 self.register(obj, name=name)
@@ -147,35 +201,108 @@ class PipetunePluginManager(pluggy.PluginManager):
         """Call every implementation of ``hook`` one at a time, in pluggy's order.
 
         Returns ``(plugin_name, result)`` for each non-``None`` result. A plugin that
-        raises is recorded in :attr:`hook_failures` (and the others still run), unless the
-        manager is strict or the error is a :class:`PipetuneError` meant for the user.
+        raises, exits, or outlasts its bound is recorded in :attr:`hook_failures` (and the
+        others still run), unless the manager is strict: then it is a :class:`PluginError`.
         """
         caller = getattr(self.hook, hook)
         results: list[tuple[str, Any]] = []
         for impl in reversed(caller.get_hookimpls()):
             if impl.hookwrapper or impl.wrapper:
                 continue
-            try:
-                args = [kwargs[name] for name in impl.argnames]
-            except KeyError as exc:
-                raise PluginError(
-                    f"hook {hook}: plugin {impl.plugin_name!r} asks for argument {exc} "
-                    "which this host does not provide"
-                ) from None
-            try:
-                value = impl.function(*args)
-            except Exception as exc:
-                if self.strict:
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} raised in {hook}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                self.hook_failures.append(
-                    HookFailure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}")
+            ok, value = self._call_impl(hook, impl, kwargs)
+            if ok and value is not None:
+                checked = self._checked(hook, impl.plugin_name, value)
+                if checked is not None:
+                    results.append((impl.plugin_name, checked))
+        return results
+
+    def call_first(self, hook: str, *, returns: type | None = None, **kwargs: Any) -> Any:
+        """A ``firstresult`` hook, one implementation at a time in pluggy's order, each
+        bounded and isolated like :meth:`call_each`: the first non-``None`` result (of
+        type ``returns`` when given: another kind of value is a recorded failure, and the
+        next implementation is asked)."""
+        caller = getattr(self.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            ok, value = self._call_impl(hook, impl, kwargs)
+            if not ok or value is None:
+                continue
+            if returns is not None and not isinstance(value, returns):
+                self.record_failure(
+                    impl.plugin_name,
+                    hook,
+                    f"returned {type(value).__name__}, not {returns.__name__}; ignored",
                 )
                 continue
-            if value is not None:
-                results.append((impl.plugin_name, value))
-        return results
+            return value
+        return None
+
+    def record_failure(
+        self, plugin: str, hook: str, error: str, exc: BaseException | None = None
+    ) -> None:
+        """Record that ``plugin`` failed in ``hook`` (strict mode: raise
+        :class:`PluginError` instead), and tell the listeners."""
+        if self.strict:
+            raise PluginError(f"plugin {plugin!r} failed in {hook}: {error}") from exc
+        failure = HookFailure(plugin, hook, error)
+        if failure in self.hook_failures:
+            return
+        self.hook_failures.append(failure)
+        for listener in list(self.failure_listeners):
+            with contextlib.suppress(Exception):  # a warning line must never stop the run
+                listener(failure)
+
+    def _call_impl(self, hook: str, impl: Any, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        """Call one implementation, bounded; ``(False, None)`` when it failed (recorded)."""
+        try:
+            args = [kwargs[name] for name in impl.argnames]
+        except KeyError as exc:
+            raise PluginError(
+                f"hook {hook}: plugin {impl.plugin_name!r} asks for argument {exc} "
+                "which this host does not provide"
+            ) from None
+        try:
+            return True, self._bounded(hook, impl.plugin_name, lambda: impl.function(*args))
+        except KeyboardInterrupt:
+            raise
+        except PluginError as exc:  # strict mode below (a nested call), or the plugin's own
+            if self.strict:
+                raise
+            self.record_failure(impl.plugin_name, hook, str(exc), exc)
+        except TimeoutError as exc:
+            self.record_failure(impl.plugin_name, hook, f"{exc}; its result was dropped", exc)
+        except SystemExit as exc:
+            self.record_failure(impl.plugin_name, hook, _exit_message(exc), exc)
+        except Exception as exc:
+            self.record_failure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}", exc)
+        return False, None
+
+    def _bounded(self, hook: str, plugin: str, fn: Callable[[], T]) -> T:
+        """``fn()`` on a worker thread within the hook's bound (see the module docstring)."""
+        from pipetune.core.runtime import isolation, workers
+
+        isolation.mark(f"hook {hook} of plugin {plugin!r}")
+        bound = self.hook_timeouts.get(hook, self.default_hook_timeout_s)
+        what = f"plugin {plugin!r} in {hook}"
+        return workers.call(fn, timeout_s=bound, what=what)  # type: ignore[no-any-return]
+
+    def _checked(self, hook: str, plugin: str, value: Any) -> Any:
+        """A result in the shape its hook promises, or ``None`` (a recorded failure): a
+        list hook's bare string is one item, never a list of characters; a mapping hook's
+        result must be a mapping. (Callers check the items, and a single object.)"""
+        if hook in MAPPING_HOOKS and not isinstance(value, Mapping):
+            self.record_failure(
+                plugin, hook, f"returned {type(value).__name__}, not a mapping; ignored"
+            )
+            return None
+        if hook in LIST_HOOKS:
+            if isinstance(value, Mapping):
+                self.record_failure(plugin, hook, "returned a mapping, not a list; ignored")
+                return None
+            if isinstance(value, str | bytes):
+                return [value]
+        return value
 
     def call_owner(self, hook: str, owner: str, **kwargs: Any) -> Any:
         """Call ``hook`` on plugin ``owner`` only (apply is dispatched to the plugin that
@@ -187,7 +314,31 @@ class PipetunePluginManager(pluggy.PluginManager):
             )
         others = [p for p in self.get_plugins() if p is not plugin]
         caller = self.subset_hook_caller(hook, remove_plugins=others)
-        return caller(**kwargs)
+        try:
+            return self._bounded(hook, owner, lambda: caller(**kwargs))
+        except (PipetuneError, KeyboardInterrupt):
+            raise  # Rejected, Deferred and the like: what the hook means to say
+        except TimeoutError as exc:
+            self.record_failure(owner, hook, f"{exc}; its result was dropped", exc)
+            raise
+        except SystemExit as exc:
+            message = _exit_message(exc)
+            self.record_failure(owner, hook, message, exc)
+            raise PluginError(f"plugin {owner!r} in {hook}: {message}") from exc
+        except Exception as exc:
+            self.record_failure(owner, hook, f"{type(exc).__name__}: {exc}", exc)
+            raise
+
+    def problems(self) -> list[str]:
+        """Every plugin problem so far, as sentences: plugins that failed to load, then
+        hook failures (for the warnings of every report)."""
+        found = []
+        for status in self.load_report:
+            if status.status in ("failed", "incompatible"):
+                where = f" ({status.distribution} {status.version})" if status.distribution else ""
+                found.append(f"plugin {status.name!r}{where} failed to load: {status.error}")
+        found.extend(failure.message for failure in self.hook_failures)
+        return found
 
     def plugin_names(self) -> list[str]:
         return sorted(name for name, _ in self.list_name_plugin())
@@ -290,6 +441,15 @@ def get_plugin_manager(
     disabled = {name.strip() for name in disable if name.strip()}
     disabled |= {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
     pm = PipetunePluginManager(strict=strict)
+    bound = os.environ.get(HOOK_TIMEOUT_ENV, "").strip()
+    if bound:
+        try:
+            seconds = float(bound)
+        except ValueError:
+            seconds = math.nan
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise PluginError(f"{HOOK_TIMEOUT_ENV}={bound!r}: expected a number of seconds > 0")
+        pm.cap_hook_timeouts(seconds)
 
     if builtins:
         for name, module in BUILTIN_PLUGINS:
@@ -399,6 +559,10 @@ def _describe_validation_error(name: str, exc: pluggy.PluginValidationError) -> 
         f"({_pipetune_version()}, plugin API {hookspecs.API_VERSION}) does not provide: the "
         "plugin needs a newer pipetune (or has a misspelled argument name)"
     )
+
+
+def _exit_message(exc: SystemExit) -> str:
+    return f"called sys.exit({exc.code!r}); a hook must return or raise, never end the process"
 
 
 def _describe_failure(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ import inspect
 import itertools
 import json
 import math
+import operator
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -387,18 +388,34 @@ class Workload:
                     f"workload {self.name!r}: {len(labels)} labels for {len(items)} items"
                 )
             object.__setattr__(self, "labels", labels)
-        levels = tuple(int(c) for c in self.concurrency)
+        levels = _whole_numbers(self.concurrency)  # "16" is an error, never (1, 6)
         if not levels or any(c < 1 for c in levels):
-            raise ConfigError(f"workload {self.name!r}: concurrency levels must be >= 1")
+            raise ConfigError(
+                f"workload {self.name!r}: concurrency must be whole numbers >= 1, like "
+                f"(1, 4, 16), not {self.concurrency!r}"
+            )
         object.__setattr__(self, "concurrency", levels)
         if self.mode not in ("offline", "online", "stream"):
             raise ConfigError(
                 f"workload {self.name!r}: mode must be offline, online or stream, not {self.mode!r}"
             )
-        if self.warmup < 0 or self.repeats < 1:
-            raise ConfigError(f"workload {self.name!r}: warmup >= 0 and repeats >= 1 required")
-        if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
-            raise ConfigError(f"workload {self.name!r}: rate must be a positive number")
+        seed = _whole_numbers(self.seed)
+        if seed is None or seed[0] < 0:  # numpy's generators take no negative seed
+            raise ConfigError(
+                f"workload {self.name!r}: seed must be a whole number >= 0, not {self.seed!r}"
+            )
+        counts = _whole_numbers((self.warmup, self.repeats))
+        if counts is None or counts[0] < 0 or counts[1] < 1:
+            raise ConfigError(
+                f"workload {self.name!r}: warmup must be a whole number >= 0 and repeats one "
+                f">= 1, not {self.warmup!r} and {self.repeats!r}"
+            )
+        rate = self.rate
+        numeric = isinstance(rate, int | float) and not isinstance(rate, bool)
+        if rate is not None and not (numeric and rate > 0 and math.isfinite(rate)):
+            raise ConfigError(
+                f"workload {self.name!r}: rate must be a positive number, not {self.rate!r}"
+            )
         if self.timing_items is not None and (
             not isinstance(self.timing_items, int) or self.timing_items < 1
         ):
@@ -749,6 +766,24 @@ class Requirements:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def _whole_numbers(values: Any) -> tuple[int, ...] | None:
+    """``values`` as whole numbers (an int alone is one), or ``None`` when any is not one:
+    a string is never a sequence of digits here."""
+    if isinstance(values, str | bytes | Mapping):
+        return None
+    if not isinstance(values, Iterable):
+        values = (values,)
+    found = []
+    for value in values:
+        if isinstance(value, bool):
+            return None
+        try:
+            found.append(operator.index(value))
+        except TypeError:
+            return None
+    return tuple(found)
 
 
 def _qualname(fn: Callable[..., Any]) -> str:

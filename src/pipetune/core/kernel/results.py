@@ -180,6 +180,9 @@ class Profile(_Serializable):
     passes: Mapping[str, Any] = field(default_factory=dict)
     #: True when the run was interrupted (Ctrl-C): the figures cover what was measured.
     stopped: bool = False
+    #: Accuracy against the workload's labels, when it has them: ``metric``, ``value``,
+    #: ``n`` (inputs judged), or ``reason`` when no plugin measures it for the output kind.
+    accuracy: Mapping[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> StageStats:
         for stats in self.stages:
@@ -215,6 +218,7 @@ class Profile(_Serializable):
                 {"name": s.name, "kind": s.kind, "share": s.share, "p50_ms": s.p50_ms}
                 for s in self.stages
             ],
+            **({"accuracy": dict(self.accuracy)} if self.accuracy else {}),
         }
 
 

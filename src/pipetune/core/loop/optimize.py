@@ -18,6 +18,7 @@ produces its report.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.context import TuneContext
-from pipetune.core.kernel.errors import ConfigError, PipetuneError, StoreError
+from pipetune.core.kernel.errors import ConfigError, PipetuneError, StageError, StoreError
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.results import ExecutionContext, Profile, Proposal, Trial
 from pipetune.core.kernel.state import reset_state
@@ -50,6 +51,7 @@ from pipetune.core.measure.validator import (
     unproven_sentence,
 )
 from pipetune.core.report.model import Report, quantiles
+from pipetune.core.runtime import control
 from pipetune.core.runtime.offline import run_offline
 from pipetune.core.runtime.threads import pin_threads, use_plugin_pools
 
@@ -92,9 +94,13 @@ class LoopSettings:
         profile_options: extra keyword arguments for every
             :func:`~pipetune.core.measure.profiler.profile` call (``sweep_budget_s``,
             ``threads``...).
-        stage_timeout_s: a profiling pass of the pipeline that gives no result for this
-            long is stopped with an error naming the stage and the input (a hung stage);
-            candidates are bounded by the validator's own timeout.
+        stage_timeout_s: the longest one input may take through a pipeline in any run of
+            the loop (per input, never a budget for a whole pass): an input over it is
+            stopped with an error naming the stage and the input (a hung stage). The
+            validator bounds candidates more tightly, from the measured time per input.
+        on_error: ``stop`` (an input the original fails on is an error) or ``skip`` (such
+            inputs are set aside before anything is measured, left out of both sides, and
+            listed in the report: :mod:`pipetune.core.loop.screening`).
     """
 
     max_trials: int | None = None
@@ -105,8 +111,11 @@ class LoopSettings:
     detailed_profiles: bool = True
     profile_options: Mapping[str, Any] = field(default_factory=dict)
     stage_timeout_s: float | None = 600.0
+    on_error: str = "stop"
 
     def __post_init__(self) -> None:
+        if self.on_error not in ("stop", "skip"):
+            raise ConfigError(f"on_error must be 'stop' or 'skip', not {self.on_error!r}")
         if self.max_trials is not None and self.max_trials < 0:
             raise ConfigError("max_trials must be >= 0")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
@@ -155,15 +164,10 @@ def optimize(
     requirements = requirements or Requirements()
     settings = settings or LoopSettings()
     if max_trials is not None or time_budget_s is not None:
-        settings = LoopSettings(
+        settings = dataclasses.replace(
+            settings,
             max_trials=settings.max_trials if max_trials is None else max_trials,
             time_budget_s=settings.time_budget_s if time_budget_s is None else time_budget_s,
-            tune_fraction=settings.tune_fraction,
-            validator=settings.validator,
-            final_compare=settings.final_compare,
-            detailed_profiles=settings.detailed_profiles,
-            profile_options=settings.profile_options,
-            stage_timeout_s=settings.stage_timeout_s,
         )
     workload.require_items()
     if baseline_outputs is not None and len(baseline_outputs) != len(workload.items):
@@ -186,7 +190,9 @@ def optimize(
             log=log or (lambda message: None),
             baseline_outputs=baseline_outputs,
         )
-        return loop.run()
+        # the caller's token (or a new one); one per-input deadline for every run
+        with control.scope(item_timeout_s=settings.stage_timeout_s):
+            return loop.run()
     finally:
         if owns_store and run_store is not None:
             run_store.close()
@@ -246,11 +252,13 @@ class _Loop:
         self._baseline_throughput: float | None = None
         self.overlap: dict[str, Any] | None = None
         self.execution: ExecutionContext = execution.capture(mode=runtime.mode)
+        # the workload index of each input measured (on_error="skip" sets some aside)
+        self.item_ids: list[int] = list(range(len(workload)))
+        self.skipped: tuple[Mapping[str, Any], ...] = ()
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> Optimized:
         machine = detect_machine()
-        tune, calibration, holdout = self._split()
         if self.store is not None:
             self.run_id = self.store.start_run(
                 self.original.name,
@@ -265,6 +273,8 @@ class _Loop:
             # (faiss, onnxruntime) starts with them too.
             use_plugin_pools(self.pm)
             with pin_threads(self.runtime.threads):
+                self._screen()
+                tune, calibration, holdout = self._split()
                 report = self._run(tune, calibration, holdout)
             status = "interrupted" if report.stopped == "interrupted" else "finished"
             return Optimized(self._final_pipeline, report)
@@ -314,9 +324,11 @@ class _Loop:
             log=self.log,
             expected_item_s=baseline.latency_ms.mean / 1000.0 or None,
             original_outputs=cached_holdout,
+            item_ids=self._holdout_ids(),
         )
         stopped = ""
         try:
+            _checkpoint(baseline)  # an interrupted baseline profile: report what it has
             validator.original_outputs()
             tune_outputs = (
                 cached_tune if cached_tune is not None else self._outputs(self.original, tune)
@@ -334,6 +346,7 @@ class _Loop:
                 self.log("profiling the final pipeline")
                 current_profile = self._profile(current, full=True)
                 self._store_profile("final", current_profile)
+                _checkpoint(current_profile)
                 if self.settings.final_compare:
                     comparison = self._final_compare(current, holdout)
             except KeyboardInterrupt:
@@ -350,6 +363,7 @@ class _Loop:
             self.warnings.append(noisy)
         # the thread plan in force on the kept pipeline: load_recipe puts it back per stage
         self.execution = self.execution.evolve(stages=execution.stage_plans(current))
+        self._note_hook_failures()  # the ones since the last profile too
         recipe = make_recipe(
             self.original,
             [t.change for _, t in self.accepted if t.change],
@@ -385,6 +399,7 @@ class _Loop:
             host_load=host_load,
             execution=self.execution.to_dict(),
             warnings=tuple(dict.fromkeys(self.warnings)),
+            skipped=self.skipped,
             duration_s=time.monotonic() - self.started,
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
@@ -441,6 +456,7 @@ class _Loop:
                 return "nothing left worth trying"
             accepted_one = False
             for ranked in queue:
+                control.check()
                 budget = self._budget_spent()
                 if budget:
                     return budget
@@ -506,7 +522,10 @@ class _Loop:
         if not (full and self.settings.detailed_profiles):
             options.update(sweep=False, hot_functions=False, layers=False, memory=False)
         options.update(self.settings.profile_options)
-        return profile_pipeline(pipeline, self.workload, pm=self.pm, **options)
+        try:
+            return profile_pipeline(pipeline, self.workload, pm=self.pm, **options)
+        except StageError as exc:  # name the input by its place in the user's workload
+            raise exc.renumbered(self.item_ids) from exc.__cause__
 
     def _accept(self, proposal: Proposal, trial: Trial, candidate: Pipeline) -> None:
         self.accepted.append((proposal, trial))
@@ -515,8 +534,30 @@ class _Loop:
         self._current_profile = self._profile(candidate, full=False)
         self._store_profile(f"after {proposal.id}", self._current_profile)
         self._note_hook_failures()
+        _checkpoint(self._current_profile)
 
     # -- pieces ----------------------------------------------------------------------------
+    def _screen(self) -> None:
+        """``on_error="skip"``: set aside the inputs the original fails on."""
+        if self.settings.on_error != "skip":
+            return
+        from pipetune.core.loop.screening import screen
+
+        total = len(self.workload)
+        self.log(f"screening {total} inputs (--on-error skip)")
+        screened = screen(self.original, self.workload, self.baseline_outputs)
+        self.workload, self.baseline_outputs = screened.workload, screened.outputs
+        self.item_ids, self.skipped = list(screened.kept), screened.skipped
+        if screened.warning(total):
+            self.warnings.append(screened.warning(total))
+
+    def _holdout_ids(self) -> list[int]:
+        """The workload index of each held-out input (as :meth:`_split` splits)."""
+        if len(self.workload) < MIN_SPLIT_ITEMS:
+            return list(self.item_ids)
+        _, _, holdout = self._split_indices()
+        return [self.item_ids[i] for i in holdout]
+
     def _split(self) -> tuple[Workload, Workload, Workload]:
         """(tune, calibration, held-out) workloads; see :meth:`_split_indices`."""
         n = len(self.workload)
@@ -542,10 +583,12 @@ class _Loop:
         share = min(CALIBRATION_FRACTION, CALIBRATION_MAX_ITEMS / max(len(tune), 1))
         part = self.workload.subset(tune)
         if len(tune) < 4 or (part.group_count is not None and part.group_count < 2):
-            self.warnings.append(
+            said = (
                 "the tuning split is too small to spare a calibration split: calibration "
                 "draws from the tuning split"
             )
+            if said not in self.warnings:  # the split is computed more than once
+                self.warnings.append(said)
             return tune, tune, holdout
         calibration, rest = part.split_indices(share, seed=self.workload.seed + 1)
         return [tune[i] for i in rest], [tune[i] for i in calibration], holdout
@@ -582,7 +625,7 @@ class _Loop:
 
     def _outputs(self, pipeline: Pipeline, workload: Workload) -> list[Any]:
         reset_state(pipeline)
-        return list(run_offline(pipeline, workload.items).outputs)
+        return list(control.complete(run_offline(pipeline, workload.items)).outputs)
 
     def _final_compare(self, final: Pipeline, holdout: Workload) -> dict[str, Any] | None:
         self.log("re-measuring the final pipeline against the original, side by side")
@@ -601,6 +644,8 @@ class _Loop:
                 settings=settings,
             )
         except PipetuneError as exc:
+            if isinstance(exc, StageError):
+                exc = exc.renumbered(self._holdout_ids())
             self.warnings.append(f"the final side-by-side measurement failed: {exc}")
             return None
         data = result.to_dict()
@@ -645,9 +690,7 @@ class _Loop:
             if ranked.key not in tried:
                 self.proposals[ranked.key]["excluded"] = reason
         for failure in plan.failures:
-            self.warnings.append(
-                f"plugin {failure.plugin!r} raised in {failure.hook}: {failure.error}"
-            )
+            self.warnings.append(failure.message)
 
     def _profile_label(self) -> str:
         """The profile plans are made on now, named as the run store names it."""
@@ -667,8 +710,10 @@ class _Loop:
             self.proposals[key]["not_tried"] = reason
 
     def _note_hook_failures(self) -> None:
-        for failure in self.pm.hook_failures:
-            message = f"plugin {failure.plugin!r} raised in {failure.hook}: {failure.error}"
+        """Plugin problems (load failures, hook failures) into the report's warnings."""
+        problems = getattr(self.pm, "problems", None)
+        messages = problems() if problems else [f.message for f in self.pm.hook_failures]
+        for message in messages:
             if message not in self.warnings:
                 self.warnings.append(message)
 
@@ -699,6 +744,14 @@ def _calling(runtime: RuntimeSpec) -> str:
     if runtime.mode == "offline" and runtime.calling_thread == "caller":
         return execution.calling_thread()
     return "worker"
+
+
+def _checkpoint(profile: Profile) -> None:
+    """Stop here (``Cancelled``) when the work was cancelled or ``profile`` was cut short."""
+    if profile.stopped:
+        control.cancel("interrupted")
+        raise control.Cancelled("interrupted")
+    control.check()
 
 
 def _has_bounds(requirements: Requirements) -> bool:

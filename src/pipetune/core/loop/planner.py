@@ -144,22 +144,20 @@ def collect_proposals(
             values = [values]
         for value in values:
             if not isinstance(value, Proposal):
-                collected.failures.append(
-                    HookFailure(
-                        plugin,
-                        "propose_changes",
-                        f"returned {type(value).__name__}, not a Proposal: ignored",
-                    )
+                _failed(
+                    pm,
+                    collected,
+                    plugin,
+                    f"returned {type(value).__name__}, not a Proposal: ignored",
                 )
                 continue
             if value.plugin != plugin:
-                collected.failures.append(
-                    HookFailure(
-                        plugin,
-                        "propose_changes",
-                        f"proposal {value.id!r} names plugin {value.plugin!r} as its owner; "
-                        f"it must be {plugin!r} (apply is dispatched to the owner): ignored",
-                    )
+                _failed(
+                    pm,
+                    collected,
+                    plugin,
+                    f"proposal {value.id!r} names plugin {value.plugin!r} as its owner; "
+                    f"it must be {plugin!r} (apply is dispatched to the owner): ignored",
                 )
                 continue
             owner = owners.setdefault(value.id, plugin)
@@ -172,6 +170,15 @@ def collect_proposals(
             seen_keys.add(value.key)
             collected.proposals.append(value)
     return collected.proposals, collected.failures
+
+
+def _failed(pm: Any, collected: _Collected, plugin: str, problem: str) -> None:
+    """A broken ``propose_changes`` result: recorded with the manager (an error in strict
+    mode) and in this plan's failures."""
+    record = getattr(pm, "record_failure", None)
+    if record is not None:
+        record(plugin, "propose_changes", problem)
+    collected.failures.append(HookFailure(plugin, "propose_changes", problem))
 
 
 # -- estimating ------------------------------------------------------------------------------

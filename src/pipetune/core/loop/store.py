@@ -14,6 +14,14 @@ beside it in ``.pipetune/artifacts`` (content-addressed by
   integrity check, or a lock held longer than the timeout raises
   :class:`~pipetune.core.kernel.errors.StoreError` with the path and what to do; the file is left
   exactly as it was.
+* **Only a pipetune store is ever written.** Before any pragma or table is written, an
+  existing file must carry pipetune's SQLite application id (:data:`APPLICATION_ID`, in
+  the file header) or, for a store from before the id, pipetune's own ``meta`` row and
+  ``runs`` table. Anything else (another application's database that happens to have a
+  ``runs`` table) is refused, untouched.
+* **A damaged row is shown as damaged.** A run whose stored JSON no longer parses is
+  listed with status ``damaged`` and what is wrong; the other runs list as usual, and a
+  damaged trial or profile row is skipped with a note in :attr:`RunStore.damaged`.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ from pipetune.core.loop.paths import store_dir
 DB_NAME = "runs.db"
 #: Bumped when the tables change; a store written by a newer pipetune is refused.
 STORE_SCHEMA = 1
+#: SQLite's application id for a pipetune run store ("ptrs"), at offset 68 of the header.
+APPLICATION_ID = 0x70747273
+#: The first bytes of every SQLite 3 database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,9 +107,13 @@ class RunRecord:
     requirements: Mapping[str, Any] = field(default_factory=dict)
     summary: Mapping[str, Any] = field(default_factory=dict)
     report: Mapping[str, Any] | None = None
+    #: What is wrong with the stored row ('' when it reads back whole).
+    damage: str = ""
 
     @property
     def display_status(self) -> str:
+        if self.damage:
+            return "damaged"
         return "incomplete" if self.status == "running" else self.status
 
 
@@ -113,11 +129,15 @@ class RunStore:
         self.folder = store_dir(folder)
         self.path = self.folder / DB_NAME
         self.busy_timeout_s = busy_timeout_s
+        #: Rows skipped while reading because they no longer parse (one note each).
+        self.damaged: list[str] = []
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the run store folder {self.folder}: {exc}") from None
-        existed = self.path.exists()
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        if existed:
+            self._check_header()  # before SQLite touches the file at all
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -127,6 +147,7 @@ class RunStore:
         try:
             if existed:
                 self._check_integrity()
+                self._check_identity()  # read-only: nothing is written to a foreign file
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -241,7 +262,8 @@ class RunStore:
             query += " WHERE pipeline = ?"
             args = (pipeline,)
         query += " ORDER BY created DESC, rowid DESC LIMIT ?"
-        return [self._record(row, with_report=False) for row in self._read(query, (*args, limit))]
+        rows = self._read(query, (*args, limit))
+        return [self._record(row, with_report=True) for row in rows]  # damage shows here too
 
     def run(self, ref: str) -> RunRecord:
         """A run by id, unique id prefix, or ``latest``."""
@@ -262,20 +284,48 @@ class RunStore:
         return self._record(rows[0], with_report=True)
 
     def trials(self, run_id: str) -> list[Trial]:
-        rows = self._read("SELECT data FROM trials WHERE run_id = ? ORDER BY seq, id", (run_id,))
-        return [Trial.from_dict(json.loads(row["data"])) for row in rows]
+        """The run's trials in order; a damaged row is skipped (noted in :attr:`damaged`)."""
+        rows = self._read(
+            "SELECT id, seq, data FROM trials WHERE run_id = ? ORDER BY seq, id", (run_id,)
+        )
+        found = []
+        for row in rows:
+            trial = self._parse(row["data"], Trial.from_dict, f"trial #{row['seq']} of {run_id}")
+            if trial is not None:
+                found.append(trial)
+        return found
 
     def profiles(self, run_id: str) -> list[tuple[str, Profile]]:
+        """The run's profiles in order; a damaged row is skipped (noted in :attr:`damaged`)."""
         rows = self._read(
             "SELECT label, data FROM profiles WHERE run_id = ? ORDER BY id", (run_id,)
         )
-        return [(row["label"], Profile.from_dict(json.loads(row["data"]))) for row in rows]
+        found = []
+        for row in rows:
+            what = f"profile {row['label']!r} of {run_id}"
+            profile = self._parse(row["data"], Profile.from_dict, what)
+            if profile is not None:
+                found.append((str(row["label"]), profile))
+        return found
 
     def recipe(self, run_id: str) -> Recipe | None:
+        """The run's latest readable recipe (a damaged row is noted in :attr:`damaged`)."""
         rows = self._read(
             "SELECT data FROM recipes WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
         )
-        return Recipe.from_dict(json.loads(rows[0]["data"])) if rows else None
+        if not rows:
+            return None
+        return self._parse(rows[0]["data"], Recipe.from_dict, f"the recipe of {run_id}")
+
+    def _parse(self, text: Any, build: Any, what: str) -> Any:
+        try:
+            data = json.loads(text)
+            if not isinstance(data, Mapping):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            return build(data)
+        except Exception as exc:  # a damaged row must not hide the readable ones
+            self.damaged.append(f"{what} is damaged ({_short(exc)}); skipped")
+            return None
 
     # -- internals -------------------------------------------------------------------------
     @contextmanager
@@ -307,6 +357,53 @@ class RunStore:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
+    def _check_header(self) -> None:
+        """Refuse a file that is not an SQLite database, or is another application's,
+        from its first 100 bytes (nothing is opened for writing yet)."""
+        try:
+            with self.path.open("rb") as handle:
+                header = handle.read(100)
+        except OSError as exc:
+            raise StoreError(f"cannot read the run store {self.path}: {exc}") from None
+        if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+            raise StoreError(
+                f"the run store {self.path} is corrupted or not an SQLite database at all "
+                "(its header is not SQLite's); it was left untouched: move it aside (or "
+                "restore a backup), or point PIPETUNE_HOME at another folder"
+            )
+        app_id = int.from_bytes(header[68:72], "big")
+        if app_id not in (0, APPLICATION_ID):
+            raise StoreError(
+                f"{self.path} is another application's SQLite database (application id "
+                f"{app_id:#010x}), not a pipetune run store; it was left untouched"
+            )
+
+    def _check_identity(self) -> None:
+        """An existing file without pipetune's application id must be a store from before
+        the id: pipetune's ``meta`` row and ``runs`` table (read-only checks)."""
+        try:
+            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+            if app_id == APPLICATION_ID:
+                return
+            tables = {
+                row[0]
+                for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            marked = False
+            if "meta" in tables:
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                marked = row is not None
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        if not tables:  # an empty database: nothing to overwrite
+            return
+        if not (marked and "runs" in tables):
+            shown = ", ".join(sorted(tables - {"sqlite_sequence"})) or "none"
+            raise StoreError(
+                f"{self.path} is an SQLite database but not a pipetune run store (no pipetune "
+                f"application id or meta row; tables: {shown}); it was left untouched"
+            )
+
     def _check_integrity(self) -> None:
         try:
             result = self._db.execute("PRAGMA quick_check").fetchone()
@@ -322,12 +419,7 @@ class RunStore:
             )
 
     def _ensure_schema(self, db: sqlite3.Connection) -> None:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "runs" not in tables and tables - {"sqlite_sequence"}:
-            raise StoreError(
-                f"{self.path} is an SQLite database but not a pipetune run store "
-                f"(tables: {', '.join(sorted(tables))}); it was left untouched"
-            )
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         # Statement by statement: executescript() would commit the open transaction.
         for statement in _TABLES.split(";"):
             if statement.strip():
@@ -359,18 +451,39 @@ class RunStore:
         return StoreError(f"run store {self.path}: {text}")
 
     def _record(self, row: sqlite3.Row, *, with_report: bool) -> RunRecord:
-        report = json.loads(row["report"]) if with_report and row["report"] else None
+        """A run row; one whose JSON no longer parses is a record with ``damage`` set and
+        what could be read (never an error that hides the other runs)."""
+        problems: list[str] = []
+
+        def cell(name: str, default: Any) -> Any:
+            text = row[name]
+            if not text:
+                return default
+            try:
+                value = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{name}: {_short(exc)}")
+                return default
+            if not isinstance(value, Mapping):
+                problems.append(f"{name}: a JSON {type(value).__name__}, not an object")
+                return default
+            return value
+
+        requirements = cell("requirements", {})
+        summary = cell("summary", {})
+        report = cell("report", None) if with_report else None
         return RunRecord(
-            id=row["id"],
-            created=row["created"],
-            finished=row["finished"],
-            pipeline=row["pipeline"],
-            target=row["target"],
-            status=row["status"],
-            machine_fingerprint=row["machine_fingerprint"],
-            requirements=json.loads(row["requirements"] or "{}"),
-            summary=json.loads(row["summary"] or "{}"),
+            id=str(row["id"]),
+            created=str(row["created"] or ""),
+            finished=None if row["finished"] is None else str(row["finished"]),
+            pipeline=str(row["pipeline"] or ""),
+            target=None if row["target"] is None else str(row["target"]),
+            status=str(row["status"] or ""),
+            machine_fingerprint=str(row["machine_fingerprint"] or ""),
+            requirements=requirements,
+            summary=summary,
             report=report,
+            damage="; ".join(problems),
         )
 
 
@@ -381,6 +494,11 @@ def _new_id() -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _short(exc: BaseException, limit: int = 120) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _dumps(data: Any) -> str:

@@ -608,6 +608,7 @@ def measure_online(
     about ``seconds`` each). Returns the capacity with ``measured`` filled in."""
     from dataclasses import replace
 
+    from pipetune.core.runtime import control
     from pipetune.core.runtime.online import run_online
 
     if capacity.rps <= 0:
@@ -627,6 +628,7 @@ def measure_online(
             requests=requests,
             timeout_s=timeout_s,
         )
+        control.complete(result)  # a run cut short (Ctrl-C) confirms nothing
         latency = np.asarray(result.latency_s)[result.ok_mask] * 1000.0
         figures = _quantiles(latency) if latency.size else dict.fromkeys(BOUND_QUANTILES, math.inf)
         online = result.online

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError, StageError
 from pipetune.core.kernel.model import Pipeline, Trace, Workload
 from pipetune.core.kernel.results import InFlight
 from pipetune.core.kernel.state import cache_stats, reset_state
@@ -64,6 +64,7 @@ from pipetune.core.measure.stats import (
     quantile_supported,
 )
 from pipetune.core.measure.stats import t_quantile as t_quantile  # re-exported
+from pipetune.core.runtime import control
 from pipetune.core.runtime.offline import RunResult, run_offline
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.core.runtime.threads import pin_threads
@@ -270,8 +271,24 @@ def run_pass(
     enforced) rather than on a worker thread under it.
 
     Online, both sides of a comparison get the same arrival process: the same rate (or
-    trace) and the same seed, so the same requests arrive at the same offsets.
+    trace) and the same seed, so the same requests arrive at the same offsets. A pass cut
+    short (Ctrl-C, a cancelled token) raises
+    :class:`~pipetune.core.runtime.control.Cancelled`: a partial pass is never measured.
     """
+    return control.complete(
+        _run_pass(pipeline, items, runtime, timeout_s=timeout_s, spans=spans, inline=inline)
+    )
+
+
+def _run_pass(
+    pipeline: Pipeline,
+    items: Sequence[Any],
+    runtime: RuntimeSpec,
+    *,
+    timeout_s: float | None,
+    spans: bool,
+    inline: bool,
+) -> RunResult:
     serving = ServingOptions.of(pipeline)
     if runtime.mode == "offline":
         return run_offline(
@@ -449,7 +466,10 @@ def _compare(
                 pipeline = a if side == "a" else b
                 reset_state(pipeline)
                 before = cache_stats(pipeline) if side == "b" else {}
-                result = run_pass(pipeline, chunk, runtime, timeout_s=timeout, inline=inline)
+                try:
+                    result = run_pass(pipeline, chunk, runtime, timeout_s=timeout, inline=inline)
+                except StageError as exc:  # name the input by its place in `items`
+                    raise exc.renumbered(indices) from exc.__cause__
                 if side == "b":
                     _add_cache_delta(b_cache, before, cache_stats(pipeline))
                 this.add(side, result)
@@ -619,9 +639,13 @@ def _summary(rounds: list[_Round], side: str, latency: np.ndarray, totals: _Stag
 
 
 def _timeout(settings: CompareSettings, per_item_s: float | None, n: int) -> float:
+    """The per-input deadline of a pass (``n``, the pass's size, no longer scales it: a
+    deadline over a whole pass blamed whichever input the pass had reached), never more
+    than the control scope's."""
+    del n
     if per_item_s is None:
-        return max(settings.min_timeout_s, 60.0)
-    return max(settings.min_timeout_s, settings.timeout_factor * per_item_s * n)
+        return control.capped(max(settings.min_timeout_s, 60.0))
+    return control.capped(max(settings.min_timeout_s, settings.timeout_factor * per_item_s))
 
 
 _QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0}

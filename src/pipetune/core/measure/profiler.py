@@ -36,6 +36,7 @@ from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.core.kernel.results import (
     ConcurrencyPoint,
     ErrorSummary,
+    Fidelity,
     LatencyStats,
     Profile,
     StageStats,
@@ -110,7 +111,8 @@ def profile(
         pm: the plugin manager (default: a fresh one).
         on_error: ``stop`` raises :class:`StageError` at the first failing input; ``skip``
             counts failures per stage in ``Profile.errors``.
-        timeout_s: a deadline for each run of the pipeline (a hung stage is named).
+        timeout_s: the longest one input may take through the pipeline (a hung stage is
+            named with the input); ``None``: the control scope's deadline, if any.
         progress: ``progress(done, total)`` in work units (about one per input) across all
             passes; ``done`` reaches ``total`` at the end. May be called from worker threads.
         mode: ``offline``, ``online`` or ``stream`` (default: ``workload.mode``). Online and
@@ -333,18 +335,26 @@ class _Session:
 
             write_chrome_trace(runs[0], self.o["chrome_trace"], name=self.pipeline.name)
         observed = (runs[0].observed if runs else None) or Observations()
-        for plugin, value in pm.call_each(
-            "profile_pipeline",
-            pipeline=self.pipeline,
-            workload=self.workload,
-            profile=prof,
-            observed=observed,
-        ):
+        # Interrupted: no plugin measurements (they may run the pipeline again).
+        found = (
+            ()
+            if self.stopped
+            else pm.call_each(
+                "profile_pipeline",
+                pipeline=self.pipeline,
+                workload=self.workload,
+                profile=prof,
+                observed=observed,
+            )
+        )
+        for plugin, value in found:
             facts.setdefault(plugin, {}).update(value)
+        if self.workload.labels is not None and runs:
+            prof = prof.evolve(accuracy=label_accuracy(pm, self.pipeline, self.workload, runs[0]))
         hints: list[str] = list(self.notes)
-        for stage in self.pipeline.stages:
+        for stage in () if self.stopped else self.pipeline.stages:
             for _, values in pm.call_each("stage_hints", stage=stage, pipeline=self.pipeline):
-                hints.extend(values)
+                hints.extend(str(value) for value in values)
         self.units.finish()
         return prof.evolve(facts=facts, hints=tuple(hints))
 
@@ -402,10 +412,9 @@ class _Session:
         rss = probes.PeakRSS() if self.o["memory"] else None
         cuda_peak = _gpu.cuda_peak_memory() if (self.cuda and self.o["memory"]) else None
         sampler = _gpu.NvmlSampler() if self.cuda else None
-        # With one offline worker the calling thread does the work: its run-queue wait over
-        # the pass says how busy the host was.
-        inline = self.mode == "offline" and self.o["workers"] == 1 and not self.o["timeout_s"]
-        queue0 = probes.runqueue() if inline else None
+        # With one offline worker, the run-queue wait of the thread doing the work says how
+        # busy the host was (the runtime measures it in that thread).
+        waited: list[float] = []
         with contextlib.ExitStack() as stack:
             if rss is not None:
                 stack.enter_context(rss)
@@ -438,17 +447,18 @@ class _Session:
                         options["batch_size"] = self.o["max_batch"]  # served in batches
                     result = run(self.pipeline, self.timed, mode=self.mode, **options)
                     runs.append(result)
+                    if self.mode == "offline" and result.runqueue_wait_s is not None:
+                        waited.append(result.runqueue_wait_s)
                     self.units.end(n)
                     if result.stopped:
                         self.stopped = True
                         break
             except KeyboardInterrupt:
                 self.stopped = True
-        queue1 = probes.runqueue() if queue0 is not None else None
         wall = time.perf_counter() - started
         wait_share = None
-        if queue0 is not None and queue1 is not None and wall > 0:
-            wait_share = min(1.0, (queue1[1] - queue0[1]) / wall)
+        if waited and len(waited) == len(runs) and wall > 0:
+            wait_share = min(1.0, sum(waited) / wall)
             if wait_share > BUSY_HOST_WAIT_SHARE:
                 self.warnings.append(
                     f"the host was busy: this process waited for a CPU {wait_share:.0%} of the "
@@ -738,6 +748,52 @@ class _Session:
             levels=len(self.levels) if self.levels else 1,
             timing_s=sum(r.wall_s for r in runs),
         )
+
+
+def label_accuracy(
+    pm: PipetunePluginManager, pipeline: Pipeline, workload: Workload, run: RunResult
+) -> dict[str, Any]:
+    """Accuracy of ``run``'s outputs against the workload's labels, by the plugin that
+    knows the pipeline's output kind (its ``compare_outputs`` with labels)."""
+    labels = workload.labels
+    assert labels is not None
+    timed = _timed_indices(workload)
+    rows = run.item_index if run.item_index is not None else range(len(run.outputs))
+    outputs, truth = [], []
+    for row, item in enumerate(rows):
+        if row < len(run.ok) and run.ok[row]:
+            outputs.append(run.outputs[row])
+            truth.append(labels[timed[int(item)]])
+    if not outputs:
+        return {"reason": "no input finished, so nothing could be judged against its label"}
+    call_first = getattr(pm, "call_first", None)
+    found = None
+    if call_first is not None:
+        found = call_first(
+            "compare_outputs",
+            returns=Fidelity,
+            output_kind=pipeline.output_kind,
+            baseline=outputs,
+            candidate=outputs,
+            labels=truth,
+        )
+    details = dict(found.details) if found is not None and found.details else {}
+    value = details.get("baseline_accuracy")
+    if not isinstance(value, int | float):
+        return {
+            "reason": f"labels were given, but no plugin measures accuracy for output kind "
+            f"{pipeline.output_kind!r}"
+        }
+    return {"metric": "accuracy", "value": float(value), "n": len(outputs)}
+
+
+def _timed_indices(workload: Workload) -> list[int]:
+    """The workload index of each input the timing pass ran (see ``timing_sample``)."""
+    n = len(workload.items)
+    if workload.timing_items is None or workload.timing_items >= n:
+        return list(range(n))
+    step = n / workload.timing_items
+    return [int(i * step) for i in range(workload.timing_items)]
 
 
 def workload_warnings(

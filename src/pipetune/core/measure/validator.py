@@ -28,7 +28,6 @@ For each proposal the validator
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +41,7 @@ from pipetune.core.kernel.errors import (
     Deferred,
     PipelineError,
     PipetuneError,
+    PluginError,
     Rejected,
     StageError,
     StageTimeout,
@@ -63,6 +63,7 @@ from pipetune.core.measure.stats import (
     wilson_interval,
     wilson_items_to_prove,
 )
+from pipetune.core.runtime import control, workers
 from pipetune.core.runtime.offline import run_offline
 
 if TYPE_CHECKING:
@@ -87,14 +88,14 @@ class ValidatorSettings:
             the one-sided ``(1 - confidence) / 2``.
         cache_tolerance: a cached stage may measure up to this factor above its
             ``1 / (1 - hit rate)`` bound (timing noise) before it is called an error.
-        tune_timeout_s: a tune step still running after this long is rejected (``None``:
-            no limit; index builds can be long).
+        tune_timeout_s: a tune step still running after this long is rejected, named, and
+            abandoned (generous: index builds can be long; ``None``: no bound).
         materialize_timeout_s: the same for materialize.
     """
 
     compare: CompareSettings = field(default_factory=lambda: CompareSettings(max_rounds=16))
     cache_tolerance: float = 1.25
-    tune_timeout_s: float | None = None
+    tune_timeout_s: float | None = 3600.0
     materialize_timeout_s: float | None = 600.0
 
 
@@ -132,6 +133,7 @@ class Validator:
         log: Callable[[str], None] | None = None,
         expected_item_s: float | None = None,
         original_outputs: Sequence[Any] | None = None,
+        item_ids: Sequence[int] | None = None,
     ):
         holdout.require_items()
         if original_outputs is not None and len(original_outputs) != len(holdout.items):
@@ -152,6 +154,8 @@ class Validator:
         #: Seconds a trial's comparison may take (the loop's remaining budget); ``None``:
         #: no limit. Coverage falls short of the rule only when this forbids it.
         self.time_budget_s: float | None = None
+        # each held-out input's index in the whole workload: errors name that one
+        self.item_ids = None if item_ids is None else list(item_ids)
         self._log = log or (lambda message: None)
         # The original's outputs on the held-out split: given (cached by a demo's set-up,
         # computed by the original pipeline), or computed once on first use.
@@ -171,10 +175,15 @@ class Validator:
         """The original pipeline's outputs on the held-out split, one input at a time."""
         if self._original_outputs is None:
             reset_state(self.original)
-            result = run_offline(
-                self.original, self.holdout.items, timeout_s=self._pass_timeout(len(self.holdout))
-            )
-            self._original_outputs = list(result.outputs)
+            try:
+                result = run_offline(
+                    self.original,
+                    self.holdout.items,
+                    timeout_s=self._pass_timeout(len(self.holdout)),
+                )
+            except StageError as exc:
+                raise exc.renumbered(self.item_ids) from exc.__cause__
+            self._original_outputs = list(control.complete(result).outputs)
         return list(self._original_outputs)
 
     # -- one proposal, end to end ------------------------------------------------------
@@ -229,6 +238,8 @@ class Validator:
                 notes={"deferred": dict(getattr(exc, "details", {}) or {})},
             )
         except Exception as exc:
+            if _strict(self.pm, exc):
+                raise
             return finish("rejected", f"tuning raised {_describe(exc)}")
         if tuned is not None and not isinstance(tuned, Tuned):
             return finish(
@@ -264,6 +275,8 @@ class Validator:
                 notes=notes,
             )
         except Exception as exc:
+            if _strict(self.pm, exc):
+                raise
             return finish("rejected", f"apply failed: {_describe(exc)}", change=change, notes=notes)
 
         outcome = self.validate(change, current, candidate, est_speedup=est, notes=notes)
@@ -277,21 +290,16 @@ class Validator:
             self.settings.materialize_timeout_s,
             f"materializing {change.proposal}",
         )
+        problem = ""
         if result is None:
-            raise PipelineError(
-                f"plugin {change.plugin!r} does not materialize {change.proposal!r} "
-                "(its materialize returned None)"
-            )
-        if not isinstance(result, Pipeline):
-            raise PipelineError(
-                f"plugin {change.plugin!r}: materializing {change.proposal} returned "
-                f"{type(result).__name__}, not a Pipeline"
-            )
-        if result is pipeline:
-            raise PipelineError(
-                f"plugin {change.plugin!r}: materializing {change.proposal} returned the "
-                "pipeline it was given; it must return a new one"
-            )
+            problem = f"does not materialize {change.proposal!r} (it returned None)"
+        elif not isinstance(result, Pipeline):
+            problem = f"returned {type(result).__name__}, not a Pipeline"
+        elif result is pipeline:
+            problem = "returned the pipeline it was given; it must return a new one"
+        if problem:  # a broken contract: a plugin failure (an error in strict mode)
+            _record_failure(self.pm, change.plugin, "materialize_change", problem)
+            raise PluginError(f"plugin {change.plugin!r}: materialize_change {problem}")
         return result
 
     # -- validation proper -------------------------------------------------------------
@@ -349,10 +357,11 @@ class Validator:
             return finish(
                 "rejected",
                 f"hangs: stage {exc.stage!r} gave no result within {exc.timeout_s:.0f} s "
-                f"on input #{exc.index} (its worker thread is abandoned)",
+                f"on input #{exc.renumbered(self.item_ids).index} of the workload (its "
+                "worker thread is abandoned)",
             )
         except StageError as exc:
-            return finish("rejected", f"raises: {exc}")
+            return finish("rejected", f"raises: {exc.renumbered(self.item_ids)}")
         except Exception as exc:
             return finish("rejected", f"raises: {_describe(exc)}")
         hit_rates = cache_stats(candidate)
@@ -393,9 +402,13 @@ class Validator:
                 decided=decided,
             )
         except StageTimeout as exc:
-            return finish("rejected", f"hangs during timing: {exc}", fidelity)
+            return finish(
+                "rejected", f"hangs during timing: {exc.renumbered(self.item_ids)}", fidelity
+            )
         except StageError as exc:
-            return finish("rejected", f"raises during timing: {exc}", fidelity)
+            return finish(
+                "rejected", f"raises during timing: {exc.renumbered(self.item_ids)}", fidelity
+            )
         notes["comparison"] = comparison.to_dict()
         notes["speedups"] = dict(comparison.speedup)
         if comparison.coverage_note:
@@ -535,10 +548,16 @@ class Validator:
         return broken
 
     def _pass_timeout(self, n: int) -> float:
+        """The per-input deadline of a pass over ``n`` inputs (per input: a deadline over
+        the whole pass blamed whichever input it had reached), within the control
+        scope's."""
+        del n
         settings = self.settings.compare
         if self.expected_item_s is None:
-            return max(settings.min_timeout_s, 300.0)
-        return max(settings.min_timeout_s, settings.timeout_factor * self.expected_item_s * n)
+            return control.capped(max(settings.min_timeout_s, 300.0))
+        return control.capped(
+            max(settings.min_timeout_s, settings.timeout_factor * self.expected_item_s)
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -629,22 +648,17 @@ def _describe(exc: BaseException) -> str:
 
 
 def _call_with_timeout(fn: Callable[[], Any], timeout_s: float | None, what: str) -> Any:
-    """Run ``fn``; with a timeout, in a daemon thread that is abandoned if it hangs."""
-    if timeout_s is None:
-        return fn()
-    box: dict[str, Any] = {}
+    """Run ``fn`` on a worker thread that is abandoned when it outlasts ``timeout_s`` or
+    the work is cancelled (Ctrl-C must not wait for an index build to finish)."""
+    return workers.call(fn, timeout_s=timeout_s, what=what)
 
-    def worker() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
 
-    thread = threading.Thread(target=worker, name=f"pipetune-{what}", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise TimeoutError(f"{what} did not finish within {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+def _strict(pm: Any, exc: BaseException) -> bool:
+    """A plugin failure that strict mode turns into an error (never a rejected trial)."""
+    return bool(getattr(pm, "strict", False)) and isinstance(exc, PluginError)
+
+
+def _record_failure(pm: Any, plugin: str, hook: str, problem: str) -> None:
+    record = getattr(pm, "record_failure", None)
+    if record is not None:
+        record(plugin, hook, problem)

@@ -140,6 +140,20 @@ def quantile_cell(
     return value
 
 
+def accuracy_line(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+    """``accuracy against the labels: 80.0 % → 80.0 % (30 inputs)``, or '' without labels."""
+    first = (before or {}).get("accuracy") or {}
+    last = (after or {}).get("accuracy") or {}
+    if not first:
+        return ""
+    if first.get("value") is None:
+        return f"accuracy: {first.get('reason', 'not measured')}"
+    text = f"accuracy against the labels: {first['value']:.1%}"
+    if last.get("value") is not None and last is not first:
+        text += f" → {last['value']:.1%}"
+    return text + f" ({first.get('n', '?')} inputs)"
+
+
 def metric_label(metric: str) -> str:
     return "throughput" if metric == "throughput" else f"{metric.upper()} latency"
 

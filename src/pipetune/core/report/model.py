@@ -49,6 +49,9 @@ class Report:
     host_load: Mapping[str, Any] | None = None
     #: The thread and runtime settings the figures were measured under.
     execution: Mapping[str, Any] | None = None
+    #: Inputs set aside (``on_error="skip"``): ``index`` (in the workload), ``stage``,
+    #: ``error``; left out of both sides of every measurement.
+    skipped: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def accepted(self) -> tuple[Trial, ...]:
@@ -124,6 +127,8 @@ class Report:
             "warnings": list(self.warnings),
             "host_load": None if self.host_load is None else dict(self.host_load),
             "execution": None if self.execution is None else dict(self.execution),
+            "interrupted": self.stopped == "interrupted",
+            "skipped": [dict(entry) for entry in self.skipped],
         }
         return data
 

@@ -139,6 +139,9 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         console.print(
             f"cumulative fidelity against the original: {fmt.fidelity(fid)}", markup=False
         )
+    accuracy = fmt.accuracy_line(report.get("baseline"), report.get("final"))
+    if accuracy:
+        console.print(accuracy, markup=False)
     for warning in report.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if report.get("run_id"):

@@ -59,6 +59,8 @@ from pipetune.core.kernel.errors import (
     short_repr,
 )
 from pipetune.core.kernel.model import Pipeline
+from pipetune.core.runtime import control as _control
+from pipetune.core.runtime import isolation as _isolation
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime import workers as _workers
 
@@ -68,8 +70,9 @@ if TYPE_CHECKING:
 OnError = Literal["stop", "skip"]
 Executor = Literal["thread", "process"]
 
-#: After Ctrl-C, how long worker threads get to finish the input they are on.
-STOP_GRACE_S = 5.0
+#: After Ctrl-C, how long worker threads get to finish the input they are on before they
+#: are abandoned (the whole command must end within 2 s of the signal).
+STOP_GRACE_S = 1.0
 #: How often the supervising thread wakes up to check the deadline.
 _POLL_S = 0.05
 
@@ -137,6 +140,9 @@ class RunResult:
     output_gaps_s: np.ndarray | None = None  # stream: time per output between output events
     online: Any = None  # pipetune.core.runtime.online.OnlineStats
     stream: Any = None  # pipetune.core.runtime.stream.StreamStats
+    # one offline worker: seconds its thread was runnable but waiting for a CPU (the
+    # host's contention, Linux only)
+    runqueue_wait_s: float | None = None
 
     @property
     def completed(self) -> int:
@@ -175,15 +181,18 @@ class StageInstrument(Protocol):
 
 
 class _Progress:
-    """Where a worker is, so a hang can be reported with its stage and input."""
+    """Where a worker is, so a hang can be reported with its stage and input:
+    ``item_since`` is when the current input (or batch) started, ``since`` when its
+    current stage did."""
 
-    __slots__ = ("index", "item", "since", "stage")
+    __slots__ = ("index", "item", "item_since", "since", "stage")
 
     def __init__(self) -> None:
         self.stage = ""
         self.index: int | None = None
         self.item: Any = None
         self.since = 0.0
+        self.item_since = 0.0
 
 
 class _Recorder:
@@ -230,6 +239,7 @@ class _Recorder:
         self.origin = time.perf_counter() if origin is None else origin
         self.busy_s = 0.0
         self.batch_sizes: list[int] = []
+        self.mark = _isolation.marker()  # --isolate: where the process is, for a crash
 
     def process(
         self,
@@ -241,8 +251,9 @@ class _Recorder:
     ) -> None:
         """Run ``chunk`` (inputs ``rows``) through every stage, recording times and errors.
 
-        Raises :class:`StageError` with ``on_error="stop"``; a ``KeyboardInterrupt`` inside
-        a stage propagates (the caller keeps what was recorded).
+        Raises :class:`StageError` with ``on_error="stop"`` (``sys.exit()`` inside a stage
+        is such an error too, never the end of the process); a ``KeyboardInterrupt``
+        inside a stage propagates (the caller keeps what was recorded).
         """
         perf = time.perf_counter
         cpu_fn = self.cpu_fn if self.cpu_rows is not None else None
@@ -264,15 +275,19 @@ class _Recorder:
         # CPU clocks are syscalls (~1-3 us): read one per stage boundary, not two per stage.
         c0 = cpu_fn() if cpu_fn is not None else 0.0
         t_item = perf()
+        state.item_since = t_item
+        mark = self.mark
         for column, stage in enumerate(self.stages):
             state.stage = stage.name
+            if mark is not None:
+                mark(f"stage {stage.name!r}", first)
             if instrument is not None:
                 instrument.before(column)
             t0 = perf()
             state.since = t0
             try:
                 new_values = stage.call_batch(values) if batched else [stage(values[0])]
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 if self.on_error == "stop":
                     raise StageError(stage.name, first, chunk[0], exc) from exc
                 times[column] = perf() - t0
@@ -408,8 +423,10 @@ def run_offline(
             map ``fn``). Per-input times within a batch are the batch's time.
         on_error: ``stop`` raises :class:`StageError` naming the stage, the input and the
             exception; ``skip`` records the error and goes on.
-        timeout_s: a deadline for the whole run; a stage still running then raises
-            :class:`StageTimeout` naming it (the stuck worker is abandoned).
+        timeout_s: the longest one input (one batch) may take through the pipeline; an
+            input over it raises :class:`StageTimeout` naming the stage it is in and the
+            input (the stuck worker is abandoned). ``None``: the deadline of the current
+            control scope (:mod:`pipetune.core.runtime.control`), if any.
         observe: keep the inputs and outputs of each stage for the first ``observe`` inputs
             (threads only).
         measure_cpu: also record CPU time per stage (for GIL detection): process CPU time
@@ -426,9 +443,13 @@ def run_offline(
             started); the result then covers the inputs that ran. For time-boxed sweeps.
         instrument: per-stage hooks (CUDA event timing); single thread only.
 
-    Ctrl-C stops the run after the current input(s) and returns what was measured, with
-    ``stopped=True``.
+    Ctrl-C (or the control scope's token being cancelled) stops the run after the
+    current input(s), cancels the token, and returns what was measured with
+    ``stopped=True``; a run asked to start once the token is cancelled raises
+    :class:`~pipetune.core.runtime.control.Cancelled`.
     """
+    _control.check()
+    timeout_s = _control.item_timeout(timeout_s)
     if on_error not in ("stop", "skip"):
         raise ConfigError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
     if batch_size < 1:
@@ -508,8 +529,13 @@ def _offline_inline(
     stopped = False
     taken = 0
     start_clock = recorder.origin
+    token = _control.current().token
+    queued = _runqueue_wait()
     try:
         for start in range(0, n, batch_size):
+            if token.cancelled:
+                stopped = True
+                break
             if (
                 max_duration_s is not None
                 and start >= min_items
@@ -524,6 +550,7 @@ def _offline_inline(
                 progress(taken)
     except KeyboardInterrupt:
         stopped = True
+        _control.cancel("interrupted")
     wall = perf() - start_clock
     result = recorder.result(
         wall_s=wall,
@@ -533,6 +560,7 @@ def _offline_inline(
         executor="inline",
         settings=settings,
     )
+    result.runqueue_wait_s = _waited(queued)
     return _truncate(result, taken) if max_duration_s is not None else result
 
 
@@ -558,10 +586,20 @@ def _offline_threads(
     taken = [0]
     done_lock = threading.Lock()
 
+    token = _control.current().token
+    waited: list[float | None] = [None]
+
     def work(w: int) -> None:
+        queued = _runqueue_wait() if workers == 1 else None
+        try:
+            serve(w)
+        finally:
+            waited[0] = _waited(queued)
+
+    def serve(w: int) -> None:
         state = states[w]
         name = f"worker-{w}"
-        while not stop.is_set():
+        while not stop.is_set() and not token.cancelled:
             if (
                 max_duration_s is not None
                 and taken[0] >= min_items
@@ -596,6 +634,7 @@ def _offline_threads(
     # Long-lived threads, not fresh ones: a fresh thread starts cold (see core.workers).
     pool = [_workers.start(work, (w,), f"pipetune-worker-{w}") for w in range(workers)]
     stopped = _supervise(pool, stop, states, timeout_s, recorder.origin) or interrupted.is_set()
+    stopped = stopped or token.cancelled  # the workers may have seen it first
     wall = perf() - recorder.origin
     if failures:
         raise failures[0]
@@ -607,6 +646,7 @@ def _offline_threads(
         executor="thread",
         settings=settings,
     )
+    result.runqueue_wait_s = waited[0]
     return _truncate(result, taken[0]) if max_duration_s is not None else result
 
 
@@ -617,18 +657,24 @@ def _supervise(
     timeout_s: float | None,
     origin: float,
 ) -> bool:
-    """Wait for worker threads, enforcing the deadline and handling Ctrl-C.
+    """Wait for worker threads, enforcing the per-input deadline and handling Ctrl-C.
 
-    Returns True when stopped by Ctrl-C (workers were asked to finish their current input
-    and given :data:`STOP_GRACE_S`). Raises :class:`StageTimeout` naming the stage that has
-    been running longest when the deadline passes.
+    Returns True when stopped by Ctrl-C or a cancelled token (workers were asked to finish
+    their current input and given :data:`STOP_GRACE_S`, then abandoned). Raises
+    :class:`StageTimeout` naming the stage and the input when one input has been in the
+    pipeline longer than ``timeout_s``.
     """
-    deadline = None if timeout_s is None else origin + timeout_s
+    del origin
+    token = _control.current().token
     try:
         while any(thread.is_alive() for thread in pool):
-            if deadline is not None and time.perf_counter() >= deadline:
-                stop.set()
-                raise _timeout(states, timeout_s or 0.0)
+            if token.cancelled:
+                raise KeyboardInterrupt
+            if timeout_s is not None:
+                late = overdue(states, timeout_s)
+                if late is not None:
+                    stop.set()
+                    raise late
             for thread in pool:
                 thread.join(_POLL_S)
                 if not thread.is_alive():
@@ -636,6 +682,7 @@ def _supervise(
                 break
     except KeyboardInterrupt:
         stop.set()
+        _control.cancel("interrupted")
         grace_end = time.perf_counter() + STOP_GRACE_S
         for thread in pool:
             with contextlib.suppress(KeyboardInterrupt):
@@ -644,12 +691,27 @@ def _supervise(
     return False
 
 
-def _timeout(states: Sequence[_Progress], timeout_s: float) -> StageTimeout:
-    busy = [s for s in states if s.stage]
-    stuck = min(busy, key=lambda s: s.since) if busy else None
-    if stuck is None:
-        return StageTimeout("<start>", None, None, timeout_s)
+def overdue(states: Sequence[_Progress], timeout_s: float) -> StageTimeout | None:
+    """A :class:`StageTimeout` for the input that has been in the pipeline longer than
+    ``timeout_s`` (the longest-running one), or ``None``."""
+    now = time.perf_counter()
+    busy = [s for s in states if s.stage and now - s.item_since >= timeout_s]
+    if not busy:
+        return None
+    stuck = min(busy, key=lambda s: s.item_since)
     return StageTimeout(stuck.stage, stuck.index, stuck.item, timeout_s)
+
+
+def _runqueue_wait() -> float | None:
+    from pipetune.core.measure.probes import runqueue
+
+    found = runqueue()
+    return None if found is None else found[1]
+
+
+def _waited(before: float | None) -> float | None:
+    after = _runqueue_wait() if before is not None else None
+    return None if before is None or after is None else max(0.0, after - before)
 
 
 def _truncate(result: RunResult, count: int) -> RunResult:
@@ -792,7 +854,7 @@ def _child_run(task: tuple[int, list[Any], bool]) -> dict[str, Any]:
             t0 = perf()
             try:
                 values = stage.call_batch(values) if batched else [stage(values[0])]
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 times.append(perf() - t0)
                 error = (stage.name, type(exc).__name__, str(exc))
                 break
@@ -866,7 +928,8 @@ def _run_processes(
     # Start the clock once every worker has spawned and built its pipeline, so throughput
     # measures serving, not interpreter start-up (reported apart as startup_s).
     try:
-        ready.wait(timeout=timeout_s)
+        # start-up is not an input: at least a minute to import and build (torch...)
+        ready.wait(timeout=None if timeout_s is None else max(timeout_s, 60.0))
     except threading.BrokenBarrierError:
         pool.terminate()
         pool.join()
@@ -879,12 +942,18 @@ def _run_processes(
     startup = origin - launched
     reported = np.zeros(n, dtype=bool)
     clean = False
+    token = _control.current().token
     try:
         results = pool.imap_unordered(_child_run, tasks)
-        deadline = None if timeout_s is None else origin + timeout_s
+        # Per input: a chunk of `chunk` inputs gets `chunk` deadlines; the clock restarts
+        # with every reply (the workers' chunks overlap, so this is a bound, not a budget).
+        window = None if timeout_s is None else timeout_s * chunk
+        deadline = None if window is None else origin + window
         for _ in tasks:
             reply = None
             while reply is None:
+                if token.cancelled:
+                    raise KeyboardInterrupt
                 wait = _POLL_S * 4
                 if deadline is not None:
                     wait = min(wait, deadline - perf())
@@ -893,6 +962,8 @@ def _run_processes(
                         raise StageTimeout("<worker process>", first, items[first], timeout_s or 0)
                 with contextlib.suppress(multiprocessing.TimeoutError):
                     reply = results.next(timeout=wait)
+            if window is not None:
+                deadline = perf() + window
             if "init_error" in reply:
                 raise ConfigError(
                     f"factory {factory!r} failed in the worker process: {reply['init_error']}"
@@ -936,6 +1007,7 @@ def _run_processes(
         clean = True
     except KeyboardInterrupt:
         stopped = True
+        _control.cancel("interrupted")
     finally:
         if clean:
             pool.close()

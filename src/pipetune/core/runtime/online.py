@@ -30,6 +30,7 @@ import numpy as np
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Trace
 from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.runtime import control as _control
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.offline import (
     _POLL_S,
@@ -39,7 +40,7 @@ from pipetune.core.runtime.offline import (
     StageInstrument,
     _Progress,
     _Recorder,
-    _timeout,
+    overdue,
 )
 
 #: Fewer requests than this and the run is too short to judge whether the queue grows.
@@ -185,12 +186,15 @@ def run_online(
             ``batch_fn``).
         max_wait_ms: how long the batcher may hold the oldest request, from its arrival.
         on_error, timeout_s, observe, measure_cpu, spans, progress, instrument: as in
-            :func:`~pipetune.core.runtime.offline.run_offline`; ``timeout_s`` bounds the whole run.
+            :func:`~pipetune.core.runtime.offline.run_offline`; ``timeout_s`` bounds the
+            time one request (or batch) spends in the pipeline once a worker takes it.
 
     Returns a :class:`RunResult` with ``mode="online"``, ``arrival_s`` and ``online``
     (:class:`OnlineStats`). Ctrl-C stops arrivals, lets workers finish their current
     request, and returns what was measured with ``stopped=True``.
     """
+    _control.check()
+    timeout_s = _control.item_timeout(timeout_s)
     items = list(items)
     if not items:
         raise ConfigError("online run needs at least one input")
@@ -236,7 +240,7 @@ def run_online(
     server.start(progress)  # threads up before the clock starts
     origin = perf()
     recorder.origin = origin
-    deadline = None if timeout_s is None else origin + timeout_s
+    token = _control.current().token
     try:
         for i in range(n):
             target = origin + schedule[i]
@@ -244,9 +248,12 @@ def run_online(
                 now = perf()
                 if server.stop.is_set():
                     break
-                if deadline is not None and now >= deadline:
+                if token.cancelled:
+                    raise KeyboardInterrupt
+                late = None if timeout_s is None else overdue(server.states, timeout_s)
+                if late is not None:
                     server.stop.set()
-                    raise _timeout(server.states, timeout_s or 0.0)
+                    raise late
                 wait = target - now
                 if wait <= 0:
                     break
@@ -256,7 +263,7 @@ def run_online(
             submit[i] = perf() - origin
             server.requests.put(i)
         server.close()
-        stopped = server.supervise(deadline, timeout_s)
+        stopped = server.supervise(timeout_s)
     except KeyboardInterrupt:
         stopped = True
         server.halt()
@@ -346,19 +353,24 @@ class _Server:
     def halt(self) -> None:
         """Ctrl-C: stop taking requests, let workers finish their current one."""
         self.stop.set()
+        _control.cancel("interrupted")
         self.close()
         grace_end = time.perf_counter() + STOP_GRACE_S
         for thread in self.threads:
             with contextlib.suppress(KeyboardInterrupt):
                 thread.join(max(0.0, grace_end - time.perf_counter()))
 
-    def supervise(self, deadline: float | None, timeout_s: float | None) -> bool:
-        """Wait for the queue to drain. True if stopped by Ctrl-C."""
+    def supervise(self, timeout_s: float | None) -> bool:
+        """Wait for the queue to drain. True if stopped by Ctrl-C or a cancelled token."""
+        token = _control.current().token
         try:
             while any(thread.is_alive() for thread in self.threads):
-                if deadline is not None and time.perf_counter() >= deadline:
+                if token.cancelled:
+                    raise KeyboardInterrupt
+                late = None if timeout_s is None else overdue(self.states, timeout_s)
+                if late is not None:
                     self.stop.set()
-                    raise _timeout(self.states, timeout_s or 0.0)
+                    raise late
                 for thread in self.threads:
                     if thread.is_alive():
                         thread.join(_POLL_S)

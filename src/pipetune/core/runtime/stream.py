@@ -79,6 +79,7 @@ from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.errors import ConfigError, PipelineError, StageError, StageTimeout
 from pipetune.core.kernel.model import Pipeline, Stage, Trace
 from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.runtime import control as _control
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.offline import _POLL_S, STOP_GRACE_S, ItemError, OnError, RunResult, Span
 from pipetune.core.runtime.online import arrival_schedule
@@ -231,8 +232,11 @@ def run_stream(
     """Serve ``items`` as generation requests arriving open-loop through a stream-capable
     stage (see the module docstring for the protocol).
 
-    ``rate``/``trace``/``seed``/``requests``/``on_error``/``timeout_s``/``spans``/
-    ``progress`` as in :func:`~pipetune.core.runtime.online.run_online`. ``observe``: keep each
+    ``rate``/``trace``/``seed``/``requests``/``on_error``/``spans``/``progress`` as in
+    :func:`~pipetune.core.runtime.online.run_online`. ``timeout_s`` is per request: the
+    run stops with :class:`StageTimeout` when requests are outstanding and none of them
+    made progress (an output, a completion, a stage before the stream stage returning)
+    for that long. ``observe``: keep each
     stage's input and output for the first ``observe`` requests that finish every stage
     (``RunResult.observed``, what plugins read in ``profile_pipeline``). ``measure_cpu``
     and ``workers`` are accepted for a uniform call but not used: the server owns its own
@@ -241,6 +245,8 @@ def run_stream(
     Raises :class:`ConfigError` when no stage implements ``serve``.
     """
     del measure_cpu, workers
+    _control.check()
+    timeout_s = _control.item_timeout(timeout_s)
     items = list(items)
     if not items:
         raise ConfigError("stream run needs at least one input")
@@ -315,6 +321,8 @@ class _StreamRun:
         self.observe = max(0, int(observe))
         self.observed = Observations() if self.observe else None
         self._seen: dict[int, list[list[Any]]] = {}
+        self.progress_at = 0.0  # the last output, completion or request handed over
+        self.pre_stage: tuple[str, int] | None = None  # the dispatcher inside a stage
 
     # -- threads -------------------------------------------------------------------------
     def execute(self, timeout_s: float | None) -> None:
@@ -327,18 +335,22 @@ class _StreamRun:
         consumer = threading.Thread(
             target=self._consume, args=(server,), name="pipetune-stream", daemon=True
         )
-        deadline = None if timeout_s is None else self.origin + timeout_s
+        self.progress_at = self.origin
+        token = _control.current().token
         dispatcher.start()
         consumer.start()
         try:
             while dispatcher.is_alive() or consumer.is_alive():
-                if deadline is not None and perf() >= deadline:
+                if token.cancelled:
+                    raise KeyboardInterrupt
+                if timeout_s is not None and self._stalled(perf(), timeout_s):
                     self.stop.set()
                     self.feed.close()
-                    raise self._timeout(timeout_s or 0.0)
+                    raise self._timeout(timeout_s)
                 (dispatcher if dispatcher.is_alive() else consumer).join(_POLL_S)
         except KeyboardInterrupt:
             self.stopped = True
+            _control.cancel("interrupted")
             self.stop.set()
             self.feed.close()
             grace_end = perf() + STOP_GRACE_S
@@ -348,7 +360,17 @@ class _StreamRun:
         if self.failure is not None:
             raise self.failure
 
+    def _stalled(self, now: float, timeout_s: float) -> bool:
+        """Requests are outstanding (or a stage before the stream stage is running) and
+        nothing moved for ``timeout_s``."""
+        if now - self.progress_at < timeout_s:
+            return False
+        return self.pre_stage is not None or bool(np.any(self.attempted & ~self.finished))
+
     def _timeout(self, timeout_s: float) -> StageTimeout:
+        if self.pre_stage is not None:
+            name, row = self.pre_stage
+            return StageTimeout(name, row, self.items[self.item_index[row]], timeout_s)
         waiting = np.flatnonzero(self.attempted & ~self.finished)
         if waiting.size:
             row = int(waiting[0])
@@ -375,13 +397,17 @@ class _StreamRun:
                 for column, stage in enumerate(self.pre):
                     t0 = perf()
                     before = value
+                    self.progress_at = t0
+                    self.pre_stage = (stage.name, row)
                     try:
                         value = stage(value)
-                    except Exception as exc:
+                    except (Exception, SystemExit) as exc:
+                        self.pre_stage = None
                         self.stage_s[row, column] = perf() - t0
                         self._fail(row, stage.name, exc)
                         failed = True
                         break
+                    self.pre_stage = None
                     t1 = perf()
                     self.stage_s[row, column] = t1 - t0
                     self._span(row, stage.name, "arrivals", t0, t1)
@@ -393,6 +419,7 @@ class _StreamRun:
                     continue
                 if row < self.observe:
                     self._seen.setdefault(row, []).append([self.stage.name, value, None])
+                self.progress_at = perf()
                 self.feed.put(StreamRequest(row, value, float(self.schedule[row])))
         except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
             self.stopped = True
@@ -408,7 +435,8 @@ class _StreamRun:
         try:
             events = server(self.feed)
             for event in events:
-                now = perf() - self.origin
+                self.progress_at = perf()
+                now = self.progress_at - self.origin
                 self._event(event, now)
                 if self.stop.is_set():
                     break
@@ -418,7 +446,7 @@ class _StreamRun:
         except PipelineError as exc:
             self.failure = exc
             self.stop.set()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             if self.on_error == "stop":
                 row = next((int(r) for r in np.flatnonzero(self.attempted & ~self.finished)), None)
                 item = self.items[self.item_index[row]] if row is not None else None
@@ -502,7 +530,7 @@ class _StreamRun:
             before = value
             try:
                 value = stage(value)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self.stage_s[row, offset] = perf() - t0
                 self._fail(row, stage.name, exc)
                 return
@@ -528,7 +556,7 @@ class _StreamRun:
         if self.progress is not None:
             self.progress(self.completed)
 
-    def _fail(self, row: int, stage: str, exc: Exception) -> None:
+    def _fail(self, row: int, stage: str, exc: BaseException) -> None:
         if self.on_error == "stop":
             self.failure = StageError(stage, row, self.items[self.item_index[row]], exc)
             self.stop.set()

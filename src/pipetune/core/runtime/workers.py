@@ -13,8 +13,10 @@ returns.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,10 +39,12 @@ class Handle:
         self._done.wait(timeout)
 
 
+_Job = tuple[Callable[..., Any], tuple[Any, ...], str, Handle, contextvars.Context]
+
+
 class _Worker:
     def __init__(self, number: int) -> None:
-        self.jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], str, Handle]]
-        self.jobs = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.thread = threading.Thread(
             target=self._loop, name=f"pipetune-worker-{number}", daemon=True
         )
@@ -48,10 +52,10 @@ class _Worker:
 
     def _loop(self) -> None:
         while True:
-            target, args, name, handle = self.jobs.get()
+            target, args, name, handle, context = self.jobs.get()
             threading.current_thread().name = name
             try:
-                target(*args)
+                context.run(target, *args)
             except BaseException as exc:  # kept on the handle: the worker must survive
                 handle.error = exc
             finally:
@@ -71,7 +75,8 @@ def busy() -> int:
 
 def start(target: Callable[..., Any], args: tuple[Any, ...] = (), name: str = "") -> Handle:
     """Run ``target(*args)`` on an idle long-lived worker thread (a new one when none is
-    idle); returns a handle to wait on."""
+    idle), in a copy of the caller's context (so it sees the caller's cancellation token
+    and deadline, :mod:`pipetune.core.runtime.control`); returns a handle to wait on."""
     global _count
     with _lock:
         if _idle:
@@ -80,5 +85,46 @@ def start(target: Callable[..., Any], args: tuple[Any, ...] = (), name: str = ""
             _count += 1
             worker = _Worker(_count)
     handle = Handle()
-    worker.jobs.put((target, args, name or worker.thread.name, handle))
+    context = contextvars.copy_context()
+    worker.jobs.put((target, args, name or worker.thread.name, handle, context))
     return handle
+
+
+def call(
+    fn: Callable[[], Any],
+    *,
+    timeout_s: float | None = None,
+    what: str = "a call",
+    poll_s: float = 0.05,
+) -> Any:
+    """``fn()`` on a worker thread, waited for in a way that a cancelled token (or
+    Ctrl-C) and ``timeout_s`` can end: a long tune step or a hung plugin hook then stops
+    the wait at once, and the call is abandoned on its thread (see :func:`busy`).
+
+    Raises what ``fn`` raised, :class:`~pipetune.core.runtime.control.Cancelled`, or
+    :class:`TimeoutError` naming ``what``.
+    """
+    from pipetune.core.runtime import control
+
+    box: dict[str, Any] = {}
+
+    def job() -> None:
+        box["value"] = fn()
+
+    token = control.current().token
+    token.check()
+    handle = start(job, name=f"pipetune-{what}"[:60])
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while handle.is_alive():
+        if token.cancelled:
+            raise control.Cancelled(token.reason or "interrupted")
+        wait = poll_s
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{what} did not finish within {timeout_s:g} s")
+            wait = min(wait, remaining)
+        handle.join(wait)
+    if handle.error is not None:
+        raise handle.error
+    return box.get("value")

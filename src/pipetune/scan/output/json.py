@@ -28,15 +28,23 @@ def report_dict(result: ScanResult) -> dict[str, Any]:
             "suppressed": result.suppressed,
             "skipped": len(result.skipped),
         },
-        "findings": [f.to_dict() for f in result.findings],
+        "findings": [_printable(f.to_dict()) for f in result.findings],
         "rules": [
             {**loaded.rule.describe(), "plugin": loaded.plugin}
             for _, loaded in sorted(result.rules.items())
         ],
-        "skipped": [s.to_dict() for s in result.skipped],
-        "problems": [p.to_dict() for p in result.problems],
+        "skipped": [_printable(s.to_dict()) for s in result.skipped],
+        "problems": [_printable(p.to_dict()) for p in result.problems],
         "notes": list(result.notes),
+        "warnings": list(result.warnings),
     }
+
+
+def _printable(entry: dict[str, Any]) -> dict[str, Any]:
+    """Paths and messages as valid UTF-8 (a file name that is not UTF-8 is escaped)."""
+    from pipetune.scan.files import printable
+
+    return {k: printable(v) if isinstance(v, str) else v for k, v in entry.items()}
 
 
 def render_json(result: ScanResult) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pipetune.scan.engine import FINGERPRINT_KEY
+from pipetune.scan.files import path_bytes, printable
 from pipetune.scan.rules import confidence_label
 
 if TYPE_CHECKING:
@@ -139,7 +140,9 @@ def _result(finding: Finding, rule_index: int) -> dict[str, Any]:
 
 
 def _notifications(result: ScanResult) -> list[dict[str, Any]]:
-    notes: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = [
+        {"level": "warning", "message": {"text": printable(warning)}} for warning in result.warnings
+    ]
     for skipped in result.skipped:
         notes.append(
             {
@@ -149,7 +152,10 @@ def _notifications(result: ScanResult) -> list[dict[str, Any]]:
             }
         )
     for problem in result.problems:
-        note: dict[str, Any] = {"level": "error", "message": {"text": problem.describe()}}
+        note: dict[str, Any] = {
+            "level": "error",
+            "message": {"text": printable(problem.describe())},
+        }
         if problem.path:
             region = {"startLine": problem.line} if problem.line else None
             note["locations"] = [{"physicalLocation": _physical(problem.path, region)}]
@@ -158,10 +164,11 @@ def _notifications(result: ScanResult) -> list[dict[str, Any]]:
 
 
 def _physical(path: str, region: dict[str, Any] | None) -> dict[str, Any]:
+    # URIs from the file name's own bytes: a name that is not UTF-8 is percent-encoded
     if Path(path).is_absolute():
         location: dict[str, Any] = {"artifactLocation": {"uri": Path(path).as_uri()}}
     else:
-        location = {"artifactLocation": {"uri": quote(path), "uriBaseId": SRCROOT}}
+        location = {"artifactLocation": {"uri": quote(path_bytes(path)), "uriBaseId": SRCROOT}}
     if region:
         location["region"] = region
     return location

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pipetune.scan.files import printable
 from pipetune.scan.rules import confidence_label
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ def render_text(result: ScanResult) -> str:
     for f in result.findings:
         label = confidence_label(f.confidence if f.confidence is not None else 1.0)
         lines.append(
-            f"{f.path}:{f.line}:{f.col}: {f.rule} [{f.severity}, {label} confidence] "
+            f"{printable(f.path)}:{f.line}:{f.col}: {f.rule} [{f.severity}, {label} confidence] "
             f"{f.message} (fix: {f.proposal})"
         )
         if f.snippet:
@@ -49,7 +50,7 @@ def summary_line(result: ScanResult) -> str:
 
 def render_diagnostics(result: ScanResult) -> list[str]:
     """What could not be scanned or run, for stderr: skipped files, plugin problems."""
-    out = [f"skipped {s.path}: {s.reason}" for s in result.skipped]
-    out.extend(f"warning: {p.describe()}" for p in result.problems)
+    out = [printable(f"skipped {s.path}: {s.reason}") for s in result.skipped]
+    out.extend(printable(f"warning: {p.describe()}") for p in result.problems)
     out.extend(f"note: {n}" for n in result.notes)
     return out
