@@ -17,7 +17,9 @@ def lookup(x):
 
 pipeline = Pipeline("plain", (Stage("lookup", lookup, kind="features"),), output_kind="labels")
 workload = Workload(items=tuple([1, 2, 3, 1, 1] * 6), warmup=0, repeats=1)
-requirements = Requirements(optimize_for="p50")
+# A 20 % gate, provable on the 18 held-out inputs: these tests are about plugin failures,
+# not about a gate too strict for the workload (that is exit 3, tested elsewhere).
+requirements = Requirements(optimize_for="p50", max_accuracy_drop=0.2)
 """
 
 

@@ -162,14 +162,20 @@ def test_call_first_skips_a_result_of_the_wrong_type():
     def compare_outputs(output_kind, baseline, candidate, labels):
         return 0.5  # not a Fidelity
 
+    def good_compare(output_kind, baseline, candidate, labels):
+        return Fidelity(metric="agreement", value=1.0)
+
+    good = _plugin()
+    good.compare_outputs = hookimpl(good_compare, specname="compare_outputs")
     pm = get_plugin_manager(
-        entry_points=False, plugins=[("bad", _plugin(compare_outputs=compare_outputs))]
+        entry_points=False,
+        plugins=[("good", good), ("bad", _plugin(compare_outputs=compare_outputs))],
     )
     found = pm.call_first(
         "compare_outputs", returns=Fidelity, output_kind="labels", baseline=[1], candidate=[1],
         labels=None,
     )  # fmt: skip
-    assert isinstance(found, Fidelity)  # the generic plugin answered after the bad one
+    assert isinstance(found, Fidelity)  # the next plugin answered after the bad one
     assert any(f.plugin == "bad" and "not Fidelity" in f.error for f in pm.hook_failures)
 
 

@@ -36,7 +36,6 @@ from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.core.kernel.results import (
     ConcurrencyPoint,
     ErrorSummary,
-    Fidelity,
     LatencyStats,
     Profile,
     StageStats,
@@ -754,7 +753,7 @@ def label_accuracy(
     pm: PipetunePluginManager, pipeline: Pipeline, workload: Workload, run: RunResult
 ) -> dict[str, Any]:
     """Accuracy of ``run``'s outputs against the workload's labels, by the plugin that
-    knows the pipeline's output kind (its ``compare_outputs`` with labels)."""
+    owns the pipeline's output kind (its comparison, given the labels)."""
     labels = workload.labels
     assert labels is not None
     timed = _timed_indices(workload)
@@ -766,17 +765,13 @@ def label_accuracy(
             truth.append(labels[timed[int(item)]])
     if not outputs:
         return {"reason": "no input finished, so nothing could be judged against its label"}
-    call_first = getattr(pm, "call_first", None)
-    found = None
-    if call_first is not None:
-        found = call_first(
-            "compare_outputs",
-            returns=Fidelity,
-            output_kind=pipeline.output_kind,
-            baseline=outputs,
-            candidate=outputs,
-            labels=truth,
-        )
+    from pipetune.core.kernel import dispatch
+    from pipetune.core.kernel.errors import PluginError
+
+    try:
+        found = dispatch.compare_outputs(pm, pipeline.output_kind, outputs, outputs, truth)
+    except PluginError:
+        found = None
     details = dict(found.details) if found is not None and found.details else {}
     value = details.get("baseline_accuracy")
     if not isinstance(value, int | float):
