@@ -79,5 +79,11 @@ def test_stage_recognition_finds_slots_and_blocks(legacy_tokenizer, tiny_bert, t
 
 
 def test_iter_texts_walks_nested_inputs():
-    value = {"title": "a", "body": ["b", ("c", b"\xffd")], "n": 3}
-    assert list(recognize.iter_texts(value)) == ["a", "b", "c", "\ufffdd"]
+    value = {"title": "a", "body": ["b", ("c", "d".encode())], "n": 3}
+    assert list(recognize.iter_texts(value)) == ["a", "b", "c", "d"]
+
+
+def test_iter_texts_skips_binary_bytes():
+    """A JPEG's bytes beside a caption are not text to tokenize."""
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 100
+    assert list(recognize.iter_texts({"caption": "a cat", "image": jpeg})) == ["a cat"]

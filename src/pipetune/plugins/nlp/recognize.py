@@ -272,7 +272,8 @@ def recognize_pipeline(pipeline: Pipeline) -> list[StageRecognition]:
 
 def iter_texts(value: Any, limit: int = 10_000) -> Iterator[str]:
     """The strings inside a stage input (a text, a tuple of sections, a dict with a text
-    field), depth-first, at most ``limit``. Bytes are decoded as UTF-8 with replacement."""
+    field), depth-first, at most ``limit``. Bytes that are UTF-8 text are decoded; other
+    bytes (an image, an audio clip) are binary data, not text, and are skipped."""
     stack = [value]
     seen = 0
     while stack and seen < limit:
@@ -281,8 +282,12 @@ def iter_texts(value: Any, limit: int = 10_000) -> Iterator[str]:
             seen += 1
             yield item
         elif isinstance(item, bytes | bytearray):
+            try:
+                text = bytes(item).decode("utf-8")
+            except UnicodeDecodeError:
+                continue
             seen += 1
-            yield bytes(item).decode("utf-8", errors="replace")
+            yield text
         elif isinstance(item, Mapping):
             stack.extend(reversed(list(item.values())))
         elif isinstance(item, list | tuple):
