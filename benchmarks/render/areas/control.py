@@ -69,3 +69,87 @@ def fuzz_summary(results: Results) -> str:
         f"{cells.number(total)} examples in {cells.number(section.get('seconds'), 0)} s; "
         f"{_load(dict(section))}",
     )
+
+
+#: A recorded phase's first words -> its short name on the page.
+PHASES = (
+    ("profiling", "baseline profile"),
+    ("validating", "speed validation"),
+    ("re-profiling", "re-profile"),
+    ("re-measuring", "final side-by-side"),
+)
+
+
+def _phase(label: str) -> str:
+    return next((short for start, short in PHASES if label.startswith(start)), label)
+
+
+def _phases(points: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for point in points:
+        name = _phase(str(point.get("phase", "?")))
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "–"
+
+
+@block("control.sigint", "control")
+def sigint(results: Results) -> str:
+    """The page's SIGINT table: one row per recorded run."""
+    header = ["run", "points", "met", "slowest exit after the signal", "phases hit", "host load"]
+    section = cells.headline(results.section("control", "sigint_optimize"), SIGINT)
+    if not section:
+        missing = cells.missing(results.section("control", "sigint_optimize_quick"), SIGINT)
+        return cells.table(header, [[missing, "–", "–", "–", "–", "–"]], "lrrrll")
+    points = sorted(section.get("points") or [], key=lambda p: p.get("offset_s") or 0)
+    seed = section.get("seed")
+    return cells.table(
+        header,
+        [
+            [
+                f"{section.get('of')} points{f', seed {seed}' if seed is not None else ''} "
+                f"(reference run {cells.number(section.get('reference_run_s'))} s)",
+                cells.number(section.get("of")),
+                f"**{section.get('passed')} of {section.get('of')}**",
+                f"{cells.number(section.get('max_exit_after_s'))} s",
+                _phases(points),
+                _load(dict(section)),
+            ]
+        ],
+        "lrrrll",
+    )
+
+
+@block("control.fuzz", "control")
+def fuzz(results: Results) -> str:
+    """The page's fuzz table: exit codes and internal errors of the recorded run."""
+    header = ["run", "examples", "exit 0", "exit 2 (a clear error)", "internal errors", "host load"]
+    section = cells.headline(results.section("control", "fuzz_config"), FUZZ)
+    if not section:
+        missing = cells.missing(results.section("control", "fuzz_config_quick"), FUZZ)
+        return cells.table(header, [[missing, "–", "–", "–", "–", "–"]], "lrrrrl")
+    codes = {str(k): int(v) for k, v in (section.get("exit_codes") or {}).items()}
+    other = {k: v for k, v in codes.items() if k not in ("0", "2")}
+    errors = section.get("internal_errors")
+    examples = section.get("internal_error_examples") or []
+    shown = f"**{cells.number(errors)}**"
+    if examples:
+        shown += f" (first: {examples[0]})"
+    if other:
+        shown += "; other exits: " + ", ".join(f"{k}: {cells.number(v)}" for k, v in other.items())
+    seed = section.get("seed")
+    return cells.table(
+        header,
+        [
+            [
+                f"seed {seed}, {cells.number(section.get('seconds'), 0)} s"
+                if seed is not None
+                else f"{cells.number(section.get('seconds'), 0)} s",
+                cells.number(section.get("examples") or sum(codes.values())),
+                cells.number(codes.get("0", 0)),
+                cells.number(codes.get("2", 0)),
+                shown,
+                _load(dict(section)),
+            ]
+        ],
+        "lrrrrl",
+    )
