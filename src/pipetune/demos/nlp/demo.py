@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -275,8 +276,10 @@ def _cache_key(spec: DemoSpec, path: Path) -> str:
 
 
 def build_demo(quick: bool = False, *, log: Any = None) -> DemoSetup:
-    """The document-processing demo; ``quick`` builds a tiny version for tests."""
-    say = log or (lambda message: None)
+    """The document-processing demo; ``quick`` builds a tiny version for tests. The one-off
+    set-up steps (minutes on a fresh machine) are announced on stderr unless ``log`` is
+    given."""
+    say = log or (lambda message: print(f"· {message}", file=sys.stderr, flush=True))
     spec = DemoSpec.quick() if quick else DemoSpec.full()
     tokenizer, model = load_components()
     folder = cache_dir("nlp")
