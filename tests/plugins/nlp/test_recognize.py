@@ -79,7 +79,7 @@ def test_stage_recognition_finds_slots_and_blocks(legacy_tokenizer, tiny_bert, t
 
 
 def test_iter_texts_walks_nested_inputs():
-    value = {"title": "a", "body": ["b", ("c", "d".encode())], "n": 3}
+    value = {"title": "a", "body": ["b", ("c", b"d")], "n": 3}
     assert list(recognize.iter_texts(value)) == ["a", "b", "c", "d"]
 
 
