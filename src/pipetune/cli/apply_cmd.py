@@ -15,11 +15,13 @@ import click
 
 from pipetune.cli.options import (
     TargetOptions,
-    target_argument,
-    target_options,
-    threads_option,
+    artifacts_option,
+    json_file_option,
+    recipe_option,
+    runs_target,
     timeout_option,
 )
+from pipetune.cli.render import escape
 from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 EXIT_DOES_NOT_HOLD = 1
@@ -30,30 +32,12 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@target_argument
-@target_options
-@threads_option
-@click.option(
-    "--recipe",
-    "recipe_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The recipe JSON written by `pipetune optimize`.",
-)
-@click.option(
-    "--artifacts",
-    "artifacts_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where the recipe's artifacts are (default: .pipetune/artifacts).",
-)
+@runs_target
+@recipe_option("The recipe JSON written by `pipetune optimize`.", required=True, exists=False)
+@artifacts_option
 @click.option("--no-validate", is_flag=True, help="Only check that the recipe applies.")
 @click.option("--rounds", type=click.IntRange(min=2), metavar="N", help="ABBA rounds (default 8).")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the validation as JSON.",
-)
+@json_file_option("Write the validation as JSON.")
 @timeout_option
 @click.pass_context
 def apply(
@@ -99,8 +83,8 @@ def apply(
     holds = trial.status == "accepted"
     style = "green" if holds else "red"
     console.print(
-        f"[{style}]{'holds' if holds else 'does not hold'}[/{style}]: {_escape(trial.reason)}; "
-        f"fidelity {_escape(fmt.fidelity(trial.fidelity.to_dict() if trial.fidelity else None))}"
+        f"[{style}]{'holds' if holds else 'does not hold'}[/{style}]: {escape(trial.reason)}; "
+        f"fidelity {escape(fmt.fidelity(trial.fidelity.to_dict() if trial.fidelity else None))}"
     )
     if json_path is not None:
         data = {
@@ -117,11 +101,3 @@ def apply(
         write_json_atomic(json_path, data)
         state.written.append(str(json_path))
     return 0 if holds else EXIT_DOES_NOT_HOLD
-
-
-def _escape(text: str) -> str:
-    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
-    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
-    from rich.markup import escape
-
-    return escape(text)

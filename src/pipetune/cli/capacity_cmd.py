@@ -29,9 +29,9 @@ import click
 
 from pipetune.cli.options import (
     TargetOptions,
-    target_argument,
-    target_options,
-    threads_option,
+    json_file_option,
+    recipe_option,
+    runs_target,
     timeout_option,
 )
 from pipetune.cli.state import get_state, plugin_problems, stdout_console
@@ -49,9 +49,7 @@ def _growth_option(flag: str, key: str, help_text: str) -> Any:
 
 
 @click.command()
-@target_argument
-@target_options
-@threads_option
+@runs_target
 @_growth_option("--now-rps", "now_rps", "Requests per second now (typical).")
 @_growth_option("--peak-rps", "peak_rps", "Requests per second at today's peak.")
 @_growth_option("--in-12-months-rps", "in_12_months_rps", "Requests per second in 12 months.")
@@ -62,12 +60,7 @@ def _growth_option(flag: str, key: str, help_text: str) -> Any:
     metavar="RUN_OR_PROFILE",
     help="The optimized side: a run id (its final profile) or a profile JSON.",
 )
-@click.option(
-    "--recipe",
-    "recipe_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="With a TARGET: apply this recipe for the optimized side and measure it too.",
-)
+@recipe_option("With a TARGET: apply this recipe for the optimized side and measure it too.")
 @click.option(
     "--max-utilization",
     type=click.FloatRange(0.05, 0.95),
@@ -88,12 +81,7 @@ def _growth_option(flag: str, key: str, help_text: str) -> Any:
     show_default=True,
     help="With a TARGET: confirm each capacity with online runs at the planned rate.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the plan as JSON.",
-)
+@json_file_option("Write the plan as JSON.")
 @click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),

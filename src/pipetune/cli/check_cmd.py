@@ -28,11 +28,12 @@ import click
 
 from pipetune.cli.options import (
     TargetOptions,
-    target_argument,
-    target_options,
-    threads_option,
+    json_file_option,
+    recipe_option,
+    runs_target,
     timeout_option,
 )
+from pipetune.cli.render import escape
 from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 EXIT_REGRESSION = 1
@@ -118,9 +119,7 @@ def judge(
 
 
 @click.command()
-@target_argument
-@target_options
-@threads_option
+@runs_target
 @click.option(
     "--baseline",
     "baseline_ref",
@@ -128,12 +127,7 @@ def judge(
     metavar="RUN_OR_RECIPE",
     help="A recipe file, or a run id (or `latest`) from the run store.",
 )
-@click.option(
-    "--recipe",
-    "recipe_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Apply this recipe to the current pipeline too (what production loads).",
-)
+@recipe_option("Apply this recipe to the current pipeline too (what production loads).")
 @click.option(
     "--tolerance",
     type=click.FloatRange(min=0, max=1),
@@ -152,12 +146,7 @@ def judge(
     help="Above this run-queue wait (the share of time this process waited for a CPU) the "
     "host counts as busy and a regression is not called (exit 2).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the verdict and the figures as JSON.",
-)
+@json_file_option("Write the verdict and the figures as JSON.")
 @timeout_option
 @click.pass_context
 def check(
@@ -269,9 +258,9 @@ def _print_verdict(baseline: str, current: str, measured: Any, verdict: Verdict,
         console.print(f"  ok: {line}", markup=False)
     for line in verdict.regressions:
         label = "[yellow]NOT JUDGED:[/yellow]" if busy else "[red]REGRESSION:[/red]"
-        console.print(f"  {label} {_escape(line)}")
+        console.print(f"  {label} {escape(line)}")
     if busy:
-        console.print(f"[yellow]check undecided: {_escape(busy)}[/yellow]")
+        console.print(f"[yellow]check undecided: {escape(busy)}[/yellow]")
     else:
         passed = verdict.passed
         console.print("[green]check passed[/green]" if passed else "[red]check failed[/red]")
@@ -335,11 +324,3 @@ def _fidelity(pm, baseline, current, workload, requirements) -> dict[str, Any]: 
         outputs.append(control.complete(run_offline(pipeline, workload.items)).outputs)
     result = compare_outputs(pm, baseline.output_kind, outputs[0], outputs[1], workload.labels)
     return result.evolve(threshold=1.0 - requirements.max_accuracy_drop).to_dict()
-
-
-def _escape(text: str) -> str:
-    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
-    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
-    from rich.markup import escape
-
-    return escape(text)

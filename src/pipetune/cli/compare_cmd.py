@@ -15,6 +15,7 @@ import json
 
 import click
 
+from pipetune.cli.render import escape
 from pipetune.cli.state import stdout_console
 
 
@@ -109,7 +110,7 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
     table = Table(box=box.SIMPLE_HEAD, title=f"{a.id} vs {b.id}", title_justify="left")
     for column in ("", "A", "B", "B against A"):
         table.add_column(column)
-    table.add_row("pipeline", _escape(fa["pipeline"]), _escape(fb["pipeline"]), "")
+    table.add_row("pipeline", escape(fa["pipeline"]), escape(fb["pipeline"]), "")
     table.add_row("status", fa["status"], fb["status"], "")
     table.add_row(
         "throughput",
@@ -125,8 +126,8 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
     )
     table.add_row(
         "kept changes",
-        _escape(", ".join(fa["accepted"]) or "-"),
-        _escape(", ".join(fb["accepted"]) or "-"),
+        escape(", ".join(fa["accepted"]) or "-"),
+        escape(", ".join(fb["accepted"]) or "-"),
         "",
     )
     console.print(table)
@@ -136,11 +137,3 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
             f"{fb['machine']}; stored figures from different machines say nothing about each "
             "other. Re-measure both here with `pipetune check`."
         )
-
-
-def _escape(text: str) -> str:
-    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
-    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
-    from rich.markup import escape
-
-    return escape(text)

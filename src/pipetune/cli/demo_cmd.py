@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from pipetune.cli.optimize_cmd import loop_options, run_and_report
+from pipetune.cli.render import escape
 from pipetune.cli.state import get_state, stdout_console
 
 
@@ -44,9 +45,7 @@ def demo(
         console = stdout_console()
         for demo_name, (plugin, entry) in sorted(demos.items()):
             mark = " (default)" if entry.default else ""
-            console.print(
-                f"{_escape(demo_name)}{mark} [dim]({plugin})[/dim]: {_escape(entry.title)}"
-            )
+            console.print(f"{escape(demo_name)}{mark} [dim]({plugin})[/dim]: {escape(entry.title)}")
         return 0
     if not demos:
         raise ConfigError("no demo is registered (is a plugin providing demos disabled?)")
@@ -70,13 +69,13 @@ def demo(
                 dependency.extra,
                 f"the {name} demo",
             )
-    stdout_console().print(f"[bold]pipetune demo {_escape(name)}[/bold]: {_escape(entry.title)}")
+    stdout_console().print(f"[bold]pipetune demo {escape(name)}[/bold]: {escape(entry.title)}")
     quick = bool(options.get("quick"))
     setup = entry.build(quick)
     if not isinstance(setup, DemoSetup):
         raise ConfigError(f"demo {name!r} (plugin {plugin!r}) did not build a DemoSetup")
     if setup.description:
-        stdout_console().print(f"[dim]{_escape(setup.description)}[/dim]")
+        stdout_console().print(f"[dim]{escape(setup.description)}[/dim]")
     html_path = html_path or Path(f"pipetune-demo-{name}.html")
     return run_and_report(
         state,
@@ -88,11 +87,3 @@ def demo(
         baseline_outputs=setup.baseline_outputs,
         **options,
     )
-
-
-def _escape(text: str) -> str:
-    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
-    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
-    from rich.markup import escape
-
-    return escape(text)

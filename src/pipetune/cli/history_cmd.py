@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from pipetune.cli.render import escape
 from pipetune.cli.state import get_state, stdout_console
 
 
@@ -93,7 +94,7 @@ def history(
             )
             for trial in trials:
                 console.print(
-                    _escape(f"  {trial.proposal} @ {trial.stage}: {trial.status}: {trial.reason}")
+                    escape(f"  {trial.proposal} @ {trial.stage}: {trial.status}: {trial.reason}")
                 )
         if html_path is not None:
             if not record.report:
@@ -102,7 +103,7 @@ def history(
 
             html.write(record.report, html_path)
             state.written.append(str(html_path))
-            console.print(f"[dim]wrote {_escape(str(html_path))}[/dim]")
+            console.print(f"[dim]wrote {escape(str(html_path))}[/dim]")
     return 0
 
 
@@ -152,11 +153,3 @@ def _table(records, console) -> None:  # type: ignore[no-untyped-def]
             cells = ["damaged", "-", "-", "-", "-"]
         table.add_row(row["id"], when, row["pipeline"], *cells)
     console.print(table)
-
-
-def _escape(text: str) -> str:
-    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
-    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
-    from rich.markup import escape
-
-    return escape(text)

@@ -18,11 +18,14 @@ from pipetune.cli.options import (
     THREADS_HELP,
     TargetOptions,
     ThreadCount,
+    json_file_option,
+    recipe_option,
     resolve_threads,
     target_argument,
     target_options,
     timeout_option,
 )
+from pipetune.cli.render import escape
 from pipetune.cli.state import get_state, plugin_problems, stderr_console, stdout_console
 
 if TYPE_CHECKING:
@@ -40,12 +43,7 @@ def register(cli: click.Group) -> None:
 def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``optimize`` and ``demo``."""
     decorators = [
-        click.option(
-            "--json",
-            "json_path",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Write the JSON report (checked against its JSON Schema).",
-        ),
+        json_file_option("Write the JSON report (checked against its JSON Schema)."),
         click.option(
             "--html",
             "html_path",
@@ -65,11 +63,8 @@ def loop_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Write the stage spans of one pass of the original and one of the optimized "
             "pipeline as a Chrome trace (open in ui.perfetto.dev).",
         ),
-        click.option(
-            "--recipe",
-            "recipe_path",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Where to write the recipe (default: .pipetune/recipes/RUN.json).",
+        recipe_option(
+            "Where to write the recipe (default: .pipetune/recipes/RUN.json).", exists=False
         ),
         click.option(
             "--max-trials",
@@ -182,9 +177,7 @@ def run_and_report(
     from pipetune.core.runtime import control
 
     errors = stderr_console()
-    log = (
-        (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {_escape(m)}[/dim]"))
-    )
+    log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {escape(m)}[/dim]"))
     # A second look on twice the rounds when the first leaves a trial undecided.
     first = rounds or (4 if quick else 8)
     if quick:
@@ -229,7 +222,7 @@ def run_and_report(
     console = stdout_console()
     terminal.render(data, console)
     for kind, path in written:
-        console.print(f"[dim]wrote {kind} {_escape(str(path))}[/dim]")
+        console.print(f"[dim]wrote {kind} {escape(str(path))}[/dim]")
     if result.report.stopped == "interrupted":
         state.reported_interrupt = True
         run = result.report.run_id
@@ -302,11 +295,3 @@ def write_trace(original: Pipeline, result: Optimized, workload: Workload, path:
         reset_state(pipeline)
         runs.append(run_pass(pipeline, items, runtime, spans=True))
     return write_chrome_trace(runs, path, name=f"{original.name}: 1 original, 2 optimized")
-
-
-def _escape(text: str) -> str:
-    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
-    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
-    from rich.markup import escape
-
-    return escape(text)

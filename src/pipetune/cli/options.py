@@ -350,3 +350,59 @@ def timeout_option(fn: F) -> F:
 
 #: The TARGET argument. Optional: ``[tool.pipetune] target`` is used when it is missing.
 target_argument = click.argument("target", required=False, metavar="[TARGET]")
+
+
+def recipe_option(
+    help_text: str, *, required: bool = False, exists: bool = True
+) -> Callable[[F], F]:
+    """``--recipe FILE`` (passed as ``recipe_path``): a recipe to read (``exists``) or write."""
+    return click.option(
+        "--recipe",
+        "recipe_path",
+        required=required,
+        type=click.Path(path_type=Path, dir_okay=False, exists=exists),
+        help=help_text,
+    )
+
+
+def artifacts_option(fn: F) -> F:
+    """``--artifacts DIR`` (passed as ``artifacts_dir``): where a recipe's artifacts are."""
+    return click.option(  # type: ignore[return-value]
+        "--artifacts",
+        "artifacts_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Where the recipe's artifacts are (default: .pipetune/artifacts).",
+    )(fn)
+
+
+def ray_address_options(address_help: str, timeout_help: str) -> Callable[[F], F]:
+    """``--address HOST:PORT`` (also ``RAY_ADDRESS``) and ``--connect-timeout SECONDS``: the
+    Ray cluster a command runs on, and how long to wait for it to answer."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--connect-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=30.0,
+            show_default=True,
+            metavar="SECONDS",
+            help=timeout_help,
+        )(fn)
+        return click.option(  # type: ignore[return-value]
+            "--address", envvar="RAY_ADDRESS", metavar="HOST:PORT", help=address_help
+        )(fn)
+
+    return decorate
+
+
+def runs_target(fn: F) -> F:
+    """TARGET, the target options (collected in ``target_opts``) and ``--threads``: what a
+    command that runs TARGET's pipeline on its workload takes."""
+    return target_argument(target_options(threads_option(fn)))
+
+
+def json_file_option(help_text: str) -> Callable[[F], F]:
+    """``--json FILE`` (passed as ``json_path``): where the command writes its JSON."""
+    return click.option(
+        "--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help=help_text
+    )

@@ -8,13 +8,7 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import (
-    TargetOptions,
-    target_argument,
-    target_options,
-    threads_option,
-    timeout_option,
-)
+from pipetune.cli.options import TargetOptions, json_file_option, runs_target, timeout_option
 from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 
@@ -23,15 +17,8 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@target_argument
-@target_options
-@threads_option
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the profile as JSON (the report's baseline object plus the details).",
-)
+@runs_target
+@json_file_option("Write the profile as JSON (the report's baseline object plus the details).")
 @click.option(
     "--on-error",
     type=click.Choice(["stop", "skip"]),

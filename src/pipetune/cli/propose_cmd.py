@@ -7,13 +7,8 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import (
-    TargetOptions,
-    target_argument,
-    target_options,
-    threads_option,
-    timeout_option,
-)
+from pipetune.cli.options import TargetOptions, json_file_option, runs_target, timeout_option
+from pipetune.cli.render import escape
 from pipetune.cli.state import get_state, plugin_problems, stdout_console
 
 
@@ -22,15 +17,8 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@target_argument
-@target_options
-@threads_option
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the profile summary and the ranked proposals as JSON.",
-)
+@runs_target
+@json_file_option("Write the profile summary and the ranked proposals as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No table (with --json).")
 @timeout_option
 @click.pass_context
@@ -88,7 +76,7 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
     console = stdout_console()
     baseline = data["baseline"]
     console.print(
-        f"[bold]{_escape(data['pipeline'])}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
+        f"[bold]{escape(data['pipeline'])}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
         f"P50 {fmt.ms(baseline['latency_ms']['p50'])}, P99 {fmt.ms(baseline['latency_ms']['p99'])}"
         f" · ranking for {fmt.metric_label(plan.metric)}"
     )
@@ -99,11 +87,11 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
         p = ranked.proposal
         table.add_row(
             str(position),
-            f"{_escape(p.id)} @ {_escape(p.stage)}\n[dim]{_escape(p.title)}[/dim]",
+            f"{escape(p.id)} @ {escape(p.stage)}\n[dim]{escape(p.title)}[/dim]",
             fmt.pct(ranked.share),
             fmt.ratio(ranked.est_e2e_speedup)
             + fmt.ceiling(ranked.ceiling, ranked.ceiling_informative)
-            + (f"\n[dim]assuming {_escape(p.in_flight.describe())}[/dim]" if p.in_flight else ""),
+            + (f"\n[dim]assuming {escape(p.in_flight.describe())}[/dim]" if p.in_flight else ""),
             p.effort,
             p.accuracy_risk,
         )
@@ -118,13 +106,13 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
     for ranked in plan.candidates:
         if ranked.note or ranked.proposal.rationale:
             console.print(
-                f"  [bold]{_escape(ranked.proposal.id)}[/bold] @ {_escape(ranked.proposal.stage)}:"
+                f"  [bold]{escape(ranked.proposal.id)}[/bold] @ {escape(ranked.proposal.stage)}:"
             )
             if ranked.proposal.rationale:
                 console.print(f"    {ranked.proposal.rationale}", markup=False)
             if ranked.note:
                 style = "yellow" if ranked.cannot_matter else "dim"
-                console.print(f"    [{style}]{_escape(ranked.note)}[/{style}]")
+                console.print(f"    [{style}]{escape(ranked.note)}[/{style}]")
     if plan.advice:
         console.print("[bold]Advice[/bold] (never applied automatically):")
         for ranked in plan.advice:
@@ -140,18 +128,10 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
             p = ranked.proposal
             install = f" — install: {p.install}" if p.install else ""
             # escape: an install hint such as pipetune[vision] is not rich markup
-            console.print(_escape(f"  {p.id} @ {p.stage}: {p.reason}{install}"))
+            console.print(escape(f"  {p.id} @ {p.stage}: {p.reason}{install}"))
     if not plan.all():
         console.print("No plugin proposes anything for this pipeline.")
     for line in data["failures"]:
-        console.print(f"[yellow]warning:[/yellow] plugin raised: {_escape(line)}")
+        console.print(f"[yellow]warning:[/yellow] plugin raised: {escape(line)}")
     for hint in data["hints"]:
-        console.print(f"[dim]hint: {_escape(hint)}[/dim]")
-
-
-def _escape(text: str) -> str:
-    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
-    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
-    from rich.markup import escape
-
-    return escape(text)
+        console.print(f"[dim]hint: {escape(hint)}[/dim]")

@@ -21,13 +21,11 @@ if TYPE_CHECKING:
 
 
 def fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f} ms"
-    if value >= 1:
-        return f"{value:.2f} ms"
-    return f"{value * 1000:.0f} µs"
+    """The report's milliseconds (:func:`pipetune.core.report.format.ms`), imported when
+    first used so that importing this module stays cheap."""
+    from pipetune.core.report.format import ms
+
+    return ms(value)
 
 
 def fmt_num_ms(value: float | None) -> str:
@@ -42,7 +40,10 @@ def fmt_num_ms(value: float | None) -> str:
 
 
 def fmt_rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}/s"
+    """The report's rate (:func:`pipetune.core.report.format.rate`)."""
+    from pipetune.core.report.format import rate
+
+    return rate(value)
 
 
 def fmt_share(share: float, width: int = 10) -> str:
@@ -62,6 +63,14 @@ def fmt_value(value: Any, limit: int = 90) -> str:
         except (TypeError, ValueError):
             text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def escape(text: str) -> str:
+    """Text shown through rich, taken literally (``pipetune[vision]`` is not markup).
+    rich is imported here, not at module level: ``pipetune --help`` must stay light."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
@@ -123,16 +132,32 @@ def render_profile(
     hot_top: int = 3,
 ) -> None:
     """Render everything a :class:`~pipetune.core.kernel.results.Profile` holds."""
-    from rich.markup import escape as e
-    from rich.table import Table
+    _profile_head(profile, console, title)
+    _profile_stages(profile, console)
+    _profile_sweep(profile, console)
+    _profile_hot_functions(profile, console, hot_top)
+    _profile_layers(profile, console, top)
+    _profile_context(profile, console)
+    _profile_facts(profile, console)
+    _profile_errors(profile, console)
+    passes = dict(getattr(profile, "passes", {}) or {})
+    if passes:
+        console.print("[dim]passes: " + escape(_passes(passes)) + "[/]")
+    if requirements is not None:
+        _render_requirements(profile, requirements, console)
+    _render_list(console, "hints", profile.hints, "cyan")
+    _render_list(console, "warnings", profile.warnings, "yellow")
 
+
+def _profile_head(profile: Profile, console: Console, title: str | None) -> None:
+    """The title, the workload, end-to-end latency, throughput and accuracy."""
     workload = profile.workload or {}
     head = title or f"profile of {profile.pipeline}"
     items = workload.get("items")
     detail = [f"{profile.mode}", f"{profile.samples} samples"]
     if items is not None:
         detail.insert(0, f"{items} inputs × {workload.get('repeats', '?')} passes")
-    console.print(f"[bold]{e(head)}[/] ({', '.join(detail)})")
+    console.print(f"[bold]{escape(head)}[/] ({', '.join(detail)})")
 
     lat = profile.latency_ms
     console.print(
@@ -144,6 +169,10 @@ def render_profile(
         from pipetune.core.report.format import accuracy_line
 
         console.print(accuracy_line({"accuracy": profile.accuracy}, None), markup=False)
+
+
+def _profile_stages(profile: Profile, console: Console) -> None:
+    from rich.table import Table
 
     stages = Table(title="where the time goes (other: glue between stages)", title_justify="left")
     for column, justify in (
@@ -160,10 +189,10 @@ def render_profile(
         if stats.holds_gil:
             gil = " [yellow]GIL[/]"
         ratio = "-" if stats.cpu_ratio is None else f"{stats.cpu_ratio:.2f}{gil}"
-        name = e(stats.name) if stats.name != "other" else "[dim]other[/]"
+        name = escape(stats.name) if stats.name != "other" else "[dim]other[/]"
         stages.add_row(
             name,
-            e(stats.kind),
+            escape(stats.kind),
             fmt_share(stats.share),
             fmt_num_ms(stats.p50_ms),
             fmt_num_ms(stats.p99_ms),
@@ -171,59 +200,77 @@ def render_profile(
         )
     console.print(stages)
 
-    if profile.concurrency:
-        sweep = Table(title="throughput and latency against concurrency", title_justify="left")
-        for column in ("concurrency", "throughput", "P50", "P99", ""):
-            sweep.add_column(column, justify="right")
-        for point in profile.concurrency:
-            knee = "[bold]← knee[/]" if point.concurrency == profile.knee else ""
-            sweep.add_row(
-                str(point.concurrency),
-                fmt_rate(point.throughput_rps),
-                fmt_ms(point.p50_ms),
-                fmt_ms(point.p99_ms),
-                knee,
-            )
-        console.print(sweep)
-        note = getattr(profile, "knee_note", "")
-        if note:
-            console.print(e(note))
-        elif profile.knee is not None:
-            console.print(
-                f"knee at concurrency {profile.knee}: beyond it latency grows faster than "
-                "throughput (specific to this host)"
-            )
 
+def _profile_sweep(profile: Profile, console: Console) -> None:
+    """Throughput and latency against concurrency, and the knee."""
+    if not profile.concurrency:
+        return
+    from rich.table import Table
+
+    sweep = Table(title="throughput and latency against concurrency", title_justify="left")
+    for column in ("concurrency", "throughput", "P50", "P99", ""):
+        sweep.add_column(column, justify="right")
+    for point in profile.concurrency:
+        knee = "[bold]← knee[/]" if point.concurrency == profile.knee else ""
+        sweep.add_row(
+            str(point.concurrency),
+            fmt_rate(point.throughput_rps),
+            fmt_ms(point.p50_ms),
+            fmt_ms(point.p99_ms),
+            knee,
+        )
+    console.print(sweep)
+    note = getattr(profile, "knee_note", "")
+    if note:
+        console.print(escape(note))
+    elif profile.knee is not None:
+        console.print(
+            f"knee at concurrency {profile.knee}: beyond it latency grows faster than "
+            "throughput (specific to this host)"
+        )
+
+
+def _profile_hot_functions(profile: Profile, console: Console, hot_top: int) -> None:
     hot = [(stage, fns) for stage, fns in (profile.hot_functions or {}).items() if fns]
-    if hot:
-        table = Table(title="hot functions (own profiling pass)", title_justify="left")
-        table.add_column("stage", no_wrap=True)
-        table.add_column("function", overflow="fold")
-        table.add_column("share", justify="right", no_wrap=True)
-        for stage, functions in hot:
-            for position, fn in enumerate(list(functions)[:hot_top]):
-                table.add_row(
-                    e(stage) if position == 0 else "",
-                    e(fn.function),
-                    f"{fn.share * 100:.1f} %",
-                    end_section=position == min(len(functions), hot_top) - 1,
-                )
-        console.print(table)
+    if not hot:
+        return
+    from rich.table import Table
+
+    table = Table(title="hot functions (own profiling pass)", title_justify="left")
+    table.add_column("stage", no_wrap=True)
+    table.add_column("function", overflow="fold")
+    table.add_column("share", justify="right", no_wrap=True)
+    for stage, functions in hot:
+        for position, fn in enumerate(list(functions)[:hot_top]):
+            table.add_row(
+                escape(stage) if position == 0 else "",
+                escape(fn.function),
+                f"{fn.share * 100:.1f} %",
+                end_section=position == min(len(functions), hot_top) - 1,
+            )
+    console.print(table)
+
+
+def _profile_layers(profile: Profile, console: Console, top: int) -> None:
+    from rich.table import Table
 
     for stage, layers in (profile.layers or {}).items():
         if not layers:
             continue
-        table = Table(title=f"layers of {e(stage)}", title_justify="left")
+        table = Table(title=f"layers of {escape(stage)}", title_justify="left")
         table.add_column("layer")
         table.add_column("time", justify="right")
         table.add_column("share", justify="right")
         for layer in sorted(layers, key=lambda item: -item.ms)[:top]:
-            table.add_row(e(layer.layer), fmt_ms(layer.ms), f"{layer.share * 100:.1f} %")
+            table.add_row(escape(layer.layer), fmt_ms(layer.ms), f"{layer.share * 100:.1f} %")
         console.print(table)
 
+
+def _profile_context(profile: Profile, console: Console) -> None:
+    """The runtime's settings, peak memory, the GPU and the machine."""
     runtime = dict(getattr(profile, "runtime", {}) or {})
     if runtime:
-        console.print("[dim]runtime: " + e(_inline(runtime)) + "[/]")
+        console.print("[dim]runtime: " + escape(_inline(runtime)) + "[/]")
     extras = []
     if profile.memory_peak_mb is not None:
         extras.append(f"peak memory {profile.memory_peak_mb:,.0f} MB")
@@ -234,32 +281,31 @@ def render_profile(
         f"machine {machine.cpu}, {machine.cores} cores"
         + (f", {machine.gpu}" if machine.gpu else ", no GPU")
     )
-    console.print("[dim]" + e("; ".join(extras)) + "[/]")
+    console.print("[dim]" + escape("; ".join(extras)) + "[/]")
 
-    if profile.facts:
-        facts = Table(title="facts from plugins", title_justify="left")
-        facts.add_column("plugin")
-        facts.add_column("fact")
-        facts.add_column("value", overflow="fold")
-        for plugin, values in profile.facts.items():
-            for key, value in (values or {}).items():
-                facts.add_row(e(plugin), e(str(key)), e(fmt_value(value)))
-        console.print(facts)
 
+def _profile_facts(profile: Profile, console: Console) -> None:
+    if not profile.facts:
+        return
+    from rich.table import Table
+
+    facts = Table(title="facts from plugins", title_justify="left")
+    facts.add_column("plugin")
+    facts.add_column("fact")
+    facts.add_column("value", overflow="fold")
+    for plugin, values in profile.facts.items():
+        for key, value in (values or {}).items():
+            facts.add_row(escape(plugin), escape(str(key)), escape(fmt_value(value)))
+    console.print(facts)
+
+
+def _profile_errors(profile: Profile, console: Console) -> None:
     errors = profile.errors
     if errors.count:
         per_stage = ", ".join(f"{stage}: {n}" for stage, n in errors.by_stage.items())
-        console.print(f"[red]{errors.count} input(s) failed[/] ({e(per_stage)}); skipped")
+        console.print(f"[red]{errors.count} input(s) failed[/] ({escape(per_stage)}); skipped")
         for example in errors.examples:
-            console.print(f"  [red]•[/] {e(example)}")
-
-    passes = dict(getattr(profile, "passes", {}) or {})
-    if passes:
-        console.print("[dim]passes: " + e(_passes(passes)) + "[/]")
-    if requirements is not None:
-        _render_requirements(profile, requirements, console)
-    _render_list(console, "hints", profile.hints, "cyan")
-    _render_list(console, "warnings", profile.warnings, "yellow")
+            console.print(f"  [red]•[/] {escape(example)}")
 
 
 def _passes(passes: Mapping[str, Any]) -> str:

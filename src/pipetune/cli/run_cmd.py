@@ -21,7 +21,16 @@ from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, threads_option, timeout_option
+from pipetune.cli.options import (
+    TargetOptions,
+    artifacts_option,
+    json_file_option,
+    ray_address_options,
+    recipe_option,
+    target_argument,
+    threads_option,
+    timeout_option,
+)
 from pipetune.cli.state import get_state
 
 
@@ -47,18 +56,8 @@ def register(cli: click.Group) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where the outputs go: .jsonl or .parquet, one row per input ({id, output}).",
 )
-@click.option(
-    "--recipe",
-    "recipe_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Apply this recipe (from `pipetune optimize`) before running.",
-)
-@click.option(
-    "--artifacts",
-    "artifacts_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where the recipe's artifacts are (default: .pipetune/artifacts).",
-)
+@recipe_option("Apply this recipe (from `pipetune optimize`) before running.")
+@artifacts_option
 @click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
@@ -67,19 +66,9 @@ def register(cli: click.Group) -> None:
     help="local: pipetune's runtime on this machine; ray: Ray Data (a local Ray is started "
     "when no --address is given).",
 )
-@click.option(
-    "--address",
-    envvar="RAY_ADDRESS",
-    metavar="HOST:PORT",
-    help="Ray: the cluster to run on (also RAY_ADDRESS).",
-)
-@click.option(
-    "--connect-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="ray: give up on an --address that does not answer within this long.",
+@ray_address_options(
+    "Ray: the cluster to run on (also RAY_ADDRESS).",
+    "ray: give up on an --address that does not answer within this long.",
 )
 @click.option(
     "--errors",
@@ -145,12 +134,7 @@ def register(cli: click.Group) -> None:
     help="torch/BLAS threads in each worker process.",
 )
 @click.option("--plan", "plan_only", is_flag=True, help="Print the plan and stop.")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the summary (and the plan) as JSON.",
-)
+@json_file_option("Write the summary (and the plan) as JSON.")
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import click
 
-from pipetune.cli.options import TargetOptions, target_argument, target_options
+from pipetune.cli.options import (
+    TargetOptions,
+    artifacts_option,
+    ray_address_options,
+    recipe_option,
+    target_argument,
+    target_options,
+)
 from pipetune.cli.state import get_state
 
 
@@ -31,18 +37,8 @@ def register(cli: click.Group) -> None:
 @click.command()
 @target_argument
 @target_options
-@click.option(
-    "--recipe",
-    "recipe_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Apply this recipe (from `pipetune optimize`) in every replica.",
-)
-@click.option(
-    "--artifacts",
-    "artifacts_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where the recipe's artifacts are (default: .pipetune/artifacts).",
-)
+@recipe_option("Apply this recipe (from `pipetune optimize`) in every replica.")
+@artifacts_option
 @click.option(
     "--engine",
     type=click.Choice(["ray"]),
@@ -50,19 +46,9 @@ def register(cli: click.Group) -> None:
     show_default=True,
     help="ray: Ray Serve (a local Ray is started when no --address is given).",
 )
-@click.option(
-    "--address",
-    envvar="RAY_ADDRESS",
-    metavar="HOST:PORT",
-    help="The Ray cluster to deploy on (also RAY_ADDRESS).",
-)
-@click.option(
-    "--connect-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Give up on an --address that does not answer within this long.",
+@ray_address_options(
+    "The Ray cluster to deploy on (also RAY_ADDRESS).",
+    "Give up on an --address that does not answer within this long.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP host to listen on.")
 @click.option(
@@ -232,17 +218,7 @@ def _sizing(pipeline: Any, profile: Any, requirements: Any, options: Any, cpus: 
 
 def _measure(pipeline: Any, workload: Any, state: Any, say: Any) -> Any:
     """Single-worker service times on TARGET's workload (what a replica will see)."""
-    from pipetune.core.measure.profiler import profile
+    from pipetune.scale.runner import service_profile
 
     say(f"measuring {pipeline.name} on its workload to size the deployment")
-    return profile(
-        pipeline,
-        workload,
-        pm=state.plugin_manager(),
-        mode="offline",
-        sweep=False,
-        gil_check=False,
-        hot_functions=False,
-        layers=False,
-        memory=False,
-    )
+    return service_profile(pipeline, workload, state.plugin_manager())

@@ -172,8 +172,6 @@ def sample_profile(
 ) -> Any:
     """Profile ``pipeline`` on the first well-formed input rows (per-stage wall and CPU), on
     as many threads as each worker will have."""
-    from pipetune.core.measure.profiler import profile as run_profile
-
     count = max(request.sample, 2 * batch)
     items = sample_inputs(files, request.rows, count)
     if not items:
@@ -181,7 +179,15 @@ def sample_profile(
     if log:
         log(f"measuring {pipeline.name} on {len(items)} input rows to plan the job")
     workload = Workload(items=tuple(items), warmup=1, repeats=1, name=SAMPLE_NAME)
-    return run_profile(
+    return service_profile(pipeline, workload, pm, on_error="skip", threads=request.job.threads)
+
+
+def service_profile(pipeline: Pipeline, workload: Workload, pm: Any, **options: Any) -> Any:
+    """Single-worker service times on ``workload``: one offline pass, without the sweep,
+    the GIL check, hot functions, layers or memory (what sizing a deployment needs)."""
+    from pipetune.core.measure.profiler import profile
+
+    return profile(
         pipeline,
         workload,
         pm=pm,
@@ -191,8 +197,7 @@ def sample_profile(
         hot_functions=False,
         layers=False,
         memory=False,
-        on_error="skip",
-        threads=request.job.threads,
+        **options,
     )
 
 

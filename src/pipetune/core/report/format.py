@@ -60,6 +60,38 @@ def money(value: float | None) -> str:
     return f"${value:.4f}"
 
 
+def cost_rows(cost: Mapping[str, Any], *, detailed: bool) -> list[tuple[str, str, str]]:
+    """(figure, original, optimized) rows of the cost: per 1,000 predictions and, when a
+    monthly volume is known, per month (``detailed``: with the volume, and the cost of
+    always-on instances beside that of instances kept busy)."""
+    rows = [
+        (
+            "per 1,000 predictions",
+            money(cost["per_1000_before"]),
+            money(cost["per_1000_after"]),
+        )
+    ]
+    if cost.get("monthly_before") is None:
+        return rows
+    if not detailed:
+        return [*rows, ("per month", money(cost["monthly_before"]), money(cost["monthly_after"]))]
+    return [
+        *rows,
+        (
+            f"per month ({cost['monthly_volume']:,.0f} predictions, instances kept busy)",
+            money(cost["monthly_before"]),
+            money(cost["monthly_after"]),
+        ),
+        (
+            "per month, always-on instances",
+            f"{money(cost.get('provisioned_monthly_before'))} "
+            f"({cost.get('instances_before')} instance(s))",
+            f"{money(cost.get('provisioned_monthly_after'))} "
+            f"({cost.get('instances_after')} instance(s))",
+        ),
+    ]
+
+
 def fidelity(data: Mapping[str, Any] | None) -> str:
     """A fidelity figure with its gate's status, never a bound that contradicts it: an
     exact gate (threshold 1.000: every held-out item must agree) is a check of each item,

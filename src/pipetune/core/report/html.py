@@ -35,9 +35,32 @@ svg{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .25rem}
 
 def render(report: Mapping[str, Any]) -> str:
     """The page for ``report`` (the dict of :meth:`Report.to_dict`)."""
+    sections = (
+        _head,
+        _verdict,
+        _summary,
+        _stages,
+        _latency,
+        _concurrency,
+        _trials,
+        _proposals,
+        _cost,
+        _warnings,
+    )
+    parts = [part for section in sections for part in section(report)]
+    parts.append(
+        "<p class='muted'>Speedups are measured in paired, interleaved ABBA rounds on the "
+        "held-out part of the workload; intervals are bootstrapped over rounds. Fidelity is "
+        "measured against the original pipeline's outputs.</p></body></html>"
+    )
+    return "".join(parts)
+
+
+def _head(report: Mapping[str, Any]) -> list[str]:
+    """The document head, the title and what was optimized on which machine."""
     metric = report.get("metric", "throughput")
     machine = report["machine"]
-    parts = [
+    return [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>pipetune: {escape(report['pipeline'])}</title>",
@@ -52,49 +75,59 @@ def render(report: Mapping[str, Any]) -> str:
         ),
         "</p>",
     ]
+
+
+def _verdict(report: Mapping[str, Any]) -> list[str]:
+    """Whether the requirements are met, why the loop stopped, the cumulative fidelity."""
     met = report["requirements_met"]
-    parts.append(
+    parts = [
         f"<p class='box'><b class='{'ok' if met else 'bad'}'>"
         f"{escape(fmt.requirements_line(report))}</b> — {escape(str(report.get('stopped', '')))}"
-    )
+    ]
     fid = report.get("fidelity")
     if fid:
         parts.append(
             f"<br>cumulative fidelity against the original pipeline: {escape(fmt.fidelity(fid))}"
         )
     parts.append("</p>")
+    return parts
 
-    parts.append("<h2>Original and optimized, measured side by side</h2>")
-    parts.append(
-        _table(("", "original", "optimized", "speedup [95 % CI]"), fmt.summary_rows(report))
-    )
-    parts.append(
+
+def _summary(report: Mapping[str, Any]) -> list[str]:
+    """The headline table and what its figures rest on."""
+    return [
+        "<h2>Original and optimized, measured side by side</h2>",
+        _table(("", "original", "optimized", "speedup [95 % CI]"), fmt.summary_rows(report)),
         "<p class='muted'>"
         + "<br>".join(
             f"<b class='bad'>{escape(line)}</b>" if "BUSY" in line else escape(line)
             for line in fmt.context_lines(report)
         )
-        + "</p>"
-    )
+        + "</p>",
+    ]
 
-    parts.append("<h2>Where the time goes</h2>")
-    parts.append(svg.stage_bars(_stage_bars(report)))
-    parts.append(
+
+def _stages(report: Mapping[str, Any]) -> list[str]:
+    return [
+        "<h2>Where the time goes</h2>",
+        svg.stage_bars(_stage_bars(report)),
         _table(
             ("stage", "share before", "share after", "time per input (1 / throughput)"),
             [(n, fmt.pct(b), fmt.pct(a), note) for n, b, a, note in fmt.stage_rows(report)],
-        )
-    )
+        ),
+    ]
 
-    parts.append("<h2>Latency distribution</h2>")
-    parts.append(svg.cdf(_cdf_curves(report)))
 
-    parts.append("<h2>Throughput against concurrency</h2>")
+def _latency(report: Mapping[str, Any]) -> list[str]:
+    return ["<h2>Latency distribution</h2>", svg.cdf(_cdf_curves(report))]
+
+
+def _concurrency(report: Mapping[str, Any]) -> list[str]:
     series = {
         "original": _points(report["baseline"].get("concurrency")),
         "optimized": _points(report["final"].get("concurrency")),
     }
-    parts.append(svg.throughput_curve(series))
+    parts = ["<h2>Throughput against concurrency</h2>", svg.throughput_curve(series)]
     levels = {c for points in series.values() for c, _ in points}
     if len(levels) <= 1:
         parts.append(
@@ -102,36 +135,43 @@ def render(report: Mapping[str, Any]) -> str:
             "several (<code>concurrency=(1, 2, 4, 8)</code>) to see where throughput levels "
             "off.</p>"
         )
+    return parts
 
-    parts.append("<h2>Trials</h2>")
-    if report["trials"]:
-        rows = []
-        for row in fmt.trial_rows(report):
-            rows.append(
-                (
-                    f"{row['proposal']} @ {row['stage']}",
-                    _Raw(f"<span class='{row['status']}'>{row['status']}</span>"),
-                    row["estimated"],
-                    row["measured"],
-                    row["fidelity"],
-                    row["reason"],
-                )
-            )
-        parts.append(
-            _table(("change", "status", "estimated", "measured [CI]", "fidelity", "reason"), rows)
+
+def _trials(report: Mapping[str, Any]) -> list[str]:
+    """The trials table, and how to finish each deferred change."""
+    if not report["trials"]:
+        return ["<h2>Trials</h2>", "<p class='muted'>No change was tried.</p>"]
+    rows = [
+        (
+            f"{row['proposal']} @ {row['stage']}",
+            _Raw(f"<span class='{row['status']}'>{row['status']}</span>"),
+            row["estimated"],
+            row["measured"],
+            row["fidelity"],
+            row["reason"],
         )
-        for trial in report["trials"]:
-            if trial["status"] == "deferred" and trial.get("command"):
-                parts.append(
-                    f"<p>Deferred <code>{escape(trial['proposal'])}</code>: artifact "
-                    f"<code>{escape(str(trial.get('artifact') or '-'))}</code>; finish with "
-                    f"<code>{escape(trial['command'])}</code></p>"
-                )
-    else:
-        parts.append("<p class='muted'>No change was tried.</p>")
+        for row in fmt.trial_rows(report)
+    ]
+    parts = [
+        "<h2>Trials</h2>",
+        _table(("change", "status", "estimated", "measured [CI]", "fidelity", "reason"), rows),
+    ]
+    for trial in report["trials"]:
+        if trial["status"] == "deferred" and trial.get("command"):
+            parts.append(
+                f"<p>Deferred <code>{escape(trial['proposal'])}</code>: artifact "
+                f"<code>{escape(str(trial.get('artifact') or '-'))}</code>; finish with "
+                f"<code>{escape(trial['command'])}</code></p>"
+            )
+    return parts
 
+
+def _proposals(report: Mapping[str, Any]) -> list[str]:
+    """What was not tried, and every proposal: ranked, advice and unavailable."""
     groups = fmt.proposal_groups(report)
     untried = fmt.untried_rows(report)
+    parts = []
     if untried:
         parts.append("<h2>Not tried</h2>")
         parts.append(
@@ -157,80 +197,67 @@ def render(report: Mapping[str, Any]) -> str:
             ],
         )
     )
-    if groups["advice"]:
-        parts.append("<h3>Advice (never applied automatically)</h3>")
-        parts.append(
-            _table(
-                ("proposal", "title", "estimated", "effort", "why"),
-                [
-                    (
-                        f"{p['id']} @ {p['stage']}",
-                        p["title"],
-                        fmt.ratio(p.get("est_e2e_speedup")),
-                        p["effort"],
-                        p.get("reason") or p.get("rationale", ""),
-                    )
-                    for p in groups["advice"]
-                ],
-            )
-        )
-    if groups["unavailable"]:
-        parts.append("<h3>Unavailable on this machine</h3>")
-        parts.append(
-            _table(
-                ("proposal", "reason", "install"),
-                [
-                    (f"{p['id']} @ {p['stage']}", p["reason"], p.get("install") or "-")
-                    for p in groups["unavailable"]
-                ],
-            )
-        )
+    return parts + _advice(groups["advice"]) + _unavailable(groups["unavailable"])
 
+
+def _advice(advice: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not advice:
+        return []
+    return [
+        "<h3>Advice (never applied automatically)</h3>",
+        _table(
+            ("proposal", "title", "estimated", "effort", "why"),
+            [
+                (
+                    f"{p['id']} @ {p['stage']}",
+                    p["title"],
+                    fmt.ratio(p.get("est_e2e_speedup")),
+                    p["effort"],
+                    p.get("reason") or p.get("rationale", ""),
+                )
+                for p in advice
+            ],
+        ),
+    ]
+
+
+def _unavailable(unavailable: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not unavailable:
+        return []
+    return [
+        "<h3>Unavailable on this machine</h3>",
+        _table(
+            ("proposal", "reason", "install"),
+            [
+                (f"{p['id']} @ {p['stage']}", p["reason"], p.get("install") or "-")
+                for p in unavailable
+            ],
+        ),
+    ]
+
+
+def _cost(report: Mapping[str, Any]) -> list[str]:
     cost = report.get("cost")
-    if cost:
-        parts.append("<h2>Cost</h2>")
-        rows = [
-            (
-                "per 1,000 predictions",
-                fmt.money(cost["per_1000_before"]),
-                fmt.money(cost["per_1000_after"]),
-            )
-        ]
-        if cost.get("monthly_before") is not None:
-            rows.append(
-                (
-                    f"per month ({cost['monthly_volume']:,.0f} predictions, instances kept busy)",
-                    fmt.money(cost["monthly_before"]),
-                    fmt.money(cost["monthly_after"]),
-                )
-            )
-            rows.append(
-                (
-                    "per month, always-on instances",
-                    f"{fmt.money(cost.get('provisioned_monthly_before'))} "
-                    f"({cost.get('instances_before')} instance(s))",
-                    f"{fmt.money(cost.get('provisioned_monthly_after'))} "
-                    f"({cost.get('instances_after')} instance(s))",
-                )
-            )
-        parts.append(_table(("", "original", "optimized"), rows))
-        parts.append(
-            f"<p class='muted'>{escape(cost.get('basis', ''))}, at "
-            f"{fmt.money(cost['cost_per_hour'])} per instance-hour.</p>"
-        )
+    if not cost:
+        return []
+    return [
+        "<h2>Cost</h2>",
+        _table(("", "original", "optimized"), fmt.cost_rows(cost, detailed=True)),
+        f"<p class='muted'>{escape(cost.get('basis', ''))}, at "
+        f"{fmt.money(cost['cost_per_hour'])} per instance-hour.</p>",
+    ]
 
+
+def _warnings(report: Mapping[str, Any]) -> list[str]:
     warnings = list(report.get("warnings") or [])
     warnings += list(report["baseline"].get("warnings") or [])
-    if warnings:
-        parts.append("<h2>Warnings</h2><ul>")
-        parts += [f"<li>{escape(w)}</li>" for w in dict.fromkeys(warnings)]
-        parts.append("</ul>")
-    parts.append(
-        "<p class='muted'>Speedups are measured in paired, interleaved ABBA rounds on the "
-        "held-out part of the workload; intervals are bootstrapped over rounds. Fidelity is "
-        "measured against the original pipeline's outputs.</p></body></html>"
-    )
-    return "".join(parts)
+    if not warnings:
+        return []
+    return [
+        "<h2>Warnings</h2><ul>",
+        *(f"<li>{escape(w)}</li>" for w in dict.fromkeys(warnings)),
+        "</ul>",
+    ]
 
 
 def write(report: Mapping[str, Any], path: str | Path) -> Path:

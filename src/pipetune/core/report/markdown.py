@@ -33,24 +33,39 @@ def render(report: Mapping[str, Any]) -> str:
         ("stage", "share before", "share after", "time per input"),
         [(n, fmt.pct(b), fmt.pct(a), note) for n, b, a, note in fmt.stage_rows(report)],
     )
-    lines += ["", "## Trials", ""]
-    if report["trials"]:
-        lines += _table(
-            ("change", "status", "estimated", "measured [CI]", "fidelity", "reason"),
-            [
-                (
-                    f"`{r['proposal']}` @ {r['stage']}",
-                    r["status"],
-                    r["estimated"],
-                    r["measured"],
-                    r["fidelity"],
-                    r["reason"],
-                )
-                for r in fmt.trial_rows(report)
-            ],
-        )
-    else:
-        lines.append("No change was tried.")
+    lines += _trials(report)
+    lines += _proposals(report)
+    lines += _cost(report)
+    warnings = report.get("warnings") or []
+    if warnings:
+        lines += ["", "## Warnings", ""]
+        lines += [f"- {w}" for w in warnings]
+    return "\n".join(lines) + "\n"
+
+
+def _trials(report: Mapping[str, Any]) -> list[str]:
+    lines = ["", "## Trials", ""]
+    if not report["trials"]:
+        return [*lines, "No change was tried."]
+    return lines + _table(
+        ("change", "status", "estimated", "measured [CI]", "fidelity", "reason"),
+        [
+            (
+                f"`{r['proposal']}` @ {r['stage']}",
+                r["status"],
+                r["estimated"],
+                r["measured"],
+                r["fidelity"],
+                r["reason"],
+            )
+            for r in fmt.trial_rows(report)
+        ],
+    )
+
+
+def _proposals(report: Mapping[str, Any]) -> list[str]:
+    """The proposals not tried, advice, and what is unavailable on this machine."""
+    lines: list[str] = []
     untried = fmt.untried_rows(report)
     if untried:
         lines += ["", "## Not tried", ""]
@@ -73,26 +88,15 @@ def render(report: Mapping[str, Any]) -> str:
             + (f" — `{p['install']}`" if p.get("install") else "")
             for p in groups["unavailable"]
         ]
+    return lines
+
+
+def _cost(report: Mapping[str, Any]) -> list[str]:
     cost = report.get("cost")
-    if cost:
-        lines += ["", "## Cost", ""]
-        rows = [
-            (
-                "per 1,000 predictions",
-                fmt.money(cost["per_1000_before"]),
-                fmt.money(cost["per_1000_after"]),
-            )
-        ]
-        if cost.get("monthly_before") is not None:
-            rows.append(
-                ("per month", fmt.money(cost["monthly_before"]), fmt.money(cost["monthly_after"]))
-            )
-        lines += _table(("", "original", "optimized"), rows)
-    warnings = report.get("warnings") or []
-    if warnings:
-        lines += ["", "## Warnings", ""]
-        lines += [f"- {w}" for w in warnings]
-    return "\n".join(lines) + "\n"
+    if not cost:
+        return []
+    rows = fmt.cost_rows(cost, detailed=False)
+    return ["", "## Cost", "", *_table(("", "original", "optimized"), rows)]
 
 
 def write(report: Mapping[str, Any], path: str | Path) -> Path:

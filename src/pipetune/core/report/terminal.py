@@ -11,6 +11,7 @@ from pipetune.core.report import format as fmt
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 
 _STATUS_STYLE = {"accepted": "green", "rejected": "red", "deferred": "yellow"}
@@ -18,11 +19,24 @@ _STATUS_STYLE = {"accepted": "green", "rejected": "red", "deferred": "yellow"}
 
 def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     """Print ``report`` (the dict of :meth:`Report.to_dict`) to ``console``."""
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console()
+    for section in (_head, _summary, _stages, _trials, _proposals, _cost, _verdict):
+        section(report, console)
+    if report.get("run_id"):
+        console.print(f"run {report['run_id']} recorded in the run store")
+
+
+def _table(title: str, **options: Any) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", **options)
+
+
+def _head(report: Mapping[str, Any], console: Console) -> None:
+    """The pipeline, the metric, the machine and the workload's split."""
     metric = report.get("metric", "throughput")
     machine = report["machine"]
     workload = report.get("workload") or {}
@@ -44,7 +58,10 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
             markup=False,
         )
 
-    summary = Table(title="Original → optimized", box=box.SIMPLE_HEAD, title_justify="left")
+
+def _summary(report: Mapping[str, Any], console: Console) -> None:
+    """The headline table and what its figures rest on."""
+    summary = _table("Original → optimized")
     for column in ("", "original", "optimized", "speedup [95 % CI]"):
         summary.add_column(column, justify="right" if column else "left")
     for row in fmt.summary_rows(report):
@@ -54,47 +71,56 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         style = "yellow" if "BUSY" in line else "dim"
         console.print(f"[{style}]{escape(line)}[/{style}]")
 
-    stages = Table(title="Where the time goes", box=box.SIMPLE_HEAD, title_justify="left")
+
+def _stages(report: Mapping[str, Any], console: Console) -> None:
+    stages = _table("Where the time goes")
     for column in ("stage", "before", "after", "time per input"):
         stages.add_column(column, justify="left" if column == "stage" else "right")
     for name, before, after, note in fmt.stage_rows(report):
         stages.add_row(escape(name), fmt.pct(before), fmt.pct(after), note)
     console.print(stages)
 
-    if report["trials"]:
-        trials = Table(title="Trials", box=box.SIMPLE_HEAD, title_justify="left")
-        trials.add_column("change")
-        trials.add_column("status")
-        trials.add_column("estimated", justify="right")
-        trials.add_column("measured [CI]", justify="right")
-        trials.add_column("fidelity", justify="right")
-        for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
-            style = _STATUS_STYLE[row["status"]]
-            trials.add_row(
-                escape(f"{row['proposal']} @ {row['stage']}"),
-                f"[{style}]{row['status']}[/{style}]",
-                escape(row["estimated"]),
-                row["measured"],
-                fmt.fidelity_value(trial.get("fidelity")),
-            )
-        console.print(trials)
-        for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
-            style = _STATUS_STYLE[row["status"]]
-            console.print(
-                f"  [{style}]{escape(row['proposal'])}[/{style}] @ "
-                f"{escape(row['stage'])}: {escape(row['reason'])}"
-            )
-            if trial["status"] == "deferred" and trial.get("command"):
-                console.print(
-                    f"    artifact {trial.get('artifact') or '-'}; finish with: {trial['command']}",
-                    markup=False,
-                )
-        console.print()
 
+def _trials(report: Mapping[str, Any], console: Console) -> None:
+    """The trials table, then each trial's reason (and how to finish a deferred one)."""
+    if not report["trials"]:
+        return
+    trials = _table("Trials")
+    trials.add_column("change")
+    trials.add_column("status")
+    trials.add_column("estimated", justify="right")
+    trials.add_column("measured [CI]", justify="right")
+    trials.add_column("fidelity", justify="right")
+    for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
+        style = _STATUS_STYLE[row["status"]]
+        trials.add_row(
+            escape(f"{row['proposal']} @ {row['stage']}"),
+            f"[{style}]{row['status']}[/{style}]",
+            escape(row["estimated"]),
+            row["measured"],
+            fmt.fidelity_value(trial.get("fidelity")),
+        )
+    console.print(trials)
+    for row, trial in zip(fmt.trial_rows(report), report["trials"], strict=True):
+        style = _STATUS_STYLE[row["status"]]
+        console.print(
+            f"  [{style}]{escape(row['proposal'])}[/{style}] @ "
+            f"{escape(row['stage'])}: {escape(row['reason'])}"
+        )
+        if trial["status"] == "deferred" and trial.get("command"):
+            console.print(
+                f"    artifact {trial.get('artifact') or '-'}; finish with: {trial['command']}",
+                markup=False,
+            )
+    console.print()
+
+
+def _proposals(report: Mapping[str, Any], console: Console) -> None:
+    """The proposals not tried, advice, and what is unavailable here."""
     groups = fmt.proposal_groups(report)
     untried = fmt.untried_rows(report)
     if untried:
-        table = Table(title="Not tried", box=box.SIMPLE_HEAD, title_justify="left", expand=True)
+        table = _table("Not tried", expand=True)
         for column in ("proposal", "estimated", "effort", "why"):
             table.add_column(column)
         for row in untried:
@@ -116,19 +142,25 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
             # escape: an install hint such as pipetune[vision] is not rich markup
             console.print(escape(f"  {p['id']} @ {p['stage']}: {p['reason']}{install}"))
 
-    cost = report.get("cost")
-    if cost:
-        line = (
-            f"cost per 1,000 predictions: {fmt.money(cost['per_1000_before'])} → "
-            f"{fmt.money(cost['per_1000_after'])}"
-        )
-        if cost.get("monthly_before") is not None:
-            line += (
-                f"; per month at {cost['monthly_volume']:,.0f} predictions: "
-                f"{fmt.money(cost['monthly_before'])} → {fmt.money(cost['monthly_after'])}"
-            )
-        console.print(line)
 
+def _cost(report: Mapping[str, Any], console: Console) -> None:
+    cost = report.get("cost")
+    if not cost:
+        return
+    line = (
+        f"cost per 1,000 predictions: {fmt.money(cost['per_1000_before'])} → "
+        f"{fmt.money(cost['per_1000_after'])}"
+    )
+    if cost.get("monthly_before") is not None:
+        line += (
+            f"; per month at {cost['monthly_volume']:,.0f} predictions: "
+            f"{fmt.money(cost['monthly_before'])} → {fmt.money(cost['monthly_after'])}"
+        )
+    console.print(line)
+
+
+def _verdict(report: Mapping[str, Any], console: Console) -> None:
+    """Whether the requirements are met, the cumulative fidelity and accuracy, warnings."""
     style = "green" if report["requirements_met"] else "red"
     console.print(
         f"[{style}]{escape(fmt.requirements_line(report))}[/{style}] "
@@ -144,5 +176,3 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
         console.print(accuracy, markup=False)
     for warning in report.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    if report.get("run_id"):
-        console.print(f"run {report['run_id']} recorded in the run store")

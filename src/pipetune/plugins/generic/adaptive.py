@@ -577,6 +577,74 @@ def tune(
         raise Rejected("the calibration split needs at least 2 inputs")
     context.log(f"adaptive: calibrating on {len(items)} inputs")
     inputs = context.stage_inputs(pipeline, span.first, items)
+    confidences, small_outputs, small_ms = _small_path(pipeline, span, stages, inputs)
+    large_outputs, large_ms = _large(pipeline, span, context, items, inputs)
+
+    reference = context.fidelity(large_outputs)
+    budget = max(0.0, reference.value - context.fidelity_floor)
+    proportion = _is_proportion(reference.metric)
+    changed = np.array([not _same(a, b) for a, b in zip(small_outputs, large_outputs, strict=True)])
+    order = np.argsort(-confidences, kind="stable")
+    changed_ranked = np.cumsum(changed[order])
+    n = len(items)
+    best, curve = _scan_thresholds(
+        context,
+        requirements,
+        confidences,
+        order,
+        changed_ranked,
+        (small_outputs, large_outputs),
+        reference,
+        safety,
+    )
+    span_text = " -> ".join(span.names)
+    if best is None:
+        raise _nothing_routable(curve, proportion, n, budget, span_text, reference.metric)
+    figures = {
+        "span": list(span.names),
+        "calibration_items": n,
+        "small_ms": small_ms,
+        "large_ms": large_ms,
+        "fidelity_budget": budget,
+        "fidelity_of_large_path": reference.value,
+        "metric": reference.metric,
+        "rule": _rule(proportion, safety),
+        "curve": curve[:50],
+    }
+    k, threshold, fidelity = best
+    share = k / len(items)
+    new_ms = small_ms + (1 - share) * large_ms
+    span_speedup = large_ms / new_ms if new_ms > 0 else 1.0
+    e2e = _e2e(context.profile, span, span_speedup)
+    gate = 1.0 + requirements.min_gain
+    figures.update(
+        threshold=threshold,
+        small_share=share,
+        large_share=1 - share,
+        calibration_fidelity=fidelity.value,
+        changed_routed=int(changed_ranked[k - 1]),
+        span_speedup=span_speedup,
+        est_e2e_speedup=e2e,
+    )
+    context.log(
+        f"adaptive: threshold {threshold:.4f} routes {share:.1%} to the small model, "
+        f"{reference.metric} {fidelity.value:.4f} on calibration; span {span_speedup:.2f}x"
+    )
+    if (e2e if e2e is not None else span_speedup) < gate:
+        raise _does_not_pay(figures, reference.metric, gate)
+    est = _first_stage_speedup(context.profile, span, span_speedup) if context.profile else None
+    return Tuned(
+        params={"threshold": threshold, "span": list(span.names)},
+        notes=figures,
+        est_stage_speedup=est or span_speedup,
+    )
+
+
+def _small_path(
+    pipeline: Pipeline, span: Span, stages: Sequence[Stage], inputs: Sequence[Any]
+) -> tuple[np.ndarray, list[Any], float]:
+    """The small model's confidence and the pipeline's output for each input when it takes
+    the small path, and the small path's time per input (ms)."""
     router = Router(span, stages, -math.inf)
     slots = dict(stages[0].slots)
     router.decide(inputs[0], slots)  # warm-up (lazy initialisation of the small model)
@@ -584,17 +652,27 @@ def tune(
     decided = [router.decide(value, slots) for value in inputs]
     small_ms = (time.perf_counter() - started) * 1000.0 / len(inputs)
     confidences = np.array([c for c, _ in decided])
-    small_outputs = _after_span(pipeline, span, [out for _, out in decided])
-    large_outputs, large_ms = _large(pipeline, span, context, items, inputs)
+    return confidences, _after_span(pipeline, span, [out for _, out in decided]), small_ms
 
-    reference = context.fidelity(large_outputs)
+
+def _scan_thresholds(
+    context: TuneContext,
+    requirements: Requirements,
+    confidences: np.ndarray,
+    order: np.ndarray,
+    changed_ranked: np.ndarray,
+    outputs: tuple[Sequence[Any], Sequence[Any]],
+    reference: Any,
+    safety: float,
+) -> tuple[tuple[int, float, Any] | None, list[dict[str, Any]]]:
+    """Route the k most confident inputs to the small model, for growing k, while the
+    fidelity it costs stays within the budget: the last k that did (with its threshold and
+    fidelity), or ``None``, and the curve of every k tried."""
+    small_outputs, large_outputs = outputs
     floor = context.fidelity_floor
     budget = max(0.0, reference.value - floor)
     proportion = _is_proportion(reference.metric)
-    changed = np.array([not _same(a, b) for a, b in zip(small_outputs, large_outputs, strict=True)])
-    order = np.argsort(-confidences, kind="stable")
-    changed_ranked = np.cumsum(changed[order])
-    n = len(items)
+    n = len(confidences)
     best = None
     curve = []
     for k in _threshold_candidates(confidences[order]):  # the k most confident go small
@@ -631,73 +709,58 @@ def tune(
         if not ok:
             break
         best = (k, threshold, fidelity)
-    span_text = " -> ".join(span.names)
-    figures = {
-        "span": list(span.names),
-        "calibration_items": n,
-        "small_ms": small_ms,
-        "large_ms": large_ms,
-        "fidelity_budget": budget,
-        "fidelity_of_large_path": reference.value,
-        "metric": reference.metric,
-        "rule": (
+    return best, curve
+
+
+def _rule(proportion: bool, safety: float) -> str:
+    """How the threshold is chosen, in words, for the report."""
+    if proportion:
+        return (
             f"largest routed share whose {UPPER_CONFIDENCE:.0%} upper bound on the fidelity "
             "it costs stays within the budget"
-            if proportion
-            else f"largest routed share costing at most {1 - safety:.0%} of the budget"
-        ),
-        "curve": curve[:50],
-    }
-    if best is None:
-        top = curve[0] if curve else {"fidelity": float("nan"), "share": 0.0, "changed": 0}
-        if proportion and top["changed"] == 0:
-            raise Rejected(
-                f"the calibration split is too small to route anything on {span_text}: with "
-                f"{n} inputs a {UPPER_CONFIDENCE:.0%} bound on the change rate of routed "
-                f"inputs is at least {wilson_upper(0, n, UPPER_Z):.1%}, above the "
-                f"{budget:.1%} fidelity budget, even though the small model's most confident "
-                f"answers matched; use a workload of at least "
-                f"{math.ceil(UPPER_Z**2 / max(budget, 1e-9))} inputs for the tuning split"
-            )
-        raise Rejected(
-            f"the smaller model is not reliable enough to route anything on {span_text}: even "
-            f"its most confident {top['share']:.1%} of inputs change {top['changed']} "
-            f"output(s) ({reference.metric} {top['fidelity']:.3f}) on the calibration split "
-            f"({n} inputs), beyond the {budget:.1%} fidelity budget"
         )
-    k, threshold, fidelity = best
-    share = k / len(items)
-    new_ms = small_ms + (1 - share) * large_ms
-    span_speedup = large_ms / new_ms if new_ms > 0 else 1.0
-    e2e = _e2e(context.profile, span, span_speedup)
-    gate = 1.0 + requirements.min_gain
-    figures.update(
-        threshold=threshold,
-        small_share=share,
-        large_share=1 - share,
-        calibration_fidelity=fidelity.value,
-        changed_routed=int(changed_ranked[k - 1]),
-        span_speedup=span_speedup,
-        est_e2e_speedup=e2e,
+    return f"largest routed share costing at most {1 - safety:.0%} of the budget"
+
+
+def _does_not_pay(figures: Mapping[str, Any], metric: str, gate: float) -> Rejected:
+    """Why routing at the chosen threshold is not fast enough to keep (from its figures)."""
+    small_ms, large_ms = figures["small_ms"], figures["large_ms"]
+    e2e = figures["est_e2e_speedup"]
+    return Rejected(
+        f"does not pay: the small path costs {small_ms:.2f} ms per input against "
+        f"{large_ms:.2f} ms for the large span ({small_ms / large_ms:.0%}); routing "
+        f"{figures['small_share']:.1%} of inputs to it (threshold {figures['threshold']:.3f}, "
+        f"{metric} {figures['calibration_fidelity']:.4f} on calibration) gives "
+        f"{figures['span_speedup']:.2f}x on the span"
+        + (f", {e2e:.2f}x end to end" if e2e is not None else "")
+        + f", below the {gate:.2f}x minimum"
     )
-    context.log(
-        f"adaptive: threshold {threshold:.4f} routes {share:.1%} to the small model, "
-        f"{reference.metric} {fidelity.value:.4f} on calibration; span {span_speedup:.2f}x"
-    )
-    if (e2e if e2e is not None else span_speedup) < gate:
-        raise Rejected(
-            f"does not pay: the small path costs {small_ms:.2f} ms per input against "
-            f"{large_ms:.2f} ms for the large span ({small_ms / large_ms:.0%}); routing "
-            f"{share:.1%} of inputs to it (threshold {threshold:.3f}, {reference.metric} "
-            f"{fidelity.value:.4f} on calibration) gives {span_speedup:.2f}x on the span"
-            + (f", {e2e:.2f}x end to end" if e2e is not None else "")
-            + f", below the {gate:.2f}x minimum"
+
+
+def _nothing_routable(
+    curve: Sequence[Mapping[str, Any]],
+    proportion: bool,
+    n: int,
+    budget: float,
+    span_text: str,
+    metric: str,
+) -> Rejected:
+    """Why no share of the inputs can take the small path."""
+    top = curve[0] if curve else {"fidelity": float("nan"), "share": 0.0, "changed": 0}
+    if proportion and top["changed"] == 0:
+        return Rejected(
+            f"the calibration split is too small to route anything on {span_text}: with "
+            f"{n} inputs a {UPPER_CONFIDENCE:.0%} bound on the change rate of routed "
+            f"inputs is at least {wilson_upper(0, n, UPPER_Z):.1%}, above the "
+            f"{budget:.1%} fidelity budget, even though the small model's most confident "
+            f"answers matched; use a workload of at least "
+            f"{math.ceil(UPPER_Z**2 / max(budget, 1e-9))} inputs for the tuning split"
         )
-    est = _first_stage_speedup(context.profile, span, span_speedup) if context.profile else None
-    return Tuned(
-        params={"threshold": threshold, "span": list(span.names)},
-        notes=figures,
-        est_stage_speedup=est or span_speedup,
+    return Rejected(
+        f"the smaller model is not reliable enough to route anything on {span_text}: even "
+        f"its most confident {top['share']:.1%} of inputs change {top['changed']} "
+        f"output(s) ({metric} {top['fidelity']:.3f}) on the calibration split "
+        f"({n} inputs), beyond the {budget:.1%} fidelity budget"
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import pickle
 import threading
 from collections import OrderedDict
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pipetune.core.kernel.model import Stage
+from pipetune.core.kernel.model import Stage, accepted_slots
 
 META_KEY = "generic.cache"
 
@@ -141,20 +140,7 @@ class ResultCache:
 
 
 def _accepted(fn: Callable[..., Any] | None, slots: Mapping[str, Any]) -> tuple[str, ...]:
-    if fn is None:
-        return ()
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return ()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return tuple(slots)
-    names = {
-        p.name
-        for p in params
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    }
-    return tuple(name for name in slots if name in names)
+    return () if fn is None else accepted_slots(fn, slots)
 
 
 class _Cached:

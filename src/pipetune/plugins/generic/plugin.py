@@ -9,26 +9,16 @@ from typing import Any
 
 from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.registry import ChangeType, Demo, OutputKind
-from pipetune.core.kernel.results import Profile, Proposal
-from pipetune.scan.rules import Rule
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.registry import Demo
+from pipetune.core.kernel.results import Profile
+from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 2
 
 
-@hookimpl
-def register_changes() -> Sequence[ChangeType]:
-    from pipetune.plugins.generic.changes import change_types
-
-    return change_types()
-
-
-@hookimpl
-def register_output_kinds() -> Sequence[OutputKind]:
-    from pipetune.plugins.generic.fidelity import output_kinds
-
-    return output_kinds()
+register_changes = hooks.register_changes("pipetune.plugins.generic")
+register_output_kinds = hooks.register_output_kinds("pipetune.plugins.generic")
 
 
 @hookimpl
@@ -53,24 +43,6 @@ def profile_pipeline(
     return profile_facts(pipeline, workload, profile, observed)
 
 
-@hookimpl
-def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.generic.recognize import hints_for
-
-    return hints_for(stage) or None
-
-
-@hookimpl
-def propose_changes(
-    pipeline: Pipeline, profile: Profile, requirements: Requirements
-) -> Sequence[Proposal]:
-    from pipetune.plugins.generic.proposals import propose
-
-    return propose(pipeline, profile, requirements)
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    from pipetune.plugins.generic.scan_rules import RULES
-
-    return RULES
+stage_hints = hooks.stage_hints("pipetune.plugins.generic", with_pipeline=False)
+propose_changes = hooks.propose_changes("pipetune.plugins.generic", empty_is_none=False)
+scan_rules = hooks.scan_rules("pipetune.plugins.generic")

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.registry import Dependency
+from pipetune.plugins import _shared as hooks
 
 if TYPE_CHECKING:
     import ast
 
     from pipetune.core.kernel.context import Observations
-    from pipetune.core.kernel.model import Pipeline, Requirements, Stage
-    from pipetune.core.kernel.registry import Backend, ChangeType
-    from pipetune.core.kernel.results import Profile, Proposal
-    from pipetune.scan.rules import Finding, Rule
+    from pipetune.core.kernel.model import Pipeline
+    from pipetune.core.kernel.registry import Backend
+    from pipetune.scan.rules import Finding
 
 PIPETUNE_API = 2
 
@@ -66,34 +66,10 @@ def profile_pipeline(pipeline: Pipeline, observed: Observations) -> Mapping[str,
     return facts.measured_facts(pipeline, observed)
 
 
-@hookimpl
-def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.hardware.recognize import hints_for
-
-    return hints_for(stage) or None
-
-
-@hookimpl
-def propose_changes(
-    pipeline: Pipeline, profile: Profile, requirements: Requirements
-) -> Sequence[Proposal] | None:
-    from pipetune.plugins.hardware.proposals import propose
-
-    return propose(pipeline, profile, requirements) or None
-
-
-@hookimpl
-def register_changes() -> Sequence[ChangeType]:
-    from pipetune.plugins.hardware.changes import change_types
-
-    return change_types()
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    from pipetune.plugins.hardware.scan_rules import RULES
-
-    return RULES
+stage_hints = hooks.stage_hints("pipetune.plugins.hardware", with_pipeline=False)
+propose_changes = hooks.propose_changes("pipetune.plugins.hardware")
+register_changes = hooks.register_changes("pipetune.plugins.hardware")
+scan_rules = hooks.scan_rules("pipetune.plugins.hardware")
 
 
 @hookimpl

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.registry import ChangeType, OutputKind
-from pipetune.core.kernel.results import Profile, Proposal
-from pipetune.scan.rules import Rule
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.results import Profile
+from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 2
 
@@ -42,11 +41,7 @@ def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
     return inspect(pipeline)
 
 
-@hookimpl
-def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.nlp.recognize import hints_for
-
-    return hints_for(stage, pipeline) or None
+stage_hints = hooks.stage_hints("pipetune.plugins.nlp")
 
 
 @hookimpl
@@ -58,27 +53,9 @@ def profile_pipeline(
     return measure(pipeline, profile, observed)
 
 
-@hookimpl
-def propose_changes(
-    pipeline: Pipeline, profile: Profile, requirements: Requirements
-) -> Sequence[Proposal] | None:
-    from pipetune.plugins.nlp.proposals import propose
-
-    return propose(pipeline, profile, requirements) or None
-
-
-@hookimpl
-def register_changes() -> Sequence[ChangeType]:
-    from pipetune.plugins.nlp.changes import change_types
-
-    return change_types()
-
-
-@hookimpl
-def register_output_kinds() -> Sequence[OutputKind]:
-    from pipetune.plugins.nlp.fidelity import output_kinds
-
-    return output_kinds()
+propose_changes = hooks.propose_changes("pipetune.plugins.nlp")
+register_changes = hooks.register_changes("pipetune.plugins.nlp")
+register_output_kinds = hooks.register_output_kinds("pipetune.plugins.nlp")
 
 
 @hookimpl
@@ -88,8 +65,4 @@ def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> Se
     return build(pipeline, stage, workload)
 
 
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    from pipetune.plugins.nlp.scan_rules import RULES
-
-    return RULES
+scan_rules = hooks.scan_rules("pipetune.plugins.nlp")

@@ -13,10 +13,10 @@ from typing import Any
 
 from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.registry import ChangeType, Demo, Dependency, OutputKind
-from pipetune.core.kernel.results import Profile, Proposal
-from pipetune.scan.rules import Rule
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.registry import Demo, Dependency
+from pipetune.core.kernel.results import Profile
+from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 3
 
@@ -57,11 +57,7 @@ def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
     return static_facts(pipeline)
 
 
-@hookimpl
-def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.recsys.recognize import hints_for
-
-    return hints_for(stage, pipeline) or None
+stage_hints = hooks.stage_hints("pipetune.plugins.recsys")
 
 
 @hookimpl
@@ -73,31 +69,7 @@ def profile_pipeline(
     return measured_facts(pipeline, workload, profile, observed)
 
 
-@hookimpl
-def propose_changes(
-    pipeline: Pipeline, profile: Profile, requirements: Requirements
-) -> Sequence[Proposal] | None:
-    from pipetune.plugins.recsys.proposals import propose
-
-    return propose(pipeline, profile, requirements) or None
-
-
-@hookimpl
-def register_changes() -> Sequence[ChangeType]:
-    from pipetune.plugins.recsys.changes import change_types
-
-    return change_types()
-
-
-@hookimpl
-def register_output_kinds() -> Sequence[OutputKind]:
-    from pipetune.plugins.recsys.fidelity import output_kinds
-
-    return output_kinds()
-
-
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    from pipetune.plugins.recsys.scan_rules import RULES
-
-    return RULES
+propose_changes = hooks.propose_changes("pipetune.plugins.recsys")
+register_changes = hooks.register_changes("pipetune.plugins.recsys")
+register_output_kinds = hooks.register_output_kinds("pipetune.plugins.recsys")
+scan_rules = hooks.scan_rules("pipetune.plugins.recsys")

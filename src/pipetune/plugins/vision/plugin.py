@@ -16,10 +16,10 @@ from typing import Any
 
 from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.registry import ChangeType, Demo, Dependency, OutputKind
-from pipetune.core.kernel.results import Profile, Proposal
-from pipetune.scan.rules import Rule
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.registry import Demo, Dependency
+from pipetune.core.kernel.results import Profile
+from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 2
 
@@ -43,18 +43,8 @@ def register_demos() -> Sequence[Demo]:
     return DEMOS
 
 
-@hookimpl
-def register_changes() -> Sequence[ChangeType]:
-    from pipetune.plugins.vision.changes import change_types
-
-    return change_types()
-
-
-@hookimpl
-def register_output_kinds() -> Sequence[OutputKind]:
-    from pipetune.plugins.vision.fidelity import output_kinds
-
-    return output_kinds()
+register_changes = hooks.register_changes("pipetune.plugins.vision")
+register_output_kinds = hooks.register_output_kinds("pipetune.plugins.vision")
 
 
 @hookimpl
@@ -64,11 +54,7 @@ def inspect_pipeline(pipeline: Pipeline) -> dict[str, Any] | None:
     return static_facts(pipeline)
 
 
-@hookimpl
-def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.vision.recognize import hints_for
-
-    return hints_for(stage, pipeline) or None
+stage_hints = hooks.stage_hints("pipetune.plugins.vision")
 
 
 @hookimpl
@@ -80,13 +66,7 @@ def profile_pipeline(
     return profile_facts(pipeline, profile, observed)
 
 
-@hookimpl
-def propose_changes(
-    pipeline: Pipeline, profile: Profile, requirements: Requirements
-) -> Sequence[Proposal] | None:
-    from pipetune.plugins.vision.proposals import propose
-
-    return propose(pipeline, profile, requirements) or None
+propose_changes = hooks.propose_changes("pipetune.plugins.vision")
 
 
 @hookimpl
@@ -98,8 +78,4 @@ def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> Se
     return calibration_batches(pipeline, stage, workload)
 
 
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    from pipetune.plugins.vision.scan_rules import RULES
-
-    return RULES
+scan_rules = hooks.scan_rules("pipetune.plugins.vision")

@@ -4,26 +4,21 @@ materialize); :mod:`.common` holds what they share. :func:`change_types` is what
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from pipetune.core.kernel.registry import ChangeType
+
+#: The change modules, in the order ``register_changes`` lists their change types.
+MODULES = (
+    "rust_tokenizer",
+    "truncation",
+    "dynamic_padding",
+    "length_bucketing",
+    "sdpa_attention",
+    "inference_mode",
+    "cross_input_batching",
+)
 
 
 def change_types() -> list[ChangeType]:
-    from pipetune.plugins.nlp.changes import (
-        cross_input_batching,
-        dynamic_padding,
-        inference_mode,
-        length_bucketing,
-        rust_tokenizer,
-        sdpa_attention,
-        truncation,
-    )
-
-    return [
-        rust_tokenizer.CHANGE,
-        truncation.CHANGE,
-        dynamic_padding.CHANGE,
-        length_bucketing.CHANGE,
-        sdpa_attention.CHANGE,
-        inference_mode.CHANGE,
-        cross_input_batching.CHANGE,
-    ]
+    return [import_module(f"{__name__}.{name}").CHANGE for name in MODULES]

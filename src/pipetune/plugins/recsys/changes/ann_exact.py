@@ -24,17 +24,16 @@ from pipetune.plugins.recsys.changes.common import (
     TIMING_REQUESTS,
     checked_catalog,
     confirm,
-    load_for_change,
     matrix_digest,
     quality_target,
     safety_margin,
     sample,
-    searcher_for,
+    saved_searcher,
     spec_for,
     stage_slots,
 )
 from pipetune.plugins.recsys.fidelity import rows_of
-from pipetune.plugins.recsys.recognize import catalog_of, recognize
+from pipetune.plugins.recsys.recognize import recognize
 from pipetune.plugins.recsys.threads import blas_thread_count, faiss_thread_count
 
 # -- ANN for exact retrieval -------------------------------------------------------------------
@@ -417,16 +416,9 @@ def _batch_figures(
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
-    stage = pipeline.stage(change.stage)
-    rec = recognize(stage)
-    if rec is None or rec.role != "exact_topk" or rec.slot is None:
-        raise ConfigError(
-            f"stage {change.stage!r} is no longer an exact top-k stage; the "
-            "recipe does not fit this pipeline"
-        )
-    matrix = catalog_of(stage, rec.slot)
-    index, spec = load_for_change(change, artifacts_dir, matrix)
-    searcher = searcher_for(index, matrix, spec, dict(change.params))
+    stage, searcher, spec = saved_searcher(
+        change, pipeline, artifacts_dir, "exact_topk", "an exact top-k stage"
+    )
     notes = {"change": change.proposal, "index": spec.describe()}
     if change.params.get("replace") == "slot":
         slot = change.params["slot"]

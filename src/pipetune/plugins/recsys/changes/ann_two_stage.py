@@ -14,30 +14,15 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.context import TuneContext
-from pipetune.core.kernel.errors import ConfigError, PipelineError, Rejected
+from pipetune.core.kernel.errors import PipelineError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, blocks, selection, spaces
-from pipetune.plugins.recsys.changes.common import (
-    DEFAULT_TARGET,
-    MAX_TUNE_REQUESTS,
-    TIMING_REQUESTS,
-    checked_catalog,
-    confirm,
-    load_for_change,
-    matrix_digest,
-    quality_target,
-    safety_margin,
-    sample,
-    searcher_for,
-    spec_for,
-    stage_slots,
-    time_points,
-)
+from pipetune.plugins.recsys.changes import common
 from pipetune.plugins.recsys.fidelity import rows_of
-from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
+from pipetune.plugins.recsys.recognize import Recognized, recognize
 
 # -- the two-stage architecture -----------------------------------------------------------------
 
@@ -54,7 +39,7 @@ class _TwoStageEval:
     searcher: ann.AnnSearcher | None = None
 
     def rank(self, request: Any, ids: np.ndarray) -> np.ndarray:
-        result = self.stage.fn(request, candidates=ids, **stage_slots(self.stage))
+        result = self.stage.fn(request, candidates=ids, **common.stage_slots(self.stage))
         return rows_of(result)[0]
 
     def recall_with(self, candidates: Sequence[np.ndarray]) -> np.ndarray:
@@ -79,7 +64,7 @@ class AnnTwoStageParams(ChangeParams):
     index: dict[str, Any] | None = None
     index_kind: str | None = None
     space: str | None = None
-    target: float = DEFAULT_TARGET
+    target: float = common.DEFAULT_TARGET
     runtime: Any = None
     runtime_param: str | None = None
     n_candidates: int | None = None
@@ -100,7 +85,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
         raise Rejected(f"stage {stage.name!r} is not a full-catalog ranking stage")
     if not rec.transformable:
         raise Rejected(f"stage {stage.name!r}: {rec.why_not}")
-    matrix = checked_catalog(stage, rec)
+    matrix = common.checked_catalog(stage, rec)
     n, dim = matrix.shape
     where = f"stage {stage.name!r}"
     query_fn = stage.slots.get("query") or blocks.default_query
@@ -109,7 +94,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     if any(len(r) != k for r in reference):
         raise Rejected(f"{where}: its rankings have different lengths")
     metric = rec.metric or "ip"
-    target = quality_target(proposal, context)
+    target = common.quality_target(proposal, context)
     evaluate = _TwoStageEval(stage, requests, queries, reference, k)
 
     # 1. The smallest N that meets the target with *exact* retrieval: the floor any ANN
@@ -142,7 +127,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     searcher.runtime = chosen["runtime"]
     threads, thread_ms = selection.best_threads(
         lambda q: searcher.candidates(q, chosen["n_candidates"]),
-        [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))],
+        [queries[i : i + 1] for i in range(min(len(queries), common.TIMING_REQUESTS))],
         lambda count: selection.searcher_threads(searcher, count),
     )
     searcher.threads = threads
@@ -156,7 +141,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
         "target": target,
         "faiss_threads": threads,
         "faiss_batch_threads": None,
-        "items_digest": matrix_digest(matrix),
+        "items_digest": common.matrix_digest(matrix),
     }
     summary = selection.summary_line(
         spec,
@@ -187,7 +172,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
         },
         est_stage_speedup=full_ms / chosen["ms"] if chosen["ms"] > 0 else None,
     )
-    confirm(proposal, pipeline, tuned, context, target, materialize)
+    common.confirm(proposal, pipeline, tuned, context, target, materialize)
     context.log(f"recsys: two-stage {summary}")
     return tuned
 
@@ -232,7 +217,7 @@ def _cheapest(
 
         return serve
 
-    time_points(feasible, serving, requests[:TIMING_REQUESTS])
+    common.time_points(feasible, serving, requests[: common.TIMING_REQUESTS])
     return min(feasible, key=lambda p: p["ms"])
 
 
@@ -245,7 +230,7 @@ def _tuning_requests(
     where = f"stage {stage.name!r}"
     query_fn = stage.slots.get("query") or blocks.default_query
     all_inputs = context.stage_inputs(pipeline, stage.name)
-    picks = set(sample(range(len(all_inputs)), MAX_TUNE_REQUESTS))
+    picks = set(common.sample(range(len(all_inputs)), common.MAX_TUNE_REQUESTS))
     requests = [all_inputs[i] for i in sorted(picks)]
     if not requests:
         raise Rejected("the tuning split is empty")
@@ -285,7 +270,7 @@ def _n_floor(
     def exact_recall(size: int) -> float:
         nonlocal margin
         per_request = evaluate.recall_with([row[:size] for row in exact_top])
-        margin = safety_margin(per_request)
+        margin = common.safety_margin(per_request)
         value = float(per_request.mean())
         curve.append({"n_candidates": size, "retrieval": "exact", "recall": value})
         return value
@@ -368,7 +353,7 @@ def _rank_spaces(
         selection.scan_points(built, queries, reference, depth, lambda _: goal, [depth])
     reachable = [built for built in builds if built.feasible]
     if reachable:
-        singles = [queries[i : i + 1] for i in range(min(len(queries), TIMING_REQUESTS))]
+        singles = [queries[i : i + 1] for i in range(min(len(queries), common.TIMING_REQUESTS))]
         selection.time_feasible(reachable, singles, depth)
     notes["spaces"] = [built.describe() for built in builds]
     return sorted(builds, key=lambda b: b.feasible[0]["ms"] if b.feasible else math.inf), notes
@@ -387,7 +372,7 @@ def _spec_for_depth(
 ) -> tuple[ann.IndexSpec, str]:
     """The index for retrieving at least ``n_floor`` candidates, and why when the profile's
     HNSW choice was swapped for IVF-Flat ("" when it was kept)."""
-    spec = spec_for(proposal, rec, matrix)
+    spec = common.spec_for(proposal, rec, matrix)
     if spec.kind != "hnsw" or proposal.params.get("index_kind") or n_floor < DEEP_CANDIDATES:
         return spec, ""
     flat = ann.choose_index(matrix.shape[0], matrix.shape[1], spec.metric, kind="ivf_flat").spec
@@ -447,16 +432,9 @@ def _exact_top(matrix: np.ndarray, queries: np.ndarray, size: int, metric: str) 
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:
-    stage = pipeline.stage(change.stage)
-    rec = recognize(stage)
-    if rec is None or rec.role != "full_ranking" or rec.slot is None:
-        raise ConfigError(
-            f"stage {change.stage!r} is no longer a full-catalog ranking stage; the "
-            "recipe does not fit this pipeline"
-        )
-    matrix = catalog_of(stage, rec.slot)
-    index, spec = load_for_change(change, artifacts_dir, matrix)
-    searcher = searcher_for(index, matrix, spec, dict(change.params))
+    stage, searcher, spec = common.saved_searcher(
+        change, pipeline, artifacts_dir, "full_ranking", "a full-catalog ranking stage"
+    )
     notes = {"change": change.proposal}
     retrieve = blocks.ann_candidates(
         f"{stage.name}.retrieve",

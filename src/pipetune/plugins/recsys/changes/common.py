@@ -27,7 +27,7 @@ from pipetune.core.kernel.errors import ConfigError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann
-from pipetune.plugins.recsys.recognize import Recognized, catalog_of
+from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
 
 #: Default quality target: the two-stage top-k keeps this share of the full ranking's
 #: top-k; ANN retrieval keeps this recall@k against exact retrieval.
@@ -137,6 +137,22 @@ def searcher_for(
         threads=params.get("faiss_threads", 1),
         batch_threads=params.get("faiss_batch_threads"),
     )
+
+
+def saved_searcher(
+    change: Change, pipeline: Pipeline, artifacts_dir: Path, role: str, what: str
+) -> tuple[Stage, ann.AnnSearcher, ann.IndexSpec]:
+    """The stage a recipe's change applies to, still recognized as ``role`` (``what`` names
+    it in the error when it is not), and a searcher over the change's saved index."""
+    stage = pipeline.stage(change.stage)
+    rec = recognize(stage)
+    if rec is None or rec.role != role or rec.slot is None:
+        raise ConfigError(
+            f"stage {change.stage!r} is no longer {what}; the recipe does not fit this pipeline"
+        )
+    matrix = catalog_of(stage, rec.slot)
+    index, spec = load_for_change(change, artifacts_dir, matrix)
+    return stage, searcher_for(index, matrix, spec, dict(change.params)), spec
 
 
 def checked_catalog(stage: Stage, rec: Recognized) -> np.ndarray:

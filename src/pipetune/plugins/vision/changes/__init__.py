@@ -4,24 +4,20 @@ materialize); :mod:`.common` holds what they share. :func:`change_types` is what
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from pipetune.core.kernel.registry import ChangeType
+
+#: The change modules, in the order ``register_changes`` lists their change types.
+MODULES = (
+    "reduced_decode",
+    "dali_decode",
+    "gpu_decode",
+    "parallel_decode",
+    "motion_gate",
+    "frame_stride",
+)
 
 
 def change_types() -> list[ChangeType]:
-    from pipetune.plugins.vision.changes import (
-        dali_decode,
-        frame_stride,
-        gpu_decode,
-        motion_gate,
-        parallel_decode,
-        reduced_decode,
-    )
-
-    return [
-        reduced_decode.CHANGE,
-        dali_decode.CHANGE,
-        gpu_decode.CHANGE,
-        parallel_decode.CHANGE,
-        motion_gate.CHANGE,
-        frame_stride.CHANGE,
-    ]
+    return [import_module(f"{__name__}.{name}").CHANGE for name in MODULES]

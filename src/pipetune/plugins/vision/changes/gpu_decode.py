@@ -5,15 +5,12 @@ from libjpeg-turbo's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from pipetune.core.kernel.context import TuneContext
-from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
-from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.vision.changes.common import replace_stage
-from pipetune.plugins.vision.changes.dali_decode import accelerated_stage, tune_accelerated
+
+# The same tune and materialize steps as DALI decode: the change id picks the nvJPEG decoder.
+from pipetune.plugins.vision.changes.dali_decode import materialize, tune
 
 ID = "vision.gpu_decode"
 
@@ -22,18 +19,6 @@ ID = "vision.gpu_decode"
 class GpuDecodeParams(ChangeParams):
     device: str = "cuda"
     normalize: bool = True
-
-
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
-    return replace_stage(
-        change,
-        pipeline,
-        lambda stage, params: accelerated_stage(pipeline, stage, change.proposal, params),
-    )
-
-
-def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    return tune_accelerated(proposal, pipeline, context, materialize)
 
 
 CHANGE = ChangeType(ID, GpuDecodeParams, materialize, tune, lossy=True)
