@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipetune._version import __version__
 from pipetune.core.kernel.errors import (
     ConfigError,
     MissingDependency,
@@ -43,8 +44,6 @@ from pipetune.core.kernel.results import (
     Trial,
     Tuned,
 )
-
-__version__ = "0.1.0"
 
 
 def profile(pipeline: Pipeline, workload: Workload, **options: Any) -> Profile:

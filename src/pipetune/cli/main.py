@@ -378,7 +378,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: build the plugin manager (honouring ``-p``), the CLI, run it."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from pipetune.core.runtime import isolation
+    from pipetune.core.kernel import isolation
 
     isolation.enable_from_env()  # the child of --isolate: keep the breadcrumb
     state = CliState()
@@ -432,7 +432,7 @@ def _exit_past_hung_stages(code: int) -> None:
     the finalization. Interrupted, the same: the finalization would wait for worker
     processes and threads that were told to stop (a scan's pool took seconds), and the
     command must end within 2 s of the signal."""
-    from pipetune.core.runtime import workers
+    from pipetune.core.kernel import workers
 
     if code == EXIT_INTERRUPTED:
         sys.stdout.flush()

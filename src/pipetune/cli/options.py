@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipetune.core.runtime.control import DEFAULT_ITEM_TIMEOUT_S
+from pipetune.core.kernel.control import DEFAULT_ITEM_TIMEOUT_S
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -327,11 +327,11 @@ def target_options(fn: F) -> F:
 def timeout_option(fn: F) -> F:
     """``--timeout SECONDS``: the per-input deadline, spelled and defaulted the same in
     every command that runs user code. The command runs inside a control scope with it
-    (:mod:`pipetune.core.runtime.control`), so every run it makes is bounded by it."""
+    (:mod:`pipetune.core.kernel.control`), so every run it makes is bounded by it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pipetune.core.runtime import control
+        from pipetune.core.kernel import control
 
         with control.scope(item_timeout_s=kwargs.pop("item_timeout_s")):
             return fn(*args, **kwargs)

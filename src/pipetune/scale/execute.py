@@ -117,7 +117,7 @@ def _bounded(fn: Callable[[], Any], timeout_s: float | None, stage: Stage) -> An
     """``fn()``, in this thread without a deadline, else on a worker thread bounded by it."""
     if timeout_s is None:
         return fn()
-    from pipetune.core.runtime import workers
+    from pipetune.core.kernel import workers
 
     return workers.call(fn, timeout_s=timeout_s, what=f"stage {stage.name!r}")
 

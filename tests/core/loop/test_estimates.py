@@ -13,6 +13,7 @@ from pipetune import hookimpl
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
 from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.core.loop import planner
+from pipetune.core.measure.estimate import replay_speedup
 from pipetune.core.measure.validator import Validator
 from pipetune.core.report import html, markdown, terminal
 from tests.core.loop.test_optimize import P50, optimize_toy
@@ -43,10 +44,10 @@ def test_what_tuning_finds_is_shown_beside_the_planner_s_estimate_never_in_its_p
     (trial,) = [t for t in report.trials if t.proposal == "toy.faster"]
     (entry,) = [p for p in report.proposals if p["id"] == "toy.faster"]
     # the planner's figure for the baseline profile, in the trial and the proposal alike
-    on_baseline = planner.replay_speedup(report.baseline, "work", 4.0, "p50")
+    on_baseline = replay_speedup(report.baseline, "work", 4.0, "p50")
     assert trial.est_speedup == entry["est_e2e_speedup"] == pytest.approx(on_baseline)
     assert entry["estimated_on"] == "baseline" == trial.notes["estimated_on"]
-    tuned = planner.replay_speedup(report.baseline, "work", 1.5, "p50")
+    tuned = replay_speedup(report.baseline, "work", 1.5, "p50")
     assert trial.notes["tuned_estimate"] == pytest.approx(tuned)
     for name, text in _rendered(report.to_dict()).items():
         assert f"{on_baseline:.2f}x (after tuning: {tuned:.2f}x)" in text, name

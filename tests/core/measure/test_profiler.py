@@ -17,6 +17,7 @@ from pipetune.core.kernel.model import Pipeline, Stage, Trace, Workload
 from pipetune.core.kernel.results import ConcurrencyPoint, Machine, Profile
 from pipetune.core.measure import probes
 from pipetune.core.measure.profiler import profile, summarize
+from pipetune.core.runtime.observe import input_size
 from pipetune.core.runtime.offline import run_offline
 
 FAST = {"sweep_budget_s": 0.15, "gil_budget_s": 0.05, "hot_items": 8, "memory_items": 2}
@@ -274,10 +275,10 @@ def test_varied_sizes_and_several_levels_do_not_warn_about_them() -> None:
 
 
 def test_input_sizes() -> None:
-    assert probes.input_size("abc") == ("len", 3.0)
-    assert probes.input_size(np.zeros((2, 3))) == ("elements", 6.0)
-    assert probes.input_size({"text": "ab", "ids": [1, 2, 3]}) == ("len", 5.0)
-    assert probes.input_size(object()) is None
+    assert input_size("abc") == ("len", 3.0)
+    assert input_size(np.zeros((2, 3))) == ("elements", 6.0)
+    assert input_size({"text": "ab", "ids": [1, 2, 3]}) == ("len", 5.0)
+    assert input_size(object()) is None
     assert probes.size_summary([object(), "a"]) is None
 
 

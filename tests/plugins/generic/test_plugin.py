@@ -10,8 +10,8 @@ from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.registry import DemoSetup
 from pipetune.core.kernel.results import Change, LatencyStats, Profile, StageStats
-from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.profiler import profile
+from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic import plugin
 from pipetune.plugins.generic import proposals as ids

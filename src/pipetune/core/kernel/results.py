@@ -27,13 +27,13 @@ class _Serializable:
         return to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]):  # type: ignore[no-untyped-def]
+    def from_dict(cls, data: Mapping[str, Any]):
         return from_dict(cls, data)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def evolve(self, **changes: Any):  # type: ignore[no-untyped-def]
+    def evolve(self, **changes: Any):
         return replace(self, **changes)  # type: ignore[type-var]
 
 
@@ -338,6 +338,11 @@ class ExecutionContext(_Serializable):
             )
             parts.append(f"thread plan: {plan}")
         return "; ".join(parts)
+
+
+#: ``Proposal.stage`` (and ``Change.stage``) for a change to the whole pipeline (serving with
+#: dynamic batching, a recipe).
+ALL_STAGES = "*"
 
 
 @dataclass(frozen=True)

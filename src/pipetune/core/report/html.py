@@ -105,9 +105,9 @@ def render(report: Mapping[str, Any]) -> str:
 
     parts.append("<h2>Trials</h2>")
     if report["trials"]:
-        rows = []
+        trial_rows = []
         for row in fmt.trial_rows(report):
-            rows.append(
+            trial_rows.append(
                 (
                     f"{row['proposal']} @ {row['stage']}",
                     _Raw(f"<span class='{row['status']}'>{row['status']}</span>"),
@@ -118,7 +118,9 @@ def render(report: Mapping[str, Any]) -> str:
                 )
             )
         parts.append(
-            _table(("change", "status", "estimated", "measured [CI]", "fidelity", "reason"), rows)
+            _table(
+                ("change", "status", "estimated", "measured [CI]", "fidelity", "reason"), trial_rows
+            )
         )
         for trial in report["trials"]:
             if trial["status"] == "deferred" and trial.get("command"):
@@ -189,7 +191,7 @@ def render(report: Mapping[str, Any]) -> str:
     cost = report.get("cost")
     if cost:
         parts.append("<h2>Cost</h2>")
-        rows = [
+        rows: list[tuple[str, str, str]] = [
             (
                 "per 1,000 predictions",
                 fmt.money(cost["per_1000_before"]),

@@ -47,8 +47,8 @@ def render(report: Mapping[str, Any], console: Console | None = None) -> None:
     summary = Table(title="Original → optimized", box=box.SIMPLE_HEAD, title_justify="left")
     for column in ("", "original", "optimized", "speedup [95 % CI]"):
         summary.add_column(column, justify="right" if column else "left")
-    for row in fmt.summary_rows(report):
-        summary.add_row(*row)
+    for cells in fmt.summary_rows(report):
+        summary.add_row(*cells)
     console.print(summary)
     for line in fmt.context_lines(report):
         style = "yellow" if "BUSY" in line else "dim"

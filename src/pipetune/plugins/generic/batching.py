@@ -23,7 +23,7 @@ from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.results import InFlight, Tuned
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.measure.comparison import RuntimeSpec, run_pass
-from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.runtime.observe import percentiles_ms
 from pipetune.core.runtime.serving import with_serving
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64)

@@ -37,7 +37,7 @@ def cuda_status() -> Availability:
     if importlib.util.find_spec("torch") is None:
         return Availability(False, "torch is not installed", 'pip install "pipetune[nvidia]"')
     if "torch" not in sys.modules:
-        from pipetune.core.measure.machine import detect_machine
+        from pipetune.core.runtime.machine import detect_machine
 
         if detect_machine().gpu is None:
             return Availability(False, "no NVIDIA GPU detected (NVML, nvidia-smi)")

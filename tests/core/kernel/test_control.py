@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from pipetune.core.kernel import control, workers
 from pipetune.core.kernel.errors import StageError, StageTimeout
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.runtime import control, workers
 from pipetune.core.runtime.offline import run_offline
 from pipetune.core.runtime.online import run_online
 
