@@ -7,7 +7,7 @@ that need them, inside the functions that use them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetune._version import __version__
 from pipetune.core.kernel.errors import (
@@ -45,6 +45,9 @@ from pipetune.core.kernel.results import (
     Tuned,
 )
 
+if TYPE_CHECKING:  # imported when called: the loop pulls in the measurement stack
+    from pipetune.core.loop.optimize import Optimized
+
 
 def profile(pipeline: Pipeline, workload: Workload, **options: Any) -> Profile:
     """Profile ``pipeline`` on ``workload``. See :func:`pipetune.core.measure.profiler.profile`."""
@@ -58,8 +61,10 @@ def optimize(
     workload: Workload,
     requirements: Requirements | None = None,
     **options: Any,
-) -> Any:
-    """Run the optimize loop; returns the optimized pipeline and the report. See
+) -> Optimized:
+    """Run the optimize loop; returns the optimized pipeline and the report as an
+    :class:`~pipetune.core.loop.optimize.Optimized` (``pipeline, report = optimize(...)``;
+    ``report`` is a :class:`~pipetune.core.report.model.Report`). See
     :func:`pipetune.core.loop.optimize.optimize`."""
     from pipetune.core.loop.optimize import optimize as _optimize
 

@@ -35,9 +35,9 @@ def handling() -> Iterator[control.CancelToken]:
         def handler(signum: int, frame: Any) -> None:
             on_signal(token, signum)
 
-        for number in STOP_SIGNALS:
+        for signum in STOP_SIGNALS:
             with contextlib.suppress(ValueError, OSError):  # an embedding that forbids it
-                previous[number] = signal.signal(number, handler)
+                previous[signum] = signal.signal(signum, handler)
     try:
         with control.scope(token):
             yield token

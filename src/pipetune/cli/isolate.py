@@ -78,9 +78,9 @@ def _forwarding(child: subprocess.Popen[Any]) -> Any:
         with contextlib.suppress(OSError):
             child.send_signal(signum)
 
-    for number in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
-            previous[number] = signal.signal(number, forward)
+            previous[signum] = signal.signal(signum, forward)
     try:
         yield
     finally:

@@ -67,7 +67,7 @@ class PipetuneGroup(click.Group):
 
     pm: PipetunePluginManager | None = None
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -175,7 +175,8 @@ def _describe_exit(exc: SystemExit) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outside = [f for f in frames if not os.path.abspath(f.filename).startswith(here)]
-    frame = (outside or frames or [None])[-1]
+    candidates = outside or list(frames)
+    frame = candidates[-1] if candidates else None
     at = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
     return (
         f"sys.exit({exc.code!r}) was called{at} while pipetune was running (user code or "

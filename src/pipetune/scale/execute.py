@@ -17,6 +17,7 @@ so only a hung input is blamed.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,7 +102,7 @@ def _call(
         errors: list[tuple[str, str] | None] = []
         for value in values:
             try:
-                out = _bounded(lambda v=value: stage(v), timeout_s, stage)
+                out = _bounded(functools.partial(stage, value), timeout_s, stage)
             except Exception as exc:
                 outputs.append(None)
                 errors.append((type(exc).__name__, str(exc)))

@@ -229,9 +229,7 @@ class FileContext:
                 found.append(node)
             elif isinstance(node, COMPREHENSIONS):
                 first = node.generators[0] if node.generators else None
-                once = (
-                    child is first and depth + 2 < len(path) and path[depth + 2] is first.iter  # type: ignore[union-attr]
-                )
+                once = child is first and depth + 2 < len(path) and path[depth + 2] is first.iter
                 if not once:
                     found.append(node)
         return found

@@ -27,13 +27,13 @@ class _Serializable:
         return to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]):
+    def from_dict(cls, data: Mapping[str, Any]):  # type: ignore[no-untyped-def]
         return from_dict(cls, data)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def evolve(self, **changes: Any):
+    def evolve(self, **changes: Any):  # type: ignore[no-untyped-def]
         return replace(self, **changes)  # type: ignore[type-var]
 
 

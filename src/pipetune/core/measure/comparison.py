@@ -625,7 +625,9 @@ class _StageTotals:
         return {name: 1000.0 * value / n for name, value in self.seconds.items()}
 
 
-def _summary(rounds: list[_Round], side: str, latency: np.ndarray, totals: _StageTotals):
+def _summary(
+    rounds: list[_Round], side: str, latency: np.ndarray, totals: _StageTotals
+) -> SideSummary:
     wall = sum(getattr(r, f"{side}_wall") for r in rounds)
     n = sum(getattr(r, f"{side}_items") for r in rounds)
     pct = percentiles_ms(latency)
