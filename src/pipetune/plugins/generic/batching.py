@@ -62,7 +62,9 @@ def stage_batch_speedup(
     }
 
 
-def _pass_metric(pipeline: Pipeline, items: Sequence[Any], runtime: RuntimeSpec, metric: str):
+def _pass_metric(
+    pipeline: Pipeline, items: Sequence[Any], runtime: RuntimeSpec, metric: str
+) -> Any:
     reset_state(pipeline)
     result = run_pass(pipeline, items, runtime, timeout_s=None)
     if metric == "throughput":
@@ -119,7 +121,7 @@ def tune(
         capacity = run_pass(pipeline, items, RuntimeSpec(mode="offline")).throughput_rps
         runtime = replace(runtime, rate=max(0.7 * capacity, 1e-3))
     bound = getattr(requirements, f"{metric}_ms", None) if metric != "throughput" else None
-    delays = DELAYS_MS if runtime.mode == "online" else (0.0,)
+    delays: tuple[float, ...] = DELAYS_MS if runtime.mode == "online" else (0.0,)
     if bound is not None:  # the batching delay must leave room for the work itself
         delays = tuple(d for d in delays if d <= 0.5 * bound) or (0.0,)
     curve: list[dict[str, Any]] = []

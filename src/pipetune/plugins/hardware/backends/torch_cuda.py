@@ -21,7 +21,6 @@ import copy
 import importlib.util
 import sys
 import threading
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipetune.core.kernel.errors import PipelineError, Rejected
@@ -64,7 +63,7 @@ class TorchCudaBackend(Backend):
     def compile(
         self,
         model: Any,
-        example_inputs: Sequence[Any] | Mapping[str, Any] | None,
+        example_inputs: Any,  # what base.example_call takes, or None
         precision: str = "fp16",
         *,
         cuda_graphs: bool = True,
@@ -101,7 +100,7 @@ class TorchCudaBackend(Backend):
         )
         if call is not None:
             # Compile and record the graph now, not in the first timed call.
-            for _ in range(max(1, warmup)):
+            for _warm in range(max(1, warmup)):
                 wrapped(*call.args, **call.kwargs)
             torch.cuda.synchronize()
         return wrapped
