@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
@@ -28,6 +29,7 @@ def lookup(key, *, table):
     return table.get(key, 0)
 
 
+@pytest.mark.slow
 def test_repeated_inputs_get_a_cache_proposal_with_the_measured_repeat_rate():
     pipeline = Pipeline("p", (Stage("lookup", lookup, slots={"table": {"a": 1}}),), "any")
     repeated = Workload(items=tuple("aabacada" * 4), warmup=0, repeats=1)
@@ -169,6 +171,7 @@ def test_changes_materialize_through_the_owner_and_never_mutate():
     assert served.run_batch([x, x]) == [pipeline.run(x)] * 2
 
 
+@pytest.mark.slow
 def test_the_queries_demo_builds_a_real_small_pipeline():
     (demo,) = plugin.register_demos()
     setup = demo.build(True)
