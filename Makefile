@@ -85,4 +85,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) .pipetune build dist src/*.egg-info examples/pipetune-example-plugin/build examples/pipetune-example-plugin/src/*.egg-info
+	rm -rf $(VENV) .pipetune .mypy_cache .import_linter_cache build dist src/*.egg-info examples/pipetune-example-plugin/build examples/pipetune-example-plugin/src/*.egg-info
