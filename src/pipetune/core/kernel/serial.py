@@ -52,7 +52,7 @@ def _convert(hint: Any, data: Any) -> Any:
     if data is None:
         return None
     if dataclasses.is_dataclass(hint):
-        hint = _as_any(hint)  # a dataclass type (hints are types, never instances)
+        hint = typing.cast(Any, hint)  # a dataclass type: hints are types, never instances
         if not isinstance(data, Mapping):
             raise TypeError(f"expected an object for {hint.__name__}, got {type(data).__name__}")
         hints = typing.get_type_hints(hint)
@@ -95,7 +95,3 @@ def _convert(hint: Any, data: Any) -> Any:
     if hint is int:
         return int(data)
     return data
-
-
-def _as_any(value: Any) -> Any:
-    return value
