@@ -285,7 +285,7 @@ class PipetunePluginManager(pluggy.PluginManager):
         isolation.mark(f"hook {hook} of plugin {plugin!r}")
         bound = self.hook_timeouts.get(hook, self.default_hook_timeout_s)
         what = f"plugin {plugin!r} in {hook}"
-        return workers.call(fn, timeout_s=bound, what=what)  # type: ignore[no-any-return,unused-ignore]
+        return workers.call(fn, timeout_s=bound, what=what)
 
     def _checked(self, hook: str, plugin: str, value: Any) -> Any:
         """A result in the shape its hook promises, or ``None`` (a recorded failure): a
