@@ -24,12 +24,14 @@ export TRANSFORMERS_OFFLINE := 1
 
 LINT_PATHS := $(wildcard src tests benchmarks examples)
 
-.PHONY: help setup demo test lint format cli-docs bench clean
+.PHONY: help setup demo test test-fast lint format cli-docs bench clean
 
 help:
 	@echo "make demo      set up .venv, then run 'pipetune demo' (the built-in reference pipeline)"
-	@echo "make test      set up .venv, then run the test suite"
-	@echo "make lint      ruff check + format check"
+	@echo "make test      set up .venv, then run the test suite (all of it)"
+	@echo "make test-fast the suite without the tests marked slow (model loading,"
+	@echo "               torch.compile, subprocess fault tests, Ray): a quick check"
+	@echo "make lint      ruff check + format check, import layering (lint-imports), mypy"
 	@echo "make cli-docs  regenerate the command reference in docs/cli.md"
 	@echo "make bench     run the benchmarks (figures in docs/BENCHMARKS.md)"
 	@echo "make clean     remove .venv and build outputs"
@@ -59,9 +61,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The `slow` marker (pyproject.toml) is on the tests that load models, compile, start
+# subprocesses or a Ray cluster; everything else runs here.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# lint-imports checks the layering contracts and mypy the types (both configured in
+# pyproject.toml; docs/architecture.md describes the layers).
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
@@ -74,4 +85,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) .pipetune build dist src/*.egg-info examples/pipetune-example-plugin/build examples/pipetune-example-plugin/src/*.egg-info
+	rm -rf $(VENV) .pipetune .mypy_cache .import_linter_cache build dist src/*.egg-info examples/pipetune-example-plugin/build examples/pipetune-example-plugin/src/*.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from benchmarks import common
 
 from pipetune import Pipeline, Stage
@@ -21,6 +22,7 @@ def _pipeline(name: str, repeat: int) -> Pipeline:
     return Pipeline(name, (Stage("work", work),))
 
 
+@pytest.mark.slow
 def test_a_comparison_row_carries_coverage_interval_and_load():
     row = common.side_by_side(
         _pipeline("slow", 400),

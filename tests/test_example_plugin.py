@@ -63,6 +63,7 @@ def _pipetune(site: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_installed_plugin_is_listed(installed: Path) -> None:
     proc = _pipetune(installed, "plugins", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -81,12 +82,14 @@ def test_installed_plugin_is_listed(installed: Path) -> None:
     } <= set(example["hooks"])
 
 
+@pytest.mark.slow
 def test_installed_plugin_can_be_disabled(installed: Path) -> None:
     proc = _pipetune(installed, "-p", "no:example", "plugins", "--json")
     plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
     assert plugins["example"]["status"] == "disabled"
 
 
+@pytest.mark.slow
 def test_installed_plugin_measures_the_text_example(installed: Path, tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     proc = _pipetune(
@@ -101,6 +104,7 @@ def test_installed_plugin_measures_the_text_example(installed: Path, tmp_path: P
     assert measured["list_ms_per_input"] > 0 and measured["set_ms_per_input"] > 0
 
 
+@pytest.mark.slow
 def test_installed_plugin_contributes_a_proposal(installed: Path, tmp_path: Path) -> None:
     out = tmp_path / "proposals.json"
     proc = _pipetune(installed, "propose", "examples/text_classify.py", "--json", str(out), "-q")

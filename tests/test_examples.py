@@ -25,6 +25,7 @@ def test_there_are_examples():
 
 
 @pytest.mark.parametrize("example", WITH_PIPELINE, ids=lambda path: path.stem)
+@pytest.mark.slow
 def test_example_profiles_with_no_options(example: Path, tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     pm = get_plugin_manager(entry_points=False)

@@ -97,6 +97,7 @@ def test_the_scaffold_has_the_entry_point_hooks_and_tests(scaffolded):
     assert "from pipetune.testing import" in (scaffolded / "tests/test_acme_lookup.py").read_text()
 
 
+@pytest.mark.slow
 def test_the_scaffolded_tests_pass(scaffolded):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(scaffolded / "tests")],
@@ -147,6 +148,7 @@ def _pipetune(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.slow
 def test_installed_scaffold_is_listed_and_proposes(installed, tmp_path):
     listed = _pipetune(installed, tmp_path, "plugins", "--json")
     assert listed.returncode == 0, listed.stderr

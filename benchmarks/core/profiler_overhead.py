@@ -50,7 +50,7 @@ import numpy as np
 
 from benchmarks import common
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.measure.machine import detect_machine
+from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.offline import run_offline
 from pipetune.core.runtime.online import run_online
 from pipetune.core.runtime.threads import thread_settings

@@ -58,7 +58,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks.hardware.data import LABELS, sentences
 from pipetune.core.kernel.artifacts import library_version
-from pipetune.core.measure.machine import describe_machine, detect_machine
+from pipetune.core.runtime.machine import describe_machine, detect_machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "hardware.json"
 LIBRARIES = ("torch", "transformers", "onnxruntime", "openvino", "onnx", "onnxscript")

@@ -50,7 +50,7 @@ from benchmarks.hardware.encoder import (
     variant_rows,
 )
 from pipetune.core.kernel.artifacts import library_version
-from pipetune.core.measure.machine import describe_machine, detect_machine
+from pipetune.core.runtime.machine import describe_machine, detect_machine
 
 BUCKETS = (16, 32, 64, 128)
 

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     machine = detect_machine()
     smoke = args.quick or args.items is not None

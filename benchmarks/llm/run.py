@@ -787,7 +787,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown section(s): {', '.join(unknown)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
     from pipetune.core.runtime.threads import pin_threads, thread_settings
     from pipetune.plugins.llm.model_loading import load_reference_model
 

@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pipetune.core.kernel.manager import get_plugin_manager
     from pipetune.core.loop.optimize import LoopSettings, optimize
     from pipetune.core.measure.comparison import CompareSettings
-    from pipetune.core.measure.machine import detect_machine
     from pipetune.core.measure.validator import ValidatorSettings
+    from pipetune.core.runtime.machine import detect_machine
     from pipetune.demos.recsys import demo
 
     setup = demo.build(quick=args.quick)

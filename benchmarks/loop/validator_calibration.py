@@ -55,8 +55,8 @@ from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.results import Change
 from pipetune.core.measure.comparison import RuntimeSpec
-from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.validator import Validator, ValidatorSettings
+from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.threads import pin_threads, thread_settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "loop.json"

@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from pipetune import Requirements, optimize
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -398,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipetune.core.kernel.artifacts import ArtifactStore
     from pipetune.core.kernel.context import TuneContext
     from pipetune.core.kernel.results import Change
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
     from pipetune.demos.nlp.demo import build_demo
     from pipetune.plugins.nlp.changes.rust_tokenizer import tune as tune_rust_tokenizer
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.measure.machine import detect_machine
+from pipetune.core.runtime.machine import detect_machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "production.json"
 

@@ -34,7 +34,7 @@ from benchmarks.recsys.retrieval import TARGET, retrieval_section
 from benchmarks.recsys.two_stage import two_stage_section
 from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.manager import get_plugin_manager
-from pipetune.core.measure.machine import detect_machine
+from pipetune.core.runtime.machine import detect_machine
 from pipetune.demos.recsys import data
 from pipetune.plugins.recsys import ann
 from pipetune.plugins.recsys.threads import pinned_threads

@@ -27,7 +27,7 @@ def load_average() -> list[float] | None:
 
 
 def machine() -> dict[str, Any]:
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     found = detect_machine()
     return {

@@ -37,7 +37,7 @@ from typing import Any
 from benchmarks import common
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.measure.load import describe
-from pipetune.core.measure.machine import detect_machine
+from pipetune.core.runtime.machine import detect_machine
 from pipetune.scan.config import ScanOptions
 from pipetune.scan.engine import collect_rules, scan
 from pipetune.scan.files import Unreadable, discover, read_source

@@ -32,7 +32,7 @@ def pin_threads(threads: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     info = detect_machine()
     return {

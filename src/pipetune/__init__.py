@@ -7,8 +7,9 @@ that need them, inside the functions that use them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipetune._version import __version__
 from pipetune.core.kernel.errors import (
     ConfigError,
     MissingDependency,
@@ -44,7 +45,8 @@ from pipetune.core.kernel.results import (
     Tuned,
 )
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # imported when called: the loop pulls in the measurement stack
+    from pipetune.core.loop.optimize import Optimized
 
 
 def profile(pipeline: Pipeline, workload: Workload, **options: Any) -> Profile:
@@ -59,8 +61,10 @@ def optimize(
     workload: Workload,
     requirements: Requirements | None = None,
     **options: Any,
-) -> Any:
-    """Run the optimize loop; returns the optimized pipeline and the report. See
+) -> Optimized:
+    """Run the optimize loop; returns the optimized pipeline and the report as an
+    :class:`~pipetune.core.loop.optimize.Optimized` (``pipeline, report = optimize(...)``;
+    ``report`` is a :class:`~pipetune.core.report.model.Report`). See
     :func:`pipetune.core.loop.optimize.optimize`."""
     from pipetune.core.loop.optimize import optimize as _optimize
 

@@ -79,6 +79,7 @@ def test_stage_raising_stops_with_stage_input_and_exception(invoke, write_target
     )
 
 
+@pytest.mark.slow
 def test_stage_raising_with_skip_counts_per_stage(invoke, write_target, tmp_path):
     path = write_target(bad=10)
     out = tmp_path / "p.json"
@@ -90,6 +91,7 @@ def test_stage_raising_with_skip_counts_per_stage(invoke, write_target, tmp_path
     assert "input #5 in check" in errors["examples"][0]
 
 
+@pytest.mark.slow
 def test_hung_stage_is_named_with_timeout(invoke, write_target):
     source = """
     import time
@@ -276,6 +278,7 @@ def test_console_script_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in proc.stderr and "RuntimeError: at import" in proc.stderr
 
 
+@pytest.mark.slow
 def test_console_script_exits_past_a_stage_still_hung_after_its_timeout(tmp_path):
     # a hung stage's thread may sit in native code, where finalizing the interpreter under
     # it aborted the process (exit 134) after everything had been written
@@ -308,6 +311,7 @@ def test_console_script_exits_past_a_stage_still_hung_after_its_timeout(tmp_path
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_was_measured(tmp_path):
     marker = tmp_path / "started"
     target = tmp_path / "slow.py"

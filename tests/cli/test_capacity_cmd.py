@@ -131,6 +131,7 @@ requirements = Requirements(p99_ms=50, cost_per_hour=1.0, growth=Growth(now_rps=
 """
 
 
+@pytest.mark.slow
 def test_from_a_target_profiled_and_measured_online(invoke, write_target, tmp_path) -> None:
     target = write_target(TARGET, name="capacity_target.py")
     out = tmp_path / "plan.json"

@@ -17,6 +17,7 @@ def isolated_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_check_fails_when_current_lost_the_optimization_and_passes_when_it_has_it(invoke, tmp_path):
     target = write_lookups(tmp_path)
     made = invoke("optimize", f"{target}:pipeline", "--quick", "--recipe", "recipe.json", "-q")
@@ -85,6 +86,7 @@ def test_judge_fails_on_fidelity_and_on_stored_figures_of_this_machine():
     assert other.passed and "another machine" in other.notes[-1]
 
 
+@pytest.mark.slow
 def test_check_refuses_to_call_a_regression_on_a_busy_host(invoke, tmp_path, monkeypatch):
     from pipetune.core.measure import comparison, load
 

@@ -26,6 +26,7 @@ def demo_cli(tmp_path, monkeypatch):
     return lambda *args: runner.invoke(build_cli(pm), list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_demo_without_a_name_runs_the_default_and_writes_html(demo_cli, tmp_path):
     result = demo_cli("demo", "--quick", "--json", "d.json", "-q")
     assert result.exit_code == 0, result.output

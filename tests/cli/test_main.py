@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import click
+import pytest
 
 from pipetune.cli import main as cli_main
 from pipetune.cli.main import COMMAND_MODULES, build_cli, plugin_arguments
@@ -154,6 +155,7 @@ def test_p_typo_names_the_nearest_module_and_plugin(capsys, monkeypatch):
     assert "did you mean 'recsys'?" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_help_imports_no_heavy_library():
     """`pipetune --help` must be instant: building the CLI imports no optional library."""
     import subprocess

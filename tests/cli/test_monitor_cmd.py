@@ -74,6 +74,7 @@ def test_trace_extracts_a_replayable_trace(invoke, tmp_path) -> None:
     assert result.exit_code == 2 and "holds no trace" in result.output
 
 
+@pytest.mark.slow
 def test_compare_two_exports_exit_codes(invoke, tmp_path) -> None:
     before = write_export(tmp_path / "before.json", 10.0, seed=1)
     same = write_export(tmp_path / "same.json", 10.0, seed=2)
@@ -100,6 +101,7 @@ def test_compare_two_exports_exit_codes(invoke, tmp_path) -> None:
     assert result.exit_code == 0  # a 40 % change is below a 50 % minimum
 
 
+@pytest.mark.slow
 def test_compare_a_bench_run_with_a_monitor_export(invoke, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PIPETUNE_HOME", str(tmp_path / "store"))
     rows = np.random.default_rng(5).lognormal(np.log(10.0), 0.4, 400)

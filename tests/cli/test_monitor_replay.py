@@ -43,6 +43,7 @@ def target(write_target) -> Path:
     return write_target(TARGET, name="replay_target.py")
 
 
+@pytest.mark.slow
 def test_profile_replays_a_trace_in_online_mode(invoke, target, tmp_path) -> None:
     trace = write_trace(tmp_path / "trace.json")
     out = tmp_path / "profile.json"
@@ -55,6 +56,7 @@ def test_profile_replays_a_trace_in_online_mode(invoke, target, tmp_path) -> Non
     assert data["samples"] == 40
 
 
+@pytest.mark.slow
 def test_a_monitor_export_works_as_a_trace(invoke, target, tmp_path) -> None:
     from pipetune.cli.target import import_target_module
     from pipetune.monitor import Monitor
@@ -70,6 +72,7 @@ def test_a_monitor_export_works_as_a_trace(invoke, target, tmp_path) -> None:
     assert json.loads(out.read_text())["workload"]["trace"] == len(module.workload.items)
 
 
+@pytest.mark.slow
 def test_optimize_accepts_a_trace(invoke, target, tmp_path) -> None:
     trace = write_trace(tmp_path / "trace.json")
     out = tmp_path / "report.json"
@@ -115,6 +118,7 @@ def test_a_trace_from_another_pipeline_is_refused(invoke, target, tmp_path) -> N
         ),
     ],
 )
+@pytest.mark.slow
 def test_a_malformed_trace_exits_2_naming_the_file(
     invoke, target, tmp_path, content, message
 ) -> None:

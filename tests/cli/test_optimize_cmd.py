@@ -16,6 +16,7 @@ def isolated_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_optimize_writes_recipe_and_reports_then_apply_history_compare(invoke, tmp_path):
     target = write_lookups(tmp_path)
     result = invoke(
@@ -60,6 +61,7 @@ def test_optimize_writes_recipe_and_reports_then_apply_history_compare(invoke, t
     assert compared.exit_code == 0 and "1.00x" in compared.output
 
 
+@pytest.mark.slow
 def test_unmet_requirements_exit_3_and_keep_the_best(invoke, tmp_path):
     target = write_lookups(tmp_path, "strict.py", ", p50_ms=0.0001")
     result = invoke("optimize", f"{target}:pipeline", "--quick", "--no-store", "-q")
@@ -67,6 +69,7 @@ def test_unmet_requirements_exit_3_and_keep_the_best(invoke, tmp_path):
     assert "requirements NOT met" in result.output and "accepted" in result.output
 
 
+@pytest.mark.slow
 def test_propose_ranks_without_applying(invoke, tmp_path):
     target = write_lookups(tmp_path)
     result = invoke("propose", f"{target}:pipeline", "--json", "p.json")

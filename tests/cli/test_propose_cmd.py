@@ -16,6 +16,7 @@ def isolated_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_propose_and_optimize_show_one_estimate_for_one_profile(invoke, tmp_path, monkeypatch):
     from pipetune.core.measure import profiler
 
@@ -50,6 +51,7 @@ def test_propose_and_optimize_show_one_estimate_for_one_profile(invoke, tmp_path
     assert shown in proposed.output and shown in optimized.output
 
 
+@pytest.mark.slow
 def test_a_ceiling_that_bounds_nothing_is_not_printed(invoke, tmp_path, monkeypatch):
     from pipetune.core.measure import profiler
 

@@ -18,6 +18,7 @@ def test_every_command_that_runs_user_code_takes_threads(cli_pm):
         assert "--threads" in flags, name
 
 
+@pytest.mark.slow
 def test_profile_runs_under_the_pin_and_records_it(invoke, write_target, tmp_path):
     path = write_target()
     out = tmp_path / "profile.json"
@@ -27,6 +28,7 @@ def test_profile_runs_under_the_pin_and_records_it(invoke, write_target, tmp_pat
     assert threads["pinned"] is True and threads["requested"] == 1
 
 
+@pytest.mark.slow
 def test_auto_is_a_count_measured_from_the_host(invoke, write_target, tmp_path):
     path = write_target()
     out = tmp_path / "profile.json"

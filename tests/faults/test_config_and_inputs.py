@@ -12,6 +12,8 @@ import pytest
 
 from tests.faults.conftest import Project
 
+pytestmark = pytest.mark.slow  # subprocess fault tests: each case runs pipetune in a child process
+
 PLAIN = """
 from pipetune import Pipeline, Stage, Workload
 pipeline = Pipeline("plain", (Stage("ident", lambda x: x),), output_kind="labels")

@@ -10,6 +10,8 @@ import pytest
 
 from tests.faults.conftest import Project, strict_env
 
+pytestmark = pytest.mark.slow  # subprocess fault tests: each case runs pipetune in a child process
+
 EXITS = """
 import os, sys
 from pipetune import Pipeline, Stage, Workload

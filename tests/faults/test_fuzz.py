@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.faults.fuzzing import Case, cases, run_case
+
+pytestmark = pytest.mark.slow  # subprocess fault tests: each case runs pipetune in a child process
 
 #: Examples per CI run (``PIPETUNE_FUZZ_EXAMPLES`` raises it locally).
 EXAMPLES = int(os.environ.get("PIPETUNE_FUZZ_EXAMPLES", "40"))

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.faults.conftest import Project, strict_env
+
+pytestmark = pytest.mark.slow  # subprocess fault tests: each case runs pipetune in a child process
 
 TARGET = """
 from pipetune import Pipeline, Requirements, Stage, Workload

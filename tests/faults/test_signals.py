@@ -11,7 +11,10 @@ import pytest
 
 from tests.faults.conftest import Project, marked_target
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+pytestmark = [
+    pytest.mark.slow,  # subprocess fault tests
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
 
 #: Exit within this long of the signal (the target), with slack for a loaded CI machine.
 WITHIN_S = 2.0 + 1.0

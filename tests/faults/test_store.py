@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from tests.faults.conftest import Project, digest
+
+pytestmark = pytest.mark.slow  # subprocess fault tests: each case runs pipetune in a child process
 
 
 def test_a_foreign_sqlite_file_with_a_runs_table_is_left_untouched(project: Project):

@@ -9,6 +9,8 @@ import pytest
 
 from tests.faults.conftest import HANGS, Project
 
+pytestmark = pytest.mark.slow  # subprocess fault tests: each case runs pipetune in a child process
+
 DEMO_PLUGIN = """
 from pipetune import hookimpl
 from pipetune.core.kernel.registry import Demo, DemoSetup

@@ -58,6 +58,7 @@ def test_a_speedup_is_reported_as_faster_and_is_no_regression() -> None:
     assert result.regressions == []
 
 
+@pytest.mark.slow
 def test_a_tiny_but_significant_change_is_within_resolution() -> None:
     a = lognormal(400_000, 10, 1)
     result = compare_distributions(side(a), side(a * 1.02), min_change=0.05)

@@ -26,6 +26,7 @@ def scrape(port: int) -> dict:
     return {family.name: family for family in text_string_to_metric_families(text)}
 
 
+@pytest.mark.slow
 def test_a_real_scrape_shows_the_histograms_and_counters(toy) -> None:
     monitored = Monitor(toy)
     for x in range(40):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from pipetune import Stage
 from pipetune.scale.execute import failing_stage, run_group
 
@@ -48,6 +50,7 @@ def test_the_failing_stage_is_named_from_the_traceback():
     assert failing_stage(ValueError("not raised by a stage")) is None
 
 
+@pytest.mark.slow
 def test_a_hung_input_is_a_timeout_of_its_stage_and_the_others_go_on():
     release = threading.Event()
 

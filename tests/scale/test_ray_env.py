@@ -14,6 +14,8 @@ import pytest
 from pipetune.core.kernel.errors import ConfigError, MissingDependency
 from pipetune.scale import ray_env
 
+pytestmark = pytest.mark.slow  # Ray: starts a local cluster
+
 
 def test_without_ray_the_error_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)

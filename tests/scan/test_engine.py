@@ -285,6 +285,7 @@ def test_invalid_rules_are_refused_with_the_reason():
         Rule(id="X1", name="x", summary="s", proposal="a.b", node_types=(ast.Call,))
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_findings(tmp_path, builtin_pm):
     for i in range(6):
         _write(tmp_path, f"m{i}.py", "import faiss\nindex = faiss.IndexFlatL2(8)\n" * (i + 1))

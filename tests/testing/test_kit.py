@@ -124,6 +124,7 @@ def test_assert_proposes_on_a_synthetic_profile():
     assert_no_proposal(pm, pipeline, profile=make_profile(pipeline, {"fast": 1.0, "slow": 1.0}))
 
 
+@pytest.mark.slow
 def test_assert_proposes_on_a_real_run():
     pm = make_plugin_manager(("slowstage", SlowStagePlugin()))
     pipeline = make_pipeline(make_stage("fast"), make_stage("slow", cost_ms=2))
@@ -253,6 +254,7 @@ def test_hook_recorder_sees_pluggy_calls_and_exceptions():
     assert not hasattr(pm.hook.compare_outputs.get_hookimpls()[0].function, "__wrapped__")
 
 
+@pytest.mark.slow
 def test_hook_recorder_counts_stage_hints_per_stage(make_pm):
     def stage_hints(stage: Stage):
         return [f"hint for {stage.name}"]

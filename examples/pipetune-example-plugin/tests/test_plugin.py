@@ -37,6 +37,7 @@ def example_pm(make_pm):
     return make_pm(("example", plugin))
 
 
+@pytest.mark.slow
 def test_proposes_the_swap_with_a_measured_speedup(example_pm):
     pipeline = make_pipeline(
         make_stage("filter", drop_stopwords, kind="tokenize", slots={"stopwords": STOPWORDS}),
@@ -50,6 +51,7 @@ def test_proposes_the_swap_with_a_measured_speedup(example_pm):
     assert proposal.evidence["inputs"] == 40
 
 
+@pytest.mark.slow
 def test_applying_gives_the_same_outputs_and_leaves_the_list_alone(example_pm, pipetune_artifacts):
     pipeline = make_pipeline(
         make_stage("filter", drop_stopwords, slots={"stopwords": STOPWORDS}), output_kind="any"
@@ -64,6 +66,7 @@ def test_applying_gives_the_same_outputs_and_leaves_the_list_alone(example_pm, p
     assert change.params == {"slots": ["stopwords"]}
 
 
+@pytest.mark.slow
 def test_no_proposal_when_the_list_is_used_otherwise(example_pm):
     pipeline = make_pipeline(
         make_stage("count", count_stopwords, slots={"stopwords": STOPWORDS}), output_kind="any"
@@ -71,6 +74,7 @@ def test_no_proposal_when_the_list_is_used_otherwise(example_pm):
     assert_no_proposal(example_pm, pipeline, make_workload(n=20), plugin="example")
 
 
+@pytest.mark.slow
 def test_no_proposal_for_a_short_list_or_a_set(example_pm):
     for stopwords in (["the", "a"], frozenset(STOPWORDS)):
         pipeline = make_pipeline(make_stage("f", drop_stopwords, slots={"stopwords": stopwords}))
@@ -84,6 +88,7 @@ def drop_global_stopwords(text):
     return [token for token in text.split() if token not in GLOBAL_STOPWORDS]
 
 
+@pytest.mark.slow
 def test_hints_at_a_global_list(pm, hook_recorder):
     pm.load_plugin("example", plugin)
     pipeline = make_pipeline(make_stage("filter", drop_global_stopwords))
@@ -109,6 +114,7 @@ def test_the_change_type_is_registered_with_typed_params(example_pm):
         SetLookupParams.of({"slot": "stopwords"})
 
 
+@pytest.mark.slow
 def test_a_recipe_reapplies_the_change_without_the_plugin_searching(example_pm, pipetune_artifacts):
     from pipetune import load_recipe
     from pipetune.core.loop.recipes import make_recipe
@@ -134,6 +140,7 @@ def test_word_sets_are_compared_by_jaccard_and_judged_by_this_plugin(example_pm)
     assert half.value == pytest.approx(1 / 3) and half.details["first_difference"] == 0
 
 
+@pytest.mark.slow
 def test_the_set_lookup_keeps_word_sets_identical(example_pm, pipetune_artifacts):
     pipeline = make_pipeline(
         make_stage("filter", drop_stopwords, slots={"stopwords": STOPWORDS}),

@@ -287,7 +287,7 @@ def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
     levels = tuple(side.workload.concurrency)
     if len(levels) < 2:
         levels = tuple(c for c in (1, 2, 4, 8, 16) if c <= max(2, 2 * cores))
-    from pipetune.core.runtime import control
+    from pipetune.core.kernel import control
 
     say(f"{name}: profiling {side.pipeline.name} ({side.what}) offline, sweep {levels}")
     measured = profile(

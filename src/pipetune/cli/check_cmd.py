@@ -167,7 +167,7 @@ def check(
     from pipetune.core.loop.paths import store_dir
     from pipetune.core.loop.recipes import load_recipe
     from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     state = get_state(ctx)
     pm = state.plugin_manager()
@@ -313,9 +313,9 @@ def _stored_figures(report: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _fidelity(pm, baseline, current, workload, requirements) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from pipetune.core.kernel import control
     from pipetune.core.kernel.state import reset_state
     from pipetune.core.measure.fidelity import compare as compare_outputs
-    from pipetune.core.runtime import control
     from pipetune.core.runtime.offline import run_offline
 
     outputs = []

@@ -12,11 +12,19 @@ noise (:mod:`pipetune.monitor.compare`; exit 1 when B regressed beyond noise).
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipetune.cli.render import escape
 from pipetune.cli.state import stdout_console
+
+if TYPE_CHECKING:
+    from pipetune.monitor.compare import ProductionComparison, QuantileDiff
+
+#: Exit code when B regressed beyond noise.
+EXIT_REGRESSION = 1
 
 
 def register(cli: click.Group) -> None:
@@ -36,10 +44,10 @@ def compare(first: str, second: str, as_json: bool) -> int:
     regression beyond noise; 1: B is slower beyond noise; 2: bad input.
     """
     from pipetune.core.loop.store import RunStore
-    from pipetune.monitor.compare import looks_like_export, run_cli
+    from pipetune.monitor.compare import looks_like_export
 
     if looks_like_export(first) or looks_like_export(second):
-        return run_cli(first, second, as_json=as_json)
+        return compare_production(first, second, as_json=as_json)
 
     with RunStore() as store:
         a, b = store.run(first), store.run(second)
@@ -137,3 +145,82 @@ def _render(a, b, figures, ratios, same_machine) -> None:  # type: ignore[no-unt
             f"{fb['machine']}; stored figures from different machines say nothing about each "
             "other. Re-measure both here with `pipetune check`."
         )
+
+
+# -- production latency: monitor exports (pipetune.monitor.compare does the statistics) -------
+
+
+def compare_production(
+    first: str,
+    second: str,
+    *,
+    as_json: bool = False,
+    confidence: float = 0.95,
+    min_change: float | None = None,
+    store_folder: str | Path | None = None,
+) -> int:
+    """``pipetune compare A B`` where A or B is a monitor export. Returns the exit code."""
+    from pipetune.monitor.compare import DEFAULT_MIN_CHANGE, compare_distributions, load_side
+
+    if min_change is None:
+        min_change = DEFAULT_MIN_CHANGE
+    a, b = load_side(first, store_folder), load_side(second, store_folder)
+    result = compare_distributions(a, b, confidence=confidence, min_change=min_change)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        render_production(result)
+    return EXIT_REGRESSION if result.regressions else 0
+
+
+def render_production(result: ProductionComparison) -> None:
+    from rich import box
+    from rich.table import Table
+
+    console = stdout_console()
+    a, b = result.a, result.b
+    console.print(f"[bold]A[/] {a.label}: {a.kind}, {a.what} ({a.n:,} samples)")
+    console.print(f"[bold]B[/] {b.label}: {b.kind}, {b.what} ({b.n:,} samples)")
+    table = Table(box=box.SIMPLE_HEAD, title="B against A", title_justify="left")
+    for column in ("", "A", "B", "B - A", "B / A", f"{result.confidence:.0%} CI", "verdict"):
+        table.add_column(column, justify="left" if column in ("", "verdict") else "right")
+    for d in result.quantiles:
+        table.add_row(*_row(d.name.upper(), d))
+    console.print(table)
+    mw = result.mann_whitney
+    console.print(
+        f"whole distribution: P(a request of B is slower than one of A) = "
+        f"{mw['p_b_slower']:.3f} (0.5 = no shift), Mann-Whitney p = {mw['p_value']:.2g}"
+    )
+    moved = {
+        name: diffs for name, diffs in result.stages.items() if any(d.beyond_noise for d in diffs)
+    }
+    if moved:
+        stages = Table(box=box.SIMPLE_HEAD, title="stages that moved", title_justify="left")
+        for column in ("stage", "A", "B", "B - A", "B / A", "CI", "verdict"):
+            stages.add_column(column, justify="left" if column in ("stage", "verdict") else "right")
+        for name, diffs in moved.items():
+            for d in diffs:
+                if d.beyond_noise:
+                    stages.add_row(*_row(f"{name} {d.name.upper()}", d))
+        console.print(stages)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]")
+    if result.regressions:
+        console.print("[red]regression beyond noise:[/] " + "; ".join(result.regressions))
+    else:
+        console.print("[green]no regression beyond noise[/]")
+
+
+def _row(label: str, d: QuantileDiff) -> list[str]:
+    colour = {"slower": "red", "faster": "green"}.get(d.verdict)
+    verdict = f"[{colour}]{d.verdict}[/]" if colour else d.verdict
+    return [
+        label,
+        f"{d.a_ms:.2f} ms",
+        f"{d.b_ms:.2f} ms",
+        f"{d.diff_ms:+.2f} ms",
+        f"{d.ratio:.3f}",
+        f"[{d.ci[0]:.3f}, {d.ci[1]:.3f}]",
+        verdict,
+    ]

@@ -1,6 +1,6 @@
 """SIGINT and SIGTERM for the whole CLI: installed once, around the command.
 
-The first signal cancels the command's token (:mod:`pipetune.core.runtime.control`) and,
+The first signal cancels the command's token (:mod:`pipetune.core.kernel.control`) and,
 unless the main thread is in a shielded block, raises ``KeyboardInterrupt`` there, so a
 stage running inline is interrupted too. Every runtime loop, the comparison, the optimize
 loop and tune steps see the token and stop; the command keeps what finished, says so, and
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from pipetune.core.runtime import control, isolation
+from pipetune.core.kernel import control, isolation
 
 #: The signals that stop a command.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -35,9 +35,9 @@ def handling() -> Iterator[control.CancelToken]:
         def handler(signum: int, frame: Any) -> None:
             on_signal(token, signum)
 
-        for number in STOP_SIGNALS:
+        for signum in STOP_SIGNALS:
             with contextlib.suppress(ValueError, OSError):  # an embedding that forbids it
-                previous[number] = signal.signal(number, handler)
+                previous[signum] = signal.signal(signum, handler)
     try:
         with control.scope(token):
             yield token

@@ -1,5 +1,5 @@
 """``pipetune --isolate COMMAND ...``: the command, and every stage it runs, in a child
-process (see :mod:`pipetune.core.runtime.isolation`).
+process (see :mod:`pipetune.core.kernel.isolation`).
 
 The parent forwards SIGINT and SIGTERM (the child runs in its own session, so a terminal's
 Ctrl-C reaches it once, through the parent) and waits. When the child ends without
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.runtime import isolation
+from pipetune.core.kernel import isolation
 
 #: ``PIPETUNE_ISOLATE=1`` does what ``--isolate`` does.
 ENV = "PIPETUNE_ISOLATE"
@@ -78,9 +78,9 @@ def _forwarding(child: subprocess.Popen[Any]) -> Any:
         with contextlib.suppress(OSError):
             child.send_signal(signum)
 
-    for number in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
-            previous[number] = signal.signal(number, forward)
+            previous[signum] = signal.signal(signum, forward)
     try:
         yield
     finally:

@@ -67,7 +67,7 @@ class PipetuneGroup(click.Group):
 
     pm: PipetunePluginManager | None = None
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -175,7 +175,8 @@ def _describe_exit(exc: SystemExit) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outside = [f for f in frames if not os.path.abspath(f.filename).startswith(here)]
-    frame = (outside or frames or [None])[-1]
+    candidates = outside or list(frames)
+    frame = candidates[-1] if candidates else None
     at = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
     return (
         f"sys.exit({exc.code!r}) was called{at} while pipetune was running (user code or "
@@ -378,7 +379,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: build the plugin manager (honouring ``-p``), the CLI, run it."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from pipetune.core.runtime import isolation
+    from pipetune.core.kernel import isolation
 
     isolation.enable_from_env()  # the child of --isolate: keep the breadcrumb
     state = CliState()
@@ -432,7 +433,7 @@ def _exit_past_hung_stages(code: int) -> None:
     the finalization. Interrupted, the same: the finalization would wait for worker
     processes and threads that were told to stop (a scan's pool took seconds), and the
     command must end within 2 s of the signal."""
-    from pipetune.core.runtime import workers
+    from pipetune.core.kernel import workers
 
     if code == EXIT_INTERRUPTED:
         sys.stdout.flush()

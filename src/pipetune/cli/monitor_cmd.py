@@ -135,9 +135,11 @@ def compare_exports(
     """Compare latency distributions: A and B are monitor exports or bench runs
     (run-store ID[@profile label]). Exit 0: no regression beyond noise; 1: B is slower
     than A beyond noise at P50, P95 or P99; 2: bad input."""
-    from pipetune.monitor.compare import run_cli
+    from pipetune.cli.compare_cmd import compare_production
 
-    return run_cli(first, second, as_json=as_json, confidence=confidence, min_change=min_change)
+    return compare_production(
+        first, second, as_json=as_json, confidence=confidence, min_change=min_change
+    )
 
 
 def _render(export) -> None:  # type: ignore[no-untyped-def]

@@ -168,13 +168,13 @@ def run_and_report(
 ) -> int:
     """Run the loop, print the report, write the files; returns the exit code.
     ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
+    from pipetune.core.kernel import control
     from pipetune.core.loop.optimize import EXIT_REQUIREMENTS_UNMET, LoopSettings
     from pipetune.core.loop.optimize import optimize as run_loop
     from pipetune.core.loop.store import RunStore
     from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec
     from pipetune.core.measure.validator import ValidatorSettings
     from pipetune.core.report import terminal
-    from pipetune.core.runtime import control
 
     errors = stderr_console()
     log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {escape(m)}[/dim]"))

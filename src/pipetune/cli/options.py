@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipetune.core.runtime.control import DEFAULT_ITEM_TIMEOUT_S
+from pipetune.core.kernel.control import DEFAULT_ITEM_TIMEOUT_S
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -327,11 +327,11 @@ def target_options(fn: F) -> F:
 def timeout_option(fn: F) -> F:
     """``--timeout SECONDS``: the per-input deadline, spelled and defaulted the same in
     every command that runs user code. The command runs inside a control scope with it
-    (:mod:`pipetune.core.runtime.control`), so every run it makes is bounded by it."""
+    (:mod:`pipetune.core.kernel.control`), so every run it makes is bounded by it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pipetune.core.runtime import control
+        from pipetune.core.kernel import control
 
         with control.scope(item_timeout_s=kwargs.pop("item_timeout_s")):
             return fn(*args, **kwargs)
@@ -367,7 +367,7 @@ def recipe_option(
 
 def artifacts_option(fn: F) -> F:
     """``--artifacts DIR`` (passed as ``artifacts_dir``): where a recipe's artifacts are."""
-    return click.option(  # type: ignore[return-value]
+    return click.option(
         "--artifacts",
         "artifacts_dir",
         type=click.Path(path_type=Path, file_okay=False),
@@ -388,7 +388,7 @@ def ray_address_options(address_help: str, timeout_help: str) -> Callable[[F], F
             metavar="SECONDS",
             help=timeout_help,
         )(fn)
-        return click.option(  # type: ignore[return-value]
+        return click.option(
             "--address", envvar="RAY_ADDRESS", metavar="HOST:PORT", help=address_help
         )(fn)
 

@@ -41,7 +41,7 @@ def plugins_report(pm: PipetunePluginManager) -> dict[str, Any]:
     """Everything ``pipetune plugins`` shows, as JSON-serializable data."""
     from pipetune import __version__
     from pipetune.core.kernel.hookspecs import API_VERSION
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     plugins = []
     for status in pm.load_report:
@@ -230,7 +230,7 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
 def machine_rows(machine: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(what, value) rows for the machine, Apple Silicon included."""
     from pipetune.core.kernel.results import Machine
-    from pipetune.core.measure.machine import describe_machine
+    from pipetune.core.runtime.machine import describe_machine
 
     rows = describe_machine(Machine.from_dict(machine))
     rows.append(("Apple Silicon", "yes" if machine.get("apple_silicon") else "no"))

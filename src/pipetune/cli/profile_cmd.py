@@ -47,8 +47,8 @@ def profile(
     """
     from pipetune.cli.render import profile_json, progress_bar, render_profile, write_json_atomic
     from pipetune.cli.target import load_target
+    from pipetune.core.kernel import control
     from pipetune.core.measure.profiler import profile as run_profile
-    from pipetune.core.runtime import control
 
     state = get_state(ctx)
     resolved = load_target(target, target_opts)

@@ -36,9 +36,9 @@ def propose(
     """
     from pipetune.cli.render import write_json_atomic
     from pipetune.cli.target import load_target
+    from pipetune.core.kernel import control
     from pipetune.core.loop import planner
     from pipetune.core.measure.profiler import profile
-    from pipetune.core.runtime import control
 
     state = get_state(ctx)
     resolved = load_target(target, target_opts)

@@ -242,9 +242,9 @@ def build_job(
     """TARGET's pipeline with the recipe applied, the :class:`~pipetune.scale.job.JobSpec`
     workers rebuild it from, and the resolved target (workload, requirements)."""
     from pipetune.cli.target import load_target, parse_spec
+    from pipetune.core.kernel import control
     from pipetune.core.loop.paths import store_dir
     from pipetune.core.loop.recipes import load_recipe
-    from pipetune.core.runtime import control
     from pipetune.scale.job import JobSpec
 
     resolved = load_target(target, target_opts, need_workload=need_workload)

@@ -57,7 +57,6 @@ from pipetune.monitor.histogram import Histogram, quantiles_ns
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 #: Changes smaller than this are within the histograms' resolution (half a 10 % bucket).
 DEFAULT_MIN_CHANGE = 0.05
-EXIT_REGRESSION = 1
 
 
 @dataclass(frozen=True)
@@ -397,84 +396,3 @@ def _notes(a: Distribution, b: Distribution) -> list[str]:
         "in time, so differences below the stated minimum change are not called real"
     )
     return notes
-
-
-# -- the command line ------------------------------------------------------------------------
-
-
-def run_cli(
-    first: str,
-    second: str,
-    *,
-    as_json: bool = False,
-    confidence: float = 0.95,
-    min_change: float = DEFAULT_MIN_CHANGE,
-    store_folder: str | Path | None = None,
-) -> int:
-    """``pipetune compare A B`` where A or B is a monitor export. Returns the exit code."""
-    import json
-
-    import click
-
-    a, b = load_side(first, store_folder), load_side(second, store_folder)
-    result = compare_distributions(a, b, confidence=confidence, min_change=min_change)
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        render(result)
-    return EXIT_REGRESSION if result.regressions else 0
-
-
-def render(result: ProductionComparison) -> None:
-    from rich import box
-    from rich.table import Table
-
-    from pipetune.cli.state import stdout_console
-
-    console = stdout_console()
-    a, b = result.a, result.b
-    console.print(f"[bold]A[/] {a.label}: {a.kind}, {a.what} ({a.n:,} samples)")
-    console.print(f"[bold]B[/] {b.label}: {b.kind}, {b.what} ({b.n:,} samples)")
-    table = Table(box=box.SIMPLE_HEAD, title="B against A", title_justify="left")
-    for column in ("", "A", "B", "B - A", "B / A", f"{result.confidence:.0%} CI", "verdict"):
-        table.add_column(column, justify="left" if column in ("", "verdict") else "right")
-    for d in result.quantiles:
-        table.add_row(*_row(d.name.upper(), d))
-    console.print(table)
-    mw = result.mann_whitney
-    console.print(
-        f"whole distribution: P(a request of B is slower than one of A) = "
-        f"{mw['p_b_slower']:.3f} (0.5 = no shift), Mann-Whitney p = {mw['p_value']:.2g}"
-    )
-    moved = {
-        name: diffs for name, diffs in result.stages.items() if any(d.beyond_noise for d in diffs)
-    }
-    if moved:
-        stages = Table(box=box.SIMPLE_HEAD, title="stages that moved", title_justify="left")
-        for column in ("stage", "A", "B", "B - A", "B / A", "CI", "verdict"):
-            stages.add_column(column, justify="left" if column in ("stage", "verdict") else "right")
-        for name, diffs in moved.items():
-            for d in diffs:
-                if d.beyond_noise:
-                    stages.add_row(*_row(f"{name} {d.name.upper()}", d))
-        console.print(stages)
-    for note in result.notes:
-        console.print(f"[dim]note: {note}[/]")
-    if result.regressions:
-        console.print("[red]regression beyond noise:[/] " + "; ".join(result.regressions))
-    else:
-        console.print("[green]no regression beyond noise[/]")
-
-
-def _row(label: str, d: QuantileDiff) -> list[str]:
-    colour = {"slower": "red", "faster": "green"}.get(d.verdict)
-    verdict = f"[{colour}]{d.verdict}[/]" if colour else d.verdict
-    return [
-        label,
-        f"{d.a_ms:.2f} ms",
-        f"{d.b_ms:.2f} ms",
-        f"{d.diff_ms:+.2f} ms",
-        f"{d.ratio:.3f}",
-        f"[{d.ci[0]:.3f}, {d.ci[1]:.3f}]",
-        verdict,
-    ]

@@ -187,7 +187,7 @@ class Histogram:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "histogram") -> Histogram:
+    def from_dict(cls, data: Any, where: str = "histogram") -> Histogram:
         if not isinstance(data, Mapping) or not isinstance(data.get("counts"), Mapping):
             raise ConfigError(f"{where}: expected an object with 'counts' (bucket -> count)")
         counts = empty_counts()

@@ -310,7 +310,7 @@ class Monitor:
         request entered this monitor); consecutive kept blocks keep their real gap; a gap
         left by unsampled blocks is closed to the median gap inside blocks. Sizes are
         recorded when every sampled input has one (see
-        :func:`pipetune.core.measure.probes.input_size`).
+        :func:`pipetune.core.runtime.observe.input_size`).
         """
         records = sorted(self._records[: self.trace_limit])
         if not records:
@@ -424,7 +424,7 @@ class Monitor:
 
 
 def _size(item: Any) -> int | None:
-    from pipetune.core.measure.probes import input_size
+    from pipetune.core.runtime.observe import input_size
 
     try:
         found = input_size(item)
@@ -438,7 +438,7 @@ def _iso(epoch: float) -> str:
 
 
 def _machine() -> dict[str, Any]:
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     try:
         machine = detect_machine()

@@ -17,6 +17,7 @@ so only a hung input is blamed.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,7 +102,7 @@ def _call(
         errors: list[tuple[str, str] | None] = []
         for value in values:
             try:
-                out = _bounded(lambda v=value: stage(v), timeout_s, stage)
+                out = _bounded(functools.partial(stage, value), timeout_s, stage)
             except Exception as exc:
                 outputs.append(None)
                 errors.append((type(exc).__name__, str(exc)))
@@ -117,7 +118,7 @@ def _bounded(fn: Callable[[], Any], timeout_s: float | None, stage: Stage) -> An
     """``fn()``, in this thread without a deadline, else on a worker thread bounded by it."""
     if timeout_s is None:
         return fn()
-    from pipetune.core.runtime import workers
+    from pipetune.core.kernel import workers
 
     return workers.call(fn, timeout_s=timeout_s, what=f"stage {stage.name!r}")
 

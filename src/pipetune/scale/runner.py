@@ -305,7 +305,7 @@ def ship_plan(
 def record_start(pipeline: Pipeline, target: str, profile: Any = None) -> str:
     """Record the job as a run in the run store (with its sample profile); returns its id."""
     from pipetune.core.loop.store import RunStore
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     with RunStore() as store:
         run_id = store.start_run(

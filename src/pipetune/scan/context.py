@@ -212,12 +212,12 @@ class FileContext:
         scope = self.function()
         return id(scope) if scope is not None else 0
 
-    def loops(self) -> list[ast.AST]:
+    def loops(self) -> list[ast.stmt | ast.expr]:
         """Loops (``for``, ``while``, comprehensions) around the current node, innermost
         first, stopping at the enclosing function. A node in a ``for`` loop's ``iter`` (or
         a comprehension's first iterable) runs once, so that loop is not counted."""
         path = [*self.ancestors, self.node] if self.node is not None else list(self.ancestors)
-        found: list[ast.AST] = []
+        found: list[ast.stmt | ast.expr] = []
         for depth in range(len(path) - 2, -1, -1):
             node, child = path[depth], path[depth + 1]
             if isinstance(node, FUNCTIONS):
@@ -229,9 +229,7 @@ class FileContext:
                 found.append(node)
             elif isinstance(node, COMPREHENSIONS):
                 first = node.generators[0] if node.generators else None
-                once = (
-                    child is first and depth + 2 < len(path) and path[depth + 2] is first.iter  # type: ignore[union-attr]
-                )
+                once = child is first and depth + 2 < len(path) and path[depth + 2] is first.iter
                 if not once:
                     found.append(node)
         return found

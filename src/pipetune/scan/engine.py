@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,7 +241,8 @@ class _Dispatch:
 
 def _concrete(node_type: type) -> list[type]:
     out = [node_type]
-    for sub in node_type.__subclasses__():
+    subclasses: list[type] = node_type.__subclasses__()
+    for sub in subclasses:
         out.extend(_concrete(sub))
     return out
 
@@ -581,7 +582,7 @@ def scan(
     else:
         jobs = 1
     if jobs > 1:
-        results: Iterator[FileResult] = _scan_parallel(plan, files, jobs)  # type: ignore[arg-type]
+        results: Generator[FileResult, None, None] = _scan_parallel(plan, files, jobs)  # type: ignore[arg-type]
     else:
         results = (scanner.scan_path(path) for path in files)
     findings: list[Finding] = []
@@ -664,7 +665,7 @@ def _worker_plan(
     root: Path,
     all_rule_ids: frozenset[str],
 ) -> tuple[WorkerPlan | None, str]:
-    plugins = []
+    plugins: list[tuple[str, str]] = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
@@ -674,7 +675,7 @@ def _worker_plan(
         module = getattr(plugin, "__name__", None)
         if not isinstance(plugin, types.ModuleType) or sys.modules.get(module or "") is not plugin:
             return None, f"plugin {name!r} is not an importable module"
-        plugins.append((name, module))
+        plugins.append((name, plugin.__name__))
     plan = WorkerPlan(
         plugins=tuple(plugins),
         rule_ids=tuple(chosen.rules),
@@ -715,7 +716,9 @@ def _scan_in_worker(path: Path) -> FileResult:
     return _WORKER.scan_path(path)
 
 
-def _scan_parallel(plan: WorkerPlan, files: list[Path], jobs: int) -> Iterator[FileResult]:
+def _scan_parallel(
+    plan: WorkerPlan, files: list[Path], jobs: int
+) -> Generator[FileResult, None, None]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 

@@ -89,7 +89,7 @@ def argument_names(call: ast.Call) -> set[str]:
     return names
 
 
-def per_item_loop(ctx: FileContext, call: ast.Call) -> ast.AST | None:
+def per_item_loop(ctx: FileContext, call: ast.Call) -> ast.stmt | ast.expr | None:
     """The innermost loop around ``call`` whose loop variable feeds the call's arguments:
     the call runs once per item. Loops over ``batches``/``chunks`` do not count."""
     used = argument_names(call)

@@ -58,7 +58,9 @@ SEVERITIES: tuple[str, ...] = ("note", "warning", "error")
 #: ``PT-NLP001``; third-party rules use their own prefix (``ACME001``, ``XYZ-IO3``).
 RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z][A-Z0-9]*)*[0-9]+$")
 
-CheckFn = Callable[[ast.AST, "FileContext"], "Finding | Iterable[Finding] | None"]
+# A check is called on the node types its rule names (``node_types``), so it may take a
+# narrower node type (``ast.Call``) than ``ast.AST``.
+CheckFn = Callable[[Any, "FileContext"], "Finding | Iterable[Finding] | None"]
 FinishFn = Callable[["FileContext"], "Finding | Iterable[Finding] | None"]
 
 

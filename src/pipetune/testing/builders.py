@@ -78,9 +78,10 @@ def make_stage(
     # The wrappers take exactly the slots ``fn`` takes, so ``Stage.injects`` answers for
     # the user's function, and ``__wrapped__`` leads source analysis (inspect.getsource,
     # inspect.unwrap) to it rather than to the wrapper.
-    for wrapper in (run, run_batch):
+    wrappers: tuple[Any, ...] = (run, run_batch)
+    for wrapper in wrappers:
         functools.update_wrapper(wrapper, inner)
-        wrapper.__signature__ = _signature_with(takes)  # type: ignore[attr-defined]
+        wrapper.__signature__ = _signature_with(takes)
     if cost_ms == 0 and fail_on is None and fn is not None:
         run = fn  # nothing to add: the stage runs the user's function itself
 
@@ -173,7 +174,7 @@ def make_workload(
         labels = None
     return Workload(
         items=tuple(items),
-        labels=tuple(labels) if labels is not None else None,  # type: ignore[arg-type]
+        labels=tuple(labels) if labels is not None else None,
         seed=seed,
         warmup=warmup,
         repeats=repeats,

@@ -13,6 +13,7 @@ from pipetune import hookimpl
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
 from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.core.loop import planner
+from pipetune.core.measure.estimate import replay_speedup
 from pipetune.core.measure.validator import Validator
 from pipetune.core.report import html, markdown, terminal
 from tests.core.loop.test_optimize import P50, optimize_toy
@@ -34,6 +35,7 @@ def _rendered(data: dict[str, Any]) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_what_tuning_finds_is_shown_beside_the_planner_s_estimate_never_in_its_place():
     def tune(proposal, workload, context):
         return Tuned(est_stage_speedup=1.5)  # tuning is less hopeful than the proposal
@@ -43,10 +45,10 @@ def test_what_tuning_finds_is_shown_beside_the_planner_s_estimate_never_in_its_p
     (trial,) = [t for t in report.trials if t.proposal == "toy.faster"]
     (entry,) = [p for p in report.proposals if p["id"] == "toy.faster"]
     # the planner's figure for the baseline profile, in the trial and the proposal alike
-    on_baseline = planner.replay_speedup(report.baseline, "work", 4.0, "p50")
+    on_baseline = replay_speedup(report.baseline, "work", 4.0, "p50")
     assert trial.est_speedup == entry["est_e2e_speedup"] == pytest.approx(on_baseline)
     assert entry["estimated_on"] == "baseline" == trial.notes["estimated_on"]
-    tuned = planner.replay_speedup(report.baseline, "work", 1.5, "p50")
+    tuned = replay_speedup(report.baseline, "work", 1.5, "p50")
     assert trial.notes["tuned_estimate"] == pytest.approx(tuned)
     for name, text in _rendered(report.to_dict()).items():
         assert f"{on_baseline:.2f}x (after tuning: {tuned:.2f}x)" in text, name
@@ -64,6 +66,7 @@ class Dropping(ToyPlugin):
         return made
 
 
+@pytest.mark.slow
 def test_every_proposal_left_untried_says_why_and_none_says_nothing_was_left():
     proposals = [
         {"change": "faster", "stage": "work", "est_stage_speedup": 4.0, "effort": "minutes"},
@@ -95,6 +98,7 @@ def test_every_proposal_left_untried_says_why_and_none_says_nothing_was_left():
         assert "not reached" not in text, name
 
 
+@pytest.mark.slow
 def test_proposals_the_budget_cut_off_say_the_budget_was_spent():
     proposals = [
         {"change": "faster", "stage": "work", "est_stage_speedup": 4.0, "effort": "minutes"},
@@ -105,6 +109,7 @@ def test_proposals_the_budget_cut_off_say_the_budget_was_spent():
     assert alt["not_tried"] == "not reached: the trial budget was spent (max trials (1) reached)"
 
 
+@pytest.mark.slow
 def test_untried_proposals_when_the_requirements_are_met_say_they_were_not_needed():
     proposals = [
         {"change": "faster", "stage": "work", "est_stage_speedup": 4.0, "effort": "minutes"},
@@ -150,6 +155,7 @@ def both_faster(pipeline: Pipeline, params: dict[str, Any]) -> Pipeline:
     return pipeline
 
 
+@pytest.mark.slow
 def test_a_gain_beyond_the_ceiling_is_measured_again_before_it_is_kept(monkeypatch):
     calls: list[str] = []
     original = Validator.validate
@@ -175,6 +181,7 @@ def test_a_gain_beyond_the_ceiling_is_measured_again_before_it_is_kept(monkeypat
         assert trial.speedup != figures["first_speedup"]
 
 
+@pytest.mark.slow
 def test_a_gain_beyond_the_ceiling_that_a_second_measurement_does_not_prove_is_not_kept(
     monkeypatch,
 ):
@@ -207,6 +214,7 @@ def test_a_gain_beyond_the_ceiling_that_a_second_measurement_does_not_prove_is_n
 # -- a deterministic function of the profile -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_profile_gives_the_same_plan_with_every_built_in_plugin():
     from pipetune.core.kernel.manager import get_plugin_manager
     from pipetune.core.measure.profiler import profile

@@ -82,6 +82,7 @@ def optimize_toy(requirements=P50, plugin=None, *, pipeline=None, store=False, *
     )
 
 
+@pytest.mark.slow
 def test_the_loop_keeps_what_is_proven_and_records_everything(tmp_path):
     plugin = _plugin()
     pipeline = toy_pipeline()
@@ -126,6 +127,7 @@ def test_the_loop_keeps_what_is_proven_and_records_everything(tmp_path):
     assert reapplied.stage("work").slots["delay"] == optimized.stage("work").slots["delay"]
 
 
+@pytest.mark.slow
 def test_after_an_accepted_change_the_plugins_propose_again_on_the_new_pipeline():
     plugin = _plugin()
     optimize_toy(plugin=plugin)
@@ -133,6 +135,7 @@ def test_after_an_accepted_change_the_plugins_propose_again_on_the_new_pipeline(
     assert len(seen) >= 2 and seen[0] > seen[-1]  # re-proposed on the faster pipeline
 
 
+@pytest.mark.slow
 def test_proposals_left_untried_when_requirements_are_met_carry_current_estimates():
     # "faster" makes the work stage 4x faster: a proposal on "parse" then covers a bigger
     # share of the time, and the report must say so rather than repeat the first plan
@@ -153,6 +156,7 @@ def test_proposals_left_untried_when_requirements_are_met_carry_current_estimate
     assert entry["share"] is not None and "excluded" not in entry
 
 
+@pytest.mark.slow
 def test_unmet_requirements_keep_the_best_result_and_say_what_is_missed():
     requirements = Requirements(p50_ms=0.01, min_gain=0.05)
     optimized, report = optimize_toy(requirements)
@@ -163,6 +167,7 @@ def test_unmet_requirements_keep_the_best_result_and_say_what_is_missed():
     assert optimized.stage("work").slots["delay"] < 0.004
 
 
+@pytest.mark.slow
 def test_a_relative_throughput_bound_is_checked_against_the_original_side_by_side():
     # the toy's accepted change makes the work stage 4x faster: about 3x end to end (a 15 %
     # fidelity budget: 24 held-out inputs can prove an 85 % gate, not a 99 % one)
@@ -178,11 +183,13 @@ def test_a_relative_throughput_bound_is_checked_against_the_original_side_by_sid
     assert miss.startswith("speedup ") and miss.endswith("< 1000x the original's throughput")
 
 
+@pytest.mark.slow
 def test_the_budget_stops_the_loop():
     _, report = optimize_toy(max_trials=1)
     assert len(report.trials) == 1 and report.stopped == "max trials (1) reached"
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_keeps_its_finished_trials(tmp_path):
     plugin = _plugin()
 
@@ -200,6 +207,7 @@ def test_an_interrupted_run_keeps_its_finished_trials(tmp_path):
         assert len(store.trials(run.id)) == len(report.trials) >= 1
 
 
+@pytest.mark.slow
 def test_the_facade_returns_pipeline_and_report(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPETUNE_HOME", str(tmp_path))
     pipeline, report = pipetune.optimize(
@@ -218,6 +226,7 @@ def test_bad_arguments_are_clear_errors():
         optimize(toy_pipeline(), pipetune.Workload(items=()), store=False)
 
 
+@pytest.mark.slow
 def test_a_store_that_locks_mid_run_loses_nothing_but_the_record(tmp_path):
     import sqlite3
 
@@ -243,6 +252,7 @@ def test_a_store_that_locks_mid_run_loses_nothing_but_the_record(tmp_path):
     assert report.recipe is not None and report.recipe.changes
 
 
+@pytest.mark.slow
 def test_a_stage_that_hangs_while_profiling_is_a_clear_error():
     import time
 
@@ -268,6 +278,7 @@ def test_a_stage_that_hangs_while_profiling_is_a_clear_error():
 # -- what every figure rests on: coverage, splits, gates, host load, execution context -------
 
 
+@pytest.mark.slow
 def test_every_comparison_in_the_report_says_what_it_rests_on(tmp_path):
     _, report = optimize_toy(P50.evolve(max_accuracy_drop=0.15))
     data = report.to_dict()
@@ -290,6 +301,7 @@ def test_every_comparison_in_the_report_says_what_it_rests_on(tmp_path):
     assert problems("report", json.loads(json.dumps(data, default=str))) == []
 
 
+@pytest.mark.slow
 def test_a_gate_the_held_out_split_cannot_prove_leaves_the_requirements_unmet():
     met_on_speed = Requirements(optimize_for="p50", min_speedup=1.5)  # a 99 % gate
     _, report = optimize_toy(met_on_speed)
@@ -303,6 +315,7 @@ def test_a_gate_the_held_out_split_cannot_prove_leaves_the_requirements_unmet():
     assert any("needs at least 381" in w and "at least 636 inputs" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_calibration_tuning_and_held_out_splits_are_disjoint():
     seen = {}
 
@@ -326,6 +339,7 @@ def test_calibration_tuning_and_held_out_splits_are_disjoint():
     }
 
 
+@pytest.mark.slow
 def test_duplicates_across_the_split_are_reported_and_groups_remove_them():
     items = tuple(str(i % 8) for i in range(40))  # every input five times
     labels = tuple(int(x) % 7 for x in items)
@@ -355,6 +369,7 @@ def test_duplicates_across_the_split_are_reported_and_groups_remove_them():
     assert report.workload["holdout_overlap"]["duplicates"] == 0
 
 
+@pytest.mark.slow
 def test_rounds_are_sized_from_the_pipeline_accepted_last(monkeypatch):
     from pipetune.core.loop.optimize import _Loop
     from pipetune.core.measure.validator import Validator
@@ -380,6 +395,7 @@ def test_rounds_are_sized_from_the_pipeline_accepted_last(monkeypatch):
     assert expected[accepted[0] + 1] == reprofiled[0]
 
 
+@pytest.mark.slow
 def test_a_kept_thread_plan_is_recorded_in_the_recipe_and_put_back_by_load_recipe(tmp_path):
     from pipetune.core.runtime.threads import stage_plan, with_stage_threads
 

@@ -16,10 +16,9 @@ from pipetune.core.loop.planner import (
     estimate,
     plan,
     rank,
-    replay_speedup,
-    tuned_estimate,
 )
-from pipetune.core.measure.machine import detect_machine
+from pipetune.core.measure.estimate import replay_speedup, tuned_estimate
+from pipetune.core.runtime.machine import detect_machine
 from tests.core.loop_toys import manager, toy_pipeline
 
 

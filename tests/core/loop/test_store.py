@@ -79,6 +79,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     RunStore(tmp_path).close()
     script = tmp_path / "writer.py"
@@ -111,6 +112,7 @@ def test_a_corrupted_store_is_reported_and_left_untouched(tmp_path):
     assert _digest(db) == before
 
 
+@pytest.mark.slow
 def test_a_damaged_page_is_reported_and_left_untouched(tmp_path):
     with RunStore(tmp_path) as store:
         run = store.start_run("toy", machine_fingerprint="abc")

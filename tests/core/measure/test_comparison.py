@@ -161,6 +161,7 @@ def test_a_slow_pipeline_is_still_timed_on_100_inputs_spread_over_the_whole_spli
     assert data["host_load"]["run_queue_wait"] is None or data["host_load"]["run_queue_wait"] >= 0
 
 
+@pytest.mark.slow
 def test_a_small_split_is_timed_whole():
     result = compare(seen_by([]), seen_by([]), list(range(30)), settings=CompareSettings(rounds=4))
     assert result.inputs_timed == result.inputs_total == 30 and not result.coverage_note

@@ -72,7 +72,7 @@ def test_the_suggested_count_leaves_other_processes_their_cores(other, usable, e
 
 
 def test_auto_threads_is_a_whole_count_within_the_usable_cores():
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     count = load.auto_threads(seconds=0.05)
     assert isinstance(count, int) and 1 <= count <= max(1, detect_machine().cores)

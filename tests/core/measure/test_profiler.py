@@ -17,6 +17,7 @@ from pipetune.core.kernel.model import Pipeline, Stage, Trace, Workload
 from pipetune.core.kernel.results import ConcurrencyPoint, Machine, Profile
 from pipetune.core.measure import probes
 from pipetune.core.measure.profiler import profile, summarize
+from pipetune.core.runtime.observe import input_size
 from pipetune.core.runtime.offline import run_offline
 
 FAST = {"sweep_budget_s": 0.15, "gil_budget_s": 0.05, "hot_items": 8, "memory_items": 2}
@@ -61,6 +62,7 @@ def quick(pipeline: Pipeline, workload: Workload, **options: Any) -> Profile:
     return profile(pipeline, workload, **{**FAST, **options})
 
 
+@pytest.mark.slow
 def test_shares_sum_to_one_with_other_last_and_percentiles_ordered() -> None:
     prof = quick(text_pipeline(), Workload(items=texts(), repeats=2, concurrency=(1, 2)))
     names = [s.name for s in prof.stages]
@@ -94,6 +96,7 @@ def test_stage_cpu_ratio_and_machine_threads_are_recorded() -> None:
     assert prof.machine.cpu and prof.machine.cores >= 1
 
 
+@pytest.mark.slow
 def test_concurrency_sweep_has_a_point_per_level() -> None:
     nap = Pipeline("nap", (Stage("nap", lambda x: time.sleep(0.002) or x),))
     prof = quick(nap, Workload(items=tuple(range(40)), concurrency=(1, 2, 4)))
@@ -128,6 +131,7 @@ def test_gil_classification_rules() -> None:
     assert probes.classify_gil(None, 1.0, 8) is None
 
 
+@pytest.mark.slow
 def test_gil_pass_checks_heavy_stages_and_clears_a_sleeping_one() -> None:
     p = Pipeline(
         "mixed",
@@ -147,6 +151,7 @@ def test_gil_pass_checks_heavy_stages_and_clears_a_sleeping_one() -> None:
     assert "criterion" in prof.passes["gil"]
 
 
+@pytest.mark.slow
 def test_cpu_ratio_counts_a_batch_once_on_both_sides() -> None:
     """In a batch, every input carries the batch's wall time; its CPU time is counted once,
     so the wall time must be too: a busy stage served in batches of 8 is as busy as one
@@ -201,6 +206,7 @@ def test_hot_functions_name_the_python_helper() -> None:
     assert not any("model.py" in f for f in functions)
 
 
+@pytest.mark.slow
 def test_layer_pass_times_torch_layers_and_leaves_the_model_untouched() -> None:
     torch = pytest.importorskip("torch", reason="torch extra not installed")
     import hashlib
@@ -266,6 +272,7 @@ def test_warnings_for_an_unrealistic_workload() -> None:
     assert prof.workload["sizes"]["distinct"] == 1
 
 
+@pytest.mark.slow
 def test_varied_sizes_and_several_levels_do_not_warn_about_them() -> None:
     prof = quick(text_pipeline(), Workload(items=texts(40), concurrency=(1, 2)))
     text = " | ".join(prof.warnings)
@@ -274,10 +281,10 @@ def test_varied_sizes_and_several_levels_do_not_warn_about_them() -> None:
 
 
 def test_input_sizes() -> None:
-    assert probes.input_size("abc") == ("len", 3.0)
-    assert probes.input_size(np.zeros((2, 3))) == ("elements", 6.0)
-    assert probes.input_size({"text": "ab", "ids": [1, 2, 3]}) == ("len", 5.0)
-    assert probes.input_size(object()) is None
+    assert input_size("abc") == ("len", 3.0)
+    assert input_size(np.zeros((2, 3))) == ("elements", 6.0)
+    assert input_size({"text": "ab", "ids": [1, 2, 3]}) == ("len", 5.0)
+    assert input_size(object()) is None
     assert probes.size_summary([object(), "a"]) is None
 
 
@@ -296,6 +303,7 @@ def test_skipped_errors_are_counted_and_warned_about() -> None:
         quick(p, Workload(items=texts(20)), sweep=False)
 
 
+@pytest.mark.slow
 def test_progress_is_monotone_and_completes() -> None:
     seen: list[tuple[int, int]] = []
     passes: list[str] = []
@@ -336,6 +344,7 @@ def test_ctrl_c_before_anything_was_measured_reraises() -> None:
         quick(Pipeline("k", (Stage("s", stop),)), Workload(items=(1, 2)))
 
 
+@pytest.mark.slow
 def test_online_profile_reports_queueing_and_rates() -> None:
     nap = Pipeline("nap", (Stage("nap", lambda x: time.sleep(0.002) or x),))
     workload = Workload(items=tuple(range(40)), mode="online", rate=100, repeats=1)
@@ -354,6 +363,7 @@ def test_online_profile_without_a_rate_offers_measured_capacity() -> None:
     assert prof.runtime["online"]["offered_rps"] > 0
 
 
+@pytest.mark.slow
 def test_stream_profile_and_fallback() -> None:
     from tests.core.runtime.test_stream import generation
 
@@ -395,6 +405,7 @@ def test_summarize_with_nothing_completed_keeps_shares_summing_to_one() -> None:
     assert prof.samples == 0 and prof.errors.count == 2
 
 
+@pytest.mark.slow
 def test_same_size_arrays_get_a_softer_warning() -> None:
     prof = quick(
         Pipeline("vec", (Stage("norm", lambda v: float(np.linalg.norm(v))),)),
@@ -405,6 +416,7 @@ def test_same_size_arrays_get_a_softer_warning() -> None:
     assert "fixed-size features" in warning
 
 
+@pytest.mark.slow
 def test_bounded_passes_stop_at_their_time_budget() -> None:
     slow = Pipeline("slow", (Stage("slow", lambda x: time.sleep(0.05) or x),))
     prof = quick(

@@ -53,6 +53,7 @@ def _proposal(change: str, **fields) -> Proposal:
     return Proposal(id=f"toy.{change}", plugin="toy", title=change, **fields)
 
 
+@pytest.mark.slow
 def test_a_clearly_faster_change_is_accepted_with_ci_and_fidelity(tmp_path):
     plugin = ToyPlugin(changes={"faster": faster})
     _pm, pipeline, validator, context, _, holdout = _setup(tmp_path, plugin)
@@ -67,6 +68,7 @@ def test_a_clearly_faster_change_is_accepted_with_ci_and_fidelity(tmp_path):
     assert trial.change.proposal == "toy.faster" and trial.metric == "throughput"
 
 
+@pytest.mark.slow
 def test_a_slower_candidate_is_rejected_as_slower(tmp_path):
     plugin = ToyPlugin(changes={"slower": slower})
     _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)
@@ -149,6 +151,7 @@ def test_a_candidate_that_hangs_is_rejected_after_the_timeout(tmp_path):
     assert trial.reason.startswith("hangs:") and "'work'" in trial.reason
 
 
+@pytest.mark.slow
 def test_tuning_sees_the_tune_split_and_validation_the_held_out_split(tmp_path):
     plugin = ToyPlugin(changes={"faster": faster})
     _, pipeline, validator, context, tune, holdout = _setup(tmp_path, plugin)
@@ -178,6 +181,7 @@ def test_a_fidelity_rejection_quotes_the_plugins_summary_of_the_raw_figures(tmp_
     assert f"({summary}; cumulative, against the original pipeline)" in trial.reason
 
 
+@pytest.mark.slow
 def test_a_gate_the_small_holdout_cannot_prove_is_unproven_with_the_items_that_would(tmp_path):
     plugin = ToyPlugin(changes={"faster": faster})
     _, pipeline, validator, context, _, holdout = _setup(tmp_path, plugin)
@@ -219,6 +223,7 @@ class LeakyCache:
         return {"hits": self.hits, "misses": self.misses}
 
 
+@pytest.mark.slow
 def test_a_cache_faster_than_its_hit_rate_allows_is_an_error(tmp_path):
     from pipetune.core.kernel.model import Stage
 
@@ -250,6 +255,7 @@ def test_a_cache_faster_than_its_hit_rate_allows_is_an_error(tmp_path):
     assert trial.notes["cache"]["work"]["hit_rate"] == 0.0
 
 
+@pytest.mark.slow
 def test_a_change_that_breaks_a_requirement_that_held_is_rejected(tmp_path):
     from pipetune.core.runtime.serving import with_serving
 
@@ -292,6 +298,7 @@ def test_a_plugin_threshold_below_the_users_budget_does_not_loosen_it(tmp_path):
     assert trial.fidelity.judged_by == "toy"
 
 
+@pytest.mark.slow
 def test_the_fidelity_records_the_plugin_and_kind_that_judged(tmp_path):
     plugin = ToyPlugin(changes={"faster": faster})
     _, pipeline, validator, context, _, _ = _setup(tmp_path, plugin)

@@ -102,6 +102,7 @@ def test_batcher_waits_for_a_second_request_within_max_wait() -> None:
     assert calls == [2]
 
 
+@pytest.mark.slow
 def test_rates_are_reported_and_light_load_is_not_overloaded() -> None:
     result = run_online(nap_pipeline(0.001), list(range(40)), rate=40, seed=1)
     stats = result.online
@@ -113,6 +114,7 @@ def test_rates_are_reported_and_light_load_is_not_overloaded() -> None:
     assert 0 < stats.utilization < 0.9
 
 
+@pytest.mark.slow
 def test_overload_is_detected() -> None:
     # 10 ms of service offered 200 requests per second: the queue can only grow.
     result = run_online(nap_pipeline(0.01), list(range(60)), rate=200, seed=0)

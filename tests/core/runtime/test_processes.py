@@ -37,6 +37,7 @@ def build_where() -> Pipeline:
     return Pipeline("where", (Stage("where", where),))
 
 
+@pytest.mark.slow
 def test_workers_build_their_own_pipeline() -> None:
     items = [1, 2, 3, 4, 5, 6]
     result = run_offline(build(), items, executor="process", factory=FACTORY, workers=2, spans=True)
@@ -56,6 +57,7 @@ def test_children_are_other_processes_and_inherit_the_pin() -> None:
     assert {omp for _, _, omp in result.outputs} == {"1"}
 
 
+@pytest.mark.slow
 def test_errors_in_children_name_stage_and_input() -> None:
     items = [5, 6, 7, 8]  # squares: 7 never appears...
     result = run_offline(

@@ -172,6 +172,7 @@ def test_an_explicit_confidence_over_a_span_of_stages() -> None:
         assert routed.run(x) == expected
 
 
+@pytest.mark.slow
 def test_tune_finds_a_threshold_that_keeps_fidelity(pm, tmp_path) -> None:
     original = pipeline()
     workload = Workload(items(300))
@@ -204,6 +205,7 @@ def test_tune_finds_a_threshold_that_keeps_fidelity(pm, tmp_path) -> None:
     assert routed_pipeline is original
 
 
+@pytest.mark.slow
 def test_refused_with_figures_when_the_small_model_is_as_slow(pm, tmp_path) -> None:
     slow = pipeline(small=SLOW_SMALL)
     workload = Workload(items(120))
@@ -286,6 +288,7 @@ def test_a_recipe_reapplies_the_threshold_and_nothing_is_mutated(pm, tmp_path) -
         adaptive.materialize(Change(adaptive.PROPOSAL, "generic", "model"), original)
 
 
+@pytest.mark.slow
 def test_the_loop_accepts_it_and_reports_the_routed_share(pm, tmp_path) -> None:
     original = pipeline()
     workload = Workload(items(400, seed=11), warmup=0, repeats=1)

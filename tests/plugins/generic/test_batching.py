@@ -38,6 +38,7 @@ def _pipeline(batchable: bool) -> Pipeline:
     return Pipeline("p", (stage,), output_kind="any")
 
 
+@pytest.mark.slow
 def test_batching_is_tuned_when_a_call_has_a_fixed_cost():
     workload = Workload(items=tuple(range(48)))
     tuned = batching.tune(_pipeline(True), workload, Requirements())
@@ -50,6 +51,7 @@ def test_batching_is_tuned_when_a_call_has_a_fixed_cost():
     assert [point["batch_size"] for point in tuned.notes["curve"]][:2] == [2, 4]
 
 
+@pytest.mark.slow
 def test_batching_is_refused_when_it_cannot_pay():
     with pytest.raises(Rejected, match="batching does not pay"):
         batching.tune(_pipeline(False), Workload(items=tuple(range(16))), Requirements())
@@ -70,6 +72,7 @@ def test_the_stage_batch_speedup_is_measured_cold():
     assert measured["batch"] == 8 and measured["speedup"] > 2
 
 
+@pytest.mark.slow
 def test_online_batching_is_measured_with_queueing():
     from pipetune.core.measure.comparison import RuntimeSpec
 

@@ -58,6 +58,7 @@ def _pipeline(model) -> Pipeline:
     return Pipeline("docs", (stage,), output_kind="tensor")
 
 
+@pytest.mark.slow
 def test_repeated_calls_are_found_and_cached_per_call():
     model = Counting()
     pipeline = _pipeline(model)

@@ -166,6 +166,7 @@ def test_calls_that_differ_in_settings_are_not_merged():
     assert merge_calls([((np.ones((1, 2)),), {}), ((np.ones((1, 3)),), {})]) is None
 
 
+@pytest.mark.slow
 def test_a_torch_text_model_gives_the_same_outputs_batched(torch_tiny_bert):
     torch, tokenizer, model = torch_tiny_bert
 

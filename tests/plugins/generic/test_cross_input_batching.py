@@ -59,6 +59,7 @@ def _pm():
 OPTIONS = {"sweep": False, "hot_functions": False, "layers": False, "memory": False}
 
 
+@pytest.mark.slow
 def test_a_one_at_a_time_stage_gets_measured_and_proposed_for_throughput():
     pm = _pm()
     found = profile(_pipeline(), _workload(24), pm=pm, **OPTIONS)
@@ -83,6 +84,7 @@ def _context(pipeline: Pipeline, workload: Workload, tmp_path) -> TuneContext:
     return TuneContext(_pm(), pipeline, workload, requirements, ArtifactStore(tmp_path))
 
 
+@pytest.mark.slow
 def test_tune_chooses_a_group_tries_the_parts_and_materializes(tmp_path):
     pipeline = _pipeline()
     context = _context(pipeline, _workload(32), tmp_path)
@@ -105,6 +107,7 @@ def test_tune_chooses_a_group_tries_the_parts_and_materializes(tmp_path):
     assert crossbatch.batched_outputs(built, items) == [pipeline.run(x) for x in items]
 
 
+@pytest.mark.slow
 def test_tune_refuses_when_batching_does_not_pay(tmp_path):
     pipeline = _pipeline(cost_s=0.0)
 
@@ -121,6 +124,7 @@ def test_tune_refuses_when_batching_does_not_pay(tmp_path):
         cross_input_batching.tune(proposal, slow, _context(slow, _workload(24), tmp_path))
 
 
+@pytest.mark.slow
 def test_parts_alone_are_kept_where_batching_does_not_pay(tmp_path):
     class Pricey(torch.nn.Module):  # a batch costs more per input than one at a time
         def forward(self, x):

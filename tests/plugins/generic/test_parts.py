@@ -5,6 +5,7 @@ part proposed with that rate and its 1 / (1 - hit rate) bound."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
@@ -58,6 +59,7 @@ def test_the_hit_curve_grows_with_the_pass_length():
     assert curve["inputs_for_rate"] <= 40
 
 
+@pytest.mark.slow
 def test_the_loop_proposes_a_cache_per_part_at_the_streams_own_rate():
     pipeline = Pipeline(
         "docs", (Stage("split", split), Stage("embed", embed, kind="inference")), "tensor"
@@ -83,6 +85,7 @@ def test_the_loop_proposes_a_cache_per_part_at_the_streams_own_rate():
     assert round(cache_stats(cached)["embed"]["hit_rate"], 4) == part["hit_rate"]
 
 
+@pytest.mark.slow
 def test_the_cache_is_measured_on_passes_long_enough_for_its_hit_rate():
     pipeline = Pipeline(
         "docs", (Stage("split", split), Stage("embed", embed, kind="inference")), "tensor"

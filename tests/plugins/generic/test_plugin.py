@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.registry import DemoSetup
 from pipetune.core.kernel.results import Change, LatencyStats, Profile, StageStats
-from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.profiler import profile
+from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.plugins.generic import plugin
 from pipetune.plugins.generic import proposals as ids
@@ -28,6 +29,7 @@ def lookup(key, *, table):
     return table.get(key, 0)
 
 
+@pytest.mark.slow
 def test_repeated_inputs_get_a_cache_proposal_with_the_measured_repeat_rate():
     pipeline = Pipeline("p", (Stage("lookup", lookup, slots={"table": {"a": 1}}),), "any")
     repeated = Workload(items=tuple("aabacada" * 4), warmup=0, repeats=1)
@@ -169,6 +171,7 @@ def test_changes_materialize_through_the_owner_and_never_mutate():
     assert served.run_batch([x, x]) == [pipeline.run(x)] * 2
 
 
+@pytest.mark.slow
 def test_the_queries_demo_builds_a_real_small_pipeline():
     (demo,) = plugin.register_demos()
     setup = demo.build(True)

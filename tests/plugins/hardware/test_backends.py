@@ -17,6 +17,8 @@ from pipetune.plugins.hardware.fidelity import compare_outputs
 
 from .conftest import encode_batch, texts
 
+pytestmark = pytest.mark.slow  # converts models (ONNX Runtime, OpenVINO, Core ML)
+
 
 def _requires(name: str) -> None:
     status = get_backend(name).available()

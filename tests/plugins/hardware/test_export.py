@@ -15,6 +15,8 @@ from pipetune.plugins.hardware.export import (
     weights_digest,
 )
 
+pytestmark = pytest.mark.slow  # torch.export / ONNX export of real modules
+
 pytest.importorskip("onnxscript", reason="torch.onnx's default exporter needs onnxscript")
 onnxruntime = pytest.importorskip("onnxruntime", reason="running exports needs onnxruntime")
 

@@ -77,6 +77,7 @@ def test_inspect_pipeline_reports_machine_backends_and_models(pm, text_pipeline)
     assert head["slot"] == "head"
 
 
+@pytest.mark.slow
 def test_profile_measures_the_module_and_proposals_follow(pm, text_pipeline):
     from pipetune.core.measure.profiler import profile
 
@@ -222,6 +223,7 @@ class Branchy(torch.nn.Module):
         return self.linear(-x)
 
 
+@pytest.mark.slow
 def test_exporter_failure_rejects_the_proposal_in_one_line(pm, store, fast_timing):
     module = Branchy().eval()
     stage = Stage(
@@ -240,6 +242,7 @@ def test_exporter_failure_rejects_the_proposal_in_one_line(pm, store, fast_timin
     assert message.startswith("ONNX export failed")
 
 
+@pytest.mark.slow
 def test_missing_backends_make_the_proposal_unavailable(pm, text_pipeline, monkeypatch):
     from pipetune.core.measure.profiler import profile
     from pipetune.plugins.hardware.backends.onnxruntime import OnnxRuntimeBackend
@@ -280,6 +283,7 @@ def test_materialize_without_its_artifact_is_a_clear_error(pm, text_pipeline, tm
         pm.materialize(change, text_pipeline, tmp_path)
 
 
+@pytest.mark.slow
 def test_apple_target_is_converted_and_deferred(pm, text_pipeline, store):
     pytest.importorskip("coremltools", reason="Core ML conversion needs coremltools")
     from pipetune.plugins.hardware.backends.coreml import on_macos
@@ -309,6 +313,7 @@ def test_nvidia_target_is_exported_checked_and_deferred(pm, text_pipeline, store
     assert "tensorrt validate" in deferred.command
 
 
+@pytest.mark.slow
 def test_cross_target_proposals_follow_declared_targets(pm, text_pipeline):
     from pipetune.core.measure.profiler import profile
 
@@ -347,6 +352,7 @@ def test_thread_pinning_sets_and_restores_torch_threads(mlp):
     assert "hyper-threads not used" in advice.reason and "4 CPUs usable" in advice.reason
 
 
+@pytest.mark.slow
 def test_instance_advice_when_prices_are_given(pm, text_pipeline):
     from pipetune.core.measure.profiler import profile
 
@@ -374,6 +380,7 @@ def test_instance_advice_when_prices_are_given(pm, text_pipeline):
     assert advice.evidence["assumptions"] and "estimate" in advice.rationale
 
 
+@pytest.mark.slow
 def test_onnx_session_slot_is_rebuilt_and_keeps_its_type(pm, mlp, store, fast_timing, tmp_path):
     import numpy as np
     import onnxruntime

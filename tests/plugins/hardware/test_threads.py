@@ -85,6 +85,7 @@ def test_the_ladder_tries_every_count_up_to_eight_cores_then_steps():
     assert ladder(16) == [1, 2, 3, 4, 6, 8, 12, 16] and ladder(20)[-1] == 20
 
 
+@pytest.mark.slow
 def test_the_plan_proposal_names_the_model_stages_and_every_count(pm, mlp):
     from pipetune.core.measure.profiler import profile
     from pipetune.plugins.hardware.proposals import thread_plan

@@ -101,6 +101,7 @@ def test_linear_head_round_trips(tmp_path, tiny_head):
     assert again.predict(np.zeros((0, 32), np.float32)) in tiny_head.classes
 
 
+@pytest.mark.slow
 def test_bad_documents_are_processed_or_reported_per_item(legacy_tokenizer, tiny_bert, tiny_head):
     rust = build_rust_tokenizer(legacy_tokenizer)
     pipeline = blocks.document_classifier(
@@ -126,6 +127,7 @@ def test_bad_documents_are_processed_or_reported_per_item(legacy_tokenizer, tiny
     assert pipeline.run_batch(small) == [pipeline.run(i) for i in small]
 
 
+@pytest.mark.slow
 def test_the_python_tokenizer_handles_a_million_characters(legacy_tokenizer):
     huge = "x" * 999_000 + " end"  # one enormous word, then a short one
     encoded = blocks.tokenize_texts([huge], legacy_tokenizer, 512, "max_length")

@@ -51,6 +51,7 @@ def plain(legacy_tokenizer, tiny_bert, documents):
     return Pipeline("plain", (stage,), output_kind="labels"), Workload(items=texts * 2)
 
 
+@pytest.mark.slow
 def test_a_one_at_a_time_text_stage_gets_the_batching_with_its_parts(pm, plain):
     pipeline, workload = plain
     found = profile(pipeline, workload, pm=pm, **OPTIONS)
@@ -70,6 +71,7 @@ def test_a_one_at_a_time_text_stage_gets_the_batching_with_its_parts(pm, plain):
     ]
 
 
+@pytest.mark.slow
 def test_tune_keeps_the_parts_that_hold_and_a_recipe_rebuilds_it(pm, plain, tmp_path):
     pipeline, workload = plain
     store = ArtifactStore(tmp_path)

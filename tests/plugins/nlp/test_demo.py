@@ -27,6 +27,7 @@ def quick_demo(tmp_path_factory, torch, transformers, minilm_path):
             os.environ["PIPETUNE_CACHE"] = old
 
 
+@pytest.mark.slow
 def test_quick_demo_builds_with_its_baseline(quick_demo):
     setup, cache = quick_demo
     assert isinstance(setup, DemoSetup)
@@ -53,6 +54,7 @@ def test_quick_demo_builds_with_its_baseline(quick_demo):
     assert not set(tune.groups) & set(holdout.groups)
 
 
+@pytest.mark.slow
 def test_section_reuse_gives_exactly_the_baseline_outputs(quick_demo):
     setup, _ = quick_demo
     items = setup.workload.items[:1]

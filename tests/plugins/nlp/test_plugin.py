@@ -40,6 +40,7 @@ def _tune_and_apply(pm, proposal, pipeline, workload, context):
     return tuned, change, new
 
 
+@pytest.mark.slow
 def test_profile_facts_and_proposals(pm, small):
     pipeline, workload = small
     profile = pipetune.profile(pipeline, workload, pm=pm)
@@ -211,6 +212,7 @@ def embed_texts(text, *, tokenizer, model, max_length, padding):
     return ((states * mask).sum(1) / mask.sum(1))[0].numpy()
 
 
+@pytest.mark.slow
 def test_plain_user_stages_get_the_swap_truncation_padding_and_sdpa(
     pm, legacy_tokenizer, tiny_bert, documents, tmp_path
 ):

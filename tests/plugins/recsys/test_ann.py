@@ -48,6 +48,7 @@ def test_hnsw_build_estimate_fits_the_growth_of_two_samples(monkeypatch) -> None
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf_flat", "ivf_pq"])
+@pytest.mark.slow
 def test_build_save_load_search(kind, catalog, tmp_path) -> None:
     spec = ann.choose_index(len(catalog), catalog.shape[1], "ip", kind=kind).spec
     if kind == "ivf_pq":  # keep the test fast: fewer lists, 4-bit codes

@@ -57,6 +57,7 @@ def quick_demo(tmp_path_factory):
             os.environ["PIPETUNE_CACHE"] = old
 
 
+@pytest.mark.slow
 def test_quick_demo_builds_runs_and_gets_every_proposal(quick_demo, pm, tmp_path) -> None:
     from pipetune.core.measure.profiler import profile
 

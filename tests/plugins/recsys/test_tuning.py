@@ -45,6 +45,7 @@ def materialize(pm, proposal, tuned, pipeline, root):
     return change, pm.materialize(change, pipeline, root)
 
 
+@pytest.mark.slow
 def test_ann_exact_block_tunes_to_target_and_reloads_the_index(
     pm, catalog, queries, tmp_path, monkeypatch
 ):
@@ -94,6 +95,7 @@ def test_ann_exact_block_tunes_to_target_and_reloads_the_index(
     assert pipeline.stage("retrieve").meta["block"] == "recsys.exact_topk"
 
 
+@pytest.mark.slow
 def test_plain_numpy_code_gets_its_metric_and_format_inferred(pm, catalog, queries, tmp_path):
     def search_l2(query, *, items, k):
         distances = ((items - query) ** 2).sum(axis=1)
@@ -119,6 +121,7 @@ def test_plain_numpy_code_gets_its_metric_and_format_inferred(pm, catalog, queri
     assert context.fidelity(outputs).value >= 0.95
 
 
+@pytest.mark.slow
 def test_faiss_flat_index_slot_is_swapped_for_the_ann_searcher(pm, catalog, queries, tmp_path):
     flat = faiss.IndexFlatIP(catalog.shape[1])
     flat.add(catalog)
@@ -176,6 +179,7 @@ def two_stage_pipeline(catalog: np.ndarray, weight: float = 0.05) -> tuple[Pipel
     return pipeline, Workload(requests)
 
 
+@pytest.mark.slow
 def test_two_stage_tunes_n_and_the_runtime_parameter(pm, catalog, tmp_path):
     pipeline, workload = two_stage_pipeline(catalog)
     before = digest(catalog)
@@ -198,6 +202,7 @@ def test_two_stage_tunes_n_and_the_runtime_parameter(pm, catalog, tmp_path):
     assert digest(catalog) == before and pipeline.stage_names == ("rank",)
 
 
+@pytest.mark.slow
 def test_two_stage_prefers_ivf_when_the_ranker_needs_many_candidates(pm, catalog, tmp_path):
     from pipetune.plugins.recsys.changes.ann_two_stage import DEEP_CANDIDATES, _spec_for_depth
     from pipetune.plugins.recsys.recognize import recognize
@@ -215,6 +220,7 @@ def test_two_stage_prefers_ivf_when_the_ranker_needs_many_candidates(pm, catalog
     assert _spec_for_depth(forced, rec, catalog, 4 * DEEP_CANDIDATES)[0].kind == "hnsw"
 
 
+@pytest.mark.slow
 def test_stale_index_is_refused(pm, catalog, queries, tmp_path):
     pipeline = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
     workload = Workload(queries[:20])
@@ -228,6 +234,7 @@ def test_stale_index_is_refused(pm, catalog, queries, tmp_path):
         materialize(pm, proposal, tuned, other, tmp_path)
 
 
+@pytest.mark.slow
 def test_small_catalog_gets_no_proposal_and_says_why(pm, catalog, queries):
     small = catalog[:5_000]
     pipeline = Pipeline("small", (exact_topk(small, 10),), output_kind="ranked_ids")
@@ -238,6 +245,7 @@ def test_small_catalog_gets_no_proposal_and_says_why(pm, catalog, queries):
     assert any("under 10,000" in hint for hint in prof.hints)
 
 
+@pytest.mark.slow
 def test_missing_faiss_makes_the_proposal_unavailable(pm, catalog, queries, monkeypatch):
     from pipetune.core.kernel.registry import Availability
     from pipetune.plugins.recsys import facts
@@ -250,6 +258,7 @@ def test_missing_faiss_makes_the_proposal_unavailable(pm, catalog, queries, monk
     assert proposal.install == 'pip install "pipetune[recsys]"'
 
 
+@pytest.mark.slow
 def test_nan_catalog_in_plain_code_is_reported_not_proposed(pm, catalog, queries, tmp_path):
     broken = catalog.copy()
     broken[11] = np.nan
@@ -274,6 +283,7 @@ def test_nan_catalog_in_plain_code_is_reported_not_proposed(pm, catalog, queries
         tune(pm, forced, pipeline, workload, make_context(pm, pipeline, workload, tmp_path))
 
 
+@pytest.mark.slow
 def test_recipe_round_trip_reloads_the_index(pm, catalog, queries, tmp_path, monkeypatch):
     import pipetune
     from pipetune.core.loop.recipes import make_recipe
@@ -298,6 +308,7 @@ def test_recipe_round_trip_reloads_the_index(pm, catalog, queries, tmp_path, mon
     assert context.fidelity(context.outputs(restored)).value >= 0.95
 
 
+@pytest.mark.slow
 def test_index_kind_can_be_forced(pm, catalog, queries, tmp_path):
     pipeline = Pipeline("search", (exact_topk(catalog, 10),), output_kind="ranked_ids")
     workload = Workload(queries[:30])
@@ -310,6 +321,7 @@ def test_index_kind_can_be_forced(pm, catalog, queries, tmp_path):
     assert tuned.params["runtime_param"] == "nprobe" and tuned.notes["tune_recall"] >= 0.95
 
 
+@pytest.mark.slow
 def test_uneven_norms_get_the_mips_reduction_measured_beside_the_plain_index(pm, tmp_path):
     from pipetune.demos.recsys import data
     from pipetune.plugins.recsys.threads import thread_candidates
@@ -377,6 +389,7 @@ def test_the_fewest_threads_win_unless_more_are_clearly_faster(monkeypatch):
     assert selection.best_threads(lambda q: q, [0], pin, counts=[1, 2, 4])[0] == 1
 
 
+@pytest.mark.slow
 def test_two_stage_measures_the_mips_reduction_when_norms_are_uneven(pm, tmp_path):
     from pipetune.demos.recsys import data
 

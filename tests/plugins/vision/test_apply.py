@@ -40,6 +40,7 @@ def _change(proposal: str, stage: str, params: dict[str, Any]) -> Change:
     return Change(proposal=proposal, plugin="vision", stage=stage, params=params)
 
 
+@pytest.mark.slow
 def test_reduced_decode_on_plain_code(jpegs: list[Path]) -> None:
     stage = Stage(
         "load", user_load, kind="decode", slots={"decoder": cv2.imread, "size": (224, 224)}
@@ -93,6 +94,7 @@ def test_gating_a_plain_loop_wraps_copies(tmp_path: Path) -> None:
     assert _digest(pipeline) == before and pipeline.stage("loop").slots["model"] is model
 
 
+@pytest.mark.slow
 def test_model_weights_untouched_by_demo_changes() -> None:
     torch = pytest.importorskip("torch", reason="torch is needed for the demo classifier")
     from pipetune.demos.vision.demo import build_vision

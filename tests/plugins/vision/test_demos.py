@@ -22,6 +22,7 @@ def test_demos_are_registered(pm) -> None:  # type: ignore[no-untyped-def]
     assert demos["vision"][0] == "vision" and demos["video"][0] == "vision"
 
 
+@pytest.mark.slow
 def test_vision_demo_quick(pm) -> None:  # type: ignore[no-untyped-def]
     setup = pm.demos()["vision"][1].build(True)
     report = setup.notes["classifier"]
@@ -50,6 +51,7 @@ def test_vision_demo_quick(pm) -> None:  # type: ignore[no-untyped-def]
     assert proposals["vision.gpu_decode"].reason
 
 
+@pytest.mark.slow
 def test_video_demo_quick(pm) -> None:  # type: ignore[no-untyped-def]
     setup = pm.demos()["video"][1].build(True)
     assert setup.notes["event_frame_fraction"] >= 0.10
@@ -72,6 +74,7 @@ def test_video_demo_quick(pm) -> None:  # type: ignore[no-untyped-def]
     assert {"vision.motion_gate", "vision.frame_stride"} <= ids
 
 
+@pytest.mark.slow
 def test_dali_change_runs_the_vision_demo(pm) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("nvidia.dali", reason="DALI is not installed")
     from pipetune.core.kernel.results import Change

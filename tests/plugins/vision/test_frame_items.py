@@ -101,6 +101,7 @@ def _context(pipeline: Pipeline, workload: Workload) -> TuneContext:
     )
 
 
+@pytest.mark.slow
 def test_profiled_proposed_tuned_and_gated(clip: Any) -> None:
     paths, truth = clip
     pipeline = file_pipeline()

@@ -129,6 +129,7 @@ def _proposal(pid: str, params: dict[str, Any]) -> Proposal:
     )
 
 
+@pytest.mark.slow
 def test_motion_threshold_is_tuned_and_gates_a_plain_loop(clips: Any) -> None:
     paths, truths = clips
     pipeline = loop_pipeline()

@@ -6,7 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 
+
+@pytest.mark.slow
 def test_modules_import_without_optional_dependencies() -> None:
     code = textwrap.dedent(
         """

@@ -149,6 +149,7 @@ def _requirements() -> Any:
     return Requirements(max_accuracy_drop=0.05)
 
 
+@pytest.mark.slow
 def test_profile_measures_and_proposes_the_rebinding(pm: Any, jpegs: list[Path]) -> None:
     pipeline = Pipeline("p", (Stage("load", pil_stage, kind="decode"),), output_kind="image")
     items = [str(p) for p in jpegs]
@@ -165,6 +166,7 @@ def test_profile_measures_and_proposes_the_rebinding(pm: Any, jpegs: list[Path])
     assert psnr(pipeline.run(items[0]), changed.run(items[0])) > 30
 
 
+@pytest.mark.slow
 def test_out_of_reach_gets_the_exact_change_and_its_measured_gain(
     pm: Any, jpegs: list[Path]
 ) -> None:
@@ -190,6 +192,7 @@ def test_one_line_changes_per_library() -> None:
     assert suggested_change(array, (96, 72), 1) is None  # no fixed factor fits every image
 
 
+@pytest.mark.slow
 def test_the_image_resize_example_decodes_in_one_stage_and_resizes_in_the_next(
     pm: Any,
 ) -> None:

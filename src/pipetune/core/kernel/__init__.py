@@ -7,6 +7,9 @@ register — backends, dependencies, demos, change types and output kinds (:mod:
 typed change params in :mod:`.params`) — and the dispatch of tune, materialize and output
 comparison to the one plugin that registered them (:mod:`.dispatch`), what a hook is handed
 (:mod:`.context`, :mod:`.artifacts`), component state (:mod:`.state`), configuration read
-from ``pyproject.toml`` (:mod:`.config`) and the error types (:mod:`.errors`). Everything
-else in pipetune builds on this package; it imports nothing from the rest of the core.
+from ``pyproject.toml`` (:mod:`.config`) and the error types (:mod:`.errors`), and the
+execution primitives everything above shares, the plugin manager included: cancellation
+and deadlines (:mod:`.control`), long-lived worker threads (:mod:`.workers`) and the
+``--isolate`` breadcrumb (:mod:`.isolation`). Everything else in pipetune builds on this
+package; it imports nothing from the rest of the core.
 """

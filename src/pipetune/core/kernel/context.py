@@ -92,10 +92,10 @@ class TuneContext:
         self._log(message)
 
     def check_cancelled(self) -> None:
-        """Raise :class:`~pipetune.core.runtime.control.Cancelled` once the run was
+        """Raise :class:`~pipetune.core.kernel.control.Cancelled` once the run was
         interrupted (Ctrl-C, SIGTERM): a long tune step calls it between steps, and every
         helper below calls it per input, so an abandoned tune step stops working too."""
-        from pipetune.core.runtime import control
+        from pipetune.core.kernel import control
 
         control.check()
 

@@ -280,12 +280,12 @@ class PipetunePluginManager(pluggy.PluginManager):
 
     def _bounded(self, hook: str, plugin: str, fn: Callable[[], T]) -> T:
         """``fn()`` on a worker thread within the hook's bound (see the module docstring)."""
-        from pipetune.core.runtime import isolation, workers
+        from pipetune.core.kernel import isolation, workers
 
         isolation.mark(f"hook {hook} of plugin {plugin!r}")
         bound = self.hook_timeouts.get(hook, self.default_hook_timeout_s)
         what = f"plugin {plugin!r} in {hook}"
-        return workers.call(fn, timeout_s=bound, what=what)  # type: ignore[no-any-return]
+        return workers.call(fn, timeout_s=bound, what=what)
 
     def _checked(self, hook: str, plugin: str, value: Any) -> Any:
         """A result in the shape its hook promises, or ``None`` (a recorded failure): a
@@ -366,7 +366,9 @@ class PipetunePluginManager(pluggy.PluginManager):
         naming both plugins)."""
         from dataclasses import replace
 
-        merged = self.collect("register_thread_pools", lambda p: p.name, "thread pool")
+        merged: dict[str, tuple[str, Any]] = self.collect(
+            "register_thread_pools", lambda p: p.name, "thread pool"
+        )
         return {name: replace(pool, owner=owner) for name, (owner, pool) in merged.items()}
 
     def dependencies(self) -> list[tuple[str, Any]]:
@@ -579,6 +581,6 @@ def _pipetune_version() -> str:
     try:
         return importlib.metadata.version("pipetune")
     except importlib.metadata.PackageNotFoundError:
-        from pipetune import __version__
+        from pipetune._version import __version__
 
         return __version__

@@ -340,6 +340,11 @@ class ExecutionContext(_Serializable):
         return "; ".join(parts)
 
 
+#: ``Proposal.stage`` (and ``Change.stage``) for a change to the whole pipeline (serving with
+#: dynamic batching, a recipe).
+ALL_STAGES = "*"
+
+
 @dataclass(frozen=True)
 class Proposal(_Serializable):
     """A change a plugin proposes for one stage.

@@ -52,6 +52,7 @@ def _convert(hint: Any, data: Any) -> Any:
     if data is None:
         return None
     if dataclasses.is_dataclass(hint):
+        hint = typing.cast(Any, hint)  # a dataclass type: hints are types, never instances
         if not isinstance(data, Mapping):
             raise TypeError(f"expected an object for {hint.__name__}, got {type(data).__name__}")
         hints = typing.get_type_hints(hint)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pipetune.core.kernel import control
 from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import ConfigError, PipetuneError, StageError, StoreError
@@ -42,7 +43,6 @@ from pipetune.core.measure import execution
 from pipetune.core.measure.comparison import RuntimeSpec, compare
 from pipetune.core.measure.coverage import merge_in_flight
 from pipetune.core.measure.load import HostLoadMeter, noisy_warning
-from pipetune.core.measure.machine import detect_machine
 from pipetune.core.measure.validator import (
     Outcome,
     Validator,
@@ -51,7 +51,7 @@ from pipetune.core.measure.validator import (
     unproven_sentence,
 )
 from pipetune.core.report.model import Report, quantiles
-from pipetune.core.runtime import control
+from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.offline import run_offline
 from pipetune.core.runtime.threads import pin_threads, use_plugin_pools
 
@@ -431,17 +431,19 @@ class _Loop:
         """Try proposals best first until a stop condition; returns why it stopped."""
         bounded = _has_bounds(self.requirements)
         while True:
+            current_profile = self._current_profile
+            assert current_profile is not None, "the baseline is profiled before the search"
             met = bounded and not self.requirements.check(
-                self._current_profile.throughput_rps,
-                _latency_dict(self._current_profile),
-                _ratio(self._current_profile.throughput_rps, self._baseline_throughput),
+                current_profile.throughput_rps,
+                _latency_dict(current_profile),
+                _ratio(current_profile.throughput_rps, self._baseline_throughput),
             )
             if met and not self.accepted:
                 return "requirements met"
             plan = planner.plan(
                 self.pm,
                 self._current,
-                self._current_profile,
+                current_profile,
                 self.requirements,
                 accepted=[p for p, _ in self.accepted],
                 tried=self._tried(),
@@ -465,7 +467,9 @@ class _Loop:
                 if outcome.trial.status == "accepted" and outcome.candidate is not None:
                     self._accept(ranked.proposal, outcome.trial, outcome.candidate)
                     # the next trials compare against this pipeline: size them from it
-                    validator.expected_item_s = self._current_profile.latency_ms.mean / 1000.0
+                    accepted_profile = self._current_profile
+                    assert accepted_profile is not None
+                    validator.expected_item_s = accepted_profile.latency_ms.mean / 1000.0
                     validator.expected_item_s = validator.expected_item_s or None
                     accepted_one = True
                     break

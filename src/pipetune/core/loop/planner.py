@@ -18,7 +18,9 @@ profile, the proposal and the metric: ``pipetune propose``, every plan of the op
 loop and every report show the figure :func:`estimate` gives for the profile it was made
 on. (Two profiles of the same pipeline differ by their measurement noise, and so do the
 estimates made on them.) What a change's tune step learns later is a second figure,
-:func:`tuned_estimate`, reported beside the first and never in its place.
+:func:`~pipetune.core.measure.estimate.tuned_estimate` (the validator records it), reported
+beside the first and never in its place. The replay itself is in
+:mod:`pipetune.core.measure.estimate`, shared by both.
 """
 
 from __future__ import annotations
@@ -28,20 +30,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pipetune.core.kernel.errors import DuplicateError
 from pipetune.core.kernel.manager import HookFailure
-from pipetune.core.kernel.results import EFFORT_HOURS, Profile, Proposal
+from pipetune.core.kernel.results import ALL_STAGES, EFFORT_HOURS, Profile, Proposal
+from pipetune.core.measure.estimate import MAX_STAGE_SPEEDUP, replay_speedup, stage_columns
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.manager import PipetunePluginManager
     from pipetune.core.kernel.model import Pipeline, Requirements
 
-#: ``Proposal.stage`` for a change to the whole pipeline (serving with dynamic batching).
-ALL_STAGES = "*"
-#: A stage speedup above this is treated as "the stage's time disappears".
-_MAX_STAGE_SPEEDUP = 1e6
 #: A ceiling above this bounds nothing worth printing: the rest of the pipeline is under
 #: 1 % of the metric, a share the profile does not resolve from its timer and glue overhead
 #: (such ceilings read "≤ 603179.73x").
@@ -184,65 +181,10 @@ def _failed(pm: Any, collected: _Collected, plugin: str, problem: str) -> None:
 # -- estimating ------------------------------------------------------------------------------
 
 
-def stage_columns(profile: Profile, stage: str) -> list[int]:
-    """Columns of ``profile.stage_ms`` that ``stage`` names (``*``: every real stage)."""
-    names = [s.name for s in profile.stages]
-    if stage == ALL_STAGES:
-        return [i for i, name in enumerate(names) if name != "other"]
-    return [i for i, name in enumerate(names) if name == stage and name != "other"]
-
-
-def metric_of(rows: np.ndarray, metric: str) -> float:
-    """The metric's value on per-input end-to-end times (ms). Throughput is returned as
-    inputs per second of sequential service (its ratio is what matters)."""
-    totals = rows.sum(axis=1)
-    if totals.size == 0:
-        return 0.0
-    if metric == "throughput":
-        total = float(totals.sum())
-        return totals.size / (total / 1000.0) if total > 0 else math.inf
-    quantile = {"p50": 50, "p95": 95, "p99": 99, "max": 100}[metric]
-    return float(np.percentile(totals, quantile))
-
-
-def replay_speedup(profile: Profile, stage: str, stage_speedup: float, metric: str) -> float:
-    """End-to-end speedup of ``metric`` if ``stage`` ran ``stage_speedup`` times faster,
-    replaying the recorded per-input stage times. Higher is better for every metric."""
-    speedup = min(max(float(stage_speedup), 1e-6), _MAX_STAGE_SPEEDUP)
-    columns = stage_columns(profile, stage)
-    if not columns:
-        return 1.0
-    rows = np.asarray(profile.stage_ms, dtype=float)
-    if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] != len(profile.stages):
-        return _amdahl(sum(profile.stages[i].share for i in columns), speedup)
-    scaled = rows.copy()
-    scaled[:, columns] /= speedup
-    before, after = metric_of(rows, metric), metric_of(scaled, metric)
-    if metric == "throughput":
-        return after / before if before > 0 else 1.0
-    return before / after if after > 0 else _MAX_STAGE_SPEEDUP
-
-
 def ceiling_informative(ceiling: float | None) -> bool:
     """A ceiling is printed only when it bounds something: finite and at most
     :data:`INFORMATIVE_CEILING` (the rest of the pipeline at least 1 % of the metric)."""
     return ceiling is not None and math.isfinite(ceiling) and ceiling <= INFORMATIVE_CEILING
-
-
-def tuned_estimate(
-    profile: Profile | None, proposal: Proposal, stage_speedup: float | None, metric: str
-) -> float | None:
-    """The end-to-end figure for the stage speedup a tune step found, on the profile the
-    proposal was planned on (``None`` without either). It is reported beside the planner's
-    estimate, which stays the proposal's one estimate for that profile."""
-    if profile is None or not stage_speedup:
-        return None
-    return replay_speedup(profile, proposal.stage, stage_speedup, metric)
-
-
-def _amdahl(share: float, speedup: float) -> float:
-    remaining = (1 - share) + share / speedup
-    return 1 / remaining if remaining > 0 else _MAX_STAGE_SPEEDUP
 
 
 def rank(
@@ -318,7 +260,7 @@ def estimate(proposal: Proposal, profile: Profile, metric: str, min_gain: float)
     columns = stage_columns(profile, proposal.stage)
     share = sum(profile.stages[i].share for i in columns)
     est = replay_speedup(profile, proposal.stage, proposal.est_stage_speedup, metric)
-    ceiling = replay_speedup(profile, proposal.stage, _MAX_STAGE_SPEEDUP, metric)
+    ceiling = replay_speedup(profile, proposal.stage, MAX_STAGE_SPEEDUP, metric)
     hours = EFFORT_HOURS.get(proposal.effort, EFFORT_HOURS["days"])
     score = (est - 1.0) / hours
     label = _metric_label(metric)

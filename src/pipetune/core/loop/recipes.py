@@ -27,15 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from pipetune.core.kernel.errors import ConfigError, PipelineError, PipetuneError, PluginError
 from pipetune.core.kernel.model import Pipeline
-from pipetune.core.kernel.results import Change, ExecutionContext, Fidelity, Recipe
+from pipetune.core.kernel.results import ALL_STAGES, Change, ExecutionContext, Fidelity, Recipe
 from pipetune.core.loop.paths import store_dir
-from pipetune.core.measure.machine import detect_machine
+from pipetune.core.runtime.machine import detect_machine
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.manager import PipetunePluginManager
     from pipetune.core.measure.execution import Policy
-
-ALL_STAGES = "*"
 
 
 def make_recipe(

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.loop.planner import ALL_STAGES, Ranked
+from pipetune.core.kernel.results import ALL_STAGES
+from pipetune.core.loop.planner import Ranked
 from pipetune.core.measure.validator import Outcome
 
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipetune.core.kernel import control
 from pipetune.core.kernel.errors import PipelineError
 from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.core.kernel.state import reset_state
-from pipetune.core.runtime import control
 from pipetune.core.runtime.offline import run_offline
 
 #: How many skipped inputs a warning names before it says "and N more".

@@ -113,7 +113,8 @@ def check_growth(values: Mapping[str, Any] | Growth | None) -> Growth:
         )
     if not any(data.get(name) for name, _ in GROWTH_FIELDS):
         raise ConfigError("growth: every rate is 0 requests/s; there is nothing to plan for")
-    return Growth(**{name: data.get(name) for name, _ in GROWTH_FIELDS})
+    fields: dict[str, Any] = {name: data.get(name) for name, _ in GROWTH_FIELDS}
+    return Growth(**fields)
 
 
 # -- scaling within an instance -------------------------------------------------------------
@@ -608,7 +609,7 @@ def measure_online(
     about ``seconds`` each). Returns the capacity with ``measured`` filled in."""
     from dataclasses import replace
 
-    from pipetune.core.runtime import control
+    from pipetune.core.kernel import control
     from pipetune.core.runtime.online import run_online
 
     if capacity.rps <= 0:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel import control
 from pipetune.core.kernel.errors import ConfigError, StageError
 from pipetune.core.kernel.model import Pipeline, Trace, Workload
 from pipetune.core.kernel.results import InFlight
@@ -60,11 +61,10 @@ from pipetune.core.measure.load import HostLoadMeter
 from pipetune.core.measure.stats import (
     expanded_tail,
     min_samples_for_quantile,
-    percentiles_ms,
     quantile_supported,
 )
 from pipetune.core.measure.stats import t_quantile as t_quantile  # re-exported
-from pipetune.core.runtime import control
+from pipetune.core.runtime.observe import percentiles_ms
 from pipetune.core.runtime.offline import RunResult, run_offline
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.core.runtime.threads import pin_threads
@@ -97,7 +97,7 @@ class RuntimeSpec:
 
     @classmethod
     def from_workload(cls, workload: Workload, **overrides: Any) -> RuntimeSpec:
-        values = {
+        values: dict[str, Any] = {
             "mode": workload.mode,
             "rate": workload.rate,
             "trace": workload.trace,
@@ -273,7 +273,7 @@ def run_pass(
     Online, both sides of a comparison get the same arrival process: the same rate (or
     trace) and the same seed, so the same requests arrive at the same offsets. A pass cut
     short (Ctrl-C, a cancelled token) raises
-    :class:`~pipetune.core.runtime.control.Cancelled`: a partial pass is never measured.
+    :class:`~pipetune.core.kernel.control.Cancelled`: a partial pass is never measured.
     """
     return control.complete(
         _run_pass(pipeline, items, runtime, timeout_s=timeout_s, spans=spans, inline=inline)
@@ -625,7 +625,9 @@ class _StageTotals:
         return {name: 1000.0 * value / n for name, value in self.seconds.items()}
 
 
-def _summary(rounds: list[_Round], side: str, latency: np.ndarray, totals: _StageTotals):
+def _summary(
+    rounds: list[_Round], side: str, latency: np.ndarray, totals: _StageTotals
+) -> SideSummary:
     wall = sum(getattr(r, f"{side}_wall") for r in rounds)
     n = sum(getattr(r, f"{side}_items") for r in rounds)
     pct = percentiles_ms(latency)

@@ -64,7 +64,7 @@ def native_pools() -> dict[str, int]:
     """Thread counts of the loaded native pools (OpenBLAS, MKL, OpenMP...), by library,
     from threadpoolctl when it is installed (empty otherwise)."""
     try:
-        from threadpoolctl import threadpool_info  # type: ignore[import-not-found]
+        from threadpoolctl import threadpool_info
     except ImportError:
         return {}
     pools: dict[str, int] = {}

@@ -117,7 +117,7 @@ class NvmlSampler:
         nvml = self._nvml
         if nvml is None:
             try:
-                import pynvml as nvml  # from nvidia-ml-py
+                import pynvml as nvml  # type: ignore[no-redef]  # from nvidia-ml-py
             except ImportError:
                 self.reason = 'NVML not installed (pip install "pipetune[nvidia]")'
                 return self

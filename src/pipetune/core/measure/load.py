@@ -111,7 +111,7 @@ def sample_host_load(seconds: float = 0.3) -> HostLoad:
 def auto_threads(seconds: float = 0.3) -> int:
     """``--threads auto``: the physical cores this process may use, less what other
     processes use now (measured over ``seconds``), at least 1."""
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     machine = detect_machine()
     usable = machine.cores or machine.logical_cores or 1
@@ -131,20 +131,20 @@ class HostLoadMeter:
         self.result: HostLoad | None = None
 
     def start(self) -> HostLoadMeter:
-        from pipetune.core.measure import probes  # (cProfile: loaded only when measuring)
+        from pipetune.core.runtime.observe import process_runqueue
 
         self._started = time.perf_counter()
-        self._queue = probes.process_runqueue()
+        self._queue = process_runqueue()
         self._host = _host_cpu()
         self._own = _own_cpu()
         return self
 
     def stop(self) -> HostLoad:
-        from pipetune.core.measure import probes
+        from pipetune.core.runtime.observe import process_runqueue
 
         seconds = time.perf_counter() - self._started
         cores = os.cpu_count() or 1
-        wait = _wait_share(self._queue, probes.process_runqueue())
+        wait = _wait_share(self._queue, process_runqueue())
         other = share = None
         host = _host_cpu()
         if self._host is not None and host is not None and seconds > 0:

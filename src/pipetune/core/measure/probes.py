@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import math
-import os
 import pstats
 import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.results import ConcurrencyPoint, HotFunction, LayerTime
+from pipetune.core.runtime.observe import input_size, runqueue
 
 #: A stage whose 2-thread throughput is below this multiple of its 1-thread throughput
 #: does not run in parallel with itself.
@@ -274,40 +274,6 @@ def layer_times(
 # -- the GIL ------------------------------------------------------------------------------
 
 
-def runqueue() -> tuple[float, float] | None:
-    """``(seconds on a CPU, seconds runnable but waiting for one)`` of the calling thread
-    (Linux ``/proc/thread-self/schedstat``), or ``None`` where unavailable.
-
-    The wait is the host's contention: on a busy machine a CPU-bound stage's wall time grows
-    while its CPU time does not, so CPU/wall understates it unless the wait is subtracted.
-    """
-    try:
-        with open("/proc/thread-self/schedstat") as handle:
-            on_cpu, waiting, _ = handle.read().split()
-        return int(on_cpu) / 1e9, int(waiting) / 1e9
-    except (OSError, ValueError):
-        return None
-
-
-def process_runqueue() -> dict[int, tuple[float, float]] | None:
-    """:func:`runqueue` for every thread of this process, by thread id (Linux
-    ``/proc/self/task/*/schedstat``), or ``None`` where unavailable. Differences between
-    two readings give the whole process's wait, whichever threads did the work."""
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return None
-    out: dict[int, tuple[float, float]] = {}
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/schedstat") as handle:
-                on_cpu, waiting, _ = handle.read().split()
-            out[int(task)] = (int(on_cpu) / 1e9, int(waiting) / 1e9)
-        except (OSError, ValueError):
-            continue  # the thread ended between listing and reading
-    return out or None
-
-
 def scaling_check(stage: Stage, inputs: Sequence[Any], budget_s: float = 0.3) -> dict[str, Any]:
     """Calls per second of ``stage`` with 1 thread, then 2 threads calling it at once.
 
@@ -544,33 +510,6 @@ def knee_note(points: Sequence[ConcurrencyPoint], knee: int | None, machine: Any
 
 
 # -- workload realism ---------------------------------------------------------------------
-
-
-def input_size(item: Any) -> tuple[str, float] | None:
-    """A comparable size for one input: ``(measure, value)`` or ``None`` when unknown.
-
-    Arrays and tensors: element count (``shape``); str/bytes and sequences: ``len()``;
-    paths: bytes on disk; mappings: the sum of their values' sizes.
-    """
-    shape = getattr(item, "shape", None)
-    if shape is not None and not isinstance(item, type):
-        with contextlib.suppress(TypeError, ValueError):
-            return "elements", float(math.prod(int(d) for d in shape))
-    if isinstance(item, os.PathLike):
-        try:
-            return "bytes on disk", float(os.stat(item).st_size)
-        except OSError:
-            return None
-    if isinstance(item, Mapping):
-        parts = [input_size(v) for v in item.values()]
-        if parts and all(p is not None for p in parts):
-            return "len", float(sum(p[1] for p in parts if p is not None))
-        return None
-    if isinstance(item, str | bytes | bytearray | list | tuple):
-        return "len", float(len(item))
-    with contextlib.suppress(TypeError):
-        return "len", float(len(item))
-    return None
 
 
 def size_summary(items: Sequence[Any], limit: int = 10_000) -> dict[str, Any] | None:

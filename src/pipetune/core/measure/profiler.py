@@ -44,9 +44,10 @@ from pipetune.core.kernel.state import reset_state
 from pipetune.core.measure import gpu as _gpu
 from pipetune.core.measure import probes
 from pipetune.core.measure.load import BUSY_RUN_QUEUE_WAIT
-from pipetune.core.measure.machine import detect_machine
-from pipetune.core.measure.stats import min_samples_for_percentile, percentiles_ms
+from pipetune.core.measure.stats import min_samples_for_percentile
 from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.machine import detect_machine
+from pipetune.core.runtime.observe import percentiles_ms
 from pipetune.core.runtime.offline import OnError, RunResult, run_offline
 from pipetune.core.runtime.serving import ServingOptions
 
@@ -944,7 +945,7 @@ def _cpu_totals(runs: list[RunResult], k: int) -> tuple[np.ndarray | None, np.nd
     measured = [r for r in runs if r.cpu_s is not None]
     if not measured:
         return None, np.zeros(k)
-    cpu = np.sum([r.cpu_s for r in measured], axis=0)
+    cpu = np.sum([r.cpu_s for r in measured if r.cpu_s is not None], axis=0)
     base = np.sum([_stage_wall(r, k) for r in measured], axis=0)
     return cpu, base
 

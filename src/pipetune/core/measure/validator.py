@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.kernel import dispatch
+from pipetune.core.kernel import control, dispatch, workers
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import (
     ConfigError,
@@ -47,9 +47,16 @@ from pipetune.core.kernel.errors import (
     StageTimeout,
 )
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
-from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal, Trial, Tuned
+from pipetune.core.kernel.results import (
+    ALL_STAGES,
+    Change,
+    Fidelity,
+    Profile,
+    Proposal,
+    Trial,
+    Tuned,
+)
 from pipetune.core.kernel.state import cache_stats, component_stats, reset_state
-from pipetune.core.loop import planner
 from pipetune.core.measure.comparison import (
     CompareSettings,
     Comparison,
@@ -57,13 +64,13 @@ from pipetune.core.measure.comparison import (
     compare,
     run_pass,
 )
+from pipetune.core.measure.estimate import tuned_estimate
 from pipetune.core.measure.fidelity import compare as compare_outputs
 from pipetune.core.measure.stats import (
     min_samples_for_quantile,
     wilson_interval,
     wilson_items_to_prove,
 )
-from pipetune.core.runtime import control, workers
 from pipetune.core.runtime.offline import run_offline
 
 if TYPE_CHECKING:
@@ -198,7 +205,11 @@ class Validator:
         """Tune, materialize and validate ``proposal`` against ``current``."""
         started = time.perf_counter()
         est = proposal.est_e2e_speedup
-        base = {"proposal": proposal.id, "stage": proposal.stage, "plugin": proposal.plugin}
+        base: dict[str, Any] = {
+            "proposal": proposal.id,
+            "stage": proposal.stage,
+            "plugin": proposal.plugin,
+        }
 
         def finish(status: str, reason: str, **extra: Any) -> Outcome:
             trial = Trial(
@@ -215,7 +226,7 @@ class Validator:
         if proposal.status != "proposed" or not proposal.applicable:
             return finish("rejected", f"not applicable here: {proposal.reason or 'advice only'}")
         try:
-            current.stage(proposal.stage) if proposal.stage != planner.ALL_STAGES else None
+            current.stage(proposal.stage) if proposal.stage != ALL_STAGES else None
         except PipelineError as exc:
             return finish("rejected", str(exc))
 
@@ -255,7 +266,7 @@ class Validator:
         if tuned is not None and tuned.notes:
             notes["tune"] = dict(tuned.notes)
         # the planner's estimate stays the trial's; what tuning found is shown beside it
-        after_tune = planner.tuned_estimate(
+        after_tune = tuned_estimate(
             profile, proposal, tuned.est_stage_speedup if tuned else None, self.metric
         )
         if after_tune is not None:

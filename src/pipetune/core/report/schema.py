@@ -91,15 +91,17 @@ def _numeric_rules(summary: Mapping[str, Any], prefix: str) -> list[str]:
     stages = summary.get("stages")
     if isinstance(stages, list) and stages:
         shares = [s.get("share") for s in stages if isinstance(s, Mapping)]
-        if all(isinstance(v, int | float) for v in shares):
-            total = math.fsum(shares)
+        numbers = [v for v in shares if isinstance(v, int | float)]
+        if len(numbers) == len(shares):
+            total = math.fsum(numbers)
             if abs(total - 1.0) > SHARE_TOLERANCE:
                 found.append(f"{prefix}stages: shares sum to {total:.6f}, not 1")
     latency = summary.get("latency_ms")
     if isinstance(latency, Mapping):
         names = ("p50", "p95", "p99", "max")
-        values = [latency.get(n) for n in names]
-        if all(isinstance(v, int | float) for v in values):
+        found_values = [latency.get(n) for n in names]
+        values = [v for v in found_values if isinstance(v, int | float)]
+        if len(values) == len(found_values):
             for i in range(len(names) - 1):
                 low, high = values[i], values[i + 1]
                 if low > high * (1 + 1e-9) + 1e-12:

@@ -64,8 +64,8 @@ def _summary(report: Mapping[str, Any], console: Console) -> None:
     summary = _table("Original → optimized")
     for column in ("", "original", "optimized", "speedup [95 % CI]"):
         summary.add_column(column, justify="right" if column else "left")
-    for row in fmt.summary_rows(report):
-        summary.add_row(*row)
+    for cells in fmt.summary_rows(report):
+        summary.add_row(*cells)
     console.print(summary)
     for line in fmt.context_lines(report):
         style = "yellow" if "BUSY" in line else "dim"

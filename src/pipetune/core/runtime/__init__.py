@@ -4,6 +4,9 @@
 by an importable factory) and picks the mode from a workload (:func:`.offline.run`);
 :mod:`.online` serves open-loop arrivals through a queue with an optional batcher;
 :mod:`.stream` serves generation with continuous batching. :mod:`.threads` pins the thread
-pools of the libraries a pipeline uses, :mod:`.workers` holds worker threads, :mod:`.serving`
-the serving options, :mod:`.trace` writes Chrome traces of a run.
+pools of the libraries a pipeline uses (sized from :mod:`.machine`, the host's description),
+:mod:`.observe` holds what a run observes (run-queue wait, input sizes, percentiles),
+:mod:`.serving` the serving options, :mod:`.trace` writes Chrome traces of a run. Worker
+threads and cancellation are the kernel's (:mod:`pipetune.core.kernel.workers`,
+:mod:`pipetune.core.kernel.control`): the plugin manager uses them too.
 """

@@ -50,6 +50,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from pipetune.core.kernel import control as _control
+from pipetune.core.kernel import isolation as _isolation
+from pipetune.core.kernel import workers as _workers
 from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.errors import (
     ConfigError,
@@ -59,10 +62,7 @@ from pipetune.core.kernel.errors import (
     short_repr,
 )
 from pipetune.core.kernel.model import Pipeline
-from pipetune.core.runtime import control as _control
-from pipetune.core.runtime import isolation as _isolation
 from pipetune.core.runtime import threads as _threads
-from pipetune.core.runtime import workers as _workers
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.model import Workload
@@ -426,7 +426,7 @@ def run_offline(
         timeout_s: the longest one input (one batch) may take through the pipeline; an
             input over it raises :class:`StageTimeout` naming the stage it is in and the
             input (the stuck worker is abandoned). ``None``: the deadline of the current
-            control scope (:mod:`pipetune.core.runtime.control`), if any.
+            control scope (:mod:`pipetune.core.kernel.control`), if any.
         observe: keep the inputs and outputs of each stage for the first ``observe`` inputs
             (threads only).
         measure_cpu: also record CPU time per stage (for GIL detection): process CPU time
@@ -446,7 +446,7 @@ def run_offline(
     Ctrl-C (or the control scope's token being cancelled) stops the run after the
     current input(s), cancels the token, and returns what was measured with
     ``stopped=True``; a run asked to start once the token is cancelled raises
-    :class:`~pipetune.core.runtime.control.Cancelled`.
+    :class:`~pipetune.core.kernel.control.Cancelled`.
     """
     _control.check()
     timeout_s = _control.item_timeout(timeout_s)
@@ -703,7 +703,7 @@ def overdue(states: Sequence[_Progress], timeout_s: float) -> StageTimeout | Non
 
 
 def _runqueue_wait() -> float | None:
-    from pipetune.core.measure.probes import runqueue
+    from pipetune.core.runtime.observe import runqueue
 
     found = runqueue()
     return None if found is None else found[1]

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel import control as _control
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Trace
-from pipetune.core.measure.stats import percentiles_ms
-from pipetune.core.runtime import control as _control
 from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.observe import input_size, percentiles_ms
 from pipetune.core.runtime.offline import (
     _POLL_S,
     STOP_GRACE_S,
@@ -126,10 +126,8 @@ def match_sizes(items: Sequence[Any], sizes: Sequence[int]) -> np.ndarray | None
     The nearest size wins; items within 10 % of that size take turns (so a trace of many
     similar requests does not replay one item over and over, which a cache would
     flatter). ``None`` when an item has no measurable size
-    (:func:`pipetune.core.measure.probes.input_size`).
+    (:func:`pipetune.core.runtime.observe.input_size`).
     """
-    from pipetune.core.measure.probes import input_size
-
     measured = [input_size(item) for item in items]
     if not measured or any(m is None for m in measured):
         return None

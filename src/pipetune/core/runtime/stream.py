@@ -75,12 +75,12 @@ from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel import control as _control
 from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.errors import ConfigError, PipelineError, StageError, StageTimeout
 from pipetune.core.kernel.model import Pipeline, Stage, Trace
-from pipetune.core.measure.stats import percentiles_ms
-from pipetune.core.runtime import control as _control
 from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.observe import percentiles_ms
 from pipetune.core.runtime.offline import _POLL_S, STOP_GRACE_S, ItemError, OnError, RunResult, Span
 from pipetune.core.runtime.online import arrival_schedule
 
@@ -189,7 +189,7 @@ def stream_server(stage: Stage) -> Callable[..., Iterable[StreamEvent]] | None:
     if not callable(serve):
         return None
     try:
-        params = inspect.signature(serve).parameters.values()
+        params: Iterable[inspect.Parameter] = inspect.signature(serve).parameters.values()
     except (TypeError, ValueError):
         params = ()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
@@ -448,9 +448,11 @@ class _StreamRun:
             self.stop.set()
         except (Exception, SystemExit) as exc:
             if self.on_error == "stop":
-                row = next((int(r) for r in np.flatnonzero(self.attempted & ~self.finished)), None)
-                item = self.items[self.item_index[row]] if row is not None else None
-                self.failure = StageError(self.stage.name, row, item, exc)
+                first = next(
+                    (int(r) for r in np.flatnonzero(self.attempted & ~self.finished)), None
+                )
+                item = self.items[self.item_index[first]] if first is not None else None
+                self.failure = StageError(self.stage.name, first, item, exc)
                 self.stop.set()
             else:
                 message = f"{type(exc).__name__}: {exc}"

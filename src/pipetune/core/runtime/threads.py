@@ -150,7 +150,7 @@ def default_thread_count() -> int:
     value = os.environ.get("OMP_NUM_THREADS", "")
     if value.strip().isdigit() and int(value) > 0:
         return int(value)
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     return max(1, detect_machine().cores)
 
@@ -381,7 +381,7 @@ def _native_controllers() -> tuple[Any, ...]:
     if _NATIVE["modules"] != modules:
         libraries: tuple[Any, ...] = ()
         try:
-            from threadpoolctl import ThreadpoolController  # type: ignore[import-not-found]
+            from threadpoolctl import ThreadpoolController
 
             libraries = tuple(ThreadpoolController().lib_controllers)
         except Exception:  # not installed, or a library it cannot read
@@ -429,7 +429,7 @@ def _restore(pin: _Pin) -> None:
 def _threadpool_limits(count: int) -> Any:
     """Limit already-loaded BLAS/OpenMP pools with threadpoolctl, when it is installed."""
     try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
+        from threadpoolctl import threadpool_limits
     except ImportError:
         return None
     try:
@@ -447,6 +447,6 @@ def _note(pin: _Pin, message: str) -> None:
 
 def _affinity() -> int | None:
     try:
-        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined,unused-ignore]
     except (AttributeError, OSError):
         return None

@@ -57,10 +57,10 @@ def build(quick: bool = False) -> DemoSetup:
     arrivals = traffic.poisson_arrivals(n, ARRIVAL_RATE, seed=7)
     pipeline = Pipeline(
         "llm-serving",
-        [
+        (
             prompt_stage(loaded.tokenizer),
             generate_stage(loaded.model, loaded.tokenizer, use_cache=False, max_new_tokens=cap),
-        ],
+        ),
         output_kind="tokens",
     )
     workload = Workload(

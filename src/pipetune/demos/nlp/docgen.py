@@ -47,6 +47,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 CLASSES: tuple[str, ...] = (
     "billing_dispute",
@@ -542,7 +543,7 @@ class _Generator:
 
     def revise(self, parts: dict[str, object], label: str) -> dict[str, object]:
         """A re-submission: one body section rewritten, or an update appended."""
-        bodies = list(parts["bodies"])  # type: ignore[arg-type]
+        bodies = list(cast("list[str]", parts["bodies"]))
         if self.rng.random() < 0.5:
             bodies[self.rng.randrange(len(bodies))] = self.body_section(label)
         else:
@@ -558,7 +559,7 @@ def _body_count(rng: random.Random) -> int:
 def _assemble(parts: dict[str, object]) -> tuple[str, ...]:
     # The subject line heads the first body section, and a signature and a disclaimer
     # that follow each other form one footer block, as they do in e-mails.
-    bodies = [str(b) for b in parts["bodies"]]  # type: ignore[union-attr]
+    bodies = [str(b) for b in cast("list[str]", parts["bodies"])]
     bodies[0] = f"{parts['subject']}\n{bodies[0]}"
     footer = "\n".join(str(parts[k]) for k in ("signature", "disclaimer") if parts[k])
     sections = [str(parts["letterhead"]), *bodies]

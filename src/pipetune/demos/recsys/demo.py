@@ -154,7 +154,7 @@ class StoreTable:
     def __init__(self, catalog: data.Catalog) -> None:
         self.catalog = catalog
 
-    def __call__(self, key: tuple[str, int]) -> np.ndarray:
+    def __call__(self, key: Any) -> np.ndarray:  # key: (kind, index)
         kind, ident = key
         if kind == "user":
             return self.catalog.user_features(ident)
@@ -201,7 +201,7 @@ def _train_tower(catalog: data.Catalog, steps: int, seed: int) -> Any:
     model.eval()
     with torch.no_grad():
         cosine = float((torch.nn.functional.normalize(model(x), dim=1) * y).sum(1).mean())
-    model.training_cosine = cosine  # type: ignore[attr-defined]
+    model.training_cosine = cosine
     return model
 
 
@@ -264,7 +264,7 @@ def _train_ranker(catalog: data.Catalog, tower: Any, steps: int, n_users: int, s
     model.eval()
     with torch.no_grad():
         pred = model(x[:200_000])[:, 0].numpy()
-    model.training_r2 = float(  # type: ignore[attr-defined]
+    model.training_r2 = float(
         1 - np.mean((pred - target[:200_000]) ** 2) / np.var(target[:200_000])
     )
     return model
@@ -342,7 +342,9 @@ def agreement(
     ranker, items = rank.slots["ranker"], rank.slots["items"]
     prefix = pipeline.prefix("rank")
     sizes = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
-    overall, top, kept = [], [], {n: [] for n in sizes if n <= len(items)}
+    overall: list[Any] = []
+    top: list[Any] = []
+    kept: dict[int, list[Any]] = {n: [] for n in sizes if n <= len(items)}
     for request in requests[:sample]:
         state = prefix.run(request)
         retrieval = items @ state["embedding"]

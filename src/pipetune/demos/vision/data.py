@@ -106,7 +106,7 @@ def render_photo(
     gain = cv2.resize(luma, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     detail = (tiled * (0.15 + 0.35 * gain / 255.0)).astype(np.int16)
     noise = np.empty((height, width, 3), dtype=np.int16)
-    cv2.randn(noise, 0, float(rng.uniform(1.5, 3.0)))
+    cv2.randn(noise, 0, float(rng.uniform(1.5, 3.0)))  # type: ignore[call-overload]  # scalars work
     big += detail[:, :, None]
     big += noise
     return np.clip(big, 0, 255).astype(np.uint8)
@@ -291,7 +291,8 @@ def render_clip(
     sprite_h = int(height * 0.45)
     sprites = {name: _sprite(name, sprite_h) for name in VIDEO_CLASSES[1:]}
     phase, drift = rng.uniform(0, 2 * np.pi), rng.uniform(-0.06, 0.06)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]  # not in cv2's stubs
+    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
     if not writer.isOpened():
         raise RuntimeError("OpenCV's VideoWriter cannot write MPEG-4 (mp4v) here")
     labels: list[str] = []
@@ -300,7 +301,7 @@ def render_clip(
         for t in range(frames):
             sprite, x, y, label = _placement(events, sprites, t, size, sprite_h)
             gain = 1.0 + 0.06 * np.sin(2 * np.pi * t / max(frames, 1) + phase) + drift * t / frames
-            cv2.randn(noise, 0, noise_sigma)
+            cv2.randn(noise, 0, noise_sigma)  # type: ignore[call-overload]  # scalars work
             frame, visible = compose_frame(background, gain, sprite, x, y, noise)
             labels.append(label if visible >= 0.4 else "empty")
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -395,7 +396,8 @@ def video_training_frames(
             w = sprite[1].shape[1]
             # from 55 % in view at either edge to fully inside
             x = int(rng.uniform(-0.45 * w, width - 0.55 * w))
-        cv2.randn(noise, 0, 3.0)
+        cv2.randn(noise, 0, 3.0)  # type: ignore[call-overload]  # scalars work
+        frame: Any
         frame, _ = compose_frame(
             backgrounds[int(rng.integers(len(backgrounds)))], gain, sprite, x, y, noise
         )

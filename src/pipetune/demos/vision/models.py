@@ -73,7 +73,7 @@ def build_cnn(spec: CNNSpec) -> Any:
 def _tensor(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Any:
     import torch
 
-    x = images.astype(np.float32) / 255.0
+    x: Any = images.astype(np.float32) / 255.0
     x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 

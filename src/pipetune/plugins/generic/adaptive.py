@@ -379,7 +379,7 @@ class PassThrough:
 
     def __init__(self, stage: Stage, last: bool):
         self.fn = stage.fn
-        self.batch_fn = stage.batch_fn
+        self.batch_fn: Any = stage.batch_fn  # batch() is called only when there is one
         self.accepts = _accepts(stage.fn)
         self.batch_accepts = _accepts(stage.batch_fn)
         self.last = last
@@ -501,7 +501,7 @@ def proposals(pipeline: Pipeline, profile: Profile, facts: Mapping[str, Any]) ->
         ]
     if span is None:
         return []
-    entry = facts.get("adaptive") if isinstance(facts.get("adaptive"), Mapping) else {}
+    entry: Any = facts.get("adaptive") if isinstance(facts.get("adaptive"), Mapping) else {}
     small_ms, large_ms = entry.get("small_ms"), entry.get("large_ms")
     confidences = entry.get("confidence") or []
     est = DEFAULT_ESTIMATE

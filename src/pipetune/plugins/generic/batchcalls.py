@@ -93,7 +93,7 @@ def _sequence_lengths(calls: Sequence[tuple[tuple, dict]]) -> list[int] | None:
     for _, kwargs in calls:
         mask = kwargs.get("attention_mask")
         ids = kwargs.get("input_ids")
-        source = mask if is_array(mask) else ids
+        source: Any = mask if is_array(mask) else ids
         if not is_array(source) or len(source.shape) != 2:
             return None
         lengths.append(int(source.shape[1]))
@@ -135,28 +135,28 @@ def merge_calls(
             return False, None
         return True, _concat([_pad_dim1(v, width) for v in values])
 
-    args = []
+    merged_args = []
     for position in range(len(first_args)):
         ok, value = merge([a[position] for a, _ in calls])
         if not ok:
             return None
-        args.append(value)
-    kwargs = {}
+        merged_args.append(value)
+    merged_kwargs = {}
     for key in first_kwargs:
         ok, value = merge([k[key] for _, k in calls])
         if not ok:
             return None
-        kwargs[key] = value
-    if width is not None and "attention_mask" not in kwargs:
+        merged_kwargs[key] = value
+    if width is not None and "attention_mask" not in merged_kwargs:
         if "input_ids" not in first_kwargs:
             return None  # sequences of different lengths and no way to mask the padding
         masks = [_pad_dim1(_ones_like_ids(k["input_ids"]), width) for _, k in calls]
         for mask, n in zip(masks, lengths or (), strict=True):
             mask[:, n:] = 0
-        kwargs["attention_mask"] = _concat(masks)
+        merged_kwargs["attention_mask"] = _concat(masks)
     return Merged(
-        tuple(args),
-        kwargs,
+        tuple(merged_args),
+        merged_kwargs,
         tuple(rows),
         tuple(lengths) if width is not None and lengths else None,
         width,
@@ -184,9 +184,9 @@ def split_output(output: Any, merged: Merged) -> list[Any]:
                 parts.append(part)
             return parts
         if isinstance(value, Mapping):
-            pieces = {key: cut(item) for key, item in value.items()}
+            by_key = {key: cut(item) for key, item in value.items()}
             return [
-                _rebuild_mapping(value, {k: v[i] for k, v in pieces.items()}) for i in range(count)
+                _rebuild_mapping(value, {k: v[i] for k, v in by_key.items()}) for i in range(count)
             ]
         if isinstance(value, tuple | list) and not isinstance(value, str):
             pieces = [cut(item) for item in value]
@@ -212,8 +212,9 @@ def _rebuild_sequence(original: Sequence[Any], values: list[Any]) -> Any:
         return values
     if hasattr(original, "_fields"):  # a namedtuple
         return type(original)(*values)
+    sequence_type: Any = type(original)
     try:
-        return type(original)(values)
+        return sequence_type(values)
     except Exception:
         return tuple(values)
 

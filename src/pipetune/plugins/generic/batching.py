@@ -23,7 +23,7 @@ from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.results import InFlight, Tuned
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.measure.comparison import RuntimeSpec, run_pass
-from pipetune.core.measure.stats import percentiles_ms
+from pipetune.core.runtime.observe import percentiles_ms
 from pipetune.core.runtime.serving import with_serving
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64)
@@ -62,7 +62,9 @@ def stage_batch_speedup(
     }
 
 
-def _pass_metric(pipeline: Pipeline, items: Sequence[Any], runtime: RuntimeSpec, metric: str):
+def _pass_metric(
+    pipeline: Pipeline, items: Sequence[Any], runtime: RuntimeSpec, metric: str
+) -> Any:
     reset_state(pipeline)
     result = run_pass(pipeline, items, runtime, timeout_s=None)
     if metric == "throughput":
@@ -119,7 +121,7 @@ def tune(
         capacity = run_pass(pipeline, items, RuntimeSpec(mode="offline")).throughput_rps
         runtime = replace(runtime, rate=max(0.7 * capacity, 1e-3))
     bound = getattr(requirements, f"{metric}_ms", None) if metric != "throughput" else None
-    delays = DELAYS_MS if runtime.mode == "online" else (0.0,)
+    delays: tuple[float, ...] = DELAYS_MS if runtime.mode == "online" else (0.0,)
     if bound is not None:  # the batching delay must leave room for the work itself
         delays = tuple(d for d in delays if d <= 0.5 * bound) or (0.0,)
     curve: list[dict[str, Any]] = []

@@ -345,10 +345,10 @@ def cached_stage(stage: Stage, capacity: int = 4096, *, per_element: bool | None
     cache = ResultCache(capacity)
     if is_elementwise(stage) if per_element is None else per_element:
         shape: dict[str, bool] = {}
-        fn = ElementwiseCachedFn(
+        fn: Any = ElementwiseCachedFn(
             stage.fn, cache, _accepted(stage.fn, stage.slots), batch=False, shape=shape
         )
-        batch_fn = (
+        batch_fn: Any = (
             ElementwiseCachedBatchFn(
                 stage.batch_fn,
                 cache,

@@ -79,7 +79,9 @@ class _Group:
         self.errors: list[BaseException | None] = [None] * size
 
     # -- worker side ---------------------------------------------------------------------
-    def work(self, index: int, fn: Callable[..., Any], item: Any, kwargs: Mapping[str, Any]):
+    def work(
+        self, index: int, fn: Callable[..., Any], item: Any, kwargs: Mapping[str, Any]
+    ) -> None:
         self.wakes[index].wait()
         _local.group, _local.worker = self, index
         try:

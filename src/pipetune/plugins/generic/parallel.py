@@ -239,10 +239,10 @@ def tune(
     finally:
         for process_map in candidates:
             process_map._pool.shutdown()
-    gain, params = best
-    if params is None or gain < 1.02:
+    gain, best_params = best
+    if best_params is None or gain < 1.02:
         raise Rejected(
             f"parallel {how} do not pay for stage {stage_name!r} on this machine "
             f"({cores} cores): no worker count beat one at a time"
         )
-    return Tuned(params=params, notes={"curve": curve, "gain_on_tune_split": gain})
+    return Tuned(params=best_params, notes={"curve": curve, "gain_on_tune_split": gain})

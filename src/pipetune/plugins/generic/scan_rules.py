@@ -74,7 +74,7 @@ MODEL_IN_LOOP = Rule(
 )
 
 
-def _repeated_inner_loop(ctx: FileContext, node: ast.Call) -> ast.AST | None:
+def _repeated_inner_loop(ctx: FileContext, node: ast.Call) -> ast.stmt | ast.expr | None:
     """The inner loop when ``node`` encodes the inner loop's items and an outer loop
     repeats the inner one over the same collection."""
     loops = ctx.loops()

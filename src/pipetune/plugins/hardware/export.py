@@ -110,7 +110,8 @@ def _detached(value: Any) -> Any:
         return type(value)(_detached(v) for v in value)
     if isinstance(value, Mapping):
         try:
-            return type(value)({k: _detached(v) for k, v in value.items()})
+            mapping_type: Any = type(value)
+            return mapping_type({k: _detached(v) for k, v in value.items()})
         except TypeError:
             return {k: _detached(v) for k, v in value.items()}
     return value
@@ -316,6 +317,7 @@ def export_onnx(
                     verbose=False,
                 )
                 # Saved in place: export.json, written after, marks the export complete.
+                assert program is not None  # dynamo=True returns the program
                 program.save(str(path))
             return label
         except Exception as exc:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.measure.machine import describe_machine, detect_machine
+from pipetune.core.runtime.machine import describe_machine, detect_machine
 from pipetune.plugins.hardware.recognize import TORCH, find_models, main_model
 
 if TYPE_CHECKING:

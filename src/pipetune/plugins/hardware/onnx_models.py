@@ -101,7 +101,7 @@ class RecordingSession:
         self.outputs: list[list[np.ndarray]] = []
         self._limit = limit
 
-    def run(self, output_names: Any, input_feed: Mapping[str, Any], run_options: Any = None):
+    def run(self, output_names: Any, input_feed: Mapping[str, Any], run_options: Any = None) -> Any:
         result = self._session.run(output_names, input_feed, run_options)
         if len(self.feeds) < self._limit and output_names is None:
             self.feeds.append({k: np.array(v) for k, v in input_feed.items()})
@@ -139,7 +139,10 @@ class OpenVINOSession:
         self._local = threading.local()
 
     def run(
-        self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any], run_options=None
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: Any = None,
     ) -> list[np.ndarray]:
         request = getattr(self._local, "request", None)
         if request is None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
 from pipetune.core.kernel.results import Machine, Profile, Proposal
-from pipetune.core.measure.machine import has_bf16, has_int8_dot_product
+from pipetune.core.runtime.machine import has_bf16, has_int8_dot_product
 from pipetune.core.runtime.threads import stage_plan
 from pipetune.plugins.hardware.apply import Candidate
 from pipetune.plugins.hardware.backends import all_backends

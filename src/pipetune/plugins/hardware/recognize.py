@@ -84,7 +84,7 @@ def find_models(pipeline: Pipeline) -> list[ModelRef]:
 
 
 def models_in_stage(stage: Stage) -> list[ModelRef]:
-    refs = []
+    refs: list[ModelRef] = []
     if stage.kind in SKIP_KINDS:
         return refs
     for slot, value in stage.slots.items():

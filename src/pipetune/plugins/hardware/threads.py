@@ -20,7 +20,7 @@ from typing import Any
 
 from pipetune.core.kernel.results import Machine
 from pipetune.core.measure.load import HostLoad, suggested_threads
-from pipetune.core.measure.machine import detect_machine
+from pipetune.core.runtime.machine import detect_machine
 
 
 def default_intra_op_threads(machine: Machine | None = None) -> int:

@@ -549,6 +549,7 @@ def _target(proposal: Proposal, pipeline: Pipeline) -> tuple[Stage, str, Any]:
     slot = proposal.params.get("slot")
     if slot not in stage.slots:
         raise Rejected(f"stage {stage.name!r} has no slot {slot!r} any more")
+    assert isinstance(slot, str)  # a key of stage.slots
     return stage, slot, original_module(stage.slots[slot])
 
 

@@ -65,7 +65,7 @@ def _type_name(value: Any) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _module_class(module: str, name: str) -> type | None:
+def _module_class(module: str, name: str) -> Any:
     loaded = sys.modules.get(module)
     return getattr(loaded, name, None) if loaded is not None else None
 

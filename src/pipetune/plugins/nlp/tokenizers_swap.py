@@ -225,7 +225,7 @@ class RustVocabTokenizer:
         return list(self.rust.encode(text, add_special_tokens=False).tokens)
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
-        unk = self.vocab.get("[UNK]", self.vocab.get("<unk>", 0))
+        unk: Any = self.vocab.get("[UNK]", self.vocab.get("<unk>", 0))
         return [self.vocab.get(t, unk) for t in tokens]
 
     def encode(self, text: str) -> list[int]:

@@ -352,7 +352,7 @@ def choose_index(
             raise ConfigError(f"index kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
         return IndexChoice(specs[kind], f"{kind} was requested", estimates)
     fits = memory_budget_bytes is None or memory["ivf_flat"] <= memory_budget_bytes
-    if not fits:
+    if not fits and memory_budget_bytes is not None:
         return IndexChoice(
             specs["ivf_pq"],
             f"a flat copy of the vectors ({memory['ivf_flat'] / 2**20:,.0f} MiB) exceeds the "

@@ -128,7 +128,7 @@ def scan_points(
                 continue
             _, found = searcher.search(queries, k, runtime=value, k_prime=depth)
             per_query = ann.per_query_recall(reference, found)
-            point = {
+            point: dict[str, Any] = {
                 "index": spec.describe(),
                 "k_prime": depth,
                 "runtime": value,

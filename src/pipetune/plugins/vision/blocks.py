@@ -168,7 +168,7 @@ def _to_batch(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence
     if first.dtype == np.float32 and first.ndim == 3 and first.shape[0] == 3:
         # Already normalized CHW (a DALI or nvJPEG pipeline folded normalization in).
         return torch.from_numpy(np.ascontiguousarray(np.stack(images)))
-    array = np.stack([np.asarray(img, dtype=np.float32) for img in images]) / 255.0
+    array: Any = np.stack([np.asarray(img, dtype=np.float32) for img in images]) / 255.0
     array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
 

@@ -119,7 +119,10 @@ def build_pipeline(decoder: DaliDecoder, size: tuple[int, int]) -> Any:
     from pipetune.core.kernel.registry import require
 
     require("nvidia.dali", "vision", "DALI decode pipelines")
-    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import fn, pipeline_def
+    from nvidia.dali import types as dali_types
+
+    types: Any = dali_types  # DALI's stubs leave out the enum members (UINT8, RGB...)
 
     gpu = decoder.device == "gpu"
     width, height = size
@@ -129,14 +132,16 @@ def build_pipeline(decoder: DaliDecoder, size: tuple[int, int]) -> Any:
     @pipeline_def(
         batch_size=decoder.max_batch,
         num_threads=max(1, decoder.threads),
-        device_id=0 if gpu else None,
+        device_id=0 if gpu else None,  # type: ignore[arg-type]  # None: CPU only, as DALI documents
         prefetch_queue_depth=1,
         exec_async=False,
         exec_pipelined=False,
     )
     def pipe() -> Any:
         encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
-        images = fn.decoders.image(encoded, device="mixed" if gpu else "cpu", output_type=types.RGB)
+        images: Any = fn.decoders.image(
+            encoded, device="mixed" if gpu else "cpu", output_type=types.RGB
+        )
         images = fn.resize(
             images,
             resize_x=width,

@@ -153,6 +153,8 @@ def measured_gain(
             )
         except Exception:  # the stage raised on a sample: time the library instead
             pass
+    full: Any
+    reduced: Any
     if step.library in ("pillow", "imageio", "skimage"):
         full, reduced = PillowDecoder(), PillowDecoder(reduce=True)
         how = "Pillow decode + resize, full against draft"

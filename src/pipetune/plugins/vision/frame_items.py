@@ -129,7 +129,11 @@ def frame_size(value: Any) -> tuple[int, ...] | None:
         from pipetune.plugins.vision.inputs import image_size
 
         try:
-            data = value if isinstance(value, bytes) else open(path, "rb").read(65536)  # noqa: SIM115
+            if isinstance(value, bytes):
+                data = value
+            else:
+                assert path is not None
+                data = open(path, "rb").read(65536)  # noqa: SIM115
         except OSError:
             return None
         return image_size(data)
@@ -187,10 +191,11 @@ def detect(items: Sequence[Any], width: int = 64) -> dict[str, Any] | None:
     for small in smalls:
         state.should_run_small(small)
     first = sample[0]
+    first_size = next(iter(sizes))
     return {
         "frames_sampled": len(sample),
         "source": "files" if _image_file(first) else type(first).__name__,
-        "frame_size": list(next(iter(sizes)) or ()),
+        "frame_size": list(first_size or ()),
         "named_in_order": _named_in_order(sample),
         "similar_pair_share": similar,
         "frame_change": {
@@ -219,6 +224,11 @@ class GatedFrames:
     result again. Calls take the stage's slots as the wrapped function does (its signature
     is exposed through ``__wrapped__``), so a slot another change replaces still reaches
     it. The state (key frame, last result) is reset before every measured pass."""
+
+    # set by pipetune_reset (called from __init__): the gate's state (a MotionState or a
+    # StrideState) and the last result
+    _state: Any
+    _last: Any
 
     def __init__(self, fn: Any, params: dict[str, Any]):
         self.__wrapped__ = fn
@@ -254,7 +264,7 @@ class GatedFrames:
     def pipetune_reset(self) -> None:
         with getattr(self, "_lock", threading.Lock()):
             self._state = self.gate.start()
-            self._last: Any = _NONE
+            self._last = _NONE
 
     def pipetune_stats(self) -> dict[str, Any]:
         return {"frames": self._state.frames, "runs": self._state.runs}

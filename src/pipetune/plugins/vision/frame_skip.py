@@ -183,7 +183,7 @@ def simulate(
     pipeline's per-frame labels: on a frame the model runs on, the gated pipeline computes
     exactly the baseline's label; on the others it repeats the last one. Returns the
     outputs and the fraction of frames the model runs on."""
-    outputs: list[list[Any]] = []
+    outputs: list[Any] = []
     runs = frames = 0
     for clip_smalls, clip_labels in zip(smalls, baseline, strict=True):
         if not isinstance(clip_labels, list):  # a skipped clip stays skipped

@@ -82,8 +82,8 @@ def _by_hand(step: Any, info: dict[str, Any], share: float) -> list[Proposal]:
     if not target or factor.get("max", 1) < 2 or not info.get("formats", {}).get("jpeg"):
         return []
     timing = info.get("sample_timing_ms", {})
-    changes = [suggested_change(d, target, int(factor.get("min", 1))) for d in step.code]
-    changes = [c for c in changes if c is not None]
+    suggested = [suggested_change(d, target, int(factor.get("min", 1))) for d in step.code]
+    changes = [c for c in suggested if c is not None]
     first = step.code[0]
     edit = (
         "\n".join(

@@ -28,7 +28,7 @@ from typing import Any
 _WRITES_GLOBALS = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
 
 
-class GlobalsOverlay(dict):  # type: ignore[type-arg]
+class GlobalsOverlay(dict):
     """A function's globals: the overriding names held here, every other name read from
     the module's own dict at lookup time (``__missing__``)."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import PipelineError
@@ -27,7 +28,7 @@ class ResultCacheParams(ChangeParams):
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    params = {"capacity": int(proposal.params.get("capacity", 4096))}
+    params: dict[str, Any] = {"capacity": int(proposal.params.get("capacity", 4096))}
     for name in ("per", "slot"):
         if proposal.params.get(name):
             params[name] = str(proposal.params[name])

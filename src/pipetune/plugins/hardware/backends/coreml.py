@@ -101,7 +101,7 @@ class CoreMLBackend(Backend):
     def compile(
         self,
         model: Any,
-        example_inputs: Sequence[Any] | Mapping[str, Any],
+        example_inputs: Any,  # what base.example_call takes
         precision: str = "fp16",
         **options: Any,
     ) -> CompiledModel:

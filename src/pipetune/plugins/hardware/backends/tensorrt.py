@@ -100,7 +100,7 @@ class TensorRTBackend(ExportBackend):
 def engine_path(exported: ExportedModel, precision: str) -> Path:
     """Engines are specific to the GPU model and the TensorRT version: both are in the
     name, so an engine is never reused on another GPU."""
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
 
     machine = detect_machine()
     gpu = (machine.gpu or "gpu").replace(" ", "_").replace("/", "_")

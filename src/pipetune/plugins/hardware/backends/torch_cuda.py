@@ -21,7 +21,6 @@ import copy
 import importlib.util
 import sys
 import threading
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipetune.core.kernel.errors import PipelineError, Rejected
@@ -37,7 +36,7 @@ def cuda_status() -> Availability:
     if importlib.util.find_spec("torch") is None:
         return Availability(False, "torch is not installed", 'pip install "pipetune[nvidia]"')
     if "torch" not in sys.modules:
-        from pipetune.core.measure.machine import detect_machine
+        from pipetune.core.runtime.machine import detect_machine
 
         if detect_machine().gpu is None:
             return Availability(False, "no NVIDIA GPU detected (NVML, nvidia-smi)")
@@ -64,7 +63,7 @@ class TorchCudaBackend(Backend):
     def compile(
         self,
         model: Any,
-        example_inputs: Sequence[Any] | Mapping[str, Any] | None,
+        example_inputs: Any,  # what base.example_call takes, or None
         precision: str = "fp16",
         *,
         cuda_graphs: bool = True,
@@ -101,7 +100,7 @@ class TorchCudaBackend(Backend):
         )
         if call is not None:
             # Compile and record the graph now, not in the first timed call.
-            for _ in range(max(1, warmup)):
+            for _warm in range(max(1, warmup)):
                 wrapped(*call.args, **call.kwargs)
             torch.cuda.synchronize()
         return wrapped

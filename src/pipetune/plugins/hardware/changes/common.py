@@ -49,6 +49,7 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipe
     candidate = Candidate.from_dict(params["candidate"])
     kind = params.get("kind", TORCH)
     artifacts_dir = Path(artifacts_dir)
+    assert isinstance(slot, str)  # a key of stage.slots
 
     def artifact(name: str) -> Path | None:
         relative = change.artifacts.get(name)

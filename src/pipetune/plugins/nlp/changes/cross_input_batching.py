@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.model import Pipeline
@@ -43,7 +44,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     tokenizer_slot = proposal.params.get("tokenizer_slot")
     swapped: dict[str, str] = {}
 
-    def rust_part(candidate: Pipeline, setting: crossbatch.Setting):
+    def rust_part(candidate: Pipeline, setting: crossbatch.Setting) -> Any:
         stage = candidate.stage(stage_name)
         swap = verified_swap(candidate, stage, str(tokenizer_slot), context)
         swapped.update(artifact=swap.artifact)

@@ -55,7 +55,9 @@ def tune_truncation(
         candidate = materialize(change, pipeline, context.artifacts.root)
         return evaluate_outputs(candidate, subset, cache.setdefault(length, {}))
 
-    def fidelity(candidate: Sequence[Any], base: Sequence[Any], labels: Sequence[Any] | None):
+    def fidelity(
+        candidate: Sequence[Any], base: Sequence[Any], labels: Sequence[Any] | None
+    ) -> Any:
         return context.fidelity(candidate, kind, baseline=base, labels=labels)
 
     result = truncation.search(

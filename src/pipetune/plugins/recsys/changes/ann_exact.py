@@ -328,7 +328,7 @@ def _candidates(
     out: list[tuple[selection.Built, list[int]]] = []
     skipped: dict[str, str] = {}
     for space, why in selection.spaces_to_try(proposal, metric, stats):
-        floor = k
+        floor: int | None = k
         if space == "normalized":
             floor, why_not = _cosine_floor(matrix, queries, k, n, context, proposal)
             if floor is None:
@@ -337,6 +337,7 @@ def _candidates(
         for kind in selection.kinds_to_try(proposal, rule):
             spec = selection.spec_in(rule, kind, space, metric, n)
             built = selection.build(context, matrix, spec, why)
+            assert floor is not None
             depths = [d for d in ann.rerank_depths(spec, k, n) if d >= floor] or [floor]
             out.append((built, depths))
     return out, skipped

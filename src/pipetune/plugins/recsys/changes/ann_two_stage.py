@@ -4,6 +4,7 @@ the target share of the full ranking's top-k."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -314,7 +315,7 @@ def _feasible(
             if spec.kind == "hnsw"
             else ann.runtime_values(spec, evaluate.k)
         )
-        found = _lowest_meeting(options, lambda v, s=size: _ann_recall(evaluate, s, v, curve), goal)
+        found = _lowest_meeting(options, functools.partial(_recall_at, evaluate, size, curve), goal)
         if found is not None:
             feasible.append({"n_candidates": size, "runtime": found[0], "recall": found[1]})
     return feasible
@@ -388,6 +389,12 @@ def _one_candidates(searcher: ann.AnnSearcher, query: Any, size: int) -> np.ndar
     queries, _ = ann.as_queries(query, searcher.d, "two-stage tuning")
     _, ids = searcher.candidates(queries, size)
     return ids[0][ids[0] >= 0]
+
+
+def _recall_at(
+    evaluate: _TwoStageEval, size: int, curve: list[dict[str, Any]], runtime: int
+) -> float:
+    return _ann_recall(evaluate, size, runtime, curve)
 
 
 def _ann_recall(

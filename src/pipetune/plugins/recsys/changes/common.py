@@ -48,7 +48,7 @@ def matrix_digest(matrix: np.ndarray) -> str:
     """A content hash of the item matrix (guards a saved index against a changed catalog)."""
     array = np.ascontiguousarray(matrix)
     digest = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
-    digest.update(memoryview(array).cast("B"))
+    digest.update(array.data.cast("B"))
     return digest.hexdigest()[:24]
 
 

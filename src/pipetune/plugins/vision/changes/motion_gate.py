@@ -114,7 +114,7 @@ def _tuning_frames(
         signals = [frame_signal(item, width) for item in inputs]
         if any(signal is None for signal in signals):
             raise Rejected(f"stage {stage.name!r}: some of its inputs are not image frames")
-        return [list(baseline)], [signals]  # type: ignore[list-item]
+        return [list(baseline)], [signals]
     smalls = []
     for item in inputs:
         frames = _frames_of(item, stage)

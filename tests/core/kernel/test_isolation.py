@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipetune.core.runtime import isolation
+from pipetune.core.kernel import isolation
 
 
 def test_the_breadcrumb_records_the_place_and_the_verdict(tmp_path, monkeypatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from pipetune.core.runtime import workers
+from pipetune.core.kernel import workers
 
 
 def _ident(out: list[int]) -> None:

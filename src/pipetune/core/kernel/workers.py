@@ -76,7 +76,7 @@ def busy() -> int:
 def start(target: Callable[..., Any], args: tuple[Any, ...] = (), name: str = "") -> Handle:
     """Run ``target(*args)`` on an idle long-lived worker thread (a new one when none is
     idle), in a copy of the caller's context (so it sees the caller's cancellation token
-    and deadline, :mod:`pipetune.core.runtime.control`); returns a handle to wait on."""
+    and deadline, :mod:`pipetune.core.kernel.control`); returns a handle to wait on."""
     global _count
     with _lock:
         if _idle:
@@ -101,10 +101,10 @@ def call(
     Ctrl-C) and ``timeout_s`` can end: a long tune step or a hung plugin hook then stops
     the wait at once, and the call is abandoned on its thread (see :func:`busy`).
 
-    Raises what ``fn`` raised, :class:`~pipetune.core.runtime.control.Cancelled`, or
+    Raises what ``fn`` raised, :class:`~pipetune.core.kernel.control.Cancelled`, or
     :class:`TimeoutError` naming ``what``.
     """
-    from pipetune.core.runtime import control
+    from pipetune.core.kernel import control
 
     box: dict[str, Any] = {}
 

@@ -3,7 +3,7 @@
 A :class:`Control` travels with the work through a context variable: the CLI opens one
 per command (:func:`scope`) and its signal handlers cancel its token; library entry points
 (``optimize``, ``profile``) open one when none is active. Worker threads started through
-:mod:`pipetune.core.runtime.workers` (and hook calls made through the plugin manager) run
+:mod:`pipetune.core.kernel.workers` (and hook calls made through the plugin manager) run
 in a copy of the caller's context, so they see the same control.
 
 * **Cancellation.** The runtime stops taking inputs and returns what it measured when the

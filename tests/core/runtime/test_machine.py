@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from pipetune.core.kernel.results import Machine
-from pipetune.core.measure import machine as machine_mod
-from pipetune.core.measure.machine import (
+from pipetune.core.runtime import machine as machine_mod
+from pipetune.core.runtime.machine import (
     describe_machine,
     detect_machine,
     has_bf16,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from pipetune.core.kernel import control, workers
 from pipetune.core.kernel.errors import StageError, StageTimeout
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.runtime import control, workers
 from pipetune.core.runtime.offline import run_offline
 from pipetune.core.runtime.online import run_online
 
@@ -50,6 +50,7 @@ def test_a_cancelled_token_stops_a_run_and_the_next_one_refuses_to_start() -> No
             control.complete(result)
 
 
+@pytest.mark.slow
 def test_the_deadline_is_per_input_never_a_whole_pass() -> None:
     # 30 inputs of 20 ms: the pass takes 0.6 s, far over the 0.2 s per-input deadline
     result = run_offline(Pipeline("p", (Stage("slow", slow),)), range(30), timeout_s=0.2)
