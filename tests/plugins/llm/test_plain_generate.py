@@ -315,3 +315,11 @@ def test_hardware_precision_change_keeps_the_kv_proxy(llama, tokenizer, tmp_path
     assert isinstance(value, CachedGenerate)
     assert type(value.__pipetune_wrapped__).__name__ == "ThreadPinned"
     assert candidate.run("hello") == pipeline.run("hello")
+
+
+def test_a_captured_model_in_generate_gets_neither_proxy_nor_loop_advice(llama, tokenizer):
+    # the model is not injected: the stage hint (accept `model=`) is what helps, not advice
+    # to hand-write a cached loop
+    stage = Stage("gen", lambda text: text, kind="generate", slots={"model": llama})
+    probe = {"kv_cache": False, "prefix_rerun": True, "via_generate": True}
+    assert not _propose_plain(stage, {"probe": probe}, grounded_traffic(tokenizer), 60, 40)

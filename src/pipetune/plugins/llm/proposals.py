@@ -131,9 +131,9 @@ def _propose_plain(
                 evidence={"probe": dict(probe)},
             )
         )
-    elif probe.get("prefix_rerun") and not wrapped:
+    elif probe.get("prefix_rerun") and not via_generate and not wrapped:
         # a hand-written loop: generate's options do not reach it (a generate without a
-        # cache gets the proxy above instead, and this advice would contradict it)
+        # cache gets the proxy above, or a hint to inject its model, never this advice)
         out.append(
             Proposal(
                 id=KV_CACHE_LOOP,
