@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.plugins.hardware.wrappers import original_module
+from pipetune.plugins.hardware.wrappers import behind_proxies, original_module
 
 TORCH, ONNX_SESSION, ONNX_PATH, ONNX_PROTO = "torch", "onnx_session", "onnx_path", "onnx_model"
 #: Stage kinds whose model is called through a generation loop: no graph export.
@@ -44,12 +44,13 @@ class ModelRef:
     @property
     def applied(self) -> dict[str, Any] | None:
         """What this plugin already did to the slot (backend, precision), if anything."""
-        if self.kind != TORCH or self.value is self.module:
+        if self.kind != TORCH or behind_proxies(self.value) is self.module:
             return None
-        describe = getattr(self.value, "describe", None)
+        value = behind_proxies(self.value)
+        describe = getattr(value, "describe", None)
         if callable(describe):
             return dict(describe())
-        threads = getattr(self.value, "threads", None)
+        threads = getattr(value, "threads", None)
         return {"backend": "torch", "precision": "fp32", "threads": threads}
 
     @property

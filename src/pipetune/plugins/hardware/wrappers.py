@@ -153,11 +153,30 @@ def original_module(value: Any) -> Any:
     """The eager module behind a slot value: the value itself, or the module a compiled
     stand-in was built from (re-compiling starts from the eager weights, never from an
     already-quantized graph)."""
+    value = behind_proxies(value)
     seen = 0
     while seen < 8 and getattr(value, "source", None) is not None and _is_stand_in(value):
         value = value.source
         seen += 1
     return value
+
+
+def behind_proxies(value: Any) -> Any:
+    """The value behind other plugins' proxies that can be rebuilt around another model
+    (a type with ``__pipetune_rewrap__`` and ``__pipetune_wrapped__``: the llm plugin's
+    KV-caching ``generate``), so the model behind them is recognized and rebuilt."""
+    for _ in range(8):
+        if getattr(type(value), "__pipetune_rewrap__", None) is None:
+            break
+        value = value.__pipetune_wrapped__
+    return value
+
+
+def rewrap(slot_value: Any, new: Any) -> Any:
+    """``new`` inside the same proxies ``slot_value`` had (see :func:`behind_proxies`)."""
+    if getattr(type(slot_value), "__pipetune_rewrap__", None) is None:
+        return new
+    return slot_value.__pipetune_rewrap__(rewrap(slot_value.__pipetune_wrapped__, new))
 
 
 def _is_stand_in(value: Any) -> bool:

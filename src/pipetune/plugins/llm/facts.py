@@ -139,7 +139,53 @@ def _opaque_facts(stage: Any, inputs: list[Any], outputs: list[Any]) -> dict[str
             continue
     if lengths:
         facts["output_tokens"] = distribution(lengths)
+    prompts, generated = plain_traffic(stage, inputs, outputs)
+    if generated:
+        facts["traffic"] = traffic_facts(prompts, generated)
+        facts["speculation"] = _speculation_verdict(facts["traffic"])
     return facts
+
+
+def _encode_text(tokenizer: Any, text: str) -> list[int]:
+    try:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+    except TypeError:
+        ids = tokenizer.encode(text)
+    return [int(t) for t in ids]
+
+
+def plain_traffic(
+    stage: Any, inputs: list[Any], outputs: list[Any]
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Prompt and output token ids of a user's generate stage, from its observed inputs and
+    outputs: the input as its tokenizer slot encodes it (a string, or a dict with
+    ``prompt`` / ``messages`` / ``prompt_ids``), the output as token ids (a list, a tensor
+    row, or text encoded with the same tokenizer; a returned sequence that starts with the
+    prompt has it removed). Pairs either side cannot be read from are left out: the copy
+    rate is measured in the stage's own vocabulary, on the ids the profile saw."""
+    tokenizer = stage.slots.get("tokenizer")
+    prompts: list[list[int]] = []
+    generated: list[list[int]] = []
+    for item, output in zip(inputs, outputs, strict=False):
+        try:
+            # no chat template: the copy rate reads the text's own n-grams
+            prompt = list(encode_request(item, tokenizer, chat_template=False).prompt_ids)
+            if isinstance(output, str):
+                if tokenizer is None:
+                    continue
+                out = _encode_text(tokenizer, output)
+            else:
+                rows = output.tolist() if hasattr(output, "tolist") else output
+                if isinstance(rows, list) and len(rows) == 1 and isinstance(rows[0], list):
+                    rows = rows[0]  # a batch of one, as generate returns it
+                out = token_list(rows)
+        except Exception:  # not a prompt or not token ids: this pair is not readable
+            continue
+        if len(out) > len(prompt) and out[: len(prompt)] == prompt:
+            out = out[len(prompt) :]
+        prompts.append(prompt)
+        generated.append(out)
+    return prompts, generated
 
 
 def merged_stage_facts(profile: Profile, stage: str) -> Mapping[str, Any]:

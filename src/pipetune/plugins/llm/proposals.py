@@ -74,7 +74,7 @@ def _stage_facts(profile: Profile, stage: str) -> Mapping[str, Any]:
 
 
 def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) -> list[Proposal]:
-    from pipetune.plugins.llm.recognize import generate_stages, model_slot
+    from pipetune.plugins.llm.recognize import generate_stages
 
     proposals: list[Proposal] = []
     for stage in generate_stages(pipeline):
@@ -86,50 +86,127 @@ def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) ->
         if is_generate_block(stage):
             proposals.extend(_propose_block(stage, facts, traffic, prompt_mean, output_mean))
         else:
-            slot = model_slot(stage)
-            probe = facts.get("probe", {}) or {}
-            if probe.get("kv_cache") is False and slot and stage.injects(slot):  # noqa: SIM102
-                if probe.get("generate_calls", 1):
-                    proposals.append(
-                        Proposal(
-                            id=KV_CACHE,
-                            plugin=PLUGIN,
-                            stage=stage.name,
-                            title="Keep a KV cache in generate (use_cache=True)",
-                            rationale=(
-                                f"every forward call re-ran the whole prefix without a cache "
-                                f"({probe.get('forward_calls')} calls, "
-                                f"{probe.get('tokens_processed')} tokens processed for one "
-                                "request); a proxy in the model slot makes generate keep one"
-                            ),
-                            est_stage_speedup=_est_kv_cache(prompt_mean, output_mean),
-                            effort="minutes",
-                            accuracy_risk="none",
-                            params={"wrap": "cached_generate"},
-                            fidelity_kind="tokens",
-                            evidence={"probe": dict(probe)},
-                        )
-                    )
-            if probe.get("prefix_rerun"):
-                proposals.append(
-                    Proposal(
-                        id=KV_CACHE_LOOP,
-                        plugin=PLUGIN,
-                        stage=stage.name,
-                        title="Decode with a KV cache instead of re-running the prefix",
-                        rationale=(
-                            "the stage's loop re-runs the whole sequence for every new token; "
-                            "pass the cache between steps (model(..., use_cache=True) and "
-                            "feed only the new token), or declare the stage with "
-                            "pipetune.plugins.llm.generate_stage so pipetune can apply it"
-                        ),
-                        est_stage_speedup=_est_kv_cache(prompt_mean, output_mean),
-                        effort="hours",
-                        applicable=False,
-                        evidence={"probe": dict(probe)},
-                    )
-                )
+            proposals.extend(_propose_plain(stage, facts, traffic, prompt_mean, output_mean))
     return proposals
+
+
+def _propose_plain(
+    stage: Stage,
+    facts: Mapping[str, Any],
+    traffic: Mapping[str, Any],
+    prompt_mean: float,
+    output_mean: float,
+) -> list[Proposal]:
+    """A user's own stage over a causal LM: a KV-caching proxy when its ``generate`` runs
+    without a cache; once the cache is on, prompt-lookup drafts through ``generate``'s own
+    ``prompt_lookup_num_tokens`` when the observed outputs copy their prompts; advice for a
+    hand-written loop that re-runs the prefix (the proxy cannot reach it)."""
+    from pipetune.plugins.llm.recognize import model_slot
+
+    slot = model_slot(stage)
+    probe = facts.get("probe", {}) or {}
+    model = stage.slots.get(slot) if slot else None
+    wrapped = getattr(model, "__pipetune_wrapped__", None) is not None
+    injected = bool(slot and stage.injects(slot))
+    via_generate = probe.get("via_generate", True)
+    out: list[Proposal] = []
+    if probe.get("kv_cache") is False and injected and via_generate and not wrapped:
+        out.append(
+            Proposal(
+                id=KV_CACHE,
+                plugin=PLUGIN,
+                stage=stage.name,
+                title="Keep a KV cache in generate (use_cache=True)",
+                rationale=(
+                    f"every forward call re-ran the whole prefix without a cache "
+                    f"({probe.get('forward_calls')} calls, "
+                    f"{probe.get('tokens_processed')} tokens processed for one "
+                    "request); a proxy in the model slot makes generate keep one"
+                ),
+                est_stage_speedup=_est_kv_cache(prompt_mean, output_mean),
+                effort="minutes",
+                accuracy_risk="none",
+                params={"wrap": "cached_generate"},
+                fidelity_kind="tokens",
+                evidence={"probe": dict(probe)},
+            )
+        )
+    elif probe.get("prefix_rerun") and not via_generate and not wrapped:
+        # a hand-written loop: generate's options do not reach it (a generate without a
+        # cache gets the proxy above, or a hint to inject its model, never this advice)
+        out.append(
+            Proposal(
+                id=KV_CACHE_LOOP,
+                plugin=PLUGIN,
+                stage=stage.name,
+                title="Decode with a KV cache instead of re-running the prefix",
+                rationale=(
+                    "the stage's loop re-runs the whole sequence for every new token; "
+                    "pass the cache between steps (model(..., use_cache=True) and "
+                    "feed only the new token), or declare the stage with "
+                    "pipetune.plugins.llm.generate_stage so pipetune can apply it"
+                ),
+                est_stage_speedup=_est_kv_cache(prompt_mean, output_mean),
+                effort="hours",
+                applicable=False,
+                evidence={"probe": dict(probe)},
+            )
+        )
+    cache_on = wrapped or probe.get("kv_cache") is True
+    lookup_on = bool(getattr(model, "_prompt_lookup", None)) if wrapped else False
+    lookup = traffic.get("prompt_lookup") or {}
+    if injected and via_generate and cache_on and not lookup_on and lookup:
+        proposal = _lookup_proposal(stage, traffic, lookup, plain=True)
+        if proposal is not None:
+            out.append(proposal)
+    return out
+
+
+def _lookup_proposal(
+    stage: Stage, traffic: Mapping[str, Any], lookup: Mapping[str, Any], *, plain: bool
+) -> Proposal | None:
+    """Prompt-lookup speculation, decided from the traffic: the replay over the observed
+    outputs is exact for greedy decoding, so below :data:`MIN_TOKENS_PER_PASS` tokens per
+    target pass a verify pass cannot pay and nothing is proposed."""
+    tokens_per_pass = float(lookup.get("tokens_per_pass", 1.0))
+    acceptance = float(lookup.get("acceptance_rate", 0.0))
+    copy_rate = float(traffic.get("ngram_copy_rate", 0.0))
+    if tokens_per_pass < MIN_TOKENS_PER_PASS:
+        return None
+    # a verify pass of k+1 tokens costs about 1 + 0.08 k single-token steps (k = 4)
+    estimate = max(1.0, tokens_per_pass / (1.0 + 0.08 * 4))
+    assumes = (
+        f"assumes the tuning traffic copies its prompts as the profiled outputs did "
+        f"({copy_rate:.0%} of output 3-grams in the prompt, {tokens_per_pass:.2f} tokens per "
+        "target pass when replayed) and a verify pass of 5 tokens costing 1.32 decode steps"
+    )
+    how = (
+        "through generate's own prompt_lookup_num_tokens (a proxy in the model slot; "
+        "the draft length is measured on the tuning split)"
+        if plain
+        else "the draft length is measured on the tuning split"
+    )
+    return Proposal(
+        id=LOOKUP,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Speculative decoding with prompt-lookup (n-gram) drafts",
+        rationale=(
+            f"outputs copy their prompts: {copy_rate:.0%} of output 3-grams occur "
+            f"in the prompt; replaying prompt lookup over the observed outputs "
+            f"accepts {acceptance:.0%} of drafted tokens, {tokens_per_pass:.2f} "
+            f"tokens per target pass; {how}. The estimate {assumes}"
+        ),
+        est_stage_speedup=estimate,
+        params={"wrap": "cached_generate"} if plain else {"speculative": "prompt_lookup"},
+        conflicts=(CONTINUOUS, DRAFT),
+        fidelity_kind="tokens",
+        evidence={
+            "prompt_lookup": dict(lookup),
+            "ngram_copy_rate": copy_rate,
+            "assumes": assumes,
+        },
+    )
 
 
 def _propose_block(
@@ -216,31 +293,9 @@ def _propose_block(
             )
         )
     if config.speculative is None and config.batching == "none":
-        tokens_per_pass = float(lookup.get("tokens_per_pass", 1.0))
-        acceptance = float(lookup.get("acceptance_rate", 0.0))
-        copy_rate = float(traffic.get("ngram_copy_rate", 0.0))
-        # decided from the traffic: the replay over the observed outputs is exact for greedy
-        # decoding, so below this many tokens per target pass a verify pass cannot pay
-        if lookup and tokens_per_pass >= MIN_TOKENS_PER_PASS:
-            out.append(
-                Proposal(
-                    id=LOOKUP,
-                    plugin=PLUGIN,
-                    stage=stage.name,
-                    title="Speculative decoding with prompt-lookup (n-gram) drafts",
-                    rationale=(
-                        f"outputs copy their prompts: {copy_rate:.0%} of output 3-grams occur "
-                        f"in the prompt; replaying prompt lookup over the observed outputs "
-                        f"accepts {acceptance:.0%} of drafted tokens, {tokens_per_pass:.2f} "
-                        "tokens per target pass"
-                    ),
-                    est_stage_speedup=max(1.0, tokens_per_pass / (1.0 + 0.08 * 4)),
-                    params={"speculative": "prompt_lookup"},
-                    conflicts=(CONTINUOUS, DRAFT),
-                    fidelity_kind="tokens",
-                    evidence={"prompt_lookup": dict(lookup), "ngram_copy_rate": copy_rate},
-                )
-            )
+        proposal = _lookup_proposal(stage, traffic, lookup, plain=False) if lookup else None
+        if proposal is not None:
+            out.append(proposal)
         if stage.slots.get("draft_model") is not None:
             out.append(
                 Proposal(

@@ -14,6 +14,7 @@ weights and configuration are never touched.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -127,6 +128,20 @@ def stage_facts(stage: Stage) -> dict[str, Any]:
     return facts
 
 
+def _called_from_generate(depth: int = 40) -> bool:
+    """Whether the current forward call comes from transformers' ``generate`` (rather
+    than a hand-written decode loop): a ``generate`` frame of ``transformers.generation``
+    on the stack."""
+    frame = sys._getframe(2)
+    while frame is not None and depth > 0:
+        code = frame.f_code
+        if code.co_name == "generate" and "generation" in code.co_filename:
+            return True
+        frame = frame.f_back
+        depth -= 1
+    return False
+
+
 class _ForwardRecorder:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
@@ -149,6 +164,7 @@ class _ForwardRecorder:
                 "cache_in": cache is not None,
                 "cached_tokens": cached,
                 "use_cache": kwargs.get("use_cache"),
+                "via_generate": _called_from_generate(),
             }
         )
 
@@ -157,8 +173,11 @@ def probe_generate(stage: Stage, item: Any, *, max_calls: int = 512) -> dict[str
     """Run ``stage`` on ``item`` and classify how its model was called.
 
     Returns ``{"forward_calls", "kv_cache": bool | None, "prefix_rerun": bool,
-    "tokens_processed", "tokens_generated_estimate"}``. ``kv_cache`` is False when every
-    call after the first re-ran a growing prefix without a cache.
+    "via_generate": bool, "tokens_processed", "tokens_generated_estimate"}``. ``kv_cache``
+    is False when every call after the first re-ran a growing prefix without a cache;
+    ``via_generate`` when every forward call came from transformers' ``generate`` (so
+    ``generate``'s own options, through :class:`CachedGenerate`, reach it), False for a
+    hand-written loop over ``model(...)``.
     """
     slot = model_slot(stage)
     if slot is None:
@@ -193,6 +212,7 @@ def probe_generate(stage: Stage, item: Any, *, max_calls: int = 512) -> dict[str
         "forward_calls": len(recorder.calls),
         "kv_cache": False if no_cache_rerun else (True if cached_decode else None),
         "prefix_rerun": no_cache_rerun,
+        "via_generate": all(c["via_generate"] for c in calls),
         "tokens_processed": sum(c["tokens"] * c["batch"] for c in calls),
         "first_call_tokens": calls[0]["tokens"],
         "tokens_generated_estimate": len(calls),
@@ -211,6 +231,16 @@ class CachedGenerate:
     def __init__(self, model: Any, prompt_lookup_num_tokens: int | None = None):
         object.__setattr__(self, "__pipetune_wrapped__", model)
         object.__setattr__(self, "_prompt_lookup", prompt_lookup_num_tokens)
+
+    @property
+    def prompt_lookup_num_tokens(self) -> int | None:
+        """The prompt-lookup draft length generate is given (None: no speculation)."""
+        return self._prompt_lookup
+
+    def __pipetune_rewrap__(self, model: Any) -> CachedGenerate:
+        """The same proxy around another model: how a plugin that replaces the model
+        behind it (the hardware plugin's int8 / fp16 copy) keeps what this proxy does."""
+        return CachedGenerate(model, self._prompt_lookup)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["use_cache"] = True

@@ -16,7 +16,7 @@ from pipetune.core.kernel.results import Change
 from pipetune.plugins.hardware.apply import Candidate, build_torch_value
 from pipetune.plugins.hardware.export import ExportedModel
 from pipetune.plugins.hardware.recognize import ONNX_PATH, ONNX_PROTO, ONNX_SESSION, TORCH
-from pipetune.plugins.hardware.wrappers import original_module
+from pipetune.plugins.hardware.wrappers import original_module, rewrap
 
 
 @dataclass(frozen=True)
@@ -94,5 +94,6 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipe
         raise PipelineError(f"change {change.proposal}: unknown model kind {kind!r}")
     note = {"change": change.proposal, "slot": slot, "candidate": candidate.to_dict()}
     history = [*stage.meta.get("hardware", ()), note]
+    value = rewrap(stage.slots[slot], value)  # keep another plugin's proxy around it
     new_stage = stage.with_slots(**{slot: value}).noted(hardware=history)
     return pipeline.replace(stage.name, new_stage)
