@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ def cache_kwarg(model: Any) -> str:
     ``past_key_values`` (4.x)."""
     kind = type(model)
     if kind not in _CACHE_KWARG:
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(model.forward).parameters
         except (TypeError, ValueError):
@@ -114,7 +115,7 @@ class Active:
             self.finished = time.perf_counter() if now is None else now
         return self.done
 
-    def result(self, decode: Callable[[list[int]], str] | None = None) -> Generation:
+    def result(self, decode: Callable[[list[int]], str | None] | None = None) -> Generation:
         stats: dict[str, Any] = {}
         if self.started is not None and self.first_token is not None:
             stats["ttft_s"] = self.first_token - self.started

@@ -37,7 +37,7 @@ def growing_layer_class() -> type:
     if _growing_layer is None:
         from transformers.cache_utils import DynamicLayer
 
-        class GrowingLayer(DynamicLayer):  # type: ignore[misc, valid-type]
+        class GrowingLayer(DynamicLayer):
             """A ``DynamicLayer`` whose keys and values are views of buffers with spare
             columns: ``update`` writes the new columns in place while they fit.
 
@@ -56,25 +56,30 @@ def growing_layer_class() -> type:
 
             def _owns_keys(self) -> bool:
                 """``keys``/``values`` are still the front columns of the buffers."""
-                buffer, keys = self._key_buffer, self.keys
+                buffer, keys, values = self._key_buffer, self.keys, self.values
                 return (
                     buffer is not None
+                    and keys is not None
+                    and values is not None
                     and keys.dim() == 4
                     and keys.data_ptr() == buffer.data_ptr()
                     and keys.stride() == buffer.stride()
                     and keys.shape[:2] == buffer.shape[:2]
-                    and self.values.data_ptr() == self._value_buffer.data_ptr()
-                    and self.values.stride() == self._value_buffer.stride()
+                    and values.data_ptr() == self._value_buffer.data_ptr()
+                    and values.stride() == self._value_buffer.stride()
                 )
 
             def _in_place(self, key_states: Any) -> bool:
+                keys = self.keys
                 return (
-                    self._owns_keys()
+                    keys is not None
+                    and self._owns_keys()
                     and key_states.shape[:2] == self._key_buffer.shape[:2]
-                    and self.keys.shape[-2] + key_states.shape[-2] <= self._key_buffer.shape[-2]
+                    and keys.shape[-2] + key_states.shape[-2] <= self._key_buffer.shape[-2]
                 )
 
             def _reallocate(self, key_states: Any, value_states: Any) -> None:
+                assert self.keys is not None, "update initializes the layer first"
                 held = self.keys.shape[-2] if self.keys.dim() == 4 else 0
                 length = held + key_states.shape[-2]
                 capacity = length + max(MIN_SPARE_COLUMNS, length // 2)
@@ -88,6 +93,7 @@ def growing_layer_class() -> type:
                     self.lazy_initialization(key_states, value_states)
                 if not self._in_place(key_states):
                     self._reallocate(key_states, value_states)
+                assert self.keys is not None, "initialized above"
                 start = self.keys.shape[-2]
                 end = start + key_states.shape[-2]
                 self._key_buffer[..., start:end, :].copy_(key_states)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Stage
@@ -132,7 +133,7 @@ def _called_from_generate(depth: int = 40) -> bool:
     """Whether the current forward call comes from transformers' ``generate`` (rather
     than a hand-written decode loop): a ``generate`` frame of ``transformers.generation``
     on the stack."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None and depth > 0:
         code = frame.f_code
         if code.co_name == "generate" and "generation" in code.co_filename:

@@ -162,7 +162,7 @@ def check_shared_prefix(node: ast.Call, ctx: FileContext) -> Finding | None:
         return None
     loop = loops[-1]  # the outermost loop in this function
     prefixed = next(
-        (child for child in ast.walk(loop) if _shared_prefix(child)),  # type: ignore[arg-type]
+        (child for child in ast.walk(loop) if _shared_prefix(child)),
         None,
     )
     if prefixed is None:

@@ -146,19 +146,19 @@ def truncated_draft(model: Any, layers: int) -> Any:
     import torch
 
     layouts = (("model", "layers", "num_hidden_layers"), ("transformer", "h", "n_layer"))
-    found = None
+    found: tuple[tuple[str, str, str], Any, torch.nn.ModuleList] | None = None
     for names in layouts:
         base = getattr(model, names[0], None)
         blocks = getattr(base, names[1], None)
         if isinstance(blocks, torch.nn.ModuleList):
-            found = names
+            found = names, base, blocks
             break
     if found is None:
         raise ConfigError(
             f"cannot build a layer-truncated draft of {type(model).__name__}: "
             "give a draft model with the same tokenizer instead"
         )
-    base_name, list_name, count_name = found
+    (base_name, list_name, count_name), base, blocks = found
     total = len(blocks)
     if not 1 <= layers < total:
         raise ConfigError(f"draft_layers must be between 1 and {total - 1}, got {layers}")

@@ -69,7 +69,10 @@ def _tune_cuda_graphs(
     sample = requests[:4]
     # warm up (capture, compile) on the request that decodes longest: a one-token request
     # never reaches the decode step
-    warm_up = max(sample, key=lambda r: r.max_new_tokens)
+    warm_up = max(
+        sample,
+        key=lambda r: config.max_new_tokens if r.max_new_tokens is None else r.max_new_tokens,
+    )
     before, t_before = timed(lambda: [base.generate(r) for r in sample])
     measured: dict[str, dict[str, Any]] = {}
     best: tuple[float, bool, Any] | None = None
