@@ -54,6 +54,7 @@ def test_requests_too_long_for_the_static_cache_fall_back(llama, requests_):
     assert tuple(seq.tokens) == engine.generate(requests_[0]).tokens
 
 
+@pytest.mark.slow
 def test_a_compiled_static_decode_step_gives_the_same_tokens(llama, requests_):
     pytest.importorskip("torch._inductor", reason="torch without inductor cannot compile")
     plain = Engine(llama, GenerateConfig())
@@ -120,6 +121,7 @@ def _tune_graphs(llama, requests_):
     )
 
 
+@pytest.mark.slow
 def test_the_graph_tune_step_measures_both_captures_and_keeps_the_faster(llama, requests_):
     pytest.importorskip("torch._inductor", reason="torch without inductor cannot compile")
     tuned = _tune_graphs(llama, requests_)

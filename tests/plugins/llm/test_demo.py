@@ -17,6 +17,7 @@ def test_llm_demo_is_registered():
     assert "llm" in demos and demos["llm"][0] == "llm"
 
 
+@pytest.mark.slow
 def test_quick_demo_builds_and_runs(transformers):
     from pipetune.core.measure.profiler import profile
 
@@ -51,6 +52,7 @@ def test_fallback_model_when_smollm2_is_missing(monkeypatch, tmp_path, transform
     assert type(loaded.model).__name__ == "GPT2LMHeadModel"
 
 
+@pytest.mark.slow
 def test_smollm2_loads_from_the_conversion_cache_when_present(transformers):
     from pipetune.plugins.llm import model_loading
 

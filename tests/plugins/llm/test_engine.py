@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipetune.plugins.llm.engine import Engine
 from pipetune.plugins.llm.records import GenerateConfig, GenerationRequest
 
 
+@pytest.mark.slow
 def test_kv_cache_gives_identical_greedy_tokens(model, requests_):
     without = Engine(model, GenerateConfig(use_cache=False))
     with_cache = Engine(model, GenerateConfig(use_cache=True))

@@ -97,6 +97,7 @@ def test_plain_traffic_reads_prompts_and_outputs_of_any_form(llama, tokenizer, t
     assert plain_traffic(stage_with(llama, None), ["a"], ["b"]) == ([], [])
 
 
+@pytest.mark.slow
 def test_profile_of_a_plain_stage_measures_the_copy_rate(llama, tokenizer):
     pipeline = Pipeline("user", [stage_with(llama, tokenizer, user_generate)], output_kind="tokens")
     workload = Workload(items=(DOC, DOC[10:]), warmup=0, repeats=1)
@@ -185,6 +186,7 @@ def lookup_proposal(pipeline, tokenizer):
     )
 
 
+@pytest.mark.slow
 def test_tune_keeps_tokens_identical_and_materialize_sets_the_draft_length(
     cached_pipeline, llama, tokenizer, tmp_path
 ):
@@ -245,6 +247,7 @@ def test_generate_gets_use_cache_and_the_draft_length(llama, tokenizer):
 # -- the loop: KV first, then lookup, never the loop advice ---------------------------------
 
 
+@pytest.mark.slow
 def test_the_kv_change_then_lookup_and_no_loop_advice(llama, tokenizer, tmp_path):
     pipeline = Pipeline("user", [stage_with(llama, tokenizer, user_generate)], output_kind="tokens")
     workload = Workload(items=(DOC, DOC[10:]), warmup=0, repeats=1)

@@ -56,6 +56,7 @@ def context_for(pm, pipeline, workload, tmp_path, requirements=None):
     )
 
 
+@pytest.mark.slow
 def test_profile_facts_for_a_generate_block(setup):
     pipeline, workload = setup
     pm = get_plugin_manager(entry_points=False)
@@ -83,6 +84,7 @@ def test_profile_facts_for_a_generate_block(setup):
     assert proposals["llm.kv_cache"].est_stage_speedup > 1
 
 
+@pytest.mark.slow
 def test_kv_cache_change_tunes_materializes_and_keeps_tokens(setup, llama, tmp_path):
     pipeline, workload = setup
     pm = get_plugin_manager(entry_points=False)
@@ -110,6 +112,7 @@ def test_kv_cache_change_tunes_materializes_and_keeps_tokens(setup, llama, tmp_p
     assert state_digest(llama) == digest
 
 
+@pytest.mark.slow
 def test_cached_pipeline_gets_the_serving_proposals(setup, tmp_path):
     pipeline, workload = setup
     cached = pipeline.replace(
@@ -154,6 +157,7 @@ def test_prompt_lookup_is_declined_from_the_traffic_when_outputs_do_not_copy(lla
     assert "55%" in proposed[LOOKUP].rationale and proposed[LOOKUP].est_stage_speedup > 1.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("proposal_id", ["llm.prefix_cache", "llm.continuous_batching"])
 def test_serving_changes_keep_tokens_and_never_mutate(setup, llama, tmp_path, proposal_id):
     pipeline, workload = setup
@@ -212,6 +216,7 @@ def test_speculation_is_rejected_with_measured_figures_when_it_does_not_pay(setu
         pm.tune(proposal, cached, context)
 
 
+@pytest.mark.slow
 def test_user_stage_with_use_cache_false_gets_the_proxy(llama, tokenizer, tmp_path):
     from tests.plugins.llm.test_recognize import user_generate
 

@@ -16,6 +16,7 @@ from pipetune.plugins.llm.scheduler import (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["static", "continuous"])
 def test_batched_outputs_equal_one_at_a_time(model, requests_, policy):
     reference = [Engine(model, GenerateConfig()).generate(r) for r in requests_]

@@ -39,6 +39,7 @@ def _copying_requests(tokenizer):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["prompt_lookup", "draft"])
 def test_speculative_decoding_is_lossless_and_counts_acceptance(model, tokenizer, kind):
     requests = _copying_requests(tokenizer)

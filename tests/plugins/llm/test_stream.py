@@ -46,6 +46,7 @@ def test_stream_mode_serves_every_request_like_one_at_a_time(llama, tokenizer, b
     assert len(result.observed.inputs_of("prompt")) == len(ITEMS)
 
 
+@pytest.mark.slow
 def test_profile_in_stream_mode_has_the_llm_facts(llama, tokenizer):
     from pipetune import get_plugin_manager
     from pipetune.core.measure.profiler import profile
