@@ -15,12 +15,12 @@ from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, InFlight, Proposal, Tuned
 from pipetune.plugins.llm.changes.common import (
+    GenerateTuning,
     check_same,
     materialize_config,
     timed,
     tune_generate,
 )
-from pipetune.plugins.llm.records import GenerateConfig, GenerationRequest
 
 ID = "llm.continuous_batching"
 #: The batch sizes the continuous-batching tune step tries.
@@ -35,12 +35,7 @@ class ContinuousBatchingParams(ChangeParams):
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    tuned = tune_generate(
-        proposal,
-        pipeline,
-        context,
-        lambda t: _tune_continuous(t.base, t.config, t.requests, t.engine, t.floor, t.min_speedup),
-    )
+    tuned = tune_generate(proposal, pipeline, context, _tune_continuous)
     batch = int(tuned.params["max_batch"])  # validated with passes that can fill it
     return tuned.evolve(
         in_flight=InFlight(inputs=batch, assumes=f"{batch} requests in flight at once")
@@ -55,16 +50,10 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None =
     return with_serving(result, batch_size=int(batch)) if batch else result
 
 
-def _tune_continuous(
-    base: Any,
-    config: GenerateConfig,
-    requests: list[GenerationRequest],
-    engine: Any,
-    floor: float,
-    min_speedup: float,
-) -> Tuned:
+def _tune_continuous(t: GenerateTuning) -> Tuned:
     from pipetune.plugins.llm.scheduler import serve_stream
 
+    base, config, requests, engine, floor = t.base, t.config, t.requests, t.engine, t.floor
     reference, t_ref = timed(lambda: base.generate_many(requests))
     tokens = sum(len(g.tokens) for g in reference)
     points = []
@@ -126,7 +115,7 @@ def _tune_continuous(
         points.append({"engine": "transformers", "unavailable": f"{type(exc).__name__}: {exc}"})
     sequential_tps = tokens / t_ref if t_ref else 0.0
     speedup = chosen["continuous_tokens_per_s"] / sequential_tps if sequential_tps else 0.0
-    if speedup < min_speedup:
+    if speedup < t.min_speedup:
         raise Rejected(
             f"continuous batching measured {speedup:.2f}x the sequential tokens/s "
             f"({chosen['continuous_tokens_per_s']:.1f} vs {sequential_tps:.1f}) on "

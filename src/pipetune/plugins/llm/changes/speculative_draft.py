@@ -24,14 +24,7 @@ class SpeculativeDraftParams(ChangeParams):
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    return tune_generate(
-        proposal,
-        pipeline,
-        context,
-        lambda t: tune_speculative(
-            proposal, t.base, t.config, t.requests, t.engine, t.floor, t.min_speedup
-        ),
-    )
+    return tune_generate(proposal, pipeline, context, tune_speculative)
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:

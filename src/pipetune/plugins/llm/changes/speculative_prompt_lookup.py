@@ -24,12 +24,12 @@ from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.llm.changes.common import (
+    GenerateTuning,
     check_same,
     materialize_config,
     timed,
     tune_generate,
 )
-from pipetune.plugins.llm.records import GenerateConfig, GenerationRequest
 
 ID = "llm.speculative_prompt_lookup"
 #: Prompt-lookup draft lengths tried.
@@ -53,44 +53,31 @@ class SpeculativeParams(ChangeParams):
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     if proposal.params.get("wrap") == "cached_generate":
         return tune_plain(proposal, pipeline, context)
-    return tune_generate(
-        proposal,
-        pipeline,
-        context,
-        lambda t: tune_speculative(
-            proposal, t.base, t.config, t.requests, t.engine, t.floor, t.min_speedup
-        ),
-    )
+    return tune_generate(proposal, pipeline, context, tune_speculative)
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
     return materialize_config(change, pipeline, artifacts_dir)
 
 
-def tune_speculative(
-    proposal: Proposal,
-    base: Any,
-    config: GenerateConfig,
-    requests: list[GenerationRequest],
-    engine: Any,
-    floor: float,
-    min_speedup: float,
-) -> Tuned:
+def tune_speculative(t: GenerateTuning) -> Tuned:
+    """The tune step on the generate block, for both drafting kinds (by the proposal's id)."""
+    base, config, requests = t.base, t.config, t.requests
     reference, t_ref = timed(lambda: [base.generate(r) for r in requests])
-    kind = "prompt_lookup" if proposal.id == ID else "draft"
+    kind = "prompt_lookup" if t.proposal.id == ID else "draft"
     lengths = DRAFT_LENGTHS if kind == "prompt_lookup" else (config.num_draft_tokens,)
     points = []
     best: dict[str, Any] | None = None
     for k in lengths:
-        candidate = engine(config.evolve(speculative=kind, num_draft_tokens=k))
-        outputs, t = timed(lambda c=candidate: [c.generate(r) for r in requests])
-        fidelity = check_same(f"speculative decoding ({kind}, k={k})", reference, outputs, floor)
+        candidate = t.engine(config.evolve(speculative=kind, num_draft_tokens=k))
+        outputs, elapsed = timed(lambda c=candidate: [c.generate(r) for r in requests])
+        fidelity = check_same(f"speculative decoding ({kind}, k={k})", reference, outputs, t.floor)
         drafted = sum(g.stats.get("drafted", 0) for g in outputs)
         accepted = sum(g.stats.get("accepted", 0) for g in outputs)
         passes = sum(g.stats.get("verify_steps", 0) for g in outputs)
         point = {
             "num_draft_tokens": k,
-            "speedup": t_ref / t if t else 0.0,
+            "speedup": t_ref / elapsed if elapsed else 0.0,
             "acceptance_rate": accepted / drafted if drafted else 0.0,
             "drafted": drafted,
             "accepted": accepted,
@@ -101,12 +88,12 @@ def tune_speculative(
         if best is None or point["speedup"] > best["speedup"]:
             best = point
     assert best is not None
-    if best["speedup"] < min_speedup:
+    if best["speedup"] < t.min_speedup:
         raise Rejected(
             f"speculative decoding ({kind}) does not pay on this traffic: acceptance "
             f"{best['acceptance_rate']:.0%} ({best['accepted']} of {best['drafted']} drafted "
             f"tokens), measured {best['speedup']:.2f}x on {len(requests)} requests "
-            f"(needs {min_speedup:.2f}x)"
+            f"(needs {t.min_speedup:.2f}x)"
         )
     return Tuned(
         params={"speculative": kind, "num_draft_tokens": best["num_draft_tokens"]},
