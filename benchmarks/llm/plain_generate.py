@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.requests, args.max_new = 1, 8
 
-    from pipetune.core.measure.machine import detect_machine
+    from pipetune.core.runtime.machine import detect_machine
     from pipetune.core.runtime.threads import pin_threads, thread_settings
 
     threads = args.threads or detect_machine().cores
