@@ -152,3 +152,23 @@ def test_embedding_on_a_cuda_model_matches_cpu(torch, tiny_bert, legacy_tokenize
     cpu = blocks.embed_encoded(encoded, tiny_bert, batch_size=4, bucket=True)
     gpu = blocks.embed_encoded(encoded, on_gpu, batch_size=4, bucket=True)
     np.testing.assert_allclose(cpu, gpu, atol=1e-4)
+
+
+def test_a_fast_tokenizer_configured_in_its_json_encodes_like_the_python_one(
+    legacy_tokenizer, fast_tokenizer, documents
+):
+    """MiniLM's tokenizer.json pads every text to 128 and truncates at 128: the tokenize
+    block must give the ids the model expects (no pads counted as content, no silent cut),
+    and leave the user's tokenizer as it was."""
+    from pipetune.plugins.nlp.blocks import PAD_DYNAMIC, split_sections, tokenize_texts
+
+    backend = fast_tokenizer.backend_tokenizer
+    padding, truncation = backend.padding, backend.truncation
+    texts = [s for d in documents[:3] for s in split_sections(d.text)]
+    texts.append("a long clause " * 120)  # ~360 tokens: over the json's 128
+    fast = tokenize_texts(texts, fast_tokenizer, 512, PAD_DYNAMIC)
+    python = tokenize_texts(texts, legacy_tokenizer, 512, PAD_DYNAMIC)
+    assert [list(e.ids) for e in fast] == [list(e.ids) for e in python]
+    assert [e.length for e in fast] == [e.length for e in python]
+    assert fast[-1].length > 128
+    assert (backend.padding, backend.truncation) == (padding, truncation)

@@ -44,7 +44,7 @@ from pipetune.plugins.nlp.padding import (
     encode_ids,
     plan_batches,
 )
-from pipetune.plugins.nlp.tokenizers_swap import RustVocabTokenizer, pad_id
+from pipetune.plugins.nlp.tokenizers_swap import RustVocabTokenizer, pad_id, unconfigured
 
 GRAD_MODES = ("no_grad", "inference_mode")
 
@@ -140,7 +140,9 @@ def _rust_encode(
     # One batch call with special tokens; the few texts longer than max_length are encoded
     # again without them, truncated, and finished by the post-processor — exactly what
     # transformers does with truncation=True. The tokenizer object is never reconfigured
-    # (enable_truncation would mutate a tokenizer that may be shared, or the user's own).
+    # (enable_truncation would mutate a tokenizer that may be shared, or the user's own);
+    # padding or truncation configured in its tokenizer.json is left out on a clone.
+    rust = unconfigured(rust)
     specials = rust.post_processor.num_special_tokens_to_add(False) if rust.post_processor else 0
     budget = max(0, max_length - specials)
     out = []

@@ -264,13 +264,35 @@ def _probe_affixes(original: Any, vocab: Mapping[str, int]) -> tuple[list[int], 
 # -- ids, as each kind of tokenizer gives them -------------------------------------------
 
 
+_UNCONFIGURED: dict[int, tuple[Any, Any]] = {}
+
+
+def unconfigured(rust: Any) -> Any:
+    """``rust`` (a ``tokenizers.Tokenizer``) without the padding and truncation its
+    ``tokenizer.json`` may configure (sentence-transformers models ship ``Fixed(128)``
+    padding and truncation at 128): those would pad every text to a fixed length, with the
+    pads counted as content, and cut texts silently. A clone is returned when either is
+    set, once per tokenizer; the tokenizer itself, which may be the user's, is never
+    reconfigured."""
+    if getattr(rust, "padding", None) is None and getattr(rust, "truncation", None) is None:
+        return rust
+    cached = _UNCONFIGURED.get(id(rust))
+    if cached is not None and cached[0] is rust:
+        return cached[1]
+    clone = type(rust).from_str(rust.to_str())
+    clone.no_padding()
+    clone.no_truncation()
+    _UNCONFIGURED[id(rust)] = (rust, clone)  # holds rust: its id is never reused meanwhile
+    return clone
+
+
 def ids_of(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """The full (untruncated) ids with special tokens, the way each kind is normally called."""
     info = recognize.tokenizer_info(tokenizer)
     kind = info.kind if info is not None else None
     texts = list(texts)
     if kind == recognize.RUST_TOKENIZERS:
-        return [list(e.ids) for e in tokenizer.encode_batch_fast(texts)]
+        return [list(e.ids) for e in unconfigured(tokenizer).encode_batch_fast(texts)]
     if kind in (recognize.RUST_TRANSFORMERS, recognize.PYTHON_TRANSFORMERS):
         if kind == recognize.RUST_TRANSFORMERS:
             return [list(x) for x in tokenizer(texts, truncation=False)["input_ids"]]
