@@ -79,7 +79,7 @@ def test_every_command_that_runs_user_code_documents_timeout():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
-    for command in [*COMMANDS, "run"]:
+    for command in [*COMMANDS, "run", "serve"]:
         section = text.split(f"## `pipetune {command}`", 1)[1].split("\n## ", 1)[0]
         assert "`--timeout SECONDS`" in section and "default: 600" in section, command
 

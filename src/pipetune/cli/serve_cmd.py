@@ -26,6 +26,7 @@ from pipetune.cli.options import (
     recipe_option,
     target_argument,
     target_options,
+    timeout_option,
 )
 from pipetune.cli.state import get_state
 
@@ -105,13 +106,15 @@ def register(cli: click.Group) -> None:
 )
 @click.option("--plan", "plan_only", is_flag=True, help="Print the sizing and stop.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+@timeout_option
 @click.pass_context
 def serve(
     ctx: click.Context, target: str | None, target_opts: TargetOptions, **options: Any
 ) -> int:
     """Serve TARGET (with --recipe applied) over HTTP on Ray Serve, sized from its profile
     and the latency requirement, with the pipetune Monitor's Prometheus metrics in every
-    replica. POST a JSON input to the route; the answer is pipeline.run's output as JSON."""
+    replica. POST a JSON input to the route; the answer is pipeline.run's output as JSON.
+    --timeout bounds each input of the sizing profile and is Serve's request timeout."""
     from pipetune.cli.run_cmd import build_job, load_profile
 
     state = get_state(ctx)
@@ -147,6 +150,7 @@ def serve(
 def _deploy(
     job: Any, pipeline: Any, profile: Any, requirements: Any, options: Any, say: Any
 ) -> int:
+    from pipetune.core.kernel import control
     from pipetune.scale.ray_env import cluster_cpus, ray_session
 
     with ray_session(
@@ -170,6 +174,7 @@ def _deploy(
             port=options["port"],
             metrics_port=options["metrics_port"],
             recipe={"recipe": job.recipe} if job.recipe else None,
+            request_timeout_s=control.current().item_timeout_s,
         )
         click.echo(f"serving {pipeline.name} at {url} (POST a JSON input); Ctrl-C stops it")
         if options["metrics_port"]:

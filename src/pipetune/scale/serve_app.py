@@ -132,9 +132,15 @@ def deploy(
     port: int = 8000,
     metrics_port: int | None = 9464,
     recipe: dict[str, Any] | None = None,
+    request_timeout_s: float | None = None,
 ) -> str:
-    """Start Serve's HTTP proxy on ``host:port`` and deploy the pipeline; returns its URL."""
-    serve.start(http_options={"host": host, "port": port})
+    """Start Serve's HTTP proxy on ``host:port`` and deploy the pipeline; returns its URL.
+    ``request_timeout_s`` (``--timeout``) is Serve's end-to-end request timeout: a request
+    not answered by then gets Serve's timeout response instead of waiting for ever."""
+    http: dict[str, Any] = {"host": host, "port": port}
+    if request_timeout_s is not None:
+        http["request_timeout_s"] = request_timeout_s
+    serve.start(http_options=http)
     options = sizing.deployment_options()
     app = PipelineDeployment.options(name=job.pipeline, **options).bind(  # type: ignore[attr-defined]
         job,
