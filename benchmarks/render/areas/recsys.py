@@ -156,7 +156,14 @@ def skewed_summary(results: Results) -> str:
     exact = found.get("vs_numpy_exact") or {}
     flat = found.get("vs_faiss_flat") or {}
     ratio = found.get("picked_time_over_sweep_best")
-    verdict = "met" if ratio is not None and ratio <= 1.2 else "not met"
+    recall = found.get("held_out_recall")
+    target = float(((data or {}).get("skewed") or {}).get("target_recall", 0.95))
+    if ratio is None or ratio > 1.2:
+        verdict = "not met"
+    elif recall is None or recall < target:
+        verdict = f"not met: held-out recall@100 {cells.number(recall, 4)} < {target:g}"
+    else:
+        verdict = "met"
     return cells.row_cells(
         f"{found.get('index')}: picked / sweep best **{cells.number(ratio)}** — {verdict}; "
         f"**{cells.ratio(exact.get('speedup'), exact.get('ci'))}** numpy exact",
