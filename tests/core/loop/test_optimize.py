@@ -184,6 +184,30 @@ def test_a_relative_throughput_bound_is_checked_against_the_original_side_by_sid
 
 
 @pytest.mark.slow
+def test_a_relative_bound_is_not_met_by_a_profile_that_overstates_the_gain(monkeypatch):
+    # re-profiles of the changed pipeline report 100x the throughput; the stop check must
+    # use the trials' side-by-side ratios (about 3x), so the loop goes on and says unmet
+    import dataclasses
+
+    from pipetune.core.measure import profiler
+
+    real = profiler.profile
+
+    def inflated(pipeline, workload, **options):
+        found = real(pipeline, workload, **options)
+        if pipeline.stage("work").slots["delay"] < 0.004:
+            return dataclasses.replace(found, throughput_rps=found.throughput_rps * 100)
+        return found
+
+    monkeypatch.setattr(profiler, "profile", inflated)
+    bound = Requirements(optimize_for="p50", min_speedup=10, max_accuracy_drop=0.15)
+    _, report = optimize_toy(bound)
+    assert any(t.status == "accepted" for t in report.trials)
+    assert report.stopped != "requirements met"
+    assert not report.requirements_met
+
+
+@pytest.mark.slow
 def test_the_budget_stops_the_loop():
     _, report = optimize_toy(max_trials=1)
     assert len(report.trials) == 1 and report.stopped == "max trials (1) reached"

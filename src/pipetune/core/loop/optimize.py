@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ from pipetune.core.loop.recipes import make_recipe
 from pipetune.core.loop.remeasure import confirm_beyond_ceiling
 from pipetune.core.loop.store import RunStore
 from pipetune.core.measure import execution
-from pipetune.core.measure.comparison import RuntimeSpec, compare
+from pipetune.core.measure.comparison import Comparison, RuntimeSpec, compare
 from pipetune.core.measure.coverage import merge_in_flight
 from pipetune.core.measure.load import HostLoadMeter, noisy_warning
 from pipetune.core.measure.validator import (
@@ -250,6 +251,8 @@ class _Loop:
         self._current: Pipeline = original
         self._current_profile: Profile | None = None
         self._baseline_throughput: float | None = None
+        #: the product of the accepted trials' side-by-side throughput ratios
+        self._measured_ratio: float | None = 1.0
         self.overlap: dict[str, Any] | None = None
         self.execution: ExecutionContext = execution.capture(mode=runtime.mode)
         # the workload index of each input measured (on_error="skip" sets some aside)
@@ -436,7 +439,7 @@ class _Loop:
             met = bounded and not self.requirements.check(
                 current_profile.throughput_rps,
                 _latency_dict(current_profile),
-                _ratio(current_profile.throughput_rps, self._baseline_throughput),
+                self._speedup_so_far(current_profile),
             )
             if met and not self.accepted:
                 return "requirements met"
@@ -465,6 +468,7 @@ class _Loop:
                 validator.time_budget_s = self._time_left()
                 outcome = self._try(validator, ranked, tune, calibration, tune_outputs)
                 if outcome.trial.status == "accepted" and outcome.candidate is not None:
+                    self._note_measured_ratio(outcome.comparison)
                     self._accept(ranked.proposal, outcome.trial, outcome.candidate)
                     # the next trials compare against this pipeline: size them from it
                     accepted_profile = self._current_profile
@@ -530,6 +534,24 @@ class _Loop:
             return profile_pipeline(pipeline, self.workload, pm=self.pm, **options)
         except StageError as exc:  # name the input by its place in the user's workload
             raise exc.renumbered(self.item_ids) from exc.__cause__
+
+    def _note_measured_ratio(self, comparison: Comparison | None) -> None:
+        """Chain an accepted trial's side-by-side throughput ratio (or forget the chain
+        when a trial measured none)."""
+        ratio = None if comparison is None else comparison.speedup.get("throughput")
+        if self._measured_ratio is not None and ratio and math.isfinite(ratio):
+            self._measured_ratio *= ratio
+        else:
+            self._measured_ratio = None
+
+    def _speedup_so_far(self, profile: Profile) -> float | None:
+        """The throughput against the original's for ``min_speedup``: the product of the
+        accepted trials' side-by-side ratios (each measured against the pipeline before it,
+        on the same held-out inputs), not the ratio of two profiles taken at different times
+        on different samples, which can overstate it and stop the loop short of the bound."""
+        if self._measured_ratio is not None:
+            return self._measured_ratio
+        return _ratio(profile.throughput_rps, self._baseline_throughput)
 
     def _accept(self, proposal: Proposal, trial: Trial, candidate: Pipeline) -> None:
         self.accepted.append((proposal, trial))
