@@ -313,6 +313,12 @@ def bench_optimize(setup: Any, log: Callable) -> tuple[dict, Any]:
             | {"fidelity": (t.get("fidelity") or {}).get("value")}
             for t in data.get("trials", [])
         ],
+        "stopped": data.get("stopped"),
+        "not_tried": {
+            f"{p.get('id')}@{p.get('stage')}": p.get("not_tried")
+            for p in data.get("proposals", [])
+            if p.get("not_tried")
+        },
         "baseline_throughput_rps": data["baseline"]["throughput_rps"],
         "final_throughput_rps": data["final"]["throughput_rps"],
     }, optimized

@@ -1,15 +1,19 @@
 """A node removed half-way through a job, on a local three-node cluster (1 CPU each).
 
 The fetch-then-model pipeline runs with pipetune's plan twice per round: once untouched,
-once with a worker node removed when half the rows are written (Ray retries its tasks and
-restarts its actors elsewhere). Each pass checks every input is in the output exactly once.
+once with a worker node removed half-way through: at half the median wall time of the
+untouched passes so far (rows reach the output in blocks, so a row count would fire near
+the end). Ray retries its tasks and restarts its actors elsewhere. Each pass checks every
+input is in the output exactly once, and records the share of rows written at removal.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +71,8 @@ def _measure(
     )
     profile = sample_profile(pipeline, expand_inputs(inputs), base, 1, log=log)
 
+    untouched_walls: list[float] = []
+
     def side(remove: bool) -> Any:
         def run(round_: int) -> dict[str, Any]:
             output = temp / f"{'fault' if remove else 'clean'}-{round_}.jsonl"
@@ -75,24 +81,38 @@ def _measure(
             removed: dict[str, float] = {}
             victim = next(iter(cluster.worker_nodes))
 
-            def progress(count: int) -> None:
-                clock(count)
-                if remove and not removed and clock.done >= rows // 2:
-                    removed["at_s"] = time.perf_counter() - clock.started
-                    cluster.remove_node(victim)
+            def remove_victim() -> None:
+                removed["at_s"] = time.perf_counter() - clock.started
+                removed["rows_written_share"] = clock.done / rows
+                cluster.remove_node(victim)
 
+            timer = None
+            if remove:
+                # the first round runs the untouched side first, so a wall time exists
+                half = statistics.median(untouched_walls) / 2 if untouched_walls else 5.0
+                timer = threading.Timer(half, remove_victim)
+                timer.start()
             try:
-                summary = run_job(request, pipeline, profile=profile, progress=progress)
+                summary = run_job(request, pipeline, profile=profile, progress=clock)
             finally:
+                if timer is not None:
+                    timer.cancel()
+                    timer.join()
                 if removed:
                     cluster.add_node(num_cpus=1)
                     cluster.wait_for_nodes()
+            if not remove:
+                untouched_walls.append(summary.wall_s)
             outputs, twice = read_outputs(output)
             check = exactly_once(outputs, twice, list(range(rows)))
             return {
                 "wall_s": summary.wall_s,
                 "rows_per_s": summary.rows_per_s,
                 "removed_at_s": removed.get("at_s"),
+                "removed_at_share_of_wall": (
+                    removed["at_s"] / summary.wall_s if removed and summary.wall_s else None
+                ),
+                "rows_written_at_removal": removed.get("rows_written_share"),
                 "redelivered": summary.redelivered,
                 **check,
             }
@@ -112,6 +132,10 @@ def _measure(
         "untouched_wall_s": harness.spread([r["wall_s"] for r in results["untouched"]]),
         "fault_wall_s": harness.spread([r["wall_s"] for r in faulty]),
         "removed_at_s": harness.spread([r["removed_at_s"] or 0 for r in faulty]),
+        "removed_at_share_of_wall": harness.spread(
+            [r["removed_at_share_of_wall"] or 0 for r in faulty]
+        ),
+        "removal": "a worker node removed at half the untouched passes' median wall time",
         "every_input_exactly_once": all(
             r["every_input_exactly_once"] for rs in results.values() for r in rs
         ),

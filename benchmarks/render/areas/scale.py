@@ -56,10 +56,23 @@ def _spread(summary: dict[str, Any] | None) -> str:
     )
 
 
+def _seconds(summary: dict[str, Any] | None) -> str:
+    summary = summary or {}
+    return (
+        f"{cells.number(summary.get('median'), 1)} s (range {cells.number(summary.get('min'), 1)}"
+        f"–{cells.number(summary.get('max'), 1)} over {summary.get('n')} passes)"
+    )
+
+
 def _figure(key: str, section: dict[str, Any], field: str) -> str:
     if key == "fault":
         once = section.get("every_input_exactly_once")
-        return f"every input exactly once: {once}; {_spread(section.get('fault_wall_s'))} s"
+        share = (section.get("removed_at_share_of_wall") or {}).get("median")
+        at = f"; node removed at {share:.0%} of the job's wall time" if share else ""
+        return (
+            f"every input exactly once: {once}; {_seconds(section.get('fault_wall_s'))}, "
+            f"untouched {_seconds(section.get('untouched_wall_s'))}{at}"
+        )
     return f"**{_spread(section.get(field))}**"
 
 
