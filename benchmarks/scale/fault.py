@@ -40,6 +40,10 @@ def part_fault(rows: int, passes: int, log: Log, fetch_ms: float) -> dict[str, A
     temp = Path(tempfile.mkdtemp(prefix="ptbench-", dir="/tmp"))
     cluster = None
     try:
+        # Cluster writes its address under Ray's default temp folder whatever temp_dir
+        # says, and fails where that folder does not exist yet (a fresh machine)
+        default = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+        Path(default, "ray").mkdir(parents=True, exist_ok=True)
         cluster = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 1, "temp_dir": str(temp), "include_dashboard": False},

@@ -56,6 +56,10 @@ def cluster() -> Any:
     os.environ["PIPETUNE_TEST_PID_DIR"] = str(pid_dir)  # inherited by every Ray process
     created = None
     try:
+        # Cluster writes its address under Ray's default temp folder whatever temp_dir
+        # says, and fails where that folder does not exist yet (a fresh machine)
+        default = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+        Path(default, "ray").mkdir(parents=True, exist_ok=True)
         created = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 1, "temp_dir": str(temp), "include_dashboard": False},
