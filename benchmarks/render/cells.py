@@ -193,7 +193,7 @@ def _load_averages(record: Mapping[str, Any], conditions: Mapping[str, Any]) -> 
         after = host.get("after") if isinstance(host.get("after"), Mapping) else {}
         pairs += ((host["before"].get("loadavg_1m"), after.get("loadavg_1m")),)
     for before, after in pairs:
-        values = [_first(v) for v in (before, after) if v is not None]
+        values = [_first(v) for v in (before, after) if _a_load(v)]
         if values:
             return "→".join(number(v, 1) for v in values)
     for key in ("loadavg_at_end", "load_average"):
@@ -201,6 +201,14 @@ def _load_averages(record: Mapping[str, Any], conditions: Mapping[str, Any]) -> 
         if value is not None and not isinstance(value, Mapping):
             return number(_first(value), 1)
     return ""
+
+
+def _a_load(value: Any) -> bool:
+    """A load average as the benchmarks record one: a number, or a list whose first entry
+    is the one-minute figure."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return bool(value) and isinstance(value[0], int | float)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _first(value: Any) -> float:
