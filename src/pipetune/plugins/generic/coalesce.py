@@ -9,7 +9,10 @@ runs concurrently (a tokenizer that is not thread-safe stays safe). A worker giv
 baton back when it calls a coalesced component (the model, through a proxy in its slot) or
 when it finishes; once every worker has done one or the other, the calling thread makes
 one batched call for all the waiting workers (:mod:`.batchcalls` stacks and pads their
-arguments and cuts the result back) and resumes each with its own rows.
+arguments and cuts the result back) and resumes each with its own rows. A component's
+``generate`` is coalesced the same way (:mod:`.generatecalls`: prompts padded on the left,
+each row cut back to what a call of its own returns), so a plain ``model.generate`` stage
+serves several requests in one batched decode.
 
 Inputs are ordered by length within the window the runtime hands over (the serving batch)
 before they are cut into groups, so a group holds inputs of similar length and pads little;
@@ -32,6 +35,7 @@ from pipetune.core.kernel.model import Stage
 from pipetune.plugins.generic.batchcalls import known_widths, merge_calls, split_output
 from pipetune.plugins.generic.cache import Unhashable
 from pipetune.plugins.generic.callcache import CallCache, call_key, copied
+from pipetune.plugins.generic.generatecalls import merge_generate_calls, split_generated
 
 META_KEY = "generic.cross_input_batching"
 GRAD_MODES = (None, "no_grad", "inference_mode")
@@ -46,6 +50,7 @@ class _Request:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     grad: bool | None
+    method: str = "__call__"
     result: Any = None
     error: BaseException | None = None
     done: bool = False
@@ -92,9 +97,11 @@ class _Group:
             _local.group = None
             self.back.wake()
 
-    def call(self, slot: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(
+        self, slot: str, args: tuple[Any, ...], kwargs: dict[str, Any], method: str = "__call__"
+    ) -> Any:
         index = _local.worker
-        request = _Request(index, slot, args, kwargs, _grad_enabled())
+        request = _Request(index, slot, args, kwargs, _grad_enabled(), method)
         self.pending.append(request)  # only the baton holder runs: no lock needed
         self.back.wake()  # the baton goes back to the coordinator
         self.wakes[index].wait()
@@ -157,6 +164,12 @@ class CoalescingProxy:
         if group is None:  # not inside a coalesced run (another thread of the user's)
             return self._target(*args, **kwargs)
         return group.call(self._slot, args, kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        group = getattr(_local, "group", None)
+        if group is None:
+            return self._target.generate(*args, **kwargs)
+        return group.call(self._slot, args, kwargs, "generate")
 
     @property
     def __pipetune_wrapped__(self) -> Any:
@@ -277,43 +290,56 @@ class CoalescedBatchFn:
         return self._pool
 
     def _execute(self, batch: list[_Request], targets: Mapping[str, Any]) -> None:
-        by_slot: dict[str, list[_Request]] = {}
+        by_call: dict[tuple[str, str], list[_Request]] = {}
         for request in batch:
-            by_slot.setdefault(request.slot, []).append(request)
-        for slot, requests in by_slot.items():
+            by_call.setdefault((request.slot, request.method), []).append(request)
+        for (slot, method), requests in by_call.items():
             target = targets[slot]
             with self._grad_context(requests):
-                self._call(target, requests)
+                self._call(target, requests, method)
             for request in requests:
                 request.done = True
 
-    def _call(self, target: Any, requests: list[_Request]) -> None:
+    def _call(self, target: Any, requests: list[_Request], method: str = "__call__") -> None:
         """One batched call for the distinct requests (identical ones, such as a section
         several documents share, are computed once), or one call each when they cannot
         be merged or the batched call fails."""
         distinct, copies = _distinct_requests(requests)
-        merged = None
-        if len(distinct) > 1:
-            merged = merge_calls([(r.args, r.kwargs) for r in distinct], known_widths(target))
+        function = target if method == "__call__" else getattr(target, method)
         done = False
-        if merged is not None:
+        if len(distinct) > 1:
             try:
-                parts = split_output(target(*merged.args, **merged.kwargs), merged)
-                self.calls += 1
-                for request, part in zip(distinct, parts, strict=True):
-                    request.result = part
-                done = True
+                parts = self._batched(target, method, distinct)
+                if parts is not None:
+                    self.calls += 1
+                    for request, part in zip(distinct, parts, strict=True):
+                        request.result = part
+                    done = True
             except Exception:
                 pass  # one at a time below: each request gets its own result or error
         if not done:
             for request in distinct:
                 try:
-                    request.result = target(*request.args, **request.kwargs)
+                    request.result = function(*request.args, **request.kwargs)
                     self.calls += 1
                 except Exception as exc:
                     request.error = exc
         for request, source in copies:
             request.result, request.error = copied(source.result), source.error
+
+    @staticmethod
+    def _batched(target: Any, method: str, requests: list[_Request]) -> list[Any] | None:
+        """The requests' results from one batched call, or None when they cannot merge."""
+        calls = [(r.args, r.kwargs) for r in requests]
+        if method == "generate":
+            merged_generate = merge_generate_calls(calls, target)
+            if merged_generate is None:
+                return None
+            return split_generated(target.generate(**merged_generate.kwargs), merged_generate)
+        merged = merge_calls(calls, known_widths(target))
+        if merged is None:
+            return None
+        return split_output(target(*merged.args, **merged.kwargs), merged)
 
     def _grad_context(self, requests: list[_Request]) -> AbstractContextManager[Any]:
         torch = sys.modules.get("torch")

@@ -42,6 +42,10 @@ GROUP_SIZES = (8, 16, 32)
 WINDOW_GROUPS = 4
 #: Inputs timed per candidate while tuning: enough for two windows of the largest group.
 TUNE_ITEMS = 96
+#: Fewer (at least MIN_TUNE_ITEMS) when the search would take longer than this: about six
+#: passes' worth of one-at-a-time time (a generate stage takes seconds an input).
+TUNE_BUDGET_S = 120.0
+MIN_TUNE_ITEMS = 4
 #: A part is kept when it is at least this fast relative to the batching without it.
 PART_MIN_GAIN = 1.0
 
@@ -173,7 +177,7 @@ def tune(
     (with ``parts_alone``: when neither batching nor any part does; the parts are then
     tried on the stage one input at a time)."""
     runtime = _tuning_runtime(pipeline, context)
-    items = list(context.workload.items)[:TUNE_ITEMS]
+    items = list(context.workload.items)[: tune_items(context)]
     if len(items) < 2:
         raise Rejected("too few tuning inputs to form a batch")
     metric = context.requirements.metric
@@ -207,6 +211,16 @@ def tune(
     return Tuned(
         params=params, notes=notes, in_flight=in_flight(chosen, online=runtime.mode != "offline")
     )
+
+
+def tune_items(context: TuneContext) -> int:
+    """How many tuning inputs the search times: :data:`TUNE_ITEMS`, fewer when the
+    profile says one input takes long enough that the search would pass its budget."""
+    mean_ms = context.profile.latency_ms.mean if context.profile is not None else 0.0
+    if not mean_ms or mean_ms <= 0:
+        return TUNE_ITEMS
+    fits = int(TUNE_BUDGET_S / (6 * mean_ms / 1000.0))
+    return max(MIN_TUNE_ITEMS, min(TUNE_ITEMS, fits))
 
 
 def in_flight(setting: Setting, *, online: bool) -> InFlight | None:
