@@ -52,6 +52,25 @@ def test_requests_batched_across_inputs_get_their_own_tokens(tiny_llama):
     assert stage.batch_fn is None  # the original untouched
 
 
+def _answer_within(item, *, model):
+    """A stage whose requests carry their own output budgets."""
+    prompt, budget = item
+    ids = torch.tensor([prompt])
+    out = model.generate(input_ids=ids, max_new_tokens=budget, do_sample=False)
+    return out[0, ids.shape[1] :].tolist()
+
+
+@pytest.mark.slow
+def test_requests_with_their_own_budgets_are_batched_and_cut_to_them(tiny_llama):
+    stage = Stage("answer", _answer_within, slots={"model": tiny_llama})
+    items = list(zip(_prompts(), (3, 11, 6, 1, 8), strict=True))
+    alone = [stage(item) for item in items]
+    batched = coalesced_stage(stage, ["model"], batch_size=5)
+    assert batched.call_batch(items) == alone
+    assert [len(tokens) for tokens in alone] == [3, 11, 6, 1, 8]
+    assert batched.batch_fn.calls == 1
+
+
 def test_a_row_that_stops_early_is_cut_after_its_end_token():
     # two prompts of 2 and 3 tokens, padded on the left to 3; eos is 1, pad 0
     merged = MergedGenerate({}, lengths=(2, 3), width=3, stop_ids=frozenset({1}))
@@ -59,6 +78,9 @@ def test_a_row_that_stops_early_is_cut_after_its_end_token():
     first, second = split_generated(output, merged)
     assert first.tolist() == [[5, 6, 7, 1]]
     assert second.tolist() == [[4, 5, 6, 7, 8, 9, 10]]
+    budgets = MergedGenerate({}, (2, 3), 3, frozenset({1}), budgets=(1, 2))
+    first, second = split_generated(output, budgets)
+    assert first.tolist() == [[5, 6, 7]] and second.tolist() == [[4, 5, 6, 7, 8]]
 
 
 def test_calls_are_padded_on_the_left_with_the_pad_token(tiny_llama):
@@ -92,8 +114,8 @@ def test_calls_whose_rows_would_differ_are_not_merged(tiny_llama, options):
 
 def test_calls_with_different_settings_or_padded_prompts_are_not_merged(tiny_llama):
     ids = torch.tensor([[5, 6]])
-    differ = [((), {"input_ids": ids, "max_new_tokens": 4}),
-              ((), {"input_ids": ids, "max_new_tokens": 5})]  # fmt: skip
+    differ = [((), {"input_ids": ids, "max_new_tokens": 4, "repetition_penalty": 1.0}),
+              ((), {"input_ids": ids, "max_new_tokens": 4, "repetition_penalty": 1.2})]  # fmt: skip
     assert merge_generate_calls(differ, tiny_llama) is None
     padded = [((), {"input_ids": ids, "attention_mask": torch.tensor([[0, 1]]),
                     "max_new_tokens": 4})] * 2  # fmt: skip

@@ -6,9 +6,12 @@ max_new_tokens=n)`` with ids of shape ``(1, L)``. :func:`merge_generate_calls` s
 group of such calls, padded on the *left* to the group's longest prompt (a decoder-only
 model continues from the last column, so padding goes before the prompt, masked out), when
 every other argument is the same and decoding is greedy with an explicit
-``max_new_tokens``. :func:`split_generated` gives each call its own row back without the
-left padding and without what the batch appended after the row finished (the padding
-after its end-of-sequence token), so each caller gets the tensor it would have got alone.
+``max_new_tokens``. Budgets may differ: the batch decodes to the largest, and greedy
+decoding makes a row's first ``n`` tokens the same whatever comes after them, so each row
+is cut back to its own. :func:`split_generated` gives each call its own row back without
+the left padding and without what the batch appended after the row finished (its budget
+spent, or the padding after its end-of-sequence token), so each caller gets the tensor it
+would have got alone.
 
 Calls that sample, search beams, ask for several sequences or a dict output, stop on
 strings or time, or draft speculatively (which ``generate`` runs one prompt at a time) are
@@ -43,6 +46,7 @@ class MergedGenerate:
     lengths: tuple[int, ...]
     width: int
     stop_ids: frozenset[int]
+    budgets: tuple[int, ...] | None = None  # each call's max_new_tokens
 
 
 def _setting(kwargs: dict[str, Any], config: Any, name: str) -> Any:
@@ -91,14 +95,17 @@ def merge_generate_calls(
     prompts = [_prompt(args, kwargs) for args, kwargs in calls]
     if any(p is None for p in prompts):
         return None
-    rest = [{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
-            for _, kwargs in calls]  # fmt: skip
+    config = getattr(model, "generation_config", None)
+    budgets = [_setting(kwargs, config, "max_new_tokens") for _, kwargs in calls]
+    if any(not isinstance(b, int) or isinstance(b, bool) for b in budgets):
+        return None  # a max_length would count the padding and cut short prompts short
+    own = ("input_ids", "attention_mask", "max_new_tokens")
+    rest = [{k: v for k, v in kwargs.items() if k not in own} for _, kwargs in calls]
     first = rest[0]
     if any(set(r) != set(first) or any(not _same(r[k], first[k]) for k in r) for r in rest):
         return None
     if any(first.get(name) is not None for name in UNMERGEABLE):
         return None
-    config = getattr(model, "generation_config", None)
     if getattr(model, "prompt_lookup_num_tokens", None) or _setting(
         first, config, "prompt_lookup_num_tokens"
     ):
@@ -109,8 +116,6 @@ def merge_generate_calls(
         return None
     if _setting(first, config, "return_dict_in_generate"):
         return None
-    if _setting(first, config, "max_new_tokens") is None:
-        return None  # a max_length would count the padding and cut short prompts short
     stop_ids = _ids(_setting(first, config, "eos_token_id"))
     pad = _setting(first, config, "pad_token_id")
     if pad is None:
@@ -126,9 +131,12 @@ def merge_generate_calls(
         masks.append(torch.cat([mask.new_zeros((1, extra)), mask], dim=1))
     kwargs = dict(first)
     kwargs.update(
-        input_ids=torch.cat(rows, dim=0), attention_mask=torch.cat(masks, dim=0), pad_token_id=pad
+        input_ids=torch.cat(rows, dim=0),
+        attention_mask=torch.cat(masks, dim=0),
+        pad_token_id=pad,
+        max_new_tokens=max(budgets),
     )
-    return MergedGenerate(kwargs, lengths, width, stop_ids)
+    return MergedGenerate(kwargs, lengths, width, stop_ids, tuple(budgets))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -150,8 +158,11 @@ def split_generated(output: Any, merged: MergedGenerate) -> list[Any]:
     if output.shape[0] != len(merged.lengths):
         raise ValueError(f"{output.shape[0]} rows came back for {len(merged.lengths)} prompts")
     parts = []
-    for row, length in zip(output, merged.lengths, strict=True):
+    budgets = merged.budgets or (None,) * len(merged.lengths)
+    for row, length, budget in zip(output, merged.lengths, budgets, strict=True):
         own = row[merged.width - length :]
+        if budget is not None:
+            own = own[: length + budget]
         new = own[length:]
         if merged.stop_ids:
             stops = [i for i, token in enumerate(new.tolist()) if token in merged.stop_ids]
