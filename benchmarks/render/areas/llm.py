@@ -24,6 +24,7 @@ from benchmarks.render.registry import Results, block, effect
 
 RUN = "python -m benchmarks.llm.run --threads 1"
 PLAIN = "python -m benchmarks.llm.plain_generate"
+PLAIN_BATCHING = "python -m benchmarks.llm.plain_batching"
 
 
 def _part(results: Results, key: str) -> dict[str, Any] | None:
@@ -164,6 +165,32 @@ def plain_generate_summary(results: Results) -> str:
         "tokens identical to the code as written (held-out split)",
         "; ".join(cells.p99(section["vs_teaching"]) for section in rows.values()),
         f"{'; '.join(rests)}; {cells.load(next(iter(rows.values())))}",
+    )
+
+
+@block("llm.summary.plain_batching", "llm_plain_batching")
+def plain_batching_summary(results: Results) -> str:
+    data = results.area("llm_plain_batching")
+    found = data.get("batching") if isinstance(data.get("batching"), dict) else {}
+    if not data or cells.is_smoke(data) or not found:
+        why = "only a smoke run recorded" if data else None
+        missing = cells.pending(PLAIN_BATCHING, why)
+        return cells.row_cells(missing, "—", "—", "—", missing)
+    if not found.get("kept"):
+        said = "not proposed" if not found.get("proposed") else f"rejected: {found.get('reason')}"
+        return cells.row_cells(said, "—", "—", "—", cells.load(data))
+    row = found.get("vs_library") or {}
+    params = found.get("params") or {}
+    identical = found.get("tokens_identical")
+    ratio = cells.ratio(row.get("speedup"), row.get("ci"))
+    return cells.row_cells(
+        f"groups of {params.get('batch_size')}: **{ratio}** the stage as written",
+        "the stage as written is the library default (`generate` with its cache, one request "
+        "at a time)",
+        f"tokens identical on {cells.number(identical * 100 if identical is not None else None, 0)}"
+        " % of held-out requests",
+        cells.p99(row),
+        f"{cells.rests_on(row)}; {cells.load(row)}",
     )
 
 
