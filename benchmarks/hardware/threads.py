@@ -99,7 +99,8 @@ def busy_processes(count: int) -> Any:
 def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.hardware.thread_cases import build
     from pipetune.core.kernel.manager import get_plugin_manager
-    from pipetune.core.loop.optimize import MIN_SPLIT_ITEMS, LoopSettings, optimize
+    from pipetune.core.loop.optimize import LoopSettings, optimize
+    from pipetune.core.loop.splits import MIN_SPLIT_ITEMS
     from pipetune.core.measure.comparison import CompareSettings
     from pipetune.core.measure.validator import ValidatorSettings
 

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _holdout_indices(workload: Any, settings: Any) -> list[int]:
     """The held-out requests, as the loop split them."""
-    from pipetune.core.loop.optimize import MIN_SPLIT_ITEMS
+    from pipetune.core.loop.splits import MIN_SPLIT_ITEMS
 
     if len(workload) < MIN_SPLIT_ITEMS:
         return list(range(len(workload)))

@@ -395,12 +395,12 @@ def test_duplicates_across_the_split_are_reported_and_groups_remove_them():
 
 @pytest.mark.slow
 def test_rounds_are_sized_from_the_pipeline_accepted_last(monkeypatch):
-    from pipetune.core.loop.optimize import _Loop
+    from pipetune.core.loop.run import OptimizeRun
     from pipetune.core.measure.validator import Validator
 
     expected = []
     reprofiled = []
-    original_try, original_accept = Validator.try_proposal, _Loop._accept
+    original_try, original_accept = Validator.try_proposal, OptimizeRun._accept
 
     def spy_try(self, proposal, current, context, **kwargs):
         expected.append(self.expected_item_s)
@@ -411,7 +411,7 @@ def test_rounds_are_sized_from_the_pipeline_accepted_last(monkeypatch):
         reprofiled.append(self._current_profile.latency_ms.mean / 1000.0)
 
     monkeypatch.setattr(Validator, "try_proposal", spy_try)
-    monkeypatch.setattr(_Loop, "_accept", spy_accept)
+    monkeypatch.setattr(OptimizeRun, "_accept", spy_accept)
     _, report = optimize_toy()
     accepted = [i for i, t in enumerate(report.trials) if t.status == "accepted"]
     assert accepted and len(expected) > accepted[0] + 1

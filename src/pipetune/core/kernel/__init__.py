@@ -1,6 +1,8 @@
 """The plugin kernel: the contract between pipetune and its plugins.
 
-It owns the pipeline model (:mod:`.model`), the results plugins return and the loop records
+It owns the pipeline model (:mod:`.model`: stages and pipelines in :mod:`.pipeline`, the
+workload in :mod:`.workload`, recorded arrivals in :mod:`.trace`, the requirements in
+:mod:`.requirements`), the results plugins return and the loop records
 (:mod:`.results`, serialized by :mod:`.serial`), the hook specifications (:mod:`.hookspecs`),
 the plugin manager that loads and calls plugins (:mod:`.manager`), the records plugins
 register — backends, dependencies, demos, change types and output kinds (:mod:`.registry`,
