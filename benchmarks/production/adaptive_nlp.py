@@ -64,7 +64,7 @@ from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.state import component_stats, reset_state
 from pipetune.core.loop.paths import cache_dir
 from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
-from pipetune.plugins.generic import adaptive
+from pipetune.plugins.generic import adaptive, adaptive_routing, adaptive_span, adaptive_tune
 
 TRAIN_SEED = 101
 LABEL_NOISE = 0.02
@@ -147,7 +147,7 @@ def plain(pipeline: Pipeline) -> Pipeline:
         slots = {
             k: v
             for k, v in stage.slots.items()
-            if not k.startswith(adaptive.SMALL) and k != adaptive.CONFIDENCE
+            if not k.startswith(adaptive_span.SMALL) and k != adaptive_span.CONFIDENCE
         }
         stages.append(stage.evolve(slots=slots))
     return pipeline.evolve(stages=tuple(stages))
@@ -174,7 +174,7 @@ def run_case(
         (proposal,) = adaptive.proposals(pipeline, None, {})  # type: ignore[arg-type]
         started = time.perf_counter()
         try:
-            tuned = adaptive.tune(proposal, pipeline, calibration, requirements, context)
+            tuned = adaptive_tune.tune(proposal, pipeline, calibration, requirements, context)
         except Rejected as exc:
             return {
                 "status": "declined",
@@ -183,7 +183,7 @@ def run_case(
             }
     tune_s = time.perf_counter() - started
     threshold = float(tuned.params["threshold"])
-    routed = adaptive.route(pipeline, threshold)
+    routed = adaptive_routing.route(pipeline, threshold)
     large = plain(pipeline)
     log(f"{label}: held-out outputs, large and routed ({len(holdout)} documents)")
     large_out = [large.run(doc) for doc in holdout.items]

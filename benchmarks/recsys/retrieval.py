@@ -28,7 +28,7 @@ from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.results import Change
 from pipetune.core.measure.profiler import profile
-from pipetune.plugins.recsys import ann, blocks, selection, spaces
+from pipetune.plugins.recsys import ann, ann_search, blocks, exact_search, selection, spaces
 from pipetune.plugins.recsys.changes.common import index_artifact
 from pipetune.plugins.recsys.fidelity import ranked_ids_fidelity
 
@@ -62,7 +62,7 @@ def faiss_flat(items: np.ndarray, k: int) -> Any:
 def exact_reference(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate(
         [
-            ann.top_k_rows(ann.exact_scores(items, chunk, "ip"), k)
+            exact_search.top_k_rows(exact_search.exact_scores(items, chunk, "ip"), k)
             for chunk in np.array_split(queries, max(1, len(queries) // 32))
         ]
     )
@@ -150,8 +150,10 @@ def sweep(
             spec = selection.spec_in(rule, kind, space, "ip", n)
             log(f"  sweep: {spec.describe()}")
             index, info, _, _ = index_artifact(store, items, spec, log)
-            searcher = ann.AnnSearcher(index, items, spec, ann.runtime_values(spec, k)[0])
-            depths = [d for d in ann.rerank_depths(spec, k, n) if d >= floor] or [floor]
+            searcher = ann_search.AnnSearcher(
+                index, items, spec, ann_search.runtime_values(spec, k)[0]
+            )
+            depths = [d for d in ann_search.rerank_depths(spec, k, n) if d >= floor] or [floor]
             for depth in depths:
                 points += _sweep_one(searcher, queries, reference, k, depth, info)
     meeting = [p for p in points if p["recall"] >= TARGET and "ms_per_query" in p]
@@ -160,7 +162,7 @@ def sweep(
 
 
 def _sweep_one(
-    searcher: ann.AnnSearcher,
+    searcher: ann_search.AnnSearcher,
     queries: np.ndarray,
     reference: np.ndarray,
     k: int,
@@ -170,11 +172,11 @@ def _sweep_one(
     spec = searcher.spec
     out: list[dict[str, Any]] = []
     best_ms = math.inf
-    for value in ann.runtime_values(spec, k):
+    for value in ann_search.runtime_values(spec, k):
         if spec.kind == "hnsw" and value < depth:
             continue
         _, found = searcher.search(queries, k, runtime=value, k_prime=depth)
-        recall = float(ann.per_query_recall(reference, found).mean())
+        recall = float(exact_search.per_query_recall(reference, found).mean())
         point = {
             "index": spec.describe(),
             "spec": spec.to_dict(),
@@ -185,7 +187,7 @@ def _sweep_one(
             "index_mib": info.get("index_bytes", 0) / 2**20,
         }
         if recall >= TARGET - 0.05:
-            point["ms_per_query"] = 1000 * ann.time_one_at_a_time(
+            point["ms_per_query"] = 1000 * ann_search.time_one_at_a_time(
                 lambda q, v=value: searcher.search(q, k, runtime=v, k_prime=depth),
                 list(queries[:200]),
                 repeats=3,
@@ -205,7 +207,7 @@ def sweep_best_pipeline(
     differ only in the index, space and operating point), at the pick's faiss threads."""
     spec = ann.IndexSpec.from_dict(best["spec"])
     index, _, _, _ = index_artifact(store, items, spec, log)
-    searcher = ann.AnnSearcher(
+    searcher = ann_search.AnnSearcher(
         index, items, spec, best["runtime"], k_prime=best["k_prime"], threads=threads
     )
     return Pipeline("sweep-best", (blocks.ann_topk("retrieve", searcher, k),))
@@ -287,7 +289,7 @@ def batch_figures(
             break
         pool = queries[:256]
         batches = [pool[i : i + size] for i in range(0, len(pool) - size + 1, size)]
-        exact = one_stage("exact-batch", lambda b: ann.top_k_rows(b @ items.T, k))
+        exact = one_stage("exact-batch", lambda b: exact_search.top_k_rows(b @ items.T, k))
         approx = one_stage("ann-batch", lambda b: searcher.search(b, k)[1])
         entry = side_by_side(exact, approx, batches, label=f"batch {size}")
         entry["batch"] = size

@@ -27,7 +27,7 @@ from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.results import Change
 from pipetune.core.measure.profiler import profile
-from pipetune.plugins.recsys import ann, blocks, selection
+from pipetune.plugins.recsys import blocks, exact_search, selection
 from pipetune.plugins.recsys.fidelity import ranked_ids_fidelity
 
 TARGET = 0.95
@@ -55,7 +55,9 @@ def exact_two_stage(pipeline: Pipeline, n_candidates: int) -> tuple[Pipeline, di
     """The library-defaults baseline: faiss flat retrieval of N, then the ranker over them,
     with faiss/BLAS on the thread count that retrieves fastest here."""
     stage = pipeline.stage("rank")
-    items = np.ascontiguousarray(ann.as_matrix(stage.slots["items"], "rank"), dtype=np.float32)
+    items = np.ascontiguousarray(
+        exact_search.as_matrix(stage.slots["items"], "rank"), dtype=np.float32
+    )
     query = stage.slots.get("query") or blocks.default_query
     flat = FlatCandidates(items, 1)
     rows = np.random.default_rng(0).choice(len(items), 20, replace=False)

@@ -39,8 +39,9 @@ from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.measure.load import describe
 from pipetune.core.runtime.machine import detect_machine
 from pipetune.scan.config import ScanOptions
-from pipetune.scan.engine import collect_rules, scan
+from pipetune.scan.engine import scan
 from pipetune.scan.files import Unreadable, discover, read_source
+from pipetune.scan.ruleset import collect_rules
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "scan.json"
 TARGET_LINES_PER_S = 20_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.scan.docgen import update
-from pipetune.scan.engine import collect_rules
+from pipetune.scan.ruleset import collect_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 

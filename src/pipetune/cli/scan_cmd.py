@@ -17,7 +17,7 @@ from pipetune.cli.state import get_pm, get_state, plugin_problems
 
 if TYPE_CHECKING:
     from pipetune.scan.config import ScanOptions
-    from pipetune.scan.engine import RuleSet
+    from pipetune.scan.ruleset import RuleSet
 
 EXIT_FINDINGS = 1
 
@@ -120,10 +120,10 @@ def scan(
     bare `# pipetune: ignore`) on the reported line. Exit 0: clean; 1: findings at or above
     --fail-on; 2: usage error.
     """
-    from pipetune.scan.engine import collect_rules
     from pipetune.scan.engine import scan as run_scan
     from pipetune.scan.output import render
     from pipetune.scan.output.text import render_diagnostics, summary_line
+    from pipetune.scan.ruleset import collect_rules
 
     targets = list(paths) or [Path(".")]
     base = _load_options(config_path, targets)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pipetune.scan.config import ScanOptions
 from pipetune.scan.context import DYNAMIC, MISSING, FileContext
-from pipetune.scan.engine import ScanResult, collect_rules, scan, scan_source
+from pipetune.scan.engine import ScanResult, scan, scan_source
 from pipetune.scan.rules import SEVERITIES, Finding, Rule, RuleError
+from pipetune.scan.ruleset import collect_rules
 
 __all__ = [
     "DYNAMIC",

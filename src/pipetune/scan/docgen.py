@@ -40,7 +40,7 @@ NOT_MEASURED = "not yet measured in this repository's benchmarks"
 
 def render_reference() -> str:
     from pipetune.core.kernel.manager import get_plugin_manager
-    from pipetune.scan.engine import collect_rules
+    from pipetune.scan.ruleset import collect_rules
 
     ruleset = collect_rules(get_plugin_manager(entry_points=False, strict=False))
     parts = [

@@ -19,7 +19,7 @@ from pipetune.core.kernel.results import Change
 from pipetune.core.kernel.state import component_stats, reset_state
 from pipetune.core.loop.optimize import LoopSettings, optimize
 from pipetune.core.loop.recipes import load_recipe, make_recipe
-from pipetune.plugins.generic import adaptive
+from pipetune.plugins.generic import adaptive, adaptive_routing, adaptive_span, adaptive_tune
 from pipetune.plugins.generic.changes import adaptive_computation
 from tests.core.loop_toys import FAST_VALIDATOR
 
@@ -97,25 +97,25 @@ def pm():
 
 
 def test_the_span_and_the_declaration() -> None:
-    span = adaptive.find_span(pipeline())
+    span = adaptive_span.find_span(pipeline())
     assert span is not None
     assert span.names == ("model",) and span.small == {"model": {"model": "small_model"}}
     assert not span.explicit
     plain = Pipeline("plain", (Stage("f", features),))
-    assert adaptive.find_span(plain) is None
+    assert adaptive_span.find_span(plain) is None
     broken = Pipeline("broken", (Stage("m", score, slots={"small_model": SMALL}),))
     with pytest.raises(ConfigError, match="no 'model' slot"):
-        adaptive.find_span(broken)
+        adaptive_span.find_span(broken)
     (advice,) = adaptive.proposals(broken, None, {})  # type: ignore[arg-type]
     assert not advice.applicable and "no 'model' slot" in advice.reason
 
 
 def test_routing_takes_the_small_result_only_when_confident() -> None:
-    routed = adaptive.route(pipeline(), threshold=0.95)
+    routed = adaptive_routing.route(pipeline(), threshold=0.95)
     original = pipeline()
     for x in items(200):
         small_logits = SMALL(x)
-        confidence = adaptive.default_confidence(small_logits)
+        confidence = adaptive_span.default_confidence(small_logits)
         expected = label(small_logits) if confidence >= 0.95 else original.run(x)
         assert routed.run(x) == expected
     stats = component_stats(routed)["model"]["adaptive"]
@@ -129,7 +129,7 @@ def test_routing_takes_the_small_result_only_when_confident() -> None:
 
 
 def test_batches_route_the_same_way() -> None:
-    routed = adaptive.route(pipeline(batch=True), threshold=0.9)
+    routed = adaptive_routing.route(pipeline(batch=True), threshold=0.9)
     xs = list(items(64, seed=3))
     assert routed.run_batch(xs) == [routed.run(x) for x in xs]
 
@@ -162,9 +162,9 @@ def test_an_explicit_confidence_over_a_span_of_stages() -> None:
         ),
         output_kind="labels",
     )
-    span = adaptive.find_span(span_pipeline)
+    span = adaptive_span.find_span(span_pipeline)
     assert span is not None and span.names == ("embed", "classify") and span.explicit
-    routed = adaptive.route(span_pipeline, threshold=0.8)
+    routed = adaptive_routing.route(span_pipeline, threshold=0.8)
     for x in items(100, seed=5):
         small_value = np.array([x * 0.9])
         confident = sure(small_value, head=small_head) >= 0.8
@@ -177,7 +177,7 @@ def test_tune_finds_a_threshold_that_keeps_fidelity(pm, tmp_path) -> None:
     original = pipeline()
     workload = Workload(items(300))
     (proposal,) = adaptive.proposals(original, _profile_stub(), {})
-    tuned = adaptive.tune(
+    tuned = adaptive_tune.tune(
         proposal,
         original,
         workload,
@@ -191,7 +191,7 @@ def test_tune_finds_a_threshold_that_keeps_fidelity(pm, tmp_path) -> None:
     # the 90 % bound on what the routing costs stays within the budget
     share, changed = notes["small_share"], notes["changed_routed"]
     routed = round(share * 300)
-    assert share * adaptive.wilson_upper(changed, routed) <= 0.02 + 1e-9
+    assert share * adaptive_tune.wilson_upper(changed, routed) <= 0.02 + 1e-9
     assert notes["small_ms"] > 0 and notes["large_ms"] > 0
     # the chosen threshold, applied, gives the calibration figures
     applied = adaptive_computation.materialize(
@@ -211,7 +211,7 @@ def test_refused_with_figures_when_the_small_model_is_as_slow(pm, tmp_path) -> N
     workload = Workload(items(120))
     (proposal,) = adaptive.proposals(slow, _profile_stub(), {})
     with pytest.raises(Rejected, match=r"does not pay: the small path costs .* ms per input"):
-        adaptive.tune(
+        adaptive_tune.tune(
             proposal,
             slow,
             workload,
@@ -226,7 +226,7 @@ def test_refused_when_the_small_model_is_never_reliable(pm, tmp_path) -> None:
     (proposal,) = adaptive.proposals(wrong, _profile_stub(), {})
     strict = Requirements(max_accuracy_drop=0.005)  # one wrong answer in 100 is too many
     with pytest.raises(Rejected, match="not reliable enough"):
-        adaptive.tune(
+        adaptive_tune.tune(
             proposal,
             wrong,
             workload,
@@ -241,15 +241,15 @@ def test_a_small_calibration_split_cannot_certify_a_tight_budget(pm, tmp_path) -
     strict = Requirements(max_accuracy_drop=0.01)
     (proposal,) = adaptive.proposals(flawless, _profile_stub(), {})
     with pytest.raises(Rejected, match=r"too small .* at least 165 inputs"):
-        adaptive.tune(
+        adaptive_tune.tune(
             proposal, flawless, workload, strict, context(pm, flawless, workload, tmp_path, strict)
         )
 
 
 def test_the_upper_bound() -> None:
-    assert adaptive.wilson_upper(0, 100) == pytest.approx(0.0162, abs=1e-3)
-    assert adaptive.wilson_upper(5, 100) > 0.05
-    assert adaptive.wilson_upper(0, 0) == 1.0
+    assert adaptive_tune.wilson_upper(0, 100) == pytest.approx(0.0162, abs=1e-3)
+    assert adaptive_tune.wilson_upper(5, 100) > 0.05
+    assert adaptive_tune.wilson_upper(0, 0) == 1.0
 
 
 def test_profile_facts_and_the_proposal(pm) -> None:
@@ -278,7 +278,7 @@ def test_a_recipe_reapplies_the_threshold_and_nothing_is_mutated(pm, tmp_path) -
     )
     recipe = make_recipe(original, [change])
     loaded = load_recipe(pipeline(), recipe, pm=pm, artifacts_dir=tmp_path)
-    direct = adaptive.route(original, 0.9)
+    direct = adaptive_routing.route(original, 0.9)
     xs = items(50, seed=9)
     assert [loaded.run(x) for x in xs] == [direct.run(x) for x in xs]
     assert digest(LARGE) == before_large and digest(SMALL) == before_small

@@ -131,15 +131,15 @@ def text_pipeline(tiny_bert: Any, head: Any) -> Any:
 def fast_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic timings: every candidate is twice as fast as the current stage, so
     tests check the tune step's logic, never this machine's speed (benchmarks do that)."""
-    from pipetune.plugins.hardware import tune
+    from pipetune.plugins.hardware import tune_choice
 
     def fake_times(stages: Any, inputs: Any, *, batch_size: int = 1, rounds: int = 3) -> Any:
         for stage in stages.values():  # still run each once: errors must surface
             stage(inputs[0])
         return {name: [0.010 if name == "current" else 0.005] for name in stages}
 
-    monkeypatch.setattr(tune, "interleaved_times", fake_times)
-    monkeypatch.setattr(tune, "MAX_TIMING_INPUTS", 4)
+    monkeypatch.setattr(tune_choice, "interleaved_times", fake_times)
+    monkeypatch.setattr(tune_choice, "MAX_TIMING_INPUTS", 4)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pipetune.core.kernel.errors import Deferred, PipelineError, Rejected
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.registry import Availability
 from pipetune.core.kernel.results import Change, Fidelity, Proposal
-from pipetune.plugins.hardware import export, tune
+from pipetune.plugins.hardware import export, tune_choice
 from pipetune.plugins.hardware.apply import Candidate
 from pipetune.plugins.hardware.export import weights_digest
 from pipetune.plugins.hardware.wrappers import CompiledModel
@@ -171,7 +171,7 @@ def test_slower_candidates_are_rejected_with_their_figures(pm, text_pipeline, st
         slower = 0.020 if batch_size > 1 else 0.005
         return {name: [0.010 if name == "current" else slower] for name in stages}
 
-    monkeypatch.setattr(tune, "interleaved_times", timings)
+    monkeypatch.setattr(tune_choice, "interleaved_times", timings)
     workload, context = _context(pm, text_pipeline, store)
     proposal = _proposal("hardware.compile", "classify", [Candidate("onnxruntime").to_dict()])
     with pytest.raises(Rejected) as info:

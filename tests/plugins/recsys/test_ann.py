@@ -9,7 +9,7 @@ import pytest
 
 faiss = pytest.importorskip("faiss", reason="faiss is an optional dependency (recsys extra)")
 
-from pipetune.plugins.recsys import ann  # noqa: E402
+from pipetune.plugins.recsys import ann, ann_build, ann_search, exact_search  # noqa: E402
 
 
 def test_choice_rule() -> None:
@@ -40,7 +40,7 @@ def test_hnsw_build_estimate_fits_the_growth_of_two_samples(monkeypatch) -> None
             clock["now"] += (len(vectors) / 1000) ** 1.5
 
     fake = type("Faiss", (), {"IndexHNSWFlat": FakeHNSW, "METRIC_INNER_PRODUCT": 0})
-    monkeypatch.setattr(ann, "_faiss", lambda: fake)
+    monkeypatch.setattr(ann, "load_faiss", lambda: fake)
     monkeypatch.setattr(ann, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
     items = np.zeros((64_000, 4), dtype=np.float32)
     assert ann.estimate_hnsw_build_s(items, samples=(1000, 4000)) == pytest.approx(64**1.5)
@@ -56,19 +56,19 @@ def test_build_save_load_search(kind, catalog, tmp_path) -> None:
             "ivf_pq", "ip", catalog.shape[1], nlist=64, pq_m=8, pq_nbits=4, train_size=4000
         )
     before = catalog.copy()
-    index, info = ann.build_index(catalog, spec)
+    index, info = ann_build.build_index(catalog, spec)
     assert np.array_equal(before, catalog)  # the catalog is never modified
     assert info.vectors == len(catalog) and info.index_bytes > 0 and info.seconds > 0
-    path = ann.save_index(index, info, tmp_path / "index.faiss")
-    loaded = ann.load_index(path)
-    assert ann.load_build_info(path)["spec"]["kind"] == kind
+    path = ann_build.save_index(index, info, tmp_path / "index.faiss")
+    loaded = ann_build.load_index(path)
+    assert ann_build.load_build_info(path)["spec"]["kind"] == kind
     queries = catalog[:20] + 0.05
-    exact = ann.top_k_rows(ann.exact_scores(catalog, queries, "ip"), 10)
+    exact = exact_search.top_k_rows(exact_search.exact_scores(catalog, queries, "ip"), 10)
     runtime = {"hnsw": 128, "ivf_flat": 32, "ivf_pq": 32}[kind]
-    searcher = ann.AnnSearcher(loaded, catalog, spec, runtime, k_prime=80)
+    searcher = ann_search.AnnSearcher(loaded, catalog, spec, runtime, k_prime=80)
     distances, ids = searcher.search(queries, 10)
     assert ids.shape == (20, 10)
-    assert ann.per_query_recall(exact, ids).mean() > 0.8
+    assert exact_search.per_query_recall(exact, ids).mean() > 0.8
     # re-ranked distances are exact inner products, best first
     exact_d = np.einsum("qkd,qd->qk", catalog[ids], queries)
     assert np.allclose(distances, exact_d, atol=1e-4)
@@ -79,13 +79,13 @@ def test_searcher_stands_in_for_a_flat_index(catalog) -> None:
     flat = faiss.IndexFlatL2(catalog.shape[1])
     flat.add(catalog)
     spec = ann.IndexSpec("hnsw", "l2", catalog.shape[1], hnsw_m=16)
-    index, _ = ann.build_index(catalog, spec)
-    searcher = ann.AnnSearcher(index, catalog, spec, 64, k_prime=20)
+    index, _ = ann_build.build_index(catalog, spec)
+    searcher = ann_search.AnnSearcher(index, catalog, spec, 64, k_prime=20)
     queries = catalog[:5] + 0.01
     _, i_flat = flat.search(queries, 10)
     d_ann, i_ann = searcher.search(queries, 10)
     assert i_ann.shape == i_flat.shape
-    assert ann.per_query_recall(i_flat, i_ann).mean() > 0.9
+    assert exact_search.per_query_recall(i_flat, i_ann).mean() > 0.9
     assert (np.diff(d_ann, axis=1) >= -1e-6).all()  # L2 distances ascending, like faiss
     assert searcher.ntotal == flat.ntotal and searcher.d == flat.d
 
@@ -93,7 +93,7 @@ def test_searcher_stands_in_for_a_flat_index(catalog) -> None:
 def test_flat_index_vectors_are_a_view(catalog) -> None:
     flat = faiss.IndexFlatIP(catalog.shape[1])
     flat.add(catalog)
-    view = ann.as_matrix(flat, "slot 'index'")
+    view = exact_search.as_matrix(flat, "slot 'index'")
     assert np.array_equal(view, catalog)
 
 
@@ -101,4 +101,4 @@ def test_missing_index_file_is_clear(tmp_path) -> None:
     from pipetune.core.kernel.errors import ConfigError
 
     with pytest.raises(ConfigError, match="re-run the tune step"):
-        ann.load_index(tmp_path / "nope.faiss")
+        ann_build.load_index(tmp_path / "nope.faiss")

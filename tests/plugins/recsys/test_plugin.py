@@ -15,7 +15,8 @@ def test_modules_import_without_faiss_or_torch() -> None:
     code = (
         "import sys\n"
         "import pipetune, pipetune.plugins.recsys as r\n"
-        "from pipetune.plugins.recsys import plugin, blocks, ann, recognize, facts, "
+        "from pipetune.plugins.recsys import plugin, blocks, ann, ann_build, ann_search, "
+        "exact_search, recognize, facts, "
         "proposals, fidelity, cache, features, threads, changes\n"
         "from pipetune.plugins.recsys.changes import common, ann_exact, ann_two_stage, "
         "user_embedding_cache, batched_feature_reads\n"

@@ -10,7 +10,7 @@ faiss = pytest.importorskip("faiss", reason="faiss is an optional dependency (re
 
 from pipetune.core.kernel.errors import ConfigError  # noqa: E402
 from pipetune.demos.recsys import data  # noqa: E402
-from pipetune.plugins.recsys import ann, spaces  # noqa: E402
+from pipetune.plugins.recsys import ann, ann_build, ann_search, exact_search, spaces  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_mips_to_l2_reduction_ranks_exactly_like_inner_product(skewed) -> None:
     flat = faiss.IndexFlatL2(33)
     flat.add(augmented)
     distances, ids = flat.search(spaces.query_vectors(queries, "ip", "mips_l2"), 50)
-    exact = ann.top_k_rows(queries @ skewed.T, 50)
-    assert ann.per_query_recall(exact, ids).mean() >= 0.999
+    exact = exact_search.top_k_rows(queries @ skewed.T, 50)
+    assert exact_search.per_query_recall(exact, ids).mean() >= 0.999
     recovered = spaces.inner_products_from_l2(distances, queries, spaces.max_sq_norm(skewed))
     direct = np.take_along_axis(queries @ skewed.T, ids, axis=1)
     assert np.allclose(recovered, direct, rtol=1e-3, atol=1e-3)
@@ -43,13 +43,13 @@ def test_mips_to_l2_reduction_ranks_exactly_like_inner_product(skewed) -> None:
 
 def test_a_searcher_over_the_reduction_answers_in_inner_products(skewed) -> None:
     spec = ann.IndexSpec("ivf_flat", "ip", 32, nlist=64, train_size=4000, space="mips_l2")
-    index, info = ann.build_index(skewed, spec)
+    index, info = ann_build.build_index(skewed, spec)
     assert int(index.d) == 33 and info.vectors == 12_000
-    searcher = ann.AnnSearcher(index, skewed, spec, runtime=64)  # every list: exact
+    searcher = ann_search.AnnSearcher(index, skewed, spec, runtime=64)  # every list: exact
     queries = data.latent_queries(10, 32)
     distances, ids = searcher.search(queries, 20)
-    exact = ann.top_k_rows(queries @ skewed.T, 20)
-    assert ann.per_query_recall(exact, ids).mean() >= 0.999
+    exact = exact_search.top_k_rows(queries @ skewed.T, 20)
+    assert exact_search.per_query_recall(exact, ids).mean() >= 0.999
     assert np.all(np.diff(distances, axis=1) <= 1e-4)  # descending, like IndexFlatIP
     assert "MIPS→L2, 33-d" in spec.describe()
 
@@ -69,9 +69,9 @@ def test_spaces_follow_the_metric_and_the_norms(skewed, catalog) -> None:
 
 def test_cosine_candidates_only_where_the_ranking_allows(skewed, catalog) -> None:
     queries = data.latent_queries(16, 32)
-    reference = ann.top_k_rows(queries @ skewed.T, 20)
+    reference = exact_search.top_k_rows(queries @ skewed.T, 20)
     depth, shares = spaces.cosine_depth(skewed, queries, reference, [20, 40], 0.95)
     assert depth is None and shares[20] < 0.5  # long vectors win the inner product
     unit_queries = catalog[:16]
-    same = ann.top_k_rows(unit_queries @ catalog.T, 20)
+    same = exact_search.top_k_rows(unit_queries @ catalog.T, 20)
     assert spaces.cosine_depth(catalog, unit_queries, same, [20, 40], 0.95) == (20, {20: 1.0})

@@ -12,8 +12,8 @@ from pipetune.core.kernel.errors import ConfigError  # noqa: E402
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload  # noqa: E402
 from pipetune.core.kernel.results import Change  # noqa: E402
 from pipetune.core.measure.profiler import profile  # noqa: E402
-from pipetune.plugins.recsys import ann, exact_topk, full_ranking  # noqa: E402
-from pipetune.plugins.recsys.ann import AnnSearcher  # noqa: E402
+from pipetune.plugins.recsys import ann_build, ann_search, exact_topk, full_ranking  # noqa: E402
+from pipetune.plugins.recsys.ann_search import AnnSearcher  # noqa: E402
 
 from .conftest import digest, make_context  # noqa: E402
 
@@ -72,7 +72,7 @@ def test_ann_exact_block_tunes_to_target_and_reloads_the_index(
 
     # A recipe reloads the saved file: building is never called again.
     loads: list[str] = []
-    real_load = ann.load_index
+    real_load = ann_build.load_index
 
     def spy_load(path):
         loads.append(str(path))
@@ -81,8 +81,8 @@ def test_ann_exact_block_tunes_to_target_and_reloads_the_index(
     def no_build(*args, **kwargs):
         raise AssertionError("materialize must not rebuild the index")
 
-    monkeypatch.setattr(ann, "load_index", spy_load)
-    monkeypatch.setattr(ann, "build_index", no_build)
+    monkeypatch.setattr(ann_build, "load_index", spy_load)
+    monkeypatch.setattr(ann_build, "build_index", no_build)
     again = pm.materialize(change, pipeline, tmp_path)
     assert loads == [str(tmp_path / tuned.artifacts["index"])]
     assert [o.tolist() for o in context.outputs(again)] == [
@@ -301,7 +301,7 @@ def test_recipe_round_trip_reloads_the_index(pm, catalog, queries, tmp_path, mon
     def no_build(*args, **kwargs):
         raise AssertionError("a recipe must reload the index, not rebuild it")
 
-    monkeypatch.setattr(ann, "build_index", no_build)
+    monkeypatch.setattr(ann_build, "build_index", no_build)
     fresh = Pipeline("search", (exact_topk(catalog, 20),), output_kind="ranked_ids")
     restored = pipetune.load_recipe(fresh, recipe_path, pm=pm, artifacts_dir=tmp_path)
     assert isinstance(restored.stage("retrieve").slots["searcher"], AnnSearcher)
@@ -381,7 +381,9 @@ def test_the_fewest_threads_win_unless_more_are_clearly_faster(monkeypatch):
         yield
 
     monkeypatch.setattr(
-        ann, "time_one_at_a_time", lambda fn, inputs, repeats=1: per_thread[current["threads"]]
+        ann_search,
+        "time_one_at_a_time",
+        lambda fn, inputs, repeats=1: per_thread[current["threads"]],
     )
     chosen, timings = selection.best_threads(lambda q: q, [0], pin, counts=[1, 2, 4])
     assert chosen == 4 and timings == {"1": 1000.0, "2": 950.0, "4": 500.0}

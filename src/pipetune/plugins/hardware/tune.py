@@ -23,26 +23,42 @@ For a proposal on a stage holding a torch module:
    (``assess_change``: perplexity for quantized LLM weights).
 
 Everything measured goes into ``Tuned.notes["candidates"]``, including the losers and why.
+
+This module builds and checks the candidates (steps 1-3); timing and the choice (steps 4-5)
+live in :mod:`.tune_choice`, static int8 calibration data in :mod:`.tune_calibration`, and
+the tune steps that finish on another machine (Core ML, TensorRT) in :mod:`.tune_deferred`.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetune.core.kernel.errors import Deferred, MissingDependency, PipelineError, Rejected
+from pipetune.core.kernel.errors import MissingDependency, PipelineError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.plugins.hardware.apply import Candidate, build_torch_value
 from pipetune.plugins.hardware.backends.base import BackendFallback
-from pipetune.plugins.hardware.export import CapturedCall, capture_calls, ensure_export
+from pipetune.plugins.hardware.export import (
+    CapturedCall,
+    ExportedModel,
+    capture_calls,
+    ensure_export,
+)
 from pipetune.plugins.hardware.fidelity import OutputAgreement, compare_outputs
 from pipetune.plugins.hardware.recognize import GENERATE_KINDS, ONNX_SESSION, TORCH
 from pipetune.plugins.hardware.signature import CallSignature
+from pipetune.plugins.hardware.tune_calibration import calibration_feeds
+from pipetune.plugins.hardware.tune_choice import (
+    ROUNDS,
+    CandidateResult,
+    one_line,
+    time_and_choose,
+    timing_cap,
+)
 from pipetune.plugins.hardware.wrappers import original_module
 
 if TYPE_CHECKING:
@@ -53,53 +69,6 @@ if TYPE_CHECKING:
 #: sums: ~1e-6 is normal; a bf16 fallback shows ~1e-2).
 FP32_TOLERANCE = 1e-4
 MAX_CAPTURE = 16
-MAX_TIMING_INPUTS = 24
-MAX_TIMING_INPUTS_GENERATE = 2
-ROUNDS = 3
-BATCH = 32
-
-
-@dataclass
-class CandidateResult:
-    candidate: Candidate
-    status: str = "ok"  # ok | failed | fallback | unavailable | mismatch | slower | fidelity
-    reason: str = ""
-    build_s: float = 0.0
-    module: OutputAgreement | None = None
-    speedup: float | None = None
-    batch_speedup: float | None = None
-    stage_ms: float | None = None
-    fidelity: dict[str, Any] | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    value: Any = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "candidate": self.candidate.label,
-            "backend": self.candidate.backend,
-            "precision": self.candidate.precision,
-            "status": self.status,
-            "reason": self.reason,
-            "build_s": round(self.build_s, 2),
-            "module": self.module.to_dict() if self.module else None,
-            "speedup": self.speedup,
-            "batch_speedup": self.batch_speedup,
-            "stage_ms": self.stage_ms,
-            "fidelity": self.fidelity,
-            **self.details,
-        }
-
-    def summary(self) -> str:
-        if self.status in ("ok", "slower", "fidelity") and self.speedup is not None:
-            if self.batch_speedup is not None:
-                text = (
-                    f"{self.candidate.label} {self.batch_speedup:.2f}x batched "
-                    f"({self.speedup:.2f}x at batch 1)"
-                )
-            else:
-                text = f"{self.candidate.label} {self.speedup:.2f}x"
-            return text + (f": {self.reason}" if self.reason else "")
-        return f"{self.candidate.label}: {self.reason}"
 
 
 def tune_model(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
@@ -113,14 +82,51 @@ def tune_model(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> 
 # -- torch modules --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _TorchTarget:
+    """The stage being tuned, its slot, the eager module in it and the module's real calls."""
+
+    stage: Stage
+    eager_stage: Stage
+    slot: str
+    module: Any
+    calls: list[CapturedCall]
+
+
+@dataclass
+class _SharedExport:
+    """The one ONNX export the export-based candidates share: made when the first of them
+    needs it; a failure is kept and rules out every candidate that needs the export."""
+
+    exported: ExportedModel | None = None
+    error: str | None = None
+
+    def require(self, candidate: Candidate, target: _TorchTarget, context: TuneContext) -> None:
+        """Export on first need; :class:`Rejected` when ``candidate`` needs a failed one."""
+        if candidate.needs_export and self.exported is None and self.error is None:
+            try:
+                self.exported = ensure_export(
+                    target.module,
+                    target.calls[0],
+                    context.artifacts,
+                    name=target.slot,
+                    log=context.log,
+                )
+            except Rejected as exc:
+                self.error = str(exc)
+        if candidate.needs_export and self.error:
+            raise Rejected(self.error)
+
+
 def tune_torch(
     proposal: Proposal, pipeline: Pipeline, requirements: Requirements, context: TuneContext
 ) -> Tuned:
-    stage, slot, module = _target(proposal, pipeline)
+    stage, slot, module = stage_module(proposal, pipeline)
     eager_stage = stage.with_slots(**{slot: module})
     generates = stage.kind in GENERATE_KINDS
-    inputs = _stage_inputs(context, pipeline, stage)
+    inputs = stage_inputs(context, pipeline, stage)
     calls = capture(module, eager_stage, inputs[:MAX_CAPTURE], slot)
+    torch_target = _TorchTarget(stage, eager_stage, slot, module, calls)
     replayable = _replayable(module, calls, slot)
     candidates = [
         with_threads(Candidate.from_dict(c), pipeline, stage)
@@ -129,67 +135,100 @@ def tune_torch(
     if not candidates:
         raise Rejected(f"{proposal.id} on {stage.name!r}: no candidate backend to try")
 
-    exported, export_error = None, None
+    export = _SharedExport()
     results: list[CandidateResult] = []
     for candidate in candidates:
         result = CandidateResult(candidate)
         results.append(result)
-        started = time.perf_counter()
-        try:
-            if candidate.needs_export and exported is None and export_error is None:
-                try:
-                    exported = ensure_export(
-                        module, calls[0], context.artifacts, name=slot, log=context.log
-                    )
-                except Rejected as exc:
-                    export_error = str(exc)
-            if candidate.needs_export and export_error:
-                raise Rejected(export_error)
-            calibration = None
-            if candidate.options.get("quantization") == "static" and exported is not None:
-                calibration, source = calibration_feeds(
-                    context, pipeline, stage, eager_stage, module, exported.signature, calls
-                )
-                result.details["calibration"] = {"source": source, "calls": len(calibration)}
-                context.log(f"static int8: {len(calibration)} calibration calls from {source}")
-            result.value = build_torch_value(
-                candidate,
-                module,
-                exported=exported,
-                example=calls[0],
-                calibration=calibration,
-                store=context.artifacts,
-                name=slot,
-            )
-        except BackendFallback as exc:
-            result.status, result.reason = "fallback", f"fell back: {exc}"
-        except MissingDependency as exc:
-            result.status, result.reason = "unavailable", str(exc)
-        except (Rejected, PipelineError) as exc:
-            result.status, result.reason = "failed", str(exc)
-        except Exception as exc:  # a backend's own error: this candidate is out, not the run
-            result.status, result.reason = "failed", _one_line(exc)
-        result.build_s = time.perf_counter() - started
+        _build_torch_candidate(result, torch_target, export, pipeline, context)
         if result.status != "ok" or not replayable:
             continue
-        try:
-            result.module = module_agreement(result.value, calls)
-        except Exception as exc:
-            result.status, result.reason = "failed", f"on the captured calls: {_one_line(exc)}"
-            continue
-        if candidate.precision == "fp32" and not result.module.within(FP32_TOLERANCE):
-            result.status = "mismatch"
-            result.reason = (
-                f"outputs differ from eager: max-abs-diff {result.module.max_abs_diff:.2e} "
-                f"(output scale {result.module.scale:.3g})"
-            )
-        context.log(f"{candidate.label}: built in {result.build_s:.1f} s")
+        _check_against_eager(result, calls)
+        if result.status != "failed":
+            context.log(f"{candidate.label}: built in {result.build_s:.1f} s")
 
-    if export_error and all(r.status != "ok" for r in results):
-        raise Rejected(export_error)
-    chosen = _time_and_choose(
+    if export.error and all(r.status != "ok" for r in results):
+        raise Rejected(export.error)
+    chosen = time_and_choose(
         proposal, pipeline, stage, slot, inputs, results, requirements, context, generates
     )
+    return _torch_tuned(chosen, results, export.exported, slot, inputs, generates, context)
+
+
+def _build_torch_candidate(
+    result: CandidateResult,
+    target: _TorchTarget,
+    export: _SharedExport,
+    pipeline: Pipeline,
+    context: TuneContext,
+) -> None:
+    """Build ``result``'s candidate into ``result.value`` (with static int8 calibration
+    data when it asks for it); a failure sets its status and reason instead."""
+    candidate = result.candidate
+    started = time.perf_counter()
+    try:
+        export.require(candidate, target, context)
+        exported = export.exported
+        calibration = None
+        if candidate.options.get("quantization") == "static" and exported is not None:
+            calibration, source = calibration_feeds(
+                context,
+                pipeline,
+                target.stage,
+                target.eager_stage,
+                target.module,
+                exported.signature,
+                target.calls,
+            )
+            result.details["calibration"] = {"source": source, "calls": len(calibration)}
+            context.log(f"static int8: {len(calibration)} calibration calls from {source}")
+        result.value = build_torch_value(
+            candidate,
+            target.module,
+            exported=exported,
+            example=target.calls[0],
+            calibration=calibration,
+            store=context.artifacts,
+            name=target.slot,
+        )
+    except BackendFallback as exc:
+        result.status, result.reason = "fallback", f"fell back: {exc}"
+    except MissingDependency as exc:
+        result.status, result.reason = "unavailable", str(exc)
+    except (Rejected, PipelineError) as exc:
+        result.status, result.reason = "failed", str(exc)
+    except Exception as exc:  # a backend's own error: this candidate is out, not the run
+        result.status, result.reason = "failed", one_line(exc)
+    result.build_s = time.perf_counter() - started
+
+
+def _check_against_eager(result: CandidateResult, calls: Sequence[CapturedCall]) -> None:
+    """Step 3: the built candidate's outputs on the captured calls against the eager ones;
+    an fp32 candidate outside :data:`FP32_TOLERANCE` is a ``mismatch``."""
+    try:
+        result.module = module_agreement(result.value, calls)
+    except Exception as exc:
+        result.status, result.reason = "failed", f"on the captured calls: {one_line(exc)}"
+        return
+    if result.candidate.precision == "fp32" and not result.module.within(FP32_TOLERANCE):
+        result.status = "mismatch"
+        result.reason = (
+            f"outputs differ from eager: max-abs-diff {result.module.max_abs_diff:.2e} "
+            f"(output scale {result.module.scale:.3g})"
+        )
+
+
+def _torch_tuned(
+    chosen: CandidateResult,
+    results: Sequence[CandidateResult],
+    exported: ExportedModel | None,
+    slot: str,
+    inputs: Sequence[Any],
+    generates: bool,
+    context: TuneContext,
+) -> Tuned:
+    """The tune result for the chosen candidate: its params, the artifacts it needs
+    (the export, a converted model, a Core ML package) and every candidate's figures."""
     artifacts: dict[str, str] = {}
     if chosen.candidate.needs_export and exported is not None:
         artifacts["export"] = context.artifacts.relative(exported.folder)
@@ -202,7 +241,7 @@ def tune_torch(
     notes: dict[str, Any] = {
         "candidates": [r.to_dict() for r in results],
         "chosen": chosen.candidate.label,
-        "timing": {"inputs": len(inputs[: _timing_cap(generates)]), "rounds": ROUNDS},
+        "timing": {"inputs": len(inputs[: timing_cap(generates)]), "rounds": ROUNDS},
     }
     if exported is not None:
         notes["export"] = dict(exported.info)
@@ -249,70 +288,6 @@ def module_agreement(value: Any, calls: Sequence[CapturedCall]) -> OutputAgreeme
     return compare_outputs([call.output for call in calls], outputs)
 
 
-def calibration_feeds(
-    context: TuneContext,
-    pipeline: Pipeline,
-    stage: Stage,
-    eager_stage: Stage,
-    module: Any,
-    signature: CallSignature,
-    fallback: Sequence[CapturedCall],
-) -> tuple[list[dict[str, Any]], str]:
-    """Graph inputs for static int8 calibration, from the loop's calibration split
-    (``context.calibration``: never evaluated on): the domain plugin's
-    ``calibration_inputs`` for it (the nlp plugin gives the model's own inputs: mappings of
-    ``input_ids`` / ``attention_mask`` tensors; anything else is run through the stage to
-    see what the model receives), else the calls the stage makes on it; the tuning
-    split's captured calls only when the calibration split gives none."""
-    from pipetune.plugins.hardware.signature import is_tensor
-
-    calls: list[CapturedCall] = []
-    try:
-        items = context.pm.hook.calibration_inputs(
-            pipeline=pipeline, stage=stage.name, workload=context.calibration
-        )
-    except Exception:  # a domain plugin's failure costs the calibration data, not the trial
-        items = None
-    for item in list(items or ())[:64]:
-        if isinstance(item, Mapping) and any(is_tensor(v) for v in item.values()):
-            calls.append(CapturedCall((), dict(item), None))
-        elif is_tensor(item):
-            calls.append(CapturedCall((item,), {}, None))
-    if items and not calls:
-        try:
-            with capture_calls(module, limit=64) as got:
-                for item in list(items)[:64]:
-                    eager_stage(item)
-            calls = list(got)
-        except Exception:
-            calls = []
-    feeds = _feeds(signature, calls)
-    if feeds:
-        return feeds, "the calibration_inputs hook"
-    try:
-        own = context.stage_inputs(pipeline, stage.name, context.calibration.items)[:64]
-        with capture_calls(module, limit=64) as got:
-            for item in own:
-                eager_stage(item)
-        feeds = _feeds(signature, list(got))
-    except Exception:
-        feeds = []
-    if feeds:
-        return feeds, "the calibration split"
-    return _feeds(signature, fallback), "the tuning split"
-
-
-def _feeds(signature: CallSignature, calls: Sequence[CapturedCall]) -> list[dict[str, Any]]:
-    feeds = []
-    for call in calls:
-        try:
-            arrays = signature.feeds(call.args, call.kwargs)
-        except PipelineError:  # a call the graph was not exported for: not calibration data
-            continue
-        feeds.append(dict(zip(signature.input_names, arrays, strict=True)))
-    return feeds
-
-
 # -- ONNX models ----------------------------------------------------------------------------
 
 
@@ -331,7 +306,7 @@ def tune_onnx(
     slot = proposal.params["slot"]
     kind = proposal.params["kind"]
     value = stage.slots[slot]
-    inputs = _stage_inputs(context, pipeline, stage)
+    inputs = stage_inputs(context, pipeline, stage)
     _, source = stored_source(context.artifacts, model_bytes(value, kind))
     recorder = None
     if kind == ONNX_SESSION:
@@ -363,7 +338,7 @@ def tune_onnx(
             result.status, result.reason = "failed", str(exc)
             continue
         except Exception as exc:
-            result.status, result.reason = "failed", _one_line(exc)
+            result.status, result.reason = "failed", one_line(exc)
             continue
         finally:
             result.build_s = time.perf_counter() - started
@@ -373,7 +348,7 @@ def tune_onnx(
             if candidate.precision == "fp32" and not result.module.within(FP32_TOLERANCE):
                 result.status = "mismatch"
                 result.reason = f"outputs differ: max-abs-diff {result.module.max_abs_diff:.2e}"
-    chosen = _time_and_choose(
+    chosen = time_and_choose(
         proposal, pipeline, stage, slot, inputs, results, requirements, context, False
     )
     return Tuned(
@@ -390,161 +365,11 @@ def tune_onnx(
     )
 
 
-# -- deferred: other machines ---------------------------------------------------------------
-
-
-def defer_coreml(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    """Convert and check the Core ML package here; the prediction needs a Mac."""
-    from pipetune.plugins.hardware.backends.coreml import (
-        CoreMLBackend,
-        describe_spec,
-        on_macos,
-        validate_command,
-    )
-
-    stage, slot, module = _target(proposal, pipeline)
-    inputs = _stage_inputs(context, pipeline, stage)
-    calls = capture(module, stage.with_slots(**{slot: module}), inputs[:MAX_CAPTURE], slot)
-    precision = proposal.params.get("precision", "fp16")
-    package = CoreMLBackend().convert(
-        module, calls[0], precision, store=context.artifacts, name=slot
-    )
-    if on_macos():  # a Mac validates like any backend: through the compile proposal
-        raise Rejected("on macOS, Core ML is tried by hardware.compile")
-    raise Deferred(
-        f"Core ML package converted and its spec checked ({describe_spec(package.spec)}); "
-        "prediction needs macOS",
-        artifact=str(package.path),
-        command=validate_command(package.folder),
-        details={"spec": dict(package.spec), "stage": stage.name, "slot": slot},
-    )
-
-
-def defer_tensorrt(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    """Export and check the graph TensorRT would consume; the engine needs an NVIDIA GPU."""
-    from pipetune.plugins.hardware.backends.tensorrt import prepare_onnx
-
-    stage, slot, module = _target(proposal, pipeline)
-    inputs = _stage_inputs(context, pipeline, stage)
-    calls = capture(module, stage.with_slots(**{slot: module}), inputs[:MAX_CAPTURE], slot)
-    exported = ensure_export(module, calls[0], context.artifacts, name=slot, log=context.log)
-    report = prepare_onnx(exported)
-    raise Deferred(
-        "ONNX graph for TensorRT exported, checked with onnx.checker and run on ONNX Runtime "
-        f"(max-abs-diff {report['onnxruntime_max_abs_diff']:.1e} vs eager); building and "
-        "timing the engine needs an NVIDIA GPU with tensorrt",
-        artifact=str(exported.path),
-        command=report["command"],
-        details=report,
-    )
-
-
-# -- timing and choice ----------------------------------------------------------------------
-
-
-def _time_and_choose(
-    proposal: Proposal,
-    pipeline: Pipeline,
-    stage: Stage,
-    slot: str,
-    inputs: Sequence[Any],
-    results: list[CandidateResult],
-    requirements: Requirements,
-    context: TuneContext,
-    generates: bool,
-) -> CandidateResult:
-    alive = [r for r in results if r.status == "ok"]
-    if not alive:
-        raise Rejected(
-            f"{proposal.id} on {stage.name!r}: " + "; ".join(r.summary() for r in results)
-        )
-    timing_inputs = list(inputs[: _timing_cap(generates)])
-    stages = {"current": stage}
-    for r in alive:
-        stages[r.candidate.label] = stage.with_slots(**{slot: r.value})
-    rounds = 2 if generates else ROUNDS  # a generation takes seconds: fewer, longer passes
-    try:
-        per_item = interleaved_times(stages, timing_inputs, batch_size=1, rounds=rounds)
-    except Exception as exc:
-        raise Rejected(
-            f"{proposal.id}: a candidate failed inside stage {stage.name!r}: {_one_line(exc)}"
-        ) from None
-    batched = None
-    if requirements.metric == "throughput" and stage.batchable and len(timing_inputs) > 1:
-        batched = interleaved_times(
-            stages, timing_inputs, batch_size=min(BATCH, len(timing_inputs)), rounds=rounds
-        )
-    base = statistics.median(per_item["current"])
-    for r in alive:
-        label = r.candidate.label
-        r.stage_ms = statistics.median(per_item[label]) * 1000
-        r.speedup = round(base / statistics.median(per_item[label]), 3)
-        if batched is not None:
-            r.batch_speedup = round(
-                statistics.median(batched["current"]) / statistics.median(batched[label]), 3
-            )
-        decisive = r.batch_speedup if batched is not None else r.speedup
-        if decisive is not None and decisive <= 1.0:
-            r.status = "slower"
-            r.reason = "not faster than the current stage"
-        context.log(f"{label}: {r.speedup:.2f}x the current stage")
-    ranked = sorted(
-        (r for r in alive if r.status == "ok"),
-        key=lambda r: r.batch_speedup if r.batch_speedup is not None else (r.speedup or 0),
-        reverse=True,
-    )
-    for r in ranked:
-        if generates:
-            return r
-        candidate = pipeline.replace(stage.name, stage.with_slots(**{slot: r.value}))
-        try:
-            fidelity = context.fidelity(context.outputs(candidate))
-        except Exception as exc:
-            r.status, r.reason = "failed", f"pipeline outputs: {_one_line(exc)}"
-            continue
-        r.fidelity = fidelity.to_dict()
-        if fidelity.passed:
-            return r
-        r.status = "fidelity"
-        r.reason = (
-            f"{fidelity.metric} {fidelity.value:.4f} below the floor {fidelity.threshold:.4f}"
-        )
-    raise Rejected(_verdict(proposal, stage, results))
-
-
-def interleaved_times(
-    stages: Mapping[str, Stage], inputs: Sequence[Any], *, batch_size: int = 1, rounds: int = ROUNDS
-) -> dict[str, list[float]]:
-    """Seconds per input for each stage, ``rounds`` passes each. Passes are interleaved
-    and the order rotates each round, so a slow patch of a shared machine (or a CPU
-    frequency change) falls on every variant alike instead of on one."""
-    names = list(stages)
-    warm = list(inputs[: max(2, batch_size)])
-    for name in names:
-        _one_pass(stages[name], warm, batch_size)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            samples[name].append(_one_pass(stages[name], inputs, batch_size))
-    return samples
-
-
-def _one_pass(stage: Stage, inputs: Sequence[Any], batch_size: int) -> float:
-    started = time.perf_counter()
-    if batch_size > 1:
-        for i in range(0, len(inputs), batch_size):
-            stage.call_batch(list(inputs[i : i + batch_size]))
-    else:
-        for item in inputs:
-            stage(item)
-    return (time.perf_counter() - started) / max(len(inputs), 1)
-
-
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _target(proposal: Proposal, pipeline: Pipeline) -> tuple[Stage, str, Any]:
+def stage_module(proposal: Proposal, pipeline: Pipeline) -> tuple[Stage, str, Any]:
+    """The proposal's stage, its slot, and the eager module in that slot."""
     stage = pipeline.stage(proposal.stage)
     slot = proposal.params.get("slot")
     if slot not in stage.slots:
@@ -553,7 +378,7 @@ def _target(proposal: Proposal, pipeline: Pipeline) -> tuple[Stage, str, Any]:
     return stage, slot, original_module(stage.slots[slot])
 
 
-def _stage_inputs(context: TuneContext, pipeline: Pipeline, stage: Stage) -> list[Any]:
+def stage_inputs(context: TuneContext, pipeline: Pipeline, stage: Stage) -> list[Any]:
     inputs = context.stage_inputs(pipeline, stage.name)
     if not inputs:
         raise Rejected("the tuning split is empty: nothing to measure on")
@@ -591,18 +416,3 @@ def with_threads(candidate: Candidate, pipeline: Pipeline, stage: Stage) -> Cand
     if spinning is not None:
         options.setdefault("spinning", bool(spinning))
     return Candidate(candidate.backend, candidate.precision, options)
-
-
-def _verdict(proposal: Proposal, stage: Stage, results: Sequence[CandidateResult]) -> str:
-    """Why no candidate was kept, candidate by candidate, on one line."""
-    return f"{proposal.id} on {stage.name!r}: " + "; ".join(r.summary() for r in results)
-
-
-def _timing_cap(generates: bool) -> int:
-    return MAX_TIMING_INPUTS_GENERATE if generates else MAX_TIMING_INPUTS
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

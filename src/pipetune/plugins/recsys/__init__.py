@@ -24,7 +24,7 @@ _EXPORTS = {
     "SimulatedFeatureStore": "features",
     "CountingStore": "features",
     "IndexSpec": "ann",
-    "AnnSearcher": "ann",
+    "AnnSearcher": "ann_search",
     "choose_index": "ann",
     "recall_at_k": "fidelity",
     "ndcg_at_k": "fidelity",

@@ -26,7 +26,7 @@ import numpy as np
 
 from pipetune.core.kernel.errors import ConfigError, PipelineError
 from pipetune.core.kernel.model import Stage
-from pipetune.plugins.recsys import ann
+from pipetune.plugins.recsys import ann, ann_search, exact_search
 from pipetune.plugins.recsys.cache import TTLCache
 from pipetune.plugins.recsys.features import read_many
 
@@ -81,7 +81,7 @@ def _top_ids(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
         )
     if not np.isfinite(scores).all():
         raise PipelineError("the ranker returned NaN or infinite scores")
-    order = ann.top_k_rows(scores[None, :], min(k, len(ids)))[0]
+    order = exact_search.top_k_rows(scores[None, :], min(k, len(ids)))[0]
     return ids[order].astype(np.int64)
 
 
@@ -140,8 +140,8 @@ def full_ranking(
         metric: ``ip`` (inner product), ``l2`` or ``cosine`` for the retrieval embeddings.
     """
     where = f"stage {name!r}, slot 'items'"
-    matrix = ann.as_matrix(items, where)
-    ann.check_finite(matrix, where)
+    matrix = exact_search.as_matrix(items, where)
+    exact_search.check_finite(matrix, where)
     if metric not in ann.METRICS:
         raise ConfigError(f"stage {name!r}: metric must be one of {', '.join(ann.METRICS)}")
     if not callable(ranker):
@@ -177,15 +177,17 @@ class ExactTopK:
         self.stage = stage
 
     def __call__(self, query: Any, *, items: Any, k: int, metric: str = "ip") -> np.ndarray:
-        matrix = items if isinstance(items, np.ndarray) else ann.as_matrix(items, self.stage)
-        queries, single = ann.as_queries(query, matrix.shape[1], f"stage {self.stage!r}")
-        vectors = ann.normalized(queries) if metric == "cosine" else queries
+        matrix = (
+            items if isinstance(items, np.ndarray) else exact_search.as_matrix(items, self.stage)
+        )
+        queries, single = exact_search.as_queries(query, matrix.shape[1], f"stage {self.stage!r}")
+        vectors = exact_search.normalized(queries) if metric == "cosine" else queries
         if metric == "cosine":
-            scores = ann.exact_scores(matrix, vectors, "ip")
+            scores = exact_search.exact_scores(matrix, vectors, "ip")
             scores /= np.maximum(np.linalg.norm(matrix, axis=1), 1e-30)[None, :]
         else:
-            scores = ann.exact_scores(matrix, vectors, metric)
-        top = ann.top_k_rows(scores, k).astype(np.int64)
+            scores = exact_search.exact_scores(matrix, vectors, metric)
+        top = exact_search.top_k_rows(scores, k).astype(np.int64)
         return top[0] if single else top
 
     def batch(
@@ -207,8 +209,8 @@ def exact_topk(items: Any, k: int, *, metric: str = "ip", name: str = "retrieve"
     of them) and returns ranked ids.
     """
     where = f"stage {name!r}, slot 'items'"
-    matrix = ann.as_matrix(items, where)
-    ann.check_finite(matrix, where)
+    matrix = exact_search.as_matrix(items, where)
+    exact_search.check_finite(matrix, where)
     if metric not in ann.METRICS:
         raise ConfigError(f"stage {name!r}: metric must be one of {', '.join(ann.METRICS)}")
     k = _check_k(k, matrix.shape[0], f"stage {name!r}")
@@ -378,11 +380,13 @@ class AnnRetrieve:
         self,
         request: Any,
         *,
-        searcher: ann.AnnSearcher,
+        searcher: ann_search.AnnSearcher,
         query: Callable[[Any], Any],
         n_candidates: int,
     ) -> Candidates:
-        queries, single = ann.as_queries(query(request), searcher.d, f"stage {self.stage!r}")
+        queries, single = exact_search.as_queries(
+            query(request), searcher.d, f"stage {self.stage!r}"
+        )
         if not single:
             raise PipelineError(
                 f"stage {self.stage!r}: one query vector per request expected, got {len(queries)}"
@@ -394,7 +398,7 @@ class AnnRetrieve:
 
 def ann_candidates(
     name: str,
-    searcher: ann.AnnSearcher,
+    searcher: ann_search.AnnSearcher,
     query: Callable[[Any], Any],
     n_candidates: int,
     *,
@@ -482,9 +486,9 @@ class AnnTopK:
         self.stage = stage
 
     def __call__(
-        self, query: Any, *, searcher: ann.AnnSearcher, k: int, output_format: str = "array"
+        self, query: Any, *, searcher: ann_search.AnnSearcher, k: int, output_format: str = "array"
     ) -> Any:
-        queries, single = ann.as_queries(query, searcher.d, f"stage {self.stage!r}")
+        queries, single = exact_search.as_queries(query, searcher.d, f"stage {self.stage!r}")
         distances, ids = searcher.search(queries, k)
         return _format(distances, ids, single, output_format, searcher.spec.metric)
 
@@ -492,13 +496,13 @@ class AnnTopK:
         self,
         queries: Sequence[Any],
         *,
-        searcher: ann.AnnSearcher,
+        searcher: ann_search.AnnSearcher,
         k: int,
         output_format: str = "array",
     ) -> list[Any]:
         if any(np.ndim(q) != 1 for q in queries):
             return [self(q, searcher=searcher, k=k, output_format=output_format) for q in queries]
-        stacked, _ = ann.as_queries(
+        stacked, _ = exact_search.as_queries(
             np.stack([np.asarray(q) for q in queries]), searcher.d, f"stage {self.stage!r}"
         )
         distances, ids = searcher.search(stacked, k)
@@ -525,7 +529,7 @@ def _format(
 
 def ann_topk(
     name: str,
-    searcher: ann.AnnSearcher,
+    searcher: ann_search.AnnSearcher,
     k: int,
     *,
     output_format: str = "array",

@@ -17,7 +17,7 @@ from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.model import Pipeline, Stage, Workload
 from pipetune.core.kernel.registry import Dependency
 from pipetune.core.kernel.results import Profile
-from pipetune.plugins.recsys import ann, blocks, spaces
+from pipetune.plugins.recsys import ann, blocks, exact_search, spaces
 from pipetune.plugins.recsys.features import CountingStore, batch_method
 from pipetune.plugins.recsys.fidelity import rows_of
 from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize_all
@@ -87,7 +87,7 @@ def _ann_choice(matrix: np.ndarray, metric: str) -> dict[str, Any]:
     if not FAISS.check():
         return {"ann": "unavailable", "ann_reason": "faiss is not installed"}
     try:
-        ann.check_finite(matrix, "the item matrix")
+        exact_search.check_finite(matrix, "the item matrix")
     except Exception as exc:
         return {"ann": "not proposed", "ann_reason": str(exc)}
     estimate = ann.estimate_hnsw_build_s(matrix, hnsw_m=32 if dim >= 64 else 16)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.plugins.recsys import ann, blocks
+from pipetune.plugins.recsys import ann, blocks, exact_search
 
 CATALOG_SLOTS = (
     "items",
@@ -110,7 +110,7 @@ def catalog_slot(stage: Stage) -> str | None:
 
 def catalog_of(stage: Stage, slot: str) -> np.ndarray:
     """The catalog matrix in ``slot`` as float32 (a view when possible)."""
-    return ann.as_matrix(stage.slots[slot], f"stage {stage.name!r}, slot {slot!r}")
+    return exact_search.as_matrix(stage.slots[slot], f"stage {stage.name!r}, slot {slot!r}")
 
 
 def _k_slot(stage: Stage) -> int | None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.results import Proposal
-from pipetune.plugins.recsys import ann, spaces
+from pipetune.plugins.recsys import ann, ann_search, exact_search, spaces
 from pipetune.plugins.recsys.threads import thread_candidates
 
 #: More threads are kept only when at least this much faster than fewer: a single query
@@ -38,7 +38,7 @@ class Built:
     info: dict[str, Any]
     relative: str
     reused: bool
-    searcher: ann.AnnSearcher
+    searcher: ann_search.AnnSearcher
     points: list[dict[str, Any]] = field(default_factory=list)
     feasible: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
@@ -105,8 +105,8 @@ def build(context: TuneContext, matrix: np.ndarray, spec: ann.IndexSpec, why: st
     from pipetune.plugins.recsys.changes.common import index_artifact
 
     index, info, relative, reused = index_artifact(context.artifacts, matrix, spec, context.log)
-    first = ann.runtime_values(spec, 1)[0]
-    searcher = ann.AnnSearcher(index, matrix, spec, first, threads=1)
+    first = ann_search.runtime_values(spec, 1)[0]
+    searcher = ann_search.AnnSearcher(index, matrix, spec, first, threads=1)
     return Built(spec, why, index, dict(info), relative, reused, searcher)
 
 
@@ -123,11 +123,11 @@ def scan_points(
     (recall does not depend on batching). Fills ``built.points`` and ``built.feasible``."""
     spec, searcher = built.spec, built.searcher
     for depth in depths:
-        for value in ann.runtime_values(spec, k):
+        for value in ann_search.runtime_values(spec, k):
             if spec.kind == "hnsw" and value < depth:
                 continue
             _, found = searcher.search(queries, k, runtime=value, k_prime=depth)
-            per_query = ann.per_query_recall(reference, found)
+            per_query = exact_search.per_query_recall(reference, found)
             point: dict[str, Any] = {
                 "index": spec.describe(),
                 "k_prime": depth,
@@ -170,7 +170,7 @@ def time_feasible(
 
 
 @contextmanager
-def searcher_threads(searcher: ann.AnnSearcher, count: int) -> Iterator[None]:
+def searcher_threads(searcher: ann_search.AnnSearcher, count: int) -> Iterator[None]:
     """The searcher's single-query faiss threads set to ``count`` for a block."""
     previous = searcher.threads
     searcher.threads = count
@@ -196,7 +196,7 @@ def best_threads(
     for _ in range(3):
         for count in counts:
             with pin(count):
-                seconds = ann.time_one_at_a_time(run, inputs, repeats=1)
+                seconds = ann_search.time_one_at_a_time(run, inputs, repeats=1)
             best[count] = min(best[count], seconds)
     chosen = counts[0]
     for count in counts[1:]:

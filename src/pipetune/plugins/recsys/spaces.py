@@ -135,7 +135,7 @@ def cosine_depth(
     """The smallest re-rank depth k' whose exact *cosine* top-k' holds ``goal`` of the
     inner-product top-k (``reference``) on these queries, and the share at every depth
     tried. ``None`` when no depth does: the ranking does not allow cosine candidates."""
-    from pipetune.plugins.recsys.ann import per_query_recall, top_k_rows
+    from pipetune.plugins.recsys.exact_search import per_query_recall, top_k_rows
 
     unit = _unit(items)
     shares: dict[int, float] = {}

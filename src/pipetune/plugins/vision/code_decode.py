@@ -141,7 +141,8 @@ def _all_names(code: Any) -> set[str]:
 @lru_cache(maxsize=64)
 def _module_decodes(file: str, mtime: int) -> tuple[CodeDecode, ...]:
     """Every decode call in ``file`` (cached per file version)."""
-    from pipetune.scan.engine import FileScanner, LoadedRule
+    from pipetune.scan.ruleset import LoadedRule
+    from pipetune.scan.scanner import FileScanner
 
     try:
         source = Path(file).read_text(encoding="utf-8")

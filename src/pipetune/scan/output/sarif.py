@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pipetune.scan.engine import FINGERPRINT_KEY
 from pipetune.scan.files import path_bytes, printable
 from pipetune.scan.rules import confidence_label
+from pipetune.scan.scanner import FINGERPRINT_KEY
 
 if TYPE_CHECKING:
-    from pipetune.scan.engine import LoadedRule, ScanResult
+    from pipetune.scan.engine import ScanResult
     from pipetune.scan.rules import Finding
+    from pipetune.scan.ruleset import LoadedRule
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = (

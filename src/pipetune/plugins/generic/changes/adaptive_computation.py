@@ -13,7 +13,7 @@ from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.generic import adaptive
+from pipetune.plugins.generic import adaptive, adaptive_tune
 
 ID = adaptive.PROPOSAL
 
@@ -25,7 +25,7 @@ class AdaptiveComputationParams(ChangeParams):
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
-    return adaptive.tune(proposal, pipeline, context.workload, context.requirements, context)
+    return adaptive_tune.tune(proposal, pipeline, context.workload, context.requirements, context)
 
 
 def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipeline:

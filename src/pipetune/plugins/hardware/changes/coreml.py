@@ -9,7 +9,7 @@ from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.plugins.hardware.changes.common import HardwareParams, materialize
-from pipetune.plugins.hardware.tune import defer_coreml
+from pipetune.plugins.hardware.tune_deferred import defer_coreml
 
 ID = "hardware.coreml"
 

@@ -10,7 +10,8 @@ from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.plugins.hardware.changes.common import HardwareParams, materialize
-from pipetune.plugins.hardware.tune import defer_tensorrt, tune_model
+from pipetune.plugins.hardware.tune import tune_model
+from pipetune.plugins.hardware.tune_deferred import defer_tensorrt
 
 ID = "hardware.tensorrt"
 

@@ -17,7 +17,7 @@ from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.recsys import ann, blocks, selection, spaces
+from pipetune.plugins.recsys import ann, ann_search, blocks, exact_search, selection, spaces
 from pipetune.plugins.recsys.changes.common import (
     DEFAULT_TARGET,
     MAX_TUNE_REQUESTS,
@@ -63,12 +63,14 @@ def _infer_metric(
     best, best_recall = "ip", -1.0
     k = reference.shape[1]
     for metric in ("ip", "l2", "cosine"):
-        vectors = ann.normalized(queries[:count]) if metric == "cosine" else queries[:count]
-        items = ann.normalized(matrix) if metric == "cosine" else matrix
-        found = ann.top_k_rows(
-            ann.exact_scores(items, vectors, "ip" if metric == "cosine" else metric), k
+        vectors = (
+            exact_search.normalized(queries[:count]) if metric == "cosine" else queries[:count]
         )
-        recall = float(ann.per_query_recall(reference[:count], found).mean())
+        items = exact_search.normalized(matrix) if metric == "cosine" else matrix
+        found = exact_search.top_k_rows(
+            exact_search.exact_scores(items, vectors, "ip" if metric == "cosine" else metric), k
+        )
+        recall = float(exact_search.per_query_recall(reference[:count], found).mean())
         if recall > best_recall:
             best, best_recall = metric, recall
     if best_recall < 0.99:
@@ -185,7 +187,7 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
 def _thread_counts(
     stage: Stage,
     inputs: Sequence[Any],
-    searcher: ann.AnnSearcher,
+    searcher: ann_search.AnnSearcher,
     chosen: dict[str, Any],
     queries: np.ndarray,
     k: int,
@@ -294,7 +296,7 @@ def _references(
         outputs = context.baseline_outputs()
     else:
         outputs = [stage(item) for item in inputs]
-    query_rows = [ann.as_queries(item, rec.dim, where)[0] for item in inputs]
+    query_rows = [exact_search.as_queries(item, rec.dim, where)[0] for item in inputs]
     ref_rows = [rows_of(output) for output in outputs]
     for position, (q, r) in enumerate(zip(query_rows, ref_rows, strict=True)):
         if len(q) != len(r):
@@ -338,7 +340,7 @@ def _candidates(
             spec = selection.spec_in(rule, kind, space, metric, n)
             built = selection.build(context, matrix, spec, why)
             assert floor is not None
-            depths = [d for d in ann.rerank_depths(spec, k, n) if d >= floor] or [floor]
+            depths = [d for d in ann_search.rerank_depths(spec, k, n) if d >= floor] or [floor]
             out.append((built, depths))
     return out, skipped
 
@@ -354,7 +356,7 @@ def _cosine_floor(
     """The shallowest re-rank depth at which cosine candidates hold the inner-product
     top-k on the tuning queries (at the target), or why the ranking does not allow them."""
     subset = queries[:64]
-    reference = ann.top_k_rows(ann.exact_scores(matrix, subset, "ip"), k)
+    reference = exact_search.top_k_rows(exact_search.exact_scores(matrix, subset, "ip"), k)
     depths = sorted({min(n, k * f) for f in (1, 2, 4, 8, 16)})
     goal = quality_target(proposal, context)
     depth, shares = spaces.cosine_depth(matrix, subset, reference, depths, goal)
@@ -376,7 +378,7 @@ def _all_threads(count: int) -> Iterator[None]:
 
 def _batch_figures(
     stage: Stage,
-    searcher: ann.AnnSearcher,
+    searcher: ann_search.AnnSearcher,
     inputs: Sequence[Any],
     queries: np.ndarray,
     k: int,
@@ -400,12 +402,16 @@ def _batch_figures(
         pool = queries[: max(size, 128)]  # the same queries at every size, not a warm few
         batches = [pool[i : i + size] for i in range(0, len(pool) - size + 1, size)]
         exact = (
-            ann.time_one_at_a_time(lambda b: stage.fn(b, **stage_slots(stage)), batches, repeats=1)
+            ann_search.time_one_at_a_time(
+                lambda b: stage.fn(b, **stage_slots(stage)), batches, repeats=1
+            )
             if stage.meta.get("block")
             else None
         )
         with faiss_thread_count(None):
-            approx = ann.time_one_at_a_time(lambda b: searcher.search(b, k), batches, repeats=2)
+            approx = ann_search.time_one_at_a_time(
+                lambda b: searcher.search(b, k), batches, repeats=2
+            )
         figures.append(
             {
                 "batch": size,

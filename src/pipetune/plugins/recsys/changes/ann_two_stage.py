@@ -20,7 +20,7 @@ from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.recsys import ann, blocks, selection, spaces
+from pipetune.plugins.recsys import ann, ann_search, blocks, exact_search, selection, spaces
 from pipetune.plugins.recsys.changes import common
 from pipetune.plugins.recsys.fidelity import rows_of
 from pipetune.plugins.recsys.recognize import Recognized, recognize
@@ -37,7 +37,7 @@ class _TwoStageEval:
     queries: np.ndarray
     reference: list[np.ndarray]
     k: int
-    searcher: ann.AnnSearcher | None = None
+    searcher: ann_search.AnnSearcher | None = None
 
     def rank(self, request: Any, ids: np.ndarray) -> np.ndarray:
         result = self.stage.fn(request, candidates=ids, **common.stage_slots(self.stage))
@@ -236,7 +236,7 @@ def _tuning_requests(
     if not requests:
         raise Rejected("the tuning split is empty")
     try:
-        query_rows = [ann.as_queries(query_fn(r), dim, where) for r in requests]
+        query_rows = [exact_search.as_queries(query_fn(r), dim, where) for r in requests]
     except PipelineError as exc:
         raise Rejected(
             f"{exc}; declare a `query` slot: a function returning the request's retrieval vector"
@@ -248,7 +248,7 @@ def _tuning_requests(
     started = time.perf_counter()
     if last and len(requests) == len(all_inputs):
         reference = [rows_of(o)[0] for o in context.baseline_outputs()]
-        full_ms = 1000 * ann.time_one_at_a_time(stage, requests[:3], repeats=1)
+        full_ms = 1000 * ann_search.time_one_at_a_time(stage, requests[:3], repeats=1)
     else:
         reference = [rows_of(stage(r))[0] for r in requests]
         full_ms = 1000 * (time.perf_counter() - started) / len(requests)
@@ -311,9 +311,9 @@ def _feasible(
         size = min(n, math.ceil(n_floor * factor))
         # HNSW searches at least N deep (faiss uses max(efSearch, k)): its options start at N.
         options = (
-            [v for v in ann.runtime_values(spec, size) if v <= 4 * size]
+            [v for v in ann_search.runtime_values(spec, size) if v <= 4 * size]
             if spec.kind == "hnsw"
-            else ann.runtime_values(spec, evaluate.k)
+            else ann_search.runtime_values(spec, evaluate.k)
         )
         found = _lowest_meeting(options, functools.partial(_recall_at, evaluate, size, curve), goal)
         if found is not None:
@@ -385,8 +385,8 @@ def _spec_for_depth(
     )
 
 
-def _one_candidates(searcher: ann.AnnSearcher, query: Any, size: int) -> np.ndarray:
-    queries, _ = ann.as_queries(query, searcher.d, "two-stage tuning")
+def _one_candidates(searcher: ann_search.AnnSearcher, query: Any, size: int) -> np.ndarray:
+    queries, _ = exact_search.as_queries(query, searcher.d, "two-stage tuning")
     _, ids = searcher.candidates(queries, size)
     return ids[0][ids[0] >= 0]
 
@@ -431,10 +431,12 @@ def _exact_top(matrix: np.ndarray, queries: np.ndarray, size: int, metric: str) 
     for start in range(0, len(queries), 16):
         chunk = queries[start : start + 16]
         if metric == "cosine":
-            scores = ann.exact_scores(ann.normalized(matrix), ann.normalized(chunk), "ip")
+            scores = exact_search.exact_scores(
+                exact_search.normalized(matrix), exact_search.normalized(chunk), "ip"
+            )
         else:
-            scores = ann.exact_scores(matrix, chunk, metric)
-        rows.append(ann.top_k_rows(scores, size))
+            scores = exact_search.exact_scores(matrix, chunk, metric)
+        rows.append(exact_search.top_k_rows(scores, size))
     return np.concatenate(rows)
 
 

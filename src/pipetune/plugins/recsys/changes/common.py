@@ -26,7 +26,7 @@ from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import ConfigError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.recsys import ann
+from pipetune.plugins.recsys import ann, ann_build, ann_search, exact_search
 from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
 
 #: Default quality target: the two-stage top-k keeps this share of the full ranking's
@@ -94,10 +94,15 @@ def index_artifact(
     path = store.path(key, "index.faiss")
     if path.is_file():
         log(f"recsys: reusing the saved {spec.describe()} index {store.relative(path)}")
-        return ann.load_index(path), ann.load_build_info(path), store.relative(path), True
+        return (
+            ann_build.load_index(path),
+            ann_build.load_build_info(path),
+            store.relative(path),
+            True,
+        )
     log(f"recsys: building {spec.describe()} over {matrix.shape[0]:,} x {matrix.shape[1]}")
-    index, info = ann.build_index(matrix, spec)
-    ann.save_index(index, info, path)
+    index, info = ann_build.build_index(matrix, spec)
+    ann_build.save_index(index, info, path)
     log(f"recsys: built in {info.seconds:.1f} s, {info.index_bytes / 2**20:.1f} MiB")
     return index, info.to_dict(), store.relative(path), False
 
@@ -108,7 +113,7 @@ def load_for_change(
     if "index" not in change.artifacts:
         raise ConfigError(f"change {change.proposal} on stage {change.stage!r} has no saved index")
     spec = ann.IndexSpec.from_dict(change.params["index"])
-    index = ann.load_index(Path(artifacts_dir) / change.artifacts["index"])
+    index = ann_build.load_index(Path(artifacts_dir) / change.artifacts["index"])
     if int(index.ntotal) != matrix.shape[0] or int(index.d) != spec.index_dim:
         raise ConfigError(
             f"stage {change.stage!r}: the saved index holds {index.ntotal:,} x {index.d} vectors "
@@ -127,8 +132,8 @@ def load_for_change(
 
 def searcher_for(
     index: Any, matrix: np.ndarray, spec: ann.IndexSpec, params: dict[str, Any]
-) -> ann.AnnSearcher:
-    return ann.AnnSearcher(
+) -> ann_search.AnnSearcher:
+    return ann_search.AnnSearcher(
         index,
         matrix,
         spec,
@@ -141,7 +146,7 @@ def searcher_for(
 
 def saved_searcher(
     change: Change, pipeline: Pipeline, artifacts_dir: Path, role: str, what: str
-) -> tuple[Stage, ann.AnnSearcher, ann.IndexSpec]:
+) -> tuple[Stage, ann_search.AnnSearcher, ann.IndexSpec]:
     """The stage a recipe's change applies to, still recognized as ``role`` (``what`` names
     it in the error when it is not), and a searcher over the change's saved index."""
     stage = pipeline.stage(change.stage)
@@ -159,7 +164,7 @@ def checked_catalog(stage: Stage, rec: Recognized) -> np.ndarray:
     if rec.slot is None:
         raise Rejected(f"stage {stage.name!r}: no item matrix found in its slots")
     matrix = catalog_of(stage, rec.slot)
-    ann.check_finite(matrix, f"stage {stage.name!r}, slot {rec.slot!r}")
+    exact_search.check_finite(matrix, f"stage {stage.name!r}, slot {rec.slot!r}")
     return matrix
 
 
@@ -190,7 +195,7 @@ def time_points(
     best = [math.inf] * len(points)
     for _ in range(rounds):
         for position, point in enumerate(points):
-            seconds = ann.time_one_at_a_time(make(point), inputs, repeats=1)
+            seconds = ann_search.time_one_at_a_time(make(point), inputs, repeats=1)
             best[position] = min(best[position], seconds)
     for point, seconds in zip(points, best, strict=True):
         point["ms"] = 1000 * seconds
