@@ -41,9 +41,11 @@ from pipetune.core.loop.recipes import make_recipe
 from pipetune.core.loop.remeasure import confirm_beyond_ceiling
 from pipetune.core.loop.store import RunStore
 from pipetune.core.measure import execution
-from pipetune.core.measure.comparison import Comparison, RuntimeSpec, compare
+from pipetune.core.measure.comparison import compare
+from pipetune.core.measure.comparison_result import Comparison
 from pipetune.core.measure.coverage import merge_in_flight
 from pipetune.core.measure.load import HostLoadMeter, noisy_warning
+from pipetune.core.measure.timed_pass import RuntimeSpec
 from pipetune.core.measure.validator import (
     Outcome,
     Validator,

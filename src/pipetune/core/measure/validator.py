@@ -57,13 +57,8 @@ from pipetune.core.kernel.results import (
     Tuned,
 )
 from pipetune.core.kernel.state import cache_stats, component_stats, reset_state
-from pipetune.core.measure.comparison import (
-    CompareSettings,
-    Comparison,
-    RuntimeSpec,
-    compare,
-    run_pass,
-)
+from pipetune.core.measure.comparison import CompareSettings, compare
+from pipetune.core.measure.comparison_result import Comparison
 from pipetune.core.measure.estimate import tuned_estimate
 from pipetune.core.measure.fidelity import compare as compare_outputs
 from pipetune.core.measure.stats import (
@@ -71,6 +66,7 @@ from pipetune.core.measure.stats import (
     wilson_interval,
     wilson_items_to_prove,
 )
+from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
 from pipetune.core.runtime.offline import run_offline
 
 if TYPE_CHECKING:
