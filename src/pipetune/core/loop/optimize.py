@@ -44,15 +44,10 @@ from pipetune.core.measure import execution
 from pipetune.core.measure.comparison import compare
 from pipetune.core.measure.comparison_result import Comparison
 from pipetune.core.measure.coverage import merge_in_flight
+from pipetune.core.measure.fidelity_gate import items_needed, unproven_sentence
 from pipetune.core.measure.load import HostLoadMeter, noisy_warning
 from pipetune.core.measure.timed_pass import RuntimeSpec
-from pipetune.core.measure.validator import (
-    Outcome,
-    Validator,
-    ValidatorSettings,
-    items_needed,
-    unproven_sentence,
-)
+from pipetune.core.measure.validator import Outcome, Validator, ValidatorSettings
 from pipetune.core.report.model import Report, quantiles
 from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.offline import run_offline
