@@ -33,7 +33,8 @@ def side_by_side(
 ) -> dict[str, Any]:
     """``candidate`` against ``reference`` (two :class:`~pipetune.Pipeline` objects) on
     ``items`` through ``compare``, offline, in the calling thread; a results row."""
-    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+    from pipetune.core.measure.comparison import CompareSettings, compare
+    from pipetune.core.measure.timed_pass import RuntimeSpec
 
     comparison = compare(
         reference,
@@ -47,7 +48,7 @@ def side_by_side(
 
 
 def comparison_row(comparison: Any, inputs_total: int | None = None) -> dict[str, Any]:
-    """What a table needs from a :class:`~pipetune.core.measure.comparison.Comparison`
+    """What a table needs from a :class:`~pipetune.core.measure.comparison_result.Comparison`
     (the keys ``benchmarks.render`` reads for every side-by-side figure)."""
     samples = comparison.samples_per_side
     enough = comparison.shown("p99")

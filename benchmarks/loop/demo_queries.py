@@ -42,7 +42,8 @@ from typing import Any  # noqa: E402
 
 from pipetune.core.kernel.manager import get_plugin_manager  # noqa: E402
 from pipetune.core.loop.optimize import LoopSettings, optimize  # noqa: E402
-from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare  # noqa: E402
+from pipetune.core.measure.comparison import CompareSettings, compare  # noqa: E402
+from pipetune.core.measure.timed_pass import RuntimeSpec  # noqa: E402
 from pipetune.core.runtime.machine import detect_machine  # noqa: E402
 from pipetune.core.runtime.threads import pin_threads  # noqa: E402
 from pipetune.demos.generic import demo  # noqa: E402

@@ -54,7 +54,7 @@ from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.results import Change
-from pipetune.core.measure.comparison import RuntimeSpec
+from pipetune.core.measure.timed_pass import RuntimeSpec
 from pipetune.core.measure.validator import Validator, ValidatorSettings
 from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.threads import pin_threads, thread_settings

@@ -159,13 +159,14 @@ def agreement(outputs: Sequence[Any], reference: Sequence[Any]) -> dict[str, Any
 
 
 def outputs_of(pipeline: Any, items: Sequence[Any]) -> list[Any]:
-    from pipetune.core.measure.comparison import RuntimeSpec, run_pass
+    from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
 
     return list(run_pass(pipeline, list(items), RuntimeSpec()).outputs)
 
 
 def side_by_side(built: dict, kept: Any, items: list, quick: bool, log: Any) -> dict[str, Any]:
-    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+    from pipetune.core.measure.comparison import CompareSettings, compare
+    from pipetune.core.measure.timed_pass import RuntimeSpec
 
     settings = CompareSettings(rounds=4 if quick else 8)
     rows = []
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     items = list(workload.items)
     requirements = Requirements(optimize_for="throughput", max_accuracy_drop=0.01)
     log(f"optimizing on {documents} documents")
-    from pipetune.core.measure.comparison import RuntimeSpec
+    from pipetune.core.measure.timed_pass import RuntimeSpec
     from pipetune.core.runtime.threads import pin_threads
 
     with pin_threads(args.threads):

@@ -372,7 +372,7 @@ def bench_side_by_side(setup: Any, optimized: Any, quick: bool, log: Callable) -
 
 def _served(pipeline: Any, items: Sequence[Any]) -> list[Any]:
     from pipetune.core.kernel.state import reset_state
-    from pipetune.core.measure.comparison import RuntimeSpec, run_pass
+    from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
 
     reset_state(pipeline)
     return list(run_pass(pipeline, list(items), RuntimeSpec()).outputs)

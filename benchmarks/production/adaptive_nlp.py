@@ -63,7 +63,8 @@ from pipetune.core.kernel.manager import get_plugin_manager
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.state import component_stats, reset_state
 from pipetune.core.loop.paths import cache_dir
-from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+from pipetune.core.measure.comparison import CompareSettings, compare
+from pipetune.core.measure.timed_pass import RuntimeSpec
 from pipetune.plugins.generic import adaptive, adaptive_routing, adaptive_span, adaptive_tune
 
 TRAIN_SEED = 101

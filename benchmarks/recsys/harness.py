@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+from pipetune.core.measure.comparison import CompareSettings, compare
+from pipetune.core.measure.timed_pass import RuntimeSpec
 from pipetune.plugins.recsys import selection
 from pipetune.plugins.recsys.threads import blas_thread_count, faiss_thread_count
 

@@ -43,7 +43,8 @@ def run_optimize(
 ) -> tuple[Any, Any, Any]:
     from pipetune.core.kernel.manager import get_plugin_manager
     from pipetune.core.loop.optimize import LoopSettings, optimize
-    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec
+    from pipetune.core.measure.comparison import CompareSettings
+    from pipetune.core.measure.timed_pass import RuntimeSpec
     from pipetune.core.measure.validator import ValidatorSettings
     from pipetune.demos.recsys import demo
 

@@ -73,7 +73,8 @@ def side_by_side(
     """``candidate`` against ``reference`` through the project's harness (paired,
     interleaved ABBA rounds, equal passes, a bootstrap interval), as a results row.
     ``in_flight``: what the candidate needs (a frame gate: its inputs in order)."""
-    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+    from pipetune.core.measure.comparison import CompareSettings, compare
+    from pipetune.core.measure.timed_pass import RuntimeSpec
 
     settings = CompareSettings(
         rounds=rounds, items_per_round=min(per_round, len(items)), in_flight=in_flight

@@ -127,6 +127,8 @@ def capacity(
     """
     from pipetune.core.kernel.model import Requirements
     from pipetune.core.measure import capacity as cap
+    from pipetune.core.measure.capacity_online import measure_online
+    from pipetune.core.measure.growth import check_growth
 
     state = get_state(ctx)
     say = (lambda message: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
@@ -166,7 +168,7 @@ def capacity(
 
     growth_values = dict(vars(requirements.growth)) if requirements.growth else {}
     growth_values.update({k: v for k, v in flags.items() if v is not None})
-    growth = cap.check_growth(growth_values or None)  # exit 2 before any measuring
+    growth = check_growth(growth_values or None)  # exit 2 before any measuring
     assert isinstance(requirements, Requirements)
 
     capacities, profiles = {}, {}
@@ -182,7 +184,7 @@ def capacity(
         )
         if isinstance(side, _TargetSide) and measure and found.feasible:
             say(f"{name}: confirming {found.rps:.1f} req/s with online runs")
-            found = cap.measure_online(side.pipeline, side.workload.items, found)
+            found = measure_online(side.pipeline, side.workload.items, found)
         capacities[name] = found
     result = cap.plan(growth, capacities, cost_per_hour=requirements.cost_per_hour, spare=spare)
     clusters = _clusters(profiles, growth, node_cpus) if engine == "ray" else {}

@@ -166,7 +166,8 @@ def check(
     from pipetune.core.kernel.results import Recipe
     from pipetune.core.loop.paths import store_dir
     from pipetune.core.loop.recipes import load_recipe
-    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+    from pipetune.core.measure.comparison import CompareSettings, compare
+    from pipetune.core.measure.timed_pass import RuntimeSpec
     from pipetune.core.runtime.machine import detect_machine
 
     state = get_state(ctx)

@@ -172,7 +172,8 @@ def run_and_report(
     from pipetune.core.loop.optimize import EXIT_REQUIREMENTS_UNMET, LoopSettings
     from pipetune.core.loop.optimize import optimize as run_loop
     from pipetune.core.loop.store import RunStore
-    from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec
+    from pipetune.core.measure.comparison import CompareSettings
+    from pipetune.core.measure.timed_pass import RuntimeSpec
     from pipetune.core.measure.validator import ValidatorSettings
     from pipetune.core.report import terminal
 
@@ -283,7 +284,7 @@ def write_trace(original: Pipeline, result: Optimized, workload: Workload, path:
     """One pass of the original and one of the optimized pipeline, with stage spans, as a
     Chrome trace (one process each), on at most 200 inputs of the workload."""
     from pipetune.core.kernel.state import reset_state
-    from pipetune.core.measure.comparison import RuntimeSpec, run_pass
+    from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
     from pipetune.core.runtime.trace import write_chrome_trace
 
     items = list(workload.items)[:200]

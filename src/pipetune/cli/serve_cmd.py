@@ -199,14 +199,14 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def _sizing(pipeline: Any, profile: Any, requirements: Any, options: Any, cpus: float) -> Any:
-    from pipetune.core.measure import capacity as cap
+    from pipetune.core.measure.growth import check_growth
     from pipetune.core.runtime.serving import ServingOptions
     from pipetune.scale.serve_sizing import size_serving
 
     growth = None
     figures = {k: options[k] for k in ("now_rps", "peak_rps") if options[k] is not None}
     if figures:
-        growth = cap.check_growth(figures)
+        growth = check_growth(figures)
     elif requirements.growth is not None:
         growth = requirements.growth
     return size_serving(

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipetune.core.kernel.model import Pipeline, Stage, Workload, accepted_slots
 from pipetune.core.kernel.results import Profile
-from pipetune.core.measure.profiler import summarize
+from pipetune.core.measure.profile_summary import summarize
 from pipetune.core.runtime.offline import RunResult
 
 _TEXT = (

@@ -17,6 +17,9 @@ from pipetune.core.kernel.results import (
     StageStats,
 )
 from pipetune.core.measure import capacity as cap
+from pipetune.core.measure.growth import check_growth
+from pipetune.core.measure.instance_scaling import fit_usl, scaling
+from pipetune.core.measure.queue_simulation import simulate_latencies, simulate_quantiles
 
 
 def points(rates: dict[int, float]) -> list[ConcurrencyPoint]:
@@ -57,11 +60,11 @@ def profile(service_ms: np.ndarray, rates: dict[int, float] | None = None) -> Pr
 )
 def test_bad_growth_figures_are_refused_with_the_figure(values, message) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        cap.check_growth(values)
+        check_growth(values)
 
 
 def test_good_growth() -> None:
-    growth = cap.check_growth(Growth(now_rps=10, peak_rps=30, in_12_months_rps=20))
+    growth = check_growth(Growth(now_rps=10, peak_rps=30, in_12_months_rps=20))
     assert growth.peak_rps == 30 and growth.in_24_months_rps is None
 
 
@@ -79,7 +82,7 @@ def test_good_growth() -> None:
     ],
 )
 def test_scaling_kinds(rates, kind) -> None:
-    found = cap.scaling(points(rates))
+    found = scaling(points(rates))
     assert found.kind == kind, found.sentence
     assert found.sentence.startswith(kind) or kind == "unknown"
 
@@ -88,7 +91,7 @@ def test_usl_fit_recovers_contention_and_coherency() -> None:
     sigma, kappa = 0.08, 0.01
     levels = np.array([1, 2, 4, 8, 16])
     rates = 100 * levels / (1 + sigma * (levels - 1) + kappa * levels * (levels - 1))
-    fit = cap.fit_usl(levels.astype(float), rates)
+    fit = fit_usl(levels.astype(float), rates)
     assert fit is not None
     assert fit["sigma"] == pytest.approx(sigma, abs=1e-6)
     assert fit["kappa"] == pytest.approx(kappa, abs=1e-6)
@@ -103,7 +106,7 @@ def test_single_worker_simulation_matches_mm1() -> None:
     n = 200_000
     service = rng.exponential(10.0, n)  # mu = 100/s
     gaps = rng.exponential(1 / 50.0, n)  # lambda = 50/s: latency ~ Exp(50/s)
-    figures = cap._simulate(gaps, service, 1)
+    figures = simulate_quantiles(gaps, service, 1)
     assert figures["p50"] == pytest.approx(1000 * math.log(2) / 50, rel=0.05)
     assert figures["p99"] == pytest.approx(1000 * math.log(100) / 50, rel=0.07)
 
@@ -114,7 +117,7 @@ def test_two_worker_simulation_matches_erlang_c() -> None:
     mu, lam, c = 100.0, 160.0, 2  # per-worker service rate, arrival rate: rho = 0.8
     service = rng.exponential(1000 / mu, n)
     gaps = rng.exponential(1 / lam, n)
-    latency = cap.simulate_latencies(gaps, service, c)[n // 10 :]
+    latency = simulate_latencies(gaps, service, c)[n // 10 :]
     a = lam / mu
     rho = a / c
     tail = a**c / math.factorial(c) / (1 - rho)
@@ -174,7 +177,7 @@ def _capacity(rps: float, label: str) -> cap.InstanceCapacity:
         predicted_ms={},
         utilization=0.5,
         bounds_ms={},
-        scaling=cap.scaling([]),
+        scaling=scaling([]),
         machine="test cpu",
     )
 

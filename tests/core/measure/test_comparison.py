@@ -9,13 +9,9 @@ import pytest
 
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.measure.comparison import (
-    CompareSettings,
-    compare,
-    expanded_tail,
-    stage_seconds,
-    t_quantile,
-)
+from pipetune.core.measure.comparison import CompareSettings, compare, t_quantile
+from pipetune.core.measure.stats import expanded_tail
+from pipetune.core.measure.timed_pass import stage_seconds
 from pipetune.core.runtime.offline import RunResult
 
 
@@ -222,7 +218,7 @@ def test_a_change_that_needs_inputs_in_flight_gets_passes_that_can_form_its_batc
 
 def test_a_backlog_change_online_gets_every_request_of_a_pass_at_once():
     from pipetune.core.kernel.results import InFlight
-    from pipetune.core.measure.comparison import RuntimeSpec
+    from pipetune.core.measure.timed_pass import RuntimeSpec
 
     need = InFlight(inputs=4)
     settings = CompareSettings(rounds=2, items_per_round=1, bootstrap=100, in_flight=need)

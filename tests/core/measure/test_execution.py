@@ -12,7 +12,8 @@ from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.results import ExecutionContext
 from pipetune.core.measure import execution
-from pipetune.core.measure.comparison import CompareSettings, RuntimeSpec, compare
+from pipetune.core.measure.comparison import CompareSettings, compare
+from pipetune.core.measure.timed_pass import RuntimeSpec
 
 torch = pytest.importorskip("torch", reason="the nlp extra (torch) is not installed")
 

@@ -16,7 +16,8 @@ from pipetune.core.kernel.errors import StageError
 from pipetune.core.kernel.model import Pipeline, Stage, Trace, Workload
 from pipetune.core.kernel.results import ConcurrencyPoint, Machine, Profile
 from pipetune.core.measure import probes
-from pipetune.core.measure.profiler import profile, summarize
+from pipetune.core.measure.profile_summary import summarize
+from pipetune.core.measure.profiler import profile
 from pipetune.core.runtime.observe import input_size
 from pipetune.core.runtime.offline import run_offline
 

@@ -10,7 +10,8 @@ from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.model import Requirements
 from pipetune.core.kernel.results import Change, Fidelity, Proposal
 from pipetune.core.measure.comparison import CompareSettings
-from pipetune.core.measure.validator import Validator, ValidatorSettings, items_needed
+from pipetune.core.measure.fidelity_gate import items_needed
+from pipetune.core.measure.validator import Validator, ValidatorSettings
 from tests.core.loop_toys import (
     FAST_VALIDATOR,
     ToyPlugin,
@@ -197,18 +198,22 @@ def test_a_gate_the_small_holdout_cannot_prove_is_unproven_with_the_items_that_w
 
 
 def test_a_gate_with_enough_items_is_met_and_a_lower_value_is_missed():
-    from pipetune.core.measure.validator import _gate
+    from pipetune.core.measure.fidelity_gate import decide_gate
 
-    proven = _gate(Fidelity(metric="label_agreement", value=1.0, n=400, ci=(0.9905, 1.0)), 0.99)
+    proven = decide_gate(
+        Fidelity(metric="label_agreement", value=1.0, n=400, ci=(0.9905, 1.0)), 0.99
+    )
     assert proven.gate == "met" and proven.items_to_prove is None
-    missed = _gate(Fidelity(metric="label_agreement", value=0.95, n=400, ci=(0.92, 0.97)), 0.99)
+    missed = decide_gate(
+        Fidelity(metric="label_agreement", value=0.95, n=400, ci=(0.92, 0.97)), 0.99
+    )
     assert missed.gate == "missed"
     # not a proportion: the value decides
-    assert _gate(Fidelity(metric="perplexity", value=0.995, n=10), 0.99).gate == "met"
+    assert decide_gate(Fidelity(metric="perplexity", value=0.995, n=10), 0.99).gate == "met"
     # agreeing at 99.5 %, more items prove a 99 % gate; at exactly 99 % none can
-    rate = _gate(Fidelity(metric="label_agreement", value=0.995, n=200, ci=(0.97, 1.0)), 0.99)
+    rate = decide_gate(Fidelity(metric="label_agreement", value=0.995, n=200, ci=(0.97, 1.0)), 0.99)
     assert rate.gate == "unproven" and rate.items_to_prove > 0
-    never = _gate(Fidelity(metric="label_agreement", value=0.99, n=200, ci=(0.96, 1.0)), 0.99)
+    never = decide_gate(Fidelity(metric="label_agreement", value=0.99, n=200, ci=(0.96, 1.0)), 0.99)
     assert never.gate == "unproven" and never.items_to_prove is None
 
 
@@ -350,17 +355,19 @@ class _Timed:
 
 def test_the_cache_bound_is_the_hit_rate_the_timed_passes_had(tmp_path):
     from pipetune.core.kernel.model import Pipeline, Stage
+    from pipetune.core.measure.speed_verdict import cache_leak
 
     _pm, _pipeline, validator, _context, _, _ = _setup(tmp_path, ToyPlugin())
+    tolerance = validator.settings.cache_tolerance
     current = Pipeline("p", (Stage("work", lambda x: x),))
     cold = {"work": {"hits": 90, "misses": 10, "hit_rate": 0.90}}
     # timed passes that happened to repeat more (91 %): 12.6x is within what they allow,
     # though beyond the 10x x 1.25 a cold pass's 90 % would
     timed = {"work": {"hits": 91, "misses": 9, "hit_rate": 0.91}}
-    assert validator._cache_leak(current, _Timed(timed, 12.6), cold) == ""
+    assert cache_leak(current, _Timed(timed, 12.6), cold, tolerance) == ""
     # faster than even the timed passes' hit rate allows: warm state somewhere
-    assert "allows at most 11.11x" in validator._cache_leak(current, _Timed(timed, 20.0), cold)
+    assert "allows at most 11.11x" in cache_leak(current, _Timed(timed, 20.0), cold, tolerance)
     # the timed passes hit far more often than a cold pass can: the cache kept its entries
     warm = {"work": {"hits": 100, "misses": 0, "hit_rate": 1.0}}
-    leaked = validator._cache_leak(current, _Timed(warm, 50.0), cold)
+    leaked = cache_leak(current, _Timed(warm, 50.0), cold, tolerance)
     assert leaked.startswith("error: stage 'work' hit its cache on 100%") and "leaked" in leaked

@@ -74,7 +74,7 @@ def test_the_stage_batch_speedup_is_measured_cold():
 
 @pytest.mark.slow
 def test_online_batching_is_measured_with_queueing():
-    from pipetune.core.measure.comparison import RuntimeSpec
+    from pipetune.core.measure.timed_pass import RuntimeSpec
 
     pipeline = _pipeline(True).evolve(name="p")
     slow = pipeline.replace("model", pipeline.stage("model").with_slots(overhead=0.005))

@@ -18,9 +18,11 @@ from typing import Any
 from pipetune.core.kernel.errors import PipetuneError, StageError
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
 from pipetune.core.kernel.results import Fidelity, Profile, Recipe, Trial
-from pipetune.core.measure.comparison import RuntimeSpec, compare
+from pipetune.core.measure.comparison import compare
 from pipetune.core.measure.coverage import merge_in_flight
-from pipetune.core.measure.validator import ValidatorSettings, unproven_sentence
+from pipetune.core.measure.fidelity_gate import unproven_sentence
+from pipetune.core.measure.timed_pass import RuntimeSpec
+from pipetune.core.measure.validator import ValidatorSettings
 from pipetune.core.report.model import Report, quantiles
 
 

@@ -34,7 +34,7 @@ from pipetune.core.loop.recording import open_store
 from pipetune.core.loop.run import OptimizeRun
 from pipetune.core.loop.settings import LoopSettings
 from pipetune.core.loop.store import RunStore
-from pipetune.core.measure.comparison import RuntimeSpec
+from pipetune.core.measure.timed_pass import RuntimeSpec
 from pipetune.core.report.model import Report
 
 if TYPE_CHECKING:

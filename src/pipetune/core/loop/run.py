@@ -39,8 +39,9 @@ from pipetune.core.loop.settings import LoopSettings
 from pipetune.core.loop.splits import cached_outputs, check_splits, holdout_ids, split_workload
 from pipetune.core.loop.store import RunStore
 from pipetune.core.measure import execution
-from pipetune.core.measure.comparison import Comparison, RuntimeSpec
+from pipetune.core.measure.comparison_result import Comparison
 from pipetune.core.measure.load import HostLoadMeter, noisy_warning
+from pipetune.core.measure.timed_pass import RuntimeSpec
 from pipetune.core.measure.validator import Outcome, Validator
 from pipetune.core.report.model import Report
 from pipetune.core.runtime.machine import detect_machine

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipetune.core.kernel.model import Workload
 from pipetune.core.loop.overlap import find_overlap
-from pipetune.core.measure.validator import items_needed
+from pipetune.core.measure.fidelity_gate import items_needed
 
 #: Below this many inputs the workload is not split: tuned and validated on the same items.
 MIN_SPLIT_ITEMS = 20

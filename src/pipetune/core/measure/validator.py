@@ -27,7 +27,6 @@ For each proposal the validator
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,29 +56,21 @@ from pipetune.core.kernel.results import (
     Tuned,
 )
 from pipetune.core.kernel.state import cache_stats, component_stats, reset_state
-from pipetune.core.measure.comparison import (
-    CompareSettings,
-    Comparison,
-    RuntimeSpec,
-    compare,
-    run_pass,
-)
+from pipetune.core.measure.comparison import CompareSettings, compare
+from pipetune.core.measure.comparison_result import Comparison
 from pipetune.core.measure.estimate import tuned_estimate
 from pipetune.core.measure.fidelity import compare as compare_outputs
-from pipetune.core.measure.stats import (
-    min_samples_for_quantile,
-    wilson_interval,
-    wilson_items_to_prove,
-)
-from pipetune.core.runtime.offline import run_offline
+from pipetune.core.measure.fidelity_gate import decide_gate, unproven_sentence
+from pipetune.core.measure.speed_verdict import broken_requirements, cache_leak, speed_verdict
+from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
+from pipetune.core.runtime.offline import RunResult, run_offline
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.artifacts import ArtifactStore
     from pipetune.core.kernel.manager import PipetunePluginManager
 
-#: Fidelity metrics that are proportions (a Wilson interval applies; the item-count rule
-#: below is meaningful). Domain metrics such as recall@k are proportions too.
-_PROPORTION_HINTS = ("agreement", "match", "recall", "accuracy", "precision", "iou")
+#: Builds the trial's outcome from a status, a reason and the trial's other fields.
+_Finish = Callable[..., "Outcome"]
 
 
 @dataclass(frozen=True)
@@ -231,6 +222,29 @@ class Validator:
             return finish("rejected", str(exc))
 
         # 1. tune (owner only) on the tuning split
+        tuned = self._tune(proposal, current, context, finish)
+        if isinstance(tuned, Outcome):
+            return tuned
+        try:
+            change = self.pm.make_change(proposal, tuned)
+        except PipetuneError as exc:
+            return finish("rejected", f"{proposal.plugin}: {exc}")
+        notes = self._tune_notes(proposal, tuned, profile)
+
+        # 2. materialize (owner only): a new pipeline, never a mutated one
+        candidate = self._materialize_candidate(change, current, notes, finish)
+        if isinstance(candidate, Outcome):
+            return candidate
+
+        outcome = self.validate(change, current, candidate, est_speedup=est, notes=notes)
+        trial = outcome.trial.evolve(duration_s=time.perf_counter() - started)
+        return Outcome(trial, outcome.candidate, outcome.comparison)
+
+    def _tune(
+        self, proposal: Proposal, current: Pipeline, context: TuneContext, finish: _Finish
+    ) -> Tuned | Outcome | None:
+        """The owner's tune step under its timeout; the trial's outcome when it rejects,
+        defers, raises or returns something other than :class:`Tuned`."""
         self._log(f"tuning {proposal.key}")
         try:
             tuned = _call_with_timeout(
@@ -258,10 +272,12 @@ class Validator:
                 f"plugin {proposal.plugin!r}: tuning {proposal.id} returned "
                 f"{type(tuned).__name__}, not Tuned",
             )
-        try:
-            change = self.pm.make_change(proposal, tuned)
-        except PipetuneError as exc:
-            return finish("rejected", f"{proposal.plugin}: {exc}")
+        return tuned
+
+    def _tune_notes(
+        self, proposal: Proposal, tuned: Tuned | None, profile: Profile | None
+    ) -> dict[str, Any]:
+        """The trial's notes from tuning: the tune step's own, and the estimate it gives."""
         notes: dict[str, Any] = {}
         if tuned is not None and tuned.notes:
             notes["tune"] = dict(tuned.notes)
@@ -271,10 +287,14 @@ class Validator:
         )
         if after_tune is not None:
             notes["tuned_estimate"] = after_tune
+        return notes
 
-        # 2. materialize (owner only): a new pipeline, never a mutated one
+    def _materialize_candidate(
+        self, change: Change, current: Pipeline, notes: dict[str, Any], finish: _Finish
+    ) -> Pipeline | Outcome:
+        """The candidate pipeline; the trial's outcome when materializing defers or fails."""
         try:
-            candidate = self.materialize(change, current)
+            return self.materialize(change, current)
         except Deferred as exc:
             notes["deferred"] = dict(getattr(exc, "details", {}) or {})
             return finish(
@@ -289,10 +309,6 @@ class Validator:
             if _strict(self.pm, exc):
                 raise
             return finish("rejected", f"apply failed: {_describe(exc)}", change=change, notes=notes)
-
-        outcome = self.validate(change, current, candidate, est_speedup=est, notes=notes)
-        trial = outcome.trial.evolve(duration_s=time.perf_counter() - started)
-        return Outcome(trial, outcome.candidate, outcome.comparison)
 
     def materialize(self, change: Change, pipeline: Pipeline) -> Pipeline:
         """Build ``change`` on ``pipeline`` through the change type registered for its id."""
@@ -355,26 +371,9 @@ class Validator:
             return Outcome(trial, accepted, comparison)
 
         # 3. one cold pass over the held-out split: outputs, hit rates, raise/hang
-        self._log(f"validating {change.proposal}: fidelity pass")
-        reset_state(candidate)
-        try:
-            result = run_pass(
-                candidate,
-                self.holdout.items,
-                RuntimeSpec(mode="offline", threads=self.runtime.threads),
-                timeout_s=self._pass_timeout(len(self.holdout)),
-            )
-        except StageTimeout as exc:
-            return finish(
-                "rejected",
-                f"hangs: stage {exc.stage!r} gave no result within {exc.timeout_s:.0f} s "
-                f"on input #{exc.renumbered(self.item_ids).index} of the workload (its "
-                "worker thread is abandoned)",
-            )
-        except StageError as exc:
-            return finish("rejected", f"raises: {exc.renumbered(self.item_ids)}")
-        except Exception as exc:
-            return finish("rejected", f"raises: {_describe(exc)}")
+        result = self._fidelity_pass(change, candidate)
+        if isinstance(result, str):
+            return finish("rejected", result)
         hit_rates = cache_stats(candidate)
         if hit_rates:
             notes["cache"] = hit_rates
@@ -389,6 +388,73 @@ class Validator:
         # 4. speed, paired ABBA against the current pipeline
         self._log(f"validating {change.proposal}: speed")
         gate = 1.0 + self.requirements.min_gain
+        comparison = self._compare_speed(change, current, candidate, gate)
+        if isinstance(comparison, str):
+            return finish("rejected", comparison, fidelity)
+        notes["comparison"] = comparison.to_dict()
+        notes["speedups"] = dict(comparison.speedup)
+        if comparison.coverage_note:
+            warnings.append(f"{change.proposal}: {comparison.coverage_note}")
+
+        verdict, accepted = self._judge(current, comparison, hit_rates, gate)
+        return finish(
+            "accepted" if accepted else "rejected",
+            verdict,
+            fidelity,
+            comparison,
+            candidate if accepted else None,
+        )
+
+    def _judge(
+        self,
+        current: Pipeline,
+        comparison: Comparison,
+        hit_rates: Mapping[str, Mapping[str, float]],
+        gate: float,
+    ) -> tuple[str, bool]:
+        """The verdict in words, and whether the change is kept: no warm state leaked
+        between passes, proven faster than ``gate`` on the metric, and no requirement that
+        held is broken."""
+        tolerance = self.settings.cache_tolerance
+        verdict = cache_leak(current, comparison, hit_rates, tolerance) or speed_verdict(
+            comparison, self.metric, gate
+        )
+        accepted = verdict.startswith("faster: ")
+        broken = broken_requirements(self.requirements, comparison) if accepted else []
+        if broken:  # proven faster on the metric, but a requirement that held no longer does
+            verdict = f"{verdict.removeprefix('faster: ')}, but it breaks {'; '.join(broken)}"
+            accepted = False
+        return verdict, accepted
+
+    def _fidelity_pass(self, change: Change, candidate: Pipeline) -> RunResult | str:
+        """One cold pass of the candidate over the held-out split (its outputs give the
+        fidelity); why it is rejected when it hangs or raises."""
+        self._log(f"validating {change.proposal}: fidelity pass")
+        reset_state(candidate)
+        try:
+            return run_pass(
+                candidate,
+                self.holdout.items,
+                RuntimeSpec(mode="offline", threads=self.runtime.threads),
+                timeout_s=self._pass_timeout(len(self.holdout)),
+            )
+        except StageTimeout as exc:
+            return (
+                f"hangs: stage {exc.stage!r} gave no result within {exc.timeout_s:.0f} s "
+                f"on input #{exc.renumbered(self.item_ids).index} of the workload (its "
+                "worker thread is abandoned)"
+            )
+        except StageError as exc:
+            return f"raises: {exc.renumbered(self.item_ids)}"
+        except Exception as exc:
+            return f"raises: {_describe(exc)}"
+
+    def _compare_speed(
+        self, change: Change, current: Pipeline, candidate: Pipeline, gate: float
+    ) -> Comparison | str:
+        """The candidate against ``current`` in paired rounds, with a second look when the
+        first leaves ``gate`` inside the interval; why it is rejected when it hangs or
+        raises during timing."""
         settings = replace(
             self.settings.compare,
             in_flight=change.in_flight or self.settings.compare.in_flight,
@@ -402,7 +468,7 @@ class Validator:
             return low > gate or high < gate
 
         try:
-            comparison = compare(
+            return compare(
                 current,
                 candidate,
                 self.holdout.items,
@@ -413,54 +479,9 @@ class Validator:
                 decided=decided,
             )
         except StageTimeout as exc:
-            return finish(
-                "rejected", f"hangs during timing: {exc.renumbered(self.item_ids)}", fidelity
-            )
+            return f"hangs during timing: {exc.renumbered(self.item_ids)}"
         except StageError as exc:
-            return finish(
-                "rejected", f"raises during timing: {exc.renumbered(self.item_ids)}", fidelity
-            )
-        notes["comparison"] = comparison.to_dict()
-        notes["speedups"] = dict(comparison.speedup)
-        if comparison.coverage_note:
-            warnings.append(f"{change.proposal}: {comparison.coverage_note}")
-
-        verdict = self._cache_leak(current, comparison, hit_rates) or self._verdict(
-            comparison, gate
-        )
-        accepted = verdict.startswith("faster: ")
-        broken = self._broken_requirements(comparison) if accepted else []
-        if broken:  # proven faster on the metric, but a requirement that held no longer does
-            verdict = f"{verdict.removeprefix('faster: ')}, but it breaks {'; '.join(broken)}"
-            accepted = False
-        return finish(
-            "accepted" if accepted else "rejected",
-            verdict,
-            fidelity,
-            comparison,
-            candidate if accepted else None,
-        )
-
-    def _verdict(self, comparison: Comparison, gate: float) -> str:
-        """The speed verdict in words: ``faster: ...`` when accepted, the reason otherwise.
-        Every figure says what it rests on."""
-        low, high = comparison.primary_ci
-        label = _label(self.metric)
-        if not comparison.shown(self.metric):
-            note = f"; {comparison.coverage_note}" if comparison.coverage_note else ""
-            return (
-                f"{label} cannot be judged on {comparison.samples_per_side} latency samples "
-                f"per side (it needs {min_samples_for_quantile(self.metric)}): "
-                f"{comparison.coverage}{note}"
-            )
-        figure = (
-            f"{comparison.primary:.2f}x [{low:.2f}, {high:.2f}] on {label} ({comparison.coverage})"
-        )
-        if comparison.primary < 1.0 and high < 1.0:
-            return f"slower: {figure}"
-        if not low > gate:
-            return f"gain not proven: {figure}; the lower bound must beat {gate:.2f}x"
-        return f"faster: {figure}"
+            return f"raises during timing: {exc.renumbered(self.item_ids)}"
 
     def fidelity(
         self,
@@ -487,7 +508,7 @@ class Validator:
                 f"{change.proposal} is lossy and its fidelity was measured on no outputs: "
                 "a lossy change is kept only behind a fidelity gate"
             )
-        fidelity = _gate(fidelity, threshold)
+        fidelity = decide_gate(fidelity, threshold)
         if fidelity.unproven:
             warnings.append(unproven_sentence(fidelity, threshold))
         ci = f" [{fidelity.ci[0]:.3f}, {fidelity.ci[1]:.3f}]" if fidelity.ci else ""
@@ -507,57 +528,6 @@ class Validator:
             )
         return fidelity, ""
 
-    def _cache_leak(
-        self,
-        current: Pipeline,
-        comparison: Comparison,
-        hit_rates: Mapping[str, Mapping[str, float]],
-    ) -> str:
-        """Warm state leaking between passes, seen two ways: the timed passes missed the
-        cache far less often than the cold held-out pass did (each pass starts from a
-        reset, so they cannot beat a cold pass by much), or a cached stage measured faster
-        than ``1 / (1 - hit rate)`` of its timed passes allows. Both allow
-        ``cache_tolerance`` for noise: a timed pass covers a part of the split."""
-        before = cache_stats(current)
-        tolerance = self.settings.cache_tolerance
-        for stage, figures in hit_rates.items():
-            if stage in before:  # the cache was there already: not this change's cache
-                continue
-            rate = float(figures.get("hit_rate", 0.0))
-            timed = comparison.b_cache.get(stage, {})
-            if timed.get("hits", 0) + timed.get("misses", 0):
-                timed_rate = float(timed["hit_rate"])
-                if (1.0 - timed_rate) * tolerance < 1.0 - rate:
-                    return (
-                        f"error: stage {stage!r} hit its cache on {timed_rate:.0%} of the "
-                        f"timed passes' lookups, but on {rate:.0%} in a cold pass over the "
-                        "held-out inputs: warm state must have leaked between passes (a "
-                        "cache that does not implement pipetune_reset?)"
-                    )
-                rate = timed_rate
-            measured = comparison.stage_speedup(stage)
-            if measured is None:
-                continue
-            bound = math.inf if rate >= 1.0 else 1.0 / (1.0 - rate)
-            if measured > bound * tolerance:
-                return (
-                    f"error: stage {stage!r} measured {measured:.2f}x faster, but a "
-                    f"{rate:.0%} hit rate allows at most {bound:.2f}x: warm state must have "
-                    "leaked between passes (a cache that does not implement pipetune_reset?)"
-                )
-        return ""
-
-    def _broken_requirements(self, comparison: Comparison) -> list[str]:
-        """Requirements the current pipeline met in this comparison and the candidate
-        does not."""
-        broken = []
-        a, b = comparison.a, comparison.b
-        misses_a = set(_miss_keys(self.requirements, a.throughput_rps, a.latency_ms))
-        for key, text in _misses(self.requirements, b.throughput_rps, b.latency_ms):
-            if key not in misses_a:
-                broken.append(text)
-        return broken
-
     def _pass_timeout(self, n: int) -> float:
         """The per-input deadline of a pass over ``n`` inputs (per input: a deadline over
         the whole pass blamed whichever input it had reached), within the control
@@ -572,84 +542,6 @@ class Validator:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def items_needed(threshold: float) -> int:
-    """Items a proportion gate at ``threshold`` needs before it can be proven: with none of
-    them failing, the Wilson interval's lower bound is ``n / (n + z^2)``, so a 99 % gate
-    needs 381 items before even a perfect score shows that it holds."""
-    if threshold >= 1.0 or threshold <= 0.0:
-        return 0
-    return wilson_items_to_prove(1.0, 0, threshold) or 0
-
-
-def _gate(fidelity: Fidelity, threshold: float) -> Fidelity:
-    """``fidelity`` with its gate decided: missed (below the threshold), unproven (a
-    proportion whose interval's lower bound is below it) or met."""
-    if fidelity.value < threshold - 1e-12:
-        return fidelity.evolve(gate="missed", items_to_prove=None)
-    if not _is_proportion(fidelity.metric) or fidelity.n <= 0 or threshold >= 1.0:
-        return fidelity.evolve(gate="met", items_to_prove=None)
-    low = (
-        fidelity.ci[0]
-        if fidelity.ci
-        else wilson_interval(round(fidelity.value * fidelity.n), fidelity.n)[0]
-    )
-    if low >= threshold - 1e-12:
-        return fidelity.evolve(gate="met", items_to_prove=None)
-    more = wilson_items_to_prove(fidelity.value, fidelity.n, threshold)
-    return fidelity.evolve(gate="unproven", items_to_prove=more)
-
-
-def unproven_sentence(fidelity: Fidelity, threshold: float | None = None) -> str:
-    """Why a gate is unproven, and how many more items would prove it."""
-    threshold = threshold if threshold is not None else float(fidelity.threshold or 0.0)
-    ci = f" [{fidelity.ci[0]:.3f}, {fidelity.ci[1]:.3f}]" if fidelity.ci else ""
-    more = fidelity.items_to_prove
-    how = (
-        f"{more} more held-out items, agreeing as these did, would prove it"
-        if more
-        else "no number of items agreeing at this rate can prove it"
-    )
-    return (
-        f"the {threshold:.1%} {fidelity.metric} gate is unproven: {fidelity.value:.3f}{ci} on "
-        f"{fidelity.n} held-out items, and the interval's lower bound is below "
-        f"{threshold:.3f}; {how} (the gate needs at least {items_needed(threshold)} items, "
-        "with none disagreeing)"
-    )
-
-
-def _is_proportion(metric: str) -> bool:
-    return any(hint in metric.lower() for hint in _PROPORTION_HINTS)
-
-
-def _misses(
-    requirements: Requirements, throughput: float, latency_ms: Mapping[str, float]
-) -> list[tuple[str, str]]:
-    out = []
-    for metric in ("p50", "p95", "p99", "max"):
-        bound = getattr(requirements, f"{metric}_ms")
-        value = latency_ms.get(metric)
-        if bound is not None and value is not None and value > bound:
-            out.append((metric, f"{metric.upper()} <= {bound:g} ms ({value:.1f} ms)"))
-    if requirements.min_throughput_rps is not None and throughput < requirements.min_throughput_rps:
-        out.append(
-            (
-                "throughput",
-                f"throughput >= {requirements.min_throughput_rps:g}/s ({throughput:.1f}/s)",
-            )
-        )
-    return out
-
-
-def _miss_keys(
-    requirements: Requirements, throughput: float, latency_ms: Mapping[str, float]
-) -> list[str]:
-    return [key for key, _ in _misses(requirements, throughput, latency_ms)]
-
-
-def _label(metric: str) -> str:
-    return "throughput" if metric == "throughput" else f"{metric.upper()} latency"
 
 
 def _describe(exc: BaseException) -> str:

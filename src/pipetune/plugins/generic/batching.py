@@ -22,7 +22,7 @@ from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.results import InFlight, Tuned
 from pipetune.core.kernel.state import reset_state
-from pipetune.core.measure.comparison import RuntimeSpec, run_pass
+from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
 from pipetune.core.runtime.observe import percentiles_ms
 from pipetune.core.runtime.serving import with_serving
 

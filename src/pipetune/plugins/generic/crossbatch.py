@@ -26,7 +26,7 @@ from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.kernel.results import InFlight, Tuned
 from pipetune.core.kernel.state import reset_state
-from pipetune.core.measure.comparison import RuntimeSpec, run_pass
+from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
 from pipetune.core.runtime.serving import ServingOptions, with_serving
 from pipetune.plugins.generic.batching import DELAYS_MS, paired_gain
 from pipetune.plugins.generic.coalesce import (

@@ -210,7 +210,7 @@ def tune(
     """Pick the worker count (and chunk size) with the best metric on the tuning split."""
     from pipetune.core.kernel.errors import Rejected
     from pipetune.core.kernel.results import Tuned
-    from pipetune.core.measure.comparison import RuntimeSpec
+    from pipetune.core.measure.timed_pass import RuntimeSpec
     from pipetune.plugins.generic.batching import paired_gain
 
     runtime = RuntimeSpec.from_workload(workload)
