@@ -16,7 +16,7 @@ from pipetune.core.measure.comparison import (
     stage_seconds,
     t_quantile,
 )
-from pipetune.core.runtime.offline import RunResult
+from pipetune.core.runtime.result import RunResult
 
 
 @pytest.mark.parametrize(

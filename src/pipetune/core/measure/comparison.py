@@ -65,7 +65,8 @@ from pipetune.core.measure.stats import (
 )
 from pipetune.core.measure.stats import t_quantile as t_quantile  # re-exported
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.offline import RunResult, run_offline
+from pipetune.core.runtime.offline import run_offline
+from pipetune.core.runtime.result import RunResult
 from pipetune.core.runtime.serving import ServingOptions
 from pipetune.core.runtime.threads import pin_threads
 

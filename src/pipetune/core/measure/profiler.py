@@ -48,7 +48,8 @@ from pipetune.core.measure.stats import min_samples_for_percentile
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.offline import OnError, RunResult, run_offline
+from pipetune.core.runtime.offline import run_offline
+from pipetune.core.runtime.result import OnError, RunResult
 from pipetune.core.runtime.serving import ServingOptions
 
 if TYPE_CHECKING:

@@ -44,9 +44,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -63,136 +62,13 @@ from pipetune.core.kernel.errors import (
 )
 from pipetune.core.kernel.model import Pipeline
 from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span, StageInstrument
+from pipetune.core.runtime.supervise import _POLL_S, STOP_GRACE_S, _Progress, _supervise
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.model import Workload
 
-OnError = Literal["stop", "skip"]
 Executor = Literal["thread", "process"]
-
-#: After Ctrl-C, how long worker threads get to finish the input they are on before they
-#: are abandoned (the whole command must end within 2 s of the signal).
-STOP_GRACE_S = 1.0
-#: How often the supervising thread wakes up to check the deadline.
-_POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class ItemError:
-    index: int
-    stage: str
-    error: str
-
-
-@dataclass(frozen=True)
-class Span:
-    """One stage call: input ``index`` (and the ``count - 1`` inputs batched with it) in
-    ``stage`` on ``worker``, from ``start_s`` to ``end_s`` (seconds since the run started)."""
-
-    index: int
-    count: int
-    stage: str
-    worker: str
-    start_s: float
-    end_s: float
-
-
-@dataclass
-class RunResult:
-    """Outputs and timings of one run over a list of inputs (any mode).
-
-    ``outputs[i]`` is ``None`` for an input that failed or was never run (``ok[i]`` is
-    False). ``stage_s`` has one row per input and one column per stage, then a last
-    ``other`` column for glue time, so each row sums to the *service* time of the input:
-    in offline mode that is ``latency_s``; in online and stream modes
-    ``latency_s = queue_s + stage_s.sum(axis=1)`` (latency counts from arrival).
-    Times within a batch are the batch's. ``start_s``, ``done_s`` and ``arrival_s`` are
-    seconds since the run started.
-    """
-
-    outputs: list[Any]
-    ok: list[bool]
-    latency_s: np.ndarray
-    stage_s: np.ndarray
-    wall_s: float
-    stage_names: tuple[str, ...]
-    errors: list[ItemError] = field(default_factory=list)
-    cpu_s: np.ndarray | None = None  # per stage, summed over inputs (see cpu_clock)
-    observed: Observations | None = None
-    stopped: bool = False  # interrupted (Ctrl-C): what was measured is kept
-    # -- added with the online and stream modes (all optional) --------------------------
-    mode: str = "offline"
-    workers: int = 1
-    executor: str = "inline"  # inline (calling thread), thread, process
-    attempted: int = 0  # inputs whose processing started
-    start_s: np.ndarray | None = None  # service start per input
-    done_s: np.ndarray | None = None  # completion per input
-    arrival_s: np.ndarray | None = None  # scheduled arrival per request (online, stream)
-    item_index: np.ndarray | None = None  # which workload item each row is (online cycles)
-    cpu_clock: str = "process"  # process CPU (one worker) or the calling thread's CPU
-    spans: list[Span] | None = None
-    threads: dict[str, Any] = field(default_factory=dict)  # thread settings in force
-    batch_sizes: list[int] = field(default_factory=list)  # online batcher: each batch's size
-    busy_s: float = 0.0  # worker-seconds spent serving (online utilization)
-    startup_s: float = 0.0  # process executor: spawning workers and building pipelines
-    gpu_stage_s: np.ndarray | None = None  # per input and stage, CUDA-event time
-    first_output_s: np.ndarray | None = None  # stream: first output per request
-    output_gaps_s: np.ndarray | None = None  # stream: time per output between output events
-    online: Any = None  # pipetune.core.runtime.online.OnlineStats
-    stream: Any = None  # pipetune.core.runtime.stream.StreamStats
-    # one offline worker: seconds its thread was runnable but waiting for a CPU (the
-    # host's contention, Linux only)
-    runqueue_wait_s: float | None = None
-
-    @property
-    def completed(self) -> int:
-        return int(sum(self.ok))
-
-    @property
-    def throughput_rps(self) -> float:
-        return self.completed / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def queue_s(self) -> np.ndarray:
-        """Time each input waited before service (zeros offline)."""
-        return np.maximum(self.latency_s - self.stage_s.sum(axis=1), 0.0)
-
-    @property
-    def ok_mask(self) -> np.ndarray:
-        return np.asarray(self.ok, dtype=bool)
-
-
-class StageInstrument(Protocol):
-    """Optional per-stage hooks (CUDA event timing). Single worker only.
-
-    ``before(column)`` runs just before the stage's start timestamp, ``after(column)``
-    after it returns and before its end timestamp (a device synchronize belongs there, so
-    the wall time covers the GPU work), ``finish(rows)`` after the last stage of an input
-    or batch, and ``result()`` at the end of the run (per-row, per-stage seconds or None).
-    """
-
-    def before(self, column: int) -> None: ...
-
-    def after(self, column: int) -> None: ...
-
-    def finish(self, rows: Any) -> None: ...
-
-    def result(self) -> np.ndarray | None: ...
-
-
-class _Progress:
-    """Where a worker is, so a hang can be reported with its stage and input:
-    ``item_since`` is when the current input (or batch) started, ``since`` when its
-    current stage did."""
-
-    __slots__ = ("index", "item", "item_since", "since", "stage")
-
-    def __init__(self) -> None:
-        self.stage = ""
-        self.index: int | None = None
-        self.item: Any = None
-        self.since = 0.0
-        self.item_since = 0.0
 
 
 class _Recorder:
@@ -648,58 +524,6 @@ def _offline_threads(
     )
     result.runqueue_wait_s = waited[0]
     return _truncate(result, taken[0]) if max_duration_s is not None else result
-
-
-def _supervise(
-    pool: Sequence[_workers.Handle],
-    stop: threading.Event,
-    states: Sequence[_Progress],
-    timeout_s: float | None,
-    origin: float,
-) -> bool:
-    """Wait for worker threads, enforcing the per-input deadline and handling Ctrl-C.
-
-    Returns True when stopped by Ctrl-C or a cancelled token (workers were asked to finish
-    their current input and given :data:`STOP_GRACE_S`, then abandoned). Raises
-    :class:`StageTimeout` naming the stage and the input when one input has been in the
-    pipeline longer than ``timeout_s``.
-    """
-    del origin
-    token = _control.current().token
-    try:
-        while any(thread.is_alive() for thread in pool):
-            if token.cancelled:
-                raise KeyboardInterrupt
-            if timeout_s is not None:
-                late = overdue(states, timeout_s)
-                if late is not None:
-                    stop.set()
-                    raise late
-            for thread in pool:
-                thread.join(_POLL_S)
-                if not thread.is_alive():
-                    continue
-                break
-    except KeyboardInterrupt:
-        stop.set()
-        _control.cancel("interrupted")
-        grace_end = time.perf_counter() + STOP_GRACE_S
-        for thread in pool:
-            with contextlib.suppress(KeyboardInterrupt):
-                thread.join(max(0.0, grace_end - time.perf_counter()))
-        return True
-    return False
-
-
-def overdue(states: Sequence[_Progress], timeout_s: float) -> StageTimeout | None:
-    """A :class:`StageTimeout` for the input that has been in the pipeline longer than
-    ``timeout_s`` (the longest-running one), or ``None``."""
-    now = time.perf_counter()
-    busy = [s for s in states if s.stage and now - s.item_since >= timeout_s]
-    if not busy:
-        return None
-    stuck = min(busy, key=lambda s: s.item_since)
-    return StageTimeout(stuck.stage, stuck.index, stuck.item, timeout_s)
 
 
 def _runqueue_wait() -> float | None:

@@ -81,8 +81,9 @@ from pipetune.core.kernel.errors import ConfigError, PipelineError, StageError, 
 from pipetune.core.kernel.model import Pipeline, Stage, Trace
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.offline import _POLL_S, STOP_GRACE_S, ItemError, OnError, RunResult, Span
 from pipetune.core.runtime.online import arrival_schedule
+from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span
+from pipetune.core.runtime.supervise import _POLL_S, STOP_GRACE_S
 
 #: The stream protocol's version (see the module docstring).
 STREAM_PROTOCOL = 1
