@@ -31,6 +31,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipetune.core.kernel import control as _control
@@ -103,81 +104,124 @@ def run_offline(
     :class:`~pipetune.core.kernel.control.Cancelled`.
     """
     _control.check()
-    timeout_s = _control.item_timeout(timeout_s)
-    if on_error not in ("stop", "skip"):
-        raise ConfigError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
-    if batch_size < 1:
-        raise ConfigError("batch_size must be >= 1")
-    if workers < 1:
-        raise ConfigError("workers must be >= 1")
-    if executor not in ("thread", "process"):
-        raise ConfigError(f"executor must be 'thread' or 'process', not {executor!r}")
-    if timeout_s is not None and timeout_s <= 0:
-        raise ConfigError("timeout_s must be positive")
+    options = _Options(
+        batch_size=batch_size,
+        on_error=on_error,
+        timeout_s=_control.item_timeout(timeout_s),
+        observe=observe,
+        measure_cpu=measure_cpu,
+        progress=progress,
+        workers=workers,
+        executor=executor,
+        factory=factory,
+        spans=spans,
+        max_duration_s=max_duration_s,
+        min_items=min_items,
+        instrument=instrument,
+    )
+    options.check()
     items = list(items)
     settings = _threads.reapply()
     if executor == "process":
-        if factory is None:
-            raise ConfigError(
-                "executor='process' needs factory='package.module:function' that builds the "
-                "pipeline in each worker process (pipelines are rarely picklable)"
-            )
-        if observe or instrument is not None:
-            raise ConfigError("observe and instrument work with threads only, not processes")
-        return _run_processes(
-            pipeline,
-            items,
-            factory=factory,
-            workers=workers,
-            batch_size=batch_size,
-            on_error=on_error,
-            timeout_s=timeout_s,
-            progress=progress,
-            measure_cpu=measure_cpu,
-            spans=spans,
-            settings=settings,
+        return _offline_processes(pipeline, items, options, settings)
+    recorder = _offline_recorder(pipeline, len(items), options)
+    if options.workers == 1 and options.timeout_s is None:
+        return _offline_inline(recorder, items, options, settings)
+    return _offline_threads(recorder, items, options, settings)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options of one :func:`run_offline` call (``timeout_s`` already taken from the
+    control scope when not given), as its executors read them."""
+
+    batch_size: int
+    on_error: OnError
+    timeout_s: float | None
+    observe: int
+    measure_cpu: bool
+    progress: Callable[[int], None] | None
+    workers: int
+    executor: Executor
+    factory: str | None
+    spans: bool
+    max_duration_s: float | None
+    min_items: int
+    instrument: StageInstrument | None
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for options no executor takes."""
+        if self.on_error not in ("stop", "skip"):
+            raise ConfigError(f"on_error must be 'stop' or 'skip', not {self.on_error!r}")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
+        if self.workers < 1:
+            raise ConfigError("workers must be >= 1")
+        if self.executor not in ("thread", "process"):
+            raise ConfigError(f"executor must be 'thread' or 'process', not {self.executor!r}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError("timeout_s must be positive")
+
+    def time_up(self, started: int, origin: float) -> bool:
+        """A time-boxed run stops taking inputs after ``max_duration_s`` (counted from
+        ``origin``), once ``min_items`` of them have started."""
+        return (
+            self.max_duration_s is not None
+            and started >= self.min_items
+            and time.perf_counter() - origin >= self.max_duration_s
         )
-    if instrument is not None and workers > 1:
-        raise ConfigError("a stage instrument (CUDA events) needs workers=1")
-    recorder = _Recorder(
+
+
+def _offline_processes(
+    pipeline: Pipeline, items: list[Any], options: _Options, settings: dict[str, Any]
+) -> RunResult:
+    """Run on worker processes, each building the pipeline from ``options.factory``."""
+    if options.factory is None:
+        raise ConfigError(
+            "executor='process' needs factory='package.module:function' that builds the "
+            "pipeline in each worker process (pipelines are rarely picklable)"
+        )
+    if options.observe or options.instrument is not None:
+        raise ConfigError("observe and instrument work with threads only, not processes")
+    return _run_processes(
         pipeline,
-        len(items),
-        on_error=on_error,
-        observe=observe,
-        measure_cpu=measure_cpu,
-        cpu_clock="process" if workers == 1 else "thread",
-        spans=spans,
-        instrument=instrument,
-    )
-    if workers == 1 and timeout_s is None:
-        return _offline_inline(
-            recorder, items, batch_size, progress, max_duration_s, min_items, settings
-        )
-    return _offline_threads(
-        recorder,
         items,
-        batch_size,
-        progress,
-        max_duration_s,
-        min_items,
-        settings,
-        workers,
-        timeout_s,
+        factory=options.factory,
+        workers=options.workers,
+        batch_size=options.batch_size,
+        on_error=options.on_error,
+        timeout_s=options.timeout_s,
+        progress=options.progress,
+        measure_cpu=options.measure_cpu,
+        spans=options.spans,
+        settings=settings,
+    )
+
+
+def _offline_recorder(pipeline: Pipeline, n: int, options: _Options) -> _Recorder:
+    """The recorder of a run on threads (the calling one, or workers)."""
+    if options.instrument is not None and options.workers > 1:
+        raise ConfigError("a stage instrument (CUDA events) needs workers=1")
+    return _Recorder(
+        pipeline,
+        n,
+        on_error=options.on_error,
+        observe=options.observe,
+        measure_cpu=options.measure_cpu,
+        cpu_clock="process" if options.workers == 1 else "thread",
+        spans=options.spans,
+        instrument=options.instrument,
     )
 
 
 def _offline_inline(
-    recorder: _Recorder,
-    items: list[Any],
-    batch_size: int,
-    progress: Callable[[int], None] | None,
-    max_duration_s: float | None,
-    min_items: int,
-    settings: dict[str, Any],
+    recorder: _Recorder, items: list[Any], options: _Options, settings: dict[str, Any]
 ) -> RunResult:
     """One worker, no deadline: run in the calling thread (least overhead, and Ctrl-C
     lands where it can be caught)."""
     n = len(items)
+    batch_size = options.batch_size
+    progress = options.progress
     perf = time.perf_counter
     state = _Progress()
     stopped = False
@@ -190,11 +234,7 @@ def _offline_inline(
             if token.cancelled:
                 stopped = True
                 break
-            if (
-                max_duration_s is not None
-                and start >= min_items
-                and perf() - start_clock >= max_duration_s
-            ):
+            if options.time_up(start, start_clock):
                 break
             chunk = items[start : start + batch_size]
             rows = range(start, start + len(chunk))
@@ -215,21 +255,18 @@ def _offline_inline(
         settings=settings,
     )
     result.runqueue_wait_s = _waited(queued)
-    return _truncate(result, taken) if max_duration_s is not None else result
+    return _truncate(result, taken) if options.max_duration_s is not None else result
 
 
 def _offline_threads(
-    recorder: _Recorder,
-    items: list[Any],
-    batch_size: int,
-    progress: Callable[[int], None] | None,
-    max_duration_s: float | None,
-    min_items: int,
-    settings: dict[str, Any],
-    workers: int,
-    timeout_s: float | None,
+    recorder: _Recorder, items: list[Any], options: _Options, settings: dict[str, Any]
 ) -> RunResult:
+    """``options.workers`` long-lived worker threads, each taking the next input (or batch)
+    as soon as it is free, under a supervisor enforcing the per-input deadline."""
     n = len(items)
+    batch_size = options.batch_size
+    progress = options.progress
+    workers = options.workers
     perf = time.perf_counter
     counter = itertools.count(0, batch_size)  # next() is atomic under the GIL
     stop = threading.Event()
@@ -254,11 +291,7 @@ def _offline_threads(
         state = states[w]
         name = f"worker-{w}"
         while not stop.is_set() and not token.cancelled:
-            if (
-                max_duration_s is not None
-                and taken[0] >= min_items
-                and perf() - recorder.origin >= max_duration_s
-            ):
+            if options.time_up(taken[0], recorder.origin):
                 return
             start = next(counter)
             if start >= n:
@@ -287,7 +320,8 @@ def _offline_threads(
 
     # Long-lived threads, not fresh ones: a fresh thread starts cold (see core.workers).
     pool = [_workers.start(work, (w,), f"pipetune-worker-{w}") for w in range(workers)]
-    stopped = _supervise(pool, stop, states, timeout_s, recorder.origin) or interrupted.is_set()
+    stopped = _supervise(pool, stop, states, options.timeout_s, recorder.origin)
+    stopped = stopped or interrupted.is_set()
     stopped = stopped or token.cancelled  # the workers may have seen it first
     wall = perf() - recorder.origin
     if failures:
@@ -301,7 +335,7 @@ def _offline_threads(
         settings=settings,
     )
     result.runqueue_wait_s = waited[0]
-    return _truncate(result, taken[0]) if max_duration_s is not None else result
+    return _truncate(result, taken[0]) if options.max_duration_s is not None else result
 
 
 def _runqueue_wait() -> float | None:
