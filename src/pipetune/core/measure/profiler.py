@@ -249,7 +249,7 @@ class _Session:
             else ("" if self.cuda else "no slot holds a CUDA module or tensor (gpu=True forces)")
         )
         if self.mode == "stream":
-            from pipetune.core.runtime.stream import find_stream_stage
+            from pipetune.core.runtime.stream_protocol import find_stream_stage
 
             if find_stream_stage(pipeline) is None:
                 self.warnings.append(

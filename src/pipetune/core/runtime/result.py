@@ -81,7 +81,7 @@ class RunResult:
     first_output_s: np.ndarray | None = None  # stream: first output per request
     output_gaps_s: np.ndarray | None = None  # stream: time per output between output events
     online: Any = None  # pipetune.core.runtime.online.OnlineStats
-    stream: Any = None  # pipetune.core.runtime.stream.StreamStats
+    stream: Any = None  # pipetune.core.runtime.stream_stats.StreamStats
     # one offline worker: seconds its thread was runnable but waiting for a CPU (the
     # host's contention, Linux only)
     runqueue_wait_s: float | None = None
