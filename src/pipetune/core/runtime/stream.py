@@ -265,52 +265,59 @@ class _StreamRun:
     def _dispatch(self) -> None:
         """Release requests on schedule, running the stages before the stream stage."""
         assert self.feed is not None
-        perf = time.perf_counter
         try:
             for row in range(self.n):
-                target = self.origin + self.schedule[row]
-                while not self.stop.is_set():
-                    wait = target - perf()
-                    if wait <= 0:
-                        break
-                    time.sleep(min(wait, _POLL_S))
-                if self.stop.is_set():
+                if not self._sleep_until(self.origin + self.schedule[row]):
                     return
-                value = self.items[self.item_index[row]]
                 self.attempted[row] = True
-                failed = False
-                for column, stage in enumerate(self.pre):
-                    t0 = perf()
-                    before = value
-                    self.progress_at = t0
-                    self.pre_stage = (stage.name, row)
-                    try:
-                        value = stage(value)
-                    except (Exception, SystemExit) as exc:
-                        self.pre_stage = None
-                        self.stage_s[row, column] = perf() - t0
-                        self._fail(row, stage.name, exc)
-                        failed = True
-                        break
-                    self.pre_stage = None
-                    t1 = perf()
-                    self.stage_s[row, column] = t1 - t0
-                    self._span(row, stage.name, "arrivals", t0, t1)
-                    if row < self.observe:
-                        self._seen.setdefault(row, []).append([stage.name, before, value])
-                if failed:
+                passed, value = self._before_stream(row, self.items[self.item_index[row]])
+                if not passed:
                     if self.stop.is_set():
                         return
                     continue
                 if row < self.observe:
                     self._seen.setdefault(row, []).append([self.stage.name, value, None])
-                self.progress_at = perf()
+                self.progress_at = time.perf_counter()
                 self.feed.put(StreamRequest(row, value, float(self.schedule[row])))
         except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
             self.stopped = True
             self.stop.set()
         finally:
             self.feed.close()
+
+    def _sleep_until(self, target: float) -> bool:
+        """Nap until ``target`` (a ``perf_counter`` time); False once the run is stopping."""
+        perf = time.perf_counter
+        while not self.stop.is_set():
+            wait = target - perf()
+            if wait <= 0:
+                break
+            time.sleep(min(wait, _POLL_S))
+        return not self.stop.is_set()
+
+    def _before_stream(self, row: int, value: Any) -> tuple[bool, Any]:
+        """Run request ``row``'s input through the stages before the stream stage:
+        ``(True, the stream stage's input)``, or ``(False, None)`` when one of them failed."""
+        perf = time.perf_counter
+        for column, stage in enumerate(self.pre):
+            t0 = perf()
+            before = value
+            self.progress_at = t0
+            self.pre_stage = (stage.name, row)
+            try:
+                value = stage(value)
+            except (Exception, SystemExit) as exc:
+                self.pre_stage = None
+                self.stage_s[row, column] = perf() - t0
+                self._fail(row, stage.name, exc)
+                return False, None
+            self.pre_stage = None
+            t1 = perf()
+            self.stage_s[row, column] = t1 - t0
+            self._span(row, stage.name, "arrivals", t0, t1)
+            if row < self.observe:
+                self._seen.setdefault(row, []).append([stage.name, before, value])
+        return True, value
 
     def _consume(self, server: Callable[[RequestFeed], Iterable[StreamEvent]]) -> None:
         """Iterate the server's events, timestamping each as it arrives."""
@@ -332,38 +339,45 @@ class _StreamRun:
             self.failure = exc
             self.stop.set()
         except (Exception, SystemExit) as exc:
-            if self.on_error == "stop":
-                first = next(
-                    (int(r) for r in np.flatnonzero(self.attempted & ~self.finished)), None
-                )
-                item = self.items[self.item_index[first]] if first is not None else None
-                self.failure = StageError(self.stage.name, first, item, exc)
-                self.stop.set()
-            else:
-                message = f"{type(exc).__name__}: {exc}"
-                for row in np.flatnonzero(self.attempted & ~self.finished):
-                    self._record_error(int(row), self.stage.name, message)
-                self.stop.set()
+            self._server_raised(exc)
         else:
-            # serve() returned by itself: the protocol says only once the feed is exhausted
-            # and every request it took is finished. Anything else is a bug in the server.
-            unfinished = np.flatnonzero(self.attempted & ~self.finished)
-            if not self.stop.is_set() and (not self.feed.exhausted or unfinished.size):
-                what = (
-                    f"without finishing request(s) {', '.join(map(str, unfinished[:5]))}"
-                    if unfinished.size
-                    else "before the feed was exhausted"
-                )
-                self.failure = PipelineError(
-                    f"stage {self.stage.name!r}: serve() returned {what} (stream protocol: "
-                    "return once feed.exhausted is True and every request is done)"
-                )
-                self.stop.set()
+            self._server_returned()
         finally:
             if events is not None and hasattr(events, "close"):
                 with contextlib.suppress(Exception):
                     events.close()
             self.feed.close()
+
+    def _server_raised(self, exc: BaseException) -> None:
+        """``serve()`` raised: the run fails with it (``on_error="stop"``), or every request
+        not finished yet fails with it; either way the run stops."""
+        if self.on_error == "stop":
+            first = next((int(r) for r in np.flatnonzero(self.attempted & ~self.finished)), None)
+            item = self.items[self.item_index[first]] if first is not None else None
+            self.failure = StageError(self.stage.name, first, item, exc)
+            self.stop.set()
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+            for row in np.flatnonzero(self.attempted & ~self.finished):
+                self._record_error(int(row), self.stage.name, message)
+            self.stop.set()
+
+    def _server_returned(self) -> None:
+        """``serve()`` returned by itself: the protocol says only once the feed is exhausted
+        and every request it took is finished. Anything else is a bug in the server."""
+        assert self.feed is not None
+        unfinished = np.flatnonzero(self.attempted & ~self.finished)
+        if not self.stop.is_set() and (not self.feed.exhausted or unfinished.size):
+            what = (
+                f"without finishing request(s) {', '.join(map(str, unfinished[:5]))}"
+                if unfinished.size
+                else "before the feed was exhausted"
+            )
+            self.failure = PipelineError(
+                f"stage {self.stage.name!r}: serve() returned {what} (stream protocol: "
+                "return once feed.exhausted is True and every request is done)"
+            )
+            self.stop.set()
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _event(self, event: StreamEvent, now: float) -> None:
