@@ -112,7 +112,7 @@ def build_pipeline(job: JobSpec) -> Pipeline:
 def load_pipeline(job: JobSpec) -> Pipeline:
     """The pipeline ``job`` describes, built now, touching no process-wide setting (for a
     driver, which keeps its own threads)."""
-    from pipetune.core.runtime.offline import resolve_factory
+    from pipetune.core.runtime.processes import resolve_factory
 
     pipeline = resolve_factory(job.factory)
     if job.recipe:

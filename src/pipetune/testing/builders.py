@@ -19,7 +19,7 @@ import numpy as np
 from pipetune.core.kernel.model import Pipeline, Stage, Workload, accepted_slots
 from pipetune.core.kernel.results import Profile
 from pipetune.core.measure.profile_summary import summarize
-from pipetune.core.runtime.offline import RunResult
+from pipetune.core.runtime.result import RunResult
 
 _TEXT = (
     "the model returns a ranked list of items for each query while the tokenizer splits "

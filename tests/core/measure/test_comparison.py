@@ -12,7 +12,7 @@ from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.measure.comparison import CompareSettings, compare, t_quantile
 from pipetune.core.measure.stats import expanded_tail
 from pipetune.core.measure.timed_pass import stage_seconds
-from pipetune.core.runtime.offline import RunResult
+from pipetune.core.runtime.result import RunResult
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 from pipetune.core.kernel.errors import ConfigError, StageError
 from pipetune.core.kernel.model import Pipeline, Stage
 from pipetune.core.runtime import threads
-from pipetune.core.runtime.offline import resolve_factory, run_offline
+from pipetune.core.runtime.offline import run_offline
+from pipetune.core.runtime.processes import resolve_factory
 
 FACTORY = f"{__name__}:build"
 

@@ -15,8 +15,8 @@ import numpy as np
 from pipetune.core.kernel import control
 from pipetune.core.measure.capacity import InstanceCapacity, bounds_text
 from pipetune.core.measure.queue_simulation import BOUND_QUANTILES, latency_quantiles
-from pipetune.core.runtime.offline import RunResult
 from pipetune.core.runtime.online import run_online
+from pipetune.core.runtime.result import RunResult
 
 
 def measure_online(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pipetune.core.kernel import dispatch
 from pipetune.core.kernel.errors import PluginError
 from pipetune.core.kernel.model import Pipeline, Workload
-from pipetune.core.runtime.offline import RunResult
+from pipetune.core.runtime.result import RunResult
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.manager import PipetunePluginManager

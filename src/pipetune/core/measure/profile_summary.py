@@ -16,7 +16,7 @@ from pipetune.core.kernel.results import ErrorSummary, LatencyStats, Profile, St
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.machine import detect_machine
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.offline import RunResult
+from pipetune.core.runtime.result import RunResult
 
 
 def summarize(

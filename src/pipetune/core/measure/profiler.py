@@ -41,7 +41,8 @@ from pipetune.core.measure.profile_warnings import workload_warnings
 from pipetune.core.measure.progress_units import ProgressUnits
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.machine import detect_machine
-from pipetune.core.runtime.offline import OnError, RunResult, run_offline
+from pipetune.core.runtime.offline import run_offline
+from pipetune.core.runtime.result import OnError, RunResult
 from pipetune.core.runtime.serving import ServingOptions
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ class _Session(ProfilePasses):
             else ("" if self.cuda else "no slot holds a CUDA module or tensor (gpu=True forces)")
         )
         if self.mode == "stream":
-            from pipetune.core.runtime.stream import find_stream_stage
+            from pipetune.core.runtime.stream_protocol import find_stream_stage
 
             if find_stream_stage(pipeline) is None:
                 self.warnings.append(

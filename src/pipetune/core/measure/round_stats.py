@@ -16,7 +16,7 @@ import numpy as np
 from pipetune.core.measure.comparison_result import SideSummary
 from pipetune.core.measure.stats import expanded_tail
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.offline import RunResult
+from pipetune.core.runtime.result import RunResult
 
 
 @dataclass

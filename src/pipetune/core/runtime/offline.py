@@ -21,378 +21,33 @@ when asked, CPU time per stage (for GIL detection) and spans (for a Chrome trace
 re-applies the active thread pin (:mod:`pipetune.core.runtime.threads`) and records the thread
 settings in force, so baseline and candidate runs are comparable.
 
-Why processes only through a factory, started with ``spawn``: pipeline objects (lambdas,
-closures, torch modules with hooks, open captures) usually cannot be pickled, so the child
-builds its own pipeline by importing ``"package.module:function"`` (or
-``"path/to/file.py:function"``). ``fork`` is never used: forking a process that already runs
-threads (torch's and faiss's OpenMP pools, tokenizers' Rust pool, CUDA) can deadlock the
-child on a lock held by a thread that was not copied, and CUDA cannot be re-initialized in
-a forked child. ``spawn`` starts clean, like a production worker, and behaves the same on
-Linux, macOS and Windows.
+The process executor (spawned workers that build the pipeline from an importable factory,
+and why) is :mod:`pipetune.core.runtime.processes`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import importlib.util
 import itertools
-import multiprocessing
-import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-import numpy as np
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipetune.core.kernel import control as _control
-from pipetune.core.kernel import isolation as _isolation
 from pipetune.core.kernel import workers as _workers
-from pipetune.core.kernel.context import Observations
-from pipetune.core.kernel.errors import (
-    ConfigError,
-    PipelineError,
-    StageError,
-    StageTimeout,
-    short_repr,
-)
+from pipetune.core.kernel.errors import ConfigError, PipelineError, short_repr
 from pipetune.core.kernel.model import Pipeline
 from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.processes import _run_processes, resolve_factory
+from pipetune.core.runtime.recorder import _Recorder
+from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span, StageInstrument
+from pipetune.core.runtime.supervise import STOP_GRACE_S, _Progress, _supervise
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.model import Workload
 
-OnError = Literal["stop", "skip"]
 Executor = Literal["thread", "process"]
-
-#: After Ctrl-C, how long worker threads get to finish the input they are on before they
-#: are abandoned (the whole command must end within 2 s of the signal).
-STOP_GRACE_S = 1.0
-#: How often the supervising thread wakes up to check the deadline.
-_POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class ItemError:
-    index: int
-    stage: str
-    error: str
-
-
-@dataclass(frozen=True)
-class Span:
-    """One stage call: input ``index`` (and the ``count - 1`` inputs batched with it) in
-    ``stage`` on ``worker``, from ``start_s`` to ``end_s`` (seconds since the run started)."""
-
-    index: int
-    count: int
-    stage: str
-    worker: str
-    start_s: float
-    end_s: float
-
-
-@dataclass
-class RunResult:
-    """Outputs and timings of one run over a list of inputs (any mode).
-
-    ``outputs[i]`` is ``None`` for an input that failed or was never run (``ok[i]`` is
-    False). ``stage_s`` has one row per input and one column per stage, then a last
-    ``other`` column for glue time, so each row sums to the *service* time of the input:
-    in offline mode that is ``latency_s``; in online and stream modes
-    ``latency_s = queue_s + stage_s.sum(axis=1)`` (latency counts from arrival).
-    Times within a batch are the batch's. ``start_s``, ``done_s`` and ``arrival_s`` are
-    seconds since the run started.
-    """
-
-    outputs: list[Any]
-    ok: list[bool]
-    latency_s: np.ndarray
-    stage_s: np.ndarray
-    wall_s: float
-    stage_names: tuple[str, ...]
-    errors: list[ItemError] = field(default_factory=list)
-    cpu_s: np.ndarray | None = None  # per stage, summed over inputs (see cpu_clock)
-    observed: Observations | None = None
-    stopped: bool = False  # interrupted (Ctrl-C): what was measured is kept
-    # -- added with the online and stream modes (all optional) --------------------------
-    mode: str = "offline"
-    workers: int = 1
-    executor: str = "inline"  # inline (calling thread), thread, process
-    attempted: int = 0  # inputs whose processing started
-    start_s: np.ndarray | None = None  # service start per input
-    done_s: np.ndarray | None = None  # completion per input
-    arrival_s: np.ndarray | None = None  # scheduled arrival per request (online, stream)
-    item_index: np.ndarray | None = None  # which workload item each row is (online cycles)
-    cpu_clock: str = "process"  # process CPU (one worker) or the calling thread's CPU
-    spans: list[Span] | None = None
-    threads: dict[str, Any] = field(default_factory=dict)  # thread settings in force
-    batch_sizes: list[int] = field(default_factory=list)  # online batcher: each batch's size
-    busy_s: float = 0.0  # worker-seconds spent serving (online utilization)
-    startup_s: float = 0.0  # process executor: spawning workers and building pipelines
-    gpu_stage_s: np.ndarray | None = None  # per input and stage, CUDA-event time
-    first_output_s: np.ndarray | None = None  # stream: first output per request
-    output_gaps_s: np.ndarray | None = None  # stream: time per output between output events
-    online: Any = None  # pipetune.core.runtime.online.OnlineStats
-    stream: Any = None  # pipetune.core.runtime.stream.StreamStats
-    # one offline worker: seconds its thread was runnable but waiting for a CPU (the
-    # host's contention, Linux only)
-    runqueue_wait_s: float | None = None
-
-    @property
-    def completed(self) -> int:
-        return int(sum(self.ok))
-
-    @property
-    def throughput_rps(self) -> float:
-        return self.completed / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def queue_s(self) -> np.ndarray:
-        """Time each input waited before service (zeros offline)."""
-        return np.maximum(self.latency_s - self.stage_s.sum(axis=1), 0.0)
-
-    @property
-    def ok_mask(self) -> np.ndarray:
-        return np.asarray(self.ok, dtype=bool)
-
-
-class StageInstrument(Protocol):
-    """Optional per-stage hooks (CUDA event timing). Single worker only.
-
-    ``before(column)`` runs just before the stage's start timestamp, ``after(column)``
-    after it returns and before its end timestamp (a device synchronize belongs there, so
-    the wall time covers the GPU work), ``finish(rows)`` after the last stage of an input
-    or batch, and ``result()`` at the end of the run (per-row, per-stage seconds or None).
-    """
-
-    def before(self, column: int) -> None: ...
-
-    def after(self, column: int) -> None: ...
-
-    def finish(self, rows: Any) -> None: ...
-
-    def result(self) -> np.ndarray | None: ...
-
-
-class _Progress:
-    """Where a worker is, so a hang can be reported with its stage and input:
-    ``item_since`` is when the current input (or batch) started, ``since`` when its
-    current stage did."""
-
-    __slots__ = ("index", "item", "item_since", "since", "stage")
-
-    def __init__(self) -> None:
-        self.stage = ""
-        self.index: int | None = None
-        self.item: Any = None
-        self.since = 0.0
-        self.item_since = 0.0
-
-
-class _Recorder:
-    """Runs inputs through the stages and records what happened, from any worker thread.
-
-    Per-input figures go into plain Python lists (a list store costs a fraction of a numpy
-    scalar store, and this is the hot path of every timing pass); each row is written by
-    one worker only, so rows need no lock. They become arrays in :meth:`result`.
-    """
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        n: int,
-        *,
-        on_error: OnError,
-        observe: int = 0,
-        measure_cpu: bool = False,
-        cpu_clock: str = "process",
-        spans: bool = False,
-        instrument: StageInstrument | None = None,
-        origin: float | None = None,
-    ):
-        self.pipeline = pipeline
-        self.stages = pipeline.stages
-        self.k = len(self.stages)
-        self.n = n
-        self.on_error = on_error
-        self.rows: list[list[float] | None] = [None] * n  # stage times, then other
-        self.cpu_rows: list[list[float] | None] | None = [None] * n if measure_cpu else None
-        self.start = [0.0] * n
-        self.done = [0.0] * n
-        self.cpu_fn = time.thread_time if cpu_clock == "thread" else time.process_time
-        self.cpu_clock = cpu_clock
-        self.outputs: list[Any] = [None] * n
-        self.ok = [False] * n
-        self.attempted = np.zeros(n, dtype=bool)
-        self.errors: list[ItemError] = []
-        self.observe = observe
-        self.observed = Observations() if observe else None
-        self.spans: list[tuple[int, int, int, str, float, float]] | None = [] if spans else None
-        self.instrument = instrument
-        self.lock = threading.Lock()
-        self.origin = time.perf_counter() if origin is None else origin
-        self.busy_s = 0.0
-        self.batch_sizes: list[int] = []
-        self.mark = _isolation.marker()  # --isolate: where the process is, for a crash
-
-    def process(
-        self,
-        rows: Sequence[int],
-        chunk: Sequence[Any],
-        state: _Progress,
-        worker: str = "main",
-        batched: bool = False,
-    ) -> None:
-        """Run ``chunk`` (inputs ``rows``) through every stage, recording times and errors.
-
-        Raises :class:`StageError` with ``on_error="stop"`` (``sys.exit()`` inside a stage
-        is such an error too, never the end of the process); a ``KeyboardInterrupt``
-        inside a stage propagates (the caller keeps what was recorded).
-        """
-        perf = time.perf_counter
-        cpu_fn = self.cpu_fn if self.cpu_rows is not None else None
-        instrument = self.instrument
-        spans = self.spans
-        origin = self.origin
-        first = rows[0]
-        count = len(rows)
-        times = [0.0] * (self.k + 1)
-        cpus = [0.0] * self.k if cpu_fn is not None else None
-        watching = self.observed is not None and first < self.observe
-        seen: list[tuple[str, list[Any], list[Any]]] = []
-        values: list[Any] = list(chunk)
-        failed = False
-        state.index = first
-        state.item = chunk[0]
-        for row in rows:
-            self.attempted[row] = True
-        # CPU clocks are syscalls (~1-3 us): read one per stage boundary, not two per stage.
-        c0 = cpu_fn() if cpu_fn is not None else 0.0
-        t_item = perf()
-        state.item_since = t_item
-        mark = self.mark
-        for column, stage in enumerate(self.stages):
-            state.stage = stage.name
-            if mark is not None:
-                mark(f"stage {stage.name!r}", first)
-            if instrument is not None:
-                instrument.before(column)
-            t0 = perf()
-            state.since = t0
-            try:
-                new_values = stage.call_batch(values) if batched else [stage(values[0])]
-            except (Exception, SystemExit) as exc:
-                if self.on_error == "stop":
-                    raise StageError(stage.name, first, chunk[0], exc) from exc
-                times[column] = perf() - t0
-                message = f"{type(exc).__name__}: {exc}"
-                with self.lock:
-                    self.errors.extend(ItemError(row, stage.name, message) for row in rows)
-                failed = True
-                break
-            if instrument is not None:
-                instrument.after(column)
-            t1 = perf()
-            times[column] = t1 - t0
-            if cpus is not None and cpu_fn is not None:
-                c1 = cpu_fn()
-                cpus[column] = (c1 - c0) / count
-                c0 = c1
-            if spans is not None:
-                spans.append((first, count, column, worker, t0 - origin, t1 - origin))
-            if watching:
-                seen.append((stage.name, values, new_values))
-            values = new_values
-        if instrument is not None and not failed:
-            instrument.finish(first if count == 1 else np.asarray(rows))
-        end = perf()
-        glue = (end - t_item) - sum(times)
-        times[-1] = glue if glue > 0 else 0.0
-        for row in rows:
-            self.rows[row] = times
-            self.start[row] = t_item - origin
-            self.done[row] = end - origin
-            if cpus is not None and self.cpu_rows is not None:
-                self.cpu_rows[row] = cpus
-        with self.lock:
-            self.busy_s += end - t_item
-            if batched:
-                self.batch_sizes.append(count)
-        if failed:
-            return
-        for row, value in zip(rows, values, strict=True):
-            self.outputs[row] = value
-            self.ok[row] = True
-        if watching and self.observed is not None:  # only inputs that finished every stage
-            with self.lock:
-                self.observed.indices.extend(rows)
-                for name, inputs, outputs in seen:
-                    self.observed.inputs.setdefault(name, []).extend(inputs)
-                    self.observed.outputs.setdefault(name, []).extend(outputs)
-
-    def result(
-        self,
-        *,
-        wall_s: float,
-        stopped: bool,
-        mode: str,
-        workers: int,
-        executor: str,
-        settings: dict[str, Any],
-        arrival_s: np.ndarray | None = None,
-        item_index: np.ndarray | None = None,
-    ) -> RunResult:
-        # Snapshots: a worker abandoned after a deadline or Ctrl-C may still write its row.
-        empty = [0.0] * (self.k + 1)
-        stage_s = np.array([row or empty for row in list(self.rows)], dtype=float)
-        stage_s = stage_s.reshape(self.n, self.k + 1)
-        start_s = np.array(self.start, dtype=float)
-        done_s = np.array(self.done, dtype=float)
-        latency = done_s - (start_s if arrival_s is None else arrival_s)
-        cpu = None
-        if self.cpu_rows is not None:
-            no_cpu = [0.0] * self.k
-            per_row = np.array([row or no_cpu for row in list(self.cpu_rows)], dtype=float)
-            cpu = per_row.reshape(self.n, self.k).sum(axis=0)
-        spans = None
-        if self.spans is not None:
-            names = self.pipeline.stage_names
-            spans = [
-                Span(index, count, names[column], worker, t0, t1)
-                for index, count, column, worker, t0, t1 in list(self.spans)
-            ]
-        return RunResult(
-            outputs=list(self.outputs),
-            ok=list(self.ok),
-            latency_s=np.maximum(latency, 0.0),
-            stage_s=stage_s,
-            wall_s=wall_s,
-            stage_names=self.pipeline.stage_names,
-            errors=sorted(self.errors, key=lambda e: e.index),
-            cpu_s=cpu,
-            observed=self.observed,
-            stopped=stopped,
-            mode=mode,
-            workers=workers,
-            executor=executor,
-            attempted=int(self.attempted.sum()),
-            start_s=start_s,
-            done_s=done_s,
-            arrival_s=arrival_s,
-            item_index=item_index,
-            cpu_clock=self.cpu_clock,
-            spans=spans,
-            threads=settings,
-            batch_sizes=list(self.batch_sizes),
-            busy_s=self.busy_s,
-            gpu_stage_s=self.instrument.result() if self.instrument is not None else None,
-        )
 
 
 # -- offline ---------------------------------------------------------------------------
@@ -449,81 +104,124 @@ def run_offline(
     :class:`~pipetune.core.kernel.control.Cancelled`.
     """
     _control.check()
-    timeout_s = _control.item_timeout(timeout_s)
-    if on_error not in ("stop", "skip"):
-        raise ConfigError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
-    if batch_size < 1:
-        raise ConfigError("batch_size must be >= 1")
-    if workers < 1:
-        raise ConfigError("workers must be >= 1")
-    if executor not in ("thread", "process"):
-        raise ConfigError(f"executor must be 'thread' or 'process', not {executor!r}")
-    if timeout_s is not None and timeout_s <= 0:
-        raise ConfigError("timeout_s must be positive")
+    options = _Options(
+        batch_size=batch_size,
+        on_error=on_error,
+        timeout_s=_control.item_timeout(timeout_s),
+        observe=observe,
+        measure_cpu=measure_cpu,
+        progress=progress,
+        workers=workers,
+        executor=executor,
+        factory=factory,
+        spans=spans,
+        max_duration_s=max_duration_s,
+        min_items=min_items,
+        instrument=instrument,
+    )
+    options.check()
     items = list(items)
     settings = _threads.reapply()
     if executor == "process":
-        if factory is None:
-            raise ConfigError(
-                "executor='process' needs factory='package.module:function' that builds the "
-                "pipeline in each worker process (pipelines are rarely picklable)"
-            )
-        if observe or instrument is not None:
-            raise ConfigError("observe and instrument work with threads only, not processes")
-        return _run_processes(
-            pipeline,
-            items,
-            factory=factory,
-            workers=workers,
-            batch_size=batch_size,
-            on_error=on_error,
-            timeout_s=timeout_s,
-            progress=progress,
-            measure_cpu=measure_cpu,
-            spans=spans,
-            settings=settings,
+        return _offline_processes(pipeline, items, options, settings)
+    recorder = _offline_recorder(pipeline, len(items), options)
+    if options.workers == 1 and options.timeout_s is None:
+        return _offline_inline(recorder, items, options, settings)
+    return _offline_threads(recorder, items, options, settings)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options of one :func:`run_offline` call (``timeout_s`` already taken from the
+    control scope when not given), as its executors read them."""
+
+    batch_size: int
+    on_error: OnError
+    timeout_s: float | None
+    observe: int
+    measure_cpu: bool
+    progress: Callable[[int], None] | None
+    workers: int
+    executor: Executor
+    factory: str | None
+    spans: bool
+    max_duration_s: float | None
+    min_items: int
+    instrument: StageInstrument | None
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for options no executor takes."""
+        if self.on_error not in ("stop", "skip"):
+            raise ConfigError(f"on_error must be 'stop' or 'skip', not {self.on_error!r}")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
+        if self.workers < 1:
+            raise ConfigError("workers must be >= 1")
+        if self.executor not in ("thread", "process"):
+            raise ConfigError(f"executor must be 'thread' or 'process', not {self.executor!r}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError("timeout_s must be positive")
+
+    def time_up(self, started: int, origin: float) -> bool:
+        """A time-boxed run stops taking inputs after ``max_duration_s`` (counted from
+        ``origin``), once ``min_items`` of them have started."""
+        return (
+            self.max_duration_s is not None
+            and started >= self.min_items
+            and time.perf_counter() - origin >= self.max_duration_s
         )
-    if instrument is not None and workers > 1:
-        raise ConfigError("a stage instrument (CUDA events) needs workers=1")
-    recorder = _Recorder(
+
+
+def _offline_processes(
+    pipeline: Pipeline, items: list[Any], options: _Options, settings: dict[str, Any]
+) -> RunResult:
+    """Run on worker processes, each building the pipeline from ``options.factory``."""
+    if options.factory is None:
+        raise ConfigError(
+            "executor='process' needs factory='package.module:function' that builds the "
+            "pipeline in each worker process (pipelines are rarely picklable)"
+        )
+    if options.observe or options.instrument is not None:
+        raise ConfigError("observe and instrument work with threads only, not processes")
+    return _run_processes(
         pipeline,
-        len(items),
-        on_error=on_error,
-        observe=observe,
-        measure_cpu=measure_cpu,
-        cpu_clock="process" if workers == 1 else "thread",
-        spans=spans,
-        instrument=instrument,
-    )
-    if workers == 1 and timeout_s is None:
-        return _offline_inline(
-            recorder, items, batch_size, progress, max_duration_s, min_items, settings
-        )
-    return _offline_threads(
-        recorder,
         items,
-        batch_size,
-        progress,
-        max_duration_s,
-        min_items,
-        settings,
-        workers,
-        timeout_s,
+        factory=options.factory,
+        workers=options.workers,
+        batch_size=options.batch_size,
+        on_error=options.on_error,
+        timeout_s=options.timeout_s,
+        progress=options.progress,
+        measure_cpu=options.measure_cpu,
+        spans=options.spans,
+        settings=settings,
+    )
+
+
+def _offline_recorder(pipeline: Pipeline, n: int, options: _Options) -> _Recorder:
+    """The recorder of a run on threads (the calling one, or workers)."""
+    if options.instrument is not None and options.workers > 1:
+        raise ConfigError("a stage instrument (CUDA events) needs workers=1")
+    return _Recorder(
+        pipeline,
+        n,
+        on_error=options.on_error,
+        observe=options.observe,
+        measure_cpu=options.measure_cpu,
+        cpu_clock="process" if options.workers == 1 else "thread",
+        spans=options.spans,
+        instrument=options.instrument,
     )
 
 
 def _offline_inline(
-    recorder: _Recorder,
-    items: list[Any],
-    batch_size: int,
-    progress: Callable[[int], None] | None,
-    max_duration_s: float | None,
-    min_items: int,
-    settings: dict[str, Any],
+    recorder: _Recorder, items: list[Any], options: _Options, settings: dict[str, Any]
 ) -> RunResult:
     """One worker, no deadline: run in the calling thread (least overhead, and Ctrl-C
     lands where it can be caught)."""
     n = len(items)
+    batch_size = options.batch_size
+    progress = options.progress
     perf = time.perf_counter
     state = _Progress()
     stopped = False
@@ -536,11 +234,7 @@ def _offline_inline(
             if token.cancelled:
                 stopped = True
                 break
-            if (
-                max_duration_s is not None
-                and start >= min_items
-                and perf() - start_clock >= max_duration_s
-            ):
+            if options.time_up(start, start_clock):
                 break
             chunk = items[start : start + batch_size]
             rows = range(start, start + len(chunk))
@@ -561,21 +255,18 @@ def _offline_inline(
         settings=settings,
     )
     result.runqueue_wait_s = _waited(queued)
-    return _truncate(result, taken) if max_duration_s is not None else result
+    return _truncate(result, taken) if options.max_duration_s is not None else result
 
 
 def _offline_threads(
-    recorder: _Recorder,
-    items: list[Any],
-    batch_size: int,
-    progress: Callable[[int], None] | None,
-    max_duration_s: float | None,
-    min_items: int,
-    settings: dict[str, Any],
-    workers: int,
-    timeout_s: float | None,
+    recorder: _Recorder, items: list[Any], options: _Options, settings: dict[str, Any]
 ) -> RunResult:
+    """``options.workers`` long-lived worker threads, each taking the next input (or batch)
+    as soon as it is free, under a supervisor enforcing the per-input deadline."""
     n = len(items)
+    batch_size = options.batch_size
+    progress = options.progress
+    workers = options.workers
     perf = time.perf_counter
     counter = itertools.count(0, batch_size)  # next() is atomic under the GIL
     stop = threading.Event()
@@ -600,11 +291,7 @@ def _offline_threads(
         state = states[w]
         name = f"worker-{w}"
         while not stop.is_set() and not token.cancelled:
-            if (
-                max_duration_s is not None
-                and taken[0] >= min_items
-                and perf() - recorder.origin >= max_duration_s
-            ):
+            if options.time_up(taken[0], recorder.origin):
                 return
             start = next(counter)
             if start >= n:
@@ -633,7 +320,8 @@ def _offline_threads(
 
     # Long-lived threads, not fresh ones: a fresh thread starts cold (see core.workers).
     pool = [_workers.start(work, (w,), f"pipetune-worker-{w}") for w in range(workers)]
-    stopped = _supervise(pool, stop, states, timeout_s, recorder.origin) or interrupted.is_set()
+    stopped = _supervise(pool, stop, states, options.timeout_s, recorder.origin)
+    stopped = stopped or interrupted.is_set()
     stopped = stopped or token.cancelled  # the workers may have seen it first
     wall = perf() - recorder.origin
     if failures:
@@ -647,59 +335,7 @@ def _offline_threads(
         settings=settings,
     )
     result.runqueue_wait_s = waited[0]
-    return _truncate(result, taken[0]) if max_duration_s is not None else result
-
-
-def _supervise(
-    pool: Sequence[_workers.Handle],
-    stop: threading.Event,
-    states: Sequence[_Progress],
-    timeout_s: float | None,
-    origin: float,
-) -> bool:
-    """Wait for worker threads, enforcing the per-input deadline and handling Ctrl-C.
-
-    Returns True when stopped by Ctrl-C or a cancelled token (workers were asked to finish
-    their current input and given :data:`STOP_GRACE_S`, then abandoned). Raises
-    :class:`StageTimeout` naming the stage and the input when one input has been in the
-    pipeline longer than ``timeout_s``.
-    """
-    del origin
-    token = _control.current().token
-    try:
-        while any(thread.is_alive() for thread in pool):
-            if token.cancelled:
-                raise KeyboardInterrupt
-            if timeout_s is not None:
-                late = overdue(states, timeout_s)
-                if late is not None:
-                    stop.set()
-                    raise late
-            for thread in pool:
-                thread.join(_POLL_S)
-                if not thread.is_alive():
-                    continue
-                break
-    except KeyboardInterrupt:
-        stop.set()
-        _control.cancel("interrupted")
-        grace_end = time.perf_counter() + STOP_GRACE_S
-        for thread in pool:
-            with contextlib.suppress(KeyboardInterrupt):
-                thread.join(max(0.0, grace_end - time.perf_counter()))
-        return True
-    return False
-
-
-def overdue(states: Sequence[_Progress], timeout_s: float) -> StageTimeout | None:
-    """A :class:`StageTimeout` for the input that has been in the pipeline longer than
-    ``timeout_s`` (the longest-running one), or ``None``."""
-    now = time.perf_counter()
-    busy = [s for s in states if s.stage and now - s.item_since >= timeout_s]
-    if not busy:
-        return None
-    stuck = min(busy, key=lambda s: s.item_since)
-    return StageTimeout(stuck.stage, stuck.index, stuck.item, timeout_s)
+    return _truncate(result, taken[0]) if options.max_duration_s is not None else result
 
 
 def _runqueue_wait() -> float | None:
@@ -729,315 +365,6 @@ def _truncate(result: RunResult, count: int) -> RunResult:
     if result.gpu_stage_s is not None:
         result.gpu_stage_s = result.gpu_stage_s[:count]
     return result
-
-
-# -- processes -------------------------------------------------------------------------
-
-# State of a spawned worker process (set by _child_init).
-_CHILD: dict[str, Any] = {}
-#: How long a worker process waits for its siblings to finish building their pipelines.
-_READY_TIMEOUT_S = 600.0
-
-
-def resolve_factory(spec: str) -> Pipeline:
-    """Import ``"package.module:attr"`` or ``"path/to/file.py:attr"`` and return the
-    pipeline: ``attr`` is a Pipeline or a callable returning one (dots walk attributes)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(
-            f"factory {spec!r} must look like 'package.module:function' or 'file.py:function'"
-        )
-    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
-        path = Path(module_name).resolve()
-        if not path.is_file():
-            raise ConfigError(f"factory {spec!r}: no file {path}")
-        name = f"_pipetune_factory_{abs(hash(str(path)))}"
-        module = sys.modules.get(name)
-        if module is None:
-            file_spec = importlib.util.spec_from_file_location(name, path)
-            if file_spec is None or file_spec.loader is None:
-                raise ConfigError(f"factory {spec!r}: cannot load {path}")
-            module = importlib.util.module_from_spec(file_spec)
-            sys.modules[name] = module
-            file_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(f"factory {spec!r}: cannot import {module_name!r}: {exc}") from None
-    target: Any = module
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(f"factory {spec!r}: {module_name} has no {attr!r}") from None
-    pipeline = target() if callable(target) and not isinstance(target, Pipeline) else target
-    if not isinstance(pipeline, Pipeline):
-        raise ConfigError(
-            f"factory {spec!r} gave {type(pipeline).__name__}, not a pipetune Pipeline"
-        )
-    return pipeline
-
-
-def _check_factory_spec(spec: str) -> None:
-    """Fail in the parent, with a clear message, before spawning anything."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(
-            f"factory {spec!r} must look like 'package.module:function' or 'file.py:function'"
-        )
-    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
-        if not Path(module_name).is_file():
-            raise ConfigError(f"factory {spec!r}: no file {module_name}")
-        return
-    try:
-        found = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError) as exc:
-        raise ConfigError(f"factory {spec!r}: cannot find {module_name!r}: {exc}") from None
-    if found is None:
-        raise ConfigError(f"factory {spec!r}: no module named {module_name!r}")
-
-
-def _child_init(
-    factory: str,
-    env: dict[str, str],
-    expected: tuple[str, ...],
-    on_error: str,
-    measure_cpu: bool,
-    ready: Any = None,
-) -> None:
-    """Runs first in each spawned worker: pin threads, then build the pipeline."""
-    # The parent handles Ctrl-C and terminates the pool; a child must not die mid-input
-    # with a traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.update(env)  # before the factory imports torch/faiss
-    _CHILD.clear()
-    _CHILD.update(on_error=on_error, measure_cpu=measure_cpu)
-    try:
-        pipeline = resolve_factory(factory)
-        if pipeline.stage_names != expected:
-            raise ConfigError(
-                f"factory {factory!r} built stages {list(pipeline.stage_names)}, but the "
-                f"pipeline given has {list(expected)}"
-            )
-        if env:
-            _threads.pin_threads(int(next(iter(env.values())))).__enter__()
-        _CHILD["pipeline"] = pipeline
-    except BaseException as exc:  # reported by the first task, not a respawn loop
-        _CHILD["init_error"] = f"{type(exc).__name__}: {exc}"
-    if ready is not None:  # the parent starts its clock when every worker is built
-        with contextlib.suppress(Exception):
-            ready.wait(timeout=_READY_TIMEOUT_S)
-
-
-def _child_run(task: tuple[int, list[Any], bool]) -> dict[str, Any]:
-    """Process one chunk in a worker process; returns plain, picklable records, one per
-    input (or one per batch)."""
-    start, chunk, batched = task
-    if "init_error" in _CHILD:
-        return {"init_error": _CHILD["init_error"]}
-    pipeline: Pipeline = _CHILD["pipeline"]
-    measure_cpu = _CHILD["measure_cpu"]
-    stop_on_error = _CHILD["on_error"] == "stop"
-    perf = time.perf_counter
-    cpu_fn = time.process_time
-    groups = [list(range(len(chunk)))] if batched else [[i] for i in range(len(chunk))]
-    records = []
-    for group in groups:
-        values = [chunk[i] for i in group]
-        times: list[float] = []
-        cpus: list[float] = []
-        error = None
-        t_item = perf()
-        for stage in pipeline.stages:
-            c0 = cpu_fn() if measure_cpu else 0.0
-            t0 = perf()
-            try:
-                values = stage.call_batch(values) if batched else [stage(values[0])]
-            except (Exception, SystemExit) as exc:
-                times.append(perf() - t0)
-                error = (stage.name, type(exc).__name__, str(exc))
-                break
-            times.append(perf() - t0)
-            cpus.append((cpu_fn() - c0) / len(group) if measure_cpu else 0.0)
-        records.append(
-            {
-                "rows": [start + i for i in group],
-                "outputs": values if error is None else None,
-                "error": error,
-                "times": times,
-                "cpu": cpus,
-                "start": t_item,
-                "end": perf(),
-            }
-        )
-        if error is not None and stop_on_error:
-            break
-    return {"records": records, "pid": os.getpid()}
-
-
-class _RemoteError(Exception):
-    """An exception raised in a worker process, re-created by name in the parent."""
-
-
-def _remote(type_name: str, message: str) -> Exception:
-    return type(type_name, (_RemoteError,), {})(message)
-
-
-def _run_processes(
-    pipeline: Pipeline,
-    items: list[Any],
-    *,
-    factory: str,
-    workers: int,
-    batch_size: int,
-    on_error: OnError,
-    timeout_s: float | None,
-    progress: Callable[[int], None] | None,
-    measure_cpu: bool,
-    spans: bool,
-    settings: dict[str, Any],
-) -> RunResult:
-    _check_factory_spec(factory)
-    n = len(items)
-    k = len(pipeline)
-    perf = time.perf_counter
-    chunk = batch_size if batch_size > 1 else max(1, min(32, n // (workers * 4) or 1))
-    tasks = [(start, items[start : start + chunk], batch_size > 1) for start in range(0, n, chunk)]
-    stage_s = np.zeros((n, k + 1))
-    start_s = np.zeros(n)
-    done_s = np.zeros(n)
-    cpu = np.zeros(k) if measure_cpu else None
-    outputs: list[Any] = [None] * n
-    ok = [False] * n
-    attempted = 0
-    errors: list[ItemError] = []
-    span_list: list[Span] | None = [] if spans else None
-    batch_sizes: list[int] = []
-    busy = 0.0
-    stopped = False
-    context = multiprocessing.get_context("spawn")
-    env = _threads.child_environment(settings)
-    launched = perf()
-    ready = context.Barrier(workers + 1)
-    pool = context.Pool(
-        workers,
-        initializer=_child_init,
-        initargs=(factory, env, pipeline.stage_names, on_error, measure_cpu, ready),
-    )
-    # Start the clock once every worker has spawned and built its pipeline, so throughput
-    # measures serving, not interpreter start-up (reported apart as startup_s).
-    try:
-        # start-up is not an input: at least a minute to import and build (torch...)
-        ready.wait(timeout=None if timeout_s is None else max(timeout_s, 60.0))
-    except threading.BrokenBarrierError:
-        pool.terminate()
-        pool.join()
-        raise StageTimeout("<worker start-up>", None, None, timeout_s or 0) from None
-    except KeyboardInterrupt:
-        pool.terminate()
-        pool.join()
-        raise
-    origin = perf()
-    startup = origin - launched
-    reported = np.zeros(n, dtype=bool)
-    clean = False
-    token = _control.current().token
-    try:
-        results = pool.imap_unordered(_child_run, tasks)
-        # Per input: a chunk of `chunk` inputs gets `chunk` deadlines; the clock restarts
-        # with every reply (the workers' chunks overlap, so this is a bound, not a budget).
-        window = None if timeout_s is None else timeout_s * chunk
-        deadline = None if window is None else origin + window
-        for _ in tasks:
-            reply = None
-            while reply is None:
-                if token.cancelled:
-                    raise KeyboardInterrupt
-                wait = _POLL_S * 4
-                if deadline is not None:
-                    wait = min(wait, deadline - perf())
-                    if wait <= 0:
-                        first = int(np.argmin(reported))
-                        raise StageTimeout("<worker process>", first, items[first], timeout_s or 0)
-                with contextlib.suppress(multiprocessing.TimeoutError):
-                    reply = results.next(timeout=wait)
-            if window is not None:
-                deadline = perf() + window
-            if "init_error" in reply:
-                raise ConfigError(
-                    f"factory {factory!r} failed in the worker process: {reply['init_error']}"
-                )
-            for record in reply["records"]:
-                rows = record["rows"]
-                times = record["times"]
-                t0, t1 = record["start"] - origin, record["end"] - origin
-                reported[rows] = True
-                attempted += len(rows)
-                busy += t1 - t0
-                stage_s[rows, : len(times)] = times
-                stage_s[rows, -1] = max(0.0, (t1 - t0) - sum(times))
-                start_s[rows], done_s[rows] = t0, t1
-                if cpu is not None and record["cpu"]:
-                    cpu[: len(record["cpu"])] += np.asarray(record["cpu"]) * len(rows)
-                if batch_size > 1:
-                    batch_sizes.append(len(rows))
-                if span_list is not None:
-                    position = t0
-                    for column, seconds in enumerate(times):
-                        name = pipeline.stage_names[column]
-                        worker = f"pid-{reply['pid']}"
-                        span_list.append(
-                            Span(rows[0], len(rows), name, worker, position, position + seconds)
-                        )
-                        position += seconds
-                if record["error"] is None:
-                    for row, value in zip(rows, record["outputs"], strict=True):
-                        outputs[row] = value
-                        ok[row] = True
-                    continue
-                stage_name, type_name, message = record["error"]
-                if on_error == "stop":
-                    raise StageError(
-                        stage_name, rows[0], items[rows[0]], _remote(type_name, message)
-                    )
-                errors.extend(ItemError(row, stage_name, f"{type_name}: {message}") for row in rows)
-            if progress is not None:
-                progress(attempted)
-        clean = True
-    except KeyboardInterrupt:
-        stopped = True
-        _control.cancel("interrupted")
-    finally:
-        if clean:
-            pool.close()
-        else:
-            pool.terminate()
-        pool.join()
-    wall = perf() - origin
-    return RunResult(
-        outputs=outputs,
-        ok=ok,
-        latency_s=np.maximum(done_s - start_s, 0.0),
-        stage_s=stage_s,
-        wall_s=wall,
-        stage_names=pipeline.stage_names,
-        errors=sorted(errors, key=lambda e: e.index),
-        cpu_s=cpu,
-        stopped=stopped,
-        mode="offline",
-        workers=workers,
-        executor="process",
-        attempted=attempted,
-        startup_s=startup,
-        start_s=start_s,
-        done_s=done_s,
-        cpu_clock="process",
-        spans=span_list,
-        threads=settings,
-        batch_sizes=batch_sizes,
-        busy_s=busy,
-    )
 
 
 # -- the other modes, reachable from here -------------------------------------------

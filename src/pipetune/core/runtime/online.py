@@ -32,16 +32,9 @@ from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Trace
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.observe import input_size, percentiles_ms
-from pipetune.core.runtime.offline import (
-    _POLL_S,
-    STOP_GRACE_S,
-    OnError,
-    RunResult,
-    StageInstrument,
-    _Progress,
-    _Recorder,
-    overdue,
-)
+from pipetune.core.runtime.recorder import _Recorder
+from pipetune.core.runtime.result import OnError, RunResult, StageInstrument
+from pipetune.core.runtime.supervise import _POLL_S, STOP_GRACE_S, _Progress, overdue
 
 #: Fewer requests than this and the run is too short to judge whether the queue grows.
 MIN_REQUESTS_FOR_VERDICT = 30

@@ -61,16 +61,17 @@ completion latency (done − arrival, after the stages that follow the stream st
 before the stream stage run on arrival in the load-generator thread; stages after it run
 when the request is done, in the thread that iterates ``serve`` (keep them light:
 detokenizing, not another model).
+
+This module runs a stream (:func:`run_stream`); the protocol's types live in
+:mod:`.stream_protocol` and the figures in :mod:`.stream_stats`, both importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,136 +82,20 @@ from pipetune.core.kernel.errors import ConfigError, PipelineError, StageError, 
 from pipetune.core.kernel.model import Pipeline, Stage, Trace
 from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.offline import _POLL_S, STOP_GRACE_S, ItemError, OnError, RunResult, Span
 from pipetune.core.runtime.online import arrival_schedule
+from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span
+from pipetune.core.runtime.stream_protocol import (
+    RequestFeed,
+    StreamEvent,
+    StreamRequest,
+    find_stream_stage,
+    stream_server,
+)
+from pipetune.core.runtime.stream_stats import StreamStats, _count_stats, _in_flight
+from pipetune.core.runtime.supervise import _POLL_S, STOP_GRACE_S
 
 #: The stream protocol's version (see the module docstring).
 STREAM_PROTOCOL = 1
-
-
-@dataclass(frozen=True)
-class StreamRequest:
-    """A request handed to a stream server: ``item`` is the stream stage's input."""
-
-    id: int
-    item: Any
-    arrival_s: float
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """Something a stream server reports about request ``id`` (see the module docstring)."""
-
-    id: int
-    outputs: int = 0
-    done: bool = False
-    result: Any = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class StreamStats:
-    """Per-request generation figures of a stream run (milliseconds)."""
-
-    requests: int
-    completed: int
-    offered_rps: float
-    source: str
-    ttft_ms: dict[str, float]  # time to first output
-    per_output_ms: dict[str, float]  # gaps between outputs, per output
-    completion_ms: dict[str, float]
-    outputs_per_request: dict[str, float]
-    outputs_per_s: float  # all outputs over the run
-    max_in_flight: int
-    mean_in_flight: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class RequestFeed:
-    """The requests of a stream run, handed to the server as they arrive."""
-
-    def __init__(self, origin: float):
-        self._origin = origin
-        self._ready: list[StreamRequest] = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self.taken_at: dict[int, float] = {}
-
-    def now(self) -> float:
-        """Seconds on the run's clock (the clock of ``StreamRequest.arrival_s``)."""
-        return time.perf_counter() - self._origin
-
-    @property
-    def exhausted(self) -> bool:
-        """True once every request has been handed out and none will come."""
-        with self._cond:
-            return self._closed and not self._ready
-
-    def poll(self) -> list[StreamRequest]:
-        """The requests that arrived since the last call, without waiting."""
-        with self._cond:
-            return self._take()
-
-    def wait(self, timeout: float | None = None) -> list[StreamRequest]:
-        """Block until a request arrives (``[]`` when exhausted or after ``timeout``)."""
-        end = None if timeout is None else time.perf_counter() + timeout
-        with self._cond:
-            while not self._ready and not self._closed:
-                remaining = None if end is None else end - time.perf_counter()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._cond.wait(remaining if remaining is not None else _POLL_S)
-            return self._take()
-
-    # -- the runtime's side ------------------------------------------------------------
-    def put(self, request: StreamRequest) -> None:
-        with self._cond:
-            self._ready.append(request)
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def _take(self) -> list[StreamRequest]:
-        taken, self._ready = self._ready, []
-        now = self.now()
-        for request in taken:
-            self.taken_at[request.id] = now
-        return taken
-
-
-def stream_server(stage: Stage) -> Callable[..., Iterable[StreamEvent]] | None:
-    """The bound ``serve`` of a stream-capable stage (slots applied), or ``None``."""
-    serve = getattr(stage.fn, "serve", None)
-    if not callable(serve):
-        return None
-    try:
-        params: Iterable[inspect.Parameter] = inspect.signature(serve).parameters.values()
-    except (TypeError, ValueError):
-        params = ()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        names = tuple(stage.slots)
-    else:
-        accepted = {p.name for p in params}
-        names = tuple(name for name in stage.slots if name in accepted)
-    slots = {name: stage.slots[name] for name in names}
-
-    def bound(feed: RequestFeed) -> Iterable[StreamEvent]:
-        return serve(feed, **slots)
-
-    return bound
-
-
-def find_stream_stage(pipeline: Pipeline) -> Stage | None:
-    """The first stream-capable stage of ``pipeline``, if any."""
-    for stage in pipeline.stages:
-        if stream_server(stage) is not None:
-            return stage
-    return None
 
 
 def run_stream(
@@ -380,52 +265,59 @@ class _StreamRun:
     def _dispatch(self) -> None:
         """Release requests on schedule, running the stages before the stream stage."""
         assert self.feed is not None
-        perf = time.perf_counter
         try:
             for row in range(self.n):
-                target = self.origin + self.schedule[row]
-                while not self.stop.is_set():
-                    wait = target - perf()
-                    if wait <= 0:
-                        break
-                    time.sleep(min(wait, _POLL_S))
-                if self.stop.is_set():
+                if not self._sleep_until(self.origin + self.schedule[row]):
                     return
-                value = self.items[self.item_index[row]]
                 self.attempted[row] = True
-                failed = False
-                for column, stage in enumerate(self.pre):
-                    t0 = perf()
-                    before = value
-                    self.progress_at = t0
-                    self.pre_stage = (stage.name, row)
-                    try:
-                        value = stage(value)
-                    except (Exception, SystemExit) as exc:
-                        self.pre_stage = None
-                        self.stage_s[row, column] = perf() - t0
-                        self._fail(row, stage.name, exc)
-                        failed = True
-                        break
-                    self.pre_stage = None
-                    t1 = perf()
-                    self.stage_s[row, column] = t1 - t0
-                    self._span(row, stage.name, "arrivals", t0, t1)
-                    if row < self.observe:
-                        self._seen.setdefault(row, []).append([stage.name, before, value])
-                if failed:
+                passed, value = self._before_stream(row, self.items[self.item_index[row]])
+                if not passed:
                     if self.stop.is_set():
                         return
                     continue
                 if row < self.observe:
                     self._seen.setdefault(row, []).append([self.stage.name, value, None])
-                self.progress_at = perf()
+                self.progress_at = time.perf_counter()
                 self.feed.put(StreamRequest(row, value, float(self.schedule[row])))
         except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
             self.stopped = True
             self.stop.set()
         finally:
             self.feed.close()
+
+    def _sleep_until(self, target: float) -> bool:
+        """Nap until ``target`` (a ``perf_counter`` time); False once the run is stopping."""
+        perf = time.perf_counter
+        while not self.stop.is_set():
+            wait = target - perf()
+            if wait <= 0:
+                break
+            time.sleep(min(wait, _POLL_S))
+        return not self.stop.is_set()
+
+    def _before_stream(self, row: int, value: Any) -> tuple[bool, Any]:
+        """Run request ``row``'s input through the stages before the stream stage:
+        ``(True, the stream stage's input)``, or ``(False, None)`` when one of them failed."""
+        perf = time.perf_counter
+        for column, stage in enumerate(self.pre):
+            t0 = perf()
+            before = value
+            self.progress_at = t0
+            self.pre_stage = (stage.name, row)
+            try:
+                value = stage(value)
+            except (Exception, SystemExit) as exc:
+                self.pre_stage = None
+                self.stage_s[row, column] = perf() - t0
+                self._fail(row, stage.name, exc)
+                return False, None
+            self.pre_stage = None
+            t1 = perf()
+            self.stage_s[row, column] = t1 - t0
+            self._span(row, stage.name, "arrivals", t0, t1)
+            if row < self.observe:
+                self._seen.setdefault(row, []).append([stage.name, before, value])
+        return True, value
 
     def _consume(self, server: Callable[[RequestFeed], Iterable[StreamEvent]]) -> None:
         """Iterate the server's events, timestamping each as it arrives."""
@@ -447,38 +339,45 @@ class _StreamRun:
             self.failure = exc
             self.stop.set()
         except (Exception, SystemExit) as exc:
-            if self.on_error == "stop":
-                first = next(
-                    (int(r) for r in np.flatnonzero(self.attempted & ~self.finished)), None
-                )
-                item = self.items[self.item_index[first]] if first is not None else None
-                self.failure = StageError(self.stage.name, first, item, exc)
-                self.stop.set()
-            else:
-                message = f"{type(exc).__name__}: {exc}"
-                for row in np.flatnonzero(self.attempted & ~self.finished):
-                    self._record_error(int(row), self.stage.name, message)
-                self.stop.set()
+            self._server_raised(exc)
         else:
-            # serve() returned by itself: the protocol says only once the feed is exhausted
-            # and every request it took is finished. Anything else is a bug in the server.
-            unfinished = np.flatnonzero(self.attempted & ~self.finished)
-            if not self.stop.is_set() and (not self.feed.exhausted or unfinished.size):
-                what = (
-                    f"without finishing request(s) {', '.join(map(str, unfinished[:5]))}"
-                    if unfinished.size
-                    else "before the feed was exhausted"
-                )
-                self.failure = PipelineError(
-                    f"stage {self.stage.name!r}: serve() returned {what} (stream protocol: "
-                    "return once feed.exhausted is True and every request is done)"
-                )
-                self.stop.set()
+            self._server_returned()
         finally:
             if events is not None and hasattr(events, "close"):
                 with contextlib.suppress(Exception):
                     events.close()
             self.feed.close()
+
+    def _server_raised(self, exc: BaseException) -> None:
+        """``serve()`` raised: the run fails with it (``on_error="stop"``), or every request
+        not finished yet fails with it; either way the run stops."""
+        if self.on_error == "stop":
+            first = next((int(r) for r in np.flatnonzero(self.attempted & ~self.finished)), None)
+            item = self.items[self.item_index[first]] if first is not None else None
+            self.failure = StageError(self.stage.name, first, item, exc)
+            self.stop.set()
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+            for row in np.flatnonzero(self.attempted & ~self.finished):
+                self._record_error(int(row), self.stage.name, message)
+            self.stop.set()
+
+    def _server_returned(self) -> None:
+        """``serve()`` returned by itself: the protocol says only once the feed is exhausted
+        and every request it took is finished. Anything else is a bug in the server."""
+        assert self.feed is not None
+        unfinished = np.flatnonzero(self.attempted & ~self.finished)
+        if not self.stop.is_set() and (not self.feed.exhausted or unfinished.size):
+            what = (
+                f"without finishing request(s) {', '.join(map(str, unfinished[:5]))}"
+                if unfinished.size
+                else "before the feed was exhausted"
+            )
+            self.failure = PipelineError(
+                f"stage {self.stage.name!r}: serve() returned {what} (stream protocol: "
+                "return once feed.exhausted is True and every request is done)"
+            )
+            self.stop.set()
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _event(self, event: StreamEvent, now: float) -> None:
@@ -630,22 +529,3 @@ class _StreamRun:
             stream=stats,
             observed=self.observed,
         )
-
-
-def _in_flight(arrival: np.ndarray, done: np.ndarray) -> np.ndarray:
-    """Requests in flight (arrived, not done) as each request arrives."""
-    if arrival.size == 0:
-        return np.zeros(0, dtype=int)
-    ends = np.sort(done)
-    order = np.sort(arrival)
-    return np.arange(1, order.size + 1) - np.searchsorted(ends, order, side="right")
-
-
-def _count_stats(counts: np.ndarray) -> dict[str, float]:
-    if counts.size == 0:
-        return {"mean": 0.0, "p50": 0.0, "max": 0.0}
-    return {
-        "mean": float(counts.mean()),
-        "p50": float(np.median(counts)),
-        "max": float(counts.max()),
-    }

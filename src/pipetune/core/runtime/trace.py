@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipetune.core.kernel.errors import ConfigError
-from pipetune.core.runtime.offline import RunResult
+from pipetune.core.runtime.result import RunResult
 
 
 def chrome_trace(
