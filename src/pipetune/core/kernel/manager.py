@@ -440,69 +440,90 @@ def get_plugin_manager(
     """
     if strict is None:
         strict = os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes")
-    disabled = {name.strip() for name in disable if name.strip()}
-    disabled |= {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    disabled = _disabled_names(disable)
     pm = PipetunePluginManager(strict=strict)
-    bound = os.environ.get(HOOK_TIMEOUT_ENV, "").strip()
-    if bound:
-        try:
-            seconds = float(bound)
-        except ValueError:
-            seconds = math.nan
-        if not (seconds > 0 and math.isfinite(seconds)):
-            raise PluginError(f"{HOOK_TIMEOUT_ENV}={bound!r}: expected a number of seconds > 0")
-        pm.cap_hook_timeouts(seconds)
-
+    _cap_hook_timeouts_from_env(pm)
     if builtins:
-        for name, module in BUILTIN_PLUGINS:
-            if name in disabled:
-                pm.load_report.append(PluginStatus(name, "builtin", "disabled", module=module))
-                continue
-            pm.load_plugin(
-                name,
-                _module_loader(module),
-                source="builtin",
-                distribution="pipetune",
-                version=_pipetune_version(),
-                module=module,
-            )
+        _load_builtins(pm, disabled)
     if entry_points:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = getattr(ep, "dist", None)
-            distribution = dist.name if dist is not None else ""
-            version = dist.version if dist is not None else ""
-            if ep.name in disabled:
-                pm.load_report.append(
-                    PluginStatus(ep.name, "entrypoint", "disabled", version, distribution, ep.value)
-                )
-                continue
-            if pm.has_plugin(ep.name):
-                pm.load_report.append(
-                    PluginStatus(
-                        ep.name,
-                        "entrypoint",
-                        "failed",
-                        version,
-                        distribution,
-                        ep.value,
-                        f"a plugin named {ep.name!r} is already loaded",
-                    )
-                )
-                if strict:
-                    raise DuplicateError(f"two plugins are named {ep.name!r}")
-                continue
-            pm.load_plugin(
-                ep.name,
-                ep.load,
-                source="entrypoint",
-                distribution=distribution,
-                version=version,
-                module=ep.value,
-            )
+        _load_entry_points(pm, disabled, strict)
     for name, plugin in plugins:
         if name not in disabled:
             pm.load_plugin(name, plugin, source="explicit")
     return pm
+
+
+def _disabled_names(disable: Iterable[str]) -> set[str]:
+    """The plugin names not to load: ``disable`` plus ``PIPETUNE_DISABLE_PLUGINS``."""
+    disabled = {name.strip() for name in disable if name.strip()}
+    disabled |= {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    return disabled
+
+
+def _cap_hook_timeouts_from_env(pm: PipetunePluginManager) -> None:
+    """Cap every hook's bound at ``PIPETUNE_HOOK_TIMEOUT`` seconds when set (CI, tests)."""
+    bound = os.environ.get(HOOK_TIMEOUT_ENV, "").strip()
+    if not bound:
+        return
+    try:
+        seconds = float(bound)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise PluginError(f"{HOOK_TIMEOUT_ENV}={bound!r}: expected a number of seconds > 0")
+    pm.cap_hook_timeouts(seconds)
+
+
+def _load_builtins(pm: PipetunePluginManager, disabled: set[str]) -> None:
+    """Load :data:`BUILTIN_PLUGINS` the way entry points load (or report them disabled)."""
+    for name, module in BUILTIN_PLUGINS:
+        if name in disabled:
+            pm.load_report.append(PluginStatus(name, "builtin", "disabled", module=module))
+            continue
+        pm.load_plugin(
+            name,
+            _module_loader(module),
+            source="builtin",
+            distribution="pipetune",
+            version=_pipetune_version(),
+            module=module,
+        )
+
+
+def _load_entry_points(pm: PipetunePluginManager, disabled: set[str], strict: bool) -> None:
+    """Load third-party plugins from the entry-point group; a name already loaded is a failure."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        distribution = dist.name if dist is not None else ""
+        version = dist.version if dist is not None else ""
+        if ep.name in disabled:
+            pm.load_report.append(
+                PluginStatus(ep.name, "entrypoint", "disabled", version, distribution, ep.value)
+            )
+            continue
+        if pm.has_plugin(ep.name):
+            pm.load_report.append(
+                PluginStatus(
+                    ep.name,
+                    "entrypoint",
+                    "failed",
+                    version,
+                    distribution,
+                    ep.value,
+                    f"a plugin named {ep.name!r} is already loaded",
+                )
+            )
+            if strict:
+                raise DuplicateError(f"two plugins are named {ep.name!r}")
+            continue
+        pm.load_plugin(
+            ep.name,
+            ep.load,
+            source="entrypoint",
+            distribution=distribution,
+            version=version,
+            module=ep.value,
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------
