@@ -174,22 +174,50 @@ def layer_times(
     targets = {stage.name: torch_modules(stage) for stage in pipeline.stages}
     if torch is None or not any(targets.values()):
         return {}, 0
-    perf = time.perf_counter
-    current = {"stage": ""}
-    totals: dict[tuple[str, str], list[float]] = {}  # (stage, layer) -> [seconds, calls]
-    kinds: dict[str, str] = {}
-    handles = []
-    starts: dict[int, list[float]] = {}
+    hooks = _LayerHooks(torch)
+    try:
+        hooks.attach_leaves(targets)
+        stage_time, used = _time_stages(pipeline, items, hooks, max_items, budget_s, on_item)
+    finally:
+        hooks.remove()
+    result: dict[str, tuple[LayerTime, ...]] = {}
+    for stage_name, modules in targets.items():
+        if not modules or used == 0:
+            continue
+        layers = _stage_layers(stage_name, hooks, stage_time[stage_name], used, top)
+        if layers:
+            result[stage_name] = layers
+    return result, used
 
-    def sync_for(module: Any) -> Callable[[], None] | None:
-        with contextlib.suppress(StopIteration, Exception):
-            if next(module.parameters()).is_cuda:
-                return torch.cuda.synchronize
-        return None
 
-    def attach(name: str, module: Any) -> None:
-        sync = sync_for(module)
+class _LayerHooks:
+    """Forward pre/post hooks on leaf modules that add up each layer's time per stage."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        self.stage = ""  # the stage running now: the layers' time is charged to it
+        self.totals: dict[tuple[str, str], list[float]] = {}  # (stage, layer) -> [seconds, calls]
+        self.kinds: dict[str, str] = {}  # layer -> module class name
+        self.handles: list[Any] = []
+        self.starts: dict[int, list[float]] = {}
+
+    def attach_leaves(self, targets: dict[str, list[tuple[str, Any]]]) -> None:
+        """Hook every leaf module once (a module shared by stages is timed once)."""
+        seen: set[int] = set()
+        for modules in targets.values():
+            for slot, root in modules:
+                for name, module in root.named_modules():
+                    if id(module) in seen or any(True for _ in module.children()):
+                        continue
+                    seen.add(id(module))
+                    self.attach(f"{slot}.{name}" if name else slot, module)
+
+    def attach(self, name: str, module: Any) -> None:
+        """Time ``module`` as layer ``name``: the pre hook stamps, the post hook adds."""
+        perf = time.perf_counter
+        sync = self._sync_for(module)
         key = id(module)
+        starts = self.starts
 
         def pre(_module: Any, _args: Any) -> None:
             if sync is not None:
@@ -203,72 +231,84 @@ def layer_times(
             if not stack:
                 return
             elapsed = perf() - stack.pop()
-            record = totals.setdefault((current["stage"], name), [0.0, 0])
+            record = self.totals.setdefault((self.stage, name), [0.0, 0])
             record[0] += elapsed
             record[1] += 1
 
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-        kinds[name] = type(module).__name__
+        self.handles.append(module.register_forward_pre_hook(pre))
+        self.handles.append(module.register_forward_hook(post))
+        self.kinds[name] = type(module).__name__
 
+    def _sync_for(self, module: Any) -> Callable[[], None] | None:
+        """CUDA's synchronize for a module on the GPU, so its time covers its kernels."""
+        with contextlib.suppress(StopIteration, Exception):
+            if next(module.parameters()).is_cuda:
+                return self.torch.cuda.synchronize
+        return None
+
+    def remove(self) -> None:
+        """Take every hook off again: the user's modules are left as they were."""
+        for handle in self.handles:
+            handle.remove()
+
+
+def _time_stages(
+    pipeline: Pipeline,
+    items: Sequence[Any],
+    hooks: _LayerHooks,
+    max_items: int,
+    budget_s: float,
+    on_item: Callable[[int], None] | None,
+) -> tuple[dict[str, float], int]:
+    """Run bounded inputs through the stages, timing each and telling the hooks which runs."""
+    perf = time.perf_counter
     stage_time = {stage.name: 0.0 for stage in pipeline.stages}
     used = 0
-    try:
-        seen: set[int] = set()
-        for modules in targets.values():
-            for slot, root in modules:
-                for name, module in root.named_modules():
-                    if id(module) in seen or any(True for _ in module.children()):
-                        continue
-                    seen.add(id(module))
-                    attach(f"{slot}.{name}" if name else slot, module)
-        for item in _bounded(items, max_items, budget_s):
-            value = item
-            for stage in pipeline.stages:
-                current["stage"] = stage.name
-                t0 = perf()
-                value = stage(value)
-                stage_time[stage.name] += perf() - t0
-            used += 1
-            if on_item is not None:
-                on_item(used)
-    finally:
-        for handle in handles:
-            handle.remove()
-    result: dict[str, tuple[LayerTime, ...]] = {}
-    for stage_name, modules in targets.items():
-        if not modules or used == 0:
-            continue
-        spent = stage_time[stage_name]
-        rows = sorted(
-            ((layer, s, c) for (st, layer), (s, c) in totals.items() if st == stage_name),
-            key=lambda row: row[1],
-            reverse=True,
+    for item in _bounded(items, max_items, budget_s):
+        value = item
+        for stage in pipeline.stages:
+            hooks.stage = stage.name
+            t0 = perf()
+            value = stage(value)
+            stage_time[stage.name] += perf() - t0
+        used += 1
+        if on_item is not None:
+            on_item(used)
+    return stage_time, used
+
+
+def _stage_layers(
+    stage_name: str, hooks: _LayerHooks, spent: float, used: int, top: int
+) -> tuple[LayerTime, ...]:
+    """A stage's ``top`` layers by time, then the rest as one row; empty if none ran."""
+    rows = sorted(
+        ((layer, s, c) for (st, layer), (s, c) in hooks.totals.items() if st == stage_name),
+        key=lambda row: row[1],
+        reverse=True,
+    )
+    if not rows:
+        return ()
+    inside = sum(row[1] for row in rows)
+    denominator = max(spent, inside) or 1.0
+    layers = [
+        LayerTime(
+            layer=layer,
+            ms=seconds * 1000 / used,
+            share=seconds / denominator,
+            calls=round(calls / used),
+            module=hooks.kinds.get(layer, ""),
         )
-        if not rows:
-            continue
-        inside = sum(row[1] for row in rows)
-        denominator = max(spent, inside) or 1.0
-        layers = [
-            LayerTime(
-                layer=layer,
-                ms=seconds * 1000 / used,
-                share=seconds / denominator,
-                calls=round(calls / used),
-                module=kinds.get(layer, ""),
-            )
-            for layer, seconds, calls in rows[:top]
-        ]
-        rest = max(0.0, denominator - sum(row[1] for row in rows[:top]))
-        layers.append(
-            LayerTime(
-                layer="(outside leaf layers)" if len(rows) <= top else "(other layers and glue)",
-                ms=rest * 1000 / used,
-                share=rest / denominator,
-            )
+        for layer, seconds, calls in rows[:top]
+    ]
+    rest = max(0.0, denominator - sum(row[1] for row in rows[:top]))
+    layers.append(
+        LayerTime(
+            layer="(outside leaf layers)" if len(rows) <= top else "(other layers and glue)",
+            ms=rest * 1000 / used,
+            share=rest / denominator,
         )
-        result[stage_name] = tuple(layers)
-    return result, used
+    )
+    return tuple(layers)
 
 
 # -- the GIL ------------------------------------------------------------------------------
@@ -292,54 +332,83 @@ def scaling_check(stage: Stage, inputs: Sequence[Any], budget_s: float = 0.3) ->
     inputs = list(inputs)
     if not inputs:
         return {"error": "no recorded inputs"}
-    perf = time.perf_counter
+    try:
+        stage(inputs[0])  # warm caches before either measurement
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    loop = _CallLoop(stage, inputs, budget_s)
+    one: list[_LoopRun] = []
+    loop.run(one, 0, None)
+    if loop.errors or not one:
+        return {"error": loop.errors[0] if loop.errors else "no result"}
+    two = _two_threads(loop)
+    if loop.errors or len(two) < 2:
+        return {
+            "error": f"raised when called from 2 threads: {loop.errors[0] if loop.errors else '?'}"
+        }
+    return _scaling_evidence(one[0], two)
 
-    def loop(out: list[tuple[int, float, float, float]], offset: int, start: Any) -> None:
+
+#: One thread's loop: (calls, wall seconds, thread CPU seconds, run-queue wait or -1.0).
+_LoopRun = tuple[int, float, float, float]
+
+
+class _CallLoop:
+    """Calls one stage over the inputs for a time budget, from any thread; keeps errors."""
+
+    def __init__(self, stage: Stage, inputs: list[Any], budget_s: float) -> None:
+        self.stage = stage
+        self.inputs = inputs
+        self.budget_s = budget_s
+        self.errors: list[str] = []
+
+    def measure(self, offset: int, start: threading.Barrier | None) -> _LoopRun:
+        """Call the stage from input ``offset`` on until the budget is spent (2 calls at least)."""
+        perf = time.perf_counter
         if start is not None:
             start.wait()
         calls = 0
         queue0 = runqueue()
         t0, c0 = perf(), time.thread_time()
-        end = t0 + budget_s
+        end = t0 + self.budget_s
         while perf() < end or calls < 2:
-            stage(inputs[(offset + calls) % len(inputs)])
+            self.stage(self.inputs[(offset + calls) % len(self.inputs)])
             calls += 1
         wall, cpu = perf() - t0, time.thread_time() - c0
         queue1 = runqueue()
         waited = queue1[1] - queue0[1] if queue0 is not None and queue1 is not None else -1.0
-        out.append((calls, wall, cpu, waited))
+        return calls, wall, cpu, waited
 
-    errors: list[str] = []
-
-    def guarded(out: list[Any], offset: int, start: threading.Barrier | None) -> None:
+    def run(self, out: list[_LoopRun], offset: int, start: threading.Barrier | None) -> None:
+        """:meth:`measure` into ``out``; an exception is kept and breaks the other's barrier."""
         try:
-            loop(out, offset, start)
+            out.append(self.measure(offset, start))
         except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
+            self.errors.append(f"{type(exc).__name__}: {exc}")
             if start is not None:
                 start.abort()
 
-    try:
-        stage(inputs[0])  # warm caches before either measurement
-    except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    one: list[tuple[int, float, float, float]] = []
-    guarded(one, 0, None)
-    if errors or not one:
-        return {"error": errors[0] if errors else "no result"}
+
+def _two_threads(loop: _CallLoop) -> list[_LoopRun]:
+    """Two threads run ``loop`` at once (released together), from opposite halves of the inputs."""
     barrier = threading.Barrier(2)
-    two: list[tuple[int, float, float, float]] = []
+    two: list[_LoopRun] = []
     workers = [
-        threading.Thread(target=guarded, args=(two, k * len(inputs) // 2, barrier), daemon=True)
+        threading.Thread(
+            target=loop.run, args=(two, k * len(loop.inputs) // 2, barrier), daemon=True
+        )
         for k in range(2)
     ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    if errors or len(two) < 2:
-        return {"error": f"raised when called from 2 threads: {errors[0] if errors else '?'}"}
-    calls_one, wall_one, cpu_one, wait_one = one[0]
+    return two
+
+
+def _scaling_evidence(one: _LoopRun, two: list[_LoopRun]) -> dict[str, Any]:
+    """The 2-thread over 1-thread rate, and CPU per wall second net of run-queue waits."""
+    calls_one, wall_one, cpu_one, wait_one = one
     calls_two = sum(row[0] for row in two)
     rate_one = calls_one / wall_one
     rate_two = calls_two / max(row[1] for row in two)
