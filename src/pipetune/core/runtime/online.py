@@ -187,6 +187,49 @@ def run_online(
     _control.check()
     timeout_s = _control.item_timeout(timeout_s)
     items = list(items)
+    _check_arguments(pipeline, items, trace, workers, max_batch, max_wait_ms, on_error, instrument)
+    plan = _plan_requests(items, trace=trace, rate=rate, seed=seed, requests=requests)
+    settings = _threads.reapply()
+    recorder = _Recorder(
+        pipeline,
+        len(plan.schedule),
+        on_error=on_error,
+        observe=observe,
+        measure_cpu=measure_cpu,
+        cpu_clock="process" if workers == 1 else "thread",
+        spans=spans,
+        instrument=instrument,
+    )
+    server = _Server(
+        recorder, items, plan.item_index, plan.schedule, workers, max_batch, max_wait_ms
+    )
+    submit, stopped, wall = _serve(server, timeout_s, progress)
+    if server.failures:
+        raise server.failures[0]
+    return _online_result(
+        recorder,
+        plan,
+        submit,
+        wall_s=wall,
+        stopped=stopped,
+        settings=settings,
+        workers=workers,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+    )
+
+
+def _check_arguments(
+    pipeline: Pipeline,
+    items: list[Any],
+    trace: Trace | None,
+    workers: int,
+    max_batch: int,
+    max_wait_ms: float,
+    on_error: OnError,
+    instrument: StageInstrument | None,
+) -> None:
+    """Refuse an online run that cannot be served as asked, before any thread starts."""
     if not items:
         raise ConfigError("online run needs at least one input")
     if workers < 1 or max_batch < 1:
@@ -202,6 +245,27 @@ def run_online(
             f"trace was recorded on pipeline {trace.pipeline!r}, not {pipeline.name!r}: "
             "replaying it would model the wrong traffic"
         )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """When each request arrives and which item it serves."""
+
+    schedule: np.ndarray  # arrival offsets in seconds
+    source: str  # "poisson" or "trace"
+    offered_rps: float
+    item_index: np.ndarray  # request -> index into the items
+
+
+def _plan_requests(
+    items: list[Any],
+    *,
+    trace: Trace | None,
+    rate: float | None,
+    seed: int,
+    requests: int | None,
+) -> _Plan:
+    """The arrival schedule and, per request, an item: in order, or by the trace's sizes."""
     default_n = len(trace.arrivals_s) if trace is not None else len(items)
     n = default_n if requests is None else int(requests)
     if n < 1:
@@ -213,72 +277,64 @@ def run_online(
         matched = match_sizes(items, trace.sizes[:n])
         if matched is not None:  # replay production's mix of sizes, not the items' order
             item_index = matched
-    settings = _threads.reapply()
-    recorder = _Recorder(
-        pipeline,
-        n,
-        on_error=on_error,
-        observe=observe,
-        measure_cpu=measure_cpu,
-        cpu_clock="process" if workers == 1 else "thread",
-        spans=spans,
-        instrument=instrument,
-    )
-    server = _Server(recorder, items, item_index, schedule, workers, max_batch, max_wait_ms)
-    submit = np.full(n, np.nan)
+    return _Plan(schedule, source, offered, item_index)
+
+
+def _serve(
+    server: _Server, timeout_s: float | None, progress: Callable[[int], None] | None
+) -> tuple[np.ndarray, bool, float]:
+    """Submit every request on schedule and wait for the queue to drain (or a Ctrl-C).
+
+    Returns ``(submit offsets, stopped, wall seconds)``; a request never submitted has NaN.
+    """
+    submit = np.full(len(server.schedule), np.nan)
     stopped = False
     perf = time.perf_counter
     server.start(progress)  # threads up before the clock starts
     origin = perf()
-    recorder.origin = origin
+    server.recorder.origin = origin
     token = _control.current().token
     try:
-        for i in range(n):
-            target = origin + schedule[i]
-            while True:
-                now = perf()
-                if server.stop.is_set():
-                    break
-                if token.cancelled:
-                    raise KeyboardInterrupt
-                late = None if timeout_s is None else overdue(server.states, timeout_s)
-                if late is not None:
-                    server.stop.set()
-                    raise late
-                wait = target - now
-                if wait <= 0:
-                    break
-                time.sleep(min(wait, _POLL_S))  # short naps: notice a failed worker soon
-            if server.stop.is_set():
-                break
-            submit[i] = perf() - origin
-            server.requests.put(i)
+        server.feed(origin, submit, token, timeout_s)
         server.close()
         stopped = server.supervise(timeout_s)
     except KeyboardInterrupt:
         stopped = True
         server.halt()
     wall = perf() - origin
-    stopped = stopped or server.interrupted.is_set()
-    if server.failures:
-        raise server.failures[0]
+    return submit, stopped or server.interrupted.is_set(), wall
+
+
+def _online_result(
+    recorder: _Recorder,
+    plan: _Plan,
+    submit: np.ndarray,
+    *,
+    wall_s: float,
+    stopped: bool,
+    settings: dict[str, Any],
+    workers: int,
+    max_batch: int,
+    max_wait_ms: float,
+) -> RunResult:
+    """The recorder's result, its wall time up to the last completion, and its online stats."""
     result = recorder.result(
-        wall_s=wall,
+        wall_s=wall_s,
         stopped=stopped,
         mode="online",
         workers=workers,
         executor="thread",
         settings=settings,
-        arrival_s=schedule.copy(),
-        item_index=item_index,
+        arrival_s=plan.schedule.copy(),
+        item_index=plan.item_index,
     )
     if result.done_s is not None and result.attempted:
         result.wall_s = float(np.max(result.done_s[recorder.attempted]))
     result.online = analyse(
         result,
         submit,
-        source=source,
-        offered_rps=offered,
+        source=plan.source,
+        offered_rps=plan.offered_rps,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         attempted=recorder.attempted.copy(),
@@ -332,6 +388,42 @@ class _Server:
             )
         for thread in self.threads:
             thread.start()
+
+    def feed(
+        self,
+        origin: float,
+        submit: np.ndarray,
+        token: _control.CancelToken,
+        timeout_s: float | None,
+    ) -> None:
+        """Put each request on the queue at its scheduled time, recording when it went in."""
+        perf = time.perf_counter
+        for i in range(len(self.schedule)):
+            self._wait_until(origin + self.schedule[i], token, timeout_s)
+            if self.stop.is_set():
+                break
+            submit[i] = perf() - origin
+            self.requests.put(i)
+
+    def _wait_until(
+        self, target: float, token: _control.CancelToken, timeout_s: float | None
+    ) -> None:
+        """Sleep until ``target`` in short naps, noticing a stop, a cancel or an overdue input."""
+        perf = time.perf_counter
+        while True:
+            now = perf()
+            if self.stop.is_set():
+                return
+            if token.cancelled:
+                raise KeyboardInterrupt
+            late = None if timeout_s is None else overdue(self.states, timeout_s)
+            if late is not None:
+                self.stop.set()
+                raise late
+            wait = target - now
+            if wait <= 0:
+                return
+            time.sleep(min(wait, _POLL_S))  # short naps: notice a failed worker soon
 
     def close(self) -> None:
         """No more arrivals: tell the batcher or each worker to finish."""
@@ -476,34 +568,16 @@ def analyse(
     arrival = result.arrival_s
     n = len(arrival)
     served = attempted
-    start = np.where(served, result.start_s, np.inf)
     done = result.done_s[served]
     wait = (result.start_s - arrival)[served]
     service = (result.done_s - result.start_s)[served]
     span = float(done.max() - arrival[0]) if done.size else 0.0
     completed = int(np.sum(result.ok_mask))
-    scheduled = (n - 1) / float(arrival[-1] - arrival[0]) if n > 1 and arrival[-1] > 0 else 0.0
-    sent = submit[~np.isnan(submit)]
-    submitted = (len(sent) - 1) / float(sent[-1] - sent[0]) if len(sent) > 1 else 0.0
-    submitted = submitted if sent.size < 2 or sent[-1] > sent[0] else 0.0
+    scheduled, submitted = _schedule_rates(arrival, submit)
     lag = (submit - arrival)[~np.isnan(submit)]
-    # Queue depth an arriving request found: earlier arrivals not yet started.
-    starts_sorted = np.sort(start)
-    depth = np.arange(n) - np.searchsorted(starts_sorted, arrival, side="right")
-    max_depth = int(max(0, depth.max())) if n else 0
+    max_depth = _max_queue_depth(arrival, np.where(served, result.start_s, np.inf))
     utilization = result.busy_s / (result.workers * span) if span > 0 else 0.0
-    growth = None
-    growing = False
-    if wait.size >= 3:
-        third = wait.size // 3
-        order = np.argsort(arrival[served], kind="stable")
-        first_third = float(np.median(wait[order[:third]]))
-        last_third = float(np.median(wait[order[-third:]]))
-        growth = (first_third * 1000.0, last_third * 1000.0)
-        mean_service = float(service.mean()) if service.size else 0.0
-        growing = (
-            last_third > first_third + max(2 * mean_service, 0.005) and last_third > 2 * first_third
-        )
+    growth, growing = _queue_growth(wait, service, arrival[served])
     judged = n >= MIN_REQUESTS_FOR_VERDICT
     overloaded = judged and (growing or utilization >= SATURATED)
     completed_rps = completed / span if span > 0 else 0.0
@@ -537,6 +611,45 @@ def analyse(
         verdict=verdict,
         queue_growth_ms=growth,
     )
+
+
+def _schedule_rates(arrival: np.ndarray, submit: np.ndarray) -> tuple[float, float]:
+    """The schedule's own rate and the rate requests entered the queue (the generator's)."""
+    n = len(arrival)
+    scheduled = (n - 1) / float(arrival[-1] - arrival[0]) if n > 1 and arrival[-1] > 0 else 0.0
+    sent = submit[~np.isnan(submit)]
+    submitted = (len(sent) - 1) / float(sent[-1] - sent[0]) if len(sent) > 1 else 0.0
+    submitted = submitted if sent.size < 2 or sent[-1] > sent[0] else 0.0
+    return scheduled, submitted
+
+
+def _max_queue_depth(arrival: np.ndarray, start: np.ndarray) -> int:
+    """The deepest queue an arriving request found: earlier arrivals not yet started."""
+    n = len(arrival)
+    starts_sorted = np.sort(start)
+    depth = np.arange(n) - np.searchsorted(starts_sorted, arrival, side="right")
+    return int(max(0, depth.max())) if n else 0
+
+
+def _queue_growth(
+    wait: np.ndarray, service: np.ndarray, arrival: np.ndarray
+) -> tuple[tuple[float, float] | None, bool]:
+    """Median queue wait (ms) of the first and last third by arrival, and whether it grew.
+
+    Grew: the last third waits more than two mean service times (and 5 ms) longer than
+    the first, and at least twice as long. ``(None, False)`` under 3 served requests.
+    """
+    if wait.size < 3:
+        return None, False
+    third = wait.size // 3
+    order = np.argsort(arrival, kind="stable")
+    first_third = float(np.median(wait[order[:third]]))
+    last_third = float(np.median(wait[order[-third:]]))
+    mean_service = float(service.mean()) if service.size else 0.0
+    growing = (
+        last_third > first_third + max(2 * mean_service, 0.005) and last_third > 2 * first_third
+    )
+    return (first_third * 1000.0, last_third * 1000.0), growing
 
 
 def _verdict(
