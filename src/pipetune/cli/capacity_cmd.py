@@ -125,10 +125,7 @@ def capacity(
     now. Exit 0: the plan; 2: bad input (negative or inconsistent growth figures); 3: the
     latency requirement cannot be met at any rate.
     """
-    from pipetune.core.kernel.model import Requirements
     from pipetune.core.measure import capacity as cap
-    from pipetune.core.measure.capacity_online import measure_online
-    from pipetune.core.measure.growth import check_growth
 
     state = get_state(ctx)
     say = (lambda message: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
@@ -138,6 +135,26 @@ def capacity(
         "in_12_months_rps": in_12_months_rps,
         "in_24_months_rps": in_24_months_rps,
     }
+    sides, requirements = _source_sides(target, target_opts, recipe_path, state)
+    _add_after(sides, after_source, recipe_path)
+    growth = _checked_growth(requirements, flags)  # exit 2 before any measuring
+    capacities, profiles = _side_capacities(
+        sides, requirements, state, say, max_utilization=max_utilization, measure=measure
+    )
+    result = cap.plan(growth, capacities, cost_per_hour=requirements.cost_per_hour, spare=spare)
+    clusters = _clusters(profiles, growth, node_cpus) if engine == "ray" else {}
+    if json_path is not None:
+        _write_plan_json(json_path, result, clusters, state)
+    render(result)
+    for name, plan in clusters.items():
+        click.echo(f"{name}: " + "\n".join(plan.lines()))
+    return 0 if result.feasible else EXIT_INFEASIBLE
+
+
+def _source_sides(
+    target: str | None, target_opts: TargetOptions, recipe_path: Path | None, state: Any
+) -> tuple[dict[str, Any], Any]:
+    """TARGET_OR_RUN's sides (a profile, a run's profiles, a TARGET) and its requirements."""
     sides: dict[str, Any] = {}
     if target and _looks_like_profile(target):
         requirements = _requirements(None, target_opts)
@@ -159,6 +176,11 @@ def capacity(
 
             applied = load_recipe(resolved.pipeline, recipe_path, pm=state.plugin_manager())
             sides["after"] = _TargetSide(applied, resolved.workload, f"recipe {recipe_path}")
+    return sides, requirements
+
+
+def _add_after(sides: dict[str, Any], after_source: str | None, recipe_path: Path | None) -> None:
+    """Add ``--after``'s side, refusing it or ``--recipe`` where they clash with the source."""
     if after_source is not None:
         if "after" in sides:
             raise click.UsageError("--after and the source's own optimized side: give one")
@@ -166,10 +188,31 @@ def capacity(
     if recipe_path is not None and not isinstance(sides["before"], _TargetSide):
         raise click.UsageError("--recipe applies to a TARGET; with a run or profile use --after")
 
+
+def _checked_growth(requirements: Any, flags: Mapping[str, float | None]) -> Any:
+    """The growth figures, the options over the requirements', checked (bad ones: exit 2)."""
+    from pipetune.core.kernel.model import Requirements
+    from pipetune.core.measure.growth import check_growth
+
     growth_values = dict(vars(requirements.growth)) if requirements.growth else {}
     growth_values.update({k: v for k, v in flags.items() if v is not None})
-    growth = check_growth(growth_values or None)  # exit 2 before any measuring
+    growth = check_growth(growth_values or None)
     assert isinstance(requirements, Requirements)
+    return growth
+
+
+def _side_capacities(
+    sides: Mapping[str, Any],
+    requirements: Any,
+    state: Any,
+    say: Any,
+    *,
+    max_utilization: float,
+    measure: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each side's capacity per instance, and the profile it is planned from."""
+    from pipetune.core.measure import capacity as cap
+    from pipetune.core.measure.capacity_online import measure_online
 
     capacities, profiles = {}, {}
     for name, side in sides.items():
@@ -186,21 +229,19 @@ def capacity(
             say(f"{name}: confirming {found.rps:.1f} req/s with online runs")
             found = measure_online(side.pipeline, side.workload.items, found)
         capacities[name] = found
-    result = cap.plan(growth, capacities, cost_per_hour=requirements.cost_per_hour, spare=spare)
-    clusters = _clusters(profiles, growth, node_cpus) if engine == "ray" else {}
-    if json_path is not None:
-        from pipetune.monitor.export import write_json_atomic
+    return capacities, profiles
 
-        data = result.to_dict()
-        if clusters:
-            data["ray_cluster"] = {name: plan.to_dict() for name, plan in clusters.items()}
-        data["warnings"] = [*plugin_problems(state), *data.get("warnings", ())]
-        write_json_atomic(json_path, data)
-        state.written.append(str(json_path))
-    render(result)
-    for name, plan in clusters.items():
-        click.echo(f"{name}: " + "\n".join(plan.lines()))
-    return 0 if result.feasible else EXIT_INFEASIBLE
+
+def _write_plan_json(json_path: Path, result: Any, clusters: Mapping[str, Any], state: Any) -> None:
+    """``--json``: the plan, the Ray cluster plans and the warnings, written atomically."""
+    from pipetune.monitor.export import write_json_atomic
+
+    data = result.to_dict()
+    if clusters:
+        data["ray_cluster"] = {name: plan.to_dict() for name, plan in clusters.items()}
+    data["warnings"] = [*plugin_problems(state), *data.get("warnings", ())]
+    write_json_atomic(json_path, data)
+    state.written.append(str(json_path))
 
 
 def _clusters(profiles: Mapping[str, Any], growth: Any, node_cpus: float | None) -> dict[str, Any]:

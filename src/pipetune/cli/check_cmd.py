@@ -163,12 +163,8 @@ def check(
     """Fail (exit 1) when TARGET regressed against a baseline recipe or run."""
     from pipetune.cli.render import write_json_atomic
     from pipetune.cli.target import load_target
-    from pipetune.core.kernel.results import Recipe
     from pipetune.core.loop.paths import store_dir
     from pipetune.core.loop.recipes import load_recipe
-    from pipetune.core.measure.comparison import CompareSettings, compare
-    from pipetune.core.measure.timed_pass import RuntimeSpec
-    from pipetune.core.runtime.machine import detect_machine
 
     state = get_state(ctx)
     pm = state.plugin_manager()
@@ -177,32 +173,75 @@ def check(
     workload, requirements = resolved.workload, resolved.requirements
     artifacts = store_dir() / "artifacts"
 
-    stored: dict[str, Any] | None = None
-    stored_note = ""
-    if Path(baseline_ref).is_file():
-        recipe = Recipe.load(baseline_ref)
-        origin = f"recipe {baseline_ref}"
-    else:
-        from pipetune.core.loop.store import RunStore
-
-        with RunStore() as store:
-            run = store.run(baseline_ref)
-            recipe = store.recipe(run.id) or Recipe(pipeline=run.pipeline, changes=())
-        origin = f"run {run.id}"
-        if run.machine_fingerprint == detect_machine().fingerprint:
-            stored = _stored_figures(run.report or {})
-        else:
-            stored_note = (
-                f"the run was recorded on another machine ({run.machine_fingerprint}): its "
-                "stored figures are not compared; the side-by-side re-run is the check"
-            )
-    baseline = load_recipe(resolved.pipeline, recipe, pm=pm, artifacts_dir=artifacts)
+    known = _known_good(baseline_ref)
+    baseline = load_recipe(resolved.pipeline, known.recipe, pm=pm, artifacts_dir=artifacts)
     current = resolved.pipeline
     if recipe_path is not None:
         current = load_recipe(current, recipe_path, pm=pm, artifacts_dir=artifacts)
 
+    measured = _side_by_side(baseline, current, workload, requirements, rounds)
+    fidelity = _fidelity(pm, baseline, current, workload, requirements)
+    verdict = judge(
+        measured.to_dict(),
+        fidelity,
+        tolerance=tolerance,
+        stored=known.stored,
+        stored_note=known.stored_note,
+    )
+    host_load = dict(measured.host_load or {})
+    busy = busy_reason(host_load, max_wait) if not verdict.passed else ""
+    _print_verdict(
+        f"{resolved.pipeline.name} with {known.origin}", current.name, measured, verdict, busy
+    )
+    if json_path is not None:
+        write_json_atomic(json_path, _verdict_json(known, measured, fidelity, verdict, busy, state))
+        state.written.append(str(json_path))
+    if busy:
+        return EXIT_BUSY_HOST
+    return 0 if verdict.passed else EXIT_REGRESSION
+
+
+@dataclass(frozen=True)
+class _KnownGood:
+    """The baseline's recipe, where it came from, and its run's figures when comparable."""
+
+    recipe: Any
+    origin: str
+    stored: dict[str, Any] | None = None
+    stored_note: str = ""
+
+
+def _known_good(baseline_ref: str) -> _KnownGood:
+    """``--baseline``: a recipe file, or a stored run's recipe (and figures, same machine)."""
+    from pipetune.core.kernel.results import Recipe
+    from pipetune.core.runtime.machine import detect_machine
+
+    if Path(baseline_ref).is_file():
+        return _KnownGood(Recipe.load(baseline_ref), f"recipe {baseline_ref}")
+    from pipetune.core.loop.store import RunStore
+
+    with RunStore() as store:
+        run = store.run(baseline_ref)
+        recipe = store.recipe(run.id) or Recipe(pipeline=run.pipeline, changes=())
+    origin = f"run {run.id}"
+    if run.machine_fingerprint == detect_machine().fingerprint:
+        return _KnownGood(recipe, origin, stored=_stored_figures(run.report or {}))
+    stored_note = (
+        f"the run was recorded on another machine ({run.machine_fingerprint}): its "
+        "stored figures are not compared; the side-by-side re-run is the check"
+    )
+    return _KnownGood(recipe, origin, stored_note=stored_note)
+
+
+def _side_by_side(
+    baseline: Any, current: Any, workload: Any, requirements: Any, rounds: int | None
+) -> Any:
+    """Baseline and current timed in paired ABBA rounds on the workload (``--rounds``)."""
+    from pipetune.core.measure.comparison import CompareSettings, compare
+    from pipetune.core.measure.timed_pass import RuntimeSpec
+
     settings = CompareSettings(rounds=rounds) if rounds else CompareSettings()
-    measured = compare(
+    return compare(
         baseline,
         current,
         workload.items,
@@ -210,40 +249,32 @@ def check(
         runtime=RuntimeSpec.from_workload(workload),
         settings=settings,
     )
-    fidelity = _fidelity(pm, baseline, current, workload, requirements)
-    verdict = judge(
-        measured.to_dict(),
-        fidelity,
-        tolerance=tolerance,
-        stored=stored,
-        stored_note=stored_note,
-    )
-    host_load = dict(measured.host_load or {})
-    busy = busy_reason(host_load, max_wait) if not verdict.passed else ""
-    _print_verdict(f"{resolved.pipeline.name} with {origin}", current.name, measured, verdict, busy)
-    if json_path is not None:
-        write_json_atomic(
-            json_path,
-            {
-                "passed": None if busy else verdict.passed,
-                "undecided": busy or None,
-                "baseline": origin,
-                "regressions": verdict.regressions,
-                "notes": verdict.notes,
-                "comparison": measured.to_dict(),
-                "inputs_timed": measured.inputs_timed,
-                "inputs_total": measured.inputs_total,
-                "samples_per_side": measured.samples_per_side,
-                "host_load": host_load,
-                "fidelity": fidelity,
-                "stored": stored,
-                "warnings": plugin_problems(state),
-            },
-        )
-        state.written.append(str(json_path))
-    if busy:
-        return EXIT_BUSY_HOST
-    return 0 if verdict.passed else EXIT_REGRESSION
+
+
+def _verdict_json(
+    known: _KnownGood,
+    measured: Any,
+    fidelity: dict[str, Any],
+    verdict: Verdict,
+    busy: str,
+    state: Any,
+) -> dict[str, Any]:
+    """``--json``: the verdict (undecided on a busy host) and every figure it rests on."""
+    return {
+        "passed": None if busy else verdict.passed,
+        "undecided": busy or None,
+        "baseline": known.origin,
+        "regressions": verdict.regressions,
+        "notes": verdict.notes,
+        "comparison": measured.to_dict(),
+        "inputs_timed": measured.inputs_timed,
+        "inputs_total": measured.inputs_total,
+        "samples_per_side": measured.samples_per_side,
+        "host_load": dict(measured.host_load or {}),
+        "fidelity": fidelity,
+        "stored": known.stored,
+        "warnings": plugin_problems(state),
+    }
 
 
 def _print_verdict(baseline: str, current: str, measured: Any, verdict: Verdict, busy: str) -> None:

@@ -31,7 +31,7 @@ from pipetune.cli.state import get_state, plugin_problems, stderr_console, stdou
 if TYPE_CHECKING:
     from pipetune.cli.state import CliState
     from pipetune.core.kernel.model import Pipeline, Requirements, Workload
-    from pipetune.core.loop.optimize import Optimized
+    from pipetune.core.loop.optimize import LoopSettings, Optimized
 
 EXIT_INTERRUPTED = 130
 
@@ -168,33 +168,14 @@ def run_and_report(
 ) -> int:
     """Run the loop, print the report, write the files; returns the exit code.
     ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
-    from pipetune.core.kernel import control
-    from pipetune.core.loop.optimize import EXIT_REQUIREMENTS_UNMET, LoopSettings
+    from pipetune.core.loop.optimize import EXIT_REQUIREMENTS_UNMET
     from pipetune.core.loop.optimize import optimize as run_loop
     from pipetune.core.loop.store import RunStore
-    from pipetune.core.measure.comparison import CompareSettings
     from pipetune.core.measure.timed_pass import RuntimeSpec
-    from pipetune.core.measure.validator import ValidatorSettings
-    from pipetune.core.report import terminal
 
     errors = stderr_console()
     log = (lambda message: None) if quiet else (lambda m: errors.print(f"[dim]· {escape(m)}[/dim]"))
-    # A second look on twice the rounds when the first leaves a trial undecided.
-    first = rounds or (4 if quick else 8)
-    if quick:
-        compare = CompareSettings(
-            rounds=first, max_rounds=2 * first, round_target_s=0.2, bootstrap=1000
-        )
-    else:
-        compare = CompareSettings(rounds=first, max_rounds=2 * first)
-    settings = LoopSettings(
-        max_trials=max_trials,
-        time_budget_s=time_budget_s,
-        validator=ValidatorSettings(compare=compare),
-        detailed_profiles=not quick,
-        stage_timeout_s=control.current().item_timeout_s,
-        on_error=on_error,
-    )
+    settings = _loop_settings(rounds, quick, max_trials, time_budget_s, on_error)
     store = None if no_store else RunStore()
     try:
         result: Optimized = run_loop(
@@ -220,22 +201,65 @@ def run_and_report(
     finally:
         if store is not None:
             store.close()
+    _print_report(data, written)
+    if result.report.stopped == "interrupted":
+        return _report_interrupt(state, result, written)
+    return 0 if result.report.requirements_met else EXIT_REQUIREMENTS_UNMET
+
+
+def _loop_settings(
+    rounds: int | None,
+    quick: bool,
+    max_trials: int | None,
+    time_budget_s: float | None,
+    on_error: str,
+) -> LoopSettings:
+    """The loop's settings: ABBA rounds (fewer and shorter with ``--quick``), budget, errors."""
+    from pipetune.core.kernel import control
+    from pipetune.core.loop.optimize import LoopSettings
+    from pipetune.core.measure.comparison import CompareSettings
+    from pipetune.core.measure.validator import ValidatorSettings
+
+    # A second look on twice the rounds when the first leaves a trial undecided.
+    first = rounds or (4 if quick else 8)
+    if quick:
+        compare = CompareSettings(
+            rounds=first, max_rounds=2 * first, round_target_s=0.2, bootstrap=1000
+        )
+    else:
+        compare = CompareSettings(rounds=first, max_rounds=2 * first)
+    return LoopSettings(
+        max_trials=max_trials,
+        time_budget_s=time_budget_s,
+        validator=ValidatorSettings(compare=compare),
+        detailed_profiles=not quick,
+        stage_timeout_s=control.current().item_timeout_s,
+        on_error=on_error,
+    )
+
+
+def _print_report(data: dict[str, Any], written: list[tuple[str, Path]]) -> None:
+    """The report on stdout, then one line per file written."""
+    from pipetune.core.report import terminal
+
     console = stdout_console()
     terminal.render(data, console)
     for kind, path in written:
         console.print(f"[dim]wrote {kind} {escape(str(path))}[/dim]")
-    if result.report.stopped == "interrupted":
-        state.reported_interrupt = True
-        run = result.report.run_id
-        recorded = f"run {run} is recorded as interrupted" if run else "the run was not recorded"
-        kept = ", ".join(str(path) for _, path in written) or "nothing written"
-        click.echo(
-            f"Interrupted: {recorded}, with the {len(result.report.trials)} trial(s) that "
-            f"finished; kept: {kept}.",
-            err=True,
-        )
-        return EXIT_INTERRUPTED
-    return 0 if result.report.requirements_met else EXIT_REQUIREMENTS_UNMET
+
+
+def _report_interrupt(state: CliState, result: Optimized, written: list[tuple[str, Path]]) -> int:
+    """Say on stderr what an interrupted run kept (trials, files); the exit code is 130."""
+    state.reported_interrupt = True
+    run = result.report.run_id
+    recorded = f"run {run} is recorded as interrupted" if run else "the run was not recorded"
+    kept = ", ".join(str(path) for _, path in written) or "nothing written"
+    click.echo(
+        f"Interrupted: {recorded}, with the {len(result.report.trials)} trial(s) that "
+        f"finished; kept: {kept}.",
+        err=True,
+    )
+    return EXIT_INTERRUPTED
 
 
 def write_outputs(

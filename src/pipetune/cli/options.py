@@ -180,7 +180,15 @@ def workload_options(fn: F) -> F:
         _collect(kwargs, workload=replace(current.workload, **given))
         return fn(*args, **kwargs)
 
-    decorators = [
+    decorators = [*_workload_input_options(), *_workload_run_options()]  # in --help order
+    for decorator in reversed(decorators):
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def _workload_input_options() -> list[Callable[[Any], Any]]:
+    """The options that say which inputs the workload holds (made afresh for each command)."""
+    return [
         click.option(
             "--workload",
             "workload_path",
@@ -215,6 +223,12 @@ def workload_options(fn: F) -> F:
             metavar="N",
             help="Use the first N inputs of the workload.",
         ),
+    ]
+
+
+def _workload_run_options() -> list[Callable[[Any], Any]]:
+    """The options that say how the workload is run: sweep, passes, mode, arrivals, seed."""
+    return [
         click.option(
             "--concurrency",
             "workload_concurrency",
@@ -262,9 +276,6 @@ def workload_options(fn: F) -> F:
             help="Seed for splits and generated arrivals.",
         ),
     ]
-    for decorator in reversed(decorators):
-        wrapper = decorator(wrapper)
-    return wrapper  # type: ignore[return-value]
 
 
 def requirements_options(fn: F) -> F:
