@@ -30,6 +30,59 @@ MIN_SPARE_COLUMNS = 64
 _growing_layer: type | None = None
 
 
+class _GrowingBuffers:
+    """The buffer bookkeeping of :class:`GrowingLayer` (see :func:`growing_layer_class`):
+    whether ``keys``/``values`` still front the buffers, whether a step's columns fit, and
+    the reallocation when they do not. A mixin, so that it needs no transformers import."""
+
+    keys: Any
+    values: Any
+    _key_buffer: Any
+    _value_buffer: Any
+
+    def _owns_keys(self) -> bool:
+        """``keys``/``values`` are still the front columns of the buffers."""
+        buffer, keys, values = self._key_buffer, self.keys, self.values
+        return (
+            buffer is not None
+            and keys is not None
+            and values is not None
+            and keys.dim() == 4
+            and keys.data_ptr() == buffer.data_ptr()
+            and keys.stride() == buffer.stride()
+            and keys.shape[:2] == buffer.shape[:2]
+            and values.data_ptr() == self._value_buffer.data_ptr()
+            and values.stride() == self._value_buffer.stride()
+        )
+
+    def _in_place(self, key_states: Any) -> bool:
+        """The step's columns can be written into the buffers' spare columns."""
+        keys = self.keys
+        return (
+            keys is not None
+            and self._owns_keys()
+            and key_states.shape[:2] == self._key_buffer.shape[:2]
+            and keys.shape[-2] + key_states.shape[-2] <= self._key_buffer.shape[-2]
+        )
+
+    def _reallocate(self, key_states: Any, value_states: Any) -> None:
+        """New buffers holding the current columns, with room for the step's and spare."""
+        assert self.keys is not None, "update initializes the layer first"
+        held = self.keys.shape[-2] if self.keys.dim() == 4 else 0
+        length = held + key_states.shape[-2]
+        capacity = length + max(MIN_SPARE_COLUMNS, length // 2)
+        self._key_buffer = _buffer(self.keys, key_states, held, capacity)
+        self._value_buffer = _buffer(self.values, value_states, held, capacity)
+        self.keys = self._key_buffer[..., :held, :]
+        self.values = self._value_buffer[..., :held, :]
+
+    def buffer_bytes(self) -> int:
+        """Memory the buffers hold, spare columns included (0: none in use)."""
+        if not self._owns_keys():
+            return 0
+        return sum(b.numel() * b.element_size() for b in (self._key_buffer, self._value_buffer))
+
+
 def growing_layer_class() -> type:
     """:class:`GrowingLayer`, defined on first use (it subclasses transformers'
     ``DynamicLayer``, and transformers is imported lazily)."""
@@ -37,7 +90,7 @@ def growing_layer_class() -> type:
     if _growing_layer is None:
         from transformers.cache_utils import DynamicLayer
 
-        class GrowingLayer(DynamicLayer):
+        class GrowingLayer(_GrowingBuffers, DynamicLayer):
             """A ``DynamicLayer`` whose keys and values are views of buffers with spare
             columns: ``update`` writes the new columns in place while they fit.
 
@@ -53,40 +106,6 @@ def growing_layer_class() -> type:
                 super().__init__(*args, **kwargs)
                 self._key_buffer: Any = None
                 self._value_buffer: Any = None
-
-            def _owns_keys(self) -> bool:
-                """``keys``/``values`` are still the front columns of the buffers."""
-                buffer, keys, values = self._key_buffer, self.keys, self.values
-                return (
-                    buffer is not None
-                    and keys is not None
-                    and values is not None
-                    and keys.dim() == 4
-                    and keys.data_ptr() == buffer.data_ptr()
-                    and keys.stride() == buffer.stride()
-                    and keys.shape[:2] == buffer.shape[:2]
-                    and values.data_ptr() == self._value_buffer.data_ptr()
-                    and values.stride() == self._value_buffer.stride()
-                )
-
-            def _in_place(self, key_states: Any) -> bool:
-                keys = self.keys
-                return (
-                    keys is not None
-                    and self._owns_keys()
-                    and key_states.shape[:2] == self._key_buffer.shape[:2]
-                    and keys.shape[-2] + key_states.shape[-2] <= self._key_buffer.shape[-2]
-                )
-
-            def _reallocate(self, key_states: Any, value_states: Any) -> None:
-                assert self.keys is not None, "update initializes the layer first"
-                held = self.keys.shape[-2] if self.keys.dim() == 4 else 0
-                length = held + key_states.shape[-2]
-                capacity = length + max(MIN_SPARE_COLUMNS, length // 2)
-                self._key_buffer = _buffer(self.keys, key_states, held, capacity)
-                self._value_buffer = _buffer(self.values, value_states, held, capacity)
-                self.keys = self._key_buffer[..., :held, :]
-                self.values = self._value_buffer[..., :held, :]
 
             def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
                 if not self.is_initialized:
@@ -105,14 +124,6 @@ def growing_layer_class() -> type:
             def reset(self) -> None:
                 self._key_buffer = self._value_buffer = None
                 super().reset()
-
-            def buffer_bytes(self) -> int:
-                """Memory the buffers hold, spare columns included (0: none in use)."""
-                if not self._owns_keys():
-                    return 0
-                return sum(
-                    b.numel() * b.element_size() for b in (self._key_buffer, self._value_buffer)
-                )
 
         _growing_layer = GrowingLayer
     return _growing_layer

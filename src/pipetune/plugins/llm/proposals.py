@@ -216,119 +216,145 @@ def _propose_block(
     prompt_mean: float,
     output_mean: float,
 ) -> list[Proposal]:
+    """A declared generate block: the KV cache first (every other change builds on it),
+    then a shared-prefix cache, continuous batching, speculative decoding and CUDA graphs,
+    each where the block's config leaves it off and the traffic suggests it pays."""
     config: GenerateConfig = stage.slots["config"]
-    model_info = facts.get("model", {}) or {}
-    on_cuda = str(model_info.get("device", "cpu")).startswith("cuda")
-    out: list[Proposal] = []
     if not config.use_cache:
-        out.append(
-            Proposal(
-                id=KV_CACHE,
-                plugin=PLUGIN,
-                stage=stage.name,
-                title="Keep a KV cache while decoding",
-                rationale=(
-                    f"generation runs without a KV cache: each of ~{output_mean:.0f} output "
-                    f"tokens re-runs the whole prefix (~{prompt_mean:.0f} prompt tokens and "
-                    "the output so far)"
-                ),
-                est_stage_speedup=_est_kv_cache(prompt_mean, output_mean),
-                params={"use_cache": True},
-                fidelity_kind="tokens",
-                evidence={"prompt_tokens_mean": prompt_mean, "output_tokens_mean": output_mean},
-            )
-        )
-        return out  # the other changes all build on the cache: proposed once it is kept
-
+        # the other changes all build on the cache: proposed once it is kept
+        return [_block_kv_cache(stage, prompt_mean, output_mean)]
+    out: list[Proposal] = []
     shared = traffic.get("shared_prefixes")
     if not config.prefixes and shared and shared.get("prefill_tokens_saved", 0) >= 0.15:
-        ttft = (facts.get("ttft_ms") or {}).get("p50")
-        latency = facts.get("request_ms_p50")
-        prefill_share = min(0.9, ttft / latency) if ttft and latency else 0.3
-        saved = float(shared["prefill_tokens_saved"])
-        out.append(
-            Proposal(
-                id=PREFIX_CACHE,
-                plugin=PLUGIN,
-                stage=stage.name,
-                title="Cache the KV of the shared prompt prefix",
-                rationale=(
-                    f"{shared['requests_with_prefix']:.0%} of requests start with a shared "
-                    f"prefix of {shared['lengths'][0]} tokens ({saved:.0%} of all prompt "
-                    "tokens): compute its keys and values once and copy them into each request"
-                ),
-                est_stage_speedup=1.0 / max(0.1, 1.0 - prefill_share * saved),
-                params={},
-                fidelity_kind="tokens",
-                evidence={"shared_prefixes": dict(shared), "prefill_share": prefill_share},
-            )
-        )
-
-    outputs_mean = output_mean
-    lookup = traffic.get("prompt_lookup") or {}
+        out.append(_block_prefix_cache(stage, facts, shared))
     if config.batching != "continuous":
-        policy = "one at a time" if config.batching == "none" else "in static batches"
-        lengths = [int(outputs_mean)] * 8
-        dist = traffic.get("output_tokens") or {}
-        if dist.get("n"):
-            lengths = [int(dist.get(q, outputs_mean)) for q in ("min", "p50", "p90", "max")]
-        out.append(
-            Proposal(
-                id=CONTINUOUS,
-                plugin=PLUGIN,
-                stage=stage.name,
-                title="Continuous batching: requests join and leave the batch every step",
-                rationale=(
-                    f"requests are decoded {policy}; "
-                    f"output lengths vary (p50 {dist.get('p50', '?')}, max {dist.get('max', '?')} "
-                    "tokens), so an iteration-level scheduler keeps every batch row busy"
-                ),
-                est_stage_speedup=_est_continuous(lengths),
-                effort="minutes",
-                params={"batching": "continuous"},
-                conflicts=(*SPECULATIVE, CUDA_GRAPHS),
-                fidelity_kind="tokens",
-                evidence={"batching": config.batching, "output_tokens": dict(dist)},
-                in_flight=InFlight(inputs=8, assumes="8 requests in flight at once"),
-            )
-        )
+        out.append(_block_continuous(stage, config, traffic, output_mean))
     if config.speculative is None and config.batching == "none":
-        proposal = _lookup_proposal(stage, traffic, lookup, plain=False) if lookup else None
-        if proposal is not None:
-            out.append(proposal)
-        if stage.slots.get("draft_model") is not None:
-            out.append(
-                Proposal(
-                    id=DRAFT,
-                    plugin=PLUGIN,
-                    stage=stage.name,
-                    title="Speculative decoding with the given draft model",
-                    rationale="a draft model with the same tokenizer is in the stage's "
-                    "draft_model slot; its acceptance rate is measured on the workload",
-                    est_stage_speedup=1.3,
-                    params={"speculative": "draft"},
-                    conflicts=(CONTINUOUS, LOOKUP),
-                    fidelity_kind="tokens",
-                )
-            )
+        out.extend(_block_speculative(stage, traffic))
     if not config.cuda_graph and config.batching == "none":
-        available = on_cuda
+        model_info = facts.get("model", {}) or {}
+        on_cuda = str(model_info.get("device", "cpu")).startswith("cuda")
+        out.append(_block_cuda_graphs(stage, on_cuda))
+    return out
+
+
+def _block_kv_cache(stage: Stage, prompt_mean: float, output_mean: float) -> Proposal:
+    """Keeping a KV cache in a block that decodes without one (each step re-runs the prefix)."""
+    return Proposal(
+        id=KV_CACHE,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Keep a KV cache while decoding",
+        rationale=(
+            f"generation runs without a KV cache: each of ~{output_mean:.0f} output "
+            f"tokens re-runs the whole prefix (~{prompt_mean:.0f} prompt tokens and "
+            "the output so far)"
+        ),
+        est_stage_speedup=_est_kv_cache(prompt_mean, output_mean),
+        params={"use_cache": True},
+        fidelity_kind="tokens",
+        evidence={"prompt_tokens_mean": prompt_mean, "output_tokens_mean": output_mean},
+    )
+
+
+def _block_prefix_cache(
+    stage: Stage, facts: Mapping[str, Any], shared: Mapping[str, Any]
+) -> Proposal:
+    """Caching the KV of the traffic's shared prompt prefixes, estimated from the share of
+    request time spent in prefill (TTFT over latency, 0.3 when either is unknown)."""
+    ttft = (facts.get("ttft_ms") or {}).get("p50")
+    latency = facts.get("request_ms_p50")
+    prefill_share = min(0.9, ttft / latency) if ttft and latency else 0.3
+    saved = float(shared["prefill_tokens_saved"])
+    return Proposal(
+        id=PREFIX_CACHE,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Cache the KV of the shared prompt prefix",
+        rationale=(
+            f"{shared['requests_with_prefix']:.0%} of requests start with a shared "
+            f"prefix of {shared['lengths'][0]} tokens ({saved:.0%} of all prompt "
+            "tokens): compute its keys and values once and copy them into each request"
+        ),
+        est_stage_speedup=1.0 / max(0.1, 1.0 - prefill_share * saved),
+        params={},
+        fidelity_kind="tokens",
+        evidence={"shared_prefixes": dict(shared), "prefill_share": prefill_share},
+    )
+
+
+def _block_continuous(
+    stage: Stage, config: GenerateConfig, traffic: Mapping[str, Any], outputs_mean: float
+) -> Proposal:
+    """Continuous batching for a block that decodes one at a time or in static batches,
+    estimated from the observed output lengths (or eight of the mean when none were seen)."""
+    policy = "one at a time" if config.batching == "none" else "in static batches"
+    lengths = [int(outputs_mean)] * 8
+    dist = traffic.get("output_tokens") or {}
+    if dist.get("n"):
+        lengths = [int(dist.get(q, outputs_mean)) for q in ("min", "p50", "p90", "max")]
+    return Proposal(
+        id=CONTINUOUS,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Continuous batching: requests join and leave the batch every step",
+        rationale=(
+            f"requests are decoded {policy}; "
+            f"output lengths vary (p50 {dist.get('p50', '?')}, max {dist.get('max', '?')} "
+            "tokens), so an iteration-level scheduler keeps every batch row busy"
+        ),
+        est_stage_speedup=_est_continuous(lengths),
+        effort="minutes",
+        params={"batching": "continuous"},
+        conflicts=(*SPECULATIVE, CUDA_GRAPHS),
+        fidelity_kind="tokens",
+        evidence={"batching": config.batching, "output_tokens": dict(dist)},
+        in_flight=InFlight(inputs=8, assumes="8 requests in flight at once"),
+    )
+
+
+def _block_speculative(stage: Stage, traffic: Mapping[str, Any]) -> list[Proposal]:
+    """Speculative decoding for a batch-1 block: prompt-lookup drafts when the traffic's
+    outputs copy their prompts, and the draft model when the stage's slot holds one."""
+    out: list[Proposal] = []
+    lookup = traffic.get("prompt_lookup") or {}
+    proposal = _lookup_proposal(stage, traffic, lookup, plain=False) if lookup else None
+    if proposal is not None:
+        out.append(proposal)
+    if stage.slots.get("draft_model") is not None:
         out.append(
             Proposal(
-                id=CUDA_GRAPHS,
+                id=DRAFT,
                 plugin=PLUGIN,
                 stage=stage.name,
-                title="Static KV cache + CUDA graph for the batch-1 decode step",
-                rationale=(
-                    "batch-1 decoding of a small model is bound by kernel launches, not by "
-                    "the GPU: replaying one captured graph per token removes them"
-                ),
-                est_stage_speedup=3.0,
-                status="proposed" if available else "unavailable",
-                reason="" if available else "needs the model on a CUDA GPU (none here)",
-                params={"cuda_graph": True},
-                conflicts=(CONTINUOUS, *SPECULATIVE),
+                title="Speculative decoding with the given draft model",
+                rationale="a draft model with the same tokenizer is in the stage's "
+                "draft_model slot; its acceptance rate is measured on the workload",
+                est_stage_speedup=1.3,
+                params={"speculative": "draft"},
+                conflicts=(CONTINUOUS, LOOKUP),
                 fidelity_kind="tokens",
             )
         )
     return out
+
+
+def _block_cuda_graphs(stage: Stage, available: bool) -> Proposal:
+    """A static KV cache with one CUDA graph per batch-1 decode step; unavailable (with
+    the reason) when the model is not on a CUDA GPU."""
+    return Proposal(
+        id=CUDA_GRAPHS,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Static KV cache + CUDA graph for the batch-1 decode step",
+        rationale=(
+            "batch-1 decoding of a small model is bound by kernel launches, not by "
+            "the GPU: replaying one captured graph per token removes them"
+        ),
+        est_stage_speedup=3.0,
+        status="proposed" if available else "unavailable",
+        reason="" if available else "needs the model on a CUDA GPU (none here)",
+        params={"cuda_graph": True},
+        conflicts=(CONTINUOUS, *SPECULATIVE),
+        fidelity_kind="tokens",
+    )

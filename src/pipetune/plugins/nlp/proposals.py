@@ -282,89 +282,104 @@ def _model_proposals(
     facts: Mapping[str, Any],
     profile: Profile,
 ) -> list[Proposal]:
+    """The model stage's changes: SDPA for eager attention in an injected transformers
+    model, length-bucketed batches and inference mode for an embed block run one section at
+    a time or under no_grad, and distillation advice where the stage dominates the time."""
     out: list[Proposal] = []
     slot = found.model_slot or "model"
     info = found.model
     assert info is not None
     block = stage.meta.get("block") == BLOCK_EMBED
     if info.attention == "eager" and info.transformers and stage.injects(slot):
-        out.append(
-            Proposal(
-                id=SDPA,
-                plugin=PLUGIN,
-                stage=stage.name,
-                title="Run attention with PyTorch SDPA instead of the eager implementation",
-                rationale=(
-                    f"{info.type.rsplit('.', 1)[-1]} runs eager attention; SDPA fuses "
-                    "softmax(QK^T)V into one kernel (a copy of the model is switched, the "
-                    "original is not touched)"
-                ),
-                est_stage_speedup=1.15,
-                effort="minutes",
-                accuracy_risk="low",
-                params={"slot": slot},
-                evidence={"attention": info.attention},
-                **_availability("torch", "transformers"),
-            )
-        )
+        out.append(_sdpa(stage, info, slot))
     if block and stage.slots.get("batch_size") == 1:
-        out.append(
-            Proposal(
-                id=LENGTH_BUCKETING,
-                plugin=PLUGIN,
-                stage=stage.name,
-                title="Embed sections in length-bucketed batches instead of one at a time",
-                rationale=(
-                    "each section is a separate forward pass; sorting sections by length and "
-                    "batching similar lengths amortizes per-call overhead without adding "
-                    "padding. The batch size is chosen by timing candidates"
-                ),
-                est_stage_speedup=1.2,
-                effort="minutes",
-                accuracy_risk="low",
-                params={"candidates": [4, 8, 16, 32]},
-                evidence=_pick(facts, "padding_waste"),
-                **_availability("torch"),
-            )
-        )
+        out.append(_length_bucketing(stage, facts))
     if block and stage.slots.get("grad_mode") == "no_grad":
-        out.append(
-            Proposal(
-                id=INFERENCE_MODE,
-                plugin=PLUGIN,
-                stage=stage.name,
-                title="Run the encoder under torch.inference_mode() instead of no_grad()",
-                rationale=(
-                    "inference_mode also skips version counting and view tracking; a small, "
-                    "free gain for inference-only code"
-                ),
-                est_stage_speedup=1.03,
-                effort="minutes",
-                accuracy_risk="none",
-                evidence={"grad_mode": "no_grad"},
-            )
-        )
+        out.append(_inference_mode(stage))
     share = profile.share(stage.name)
     if share >= 0.2:
-        out.append(
-            Proposal(
-                id=DISTILLATION,
-                plugin=PLUGIN,
-                stage=stage.name,
-                title="Distill the encoder into a smaller student model",
-                rationale=(
-                    f"the model stage is {share:.0%} of the time; a student with half the "
-                    "layers is roughly 2x faster, but needs training data, a training run and "
-                    "a new accuracy evaluation: weeks of work, not applied automatically"
-                ),
-                est_stage_speedup=2.0,
-                effort="weeks",
-                accuracy_risk="high",
-                applicable=False,
-                evidence={"parameters": info.parameters, "stage_share": share},
-            )
-        )
+        out.append(_distillation(stage, info, share))
     return out
+
+
+def _sdpa(stage: Stage, info: recognize.TextModelInfo, slot: str) -> Proposal:
+    """Switching a copy of the model from eager attention to PyTorch SDPA."""
+    return Proposal(
+        id=SDPA,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Run attention with PyTorch SDPA instead of the eager implementation",
+        rationale=(
+            f"{info.type.rsplit('.', 1)[-1]} runs eager attention; SDPA fuses "
+            "softmax(QK^T)V into one kernel (a copy of the model is switched, the "
+            "original is not touched)"
+        ),
+        est_stage_speedup=1.15,
+        effort="minutes",
+        accuracy_risk="low",
+        params={"slot": slot},
+        evidence={"attention": info.attention},
+        **_availability("torch", "transformers"),
+    )
+
+
+def _length_bucketing(stage: Stage, facts: Mapping[str, Any]) -> Proposal:
+    """Embedding an embed block's sections in length-bucketed batches, not one at a time."""
+    return Proposal(
+        id=LENGTH_BUCKETING,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Embed sections in length-bucketed batches instead of one at a time",
+        rationale=(
+            "each section is a separate forward pass; sorting sections by length and "
+            "batching similar lengths amortizes per-call overhead without adding "
+            "padding. The batch size is chosen by timing candidates"
+        ),
+        est_stage_speedup=1.2,
+        effort="minutes",
+        accuracy_risk="low",
+        params={"candidates": [4, 8, 16, 32]},
+        evidence=_pick(facts, "padding_waste"),
+        **_availability("torch"),
+    )
+
+
+def _inference_mode(stage: Stage) -> Proposal:
+    """Running an embed block's encoder under ``torch.inference_mode`` instead of no_grad."""
+    return Proposal(
+        id=INFERENCE_MODE,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Run the encoder under torch.inference_mode() instead of no_grad()",
+        rationale=(
+            "inference_mode also skips version counting and view tracking; a small, "
+            "free gain for inference-only code"
+        ),
+        est_stage_speedup=1.03,
+        effort="minutes",
+        accuracy_risk="none",
+        evidence={"grad_mode": "no_grad"},
+    )
+
+
+def _distillation(stage: Stage, info: recognize.TextModelInfo, share: float) -> Proposal:
+    """Advice (not applied) to distill a model stage that takes ``share`` of the time."""
+    return Proposal(
+        id=DISTILLATION,
+        plugin=PLUGIN,
+        stage=stage.name,
+        title="Distill the encoder into a smaller student model",
+        rationale=(
+            f"the model stage is {share:.0%} of the time; a student with half the "
+            "layers is roughly 2x faster, but needs training data, a training run and "
+            "a new accuracy evaluation: weeks of work, not applied automatically"
+        ),
+        est_stage_speedup=2.0,
+        effort="weeks",
+        accuracy_risk="high",
+        applicable=False,
+        evidence={"parameters": info.parameters, "stage_share": share},
+    )
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -164,94 +164,137 @@ def recognize(stage: Stage) -> Recognized | None:
 
 
 def _recognize_plain(stage: Stage) -> Recognized | None:
+    """Plain user code, by what sits in its slots: a catalog matrix (scored by a ranker,
+    or exact top-k without one), else a faiss index, else an embedding model, else a
+    feature store; ``None`` when none of them is there."""
     slot = catalog_slot(stage)
-    ranker_slot = next((s for s in RANKER_SLOTS if callable(stage.slots.get(s))), None)
-    if ranker_slot is None and stage.kind == "ranking":
-        ranker_slot = next((s for s in MODEL_SLOTS if callable(stage.slots.get(s))), None)
-    if ranker_slot is not None and slot is not None:
-        shape = stage.slots[slot].shape
-        transformable = blocks.accepts_candidates(stage.fn)
-        return Recognized(
-            "full_ranking",
-            stage.name,
-            "ranker",
-            slot,
-            catalog_size=int(shape[0]),
-            dim=int(shape[1]),
-            metric=_metric_slot(stage),
-            k=_k_slot(stage),
-            transformable=transformable,
-            why_not=""
-            if transformable
-            else ("its function takes no `candidates=` argument, so it cannot rank a subset"),
-            extra={"ranker_slot": ranker_slot},
-        )
-    if slot is not None and ranker_slot is None:
-        shape = stage.slots[slot].shape
-        return Recognized(
-            "exact_topk",
-            stage.name,
-            "items",
-            slot,
-            catalog_size=int(shape[0]),
-            dim=int(shape[1]),
-            metric=_metric_slot(stage),
-            k=_k_slot(stage),
-        )
+    ranker_slot = _ranker_slot(stage)
+    if slot is not None:
+        if ranker_slot is not None:
+            return _plain_full_ranking(stage, slot, ranker_slot)
+        return _plain_exact_topk(stage, slot)
     index_slot = next(
         (s for s in ("index", *CATALOG_SLOTS) if ann.is_faiss_index(stage.slots.get(s))), None
     )
     if index_slot is not None:
-        index = stage.slots[index_slot]
-        if not is_flat_index(index):
-            return Recognized(
-                "ann",
-                stage.name,
-                "index",
-                index_slot,
-                catalog_size=int(index.ntotal),
-                dim=int(index.d),
-                extra={"index_type": type(index).__name__},
-            )
-        transformable = stage.injects(index_slot)
+        return _plain_index(stage, index_slot)
+    embedding = _plain_embedding(stage)
+    if embedding is not None:
+        return embedding
+    return _plain_feature_lookup(stage)
+
+
+def _ranker_slot(stage: Stage) -> str | None:
+    """The slot holding a ranker: a callable in a ranker slot, or in ``model=`` on a
+    ``ranking`` stage."""
+    ranker_slot = next((s for s in RANKER_SLOTS if callable(stage.slots.get(s))), None)
+    if ranker_slot is None and stage.kind == "ranking":
+        ranker_slot = next((s for s in MODEL_SLOTS if callable(stage.slots.get(s))), None)
+    return ranker_slot
+
+
+def _plain_full_ranking(stage: Stage, slot: str, ranker_slot: str) -> Recognized:
+    """A ranker scoring every item of the catalog in ``slot``; transformable only when its
+    function takes ``candidates=`` (so it can rank a subset)."""
+    shape = stage.slots[slot].shape
+    transformable = blocks.accepts_candidates(stage.fn)
+    return Recognized(
+        "full_ranking",
+        stage.name,
+        "ranker",
+        slot,
+        catalog_size=int(shape[0]),
+        dim=int(shape[1]),
+        metric=_metric_slot(stage),
+        k=_k_slot(stage),
+        transformable=transformable,
+        why_not=""
+        if transformable
+        else ("its function takes no `candidates=` argument, so it cannot rank a subset"),
+        extra={"ranker_slot": ranker_slot},
+    )
+
+
+def _plain_exact_topk(stage: Stage, slot: str) -> Recognized:
+    """Exact top-k retrieval over the catalog matrix in ``slot`` (no ranker beside it)."""
+    shape = stage.slots[slot].shape
+    return Recognized(
+        "exact_topk",
+        stage.name,
+        "items",
+        slot,
+        catalog_size=int(shape[0]),
+        dim=int(shape[1]),
+        metric=_metric_slot(stage),
+        k=_k_slot(stage),
+    )
+
+
+def _plain_index(stage: Stage, index_slot: str) -> Recognized:
+    """A faiss index in ``index_slot``: an ANN stage already, or exact top-k for a flat
+    index (transformable only when the function takes the index as an argument)."""
+    index = stage.slots[index_slot]
+    if not is_flat_index(index):
         return Recognized(
-            "exact_topk",
+            "ann",
             stage.name,
             "index",
             index_slot,
             catalog_size=int(index.ntotal),
             dim=int(index.d),
-            metric=ann.faiss_metric_name(index),
-            k=_k_slot(stage),
-            transformable=transformable,
-            why_not=""
-            if transformable
-            else (f"its function does not take the {index_slot!r} slot as an argument"),
+            extra={"index_type": type(index).__name__},
         )
-    if stage.kind in ("inference", "embedding"):
-        encoder = next((s for s in ENCODER_SLOTS if is_torch_module(stage.slots.get(s))), None)
-        if encoder is not None:
-            return Recognized(
-                "embedding",
-                stage.name,
-                "model",
-                encoder,
-                transformable=False,
-                why_not="plain embedding code has no declared user key",
-            )
+    transformable = stage.injects(index_slot)
+    return Recognized(
+        "exact_topk",
+        stage.name,
+        "index",
+        index_slot,
+        catalog_size=int(index.ntotal),
+        dim=int(index.d),
+        metric=ann.faiss_metric_name(index),
+        k=_k_slot(stage),
+        transformable=transformable,
+        why_not=""
+        if transformable
+        else (f"its function does not take the {index_slot!r} slot as an argument"),
+    )
+
+
+def _plain_embedding(stage: Stage) -> Recognized | None:
+    """A torch module in an encoder slot of an ``inference`` or ``embedding`` stage (not
+    transformable: plain code declares no user key)."""
+    if stage.kind not in ("inference", "embedding"):
+        return None
+    encoder = next((s for s in ENCODER_SLOTS if is_torch_module(stage.slots.get(s))), None)
+    if encoder is None:
+        return None
+    return Recognized(
+        "embedding",
+        stage.name,
+        "model",
+        encoder,
+        transformable=False,
+        why_not="plain embedding code has no declared user key",
+    )
+
+
+def _plain_feature_lookup(stage: Stage) -> Recognized | None:
+    """An object with ``get`` (not a plain mapping) in a store slot (not transformable:
+    plain code does not declare the keys it reads)."""
     store_slot = next(
         (s for s in STORE_SLOTS if callable(getattr(stage.slots.get(s), "get", None))), None
     )
-    if store_slot is not None and not isinstance(stage.slots[store_slot], Mapping):
-        return Recognized(
-            "feature_lookup",
-            stage.name,
-            "store",
-            store_slot,
-            transformable=False,
-            why_not="plain lookup code does not declare the keys it reads",
-        )
-    return None
+    if store_slot is None or isinstance(stage.slots[store_slot], Mapping):
+        return None
+    return Recognized(
+        "feature_lookup",
+        stage.name,
+        "store",
+        store_slot,
+        transformable=False,
+        why_not="plain lookup code does not declare the keys it reads",
+    )
 
 
 def _metric_slot(stage: Stage) -> str | None:

@@ -4,10 +4,11 @@ stride). How each change is tuned and built lives in :mod:`.changes`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Requirements
-from pipetune.core.kernel.results import Profile, Proposal
+from pipetune.core.kernel.results import InFlight, Profile, Proposal
 from pipetune.plugins.vision import frame_items
 from pipetune.plugins.vision.changes import (
     dali_decode,
@@ -274,86 +275,126 @@ def _decode_proposals(
     return out
 
 
+#: The facts of a frame loop (or of consecutive-frame items) kept as a frame-skipping
+#: proposal's evidence, where measured.
+_FRAME_EVIDENCE = (
+    "frame_change",
+    "decode_ms_per_frame",
+    "ms_per_frame",
+    "decode_share_of_loop",
+    "gate_run_fraction_at_0.01",
+    "frames_sampled",
+    "source",
+    "frame_size",
+    "named_in_order",
+    "similar_pair_share",
+    "signal_ms",
+    "stage_ms",
+)
+
+
+@dataclass(frozen=True)
+class _FrameSkip:
+    """What the two frame-skipping proposals share: their estimates, the rationale's
+    opening, the extra params and the in-flight need (frames as items run in order)."""
+
+    est: float
+    stride_est: float
+    text: str
+    extra: dict[str, Any]
+    in_order: InFlight | None
+
+
 def _frame_proposals(stage: str, info: dict[str, Any], frames: str = "clip") -> list[Proposal]:
+    """Motion-gated and fixed-stride frame skipping, for a frame loop inside a stage
+    (``frames="clip"``) or a workload whose items are consecutive frames (``"items"``)."""
+    run_fraction = float(info.get("gate_run_fraction_at_0.01", 0.25))
+    skip = _frame_skip(stage, info, frames, run_fraction)
+    evidence = {k: info[k] for k in _FRAME_EVIDENCE if k in info}
+    return [
+        _motion_proposal(stage, skip, run_fraction, evidence),
+        _stride_proposal(stage, skip, evidence),
+    ]
+
+
+def _frame_skip(stage: str, info: dict[str, Any], frames: str, run_fraction: float) -> _FrameSkip:
+    """The estimates and rationale opening: Amdahl inside the loop (decode stays, the model
+    runs on ``run_fraction`` of frames, or a third for stride 3); for frames as items, the
+    measured estimate and the whole stage's cost behind the gate."""
     change = info.get("frame_change", {})
     static = change.get("static_share", {})
-    run_fraction = float(info.get("gate_run_fraction_at_0.01", 0.25))
     decode = float(info.get("decode_share_of_loop", 0.1))
     # Amdahl inside the loop: decode stays, the model runs on run_fraction of frames.
     est = 1.0 / (decode + (1 - decode) * max(run_fraction, 0.02))
     stride_est = max(1.0, 1.0 / (decode + (1 - decode) / 3))
-    keys = (
-        "frame_change",
-        "decode_ms_per_frame",
-        "ms_per_frame",
-        "decode_share_of_loop",
-        "gate_run_fraction_at_0.01",
-        "frames_sampled",
-        "source",
-        "frame_size",
-        "named_in_order",
-        "similar_pair_share",
-        "signal_ms",
-        "stage_ms",
-    )
-    evidence = {k: info[k] for k in keys if k in info}
     static_text = (
         f"{static.get('0.01', 0):.0%} of consecutive frames change less than 1 % of pixels; "
         if static
         else ""
     )
-    extra: dict[str, Any] = {}
-    in_order = None
-    if frames == "items":
-        in_order = motion_gate.FRAMES_IN_ORDER
-        extra = {"frames": "items"}
-        est = float(info.get("est_stage_speedup", est))
-        stride_est = frame_items.estimated_speedup(
-            float(info.get("stage_ms", 0.0)), 1 / 3, float(info.get("signal_ms", 0.0))
-        )
-        static_text = (
-            f"The workload's items are consecutive frames of one source "
-            f"({info.get('frames_sampled')} sampled, {info.get('similar_pair_share', 0):.0%} "
-            f"of consecutive pairs nearly identical): stage {stage!r} runs behind the gate, "
-            "in input order. " + static_text
-        )
-    return [
-        Proposal(
-            id=MOTION,
-            plugin=PLUGIN,
-            stage=stage,
-            title="Motion-gated frame skipping: run the model only when the scene changes",
-            rationale=(
-                static_text + f"a motion gate at a middle threshold would run the model on "
-                f"{run_fraction:.0%} of frames and reuse the last result on the others. The "
-                "threshold is tuned for per-frame agreement, and every motion event must be "
-                "detected within 3 frames."
-            ),
-            est_stage_speedup=max(1.0, est),
-            effort="minutes",
-            accuracy_risk="medium",
-            params={"mode": "motion", "width": 64, "delta": 8.0, "max_interval": 150, **extra},
-            conflicts=(STRIDE,),
-            fidelity_kind="frame_labels",
-            evidence=evidence,
-            in_flight=in_order,
+    if frames != "items":
+        return _FrameSkip(est, stride_est, static_text, {}, None)
+    stride_est = frame_items.estimated_speedup(
+        float(info.get("stage_ms", 0.0)), 1 / 3, float(info.get("signal_ms", 0.0))
+    )
+    static_text = (
+        f"The workload's items are consecutive frames of one source "
+        f"({info.get('frames_sampled')} sampled, {info.get('similar_pair_share', 0):.0%} "
+        f"of consecutive pairs nearly identical): stage {stage!r} runs behind the gate, "
+        "in input order. " + static_text
+    )
+    return _FrameSkip(
+        float(info.get("est_stage_speedup", est)),
+        stride_est,
+        static_text,
+        {"frames": "items"},
+        motion_gate.FRAMES_IN_ORDER,
+    )
+
+
+def _motion_proposal(
+    stage: str, skip: _FrameSkip, run_fraction: float, evidence: dict[str, Any]
+) -> Proposal:
+    """Motion-gated frame skipping: the model runs only when the scene changes."""
+    return Proposal(
+        id=MOTION,
+        plugin=PLUGIN,
+        stage=stage,
+        title="Motion-gated frame skipping: run the model only when the scene changes",
+        rationale=(
+            skip.text + f"a motion gate at a middle threshold would run the model on "
+            f"{run_fraction:.0%} of frames and reuse the last result on the others. The "
+            "threshold is tuned for per-frame agreement, and every motion event must be "
+            "detected within 3 frames."
         ),
-        Proposal(
-            id=STRIDE,
-            plugin=PLUGIN,
-            stage=stage,
-            title="Fixed-stride frame skipping: run the model on every k-th frame",
-            rationale=(
-                "Classify every k-th frame and repeat the result in between; k is tuned, and "
-                "k ≤ 4 is needed to see every event within 3 frames."
-            ),
-            est_stage_speedup=stride_est,
-            effort="minutes",
-            accuracy_risk="medium",
-            params={"mode": "stride", "stride": 3, **extra},
-            conflicts=(MOTION,),
-            fidelity_kind="frame_labels",
-            evidence=evidence,
-            in_flight=in_order,
+        est_stage_speedup=max(1.0, skip.est),
+        effort="minutes",
+        accuracy_risk="medium",
+        params={"mode": "motion", "width": 64, "delta": 8.0, "max_interval": 150, **skip.extra},
+        conflicts=(STRIDE,),
+        fidelity_kind="frame_labels",
+        evidence=evidence,
+        in_flight=skip.in_order,
+    )
+
+
+def _stride_proposal(stage: str, skip: _FrameSkip, evidence: dict[str, Any]) -> Proposal:
+    """Fixed-stride frame skipping: the model runs on every k-th frame (k tuned)."""
+    return Proposal(
+        id=STRIDE,
+        plugin=PLUGIN,
+        stage=stage,
+        title="Fixed-stride frame skipping: run the model on every k-th frame",
+        rationale=(
+            "Classify every k-th frame and repeat the result in between; k is tuned, and "
+            "k ≤ 4 is needed to see every event within 3 frames."
         ),
-    ]
+        est_stage_speedup=skip.stride_est,
+        effort="minutes",
+        accuracy_risk="medium",
+        params={"mode": "stride", "stride": 3, **skip.extra},
+        conflicts=(MOTION,),
+        fidelity_kind="frame_labels",
+        evidence=evidence,
+        in_flight=skip.in_order,
+    )

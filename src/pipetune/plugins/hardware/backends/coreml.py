@@ -227,11 +227,28 @@ def _convert(
     max_batch: int,
     max_length: int,
 ) -> None:
-    import torch
-    from torch.export import Dim
-
+    """Convert ``model`` to an ML program package at ``target``: export it through
+    ``torch.export`` (flexible batch and sequence dimensions), then convert the program
+    with coremltools (imported first, so that a missing install fails before the export)."""
     with quiet():
         import coremltools as ct
+
+    program = _export_program(model, signature, values, max_batch, max_length)
+    _save_ml_program(ct, program, signature, n_outputs, target, precision)
+
+
+def _export_program(
+    model: Any,
+    signature: CallSignature,
+    values: Sequence[Any],
+    max_batch: int,
+    max_length: int,
+) -> Any:
+    """The model's exported program (core ATen decompositions), with a flexible batch
+    and, for token ids and masks, a flexible sequence length; exported with the example's
+    static shapes when the flexible export fails, Rejected when that fails too."""
+    import torch
+    from torch.export import Dim
 
     # A model with learned positions cannot take sequences longer than it has positions.
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
@@ -242,16 +259,7 @@ def _convert(
     example = tuple(torch.cat([v, v]) if v.dim() and v.shape[0] == 1 else v for v in values)
     batch = Dim("batch", min=1, max=max_batch)
     length = Dim("length", min=1, max=max_length)
-
-    def dims(value: Any) -> dict[int, Any]:
-        spec: dict[int, Any] = {}
-        if value.dim() >= 1:
-            spec[0] = batch
-        if value.dim() == 2 and not value.is_floating_point():
-            spec[1] = length  # token ids, masks: (batch, sequence)
-        return spec
-
-    attempts = [(tuple(dims(v) for v in example),), None]
+    attempts = [(tuple(_dynamic_dims(v, batch, length) for v in example),), None]
     program, last = None, None
     for dynamic in attempts:
         try:
@@ -264,6 +272,31 @@ def _convert(
             last = exc
     if program is None:
         raise Rejected(f"Core ML conversion failed: {summarize_export_error(last)}")  # type: ignore[arg-type]
+    return program
+
+
+def _dynamic_dims(value: Any, batch: Any, length: Any) -> dict[int, Any]:
+    """An input's flexible dimensions: the batch (dimension 0), and the sequence for a 2-d
+    integer tensor (token ids, masks)."""
+    spec: dict[int, Any] = {}
+    if value.dim() >= 1:
+        spec[0] = batch
+    if value.dim() == 2 and not value.is_floating_point():
+        spec[1] = length  # token ids, masks: (batch, sequence)
+    return spec
+
+
+def _save_ml_program(
+    ct: Any,
+    program: Any,
+    signature: CallSignature,
+    n_outputs: int,
+    target: Path,
+    precision: str,
+) -> None:
+    """Convert the exported program to an ML program at ``precision``, name its inputs
+    after the eager call's and its outputs ``output_<i>``, and move the saved package into
+    place at ``target``; any failure is Rejected with the converter's message."""
     try:
         with quiet():
             mlmodel = ct.convert(

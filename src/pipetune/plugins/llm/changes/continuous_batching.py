@@ -51,11 +51,47 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None =
 
 
 def _tune_continuous(t: GenerateTuning) -> Tuned:
+    """Serve the tuning requests sequentially (the reference tokens and time), then with
+    the plugin's scheduler at each batch size (static against continuous), then with
+    transformers' own continuous batching where it runs; keep the fastest continuous
+    point, if it beats sequential decoding by ``t.min_speedup``."""
+    reference, t_ref = timed(lambda: t.base.generate_many(t.requests))
+    tokens = sum(len(g.tokens) for g in reference)
+    points, best = _scheduler_points(t, reference)
+    chosen = _with_transformers(t, reference, points, best)
+    sequential_tps = tokens / t_ref if t_ref else 0.0
+    speedup = chosen["continuous_tokens_per_s"] / sequential_tps if sequential_tps else 0.0
+    if speedup < t.min_speedup:
+        raise Rejected(
+            f"continuous batching measured {speedup:.2f}x the sequential tokens/s "
+            f"({chosen['continuous_tokens_per_s']:.1f} vs {sequential_tps:.1f}) on "
+            f"{len(t.requests)} requests: does not pay"
+        )
+    return Tuned(
+        params={
+            "batching": "continuous",
+            "max_batch": chosen["max_batch"],
+            "engine": chosen["engine"],
+        },
+        notes={
+            "requests": len(t.requests),
+            "sequential_tokens_per_s": sequential_tps,
+            "points": points,
+            "chosen": chosen,
+        },
+        est_stage_speedup=speedup,
+    )
+
+
+def _scheduler_points(
+    t: GenerateTuning, reference: list[Any]
+) -> tuple[list[dict[str, Any]], tuple[float, dict[str, Any]]]:
+    """The plugin's scheduler at each batch size that the requests can fill: static and
+    continuous batching served alike, the tokens checked against ``reference``; the points,
+    and the fastest continuous one with its tokens/s."""
     from pipetune.plugins.llm.scheduler import serve_stream
 
-    base, config, requests, engine, floor = t.base, t.config, t.requests, t.engine, t.floor
-    reference, t_ref = timed(lambda: base.generate_many(requests))
-    tokens = sum(len(g.tokens) for g in reference)
+    config, requests, engine = t.config, t.requests, t.engine
     points = []
     best: tuple[float, dict[str, Any]] | None = None
     sizes = [b for b in BATCH_SIZES if b <= max(len(requests), BATCH_SIZES[0])]
@@ -68,7 +104,7 @@ def _tune_continuous(t: GenerateTuning) -> Tuned:
             f"continuous batching (batch {size})",
             reference,
             [r.generation for r in records],
-            floor,
+            t.floor,
         )
         point = {
             "max_batch": size,
@@ -84,21 +120,35 @@ def _tune_continuous(t: GenerateTuning) -> Tuned:
         if best is None or cont.tokens_per_s > best[0]:
             best = (cont.tokens_per_s, point)
     assert best is not None
+    return points, best
+
+
+def _with_transformers(
+    t: GenerateTuning,
+    reference: list[Any],
+    points: list[dict[str, Any]],
+    best: tuple[float, dict[str, Any]],
+) -> dict[str, Any]:
+    """The chosen point: the scheduler's best, or transformers' own continuous batching at
+    its batch size when that is faster (measured on CUDA only, when the installed version
+    has it); its point, or why it was not measured, is added to ``points``."""
+    from pipetune.plugins.llm.scheduler import serve_stream
+
     chosen = dict(best[1])
     try:  # transformers' own continuous batching, when the installed version has it
-        if base.device.type != "cuda":
+        if t.base.device.type != "cuda":
             raise RuntimeError(
                 "measured only on CUDA: on CPU its manager's warm-up and paged-cache set-up "
                 "dominate (77 s for 8 requests of a tiny model in our benchmark)"
             )
-        tf_engine = engine(
-            config.evolve(
+        tf_engine = t.engine(
+            t.config.evolve(
                 batching="continuous", max_batch=chosen["max_batch"], engine="transformers"
             )
         )
-        records, tf = serve_stream(tf_engine, requests)
+        records, tf = serve_stream(tf_engine, t.requests)
         fidelity = check_same(
-            "transformers continuous batching", reference, [r.generation for r in records], floor
+            "transformers continuous batching", reference, [r.generation for r in records], t.floor
         )
         points.append(
             {
@@ -113,28 +163,7 @@ def _tune_continuous(t: GenerateTuning) -> Tuned:
             chosen = dict(points[-1])
     except Exception as exc:  # unavailable or unsuitable here: the plugin's own scheduler
         points.append({"engine": "transformers", "unavailable": f"{type(exc).__name__}: {exc}"})
-    sequential_tps = tokens / t_ref if t_ref else 0.0
-    speedup = chosen["continuous_tokens_per_s"] / sequential_tps if sequential_tps else 0.0
-    if speedup < t.min_speedup:
-        raise Rejected(
-            f"continuous batching measured {speedup:.2f}x the sequential tokens/s "
-            f"({chosen['continuous_tokens_per_s']:.1f} vs {sequential_tps:.1f}) on "
-            f"{len(requests)} requests: does not pay"
-        )
-    return Tuned(
-        params={
-            "batching": "continuous",
-            "max_batch": chosen["max_batch"],
-            "engine": chosen["engine"],
-        },
-        notes={
-            "requests": len(requests),
-            "sequential_tokens_per_s": sequential_tps,
-            "points": points,
-            "chosen": chosen,
-        },
-        est_stage_speedup=speedup,
-    )
+    return chosen
 
 
 CHANGE = ChangeType(ID, ContinuousBatchingParams, materialize, tune)

@@ -81,33 +81,108 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     and the index's runtime parameter to the cheapest point keeping the target share of the
     full ranking's top-k."""
     stage = pipeline.stage(proposal.stage)
+    rec = _full_ranking(stage)
+    matrix = common.checked_catalog(stage, rec)
+    where = f"stage {stage.name!r}"
+    query_fn = stage.slots.get("query") or blocks.default_query
+    requests, queries, reference, full_ms = _tuning_requests(
+        stage, pipeline, context, matrix.shape[1]
+    )
+    k = _ranking_depth(rec, reference, where)
+    metric = rec.metric or "ip"
+    target = common.quality_target(proposal, context)
+    evaluate = _TwoStageEval(stage, requests, queries, reference, k)
+    # 1-2. The floor for N under exact retrieval, then the index and its feasible points.
+    found = _search(proposal, context, rec, matrix, evaluate, metric, target, where)
+    # 3. Time each feasible point one request at a time (ANN + ranking), keep the cheapest.
+    chosen = _cheapest(found.feasible, evaluate, query_fn, requests)
+    if chosen["ms"] >= full_ms:
+        raise Rejected(
+            f"{where}: the cheapest two-stage point (N={chosen['n_candidates']:,}) takes "
+            f"{chosen['ms']:.2f} ms a request, the full ranking {full_ms:.2f} ms: no gain"
+        )
+    searcher = found.built.searcher
+    searcher.runtime = chosen["runtime"]
+    threads, thread_ms = _best_threads(searcher, chosen["n_candidates"], queries)
+    searcher.threads = threads
+    params = {
+        "index": found.built.spec.to_dict(),
+        "runtime": chosen["runtime"],
+        "runtime_param": found.built.spec.runtime_param,
+        "n_candidates": chosen["n_candidates"],
+        "k": k,
+        "metric": metric,
+        "target": target,
+        "faiss_threads": threads,
+        "faiss_batch_threads": None,
+        "items_digest": common.matrix_digest(matrix),
+    }
+    tuned = _tuned(proposal, found, chosen, params, matrix.shape[0], full_ms, thread_ms)
+    common.confirm(proposal, pipeline, tuned, context, target, materialize)
+    context.log(f"recsys: two-stage {tuned.notes['summary']}")
+    return tuned
+
+
+def _full_ranking(stage: Stage) -> Recognized:
+    """The stage's recognition, when it is a full-catalog ranking stage the change can
+    transform (Rejected, with the reason, otherwise)."""
     rec = recognize(stage)
     if rec is None or rec.role != "full_ranking":
         raise Rejected(f"stage {stage.name!r} is not a full-catalog ranking stage")
     if not rec.transformable:
         raise Rejected(f"stage {stage.name!r}: {rec.why_not}")
-    matrix = common.checked_catalog(stage, rec)
-    n, dim = matrix.shape
-    where = f"stage {stage.name!r}"
-    query_fn = stage.slots.get("query") or blocks.default_query
-    requests, queries, reference, full_ms = _tuning_requests(stage, pipeline, context, dim)
+    return rec
+
+
+def _ranking_depth(rec: Recognized, reference: list[np.ndarray], where: str) -> int:
+    """The k of the full ranking's top-k: the recognized one, else the length of the
+    reference rankings (which must all have the same length)."""
     k = rec.k or len(reference[0])
     if any(len(r) != k for r in reference):
         raise Rejected(f"{where}: its rankings have different lengths")
-    metric = rec.metric or "ip"
-    target = common.quality_target(proposal, context)
-    evaluate = _TwoStageEval(stage, requests, queries, reference, k)
+    return k
 
+
+@dataclass
+class _Search:
+    """What the search for two-stage operating points found: the kept index and its
+    feasible (N, runtime) points, with the record of how it got there and over how many
+    tuning requests (for the notes)."""
+
+    built: selection.Built
+    feasible: list[dict[str, Any]]
+    curve: list[dict[str, Any]]
+    n_floor: int
+    margin: float
+    switched: str
+    space_notes: dict[str, Any]
+    requests: int
+
+
+def _search(
+    proposal: Proposal,
+    context: TuneContext,
+    rec: Recognized,
+    matrix: np.ndarray,
+    evaluate: _TwoStageEval,
+    metric: str,
+    target: float,
+    where: str,
+) -> _Search:
+    """Steps 1 and 2 of tuning: the smallest N meeting the target with exact retrieval,
+    the index chosen for that depth (one per space, fastest first), and the first index
+    whose (N, runtime) points reach the target; Rejected when none does."""
+    n, k = matrix.shape[0], evaluate.k
     # 1. The smallest N that meets the target with *exact* retrieval: the floor any ANN
     #    operating point starts from (and what the index is chosen for).
-    exact_top = _exact_top(matrix, queries, min(n, max(32 * k, 32768)), metric)
+    exact_top = _exact_top(matrix, evaluate.queries, min(n, max(32 * k, 32768)), metric)
     curve: list[dict[str, Any]] = []
     n_floor, margin = _n_floor(evaluate, exact_top, target, curve, where)
 
     spec, switched = _spec_for_depth(proposal, rec, matrix, n_floor)
     spec = ann.IndexSpec.from_dict({**spec.to_dict(), "metric": metric})
     ordered, space_notes = _rank_spaces(
-        proposal, context, matrix, spec, queries, exact_top[:, :n_floor], target
+        proposal, context, matrix, spec, evaluate.queries, exact_top[:, :n_floor], target
     )
     # 2. For a few N at and above the floor, the smallest runtime value meeting the target,
     #    on the fastest space's index (the next one when it cannot reach the target).
@@ -117,65 +192,64 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
             f"{where}: no operating point of {', '.join(b.spec.describe() for b in ordered)} "
             f"reaches {target:.3f} of the full ranking's top-{k}"
         )
-    spec, searcher = built.spec, built.searcher
-    # 3. Time each feasible point one request at a time (ANN + ranking), keep the cheapest.
-    chosen = _cheapest(feasible, evaluate, query_fn, requests)
-    if chosen["ms"] >= full_ms:
-        raise Rejected(
-            f"{where}: the cheapest two-stage point (N={chosen['n_candidates']:,}) takes "
-            f"{chosen['ms']:.2f} ms a request, the full ranking {full_ms:.2f} ms: no gain"
-        )
-    searcher.runtime = chosen["runtime"]
-    threads, thread_ms = selection.best_threads(
-        lambda q: searcher.candidates(q, chosen["n_candidates"]),
+    return _Search(
+        built, feasible, curve, n_floor, margin, switched, space_notes, len(evaluate.requests)
+    )
+
+
+def _best_threads(
+    searcher: ann_search.AnnSearcher, n_candidates: int, queries: np.ndarray
+) -> tuple[int, dict[str, float]]:
+    """The faiss thread count retrieving ``n_candidates`` fastest one query at a time, and
+    the time measured at each count."""
+    return selection.best_threads(
+        lambda q: searcher.candidates(q, n_candidates),
         [queries[i : i + 1] for i in range(min(len(queries), common.TIMING_REQUESTS))],
         lambda count: selection.searcher_threads(searcher, count),
     )
-    searcher.threads = threads
-    params = {
-        "index": spec.to_dict(),
-        "runtime": chosen["runtime"],
-        "runtime_param": spec.runtime_param,
-        "n_candidates": chosen["n_candidates"],
-        "k": k,
-        "metric": metric,
-        "target": target,
-        "faiss_threads": threads,
-        "faiss_batch_threads": None,
-        "items_digest": common.matrix_digest(matrix),
-    }
+
+
+def _tuned(
+    proposal: Proposal,
+    found: _Search,
+    chosen: dict[str, Any],
+    params: dict[str, Any],
+    catalog: int,
+    full_ms: float,
+    thread_ms: dict[str, float],
+) -> Tuned:
+    """The tune result: the chosen point's parameters, the kept index as the artifact, and
+    notes recording the search (curve, feasible points, timings) and its summary line."""
+    spec, built, k = found.built.spec, found.built, params["k"]
     summary = selection.summary_line(
         spec,
         params,
         built.info,
-        catalog=n,
+        catalog=catalog,
         extra=f"{chosen['ms']:.2f} ms vs {full_ms:.1f} ms a request (full ranking), keeps "
         f"{chosen['recall']:.3f} of the top-{k} on tuning",
     )
-    tuned = Tuned(
+    return Tuned(
         params=params,
         artifacts={"index": built.relative},
         notes={
             "summary": summary,
             "index": spec.describe(),
-            "choice_reason": switched or proposal.evidence.get("index_reason", ""),
-            **space_notes,
+            "choice_reason": found.switched or proposal.evidence.get("index_reason", ""),
+            **found.space_notes,
             "build": built.info,
             "index_reused": built.reused,
             "tune_recall": chosen["recall"],
-            "margin": margin,
-            "n_floor_exact_retrieval": n_floor,
-            "curve": curve,
-            "feasible": feasible,
+            "margin": found.margin,
+            "n_floor_exact_retrieval": found.n_floor,
+            "curve": found.curve,
+            "feasible": found.feasible,
             "per_request_ms": {"full_ranking": full_ms, "two_stage": chosen["ms"]},
             "faiss_threads_ms": thread_ms,
-            "requests": len(requests),
+            "requests": found.requests,
         },
         est_stage_speedup=full_ms / chosen["ms"] if chosen["ms"] > 0 else None,
     )
-    common.confirm(proposal, pipeline, tuned, context, target, materialize)
-    context.log(f"recsys: two-stage {summary}")
-    return tuned
 
 
 def _first_reaching(
