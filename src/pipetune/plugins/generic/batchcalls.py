@@ -78,7 +78,9 @@ def _ones_like_ids(ids: Any) -> Any:
     return np.ones_like(ids)
 
 
-def _equal(a: Any, b: Any) -> bool:
+def values_equal(a: Any, b: Any) -> bool:
+    """``a == b`` as one bool; False where the comparison raises or is ambiguous (two
+    arrays of several elements)."""
     if a is b:
         return True
     try:
@@ -125,7 +127,8 @@ def merge_calls(
 
     def merge(values: list[Any]) -> tuple[bool, Any]:
         if not all(is_array(v) for v in values):
-            return (True, values[0]) if all(_equal(values[0], v) for v in values) else (False, None)
+            same = all(values_equal(values[0], v) for v in values)
+            return (True, values[0]) if same else (False, None)
         shapes = [tuple(v.shape[1:]) for v in values]
         if width is None or lengths is None:
             return (True, _concat(values)) if len(set(shapes)) == 1 else (False, None)

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipetune.plugins.generic.batchcalls import values_equal
+
 #: Options under which a batched call cannot give each row what a call of its own gives.
 UNMERGEABLE = (
     "stopping_criteria",
@@ -102,7 +104,7 @@ def merge_generate_calls(
     own = ("input_ids", "attention_mask", "max_new_tokens")
     rest = [{k: v for k, v in kwargs.items() if k not in own} for _, kwargs in calls]
     first = rest[0]
-    if any(set(r) != set(first) or any(not _same(r[k], first[k]) for k in r) for r in rest):
+    if any(set(r) != set(first) or any(not values_equal(r[k], first[k]) for k in r) for r in rest):
         return None
     if any(first.get(name) is not None for name in UNMERGEABLE):
         return None
@@ -137,15 +139,6 @@ def merge_generate_calls(
         max_new_tokens=max(budgets),
     )
     return MergedGenerate(kwargs, lengths, width, stop_ids, tuple(budgets))
-
-
-def _same(a: Any, b: Any) -> bool:
-    if a is b:
-        return True
-    try:
-        return bool(a == b)
-    except Exception:
-        return False
 
 
 def split_generated(output: Any, merged: MergedGenerate) -> list[Any]:
