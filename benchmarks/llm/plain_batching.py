@@ -21,13 +21,14 @@ is a smoke run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.llm.plain_generate import chat_ids, recorded, write_report
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "llm_plain_batching.json"
 
@@ -36,13 +37,7 @@ def answer(item: dict[str, Any], *, model: Any, tokenizer: Any) -> list[int]:
     """The user's code: ``generate`` with the library's defaults, one request at a time."""
     import torch
 
-    messages = [
-        {"role": "system", "content": item["system"]},
-        {"role": "user", "content": item["prompt"]},
-    ]
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
-    if not isinstance(ids, torch.Tensor):  # a BatchEncoding in newer transformers
-        ids = ids["input_ids"]
+    ids = chat_ids(item, tokenizer)
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),
@@ -128,7 +123,6 @@ def run(requests: int, max_new: int, command: str) -> dict[str, Any]:
         rounds=3, items_per_round=len(held_out), min_inputs=len(held_out), round_target_s=0.0
     )
     reference = [original.run(item) for item in held_out]
-    got = [batched.run(item) for item in held_out]  # one at a time: the stage as written
     from pipetune.plugins.generic.crossbatch import batched_outputs
 
     in_batches = batched_outputs(batched, held_out)
@@ -140,7 +134,6 @@ def run(requests: int, max_new: int, command: str) -> dict[str, Any]:
         "notes": dict(tuned.notes),
         "vs_library": row,
         "tokens_identical": token_match(reference, in_batches).value,
-        "tokens_identical_one_at_a_time": token_match(reference, got).value,
         "host_load": row.get("host_load"),
         "command": command,
     }
@@ -160,30 +153,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.requests, args.max_new = 4, 8
 
-    from pipetune.core.runtime.machine import detect_machine
-    from pipetune.core.runtime.threads import pin_threads, thread_settings
-
-    threads = args.threads or detect_machine().cores
-    started = time.perf_counter()
     command = "python -m benchmarks.llm.plain_batching " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    with pin_threads(threads):
-        report = {
-            "command": command,
-            "machine": detect_machine(thread_settings()).to_dict(),
-            "threads": threads,
-            "load_average_before": os.getloadavg(),
-            "quick": args.quick,
-        }
-        report.update(run(args.requests, args.max_new, command))
-    report["load_average_after"] = os.getloadavg()
-    report["section_s"] = time.perf_counter() - started
-    report["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report = recorded(
+        command, args.threads, args.quick, lambda: run(args.requests, args.max_new, command)
+    )
+    write_report(args.output, report)
     found = report.get("batching", {})
-    print(f"model: {report['model']['name']}; threads {threads}; proposed {report['proposed']}")
+    print(
+        f"model: {report['model']['name']}; threads {report['threads']}; "
+        f"proposed {report['proposed']}"
+    )
     if found.get("kept"):
         row = found["vs_library"]
         print(

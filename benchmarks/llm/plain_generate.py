@@ -32,14 +32,15 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "llm_plain_generate.json"
 
 
-def answer(item: dict[str, Any], *, model: Any, tokenizer: Any) -> list[int]:
-    """The user's code: the classic slow ``generate``, one request at a time."""
+def chat_ids(item: dict[str, Any], tokenizer: Any) -> Any:
+    """The request's system and user messages through the chat template: ids ``(1, L)``."""
     import torch
 
     messages = [
@@ -49,6 +50,14 @@ def answer(item: dict[str, Any], *, model: Any, tokenizer: Any) -> list[int]:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
     if not isinstance(ids, torch.Tensor):  # a BatchEncoding in newer transformers
         ids = ids["input_ids"]
+    return ids
+
+
+def answer(item: dict[str, Any], *, model: Any, tokenizer: Any) -> list[int]:
+    """The user's code: the classic slow ``generate``, one request at a time."""
+    import torch
+
+    ids = chat_ids(item, tokenizer)
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),
@@ -58,6 +67,36 @@ def answer(item: dict[str, Any], *, model: Any, tokenizer: Any) -> list[int]:
         pad_token_id=tokenizer.eos_token_id,
     )
     return out[0, ids.shape[1] :].tolist()
+
+
+def recorded(
+    command: str, threads: int | None, quick: bool, body: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """``body()``'s report with torch pinned to ``threads`` (the cores by default), framed by
+    the command, the machine, the load averages before and after, and the time it took."""
+    from pipetune.core.runtime.machine import detect_machine
+    from pipetune.core.runtime.threads import pin_threads, thread_settings
+
+    threads = threads or detect_machine().cores
+    started = time.perf_counter()
+    with pin_threads(threads):
+        report = {
+            "command": command,
+            "machine": detect_machine(thread_settings()).to_dict(),
+            "threads": threads,
+            "load_average_before": os.getloadavg(),
+            "quick": quick,
+        }
+        report.update(body())
+    report["load_average_after"] = os.getloadavg()
+    report["section_s"] = time.perf_counter() - started
+    report["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return report
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
 
 
 def _proposals(pm: Any, pipeline: Any, workload: Any) -> dict[str, Any]:
@@ -243,31 +282,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.requests, args.max_new = 1, 8
 
-    from pipetune.core.runtime.machine import detect_machine
-    from pipetune.core.runtime.threads import pin_threads, thread_settings
-
-    threads = args.threads or detect_machine().cores
-    started = time.perf_counter()
     command = "python -m benchmarks.llm.plain_generate " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    with pin_threads(threads):
-        report = {
-            "command": command,
-            "machine": detect_machine(thread_settings()).to_dict(),
-            "threads": threads,
-            "load_average_before": os.getloadavg(),
-            "quick": args.quick,
-        }
-        report.update(run(args.requests, args.max_new, command))
-    report["load_average_after"] = os.getloadavg()
-    report["section_s"] = time.perf_counter() - started
-    report["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"model: {report['model']['name']} ({report['model']['source']}); threads {threads}")
+    report = recorded(
+        command, args.threads, args.quick, lambda: run(args.requests, args.max_new, command)
+    )
+    print(f"model: {report['model']['name']} ({report['model']['source']}); "
+          f"threads {report['threads']}")  # fmt: skip
     print(f"round 1 proposed: {report['round_1']['proposed']}")
     print(f"round 2 proposed: {report.get('round_2', {}).get('proposed')}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_report(args.output, report)
     if "tune_prompt_lookup" in report:
         lookup = report["tune_prompt_lookup"]
         print(f"prompt lookup: kept={lookup['kept']} {lookup.get('params', lookup.get('reason'))}")
