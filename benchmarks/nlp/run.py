@@ -319,14 +319,19 @@ def bench_optimize(setup: Any, log: Callable) -> tuple[dict, Any]:
             for p in data.get("proposals", [])
             if p.get("not_tried")
         },
-        "in_flight": [
-            f"{t.proposal}: {t.change.in_flight.describe()}"
-            for t in report.trials
-            if t.status == "accepted" and t.change is not None and t.change.in_flight
-        ],
+        "in_flight": [f"{name}: {need.describe()}" for name, need in _kept_needs(report)],
         "baseline_throughput_rps": data["baseline"]["throughput_rps"],
         "final_throughput_rps": data["final"]["throughput_rps"],
     }, (optimized, report)
+
+
+def _kept_needs(report: Any) -> list[tuple[str, Any]]:
+    """What each kept change needs in flight to show its gain (those that need any)."""
+    return [
+        (t.proposal, t.change.in_flight)
+        for t in report.trials
+        if t.status == "accepted" and t.change is not None and t.change.in_flight
+    ]
 
 
 # -- part 5: side by side through compare ---------------------------------------------------------
@@ -343,11 +348,7 @@ def bench_side_by_side(setup: Any, found: Any, quick: bool, log: Callable) -> di
     from pipetune.demos.nlp.demo import library_defaults_pipeline
 
     optimized, report = found
-    needs = [
-        t.change.in_flight
-        for t in report.trials
-        if t.status == "accepted" and t.change is not None and t.change.in_flight
-    ]
+    needs = [need for _, need in _kept_needs(report)]
 
     base = setup.pipeline
     library = library_defaults_pipeline(
