@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=None, help="passes per side (3; quick 1)")
     parser.add_argument("--cases", type=int, default=None, help="nlp demo cases (500; quick 3)")
     parser.add_argument("--rows", type=int, default=None, help="port/fault rows (4000; quick 120)")
-    parser.add_argument("--requests", type=int, default=None, help="serve requests (300; quick 20)")
+    parser.add_argument(
+        "--requests", type=int, default=None, help="serve requests per pass (150; quick 20)"
+    )
     parser.add_argument("--fetch-ms", type=float, default=20.0, help="simulated fetch latency")
     args = parser.parse_args(argv)
     only = {p.strip() for p in args.only.split(",") if p.strip()} or set(PARTS)
@@ -50,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     passes = args.passes or (1 if args.quick else 3)
     cases = args.cases or (3 if args.quick else 500)
     rows = args.rows or (120 if args.quick else 4000)
-    requests = args.requests or (20 if args.quick else 300)
+    # Serve offers half of one worker's rate (~1 request/s here): 150 requests a pass and
+    # 2 passes put 300 latency samples behind each side's P99 in about 10 minutes.
+    requests = args.requests or (20 if args.quick else 150)
+    serve_passes = args.passes or (1 if args.quick else 2)
     command = " ".join(["python -m benchmarks.scale.run", *(argv or sys.argv[1:])])
 
     def log(message: str) -> None:
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     local_ray = {
         "nlp": lambda: engines.part_nlp(cases, passes, log),
         "port": lambda: engines.part_port(rows, passes, log, args.fetch_ms),
-        "serve": lambda: serving.part_serve(requests, passes, log, cases),
+        "serve": lambda: serving.part_serve(requests, serve_passes, log, cases),
     }
     chosen = {k: v for k, v in local_ray.items() if k in only}
     if chosen:

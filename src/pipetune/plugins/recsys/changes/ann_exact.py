@@ -20,7 +20,7 @@ from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, ann_search, blocks, exact_search, selection, spaces
 from pipetune.plugins.recsys.changes.common import (
     DEFAULT_TARGET,
-    MAX_TUNE_REQUESTS,
+    MAX_EXACT_TUNE_QUERIES,
     TIMING_REQUESTS,
     checked_catalog,
     confirm,
@@ -287,7 +287,7 @@ def _references(
     rec = recognize(stage)
     assert rec is not None and rec.dim is not None
     all_inputs = context.stage_inputs(pipeline, stage.name)
-    inputs = sample(all_inputs, MAX_TUNE_REQUESTS)
+    inputs = sample(all_inputs, MAX_EXACT_TUNE_QUERIES)
     if not inputs:
         raise Rejected("the tuning split is empty")
     where = f"stage {stage.name!r}"

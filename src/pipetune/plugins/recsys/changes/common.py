@@ -34,6 +34,12 @@ from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
 DEFAULT_TARGET = 0.95
 #: At most this many tuning requests are used (the search cost grows with them).
 MAX_TUNE_REQUESTS = 200
+#: At most this many tuning queries for ANN in place of exact retrieval, where a query
+#: costs one exact search: per-query recall@k spreads widely (a standard deviation of
+#: 0.05-0.08 near recall 0.95 is common), and the safety margin shrinks with the square
+#: root of the count, so 200 queries would leave a margin as large as the shortfall it
+#: guards against.
+MAX_EXACT_TUNE_QUERIES = 1_000
 #: Requests timed one at a time per operating point.
 TIMING_REQUESTS = 60
 #: Default user-embedding cache settings.
