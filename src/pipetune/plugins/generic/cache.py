@@ -14,9 +14,7 @@ and can never exceed ``1 / (1 - hit rate)``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel.content import ContentFeeder
 from pipetune.core.kernel.model import Stage, accepted_slots
 
 META_KEY = "generic.cache"
@@ -37,55 +36,26 @@ class Unhashable(TypeError):
 def content_hash(value: Any) -> bytes:
     """A stable digest of ``value``'s content (equal content, equal digest)."""
     digest = hashlib.blake2b(digest_size=16)
-    _feed(digest, value)
+    _FEEDER.feed(digest, value)
     return digest.digest()
 
 
-def _feed(digest: Any, value: Any) -> None:
-    if value is None or isinstance(value, bool | int | float | complex):
-        digest.update(f"{type(value).__name__}:{value!r};".encode())
-    elif isinstance(value, str):
-        digest.update(b"s%d:" % len(value))
-        digest.update(value.encode("utf-8", "surrogatepass"))
-    elif isinstance(value, bytes | bytearray | memoryview):
-        digest.update(b"b%d:" % len(value))
-        digest.update(bytes(value))
-    elif isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
-        digest.update(f"nd{array.dtype.str}{array.shape}:".encode())
-        digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
-    elif isinstance(value, np.generic):
-        _feed(digest, value.item())
-    elif isinstance(value, Path):
-        # A file's identity and version, not its bytes: reading it would cost what the
-        # stage costs. An edited file has a new mtime and size, hence a new key.
-        try:
-            stat = value.stat()
-            digest.update(f"path:{value.resolve()}:{stat.st_mtime_ns}:{stat.st_size};".encode())
-        except OSError:
-            digest.update(f"path:{value};".encode())
-    elif isinstance(value, tuple | list):
-        digest.update(b"(" if isinstance(value, tuple) else b"[")
-        for part in value:
-            _feed(digest, part)
-        digest.update(b")")
-    elif isinstance(value, Mapping):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            _feed(digest, key)
-            _feed(digest, value[key])
-        digest.update(b"}")
-    elif hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
-        _feed(digest, value.detach().cpu().numpy())
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        digest.update(type(value).__qualname__.encode())
-        for f in dataclasses.fields(value):
-            _feed(digest, getattr(value, f.name))
-    else:
-        try:
-            digest.update(pickle.dumps(value, protocol=5))
-        except Exception as exc:
-            raise Unhashable(f"no content hash for {type(value).__name__}: {exc}") from None
+def _feed_path(digest: Any, value: Path) -> None:
+    """A file's identity and version, not its bytes: reading it would cost what the
+    stage costs. An edited file has a new mtime and size, hence a new key."""
+    try:
+        stat = value.stat()
+        digest.update(f"path:{value.resolve()}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+    except OSError:
+        digest.update(f"path:{value};".encode())
+
+
+def _unhashable(value: Any, exc: Exception) -> Unhashable:
+    """The error for an input with no content hash: the cache passes it through."""
+    return Unhashable(f"no content hash for {type(value).__name__}: {exc}")
+
+
+_FEEDER = ContentFeeder(feed_path=_feed_path, unhashable=_unhashable)
 
 
 class ResultCache:
