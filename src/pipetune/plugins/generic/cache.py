@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,17 @@ def is_elementwise(stage: Stage) -> bool:
     return bool(stage.meta.get(ELEMENTWISE_KEY))
 
 
+@dataclass
+class _Lookup:
+    """One call's cache lookups: each sequence's element keys, the values found by key, the
+    misses to compute by key, and the unhashable elements (computed, never cached)."""
+
+    keys: list[list[bytes | None]] = field(default_factory=list)
+    found: dict[bytes, Any] = field(default_factory=dict)
+    todo: dict[bytes, Any] = field(default_factory=dict)
+    loose: list[Any] = field(default_factory=list)
+
+
 class _ElementwiseCached(_Cached):
     """Per-element lookups for an elementwise stage; the misses of every sequence in a call
     go to the inner function in one call (each element once)."""
@@ -239,45 +251,67 @@ class _ElementwiseCached(_Cached):
         return rows
 
     def outputs(self, sequences: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
-        keys: list[list[bytes | None]] = []
-        found: dict[bytes, Any] = {}
-        todo: dict[bytes, Any] = {}
-        loose: list[Any] = []  # unhashable elements: computed, never cached
+        """Each sequence's output: its elements answered from the cache where seen, the
+        rest computed in one inner call."""
+        lookup = self._look_up(sequences, kwargs)
+        loose_values = self._compute_misses(lookup, kwargs)
+        return [
+            self._assemble(seq, row_keys, lookup.found, loose_values, kwargs)
+            for seq, row_keys in zip(sequences, lookup.keys, strict=True)
+        ]
+
+    def _look_up(self, sequences: Sequence[Any], kwargs: Mapping[str, Any]) -> _Lookup:
+        """Key every element and look each distinct key up once; a repeat inside this call
+        counts as a hit (it is computed once)."""
+        lookup = _Lookup()
         for seq in sequences:
             row_keys = []
             for element in seq:
                 key = self._key(element, kwargs)
                 row_keys.append(key)
                 if key is None:
-                    loose.append(element)
-                elif key not in found and key not in todo:
+                    lookup.loose.append(element)
+                elif key not in lookup.found and key not in lookup.todo:
                     hit, value = self.cache.get(key)
                     if hit:
-                        found[key] = value
+                        lookup.found[key] = value
                     else:
-                        todo[key] = element
-                elif key in todo or key in found:
+                        lookup.todo[key] = element
+                else:
                     self.cache.hits += 1  # a repeat inside this call: computed once
-            keys.append(row_keys)
-        missing = list(todo.items())
+            lookup.keys.append(row_keys)
+        return lookup
+
+    def _compute_misses(self, lookup: _Lookup, kwargs: Mapping[str, Any]) -> Iterator[Any]:
+        """Compute the misses and the unhashable elements in one inner call, caching the
+        misses; returns the unhashable elements' outputs, in order."""
+        missing = list(lookup.todo.items())
         computed = (
-            self._compute([e for _, e in missing] + loose, kwargs) if missing or loose else []
+            self._compute([e for _, e in missing] + lookup.loose, kwargs)
+            if missing or lookup.loose
+            else []
         )
         for (key, _), value in zip(missing, computed, strict=False):
-            found[key] = value
+            lookup.found[key] = value
             self.cache.put(key, value)
-        loose_values = iter(computed[len(missing) :])
-        results = []
-        for seq, row_keys in zip(sequences, keys, strict=True):
-            if not row_keys:  # an empty sequence: the stage's own empty output
-                results.append(self._compute_empty(seq, kwargs))
-                continue
-            rows = [found[k] if k is not None else next(loose_values) for k in row_keys]
-            if self.shape.get("stack"):
-                results.append(np.stack(rows))
-            else:
-                results.append(tuple(rows) if isinstance(seq, tuple) else rows)
-        return results
+        return iter(computed[len(missing) :])
+
+    def _assemble(
+        self,
+        seq: Any,
+        row_keys: list[bytes | None],
+        found: Mapping[bytes, Any],
+        loose_values: Iterator[Any],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
+        """One sequence's output from its elements' rows: stacked when the stage returns an
+        array, else a tuple or list like the input."""
+        if not row_keys:  # an empty sequence: the stage's own empty output
+            return self._compute_empty(seq, kwargs)
+        rows = [found[k] if k is not None else next(loose_values) for k in row_keys]
+        if self.shape.get("stack"):
+            return np.stack(rows)
+        return tuple(rows) if isinstance(seq, tuple) else rows
 
     def _compute_empty(self, seq: Any, kwargs: Mapping[str, Any]) -> Any:
         if self.batch:
