@@ -70,6 +70,17 @@ def check_proposal(proposal: Any, pipeline: Pipeline, *, plugin: str | None = No
     """Raise ``AssertionError`` listing every way ``proposal`` breaks the contract."""
     if not isinstance(proposal, Proposal):
         raise AssertionError(f"propose_changes returned {type(proposal).__name__}, not a Proposal")
+    problems = [
+        *_naming_problems(proposal, plugin),
+        *_field_problems(proposal, pipeline),
+        *_round_trip_problems(proposal),
+    ]
+    if problems:
+        raise AssertionError(f"proposal {proposal.id!r}: " + "; ".join(problems))
+
+
+def _naming_problems(proposal: Proposal, plugin: str | None) -> list[str]:
+    """How the id and plugin name break '<plugin>.<change>' or disagree with the caller."""
     problems = []
     prefix, dot, change = proposal.id.partition(".")
     if not dot or not prefix or not change:
@@ -78,6 +89,12 @@ def check_proposal(proposal: Any, pipeline: Pipeline, *, plugin: str | None = No
         problems.append(f"plugin is {proposal.plugin!r} but it came from plugin {plugin!r}")
     if dot and prefix != proposal.plugin:
         problems.append(f"id {proposal.id!r} does not start with its plugin {proposal.plugin!r}")
+    return problems
+
+
+def _field_problems(proposal: Proposal, pipeline: Pipeline) -> list[str]:
+    """Fields out of their allowed values: stage, title, speedup, effort, risk, status."""
+    problems = []
     if proposal.stage not in pipeline.stage_names:
         problems.append(
             f"stage {proposal.stage!r} is not in the pipeline ({', '.join(pipeline.stage_names)})"
@@ -94,12 +111,16 @@ def check_proposal(proposal: Any, pipeline: Pipeline, *, plugin: str | None = No
         problems.append(f"status {proposal.status!r} is not 'proposed' or 'unavailable'")
     if proposal.status == "unavailable" and not proposal.reason:
         problems.append("unavailable without a reason")
+    return problems
+
+
+def _round_trip_problems(proposal: Proposal) -> list[str]:
+    """Whether the proposal survives to_dict/from_dict, as a stored report needs."""
     try:
         Proposal.from_dict(proposal.to_dict())
     except Exception as exc:
-        problems.append(f"does not round-trip through JSON: {exc}")
-    if problems:
-        raise AssertionError(f"proposal {proposal.id!r}: " + "; ".join(problems))
+        return [f"does not round-trip through JSON: {exc}"]
+    return []
 
 
 def assert_proposes(
@@ -237,6 +258,7 @@ def _label(value: Any) -> str:
 
 
 def _feed(hasher: Any, value: Any, seen: set[int]) -> None:
+    """Feed ``value``'s type and content into ``hasher``, each object once (cycles marked)."""
     hasher.update(type(value).__qualname__.encode())
     if value is None or isinstance(value, bool | int | float | complex | str | bytes):
         hasher.update(repr(value).encode())
@@ -245,54 +267,93 @@ def _feed(hasher: Any, value: Any, seen: set[int]) -> None:
         hasher.update(b"<cycle>")
         return
     seen.add(id(value))
+    if not any(feed(hasher, value, seen) for feed in _FEEDS):
+        _feed_pickled(hasher, value)
+
+
+def _feed_pipeline(hasher: Any, value: Any, seen: set[int]) -> bool:
+    """Feed a pipeline by its stages, a stage by name, function and slots; else False."""
     if isinstance(value, Pipeline):
         for stage in value.stages:
             _feed(hasher, stage, seen)
-        return
+        return True
     if isinstance(value, Stage):
         hasher.update(value.name.encode())
         hasher.update(repr(value.fn).encode())
         _feed(hasher, dict(value.slots), seen)
-        return
+        return True
+    return False
+
+
+def _feed_array(hasher: Any, value: Any, seen: set[int]) -> bool:
+    """Feed a numpy array by shape, dtype and bytes, or a torch object; else False."""
     module = type(value).__module__.split(".")[0]
     if module == "numpy" and hasattr(value, "tobytes"):
         hasher.update(repr((value.shape, str(value.dtype))).encode())
         hasher.update(value.tobytes())
-        return
-    if module == "torch":
-        if hasattr(value, "state_dict"):
-            for key, tensor in value.state_dict().items():
-                hasher.update(key.encode())
-                _feed(hasher, tensor, seen)
-            return
-        if hasattr(value, "detach"):
-            array = value.detach().cpu()
-            hasher.update(repr((tuple(array.shape), str(array.dtype))).encode())
-            hasher.update(array.contiguous().view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
-            return
+        return True
+    return module == "torch" and _feed_torch(hasher, value, seen)
+
+
+def _feed_torch(hasher: Any, value: Any, seen: set[int]) -> bool:
+    """Feed a torch module by its state dict, a tensor by shape, dtype and bytes; else False."""
+    if hasattr(value, "state_dict"):
+        for key, tensor in value.state_dict().items():
+            hasher.update(key.encode())
+            _feed(hasher, tensor, seen)
+        return True
+    if hasattr(value, "detach"):
+        array = value.detach().cpu()
+        hasher.update(repr((tuple(array.shape), str(array.dtype))).encode())
+        hasher.update(array.contiguous().view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
+        return True
+    return False
+
+
+def _feed_container(hasher: Any, value: Any, seen: set[int]) -> bool:
+    """Feed a mapping or a sequence or set item by item (mappings and sets sorted); else False."""
     if isinstance(value, Mapping):
         for key in sorted(value, key=repr):
             _feed(hasher, key, seen)
             _feed(hasher, value[key], seen)
-        return
+        return True
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
         for item in items:
             _feed(hasher, item, seen)
-        return
+        return True
+    return False
+
+
+def _feed_named(hasher: Any, value: Any, seen: set[int]) -> bool:
+    """Feed a function, class or module by its name, not its code; else False."""
     if isinstance(value, types.FunctionType | types.BuiltinFunctionType | types.MethodType):
         hasher.update(f"{getattr(value, '__module__', '')}.{value.__qualname__}".encode())
-        return
+        return True
     if isinstance(value, type | types.ModuleType):
         hasher.update(getattr(value, "__name__", "").encode())
-        return
+        return True
+    return False
+
+
+def _feed_attributes(hasher: Any, value: Any, seen: set[int]) -> bool:
+    """Feed any other object with a ``__dict__`` by its attributes; else False."""
     if hasattr(value, "__dict__"):
         _feed(hasher, vars(value), seen)
-        return
+        return True
+    return False
+
+
+def _feed_pickled(hasher: Any, value: Any) -> None:
+    """Feed what is left by its pickle, or its repr where it cannot be pickled."""
     try:
         hasher.update(pickle.dumps(value))
     except Exception:
         hasher.update(repr(value).encode())
+
+
+# Tried in order by _feed: the first that recognizes a value feeds it.
+_FEEDS = (_feed_pipeline, _feed_array, _feed_container, _feed_named, _feed_attributes)
 
 
 def _byte_dtype() -> Any:

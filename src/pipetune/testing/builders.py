@@ -57,6 +57,32 @@ def make_stage(
     inner = fn or _identity
     slot_names = tuple(slots or {})
     takes = accepted_slots(inner, dict.fromkeys(slot_names))
+    run, run_batch = _paced_calls(name, inner, cost_ms, fail_on)
+    _present_as(inner, takes, run, run_batch)
+    if cost_ms == 0 and fail_on is None and fn is not None:
+        run = fn  # nothing to add: the stage runs the user's function itself
+
+    if batch_fn is None and batchable:
+        batch_fn = run_batch
+    return Stage(
+        name,
+        run,
+        kind=kind,
+        slots=dict(slots or {}),
+        batch_fn=batch_fn,
+        output_kind=output_kind,
+        meta=dict(meta or {}),
+    )
+
+
+def _paced_calls(
+    name: str,
+    inner: Callable[..., Any],
+    cost_ms: float,
+    fail_on: Callable[[Any], bool] | None,
+) -> tuple[Callable[..., Any], Callable[..., list[Any]]]:
+    """``inner`` per item and mapped over a batch, with the test's cost and failures added
+    (the batch pays ``cost_ms`` once, what real batching buys)."""
 
     def run(item: Any, **given: Any) -> Any:
         if fail_on is not None and fail_on(item):
@@ -75,27 +101,19 @@ def make_stage(
             outputs.append(inner(item, **given))
         return outputs
 
-    # The wrappers take exactly the slots ``fn`` takes, so ``Stage.injects`` answers for
-    # the user's function, and ``__wrapped__`` leads source analysis (inspect.getsource,
-    # inspect.unwrap) to it rather than to the wrapper.
-    wrappers: tuple[Any, ...] = (run, run_batch)
+    return run, run_batch
+
+
+def _present_as(inner: Callable[..., Any], takes: Sequence[str], *wrappers: Any) -> None:
+    """Make ``wrappers`` look like ``inner`` to the tools that inspect stages.
+
+    The wrappers take exactly the slots ``fn`` takes, so ``Stage.injects`` answers for
+    the user's function, and ``__wrapped__`` leads source analysis (inspect.getsource,
+    inspect.unwrap) to it rather than to the wrapper.
+    """
     for wrapper in wrappers:
         functools.update_wrapper(wrapper, inner)
         wrapper.__signature__ = _signature_with(takes)
-    if cost_ms == 0 and fail_on is None and fn is not None:
-        run = fn  # nothing to add: the stage runs the user's function itself
-
-    if batch_fn is None and batchable:
-        batch_fn = run_batch
-    return Stage(
-        name,
-        run,
-        kind=kind,
-        slots=dict(slots or {}),
-        batch_fn=batch_fn,
-        output_kind=output_kind,
-        meta=dict(meta or {}),
-    )
 
 
 def make_pipeline(

@@ -147,29 +147,52 @@ def _matches(hint: Any, value: Any) -> bool:
     if value is None:
         return hint is None or hint is type(None) or _allows_none(hint)
     origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(arg, value) for arg in args)
+        return any(_matches(arg, value) for arg in typing.get_args(hint))
     if origin is typing.Literal:
-        return value in args
+        return value in typing.get_args(hint)
+    if hint in (bool, int, float, str):
+        return _matches_scalar(hint, value)
+    if origin in (list, tuple, Sequence) or hint in (list, tuple, Sequence):
+        return _matches_sequence(hint, value)
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return _matches_mapping(hint, value)
+    return _matches_class(hint, value)
+
+
+def _matches_scalar(hint: type, value: Any) -> bool:
+    """Whether ``value`` is a bool, int, float or str as ``hint`` says (a bool is no number)."""
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if hint is float:
         return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (list, tuple, Sequence) or hint in (list, tuple, Sequence):
-        if not isinstance(value, list | tuple):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(args) == len(value) and all(map(_matches, args, value))
-        return not args or all(_matches(args[0], item) for item in value)
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            return False
-        return len(args) != 2 or all(_matches(args[1], item) for item in value.values())
+    return isinstance(value, str)
+
+
+def _matches_sequence(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is a list or tuple whose items fit ``hint``'s (a fixed tuple by
+    position, else every item against the one item type)."""
+    if not isinstance(value, list | tuple):
+        return False
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and args and args[-1] is not Ellipsis:
+        return len(args) == len(value) and all(map(_matches, args, value))
+    return not args or all(_matches(args[0], item) for item in value)
+
+
+def _matches_mapping(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is a mapping whose values fit ``hint``'s value type."""
+    if not isinstance(value, Mapping):
+        return False
+    args = typing.get_args(hint)
+    return len(args) != 2 or all(_matches(args[1], item) for item in value.values())
+
+
+def _matches_class(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is an instance of class ``hint`` (a dataclass may also be its
+    JSON mapping); anything else unrecognized is accepted."""
     if dataclasses.is_dataclass(hint):
         return isinstance(value, Mapping | hint)
     if isinstance(hint, type):

@@ -11,15 +11,13 @@ capture) are counted apart, not guessed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from pipetune.core.kernel.content import ContentFeeder
 
 
 @dataclass(frozen=True)
@@ -88,50 +86,19 @@ def _file_sizes(items: Sequence[Any]) -> set[int]:
 
 def _digest(value: Any, file_sizes: set[int]) -> bytes | None:
     digest = hashlib.blake2b(digest_size=16)
+    feeder = ContentFeeder(
+        feed_path=lambda d, path: _feed_file(d, path, file_sizes), unhashable=_unhashable
+    )
     try:
-        _feed(digest, value, file_sizes)
+        feeder.feed(digest, value)
     except _Unhashable:
         return None
     return digest.digest()
 
 
-def _feed(digest: Any, value: Any, file_sizes: set[int]) -> None:
-    if value is None or isinstance(value, bool | int | float | complex):
-        digest.update(f"{type(value).__name__}:{value!r};".encode())
-    elif isinstance(value, str):
-        digest.update(b"s%d:" % len(value) + value.encode("utf-8", "surrogatepass"))
-    elif isinstance(value, bytes | bytearray | memoryview):
-        digest.update(b"b%d:" % len(value) + bytes(value))
-    elif isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
-        digest.update(f"nd{array.dtype.str}{array.shape}:".encode())
-        digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
-    elif isinstance(value, np.generic):
-        _feed(digest, value.item(), file_sizes)
-    elif isinstance(value, Path):
-        _feed_file(digest, value, file_sizes)
-    elif isinstance(value, tuple | list):
-        digest.update(b"(" if isinstance(value, tuple) else b"[")
-        for part in value:
-            _feed(digest, part, file_sizes)
-        digest.update(b")")
-    elif isinstance(value, Mapping):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            _feed(digest, key, file_sizes)
-            _feed(digest, value[key], file_sizes)
-        digest.update(b"}")
-    elif hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
-        _feed(digest, value.detach().cpu().numpy(), file_sizes)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        digest.update(type(value).__qualname__.encode())
-        for f in dataclasses.fields(value):
-            _feed(digest, getattr(value, f.name), file_sizes)
-    else:
-        try:
-            digest.update(pickle.dumps(value, protocol=5))
-        except Exception as exc:
-            raise _Unhashable(str(exc)) from None
+def _unhashable(value: Any, exc: Exception) -> _Unhashable:
+    """The error for an input with no stable content: it is counted apart, not guessed."""
+    return _Unhashable(str(exc))
 
 
 def _feed_file(digest: Any, path: Path, file_sizes: set[int]) -> None:

@@ -140,43 +140,65 @@ def apply(recorded: ExecutionContext) -> list[str]:
     count = recorded.threads_requested
     if count is None:
         return []
-    problems: list[str] = []
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(count)
+    return [
+        *_apply_torch(count, recorded.torch_inter_op),
+        *_apply_plugin_pools(count),
+        *_apply_native_pools(count),
+    ]
+
+
+def _apply_torch(count: int, inter: int | None) -> list[str]:
+    """Set torch's intra-op pool, and its inter-op pool where torch still allows it (once
+    per process), when torch is loaded; returns what could not be set."""
     torch = sys.modules.get("torch")
-    if torch is not None:
+    if torch is None:
+        return []
+    problems: list[str] = []
+    try:
+        torch.set_num_threads(count)
+    except Exception as exc:
+        problems.append(f"torch intra-op threads not set: {exc}")
+    if inter is not None and torch.get_num_interop_threads() != inter:
         try:
-            torch.set_num_threads(count)
-        except Exception as exc:
-            problems.append(f"torch intra-op threads not set: {exc}")
-        inter = recorded.torch_inter_op
-        if inter is not None and torch.get_num_interop_threads() != inter:
-            try:
-                torch.set_num_interop_threads(inter)
-            except Exception:
-                problems.append(
-                    f"torch inter-op threads stay at {torch.get_num_interop_threads()} "
-                    f"(measured with {inter}): torch sizes that pool once per process"
-                )
+            torch.set_num_interop_threads(inter)
+        except Exception:
+            problems.append(
+                f"torch inter-op threads stay at {torch.get_num_interop_threads()} "
+                f"(measured with {inter}): torch sizes that pool once per process"
+            )
+    return problems
+
+
+def _apply_plugin_pools(count: int) -> list[str]:
+    """Set every loaded plugin thread pool but torch's (set apart); returns the failures."""
+    problems: list[str] = []
     for pool in thread_pools():
         if pool.name != "torch" and pool.loaded():
             try:
                 pool.set(count)
             except Exception as exc:
                 problems.append(f"{pool.name} threads not set: {exc}")
+    return problems
+
+
+def _apply_native_pools(count: int) -> list[str]:
+    """Limit the native BLAS/OpenMP pools process-wide through threadpoolctl; without it,
+    numpy's pool keeps its import-time size, which is reported."""
     try:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=count)  # process-wide from here on, not a context
     except ImportError:
         if "numpy" in sys.modules:
-            problems.append(
+            return [
                 "numpy's BLAS pool is sized at import: without threadpoolctl it keeps its "
                 f"count (set OPENBLAS_NUM_THREADS={count} before starting the process)"
-            )
+            ]
     except Exception as exc:
-        problems.append(f"native thread pools not limited: {exc}")
-    return problems
+        return [f"native thread pools not limited: {exc}"]
+    return []
 
 
 def plan_differences(recorded: ExecutionContext, pipeline: Pipeline) -> list[str]:

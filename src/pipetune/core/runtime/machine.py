@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipetune.core.kernel.results import Machine
@@ -160,47 +160,68 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     Physical cores are the distinct ``(physical id, core id)`` pairs, so hyper-threads are
     not counted twice; ``None`` when the file does not say (most Arm kernels, some VMs).
     """
-    model = vendor = ""
-    implementer = part = ""
-    flags: frozenset[str] = frozenset()
-    processors = 0
-    pairs: set[tuple[str, str]] = set()
-    physical_id = "0"
+    scan = _CpuinfoScan()
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key, value = key.strip(), value.strip()
+        if sep:
+            scan.read(key.strip(), value.strip())
+    return scan.info()
+
+
+@dataclass
+class _CpuinfoScan:
+    """What parse_cpuinfo has read so far, one ``key: value`` line at a time."""
+
+    model: str = ""
+    vendor: str = ""
+    implementer: str = ""
+    part: str = ""
+    flags: frozenset[str] = frozenset()
+    processors: int = 0
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+    physical_id: str = "0"
+
+    def read(self, key: str, value: str) -> None:
+        """Count a processor, pair a core id with its package, or read a description."""
         if key == "processor":
-            processors += 1
-            physical_id = "0"
-        elif key == "model name" and not model:
-            model = value
-        elif key == "vendor_id" and not vendor:
-            vendor = X86_VENDORS.get(value, value)
-        elif key in ("flags", "Features") and not flags:
-            flags = frozenset(value.split())
+            self.processors += 1
+            self.physical_id = "0"
         elif key == "physical id":
-            physical_id = value
+            self.physical_id = value
         elif key == "core id":
-            pairs.add((physical_id, value))
-        elif key == "CPU implementer" and not implementer:
-            implementer = value.lower()
-        elif key == "CPU part" and not part:
-            part = value.lower()
-        elif key == "Hardware" and not model:  # older Arm kernels name the SoC here
-            model = value
-    if implementer and not vendor:
-        vendor = ARM_IMPLEMENTERS.get(implementer, f"Arm implementer {implementer}")
-    if not model and part:
-        model = ARM_PARTS.get(part, f"Arm CPU part {part}")
-    return CpuInfo(
-        model=model,
-        vendor=vendor,
-        flags=flags,
-        physical_cores=len(pairs) or None,
-        logical_cpus=processors,
-    )
+            self.pairs.add((self.physical_id, value))
+        else:
+            self._read_description(key, value)
+
+    def _read_description(self, key: str, value: str) -> None:
+        """Keep the first model, vendor, flags and Arm implementer/part (every processor
+        repeats them)."""
+        # "Hardware": older Arm kernels name the SoC there
+        if key in ("model name", "Hardware") and not self.model:
+            self.model = value
+        elif key == "vendor_id" and not self.vendor:
+            self.vendor = X86_VENDORS.get(value, value)
+        elif key in ("flags", "Features") and not self.flags:
+            self.flags = frozenset(value.split())
+        elif key == "CPU implementer" and not self.implementer:
+            self.implementer = value.lower()
+        elif key == "CPU part" and not self.part:
+            self.part = value.lower()
+
+    def info(self) -> CpuInfo:
+        """The parsed CpuInfo, naming an Arm CPU by implementer and part where no line did."""
+        vendor, model = self.vendor, self.model
+        if self.implementer and not vendor:
+            vendor = ARM_IMPLEMENTERS.get(self.implementer, f"Arm implementer {self.implementer}")
+        if not model and self.part:
+            model = ARM_PARTS.get(self.part, f"Arm CPU part {self.part}")
+        return CpuInfo(
+            model=model,
+            vendor=vendor,
+            flags=self.flags,
+            physical_cores=len(self.pairs) or None,
+            logical_cpus=self.processors,
+        )
 
 
 def parse_nvidia_smi(text: str) -> list[GpuInfo]:

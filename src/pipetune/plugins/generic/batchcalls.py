@@ -113,50 +113,23 @@ def merge_calls(
     first_args, first_kwargs = calls[0]
     if any(len(a) != len(first_args) or set(k) != set(first_kwargs) for a, k in calls):
         return None
-    rows = []
-    for args, kwargs in calls:
-        counts = {v.shape[0] for v in (*args, *kwargs.values()) if is_array(v)}
-        if len(counts) != 1:
-            return None
-        rows.append(counts.pop())
+    rows = _row_counts(calls)
+    if rows is None:
+        return None
     lengths = _sequence_lengths(calls)
-    padded = lengths is not None and len(set(lengths)) > 1
-    width = max(lengths) if lengths and padded else None
-    while width is not None and width in avoid:
-        width += 1  # one more masked column rather than an ambiguous dimension
-
-    def merge(values: list[Any]) -> tuple[bool, Any]:
-        if not all(is_array(v) for v in values):
-            same = all(values_equal(values[0], v) for v in values)
-            return (True, values[0]) if same else (False, None)
-        shapes = [tuple(v.shape[1:]) for v in values]
-        if width is None or lengths is None:
-            return (True, _concat(values)) if len(set(shapes)) == 1 else (False, None)
-        if any(len(s) < 1 or s[0] != n for s, n in zip(shapes, lengths, strict=True)):
-            return (True, _concat(values)) if len(set(shapes)) == 1 else (False, None)
-        if len({s[1:] for s in shapes}) != 1:
-            return False, None
-        return True, _concat([_pad_dim1(v, width) for v in values])
-
-    merged_args = []
-    for position in range(len(first_args)):
-        ok, value = merge([a[position] for a, _ in calls])
-        if not ok:
-            return None
-        merged_args.append(value)
-    merged_kwargs = {}
-    for key in first_kwargs:
-        ok, value = merge([k[key] for _, k in calls])
-        if not ok:
-            return None
-        merged_kwargs[key] = value
+    width = _padded_width(lengths, avoid)
+    positions = [[a[position] for a, _ in calls] for position in range(len(first_args))]
+    merged_args = _merge_columns(positions, width, lengths)
+    if merged_args is None:
+        return None
+    by_key = _merge_columns([[k[key] for _, k in calls] for key in first_kwargs], width, lengths)
+    if by_key is None:
+        return None
+    merged_kwargs = dict(zip(first_kwargs, by_key, strict=True))
     if width is not None and "attention_mask" not in merged_kwargs:
         if "input_ids" not in first_kwargs:
             return None  # sequences of different lengths and no way to mask the padding
-        masks = [_pad_dim1(_ones_like_ids(k["input_ids"]), width) for _, k in calls]
-        for mask, n in zip(masks, lengths or (), strict=True):
-            mask[:, n:] = 0
-        merged_kwargs["attention_mask"] = _concat(masks)
+        merged_kwargs["attention_mask"] = _padding_mask(calls, width, lengths)
     return Merged(
         tuple(merged_args),
         merged_kwargs,
@@ -164,6 +137,71 @@ def merge_calls(
         tuple(lengths) if width is not None and lengths else None,
         width,
     )
+
+
+def _row_counts(calls: Sequence[tuple[tuple, dict]]) -> list[int] | None:
+    """Each call's first-dimension count, which all its arrays must share; else None."""
+    rows = []
+    for args, kwargs in calls:
+        counts = {v.shape[0] for v in (*args, *kwargs.values()) if is_array(v)}
+        if len(counts) != 1:
+            return None
+        rows.append(counts.pop())
+    return rows
+
+
+def _padded_width(lengths: list[int] | None, avoid: frozenset[int]) -> int | None:
+    """The width to pad sequences to, when their lengths differ: the longest, moved past
+    any width in ``avoid``; None when no padding is needed or possible."""
+    padded = lengths is not None and len(set(lengths)) > 1
+    width = max(lengths) if lengths and padded else None
+    while width is not None and width in avoid:
+        width += 1  # one more masked column rather than an ambiguous dimension
+    return width
+
+
+def _merge_columns(
+    columns: list[list[Any]], width: int | None, lengths: list[int] | None
+) -> list[Any] | None:
+    """Each argument merged across the calls (:func:`_merge_values`), in order; None at
+    the first that cannot be."""
+    merged = []
+    for values in columns:
+        ok, value = _merge_values(values, width, lengths)
+        if not ok:
+            return None
+        merged.append(value)
+    return merged
+
+
+def _merge_values(
+    values: list[Any], width: int | None, lengths: list[int] | None
+) -> tuple[bool, Any]:
+    """One argument's values across the calls as one: a non-array once when all are equal,
+    arrays stacked (sequences padded to ``width`` first); ``(False, None)`` when they
+    cannot be."""
+    if not all(is_array(v) for v in values):
+        same = all(values_equal(values[0], v) for v in values)
+        return (True, values[0]) if same else (False, None)
+    shapes = [tuple(v.shape[1:]) for v in values]
+    if width is None or lengths is None:
+        return (True, _concat(values)) if len(set(shapes)) == 1 else (False, None)
+    if any(len(s) < 1 or s[0] != n for s, n in zip(shapes, lengths, strict=True)):
+        return (True, _concat(values)) if len(set(shapes)) == 1 else (False, None)
+    if len({s[1:] for s in shapes}) != 1:
+        return False, None
+    return True, _concat([_pad_dim1(v, width) for v in values])
+
+
+def _padding_mask(
+    calls: Sequence[tuple[tuple, dict]], width: int, lengths: list[int] | None
+) -> Any:
+    """An attention mask for calls that passed ``input_ids`` alone: ones over each call's
+    own length, zeros over its padding to ``width``."""
+    masks = [_pad_dim1(_ones_like_ids(k["input_ids"]), width) for _, k in calls]
+    for mask, n in zip(masks, lengths or (), strict=True):
+        mask[:, n:] = 0
+    return _concat(masks)
 
 
 def split_output(output: Any, merged: Merged) -> list[Any]:

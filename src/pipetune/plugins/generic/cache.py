@@ -14,17 +14,17 @@ and can never exceed ``1 / (1 - hit rate)``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import pickle
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipetune.core.kernel.content import ContentFeeder
 from pipetune.core.kernel.model import Stage, accepted_slots
 
 META_KEY = "generic.cache"
@@ -37,55 +37,26 @@ class Unhashable(TypeError):
 def content_hash(value: Any) -> bytes:
     """A stable digest of ``value``'s content (equal content, equal digest)."""
     digest = hashlib.blake2b(digest_size=16)
-    _feed(digest, value)
+    _FEEDER.feed(digest, value)
     return digest.digest()
 
 
-def _feed(digest: Any, value: Any) -> None:
-    if value is None or isinstance(value, bool | int | float | complex):
-        digest.update(f"{type(value).__name__}:{value!r};".encode())
-    elif isinstance(value, str):
-        digest.update(b"s%d:" % len(value))
-        digest.update(value.encode("utf-8", "surrogatepass"))
-    elif isinstance(value, bytes | bytearray | memoryview):
-        digest.update(b"b%d:" % len(value))
-        digest.update(bytes(value))
-    elif isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
-        digest.update(f"nd{array.dtype.str}{array.shape}:".encode())
-        digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
-    elif isinstance(value, np.generic):
-        _feed(digest, value.item())
-    elif isinstance(value, Path):
-        # A file's identity and version, not its bytes: reading it would cost what the
-        # stage costs. An edited file has a new mtime and size, hence a new key.
-        try:
-            stat = value.stat()
-            digest.update(f"path:{value.resolve()}:{stat.st_mtime_ns}:{stat.st_size};".encode())
-        except OSError:
-            digest.update(f"path:{value};".encode())
-    elif isinstance(value, tuple | list):
-        digest.update(b"(" if isinstance(value, tuple) else b"[")
-        for part in value:
-            _feed(digest, part)
-        digest.update(b")")
-    elif isinstance(value, Mapping):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            _feed(digest, key)
-            _feed(digest, value[key])
-        digest.update(b"}")
-    elif hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
-        _feed(digest, value.detach().cpu().numpy())
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        digest.update(type(value).__qualname__.encode())
-        for f in dataclasses.fields(value):
-            _feed(digest, getattr(value, f.name))
-    else:
-        try:
-            digest.update(pickle.dumps(value, protocol=5))
-        except Exception as exc:
-            raise Unhashable(f"no content hash for {type(value).__name__}: {exc}") from None
+def _feed_path(digest: Any, value: Path) -> None:
+    """A file's identity and version, not its bytes: reading it would cost what the
+    stage costs. An edited file has a new mtime and size, hence a new key."""
+    try:
+        stat = value.stat()
+        digest.update(f"path:{value.resolve()}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+    except OSError:
+        digest.update(f"path:{value};".encode())
+
+
+def _unhashable(value: Any, exc: Exception) -> Unhashable:
+    """The error for an input with no content hash: the cache passes it through."""
+    return Unhashable(f"no content hash for {type(value).__name__}: {exc}")
+
+
+_FEEDER = ContentFeeder(feed_path=_feed_path, unhashable=_unhashable)
 
 
 class ResultCache:
@@ -236,6 +207,17 @@ def is_elementwise(stage: Stage) -> bool:
     return bool(stage.meta.get(ELEMENTWISE_KEY))
 
 
+@dataclass
+class _Lookup:
+    """One call's cache lookups: each sequence's element keys, the values found by key, the
+    misses to compute by key, and the unhashable elements (computed, never cached)."""
+
+    keys: list[list[bytes | None]] = field(default_factory=list)
+    found: dict[bytes, Any] = field(default_factory=dict)
+    todo: dict[bytes, Any] = field(default_factory=dict)
+    loose: list[Any] = field(default_factory=list)
+
+
 class _ElementwiseCached(_Cached):
     """Per-element lookups for an elementwise stage; the misses of every sequence in a call
     go to the inner function in one call (each element once)."""
@@ -269,45 +251,67 @@ class _ElementwiseCached(_Cached):
         return rows
 
     def outputs(self, sequences: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
-        keys: list[list[bytes | None]] = []
-        found: dict[bytes, Any] = {}
-        todo: dict[bytes, Any] = {}
-        loose: list[Any] = []  # unhashable elements: computed, never cached
+        """Each sequence's output: its elements answered from the cache where seen, the
+        rest computed in one inner call."""
+        lookup = self._look_up(sequences, kwargs)
+        loose_values = self._compute_misses(lookup, kwargs)
+        return [
+            self._assemble(seq, row_keys, lookup.found, loose_values, kwargs)
+            for seq, row_keys in zip(sequences, lookup.keys, strict=True)
+        ]
+
+    def _look_up(self, sequences: Sequence[Any], kwargs: Mapping[str, Any]) -> _Lookup:
+        """Key every element and look each distinct key up once; a repeat inside this call
+        counts as a hit (it is computed once)."""
+        lookup = _Lookup()
         for seq in sequences:
             row_keys = []
             for element in seq:
                 key = self._key(element, kwargs)
                 row_keys.append(key)
                 if key is None:
-                    loose.append(element)
-                elif key not in found and key not in todo:
+                    lookup.loose.append(element)
+                elif key not in lookup.found and key not in lookup.todo:
                     hit, value = self.cache.get(key)
                     if hit:
-                        found[key] = value
+                        lookup.found[key] = value
                     else:
-                        todo[key] = element
-                elif key in todo or key in found:
+                        lookup.todo[key] = element
+                else:
                     self.cache.hits += 1  # a repeat inside this call: computed once
-            keys.append(row_keys)
-        missing = list(todo.items())
+            lookup.keys.append(row_keys)
+        return lookup
+
+    def _compute_misses(self, lookup: _Lookup, kwargs: Mapping[str, Any]) -> Iterator[Any]:
+        """Compute the misses and the unhashable elements in one inner call, caching the
+        misses; returns the unhashable elements' outputs, in order."""
+        missing = list(lookup.todo.items())
         computed = (
-            self._compute([e for _, e in missing] + loose, kwargs) if missing or loose else []
+            self._compute([e for _, e in missing] + lookup.loose, kwargs)
+            if missing or lookup.loose
+            else []
         )
         for (key, _), value in zip(missing, computed, strict=False):
-            found[key] = value
+            lookup.found[key] = value
             self.cache.put(key, value)
-        loose_values = iter(computed[len(missing) :])
-        results = []
-        for seq, row_keys in zip(sequences, keys, strict=True):
-            if not row_keys:  # an empty sequence: the stage's own empty output
-                results.append(self._compute_empty(seq, kwargs))
-                continue
-            rows = [found[k] if k is not None else next(loose_values) for k in row_keys]
-            if self.shape.get("stack"):
-                results.append(np.stack(rows))
-            else:
-                results.append(tuple(rows) if isinstance(seq, tuple) else rows)
-        return results
+        return iter(computed[len(missing) :])
+
+    def _assemble(
+        self,
+        seq: Any,
+        row_keys: list[bytes | None],
+        found: Mapping[bytes, Any],
+        loose_values: Iterator[Any],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
+        """One sequence's output from its elements' rows: stacked when the stage returns an
+        array, else a tuple or list like the input."""
+        if not row_keys:  # an empty sequence: the stage's own empty output
+            return self._compute_empty(seq, kwargs)
+        rows = [found[k] if k is not None else next(loose_values) for k in row_keys]
+        if self.shape.get("stack"):
+            return np.stack(rows)
+        return tuple(rows) if isinstance(seq, tuple) else rows
 
     def _compute_empty(self, seq: Any, kwargs: Mapping[str, Any]) -> Any:
         if self.batch:

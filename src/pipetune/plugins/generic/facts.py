@@ -8,6 +8,7 @@ declared smaller model would route."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipetune.core.kernel.context import Observations
@@ -36,34 +37,62 @@ def profile_facts(
     ``batch_fn``, one batch call timed against one-at-a-time calls on the observed inputs;
     for one-at-a-time stages holding a component that accepts a batch, the same with
     their component calls batched across inputs (:mod:`.crossbatch`)."""
-    repeats: dict[str, float] = {}
-    part_rates: dict[str, Any] = {}
-    call_rates: dict[str, Any] = {}
-    batch: dict[str, Any] = {}
-    coalesce: dict[str, Any] = {}
+    found = _Facts(pipeline, workload, profile, observed)
     serving_one = ServingOptions.of(pipeline).batch_size == 1
     for position, stage in enumerate(pipeline.stages):
         inputs = list(workload.items) if position == 0 else observed.inputs_of(stage.name)
-        mapped = parts.verify_elementwise(
-            stage, observed.inputs_of(stage.name), observed.outputs_of(stage.name)
-        )
-        if mapped is not None:
-            stream = _stream_of(pipeline, stage, workload, profile, inputs)
-            found = _part_repeats(stream, inputs)
-            if found is not None:
-                part_rates[stage.name] = {**found, **mapped}
-                repeats[stage.name] = found["hit_rate"]
-        else:
-            rate = cache.repeat_rate(inputs)
-            if rate is not None:
-                repeats[stage.name] = rate
-            calls = _call_repeats(stage, observed.inputs_of(stage.name), profile)
-            if calls is not None:
-                call_rates[stage.name] = calls
+        found.read_repeats(stage, inputs)
         if profile.share(stage.name) < MIN_BATCH_SHARE or not serving_one:
             continue
         sample = observed.inputs_of(stage.name) or (inputs if position == 0 else [])
-        mean_ms = _stage_mean_ms(profile, stage.name)
+        found.read_batching(stage, sample)
+    facts = found.as_mapping()
+    routed = adaptive.observe(pipeline, profile, observed)  # a declared smaller model
+    if routed is not None:
+        facts["adaptive"] = routed
+    return facts
+
+
+@dataclass
+class _Facts:
+    """One profile_facts run: what it reads from, and what it has found so far, by kind
+    of fact and stage name."""
+
+    pipeline: Pipeline
+    workload: Workload
+    profile: Profile
+    observed: Observations
+    repeats: dict[str, float] = field(default_factory=dict)
+    part_rates: dict[str, Any] = field(default_factory=dict)
+    call_rates: dict[str, Any] = field(default_factory=dict)
+    batch: dict[str, Any] = field(default_factory=dict)
+    coalesce: dict[str, Any] = field(default_factory=dict)
+
+    def read_repeats(self, stage: Stage, inputs: list[Any]) -> None:
+        """How the stage's work repeats: by part for a stage mapping over the parts of its
+        input, else by whole input and by the model calls inside it."""
+        name = stage.name
+        mapped = parts.verify_elementwise(
+            stage, self.observed.inputs_of(name), self.observed.outputs_of(name)
+        )
+        if mapped is not None:
+            stream = _stream_of(self.pipeline, stage, self.workload, self.profile, inputs)
+            found = _part_repeats(stream, inputs)
+            if found is not None:
+                self.part_rates[name] = {**found, **mapped}
+                self.repeats[name] = found["hit_rate"]
+            return
+        rate = cache.repeat_rate(inputs)
+        if rate is not None:
+            self.repeats[name] = rate
+        calls = _call_repeats(stage, self.observed.inputs_of(name), self.profile)
+        if calls is not None:
+            self.call_rates[name] = calls
+
+    def read_batching(self, stage: Stage, sample: list[Any]) -> None:
+        """What batching saves on ``sample``: the stage's ``batch_fn`` timed against
+        one-at-a-time calls, or else its component calls batched across inputs."""
+        mean_ms = _stage_mean_ms(self.profile, stage.name)
         try:
             if stage.batch_fn is not None:
                 measured = batching.stage_batch_speedup(stage, sample[:64], mean_ms=mean_ms)
@@ -72,22 +101,23 @@ def profile_facts(
         except Exception as exc:  # the stage's own error: report, do not crash profiling
             measured = {"error": f"{type(exc).__name__}: {exc}"}
         if measured:
-            (batch if stage.batch_fn is not None else coalesce)[stage.name] = measured
-    facts: dict[str, Any] = {
-        "repeat_rate": repeats,
-        "batch": batch,
-        "samples": len(observed.indices),
-    }
-    if part_rates:
-        facts["part_repeats"] = part_rates
-    if call_rates:
-        facts["call_repeats"] = call_rates
-    if coalesce:
-        facts["coalesce"] = coalesce
-    routed = adaptive.observe(pipeline, profile, observed)  # a declared smaller model
-    if routed is not None:
-        facts["adaptive"] = routed
-    return facts
+            (self.batch if stage.batch_fn is not None else self.coalesce)[stage.name] = measured
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The facts: repeat rates, batch timings and the sample size always, the other
+        kinds where some stage has one."""
+        facts: dict[str, Any] = {
+            "repeat_rate": self.repeats,
+            "batch": self.batch,
+            "samples": len(self.observed.indices),
+        }
+        if self.part_rates:
+            facts["part_repeats"] = self.part_rates
+        if self.call_rates:
+            facts["call_repeats"] = self.call_rates
+        if self.coalesce:
+            facts["coalesce"] = self.coalesce
+        return facts
 
 
 def _stream_of(

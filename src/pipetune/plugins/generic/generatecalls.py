@@ -101,36 +101,16 @@ def merge_generate_calls(
     budgets = [_setting(kwargs, config, "max_new_tokens") for _, kwargs in calls]
     if any(not isinstance(b, int) or isinstance(b, bool) for b in budgets):
         return None  # a max_length would count the padding and cut short prompts short
-    own = ("input_ids", "attention_mask", "max_new_tokens")
-    rest = [{k: v for k, v in kwargs.items() if k not in own} for _, kwargs in calls]
-    first = rest[0]
-    if any(set(r) != set(first) or any(not values_equal(r[k], first[k]) for k in r) for r in rest):
-        return None
-    if any(first.get(name) is not None for name in UNMERGEABLE):
-        return None
-    if getattr(model, "prompt_lookup_num_tokens", None) or _setting(
-        first, config, "prompt_lookup_num_tokens"
-    ):
-        return None  # a proxy that drafts by prompt lookup, or a config that does
-    if _setting(first, config, "do_sample") or (_setting(first, config, "num_beams") or 1) > 1:
-        return None
-    if (_setting(first, config, "num_return_sequences") or 1) > 1:
-        return None
-    if _setting(first, config, "return_dict_in_generate"):
+    first = _shared_options(calls)
+    if first is None or not _decodes_row_by_row(first, config, model):
         return None
     stop_ids = _ids(_setting(first, config, "eos_token_id"))
-    pad = _setting(first, config, "pad_token_id")
-    if pad is None:
-        pad = min(stop_ids) if stop_ids else None
+    pad = _pad_id(first, config, stop_ids)
     if pad is None:
         return None
     lengths = tuple(int(ids.shape[1]) for ids, _ in prompts)  # type: ignore[misc]
     width = max(lengths)
-    rows, masks = [], []
-    for ids, mask in prompts:  # type: ignore[misc]
-        extra = width - ids.shape[1]
-        rows.append(torch.cat([ids.new_full((1, extra), int(pad)), ids], dim=1))
-        masks.append(torch.cat([mask.new_zeros((1, extra)), mask], dim=1))
+    rows, masks = _left_padded(prompts, width, pad)  # type: ignore[arg-type]
     kwargs = dict(first)
     kwargs.update(
         input_ids=torch.cat(rows, dim=0),
@@ -139,6 +119,57 @@ def merge_generate_calls(
         max_new_tokens=max(budgets),
     )
     return MergedGenerate(kwargs, lengths, width, stop_ids, tuple(budgets))
+
+
+def _shared_options(
+    calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+) -> dict[str, Any] | None:
+    """The options besides the prompt and budget, when every call passes the same ones."""
+    own = ("input_ids", "attention_mask", "max_new_tokens")
+    rest = [{k: v for k, v in kwargs.items() if k not in own} for _, kwargs in calls]
+    first = rest[0]
+    if any(set(r) != set(first) or any(not values_equal(r[k], first[k]) for k in r) for r in rest):
+        return None
+    return first
+
+
+def _decodes_row_by_row(options: dict[str, Any], config: Any, model: Any) -> bool:
+    """Whether a batch gives each row what a call of its own gives: greedy, one sequence,
+    plain token ids, and none of the options or drafting that ``generate`` cannot batch."""
+    if any(options.get(name) is not None for name in UNMERGEABLE):
+        return False
+    if getattr(model, "prompt_lookup_num_tokens", None) or _setting(
+        options, config, "prompt_lookup_num_tokens"
+    ):
+        return False  # a proxy that drafts by prompt lookup, or a config that does
+    if _setting(options, config, "do_sample") or (_setting(options, config, "num_beams") or 1) > 1:
+        return False
+    if (_setting(options, config, "num_return_sequences") or 1) > 1:
+        return False
+    return not _setting(options, config, "return_dict_in_generate")
+
+
+def _pad_id(options: dict[str, Any], config: Any, stop_ids: frozenset[int]) -> Any:
+    """The token to pad with: the pad token, else the lowest end-of-sequence id, else None."""
+    pad = _setting(options, config, "pad_token_id")
+    if pad is None:
+        pad = min(stop_ids) if stop_ids else None
+    return pad
+
+
+def _left_padded(
+    prompts: Sequence[tuple[Any, Any]], width: int, pad: Any
+) -> tuple[list[Any], list[Any]]:
+    """Each prompt's ids and mask padded on the left to ``width`` (masked out), since a
+    decoder-only model continues from the last column."""
+    import torch
+
+    rows, masks = [], []
+    for ids, mask in prompts:
+        extra = width - ids.shape[1]
+        rows.append(torch.cat([ids.new_full((1, extra), int(pad)), ids], dim=1))
+        masks.append(torch.cat([mask.new_zeros((1, extra)), mask], dim=1))
+    return rows, masks
 
 
 def split_generated(output: Any, merged: MergedGenerate) -> list[Any]:

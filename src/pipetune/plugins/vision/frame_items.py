@@ -50,7 +50,17 @@ def _as_image_array(value: Any) -> np.ndarray | None:
         value = value.detach().cpu().numpy()
     if not isinstance(value, np.ndarray) or value.size == 0:
         return None
-    array = value
+    array = _frame_layout(value)
+    if array is None or min(array.shape[:2]) < 8:
+        return None
+    if array.dtype == np.uint8:
+        return array
+    return _to_pixel_range(array)
+
+
+def _frame_layout(array: np.ndarray) -> np.ndarray | None:
+    """``array`` as (H, W) or (H, W, 1-3): leading batch dimensions of 1 dropped, channels
+    moved last, alpha dropped; ``None`` when it is no image layout."""
     while array.ndim > 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[2] not in (1, 3, 4):
@@ -58,13 +68,15 @@ def _as_image_array(value: Any) -> np.ndarray | None:
     if array.ndim == 3:
         if array.shape[2] not in (1, 3, 4):
             return None
-        array = array[:, :, 0] if array.shape[2] == 1 else array[:, :, :3]
-    elif array.ndim != 2 or array.dtype != np.uint8:
+        return array[:, :, 0] if array.shape[2] == 1 else array[:, :, :3]
+    if array.ndim != 2 or array.dtype != np.uint8:
         return None  # a 2-D float matrix is a feature matrix, not a grey frame
-    if min(array.shape[:2]) < 8:
-        return None
-    if array.dtype == np.uint8:
-        return array
+    return array
+
+
+def _to_pixel_range(array: np.ndarray) -> np.ndarray:
+    """A float frame on the 0-255 scale: a 0-1 frame scaled, any other range (a
+    normalized input) stretched."""
     values = array.astype(np.float32)
     low, high = float(values.min()), float(values.max())
     if low >= -1e-3 and high <= 1.0 + 1e-3:
