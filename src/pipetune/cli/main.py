@@ -120,42 +120,70 @@ def run_guarded(fn: Callable[[], Any], state: CliState) -> int:
     try:
         value = fn()
     except PipetuneError as exc:
-        if state.debug:
-            traceback.print_exception(exc, file=sys.stderr)
-        click.echo(f"Error: {exc}", err=True)
-        return int(getattr(exc, "exit_code", EXIT_USAGE))
+        return _pipetune_error(exc, state)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except click.Abort as exc:
-        if isinstance(exc.__cause__, KeyboardInterrupt):
-            return _interrupted(state)
-        click.echo("Aborted!", err=True)
-        return EXIT_INTERNAL
+        return _aborted(exc, state)
     except KeyboardInterrupt:
         return _interrupted(state)
     except SystemExit as exc:  # user code or a plugin ended the process: not our status
-        if state.debug:
-            traceback.print_exception(exc, file=sys.stderr)
-        click.echo(f"Error: {_describe_exit(exc)}", err=True)
-        return EXIT_USAGE
+        return _stray_exit(exc, state)
     except BrokenPipeError:
         # `pipetune plugins --json | head`: the reader left; say nothing more.
         _silence_stdout()
         return EXIT_INTERNAL
     except Exception as exc:  # a bug in pipetune or a plugin: say so, briefly
-        if state.debug:
-            traceback.print_exception(exc, file=sys.stderr)
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        click.echo(
-            f"Error: internal error: {type(exc).__name__}: {exc}{where}\n"
-            "This is a bug in pipetune or a plugin; rerun with --debug for the traceback.",
-            err=True,
-        )
-        return EXIT_INTERNAL
+        return _internal_error(exc, state)
+    return _exit_code(value)
+
+
+def _debug_traceback(exc: BaseException, state: CliState) -> None:
+    """With ``--debug``, print the exception's traceback to stderr before its one-line message."""
+    if state.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def _pipetune_error(exc: Exception, state: CliState) -> int:
+    """Report an expected pipetune error in one line; its exit code is the error's own."""
+    _debug_traceback(exc, state)
+    click.echo(f"Error: {exc}", err=True)
+    return int(getattr(exc, "exit_code", EXIT_USAGE))
+
+
+def _aborted(exc: click.Abort, state: CliState) -> int:
+    """A click abort: an interrupt if Ctrl-C caused it, otherwise "Aborted!" and exit 1."""
+    if isinstance(exc.__cause__, KeyboardInterrupt):
+        return _interrupted(state)
+    click.echo("Aborted!", err=True)
+    return EXIT_INTERNAL
+
+
+def _stray_exit(exc: SystemExit, state: CliState) -> int:
+    """A ``sys.exit()`` from user code or a plugin: reported as a usage error, saying where."""
+    _debug_traceback(exc, state)
+    click.echo(f"Error: {_describe_exit(exc)}", err=True)
+    return EXIT_USAGE
+
+
+def _internal_error(exc: Exception, state: CliState) -> int:
+    """An unexpected exception: a bug, named with where it was raised, and exit 1."""
+    _debug_traceback(exc, state)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    click.echo(
+        f"Error: internal error: {type(exc).__name__}: {exc}{where}\n"
+        "This is a bug in pipetune or a plugin; rerun with --debug for the traceback.",
+        err=True,
+    )
+    return EXIT_INTERNAL
+
+
+def _exit_code(value: Any) -> int:
+    """The exit code a command's return value means: an int as is, anything else 0."""
     if isinstance(value, bool) or not isinstance(value, int):
         return EXIT_OK
     return value

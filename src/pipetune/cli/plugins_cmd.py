@@ -11,6 +11,8 @@ import click
 from pipetune.cli.state import get_pm, stdout_console
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from pipetune.core.kernel.manager import PipetunePluginManager
 
 
@@ -161,13 +163,37 @@ _STATUS_STYLE = {
 
 def render_plugins_report(report: Mapping[str, Any]) -> None:
     from rich.markup import escape as e
-    from rich.table import Table
 
     console = stdout_console()
-    title = f"pipetune {report['pipetune']} plugins (plugin API {report['api_version']})"
+    console.print(_plugins_table(report))
+    if report["dependencies"]:
+        console.print(_dependencies_table(report["dependencies"]))
+    if report["backends"]:
+        console.print(_backends_table(report["backends"]))
+    if report["hook_failures"]:
+        console.print(_failures_table(report["hook_failures"]))
+
+    console.print("[bold]machine[/]")
+    for what, value in machine_rows(report["machine"]):
+        console.print(f"  {what}: {e(value)}")
+
+
+def _titled_table(title: str, columns: tuple[str, ...]) -> Table:
+    """An empty table with ``title`` and the given columns, each folding long values."""
+    from rich.table import Table
+
     table = Table(title=title)
-    for column in ("plugin", "version", "source", "status", "hooks / reason"):
+    for column in columns:
         table.add_column(column, overflow="fold")
+    return table
+
+
+def _plugins_table(report: Mapping[str, Any]) -> Table:
+    """One row per plugin: its version, source, coloured status, and hooks (or why not loaded)."""
+    from rich.markup import escape as e
+
+    title = f"pipetune {report['pipetune']} plugins (plugin API {report['api_version']})"
+    table = _titled_table(title, ("plugin", "version", "source", "status", "hooks / reason"))
     for row in report["plugins"]:
         style = _STATUS_STYLE.get(row["status"], "")
         detail = row["reason"] if row["status"] != "loaded" else ", ".join(row["hooks"]) or "-"
@@ -179,52 +205,61 @@ def render_plugins_report(report: Mapping[str, Any]) -> None:
             f"[{style}]{row['status']}[/]" if style else row["status"],
             e(detail),
         )
-    console.print(table)
+    return table
 
-    if report["dependencies"]:
-        deps = Table(title="optional dependencies")
-        for column in ("plugin", "module", "for", "available", "install"):
-            deps.add_column(column, overflow="fold")
-        for row in report["dependencies"]:
-            deps.add_row(
-                e(row["plugin"]),
-                e(row["module"]),
-                e(row["purpose"] or "-"),
-                "[green]yes[/]" if row["available"] else f"[red]no[/]: {e(row['reason'])}",
-                "" if row["available"] else e(row["install"] or ""),
-            )
-        console.print(deps)
 
-    if report["backends"]:
-        backends = Table(title="backends")
-        for column in ("backend", "plugin", "target", "precisions", "available"):
-            backends.add_column(column, overflow="fold")
-        for row in report["backends"]:
-            if row["available"]:
-                available = "[green]yes[/]" + ("" if row["verified"] else " (unverified here)")
-            else:
-                install = f" — {row['install']}" if row.get("install") else ""
-                available = f"[red]no[/]: {e(row['reason'] + install)}"
-            backends.add_row(
-                e(row["name"]),
-                e(row["plugin"]),
-                e(row["target"]),
-                e(", ".join(row["precisions"])),
-                available,
-            )
-        console.print(backends)
+def _dependencies_table(rows: list[dict[str, Any]]) -> Table:
+    """One row per optional dependency: what needs it, whether it is here, how to install it."""
+    from rich.markup import escape as e
 
-    if report["hook_failures"]:
-        failures = Table(title="plugin errors")
-        for column in ("plugin", "hook", "error"):
-            failures.add_column(column, overflow="fold")
-        for row in report["hook_failures"]:
-            failures.add_row(e(row["plugin"]), row["hook"], f"[red]{e(row['error'])}[/]")
-        console.print(failures)
+    deps = _titled_table(
+        "optional dependencies", ("plugin", "module", "for", "available", "install")
+    )
+    for row in rows:
+        deps.add_row(
+            e(row["plugin"]),
+            e(row["module"]),
+            e(row["purpose"] or "-"),
+            "[green]yes[/]" if row["available"] else f"[red]no[/]: {e(row['reason'])}",
+            "" if row["available"] else e(row["install"] or ""),
+        )
+    return deps
 
-    console.print("[bold]machine[/]")
-    for what, value in machine_rows(report["machine"]):
-        console.print(f"  {what}: {e(value)}")
+
+def _backends_table(rows: list[dict[str, Any]]) -> Table:
+    """One row per backend: its plugin, target, precisions and whether it is available here."""
+    from rich.markup import escape as e
+
+    backends = _titled_table("backends", ("backend", "plugin", "target", "precisions", "available"))
+    for row in rows:
+        backends.add_row(
+            e(row["name"]),
+            e(row["plugin"]),
+            e(row["target"]),
+            e(", ".join(row["precisions"])),
+            _backend_available(row),
+        )
+    return backends
+
+
+def _backend_available(row: Mapping[str, Any]) -> str:
+    """The backend's "available" cell: yes (maybe unverified), or no with the reason and fix."""
+    from rich.markup import escape as e
+
+    if row["available"]:
+        return "[green]yes[/]" + ("" if row["verified"] else " (unverified here)")
+    install = f" — {row['install']}" if row.get("install") else ""
+    return f"[red]no[/]: {e(row['reason'] + install)}"
+
+
+def _failures_table(rows: list[dict[str, Any]]) -> Table:
+    """One row per hook that raised or returned the wrong thing, with its error in red."""
+    from rich.markup import escape as e
+
+    failures = _titled_table("plugin errors", ("plugin", "hook", "error"))
+    for row in rows:
+        failures.add_row(e(row["plugin"]), row["hook"], f"[red]{e(row['error'])}[/]")
+    return failures
 
 
 def machine_rows(machine: Mapping[str, Any]) -> list[tuple[str, str]]:

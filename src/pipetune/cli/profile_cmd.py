@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipetune.cli.options import TargetOptions, json_file_option, runs_target, timeout_option
 from pipetune.cli.state import get_state, plugin_problems, stdout_console
+
+if TYPE_CHECKING:
+    from pipetune.cli.state import CliState
+    from pipetune.cli.target import Target
+    from pipetune.core.kernel.results import Profile
 
 
 def register(cli: click.Group) -> None:
@@ -45,7 +50,7 @@ def profile(
     may export `workload` and `requirements`, or options and [tool.pipetune] give them.
     Ctrl-C stops the run and keeps what was measured.
     """
-    from pipetune.cli.render import profile_json, progress_bar, render_profile, write_json_atomic
+    from pipetune.cli.render import progress_bar, render_profile
     from pipetune.cli.target import load_target
     from pipetune.core.kernel import control
     from pipetune.core.measure.profiler import profile as run_profile
@@ -73,24 +78,12 @@ def profile(
     # The runtime keeps what it measured on Ctrl-C; the token says it happened.
     interrupted = control.cancelled() or bool(getattr(measured, "stopped", False))
     if interrupted:
-        changes: dict[str, Any] = {}
-        if not any("interrupted" in warning for warning in measured.warnings):
-            note = f"interrupted: only {measured.samples} samples were measured"
-            changes["warnings"] = (*measured.warnings, note)
-        if hasattr(measured, "stopped"):
-            changes["stopped"] = True
-        measured = measured.evolve(**changes)
+        measured = _mark_interrupted(measured)
     problems = plugin_problems(state)
     if problems:  # plugin failures belong in the report too, not only on the terminal
         measured = measured.evolve(warnings=(*problems, *measured.warnings))
     if json_path is not None:
-        data = profile_json(
-            measured,
-            {"target": resolved.source, "origins": dict(resolved.origins)},
-        )
-        write_json_atomic(json_path, data)  # first: a schema problem must not lose it
-        state.written.append(str(json_path))
-        _warn_if_invalid(json_path, data)
+        _write_profile_json(json_path, measured, resolved, state)
     if not quiet:
         render_profile(measured, console, requirements=resolved.requirements)
         if json_path is not None:
@@ -103,6 +96,33 @@ def profile(
     if quiet:  # the verdict line, so that no run ends without one
         click.echo(f"profiled {measured.samples} samples of {resolved.pipeline.name}", err=True)
     return 0
+
+
+def _mark_interrupted(measured: Profile) -> Profile:
+    """The profile as cut short by Ctrl-C: stopped, with a warning saying how little it measured."""
+    changes: dict[str, Any] = {}
+    if not any("interrupted" in warning for warning in measured.warnings):
+        note = f"interrupted: only {measured.samples} samples were measured"
+        changes["warnings"] = (*measured.warnings, note)
+    if hasattr(measured, "stopped"):
+        changes["stopped"] = True
+    return measured.evolve(**changes)
+
+
+def _write_profile_json(
+    json_path: Path, measured: Profile, resolved: Target, state: CliState
+) -> None:
+    """Write ``--json`` (the profile plus the target and where its settings came from), then
+    check it against the schema."""
+    from pipetune.cli.render import profile_json, write_json_atomic
+
+    data = profile_json(
+        measured,
+        {"target": resolved.source, "origins": dict(resolved.origins)},
+    )
+    write_json_atomic(json_path, data)  # first: a schema problem must not lose it
+    state.written.append(str(json_path))
+    _warn_if_invalid(json_path, data)
 
 
 def _warn_if_invalid(path: Path, data: dict[str, Any]) -> None:

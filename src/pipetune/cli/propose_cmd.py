@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipetune.cli.options import TargetOptions, json_file_option, runs_target, timeout_option
 from pipetune.cli.render import escape
 from pipetune.cli.state import get_state, plugin_problems, stdout_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipetune.core.loop.planner import Plan, Ranked
 
 
 def register(cli: click.Group) -> None:
@@ -68,22 +75,47 @@ def propose(
 
 
 def render_plan(plan: Any, data: dict[str, Any]) -> None:
-    from rich import box
-    from rich.table import Table
+    console = stdout_console()
+    _print_baseline(console, plan, data)
+    console.print(_proposals_table(plan.candidates))
+    if plan.candidates:
+        _print_estimate_note(console, plan.candidates)
+    _print_rationales(console, plan.candidates)
+    if plan.advice:
+        _print_advice(console, plan.advice)
+    if plan.unavailable:
+        _print_unavailable(console, plan.unavailable)
+    if not plan.all():
+        console.print("No plugin proposes anything for this pipeline.")
+    for line in data["failures"]:
+        console.print(f"[yellow]warning:[/yellow] plugin raised: {escape(line)}")
+    for hint in data["hints"]:
+        console.print(f"[dim]hint: {escape(hint)}[/dim]")
 
+
+def _print_baseline(console: Console, plan: Plan, data: dict[str, Any]) -> None:
+    """One line: the pipeline's baseline throughput and latency, and the metric ranked for."""
     from pipetune.core.report import format as fmt
 
-    console = stdout_console()
     baseline = data["baseline"]
     console.print(
         f"[bold]{escape(data['pipeline'])}[/bold]: {fmt.rate(baseline['throughput_rps'])}, "
         f"P50 {fmt.ms(baseline['latency_ms']['p50'])}, P99 {fmt.ms(baseline['latency_ms']['p99'])}"
         f" · ranking for {fmt.metric_label(plan.metric)}"
     )
+
+
+def _proposals_table(candidates: Sequence[Ranked]) -> Table:
+    """The ranked candidates, best first: stage share, estimated end-to-end gain, effort, risk."""
+    from rich import box
+    from rich.table import Table
+
+    from pipetune.core.report import format as fmt
+
     table = Table(box=box.SIMPLE_HEAD, title="Proposals, best first", title_justify="left")
     for column in ("#", "proposal", "stage share", "est. end to end", "effort", "risk"):
         table.add_column(column, justify="right" if column in ("#", "stage share") else "left")
-    for position, ranked in enumerate(plan.candidates, start=1):
+    for position, ranked in enumerate(candidates, start=1):
         p = ranked.proposal
         table.add_row(
             str(position),
@@ -95,15 +127,22 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
             p.effort,
             p.accuracy_risk,
         )
-    console.print(table)
-    if plan.candidates:
-        bounded = any(ranked.ceiling_informative for ranked in plan.candidates)
-        console.print(
-            "[dim]Estimates replay this profile's per-input stage times"
-            + (" (≤: the most the stage could give if it took no time)" if bounded else "")
-            + "; `pipetune optimize` gives the same figure for the profile it takes.[/dim]"
-        )
-    for ranked in plan.candidates:
+    return table
+
+
+def _print_estimate_note(console: Console, candidates: Sequence[Ranked]) -> None:
+    """Say where the estimates come from (and what ≤ means when a ceiling is shown)."""
+    bounded = any(ranked.ceiling_informative for ranked in candidates)
+    console.print(
+        "[dim]Estimates replay this profile's per-input stage times"
+        + (" (≤: the most the stage could give if it took no time)" if bounded else "")
+        + "; `pipetune optimize` gives the same figure for the profile it takes.[/dim]"
+    )
+
+
+def _print_rationales(console: Console, candidates: Sequence[Ranked]) -> None:
+    """For each candidate with a rationale or a planner note, print them under its name."""
+    for ranked in candidates:
         if ranked.note or ranked.proposal.rationale:
             console.print(
                 f"  [bold]{escape(ranked.proposal.id)}[/bold] @ {escape(ranked.proposal.stage)}:"
@@ -113,25 +152,25 @@ def render_plan(plan: Any, data: dict[str, Any]) -> None:
             if ranked.note:
                 style = "yellow" if ranked.cannot_matter else "dim"
                 console.print(f"    [{style}]{escape(ranked.note)}[/{style}]")
-    if plan.advice:
-        console.print("[bold]Advice[/bold] (never applied automatically):")
-        for ranked in plan.advice:
-            p = ranked.proposal
-            console.print(
-                f"  {p.id} @ {p.stage}: {p.title} — est. {ranked.est_e2e_speedup:.2f}x, "
-                f"effort {p.effort}. {p.reason}",
-                markup=False,
-            )
-    if plan.unavailable:
-        console.print("[bold]Unavailable here[/bold]:")
-        for ranked in plan.unavailable:
-            p = ranked.proposal
-            install = f" — install: {p.install}" if p.install else ""
-            # escape: an install hint such as pipetune[vision] is not rich markup
-            console.print(escape(f"  {p.id} @ {p.stage}: {p.reason}{install}"))
-    if not plan.all():
-        console.print("No plugin proposes anything for this pipeline.")
-    for line in data["failures"]:
-        console.print(f"[yellow]warning:[/yellow] plugin raised: {escape(line)}")
-    for hint in data["hints"]:
-        console.print(f"[dim]hint: {escape(hint)}[/dim]")
+
+
+def _print_advice(console: Console, advice: Sequence[Ranked]) -> None:
+    """List the advice-only proposals with their estimate and effort; these are never applied."""
+    console.print("[bold]Advice[/bold] (never applied automatically):")
+    for ranked in advice:
+        p = ranked.proposal
+        console.print(
+            f"  {p.id} @ {p.stage}: {p.title} — est. {ranked.est_e2e_speedup:.2f}x, "
+            f"effort {p.effort}. {p.reason}",
+            markup=False,
+        )
+
+
+def _print_unavailable(console: Console, unavailable: Sequence[Ranked]) -> None:
+    """List the proposals this machine cannot run, with why and what to install."""
+    console.print("[bold]Unavailable here[/bold]:")
+    for ranked in unavailable:
+        p = ranked.proposal
+        install = f" — install: {p.install}" if p.install else ""
+        # escape: an install hint such as pipetune[vision] is not rich markup
+        console.print(escape(f"  {p.id} @ {p.stage}: {p.reason}{install}"))

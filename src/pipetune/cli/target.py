@@ -189,6 +189,16 @@ def import_target_module(location: str) -> ModuleType:
 
 
 def _import_file(path: Path) -> ModuleType:
+    path = _source_file(path).resolve()
+    name = _module_name(path)
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return _exec_file(name, path)
+
+
+def _source_file(path: Path) -> Path:
+    """The file TARGET names: the path itself, or a package folder's ``__init__.py``."""
     if not path.exists():
         raise ConfigError(f"TARGET file {path} does not exist")
     if path.is_dir():
@@ -198,20 +208,31 @@ def _import_file(path: Path) -> ModuleType:
                 f"TARGET {path} is a folder, not a Python file: name the file that builds "
                 "the pipeline (path/to/file.py:attr) or a module (package.module:attr)"
             )
-        path = init
-    path = path.resolve()
+        return init
+    return path
+
+
+def _module_name(path: Path) -> str:
+    """The name to import ``path`` under: its own, or a private one where that would clash."""
     name = path.stem if path.name != "__init__.py" else path.parent.name
     # A file called profile.py or json.py must not take over the standard library's
     # module of that name (cProfile imports `profile`): give it a private name.
     if not name.isidentifier() or name in sys.stdlib_module_names:
-        name = "pipetune_target_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
+        return _private_name(path)
     existing = sys.modules.get(name)
     if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() != path:
         # Another module already owns this name (a file called json.py): use a private one.
-        name = "pipetune_target_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    folder = str(path.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+        return _private_name(path)
+    return name
+
+
+def _private_name(path: Path) -> str:
+    """A module name no other module has: derived from the file's absolute path."""
+    return "pipetune_target_" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
+
+
+def _exec_file(name: str, path: Path) -> ModuleType:
+    """Run the file as module ``name``; if it fails, put ``sys.modules`` back as it was."""
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"cannot import {path}: not a Python source file")
@@ -501,6 +522,25 @@ def _finish(
     origin: str,
 ) -> Workload:
     """Apply ``--items`` and the command line's settings; refuse an empty workload."""
+    changes = _command_line_changes(workload, options)
+    if changes:
+        try:
+            workload = workload.evolve(**changes)
+        except TypeError as exc:
+            raise ConfigError(f"workload from {origin}: {exc}") from None
+    limit = options.items
+    if limit is None and use_config:
+        limit = cfg.get("items")
+    if limit is not None:
+        workload = _first_items(workload, limit)
+    if len(workload) == 0:
+        raise ConfigError(f"the workload from {origin} is empty: give it at least one input")
+    return workload
+
+
+def _command_line_changes(workload: Workload, options: WorkloadOptions) -> dict[str, Any]:
+    """The workload fields the command line sets; ``--trace`` loads its arrivals and makes
+    an offline workload online (and is refused with ``--mode offline``)."""
     changes: dict[str, Any] = {}
     for key in ("concurrency", "warmup", "repeats", "mode", "rate", "seed"):
         value = getattr(options, key)
@@ -515,21 +555,14 @@ def _finish(
         changes["trace"] = load_trace(options.trace)
         if options.mode is None and workload.mode == "offline":
             changes["mode"] = "online"
-    if changes:
-        try:
-            workload = workload.evolve(**changes)
-        except TypeError as exc:
-            raise ConfigError(f"workload from {origin}: {exc}") from None
-    limit = options.items
-    if limit is None and use_config:
-        limit = cfg.get("items")
-    if limit is not None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ConfigError(f"items must be a positive whole number, got {limit!r}")
-        workload = workload.subset(range(min(limit, len(workload))))
-    if len(workload) == 0:
-        raise ConfigError(f"the workload from {origin} is empty: give it at least one input")
-    return workload
+    return changes
+
+
+def _first_items(workload: Workload, limit: Any) -> Workload:
+    """The workload cut to its first ``limit`` inputs (``--items`` or the config's ``items``)."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ConfigError(f"items must be a positive whole number, got {limit!r}")
+    return workload.subset(range(min(limit, len(workload))))
 
 
 # -- the requirements ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import stat
 import tokenize
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipetune.core.kernel.errors import ConfigError
@@ -122,51 +122,76 @@ def _walk(
 ) -> None:
     """Iterative, so a deep tree cannot exhaust the stack; each real folder is entered once,
     so a symlink loop is reported instead of followed forever."""
-    seen: set[tuple[int, int]] = set()
+    walker = _Walker(root, patterns, skip_dirs, files, skipped)
     stack = [root]
     while stack:
-        folder = stack.pop()
+        entries = walker.entries(stack.pop())
+        if entries is None:
+            continue
+        subfolders = [path for path in map(walker.visit, entries) if path is not None]
+        stack.extend(reversed(subfolders))
+
+
+@dataclass
+class _Walker:
+    """One :func:`_walk`: its settings, what it found, and the folders it has entered."""
+
+    root: Path
+    patterns: tuple[str, ...]
+    skip_dirs: frozenset[str]
+    files: dict[tuple[int, int] | str, Path]
+    skipped: list[Skipped]
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+    def entries(self, folder: Path) -> list[os.DirEntry[str]] | None:
+        """The folder's entries by name; ``None`` (noted as skipped) if it cannot be read
+        or was entered already (a symlink loop)."""
         try:
             info = folder.stat()
         except OSError as exc:
-            skipped.append(Skipped(str(folder), _os_reason(exc)))
-            continue
+            self.skipped.append(Skipped(str(folder), _os_reason(exc)))
+            return None
         key = (info.st_dev, info.st_ino)
-        if key in seen:
-            skipped.append(Skipped(str(folder), "symlink loop (folder already scanned)"))
-            continue
-        seen.add(key)
+        if key in self.seen:
+            self.skipped.append(Skipped(str(folder), "symlink loop (folder already scanned)"))
+            return None
+        self.seen.add(key)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            return sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            skipped.append(Skipped(str(folder), _os_reason(exc)))
-            continue
-        subfolders = []
-        for entry in entries:
-            path = Path(entry.path)
-            relative = path.relative_to(root).as_posix()
-            try:
-                is_dir = entry.is_dir()  # follows symlinks
-                is_file = not is_dir and entry.is_file()
-            except OSError as exc:
-                skipped.append(Skipped(str(path), _os_reason(exc)))
-                continue
-            if is_dir:
-                if entry.name in skip_dirs or _excluded(entry.name, relative, patterns):
-                    continue
-                subfolders.append(path)
-            elif is_file:
-                if not entry.name.endswith(PYTHON_SUFFIXES):
-                    continue
-                if _excluded(entry.name, relative, patterns):
-                    continue
-                try:
-                    files.setdefault(_identity(path, entry.stat()), path)
-                except OSError as exc:
-                    skipped.append(Skipped(str(path), _os_reason(exc)))
-            elif entry.is_symlink() and entry.name.endswith(PYTHON_SUFFIXES):
-                skipped.append(Skipped(str(path), "broken symlink"))
-        stack.extend(reversed(subfolders))
+            self.skipped.append(Skipped(str(folder), _os_reason(exc)))
+            return None
+
+    def visit(self, entry: os.DirEntry[str]) -> Path | None:
+        """Take one entry: return a folder to enter, keep a Python file, note a broken link."""
+        path = Path(entry.path)
+        relative = path.relative_to(self.root).as_posix()
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+            is_file = not is_dir and entry.is_file()
+        except OSError as exc:
+            self.skipped.append(Skipped(str(path), _os_reason(exc)))
+            return None
+        if is_dir:
+            if entry.name in self.skip_dirs or _excluded(entry.name, relative, self.patterns):
+                return None
+            return path
+        if is_file:
+            self._keep_file(entry, path, relative)
+        elif entry.is_symlink() and entry.name.endswith(PYTHON_SUFFIXES):
+            self.skipped.append(Skipped(str(path), "broken symlink"))
+        return None
+
+    def _keep_file(self, entry: os.DirEntry[str], path: Path, relative: str) -> None:
+        """Keep a Python file no pattern excludes, once per real file (symlinks share one)."""
+        if not entry.name.endswith(PYTHON_SUFFIXES):
+            return
+        if _excluded(entry.name, relative, self.patterns):
+            return
+        try:
+            self.files.setdefault(_identity(path, entry.stat()), path)
+        except OSError as exc:
+            self.skipped.append(Skipped(str(path), _os_reason(exc)))
 
 
 def _excluded(name: str, relative: str, patterns: tuple[str, ...]) -> bool:

@@ -128,15 +128,7 @@ def per_iteration_names(ctx: FileContext, loop: ast.AST) -> set[str]:
     if cached is not None:
         return cached
     names = set(loop_targets(loop))
-    body = getattr(loop, "body", None)
-    assigns = []
-    if isinstance(body, list):
-        for statement in body:
-            for node in ast.walk(statement):
-                if isinstance(node, ast.Assign):
-                    assigns.append((node.targets, node.value))
-                elif isinstance(node, ast.AnnAssign | ast.AugAssign) and node.value is not None:
-                    assigns.append(([node.target], node.value))
+    assigns = _body_assignments(loop)
     for _ in range(2):  # two hops: q -> text -> ids
         for targets, value in assigns:
             if names_in(value) & names:
@@ -144,3 +136,18 @@ def per_iteration_names(ctx: FileContext, loop: ast.AST) -> set[str]:
                     names |= target_names(target)
     ctx.cache[key] = names
     return names
+
+
+def _body_assignments(loop: ast.AST) -> list[tuple[list[ast.expr], ast.expr]]:
+    """``(targets, value)`` of every assignment anywhere in the loop's body (a comprehension
+    has no body: none)."""
+    body = getattr(loop, "body", None)
+    assigns: list[tuple[list[ast.expr], ast.expr]] = []
+    if isinstance(body, list):
+        for statement in body:
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Assign):
+                    assigns.append((node.targets, node.value))
+                elif isinstance(node, ast.AnnAssign | ast.AugAssign) and node.value is not None:
+                    assigns.append(([node.target], node.value))
+    return assigns

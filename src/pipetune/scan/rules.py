@@ -195,6 +195,13 @@ class Rule:
 
 
 def _problems(rule: Any) -> list[str]:
+    """Every way the rule is malformed, in a fixed order; empty when it is valid."""
+    return [*_description_problems(rule), *_matching_problems(rule)]
+
+
+def _description_problems(rule: Any) -> list[str]:
+    """What is wrong with how the rule describes itself: id, name, proposal, severity,
+    confidence."""
     problems = []
     if not isinstance(rule.id, str) or not RULE_ID.match(rule.id):
         problems.append(
@@ -209,12 +216,23 @@ def _problems(rule: Any) -> list[str]:
         )
     if rule.severity not in SEVERITIES:
         problems.append(f"severity must be one of {', '.join(SEVERITIES)}, got {rule.severity!r}")
-    try:
-        confidence = float(rule.confidence)
-    except (TypeError, ValueError):
-        confidence = -1.0
-    if not 0.0 <= confidence <= 1.0:
+    if not 0.0 <= _as_float(rule.confidence) <= 1.0:
         problems.append(f"confidence must be between 0 and 1, got {rule.confidence!r}")
+    return problems
+
+
+def _as_float(value: Any) -> float:
+    """``value`` as a float, or -1.0 (out of any range) if it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return -1.0
+
+
+def _matching_problems(rule: Any) -> list[str]:
+    """What is wrong with how the rule matches code: node types, check, finish, call names,
+    needs."""
+    problems = []
     node_types = tuple(rule.node_types or ())
     bad = [t for t in node_types if not (isinstance(t, type) and issubclass(t, ast.AST))]
     if bad:

@@ -47,7 +47,16 @@ _SKIP_FIELDS = frozenset(
     {"ctx", "id", "attr", "arg", "name", "type_comment", "kind", "level", "module"}
     | {"conversion", "is_async", "simple", "n", "s"}
 )
-_CHILD_FIELDS: dict[type, tuple[str, ...]] = {ast.Constant: ()}
+
+
+class _FieldCache(dict[type, tuple[str, ...]]):
+    """The child fields of each node class, worked out the first time the class is seen."""
+
+    def __missing__(self, cls: type) -> tuple[str, ...]:
+        return _child_fields(cls)
+
+
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = _FieldCache({ast.Constant: ()})
 
 
 def _child_fields(cls: type) -> tuple[str, ...]:
@@ -89,6 +98,34 @@ def _concrete(node_type: type) -> list[type]:
     for sub in subclasses:
         out.extend(_concrete(sub))
     return out
+
+
+#: What a node-type handler returns: the rules to run on the node (``None``: none).
+_Handler = Callable[[Any], "list[LoadedRule] | None"]
+
+
+def _special_handlers(ctx: FileContext, dispatch: _Dispatch) -> dict[type, _Handler]:
+    """The node types the walk does more for than look up their rules: an import is noted
+    in the context, a call also gets the rules that asked for its callee's name."""
+    by_type, by_call = dispatch.by_type, dispatch.by_call
+    Attribute, Name = ast.Attribute, ast.Name
+    call_rules = by_type.get(ast.Call)
+
+    def on_import(node: ast.Import | ast.ImportFrom) -> list[LoadedRule] | None:
+        ctx.note_import(node)
+        return by_type.get(type(node))
+
+    def on_call(node: Any) -> list[LoadedRule] | None:
+        func = node.func
+        fcls = type(func)
+        name = func.attr if fcls is Attribute else func.id if fcls is Name else None
+        if name is not None:
+            called = by_call.get(name)
+            if called:
+                return called if call_rules is None else [*call_rules, *called]
+        return call_rules
+
+    return {ast.Import: on_import, ast.ImportFrom: on_import, ast.Call: on_call}
 
 
 class FileScanner:
@@ -186,12 +223,12 @@ class FileScanner:
         raw: list[tuple[LoadedRule | None, str, Finding]],
         result: FileResult,
     ) -> None:
-        by_type, by_call = dispatch.by_type, dispatch.by_call
+        """Visit every node once, running the rules that asked for its type (or callee)."""
+        by_type = dispatch.by_type
+        special = _special_handlers(ctx, dispatch)
         ancestors = ctx.ancestors
-        push_ancestor = ancestors.append
         child_fields = _CHILD_FIELDS
-        AST, Attribute, Name, Call = ast.AST, ast.Attribute, ast.Name, ast.Call
-        Import, ImportFrom = ast.Import, ast.ImportFrom
+        AST = ast.AST
         stack: list[Any] = [tree]
         pop, push = stack.pop, stack.append
         # Pre-order, children in source order, without recursion (generated code nests
@@ -202,43 +239,35 @@ class FileScanner:
                 ancestors.pop()
                 continue
             cls = type(node)
-            if cls is Import or cls is ImportFrom:
-                ctx.note_import(node)
-            rules = by_type.get(cls)
-            if cls is Call:
-                func = node.func
-                fcls = type(func)
-                name = func.attr if fcls is Attribute else func.id if fcls is Name else None
-                if name is not None:
-                    called = by_call.get(name)
-                    if called:
-                        rules = called if rules is None else [*rules, *called]
+            handler = special.get(cls)
+            rules = by_type.get(cls) if handler is None else handler(node)
             if rules:
-                ctx.node = node
-                for loaded in rules:
-                    self._run(loaded, loaded.rule.check, node, ctx, raw, result)
-            names = child_fields.get(cls)
-            if names is None:
-                names = _child_fields(cls)
-            entered = False
-            for fname in names:  # reversed field order: the stack pops them in order
-                value = getattr(node, fname, None)
-                if value is None:
-                    continue
+                self._check(node, rules, ctx, raw, result)
+            mark = len(stack)
+            for fname in child_fields[cls]:  # reversed field order: the stack pops them in order
+                value = getattr(node, fname, None)  # None, a list, a node, or a plain value
                 if type(value) is list:
                     for item in reversed(value):
                         if isinstance(item, AST):
-                            if not entered:
-                                push_ancestor(node)
-                                push(None)
-                                entered = True
                             push(item)
                 elif isinstance(value, AST):
-                    if not entered:
-                        push_ancestor(node)
-                        push(None)
-                        entered = True
                     push(value)
+            if len(stack) > mark:  # it has children: leave it (pop its ancestor) after them
+                ancestors.append(node)
+                stack.insert(mark, None)
+
+    def _check(
+        self,
+        node: ast.AST,
+        rules: list[LoadedRule],
+        ctx: FileContext,
+        raw: list[tuple[LoadedRule | None, str, Finding]],
+        result: FileResult,
+    ) -> None:
+        """Run the ``check`` of each rule that asked for this node, with the node current."""
+        ctx.node = node
+        for loaded in rules:
+            self._run(loaded, loaded.rule.check, node, ctx, raw, result)
 
     def _run(
         self,
