@@ -43,7 +43,7 @@ from pipetune.core.runtime.processes import _run_processes, resolve_factory
 from pipetune.core.runtime.recorder import _Recorder
 from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span, StageInstrument
 from pipetune.core.runtime.serving_loop import ServingLoop
-from pipetune.core.runtime.supervise import STOP_GRACE_S, _Progress
+from pipetune.core.runtime.supervise import STOP_GRACE_S
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.model import Workload
@@ -220,43 +220,31 @@ def _offline_inline(
 ) -> RunResult:
     """One worker, no deadline: run in the calling thread (least overhead, and Ctrl-C
     lands where it can be caught)."""
-    n = len(items)
-    batch_size = options.batch_size
-    progress = options.progress
-    perf = time.perf_counter
-    state = _Progress()
+    batched = options.batch_size > 1
+    chunks = _ItemChunks(items, options, recorder.origin)
+    loop = ServingLoop(recorder, ["main"], options.progress)
+    take, serve, token = chunks.take, loop.serve, loop.token
     stopped = False
-    taken = 0
-    start_clock = recorder.origin
-    token = _control.current().token
     queued = _runqueue_wait()
     try:
-        for start in range(0, n, batch_size):
+        for _ in range(0, len(items), options.batch_size):  # one turn per chunk
             if token.cancelled:
                 stopped = True
                 break
-            if options.time_up(start, start_clock):
+            taken = take()
+            if taken is None or not serve(*taken, 0, batched):
                 break
-            chunk = items[start : start + batch_size]
-            rows = range(start, start + len(chunk))
-            taken = start + len(chunk)
-            recorder.process(rows, chunk, state, "main", batch_size > 1)
-            if progress is not None:
-                progress(taken)
     except KeyboardInterrupt:
         stopped = True
         _control.cancel("interrupted")
-    wall = perf() - start_clock
-    result = recorder.result(
-        wall_s=wall,
-        stopped=stopped,
-        mode="offline",
-        workers=1,
-        executor="inline",
-        settings=settings,
+    if loop.interrupted.is_set():  # Ctrl-C inside a stage: as anywhere in this thread
+        _control.cancel("interrupted")
+    wall = time.perf_counter() - recorder.origin
+    result = loop.result(
+        wall_s=wall, stopped=stopped, mode="offline", executor="inline", settings=settings
     )
     result.runqueue_wait_s = _waited(queued)
-    return _truncate(result, taken) if options.max_duration_s is not None else result
+    return _truncate(result, chunks.taken) if options.max_duration_s is not None else result
 
 
 class _ItemChunks:
@@ -271,7 +259,8 @@ class _ItemChunks:
         self.batch_size = options.batch_size
         self.counter = itertools.count(0, options.batch_size)  # next() is atomic under the GIL
         self.taken = 0
-        self.lock = threading.Lock()
+        # one worker takes the chunks in order: no lock on the hot path of a timing pass
+        self.lock = threading.Lock() if options.workers > 1 else None
 
     def take(self) -> tuple[range, list[Any]] | None:
         """The next chunk's rows and inputs, or ``None`` when there is nothing left to take."""
@@ -281,9 +270,13 @@ class _ItemChunks:
         if start >= len(self.items):
             return None
         chunk = self.items[start : start + self.batch_size]
-        with self.lock:
-            self.taken = max(self.taken, start + len(chunk))
-        return range(start, start + len(chunk)), chunk
+        end = start + len(chunk)
+        if self.lock is None:
+            self.taken = end
+        else:
+            with self.lock:
+                self.taken = max(self.taken, end)
+        return range(start, end), chunk
 
 
 def _offline_threads(
