@@ -34,7 +34,8 @@ from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.observe import input_size, percentiles_ms
 from pipetune.core.runtime.recorder import _Recorder
 from pipetune.core.runtime.result import OnError, RunResult, StageInstrument
-from pipetune.core.runtime.supervise import _POLL_S, STOP_GRACE_S, _Progress, overdue
+from pipetune.core.runtime.serving_loop import ServingLoop
+from pipetune.core.runtime.supervise import _POLL_S
 
 #: Fewer requests than this and the run is too short to judge whether the queue grows.
 MIN_REQUESTS_FOR_VERDICT = 30
@@ -200,20 +201,16 @@ def run_online(
         spans=spans,
         instrument=instrument,
     )
-    server = _Server(
-        recorder, items, plan.item_index, plan.schedule, workers, max_batch, max_wait_ms
-    )
-    submit, stopped, wall = _serve(server, timeout_s, progress)
-    if server.failures:
-        raise server.failures[0]
+    loop = ServingLoop(recorder, [f"worker-{w}" for w in range(workers)], progress)
+    server = _Server(loop, items, plan.item_index, plan.schedule, max_batch, max_wait_ms)
+    submit, stopped, wall = _serve(server, timeout_s)
     return _online_result(
-        recorder,
+        loop,
         plan,
         submit,
         wall_s=wall,
         stopped=stopped,
         settings=settings,
-        workers=workers,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
     )
@@ -280,9 +277,7 @@ def _plan_requests(
     return _Plan(schedule, source, offered, item_index)
 
 
-def _serve(
-    server: _Server, timeout_s: float | None, progress: Callable[[int], None] | None
-) -> tuple[np.ndarray, bool, float]:
+def _serve(server: _Server, timeout_s: float | None) -> tuple[np.ndarray, bool, float]:
     """Submit every request on schedule and wait for the queue to drain (or a Ctrl-C).
 
     Returns ``(submit offsets, stopped, wall seconds)``; a request never submitted has NaN.
@@ -290,39 +285,38 @@ def _serve(
     submit = np.full(len(server.schedule), np.nan)
     stopped = False
     perf = time.perf_counter
-    server.start(progress)  # threads up before the clock starts
+    server.start()  # threads up before the clock starts
     origin = perf()
-    server.recorder.origin = origin
-    token = _control.current().token
+    server.loop.recorder.origin = origin
     try:
-        server.feed(origin, submit, token, timeout_s)
+        server.feed(origin, submit, timeout_s)
         server.close()
-        stopped = server.supervise(timeout_s)
+        stopped = server.loop.supervise(server.threads, timeout_s, wake=server.close)
     except KeyboardInterrupt:
         stopped = True
-        server.halt()
+        server.loop.halt(server.threads, wake=server.close)
     wall = perf() - origin
-    return submit, stopped or server.interrupted.is_set(), wall
+    return submit, stopped, wall
 
 
 def _online_result(
-    recorder: _Recorder,
+    loop: ServingLoop,
     plan: _Plan,
     submit: np.ndarray,
     *,
     wall_s: float,
     stopped: bool,
     settings: dict[str, Any],
-    workers: int,
     max_batch: int,
     max_wait_ms: float,
 ) -> RunResult:
-    """The recorder's result, its wall time up to the last completion, and its online stats."""
-    result = recorder.result(
+    """The loop's result (or the failure that ended the run), its wall time up to the last
+    completion, and its online stats."""
+    recorder = loop.recorder
+    result = loop.result(
         wall_s=wall_s,
         stopped=stopped,
         mode="online",
-        workers=workers,
         executor="thread",
         settings=settings,
         arrival_s=plan.schedule.copy(),
@@ -343,39 +337,32 @@ def _online_result(
 
 
 class _Server:
-    """The queue, the optional batcher and the worker threads of one online run."""
+    """Where an online run's work comes from: the arrival queue fed on schedule and, with
+    ``max_batch > 1``, the batcher; the workers serve it through the :class:`ServingLoop`."""
 
     def __init__(
         self,
-        recorder: _Recorder,
+        loop: ServingLoop,
         items: list[Any],
         item_index: np.ndarray,
         schedule: np.ndarray,
-        workers: int,
         max_batch: int,
         max_wait_ms: float,
     ):
-        self.recorder = recorder
+        self.loop = loop
         self.items = items
         self.item_index = item_index
         self.schedule = schedule
-        self.workers = workers
+        self.workers = len(loop.names)
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self.batches: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
-        self.free = threading.Semaphore(workers)
-        self.stop = threading.Event()
-        self.interrupted = threading.Event()
-        self.failures: list[BaseException] = []
-        self.states = [_Progress() for _ in range(workers)]
+        self.free = threading.Semaphore(self.workers)
+        self.stop = loop.stop
         self.threads: list[threading.Thread] = []
-        self.done = 0
-        self.lock = threading.Lock()
-        self.progress: Callable[[int], None] | None = None
 
-    def start(self, progress: Callable[[int], None] | None) -> None:
-        self.progress = progress
+    def start(self) -> None:
         batching = self.max_batch > 1
         for w in range(self.workers):
             target = self._batch_worker if batching else self._worker
@@ -389,37 +376,24 @@ class _Server:
         for thread in self.threads:
             thread.start()
 
-    def feed(
-        self,
-        origin: float,
-        submit: np.ndarray,
-        token: _control.CancelToken,
-        timeout_s: float | None,
-    ) -> None:
+    def feed(self, origin: float, submit: np.ndarray, timeout_s: float | None) -> None:
         """Put each request on the queue at its scheduled time, recording when it went in."""
         perf = time.perf_counter
         for i in range(len(self.schedule)):
-            self._wait_until(origin + self.schedule[i], token, timeout_s)
+            self._wait_until(origin + self.schedule[i], timeout_s)
             if self.stop.is_set():
                 break
             submit[i] = perf() - origin
             self.requests.put(i)
 
-    def _wait_until(
-        self, target: float, token: _control.CancelToken, timeout_s: float | None
-    ) -> None:
+    def _wait_until(self, target: float, timeout_s: float | None) -> None:
         """Sleep until ``target`` in short naps, noticing a stop, a cancel or an overdue input."""
         perf = time.perf_counter
         while True:
             now = perf()
             if self.stop.is_set():
                 return
-            if token.cancelled:
-                raise KeyboardInterrupt
-            late = None if timeout_s is None else overdue(self.states, timeout_s)
-            if late is not None:
-                self.stop.set()
-                raise late
+            self.loop.watch(timeout_s)
             wait = target - now
             if wait <= 0:
                 return
@@ -433,55 +407,9 @@ class _Server:
             for _ in range(self.workers):
                 self.requests.put(None)
 
-    def halt(self) -> None:
-        """Ctrl-C: stop taking requests, let workers finish their current one."""
-        self.stop.set()
-        _control.cancel("interrupted")
-        self.close()
-        grace_end = time.perf_counter() + STOP_GRACE_S
-        for thread in self.threads:
-            with contextlib.suppress(KeyboardInterrupt):
-                thread.join(max(0.0, grace_end - time.perf_counter()))
-
-    def supervise(self, timeout_s: float | None) -> bool:
-        """Wait for the queue to drain. True if stopped by Ctrl-C or a cancelled token."""
-        token = _control.current().token
-        try:
-            while any(thread.is_alive() for thread in self.threads):
-                if token.cancelled:
-                    raise KeyboardInterrupt
-                late = None if timeout_s is None else overdue(self.states, timeout_s)
-                if late is not None:
-                    self.stop.set()
-                    raise late
-                for thread in self.threads:
-                    if thread.is_alive():
-                        thread.join(_POLL_S)
-                        break
-        except KeyboardInterrupt:
-            self.halt()
-            return True
-        return False
-
     def _run(self, rows: list[int], w: int, batched: bool) -> bool:
         chunk = [self.items[self.item_index[row]] for row in rows]
-        try:
-            self.recorder.process(rows, chunk, self.states[w], f"worker-{w}", batched)
-        except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
-            self.interrupted.set()
-            self.stop.set()
-            return False
-        except BaseException as exc:  # StageError with on_error="stop", or a bug
-            self.failures.append(exc)
-            self.stop.set()
-            return False
-        self.states[w].stage = ""
-        if self.progress is not None:
-            with self.lock:
-                self.done += len(rows)
-                count = self.done
-            self.progress(count)
-        return True
+        return self.loop.serve(rows, chunk, w, batched)
 
     def _worker(self, w: int) -> None:
         while True:
@@ -501,7 +429,7 @@ class _Server:
 
     def _batcher(self) -> None:
         perf = time.perf_counter
-        origin = self.recorder.origin
+        origin = self.loop.recorder.origin
         ended = False
         try:
             while not ended and not self.stop.is_set():
