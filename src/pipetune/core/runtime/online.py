@@ -15,7 +15,7 @@ and any lag of the load generator are included, so a slow system cannot hide its
 and the completion rate, and says when the run was overloaded (the queue kept growing):
 those figures are :mod:`.online_stats`'s. The workers serve through the shared
 :class:`~pipetune.core.runtime.serving_loop.ServingLoop`; this module owns only where their
-work comes from (the arrival schedule, the queue and the batcher).
+work comes from (the queue, fed on the schedule :mod:`.arrivals` draws, and the batcher).
 """
 
 from __future__ import annotations
@@ -34,76 +34,12 @@ from pipetune.core.kernel import control as _control
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Trace
 from pipetune.core.runtime import threads as _threads
-from pipetune.core.runtime.observe import input_size
+from pipetune.core.runtime.arrivals import match_sizes, schedule_requests
 from pipetune.core.runtime.online_stats import analyse
 from pipetune.core.runtime.recorder import _Recorder
 from pipetune.core.runtime.result import OnError, RunResult, StageInstrument
 from pipetune.core.runtime.serving_loop import ServingLoop
 from pipetune.core.runtime.supervise import _POLL_S
-
-
-def poisson_arrivals(n: int, rate: float, seed: int = 0) -> np.ndarray:
-    """``n`` Poisson arrival offsets at ``rate`` per second, the first at 0."""
-    if not (rate > 0 and np.isfinite(rate)):
-        raise ConfigError(f"arrival rate must be a positive number, got {rate!r}")
-    if n <= 0:
-        return np.zeros(0)
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n)
-    gaps[0] = 0.0
-    return np.cumsum(gaps)
-
-
-def arrival_schedule(
-    n: int,
-    *,
-    rate: float | None = None,
-    trace: Trace | None = None,
-    seed: int = 0,
-) -> tuple[np.ndarray, str, float]:
-    """Arrival offsets for ``n`` requests: ``(offsets, source, offered_rps)``.
-
-    A trace wins over a rate; a trace shorter than ``n`` gives only its own arrivals.
-    """
-    if trace is not None:
-        offsets = np.asarray(trace.arrivals_s[:n], dtype=float)
-        offsets = offsets - offsets[0]
-        return offsets, "trace", float(trace.rate)
-    if rate is None:
-        raise ConfigError(
-            "online and stream modes need an arrival process: give rate= (requests per second, "
-            "Poisson) or trace= (a recorded Trace)"
-        )
-    return poisson_arrivals(n, rate, seed), "poisson", float(rate)
-
-
-def match_sizes(items: Sequence[Any], sizes: Sequence[int]) -> np.ndarray | None:
-    """For each recorded request size, the index of a workload item of about that size.
-
-    The nearest size wins; items within 10 % of that size take turns (so a trace of many
-    similar requests does not replay one item over and over, which a cache would
-    flatter). ``None`` when an item has no measurable size
-    (:func:`pipetune.core.runtime.observe.input_size`).
-    """
-    measured = [input_size(item) for item in items]
-    if not measured or any(m is None for m in measured):
-        return None
-    values = np.array([m[1] for m in measured if m is not None], dtype=float)
-    order = np.argsort(values, kind="stable")
-    ranked = values[order]
-    turns: dict[int, int] = {}
-    out = np.empty(len(sizes), dtype=np.int64)
-    for row, wanted in enumerate(np.asarray(sizes, dtype=float)):
-        right = int(np.searchsorted(ranked, wanted))
-        left = max(0, right - 1)
-        right = min(right, len(ranked) - 1)
-        nearest = right if abs(ranked[right] - wanted) < abs(ranked[left] - wanted) else left
-        size = ranked[nearest]
-        low = int(np.searchsorted(ranked, size * 0.9, side="left"))
-        high = int(np.searchsorted(ranked, size * 1.1, side="right"))
-        turn = turns.get(nearest, 0)
-        turns[nearest] = turn + 1
-        out[row] = order[low + (nearest - low + turn) % max(1, high - low)]
-    return out
 
 
 def run_online(
@@ -134,7 +70,7 @@ def run_online(
         requests: how many requests (default: one per item, or the trace's length); items
             are reused in order when there are more requests than items. A trace that
             records input sizes is replayed with production's mix: each request serves an
-            item of about its recorded size (:func:`match_sizes`).
+            item of about its recorded size (:func:`~.arrivals.match_sizes`).
         workers: threads serving the queue.
         max_batch: > 1 puts a max-delay batcher in front of the workers (uses each stage's
             ``batch_fn``).
@@ -226,11 +162,9 @@ def _plan_requests(
     requests: int | None,
 ) -> _Plan:
     """The arrival schedule and, per request, an item: in order, or by the trace's sizes."""
-    default_n = len(trace.arrivals_s) if trace is not None else len(items)
-    n = default_n if requests is None else int(requests)
-    if n < 1:
-        raise ConfigError("requests must be >= 1")
-    schedule, source, offered = arrival_schedule(n, rate=rate, trace=trace, seed=seed)
+    schedule, source, offered = schedule_requests(
+        len(items), trace=trace, rate=rate, seed=seed, requests=requests
+    )
     n = len(schedule)
     item_index = np.arange(n) % len(items)
     if trace is not None and trace.sizes is not None:

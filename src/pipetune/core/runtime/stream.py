@@ -81,8 +81,8 @@ from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.errors import ConfigError, PipelineError, StageError, StageTimeout
 from pipetune.core.kernel.model import Pipeline, Stage, Trace
 from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.arrivals import schedule_requests
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.online import arrival_schedule
 from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span
 from pipetune.core.runtime.stream_protocol import (
     RequestFeed,
@@ -147,12 +147,9 @@ def run_stream(
         raise ConfigError(
             f"trace was recorded on pipeline {trace.pipeline!r}, not {pipeline.name!r}"
         )
-    default_n = len(trace.arrivals_s) if trace is not None else len(items)
-    n = default_n if requests is None else int(requests)
-    if n < 1:
-        raise ConfigError("requests must be >= 1")
-    schedule, source, offered = arrival_schedule(n, rate=rate, trace=trace, seed=seed)
-    n = len(schedule)
+    schedule, source, offered = schedule_requests(
+        len(items), trace=trace, rate=rate, seed=seed, requests=requests
+    )
     run = _StreamRun(pipeline, stream_stage, items, schedule, on_error, spans, progress, observe)
     run.execute(timeout_s)
     return run.result(source, offered)
