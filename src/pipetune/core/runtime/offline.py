@@ -21,8 +21,11 @@ when asked, CPU time per stage (for GIL detection) and spans (for a Chrome trace
 re-applies the active thread pin (:mod:`pipetune.core.runtime.threads`) and records the thread
 settings in force, so baseline and candidate runs are comparable.
 
-The process executor (spawned workers that build the pipeline from an importable factory,
-and why) is :mod:`pipetune.core.runtime.processes`.
+Inline and thread runs serve through the shared serving loop
+(:class:`~pipetune.core.runtime.serving_loop.ServingLoop`); what is theirs here is where
+a worker's next inputs come from (:class:`_ItemChunks`, a counter over the items). The
+process executor (spawned workers that build the pipeline from an importable factory, and
+why) is :mod:`pipetune.core.runtime.processes`.
 """
 
 from __future__ import annotations
