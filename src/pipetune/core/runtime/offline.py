@@ -235,7 +235,10 @@ def _offline_inline(
                 stopped = True
                 break
             taken = take()
-            if taken is None or not serve(*taken, 0, batched):
+            if taken is None:
+                break
+            rows, chunk = taken
+            if not serve(rows, chunk, 0, batched):
                 break
     except KeyboardInterrupt:
         stopped = True
@@ -262,12 +265,14 @@ class _ItemChunks:
         self.batch_size = options.batch_size
         self.counter = itertools.count(0, options.batch_size)  # next() is atomic under the GIL
         self.taken = 0
-        # one worker takes the chunks in order: no lock on the hot path of a timing pass
+        # This is the hot path of a timing pass: one worker takes the chunks in order and
+        # needs no lock, and a run that is not time-boxed has no clock to read.
         self.lock = threading.Lock() if options.workers > 1 else None
+        self.boxed = options.max_duration_s is not None
 
     def take(self) -> tuple[range, list[Any]] | None:
         """The next chunk's rows and inputs, or ``None`` when there is nothing left to take."""
-        if self.options.time_up(self.taken, self.origin):
+        if self.boxed and self.options.time_up(self.taken, self.origin):
             return None
         start = next(self.counter)
         if start >= len(self.items):
