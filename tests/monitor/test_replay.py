@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipetune import Pipeline, Stage, Trace
-from pipetune.core.runtime.online import match_sizes, run_online
+from pipetune.core.runtime.arrivals import match_sizes
+from pipetune.core.runtime.online import run_online
 
 
 def test_nearest_size_wins_and_similar_items_take_turns() -> None:

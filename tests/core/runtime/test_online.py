@@ -13,7 +13,7 @@ import pytest
 
 from pipetune.core.kernel.errors import ConfigError, StageError
 from pipetune.core.kernel.model import Pipeline, Stage, Trace
-from pipetune.core.runtime.online import arrival_schedule, poisson_arrivals, run_online
+from pipetune.core.runtime.online import run_online
 
 
 def nap_pipeline(seconds: float, batch_calls: list[int] | None = None) -> Pipeline:
@@ -28,23 +28,6 @@ def nap_pipeline(seconds: float, batch_calls: list[int] | None = None) -> Pipeli
         return list(xs)
 
     return Pipeline("nap", (Stage("nap", nap, batch_fn=nap_batch),))
-
-
-def test_poisson_arrivals_are_seeded_and_start_at_zero() -> None:
-    a = poisson_arrivals(1000, rate=50, seed=3)
-    assert a[0] == 0 and (np.diff(a) >= 0).all()
-    assert np.array_equal(a, poisson_arrivals(1000, rate=50, seed=3))
-    assert not np.array_equal(a, poisson_arrivals(1000, rate=50, seed=4))
-    # The mean gap of 1,000 exponential draws is within 15 % of 1/rate.
-    assert abs(np.diff(a).mean() - 1 / 50) < 0.15 / 50
-
-
-def test_schedule_prefers_a_trace_and_needs_one_of_them() -> None:
-    trace = Trace((1.0, 1.5, 3.0))
-    offsets, source, offered = arrival_schedule(3, rate=100, trace=trace)
-    assert source == "trace" and list(offsets) == [0.0, 0.5, 2.0] and offered == 1.0
-    with pytest.raises(ConfigError, match="rate"):
-        arrival_schedule(3)
 
 
 def test_burst_queues_behind_one_worker_in_arrival_order() -> None:

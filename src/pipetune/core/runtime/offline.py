@@ -21,8 +21,11 @@ when asked, CPU time per stage (for GIL detection) and spans (for a Chrome trace
 re-applies the active thread pin (:mod:`pipetune.core.runtime.threads`) and records the thread
 settings in force, so baseline and candidate runs are comparable.
 
-The process executor (spawned workers that build the pipeline from an importable factory,
-and why) is :mod:`pipetune.core.runtime.processes`.
+Inline and thread runs serve through the shared serving loop
+(:class:`~pipetune.core.runtime.serving_loop.ServingLoop`); what is theirs here is where
+a worker's next inputs come from (:class:`_ItemChunks`, a counter over the items). The
+process executor (spawned workers that build the pipeline from an importable factory, and
+why) is :mod:`pipetune.core.runtime.processes`.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from pipetune.core.runtime import threads as _threads
 from pipetune.core.runtime.processes import _run_processes, resolve_factory
 from pipetune.core.runtime.recorder import _Recorder
 from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span, StageInstrument
-from pipetune.core.runtime.supervise import STOP_GRACE_S, _Progress, _supervise
+from pipetune.core.runtime.serving_loop import ServingLoop
+from pipetune.core.runtime.supervise import STOP_GRACE_S
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.model import Workload
@@ -219,43 +223,68 @@ def _offline_inline(
 ) -> RunResult:
     """One worker, no deadline: run in the calling thread (least overhead, and Ctrl-C
     lands where it can be caught)."""
-    n = len(items)
-    batch_size = options.batch_size
-    progress = options.progress
-    perf = time.perf_counter
-    state = _Progress()
+    batched = options.batch_size > 1
+    chunks = _ItemChunks(items, options, recorder.origin)
+    loop = ServingLoop(recorder, ["main"], options.progress)
+    take, serve, token = chunks.take, loop.serve, loop.token
     stopped = False
-    taken = 0
-    start_clock = recorder.origin
-    token = _control.current().token
     queued = _runqueue_wait()
     try:
-        for start in range(0, n, batch_size):
+        for _ in range(0, len(items), options.batch_size):  # one turn per chunk
             if token.cancelled:
                 stopped = True
                 break
-            if options.time_up(start, start_clock):
+            taken = take()
+            if taken is None:
                 break
-            chunk = items[start : start + batch_size]
-            rows = range(start, start + len(chunk))
-            taken = start + len(chunk)
-            recorder.process(rows, chunk, state, "main", batch_size > 1)
-            if progress is not None:
-                progress(taken)
+            rows, chunk = taken
+            if not serve(rows, chunk, 0, batched):
+                break
     except KeyboardInterrupt:
         stopped = True
         _control.cancel("interrupted")
-    wall = perf() - start_clock
-    result = recorder.result(
-        wall_s=wall,
-        stopped=stopped,
-        mode="offline",
-        workers=1,
-        executor="inline",
-        settings=settings,
+    if loop.interrupted.is_set():  # Ctrl-C inside a stage: as anywhere in this thread
+        _control.cancel("interrupted")
+    wall = time.perf_counter() - recorder.origin
+    result = loop.result(
+        wall_s=wall, stopped=stopped, mode="offline", executor="inline", settings=settings
     )
     result.runqueue_wait_s = _waited(queued)
-    return _truncate(result, taken) if options.max_duration_s is not None else result
+    return _truncate(result, chunks.taken) if options.max_duration_s is not None else result
+
+
+class _ItemChunks:
+    """Where offline workers take their next work: consecutive chunks of ``batch_size``
+    items, each handed out once (to any number of worker threads), until the items run out
+    or a time-boxed run's time is up. ``taken`` counts the inputs handed out."""
+
+    def __init__(self, items: list[Any], options: _Options, origin: float):
+        self.items = items
+        self.options = options
+        self.origin = origin
+        self.batch_size = options.batch_size
+        self.counter = itertools.count(0, options.batch_size)  # next() is atomic under the GIL
+        self.taken = 0
+        # This is the hot path of a timing pass: one worker takes the chunks in order and
+        # needs no lock, and a run that is not time-boxed has no clock to read.
+        self.lock = threading.Lock() if options.workers > 1 else None
+        self.boxed = options.max_duration_s is not None
+
+    def take(self) -> tuple[range, list[Any]] | None:
+        """The next chunk's rows and inputs, or ``None`` when there is nothing left to take."""
+        if self.boxed and self.options.time_up(self.taken, self.origin):
+            return None
+        start = next(self.counter)
+        if start >= len(self.items):
+            return None
+        chunk = self.items[start : start + self.batch_size]
+        end = start + len(chunk)
+        if self.lock is None:
+            self.taken = end
+        else:
+            with self.lock:
+                self.taken = max(self.taken, end)
+        return range(start, end), chunk
 
 
 def _offline_threads(
@@ -263,21 +292,10 @@ def _offline_threads(
 ) -> RunResult:
     """``options.workers`` long-lived worker threads, each taking the next input (or batch)
     as soon as it is free, under a supervisor enforcing the per-input deadline."""
-    n = len(items)
-    batch_size = options.batch_size
-    progress = options.progress
     workers = options.workers
-    perf = time.perf_counter
-    counter = itertools.count(0, batch_size)  # next() is atomic under the GIL
-    stop = threading.Event()
-    interrupted = threading.Event()
-    failures: list[BaseException] = []
-    states = [_Progress() for _ in range(workers)]
-    done = [0]
-    taken = [0]
-    done_lock = threading.Lock()
-
-    token = _control.current().token
+    batched = options.batch_size > 1
+    chunks = _ItemChunks(items, options, recorder.origin)
+    loop = ServingLoop(recorder, [f"worker-{w}" for w in range(workers)], options.progress)
     waited: list[float | None] = [None]
 
     def work(w: int) -> None:
@@ -288,54 +306,21 @@ def _offline_threads(
             waited[0] = _waited(queued)
 
     def serve(w: int) -> None:
-        state = states[w]
-        name = f"worker-{w}"
-        while not stop.is_set() and not token.cancelled:
-            if options.time_up(taken[0], recorder.origin):
+        while not loop.stop.is_set() and not loop.token.cancelled:
+            taken = chunks.take()
+            if taken is None or not loop.serve(*taken, w, batched):
                 return
-            start = next(counter)
-            if start >= n:
-                return
-            chunk = items[start : start + batch_size]
-            with done_lock:
-                taken[0] = max(taken[0], start + len(chunk))
-            try:
-                recorder.process(
-                    range(start, start + len(chunk)), chunk, state, name, batch_size > 1
-                )
-            except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
-                interrupted.set()
-                stop.set()
-                return
-            except BaseException as exc:  # StageError (stop) or a bug: end the run
-                failures.append(exc)
-                stop.set()
-                return
-            state.stage = ""
-            if progress is not None:
-                with done_lock:
-                    done[0] += len(chunk)
-                    count = done[0]
-                progress(count)
 
     # Long-lived threads, not fresh ones: a fresh thread starts cold (see core.workers).
     pool = [_workers.start(work, (w,), f"pipetune-worker-{w}") for w in range(workers)]
-    stopped = _supervise(pool, stop, states, options.timeout_s, recorder.origin)
-    stopped = stopped or interrupted.is_set()
-    stopped = stopped or token.cancelled  # the workers may have seen it first
-    wall = perf() - recorder.origin
-    if failures:
-        raise failures[0]
-    result = recorder.result(
-        wall_s=wall,
-        stopped=stopped,
-        mode="offline",
-        workers=workers,
-        executor="thread",
-        settings=settings,
+    stopped = loop.supervise(pool, options.timeout_s)
+    stopped = stopped or loop.token.cancelled  # the workers may have seen it first
+    wall = time.perf_counter() - recorder.origin
+    result = loop.result(
+        wall_s=wall, stopped=stopped, mode="offline", executor="thread", settings=settings
     )
     result.runqueue_wait_s = waited[0]
-    return _truncate(result, taken[0]) if options.max_duration_s is not None else result
+    return _truncate(result, chunks.taken) if options.max_duration_s is not None else result
 
 
 def _runqueue_wait() -> float | None:

@@ -12,7 +12,10 @@ further), then the batch runs through each stage's ``batch_fn``.
 The latency users see is completion minus the *scheduled* arrival: queueing, batching delay
 and any lag of the load generator are included, so a slow system cannot hide its backlog
 (no coordinated omission). The run reports the offered rate, the rate the generator achieved
-and the completion rate, and says when the run was overloaded (the queue kept growing).
+and the completion rate, and says when the run was overloaded (the queue kept growing):
+those figures are :mod:`.online_stats`'s. The workers serve through the shared
+:class:`~pipetune.core.runtime.serving_loop.ServingLoop`; this module owns only where their
+work comes from (the queue, fed on the schedule :mod:`.arrivals` draws, and the batcher).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,116 +34,12 @@ from pipetune.core.kernel import control as _control
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Pipeline, Trace
 from pipetune.core.runtime import threads as _threads
-from pipetune.core.runtime.observe import input_size, percentiles_ms
+from pipetune.core.runtime.arrivals import match_sizes, schedule_requests
+from pipetune.core.runtime.online_stats import analyse
 from pipetune.core.runtime.recorder import _Recorder
 from pipetune.core.runtime.result import OnError, RunResult, StageInstrument
-from pipetune.core.runtime.supervise import _POLL_S, STOP_GRACE_S, _Progress, overdue
-
-#: Fewer requests than this and the run is too short to judge whether the queue grows.
-MIN_REQUESTS_FOR_VERDICT = 30
-#: Utilization at or above this means the workers never caught up.
-SATURATED = 0.97
-
-
-@dataclass(frozen=True)
-class OnlineStats:
-    """What an online run offered, achieved, and whether it kept up.
-
-    Rates are requests per second: ``offered_rps`` is the rate asked for (``rate=``, or
-    the trace's mean rate); ``scheduled_rps`` the generated schedule's own rate (a finite
-    Poisson draw varies around the offered rate); ``submitted_rps`` the rate at which
-    requests actually entered the queue (the load generator's accuracy, with ``lag_ms``:
-    submit time minus scheduled time); ``completed_rps`` completions per second from the
-    first arrival to the last completion.
-    """
-
-    source: str  # "poisson" or "trace"
-    requests: int
-    offered_rps: float
-    scheduled_rps: float
-    submitted_rps: float
-    completed_rps: float
-    lag_ms: dict[str, float]
-    queue_ms: dict[str, float]
-    service_ms: dict[str, float]
-    max_queue_depth: int
-    utilization: float
-    workers: int
-    max_batch: int
-    max_wait_ms: float
-    mean_batch: float
-    overloaded: bool
-    verdict: str
-    queue_growth_ms: tuple[float, float] | None = None  # median wait, first vs last third
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["queue_growth_ms"] = list(self.queue_growth_ms) if self.queue_growth_ms else None
-        return data
-
-
-def poisson_arrivals(n: int, rate: float, seed: int = 0) -> np.ndarray:
-    """``n`` Poisson arrival offsets at ``rate`` per second, the first at 0."""
-    if not (rate > 0 and np.isfinite(rate)):
-        raise ConfigError(f"arrival rate must be a positive number, got {rate!r}")
-    if n <= 0:
-        return np.zeros(0)
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n)
-    gaps[0] = 0.0
-    return np.cumsum(gaps)
-
-
-def arrival_schedule(
-    n: int,
-    *,
-    rate: float | None = None,
-    trace: Trace | None = None,
-    seed: int = 0,
-) -> tuple[np.ndarray, str, float]:
-    """Arrival offsets for ``n`` requests: ``(offsets, source, offered_rps)``.
-
-    A trace wins over a rate; a trace shorter than ``n`` gives only its own arrivals.
-    """
-    if trace is not None:
-        offsets = np.asarray(trace.arrivals_s[:n], dtype=float)
-        offsets = offsets - offsets[0]
-        return offsets, "trace", float(trace.rate)
-    if rate is None:
-        raise ConfigError(
-            "online and stream modes need an arrival process: give rate= (requests per second, "
-            "Poisson) or trace= (a recorded Trace)"
-        )
-    return poisson_arrivals(n, rate, seed), "poisson", float(rate)
-
-
-def match_sizes(items: Sequence[Any], sizes: Sequence[int]) -> np.ndarray | None:
-    """For each recorded request size, the index of a workload item of about that size.
-
-    The nearest size wins; items within 10 % of that size take turns (so a trace of many
-    similar requests does not replay one item over and over, which a cache would
-    flatter). ``None`` when an item has no measurable size
-    (:func:`pipetune.core.runtime.observe.input_size`).
-    """
-    measured = [input_size(item) for item in items]
-    if not measured or any(m is None for m in measured):
-        return None
-    values = np.array([m[1] for m in measured if m is not None], dtype=float)
-    order = np.argsort(values, kind="stable")
-    ranked = values[order]
-    turns: dict[int, int] = {}
-    out = np.empty(len(sizes), dtype=np.int64)
-    for row, wanted in enumerate(np.asarray(sizes, dtype=float)):
-        right = int(np.searchsorted(ranked, wanted))
-        left = max(0, right - 1)
-        right = min(right, len(ranked) - 1)
-        nearest = right if abs(ranked[right] - wanted) < abs(ranked[left] - wanted) else left
-        size = ranked[nearest]
-        low = int(np.searchsorted(ranked, size * 0.9, side="left"))
-        high = int(np.searchsorted(ranked, size * 1.1, side="right"))
-        turn = turns.get(nearest, 0)
-        turns[nearest] = turn + 1
-        out[row] = order[low + (nearest - low + turn) % max(1, high - low)]
-    return out
+from pipetune.core.runtime.serving_loop import ServingLoop
+from pipetune.core.runtime.supervise import _POLL_S
 
 
 def run_online(
@@ -171,7 +70,7 @@ def run_online(
         requests: how many requests (default: one per item, or the trace's length); items
             are reused in order when there are more requests than items. A trace that
             records input sizes is replayed with production's mix: each request serves an
-            item of about its recorded size (:func:`match_sizes`).
+            item of about its recorded size (:func:`~.arrivals.match_sizes`).
         workers: threads serving the queue.
         max_batch: > 1 puts a max-delay batcher in front of the workers (uses each stage's
             ``batch_fn``).
@@ -181,8 +80,9 @@ def run_online(
             time one request (or batch) spends in the pipeline once a worker takes it.
 
     Returns a :class:`RunResult` with ``mode="online"``, ``arrival_s`` and ``online``
-    (:class:`OnlineStats`). Ctrl-C stops arrivals, lets workers finish their current
-    request, and returns what was measured with ``stopped=True``.
+    (:class:`~pipetune.core.runtime.online_stats.OnlineStats`). Ctrl-C stops arrivals,
+    lets workers finish their current request, and returns what was measured with
+    ``stopped=True``.
     """
     _control.check()
     timeout_s = _control.item_timeout(timeout_s)
@@ -200,20 +100,16 @@ def run_online(
         spans=spans,
         instrument=instrument,
     )
-    server = _Server(
-        recorder, items, plan.item_index, plan.schedule, workers, max_batch, max_wait_ms
-    )
-    submit, stopped, wall = _serve(server, timeout_s, progress)
-    if server.failures:
-        raise server.failures[0]
+    loop = ServingLoop(recorder, [f"worker-{w}" for w in range(workers)], progress)
+    server = _Server(loop, items, plan.item_index, plan.schedule, max_batch, max_wait_ms)
+    submit, stopped, wall = _serve(server, timeout_s)
     return _online_result(
-        recorder,
+        loop,
         plan,
         submit,
         wall_s=wall,
         stopped=stopped,
         settings=settings,
-        workers=workers,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
     )
@@ -266,11 +162,9 @@ def _plan_requests(
     requests: int | None,
 ) -> _Plan:
     """The arrival schedule and, per request, an item: in order, or by the trace's sizes."""
-    default_n = len(trace.arrivals_s) if trace is not None else len(items)
-    n = default_n if requests is None else int(requests)
-    if n < 1:
-        raise ConfigError("requests must be >= 1")
-    schedule, source, offered = arrival_schedule(n, rate=rate, trace=trace, seed=seed)
+    schedule, source, offered = schedule_requests(
+        len(items), trace=trace, rate=rate, seed=seed, requests=requests
+    )
     n = len(schedule)
     item_index = np.arange(n) % len(items)
     if trace is not None and trace.sizes is not None:
@@ -280,9 +174,7 @@ def _plan_requests(
     return _Plan(schedule, source, offered, item_index)
 
 
-def _serve(
-    server: _Server, timeout_s: float | None, progress: Callable[[int], None] | None
-) -> tuple[np.ndarray, bool, float]:
+def _serve(server: _Server, timeout_s: float | None) -> tuple[np.ndarray, bool, float]:
     """Submit every request on schedule and wait for the queue to drain (or a Ctrl-C).
 
     Returns ``(submit offsets, stopped, wall seconds)``; a request never submitted has NaN.
@@ -290,39 +182,38 @@ def _serve(
     submit = np.full(len(server.schedule), np.nan)
     stopped = False
     perf = time.perf_counter
-    server.start(progress)  # threads up before the clock starts
+    server.start()  # threads up before the clock starts
     origin = perf()
-    server.recorder.origin = origin
-    token = _control.current().token
+    server.loop.recorder.origin = origin
     try:
-        server.feed(origin, submit, token, timeout_s)
+        server.feed(origin, submit, timeout_s)
         server.close()
-        stopped = server.supervise(timeout_s)
+        stopped = server.loop.supervise(server.threads, timeout_s, wake=server.close)
     except KeyboardInterrupt:
         stopped = True
-        server.halt()
+        server.loop.halt(server.threads, wake=server.close)
     wall = perf() - origin
-    return submit, stopped or server.interrupted.is_set(), wall
+    return submit, stopped, wall
 
 
 def _online_result(
-    recorder: _Recorder,
+    loop: ServingLoop,
     plan: _Plan,
     submit: np.ndarray,
     *,
     wall_s: float,
     stopped: bool,
     settings: dict[str, Any],
-    workers: int,
     max_batch: int,
     max_wait_ms: float,
 ) -> RunResult:
-    """The recorder's result, its wall time up to the last completion, and its online stats."""
-    result = recorder.result(
+    """The loop's result (or the failure that ended the run), its wall time up to the last
+    completion, and its online stats."""
+    recorder = loop.recorder
+    result = loop.result(
         wall_s=wall_s,
         stopped=stopped,
         mode="online",
-        workers=workers,
         executor="thread",
         settings=settings,
         arrival_s=plan.schedule.copy(),
@@ -343,39 +234,32 @@ def _online_result(
 
 
 class _Server:
-    """The queue, the optional batcher and the worker threads of one online run."""
+    """Where an online run's work comes from: the arrival queue fed on schedule and, with
+    ``max_batch > 1``, the batcher; the workers serve it through the :class:`ServingLoop`."""
 
     def __init__(
         self,
-        recorder: _Recorder,
+        loop: ServingLoop,
         items: list[Any],
         item_index: np.ndarray,
         schedule: np.ndarray,
-        workers: int,
         max_batch: int,
         max_wait_ms: float,
     ):
-        self.recorder = recorder
+        self.loop = loop
         self.items = items
         self.item_index = item_index
         self.schedule = schedule
-        self.workers = workers
+        self.workers = len(loop.names)
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self.batches: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
-        self.free = threading.Semaphore(workers)
-        self.stop = threading.Event()
-        self.interrupted = threading.Event()
-        self.failures: list[BaseException] = []
-        self.states = [_Progress() for _ in range(workers)]
+        self.free = threading.Semaphore(self.workers)
+        self.stop = loop.stop
         self.threads: list[threading.Thread] = []
-        self.done = 0
-        self.lock = threading.Lock()
-        self.progress: Callable[[int], None] | None = None
 
-    def start(self, progress: Callable[[int], None] | None) -> None:
-        self.progress = progress
+    def start(self) -> None:
         batching = self.max_batch > 1
         for w in range(self.workers):
             target = self._batch_worker if batching else self._worker
@@ -389,37 +273,24 @@ class _Server:
         for thread in self.threads:
             thread.start()
 
-    def feed(
-        self,
-        origin: float,
-        submit: np.ndarray,
-        token: _control.CancelToken,
-        timeout_s: float | None,
-    ) -> None:
+    def feed(self, origin: float, submit: np.ndarray, timeout_s: float | None) -> None:
         """Put each request on the queue at its scheduled time, recording when it went in."""
         perf = time.perf_counter
         for i in range(len(self.schedule)):
-            self._wait_until(origin + self.schedule[i], token, timeout_s)
+            self._wait_until(origin + self.schedule[i], timeout_s)
             if self.stop.is_set():
                 break
             submit[i] = perf() - origin
             self.requests.put(i)
 
-    def _wait_until(
-        self, target: float, token: _control.CancelToken, timeout_s: float | None
-    ) -> None:
+    def _wait_until(self, target: float, timeout_s: float | None) -> None:
         """Sleep until ``target`` in short naps, noticing a stop, a cancel or an overdue input."""
         perf = time.perf_counter
         while True:
             now = perf()
             if self.stop.is_set():
                 return
-            if token.cancelled:
-                raise KeyboardInterrupt
-            late = None if timeout_s is None else overdue(self.states, timeout_s)
-            if late is not None:
-                self.stop.set()
-                raise late
+            self.loop.watch(timeout_s)
             wait = target - now
             if wait <= 0:
                 return
@@ -433,55 +304,9 @@ class _Server:
             for _ in range(self.workers):
                 self.requests.put(None)
 
-    def halt(self) -> None:
-        """Ctrl-C: stop taking requests, let workers finish their current one."""
-        self.stop.set()
-        _control.cancel("interrupted")
-        self.close()
-        grace_end = time.perf_counter() + STOP_GRACE_S
-        for thread in self.threads:
-            with contextlib.suppress(KeyboardInterrupt):
-                thread.join(max(0.0, grace_end - time.perf_counter()))
-
-    def supervise(self, timeout_s: float | None) -> bool:
-        """Wait for the queue to drain. True if stopped by Ctrl-C or a cancelled token."""
-        token = _control.current().token
-        try:
-            while any(thread.is_alive() for thread in self.threads):
-                if token.cancelled:
-                    raise KeyboardInterrupt
-                late = None if timeout_s is None else overdue(self.states, timeout_s)
-                if late is not None:
-                    self.stop.set()
-                    raise late
-                for thread in self.threads:
-                    if thread.is_alive():
-                        thread.join(_POLL_S)
-                        break
-        except KeyboardInterrupt:
-            self.halt()
-            return True
-        return False
-
     def _run(self, rows: list[int], w: int, batched: bool) -> bool:
         chunk = [self.items[self.item_index[row]] for row in rows]
-        try:
-            self.recorder.process(rows, chunk, self.states[w], f"worker-{w}", batched)
-        except KeyboardInterrupt:  # raised inside a stage: stop, keep what was measured
-            self.interrupted.set()
-            self.stop.set()
-            return False
-        except BaseException as exc:  # StageError with on_error="stop", or a bug
-            self.failures.append(exc)
-            self.stop.set()
-            return False
-        self.states[w].stage = ""
-        if self.progress is not None:
-            with self.lock:
-                self.done += len(rows)
-                count = self.done
-            self.progress(count)
-        return True
+        return self.loop.serve(rows, chunk, w, batched)
 
     def _worker(self, w: int) -> None:
         while True:
@@ -501,7 +326,7 @@ class _Server:
 
     def _batcher(self) -> None:
         perf = time.perf_counter
-        origin = self.recorder.origin
+        origin = self.loop.recorder.origin
         ended = False
         try:
             while not ended and not self.stop.is_set():
@@ -544,143 +369,3 @@ class _Server:
 
 
 _EMPTY = object()
-
-
-def analyse(
-    result: RunResult,
-    submit: np.ndarray,
-    *,
-    source: str,
-    offered_rps: float,
-    max_batch: int,
-    max_wait_ms: float,
-    attempted: np.ndarray,
-) -> OnlineStats:
-    """Rates, queue wait and the overload verdict of an online run.
-
-    Overloaded means the workers did not keep up: either they were busy
-    :data:`SATURATED` of the time or more, or the median queue wait of the last third of
-    requests (by arrival) exceeds the first third's by more than two mean service times
-    (and 5 ms) and has at least doubled: a queue that grows through the run.
-    """
-    assert result.arrival_s is not None and result.start_s is not None
-    assert result.done_s is not None
-    arrival = result.arrival_s
-    n = len(arrival)
-    served = attempted
-    done = result.done_s[served]
-    wait = (result.start_s - arrival)[served]
-    service = (result.done_s - result.start_s)[served]
-    span = float(done.max() - arrival[0]) if done.size else 0.0
-    completed = int(np.sum(result.ok_mask))
-    scheduled, submitted = _schedule_rates(arrival, submit)
-    lag = (submit - arrival)[~np.isnan(submit)]
-    max_depth = _max_queue_depth(arrival, np.where(served, result.start_s, np.inf))
-    utilization = result.busy_s / (result.workers * span) if span > 0 else 0.0
-    growth, growing = _queue_growth(wait, service, arrival[served])
-    judged = n >= MIN_REQUESTS_FOR_VERDICT
-    overloaded = judged and (growing or utilization >= SATURATED)
-    completed_rps = completed / span if span > 0 else 0.0
-    verdict = _verdict(
-        overloaded=overloaded,
-        judged=judged,
-        n=n,
-        offered=offered_rps,
-        completed_rps=completed_rps,
-        utilization=utilization,
-        growth=growth,
-        wait_ms=percentiles_ms(wait)["p50"],
-    )
-    return OnlineStats(
-        source=source,
-        requests=n,
-        offered_rps=offered_rps,
-        scheduled_rps=scheduled,
-        submitted_rps=submitted,
-        completed_rps=completed_rps,
-        lag_ms=percentiles_ms(lag),
-        queue_ms=percentiles_ms(wait),
-        service_ms=percentiles_ms(service),
-        max_queue_depth=max_depth,
-        utilization=float(utilization),
-        workers=result.workers,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        mean_batch=float(np.mean(result.batch_sizes)) if result.batch_sizes else 1.0,
-        overloaded=bool(overloaded),
-        verdict=verdict,
-        queue_growth_ms=growth,
-    )
-
-
-def _schedule_rates(arrival: np.ndarray, submit: np.ndarray) -> tuple[float, float]:
-    """The schedule's own rate and the rate requests entered the queue (the generator's)."""
-    n = len(arrival)
-    scheduled = (n - 1) / float(arrival[-1] - arrival[0]) if n > 1 and arrival[-1] > 0 else 0.0
-    sent = submit[~np.isnan(submit)]
-    submitted = (len(sent) - 1) / float(sent[-1] - sent[0]) if len(sent) > 1 else 0.0
-    submitted = submitted if sent.size < 2 or sent[-1] > sent[0] else 0.0
-    return scheduled, submitted
-
-
-def _max_queue_depth(arrival: np.ndarray, start: np.ndarray) -> int:
-    """The deepest queue an arriving request found: earlier arrivals not yet started."""
-    n = len(arrival)
-    starts_sorted = np.sort(start)
-    depth = np.arange(n) - np.searchsorted(starts_sorted, arrival, side="right")
-    return int(max(0, depth.max())) if n else 0
-
-
-def _queue_growth(
-    wait: np.ndarray, service: np.ndarray, arrival: np.ndarray
-) -> tuple[tuple[float, float] | None, bool]:
-    """Median queue wait (ms) of the first and last third by arrival, and whether it grew.
-
-    Grew: the last third waits more than two mean service times (and 5 ms) longer than
-    the first, and at least twice as long. ``(None, False)`` under 3 served requests.
-    """
-    if wait.size < 3:
-        return None, False
-    third = wait.size // 3
-    order = np.argsort(arrival, kind="stable")
-    first_third = float(np.median(wait[order[:third]]))
-    last_third = float(np.median(wait[order[-third:]]))
-    mean_service = float(service.mean()) if service.size else 0.0
-    growing = (
-        last_third > first_third + max(2 * mean_service, 0.005) and last_third > 2 * first_third
-    )
-    return (first_third * 1000.0, last_third * 1000.0), growing
-
-
-def _verdict(
-    *,
-    overloaded: bool,
-    judged: bool,
-    n: int,
-    offered: float,
-    completed_rps: float,
-    utilization: float,
-    growth: tuple[float, float] | None,
-    wait_ms: float,
-) -> str:
-    if not judged:
-        return (
-            f"only {n} requests: too few to tell a steady state from a growing queue "
-            f"(needs {MIN_REQUESTS_FOR_VERDICT}+)"
-        )
-    if overloaded:
-        grew = (
-            f"; queue wait grew from {growth[0]:.1f} ms (first third) to {growth[1]:.1f} ms "
-            "(last third)"
-            if growth
-            else ""
-        )
-        return (
-            f"overloaded: offered {offered:.1f} req/s, served {completed_rps:.1f} req/s, "
-            f"workers {utilization:.0%} busy{grew}. The latencies describe a growing backlog, "
-            "not a steady state: lower the rate, add workers or batch"
-        )
-    return (
-        f"keeps up: offered {offered:.1f} req/s, workers {utilization:.0%} busy, "
-        f"median queue wait {wait_ms:.2f} ms"
-    )

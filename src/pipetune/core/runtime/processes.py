@@ -11,6 +11,11 @@ runs threads (torch's and faiss's OpenMP pools, tokenizers' Rust pool, CUDA) can
 child on a lock held by a thread that was not copied, and CUDA cannot be re-initialized in a
 forked child. ``spawn`` starts clean, like a production worker, and behaves the same on
 Linux, macOS and Windows.
+
+The serving loop of the thread-based modes (:mod:`.serving_loop`) does not fit here: the
+workers are processes that time their own inputs and send records back, so the parent has
+no recorder to run chunks through and no worker threads to watch, only replies to wait for
+under a per-reply deadline (:meth:`_ProcessRun.collect`).
 """
 
 from __future__ import annotations
@@ -47,12 +52,8 @@ _READY_TIMEOUT_S = 600.0
 def resolve_factory(spec: str) -> Pipeline:
     """Import ``"package.module:attr"`` or ``"path/to/file.py:attr"`` and return the
     pipeline: ``attr`` is a Pipeline or a callable returning one (dots walk attributes)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(
-            f"factory {spec!r} must look like 'package.module:function' or 'file.py:function'"
-        )
-    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+    module_name, attr = _split_spec(spec)
+    if _names_a_file(module_name):
         path = Path(module_name).resolve()
         if not path.is_file():
             raise ConfigError(f"factory {spec!r}: no file {path}")
@@ -84,14 +85,25 @@ def resolve_factory(spec: str) -> Pipeline:
     return pipeline
 
 
-def _check_factory_spec(spec: str) -> None:
-    """Fail in the parent, with a clear message, before spawning anything."""
+def _split_spec(spec: str) -> tuple[str, str]:
+    """``(module or file, attribute)`` of a factory spec, or :class:`ConfigError`."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigError(
             f"factory {spec!r} must look like 'package.module:function' or 'file.py:function'"
         )
-    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+    return module_name, attr
+
+
+def _names_a_file(module_name: str) -> bool:
+    """Whether a factory spec's module part is a file path rather than a module name."""
+    return module_name.endswith(".py") or os.sep in module_name or "/" in module_name
+
+
+def _check_factory_spec(spec: str) -> None:
+    """Fail in the parent, with a clear message, before spawning anything."""
+    module_name, _ = _split_spec(spec)
+    if _names_a_file(module_name):
         if not Path(module_name).is_file():
             raise ConfigError(f"factory {spec!r}: no file {module_name}")
         return

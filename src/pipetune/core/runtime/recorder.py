@@ -5,7 +5,8 @@ stage on one input (or one batch), and records per input the time spent in each 
 between stages, when it started and finished, the errors, optionally CPU time per stage,
 spans and the stages' inputs and outputs, from any number of worker threads at once. It
 then turns what it recorded into a :class:`~pipetune.core.runtime.result.RunResult`. The
-runners (:mod:`.offline`, :mod:`.online`) decide which thread takes which input and when.
+serving loop (:mod:`.serving_loop`) calls it on every worker; the modes (:mod:`.offline`,
+:mod:`.online`) decide which thread takes which input and when.
 """
 
 from __future__ import annotations
@@ -94,14 +95,9 @@ class _Recorder:
         count = len(rows)
         times = [0.0] * (self.k + 1)
         cpus = [0.0] * self.k if cpu_fn is not None else None
-        watching = self.observed is not None and first < self.observe
+        watching = self._begin(rows, chunk, state)
         seen: list[tuple[str, list[Any], list[Any]]] = []
         values: list[Any] = list(chunk)
-        failed = False
-        state.index = first
-        state.item = chunk[0]
-        for row in rows:
-            self.attempted[row] = True
         # CPU clocks are syscalls (~1-3 us): read one per stage boundary, not two per stage.
         c0 = cpu_fn() if cpu_fn is not None else 0.0
         t_item = perf()
@@ -118,12 +114,10 @@ class _Recorder:
             try:
                 new_values = stage.call_batch(values) if batched else [stage(values[0])]
             except (Exception, SystemExit) as exc:
-                if self.on_error == "stop":
-                    raise StageError(stage.name, first, chunk[0], exc) from exc
                 times[column] = perf() - t0
-                self._record_failure(rows, stage.name, exc)
-                failed = True
-                break
+                self._fail(rows, chunk, stage.name, exc)  # raises with on_error="stop"
+                self._record_times(rows, times, cpus, t_item, perf(), batched)
+                return
             if instrument is not None:
                 instrument.after(column)
             t1 = perf()
@@ -137,15 +131,29 @@ class _Recorder:
             if watching:
                 seen.append((stage.name, values, new_values))
             values = new_values
-        if instrument is not None and not failed:
+        if instrument is not None:
             instrument.finish(first if count == 1 else np.asarray(rows))
         end = perf()
         self._record_times(rows, times, cpus, t_item, end, batched)
-        if not failed:
-            self._record_outputs(rows, values, seen if watching else None)
+        self._record_outputs(rows, values, seen if watching else None)
 
-    def _record_failure(self, rows: Sequence[int], stage: str, exc: BaseException) -> None:
-        """``on_error="skip"``: note the error of a stage for every input of the call."""
+    def _begin(self, rows: Sequence[int], chunk: Sequence[Any], state: _Progress) -> bool:
+        """Publish the call's first input on the worker's ``state`` (for the deadline) and
+        mark every input of the call attempted; returns whether the call is observed."""
+        state.index = rows[0]
+        state.item = chunk[0]
+        for row in rows:
+            self.attempted[row] = True
+        return self.observed is not None and rows[0] < self.observe
+
+    def _fail(
+        self, rows: Sequence[int], chunk: Sequence[Any], stage: str, exc: BaseException
+    ) -> None:
+        """A stage raised ``exc``: with ``on_error="stop"`` raise :class:`StageError` naming
+        the stage and the call's first input; with ``"skip"`` note the error for every input
+        of the call."""
+        if self.on_error == "stop":
+            raise StageError(stage, rows[0], chunk[0], exc) from exc
         message = f"{type(exc).__name__}: {exc}"
         with self.lock:
             self.errors.extend(ItemError(row, stage, message) for row in rows)

@@ -80,7 +80,7 @@ class RunResult:
     gpu_stage_s: np.ndarray | None = None  # per input and stage, CUDA-event time
     first_output_s: np.ndarray | None = None  # stream: first output per request
     output_gaps_s: np.ndarray | None = None  # stream: time per output between output events
-    online: Any = None  # pipetune.core.runtime.online.OnlineStats
+    online: Any = None  # pipetune.core.runtime.online_stats.OnlineStats
     stream: Any = None  # pipetune.core.runtime.stream_stats.StreamStats
     # one offline worker: seconds its thread was runnable but waiting for a CPU (the
     # host's contention, Linux only)

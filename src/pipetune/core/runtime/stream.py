@@ -64,6 +64,11 @@ detokenizing, not another model).
 
 This module runs a stream (:func:`run_stream`); the protocol's types live in
 :mod:`.stream_protocol` and the figures in :mod:`.stream_stats`, both importable from here.
+Its two threads (the arrivals and the server's consumer) are watched by the runtime's one
+supervisor (:func:`.supervise.supervise`). The serving loop of the offline and online modes
+(:mod:`.serving_loop`) does not fit here, because no worker runs a request through its stages
+in one go: the stages before the stream stage run on the arrivals thread, the stream stage
+inside the server, and the stages after it when the server reports the request done.
 """
 
 from __future__ import annotations
@@ -81,8 +86,8 @@ from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.errors import ConfigError, PipelineError, StageError, StageTimeout
 from pipetune.core.kernel.model import Pipeline, Stage, Trace
 from pipetune.core.runtime import threads as _threads
+from pipetune.core.runtime.arrivals import schedule_requests
 from pipetune.core.runtime.observe import percentiles_ms
-from pipetune.core.runtime.online import arrival_schedule
 from pipetune.core.runtime.result import ItemError, OnError, RunResult, Span
 from pipetune.core.runtime.stream_protocol import (
     RequestFeed,
@@ -92,7 +97,7 @@ from pipetune.core.runtime.stream_protocol import (
     stream_server,
 )
 from pipetune.core.runtime.stream_stats import StreamStats, _count_stats, _in_flight
-from pipetune.core.runtime.supervise import _POLL_S, STOP_GRACE_S
+from pipetune.core.runtime.supervise import _POLL_S, supervise
 
 #: The stream protocol's version (see the module docstring).
 STREAM_PROTOCOL = 1
@@ -147,12 +152,9 @@ def run_stream(
         raise ConfigError(
             f"trace was recorded on pipeline {trace.pipeline!r}, not {pipeline.name!r}"
         )
-    default_n = len(trace.arrivals_s) if trace is not None else len(items)
-    n = default_n if requests is None else int(requests)
-    if n < 1:
-        raise ConfigError("requests must be >= 1")
-    schedule, source, offered = arrival_schedule(n, rate=rate, trace=trace, seed=seed)
-    n = len(schedule)
+    schedule, source, offered = schedule_requests(
+        len(items), trace=trace, rate=rate, seed=seed, requests=requests
+    )
     run = _StreamRun(pipeline, stream_stage, items, schedule, on_error, spans, progress, observe)
     run.execute(timeout_s)
     return run.result(source, offered)
@@ -211,8 +213,9 @@ class _StreamRun:
 
     # -- threads -------------------------------------------------------------------------
     def execute(self, timeout_s: float | None) -> None:
-        perf = time.perf_counter
-        self.origin = perf()
+        """Run the arrivals and the server on their threads under the shared supervisor
+        (a stall past ``timeout_s``, Ctrl-C or a cancelled token stops both)."""
+        self.origin = time.perf_counter()
         self.feed = RequestFeed(self.origin)
         server = stream_server(self.stage)
         assert server is not None
@@ -221,29 +224,25 @@ class _StreamRun:
             target=self._consume, args=(server,), name="pipetune-stream", daemon=True
         )
         self.progress_at = self.origin
-        token = _control.current().token
         dispatcher.start()
         consumer.start()
-        try:
-            while dispatcher.is_alive() or consumer.is_alive():
-                if token.cancelled:
-                    raise KeyboardInterrupt
-                if timeout_s is not None and self._stalled(perf(), timeout_s):
-                    self.stop.set()
-                    self.feed.close()
-                    raise self._timeout(timeout_s)
-                (dispatcher if dispatcher.is_alive() else consumer).join(_POLL_S)
-        except KeyboardInterrupt:
+        if supervise((dispatcher, consumer), lambda: self._check_stall(timeout_s), self._halt):
             self.stopped = True
-            _control.cancel("interrupted")
-            self.stop.set()
-            self.feed.close()
-            grace_end = perf() + STOP_GRACE_S
-            for thread in (dispatcher, consumer):
-                with contextlib.suppress(KeyboardInterrupt):
-                    thread.join(max(0.0, grace_end - perf()))
         if self.failure is not None:
             raise self.failure
+
+    def _halt(self) -> None:
+        """Stop the run: no more arrivals, and the server sees the feed exhausted."""
+        assert self.feed is not None
+        self.stop.set()
+        self.feed.close()
+
+    def _check_stall(self, timeout_s: float | None) -> None:
+        """The supervisor's tick: raise :class:`StageTimeout` (stopping the run) when
+        requests are outstanding and nothing moved for ``timeout_s``."""
+        if timeout_s is not None and self._stalled(time.perf_counter(), timeout_s):
+            self._halt()
+            raise self._timeout(timeout_s)
 
     def _stalled(self, now: float, timeout_s: float) -> bool:
         """Requests are outstanding (or a stage before the stream stage is running) and
@@ -298,25 +297,47 @@ class _StreamRun:
     def _before_stream(self, row: int, value: Any) -> tuple[bool, Any]:
         """Run request ``row``'s input through the stages before the stream stage:
         ``(True, the stream stage's input)``, or ``(False, None)`` when one of them failed."""
+        seen = self._seen.setdefault(row, []) if row < self.observe else None
+        return self._run_stages(row, value, self.pre, 0, seen, arrivals=True)
+
+    def _run_stages(
+        self,
+        row: int,
+        value: Any,
+        stages: Sequence[Stage],
+        first_column: int,
+        seen: list[list[Any]] | None,
+        *,
+        arrivals: bool,
+    ) -> tuple[bool, Any]:
+        """Run ``value`` through ``stages`` (columns ``first_column`` on) for request ``row``,
+        timing each one, with a span on the arrivals thread (``arrivals``: also marking
+        progress and the stage it is in, for the stall check) or on the server's, and what
+        each stage was given and returned in ``seen`` (an observed request). ``(True, the
+        last output)``, or ``(False, None)`` when a stage failed (:meth:`_fail`)."""
         perf = time.perf_counter
-        for column, stage in enumerate(self.pre):
+        worker = "arrivals" if arrivals else "server"
+        for column, stage in enumerate(stages, start=first_column):
             t0 = perf()
             before = value
-            self.progress_at = t0
-            self.pre_stage = (stage.name, row)
+            if arrivals:
+                self.progress_at = t0
+                self.pre_stage = (stage.name, row)
             try:
                 value = stage(value)
             except (Exception, SystemExit) as exc:
-                self.pre_stage = None
+                if arrivals:
+                    self.pre_stage = None
                 self.stage_s[row, column] = perf() - t0
                 self._fail(row, stage.name, exc)
                 return False, None
-            self.pre_stage = None
+            if arrivals:
+                self.pre_stage = None
             t1 = perf()
             self.stage_s[row, column] = t1 - t0
-            self._span(row, stage.name, "arrivals", t0, t1)
-            if row < self.observe:
-                self._seen.setdefault(row, []).append([stage.name, before, value])
+            self._span(row, stage.name, worker, t0, t1)
+            if seen is not None:
+                seen.append([stage.name, before, value])
         return True, value
 
     def _consume(self, server: Callable[[RequestFeed], Iterable[StreamEvent]]) -> None:
@@ -426,20 +447,9 @@ class _StreamRun:
         seen = self._seen.get(row)
         if seen:
             seen[-1][2] = value  # the stream stage's output
-        for offset, stage in enumerate(self.post, start=column + 1):
-            t0 = perf()
-            before = value
-            try:
-                value = stage(value)
-            except (Exception, SystemExit) as exc:
-                self.stage_s[row, offset] = perf() - t0
-                self._fail(row, stage.name, exc)
-                return
-            t1 = perf()
-            self.stage_s[row, offset] = t1 - t0
-            self._span(row, stage.name, "server", t0, t1)
-            if seen is not None:
-                seen.append([stage.name, before, value])
+        passed, value = self._run_stages(row, value, self.post, column + 1, seen, arrivals=False)
+        if not passed:
+            return
         if seen is not None and self.observed is not None:
             self.observed.indices.append(int(self.item_index[row]))
             for name, given, produced in seen:

@@ -2,22 +2,22 @@
 
 A worker publishes where it is in a :class:`_Progress` (its stage, its input, since when),
 so a hang can be reported as a :class:`~pipetune.core.kernel.errors.StageTimeout` naming
-the stage and the input (:func:`overdue`, which the offline and online runners share);
-:func:`_supervise` waits for the offline runner's worker threads, enforcing that deadline
-and giving the workers :data:`STOP_GRACE_S` to finish after Ctrl-C or a cancelled token.
-Every runtime loop that waits on threads wakes every :data:`_POLL_S`.
+the stage and the input (:func:`overdue`). :func:`supervise` is the one supervisor of every
+mode that runs threads (the serving loop of offline and online runs,
+:mod:`.serving_loop`, and the stream runner): it waits for the threads, ticks the mode's
+own deadline check, and on Ctrl-C or a cancelled token gives the workers
+:data:`STOP_GRACE_S` to finish (:func:`halt`). Every runtime loop that waits on threads
+wakes every :data:`_POLL_S`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from pipetune.core.kernel import control as _control
-from pipetune.core.kernel import workers as _workers
 from pipetune.core.kernel.errors import StageTimeout
 
 #: After Ctrl-C, how long worker threads get to finish the input they are on before they
@@ -42,45 +42,51 @@ class _Progress:
         self.item_since = 0.0
 
 
-def _supervise(
-    pool: Sequence[_workers.Handle],
-    stop: threading.Event,
-    states: Sequence[_Progress],
-    timeout_s: float | None,
-    origin: float,
-) -> bool:
-    """Wait for worker threads, enforcing the per-input deadline and handling Ctrl-C.
+class Joinable(Protocol):
+    """A worker to wait for: a :class:`threading.Thread` or a kernel worker's handle."""
 
-    Returns True when stopped by Ctrl-C or a cancelled token (workers were asked to finish
-    their current input and given :data:`STOP_GRACE_S`, then abandoned). Raises
-    :class:`StageTimeout` naming the stage and the input when one input has been in the
-    pipeline longer than ``timeout_s``.
+    def is_alive(self) -> bool: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+def supervise(
+    threads: Sequence[Joinable],
+    tick: Callable[[], None],
+    on_stop: Callable[[], None],
+) -> bool:
+    """Wait for ``threads``, calling ``tick`` every :data:`_POLL_S` and handling Ctrl-C.
+
+    ``tick`` ends the run by raising (a :class:`StageTimeout` for an input over its
+    deadline, after telling the workers to stop). Returns True when stopped by Ctrl-C or a
+    cancelled token (:func:`halt`, with ``on_stop`` telling the workers to finish).
     """
-    del origin
     token = _control.current().token
     try:
-        while any(thread.is_alive() for thread in pool):
+        while any(thread.is_alive() for thread in threads):
             if token.cancelled:
                 raise KeyboardInterrupt
-            if timeout_s is not None:
-                late = overdue(states, timeout_s)
-                if late is not None:
-                    stop.set()
-                    raise late
-            for thread in pool:
-                thread.join(_POLL_S)
-                if not thread.is_alive():
-                    continue
-                break
+            tick()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join(_POLL_S)
+                    break
     except KeyboardInterrupt:
-        stop.set()
-        _control.cancel("interrupted")
-        grace_end = time.perf_counter() + STOP_GRACE_S
-        for thread in pool:
-            with contextlib.suppress(KeyboardInterrupt):
-                thread.join(max(0.0, grace_end - time.perf_counter()))
+        halt(threads, on_stop)
         return True
     return False
+
+
+def halt(threads: Sequence[Joinable], on_stop: Callable[[], None]) -> None:
+    """Ctrl-C or a cancelled token: ``on_stop`` asks the workers to finish their current
+    input, the token is cancelled, and the workers get :data:`STOP_GRACE_S` before they
+    are abandoned (a second Ctrl-C abandons them at once)."""
+    on_stop()
+    _control.cancel("interrupted")
+    grace_end = time.perf_counter() + STOP_GRACE_S
+    for thread in threads:
+        with contextlib.suppress(KeyboardInterrupt):
+            thread.join(max(0.0, grace_end - time.perf_counter()))
 
 
 def overdue(states: Sequence[_Progress], timeout_s: float) -> StageTimeout | None:

@@ -17,6 +17,12 @@ arrival, first token and completion are recorded, so time to first token, inter-
 latency and end-to-end latency are measured as the users of a server would see them.
 A refused request (empty prompt, prompt over the context window) is recorded with its
 message at once and never disturbs the batch.
+
+The runtime's serving loop (:mod:`pipetune.core.runtime.serving_loop`) does not fit here: a
+scheduler is a stream stage's own ``serve`` generator, one thread deciding at every decode
+step which requests join and leave a batch of model rows, which the runtime's stream mode
+times from outside; what the schedulers share is here (waiting for arrivals, admitting a
+request, the events of a step).
 """
 
 from __future__ import annotations
@@ -27,8 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
+from pipetune.core.runtime.observe import percentiles_ms
 from pipetune.core.runtime.stream import StreamEvent, StreamRequest
 from pipetune.plugins.llm import kv_cache
 from pipetune.plugins.llm.records import Generation, GenerationRequest
@@ -88,20 +93,6 @@ class StreamSummary:
         return dict(self.__dict__)
 
 
-def _pct(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
-    arr = np.asarray(values) * 1000.0
-    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
-    return {
-        "p50": float(p50),
-        "p95": float(p95),
-        "p99": float(p99),
-        "max": float(arr.max()),
-        "mean": float(arr.mean()),
-    }
-
-
 def summarize(
     records: Sequence[StreamRecord],
     wall_s: float,
@@ -125,9 +116,9 @@ def summarize(
         output_tokens=tokens,
         tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0,
         requests_per_s=len(ok) / wall_s if wall_s > 0 else 0.0,
-        latency_ms=_pct([r.latency_s for r in ok]),
-        ttft_ms=_pct([r.ttft_s for r in ok if r.ttft_s is not None]),
-        itl_ms=_pct([r.itl_s for r in ok if r.itl_s is not None]),
+        latency_ms=percentiles_ms([r.latency_s for r in ok]),
+        ttft_ms=percentiles_ms([r.ttft_s for r in ok if r.ttft_s is not None]),
+        itl_ms=percentiles_ms([r.itl_s for r in ok if r.itl_s is not None]),
         policy=policy,
         max_batch=max_batch,
         mean_batch=mean_batch,
@@ -319,9 +310,8 @@ def _serve_sequential(engine: Any, feed: Any) -> Iterator[StreamEvent]:
     while True:
         waiting.extend(feed.poll())
         if not waiting:
-            if feed.exhausted:
+            if not _await_requests(feed, waiting):
                 return
-            waiting.extend(feed.wait())
             continue
         request = waiting.popleft()
         seq = _prepare(engine, request)
@@ -335,6 +325,15 @@ def _serve_sequential(engine: Any, feed: Any) -> Iterator[StreamEvent]:
         yield _done(engine, seq)
 
 
+def _await_requests(feed: Any, waiting: deque[StreamRequest], timeout: float | None = None) -> bool:
+    """Block until requests arrive (at most ``timeout``) and queue them in ``waiting``;
+    False, without waiting, once the feed is exhausted."""
+    if feed.exhausted:
+        return False
+    waiting.extend(feed.wait() if timeout is None else feed.wait(timeout=timeout))
+    return True
+
+
 def _serve_batched(
     engine: Any,
     feed: Any,
@@ -346,55 +345,73 @@ def _serve_batched(
     waiting: deque[StreamRequest] = deque()
     batch = RunningBatch(engine)
     steps = rows_total = 0
-
-    def admit(request: StreamRequest) -> Iterator[StreamEvent]:
-        seq = _prepare(engine, request)
-        if isinstance(seq, Generation):
-            yield StreamEvent(request.id, done=True, result=seq)
-            return
-        seq.started = time.perf_counter()
-        if seq.max_new == 0:
-            seq.finish_reason, seq.finished = "length", seq.started
-            yield _done(engine, seq)
-            return
-        cache = engine.prefill(seq)
-        yield StreamEvent(seq.index, outputs=1)
-        if seq.done:  # EOS first, or one token wanted: never joins the batch
-            yield _done(engine, seq)
-            return
-        batch.add(seq, cache)
-
     try:
         while True:
             waiting.extend(feed.poll())
             if policy == "continuous" or not batch.live:
-                if not batch.live and batch.seqs:
-                    batch.keep([])
-                while waiting and len(batch) < max_batch:
-                    yield from admit(waiting.popleft())
+                yield from _refill(engine, batch, waiting, max_batch)
             if not batch.live:
-                if not waiting:
-                    if feed.exhausted:
-                        return
-                    waiting.extend(feed.wait())
+                if not waiting and not _await_requests(feed, waiting):
+                    return
                 continue
             live = [not s.done for s in batch.seqs]
             batch.step(time.perf_counter)
             steps += 1
             rows_total += len(batch)
-            for seq, was_live in zip(batch.seqs, live, strict=True):
-                if was_live:
-                    yield StreamEvent(seq.index, outputs=1)
-                    if seq.done:
-                        yield _done(engine, seq)
-            if any(s.done for s in batch.seqs) and (
-                policy == "continuous" or evict or not batch.live
-            ):
-                batch.keep([i for i, s in enumerate(batch.seqs) if not s.done])
+            yield from _step_events(engine, batch.seqs, live)
+            _drop_finished(batch, policy, evict)
     finally:
         if stats is not None:
             stats["mean_batch"] = rows_total / steps if steps else 0.0
             stats["steps"] = steps
+
+
+def _refill(
+    engine: Any, batch: RunningBatch, waiting: deque[StreamRequest], max_batch: int
+) -> Iterator[StreamEvent]:
+    """Clear a batch whose rows all finished, then admit waiting requests up to
+    ``max_batch`` rows."""
+    if not batch.live and batch.seqs:
+        batch.keep([])
+    while waiting and len(batch) < max_batch:
+        yield from _admit(engine, batch, waiting.popleft())
+
+
+def _admit(engine: Any, batch: RunningBatch, request: StreamRequest) -> Iterator[StreamEvent]:
+    """Prefill ``request`` and merge it into the running batch, or finish it at once: a
+    refused request, one that wants no token, or one whose first token ends it."""
+    seq = _prepare(engine, request)
+    if isinstance(seq, Generation):
+        yield StreamEvent(request.id, done=True, result=seq)
+        return
+    seq.started = time.perf_counter()
+    if seq.max_new == 0:
+        seq.finish_reason, seq.finished = "length", seq.started
+        yield _done(engine, seq)
+        return
+    cache = engine.prefill(seq)
+    yield StreamEvent(seq.index, outputs=1)
+    if seq.done:  # EOS first, or one token wanted: never joins the batch
+        yield _done(engine, seq)
+        return
+    batch.add(seq, cache)
+
+
+def _step_events(engine: Any, seqs: list[Any], live: list[bool]) -> Iterator[StreamEvent]:
+    """After a decode step: a token for every row that was live before it, and the done
+    event of each row that finished with it."""
+    for seq, was_live in zip(seqs, live, strict=True):
+        if was_live:
+            yield StreamEvent(seq.index, outputs=1)
+            if seq.done:
+                yield _done(engine, seq)
+
+
+def _drop_finished(batch: RunningBatch, policy: str, evict: bool) -> None:
+    """Finished rows leave the batch: at once under continuous batching or eviction,
+    otherwise (static batching) once every row of the batch is done."""
+    if any(s.done for s in batch.seqs) and (policy == "continuous" or evict or not batch.live):
+        batch.keep([i for i, s in enumerate(batch.seqs) if not s.done])
 
 
 def run_requests(
@@ -445,6 +462,33 @@ def _serve_transformers(
     finishes (the manager is not asked to stream tokens).
     """
     import torch
+
+    manager = _start_manager(engine)
+    pending: dict[str, Any] = {}
+    arrived: deque[StreamRequest] = deque()
+    try:
+        while True:
+            arrived.extend(feed.poll())
+            yield from _hand_over(engine, manager, arrived, pending)
+            if not pending:
+                if not _await_requests(feed, arrived, timeout=0.05):
+                    return
+                continue
+            finished = _next_finished(engine, manager, pending)
+            if finished is not None:
+                yield finished
+    finally:
+        with torch.inference_mode():
+            manager.stop(block=True, timeout=30)
+            manager.destroy()
+        if stats is not None:
+            stats["mean_batch"] = float("nan")
+
+
+def _start_manager(engine: Any) -> Any:
+    """transformers' continuous batching manager for the engine's model, started (greedy,
+    the engine's token budget and end-of-sequence tokens); refused unless the model
+    already uses SDPA attention."""
     from transformers import GenerationConfig
 
     model = engine.model
@@ -463,53 +507,48 @@ def _serve_transformers(
     )
     manager = model.init_continuous_batching(generation_config=generation_config)
     manager.start()
-    pending: dict[str, Any] = {}
-    arrived: deque[StreamRequest] = deque()
-    try:
-        while True:
-            arrived.extend(feed.poll())
-            while arrived:
-                request = arrived.popleft()
-                seq = _prepare(engine, request)
-                if isinstance(seq, Generation):
-                    yield StreamEvent(request.id, done=True, result=seq)
-                    continue
-                if seq.max_new == 0:
-                    seq.finish_reason = "length"
-                    yield _done(engine, seq)
-                    continue
-                key = f"pt_{request.id}"
-                pending[key] = seq
-                manager.add_request(seq.prompt, request_id=key, max_new_tokens=seq.max_new)
-            if not pending:
-                if feed.exhausted:
-                    return
-                arrived.extend(feed.wait(timeout=0.05))
-                continue
-            result = manager.get_result(timeout=0.01)
-            if result is None:
-                if not manager.is_running():
-                    raise RuntimeError("transformers' continuous batching thread stopped")
-                continue
-            if not result.is_finished():
-                continue
-            seq = pending.pop(result.request_id)
-            for token in result.generated_tokens:
-                seq.push(int(token))
-            if seq.finish_reason is None:
-                seq.finish_reason = seq.limit_reason
-            generation = seq.result(engine.decode_text)
-            if result.error:
-                generation = replace(generation, error=str(result.error), finish_reason="error")
-            yield StreamEvent(
-                seq.index, outputs=len(generation.tokens), done=True, result=generation
-            )
-    finally:
-        with torch.inference_mode():
-            manager.stop(block=True, timeout=30)
-            manager.destroy()
-        if stats is not None:
-            stats["mean_batch"] = float("nan")
+    return manager
+
+
+def _hand_over(
+    engine: Any, manager: Any, arrived: deque[StreamRequest], pending: dict[str, Any]
+) -> Iterator[StreamEvent]:
+    """Add every arrived request to the manager (``pending`` by its key there), or finish
+    it at once: a refused request, or one that wants no token."""
+    while arrived:
+        request = arrived.popleft()
+        seq = _prepare(engine, request)
+        if isinstance(seq, Generation):
+            yield StreamEvent(request.id, done=True, result=seq)
+            continue
+        if seq.max_new == 0:
+            seq.finish_reason = "length"
+            yield _done(engine, seq)
+            continue
+        key = f"pt_{request.id}"
+        pending[key] = seq
+        manager.add_request(seq.prompt, request_id=key, max_new_tokens=seq.max_new)
+
+
+def _next_finished(engine: Any, manager: Any, pending: dict[str, Any]) -> StreamEvent | None:
+    """The done event (with all its tokens) of a request the manager finished, or ``None``
+    when none finished within 10 ms; raises when the manager's thread stopped."""
+    result = manager.get_result(timeout=0.01)
+    if result is None:
+        if not manager.is_running():
+            raise RuntimeError("transformers' continuous batching thread stopped")
+        return None
+    if not result.is_finished():
+        return None
+    seq = pending.pop(result.request_id)
+    for token in result.generated_tokens:
+        seq.push(int(token))
+    if seq.finish_reason is None:
+        seq.finish_reason = seq.limit_reason
+    generation = seq.result(engine.decode_text)
+    if result.error:
+        generation = replace(generation, error=str(result.error), finish_reason="error")
+    return StreamEvent(seq.index, outputs=len(generation.tokens), done=True, result=generation)
 
 
 def serve_stream(
