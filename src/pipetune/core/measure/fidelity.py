@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipetune.core.kernel import dispatch
-from pipetune.core.kernel.results import Fidelity
 
-if TYPE_CHECKING:
-    from pipetune.core.kernel.manager import PipetunePluginManager
-
-
-def compare(
-    pm: PipetunePluginManager,
-    kind: str,
-    baseline: Sequence[Any],
-    candidate: Sequence[Any],
-    labels: Sequence[Any] | None = None,
-) -> Fidelity:
-    """Fidelity of ``candidate`` against ``baseline`` for output kind ``kind``, judged by
-    the plugin that registered the kind (:func:`pipetune.core.kernel.dispatch.compare_outputs`)."""
-    return dispatch.compare_outputs(pm, kind, baseline, candidate, labels)
+#: ``compare(pm, kind, baseline, candidate, labels=None)``: the fidelity of ``candidate``
+#: against ``baseline`` for output kind ``kind``, judged by the plugin that registered the
+#: kind (the measuring layer's name for :func:`pipetune.core.kernel.dispatch.compare_outputs`).
+compare = dispatch.compare_outputs
 
 
 def reference_part(reference: Sequence[Any], part: str) -> list[Any]:
