@@ -47,6 +47,12 @@ def same(a: Any, b: Any) -> bool:
             return left.shape == right.shape and bool(np.array_equal(left, right))
         except (TypeError, ValueError):
             return False
+    return equal_or_false(a, b)
+
+
+def equal_or_false(a: Any, b: Any) -> bool:
+    """``a == b`` as a bool, or False where the comparison raises (incomparable types, an
+    array whose truth is ambiguous)."""
     try:
         return bool(a == b)
     except (TypeError, ValueError):
