@@ -296,7 +296,7 @@ def tune_onnx(
 ) -> Tuned:
     from pipetune.plugins.hardware.onnx_models import (
         RecordingSession,
-        build_replacement,
+        candidate_replacement,
         int8_variant,
         model_bytes,
         stored_source,
@@ -323,14 +323,7 @@ def tune_onnx(
         try:
             model_file = int8_variant(source) if candidate.precision == "int8" else source
             files[candidate.label] = model_file
-            result.value = build_replacement(
-                kind,
-                candidate.backend,
-                model_file,
-                candidate.options.get("threads"),
-                candidate.options.get("hint", "LATENCY"),
-                candidate.options.get("spinning"),
-            )
+            result.value = candidate_replacement(kind, candidate, model_file)
         except BackendFallback as exc:
             result.status, result.reason = "fallback", f"fell back: {exc}"
             continue
