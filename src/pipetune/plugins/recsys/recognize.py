@@ -299,12 +299,10 @@ def _metric_slot(stage: Stage) -> str | None:
 
 
 def recognize_all(pipeline: Pipeline) -> dict[str, Recognized]:
-    found = {}
-    for stage in pipeline.stages:
-        recognized = recognize(stage)
-        if recognized is not None:
-            found[stage.name] = recognized
-    return found
+    """What each stage the recsys plugin recognizes is, by stage name."""
+    return {
+        stage.name: found for stage in pipeline.stages if (found := recognize(stage)) is not None
+    }
 
 
 def hints_for(stage: Stage, pipeline: Pipeline | None = None) -> list[str]:
