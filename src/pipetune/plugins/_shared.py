@@ -9,12 +9,13 @@ other ``@hookimpl`` function.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
 from typing import Any
 
+from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Requirements, Stage
+from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
 from pipetune.core.kernel.registry import ChangeType, OutputKind
 from pipetune.core.kernel.results import Profile, Proposal
 from pipetune.scan.rules import Rule
@@ -52,6 +53,34 @@ def scan_rules(package: str) -> Callable[[], Sequence[Rule]]:
         return _attr(package, "scan_rules", "RULES")
 
     return scan_rules
+
+
+def inspect_pipeline(package: str, name: str) -> Callable[[Pipeline], Mapping[str, Any] | None]:
+    """``inspect_pipeline``: ``<package>.facts.<name>(pipeline)``."""
+
+    @hookimpl
+    def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
+        return _attr(package, "facts", name)(pipeline)
+
+    return inspect_pipeline
+
+
+def profile_pipeline(
+    package: str, name: str, *, with_workload: bool = True
+) -> Callable[[Pipeline, Workload, Profile, Observations], Mapping[str, Any] | None]:
+    """``profile_pipeline``: ``<package>.facts.<name>(pipeline, workload, profile,
+    observed)`` (without ``workload`` unless ``with_workload``)."""
+
+    @hookimpl
+    def profile_pipeline(
+        pipeline: Pipeline, workload: Workload, profile: Profile, observed: Observations
+    ) -> Mapping[str, Any] | None:
+        facts = _attr(package, "facts", name)
+        if with_workload:
+            return facts(pipeline, workload, profile, observed)
+        return facts(pipeline, profile, observed)
+
+    return profile_pipeline
 
 
 def propose_changes(

@@ -14,6 +14,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline
@@ -41,13 +42,14 @@ def run_local(
     """Run every row of ``files`` through ``pipeline``; returns True when interrupted."""
     seconds = PROCESS_CHUNK_SECONDS if executor == "process" else CHUNK_SECONDS
     size = [max(batch * workers * 4, 64)]  # grows to about `seconds` of work per chunk
+    runner = _ChunkRunner(pipeline, collector, workers, executor)
     with _job_environment(job if executor == "process" else None):
         for file in files:
             rows = read_file(file, options)
             collector.add((), malformed=[row for row in rows if not row.ok])
             for chunk in _chunks([row for row in rows if row.ok], size):
                 started = time.perf_counter()
-                stopped = _run_chunk(pipeline, chunk, collector, workers, executor, batch)
+                stopped = runner.run(chunk, batch)
                 if stopped:
                     return True
                 rate = len(chunk) / max(time.perf_counter() - started, 1e-6)
@@ -65,30 +67,64 @@ def _chunks(rows: list[InputRow], size: list[int]) -> Iterator[list[InputRow]]:
         start += count
 
 
-def _run_chunk(
-    pipeline: Pipeline,
-    chunk: list[InputRow],
-    collector: Collector,
-    workers: int,
-    executor: str,
-    batch: int,
-) -> bool:
-    """Run ``chunk``; an input over the per-input deadline is an error row of its stage and
-    the rest of the chunk runs again without it (one input per call from then on, so only
-    the hung input is blamed; inputs finished before the hang run twice)."""
-    from pipetune.core.kernel.errors import StageTimeout
+@dataclass(frozen=True)
+class _ChunkRunner:
+    """Runs one chunk of rows at a time through ``pipeline`` on the offline runtime
+    (``workers`` threads or processes) and adds its results to ``collector``."""
 
-    todo = list(chunk)
-    while todo:
-        try:
-            return _run_rows(pipeline, todo, collector, workers, executor, batch)
-        except StageTimeout as late:
-            if late.index is None or not 0 <= late.index < len(todo):
-                raise
-            row = todo.pop(late.index)
-            collector.add([], [_timeout_row(row, late)])
-            batch = 1
-    return False
+    pipeline: Pipeline
+    collector: Collector
+    workers: int
+    executor: str
+
+    def run(self, chunk: list[InputRow], batch: int) -> bool:
+        """Run ``chunk``; an input over the per-input deadline is an error row of its stage
+        and the rest of the chunk runs again without it (one input per call from then on, so
+        only the hung input is blamed; inputs finished before the hang run twice)."""
+        from pipetune.core.kernel.errors import StageTimeout
+
+        todo = list(chunk)
+        while todo:
+            try:
+                return self._rows(todo, batch)
+            except StageTimeout as late:
+                if late.index is None or not 0 <= late.index < len(todo):
+                    raise
+                row = todo.pop(late.index)
+                self.collector.add([], [_timeout_row(row, late)])
+                batch = 1
+        return False
+
+    def _rows(self, chunk: list[InputRow], batch: int) -> bool:
+        """Run ``chunk`` in batches of ``batch``; the inputs of a batch that failed run
+        again one at a time, so each gets its own outcome."""
+        result = self._offline([row.value for row in chunk], batch)
+        failed = [error.index for error in result.errors]
+        if batch > 1 and failed and not result.stopped:
+            again = self._offline([chunk[i].value for i in failed], 1)
+            for position, index in enumerate(failed):
+                result.outputs[index] = again.outputs[position]
+                result.ok[index] = again.ok[position]
+            errors = [(failed[e.index], e) for e in again.errors]
+        else:
+            errors = [(e.index, e) for e in result.errors]
+        _collect(self.collector, chunk, result, errors, batch)
+        return bool(result.stopped)
+
+    def _offline(self, items: list[Any], batch: int) -> Any:
+        """``items`` through the offline runtime, errors recorded per input."""
+        from pipetune.core.runtime.offline import run_offline
+
+        process = self.executor == "process"
+        return run_offline(
+            self.pipeline,
+            items,
+            batch_size=batch,
+            on_error="skip",
+            workers=self.workers,
+            executor="process" if process else "thread",
+            factory=ENV_FACTORY if process else None,
+        )
 
 
 def _timeout_row(row: InputRow, late: Any) -> dict[str, Any]:
@@ -99,42 +135,6 @@ def _timeout_row(row: InputRow, late: Any) -> dict[str, Any]:
         "exception": "TimeoutError",
         "error": f"no result after {late.timeout_s:g} s (--timeout); abandoned on its thread",
     }
-
-
-def _run_rows(
-    pipeline: Pipeline,
-    chunk: list[InputRow],
-    collector: Collector,
-    workers: int,
-    executor: str,
-    batch: int,
-) -> bool:
-    result = _offline(pipeline, [row.value for row in chunk], workers, executor, batch)
-    failed = [error.index for error in result.errors]
-    if batch > 1 and failed and not result.stopped:
-        again = _offline(pipeline, [chunk[i].value for i in failed], workers, executor, 1)
-        for position, index in enumerate(failed):
-            result.outputs[index] = again.outputs[position]
-            result.ok[index] = again.ok[position]
-        errors = [(failed[e.index], e) for e in again.errors]
-    else:
-        errors = [(e.index, e) for e in result.errors]
-    _collect(collector, chunk, result, errors, batch)
-    return bool(result.stopped)
-
-
-def _offline(pipeline: Pipeline, items: list[Any], workers: int, executor: str, batch: int) -> Any:
-    from pipetune.core.runtime.offline import run_offline
-
-    return run_offline(
-        pipeline,
-        items,
-        batch_size=batch,
-        on_error="skip",
-        workers=workers,
-        executor="process" if executor == "process" else "thread",
-        factory=ENV_FACTORY if executor == "process" else None,
-    )
 
 
 def _collect(

@@ -88,16 +88,30 @@ def _cached(
     return result
 
 
-def _check_change_type(plugin: str, record: Any) -> ChangeType:
-    if not isinstance(record, ChangeType):
+def _check_registered(
+    plugin: str,
+    record: Any,
+    kind: type[ChangeType] | type[OutputKind],
+    hook: str,
+    what: str,
+    key: str,
+) -> None:
+    """``record``, returned by ``plugin``'s ``hook``, is a ``kind`` that names no other
+    plugin as its owner (``what`` and its ``key`` attribute name it in the error)."""
+    if not isinstance(record, kind):
+        article = "an" if kind.__name__[0] in "AEIOU" else "a"
         raise PluginError(
-            f"plugin {plugin!r}: register_changes returned {type(record).__name__}, "
-            "not a ChangeType"
+            f"plugin {plugin!r}: {hook} returned {type(record).__name__}, "
+            f"not {article} {kind.__name__}"
         )
     if record.owner and record.owner != plugin:
         raise PluginError(
-            f"plugin {plugin!r} registers change type {record.id!r} owned by {record.owner!r}"
+            f"plugin {plugin!r} registers {what} {getattr(record, key)!r} owned by {record.owner!r}"
         )
+
+
+def _check_change_type(plugin: str, record: Any) -> ChangeType:
+    _check_registered(plugin, record, ChangeType, "register_changes", "change type", "id")
     if record.id.partition(".")[0] != plugin or "." not in record.id:
         raise PluginError(
             f"plugin {plugin!r}: change type id {record.id!r} must read '{plugin}.<change>'"
@@ -118,15 +132,7 @@ def _check_change_type(plugin: str, record: Any) -> ChangeType:
 
 
 def _check_output_kind(plugin: str, record: Any) -> OutputKind:
-    if not isinstance(record, OutputKind):
-        raise PluginError(
-            f"plugin {plugin!r}: register_output_kinds returned {type(record).__name__}, "
-            "not an OutputKind"
-        )
-    if record.owner and record.owner != plugin:
-        raise PluginError(
-            f"plugin {plugin!r} registers output kind {record.name!r} owned by {record.owner!r}"
-        )
+    _check_registered(plugin, record, OutputKind, "register_output_kinds", "output kind", "name")
     if not callable(record.compare) or not record.metric:
         raise PluginError(
             f"plugin {plugin!r}, output kind {record.name!r}: needs a compare callable and "

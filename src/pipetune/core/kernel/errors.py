@@ -7,7 +7,10 @@ dependency) is a :class:`PipetuneError`: the CLI prints its message and exits wi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 
 class PipetuneError(Exception):
@@ -126,6 +129,17 @@ class Deferred(PipetuneError):
 
 class StoreError(PipetuneError):
     """The run store is corrupted, locked or unwritable."""
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """The parsed JSON file at ``path``; a :class:`ConfigError` naming it as ``what``
+    (``recipe``, ``trace``) when it cannot be read or is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid JSON: {exc}") from None
 
 
 def install_command(module: str, extra: str | None) -> str:

@@ -58,6 +58,17 @@ OUTPUT_KINDS = (
 )
 
 
+def batch_outputs(stage: str, outputs: Iterable[Any], items: Sequence[Any]) -> list[Any]:
+    """A batch function's ``outputs`` for ``items`` as a list: one per input, else a
+    :class:`PipelineError` naming ``stage`` and both counts."""
+    out = list(outputs)
+    if len(out) != len(items):
+        raise PipelineError(
+            f"stage {stage!r}: batch_fn returned {len(out)} outputs for {len(items)} inputs"
+        )
+    return out
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
@@ -126,13 +137,7 @@ class Stage:
         if self.batch_fn is None:
             return [self(item) for item in items]
         kwargs = {name: self.slots[name] for name in self._batch_slots}  # type: ignore[attr-defined]
-        outputs = list(self.batch_fn(list(items), **kwargs))
-        if len(outputs) != len(items):
-            raise PipelineError(
-                f"stage {self.name!r}: batch_fn returned {len(outputs)} outputs "
-                f"for {len(items)} inputs"
-            )
-        return outputs
+        return batch_outputs(self.name, self.batch_fn(list(items), **kwargs), items)
 
     @property
     def batchable(self) -> bool:

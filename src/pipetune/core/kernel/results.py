@@ -519,14 +519,9 @@ class Recipe(_Serializable):
 
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
-        from pipetune.core.kernel.errors import ConfigError
+        from pipetune.core.kernel.errors import ConfigError, read_json_file
 
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read recipe {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"recipe {path} is not valid JSON: {exc}") from None
+        data = read_json_file(path, "recipe")
         if not isinstance(data, Mapping) or "changes" not in data:
             raise ConfigError(f"{path} is not a pipetune recipe (no 'changes')")
         return cls.from_dict(data)

@@ -8,14 +8,13 @@ is wrong with it.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipetune.core.kernel.errors import ConfigError
+from pipetune.core.kernel.errors import ConfigError, read_json_file
 
 
 @dataclass(frozen=True)
@@ -69,12 +68,7 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read trace {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"trace {path} is not valid JSON: {exc}") from None
+        data = read_json_file(path, "trace")
         if not isinstance(data, Mapping):
             raise ConfigError(f"trace {path}: expected a JSON object with 'arrivals_s'")
         return cls.from_dict(data)

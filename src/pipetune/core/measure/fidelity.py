@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipetune.core.kernel import dispatch
 from pipetune.core.kernel.results import Fidelity
+from pipetune.core.measure.stats import wilson_interval
 
-if TYPE_CHECKING:
-    from pipetune.core.kernel.manager import PipetunePluginManager
+#: ``compare(pm, kind, baseline, candidate, labels=None)``: the fidelity of ``candidate``
+#: against ``baseline`` for output kind ``kind``, judged by the plugin that registered the
+#: kind (the measuring layer's name for :func:`pipetune.core.kernel.dispatch.compare_outputs`).
+compare = dispatch.compare_outputs
 
 
-def compare(
-    pm: PipetunePluginManager,
-    kind: str,
-    baseline: Sequence[Any],
-    candidate: Sequence[Any],
-    labels: Sequence[Any] | None = None,
-) -> Fidelity:
-    """Fidelity of ``candidate`` against ``baseline`` for output kind ``kind``, judged by
-    the plugin that registered the kind (:func:`pipetune.core.kernel.dispatch.compare_outputs`)."""
-    return dispatch.compare_outputs(pm, kind, baseline, candidate, labels)
+def share_agreeing(metric: str, agree: int, n: int, details: dict[str, Any]) -> Fidelity:
+    """``metric`` as the share of ``n`` outputs that agree with the baseline's (1.0 when
+    there are none), with its Wilson interval and ``details``."""
+    return Fidelity(
+        metric=metric,
+        value=agree / n if n else 1.0,
+        n=n,
+        ci=wilson_interval(agree, n),
+        details=details,
+    )
 
 
 def reference_part(reference: Sequence[Any], part: str) -> list[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pipetune.core.kernel.errors import PipetuneError
 from pipetune.core.kernel.model import Pipeline, Stage
@@ -29,6 +29,8 @@ GIL_CHECK_MIN_SHARE = 0.05
 GIL_CHECK_MAX_CALL_S = 0.5
 #: The most inputs one level of the concurrency sweep may queue (its time box ends it).
 MAX_SWEEP_INPUTS = 200_000
+
+_Found = TypeVar("_Found")
 
 
 class ProfilePasses:
@@ -270,17 +272,9 @@ class ProfilePasses:
     # -- the probes: hot functions, layers, heap, transfers ----------------------------------
     def _hot(self, extras: dict[str, Any]) -> None:
         limit = self.o["hot_items"]
-        self._announce(f"hot functions (cProfile, up to {limit} inputs)")
-        advance = self.units.begin(limit)
-        reset_state(self.pipeline)
-        hot, used = probes.hot_functions(
-            self.pipeline,
-            self.items,
-            max_items=limit,
-            budget_s=self.o["pass_budget_s"],
-            on_item=advance,
+        hot, used = self._per_item_probe(
+            probes.hot_functions, limit, f"hot functions (cProfile, up to {limit} inputs)"
         )
-        self.units.end(limit)
         extras["hot"] = {name: funcs for name, funcs in hot.items() if funcs}
         self.passes["hot_functions"] = {"inputs": used, "tool": "cProfile (self time)"}
 
@@ -290,10 +284,19 @@ class ProfilePasses:
             self.passes["layers"] = {"skipped": "no torch module in any stage slot"}
             self.units.end(limit)
             return
-        self._announce(f"per-layer time (forward hooks, up to {limit} inputs)")
+        found, used = self._per_item_probe(
+            probes.layer_times, limit, f"per-layer time (forward hooks, up to {limit} inputs)"
+        )
+        extras["layers"] = found
+        self.passes["layers"] = {"inputs": used, "stages": sorted(found)}
+
+    def _per_item_probe(self, probe: Callable[..., _Found], limit: int, what: str) -> _Found:
+        """Announce ``what`` and run ``probe`` on up to ``limit`` inputs from a fresh
+        pipeline state, the progress bar advancing per input; its (findings, inputs used)."""
+        self._announce(what)
         advance = self.units.begin(limit)
         reset_state(self.pipeline)
-        found, used = probes.layer_times(
+        found = probe(
             self.pipeline,
             self.items,
             max_items=limit,
@@ -301,8 +304,7 @@ class ProfilePasses:
             on_item=advance,
         )
         self.units.end(limit)
-        extras["layers"] = found
-        self.passes["layers"] = {"inputs": used, "stages": sorted(found)}
+        return found
 
     def _heap(self, extras: dict[str, Any]) -> None:
         limit = self.o["memory_items"]

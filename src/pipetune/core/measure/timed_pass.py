@@ -10,8 +10,9 @@ with it; the validator's fidelity pass and plugins that measure a batch size use
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -110,29 +111,9 @@ def _run_pass(
             timeout_s=None if inline else timeout_s,
             spans=spans,
         )
-    if runtime.mode == "online":
-        from pipetune.core.runtime.online import run_online
-
-        if runtime.rate is None and runtime.trace is None:
-            raise ConfigError("online mode needs an arrival rate or a trace")
-        return run_online(
-            pipeline,
-            items,
-            rate=runtime.rate,
-            trace=runtime.trace,
-            seed=runtime.seed,
-            max_batch=serving.batch_size,
-            max_wait_ms=serving.max_delay_ms,
-            on_error="stop",
-            timeout_s=timeout_s,
-            spans=spans,
-        )
-    if runtime.mode == "stream":
-        from pipetune.core.runtime.stream import run_stream
-
-        if runtime.rate is None and runtime.trace is None:
-            raise ConfigError("stream mode needs an arrival rate or a trace")
-        return run_stream(
+    if runtime.mode in ("online", "stream"):
+        run = _open_loop_runner(runtime, serving)
+        return run(
             pipeline,
             items,
             rate=runtime.rate,
@@ -143,6 +124,20 @@ def _run_pass(
             spans=spans,
         )
     raise ConfigError(f"runtime mode must be offline, online or stream, not {runtime.mode!r}")
+
+
+def _open_loop_runner(runtime: RuntimeSpec, serving: ServingOptions) -> Callable[..., RunResult]:
+    """The runtime of an online or stream pass (online with the pipeline's batching), once
+    the runtime has arrivals to replay: a rate or a trace."""
+    if runtime.rate is None and runtime.trace is None:
+        raise ConfigError(f"{runtime.mode} mode needs an arrival rate or a trace")
+    if runtime.mode == "stream":
+        from pipetune.core.runtime.stream import run_stream
+
+        return run_stream
+    from pipetune.core.runtime.online import run_online
+
+    return partial(run_online, max_batch=serving.batch_size, max_wait_ms=serving.max_delay_ms)
 
 
 def stage_seconds(result: RunResult, batch_size: int) -> dict[str, float]:

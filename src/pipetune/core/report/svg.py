@@ -102,11 +102,10 @@ def cdf(
 ) -> str:
     """Cumulative distribution curves; each curve is quantiles 0..100 of a sample."""
     series = {k: list(v) for k, v in curves.items() if v}
-    out = [_open(width, height, "Latency distribution before and after")]
+    title = "Latency distribution before and after"
     if not series:
-        out.append(_text(width / 2, height / 2, "no latency samples", anchor="middle"))
-        out.append("</svg>")
-        return "".join(out)
+        return _no_data(width, height, title, "no latency samples")
+    out = [_open(width, height, title)]
     left, right, top, bottom = 56, 20, 14, 42
     high = max(max(v) for v in series.values()) or 1.0
     px = (width - left - right) / high
@@ -149,11 +148,10 @@ def throughput_curve(
 ) -> str:
     """Throughput (requests/s) against concurrency, one line per pipeline."""
     data = {k: sorted(v) for k, v in series.items() if v}
-    out = [_open(width, height, "Throughput against concurrency")]
+    title = "Throughput against concurrency"
     if not data:
-        out.append(_text(width / 2, height / 2, "no concurrency sweep", anchor="middle"))
-        out.append("</svg>")
-        return "".join(out)
+        return _no_data(width, height, title, "no concurrency sweep")
+    out = [_open(width, height, title)]
     left, right, top, bottom = 64, 20, 14, 42
     levels = sorted({c for v in data.values() for c, _ in v})
     high = max(t for v in data.values() for _, t in v) or 1.0
@@ -204,6 +202,15 @@ def _open(width: int, height: int, title: str) -> str:
         f'<svg role="img" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" font-family="system-ui, sans-serif" font-size="12">'
         f"<title>{escape(title)}</title>"
+    )
+
+
+def _no_data(width: int, height: int, title: str, message: str) -> str:
+    """A chart with nothing to plot: its frame and title, and ``message`` in the middle."""
+    return (
+        _open(width, height, title)
+        + _text(width / 2, height / 2, message, anchor="middle")
+        + "</svg>"
     )
 
 

@@ -116,6 +116,19 @@ def _manifest(folder: Path) -> Path:
     return folder / "manifest.json"
 
 
+def _cached(folder: Path) -> tuple[list[Path], list[Any]] | None:
+    """The files and labels a generated set left in ``folder``, when its manifest is there
+    and every file it lists still is; ``None`` when the set must be generated."""
+    manifest = _manifest(folder)
+    if not manifest.is_file():
+        return None
+    data = json.loads(manifest.read_text())
+    paths = [folder / name for name in data["files"]]
+    if not all(p.is_file() for p in paths):
+        return None
+    return paths, data["labels"]
+
+
 def photo_set(
     count: int,
     size: tuple[int, int] = (4000, 3000),
@@ -131,12 +144,10 @@ def photo_set(
         f"{GENERATOR_VERSION}-{count}-{size}-{seed}-{quality}-{portrait_every}".encode()
     ).hexdigest()[:12]
     folder = cache_dir("vision", f"photos-{size[0]}x{size[1]}-{count}-{key}")
+    cached = _cached(folder)
+    if cached is not None:
+        return cached[0], list(cached[1])
     manifest = _manifest(folder)
-    if manifest.is_file():
-        data = json.loads(manifest.read_text())
-        paths = [folder / name for name in data["files"]]
-        if all(p.is_file() for p in paths):
-            return paths, list(data["labels"])
     rng = np.random.default_rng(seed)
     photos = {name: load_photo(name) for name in PHOTO_CLASSES}
     textures = [load_photo(name)[:, :, 0] for name in TEXTURES]
@@ -356,12 +367,10 @@ def clip_set(
     """``count`` generated clips (cached) and their per-frame labels."""
     key = hashlib.sha1(f"{GENERATOR_VERSION}-{count}-{frames}-{size}-{seed}-{fps}".encode())
     folder = cache_dir("vision", f"clips-{count}x{frames}-{key.hexdigest()[:12]}")
+    cached = _cached(folder)
+    if cached is not None:
+        return cached[0], [list(v) for v in cached[1]]
     manifest = _manifest(folder)
-    if manifest.is_file():
-        data = json.loads(manifest.read_text())
-        paths = [folder / name for name in data["files"]]
-        if all(p.is_file() for p in paths):
-            return paths, [list(v) for v in data["labels"]]
     files, labels = [], []
     for i in range(count):
         name = f"clip{i:02d}.mp4"

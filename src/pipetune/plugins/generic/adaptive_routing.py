@@ -15,6 +15,7 @@ from typing import Any
 
 from pipetune.core.kernel.errors import ConfigError, PipelineError
 from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.pipeline import batch_outputs
 from pipetune.plugins.generic.adaptive_span import (
     CONFIDENCE,
     META_KEY,
@@ -105,13 +106,7 @@ class Router:
         if self.first_batch_fn is None:
             return [self.first(item, slots, small) for item in items]
         use = _pick(self._slots(slots, small), self.first_batch_accepts)
-        out = list(self.first_batch_fn(list(items), **use))
-        if len(out) != len(items):
-            raise PipelineError(
-                f"stage {self.span.first!r}: batch_fn returned {len(out)} outputs for "
-                f"{len(items)} inputs"
-            )
-        return out
+        return batch_outputs(self.span.first, self.first_batch_fn(list(items), **use), items)
 
     # -- deciding -----------------------------------------------------------------------
     def decide(

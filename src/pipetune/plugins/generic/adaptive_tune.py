@@ -23,6 +23,7 @@ from pipetune.plugins.generic.adaptive_span import (
     first_stage_speedup,
     span_ms,
 )
+from pipetune.plugins.generic.fidelity import equal_or_false
 
 if TYPE_CHECKING:
     from pipetune.core.kernel.context import TuneContext
@@ -276,10 +277,7 @@ def _same(a: Any, b: Any) -> bool:
             return bool(np.array_equal(np.asarray(a), np.asarray(b)))
         except (TypeError, ValueError):
             return False
-    try:
-        return bool(a == b)
-    except (TypeError, ValueError):
-        return False
+    return equal_or_false(a, b)
 
 
 def _threshold_candidates(ranked_confidences: np.ndarray) -> list[int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -42,24 +42,38 @@ def stage_batch_speedup(
         n = max(2, min(n, int(budget_ms / (2 * mean_ms))))
     items = list(inputs[:n])
     alone = Pipeline(f"{stage.name}-alone", (stage,))
-    single, batched = [], []
-    for _ in range(2):
-        reset_state(alone)  # a cached stage must be timed cold, like the validator does
-        start = time.perf_counter()
-        for item in items:
-            stage(item)
-        single.append((time.perf_counter() - start) / n)
-        reset_state(alone)
-        start = time.perf_counter()
-        stage.call_batch(items)
-        batched.append((time.perf_counter() - start) / n)
-    one, many = min(single), min(batched)
+    # a cached stage must be timed cold, like the validator does
+    one, many = single_and_batched_s(stage, stage, items, before=lambda: reset_state(alone))
     return {
         "batch": n,
         "per_item_ms_single": one * 1000,
         "per_item_ms_batched": many * 1000,
         "speedup": one / many if many > 0 else None,
     }
+
+
+def single_and_batched_s(
+    single: Stage,
+    batched: Stage,
+    items: list[Any],
+    *,
+    before: Callable[[], object] = lambda: None,
+    rounds: int = 2,
+) -> tuple[float, float]:
+    """Seconds per input, the best of ``rounds``: ``single`` called on each of ``items``,
+    then ``batched`` on all of them in one call; ``before`` runs ahead of each timing."""
+    one, many = [], []
+    for _ in range(rounds):
+        before()
+        start = time.perf_counter()
+        for item in items:
+            single(item)
+        one.append((time.perf_counter() - start) / len(items))
+        before()
+        start = time.perf_counter()
+        batched.call_batch(items)
+        many.append((time.perf_counter() - start) / len(items))
+    return min(one), min(many)
 
 
 def _pass_metric(

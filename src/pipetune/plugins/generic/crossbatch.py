@@ -16,7 +16,6 @@ most the tuned delay for a group to fill.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,7 +27,7 @@ from pipetune.core.kernel.results import InFlight, Tuned
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
 from pipetune.core.runtime.serving import ServingOptions, with_serving
-from pipetune.plugins.generic.batching import DELAYS_MS, paired_gain
+from pipetune.plugins.generic.batching import DELAYS_MS, paired_gain, single_and_batched_s
 from pipetune.plugins.generic.coalesce import (
     META_KEY,
     batchable_slots,
@@ -83,16 +82,7 @@ def measure(
     items = list(inputs[:n])
     batched = coalesced_stage(stage, slots, batch_size=n)
     batched.call_batch(items[:4])  # warm-up: first calls at new shapes
-    single, many = [], []
-    for _ in range(2):
-        start = time.perf_counter()
-        for item in items:
-            stage(item)
-        single.append((time.perf_counter() - start) / n)
-        start = time.perf_counter()
-        batched.call_batch(items)
-        many.append((time.perf_counter() - start) / n)
-    one, both = min(single), min(many)
+    one, both = single_and_batched_s(stage, batched, items)
     return {
         "inputs": n,
         "slots": slots,

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
-from pipetune.core.measure.stats import wilson_interval
+from pipetune.core.measure.fidelity import share_agreeing
 
 
 def output_kinds() -> list[OutputKind]:
@@ -47,6 +47,12 @@ def same(a: Any, b: Any) -> bool:
             return left.shape == right.shape and bool(np.array_equal(left, right))
         except (TypeError, ValueError):
             return False
+    return equal_or_false(a, b)
+
+
+def equal_or_false(a: Any, b: Any) -> bool:
+    """``a == b`` as a bool, or False where the comparison raises (incomparable types, an
+    array whose truth is ambiguous)."""
     try:
         return bool(a == b)
     except (TypeError, ValueError):
@@ -67,13 +73,7 @@ def label_agreement(
             candidate_accuracy=cand_acc,
             accuracy_drop=base_acc - cand_acc,
         )
-    return Fidelity(
-        metric="label_agreement",
-        value=agree / n if n else 1.0,
-        n=n,
-        ci=wilson_interval(agree, n),
-        details=details,
-    )
+    return share_agreeing("label_agreement", agree, n, details)
 
 
 def exact_match(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelity:
@@ -83,13 +83,7 @@ def exact_match(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelity:
         (i for i, (b, c) in enumerate(zip(baseline, candidate, strict=True)) if not same(b, c)),
         None,
     )
-    return Fidelity(
-        metric="exact_match",
-        value=agree / n if n else 1.0,
-        n=n,
-        ci=wilson_interval(agree, n),
-        details={"agree": agree, "first_mismatch": first},
-    )
+    return share_agreeing("exact_match", agree, n, {"agree": agree, "first_mismatch": first})
 
 
 def tensor_closeness(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelity:

@@ -4,14 +4,10 @@ caching, parallel preprocessing and adaptive computation, and of the generic out
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.core.kernel.registry import Demo
-from pipetune.core.kernel.results import Profile
 from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 2
@@ -34,15 +30,7 @@ def register_demos() -> Sequence[Demo]:
     ]
 
 
-@hookimpl
-def profile_pipeline(
-    pipeline: Pipeline, workload: Workload, profile: Profile, observed: Observations
-) -> Mapping[str, Any]:
-    from pipetune.plugins.generic.facts import profile_facts
-
-    return profile_facts(pipeline, workload, profile, observed)
-
-
+profile_pipeline = hooks.profile_pipeline("pipetune.plugins.generic", "profile_facts")
 stage_hints = hooks.stage_hints("pipetune.plugins.generic", with_pipeline=False)
 propose_changes = hooks.propose_changes("pipetune.plugins.generic", empty_is_none=False)
 scan_rules = hooks.scan_rules("pipetune.plugins.generic")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import ast
 
+from pipetune.plugins._scan import per_item_finding
 from pipetune.scan.context import FileContext, loop_targets, names_in
-from pipetune.scan.heuristics import argument_names, model_call, per_item_loop
+from pipetune.scan.heuristics import argument_names, model_call
 from pipetune.scan.rules import Finding, Rule
 
 ENCODE_METHODS = frozenset(
@@ -40,14 +41,13 @@ def check_model_in_loop(node: ast.Call, ctx: FileContext) -> Finding | None:
     model = model_call(node)
     if model is None or (ctx.callee(node) in ENCODE_METHODS and _nested_encode(ctx, node)):
         return None  # re-encoding in nested loops is PT-GEN002's finding
-    loop = per_item_loop(ctx, node)
-    if loop is None:
-        return None
-    what = ast.unparse(model)
-    return ctx.finding(
+    return per_item_finding(
+        ctx,
         node,
-        f"{what} is called once per item in a loop (line {loop.lineno}); a batched call "
-        "amortizes the per-call overhead and uses the hardware's parallelism",
+        lambda line: (
+            f"{ast.unparse(model)} is called once per item in a loop (line {line}); a "
+            "batched call amortizes the per-call overhead and uses the hardware's parallelism"
+        ),
     )
 
 
@@ -132,13 +132,13 @@ def check_blocking_io(node: ast.Call, ctx: FileContext) -> Finding | None:
     resolved = ctx.resolve(node.func)
     if resolved not in BLOCKING_IO:
         return None
-    loop = per_item_loop(ctx, node)
-    if loop is None:
-        return None
-    return ctx.finding(
+    return per_item_finding(
+        ctx,
         node,
-        f"{resolved} blocks once per item in a loop (line {loop.lineno}): the loop waits on "
-        "the network serially; issue the requests concurrently (a thread pool)",
+        lambda line: (
+            f"{resolved} blocks once per item in a loop (line {line}): the loop "
+            "waits on the network serially; issue the requests concurrently (a thread pool)"
+        ),
     )
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipetune.plugins._lazy import lazy_exports
+
 _EXPORTS = {
     "all_backends": "pipetune.plugins.hardware.backends",
     "get_backend": "pipetune.plugins.hardware.backends",
@@ -31,12 +33,10 @@ def __getattr__(name: str) -> Any:
         from pipetune.plugins.hardware.instances import estimate
 
         return estimate
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    return _exported(name)
 
-    return getattr(importlib.import_module(module), name)
+
+_exported = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [*_EXPORTS, "estimate_instances"]

@@ -14,13 +14,16 @@ import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipetune.core.kernel.artifacts import ArtifactStore, library_version
 from pipetune.core.kernel.errors import Rejected
 from pipetune.plugins.hardware.recognize import ONNX_PATH, ONNX_PROTO
+
+if TYPE_CHECKING:
+    from pipetune.plugins.hardware.apply import Candidate
 
 SOURCE_FILE = "source.onnx"
 
@@ -90,6 +93,19 @@ def build_replacement(
     from pipetune.plugins.hardware.backends.onnxruntime import make_session
 
     return make_session(model_file, threads, spinning=spinning)
+
+
+def candidate_replacement(kind: str, candidate: Candidate, model_file: Path) -> Any:
+    """:func:`build_replacement` for ``candidate``: its backend, and its thread count,
+    performance hint (``LATENCY`` unless it names one) and spinning options."""
+    return build_replacement(
+        kind,
+        candidate.backend,
+        model_file,
+        candidate.options.get("threads"),
+        candidate.options.get("hint", "LATENCY"),
+        candidate.options.get("spinning"),
+    )
 
 
 class RecordingSession:

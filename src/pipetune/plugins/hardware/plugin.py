@@ -52,11 +52,7 @@ def register_backends() -> Sequence[Backend]:
     return all_backends()
 
 
-@hookimpl
-def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
-    from pipetune.plugins.hardware import facts
-
-    return facts.inspect(pipeline)
+inspect_pipeline = hooks.inspect_pipeline("pipetune.plugins.hardware", "inspect")
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
+from pipetune.core.kernel.registry import Availability
 from pipetune.core.kernel.results import Machine, Profile, Proposal
 from pipetune.core.runtime.machine import has_bf16, has_int8_dot_product
 from pipetune.core.runtime.threads import stage_plan
@@ -383,46 +384,62 @@ def thread_plan(pipeline: Pipeline, profile: Profile) -> Proposal | None:
 def _coreml_cross_target(c: _Context) -> Proposal:
     from pipetune.plugins.hardware.backends.coreml import CoreMLBackend
 
-    convert = CoreMLBackend().can_convert()
-    base = Proposal(
+    return _cross_target(
+        c,
+        CoreMLBackend().can_convert(),
         id="hardware.coreml",
-        plugin=PLUGIN,
-        stage=c.stage.name,
         title=f"Convert {c.ref.slot!r} to Core ML (fp16) for Apple Silicon",
         rationale=(
             f"{c.where()}; the pipeline deploys to Apple Silicon: the package is converted "
             "and its spec checked here, the prediction is validated on a Mac (deferred)"
         ),
-        est_stage_speedup=1.0,
-        effort="hours",
-        accuracy_risk="medium",
-        params={"slot": c.ref.slot, "kind": TORCH, "precision": "fp16"},
-        evidence=c.evidence(1.0, target="apple"),
+        params={"precision": "fp16"},
+        evidence={"target": "apple"},
     )
-    if not convert:
-        return base.evolve(status="unavailable", reason=convert.reason, install=convert.install)
-    return base
 
 
 def _tensorrt_cross_target(c: _Context) -> Proposal:
     from pipetune.plugins.hardware.backends.onnxruntime import OnnxRuntimeBackend
 
-    check = OnnxRuntimeBackend().available()
-    base = Proposal(
+    return _cross_target(
+        c,
+        OnnxRuntimeBackend().available(),
         id="hardware.tensorrt",
-        plugin=PLUGIN,
-        stage=c.stage.name,
         title=f"Prepare {c.ref.slot!r} for TensorRT (fp16 engine on the NVIDIA target)",
         rationale=(
             f"{c.where()}; the pipeline deploys to NVIDIA GPUs: the ONNX graph TensorRT "
             "consumes is exported and checked here; the engine is built and timed there "
             "(deferred; TensorRT is unverified by pipetune)"
         ),
+        params={"cross_target": True},
+        evidence={"target": "nvidia", "verified": False},
+    )
+
+
+def _cross_target(
+    c: _Context,
+    check: Availability,
+    *,
+    id: str,
+    title: str,
+    rationale: str,
+    params: dict[str, Any],
+    evidence: dict[str, Any],
+) -> Proposal:
+    """A torch model prepared here for another target (Apple Silicon, NVIDIA): nothing is
+    timed here (no speedup claimed), hours of work, medium risk; unavailable, with the
+    reason and the install hint, where ``check`` says this machine cannot prepare it."""
+    base = Proposal(
+        id=id,
+        plugin=PLUGIN,
+        stage=c.stage.name,
+        title=title,
+        rationale=rationale,
         est_stage_speedup=1.0,
         effort="hours",
         accuracy_risk="medium",
-        params={"slot": c.ref.slot, "kind": TORCH, "cross_target": True},
-        evidence=c.evidence(1.0, target="nvidia", verified=False),
+        params={"slot": c.ref.slot, "kind": TORCH, **params},
+        evidence=c.evidence(1.0, **evidence),
     )
     if not check:
         return base.evolve(status="unavailable", reason=check.reason, install=check.install)

@@ -20,7 +20,6 @@ changed: rebuilt sessions are new objects in a copy of the stage.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -168,8 +167,6 @@ def _onnxruntime_session(session: Any, threads: int, spinning: bool | None) -> A
 
 
 def _compiled_onnxruntime(value: Any, threads: int, spinning: bool | None) -> Any:
-    from pipetune.plugins.hardware.wrappers import CompiledModel
-
     session = _onnxruntime_session(value.handle, threads, spinning)
     names = [i.name for i in session.get_inputs()]
 
@@ -179,21 +176,11 @@ def _compiled_onnxruntime(value: Any, threads: int, spinning: bool | None) -> An
     details = {**value.details, "intra_op_threads": threads}
     if spinning is not None:
         details["spinning"] = bool(spinning)
-    return CompiledModel(
-        run,
-        value.signature,
-        value.outputs,
-        backend=value.backend,
-        precision=value.precision,
-        source=value.source,
-        details=details,
-        handle=session,
-    )
+    return value.with_runtime(run, session, details)
 
 
 def _compiled_openvino(value: Any, threads: int, spinning: bool | None) -> Any:
-    from pipetune.plugins.hardware.backends.openvino import compile_model
-    from pipetune.plugins.hardware.wrappers import CompiledModel
+    from pipetune.plugins.hardware.backends.openvino import compile_model, request_per_thread
 
     path = value.details.get("model_path")
     if not path:
@@ -206,24 +193,5 @@ def _compiled_openvino(value: Any, threads: int, spinning: bool | None) -> Any:
         threads,
         pinning=spinning,
     )
-    names = list(value.signature.input_names)
-    outputs = list(compiled.outputs)
-    local = threading.local()
-
-    def run(feeds: list[Any]) -> list[Any]:
-        request = getattr(local, "request", None)
-        if request is None:
-            request = local.request = compiled.create_infer_request()
-        results = request.infer(dict(zip(names, feeds, strict=True)))
-        return [results[port] for port in outputs]
-
-    return CompiledModel(
-        run,
-        value.signature,
-        value.outputs,
-        backend=value.backend,
-        precision=value.precision,
-        source=value.source,
-        details={**value.details, **details},
-        handle=compiled,
-    )
+    run = request_per_thread(compiled, list(value.signature.input_names))
+    return value.with_runtime(run, compiled, {**value.details, **details})

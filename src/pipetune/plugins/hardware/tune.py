@@ -250,18 +250,7 @@ def _torch_tuned(
             "left to the validator: assess_change (the llm plugin's perplexity) for a "
             "generate stage"
         )
-    return Tuned(
-        params={
-            "slot": slot,
-            "kind": TORCH,
-            "candidate": chosen.candidate.to_dict(),
-            "backend": chosen.candidate.backend,
-            "precision": chosen.candidate.precision,
-        },
-        artifacts=artifacts,
-        notes=notes,
-        est_stage_speedup=chosen.speedup,
-    )
+    return _tuned(chosen, slot, TORCH, artifacts, notes)
 
 
 def capture(
@@ -296,7 +285,7 @@ def tune_onnx(
 ) -> Tuned:
     from pipetune.plugins.hardware.onnx_models import (
         RecordingSession,
-        build_replacement,
+        candidate_replacement,
         int8_variant,
         model_bytes,
         stored_source,
@@ -323,14 +312,7 @@ def tune_onnx(
         try:
             model_file = int8_variant(source) if candidate.precision == "int8" else source
             files[candidate.label] = model_file
-            result.value = build_replacement(
-                kind,
-                candidate.backend,
-                model_file,
-                candidate.options.get("threads"),
-                candidate.options.get("hint", "LATENCY"),
-                candidate.options.get("spinning"),
-            )
+            result.value = candidate_replacement(kind, candidate, model_file)
         except BackendFallback as exc:
             result.status, result.reason = "fallback", f"fell back: {exc}"
             continue
@@ -351,6 +333,27 @@ def tune_onnx(
     chosen = time_and_choose(
         proposal, pipeline, stage, slot, inputs, results, requirements, context, False
     )
+    return _tuned(
+        chosen,
+        slot,
+        kind,
+        artifacts={"model": context.artifacts.relative(files[chosen.candidate.label])},
+        notes={"candidates": [r.to_dict() for r in results], "chosen": chosen.candidate.label},
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _tuned(
+    chosen: CandidateResult,
+    slot: str,
+    kind: str,
+    artifacts: dict[str, str],
+    notes: dict[str, Any],
+) -> Tuned:
+    """The tune result naming ``chosen``'s candidate (backend, precision, options) for the
+    model of ``kind`` in ``slot``, with the artifacts it needs and its measured speedup."""
     return Tuned(
         params={
             "slot": slot,
@@ -359,13 +362,10 @@ def tune_onnx(
             "backend": chosen.candidate.backend,
             "precision": chosen.candidate.precision,
         },
-        artifacts={"model": context.artifacts.relative(files[chosen.candidate.label])},
-        notes={"candidates": [r.to_dict() for r in results], "chosen": chosen.candidate.label},
+        artifacts=artifacts,
+        notes=notes,
         est_stage_speedup=chosen.speedup,
     )
-
-
-# -- helpers --------------------------------------------------------------------------------
 
 
 def stage_module(proposal: Proposal, pipeline: Pipeline) -> tuple[Stage, str, Any]:

@@ -87,6 +87,25 @@ class CompiledModel:
 
     forward = __call__
 
+    def with_runtime(
+        self,
+        run: Callable[[list[np.ndarray]], Sequence[np.ndarray]],
+        handle: Any,
+        details: Mapping[str, Any],
+    ) -> CompiledModel:
+        """The same stand-in (signature, outputs, backend, precision, source) on a rebuilt
+        runtime: ``run`` over ``handle`` (a session recompiled with other settings)."""
+        return CompiledModel(
+            run,
+            self.signature,
+            self.outputs,
+            backend=self.backend,
+            precision=self.precision,
+            source=self.source,
+            details=details,
+            handle=handle,
+        )
+
     # -- the module-like surface ------------------------------------------------------------
     def eval(self) -> CompiledModel:
         return self

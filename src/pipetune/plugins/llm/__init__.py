@@ -8,8 +8,7 @@ neither torch nor transformers::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipetune.plugins._lazy import lazy_exports
 
 _EXPORTS = {
     "GenerateConfig": "pipetune.plugins.llm.records",
@@ -30,9 +29,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

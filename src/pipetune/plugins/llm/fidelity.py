@@ -19,7 +19,7 @@ from typing import Any
 
 from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
-from pipetune.core.measure.stats import wilson_interval
+from pipetune.core.measure.fidelity import share_agreeing
 from pipetune.plugins.llm.records import Generation, token_list
 
 #: Held-out text for perplexity: none of it appears in the demo's request stream.
@@ -99,18 +99,13 @@ def token_match(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelity:
                 first["candidate_token"] = c_tokens[position] if position < len(c_tokens) else None
             if (b_error is None) != (c_error is None):
                 first["baseline_error"], first["candidate_error"] = b_error, c_error
-    return Fidelity(
-        metric="exact_greedy_tokens",
-        value=agree / n if n else 1.0,
-        n=n,
-        ci=wilson_interval(agree, n),
-        details={
-            "requests_identical": agree,
-            "requests": n,
-            "tokens_before_divergence": tokens_matching / tokens_total if tokens_total else 1.0,
-            "first_divergence": first,
-        },
-    )
+    details = {
+        "requests_identical": agree,
+        "requests": n,
+        "tokens_before_divergence": tokens_matching / tokens_total if tokens_total else 1.0,
+        "first_divergence": first,
+    }
+    return share_agreeing("exact_greedy_tokens", agree, n, details)
 
 
 def _logits(output: Any) -> Any:

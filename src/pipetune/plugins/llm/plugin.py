@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Requirements, Stage, Workload
-from pipetune.core.kernel.registry import ChangeType, Demo, Dependency, OutputKind
-from pipetune.core.kernel.results import Change, Fidelity, Profile, Proposal
-from pipetune.scan.rules import Rule
+from pipetune.core.kernel.model import Pipeline, Workload
+from pipetune.core.kernel.registry import Demo, Dependency
+from pipetune.core.kernel.results import Change, Fidelity
+from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 2
 PLUGIN = "llm"
@@ -56,50 +55,12 @@ def register_demos() -> Sequence[Demo]:
     ]
 
 
-@hookimpl
-def inspect_pipeline(pipeline: Pipeline) -> dict[str, Any] | None:
-    from pipetune.plugins.llm import facts
-
-    return facts.inspect(pipeline)
-
-
-@hookimpl
-def stage_hints(stage: Stage, pipeline: Pipeline) -> Sequence[str] | None:
-    from pipetune.plugins.llm.recognize import hints_for
-
-    return hints_for(stage) or None
-
-
-@hookimpl
-def profile_pipeline(
-    pipeline: Pipeline, workload: Workload, profile: Profile, observed: Observations
-) -> dict[str, Any] | None:
-    from pipetune.plugins.llm import facts
-
-    return facts.profile_facts(pipeline, workload, profile, observed)
-
-
-@hookimpl
-def propose_changes(
-    pipeline: Pipeline, profile: Profile, requirements: Requirements
-) -> Sequence[Proposal] | None:
-    from pipetune.plugins.llm import proposals
-
-    return proposals.propose(pipeline, profile, requirements) or None
-
-
-@hookimpl
-def register_changes() -> Sequence[ChangeType]:
-    from pipetune.plugins.llm.changes import change_types
-
-    return change_types()
-
-
-@hookimpl
-def register_output_kinds() -> Sequence[OutputKind]:
-    from pipetune.plugins.llm.fidelity import output_kinds
-
-    return output_kinds()
+inspect_pipeline = hooks.inspect_pipeline("pipetune.plugins.llm", "inspect")
+stage_hints = hooks.stage_hints("pipetune.plugins.llm", with_pipeline=False)
+profile_pipeline = hooks.profile_pipeline("pipetune.plugins.llm", "profile_facts")
+propose_changes = hooks.propose_changes("pipetune.plugins.llm")
+register_changes = hooks.register_changes("pipetune.plugins.llm")
+register_output_kinds = hooks.register_output_kinds("pipetune.plugins.llm")
 
 
 @hookimpl
@@ -122,8 +83,4 @@ def calibration_inputs(pipeline: Pipeline, stage: str, workload: Workload) -> Se
     return calibration_batches(pipeline, stage, workload)
 
 
-@hookimpl
-def scan_rules() -> Sequence[Rule]:
-    from pipetune.plugins.llm.scan_rules import RULES
-
-    return RULES
+scan_rules = hooks.scan_rules("pipetune.plugins.llm")

@@ -20,24 +20,16 @@ from typing import Any
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
 from pipetune.core.kernel.results import InFlight, Profile, Proposal
 from pipetune.plugins.llm.blocks import is_generate_block
-from pipetune.plugins.llm.changes import (
-    continuous_batching,
-    cuda_graphs,
-    kv_cache,
-    prefix_cache,
-    speculative_draft,
-    speculative_prompt_lookup,
-)
+from pipetune.plugins.llm.changes.continuous_batching import ID as CONTINUOUS
+from pipetune.plugins.llm.changes.cuda_graphs import ID as CUDA_GRAPHS
+from pipetune.plugins.llm.changes.kv_cache import ID as KV_CACHE
+from pipetune.plugins.llm.changes.prefix_cache import ID as PREFIX_CACHE
+from pipetune.plugins.llm.changes.speculative_draft import ID as DRAFT
+from pipetune.plugins.llm.changes.speculative_prompt_lookup import ID as LOOKUP
 from pipetune.plugins.llm.records import GenerateConfig
 
 PLUGIN = "llm"
-KV_CACHE = kv_cache.ID
 KV_CACHE_LOOP = "llm.kv_cache_loop"  # advice only: no change type
-PREFIX_CACHE = prefix_cache.ID
-CONTINUOUS = continuous_batching.ID
-LOOKUP = speculative_prompt_lookup.ID
-DRAFT = speculative_draft.ID
-CUDA_GRAPHS = cuda_graphs.ID
 SPECULATIVE = (LOOKUP, DRAFT)
 #: Prompt lookup is proposed only when replaying it over the observed outputs yields at
 #: least this many tokens per target pass (a verify pass of k+1 tokens costs more than a

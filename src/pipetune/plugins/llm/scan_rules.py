@@ -8,8 +8,9 @@ from __future__ import annotations
 import ast
 import re
 
+from pipetune.plugins._scan import per_item_finding
 from pipetune.scan.context import FileContext
-from pipetune.scan.heuristics import model_call, per_item_loop
+from pipetune.scan.heuristics import model_call
 from pipetune.scan.rules import Finding, Rule
 
 
@@ -97,14 +98,14 @@ MANUAL_DECODE = Rule(
 
 
 def check_generate_per_request(node: ast.Call, ctx: FileContext) -> Finding | None:
-    loop = per_item_loop(ctx, node)
-    if loop is None:
-        return None
-    return ctx.finding(
+    return per_item_finding(
+        ctx,
         node,
-        f"generate() runs one request at a time in a loop (line {loop.lineno}): decoding "
-        "is memory-bound, so a batch of sequences costs little more per step than one; "
-        "continuous batching lets requests join and leave the running batch",
+        lambda line: (
+            f"generate() runs one request at a time in a loop (line {line}): "
+            "decoding is memory-bound, so a batch of sequences costs little more per step than "
+            "one; continuous batching lets requests join and leave the running batch"
+        ),
     )
 
 

@@ -7,7 +7,7 @@ nor transformers nor tokenizers.
 
 from __future__ import annotations
 
-from typing import Any
+from pipetune.plugins._lazy import lazy_exports
 
 _EXPORTS = {
     "Encoded": "pipetune.plugins.nlp.padding",
@@ -24,11 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -60,19 +60,21 @@ def inspect(pipeline: Pipeline) -> dict[str, Any] | None:
 
 def tokenizer_stage(pipeline: Pipeline) -> tuple[Stage, str, Any] | None:
     """The first stage holding a tokenizer: (stage, slot name, tokenizer)."""
-    for stage in pipeline.stages:
-        found = recognize.recognize_stage(stage)
-        if found.tokenizer_slot is not None:
-            return stage, found.tokenizer_slot, stage.slots[found.tokenizer_slot]
-    return None
+    return _first_holding(pipeline, "tokenizer_slot")
 
 
 def model_stage(pipeline: Pipeline) -> tuple[Stage, str, Any] | None:
     """The first stage holding a text model: (stage, slot name, model)."""
+    return _first_holding(pipeline, "model_slot")
+
+
+def _first_holding(pipeline: Pipeline, slot_field: str) -> tuple[Stage, str, Any] | None:
+    """The first stage whose recognized ``slot_field`` (``tokenizer_slot``, ``model_slot``)
+    names a slot: (stage, slot name, what the slot holds)."""
     for stage in pipeline.stages:
-        found = recognize.recognize_stage(stage)
-        if found.model_slot is not None:
-            return stage, found.model_slot, stage.slots[found.model_slot]
+        slot = getattr(recognize.recognize_stage(stage), slot_field)
+        if slot is not None:
+            return stage, slot, stage.slots[slot]
     return None
 
 

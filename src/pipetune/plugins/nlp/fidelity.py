@@ -15,7 +15,7 @@ import numpy as np
 
 from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
-from pipetune.core.measure.stats import wilson_interval
+from pipetune.core.measure.fidelity import share_agreeing
 from pipetune.plugins.nlp.padding import Encoded
 
 
@@ -67,13 +67,7 @@ def exact_ids(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelity:
             continue
         if first is None:
             first = _describe(index, left, right)
-    return Fidelity(
-        metric="exact_token_ids",
-        value=agree / n if n else 1.0,
-        n=n,
-        ci=wilson_interval(agree, n),
-        details={"agree": agree, "first_mismatch": first},
-    )
+    return share_agreeing("exact_token_ids", agree, n, {"agree": agree, "first_mismatch": first})
 
 
 def _describe(index: int, left: list[tuple[int, ...]], right: list[tuple[int, ...]]) -> dict:

@@ -9,12 +9,11 @@ are imported inside the functions that use them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.model import Pipeline, Workload
-from pipetune.core.kernel.results import Profile
 from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 2
@@ -34,23 +33,9 @@ def register_demos() -> Sequence[Any]:
     return [demo()]
 
 
-@hookimpl
-def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
-    from pipetune.plugins.nlp.facts import inspect
-
-    return inspect(pipeline)
-
-
+inspect_pipeline = hooks.inspect_pipeline("pipetune.plugins.nlp", "inspect")
 stage_hints = hooks.stage_hints("pipetune.plugins.nlp")
-
-
-@hookimpl
-def profile_pipeline(
-    pipeline: Pipeline, workload: Workload, profile: Profile, observed: Any
-) -> Mapping[str, Any] | None:
-    from pipetune.plugins.nlp.facts import measure
-
-    return measure(pipeline, profile, observed)
+profile_pipeline = hooks.profile_pipeline("pipetune.plugins.nlp", "measure", with_workload=False)
 
 
 propose_changes = hooks.propose_changes("pipetune.plugins.nlp")

@@ -16,27 +16,18 @@ from pipetune.core.kernel.results import Profile, Proposal
 from pipetune.plugins.generic.crossbatch import batching_pays_here, measured_in_flight
 from pipetune.plugins.nlp import recognize
 from pipetune.plugins.nlp.blocks import BLOCK_EMBED, BLOCK_TOKENIZE
-from pipetune.plugins.nlp.changes import (
-    cross_input_batching,
-    dynamic_padding,
-    inference_mode,
-    length_bucketing,
-    rust_tokenizer,
-    sdpa_attention,
-    truncation,
-)
+from pipetune.plugins.nlp.changes.cross_input_batching import ID as CROSS_BATCHING
+from pipetune.plugins.nlp.changes.dynamic_padding import ID as DYNAMIC_PADDING
+from pipetune.plugins.nlp.changes.inference_mode import ID as INFERENCE_MODE
+from pipetune.plugins.nlp.changes.length_bucketing import ID as LENGTH_BUCKETING
+from pipetune.plugins.nlp.changes.rust_tokenizer import ID as RUST_TOKENIZER
+from pipetune.plugins.nlp.changes.sdpa_attention import ID as SDPA
+from pipetune.plugins.nlp.changes.truncation import ID as TRUNCATION
 from pipetune.plugins.nlp.facts import interpolate_ms
 from pipetune.plugins.nlp.padding import PAD_MAX_LENGTH
 
 PLUGIN = "nlp"
 
-RUST_TOKENIZER = rust_tokenizer.ID
-TRUNCATION = truncation.ID
-DYNAMIC_PADDING = dynamic_padding.ID
-LENGTH_BUCKETING = length_bucketing.ID
-SDPA = sdpa_attention.ID
-INFERENCE_MODE = inference_mode.ID
-CROSS_BATCHING = cross_input_batching.ID
 DISTILLATION = "nlp.distillation"  # advice only: no change type
 
 DEPENDENCIES = (

@@ -9,38 +9,30 @@ torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipetune.plugins._lazy import lazy_exports
 
 _EXPORTS = {
-    "full_ranking": "blocks",
-    "exact_topk": "blocks",
-    "embedding": "blocks",
-    "feature_lookup": "blocks",
-    "key_of": "blocks",
-    "default_query": "blocks",
-    "Candidates": "blocks",
-    "TTLCache": "cache",
-    "SimulatedFeatureStore": "features",
-    "CountingStore": "features",
-    "IndexSpec": "ann",
-    "AnnSearcher": "ann_search",
-    "choose_index": "ann",
-    "recall_at_k": "fidelity",
-    "ndcg_at_k": "fidelity",
-    "ranked_ids_fidelity": "fidelity",
+    "full_ranking": "pipetune.plugins.recsys.blocks",
+    "exact_topk": "pipetune.plugins.recsys.blocks",
+    "embedding": "pipetune.plugins.recsys.blocks",
+    "feature_lookup": "pipetune.plugins.recsys.blocks",
+    "key_of": "pipetune.plugins.recsys.blocks",
+    "default_query": "pipetune.plugins.recsys.blocks",
+    "Candidates": "pipetune.plugins.recsys.blocks",
+    "TTLCache": "pipetune.plugins.recsys.cache",
+    "SimulatedFeatureStore": "pipetune.plugins.recsys.features",
+    "CountingStore": "pipetune.plugins.recsys.features",
+    "IndexSpec": "pipetune.plugins.recsys.ann",
+    "AnnSearcher": "pipetune.plugins.recsys.ann_search",
+    "choose_index": "pipetune.plugins.recsys.ann",
+    "recall_at_k": "pipetune.plugins.recsys.fidelity",
+    "ndcg_at_k": "pipetune.plugins.recsys.fidelity",
+    "ranked_ids_fidelity": "pipetune.plugins.recsys.fidelity",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, keep=globals())
 
 
 def __dir__() -> list[str]:

@@ -8,14 +8,11 @@ them on the tuning split and rebuilds them from saved artifacts; compares ranked
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
-from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.core.kernel.registry import Demo, Dependency
-from pipetune.core.kernel.results import Profile
 from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 3
@@ -50,23 +47,9 @@ def register_demos() -> Sequence[Demo]:
     return [DEMO]
 
 
-@hookimpl
-def inspect_pipeline(pipeline: Pipeline) -> Mapping[str, Any] | None:
-    from pipetune.plugins.recsys.facts import static_facts
-
-    return static_facts(pipeline)
-
-
+inspect_pipeline = hooks.inspect_pipeline("pipetune.plugins.recsys", "static_facts")
 stage_hints = hooks.stage_hints("pipetune.plugins.recsys")
-
-
-@hookimpl
-def profile_pipeline(
-    pipeline: Pipeline, workload: Workload, profile: Profile, observed: Observations
-) -> Mapping[str, Any] | None:
-    from pipetune.plugins.recsys.facts import measured_facts
-
-    return measured_facts(pipeline, workload, profile, observed)
+profile_pipeline = hooks.profile_pipeline("pipetune.plugins.recsys", "measured_facts")
 
 
 propose_changes = hooks.propose_changes("pipetune.plugins.recsys")

@@ -127,29 +127,9 @@ def recognize(stage: Stage) -> Recognized | None:
     if block in (blocks.ANN_CANDIDATES, blocks.CANDIDATE_RANKING, blocks.ANN_TOPK):
         return Recognized("ann", stage.name, "block", extra={"block": block})
     if block == blocks.FULL_RANKING:
-        items = stage.slots["items"]
-        return Recognized(
-            "full_ranking",
-            stage.name,
-            "block",
-            "items",
-            catalog_size=int(items.shape[0]),
-            dim=int(items.shape[1]),
-            metric=stage.slots.get("metric", "ip"),
-            k=stage.slots.get("k"),
-        )
+        return _block_over_items("full_ranking", stage)
     if block == blocks.EXACT_TOPK:
-        items = stage.slots["items"]
-        return Recognized(
-            "exact_topk",
-            stage.name,
-            "block",
-            "items",
-            catalog_size=int(items.shape[0]),
-            dim=int(items.shape[1]),
-            metric=stage.slots.get("metric", "ip"),
-            k=stage.slots.get("k"),
-        )
+        return _block_over_items("exact_topk", stage)
     if block == blocks.EMBEDDING:
         return Recognized("embedding", stage.name, "block", "model")
     if block == blocks.FEATURE_LOOKUP:
@@ -161,6 +141,22 @@ def recognize(stage: Stage) -> Recognized | None:
             extra={"batched": bool(stage.slots.get("batched"))},
         )
     return _recognize_plain(stage)
+
+
+def _block_over_items(kind: str, stage: Stage) -> Recognized:
+    """A declared block scoring the catalog in its ``items=`` slot (full ranking or exact
+    top-k): the same catalog size, dimension, metric and k either way."""
+    items = stage.slots["items"]
+    return Recognized(
+        kind,
+        stage.name,
+        "block",
+        "items",
+        catalog_size=int(items.shape[0]),
+        dim=int(items.shape[1]),
+        metric=stage.slots.get("metric", "ip"),
+        k=stage.slots.get("k"),
+    )
 
 
 def _recognize_plain(stage: Stage) -> Recognized | None:
@@ -303,12 +299,10 @@ def _metric_slot(stage: Stage) -> str | None:
 
 
 def recognize_all(pipeline: Pipeline) -> dict[str, Recognized]:
-    found = {}
-    for stage in pipeline.stages:
-        recognized = recognize(stage)
-        if recognized is not None:
-            found[stage.name] = recognized
-    return found
+    """What each stage the recsys plugin recognizes is, by stage name."""
+    return {
+        stage.name: found for stage in pipeline.stages if (found := recognize(stage)) is not None
+    }
 
 
 def hints_for(stage: Stage, pipeline: Pipeline | None = None) -> list[str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ast
 import re
 
+from pipetune.plugins._scan import per_item_finding
 from pipetune.scan.context import FileContext, target_names
-from pipetune.scan.heuristics import per_item_loop
 from pipetune.scan.rules import Finding, Rule
 
 SORTS = frozenset({"argsort", "argpartition", "topk", "sort", "top_k"})
@@ -141,14 +141,14 @@ def check_feature_read(node: ast.Call, ctx: FileContext) -> Finding | None:
     receiver = ctx.dotted(ctx.receiver(node))
     if receiver is None or not _STORE.search(receiver.rsplit(".", 1)[-1]):
         return None
-    loop = per_item_loop(ctx, node)
-    if loop is None:
-        return None
-    return ctx.finding(
+    return per_item_finding(
+        ctx,
         node,
-        f"{receiver}.{ctx.callee(node)} reads one key per item in a loop (line "
-        f"{loop.lineno}): one round trip each; a batched read (mget, pipeline, "
-        "get_online_features on all entities) pays one",
+        lambda line: (
+            f"{receiver}.{ctx.callee(node)} reads one key per item in a loop "
+            f"(line {line}): one round trip each; a batched read (mget, pipeline, "
+            "get_online_features on all entities) pays one"
+        ),
     )
 
 

@@ -7,7 +7,7 @@ OpenCV nor torch.
 
 from __future__ import annotations
 
-from typing import Any
+from pipetune.plugins._lazy import lazy_exports
 
 _EXPORTS = {
     "decode_resize_stage": "pipetune.plugins.vision.blocks",
@@ -32,10 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

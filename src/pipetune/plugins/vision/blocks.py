@@ -252,15 +252,7 @@ class Clip:
 
     def frames(self) -> Iterator[np.ndarray]:
         """BGR frames, in order, as the capture returns them."""
-        cap = open_capture(self.path, self.capture)
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    return
-                yield frame
-        finally:
-            cap.release()
+        return read_frames(self.path, self.capture)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.frames()
@@ -272,6 +264,20 @@ def open_capture(path: str, capture: Any = None) -> Any:
 
         return cv2.VideoCapture(str(path))
     return capture(str(path))
+
+
+def read_frames(path: str, capture: Any = None) -> Iterator[np.ndarray]:
+    """The frames of the video at ``path``, in order, read lazily through a fresh capture
+    (``capture``'s, else OpenCV's) that is released when they end or the reader stops."""
+    cap = open_capture(path, capture)
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                return
+            yield frame
+    finally:
+        cap.release()
 
 
 def frame_source(item: Any, *, capture: Any = None, on_error: str = "skip") -> Clip | Skipped:

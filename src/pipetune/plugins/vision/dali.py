@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.registry import Availability, Dependency
-from pipetune.plugins.vision.inputs import BadInput
+from pipetune.plugins.vision.inputs import BadInput, BatchDecoder
 
 DALI = Dependency("nvidia.dali", "vision", "DALI decode pipelines", "nvidia-dali-cuda130")
 
@@ -40,7 +40,7 @@ def cuda_available() -> bool:
 
 
 @dataclass(frozen=True)
-class DaliDecoder:
+class DaliDecoder(BatchDecoder):
     """Decode-and-resize with a DALI pipeline. ``device``: ``cpu`` or ``gpu`` (mixed
     nvJPEG decoder). ``normalize``: ``(mean, std)`` in 0-1 units to output float32 CHW
     normalized tensors (folding the classifier's normalization into the pipeline), or None
@@ -54,12 +54,6 @@ class DaliDecoder:
 
     def describe(self) -> str:
         return f"dali-{self.device}"
-
-    def decode_resize(self, data: bytes, size: tuple[int, int], source: str = "") -> np.ndarray:
-        (value,) = self.decode_resize_batch([data], size, [source])
-        if isinstance(value, BadInput):
-            raise value
-        return value
 
     def decode_resize_batch(
         self, blobs: list[bytes], size: tuple[int, int], sources: list[str] | None = None

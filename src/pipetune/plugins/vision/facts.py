@@ -233,24 +233,12 @@ def transfer_facts(
 def _clip_frames(item: Any, stage_slots: dict[str, Any]) -> Any:
     """Frames of an observed clip: a Clip from the frame source, or a path read with the
     stage's capture slot."""
-    from pipetune.plugins.vision.blocks import Clip, open_capture
+    from pipetune.plugins.vision.blocks import Clip, read_frames
 
     if isinstance(item, Clip):
         return item.frames()
     if isinstance(item, str):
-
-        def frames() -> Any:
-            cap = open_capture(item, stage_slots.get("capture"))
-            try:
-                while True:
-                    ok, frame = cap.read()
-                    if not ok or frame is None:
-                        return
-                    yield frame
-            finally:
-                cap.release()
-
-        return frames()
+        return read_frames(item, stage_slots.get("capture"))
     return None
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from pipetune.core.kernel.registry import OutputKind
 from pipetune.core.kernel.results import Fidelity
+from pipetune.core.measure.fidelity import share_agreeing
 from pipetune.core.measure.stats import wilson_interval
 from pipetune.plugins.vision.inputs import Skipped
 
@@ -215,17 +216,12 @@ def image_fidelity(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelit
             values.append(psnr(b, c))
         same += values[-1] >= PSNR_FLOOR_DB
     finite = [v for v in values if math.isfinite(v)]
-    return Fidelity(
-        metric=f"psnr>={PSNR_FLOOR_DB:g}dB",
-        value=same / len(values) if values else 1.0,
-        n=len(values),
-        ci=wilson_interval(same, len(values)),
-        details={
-            "mean_psnr_db": float(np.mean(finite)) if finite else math.inf,
-            "min_psnr_db": float(min(values)) if values else math.inf,
-            "identical": sum(1 for v in values if math.isinf(v)),
-        },
-    )
+    details = {
+        "mean_psnr_db": float(np.mean(finite)) if finite else math.inf,
+        "min_psnr_db": float(min(values)) if values else math.inf,
+        "identical": sum(1 for v in values if math.isinf(v)),
+    }
+    return share_agreeing(f"psnr>={PSNR_FLOOR_DB:g}dB", same, len(values), details)
 
 
 def mask_iou(baseline: Sequence[Any], candidate: Sequence[Any]) -> Fidelity:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.registry import Availability, Dependency
-from pipetune.plugins.vision.inputs import BadInput, sniff_format
+from pipetune.plugins.vision.inputs import BadInput, BatchDecoder, sniff_format
 
 # Not in the ``vision`` extra: PyPI's torchvision must match the installed torch build
 # exactly (a CUDA machine installs both together), so the hint names it alone.
@@ -32,7 +32,7 @@ def nvjpeg_availability() -> Availability:
 
 
 @dataclass(frozen=True)
-class NvJpegDecoder:
+class NvJpegDecoder(BatchDecoder):
     """Decode a batch of JPEGs on the GPU with nvJPEG, resize with antialiasing on the
     GPU, and return RGB uint8 HWC arrays (or normalized float32 CHW with ``normalize``)."""
 
@@ -42,12 +42,6 @@ class NvJpegDecoder:
 
     def describe(self) -> str:
         return "torchvision-nvjpeg"
-
-    def decode_resize(self, data: bytes, size: tuple[int, int], source: str = "") -> np.ndarray:
-        (value,) = self.decode_resize_batch([data], size, [source])
-        if isinstance(value, BadInput):
-            raise value
-        return value
 
     def decode_resize_batch(
         self, blobs: list[bytes], size: tuple[int, int], sources: list[str] | None = None

@@ -13,9 +13,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetune.core.kernel.errors import PipelineError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Magic numbers of the formats we recognize (the first bytes of the file).
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -53,6 +56,23 @@ class Skipped:
 
     def __str__(self) -> str:
         return f"skipped ({self.reason})"
+
+
+class BatchDecoder:
+    """A decoder built around its batch call (DALI, nvJPEG): one image is a batch of one,
+    whose :class:`BadInput` in the image's place is raised."""
+
+    def decode_resize_batch(
+        self, blobs: list[bytes], size: tuple[int, int], sources: list[str] | None = None
+    ) -> list[Any]:
+        """Each blob decoded and resized to ``size``, or a :class:`BadInput` in its place."""
+        raise NotImplementedError
+
+    def decode_resize(self, data: bytes, size: tuple[int, int], source: str = "") -> np.ndarray:
+        (value,) = self.decode_resize_batch([data], size, [source])
+        if isinstance(value, BadInput):
+            raise value
+        return value
 
 
 def describe_source(item: Any) -> str:

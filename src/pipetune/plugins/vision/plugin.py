@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipetune.core.kernel.context import Observations
 from pipetune.core.kernel.hookspecs import hookimpl
 from pipetune.core.kernel.model import Pipeline, Workload
 from pipetune.core.kernel.registry import Demo, Dependency
-from pipetune.core.kernel.results import Profile
 from pipetune.plugins import _shared as hooks
 
 PIPETUNE_API = 2
@@ -47,23 +45,11 @@ register_changes = hooks.register_changes("pipetune.plugins.vision")
 register_output_kinds = hooks.register_output_kinds("pipetune.plugins.vision")
 
 
-@hookimpl
-def inspect_pipeline(pipeline: Pipeline) -> dict[str, Any] | None:
-    from pipetune.plugins.vision.facts import static_facts
-
-    return static_facts(pipeline)
-
-
+inspect_pipeline = hooks.inspect_pipeline("pipetune.plugins.vision", "static_facts")
 stage_hints = hooks.stage_hints("pipetune.plugins.vision")
-
-
-@hookimpl
-def profile_pipeline(
-    pipeline: Pipeline, workload: Workload, profile: Profile, observed: Observations
-) -> dict[str, Any] | None:
-    from pipetune.plugins.vision.facts import profile_facts
-
-    return profile_facts(pipeline, profile, observed)
+profile_pipeline = hooks.profile_pipeline(
+    "pipetune.plugins.vision", "profile_facts", with_workload=False
+)
 
 
 propose_changes = hooks.propose_changes("pipetune.plugins.vision")

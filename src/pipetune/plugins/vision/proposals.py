@@ -10,14 +10,13 @@ from typing import Any
 from pipetune.core.kernel.model import Pipeline, Requirements
 from pipetune.core.kernel.results import InFlight, Profile, Proposal
 from pipetune.plugins.vision import frame_items
-from pipetune.plugins.vision.changes import (
-    dali_decode,
-    frame_stride,
-    gpu_decode,
-    motion_gate,
-    parallel_decode,
-    reduced_decode,
-)
+from pipetune.plugins.vision.changes.dali_decode import ID as DALI_DECODE
+from pipetune.plugins.vision.changes.frame_stride import ID as STRIDE
+from pipetune.plugins.vision.changes.gpu_decode import ID as GPU_DECODE
+from pipetune.plugins.vision.changes.motion_gate import FRAMES_IN_ORDER
+from pipetune.plugins.vision.changes.motion_gate import ID as MOTION
+from pipetune.plugins.vision.changes.parallel_decode import ID as PARALLEL
+from pipetune.plugins.vision.changes.reduced_decode import ID as REDUCED
 from pipetune.plugins.vision.code_decode import suggested_change
 from pipetune.plugins.vision.dali import DALI, cuda_available
 from pipetune.plugins.vision.gpu_decode import nvjpeg_availability
@@ -26,12 +25,6 @@ from pipetune.plugins.vision.recognize import find_decode_steps, find_frame_loop
 from pipetune.plugins.vision.reduced_decode import as_size
 
 PLUGIN = "vision"
-REDUCED = reduced_decode.ID
-DALI_DECODE = dali_decode.ID
-GPU_DECODE = gpu_decode.ID
-PARALLEL = parallel_decode.ID
-MOTION = motion_gate.ID
-STRIDE = frame_stride.ID
 DECODER_SWAPS = (REDUCED, DALI_DECODE, GPU_DECODE)
 #: Below this share of end-to-end time a decode change cannot matter (Amdahl).
 MIN_SHARE = 0.05
@@ -348,7 +341,7 @@ def _frame_skip(stage: str, info: dict[str, Any], frames: str, run_fraction: flo
         stride_est,
         static_text,
         {"frames": "items"},
-        motion_gate.FRAMES_IN_ORDER,
+        FRAMES_IN_ORDER,
     )
 
 

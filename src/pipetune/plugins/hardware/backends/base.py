@@ -82,6 +82,28 @@ class ExportBackend(Backend):
             source = model
         return self.load(exported, precision, source=source, **options)
 
+    def _compiled(
+        self,
+        run: Any,
+        exported: ExportedModel,
+        precision: str,
+        source: Any,
+        details: Mapping[str, Any],
+        handle: Any,
+    ) -> CompiledModel:
+        """The stand-in for ``exported`` that this backend's ``load`` returns: ``run`` on
+        the export's signature and output structure, under this backend's name."""
+        return CompiledModel(
+            run,
+            exported.signature,
+            exported.outputs,
+            backend=self.name,
+            precision=precision,
+            source=source,
+            details=details,
+            handle=handle,
+        )
+
     @abstractmethod
     def load(
         self, exported: ExportedModel, precision: str = "fp32", **options: Any

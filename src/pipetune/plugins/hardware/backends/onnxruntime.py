@@ -91,16 +91,7 @@ class OnnxRuntimeBackend(ExportBackend):
         }
         if precision == "int8":
             details["quantization"] = quantization
-        return CompiledModel(
-            run,
-            exported.signature,
-            exported.outputs,
-            backend=self.name,
-            precision=precision,
-            source=source,
-            details=details,
-            handle=session,
-        )
+        return self._compiled(run, exported, precision, source, details, session)
 
 
 #: ONNX Runtime's session options for spinning idle pool threads (on by default).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -92,27 +93,26 @@ class OpenVINOBackend(ExportBackend):
         graph_names = {port.get_any_name() for port in compiled.inputs}
         if set(names) != graph_names:
             raise Rejected(f"the exported graph takes {sorted(graph_names)}, not {names}")
-        outputs = list(compiled.outputs)
-        local = threading.local()
+        run = request_per_thread(compiled, names)
+        return self._compiled(run, exported, precision, source, details, compiled)
 
-        def run(feeds: list[np.ndarray]) -> list[np.ndarray]:
-            # One infer request per thread: a request is not safe to share between threads.
-            request = getattr(local, "request", None)
-            if request is None:
-                request = local.request = compiled.create_infer_request()
-            results = request.infer(dict(zip(names, feeds, strict=True)))
-            return [results[port] for port in outputs]
 
-        return CompiledModel(
-            run,
-            exported.signature,
-            exported.outputs,
-            backend=self.name,
-            precision=precision,
-            source=source,
-            details=details,
-            handle=compiled,
-        )
+def request_per_thread(
+    compiled: Any, names: list[str]
+) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """A ``run`` for a compiled model: feeds by input name, outputs in the graph's order,
+    through one infer request per thread (a request is not safe to share between threads)."""
+    outputs = list(compiled.outputs)
+    local = threading.local()
+
+    def run(feeds: list[np.ndarray]) -> list[np.ndarray]:
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        results = request.infer(dict(zip(names, feeds, strict=True)))
+        return [results[port] for port in outputs]
+
+    return run
 
 
 def compile_model(

@@ -85,16 +85,8 @@ class TensorRTBackend(ExportBackend):
         if not engine.is_file():
             build_engine(exported, engine, precision, max_batch, max_length, workspace_gb)
         runner = EngineRunner(engine, exported.signature.input_names, exported.output_names)
-        return CompiledModel(
-            runner,
-            exported.signature,
-            exported.outputs,
-            backend=self.name,
-            precision=precision,
-            source=source,
-            details={"engine": engine.name, "verified": False},
-            handle=runner,
-        )
+        details = {"engine": engine.name, "verified": False}
+        return self._compiled(runner, exported, precision, source, details, runner)
 
 
 def engine_path(exported: ExportedModel, precision: str) -> Path:

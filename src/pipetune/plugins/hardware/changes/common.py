@@ -77,19 +77,12 @@ def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path) -> Pipe
             package=artifact("package"),
         )
     elif kind in (ONNX_SESSION, ONNX_PATH, ONNX_PROTO):
-        from pipetune.plugins.hardware.onnx_models import build_replacement
+        from pipetune.plugins.hardware.onnx_models import candidate_replacement
 
         model_file = artifact("model")
         if model_file is None:
             raise PipelineError(f"change {change.proposal} has no model artifact")
-        value = build_replacement(
-            kind,
-            candidate.backend,
-            model_file,
-            candidate.options.get("threads"),
-            candidate.options.get("hint", "LATENCY"),
-            candidate.options.get("spinning"),
-        )
+        value = candidate_replacement(kind, candidate, model_file)
     else:
         raise PipelineError(f"change {change.proposal}: unknown model kind {kind!r}")
     note = {"change": change.proposal, "slot": slot, "candidate": candidate.to_dict()}

@@ -22,7 +22,7 @@ from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, InFlight, Proposal, Tuned
 from pipetune.core.kernel.state import reset_state
 from pipetune.plugins.vision import frame_skip
-from pipetune.plugins.vision.blocks import Clip, open_capture
+from pipetune.plugins.vision.blocks import Clip, read_frames
 from pipetune.plugins.vision.changes.common import Materialize, build_candidate, replace_stage
 
 ID = "vision.motion_gate"
@@ -83,20 +83,8 @@ def _frames_of(item: Any, stage: Stage) -> Any:
     if isinstance(item, Clip):
         return item.frames()
     if isinstance(item, str | os.PathLike):
-        return _read(os.fspath(item), stage.slots.get("capture"))
+        return read_frames(os.fspath(item), stage.slots.get("capture"))
     return None
-
-
-def _read(path: str, capture: Any) -> Any:
-    cap = open_capture(path, capture)
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                return
-            yield frame
-    finally:
-        cap.release()
 
 
 def _tuning_frames(
