@@ -69,8 +69,12 @@ def build_dataset(
     shipped: Mapping[str, bytes | None],
 ) -> Any:
     """The lazy Ray dataset that runs the job (nothing runs until it is iterated)."""
-    rows = min((g.batch_size for g in plan.groups), default=1)
-    shards = shard_inputs(files, max(SHARD_ROWS, rows))
+    # A shard is one call of the first group: that group takes whole blocks (batch_size
+    # None). Ray fuses the readers into it, and a fused operator bundles its input by the
+    # group's batch size counted in shards, not rows: a small job became one block that
+    # one actor of the slowest group worked through while the others idled.
+    first = plan.groups[0].batch_size if plan.groups else 1
+    shards = shard_inputs(files, max(SHARD_ROWS, first))
     dataset = ray.data.from_items([s.to_dict() for s in shards], override_num_blocks=len(shards))
     dataset = dataset.map_batches(  # reserve no CPU: see plan.RESERVE_FROM
         parse_shards,
@@ -80,15 +84,25 @@ def build_dataset(
         compute=ray.data.TaskPoolStrategy(size=max(1, min(len(shards), int(plan.cpus)))),
         fn_kwargs={"options": options},
     )
-    for group in plan.groups:
-        dataset = _add_group(ray, dataset, job, group, shipped.get(group.name))
+    for index, group in enumerate(plan.groups):
+        dataset = _add_group(
+            ray, dataset, job, group, shipped.get(group.name), whole_blocks=index == 0
+        )
     return dataset
 
 
-def _add_group(ray: Any, dataset: Any, job: JobSpec, group: GroupPlan, blob: bytes | None) -> Any:
+def _add_group(
+    ray: Any,
+    dataset: Any,
+    job: JobSpec,
+    group: GroupPlan,
+    blob: bytes | None,
+    *,
+    whole_blocks: bool = False,
+) -> Any:
     threads = max(1, int(group.cpus_per_worker))  # torch/BLAS threads: the worker's CPUs
     common = {
-        "batch_size": group.batch_size,
+        "batch_size": None if whole_blocks else group.batch_size,
         "batch_format": "pyarrow",
         "num_cpus": group.cpus_per_worker,
         "udf_modifying_row_count": False,
