@@ -24,7 +24,6 @@ import importlib
 import importlib.metadata
 import math
 import os
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +32,16 @@ import pluggy
 
 from pipetune.core.kernel import dispatch, hookspecs
 from pipetune.core.kernel.errors import DuplicateError, PipetuneError, PluginError
+from pipetune.core.kernel.plugin_checks import (
+    IncompatiblePlugin,
+    check_api_version,
+    describe_failure,
+    describe_validation_error,
+    exit_message,
+    is_plugin_object,
+    module_loader,
+    pipetune_version,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -147,21 +156,21 @@ class PipetunePluginManager(pluggy.PluginManager):
         isolation. Returns its status; raises only in strict mode."""
         try:
             try:
-                obj = plugin() if callable(plugin) and not _is_plugin_object(plugin) else plugin
+                obj = plugin() if callable(plugin) and not is_plugin_object(plugin) else plugin
             except SystemExit as exc:  # a plugin module that exits while it is imported
                 raise PluginError(f"calling sys.exit({exc.code!r}) while it was imported") from exc
-            _check_api_version(name, obj, distribution, version)
+            check_api_version(name, obj, distribution, version)
             try:
                 self.register(obj, name=name)
             except pluggy.PluginValidationError as exc:
-                raise _describe_validation_error(name, exc) from exc
+                raise describe_validation_error(name, exc) from exc
             unknown = self._unknown_hooks(obj)
             if unknown:
                 self.unregister(obj)
                 raise PluginError(unknown)
         except Exception as exc:  # one broken plugin must not take the host down
-            status = "incompatible" if isinstance(exc, _IncompatiblePlugin) else "failed"
-            message = _describe_failure(exc)
+            status = "incompatible" if isinstance(exc, IncompatiblePlugin) else "failed"
+            message = describe_failure(exc)
             record = PluginStatus(name, source, status, version, distribution, module, message)
             self.load_report.append(record)
             if self.strict:
@@ -273,7 +282,7 @@ class PipetunePluginManager(pluggy.PluginManager):
         except TimeoutError as exc:
             self.record_failure(impl.plugin_name, hook, f"{exc}; its result was dropped", exc)
         except SystemExit as exc:
-            self.record_failure(impl.plugin_name, hook, _exit_message(exc), exc)
+            self.record_failure(impl.plugin_name, hook, exit_message(exc), exc)
         except Exception as exc:
             self.record_failure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}", exc)
         return False, None
@@ -322,7 +331,7 @@ class PipetunePluginManager(pluggy.PluginManager):
             self.record_failure(owner, hook, f"{exc}; its result was dropped", exc)
             raise
         except SystemExit as exc:
-            message = _exit_message(exc)
+            message = exit_message(exc)
             self.record_failure(owner, hook, message, exc)
             raise PluginError(f"plugin {owner!r} in {hook}: {message}") from exc
         except Exception as exc:
@@ -482,10 +491,10 @@ def _load_builtins(pm: PipetunePluginManager, disabled: set[str]) -> None:
             continue
         pm.load_plugin(
             name,
-            _module_loader(module),
+            module_loader(module),
             source="builtin",
             distribution="pipetune",
-            version=_pipetune_version(),
+            version=pipetune_version(),
             module=module,
         )
 
@@ -524,84 +533,3 @@ def _load_entry_points(pm: PipetunePluginManager, disabled: set[str], strict: bo
             version=version,
             module=ep.value,
         )
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-class _IncompatiblePlugin(PluginError):
-    pass
-
-
-def _module_loader(module: str) -> Callable[[], Any]:
-    def load() -> Any:
-        return importlib.import_module(module)
-
-    load.__name__ = f"load_{module}"
-    return load
-
-
-def _is_plugin_object(obj: Any) -> bool:
-    """Modules and class instances are plugins; plain functions are loaders."""
-    import types
-
-    return isinstance(obj, types.ModuleType) or not isinstance(
-        obj, types.FunctionType | types.MethodType | types.BuiltinFunctionType
-    )
-
-
-def _check_api_version(name: str, plugin: Any, distribution: str, version: str) -> None:
-    wanted = getattr(plugin, "PIPETUNE_API", None)
-    if wanted is None:
-        return
-    try:
-        wanted_int = int(wanted)
-    except (TypeError, ValueError):
-        raise PluginError(f"PIPETUNE_API must be an integer, got {wanted!r}") from None
-    if wanted_int > hookspecs.API_VERSION:
-        where = f" ({distribution} {version})" if distribution else ""
-        raise _IncompatiblePlugin(
-            f"plugin {name!r}{where} is built for pipetune plugin API {wanted_int}, but this "
-            f"pipetune ({_pipetune_version()}) provides API {hookspecs.API_VERSION}: "
-            "upgrade pipetune or use an older release of the plugin"
-        )
-
-
-def _describe_validation_error(name: str, exc: pluggy.PluginValidationError) -> PluginError:
-    """pluggy refuses an implementation taking an argument its hookspec lacks. Hooks only
-    gain arguments, so that is a plugin written for a newer plugin API: say so."""
-    import re
-
-    text = str(exc)
-    found = re.search(r"for hook '(\w+)'.*Argument\(s\) (\{.*?\}) are declared", text, re.S)
-    if found is None:
-        return PluginError(text)
-    hook, arguments = found.groups()
-    return _IncompatiblePlugin(
-        f"plugin {name!r} implements {hook} with argument(s) {arguments} that this pipetune "
-        f"({_pipetune_version()}, plugin API {hookspecs.API_VERSION}) does not provide: the "
-        "plugin needs a newer pipetune (or has a misspelled argument name)"
-    )
-
-
-def _exit_message(exc: SystemExit) -> str:
-    return f"called sys.exit({exc.code!r}); a hook must return or raise, never end the process"
-
-
-def _describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, PipetuneError):
-        return str(exc)
-    if isinstance(exc, pluggy.PluginValidationError):
-        return str(exc)
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
-def _pipetune_version() -> str:
-    try:
-        return importlib.metadata.version("pipetune")
-    except importlib.metadata.PackageNotFoundError:
-        from pipetune._version import __version__
-
-        return __version__
