@@ -13,18 +13,25 @@ results for hashable items. The plugin
 5. registers an output kind for outputs that are sets of words (``register_output_kinds``,
    :mod:`.word_sets`), and
 6. hints at stages that keep such a list in a global instead of a slot (``stage_hints``).
+
+A second, smaller story: a stage whose function reads its text only as ``text.lower()``
+gives the same output for inputs that differ only in case. Where the observed inputs repeat
+up to case, the plugin measures the stage behind a memo keyed by the lower-cased text and
+proposes it (:mod:`.lowercase_memo`); and it registers the output kind
+``example.word_count`` for outputs that are integer counts (:mod:`.word_count`).
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipetune import ChangeType, OutputKind, Pipeline, Profile, Proposal, Stage, hookimpl
 from pipetune.core.kernel.context import Observations
-from pipetune_example_plugin import set_lookup, word_sets
+from pipetune_example_plugin import lowercase_memo, set_lookup, word_count, word_sets
+from pipetune_example_plugin.case_folding import is_case_insensitive
 from pipetune_example_plugin.membership import (
     MIN_SIZE,
     function_tree,
@@ -87,7 +94,8 @@ def profile_pipeline(pipeline: Pipeline, observed: Observations) -> dict[str, An
             "set_ms_per_input": 1000 * set_s / len(inputs),
             "speedup": list_s / set_s if set_s > 0 else 1.0,
         }
-    return {"set_lookup": measured} if measured else None
+    facts = {"set_lookup": measured, "lowercase_memo": measure_memo(pipeline, observed)}
+    return {key: value for key, value in facts.items() if value} or None
 
 
 @hookimpl
@@ -118,17 +126,18 @@ def propose_changes(pipeline: Pipeline, profile: Profile) -> list[Proposal] | No
                 evidence=dict(fact),
             )
         )
+    proposals += memo_proposals(profile.facts.get(NAME, {}).get("lowercase_memo", {}))
     return proposals or None
 
 
 @hookimpl
 def register_changes() -> list[ChangeType]:
-    return [set_lookup.CHANGE]
+    return [set_lookup.CHANGE, lowercase_memo.CHANGE]
 
 
 @hookimpl
 def register_output_kinds() -> list[OutputKind]:
-    return [word_sets.KIND]
+    return [word_sets.KIND, word_count.KIND]
 
 
 @hookimpl
@@ -153,9 +162,83 @@ def stage_hints(stage: Stage) -> list[str] | None:
     return hints or None
 
 
-def _best_of(rounds: int, stage: Stage, inputs: Sequence[Any]) -> float:
+def memo_candidate(stage: Stage) -> bool:
+    """A stage the lower-case memo applies to: one function call per input (no
+    ``batch_fn`` to bypass the memo), reading its input only as ``input.lower()``, and not
+    memoized already."""
+    applied = stage.meta.get("applied", ())
+    return (
+        stage.batch_fn is None
+        and lowercase_memo.ID not in applied
+        and is_case_insensitive(stage.fn)
+    )
+
+
+def measure_memo(pipeline: Pipeline, observed: Observations) -> dict[str, Any]:
+    """For each memo candidate whose observed text inputs repeat up to case: the share
+    that repeat, and the stage timed without and behind a memo (reset every round)."""
+    measured = {}
+    for stage in pipeline.stages:
+        inputs = [x for x in observed.inputs_of(stage.name)[:SAMPLE] if isinstance(x, str)]
+        share = lowercase_memo.repeat_share(inputs)
+        if share <= 0.0 or not memo_candidate(stage):
+            continue
+        memo = lowercase_memo.LowercaseMemo(stage.fn, lowercase_memo.DEFAULT_CAPACITY)
+        memoized = stage.evolve(fn=memo)
+        try:
+            plain_s = _best_of(3, stage, inputs)
+            memo_s = _best_of(3, memoized, inputs, before_each=memo.pipetune_reset)
+        except Exception:  # the stage raised on an observed input: nothing to claim
+            continue
+        measured[stage.name] = {
+            "inputs": len(inputs),
+            "repeat_share": share,
+            "plain_ms_per_input": 1000 * plain_s / len(inputs),
+            "memo_ms_per_input": 1000 * memo_s / len(inputs),
+            "speedup": plain_s / memo_s if memo_s > 0 else 1.0,
+        }
+    return measured
+
+
+def memo_proposals(measured: dict[str, Any]) -> list[Proposal]:
+    """``example.lowercase_memo`` for each measured stage the memo made fast enough."""
+    proposals = []
+    for stage_name, fact in measured.items():
+        if fact["speedup"] < MIN_SPEEDUP:
+            continue
+        proposals.append(
+            Proposal(
+                id=lowercase_memo.ID,
+                plugin=NAME,
+                stage=stage_name,
+                title=f"Memoize {stage_name} by its lower-cased input",
+                rationale=(
+                    f"{stage_name} reads its input only as text.lower(), and "
+                    f"{fact['repeat_share']:.0%} of {fact['inputs']} observed inputs repeat "
+                    f"an earlier one up to case; it took {fact['plain_ms_per_input']:.4f} ms "
+                    f"per input, {fact['memo_ms_per_input']:.4f} ms behind a memo "
+                    f"({fact['speedup']:.1f}x). Outputs are identical."
+                ),
+                est_stage_speedup=round(fact["speedup"], 2),
+                effort="minutes",
+                accuracy_risk="none",
+                params={"capacity": lowercase_memo.DEFAULT_CAPACITY},
+                evidence=dict(fact),
+            )
+        )
+    return proposals
+
+
+def _best_of(
+    rounds: int,
+    stage: Stage,
+    inputs: Sequence[Any],
+    before_each: Callable[[], None] | None = None,
+) -> float:
     best = float("inf")
     for _ in range(rounds):
+        if before_each is not None:
+            before_each()
         start = time.perf_counter()
         for item in inputs:
             stage(item)
