@@ -45,6 +45,8 @@ def test_outputs_are_keyed_by_id_and_failures_name_their_stage(
     assert (summary.rows, summary.outputs, summary.errors, summary.malformed) == (9, 7, 2, 1)
     assert summary.errors_by_stage == {"input": 1, "score": 1}
     assert set(summary.stage_ms_per_row) == {"clean", "score"}
+    assert summary.first_row_s is not None and 0 < summary.first_row_s <= summary.wall_s
+    assert "first rows after" in summary.lines()[0]
 
 
 def test_a_failing_batch_costs_only_its_bad_input(toy_target, write_jsonl, tmp_path):

@@ -73,7 +73,23 @@ def _figure(key: str, section: dict[str, Any], field: str) -> str:
             f"every input exactly once: {once}; {_seconds(section.get('fault_wall_s'))}, "
             f"untouched {_seconds(section.get('untouched_wall_s'))}{at}"
         )
-    return f"**{_spread(section.get(field))}**"
+    figure = f"**{_spread(section.get(field))}**"
+    if key == "nlp":
+        figure += _nlp_detail(section)
+    return figure
+
+
+def _nlp_detail(section: dict[str, Any]) -> str:
+    """The job's fixed start-up beside its steady rate: the rate from the first rows written
+    to the last, and when the first rows came (actors building the pipeline)."""
+    steady = (section.get("steady_ray_over_local") or {}).get("median")
+    first = (section.get("ray_first_rows_s") or {}).get("median")
+    if not steady or not first:
+        return ""
+    return (
+        f"; steady rate (first rows to last) {cells.times(steady)}; Ray's first rows after "
+        f"{cells.number(first, 1)} s (the embed actors building the pipeline)"
+    )
 
 
 @block("scale.figures", "scale")

@@ -34,6 +34,9 @@ class JobSummary:
     redelivered: int = 0
     wall_s: float = 0.0
     startup_s: float = 0.0
+    #: Seconds from the job's start to its first written row (workers starting, models
+    #: loading, the first batch): a job's fixed cost, beside its steady rate.
+    first_row_s: float | None = None
     stage_ms_per_row: dict[str, float] = field(default_factory=dict)
     output: str = ""
     errors_path: str | None = None
@@ -52,7 +55,8 @@ class JobSummary:
         out = [
             f"{state}: {self.rows:,} rows in {self.wall_s:.1f} s ({self.rows_per_s:,.1f} rows/s) "
             f"on {self.engine}"
-            + (f", after {self.startup_s:.1f} s of start-up" if self.startup_s else ""),
+            + (f", after {self.startup_s:.1f} s of start-up" if self.startup_s else "")
+            + (f"; first rows after {self.first_row_s:.1f} s" if self.first_row_s else ""),
             f"  outputs: {self.outputs:,} -> {self.output}",
         ]
         if self.errors:
@@ -92,6 +96,7 @@ class Collector:
         self._duplicates: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.started = time.perf_counter()
+        self.first_row_at: float | None = None
 
     # -- arriving rows -----------------------------------------------------------------------
     def add(
@@ -127,6 +132,8 @@ class Collector:
             self.errors.write(records)
             counted = len(outputs) + len(records)
             self.rows += counted
+            if counted and self.first_row_at is None:
+                self.first_row_at = time.perf_counter()
         if self.progress is not None and counted:
             self.progress(counted)
 
@@ -180,6 +187,7 @@ class Collector:
             stage_ms_per_row=per_row,
             output=str(self.output.path),
             errors_path=str(self.errors.path) if self.errors.count else None,
+            first_row_s=None if self.first_row_at is None else self.first_row_at - self.started,
             **extra,
         )
 
