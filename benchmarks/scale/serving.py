@@ -4,7 +4,10 @@ The optimized nlp pipeline (no batching: one document per request) is deployed o
 Serve with one replica of one CPU (the size ``pipetune serve`` plans for one CPU), and
 offered open-loop Poisson traffic over HTTP at a fixed rate, half of what one worker
 serves; the local runtime's online mode (``run_online``, one worker) gets the same rate.
-Latency is completion minus scheduled arrival on both sides.
+Both sides compute on the replica's thread count (one): the service time that sets the
+rate, and the local side, are measured under that pin, so the figure is Serve's own cost
+(HTTP, proxy, routing) and not a second thread the local side would have had. Latency is
+completion minus scheduled arrival on both sides.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from benchmarks.scale import harness, nlp_target
 from benchmarks.scale.jobs import Log, driver_pipeline, job_for, scratch
 
 _local = threading.local()
+#: The replica's CPUs (``pipetune serve`` sized for one CPU) and both sides' thread count.
+REPLICA_CPUS = 1
 
 
 def _post(host: str, port: int, path: str, body: bytes) -> None:
@@ -74,6 +79,7 @@ def _serve(folder: Path, requests: int, passes: int, log: Log, cases: int) -> di
     from pipetune.core.kernel.model import Requirements
     from pipetune.core.runtime.offline import run_offline
     from pipetune.core.runtime.online import run_online
+    from pipetune.core.runtime.threads import pin_threads
     from pipetune.scale.serve_app import deploy
     from pipetune.scale.serve_sizing import size_serving
 
@@ -83,11 +89,12 @@ def _serve(folder: Path, requests: int, passes: int, log: Log, cases: int) -> di
     )
     pipeline = driver_pipeline(job)
     items = [row["text"] for row in nlp_target.documents(cases)]
-    service = run_offline(pipeline, items[:20])
+    with pin_threads(REPLICA_CPUS):
+        service = run_offline(pipeline, items[:20])
+        profile = _profile(pipeline, items[:20])
     mean_s = float(np.mean(service.latency_s))
     rate = 0.5 / mean_s
-    profile = _profile(pipeline, items[:20])
-    sizing = size_serving(profile, Requirements(), cpus=1)
+    sizing = size_serving(profile, Requirements(), cpus=REPLICA_CPUS)
     url = deploy(job, sizing, port=8765, metrics_port=None, route_prefix="/classify")
     log(
         f"serve: {requests} requests at {rate:.1f}/s (half of one worker); "
@@ -100,7 +107,10 @@ def _serve(folder: Path, requests: int, passes: int, log: Log, cases: int) -> di
         return _quantiles(poisson_client(url, items, rate, requests, seed=round_))
 
     def local_side(round_: int) -> dict[str, Any]:
-        found = run_online(pipeline, items, rate=rate, workers=1, requests=requests, seed=round_)
+        with pin_threads(sizing.threads):
+            found = run_online(
+                pipeline, items, rate=rate, workers=1, requests=requests, seed=round_
+            )
         return _quantiles(np.asarray(found.latency_s)[found.ok_mask] * 1000.0)
 
     try:
@@ -126,6 +136,7 @@ def _serve(folder: Path, requests: int, passes: int, log: Log, cases: int) -> di
             [r["p99_ms"] for r in served], [r["p99_ms"] for r in local]
         ),
         "client": "open-loop Poisson, 64 sender threads with keep-alive, on this machine",
+        "threads": {"replica": sizing.threads, "local": sizing.threads},
     }
 
 
