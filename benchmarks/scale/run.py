@@ -52,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     passes = args.passes or (1 if args.quick else 3)
     cases = args.cases or (3 if args.quick else 500)
     rows = args.rows or (120 if args.quick else 4000)
-    # Serve offers half of one worker's rate (~1 request/s here): 150 requests a pass and
-    # 2 passes put 300 latency samples behind each side's P99 in about 10 minutes.
+    # Serve offers half of one worker's rate (about 4.5 requests/s here): 150 requests a
+    # pass and 2 passes put 300 latency samples behind each side's P99.
     requests = args.requests or (20 if args.quick else 150)
     serve_passes = args.passes or (1 if args.quick else 2)
     command = " ".join(["python -m benchmarks.scale.run", *(argv or sys.argv[1:])])
