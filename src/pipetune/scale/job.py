@@ -157,7 +157,7 @@ def prepare_process(
     os.environ["RAYON_NUM_THREADS"] = str(threads)  # Rust tokenizers' pool
     from pipetune.core.runtime import threads as _threads
 
-    _threads.pin_threads(threads).__enter__()  # for the life of the worker process
+    _threads.pin_for_process(threads)  # for the life of the worker process
     _PREPARED = True
 
 

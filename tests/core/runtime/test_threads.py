@@ -280,3 +280,20 @@ def test_a_planned_stateful_callable_is_still_found_and_reset() -> None:
     planned = threads.with_stage_threads(Stage("name", os.path.basename), {"threads": 2})
     copy = pickle.loads(pickle.dumps(planned.fn))  # a worker process receives it so
     assert copy("/a/b") == "b" and copy.count == 2 and copy.__wrapped__ is os.path.basename
+
+
+def test_a_process_pin_outlives_its_context_manager() -> None:
+    """A worker pins once for its whole life: the pin must hold after garbage collection
+    (a pin_threads(...).__enter__() whose manager is dropped was undone at once)."""
+    import gc
+
+    outside = threads.pinned_count()
+    try:
+        threads.pin_for_process(1)
+        gc.collect()
+        assert threads.pinned_count() == 1
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        while threads.pinned_count() != outside:
+            threads._exit_pin(threads._STACK[-1])
+    assert threads.pinned_count() == outside

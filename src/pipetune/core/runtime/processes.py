@@ -138,7 +138,7 @@ def _child_init(
                 f"pipeline given has {list(expected)}"
             )
         if env:
-            _threads.pin_threads(int(next(iter(env.values())))).__enter__()
+            _threads.pin_for_process(int(next(iter(env.values()))))
         _CHILD["pipeline"] = pipeline
     except BaseException as exc:  # reported by the first task, not a respawn loop
         _CHILD["init_error"] = f"{type(exc).__name__}: {exc}"

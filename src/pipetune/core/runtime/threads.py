@@ -202,6 +202,15 @@ def pin_threads(
 
     Yields the settings in force (:func:`thread_settings`), for the record.
     """
+    pin = _enter_pin(threads, interop)
+    try:
+        yield thread_settings()
+    finally:
+        _exit_pin(pin)
+
+
+def _enter_pin(threads: int | None, interop: int | None) -> _Pin:
+    """Put a pin in force: the environment, the loaded libraries, the plugin pools."""
     count = default_thread_count() if threads is None else int(threads)
     if count < 1:
         from pipetune.core.kernel.errors import ConfigError
@@ -218,22 +227,32 @@ def pin_threads(
         _STACK.append(pin)
         _apply(pin)
         pin.pool_limits = _threadpool_limits(count)
-    try:
-        yield thread_settings()
-    finally:
-        with _LOCK:
-            _STACK.remove(pin)
-            if pin.pool_limits is not None:
-                with contextlib.suppress(Exception):
-                    pin.pool_limits.__exit__(None, None, None)
-            _restore(pin)
-            for name, value in pin.saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            if _STACK:  # an outer pin is still active: put its counts back
-                _apply(_STACK[-1])
+    return pin
+
+
+def _exit_pin(pin: _Pin) -> None:
+    """Undo ``pin``: the settings before it, or the outer pin's."""
+    with _LOCK:
+        _STACK.remove(pin)
+        if pin.pool_limits is not None:
+            with contextlib.suppress(Exception):
+                pin.pool_limits.__exit__(None, None, None)
+        _restore(pin)
+        for name, value in pin.saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if _STACK:  # an outer pin is still active: put its counts back
+            _apply(_STACK[-1])
+
+
+def pin_for_process(threads: int) -> dict[str, Any]:
+    """Pin this process's thread pools to ``threads`` for the rest of its life (a worker
+    process of the process executor or of Ray): never undone, not even when a context
+    manager would be collected. Returns the settings in force."""
+    _enter_pin(threads, None)
+    return thread_settings()
 
 
 def reapply() -> dict[str, Any]:
