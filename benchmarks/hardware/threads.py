@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"cpu": machine.cpu, "cores": machine.cores, "fingerprint": machine.fingerprint},
         "busy_processes": {"count": args.busy, "loop": "numpy 200x200 matmul, 1 BLAS thread"},
         "target": "plain-process speedup of the kept recipe >= 1.0 in every case",
+        "cases_all": list(CASES),
         "cases": {},
     }
     with busy_processes(args.busy):
