@@ -147,6 +147,25 @@ def test_ray_engine_writes_what_the_local_engine_writes(cluster, tmp_path, attri
     assert outputs[3] == pipeline.run({"id": 3, "text": "document 3 " * 3})
 
 
+def test_a_job_is_spread_over_the_actor_pool_and_its_rows_stream(cluster, tmp_path):
+    """More rows than one call of the first group: several blocks, so more than one actor
+    of the model stage serves and rows reach the driver in more than one batch (fused with
+    the readers, the first group once bundled a whole job into one block)."""
+    for stale in cluster.pid_dir.iterdir():
+        stale.unlink()
+    source = _inputs(tmp_path / "in.jsonl", 150)
+    batches: list[int] = []
+    request = RunRequest(
+        _job(), (str(source),), tmp_path / "out.jsonl", engine="ray", local_files=(str(TARGET),)
+    )
+    summary = run_job(request, load_pipeline(_job()), plan=_plan(3, 151), progress=batches.append)
+    assert summary.rows == 151 and sum(batches) == 151
+    assert len(batches) > 1
+    served = {p.name for p in cluster.pid_dir.iterdir()} - {str(os.getpid())}
+    assert len(served) > 1, f"one process served every row: {served}"
+    assert summary.first_row_s is not None and summary.first_row_s < summary.wall_s
+
+
 def _kill_one_actor(pid_dir: Path) -> int:
     pids = sorted(int(p.name) for p in pid_dir.iterdir() if int(p.name) != os.getpid())
     for pid in pids:
