@@ -157,9 +157,10 @@ def skewed_summary(results: Results) -> str:
     flat = found.get("vs_faiss_flat") or {}
     ratio = found.get("picked_time_over_sweep_best")
     recall = found.get("held_out_recall")
-    section = ((data or {}).get("skewed") or {}) if data else {}
-    target = float(section.get("target_recall", 0.95))  # a section run alone keeps its own
-    section = section if section.get("conditions") else {}  # conditions (command, load)
+    section = (data or {}).get("skewed") or {}
+    target = float(section.get("target_recall", 0.95))
+    # A section run alone (--only skewed) keeps its own conditions: command and load.
+    conditions = section if section.get("conditions") else data or {}
     if ratio is None or ratio > 1.2:
         verdict = "not met"
     elif recall is None or recall < target:
@@ -172,7 +173,7 @@ def skewed_summary(results: Results) -> str:
         f"{cells.ratio(flat.get('speedup'), flat.get('ci'), bold=True)} faiss `IndexFlatIP`",
         f"recall@100 {cells.number(found.get('held_out_recall'), 3)}",
         cells.p99(exact),
-        f"{_rests(exact, found, 'queries')}; {_load(section or data or {})}",
+        f"{_rests(exact, found, 'queries')}; {_load(conditions)}",
     )
 
 
