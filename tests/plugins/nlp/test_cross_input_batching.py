@@ -94,7 +94,13 @@ def test_tune_keeps_the_parts_that_hold_and_a_recipe_rebuilds_it(pm, plain, tmp_
     change = Change(cross_input_batching.ID, "nlp", "classify", tuned.params, tuned.artifacts)
     rebuilt = cross_input_batching.materialize(change, pipeline, store.root)
     stage = rebuilt.stage("classify")
-    assert stage.batch_fn is not None and pipeline.stage("classify").batch_fn is None
+    assert pipeline.stage("classify").batch_fn is None
+    # Whether batching pays is the host's call (a busy host can make it not): then the
+    # parts that held are kept one input at a time, and the stage stays unbatched.
+    if tuned.params["batch_size"] > 1:
+        assert stage.batch_fn is not None
+    else:
+        assert "batching" in tuned.notes and any(p["kept"] for p in parts.values())
     items = list(workload.items)
     outputs = crossbatch.batched_outputs(rebuilt, items)
     agree = np.mean(
