@@ -33,7 +33,6 @@ class JobSummary:
     duplicates: int = 0
     redelivered: int = 0
     wall_s: float = 0.0
-    startup_s: float = 0.0
     #: Seconds from the job's start to its first written row (workers starting, models
     #: loading, the first batch): a job's fixed cost, beside its steady rate.
     first_row_s: float | None = None
@@ -55,7 +54,6 @@ class JobSummary:
         out = [
             f"{state}: {self.rows:,} rows in {self.wall_s:.1f} s ({self.rows_per_s:,.1f} rows/s) "
             f"on {self.engine}"
-            + (f", after {self.startup_s:.1f} s of start-up" if self.startup_s else "")
             + (f"; first rows after {self.first_row_s:.1f} s" if self.first_row_s else ""),
             f"  outputs: {self.outputs:,} -> {self.output}",
         ]
