@@ -5,7 +5,6 @@ tokens is kept). Lossless. Needs the model on a CUDA device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pipetune.core.kernel.context import TuneContext
@@ -13,14 +12,14 @@ from pipetune.core.kernel.errors import Rejected
 from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
-from pipetune.core.kernel.results import Change, Proposal, Tuned
+from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.plugins.llm.changes.common import (
     GenerateTuning,
     check_same,
-    materialize_config,
     timed,
     tune_generate,
 )
+from pipetune.plugins.llm.changes.common import materialize_config as materialize
 from pipetune.plugins.llm.records import GenerateConfig, GenerationRequest
 
 ID = "llm.cuda_graphs"
@@ -39,10 +38,6 @@ class CudaGraphsParams(ChangeParams):
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     return tune_generate(proposal, pipeline, context, _tune_block)
-
-
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
-    return materialize_config(change, pipeline, artifacts_dir)
 
 
 def _tune_block(t: GenerateTuning) -> Tuned:

@@ -5,20 +5,19 @@ Lossless: greedy tokens must not change."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
-from pipetune.core.kernel.results import Change, Proposal, Tuned
+from pipetune.core.kernel.results import Proposal, Tuned
 from pipetune.plugins.llm.changes.common import (
     GenerateTuning,
     check_same,
-    materialize_config,
     timed,
     tune_generate,
 )
+from pipetune.plugins.llm.changes.common import materialize_config as materialize
 
 ID = "llm.kv_cache"
 
@@ -32,10 +31,6 @@ class KvCacheParams(ChangeParams):
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     return tune_generate(proposal, pipeline, context, _tune_block)
-
-
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
-    return materialize_config(change, pipeline, artifacts_dir)
 
 
 def _tune_block(t: GenerateTuning) -> Tuned:

@@ -4,14 +4,14 @@ declares (same tokenizer); its acceptance rate is measured on the tuning split. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.model import Pipeline
 from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
-from pipetune.core.kernel.results import Change, Proposal, Tuned
-from pipetune.plugins.llm.changes.common import materialize_config, tune_generate
+from pipetune.core.kernel.results import Proposal, Tuned
+from pipetune.plugins.llm.changes.common import materialize_config as materialize
+from pipetune.plugins.llm.changes.common import tune_generate
 from pipetune.plugins.llm.changes.speculative_prompt_lookup import tune_speculative
 
 ID = "llm.speculative_draft"
@@ -25,10 +25,6 @@ class SpeculativeDraftParams(ChangeParams):
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     return tune_generate(proposal, pipeline, context, tune_speculative)
-
-
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
-    return materialize_config(change, pipeline, artifacts_dir)
 
 
 CHANGE = ChangeType(ID, SpeculativeDraftParams, materialize, tune)

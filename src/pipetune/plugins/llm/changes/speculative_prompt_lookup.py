@@ -14,7 +14,6 @@ none beats no lookup."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pipetune.core.kernel.context import TuneContext
@@ -26,10 +25,10 @@ from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.llm.changes.common import (
     GenerateTuning,
     check_same,
-    materialize_config,
     timed,
     tune_generate,
 )
+from pipetune.plugins.llm.changes.common import materialize_config as materialize
 
 ID = "llm.speculative_prompt_lookup"
 #: Prompt-lookup draft lengths tried.
@@ -54,10 +53,6 @@ def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:
     if proposal.params.get("wrap") == "cached_generate":
         return tune_plain(proposal, pipeline, context)
     return tune_generate(proposal, pipeline, context, tune_speculative)
-
-
-def materialize(change: Change, pipeline: Pipeline, artifacts_dir: Path | None = None) -> Pipeline:
-    return materialize_config(change, pipeline, artifacts_dir)
 
 
 def tune_speculative(t: GenerateTuning) -> Tuned:
