@@ -10,7 +10,7 @@ import ast
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -372,15 +372,11 @@ class FileScanner:
             normalized = " ".join(snippet.split())
             count = occurrences.get((finding.rule, normalized), 0)
             occurrences[(finding.rule, normalized)] = count + 1
+            # the finding as the check placed it (rule, position, message), completed
             completed.append(
-                Finding(
-                    rule=finding.rule,
+                replace(
+                    finding,
                     path=ctx.display_path,
-                    line=finding.line,
-                    col=finding.col,
-                    end_line=finding.end_line,
-                    end_col=finding.end_col,
-                    message=finding.message,
                     severity=finding.severity or (rule.severity if rule else "warning"),
                     confidence=round(confidence, 3),
                     proposal=finding.proposal or (rule.proposal if rule else None),
