@@ -1,7 +1,7 @@
 """``vision.motion_gate``: run the frame classifier only when the scene changes (a cheap
 motion gate on small grey frames) and repeat the last result otherwise. Lossy: the
 threshold is searched for per-frame agreement, with every motion event caught within 3
-frames. Also holds the gate search the fixed stride shares.
+frames. Its materialize and tune (the gate search) serve the fixed stride too.
 
 ``frames="clip"``: each input is a clip (a frame loop's capture and model are wrapped);
 ``frames="items"``: each input is one frame of a clip, in order, and the stage's function
