@@ -38,15 +38,14 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "loop.json"
 TARGET = 0.15
 
 PLAIN_SCRIPT = r"""
-import json, statistics, sys, time, warnings
-from pathlib import Path
+import json, sys, warnings
 
 import pipetune
+from benchmarks.loop.execution_context import abba, compare_here
 from pipetune.core.measure.execution import capture
-from pipetune.core.measure.load import HostLoadMeter
 from pipetune.demos.recsys import demo
 
-quick, recipe, artifacts, indices, passes = json.loads(sys.argv[1])
+quick, recipe, artifacts, indices, passes, *more = json.loads(sys.argv[1])
 setup = demo.build(quick=quick)
 items = [setup.workload.items[i] for i in indices]
 original = setup.pipeline
@@ -54,37 +53,87 @@ with warnings.catch_warnings(record=True) as said:
     warnings.simplefilter("always")
     optimized = pipetune.load_recipe(original, recipe, artifacts_dir=artifacts)
 context = capture()
-for pipeline in (original, optimized):  # warm-up, as any service does at start-up
-    for item in items[:2]:
-        pipeline.run(item)
-
-def one_pass(pipeline):
-    start = time.perf_counter()
-    for item in items:
-        pipeline.run(item)
-    return time.perf_counter() - start
-
-meter = HostLoadMeter().start()
-walls = {"original": [], "optimized": []}
-for r in range(passes):
-    order = ("original", "optimized", "optimized", "original") if r % 2 == 0 else (
-        "optimized", "original", "original", "optimized")
-    for name in order:
-        walls[name].append(one_pass(original if name == "original" else optimized))
-load = meter.stop().to_dict()
-ratio = sum(walls["original"]) / sum(walls["optimized"])
-per_pass = [a / b for a, b in zip(walls["original"], walls["optimized"])]
+result = abba(original, optimized, items, passes)
+if more and more[0] is not None:  # the loop's own harness too, in this fresh process
+    result["compare"] = compare_here(original, optimized, items, threads=more[0], rounds=passes)
 print(json.dumps({
-    "speedup": ratio,
-    "per_pass_median": statistics.median(per_pass),
-    "passes_per_side": len(walls["original"]),
-    "requests": len(items),
-    "samples_per_side": len(items) * len(walls["original"]),
+    **result,
     "execution": context.to_dict(),
     "warnings": [str(w.message) for w in said],
-    "host_load": load,
 }))
 """
+
+
+def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[str, Any]:
+    """``pipeline.run(item)`` over ``items`` from this thread, the two pipelines in
+    alternating ABBA passes after a two-request warm-up each, as a plain script would time
+    them; with the milliseconds per request of each side."""
+    import statistics
+
+    from pipetune.core.measure.load import HostLoadMeter
+
+    for pipeline in (original, optimized):  # warm-up, as any service does at start-up
+        for item in items[:2]:
+            pipeline.run(item)
+
+    def one_pass(pipeline: Any) -> float:
+        start = time.perf_counter()
+        for item in items:
+            pipeline.run(item)
+        return time.perf_counter() - start
+
+    meter = HostLoadMeter().start()
+    walls: dict[str, list[float]] = {"original": [], "optimized": []}
+    for r in range(passes):
+        order = ("original", "optimized", "optimized", "original")
+        for name in order if r % 2 == 0 else order[::-1]:
+            walls[name].append(one_pass(original if name == "original" else optimized))
+    load = meter.stop().to_dict()
+    per_pass = [a / b for a, b in zip(walls["original"], walls["optimized"], strict=True)]
+    samples = len(items) * len(walls["original"])
+    return {
+        "speedup": sum(walls["original"]) / sum(walls["optimized"]),
+        "per_pass_median": statistics.median(per_pass),
+        "ms_per_request": {k: 1000.0 * sum(v) / samples for k, v in walls.items()},
+        "passes_per_side": len(walls["original"]),
+        "requests": len(items),
+        "samples_per_side": samples,
+        "host_load": load,
+    }
+
+
+def compare_here(
+    original: Any, optimized: Any, items: list[Any], *, threads: int | None, rounds: int
+) -> dict[str, Any]:
+    """The loop's final harness (``compare``, with the loop's round settings) run here."""
+    from pipetune.core.measure.comparison import CompareSettings, compare
+    from pipetune.core.measure.timed_pass import RuntimeSpec
+
+    result = compare(
+        original,
+        optimized,
+        items,
+        runtime=RuntimeSpec(threads=threads),
+        settings=CompareSettings(rounds=rounds, max_rounds=2 * rounds),
+    ).to_dict()
+    return {
+        "speedup": result["speedup"]["throughput"],
+        "ci": result["ci"]["throughput"],
+        **sides(result),
+        "coverage": result.get("coverage"),
+    }
+
+
+def sides(comparison: dict[str, Any]) -> dict[str, Any]:
+    """Each side's milliseconds per request and per stage, from a comparison's dict."""
+    named = {"original": comparison.get("a") or {}, "optimized": comparison.get("b") or {}}
+    return {
+        "ms_per_request": {
+            k: 1000.0 / v["throughput_rps"] if v.get("throughput_rps") else None
+            for k, v in named.items()
+        },
+        "stage_ms": {k: v.get("stage_ms") for k, v in named.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

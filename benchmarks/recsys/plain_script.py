@@ -32,7 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loop.execution_context import PLAIN_SCRIPT, _holdout_indices
+from benchmarks.loop.execution_context import (
+    PLAIN_SCRIPT,
+    _holdout_indices,
+    abba,
+    compare_here,
+    sides,
+)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "recsys.json"
 TARGET = 0.15
@@ -40,7 +46,7 @@ TARGET = 0.15
 
 def run_optimize(
     quick: bool, threads: int, rounds: int, folder: Path, disable: list[str]
-) -> tuple[Any, Any, Any]:
+) -> tuple[Any, Any, Any, Any]:
     from pipetune.core.kernel.manager import get_plugin_manager
     from pipetune.core.loop.optimize import LoopSettings, optimize
     from pipetune.core.measure.comparison import CompareSettings
@@ -53,7 +59,7 @@ def run_optimize(
         validator=ValidatorSettings(compare=CompareSettings(rounds=rounds, max_rounds=2 * rounds)),
         detailed_profiles=False,
     )
-    _, report = optimize(
+    optimized, report = optimize(
         setup.pipeline,
         setup.workload,
         setup.requirements,
@@ -64,7 +70,7 @@ def run_optimize(
         log=lambda message: print(f"  · {message}", flush=True),
     )
     report.recipe.save(folder / "recipe.json")
-    return setup, settings, report
+    return setup, settings, report, optimized
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -81,19 +87,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="pipetune-recsys-plain-"))
     started = time.perf_counter()
     disable = [name.strip() for name in args.disable.split(",") if name.strip()]
-    setup, settings, report = run_optimize(args.quick, args.threads, rounds, folder, disable)
+    setup, settings, report, optimized = run_optimize(
+        args.quick, args.threads, rounds, folder, disable
+    )
     loop_seconds = time.perf_counter() - started
     data = report.to_dict()
     comparison = data.get("comparison") or {}
     reported = (comparison.get("speedup") or {}).get("throughput")
     passes = max(2, int(comparison.get("rounds") or rounds))
+    holdout = _holdout_indices(setup.workload, settings)
+    # Which side moves, and is it the harness or the process? Both harnesses in both
+    # processes: the loop's process after optimize returns, and a fresh one.
+    items = [setup.workload.items[i] for i in holdout]
+    print("timing in the loop's process after optimize: plain ABBA passes, then compare")
+    in_loop = {
+        "abba": abba(setup.pipeline, optimized, items, passes),
+        "compare": compare_here(
+            setup.pipeline, optimized, items, threads=args.threads, rounds=rounds
+        ),
+    }
     payload = json.dumps(
         [
             args.quick,
             str(folder / "recipe.json"),
             str(folder / "artifacts"),
-            _holdout_indices(setup.workload, settings),
+            holdout,
             passes,
+            args.threads,
         ]
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
@@ -123,7 +143,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "host_load": data.get("host_load"),
             "execution": data.get("execution"),
             "seconds": loop_seconds,
+            **sides(comparison),
         },
+        "loop_process_after": in_loop,
         "plain_script": script,
         "relative_difference": difference,
         "target": f"within {TARGET:.0%}",
@@ -137,6 +159,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"plain script       {_x(script['speedup'])} (timed on {script['requests']} requests, "
         f"{script['samples_per_side']} samples per side, main thread)"
     )
+    ms = result["optimize"]["ms_per_request"]
+    print(
+        f"  loop's final compare  ms/request original {ms['original'] or 0:.3f}, "
+        f"optimized {ms['optimized'] or 0:.4f}"
+    )
+    for where, figures in (("loop process", in_loop), ("fresh process", script)):
+        for harness in ("abba", "compare"):
+            found = (
+                figures
+                if harness == "abba" and where == "fresh process"
+                else (figures.get(harness) or {})
+            )
+            ms = found.get("ms_per_request") or {}
+            print(
+                f"  {where:13} {harness:7} {_x(found.get('speedup'))}  ms/request "
+                f"original {ms.get('original') or 0:.3f}, optimized {ms.get('optimized') or 0:.4f}"
+            )
     shown = "-" if difference is None else f"{difference:.1%}"
     print(f"difference         {shown} (target: within {TARGET:.0%})")
     for line in script["warnings"]:
