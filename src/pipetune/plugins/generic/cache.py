@@ -114,6 +114,29 @@ def _accepted(fn: Callable[..., Any] | None, slots: Mapping[str, Any]) -> tuple[
     return () if fn is None else accepted_slots(fn, slots)
 
 
+def name_after(wrapper: Any, inner: Any, prefix: str) -> None:
+    """Name ``wrapper`` after the function it wraps (``cached_encode``), in that function's
+    module (else the wrapper class's), so reports and profiles still point at the user's
+    code."""
+    wrapper.__name__ = f"{prefix}_{getattr(inner, '__name__', 'stage')}"
+    wrapper.__qualname__ = wrapper.__name__
+    wrapper.__module__ = getattr(inner, "__module__", type(wrapper).__module__)
+
+
+class SharedCacheState:
+    """The validator's state protocol, passed to the :class:`ResultCache` in ``cache``.
+    Only the per-item wrapper of a stage carries it, not the batch wrapper sharing the
+    same cache, so that cache is reset and counted once."""
+
+    cache: ResultCache
+
+    def pipetune_reset(self) -> None:
+        self.cache.pipetune_reset()
+
+    def pipetune_cache_stats(self) -> dict[str, int]:
+        return self.cache.pipetune_cache_stats()
+
+
 class _Cached:
     """Shared by the per-item and batch wrappers: the key includes the identity of the
     slot objects, so a copy of the stage with a replaced slot (a faster tokenizer) never
@@ -123,9 +146,7 @@ class _Cached:
         self.inner = inner
         self.cache = cache
         self.inner_slots = tuple(stage_slots)
-        self.__name__ = f"cached_{getattr(inner, '__name__', 'stage')}"
-        self.__qualname__ = self.__name__
-        self.__module__ = getattr(inner, "__module__", __name__)
+        name_after(self, inner, "cached")
 
     def _key(self, item: Any, slots: Mapping[str, Any]) -> bytes | None:
         try:
@@ -137,18 +158,12 @@ class _Cached:
         return digest + salt.encode()
 
 
-class CachedFn(_Cached):
+class CachedFn(SharedCacheState, _Cached):
     """``fn(item, **slots)`` answered from the cache when the item was seen.
 
     It carries the validator's state protocol for the cache it shares with the stage's
     :class:`CachedBatchFn` (only here, so the cache is counted once).
     """
-
-    def pipetune_reset(self) -> None:
-        self.cache.pipetune_reset()
-
-    def pipetune_cache_stats(self) -> dict[str, int]:
-        return self.cache.pipetune_cache_stats()
 
     def __call__(self, item: Any, **slots: Any) -> Any:
         kwargs = {name: slots[name] for name in self.inner_slots}
@@ -319,15 +334,9 @@ class _ElementwiseCached(_Cached):
         return self.inner(seq, **kwargs)
 
 
-class ElementwiseCachedFn(_ElementwiseCached):
+class ElementwiseCachedFn(SharedCacheState, _ElementwiseCached):
     """``fn(sequence, **slots)`` with each element answered from the cache when seen. It
     carries the state protocol for the cache it shares with the batch wrapper."""
-
-    def pipetune_reset(self) -> None:
-        self.cache.pipetune_reset()
-
-    def pipetune_cache_stats(self) -> dict[str, int]:
-        return self.cache.pipetune_cache_stats()
 
     def __call__(self, sequence: Any, **slots: Any) -> Any:
         kwargs = {name: slots[name] for name in self.inner_slots}

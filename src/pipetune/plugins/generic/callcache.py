@@ -23,7 +23,13 @@ from typing import Any
 
 from pipetune.core.kernel.errors import PipelineError
 from pipetune.core.kernel.model import Stage, accepted_slots
-from pipetune.plugins.generic.cache import ResultCache, Unhashable, content_hash
+from pipetune.plugins.generic.cache import (
+    ResultCache,
+    SharedCacheState,
+    Unhashable,
+    content_hash,
+    name_after,
+)
 
 META_KEY = "generic.call_cache"
 
@@ -104,28 +110,20 @@ class _CallCached:
     ):
         self.inner = inner
         self.slot = slot
-        self.store = store
+        self.cache = store
         self.accepts = tuple(accepts)
-        self.__name__ = f"call_cached_{getattr(inner, '__name__', 'stage')}"
-        self.__qualname__ = self.__name__
-        self.__module__ = getattr(inner, "__module__", __name__)
+        name_after(self, inner, "call_cached")
 
     def __call__(self, value: Any, **slots: Any) -> Any:
         kwargs = {name: slots[name] for name in self.accepts}
         if self.slot in kwargs:
-            kwargs[self.slot] = CallCache(kwargs[self.slot], self.store)
+            kwargs[self.slot] = CallCache(kwargs[self.slot], self.cache)
         return self.inner(value, **kwargs)
 
 
-class CallCachedFn(_CallCached):
+class CallCachedFn(SharedCacheState, _CallCached):
     """Carries the validator's state protocol for the cache it shares with the stage's
     batch function (only here, so the cache is counted once)."""
-
-    def pipetune_reset(self) -> None:
-        self.store.pipetune_reset()
-
-    def pipetune_cache_stats(self) -> dict[str, int]:
-        return self.store.pipetune_cache_stats()
 
 
 def call_cached_stage(stage: Stage, slot: str, capacity: int = 4096) -> Stage:

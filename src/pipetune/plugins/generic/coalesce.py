@@ -33,7 +33,7 @@ from typing import Any
 
 from pipetune.core.kernel.model import Stage
 from pipetune.plugins.generic.batchcalls import known_widths, merge_calls, split_output
-from pipetune.plugins.generic.cache import Unhashable
+from pipetune.plugins.generic.cache import Unhashable, name_after
 from pipetune.plugins.generic.callcache import CallCache, call_key, copied
 from pipetune.plugins.generic.generatecalls import merge_generate_calls, split_generated
 
@@ -239,9 +239,7 @@ class CoalescedBatchFn:
         self.calls = 0  # batched component calls made (for tests and notes)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self.__name__ = f"coalesced_{getattr(fn, '__name__', 'stage')}"
-        self.__qualname__ = self.__name__
-        self.__module__ = getattr(fn, "__module__", __name__)
+        name_after(self, fn, "coalesced")
 
     def __call__(self, items: Sequence[Any], **slots: Any) -> list[Any]:
         items = list(items)

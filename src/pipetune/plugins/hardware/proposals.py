@@ -20,6 +20,7 @@ the module takes (measured); the tune step replaces them with measurements.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pipetune.core.kernel.model import Pipeline, Requirements, Stage
@@ -87,25 +88,20 @@ def propose(pipeline: Pipeline, profile: Profile, requirements: Requirements) ->
     return proposals
 
 
+@dataclass(eq=False)
 class _Context:
-    def __init__(
-        self,
-        stage: Stage,
-        ref: ModelRef,
-        profile: Profile,
-        measured: dict[str, Any],
-        machine: Machine,
-        status: dict[str, Any],
-        requirements: Requirements,
-    ):
-        self.stage = stage
-        self.ref = ref
-        self.profile = profile
-        self.measured = measured
-        self.machine = machine
-        self.status = status
-        self.requirements = requirements
-        share = measured.get("model_share")
+    """What the proposals for one stage's model are worked out from."""
+
+    stage: Stage
+    ref: ModelRef
+    profile: Profile
+    measured: dict[str, Any]
+    machine: Machine
+    status: dict[str, Any]
+    requirements: Requirements
+
+    def __post_init__(self) -> None:
+        share = self.measured.get("model_share")
         self.model_share = float(share) if isinstance(share, int | float) else 0.9
         self.share_known = isinstance(share, int | float)
 
@@ -131,6 +127,30 @@ class _Context:
             + (f", {self.machine.gpu}" if self.machine.gpu else ""),
             **extra,
         }
+
+    def proposal(
+        self,
+        id: str,
+        title: str,
+        prior: float,
+        *,
+        params: dict[str, Any] | None = None,
+        evidence: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Proposal:
+        """A proposal for this stage's model. Its stage speedup and its evidence both follow
+        from ``prior``, the module's own speedup; ``params`` and ``evidence`` add to the
+        slot and kind and to :meth:`evidence`; ``fields`` are the proposal's others."""
+        return Proposal(
+            id=id,
+            plugin=PLUGIN,
+            stage=self.stage.name,
+            title=title,
+            est_stage_speedup=self.stage_speedup(prior),
+            params={"slot": self.ref.slot, "kind": self.ref.kind, **(params or {})},
+            evidence=self.evidence(prior, **(evidence or {})),
+            **fields,
+        )
 
     def where(self) -> str:
         share = self.profile.share(self.stage.name)
@@ -165,20 +185,17 @@ def _torch_proposals(c: _Context, targets: tuple[str, ...]) -> list[Proposal]:
     elif machine.gpu is not None and not c.available("tensorrt"):
         reason, install = c.reason("tensorrt")
         proposals.append(
-            Proposal(
-                id="hardware.tensorrt",
-                plugin=PLUGIN,
-                stage=c.stage.name,
-                title=f"Build a TensorRT fp16 engine for {ref.slot!r}",
+            c.proposal(
+                "hardware.tensorrt",
+                f"Build a TensorRT fp16 engine for {ref.slot!r}",
+                PRIORS["half_gpu"],
+                evidence={"verified": False},
                 rationale=f"{c.where()}; TensorRT is unavailable here: {reason}",
-                est_stage_speedup=c.stage_speedup(PRIORS["half_gpu"]),
                 effort="hours",
                 accuracy_risk="medium",
                 status="unavailable",
                 reason=reason,
                 install=install,
-                params={"slot": ref.slot, "kind": TORCH},
-                evidence=c.evidence(PRIORS["half_gpu"], verified=False),
             )
         )
     return proposals
@@ -203,16 +220,14 @@ def _compile(c: _Context, gpu: bool) -> Proposal:
     usable = [w for w in wanted if c.available(w.backend)]
     missing = [w.backend for w in wanted if not c.available(w.backend)]
     title = f"Compile {ref.slot!r} for {'the GPU' if gpu else 'this CPU'}"
-    base = Proposal(
-        id="hardware.compile",
-        plugin=PLUGIN,
-        stage=c.stage.name,
-        title=title,
-        est_stage_speedup=c.stage_speedup(prior),
+    base = c.proposal(
+        "hardware.compile",
+        title,
+        prior,
+        params={"candidates": [u.to_dict() for u in usable]},
+        evidence={"candidates": [u.label for u in usable], "missing": missing},
         effort="minutes",
         accuracy_risk="low",
-        params={"slot": ref.slot, "kind": TORCH, "candidates": [u.to_dict() for u in usable]},
-        evidence=c.evidence(prior, candidates=[u.label for u in usable], missing=missing),
     )
     if not usable:
         reason, install = c.reason(missing[0])
@@ -257,21 +272,18 @@ def _precision(c: _Context, gpu: bool) -> Proposal:
             wanted.append(Candidate("torch", "int8"))
         what = "int8" + ("/bf16" if has_bf16(isa) else "")
     usable = [w for w in wanted if w.backend == "torch" or c.available(w.backend)]
-    base = Proposal(
-        id="hardware.precision",
-        plugin=PLUGIN,
-        stage=c.stage.name,
-        title=f"Run {ref.slot!r} in {what}",
-        est_stage_speedup=c.stage_speedup(prior),
+    base = c.proposal(
+        "hardware.precision",
+        f"Run {ref.slot!r} in {what}",
+        prior,
+        params={"candidates": [u.to_dict() for u in usable]},
+        evidence={
+            "candidates": [u.label for u in usable],
+            "int8_dot_product": has_int8_dot_product(isa),
+            "native_bf16": has_bf16(isa),
+        },
         effort="minutes",
         accuracy_risk="medium",
-        params={"slot": ref.slot, "kind": TORCH, "candidates": [u.to_dict() for u in usable]},
-        evidence=c.evidence(
-            prior,
-            candidates=[u.label for u in usable],
-            int8_dot_product=has_int8_dot_product(isa),
-            native_bf16=has_bf16(isa),
-        ),
     )
     if not usable:
         missing = wanted[0].backend
@@ -300,20 +312,18 @@ def _generate_precision(c: _Context, gpu: bool) -> Proposal:
     else:
         candidates = [Candidate("torch", "int8")]
         prior, what = PRIORS["int8"], "int8 (dynamic, nn.Linear)"
-    return Proposal(
-        id="hardware.precision",
-        plugin=PLUGIN,
-        stage=c.stage.name,
-        title=f"Quantize {ref.slot!r} weights to {what}",
+    return c.proposal(
+        "hardware.precision",
+        f"Quantize {ref.slot!r} weights to {what}",
+        prior,
+        params={"candidates": [x.to_dict() for x in candidates]},
+        evidence={"candidates": [x.label for x in candidates]},
         rationale=(
             f"{c.where()}; a generate loop re-reads every weight per token, so smaller "
             "weights are faster. Fidelity: the llm plugin's perplexity (assess_change)"
         ),
-        est_stage_speedup=c.stage_speedup(prior),
         effort="minutes",
         accuracy_risk="medium",
-        params={"slot": ref.slot, "kind": TORCH, "candidates": [x.to_dict() for x in candidates]},
-        evidence=c.evidence(prior, candidates=[x.label for x in candidates]),
     )
 
 
@@ -429,17 +439,15 @@ def _cross_target(
     """A torch model prepared here for another target (Apple Silicon, NVIDIA): nothing is
     timed here (no speedup claimed), hours of work, medium risk; unavailable, with the
     reason and the install hint, where ``check`` says this machine cannot prepare it."""
-    base = Proposal(
-        id=id,
-        plugin=PLUGIN,
-        stage=c.stage.name,
-        title=title,
+    base = c.proposal(
+        id,
+        title,
+        1.0,
+        params=params,
+        evidence=evidence,
         rationale=rationale,
-        est_stage_speedup=1.0,
         effort="hours",
         accuracy_risk="medium",
-        params={"slot": c.ref.slot, "kind": TORCH, **params},
-        evidence=c.evidence(1.0, **evidence),
     )
     if not check:
         return base.evolve(status="unavailable", reason=check.reason, install=check.install)
@@ -454,48 +462,31 @@ def _onnx_proposals(c: _Context) -> list[Proposal]:
         if c.available("openvino"):
             wanted.insert(0, Candidate("openvino", "fp32", {"hint": "LATENCY"}))
         proposals.append(
-            Proposal(
-                id="hardware.compile",
-                plugin=PLUGIN,
-                stage=c.stage.name,
-                title=f"Rebuild the {ref.slot!r} session for this CPU",
+            c.proposal(
+                "hardware.compile",
+                f"Rebuild the {ref.slot!r} session for this CPU",
+                1.2,
+                params={"candidates": [w.to_dict() for w in wanted]},
                 rationale=(
                     f"{c.where()}; every graph optimization, thread pools sized to the "
                     "physical cores, or OpenVINO with an explicit f32 precision hint"
                 ),
-                est_stage_speedup=c.stage_speedup(1.2),
                 effort="minutes",
                 accuracy_risk="low",
-                params={
-                    "slot": ref.slot,
-                    "kind": ref.kind,
-                    "candidates": [w.to_dict() for w in wanted],
-                },
-                evidence=c.evidence(1.2),
             )
         )
     if c.available("onnxruntime"):
         rr = {} if has_int8_dot_product(c.machine.isa) else {"reduce_range": True}
+        int8 = Candidate("onnxruntime", "int8", {"quantization": "dynamic", **rr})
         proposals.append(
-            Proposal(
-                id="hardware.precision",
-                plugin=PLUGIN,
-                stage=c.stage.name,
-                title=f"Quantize the {ref.slot!r} ONNX model to int8 (dynamic)",
+            c.proposal(
+                "hardware.precision",
+                f"Quantize the {ref.slot!r} ONNX model to int8 (dynamic)",
+                PRIORS["int8"],
+                params={"candidates": [int8.to_dict()]},
                 rationale=f"{c.where()}; int8 weights, activations quantized per call",
-                est_stage_speedup=c.stage_speedup(PRIORS["int8"]),
                 effort="minutes",
                 accuracy_risk="medium",
-                params={
-                    "slot": ref.slot,
-                    "kind": ref.kind,
-                    "candidates": [
-                        Candidate(
-                            "onnxruntime", "int8", {"quantization": "dynamic", **rr}
-                        ).to_dict()
-                    ],
-                },
-                evidence=c.evidence(PRIORS["int8"]),
             )
         )
     return proposals

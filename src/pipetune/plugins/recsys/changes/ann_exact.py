@@ -14,14 +14,13 @@ import numpy as np
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import ConfigError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, ann_search, blocks, exact_search, selection, spaces
 from pipetune.plugins.recsys.changes.common import (
-    DEFAULT_TARGET,
     MAX_EXACT_TUNE_QUERIES,
     TIMING_REQUESTS,
+    AnnIndexParams,
     checked_catalog,
     confirm,
     matrix_digest,
@@ -86,23 +85,12 @@ ID = "recsys.ann_exact"
 
 
 @dataclass(frozen=True)
-class AnnExactParams(ChangeParams):
-    index: dict[str, Any] | None = None
-    index_kind: str | None = None
+class AnnExactParams(AnnIndexParams):
     index_kinds: list[str] | None = None
-    space: str | None = None
-    target: float = DEFAULT_TARGET
-    runtime: Any = None
-    runtime_param: str | None = None
     k_prime: int | None = None
-    k: int | None = None
-    metric: str | None = None
-    faiss_threads: int = 1
-    faiss_batch_threads: int | None = None
     output_format: str = "array"
     replace: str = "stage"
     slot: str | None = None
-    items_digest: str | None = None
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:

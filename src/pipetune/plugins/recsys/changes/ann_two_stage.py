@@ -17,7 +17,6 @@ import numpy as np
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import PipelineError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
-from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.registry import ChangeType
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, ann_search, blocks, exact_search, selection, spaces
@@ -61,19 +60,8 @@ ID = "recsys.ann_two_stage"
 
 
 @dataclass(frozen=True)
-class AnnTwoStageParams(ChangeParams):
-    index: dict[str, Any] | None = None
-    index_kind: str | None = None
-    space: str | None = None
-    target: float = common.DEFAULT_TARGET
-    runtime: Any = None
-    runtime_param: str | None = None
+class AnnTwoStageParams(common.AnnIndexParams):
     n_candidates: int | None = None
-    k: int | None = None
-    metric: str | None = None
-    faiss_threads: int = 1
-    faiss_batch_threads: int | None = None
-    items_digest: str | None = None
 
 
 def tune(proposal: Proposal, pipeline: Pipeline, context: TuneContext) -> Tuned:

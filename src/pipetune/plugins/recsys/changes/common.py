@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import ConfigError, Rejected
 from pipetune.core.kernel.model import Pipeline, Stage
+from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, ann_build, ann_search, exact_search
 from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
@@ -48,6 +50,24 @@ MAX_CACHE_ENTRIES = 1_000_000
 
 
 # -- shared helpers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnnIndexParams(ChangeParams):
+    """The parameters both ANN change types store: the saved index, the quality target, the
+    tuned search point and the faiss threads (each change type adds its own)."""
+
+    index: dict[str, Any] | None = None
+    index_kind: str | None = None
+    space: str | None = None
+    target: float = DEFAULT_TARGET
+    runtime: Any = None
+    runtime_param: str | None = None
+    k: int | None = None
+    metric: str | None = None
+    faiss_threads: int = 1
+    faiss_batch_threads: int | None = None
+    items_digest: str | None = None
 
 
 def matrix_digest(matrix: np.ndarray) -> str:
