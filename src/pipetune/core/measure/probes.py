@@ -49,6 +49,27 @@ def _bounded(items: Sequence[Any], max_items: int, budget_s: float) -> Any:
         yield item
 
 
+def _bounded_passes(
+    pipeline: Pipeline,
+    items: Sequence[Any],
+    max_items: int,
+    budget_s: float,
+    on_item: Callable[[int], None] | None,
+    call: Callable[[Stage, Any], Any],
+) -> int:
+    """Run bounded inputs (:func:`_bounded`) through the stages, each stage call made by
+    ``call(stage, value)`` (which profiles or times it); returns the inputs used."""
+    used = 0
+    for item in _bounded(items, max_items, budget_s):
+        value = item
+        for stage in pipeline.stages:
+            value = call(stage, value)
+        used += 1
+        if on_item is not None:
+            on_item(used)
+    return used
+
+
 # -- hot functions ------------------------------------------------------------------------
 
 #: Frames from pipetune's Stage wrapper are left out of hot functions.
@@ -71,19 +92,16 @@ def hot_functions(
     cProfile's own overhead, which is why this is not the timing pass).
     """
     profilers = {stage.name: cProfile.Profile() for stage in pipeline.stages}
-    used = 0
-    for item in _bounded(items, max_items, budget_s):
-        value = item
-        for stage in pipeline.stages:
-            prof = profilers[stage.name]
-            prof.enable()
-            try:
-                value = stage(value)
-            finally:
-                prof.disable()
-        used += 1
-        if on_item is not None:
-            on_item(used)
+
+    def profiled(stage: Stage, value: Any) -> Any:
+        prof = profilers[stage.name]
+        prof.enable()
+        try:
+            return stage(value)
+        finally:
+            prof.disable()
+
+    used = _bounded_passes(pipeline, items, max_items, budget_s, on_item, profiled)
     result: dict[str, tuple[HotFunction, ...]] = {}
     for name, prof in profilers.items():
         result[name] = _top_functions(prof, used, top)
@@ -263,17 +281,15 @@ def _time_stages(
     """Run bounded inputs through the stages, timing each and telling the hooks which runs."""
     perf = time.perf_counter
     stage_time = {stage.name: 0.0 for stage in pipeline.stages}
-    used = 0
-    for item in _bounded(items, max_items, budget_s):
-        value = item
-        for stage in pipeline.stages:
-            hooks.stage = stage.name
-            t0 = perf()
-            value = stage(value)
-            stage_time[stage.name] += perf() - t0
-        used += 1
-        if on_item is not None:
-            on_item(used)
+
+    def timed(stage: Stage, value: Any) -> Any:
+        hooks.stage = stage.name
+        t0 = perf()
+        value = stage(value)
+        stage_time[stage.name] += perf() - t0
+        return value
+
+    used = _bounded_passes(pipeline, items, max_items, budget_s, on_item, timed)
     return stage_time, used
 
 
