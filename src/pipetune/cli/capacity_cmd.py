@@ -324,7 +324,7 @@ def _requirements(stored: Mapping[str, Any] | None, options: TargetOptions) -> A
 
 
 def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
-    from pipetune.core.measure.profiler import profile
+    from pipetune.scale.runner import service_profile
 
     cores = max(1, int(os.cpu_count() or 1))
     levels = tuple(side.workload.concurrency)
@@ -333,17 +333,7 @@ def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
     from pipetune.core.kernel import control
 
     say(f"{name}: profiling {side.pipeline.name} ({side.what}) offline, sweep {levels}")
-    measured = profile(
-        side.pipeline,
-        side.workload,
-        pm=state.plugin_manager(),
-        mode="offline",
-        sweep=levels,
-        gil_check=False,
-        hot_functions=False,
-        layers=False,
-        memory=False,
-    )
+    measured = service_profile(side.pipeline, side.workload, state.plugin_manager(), sweep=levels)
     return control.complete(measured)  # a plan from a partial profile would mislead
 
 
