@@ -125,10 +125,11 @@ def capacity(
     now. Exit 0: the plan; 2: bad input (negative or inconsistent growth figures); 3: the
     latency requirement cannot be met at any rate.
     """
+    from pipetune.cli.render import progress_messages
     from pipetune.core.measure import capacity as cap
 
     state = get_state(ctx)
-    say = (lambda message: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
+    say = progress_messages(quiet)
     flags = {
         "now_rps": now_rps,
         "peak_rps": peak_rps,

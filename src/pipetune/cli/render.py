@@ -90,6 +90,16 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return path
 
 
+def progress_messages(quiet: bool) -> Callable[[str], None]:
+    """How a command says what it is doing: ``· message`` on stderr, or nothing with
+    --quiet (stdout stays for the command's own output)."""
+    if quiet:
+        return lambda message: None
+    import click
+
+    return lambda message: click.echo(f"· {message}", err=True)
+
+
 @contextlib.contextmanager
 def progress_bar(
     description: str, *, enabled: bool = True, console: Console | None = None

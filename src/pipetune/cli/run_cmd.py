@@ -147,12 +147,12 @@ def run(ctx: click.Context, target: str | None, **options: Any) -> int:
     input, keyed by its id, to --output; inputs that fail go to the errors file with their
     source, stage and exception. --engine ray runs on Ray Data with a plan derived from
     the profile (--plan prints it)."""
-    from pipetune.cli.render import write_json_atomic
+    from pipetune.cli.render import progress_messages, write_json_atomic
     from pipetune.scale import runner
 
     state = get_state(ctx)
     quiet = options["quiet"]
-    say = (lambda m: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
+    say = progress_messages(quiet)
     pipeline, request = _request(target, options, state)
     pm = state.plugin_manager()
     profile = load_profile(options["profile_source"])
