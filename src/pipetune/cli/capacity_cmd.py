@@ -125,10 +125,11 @@ def capacity(
     now. Exit 0: the plan; 2: bad input (negative or inconsistent growth figures); 3: the
     latency requirement cannot be met at any rate.
     """
+    from pipetune.cli.render import progress_messages
     from pipetune.core.measure import capacity as cap
 
     state = get_state(ctx)
-    say = (lambda message: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
+    say = progress_messages(quiet)
     flags = {
         "now_rps": now_rps,
         "peak_rps": peak_rps,
@@ -324,7 +325,7 @@ def _requirements(stored: Mapping[str, Any] | None, options: TargetOptions) -> A
 
 
 def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
-    from pipetune.core.measure.profiler import profile
+    from pipetune.scale.runner import service_profile
 
     cores = max(1, int(os.cpu_count() or 1))
     levels = tuple(side.workload.concurrency)
@@ -333,17 +334,7 @@ def _measure_profile(side: _TargetSide, state: Any, say: Any, name: str) -> Any:
     from pipetune.core.kernel import control
 
     say(f"{name}: profiling {side.pipeline.name} ({side.what}) offline, sweep {levels}")
-    measured = profile(
-        side.pipeline,
-        side.workload,
-        pm=state.plugin_manager(),
-        mode="offline",
-        sweep=levels,
-        gil_check=False,
-        hot_functions=False,
-        layers=False,
-        memory=False,
-    )
+    measured = service_profile(side.pipeline, side.workload, state.plugin_manager(), sweep=levels)
     return control.complete(measured)  # a plan from a partial profile would mislead
 
 

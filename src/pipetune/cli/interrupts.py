@@ -49,7 +49,7 @@ def handling() -> Iterator[control.CancelToken]:
 
 def on_signal(token: control.CancelToken, signum: int) -> None:
     """The handler's body: cancel, then interrupt; the second time, exit now."""
-    name = _name(signum)
+    name = signal_name(signum)
     if token.cancelled:
         _say(f"\n{name} again: exiting now without waiting for anything.\n")
         isolation.reached_verdict()
@@ -60,7 +60,8 @@ def on_signal(token: control.CancelToken, signum: int) -> None:
         raise KeyboardInterrupt
 
 
-def _name(signum: int) -> str:
+def signal_name(signum: int) -> str:
+    """``SIGINT`` for 2; ``signal 99`` for a number that names no signal."""
     try:
         return signal.Signals(signum).name
     except ValueError:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pipetune.cli.interrupts import signal_name
 from pipetune.core.kernel import isolation
 
 #: ``PIPETUNE_ISOLATE=1`` does what ``--isolate`` does.
@@ -52,7 +53,7 @@ def run_isolated(args: Sequence[str]) -> int:
             crumb.unlink()
     if found.verdict:
         return code
-    how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+    how = f"was killed by {signal_name(-code)}" if code < 0 else f"exited with code {code}"
     sys.stderr.write(
         f"Error: the isolated pipetune process {how}{found.where()} without reaching a "
         "verdict: user code (a stage or a plugin) ended the process itself (os._exit(), a "
@@ -87,10 +88,3 @@ def _forwarding(child: subprocess.Popen[Any]) -> Any:
         for number, old in previous.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(number, old)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,19 +73,19 @@ def escape(text: str) -> str:
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON so that a crash or Ctrl-C never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    from pipetune.core.kernel.atomic import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def progress_messages(quiet: bool) -> Callable[[str], None]:
+    """How a command says what it is doing: ``· message`` on stderr, or nothing with
+    --quiet (stdout stays for the command's own output)."""
+    if quiet:
+        return lambda message: None
+    import click
+
+    return lambda message: click.echo(f"· {message}", err=True)
 
 
 @contextlib.contextmanager

@@ -147,20 +147,18 @@ def run(ctx: click.Context, target: str | None, **options: Any) -> int:
     input, keyed by its id, to --output; inputs that fail go to the errors file with their
     source, stage and exception. --engine ray runs on Ray Data with a plan derived from
     the profile (--plan prints it)."""
-    from pipetune.cli.render import write_json_atomic
+    from pipetune.cli.render import progress_messages, write_json_atomic
     from pipetune.scale import runner
 
     state = get_state(ctx)
     quiet = options["quiet"]
-    say = (lambda m: None) if quiet else (lambda m: click.echo(f"· {m}", err=True))
+    say = progress_messages(quiet)
     pipeline, request = _request(target, options, state)
     pm = state.plugin_manager()
     profile = load_profile(options["profile_source"])
     if options["plan_only"]:
         if request.engine == "ray" and profile is None:
-            files = runner.expand_inputs(request.inputs)
-            batch = runner.recipe_batch(request, pipeline)
-            profile = runner.sample_profile(pipeline, files, request, batch, pm=pm, log=say)
+            profile = _sample_profile(request, pipeline, pm, say)
         from pipetune.scale.ray_env import available_cpus
 
         cpus = request.cpus or available_cpus(request.address, "pipetune run --plan")
@@ -176,9 +174,7 @@ def run(ctx: click.Context, target: str | None, **options: Any) -> int:
 
         require_ray("pipetune run --engine ray")
     if request.engine == "ray" and profile is None:
-        files = runner.expand_inputs(request.inputs)
-        batch = runner.recipe_batch(request, pipeline)
-        profile = runner.sample_profile(pipeline, files, request, batch, pm=pm, log=say)
+        profile = _sample_profile(request, pipeline, pm, say)
     summary = _run(request, pipeline, profile, state, say, quiet)
     for line in [*_plan_lines(summary.plan), *summary.lines()]:
         click.echo(line)
@@ -188,6 +184,15 @@ def run(ctx: click.Context, target: str | None, **options: Any) -> int:
     if summary.stopped:
         raise KeyboardInterrupt
     return 0
+
+
+def _sample_profile(request: Any, pipeline: Any, pm: Any, say: Any) -> Any:
+    """A profile measured now on ``--sample`` input rows, to plan a Ray job from."""
+    from pipetune.scale import runner
+
+    files = runner.expand_inputs(request.inputs)
+    batch = runner.recipe_batch(request, pipeline)
+    return runner.sample_profile(pipeline, files, request, batch, pm=pm, log=say)
 
 
 def _request(target: str | None, options: Mapping[str, Any], state: Any) -> tuple[Any, Any]:

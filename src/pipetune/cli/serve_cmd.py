@@ -115,10 +115,11 @@ def serve(
     and the latency requirement, with the pipetune Monitor's Prometheus metrics in every
     replica. POST a JSON input to the route; the answer is pipeline.run's output as JSON.
     --timeout bounds each input of the sizing profile and is Serve's request timeout."""
+    from pipetune.cli.render import progress_messages
     from pipetune.cli.run_cmd import build_job, load_profile
 
     state = get_state(ctx)
-    say = (lambda m: None) if options["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
+    say = progress_messages(options["quiet"])
     if not options["plan_only"]:
         from pipetune.scale.ray_env import require_ray
 

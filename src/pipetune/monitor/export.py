@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipetune.core.kernel.atomic import write_text_atomic
 from pipetune.core.kernel.errors import ConfigError
 from pipetune.core.kernel.model import Trace
 from pipetune.monitor.histogram import SCHEME, Histogram
@@ -225,14 +224,4 @@ def load_export(path: str | Path, *, require_samples: bool = False) -> MonitorEx
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
     """Write JSON to ``path`` through a temporary file and a rename, so a reader (or a
     crash) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(data, separators=(",", ":")))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,9 +182,17 @@ def sample_profile(
     return service_profile(pipeline, workload, pm, on_error="skip", threads=request.job.threads)
 
 
-def service_profile(pipeline: Pipeline, workload: Workload, pm: Any, **options: Any) -> Any:
-    """Single-worker service times on ``workload``: one offline pass, without the sweep,
-    the GIL check, hot functions, layers or memory (what sizing a deployment needs)."""
+def service_profile(
+    pipeline: Pipeline,
+    workload: Workload,
+    pm: Any,
+    *,
+    sweep: bool | Sequence[int] = False,
+    **options: Any,
+) -> Any:
+    """Single-worker service times on ``workload``: one offline pass, without the GIL
+    check, hot functions, layers or memory (what sizing a deployment needs), and without
+    the concurrency sweep unless ``sweep`` names its levels (capacity planning)."""
     from pipetune.core.measure.profiler import profile
 
     return profile(
@@ -192,7 +200,7 @@ def service_profile(pipeline: Pipeline, workload: Workload, pm: Any, **options: 
         workload,
         pm=pm,
         mode="offline",
-        sweep=False,
+        sweep=sweep,
         gil_check=False,
         hot_functions=False,
         layers=False,

@@ -11,7 +11,8 @@ comparison to the one plugin that registered them (:mod:`.dispatch`), what a hoo
 (:mod:`.context`, :mod:`.artifacts`), component state (:mod:`.state`), configuration read
 from ``pyproject.toml`` (:mod:`.config`) and the error types (:mod:`.errors`), and the
 execution primitives everything above shares, the plugin manager included: cancellation
-and deadlines (:mod:`.control`), long-lived worker threads (:mod:`.workers`) and the
-``--isolate`` breadcrumb (:mod:`.isolation`). Everything else in pipetune builds on this
-package; it imports nothing from the rest of the core.
+and deadlines (:mod:`.control`), long-lived worker threads (:mod:`.workers`), the
+``--isolate`` breadcrumb (:mod:`.isolation`) and files written whole or not at all
+(:mod:`.atomic`). Everything else in pipetune builds on this package; it imports nothing
+from the rest of the core.
 """

@@ -49,6 +49,27 @@ def _bounded(items: Sequence[Any], max_items: int, budget_s: float) -> Any:
         yield item
 
 
+def _bounded_passes(
+    pipeline: Pipeline,
+    items: Sequence[Any],
+    max_items: int,
+    budget_s: float,
+    on_item: Callable[[int], None] | None,
+    call: Callable[[Stage, Any], Any],
+) -> int:
+    """Run bounded inputs (:func:`_bounded`) through the stages, each stage call made by
+    ``call(stage, value)`` (which profiles or times it); returns the inputs used."""
+    used = 0
+    for item in _bounded(items, max_items, budget_s):
+        value = item
+        for stage in pipeline.stages:
+            value = call(stage, value)
+        used += 1
+        if on_item is not None:
+            on_item(used)
+    return used
+
+
 # -- hot functions ------------------------------------------------------------------------
 
 #: Frames from pipetune's Stage wrapper are left out of hot functions.
@@ -71,19 +92,12 @@ def hot_functions(
     cProfile's own overhead, which is why this is not the timing pass).
     """
     profilers = {stage.name: cProfile.Profile() for stage in pipeline.stages}
-    used = 0
-    for item in _bounded(items, max_items, budget_s):
-        value = item
-        for stage in pipeline.stages:
-            prof = profilers[stage.name]
-            prof.enable()
-            try:
-                value = stage(value)
-            finally:
-                prof.disable()
-        used += 1
-        if on_item is not None:
-            on_item(used)
+
+    def profiled(stage: Stage, value: Any) -> Any:
+        with profilers[stage.name]:  # enable(), and disable() however the stage ends
+            return stage(value)
+
+    used = _bounded_passes(pipeline, items, max_items, budget_s, on_item, profiled)
     result: dict[str, tuple[HotFunction, ...]] = {}
     for name, prof in profilers.items():
         result[name] = _top_functions(prof, used, top)
@@ -177,14 +191,14 @@ def layer_times(
     hooks = _LayerHooks(torch)
     try:
         hooks.attach_leaves(targets)
-        stage_time, used = _time_stages(pipeline, items, hooks, max_items, budget_s, on_item)
+        used = _bounded_passes(pipeline, items, max_items, budget_s, on_item, hooks.run_stage)
     finally:
         hooks.remove()
     result: dict[str, tuple[LayerTime, ...]] = {}
     for stage_name, modules in targets.items():
         if not modules or used == 0:
             continue
-        layers = _stage_layers(stage_name, hooks, stage_time[stage_name], used, top)
+        layers = _stage_layers(stage_name, hooks, hooks.stage_time.get(stage_name, 0.0), used, top)
         if layers:
             result[stage_name] = layers
     return result, used
@@ -200,6 +214,7 @@ class _LayerHooks:
         self.kinds: dict[str, str] = {}  # layer -> module class name
         self.handles: list[Any] = []
         self.starts: dict[int, list[float]] = {}
+        self.stage_time: dict[str, float] = {}  # stage -> seconds in it, layers or not
 
     def attach_leaves(self, targets: dict[str, list[tuple[str, Any]]]) -> None:
         """Hook every leaf module once (a module shared by stages is timed once)."""
@@ -246,35 +261,19 @@ class _LayerHooks:
                 return self.torch.cuda.synchronize
         return None
 
+    def run_stage(self, stage: Stage, value: Any) -> Any:
+        """``stage(value)``, timed, with the layers that run meanwhile charged to it."""
+        self.stage = stage.name
+        t0 = time.perf_counter()
+        value = stage(value)
+        spent = time.perf_counter() - t0
+        self.stage_time[stage.name] = self.stage_time.get(stage.name, 0.0) + spent
+        return value
+
     def remove(self) -> None:
         """Take every hook off again: the user's modules are left as they were."""
         for handle in self.handles:
             handle.remove()
-
-
-def _time_stages(
-    pipeline: Pipeline,
-    items: Sequence[Any],
-    hooks: _LayerHooks,
-    max_items: int,
-    budget_s: float,
-    on_item: Callable[[int], None] | None,
-) -> tuple[dict[str, float], int]:
-    """Run bounded inputs through the stages, timing each and telling the hooks which runs."""
-    perf = time.perf_counter
-    stage_time = {stage.name: 0.0 for stage in pipeline.stages}
-    used = 0
-    for item in _bounded(items, max_items, budget_s):
-        value = item
-        for stage in pipeline.stages:
-            hooks.stage = stage.name
-            t0 = perf()
-            value = stage(value)
-            stage_time[stage.name] += perf() - t0
-        used += 1
-        if on_item is not None:
-            on_item(used)
-    return stage_time, used
 
 
 def _stage_layers(

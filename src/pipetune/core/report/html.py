@@ -171,15 +171,11 @@ def _proposals(report: Mapping[str, Any]) -> list[str]:
     """What was not tried, and every proposal: ranked, advice and unavailable."""
     groups = fmt.proposal_groups(report)
     untried = fmt.untried_rows(report)
-    parts = []
-    if untried:
-        parts.append("<h2>Not tried</h2>")
-        parts.append(
-            _table(
-                ("proposal", "estimated end to end", "effort", "why"),
-                [(r["proposal"], r["estimated"], r["effort"], r["why"]) for r in untried],
-            )
-        )
+    parts = _titled_table(
+        "<h2>Not tried</h2>",
+        ("proposal", "estimated end to end", "effort", "why"),
+        [(r["proposal"], r["estimated"], r["effort"], r["why"]) for r in untried],
+    )
     parts.append("<h2>Proposals</h2>")
     parts.append(
         _table(
@@ -201,39 +197,34 @@ def _proposals(report: Mapping[str, Any]) -> list[str]:
 
 
 def _advice(advice: Sequence[Mapping[str, Any]]) -> list[str]:
-    if not advice:
-        return []
-    return [
+    return _titled_table(
         "<h3>Advice (never applied automatically)</h3>",
-        _table(
-            ("proposal", "title", "estimated", "effort", "why"),
-            [
-                (
-                    f"{p['id']} @ {p['stage']}",
-                    p["title"],
-                    fmt.ratio(p.get("est_e2e_speedup")),
-                    p["effort"],
-                    p.get("reason") or p.get("rationale", ""),
-                )
-                for p in advice
-            ],
-        ),
-    ]
+        ("proposal", "title", "estimated", "effort", "why"),
+        [
+            (
+                f"{p['id']} @ {p['stage']}",
+                p["title"],
+                fmt.ratio(p.get("est_e2e_speedup")),
+                p["effort"],
+                p.get("reason") or p.get("rationale", ""),
+            )
+            for p in advice
+        ],
+    )
 
 
 def _unavailable(unavailable: Sequence[Mapping[str, Any]]) -> list[str]:
-    if not unavailable:
-        return []
-    return [
+    return _titled_table(
         "<h3>Unavailable on this machine</h3>",
-        _table(
-            ("proposal", "reason", "install"),
-            [
-                (f"{p['id']} @ {p['stage']}", p["reason"], p.get("install") or "-")
-                for p in unavailable
-            ],
-        ),
-    ]
+        ("proposal", "reason", "install"),
+        [(f"{p['id']} @ {p['stage']}", p["reason"], p.get("install") or "-") for p in unavailable],
+    )
+
+
+def _titled_table(heading: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """``heading`` (HTML) over a table of ``rows``, or nothing when there are no rows: a
+    report leaves out the sections it has nothing for."""
+    return [heading, _table(header, rows)] if rows else []
 
 
 def _cost(report: Mapping[str, Any]) -> list[str]:

@@ -9,12 +9,11 @@ away — and the problems are returned so the caller can say so.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipetune.core.kernel.atomic import write_text_atomic
 from pipetune.core.kernel.errors import ConfigError, MissingDependency
 
 
@@ -39,11 +38,7 @@ def write(data: Mapping[str, Any], path: str | Path) -> list[str]:
     path = Path(path)
     text = dumps(_finite(data))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
+        write_text_atomic(path, text)
     except OSError as exc:
         raise ConfigError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
     return schema_problems(data)

@@ -268,37 +268,41 @@ def isa_summary(isa: Sequence[str]) -> str:
     elif "avx" in flags:
         parts.append("AVX")
     if "avx512f" in flags:
-        extras = [
-            name
-            for flag, name in (
-                ("avx512_vnni", "VNNI"),
-                ("avx512_bf16", "BF16"),
-                ("avx512_fp16", "FP16"),
+        parts.append(
+            _with_extras(
+                "AVX-512",
+                flags,
+                (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"), ("avx512_fp16", "FP16")),
             )
-            if flag in flags
-        ]
-        parts.append("AVX-512" + (f" ({', '.join(extras)})" if extras else ""))
+        )
     if "amx_tile" in flags:
-        extras = [
-            name
-            for flag, name in (("amx_int8", "INT8"), ("amx_bf16", "BF16"), ("amx_fp16", "FP16"))
-            if flag in flags
-        ]
-        parts.append("AMX" + (f" ({', '.join(extras)})" if extras else ""))
-    if "asimd" in flags or "neon" in flags:
-        extras = [
-            name
-            for flag, name in (
-                ("asimddp", "dotprod"),
-                ("i8mm", "I8MM"),
-                ("bf16", "BF16"),
-                ("sve", "SVE"),
-                ("sve2", "SVE2"),
+        parts.append(
+            _with_extras(
+                "AMX", flags, (("amx_int8", "INT8"), ("amx_bf16", "BF16"), ("amx_fp16", "FP16"))
             )
-            if flag in flags
-        ]
-        parts.append("NEON" + (f" ({', '.join(extras)})" if extras else ""))
+        )
+    if "asimd" in flags or "neon" in flags:
+        parts.append(
+            _with_extras(
+                "NEON",
+                flags,
+                (
+                    ("asimddp", "dotprod"),
+                    ("i8mm", "I8MM"),
+                    ("bf16", "BF16"),
+                    ("sve", "SVE"),
+                    ("sve2", "SVE2"),
+                ),
+            )
+        )
     return ", ".join(parts) or "baseline x86-64/Arm (no AVX2, AVX-512 or NEON reported)"
+
+
+def _with_extras(name: str, flags: set[str], extras: Sequence[tuple[str, str]]) -> str:
+    """``name`` followed by the extensions of it that ``flags`` report, in brackets:
+    ``"AVX-512 (VNNI, BF16)"`` (just ``name`` when none is)."""
+    present = [label for flag, label in extras if flag in flags]
+    return name + (f" ({', '.join(present)})" if present else "")
 
 
 def has_int8_dot_product(isa: Sequence[str]) -> bool:
