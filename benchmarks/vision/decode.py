@@ -52,6 +52,8 @@ from benchmarks.vision.common import (
 
 __all__ = ["main"]
 
+PLAIN = "plain Pillow stage"  # the rows of the stage a user writes (issue #20)
+
 
 @dataclass
 class Variant:
@@ -321,22 +323,20 @@ def _variants(
             "library",
             library_pipeline,
         ),
-        Variant("plain Pillow stage as written", "plain", pipelines["pil"]),
+        Variant(f"{PLAIN} as written", "plain", pipelines["pil"]),
     ]
     if proposals["pil"] is not None and proposals["pil"].applicable:
         applied, params = _apply(pm, proposals["pil"], pipelines["pil"], setup.items, 0.01)
         variants.append(
             Variant(
-                "plain Pillow stage, reduced decode applied by pipetune (Image.open rebound)",
+                f"{PLAIN}, reduced decode applied by pipetune (Image.open rebound)",
                 "pipetune",
                 applied,
                 f"max_factor {params.get('max_factor')}",
             )
         )
     variants += [
-        Variant(
-            "plain Pillow stage, the shown change made by hand", "hand", pipelines["pil_by_hand"]
-        ),
+        Variant(f"{PLAIN}, the shown change made by hand", "hand", pipelines["pil_by_hand"]),
         Variant(
             "pipetune: OpenCV reduced decode (IMREAD_REDUCED_*)", "pipetune", pipelines["reduced"]
         ),
@@ -356,10 +356,11 @@ def _variants(
 
 
 def _measure(
-    setup: Setup, variants: list[Variant], teaching: Any, library: Any
+    setup: Setup, variants: list[Variant], teaching: Any, library: Any, written: Any
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Each variant against the teaching baseline (and its worst case), and pipetune's
-    against library defaults too; fidelity from one untimed pass over every image."""
+    against library defaults too; the plain Pillow stage's changed forms against the
+    stage as written (``written``); fidelity from one untimed pass over every image."""
     reference = teaching.run_batch(setup.items)
     base_labels = setup.labels_of(reference)
     rows: list[dict[str, Any]] = []
@@ -380,6 +381,8 @@ def _measure(
             row["worst_case"] = setup.compare(teaching, pipeline, worst=True)
         if variant.role not in ("teaching", "library"):
             row["vs_library"] = setup.compare(library, pipeline)
+        if variant.role in ("pipetune", "hand") and variant.name.startswith(PLAIN):
+            row["vs_written"] = setup.compare(written, pipeline)
         rows.append(row)
     timed = [r["vs_teaching"]["ms_per_item"]["a"] for r in rows if "vs_teaching" in r]
     if timed:
@@ -411,7 +414,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         best, sweep = _sweep_library(setup, pipelines)
         library = pipelines["library"](best)
         variants, proposals = _variants(setup, pm, pipelines, (best, library), workers)
-        rows, base_labels = _measure(setup, variants, pipelines["teaching"], library)
+        rows, base_labels = _measure(
+            setup, variants, pipelines["teaching"], library, pipelines["pil"]
+        )
     result = _result(setup, load, threads, rows, base_labels, best, sweep, proposals)
     print()
     print(table([_flat(r) for r in rows], _COLUMNS))

@@ -97,6 +97,12 @@ def decode_table(section: dict[str, Any]) -> str:
                 f"workload's JPEGs ({measured.get('how')}); "
                 + ("applied by pipetune." if record["applicable"] else "shown as an edit.")
             )
+    for row in section["rows"]:
+        if row.get("vs_written"):
+            notes.append(
+                f"* {row['variant']}: {_ratio(row['vs_written'])} the stage as written, side "
+                f"by side ({_coverage(row['vs_written'])})"
+            )
     library = section.get("library_defaults", {})
     if library:
         sweep = ", ".join(f"{r['workers']}: {r['speedup']:.2f}x" for r in library.get("sweep", []))

@@ -117,6 +117,65 @@ def frames_summary(results: Results) -> str:
     return cells.row_cells(*_figure(section, row, _frame_quality(row)))
 
 
+@block("vision.summary.plain_decode", "vision")
+def plain_decode_summary(results: Results) -> str:
+    """A plain Pillow stage (#20): the gain the proposal shows, measured on the workload's
+    own JPEGs, and the stage with it applied against the stage as written."""
+    section = _section(results, "decode", DECODE)
+    row = _row(section or {}, "plain Pillow stage", "applied by pipetune")
+    shown = ((section or {}).get("plain_stage") or {}).get("pil") or {}
+    if not section or not row or not shown:
+        missing = cells.missing(results.section("vision", "decode_quick"), DECODE)
+        return cells.row_cells(missing, missing, "—", "—", missing)
+    measured = shown.get("measured") or {}
+    gain = measured.get("speedup")
+    written = row.get("vs_written")
+    if written:
+        applied = cells.ratio(written.get("speedup"), written.get("ci"), bold=True)
+    else:  # runs before the direct comparison: the two ratios to the teaching baseline
+        as_written = _row(section, "plain Pillow stage as written").get("vs_teaching") or {}
+        quotient = (row.get("vs_teaching") or {}).get("speedup", 0) / (
+            as_written.get("speedup") or float("nan")
+        )
+        applied = (
+            f"{cells.times(quotient, bold=True)} (derived from two comparisons with the "
+            "teaching baseline; no interval)"
+        )
+    closure = ((section.get("plain_stage") or {}).get("pil_closure")) or {}
+    out_of_reach = (
+        f"; decoder out of reach: shown as a one-line edit "
+        f"({cells.times((closure.get('measured') or {}).get('speedup'))} measured)"
+        if closure
+        else ""
+    )
+    met = "met" if gain and gain >= 3 and shown.get("applicable") else "not met"
+    library = row.get("vs_library") or {}
+    worst = row.get("worst_case") or {}
+    written_worst = _row(section, "plain Pillow stage as written").get("worst_case") or {}
+    return cells.row_cells(
+        f"shows **{cells.times(gain)}** measured on {measured.get('images')} of the workload's "
+        f"JPEGs ({measured.get('samples_per_side')} samples a side) and applies it: {applied} "
+        f"the stage as written{out_of_reach} — {met}",
+        cells.ratio(library.get("speedup"), library.get("ci"), bold=True),
+        _decode_quality(row),
+        f"{cells.p99(written or row.get('vs_teaching'))}; worst case (images too small to "
+        f"decode reduced) {cells.ratio(worst.get('speedup'), worst.get('ci'))} the teaching "
+        f"baseline (the stage as written: {cells.ratio(written_worst.get('speedup'))})",
+        f"{cells.rests_on(written or row.get('vs_teaching'))}; {cells.load(section)}",
+    )
+
+
+@block("vision.summary.frame_items", "vision")
+def frame_items_summary(results: Results) -> str:
+    """Frames fed as items (#20): the motion gate the plugin detects and applies."""
+    section = _section(results, "frame_items", FRAMES)
+    row = _frame_row(section or {})
+    if not section or not row:
+        missing = cells.missing(results.section("vision", "frame_items_quick"), FRAMES)
+        return cells.row_cells(missing, missing, "—", "—", missing)
+    return cells.row_cells(*_figure(section, row, _frame_quality(row)))
+
+
 def _gpu(results: Results) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     for key in ("decode_gpu", "decode_subset", "decode"):
         section = _section(results, key, DECODE)
