@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from pipetune.core.kernel.artifacts import ArtifactStore, library_version
+from pipetune.core.kernel.atomic import write_text_atomic
 from pipetune.core.kernel.errors import PipelineError, Rejected
 from pipetune.plugins.hardware.signature import (
     CallSignature,
@@ -145,7 +146,7 @@ class ExportedModel:
             "output_names": list(self.output_names),
             "info": dict(self.info),
         }
-        _atomic_write(self.folder / EXPORT_FILE, json.dumps(data, indent=2))
+        write_text_atomic(self.folder / EXPORT_FILE, json.dumps(data, indent=2))
 
     @classmethod
     def load(cls, folder: str | Path) -> ExportedModel:
@@ -434,9 +435,3 @@ def quiet() -> Iterator[None]:
             yield
     finally:
         logging.disable(previous)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
