@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -76,18 +77,24 @@ def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[s
         for item in items[:2]:
             pipeline.run(item)
 
-    def one_pass(pipeline: Any) -> float:
+    faults = {"original": 0, "optimized": 0}
+
+    def one_pass(name: str) -> float:
+        pipeline = original if name == "original" else optimized
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for item in items:
             pipeline.run(item)
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        return wall
 
     meter = HostLoadMeter().start()
     walls: dict[str, list[float]] = {"original": [], "optimized": []}
     for r in range(passes):
         order = ("original", "optimized", "optimized", "original")
         for name in order if r % 2 == 0 else order[::-1]:
-            walls[name].append(one_pass(original if name == "original" else optimized))
+            walls[name].append(one_pass(name))
     load = meter.stop().to_dict()
     per_pass = [a / b for a, b in zip(walls["original"], walls["optimized"], strict=True)]
     samples = len(items) * len(walls["original"])
@@ -95,6 +102,8 @@ def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[s
         "speedup": sum(walls["original"]) / sum(walls["optimized"]),
         "per_pass_median": statistics.median(per_pass),
         "ms_per_request": {k: 1000.0 * sum(v) / samples for k, v in walls.items()},
+        # fresh pages a request touches: a side whose time depends on the allocator's state
+        "page_faults_per_request": {k: v / samples for k, v in faults.items()},
         "passes_per_side": len(walls["original"]),
         "requests": len(items),
         "samples_per_side": samples,

@@ -42,6 +42,10 @@ from benchmarks.loop.execution_context import (
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "recsys.json"
 TARGET = 0.15
+#: glibc's allocator with its thresholds fixed, in both processes: large blocks stay in the
+#: heap instead of being mapped and unmapped (and their pages faulted in again) per call,
+#: so a pipeline's time no longer depends on how warm the process's heap is.
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
 def run_optimize(
@@ -81,8 +85,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--disable", default="", help="plugins optimize runs without, comma-separated"
     )
+    parser.add_argument(
+        "--malloc",
+        choices=("default", "steady"),
+        default="default",
+        help="glibc's allocator as it comes, or with its thresholds fixed in both processes "
+        "(STEADY_MALLOC)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.malloc == "steady" and any(os.environ.get(k) != v for k, v in STEADY_MALLOC.items()):
+        # glibc reads these at start-up: run again with them set (the script inherits them)
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "benchmarks.recsys.plain_script", *(argv or sys.argv[1:])],
+            {**os.environ, **STEADY_MALLOC},
+        )
     rounds = args.rounds or (4 if args.quick else 8)
     folder = Path(tempfile.mkdtemp(prefix="pipetune-recsys-plain-"))
     started = time.perf_counter()
@@ -130,7 +148,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": "python -m benchmarks.recsys.plain_script"
         + (" --quick" if args.quick else "")
         + (f" --threads {args.threads}" if args.threads != 1 else "")
-        + (f" --disable {','.join(disable)}" if disable else ""),
+        + (f" --disable {','.join(disable)}" if disable else "")
+        + (" --malloc steady" if args.malloc == "steady" else ""),
+        "malloc": {k: os.environ.get(k) for k in STEADY_MALLOC}
+        if args.malloc == "steady"
+        else "glibc defaults",
         "threads": args.threads,
         "plugins_disabled": disable,
         "accepted": [t["proposal"] for t in data["trials"] if t["status"] == "accepted"],
@@ -181,7 +203,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for line in script["warnings"]:
         print(f"load_recipe said:  {line}")
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
-    key = "plain_script" + ("_quick" if args.quick else "") + ("_recsys_only" if disable else "")
+    key = (
+        "plain_script"
+        + ("_quick" if args.quick else "")
+        + ("_recsys_only" if disable else "")
+        + ("_steady_malloc" if args.malloc == "steady" else "")
+    )
     existing[key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=2, default=str) + "\n")
