@@ -231,3 +231,28 @@ def test_a_backlog_change_online_gets_every_request_of_a_pass_at_once():
     )
     assert result.runtime.rate is None and result.runtime.trace is not None
     assert result.runtime.trace.arrivals_s == (0.0,) * 8
+
+
+def _fresh_memory(item):
+    """Maps 16 MiB, touches every page and unmaps it: 4,096 page faults an input."""
+    import mmap
+
+    block = mmap.mmap(-1, 16 << 20)
+    pages = np.frombuffer(block, dtype=np.uint8)
+    pages[::4096] = 1
+    del pages
+    block.close()
+    return item
+
+
+def test_each_side_counts_its_page_faults_and_a_heavy_side_is_named():
+    pytest.importorskip("resource", reason="page faults are counted where `resource` exists")
+    light = Pipeline("light", (Stage("s", abs),))
+    heavy = Pipeline("heavy", (Stage("s", _fresh_memory),))
+    settings = CompareSettings(rounds=2, items_per_round=4, bootstrap=50)
+    result = compare(light, heavy, list(range(8)), settings=settings)
+    assert result.a.page_faults_per_item is not None and result.a.page_faults_per_item < 512
+    assert result.b.page_faults_per_item is not None and result.b.page_faults_per_item >= 4000
+    notes = result.allocator_notes(("original", "final"))
+    assert len(notes) == 1 and notes[0].startswith("the final pipeline took")
+    assert result.to_dict()["b"]["page_faults_per_item"] == result.b.page_faults_per_item

@@ -62,6 +62,8 @@ def final_comparison(
             exc = exc.renumbered(list(holdout_ids))
         warnings.append(f"the final side-by-side measurement failed: {exc}")
         return None
+    # a side heavy on fresh memory measures differently in a fresh process: say so
+    warnings.extend(result.allocator_notes(("original", "final")))
     data = result.to_dict()
     data["cdf_ms"] = {
         "before": quantiles(result.latencies_ms["a"]),

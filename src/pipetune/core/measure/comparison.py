@@ -57,6 +57,7 @@ from pipetune.core.measure.coverage import (
     spread_order,
 )
 from pipetune.core.measure.load import HostLoadMeter
+from pipetune.core.measure.page_faults import minor_page_faults
 from pipetune.core.measure.round_stats import (
     Round,
     StageTotals,
@@ -253,16 +254,22 @@ class _Rounds:
         pipeline = self.pipelines[side]
         reset_state(pipeline)
         before = cache_stats(pipeline) if side == "b" else {}
+        faults = minor_page_faults()
         try:
             result = run_pass(
                 pipeline, chunk, self.runtime, timeout_s=self.timeout, inline=self.inline
             )
         except StageError as exc:  # name the input by its place in `items`
             raise exc.renumbered(indices) from exc.__cause__
+        after = minor_page_faults()
         if side == "b":
             _add_cache_delta(self.b_cache, before, cache_stats(pipeline))
         into.add(side, result)
-        self.totals[side].add(stage_seconds(result, self.batches[side]), result.completed)
+        self.totals[side].add(
+            stage_seconds(result, self.batches[side]),
+            result.completed,
+            None if faults is None or after is None else after - faults,
+        )
 
 
 def _add_cache_delta(

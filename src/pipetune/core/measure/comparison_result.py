@@ -25,6 +25,14 @@ class SideSummary:
     stage_ms: Mapping[str, float]  # mean time per input, per stage
     passes: int
     items: int
+    #: minor page faults a completed input took (fresh memory the side touched); ``None``
+    #: where the platform does not count them
+    page_faults_per_item: float | None = None
+
+
+#: Page faults an input (4 KiB each: 8 MiB of fresh memory) from which a side's time
+#: depends on how warm the process's heap is, and the report says so.
+HEAVY_PAGE_FAULTS = 2048
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,22 @@ class Comparison:
     def primary_ci(self) -> tuple[float, float]:
         return self.ci[self.metric]
 
+    def allocator_notes(self, names: tuple[str, str] = ("A", "B")) -> list[str]:
+        """A sentence for each side that touches so much fresh memory an input that its
+        time depends on the allocator's state: a fresh process (a plain script, a new
+        service) can measure it faster or slower than this process did."""
+        notes = []
+        for side, name in zip((self.a, self.b), names, strict=True):
+            faults = side.page_faults_per_item
+            if faults is not None and faults >= HEAVY_PAGE_FAULTS:
+                notes.append(
+                    f"the {name} pipeline took {faults:,.0f} page faults an input (about "
+                    f"{faults * 4 / 1024:,.0f} MiB of fresh memory): its time depends on how "
+                    "warm the process's heap is, and a fresh process can measure it "
+                    "differently from this one"
+                )
+        return notes
+
     def stage_speedup(self, stage: str) -> float | None:
         a, b = self.a.stage_ms.get(stage), self.b.stage_ms.get(stage)
         if a is None or b is None or b <= 0:
@@ -113,4 +137,5 @@ def _side_dict(side: SideSummary) -> dict[str, Any]:
         "stage_ms": dict(side.stage_ms),
         "passes": side.passes,
         "items": side.items,
+        "page_faults_per_item": side.page_faults_per_item,
     }

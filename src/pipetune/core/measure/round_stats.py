@@ -43,16 +43,27 @@ class Round:
 
 
 class StageTotals:
-    """One side's seconds per stage over its passes, and the inputs they completed."""
+    """One side's seconds per stage over its passes, the inputs they completed and the
+    minor page faults they took."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.items = 0
+        self.page_faults: int | None = 0  # None once a pass could not count them
 
-    def add(self, seconds: Mapping[str, float], items: int) -> None:
+    def add(self, seconds: Mapping[str, float], items: int, page_faults: int | None = None) -> None:
         for name, value in seconds.items():
             self.seconds[name] = self.seconds.get(name, 0.0) + value
         self.items += items
+        if page_faults is None or self.page_faults is None:
+            self.page_faults = None
+        else:
+            self.page_faults += page_faults
+
+    def page_faults_per_item(self) -> float | None:
+        if self.page_faults is None or not self.items:
+            return None
+        return self.page_faults / self.items
 
     def per_item_ms(self) -> dict[str, float]:
         n = max(self.items, 1)
@@ -72,6 +83,7 @@ def side_summary(
         stage_ms=totals.per_item_ms(),
         passes=2 * len(rounds),
         items=n,
+        page_faults_per_item=totals.page_faults_per_item(),
     )
 
 
