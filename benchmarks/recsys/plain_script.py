@@ -4,6 +4,7 @@
     python -m benchmarks.recsys.plain_script --quick        # 20,000 items, a smoke run
     python -m benchmarks.recsys.plain_script --threads 2
     python -m benchmarks.recsys.plain_script --disable generic,hardware   # recsys changes only
+    python -m benchmarks.recsys.plain_script --malloc steady     # allocator thresholds fixed
 
 1. ``pipetune.optimize`` runs on ``pipetune demo recsys`` in this process with the thread
    count pinned (``--threads``, default 1: one request per core, as the recsys benchmark
@@ -14,6 +15,12 @@
    ``pipeline.run(request)`` from its main thread on the same held-out requests, original
    and optimized in alternating ABBA passes (the script of
    ``benchmarks.loop.execution_context``, which checks the unpinned case).
+
+3. Both harnesses (plain ABBA passes and ``compare``) are also timed in both processes —
+   the loop's after ``optimize`` returns, and the fresh one — with each side's ms a
+   request, per-stage time and page faults, to show which side and which context move.
+   ``--malloc steady`` runs both processes with glibc's allocator thresholds fixed
+   (:data:`STEADY_MALLOC`), taking the heap's state out of the comparison.
 
 Target (issue 16): the two speedups agree within 15 %. The results name how many requests
 and samples each figure rests on, the execution context recorded and applied, and the host
