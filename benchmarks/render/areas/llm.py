@@ -159,13 +159,37 @@ def plain_generate_summary(results: Results) -> str:
         measured.append(f"{name}: **{cells.ratio(vs.get('speedup'), vs.get('ci'))}**")
         library.append(f"{name}: {cells.ratio(lib.get('speedup'), lib.get('ci'))}")
         rests.append(f"{name}: {cells.rests_on(vs)}")
+    identical = [section.get("tokens_identical") for section in rows.values()]
     return cells.row_cells(
-        "; ".join(measured),
+        "; ".join(measured) + _open_ended(data.get("open_ended") or {}),
         "; ".join(library),
-        "tokens identical to the code as written (held-out split)",
+        "tokens identical to the code as written (held-out split)"
+        if all(share == 1.0 for share in identical)
+        else f"tokens identical on {', '.join(cells.percent(v) for v in identical)}",
         "; ".join(cells.p99(section["vs_teaching"]) for section in rows.values()),
         f"{'; '.join(rests)}; {cells.load(next(iter(rows.values())))}",
     )
+
+
+def _open_ended(record: dict[str, Any]) -> str:
+    """What became of prompt lookup on open-ended traffic: not proposed, or proposed and
+    then kept or declined by its tune step."""
+    if not record:
+        return ""
+    lookup = (record.get("traffic") or {}).get("prompt_lookup") or {}
+    acceptance = cells.percent(lookup.get("acceptance_rate"), 0)
+    tuned = record.get("prompt_lookup")
+    if "llm.speculative_prompt_lookup" not in (record.get("proposed") or []):
+        return (
+            "; open-ended prompts: prompt lookup **declined** "
+            f"(not proposed: {acceptance} acceptance)"
+        )
+    if tuned and not tuned.get("kept"):
+        return (
+            "; open-ended prompts: prompt lookup **declined** by its tune step "
+            f"({tuned.get('reason')})"
+        )
+    return f"; open-ended prompts: prompt lookup **kept** ({acceptance} acceptance)"
 
 
 @block("llm.summary.plain_batching", "llm_plain_batching")
