@@ -97,24 +97,33 @@ def _frame_quality(row: dict[str, Any]) -> str:
     )
 
 
+def _pending(results: Results, key: str, command: str) -> str:
+    """The summary cells of a section with no headline run (a smoke run at most)."""
+    missing = cells.missing(results.section("vision", f"{key}_quick"), command)
+    return cells.row_cells(missing, missing, "—", "—", missing)
+
+
 @block("vision.summary.decode", "vision")
 def decode_summary(results: Results) -> str:
     section = _section(results, "decode", DECODE)
     row = _decode_row(section or {})
     if not section or not row:
-        missing = cells.missing(results.section("vision", "decode_quick"), DECODE)
-        return cells.row_cells(missing, missing, "—", "—", missing)
+        return _pending(results, "decode", DECODE)
     return cells.row_cells(*_figure(section, row, _decode_quality(row)))
+
+
+def _frames(results: Results, key: str) -> str:
+    """The motion gate's summary cells from section ``key`` (clips or frames as items)."""
+    section = _section(results, key, FRAMES)
+    row = _frame_row(section or {})
+    if not section or not row:
+        return _pending(results, key, FRAMES)
+    return cells.row_cells(*_figure(section, row, _frame_quality(row)))
 
 
 @block("vision.summary.frames", "vision")
 def frames_summary(results: Results) -> str:
-    section = _section(results, "frame_skip", FRAMES)
-    row = _frame_row(section or {})
-    if not section or not row:
-        missing = cells.missing(results.section("vision", "frame_skip_quick"), FRAMES)
-        return cells.row_cells(missing, missing, "—", "—", missing)
-    return cells.row_cells(*_figure(section, row, _frame_quality(row)))
+    return _frames(results, "frame_skip")
 
 
 @block("vision.summary.plain_decode", "vision")
@@ -124,23 +133,12 @@ def plain_decode_summary(results: Results) -> str:
     section = _section(results, "decode", DECODE)
     row = _row(section or {}, "plain Pillow stage", "applied by pipetune")
     shown = ((section or {}).get("plain_stage") or {}).get("pil") or {}
-    if not section or not row or not shown:
-        missing = cells.missing(results.section("vision", "decode_quick"), DECODE)
-        return cells.row_cells(missing, missing, "—", "—", missing)
+    written = row.get("vs_written")
+    if not section or not shown or not written:  # no run that compares it with as written
+        return _pending(results, "decode", DECODE)
     measured = shown.get("measured") or {}
     gain = measured.get("speedup")
-    written = row.get("vs_written")
-    if written:
-        applied = cells.ratio(written.get("speedup"), written.get("ci"), bold=True)
-    else:  # runs before the direct comparison: the two ratios to the teaching baseline
-        as_written = _row(section, "plain Pillow stage as written").get("vs_teaching") or {}
-        quotient = (row.get("vs_teaching") or {}).get("speedup", 0) / (
-            as_written.get("speedup") or float("nan")
-        )
-        applied = (
-            f"{cells.times(quotient, bold=True)} (derived from two comparisons with the "
-            "teaching baseline; no interval)"
-        )
+    applied = cells.ratio(written.get("speedup"), written.get("ci"), bold=True)
     closure = ((section.get("plain_stage") or {}).get("pil_closure")) or {}
     out_of_reach = (
         f"; decoder out of reach: shown as a one-line edit "
@@ -158,22 +156,17 @@ def plain_decode_summary(results: Results) -> str:
         f"the stage as written{out_of_reach} — {met}",
         cells.ratio(library.get("speedup"), library.get("ci"), bold=True),
         _decode_quality(row),
-        f"{cells.p99(written or row.get('vs_teaching'))}; worst case (images too small to "
+        f"{cells.p99(written)}; worst case (images too small to "
         f"decode reduced) {cells.ratio(worst.get('speedup'), worst.get('ci'))} the teaching "
         f"baseline (the stage as written: {cells.ratio(written_worst.get('speedup'))})",
-        f"{cells.rests_on(written or row.get('vs_teaching'))}; {cells.load(section)}",
+        f"{cells.rests_on(written)}; {cells.load(section)}",
     )
 
 
 @block("vision.summary.frame_items", "vision")
 def frame_items_summary(results: Results) -> str:
     """Frames fed as items (#20): the motion gate the plugin detects and applies."""
-    section = _section(results, "frame_items", FRAMES)
-    row = _frame_row(section or {})
-    if not section or not row:
-        missing = cells.missing(results.section("vision", "frame_items_quick"), FRAMES)
-        return cells.row_cells(missing, missing, "—", "—", missing)
-    return cells.row_cells(*_figure(section, row, _frame_quality(row)))
+    return _frames(results, "frame_items")
 
 
 def _gpu(results: Results) -> tuple[dict[str, Any] | None, dict[str, Any]]:
