@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -72,6 +71,7 @@ def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[s
     import statistics
 
     from pipetune.core.measure.load import HostLoadMeter
+    from pipetune.core.measure.page_faults import minor_page_faults
 
     for pipeline in (original, optimized):  # warm-up, as any service does at start-up
         for item in items[:2]:
@@ -81,12 +81,12 @@ def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[s
 
     def one_pass(name: str) -> float:
         pipeline = original if name == "original" else optimized
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        before = minor_page_faults() or 0
         start = time.perf_counter()
         for item in items:
             pipeline.run(item)
         wall = time.perf_counter() - start
-        faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        faults[name] += (minor_page_faults() or 0) - before
         return wall
 
     meter = HostLoadMeter().start()
