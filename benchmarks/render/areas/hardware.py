@@ -8,10 +8,18 @@ Expected keys, sections ``cpu_encoder`` and ``gpu_encoder`` (``_quick`` for smok
 ``speedup``, ``ci``, ``inputs_timed``, ``inputs_total``, ``samples_per_side``,
 ``p99_speedup``/``p99_note``), and agreement: ``cosine_min``, ``max_abs_diff``,
 ``label_agreement`` (GPU: ``cosine_min_vs_cpu_fp32``, ``label_agreement_vs_cpu_fp32``).
+
+The CPU section counts as measured through ``compare`` at both batch sizes (intervals,
+P99 or ``n/a (N samples)``, coverage, each comparison's ``host_load.run_queue_wait``) when
+it records ``workloads.b32.serving_batch_size`` and every variant's ``b1``/``b32`` rows
+carry ``inputs_timed``, ``samples_per_side`` and ``host_load``; a section from before
+(``sizes`` only) keeps its ratios, and what they rest on and their P99 read "pending a
+quiet run" with the command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from benchmarks.render import cells
@@ -63,6 +71,95 @@ def _rests_on(section: dict[str, Any], which: str) -> str:
     )
 
 
+def _compared(section: dict[str, Any]) -> bool:
+    """Whether the CPU section comes from a run through ``compare`` at both batch sizes,
+    batch 32 served in batches (every comparison with its coverage and host load)."""
+    b32 = (section.get("workloads") or {}).get("b32") or {}
+    rows = [r for r in section.get("variants") or [] if r.get("variant") != "eager"]
+    if not b32.get("serving_batch_size") or not rows:
+        return False
+    return all(
+        isinstance(r.get(which), Mapping)
+        and r[which].get("inputs_timed") is not None
+        and r[which].get("samples_per_side") is not None
+        and isinstance(r[which].get("host_load"), Mapping)
+        for r in rows
+        for which in ("b1", "b32")
+    )
+
+
+def _cpu_rests_on(section: dict[str, Any], which: str) -> str:
+    """What the CPU batch-1 or batch-32 figures rest on: the fewest inputs and samples any
+    variant's comparison timed; before ``compare``, the sizes and "pending a quiet run"."""
+    if not _compared(section):
+        sizes = section.get("sizes") or {}
+        n = sizes.get("latency_sentences" if which == "b1" else "throughput_sentences")
+        rounds = cells.number(sizes.get("rounds"))
+        ran = f"a run before compare ({cells.number(n)} sentences × {rounds} rounds); " if n else ""
+        return f"{ran}intervals, distinct inputs and samples: {cells.pending(CPU)}"
+    rows = [r[which] for r in section.get("variants") or [] if r.get(which)]
+    batch = ((section.get("workloads") or {}).get(which) or {}).get("serving_batch_size")
+    what = "sentences" if which == "b1" else f"sentences (served in batches of {batch})"
+    covered = cells.rests_on(
+        {},
+        inputs=min(r["inputs_timed"] for r in rows),
+        total=rows[0].get("inputs_total"),
+        samples=min(r["samples_per_side"] for r in rows),
+        what=what,
+    )
+    return f"each variant {covered}"
+
+
+def _waits(section: dict[str, Any]) -> str:
+    """The range of run-queue wait across the CPU comparisons (``0 %–3 %``), flagged when
+    the busiest was noisy; empty before ``compare``."""
+    waits = [
+        r[which]["host_load"].get("run_queue_wait")
+        for r in section.get("variants") or []
+        for which in ("b1", "b32")
+        if _compared(section) and isinstance(r.get(which), Mapping)
+    ]
+    waits = [w for w in waits if w is not None]
+    if not waits:
+        return ""
+    low, high = min(waits), max(waits)
+    noisy = " (the busiest noisy)" if high > cells.BUSY_WAIT else ""
+    return f"{cells.percent(low, 0)}–{cells.percent(high, 0)}{noisy}"
+
+
+def _cpu_load(section: dict[str, Any]) -> str:
+    """The host's load over the whole run, and the run-queue wait of each comparison."""
+    waits = _waits(section)
+    return (
+        f"{cells.load(section)}; run-queue wait per comparison {waits}"
+        if waits
+        else cells.load(section)
+    )
+
+
+def _latency(row: dict[str, Any], digits: int) -> str:
+    """``p50 / p99`` ms at batch 1; P99 ``n/a (N samples)`` where compare had too few."""
+    lat = row.get("latency_b1") or {}
+    p99 = lat.get("p99_ms")
+    note = lat.get("p99_note") or (row.get("b1") or {}).get("p99_note")
+    tail = cells.number(p99, digits) if p99 is not None or not note else note
+    return f"{cells.number(lat.get('p50_ms'))} / {tail}"
+
+
+def _top_p99(section: dict[str, Any], top: dict[str, Any]) -> str:
+    """The fastest batch-1 variant's latency against eager: P50 both sides and the P99
+    ratio (or ``n/a (N samples)``); pending with the command before ``compare``."""
+    name = top.get("variant")
+    if not _compared(section):
+        return f"{name} at batch 1: P99 {cells.pending(CPU)}"
+    found = top.get("b1") or {}
+    p50 = found.get("p50_ms") or {}
+    return (
+        f"{name} at batch 1: P50 {cells.number(p50.get('b'))} ms (eager "
+        f"{cells.number(p50.get('a'))} ms), {cells.p99(found)}"
+    )
+
+
 def _labels(row: dict[str, Any]) -> Any:
     return row.get("label_agreement", row.get("label_agreement_vs_cpu_fp32"))
 
@@ -78,11 +175,11 @@ def cpu(results: Results) -> str:
         return cells.missing(results.section("hardware", "cpu_encoder_quick"), CPU)
     rows = []
     for row in section.get("variants") or []:
-        lat, thr = row.get("latency_b1") or {}, row.get("throughput_b32") or {}
+        thr = row.get("throughput_b32") or {}
         rows.append(
             [
                 row.get("variant", "–"),
-                f"{cells.number(lat.get('p50_ms'))} / {cells.number(lat.get('p99_ms'), 1)}",
+                _latency(row, 1),
                 _speed(row, "b1"),
                 cells.number(thr.get("sentences_per_s"), 1),
                 _speed(row, "b32"),
@@ -106,11 +203,12 @@ def cpu(results: Results) -> str:
         [
             cells.table(header, rows, "lrrrrrrr"),
             "",
-            f"Batch 1 rests on: {_rests_on(section, 'b1')}. Batch 32 rests on: "
-            f"{_rests_on(section, 'b32')}. The topic head is "
+            f"Batch 1 rests on: {_cpu_rests_on(section, 'b1')}. Batch 32 rests on: "
+            f"{_cpu_rests_on(section, 'b32')}. The topic head is "
             f"{cells.percent(head.get('eager_accuracy'))} accurate on eager embeddings. "
             f"Threads: {section.get('threads')} intra-op for every variant. "
-            + cells.conditions(section, CPU),
+            + cells.conditions(section, CPU)
+            + (f" Run-queue wait per comparison: {_waits(section)}." if _waits(section) else ""),
         ]
     )
 
@@ -122,12 +220,12 @@ def gpu(results: Results) -> str:
         return cells.missing(results.section("hardware", "gpu_encoder_quick"), GPU)
     rows = []
     for row in section.get("variants") or []:
-        lat, thr = row.get("latency_b1") or {}, row.get("throughput_b32") or {}
+        thr = row.get("throughput_b32") or {}
         build = (row.get("build") or {}).get("build_s")
         rows.append(
             [
                 row.get("variant", "–"),
-                f"{cells.number(lat.get('p50_ms'))} / {cells.number(lat.get('p99_ms'))}",
+                _latency(row, 2),
                 _speed(row, "b1"),
                 cells.number(thr.get("sentences_per_s"), 0),
                 _speed(row, "b32"),
@@ -179,14 +277,17 @@ def cpu_summary(results: Results) -> str:
         if r.get("variant") != "eager" and "no hint" not in r.get("variant", "")
     )
     top = (_best(section, "b1", 1) or [{}])[0]
+    rests = f"batch 1: {_cpu_rests_on(section, 'b1')}"
+    if _compared(section):
+        rests += f"; batch 32: {_cpu_rests_on(section, 'b32')}"
     return cells.row_cells(
         f"batch 1: {_listed(section, 'b1')}; batch 32: {_listed(section, 'b32')} "
         f"({section.get('threads')} threads)",
         "— (eager torch fp32 under `inference_mode` is the baseline)",
         f"labels vs eager: {labels}",
-        f"{top.get('variant')} at batch 1: {cells.p99(top.get('b1'))}; int8 and bf16 are lossy "
+        f"{_top_p99(section, top)}; int8 and bf16 are lossy "
         f"(worst cosine {cells.number(_cosine(top), 3)})",
-        f"batch 1: {_rests_on(section, 'b1')}; {cells.load(section)}",
+        f"{rests}; {_cpu_load(section)}",
     )
 
 
@@ -258,8 +359,8 @@ def readme(results: Results) -> str:
         top = (_best(section, "b1", 1) or [{}])[0]
         parts.append(
             f"MiniLM batch 1 on the CPU: {top.get('variant')} {_speed(top, 'b1')} eager at "
-            f"{cells.percent(_labels(top))} labels ({_rests_on(section, 'b1')}; "
-            f"{cells.load(section)})"
+            f"{cells.percent(_labels(top))} labels ({_cpu_rests_on(section, 'b1')}; "
+            f"{_cpu_load(section)})"
         )
     else:
         parts.append(f"CPU: {cells.missing(results.section('hardware', 'cpu_encoder_quick'), CPU)}")
