@@ -41,6 +41,9 @@ def test_optimize_writes_recipe_and_reports_then_apply_history_compare(invoke, t
     assert "generic.result_cache" in result.output and "accepted" in result.output
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["requirements_met"] and data["trials"][0]["status"] == "accepted"
+    # the final figure comes from a fresh process that built TARGET and loaded the recipe
+    assert data["comparison"]["measured_in"].startswith("a fresh process that built ")
+    assert "per side, in a fresh process that built" in " ".join(result.output.split())
     pytest.importorskip("jsonschema", reason="the dev extra checks the schema")
     from pipetune.core.report.schema import validate
 

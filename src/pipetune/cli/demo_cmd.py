@@ -60,6 +60,7 @@ def demo(
         setup.workload,
         setup.requirements,
         target=f"demo:{name}",
+        factory=setup.factory,
         html_path=html_path,
         baseline_outputs=setup.baseline_outputs,
         **options,

@@ -131,6 +131,7 @@ def optimize(
     spent. Writes the recipe and, on request, the JSON, HTML and Markdown reports.
     """
     from pipetune.cli.target import load_target
+    from pipetune.cli.target_module import factory_spec
 
     resolved = load_target(target, target_opts)
     assert resolved.workload is not None
@@ -140,6 +141,7 @@ def optimize(
         resolved.workload,
         resolved.requirements,
         target=resolved.source,
+        factory=factory_spec(resolved.source)[0],
         **options,
     )
 
@@ -151,6 +153,7 @@ def run_and_report(
     requirements: Requirements,
     *,
     target: str | None,
+    factory: str | None = None,
     json_path: Path | None = None,
     html_path: Path | None = None,
     markdown_path: Path | None = None,
@@ -167,7 +170,9 @@ def run_and_report(
     baseline_outputs: Sequence[Any] | None = None,
 ) -> int:
     """Run the loop, print the report, write the files; returns the exit code.
-    ``baseline_outputs``: the original's outputs when known (a demo's cached set-up)."""
+    ``factory``: how a fresh process builds the pipeline (the final re-measurement runs
+    there); ``baseline_outputs``: the original's outputs when known (a demo's cached
+    set-up)."""
     from pipetune.core.loop.optimize import EXIT_REQUIREMENTS_UNMET
     from pipetune.core.loop.optimize import optimize as run_loop
     from pipetune.core.loop.store import RunStore
@@ -189,6 +194,7 @@ def run_and_report(
             runtime=RuntimeSpec.from_workload(workload, threads=threads),
             log=log,
             baseline_outputs=baseline_outputs,
+            factory=factory,
         )
         data = result.report.to_dict()
         data["warnings"] = list(dict.fromkeys([*plugin_problems(state), *data["warnings"]]))

@@ -14,7 +14,6 @@ pipeline); 130 interrupted (what finished is kept).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -246,7 +245,8 @@ def build_job(
 ) -> tuple[Any, Any, Any]:
     """TARGET's pipeline with the recipe applied, the :class:`~pipetune.scale.job.JobSpec`
     workers rebuild it from, and the resolved target (workload, requirements)."""
-    from pipetune.cli.target import load_target, parse_spec
+    from pipetune.cli.target import load_target
+    from pipetune.cli.target_module import factory_spec
     from pipetune.core.kernel import control
     from pipetune.core.loop.paths import store_dir
     from pipetune.core.loop.recipes import load_recipe
@@ -257,18 +257,14 @@ def build_job(
     if recipe is not None:
         artifacts = artifacts or store_dir() / "artifacts"
         pipeline = load_recipe(pipeline, recipe, pm=state.plugin_manager(), artifacts_dir=artifacts)
-    location, attribute = parse_spec(resolved.source)
-    local = location.endswith(".py") or os.sep in location or "/" in location
-    if local:
-        location = str(Path(location).resolve())
-    sys_path = [os.getcwd()] + ([str(Path(location).parent)] if local else [])
+    factory, sys_path = factory_spec(resolved.source)
     job = JobSpec(
-        factory=f"{location}:{attribute}",
+        factory=factory,
         pipeline=pipeline.name,
         stages=pipeline.stage_names,
         recipe=str(Path(recipe).resolve()) if recipe is not None else None,
         artifacts=str(Path(artifacts).resolve()) if artifacts is not None else None,
-        sys_path=tuple(dict.fromkeys(sys_path)),
+        sys_path=sys_path,
         disabled_plugins=tuple(state.disabled),
         threads=threads,
         item_timeout_s=control.current().item_timeout_s,

@@ -41,6 +41,18 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return location, attribute
 
 
+def factory_spec(spec: str) -> tuple[str, tuple[str, ...]]:
+    """TARGET as another process imports it: ``"/abs/path/file.py:attr"`` (a file made
+    absolute) or ``"package.module:attr"``, and the folders that process needs first on
+    ``sys.path`` (the working directory, and a file's own folder)."""
+    location, attribute = parse_spec(spec)
+    local = looks_like_path(location)
+    if local:
+        location = str(Path(location).resolve())
+    sys_path = [os.getcwd()] + ([str(Path(location).parent)] if local else [])
+    return f"{location}:{attribute}", tuple(dict.fromkeys(sys_path))
+
+
 def looks_like_path(location: str) -> bool:
     return location.endswith(".py") or "/" in location or "\\" in location or os.sep in location
 

@@ -439,3 +439,17 @@ def test_a_kept_thread_plan_is_recorded_in_the_recipe_and_put_back_by_load_recip
     path = report.recipe.save(tmp_path / "recipe.json")
     loaded = load_recipe(toy_pipeline(), path, pm=manager(plugin), artifacts_dir=tmp_path)
     assert stage_plan(loaded.stage("work")) == {"threads": 1}
+
+
+@pytest.mark.slow
+def test_the_final_re_measurement_runs_here_and_says_why_when_a_fresh_process_cannot(tmp_path):
+    target = tmp_path / "toy_target.py"
+    target.write_text("from tests.core.loop_toys import toy_pipeline as pipeline\n")
+    # the toy plugin lives only in this process: the fresh one cannot apply its change
+    _, report = optimize_toy(factory=f"{target}:pipeline")
+    data = report.to_dict()
+    assert data["comparison"] is not None  # measured all the same, here
+    assert data["comparison"]["measured_in"].startswith("this process (a fresh one could not")
+    assert any("could not run in a fresh process" in w for w in data["warnings"])
+    _, report = optimize_toy()
+    assert report.to_dict()["speedup"]["measured_in"].startswith("this process (no factory")

@@ -113,6 +113,10 @@ class DemoSetup:
     #: them cached (a slow baseline over a large fidelity set); the loop then measures
     #: fidelity against them instead of re-running the baseline.
     baseline_outputs: Sequence[Any] | None = None
+    #: How a fresh process builds ``pipeline`` again (``package.module:attr``, a function
+    #: taking no arguments): the loop's final re-measurement then runs there, as a user's
+    #: script that loads the recipe would. ``None``: it runs in the loop's process.
+    factory: str | None = None
 
 
 @dataclass(frozen=True)

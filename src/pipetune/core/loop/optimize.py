@@ -67,6 +67,7 @@ def optimize(
     runtime: RuntimeSpec | None = None,
     log: Callable[[str], None] | None = None,
     baseline_outputs: Sequence[Any] | None = None,
+    factory: str | None = None,
 ) -> Optimized:
     """Optimize ``pipeline`` on ``workload`` for ``requirements``.
 
@@ -85,6 +86,12 @@ def optimize(
         baseline_outputs: the original pipeline's outputs, one per workload input, when
             they are already known (a demo caches its slow baseline's outputs at set-up);
             fidelity is then measured against them instead of re-running the original.
+        factory: how to build ``pipeline`` again in a new process (``package.module:attr``
+            or ``path/to/file.py:attr``: a Pipeline or a function returning one). With it,
+            the final side-by-side re-measurement runs in a fresh process that builds the
+            pipeline and loads the recipe, as the user's own script will
+            (:mod:`pipetune.core.loop.fresh_process`); without it, in this process, which
+            the report says.
     """
     from pipetune.core.kernel.manager import get_plugin_manager
 
@@ -120,6 +127,7 @@ def optimize(
             runtime=runtime or RuntimeSpec.from_workload(workload),
             log=log or (lambda message: None),
             baseline_outputs=baseline_outputs,
+            factory=factory,
         )
         # the caller's token (or a new one); one per-input deadline for every run
         with control.scope(item_timeout_s=settings.stage_timeout_s):

@@ -11,6 +11,8 @@ measurement and the report (:mod:`.final`).
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,10 +22,11 @@ from pipetune.core.kernel.artifacts import ArtifactStore
 from pipetune.core.kernel.context import TuneContext
 from pipetune.core.kernel.errors import StageError
 from pipetune.core.kernel.model import Pipeline, Requirements, Workload
-from pipetune.core.kernel.results import ExecutionContext, Profile, Proposal, Trial
+from pipetune.core.kernel.results import ExecutionContext, Profile, Proposal, Recipe, Trial
 from pipetune.core.kernel.state import reset_state
 from pipetune.core.loop import planner
 from pipetune.core.loop.final import (
+    FreshPlan,
     assemble_report,
     describe_workload,
     final_comparison,
@@ -72,6 +75,7 @@ class OptimizeRun:
         runtime: RuntimeSpec,
         log: Callable[[str], None],
         baseline_outputs: Sequence[Any] | None = None,
+        factory: str | None = None,
     ):
         self.pm = pm
         self.baseline_outputs = None if baseline_outputs is None else list(baseline_outputs)
@@ -80,6 +84,11 @@ class OptimizeRun:
         self.requirements = requirements
         self.settings = settings
         self.target = target
+        self.factory = factory
+        # the process as the user started it (before the run pins threads): the final
+        # re-measurement's fresh process gets this environment
+        self.environ = dict(os.environ)
+        self.sys_path = tuple(sys.path)
         self.runtime = runtime
         self.log = log
         self.artifacts = (
@@ -148,21 +157,21 @@ class OptimizeRun:
             accepted=[proposal.id for proposal, _ in self.accepted],
             stopped=stopped,
         )
-        final, comparison, stopped = self._measure_final(holdout, stopped)
         fidelity = self.accepted[-1][1].fidelity if self.accepted else None
-        host_load = meter.stop().to_dict()
-        noisy = noisy_warning(host_load, "figures of this run")
-        if noisy:
-            self.warnings.append(noisy)
         # the thread plan in force on the kept pipeline: load_recipe puts it back per stage
         self.execution = self.execution.evolve(stages=execution.stage_plans(self._current))
-        self._note_hook_failures()  # the ones since the last profile too
         recipe = make_recipe(
             self.original,
             [t.change for _, t in self.accepted if t.change],
             fidelity,
             execution=self.execution,
         )
+        final, comparison, stopped = self._measure_final(holdout, stopped, recipe)
+        host_load = meter.stop().to_dict()
+        noisy = noisy_warning(host_load, "figures of this run")
+        if noisy:
+            self.warnings.append(noisy)
+        self._note_hook_failures()  # the ones since the last profile too
         self.recorder.recipe(recipe)
         self._final_pipeline = self._current
         self._report = assemble_report(
@@ -244,10 +253,11 @@ class OptimizeRun:
         return stopped
 
     def _measure_final(
-        self, holdout: Workload, stopped: str
+        self, holdout: Workload, stopped: str, recipe: Recipe
     ) -> tuple[Profile, dict[str, Any] | None, str]:
         """The kept pipeline's full profile and its side-by-side comparison with the
-        original (none when nothing was kept or the run was interrupted), and why the loop
+        original (none when nothing was kept or the run was interrupted; in a fresh
+        process that loads ``recipe`` when the run has a factory), and why the loop
         stopped (``interrupted`` when it was during this measurement)."""
         current = self._current
         current_profile = self._current_profile
@@ -271,6 +281,7 @@ class OptimizeRun:
                         holdout_ids=self._holdout_ids(),
                         warnings=self.warnings,
                         log=self.log,
+                        fresh=self._fresh_plan(recipe),
                     )
             except KeyboardInterrupt:
                 stopped = "interrupted"
@@ -279,6 +290,18 @@ class OptimizeRun:
                     "profile's, not a side-by-side re-measurement"
                 )
         return current_profile, comparison, stopped
+
+    def _fresh_plan(self, recipe: Recipe) -> FreshPlan | None:
+        """How to re-measure in a fresh process, when the run knows the factory."""
+        if self.factory is None:
+            return None
+        return FreshPlan(
+            factory=self.factory,
+            recipe=recipe,
+            artifacts=self.artifacts.root,
+            env=self.environ,
+            sys_path=self.sys_path,
+        )
 
     def _greedy(
         self, validator: Validator, tune: Workload, calibration: Workload, tune_outputs: list[Any]

@@ -245,7 +245,8 @@ def summary_coverage(report: Mapping[str, Any]) -> str:
     profiles' sample counts when there is no comparison."""
     comparison = report.get("comparison")
     if comparison:
-        return coverage(comparison)
+        where = comparison.get("measured_in")
+        return coverage(comparison) + (f", in {where}" if where else "")
     base, final = report["baseline"], report["final"]
     return (
         f"from two profiles, not side by side: {base.get('samples')} and "

@@ -72,6 +72,7 @@ class Report:
                 "inputs_timed": self.comparison.get("inputs_timed"),
                 "inputs_total": self.comparison.get("inputs_total"),
                 "samples_per_side": self.comparison.get("samples_per_side"),
+                "measured_in": self.comparison.get("measured_in"),
             }
         base, final = self.baseline, self.final
         return {

@@ -404,6 +404,22 @@ def build_pipeline(
     )
 
 
+def full_pipeline() -> Pipeline:
+    """The demo's pipeline alone, as :func:`build` makes it: its factory, with which a
+    fresh process builds it again from the cached catalog and models."""
+    return _pipeline_only(FULL)
+
+
+def quick_pipeline() -> Pipeline:
+    """The ``quick=True`` demo's pipeline alone (the small demo's factory)."""
+    return _pipeline_only(QUICK)
+
+
+def _pipeline_only(size: DemoSize) -> Pipeline:
+    catalog = data.load_or_generate(size.catalog)
+    return build_pipeline(catalog, load_or_train(catalog, size))
+
+
 def build(quick: bool = False) -> DemoSetup:
     size = QUICK if quick else FULL
     catalog = data.load_or_generate(size.catalog)
@@ -453,6 +469,7 @@ def build(quick: bool = False) -> DemoSetup:
             f"top-{K} out. The two-stage architecture should keep >= 95 % of the top-{K}."
         ),
         notes=notes,
+        factory=f"{__name__}:{'quick_pipeline' if quick else 'full_pipeline'}",
     )
 
 
