@@ -35,6 +35,8 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("recsys", "benchmarks.recsys.run", []),
     ("nlp", "benchmarks.nlp.run", ["--threads", "1"]),
     ("nlp", "benchmarks.nlp.classifier", []),
+    ("nlp", "benchmarks.nlp.tokenizer", []),
+    ("nlp", "benchmarks.nlp.demo_time", []),
     ("vision", "benchmarks.vision.decode", []),
     ("vision", "benchmarks.vision.frame_skip", []),
     ("llm", "benchmarks.llm.run", ["--threads", "1"]),

@@ -19,9 +19,16 @@ chunk of the pipeline's inputs, run bare on one side and through the timing pass
 other, in paired ABBA/BAAB rounds with equal passes and a 95 % interval; the overhead is
 (bare speed / profiled speed - 1). Four ~1 ms pipelines: a busy-wait stage (pure Python,
 exact duration), a fixed amount of pure-Python work, a numpy stage (calibrated matrix
-products), and three stages of 0.5 + 0.3 + 0.2 ms (per-stage cost x3). The
-instrumentation's own CPU cost per input (no-op stages, interleaved passes, process CPU
-time: the figure a busy host does not inflate) is measured beside it.
+products), and three stages of 0.5 + 0.3 + 0.2 ms (per-stage cost x3). Each comparison
+records the chunks it timed (``inputs_timed`` of ``inputs_total``; x ``inputs_per_chunk``:
+the distinct inputs), its latency samples per side (one a chunk) and the host's load
+(run-queue wait) while it ran.
+
+The instrumentation's own CPU cost per input is measured beside it, and not through
+``compare``: it is a CPU-time cost (no-op stages, bare and profiled passes over the same
+inputs interleaved, process CPU time), the figure a busy host does not inflate, while
+``compare`` times wall clock, where a few microseconds per input drown in the host's noise.
+It records its inputs per pass and its rounds (one pass per side a round).
 Target: <= 3 % on a 1 ms stage.
 
 Part 2 - online mode. Poisson arrivals at several offered rates into one worker serving a
@@ -211,6 +218,7 @@ def overhead(
         low, high = row["ci"]
         result.setdefault("bare_ms_per_input", row["ms_per_item"]["a"] / per_chunk)
         result[name] = {
+            "distinct_inputs": (row["inputs_timed"] or 0) * per_chunk,
             "ms_per_input": row["ms_per_item"]["b"] / per_chunk,
             # the time ratio (candidate / bare) is the inverse of compare's speedup
             "overhead_pct": (1 / row["speedup"] - 1) * 100,

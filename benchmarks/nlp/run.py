@@ -5,10 +5,10 @@
 
 Parts, all on the demo's document stream (``pipetune.demos.nlp.docgen``):
 
-1. **Tokenizer**: every section of the workload through the tokenize stage with the
-   pure-Python ``BertTokenizerLegacy`` (as the baseline calls it: one section at a time,
-   padded to 512) and with the Rust tokenizer the swap builds (``encode_batch``); ids
-   asserted identical; sections per second, interleaved rounds.
+1. **Tokenizer**: measured on its own, through ``compare``, by
+   :mod:`benchmarks.nlp.tokenizer` (``python -m benchmarks.nlp.tokenizer``); this script
+   builds the same Rust tokenizer (:func:`benchmarks.nlp.tokenizer.rust_swap`) for the
+   parts below.
 2. **Truncation search**: the plugin's tune step on the tuning half of the workload
    (calibration + held-out inside it), against the cached full-length baseline outputs;
    the agreement curve; the chosen length re-checked on every document.
@@ -28,7 +28,8 @@ Parts, all on the demo's document stream (``pipetune.demos.nlp.docgen``):
    interleaved rounds, an interval, the inputs and samples each figure rests on), with
    the P99 change and each side's label agreement with the baseline on every document.
 
-Writes ``benchmarks/results/nlp.json`` and prints a table. Timings on a shared machine are
+Writes the top level of ``benchmarks/results/nlp.json`` (keeping the other scripts' keys,
+:data:`OTHER_SCRIPTS`) and prints a table. Timings on a shared machine are
 noisy; ratios are computed per round (paired) and their spread is reported.
 """
 
@@ -48,6 +49,14 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "nlp.json"
+#: Keys of nlp.json that other scripts write (classifier, tokenizer, demo_time): kept.
+OTHER_SCRIPTS = (
+    "one_at_a_time_classifier",
+    "tokenizer_side_by_side",
+    "tokenizer_side_by_side_quick",
+    "demo_time",
+    "demo_time_quick",
+)
 
 
 def _now() -> float:
@@ -64,51 +73,6 @@ def _agreement(a: Sequence[Any], b: Sequence[Any]) -> dict[str, Any]:
 
 def _accuracy(outputs: Sequence[Any], labels: Sequence[Any]) -> float:
     return sum(o == y for o, y in zip(outputs, labels, strict=True)) / len(labels)
-
-
-# -- part 1: tokenizer --------------------------------------------------------------------
-
-
-def bench_tokenizer(pipeline: Any, rust: Any, documents: Sequence[Any], rounds: int) -> dict:
-    from pipetune.plugins.nlp import blocks
-
-    sections_of = pipeline.stage("sections")
-    docs = [sections_of(d) for d in documents]
-    slow = pipeline.stage("tokenize")
-    fast = slow.with_slots(tokenizer=rust)
-    flat = [s for doc in docs for s in doc]
-    assert [slow(d) for d in docs[:50]] == [fast(d) for d in docs[:50]]
-    assert blocks.tokenize_texts(flat, slow.slots["tokenizer"], 512, "max_length") == (
-        blocks.tokenize_texts(flat, rust, 512, "max_length")
-    ), "the Rust tokenizer's ids differ"
-
-    names = ("python (baseline stage)", "rust (swapped stage)")
-    wall: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(rounds):
-        order = names if round_ % 2 == 0 else tuple(reversed(names))
-        for name in order:
-            stage = slow if name.startswith("python") else fast
-            t0, c0 = _now(), time.process_time()
-            if stage is fast:
-                stage.call_batch(docs)  # encode_batch over every section at once
-            else:
-                for doc in docs:
-                    stage(doc)
-            wall[name].append(_now() - t0)
-            cpu[name].append(time.process_time() - c0)
-    per_round = [p / r for p, r in zip(wall[names[0]], wall[names[1]], strict=True)]
-    return {
-        "sections": len(flat),
-        "characters": sum(len(s) for s in flat),
-        "sections_per_s": {k: len(flat) / statistics.median(v) for k, v in wall.items()},
-        "speedup_median": statistics.median(per_round),
-        "speedup_per_round": per_round,
-        # Per CPU-second: what one core gives (the Rust batch call uses every core).
-        "speedup_cpu_time": statistics.median(cpu[names[0]]) / statistics.median(cpu[names[1]]),
-        "ids_identical": True,
-        "rayon_threads": os.environ.get("RAYON_NUM_THREADS", "default (all cores)"),
-    }
 
 
 # -- part 2: truncation search ---------------------------------------------------------------
@@ -423,14 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     import pipetune
-    from pipetune import Proposal
+    from benchmarks.nlp.tokenizer import rust_swap
     from pipetune.core.kernel import dispatch
     from pipetune.core.kernel.artifacts import ArtifactStore
-    from pipetune.core.kernel.context import TuneContext
     from pipetune.core.kernel.results import Change
     from pipetune.core.runtime.machine import detect_machine
     from pipetune.demos.nlp.demo import build_demo
-    from pipetune.plugins.nlp.changes.rust_tokenizer import tune as tune_rust_tokenizer
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -442,20 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     pm = pipetune.get_plugin_manager(entry_points=False)
     store = ArtifactStore(Path(tempfile.mkdtemp(prefix="pipetune-nlp-bench-")))
     workload = setup.workload
-    baseline = list(setup.notes["baseline_outputs"])
     log(f"workload: {len(workload)} documents; timing sample {sample}; rounds {rounds}")
 
     # The Rust tokenizer, built and verified id-for-id by the plugin's own tune step.
-    full_context = TuneContext(
-        pm, setup.pipeline, workload, setup.requirements, store, baseline_outputs=baseline, log=log
-    )
-    rust_proposal = Proposal(
-        "nlp.rust_tokenizer", "nlp", "tokenize", "swap", params={"slot": "tokenizer", "block": True}
-    )
-    rust_tuned = tune_rust_tokenizer(rust_proposal, setup.pipeline, full_context)
-    rust_change = Change.from_proposal(rust_proposal, rust_tuned)
-    swapped = dispatch.materialize(pm, rust_change, setup.pipeline, store.root)
-    rust = swapped.stage("tokenize").slots["tokenizer"]
+    rust_change, swapped, rust_verified = rust_swap(pm, setup, store, log)
 
     results: dict[str, Any] = {
         "machine": detect_machine(
@@ -469,10 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "baseline_accuracy_vs_generator_labels": setup.notes["baseline_accuracy"],
             "setup": setup.notes["setup"],
         },
-        "rust_tokenizer_verification": rust_tuned.notes,
+        "rust_tokenizer_verification": rust_verified,
     }
-    log("part 1: tokenizer")
-    results["tokenizer"] = bench_tokenizer(setup.pipeline, rust, workload.items, max(3, rounds))
 
     log("part 2: truncation search")
     padding = Change("nlp.dynamic_padding", "nlp", "embed", {"slot_stage": "tokenize"})
@@ -520,18 +470,14 @@ def bucketing_batch(pm: Any, dynamic: Any, setup: Any, store: Any, log: Callable
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
-    """Write this benchmark's results, keeping the classifier benchmark's key."""
+    """Write this benchmark's results, keeping the other scripts' keys."""
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(path.read_text()) if path.exists() else {}
-    kept = {k: v for k, v in existing.items() if k == "one_at_a_time_classifier"}
+    kept = {k: v for k, v in existing.items() if k in OTHER_SCRIPTS}
     path.write_text(json.dumps({**results, **kept}, indent=1, default=str) + "\n")
 
 
 def print_table(results: dict) -> None:
-    tok = results["tokenizer"]
-    print(f"\nTokenizer on {tok['sections']} sections: ", end="")
-    print(", ".join(f"{k} {v:,.0f}/s" for k, v in tok["sections_per_s"].items()), end="")
-    print(f"  -> {tok['speedup_median']:.1f}x ({tok['speedup_cpu_time']:.1f}x per CPU-second)")
     trunc = results["truncation"]
     curve = ", ".join(
         f"{p['max_length']} {p['split'][:3]} {p['agreement']:.1%}" for p in trunc["curve"]

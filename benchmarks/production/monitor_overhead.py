@@ -21,7 +21,9 @@ Direct, on the 1 ms pipelines: each variant against ``bare``, and ``monitor`` ag
 ``control wrapper``, through the project's comparison harness
 (:func:`pipetune.core.measure.comparison.compare`: paired ABBA/BAAB rounds with equal
 passes, a 95 % interval, the distinct inputs, latency samples and host load behind each
-figure); the overhead is (reference speed / variant speed) - 1. Pipelines: a 1 ms
+figure: each comparison's ``inputs_timed`` of ``inputs_total`` requests, its
+``samples_per_side`` and its ``host_load`` with the run-queue wait); the overhead is
+(reference speed / variant speed) - 1. Pipelines: a 1 ms
 busy-wait stage (exact duration, pure Python), a 1 ms fixed-work Python stage, a 1 ms
 numpy stage (64x64 matrix products: native code) and three fixed-work stages of 0.5 + 0.3
 + 0.2 ms (per-stage cost x 3).
@@ -29,7 +31,9 @@ numpy stage (64x64 matrix products: native code) and three fixed-work stages of 
 The recording cost itself: one and three empty stages, every variant's added process CPU
 time per request, from passes interleaved with a rotating order (a cost, not a speed
 comparison; CPU time is the steadiest figure on a busy host; as a share of 1 ms it is the
-overhead on a 1 ms stage).
+overhead on a 1 ms stage). It does not go through ``compare``, which times wall clock: a
+microsecond a request on an empty stage is below a wall-clock pass's noise. It records its
+requests per pass and its rounds (one pass per variant a round).
 Target: <= 1 % on a 1 ms stage.
 
 Scrape: the time to produce the Prometheus exposition (``generate_latest``) for a monitored

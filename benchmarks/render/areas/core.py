@@ -2,11 +2,16 @@
 
 Expected keys, section ``profiler_overhead`` (a file from before sections holds them at
 the top): ``command``, ``machine``, ``host_load`` (or ``conditions``),
-``instrumentation_cost[pipeline].{bare_us_per_input_min | bare_ms_per_input_min,
-profiled|traced.added_cpu_us_per_input_median}``, ``estimated_overhead_pct_at_1ms``,
-``overhead[pipeline].{bare_ms_per_input, inputs_per_chunk, chunks,
-profiled|traced.{overhead_pct, overhead_pct_ci, compare}}`` (before ``compare``:
+``instrumentation_cost[pipeline].{inputs_per_pass, rounds, bare_us_per_input_min |
+bare_ms_per_input_min, profiled|traced.added_cpu_us_per_input_median}``,
+``estimated_overhead_pct_at_1ms``, ``overhead[pipeline].{bare_ms_per_input,
+inputs_per_chunk, chunks, profiled|traced.{overhead_pct, overhead_pct_ci,
+distinct_inputs, compare}}`` (``compare``: a comparison row from ``benchmarks.common``
+whose inputs are chunks; before ``compare``: ``inputs_per_pass``, ``rounds``,
 ``overhead_pct_median``, ``overhead_pct_q1/q3``), ``online[]`` rows.
+
+The instrumentation's CPU cost is not a comparison of two pipelines' speed (it is process
+CPU time; see the benchmark's docstring): its row states inputs per pass and rounds.
 """
 
 from __future__ import annotations
@@ -36,15 +41,33 @@ def _overhead(entry: dict[str, Any]) -> tuple[Any, str]:
     return entry.get("overhead_pct_median"), bounds
 
 
-def _rests_on(entry: dict[str, Any], section: dict[str, Any]) -> str:
-    row = (entry.get("profiled") or {}).get("compare")
+def _rests_on(entry: dict[str, Any], section: dict[str, Any], command: bool = False) -> str:
+    """What one pipeline's direct overhead rests on: the chunks ``compare`` timed, the
+    distinct inputs in them and the samples per side (one a chunk); a run from before
+    ``compare`` says what it had and that the rest is pending (with the command to run
+    where ``command``: a summary row, which has no sentence naming it)."""
+    profiled = entry.get("profiled") or {}
+    row = profiled.get("compare")
     if row:
         chunks = cells.rests_on(row, what=f"chunks of {entry.get('inputs_per_chunk')} inputs")
-        return f"per pipeline: {chunks}"
+        distinct = profiled.get("distinct_inputs")
+        inputs = f" ({cells.number(distinct)} distinct inputs)" if distinct else ""
+        return f"per pipeline: {chunks}{inputs}; a sample is a chunk"
     rounds, n = entry.get("rounds") or section.get("rounds"), entry.get("inputs_per_pass")
     return (
         f"per pipeline: {cells.number(n)} inputs × {cells.number(rounds)} interleaved rounds "
-        f"(distinct inputs and samples through compare: {cells.PENDING})"
+        f"(distinct inputs and samples through compare: "
+        f"{cells.pending(COMMAND) if command else cells.PENDING})"
+    )
+
+
+def _cost_rests_on(section: dict[str, Any]) -> str:
+    """What the CPU-cost headline rests on (process CPU time, not a comparison)."""
+    cost = (section.get("instrumentation_cost") or {}).get("no-op, 1 stage") or {}
+    return (
+        f"CPU cost: {cells.number(cost.get('inputs_per_pass'))} inputs × "
+        f"{cells.number(cost.get('rounds'))} interleaved passes a side (process CPU time, "
+        "not a speed comparison)"
     )
 
 
@@ -169,7 +192,10 @@ def summary(results: Results) -> str:
         else "—"
     )
     first = next(iter(entries.values()), {})
-    rests = f"{_rests_on(first, section)}; {cells.load(section)}"
+    direct_on = _rests_on(first, section, command=True).replace(
+        "per pipeline:", "direct, per pipeline:", 1
+    )
+    rests = f"{_cost_rests_on(section)}; {direct_on}; {cells.load(section)}"
     return cells.row_cells(
         measured,
         "— (the reference is the bare `pipeline.run` loop)",

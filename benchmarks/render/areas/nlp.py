@@ -1,20 +1,28 @@
-"""nlp: the headline demo and the one-document-at-a-time classifier
-(``benchmarks/results/nlp.json``).
+"""nlp: the headline demo, the one-document-at-a-time classifier, the tokenizer side by
+side and the demo's wall time (``benchmarks/results/nlp.json``).
 
 Expected keys, at the top of the file (``python -m benchmarks.nlp.run``): ``command``,
 ``machine``, ``load_average_at_start``/``load_average_at_end``, ``workload.documents``,
-``tokenizer.{sections, sections_per_s, speedup_median, speedup_per_round,
-speedup_cpu_time, ids_identical}``, ``truncation.{tuning_documents, chosen_max_length,
-curve[], agreement_on_all_documents_at_chosen}``, ``pipelines.{documents, rounds,
-rows[].{name, docs_per_s, speedup_vs_baseline, speedup_vs_baseline_per_round,
-speedup_vs_competent, agreement_on_sample, cache_hit_rate}}``,
-``fidelity_all_documents[name]``, ``optimize.{speedup.{throughput, throughput_ci},
-trials[], requirements_met}``, ``side_by_side[teaching baseline|library defaults]
-.{throughput_ratio, throughput_ci, p99_ratio, coverage.{inputs_timed, inputs_total,
-samples_per_side, host_load}}``, ``side_by_side.agreement_with_teaching_baseline``.
+``truncation.{tuning_documents, chosen_max_length, curve[],
+agreement_on_all_documents_at_chosen}``, ``pipelines.{documents, rounds, rows[].{name,
+docs_per_s, speedup_vs_baseline, speedup_vs_baseline_per_round, speedup_vs_competent,
+agreement_on_sample, cache_hit_rate}}``, ``fidelity_all_documents[name]``,
+``optimize.{speedup.{throughput, throughput_ci}, trials[], requirements_met}``,
+``side_by_side[teaching baseline|library defaults].{throughput_ratio, throughput_ci,
+p99_ratio, coverage.{inputs_timed, inputs_total, samples_per_side, host_load}}``,
+``side_by_side.agreement_with_teaching_baseline``.
 Key ``one_at_a_time_classifier`` (``python -m benchmarks.nlp.classifier``): ``documents``,
 ``loop.{kept, speedup}``, ``agreement_with_original``, ``side_by_side.{rows[],
 best_hand, best_kept, kept_best_over_hand_best}``.
+Key ``tokenizer_side_by_side`` (``python -m benchmarks.nlp.tokenizer``): ``documents``,
+``sections``, ``distinct_sections``, ``characters``, ``ids_identical``, ``ids_checked``,
+``headline``, ``comparisons[label]`` (a comparison row from ``benchmarks.common``:
+``speedup, ci, throughput_rps.{a, b}, p99_speedup, p99_note, inputs_timed, inputs_total,
+samples_per_side, host_load``). Key ``demo_time`` (``python -m benchmarks.nlp.demo_time``):
+``ran``, ``wall_s``, ``exit_code``, ``target_s``, ``setup_ran``, ``host_load.{
+load_average_before, load_average_after, other_cpu, cores, demo_run_queue_wait,
+priority}``, ``headline.{line, speedup, ci, coverage, host_load, requirements}``. A
+``_quick`` key is a smoke run: never a headline.
 """
 
 from __future__ import annotations
@@ -26,16 +34,40 @@ from benchmarks.render.registry import Results, block, effect
 
 RUN = "python -m benchmarks.nlp.run"
 CLASSIFIER = "python -m benchmarks.nlp.classifier"
+TOKENIZER = "python -m benchmarks.nlp.tokenizer"
+DEMO_TIME = "python -m benchmarks.nlp.demo_time"
+#: Keys the other scripts write beside ``benchmarks.nlp.run``'s top level.
+OTHER_KEYS = (
+    "one_at_a_time_classifier",
+    "tokenizer_side_by_side",
+    "tokenizer_side_by_side_quick",
+    "demo_time",
+    "demo_time_quick",
+)
+TOKENIZER_TARGET = 10.0
+
+
+def _top(results: Results) -> dict[str, Any]:
+    return {k: v for k, v in results.area("nlp").items() if k not in OTHER_KEYS}
 
 
 def _run(results: Results) -> dict[str, Any] | None:
-    data = {k: v for k, v in results.area("nlp").items() if k != "one_at_a_time_classifier"}
-    return dict(cells.headline(data, RUN) or {}) or None
+    return dict(cells.headline(_top(results), RUN) or {}) or None
 
 
 def _missing(results: Results) -> str:
-    data = {k: v for k, v in results.area("nlp").items() if k != "one_at_a_time_classifier"}
-    return cells.missing(data or None, RUN)
+    return cells.missing(_top(results) or None, RUN)
+
+
+def _own(results: Results, key: str, command: str) -> tuple[dict[str, Any] | None, str]:
+    """The section another script writes under ``key``, or ``None`` and the cell saying
+    it is pending (a smoke run's ``_quick`` key is never a headline)."""
+    area = results.area("nlp")
+    found = area.get(key)
+    section = cells.headline(found, command)
+    if section:
+        return dict(section), ""
+    return None, cells.missing(found or area.get(f"{key}_quick"), command)
 
 
 def _side(section: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -76,24 +108,49 @@ def _pipelines_rest_on(section: dict[str, Any]) -> str:
     )
 
 
+def _tokenizer_rows(section: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The headline comparison (one document a call), the other one, and its label."""
+    comparisons: dict[str, Any] = section.get("comparisons") or {}
+    label = section.get("headline") or "one document a call"
+    others = [(k, v) for k, v in comparisons.items() if k != label]
+    other_label, other = others[0] if others else ("", {})
+    return comparisons.get(label) or {}, other or {}, other_label
+
+
 @block("nlp.tokenizer", "nlp")
 def tokenizer(results: Results) -> str:
-    section = _run(results)
-    tok = (section or {}).get("tokenizer")
-    if not tok:
-        return _missing(results)
-    per_s = tok.get("sections_per_s") or {}
-    rows = [[name, cells.number(value, 0)] for name, value in per_s.items()]
-    rounds = ", ".join(cells.number(v, 1) for v in tok.get("speedup_per_round") or [])
+    section, missing = _own(results, "tokenizer_side_by_side", TOKENIZER)
+    if not section:
+        return missing
+    rows = []
+    for label, row in (section.get("comparisons") or {}).items():
+        rps = row.get("throughput_rps") or {}
+        rows.append(
+            [
+                label,
+                cells.number(rps.get("a"), 0),
+                cells.number(rps.get("b"), 0),
+                cells.ratio(row.get("speedup"), row.get("ci"), bold=True),
+                cells.p99(row),
+                cells.rests_on(row, what="documents"),
+                cells.load(row),
+            ]
+        )
+    header = ["tokenize stage", "python docs/s", "rust docs/s", "rust over python",
+              "P99 change", "rests on", "host load"]  # fmt: skip
+    checked = section.get("ids_checked") or {}
     return "\n".join(
         [
-            cells.table(["tokenize stage", "sections/s"], rows, "lr"),
+            cells.table(header, rows, "lrrrrll"),
             "",
-            f"Ratio **{cells.times(tok.get('speedup_median'), 1)}** (median of rounds {rounds}; "
-            f"{cells.times(tok.get('speedup_cpu_time'), 1)} per CPU-second) on all "
-            f"{cells.number(tok.get('sections'))} sections ({cells.number(tok.get('characters'))}"
-            f" characters); ids identical: {tok.get('ids_identical')}. "
-            + cells.conditions(section, RUN),
+            f"Every document's sections: {cells.number(section.get('documents'))} documents, "
+            f"{cells.number(section.get('sections'))} sections "
+            f"({cells.number(section.get('distinct_sections'))} distinct, "
+            f"{cells.number(section.get('characters'))} characters). Ids identical on "
+            f"{cells.number(checked.get('documents'))} documents, one a call and batched: "
+            f"{section.get('ids_identical')}. The Rust tokenizer is also the library default "
+            "(`AutoTokenizer` returns it), so there is no separate library-defaults ratio. "
+            + cells.conditions(section, TOKENIZER),
         ]
     )
 
@@ -334,22 +391,29 @@ def classifier_summary(results: Results) -> str:
 
 @block("nlp.summary.tokenizer", "nlp")
 def tokenizer_summary(results: Results) -> str:
-    section = _run(results)
-    tok = (section or {}).get("tokenizer")
-    if not tok:
-        missing = _missing(results)
+    section, missing = _own(results, "tokenizer_side_by_side", TOKENIZER)
+    if not section:
         return cells.row_cells(missing, "—", "—", "—", missing)
-    target = "met" if (tok.get("speedup_median") or 0) >= 10 else "not met"
-    rounds = ", ".join(cells.number(v, 1) for v in tok.get("speedup_per_round") or [])
+    head, other, label = _tokenizer_rows(section)
+    target = "met" if (head.get("speedup") or 0) >= TOKENIZER_TARGET else "not met"
+    checked = section.get("ids_checked") or {}
+    batched = (
+        f"{label}: {cells.ratio(other.get('speedup'), other.get('ci'))} (`encode_batch` over "
+        "a call's sections spreads over every core; the pure-Python one uses one); "
+        if other
+        else ""
+    )
     return cells.row_cells(
-        f"**{cells.times(tok.get('speedup_median'), 1)}** (rounds {rounds}; "
-        f"{cells.times(tok.get('speedup_cpu_time'), 1)} per CPU-second) — {target}",
-        "—",
-        "ids identical" if tok.get("ids_identical") else "ids differ",
-        "`encode_batch` spreads over every core; the pure-Python one uses one",
-        f"all {cells.number(tok.get('sections'))} sections × "
-        f"{len(tok.get('speedup_per_round') or [])} rounds (not through compare); "
-        f"{cells.load(section)}",
+        f"{cells.ratio(head.get('speedup'), head.get('ci'), bold=True)} one document a call, "
+        f"side by side through `compare` — {target}",
+        "— (the Rust tokenizer is the library default: `AutoTokenizer` returns it)",
+        f"ids identical on {cells.number(checked.get('documents'))} documents "
+        f"({cells.number(checked.get('sections'))} sections)"
+        if section.get("ids_identical")
+        else "ids differ",
+        f"{batched}{cells.p99(head)}",
+        f"{cells.rests_on(head, what='documents')} "
+        f"({cells.number(section.get('sections'))} sections); {cells.load(head)}",
     )
 
 
@@ -373,8 +437,60 @@ def truncation_summary(results: Results) -> str:
 
 @block("nlp.summary.demo_time", "nlp")
 def demo_time_summary(results: Results) -> str:
-    missing = cells.pending("time pipetune demo", "not recorded in benchmarks/results")
-    return cells.row_cells(missing, "—", "—", "—", missing)
+    section, missing = _own(results, "demo_time", DEMO_TIME)
+    if not section:
+        return cells.row_cells(missing, "—", "—", "—", missing)
+    wall, target = section.get("wall_s"), section.get("target_s") or 300.0
+    met = (
+        "met"
+        if wall is not None and wall < target and section.get("exit_code") in (0, 3)
+        else "not met"
+    )
+    headline = section.get("headline") or {}
+    speed = (
+        f"its headline {cells.ratio(headline.get('speedup'), headline.get('ci'))} throughput "
+        f"({headline.get('coverage') or 'coverage not printed'})"
+        if headline.get("speedup") is not None
+        else "its headline not found in what it printed"
+    )
+    return cells.row_cells(
+        f"**{_minutes(wall)}** for `{section.get('ran') or 'pipetune demo'}` "
+        f"(exit {section.get('exit_code')}) — {met}",
+        "—",
+        str(headline.get("requirements") or "—"),
+        f"{speed}; the demo's one-off set-up (head, baseline outputs) "
+        + ("ran in this run" if section.get("setup_ran") else "was cached"),
+        f"one run; {_demo_load(section)}",
+    )
+
+
+def _minutes(seconds: Any) -> str:
+    """``4.2 min (252 s)``."""
+    if seconds is None:
+        return "–"
+    return f"{seconds / 60:.1f} min ({cells.number(seconds, 0)} s)"
+
+
+def _demo_load(section: dict[str, Any]) -> str:
+    """The host's load around the demo's subprocess, as the benchmark recorded it."""
+    load = section.get("host_load") or {}
+    parts = []
+    before, after = load.get("load_average_before"), load.get("load_average_after")
+    if before is not None:
+        parts.append(f"load average {cells.number(before, 1)}→{cells.number(after, 1)}")
+    if load.get("other_cpu") is not None:
+        parts.append(f"other processes {load['other_cpu']:.1f} of {load.get('cores')} cores")
+    wait = load.get("demo_run_queue_wait")
+    parts.append(
+        f"the demo's run-queue wait {cells.percent(wait, 0)} (its threads sampled)"
+        if wait is not None
+        else "the demo's run-queue wait not recorded"
+    )
+    priority = load.get("priority")
+    if priority and priority != "normal":
+        parts.append(f"run at {priority} priority")
+    text = ", ".join(parts)
+    return f"busy host ({text}): noisy" if wait is not None and wait > cells.BUSY_WAIT else text
 
 
 @block("readme.nlp", "nlp")
@@ -412,17 +528,22 @@ def _alone(results: Results, start: str, what: str) -> str:
     )
 
 
-@effect("PT-NLP001", "the nlp demo's sections, one call each against `encode_batch`", RUN, "nlp")
+@effect(
+    "PT-NLP001",
+    "the nlp demo's tokenize stage, pure-Python tokenizer against the Rust one",
+    TOKENIZER,
+    "nlp",
+)
 def nlp001(results: Results) -> str:
-    section = _run(results)
-    tok = (section or {}).get("tokenizer")
-    if not tok:
-        return _missing(results)
+    section, missing = _own(results, "tokenizer_side_by_side", TOKENIZER)
+    if not section:
+        return missing
+    head, other, label = _tokenizer_rows(section)
+    batched = f", {cells.ratio(other.get('speedup'), other.get('ci'))} {label}" if other else ""
     return (
-        f"the Rust tokenizer **{cells.times(tok.get('speedup_median'), 1)}** the pure-Python "
-        f"one ({cells.times(tok.get('speedup_cpu_time'), 1)} per CPU-second), ids identical; "
-        f"{cells.number(tok.get('sections'))} sections × "
-        f"{len(tok.get('speedup_per_round') or [])} rounds; {cells.load(section)}"
+        f"the Rust tokenizer {cells.ratio(head.get('speedup'), head.get('ci'), bold=True)} "
+        f"the pure-Python one, one document a call{batched}, ids identical; "
+        f"{cells.rests_on(head, what='documents')}; {cells.load(head)}"
     )
 
 

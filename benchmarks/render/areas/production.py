@@ -6,10 +6,13 @@ Expected keys:
 * ``monitor_overhead`` (``_quick`` for a smoke run): ``command``, ``machine``,
   ``host_load`` (or ``conditions``), ``implied_overhead_pct_at_1ms``,
   ``recording_cost[empty pipeline][variant].cpu.added_us_per_request_median`` (before
-  ``compare`` the empty pipelines sat in ``pipelines``), ``pipelines[1 ms
+  ``compare`` the empty pipelines sat in ``pipelines``) with ``inputs_per_pass`` and
+  ``rounds`` (a CPU-time cost, not a comparison), ``pipelines[1 ms
   pipeline][variant].{overhead_pct, overhead_pct_ci, added_us_per_request, compare}``
   (before ``compare``: ``wall``/``cpu`` with ``overhead_pct_median``,
-  ``overhead_pct_ci``), ``scrape.{requests_recorded, scrape_ms_median,
+  ``overhead_pct_ci``); ``compare`` is a comparison row from ``benchmarks.common``
+  (``inputs_timed``, ``inputs_total``, ``samples_per_side``, ``host_load``),
+  ``scrape.{requests_recorded, scrape_ms_median,
   exposition_bytes, export_ms, export_bytes}``;
 * ``adaptive_nlp``: ``command``, ``host_load`` (or ``conditions``), ``setup``,
   ``cases[small model].{status, reason, threshold, holdout, speed}`` (``speed``: a
@@ -58,14 +61,38 @@ def _overhead(entry: dict[str, Any] | None) -> str:
     return f"{cells.points(value)}{bounds}"
 
 
-def _rests_on(entry: dict[str, Any] | None, figures: dict[str, Any]) -> str:
+def _rests_on(entry: dict[str, Any] | None, figures: dict[str, Any], command: bool = False) -> str:
+    """What a direct figure rests on; for a run from before ``compare``, what it had and
+    that the rest is pending (with the command where ``command``: a summary row)."""
     row = (entry or {}).get("compare")
     if row:
         return cells.rests_on(row, what="requests")
     return (
         f"{cells.number(figures.get('inputs_per_pass'))} requests × "
         f"{cells.number(figures.get('rounds'))} interleaved rounds (distinct inputs and "
-        f"samples through compare: {cells.PENDING})"
+        f"samples through compare: {cells.pending(MONITOR) if command else cells.PENDING})"
+    )
+
+
+def _load(entry: dict[str, Any] | None, section: dict[str, Any]) -> str:
+    """The host's load behind a direct figure: its comparison's run-queue wait, or, for a
+    run from before ``compare``, what the run recorded with the wait pending."""
+    row = (entry or {}).get("compare")
+    if row and row.get("host_load"):
+        return cells.load(row)
+    text = cells.load(section)
+    pending = f"run-queue wait: {cells.pending(MONITOR)}"
+    return text.replace("run-queue wait not recorded", pending).replace(
+        "host load not recorded", pending
+    )
+
+
+def _cost_rests_on(figures: dict[str, Any]) -> str:
+    """What the recording cost rests on (process CPU time, not a comparison)."""
+    return (
+        f"recording cost: {cells.number(figures.get('inputs_per_pass'))} requests × "
+        f"{cells.number(figures.get('rounds'))} interleaved passes a variant (process CPU "
+        "time, not a speed comparison)"
     )
 
 
@@ -159,7 +186,8 @@ def monitor_summary(results: Results) -> str:
         f"`prometheus_client` `observe()` per request: {cells.number(observe)} µs",
         "—",
         f"other 1 ms stages: {others}",
-        f"{_rests_on(busy.get('monitor'), busy)}; {cells.load(section)}",
+        f"{_cost_rests_on(one)}; busy-wait 1 ms: {_rests_on(busy.get('monitor'), busy, True)}; "
+        f"{_load(busy.get('monitor'), section)}",
     )
 
 
