@@ -67,15 +67,26 @@ print(json.dumps({
 def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[str, Any]:
     """``pipeline.run(item)`` over ``items`` from this thread, the two pipelines in
     alternating ABBA passes after a two-request warm-up each, as a plain script would time
-    them; with the milliseconds per request of each side."""
+    them; with the milliseconds per request of each side. A pipeline the recipe serves in
+    batches (``meta["serving"]``, e.g. ``generic.parallel_threads``) is called the way its
+    recipe says, ``pipeline.run_batch(chunk)`` on chunks of its batch size."""
     import statistics
 
     from pipetune.core.measure.load import HostLoadMeter
     from pipetune.core.measure.page_faults import minor_page_faults
+    from pipetune.core.runtime.serving import ServingOptions
+
+    def run_all(pipeline: Any, chunk: list[Any]) -> None:
+        size = ServingOptions.of(pipeline).batch_size
+        if size > 1:
+            for start in range(0, len(chunk), size):
+                pipeline.run_batch(chunk[start : start + size])
+        else:
+            for item in chunk:
+                pipeline.run(item)
 
     for pipeline in (original, optimized):  # warm-up, as any service does at start-up
-        for item in items[:2]:
-            pipeline.run(item)
+        run_all(pipeline, items[:2])
 
     faults = {"original": 0, "optimized": 0}
 
@@ -83,8 +94,7 @@ def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[s
         pipeline = original if name == "original" else optimized
         before = minor_page_faults() or 0
         start = time.perf_counter()
-        for item in items:
-            pipeline.run(item)
+        run_all(pipeline, items)
         wall = time.perf_counter() - start
         faults[name] += (minor_page_faults() or 0) - before
         return wall
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         settings=settings,
         store=folder,
         log=lambda message: print(f"  · {message}", flush=True),
+        factory=setup.factory,
     )
     recipe = folder / "recipe.json"
     report.recipe.save(recipe)
@@ -210,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "inputs_timed": comparison.get("inputs_timed"),
             "inputs_total": comparison.get("inputs_total"),
             "samples_per_side": comparison.get("samples_per_side"),
+            "measured_in": comparison.get("measured_in"),
             "host_load": data.get("host_load"),
             "execution": data.get("execution"),
             "seconds": loop_seconds,

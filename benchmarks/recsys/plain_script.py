@@ -9,7 +9,9 @@
 1. ``pipetune.optimize`` runs on ``pipetune demo recsys`` in this process with the thread
    count pinned (``--threads``, default 1: one request per core, as the recsys benchmark
    serves), as ``pipetune optimize --threads N`` would; the recipe records that setting.
-   Its figure is the final side-by-side re-measurement's throughput speedup.
+   Its figure is the final side-by-side re-measurement's throughput speedup, which the
+   loop takes in a fresh process built from the demo's factory with the recipe loaded
+   (as ``pipetune demo recsys`` does), not in its own warm one.
 2. A fresh ``python`` process — a plain script, library defaults — builds the demo, calls
    ``pipetune.load_recipe`` (which applies the recorded thread setting) and times
    ``pipeline.run(request)`` from its main thread on the same held-out requests, original
@@ -79,6 +81,7 @@ def run_optimize(
         store=folder,
         runtime=RuntimeSpec.from_workload(setup.workload, threads=threads),
         log=lambda message: print(f"  · {message}", flush=True),
+        factory=setup.factory,  # as `pipetune demo recsys`: the final figure from a fresh process
     )
     report.recipe.save(folder / "recipe.json")
     return setup, settings, report, optimized
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "inputs_timed": comparison.get("inputs_timed"),
             "inputs_total": comparison.get("inputs_total"),
             "samples_per_side": comparison.get("samples_per_side"),
+            "measured_in": comparison.get("measured_in"),
             "host_load": data.get("host_load"),
             "execution": data.get("execution"),
             "seconds": loop_seconds,

@@ -249,9 +249,11 @@ def execution_context(results: Results) -> str:
     if not section:
         return cells.missing(smoke, CONTEXT) + "."
     loop, script = section.get("optimize") or {}, section.get("plain_script") or {}
+    fresh = (loop.get("measured_in") or "").startswith("a fresh process")
     rows = [
         [
-            "`optimize` (its final re-measure)",
+            "`optimize` (its final re-measure"
+            + (", in a fresh process)" if fresh else ", in the loop's process)"),
             cells.ratio(loop.get("speedup"), loop.get("ci")),
             cells.rests_on(loop),
             cells.load(loop),

@@ -218,15 +218,24 @@ def _agreement(section: dict[str, Any], condition: str) -> str:
         if same and loop.get("speedup")
         else ""
     )
+    where = loop.get("measured_in") or ""
+    measured = (
+        "re-measured in a fresh process"
+        if where.startswith("a fresh process")
+        else "re-measured in the loop's own process (a run from before the final "
+        "re-measurement moved to a fresh process)"
+    )
     return (
         f"{condition}: **{cells.ratio(loop.get('speedup'), loop.get('ci'))}** through the loop, "
-        f"{cells.times(script.get('speedup'))} in a plain script after `load_recipe` "
-        f"({cells.percent(section.get('relative_difference'), 0)} apart: {met}){harness}"
+        f"{measured}; {cells.times(script.get('speedup'))} in a plain script after "
+        f"`load_recipe` ({cells.percent(section.get('relative_difference'), 0)} apart: "
+        f"{met}){harness}"
     )
 
 
 def _sides(section: dict[str, Any]) -> str:
-    """Which side moves between the loop's process and a fresh one, and its page faults."""
+    """Each side's ms a request in ``optimize``'s re-measurement and in the plain script,
+    and the original's page faults there."""
     loop = (section.get("optimize") or {}).get("ms_per_request") or {}
     script = section.get("plain_script") or {}
     fresh = script.get("ms_per_request") or {}
@@ -234,7 +243,8 @@ def _sides(section: dict[str, Any]) -> str:
     if not loop or not fresh:
         return "ms per request per side: not recorded in this run"
     return (
-        f"ms a request, loop / fresh process: original {cells.number(loop.get('original'), 0)} / "
+        f"ms a request, `optimize` / plain script: original "
+        f"{cells.number(loop.get('original'), 0)} / "
         f"{cells.number(fresh.get('original'), 0)}, optimized "
         f"{cells.number(loop.get('optimized'), 2)} / {cells.number(fresh.get('optimized'), 2)}"
         + (
