@@ -30,7 +30,6 @@ import pickle
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +68,9 @@ class FreshJob:
 
 @dataclass(frozen=True)
 class FreshResult:
-    """The fresh process's comparison and what ``load_recipe`` warned there."""
+    """The fresh process's comparison, and how long the process took in all."""
 
     comparison: Comparison
-    warnings: tuple[str, ...]
     seconds: float
 
 
@@ -86,8 +84,8 @@ def compare_in_fresh_process(
 ) -> FreshResult:
     """Run ``job`` on ``items`` in a new interpreter and return its comparison.
 
-    ``folder``: where the job, its output and the child's log go (kept on failure, for
-    a look). ``env``: the child's environment (default: this process's). Ctrl-C or a
+    ``folder``: where the job, its output and the child's log go (the caller removes
+    it). ``env``: the child's environment (default: this process's). Ctrl-C or a
     cancelled control scope stops the child and propagates; any other failure raises
     :class:`FreshProcessError` with the reason and the end of the child's output.
     """
@@ -119,12 +117,12 @@ def compare_in_fresh_process(
     seconds = time.perf_counter() - started
     result = _read(out_path, log_path, child.returncode)
     job_path.unlink(missing_ok=True)
-    return FreshResult(result["comparison"], tuple(result["warnings"]), seconds)
+    return FreshResult(result["comparison"], seconds)
 
 
 def _wait(child: subprocess.Popen[bytes]) -> None:
-    """Wait for ``child``; on Ctrl-C, a cancelled scope or its deadline, stop it and
-    re-raise."""
+    """Wait for ``child``; on Ctrl-C or a cancelled control scope, stop it and re-raise.
+    (A stage that hangs in the child is stopped there, by the run's per-input deadline.)"""
     try:
         while child.poll() is None:
             control.check()
@@ -198,14 +196,12 @@ def _measure(job: FreshJob, inputs: bytes) -> dict[str, Any]:
     sys.path[:0] = [entry for entry in job.sys_path if entry not in sys.path]
     original = resolve_factory(job.factory)
     items = pickle.loads(inputs)
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        final = load_recipe(original, job.recipe, artifacts_dir=job.artifacts)
+    final = load_recipe(original, job.recipe, artifacts_dir=job.artifacts)
     with control.scope(item_timeout_s=job.item_timeout_s):  # the same deadline as the run's
         comparison = compare(
             original, final, items, metric=job.metric, runtime=job.runtime, settings=job.settings
         )
-    return {"comparison": comparison, "warnings": [str(w.message) for w in said]}
+    return {"comparison": comparison}
 
 
 def _write(path: Path, value: dict[str, Any]) -> None:
