@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def tagged(log, side):
 def test_rounds_alternate_abba_and_baab_with_state_reset_before_every_pass():
     log: list[str] = []
     a, b = tagged(log, "A"), tagged(log, "B")
-    settings = CompareSettings(rounds=2, items_per_round=3, bootstrap=100)
+    settings = CompareSettings(rounds=2, items_per_round=3, bootstrap=100, warmup_s=0)
     result = compare(a, b, list(range(6)), settings=settings)
     passes = [entry for entry in log if not entry.startswith("reset")]
     # a warm-up pass each (worker thread, deadline), then a timed probe pass each
@@ -64,6 +65,31 @@ def test_rounds_alternate_abba_and_baab_with_state_reset_before_every_pass():
     assert set(result.speedup) >= {"throughput", "p50", "p95", "p99"}
     for name, (low, high) in result.ci.items():
         assert low <= result.speedup[name] <= high or math.isclose(low, high)
+
+
+def test_a_fast_side_warms_up_on_other_inputs_before_each_timed_pass():
+    calls: list[tuple[str, int]] = []
+
+    def side(name, seconds):
+        def fn(item, *, tag):
+            time.sleep(seconds)
+            calls.append((name, item))
+            return item
+
+        return Pipeline(name, (Stage("s", fn, slots={"tag": Recorder([], name)}),))
+
+    settings = CompareSettings(rounds=2, items_per_round=3, bootstrap=100, warmup_s=0.02)
+    result = compare(side("A", 0.03), side("B", 0.0), list(range(6)), settings=settings)
+    assert result.warmup_inputs == {"a": 0, "b": 3}  # the slow side needs none
+    last = calls_of(calls, "B")[-24:]  # after the probes, per round: warm-up, pass twice
+    timed = [last[i : i + 3] for i in range(0, 24, 3)]
+    for warm, passed in zip(timed[0::2], timed[1::2], strict=True):
+        assert set(warm).isdisjoint(passed)  # other inputs: the previous round's
+    assert result.samples_per_side == 2 * 2 * 3  # the warm-up is never timed
+
+
+def calls_of(calls, name):
+    return [item for who, item in calls if who == name]
 
 
 def test_compare_refuses_empty_inputs_and_single_round():

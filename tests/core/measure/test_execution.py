@@ -39,9 +39,11 @@ def test_timed_passes_run_in_the_main_thread_under_the_process_thread_settings()
     settings = CompareSettings(rounds=2, items_per_round=5, bootstrap=100)
     result = compare(scorer(calls), scorer([]), list(range(20)), settings=settings)
     # the first call is the warm-up, on a worker thread under a deadline (a hang is named
-    # there); the probe and every round run where a plain script calls pipeline.run
+    # there); the probe and every round (a fast side's short warm-up before each pass
+    # too) run where a plain script calls pipeline.run
     timed = calls[4:]
-    assert len(timed) == 4 + 2 * 2 * 5
+    warmups = 2 * 2 * result.warmup_inputs["a"]
+    assert len(timed) == 4 + 2 * 2 * 5 + warmups
     assert {thread for thread, _ in timed} == {threading.main_thread()}
     assert {count for _, count in timed} == {process_threads}
     assert result.runtime.describe()["calling_thread"] == "caller"

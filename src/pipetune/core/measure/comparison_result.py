@@ -65,6 +65,8 @@ class Comparison:
     #: per stage of B, the cache hits and misses of its timed passes and their hit rate
     b_cache: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     in_flight: InFlight | None = None  # what the candidate needed in flight
+    #: inputs each side ran untimed before each of its passes (fast sides only)
+    warmup_inputs: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def primary(self) -> float:
@@ -127,6 +129,7 @@ class Comparison:
             "quantiles_shown": {m: self.shown(m) for m in ("p50", "p95", "p99")},
             "host_load": None if self.host_load is None else dict(self.host_load),
             "in_flight": None if self.in_flight is None else self.in_flight.to_dict(),
+            "warmup_inputs": dict(self.warmup_inputs),
         }
 
 
