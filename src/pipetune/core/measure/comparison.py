@@ -92,7 +92,9 @@ class CompareSettings:
     """How hard to look. ``rounds`` ABBA rounds of ``items_per_round`` inputs each
     (default: as many inputs as fit in ``round_target_s`` per pass, at least
     ``min_items_per_round``, and enough for the rounds to cover ``min_inputs`` distinct
-    inputs; see :mod:`pipetune.core.measure.coverage`). ``time_budget_s`` caps the
+    inputs; see :mod:`pipetune.core.measure.coverage`). ``warmup_s``: a side faster than
+    this an input first runs this long, untimed, before each pass (see the module
+    docstring; 0 turns it off). ``time_budget_s`` caps the
     estimated time of the first look (the result then says what it could not cover);
     ``in_flight`` is what the candidate needs in flight to show its gain."""
 
