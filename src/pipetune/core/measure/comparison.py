@@ -22,6 +22,9 @@ pipeline, back to back, so that cost is not the user's; measured on the recsys d
 and 3 of a comparison's 4 passes of B follow a pass of A. So a side whose input takes less
 than ``warmup_s`` first runs that long, untimed, on other inputs the comparison times (the
 previous round's; its warm state is reset before the timed pass); a slower side needs none.
+When both sides are that fast they warm up on the same number of inputs: counts taken
+from each side's own probe can let the probe's noise favour one side (with them, the
+calibration benchmark accepted the same pipeline against itself 2 times in 20).
 
 Which inputs, how many (:mod:`pipetune.core.measure.coverage`): the rounds walk the whole
 split in a spread order and cover at least ``min(all, 100)`` distinct inputs unless the
@@ -196,6 +199,8 @@ def _compare(
         side: _warmup_inputs(seconds, settings.warmup_s, plan.size, batches[side])
         for side, seconds in zip(("a", "b"), probe_s, strict=True)
     }
+    if warmup["a"] and warmup["b"]:  # both fast: one count, so probe noise favours neither
+        warmup = dict.fromkeys(warmup, max(warmup.values()))
     rounds = _Rounds(a, b, items, runtime, plan, batches, timeout, metric, log, warmup)
     meter = HostLoadMeter().start()
 
