@@ -119,6 +119,15 @@ def write_section(
     return path
 
 
+def write_key(path: Path, key: str, data: dict[str, Any]) -> None:
+    """Replace ``key`` in the results file ``path`` (any file, e.g. ``--out``), keeping
+    everything else in it."""
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing[key] = data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(existing, indent=1, default=str) + "\n")
+
+
 def _load_average() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)

@@ -31,13 +31,14 @@ Writes ``benchmarks/results/nlp.json`` (key ``one_at_a_time_classifier``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import write_key
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["side_by_side"] = side_by_side(built, kept, items, args.quick, log)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["load_average_at_end"] = list(os.getloadavg())
-    write(args.out, result)
+    write_key(args.out, KEY, result)
     best = result["side_by_side"]
     print(
         f"kept: {', '.join(result['loop']['kept']) or 'nothing'}; "
@@ -283,13 +284,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"agreement {result['agreement_with_original']['kept']['agreement']:.2%}"
     )
     return result
-
-
-def write(path: Path, result: dict[str, Any]) -> None:
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[KEY] = result
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Target: under 5 minutes. Results: key ``demo_time`` of ``benchmarks/results/nlp.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -40,6 +39,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import write_key
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "nlp.json"
 KEY = "demo_time"
@@ -138,21 +139,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "headline": headline(stdout),
         "stderr_tail": stderr.splitlines()[-5:],
     }
-    write(args.out, KEY + ("_quick" if args.quick else ""), result)
+    write_key(args.out, KEY + ("_quick" if args.quick else ""), result)
     print(
         f"{result['ran']}: {result['wall_s']:.0f} s, exit {result['exit_code']}; "
         f"{result['headline']['line']}; {result['headline']['requirements']}"
     )
     print(f"written to {args.out}")
     return result
-
-
-def write(path: Path, key: str, result: dict[str, Any]) -> None:
-    """Replace ``key`` in the results file, keeping everything else."""
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[key] = result
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=1, default=str) + "\n")
 
 
 def _schedstat(pid: int) -> dict[int, tuple[float, float]]:

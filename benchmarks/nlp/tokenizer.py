@@ -28,7 +28,6 @@ Results: key ``tokenizer_side_by_side`` of ``benchmarks/results/nlp.json``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -36,6 +35,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import write_key
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -169,20 +170,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         **measured,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    write(args.out, KEY + ("_quick" if args.quick else ""), result)
+    write_key(args.out, KEY + ("_quick" if args.quick else ""), result)
     for label, row in result["comparisons"].items():
         low, high = row["ci"]
         print(f"{label}: {row['speedup']:.2f}x [{low:.2f}, {high:.2f}]; {row['coverage']}")
     print(f"written to {args.out}")
     return result
-
-
-def write(path: Path, key: str, result: dict[str, Any]) -> None:
-    """Replace ``key`` in the results file, keeping everything else."""
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[key] = result
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":
