@@ -84,14 +84,14 @@ def _paced_calls(
     """``inner`` per item and mapped over a batch, with the test's cost and failures added
     (the batch pays ``cost_ms`` once, what real batching buys)."""
 
-    def run(item: Any, **given: Any) -> Any:
+    def run(item: Any, /, **given: Any) -> Any:
         if fail_on is not None and fail_on(item):
             raise ValueError(f"{name} cannot handle {item!r}")
         if cost_ms:
             time.sleep(cost_ms / 1000.0)
         return inner(item, **given)
 
-    def run_batch(items: Sequence[Any], **given: Any) -> list[Any]:
+    def run_batch(items: Sequence[Any], /, **given: Any) -> list[Any]:
         if cost_ms:
             time.sleep(cost_ms / 1000.0)
         outputs = []

@@ -103,3 +103,16 @@ def test_repeat_rate_is_the_one_pass_hit_rate():
     assert repeat_rate([]) is None
     digest = hashlib.sha256(b"x").digest()
     assert repeat_rate([digest, digest]) == 0.5
+
+
+def test_a_cached_stage_passes_on_slots_named_like_its_own_arguments():
+    from pipetune.core.kernel.model import Stage
+    from pipetune.plugins.generic.cache import cached_stage
+
+    def score(x, *, items, item):
+        return items[x] + item
+
+    stage = Stage("rank", score, slots={"items": [10, 20, 30], "item": 1})
+    cached = cached_stage(stage)
+    assert [cached(x) for x in (0, 1, 0)] == [11, 21, 11]
+    assert cached.call_batch([2, 0]) == [31, 11]

@@ -53,3 +53,15 @@ def test_processes_built_from_the_factory_give_the_same_outputs():
         finally:
             pool.batch_fn._pool.shutdown()
     assert build_pipeline().run(3) == -9
+
+
+def score(x, *, items, item):
+    return items[x] + item
+
+
+def test_a_slot_named_items_or_item_reaches_the_users_function():
+    # a recsys stage's item matrix is often a slot called `items`: the pool's own batch
+    # argument must not collide with it
+    stage = Stage("rank", score, slots={"items": [10, 20, 30], "item": 1})
+    pool = parallel_stage(stage, workers=2)
+    assert pool.call_batch([0, 1, 2]) == [11, 21, 31]

@@ -184,7 +184,7 @@ class RoutedEntry:
     def __init__(self, router: Router):
         self.router = router
 
-    def __call__(self, item: Any, **slots: Any) -> Any:
+    def __call__(self, item: Any, /, **slots: Any) -> Any:
         router = self.router
         _, out = router.decide(item, slots)
         if out is not NOT_ROUTED:
@@ -193,7 +193,7 @@ class RoutedEntry:
         router.count(0, 1)
         return router.first(item, slots, False)
 
-    def batch(self, items: Sequence[Any], **slots: Any) -> list[Any]:
+    def batch(self, items: Sequence[Any], /, **slots: Any) -> list[Any]:
         router = self.router
         items = list(items)
         _, decided = router.decide_batch(items, slots)
@@ -226,12 +226,12 @@ class PassThrough:
         self.last = last
         self.name = stage.name
 
-    def __call__(self, item: Any, **slots: Any) -> Any:
+    def __call__(self, item: Any, /, **slots: Any) -> Any:
         if isinstance(item, Routed):
             return item.value if self.last else item
         return self.fn(item, **_pick(slots, self.accepts))
 
-    def batch(self, items: Sequence[Any], **slots: Any) -> list[Any]:
+    def batch(self, items: Sequence[Any], /, **slots: Any) -> list[Any]:
         items = list(items)
         todo = [i for i, item in enumerate(items) if not isinstance(item, Routed)]
         done = list(self.batch_fn([items[i] for i in todo], **_pick(slots, self.batch_accepts)))

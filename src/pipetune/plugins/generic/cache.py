@@ -165,7 +165,7 @@ class CachedFn(SharedCacheState, _Cached):
     :class:`CachedBatchFn` (only here, so the cache is counted once).
     """
 
-    def __call__(self, item: Any, **slots: Any) -> Any:
+    def __call__(self, item: Any, /, **slots: Any) -> Any:
         kwargs = {name: slots[name] for name in self.inner_slots}
         key = self._key(item, kwargs)
         if key is None:
@@ -181,7 +181,7 @@ class CachedFn(SharedCacheState, _Cached):
 class CachedBatchFn(_Cached):
     """``batch_fn(items, **slots)``: only the misses go to the inner batch call."""
 
-    def __call__(self, items: Sequence[Any], **slots: Any) -> list[Any]:
+    def __call__(self, items: Sequence[Any], /, **slots: Any) -> list[Any]:
         kwargs = {name: slots[name] for name in self.inner_slots}
         results: list[Any] = [None] * len(items)
         missing: list[int] = []
@@ -338,7 +338,7 @@ class ElementwiseCachedFn(SharedCacheState, _ElementwiseCached):
     """``fn(sequence, **slots)`` with each element answered from the cache when seen. It
     carries the state protocol for the cache it shares with the batch wrapper."""
 
-    def __call__(self, sequence: Any, **slots: Any) -> Any:
+    def __call__(self, sequence: Any, /, **slots: Any) -> Any:
         kwargs = {name: slots[name] for name in self.inner_slots}
         return self.outputs([sequence], kwargs)[0]
 
@@ -346,7 +346,7 @@ class ElementwiseCachedFn(SharedCacheState, _ElementwiseCached):
 class ElementwiseCachedBatchFn(_ElementwiseCached):
     """``batch_fn(sequences, **slots)``: the misses of all sequences in one inner call."""
 
-    def __call__(self, sequences: Sequence[Any], **slots: Any) -> list[Any]:
+    def __call__(self, sequences: Sequence[Any], /, **slots: Any) -> list[Any]:
         kwargs = {name: slots[name] for name in self.inner_slots}
         return self.outputs(list(sequences), kwargs)
 

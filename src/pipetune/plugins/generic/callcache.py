@@ -114,7 +114,7 @@ class _CallCached:
         self.accepts = tuple(accepts)
         name_after(self, inner, "call_cached")
 
-    def __call__(self, value: Any, **slots: Any) -> Any:
+    def __call__(self, value: Any, /, **slots: Any) -> Any:
         kwargs = {name: slots[name] for name in self.accepts}
         if self.slot in kwargs:
             kwargs[self.slot] = CallCache(kwargs[self.slot], self.cache)

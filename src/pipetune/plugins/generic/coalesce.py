@@ -241,7 +241,7 @@ class CoalescedBatchFn:
         self._pool: ThreadPoolExecutor | None = None
         name_after(self, fn, "coalesced")
 
-    def __call__(self, items: Sequence[Any], **slots: Any) -> list[Any]:
+    def __call__(self, items: Sequence[Any], /, **slots: Any) -> list[Any]:
         items = list(items)
         order = list(range(len(items)))
         if self.length is not None:

@@ -103,7 +103,7 @@ class ThreadMap:
         )
         self.__name__ = f"threads{workers}_{getattr(fn, '__name__', 'stage')}"
 
-    def __call__(self, items: Sequence[Any], **slots: Any) -> list[Any]:
+    def __call__(self, items: Sequence[Any], /, **slots: Any) -> list[Any]:
         kwargs = {name: slots[name] for name in self.slot_names}
         if len(items) <= 1:
             return [self.fn(item, **kwargs) for item in items]

@@ -422,7 +422,7 @@ class RankCandidates:
         self.rank = rank
         self._accepts = _accepted(rank)
 
-    def __call__(self, candidates: Candidates, **slots: Any) -> Any:
+    def __call__(self, candidates: Candidates, /, **slots: Any) -> Any:
         if not isinstance(candidates, Candidates):
             raise PipelineError(
                 f"stage {self.stage!r} expects the candidates of the ANN stage "

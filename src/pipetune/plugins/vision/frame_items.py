@@ -250,7 +250,7 @@ class GatedFrames:
         self._lock = threading.Lock()
         self.pipetune_reset()
 
-    def __call__(self, item: Any, **slots: Any) -> Any:
+    def __call__(self, item: Any, /, **slots: Any) -> Any:
         small = frame_signal(item, self.width) if self.params.get("mode") != "stride" else None
         with self._lock:
             if self._last is _NONE:

@@ -30,7 +30,7 @@ class ParallelBatch:
         self.fn = fn
         self.workers = max(1, int(workers))
 
-    def __call__(self, items: Sequence[Any], **slots: Any) -> list[Any]:
+    def __call__(self, items: Sequence[Any], /, **slots: Any) -> list[Any]:
         from pipetune.plugins.vision.blocks import _pool
 
         accepted = {name: slots[name] for name in accepted_slots(self.fn, slots)}
