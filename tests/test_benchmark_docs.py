@@ -5,6 +5,7 @@ disagrees with the results."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,17 @@ def test_renderers_tolerate_sections_with_missing_keys(tmp_path, area):
         hollow = {key: {} for key in current}
     rendered = render_all(Results(_results(tmp_path, **{area: hollow})))
     assert all(isinstance(text, str) for text in rendered.values())
+
+
+def test_the_recsys_blocks_read_the_shape_the_benchmark_writes():
+    """benchmarks.recsys.run's results (``compare`` rows under ``compared``, ``held_out``,
+    ``batches``): no recsys block prints ``None`` or a dash where a figure belongs."""
+    rendered = render_all(Results())
+    dash = re.compile(r"\| – \||\*\*–\*\*|–x| – (ms|s|MiB)\b|: –[,;. ]")
+    for name, text in rendered.items():
+        if "recsys" in name:
+            assert "None" not in text, name
+            assert not dash.search(text), (name, dash.search(text))
 
 
 def test_a_block_no_renderer_knows_is_an_error(tmp_path, capsys):

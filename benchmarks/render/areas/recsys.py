@@ -1,22 +1,31 @@
 """recsys: ANN against exact top-k, and the two-stage demo
 (``benchmarks/results/recsys.json``).
 
-Expected keys (``python -m benchmarks.recsys.run``): ``conditions.{command, mode,
-host_load}``, ``headline.two_stage.{after, vs_full_ranking, vs_library_baseline,
-top50_kept, simulated}``, ``headline.{ann, isotropic, skewed}.{index, vs_numpy_exact,
-vs_faiss_flat, held_out_recall, picked_time_over_sweep_best}``, each ``vs_*`` a figure
-with ``speedup``, ``ci``, ``p99_speedup``, ``inputs_timed``, ``inputs_total``,
-``samples_per_side``. Runs from before ``compare`` hold ``ann.{speedup_vs_numpy_exact,
-speedup_vs_faiss_flat, picked.held_out_recall, picked_vs_sweep_best, held_out_queries}``
-and ``two_stage.held_out[change].{speedup_vs_full, top50_kept, top50_kept_ci}``.
-``plain_script*`` (``python -m benchmarks.recsys.plain_script``): ``optimize.{speedup,
-ci, inputs_timed, inputs_total, samples_per_side, host_load}``, ``plain_script``,
-``relative_difference``, ``target_met``. A ``--quick`` run (``conditions.mode`` quick) is
-pending.
+Expected keys (``python -m benchmarks.recsys.run``): ``conditions.{command, mode, timing,
+host_load.{before, after}}``; ``headline.two_stage.{after, vs_full_ranking,
+vs_library_baseline, top50_kept}`` and ``headline.{ann, isotropic, skewed}.{index,
+vs_numpy_exact, vs_faiss_flat, held_out_recall, picked_time_over_sweep_best}``, each
+``vs_*`` a figure with ``speedup``, ``ci``, ``p99_speedup``, ``inputs_timed``,
+``inputs_total``, ``samples_per_side``. The detailed sections behind the page's tables:
+``ann``/``isotropic``/``skewed``.{catalog, tune_queries, held_out_queries,
+plugin.{index_rule, hnsw_build_s_est, params, build, candidates}, baselines.{numpy_exact,
+faiss_flat}.{threads, ms_by_threads}, sweep.{points, best_at_target}, picked.{index,
+held_out_recall, held_out_recall_ci, held_out_ndcg}, picked_time_over_sweep_best(_ci),
+compared.{picked_vs_numpy_exact, picked_vs_faiss_flat, picked_vs_sweep_best,
+faiss_flat_vs_numpy_exact}, batches}``; ``two_stage``.{agreement, tune_requests,
+held_out_requests, tuning, library_baseline, held_out[change].{vs_full_ranking,
+top50_kept, top50_kept_ci, ndcg_at_50, min_request_kept}}``; ``targets``. Every
+``compared``/``vs_full_ranking``/``batches`` row is a ``compare`` figure: ``speedup``,
+``ci``, ``p99_speedup``, ``a_ms_per_input``, ``b_ms_per_input``, ``b_p99_ms``, coverage
+and ``host_load``. ``plain_script*`` (``python -m benchmarks.recsys.plain_script``):
+``optimize.{speedup, ci, inputs_timed, inputs_total, samples_per_side, host_load}``,
+``plain_script``, ``relative_difference``, ``target_met``. A ``--quick`` run
+(``conditions.mode`` quick) is pending.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.render import cells
@@ -25,6 +34,16 @@ from benchmarks.render.registry import Results, block, effect
 RUN = "python -m benchmarks.recsys.run"
 PLAIN = "python -m benchmarks.recsys.plain_script"
 SIMULATED = "the feature store is simulated (`time.sleep` per read)"
+#: The parameter each index kind searches with (``pipetune.plugins.recsys.ann``).
+RUNTIME_PARAM = {"hnsw": "efSearch", "ivf_flat": "nprobe", "ivf_pq": "nprobe"}
+
+#: The two-stage changes in the order the plugin applies them, and their labels.
+TWO_STAGE = (
+    ("recsys.ann_two_stage", "**+ two-stage**"),
+    ("recsys.batched_feature_reads", "+ batched feature reads"),
+    ("recsys.user_embedding_cache", "+ user-embedding cache"),
+)
+ALONE = TWO_STAGE[0][0]
 
 
 def _data(results: Results) -> dict[str, Any] | None:
@@ -41,54 +60,50 @@ def _missing(results: Results) -> str:
     return cells.pending(RUN, "only a smoke run recorded" if smoke else None)
 
 
-def _load(data: dict[str, Any]) -> str:
-    return cells.load(data.get("conditions") or {})
-
-
 def _ann(data: dict[str, Any], name: str) -> dict[str, Any]:
-    """One catalog's ANN figures in the new shape, or translated from an older run."""
-    found = (data.get("headline") or {}).get(name)
-    if found:
-        return dict(found)
-    old = data.get(name) or {}
-    if not old:
-        return {}
-    picked = old.get("picked") or {}
-    return {
-        "index": f"{(old.get('index') or {}).get('spec')}, nprobe {picked.get('nprobe')}",
-        "vs_numpy_exact": {"speedup": old.get("speedup_vs_numpy_exact")},
-        "vs_faiss_flat": {"speedup": old.get("speedup_vs_faiss_flat")},
-        "held_out_recall": picked.get("held_out_recall"),
-        "picked_time_over_sweep_best": old.get("picked_vs_sweep_best"),
-        "older": f"{old.get('held_out_queries')} held-out queries, best of 3 passes, one "
-        "variant after another (not through compare)",
-    }
-
-
-def _rests(figure: dict[str, Any] | None, found: dict[str, Any], what: str) -> str:
-    if found.get("older"):
-        return f"{found['older']}; inputs and samples: {cells.PENDING}"
-    return cells.rests_on(figure, what=what)
+    """One catalog's headline ANN figures (``headline.<name>``)."""
+    return dict((data.get("headline") or {}).get(name) or {})
 
 
 def _two_stage(data: dict[str, Any]) -> dict[str, Any]:
-    found = (data.get("headline") or {}).get("two_stage")
-    if found:
-        return dict(found)
-    held = (data.get("two_stage") or {}).get("held_out") or {}
-    after = "recsys.batched_feature_reads"
-    row = held.get(after) or {}
-    if not row:
-        return {}
-    return {
-        "after": after,
-        "vs_full_ranking": {"speedup": row.get("speedup_vs_full")},
-        "top50_kept": row.get("top50_kept"),
-        "top50_kept_ci": row.get("top50_kept_ci"),
-        "alone": (held.get("recsys.ann_two_stage") or {}).get("speedup_vs_full"),
-        "older": f"{(data.get('two_stage') or {}).get('held_out_requests')} held-out requests, "
-        "best of 3 passes (not through compare)",
-    }
+    """The two-stage demo's headline figures (``headline.two_stage``)."""
+    return dict((data.get("headline") or {}).get("two_stage") or {})
+
+
+def _compared(data: dict[str, Any], name: str, key: str) -> dict[str, Any]:
+    """One ``compare`` row of a retrieval section (``<name>.compared.<key>``)."""
+    return dict(((data.get(name) or {}).get("compared") or {}).get(key) or {})
+
+
+def _held_out(data: dict[str, Any]) -> dict[str, Any]:
+    """The two-stage demo's held-out rows, one per change (``two_stage.held_out``)."""
+    return dict((data.get("two_stage") or {}).get("held_out") or {})
+
+
+def _over_best(data: dict[str, Any], name: str, found: dict[str, Any], bold: bool = False) -> str:
+    """The pick's time over the sweep's best, with its interval: ``1.14 [1.13, 1.15]``."""
+    value = found.get("picked_time_over_sweep_best")
+    text = cells.number(value)
+    bounds = cells.interval((data.get(name) or {}).get("picked_time_over_sweep_best_ci"))
+    text = f"**{text}**" if bold else text
+    return f"{text} {bounds}" if bounds and value is not None else text
+
+
+def _row_load(row: dict[str, Any], fallback: dict[str, Any]) -> str:
+    """The host load while one comparison ran, or the whole run's where it has none."""
+    return cells.load(row) if row.get("host_load") else cells.load(fallback)
+
+
+def _ann_load(data: dict[str, Any], name: str, key: str = "picked_vs_numpy_exact") -> str:
+    section = data.get(name) or {}
+    # A section run alone (--only skewed) keeps its own conditions: command and load.
+    conditions = section.get("conditions") or data.get("conditions") or {}
+    return _row_load(_compared(data, name, key), conditions)
+
+
+def _two_stage_load(data: dict[str, Any], after: Any) -> str:
+    row = (_held_out(data).get(str(after)) or {}).get("vs_full_ranking") or {}
+    return _row_load(row, data.get("conditions") or {})
 
 
 @block("recsys.summary.two_stage", "recsys")
@@ -101,8 +116,11 @@ def two_stage_summary(results: Results) -> str:
     full = found.get("vs_full_ranking") or {}
     library = found.get("vs_library_baseline")
     worst = _ann(data or {}, "isotropic")
+    first = (_held_out(data or {}).get(ALONE) or {}).get("vs_full_ranking") or {}
     alone = (
-        f"; the two-stage change alone {cells.times(found['alone'])}" if found.get("alone") else ""
+        f"; the two-stage change alone {cells.times(first.get('speedup'))}"
+        if first and found.get("after") != ALONE
+        else ""
     )
     return cells.row_cells(
         f"**{cells.ratio(full.get('speedup'), full.get('ci'))}** full ranking after "
@@ -113,7 +131,8 @@ def two_stage_summary(results: Results) -> str:
         f"{cells.percent(found.get('top50_kept'))} of the full ranking's top-50 kept",
         f"{SIMULATED}; {cells.p99(full)}; worst case (isotropic catalog, ANN vs numpy "
         f"exact): {cells.times((worst.get('vs_numpy_exact') or {}).get('speedup'))}",
-        f"{_rests(full, found, 'requests')}; {_load(data or {})}",
+        f"{cells.rests_on(full, what='requests')}; "
+        f"{_two_stage_load(data or {}, found.get('after'))}",
     )
 
 
@@ -135,13 +154,12 @@ def ann_summary(results: Results) -> str:
     )
     return cells.row_cells(
         f"**{cells.ratio(exact.get('speedup'), exact.get('ci'))}** numpy exact with "
-        f"{found.get('index')}; picked / sweep best "
-        f"{cells.number(found.get('picked_time_over_sweep_best'))}",
+        f"{found.get('index')}; picked / sweep best {_over_best(data or {}, 'ann', found)}",
         f"{cells.ratio(flat.get('speedup'), flat.get('ci'), bold=True)} faiss `IndexFlatIP`",
         f"recall@100 {cells.number(found.get('held_out_recall'), 3)}",
         f"{cells.p99(exact)}; worst case (isotropic): "
         f"{cells.times((worst.get('vs_numpy_exact') or {}).get('speedup'))} numpy exact{skew}",
-        f"{_rests(exact, found, 'queries')}; {_load(data or {})}",
+        f"{cells.rests_on(exact, what='queries')}; {_ann_load(data or {}, 'ann')}",
     )
 
 
@@ -159,8 +177,6 @@ def skewed_summary(results: Results) -> str:
     recall = found.get("held_out_recall")
     section = (data or {}).get("skewed") or {}
     target = float(section.get("target_recall", 0.95))
-    # A section run alone (--only skewed) keeps its own conditions: command and load.
-    conditions = section if section.get("conditions") else data or {}
     if ratio is None or ratio > 1.2:
         verdict = "not met"
     elif recall is None or recall < target:
@@ -168,12 +184,13 @@ def skewed_summary(results: Results) -> str:
     else:
         verdict = "met"
     return cells.row_cells(
-        f"{found.get('index')}: picked / sweep best **{cells.number(ratio)}** — {verdict}; "
+        f"{found.get('index')}: picked / sweep best {_over_best(data or {}, 'skewed', found, True)}"
+        f" — {verdict}; "
         f"**{cells.ratio(exact.get('speedup'), exact.get('ci'))}** numpy exact",
         f"{cells.ratio(flat.get('speedup'), flat.get('ci'), bold=True)} faiss `IndexFlatIP`",
         f"recall@100 {cells.number(found.get('held_out_recall'), 3)}",
         cells.p99(exact),
-        f"{_rests(exact, found, 'queries')}; {_load(conditions)}",
+        f"{cells.rests_on(exact, what='queries')}; {_ann_load(data or {}, 'skewed')}",
     )
 
 
@@ -279,7 +296,8 @@ def readme(results: Results) -> str:
             else f"(against the library-defaults two-stage: {cells.PENDING}) "
         )
         + f"at {cells.percent(two.get('top50_kept'))} of its top-50, "
-        f"{SIMULATED}; {_rests(full, two, 'requests')}; {_load(data or {})}"
+        f"{SIMULATED}; {cells.rests_on(full, what='requests')}; "
+        f"{_two_stage_load(data or {}, two.get('after'))}"
     )
 
 
@@ -296,7 +314,7 @@ def rec001(results: Results) -> str:
         f"the plugin's {found.get('index')} "
         f"**{cells.ratio(exact.get('speedup'), exact.get('ci'))}** "
         f"at held-out recall@100 {cells.number(found.get('held_out_recall'), 3)}; "
-        f"{_rests(exact, found, 'queries')}; {_load(data or {})}"
+        f"{cells.rests_on(exact, what='queries')}; {_ann_load(data or {}, 'ann')}"
     )
 
 
@@ -310,27 +328,104 @@ def rec002(results: Results) -> str:
     return (
         f"the tuned ANN index **{cells.ratio(flat.get('speedup'), flat.get('ci'))}** at "
         f"recall@100 {cells.number(found.get('held_out_recall'), 3)}; "
-        f"{_rests(flat, found, 'queries')}; {_load(data or {})}"
+        f"{cells.rests_on(flat, what='queries')}; "
+        f"{_ann_load(data or {}, 'ann', 'picked_vs_faiss_flat')}"
     )
 
 
-# The page's tables (docs/benchmarks/recsys.md), from the run's detailed sections:
-# ``ann``/``isotropic``.{catalog, held_out_queries, index.{spec, build_seconds, index_mib,
-# catalog_mib}, hnsw_build_s_est, exact.{numpy_exact_ms, faiss_flat_1thread_ms},
-# picked.{nprobe, ms_per_query, held_out_recall, held_out_recall_ci, held_out_ndcg},
-# sweep.{points[].{nprobe, recall}, best_at_target.{nprobe, recall, ms_per_query}},
-# picked_vs_sweep_best, batches[].{batch, exact_ms_per_query, ann_ms_per_query, speedup}};
-# ``two_stage``.{held_out_requests, agreement, tuning, held_out[variant].{requests_per_s,
-# ms_per_request, p99_ms, speedup_vs_full, top50_kept, top50_kept_ci, ndcg_at_50,
-# min_request_kept, stage_ms, ranking_stage_speedup}}; ``targets``.
+# The page's tables (docs/benchmarks/recsys.md), from the run's detailed sections (see the
+# module docstring): every timed figure is a ``compare`` row, shown with its interval, the
+# inputs and samples it rests on and the host load while it ran.
 
 
-def _rests_page(data: dict[str, Any], inputs: Any, what: str) -> str:
-    timing = (data.get("conditions") or {}).get("timing") or "timing not recorded"
-    return (
-        f"Rests on {cells.number(inputs)} held-out {what}; {timing} (not through `compare`: "
-        f"no interval on the times); samples per side: {cells.PENDING}; {_load(data)}."
-    )
+def _ms(value: Any) -> str:
+    """Milliseconds: three decimals under 1 ms, two above."""
+    if value is None:
+        return "–"
+    return cells.number(value, 3 if value < 1 else 2)
+
+
+def _side_by_side(row: dict[str, Any], digits: int = 2, bold: bool = False) -> str:
+    """``**39.26x** [36.07, 42.79]; P99 32.06x lower``: a compare row's ratio."""
+    return f"{cells.ratio(row.get('speedup'), row.get('ci'), digits, bold)}; {cells.p99(row)}"
+
+
+def _figure(
+    row: dict[str, Any], against: str, digits: int = 2, bold: bool = False, what: str = "requests"
+) -> str:
+    """``17.7x [16.4, 18.8] the full ranking (P99 18.21x lower; 60 of 60 requests, ...)``:
+    a compare row in a sentence."""
+    ratio = cells.ratio(row.get("speedup"), row.get("ci"), digits, bold)
+    return f"{ratio} {against} ({cells.p99(row)}; {_timed_on(row, what)})"
+
+
+def _timed_on(row: dict[str, Any], what: str) -> str:
+    """``300 of 300 queries, 720 samples per side; run-queue wait 1 %, ...``."""
+    return f"{cells.rests_on(row, what=what).removeprefix('timed on ')}; {cells.load(row)}"
+
+
+def _waits(rows: Sequence[dict[str, Any]]) -> str:
+    """The run-queue wait across comparisons: ``run-queue wait 0 %–2 %``, flagged when the
+    busiest was noisy."""
+    loads = [row.get("host_load") or {} for row in rows]
+    waits = [load["run_queue_wait"] for load in loads if load.get("run_queue_wait") is not None]
+    if not waits:
+        return "run-queue wait not recorded"
+    low, high = cells.percent(min(waits), 0), cells.percent(max(waits), 0)
+    busy = any(load.get("busy") for load in loads) or max(waits) > cells.BUSY_WAIT
+    text = f"run-queue wait {low}" if low == high else f"run-queue wait {low}–{high}"
+    return f"{text} (the busiest noisy)" if busy else text
+
+
+def _coverage(rows: Sequence[tuple[str, dict[str, Any]]], what: str) -> str:
+    """What a set of comparisons rests on: one phrase when they all rest on the same,
+    else one per row."""
+    found = [(label, cells.rests_on(row, what=what)) for label, row in rows]
+    if len({text for _, text in found}) == 1:
+        return found[0][1]
+    return "; ".join(f"{label}: {text}" for label, text in found)
+
+
+def _run_load(data: dict[str, Any]) -> str:
+    """The load averages before and after the whole run (``conditions.host_load``)."""
+    host = (data.get("conditions") or {}).get("host_load") or {}
+    values = [(host.get(when) or {}).get("loadavg_1m") for when in ("before", "after")]
+    values = [v for v in values if v is not None]
+    return "→".join(cells.number(v, 1) for v in values)
+
+
+def _method(data: dict[str, Any], name: str = "") -> str:
+    """How the section was measured (``conditions.timing``) and the whole run's load."""
+    section = (data.get(name) or {}) if name else {}
+    conditions = section.get("conditions") or data.get("conditions") or {}
+    timing = conditions.get("timing") or "timing not recorded"
+    load = _run_load({"conditions": conditions})
+    tail = f"; load average over the run {load}" if load else ""
+    return f"{timing[0].upper()}{timing[1:]}{tail}."
+
+
+def _index_name(section: dict[str, Any], spec: Any) -> str:
+    """``IVF2048,Flat (ip)``: how the run names the index ``spec`` (a sweep point or a
+    candidate of the tune step with the same spec)."""
+    plugin = section.get("plugin") or {}
+    for point in (section.get("sweep") or {}).get("points") or []:
+        if spec and point.get("spec") == spec and point.get("index"):
+            return str(point["index"])
+    spec = spec if isinstance(spec, dict) else {}
+    for found in plugin.get("candidates") or []:
+        if (found.get("kind"), found.get("space")) == (spec.get("kind"), spec.get("space")):
+            return str(found.get("index"))
+    return str(spec.get("kind") or "the index")
+
+
+def _operating_point(kind: Any, runtime: Any, k_prime: Any, k: Any) -> str:
+    """``nprobe 28`` (and ``k' 200`` where the exact re-rank reads deeper than k)."""
+    text = f"{RUNTIME_PARAM.get(str(kind), 'runtime')} {cells.number(runtime)}"
+    return f"{text}, k' {cells.number(k_prime)}" if k_prime and k and k_prime != k else text
+
+
+def _threads(count: Any) -> str:
+    return f"{cells.number(count)} thread{'' if count == 1 else 's'}"
 
 
 def _ann_table(results: Results, name: str) -> str:
@@ -338,52 +433,117 @@ def _ann_table(results: Results, name: str) -> str:
     section = (data or {}).get(name) or {}
     if not section:
         return _missing(results)
-    exact, picked = section.get("exact") or {}, section.get("picked") or {}
+    compared = section.get("compared") or {}
+    exact, flat = compared.get("picked_vs_numpy_exact"), compared.get("picked_vs_faiss_flat")
+    best_row, flat_numpy = (
+        compared.get("picked_vs_sweep_best"),
+        compared.get("faiss_flat_vs_numpy_exact"),
+    )
+    plugin, picked = section.get("plugin") or {}, section.get("picked") or {}
+    spec = picked.get("index") or plugin.get("index") or {}
+    params = plugin.get("params") or {}
     best = (section.get("sweep") or {}).get("best_at_target") or {}
-    numpy_ms, flat_ms = exact.get("numpy_exact_ms"), exact.get("faiss_flat_1thread_ms")
-
-    def row(label: str, ms: Any, recall: str) -> list[str]:
-        vs = numpy_ms / ms if numpy_ms and ms else None
-        return [label, cells.number(ms), cells.times(vs), recall]
-
-    recall = cells.number(picked.get("held_out_recall"), 3)
-    bounds = cells.interval(picked.get("held_out_recall_ci"), 3)
-    ndcg = cells.number(picked.get("held_out_ndcg"), 3)
-    index = section.get("index") or {}
-    catalog = " x ".join(cells.number(n) for n in section.get("catalog") or [])
+    baselines = section.get("baselines") or {}
+    k = section.get("k")
+    rows = []
+    pick_ms = [row.get("b_ms_per_input") for row in (exact, flat, best_row) if row]
+    pick_ms = [value for value in pick_ms if value is not None]
+    for label, row, recall, bold in (
+        (
+            "exact, numpy matmul + argpartition, BLAS on "
+            + _threads((baselines.get("numpy_exact") or {}).get("threads")),
+            exact,
+            "1",
+            True,
+        ),
+        (
+            "exact, faiss `IndexFlatIP`, "
+            + _threads((baselines.get("faiss_flat") or {}).get("threads")),
+            flat,
+            "1",
+            False,
+        ),
+        (
+            f"cheapest sweep point at the target: {best.get('index')}, "
+            + _operating_point(
+                (best.get("spec") or {}).get("kind"), best.get("runtime"), best.get("k_prime"), k
+            ),
+            best_row,
+            cells.number(best.get("recall"), 3),
+            False,
+        ),
+    ):
+        if row:
+            rows.append(
+                [label, _ms(row.get("a_ms_per_input")), _side_by_side(row, bold=bold), recall,
+                 _timed_on(row, "queries")]
+            )  # fmt: skip
+    if picked:
+        rows.append(
+            [
+                f"**ANN picked by the plugin**: {_index_name(section, spec)}, "
+                + _operating_point(
+                    spec.get("kind"), params.get("runtime"), params.get("k_prime"), k
+                ),
+                "–".join(_ms(v) for v in sorted({min(pick_ms), max(pick_ms)})) if pick_ms else "—",
+                "—",
+                f"**{cells.number(picked.get('held_out_recall'), 3)}** "
+                f"{cells.interval(picked.get('held_out_recall_ci'), 3)}, NDCG@100 "
+                f"{cells.number(picked.get('held_out_ndcg'), 3)}",
+                "—",
+            ]
+        )
+    if not rows:
+        return _missing(results)
     table = cells.table(
-        ["", "ms / query", "vs numpy exact", "recall@100 (held out)"],
-        [
-            row("exact, numpy matmul + argpartition", numpy_ms, "1"),
-            row("exact, faiss `IndexFlatIP`, 1 thread", flat_ms, "1"),
-            row(
-                f"**ANN picked by the plugin**: {index.get('spec')}, nprobe {picked.get('nprobe')}",
-                picked.get("ms_per_query"),
-                f"**{recall}** {bounds}, NDCG@100 {ndcg}",
-            ),
-            row(
-                f"cheapest sweep point at the target: nprobe {best.get('nprobe')}",
-                best.get("ms_per_query"),
-                cells.number(best.get("recall"), 3),
-            ),
-        ],
-        "lrrr",
+        ["", "ms / query", "the pick against it", "recall@100 (held out)", "timed on"],
+        rows,
+        "lrrrl",
     )
-    return "\n".join(
-        [
-            table,
-            "",
-            f"{catalog} catalog. Picked / sweep best: "
-            f"**{cells.number(section.get('picked_vs_sweep_best'))}**; vs faiss flat "
-            f"{cells.times(section.get('speedup_vs_faiss_flat'))}. Index built in "
-            f"{cells.number(index.get('build_seconds'), 1)} s on "
-            f"{cells.number(index.get('build_threads'))} build threads, "
-            f"{cells.number(index.get('index_mib'), 0)} MiB for a "
-            f"{cells.number(index.get('catalog_mib'), 0)} MiB catalog (HNSW's build estimated "
-            f"at {cells.number(section.get('hnsw_build_s_est'), 0)} s). "
-            + _rests_page(data or {}, section.get("held_out_queries"), "queries"),
-        ]
-    )
+    catalog = " x ".join(cells.number(n) for n in section.get("catalog") or [])
+    build = plugin.get("build") or {}
+    sentences = [
+        f"{catalog} catalog; {cells.number(section.get('tune_queries'))} queries tune the "
+        f"pick, {cells.number(section.get('held_out_queries'))} more are held out. "
+        "Each row is timed side by side with the plugin's pick (ms / query: the row's "
+        "side in that comparison; in the pick's row, its range over those comparisons).",
+    ]
+    if section.get("picked_time_over_sweep_best") is not None:
+        sentences.append(
+            "Picked / sweep best: "
+            f"{_over_best(data or {}, name, section, bold=True)} (the pick's time over the "
+            "sweep's cheapest point at the target)."
+        )
+    if flat_numpy:
+        sentences.append(
+            "faiss flat (each exact search at its best thread count): "
+            f"{_figure(flat_numpy, 'numpy exact', what='queries')}."
+        )
+    if build:
+        sentences.append(
+            f"The pick's index built in {cells.number(build.get('seconds'), 1)} s on "
+            f"{_threads(build.get('threads'))}, "
+            f"{cells.number((build.get('index_bytes') or 0) / 2**20, 0)} MiB."
+        )
+    candidates = [
+        f"{found.get('index')} {_ms((found.get('best') or {}).get('ms'))} ms a query at "
+        f"recall@100 {cells.number((found.get('best') or {}).get('recall'), 3)} (built in "
+        f"{cells.number(found.get('build_s'), 1)} s, {cells.number(found.get('index_mib'), 0)} MiB)"
+        for found in plugin.get("candidates") or []
+    ]
+    if plugin.get("index_rule") or candidates:
+        rule = plugin.get("index_rule")
+        sentences.append(
+            (f"The profile's index rule: {rule}. " if rule else "")
+            + (
+                "The tune step measured, on the tuning queries (best of its interleaved "
+                f"rounds, not through `compare`): {'; '.join(candidates)}."
+                if candidates
+                else ""
+            )
+        )
+    sentences.append(_method(data or {}, name))
+    return "\n".join([table, "", " ".join(s.strip() for s in sentences if s.strip())])
 
 
 @block("recsys.ann", "recsys")
@@ -398,12 +558,23 @@ def isotropic(results: Results) -> str:
     return _ann_table(results, "isotropic")
 
 
-def _sweep(section: dict[str, Any], at: tuple[int, ...] = ()) -> str:
-    points = section.get("sweep", {}).get("points") or []
-    shown = [p for p in points if not at or p.get("nprobe") in at]
-    return ", ".join(
-        f"{cells.number(p.get('nprobe'))}: {cells.number(p.get('recall'), 3)}" for p in shown
-    )
+def _sweep(section: dict[str, Any]) -> str:
+    """Recall@100 by operating point, per index the sweep built."""
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for point in (section.get("sweep") or {}).get("points") or []:
+        groups.setdefault((str(point.get("index")), point.get("k_prime")), []).append(point)
+    k = section.get("k")
+    parts = []
+    for (index, k_prime), points in groups.items():
+        kind = (points[0].get("spec") or {}).get("kind")
+        deeper = f", k' {cells.number(k_prime)}" if k_prime and k and k_prime != k else ""
+        values = ", ".join(
+            f"{cells.number(p.get('runtime'))}: {cells.number(p.get('recall'), 3)}" for p in points
+        )
+        parts.append(
+            f"{index}{deeper}, recall@100 by {RUNTIME_PARAM.get(str(kind), 'runtime')}: {values}"
+        )
+    return "; ".join(parts)
 
 
 @block("recsys.sweep", "recsys")
@@ -415,8 +586,8 @@ def sweep(results: Results) -> str:
     lines = []
     for name, label in (("ann", "demo catalog"), ("isotropic", "isotropic catalog")):
         section = data.get(name) or {}
-        text = _sweep(section) if section else _missing(results)
-        lines.append(f"* {label}, recall@100 by nprobe: {text}.")
+        text = _sweep(section) if section else ""
+        lines.append(f"* {label}: {text or _missing(results)}.")
     return "\n".join(lines)
 
 
@@ -426,37 +597,36 @@ def batches(results: Results) -> str:
     data = _data(results)
     if not data:
         return _missing(results)
-    rows = []
+    rows, compared = [], []
     for name, label in (("ann", "demo"), ("isotropic", "isotropic")):
         for row in (data.get(name) or {}).get("batches") or []:
+            compared.append(row)
             rows.append(
                 [
                     label,
                     cells.number(row.get("batch")),
-                    cells.number(row.get("exact_ms_per_query")),
-                    cells.number(row.get("ann_ms_per_query")),
-                    cells.times(row.get("speedup"), 1),
+                    _ms(row.get("exact_ms_per_query")),
+                    _ms(row.get("ann_ms_per_query")),
+                    cells.ratio(row.get("speedup"), row.get("ci"), 1),
+                    cells.rests_on(
+                        row, what="batch" if row.get("inputs_total") == 1 else "batches"
+                    ).removeprefix("timed on "),
                 ]
             )
     if not rows:
         return _missing(results)
-    queries = (data.get("ann") or {}).get("held_out_queries")
     return "\n".join(
         [
-            cells.table(["catalog", "batch", "exact ms/q", "ANN ms/q", "speedup"], rows, "lrrrr"),
+            cells.table(
+                ["catalog", "batch", "exact ms/q", "ANN ms/q", "speedup [95 % CI]", "timed on"],
+                rows,
+                "lrrrrl",
+            ),
             "",
-            _rests_page(data, queries, "queries"),
+            "ms/q: each side's time a batch over the batch size, in that row's comparison "
+            f"(held-out queries; {_waits(compared)}). {_method(data)}",
         ]
     )
-
-
-#: The two-stage variants in the order the plugin applies them, and their labels.
-TWO_STAGE = (
-    ("full_ranking", "full ranking (the original)"),
-    ("recsys.ann_two_stage", "**+ two-stage**"),
-    ("recsys.batched_feature_reads", "+ batched feature reads"),
-    ("recsys.user_embedding_cache", "+ user-embedding cache"),
-)
 
 
 @block("recsys.two_stage", "recsys")
@@ -467,30 +637,72 @@ def two_stage(results: Results) -> str:
     held = section.get("held_out") or {}
     if not held:
         return _missing(results)
-    rows = []
+    rows, compared = [], []
     for key, label in TWO_STAGE:
-        row = held.get(key)
+        found = held.get(key) or {}
+        row = found.get("vs_full_ranking") or {}
         if not row:
             continue
-        kept = row.get("top50_kept")
+        compared.append((label.strip("*+ "), row))
+        ms = row.get("b_ms_per_input")
         rows.append(
             [
                 label,
-                cells.number(row.get("requests_per_s")),
-                cells.number(row.get("ms_per_request")),
-                cells.number(row.get("p99_ms")),
-                cells.times(row.get("speedup_vs_full"), 1) if kept is not None else "1x",
-                f"{cells.number(kept, 3)} {cells.interval(row.get('top50_kept_ci'), 3)}".strip()
-                if kept is not None
-                else "1",
-                cells.number(row.get("ndcg_at_50"), 3) if kept is not None else "1",
+                cells.number(1000 / ms if ms else None, 0),
+                _ms(ms),
+                _ms(row.get("b_p99_ms")),
+                cells.ratio(row.get("speedup"), row.get("ci"), 1),
+                f"{cells.number(found.get('top50_kept'), 3)} "
+                f"{cells.interval(found.get('top50_kept_ci'), 3)}".strip(),
+                cells.number(found.get("ndcg_at_50"), 3),
             ]
         )
-    alone = held.get("recsys.ann_two_stage") or {}
-    stages = alone.get("stage_ms") or {}
-    full_rank = ((held.get("full_ranking") or {}).get("stage_ms") or {}).get("rank")
-    tuning = (section.get("tuning") or {}).get("recsys.ann_two_stage") or {}
+    if not rows:
+        return _missing(results)
+    full_ms = [row["a_ms_per_input"] for _, row in compared if row.get("a_ms_per_input")]
+    sentences = [
+        "Each row is timed side by side with the full ranking ("
+        + "–".join(cells.number(v, 0) for v in sorted({min(full_ms), max(full_ms)}))
+        + " ms a request on its side across the rows), one request at a time (requests/s = "
+        f"1,000 / ms): {_coverage(compared, 'held-out requests')}; "
+        f"{_waits([r for _, r in compared])}."
+        if full_ms
+        else "",
+    ]
+    library = section.get("library_baseline") or {}
+    baseline, final = library.get("vs_full_ranking"), library.get("final_vs_library_baseline")
+    if baseline or final:
+        sentences.append(
+            "The library-defaults two-stage (exact retrieval of the same "
+            f"{cells.number(library.get('n_candidates'))} candidates by faiss `IndexFlatIP` "
+            f"on {_threads(library.get('threads'))}, then the same ranker)"
+            + (f": {_figure(baseline, 'the full ranking', 1)}" if baseline else "")
+            + (
+                f"; after `{library.get('final')}` the plugin's pipeline is "
+                f"{_figure(final, 'it', bold=True)}"
+                if final
+                else ""
+            )
+            + "."
+        )
+    alone = held.get(ALONE) or {}
+    if alone.get("min_request_kept") is not None:
+        sentences.append(
+            f"The worst request keeps {cells.percent(alone.get('min_request_kept'), 0)} of its "
+            "top 50."
+        )
+    tuning = (section.get("tuning") or {}).get(ALONE) or {}
     params = tuning.get("params") or {}
+    if tuning:
+        sentences.append(
+            f"Tuned on {cells.number(section.get('tune_requests'))} requests in "
+            f"{cells.number(tuning.get('tune_seconds'), 0)} s: floor N with exact retrieval "
+            f"{cells.number(tuning.get('n_floor_exact_retrieval'))}; "
+            f"{cells.number(params.get('n_candidates'))} candidates from {tuning.get('index')} "
+            f"at {params.get('runtime_param')} {params.get('runtime')} (tuning-split share kept "
+            f"{cells.number(tuning.get('tune_recall'), 3)})."
+        )
+    sentences += [f"{SIMULATED[0].upper()}{SIMULATED[1:]}.", _method(data or {})]
     return "\n".join(
         [
             cells.table(
@@ -499,7 +711,7 @@ def two_stage(results: Results) -> str:
                     "requests/s",
                     "ms / request",
                     "P99 ms",
-                    "vs full",
+                    "vs full [95 % CI]",
                     "top-50 kept [95 % CI]",
                     "NDCG@50",
                 ],
@@ -507,20 +719,7 @@ def two_stage(results: Results) -> str:
                 "lrrrrrr",
             ),
             "",
-            f"The ranking stage alone: {cells.number(full_rank, 1)} ms -> "
-            f"{cells.number(stages.get('rank.retrieve'))} ms retrieval + "
-            f"{cells.number(stages.get('rank'))} ms ranking of "
-            f"{cells.number(params.get('n_candidates'))} candidates = "
-            f"**{cells.times(alone.get('ranking_stage_speedup'), 0)}**; the feature stage "
-            f"after the two-stage change: {cells.number(stages.get('features'))} ms a request. "
-            f"The worst request keeps {cells.percent(alone.get('min_request_kept'), 0)} of its "
-            f"top 50. Tuned on {cells.number(section.get('tune_requests'))} requests in "
-            f"{cells.number(tuning.get('tune_seconds'), 0)} s: floor N with exact retrieval "
-            f"{cells.number(tuning.get('n_floor_exact_retrieval'))}, "
-            f"{params.get('runtime_param')} {params.get('runtime')} (tuning-split share kept "
-            f"{cells.number(tuning.get('tune_recall'), 3)}). {SIMULATED[0].upper()}"
-            f"{SIMULATED[1:]}. "
-            + _rests_page(data or {}, section.get("held_out_requests"), "requests"),
+            " ".join(s for s in sentences if s),
         ]
     )
 
@@ -551,42 +750,53 @@ def targets(results: Results) -> str:
     if not data:
         return _missing(results)
     met = data.get("targets") or {}
-    ann_, held = data.get("ann") or {}, (data.get("two_stage") or {}).get("held_out") or {}
-    best = met.get("recsys_changes_best") or {}
-    after = held.get(best.get("after")) or {}
-    alone = held.get("recsys.ann_two_stage") or {}
-    index = ann_.get("index") or {}
+    ann_, held = data.get("ann") or {}, _held_out(data)
+    best = met.get("two_stage: best") or {}
+    after = held.get(str(best.get("after"))) or {}
+    full = after.get("vs_full_ranking") or {}
+    alone = (held.get(ALONE) or {}).get("vs_full_ranking") or {}
+    exact = _compared(data, "ann", "picked_vs_numpy_exact")
+    flat = _compared(data, "ann", "picked_vs_faiss_flat")
+    plugin = ann_.get("plugin") or {}
+    build = plugin.get("build") or {}
 
     def verdict(key: str) -> str:
         value = met.get(key)
-        return "–" if value is None else ("met" if value else "**not met**")
+        return cells.pending(RUN) if value is None else ("met" if value else "**not met**")
 
+    alone_text = (
+        f"; the two-stage change alone {cells.ratio(alone.get('speedup'), alone.get('ci'), 1)} "
+        "end to end"
+        if alone and best.get("after") != ALONE
+        else ""
+    )
     rows = [
         [
             "two-stage vs full ranking >= 100x requests/s at >= 95 % of the top-k",
-            f"after `{best.get('after')}`: **{cells.times(best.get('speedup_vs_full'), 1)}** at "
-            f"{cells.number(after.get('top50_kept'), 3)}; the two-stage change alone "
-            f"{cells.times(alone.get('speedup_vs_full'), 1)} end to end (ranking stage "
-            f"{cells.times(met.get('two_stage_ranking_stage_speedup'), 0)})",
-            f"with the plugin's changes: {verdict('recsys_changes_>=100x_rps_keeping_>=95%')}; "
-            f"the two-stage change alone: {verdict('two_stage_alone_>=100x_rps_keeping_>=95%')}",
+            f"after `{best.get('after')}`: "
+            f"**{cells.ratio(full.get('speedup') or best.get('speedup'), full.get('ci'), 1)}** "
+            f"at {cells.number(after.get('top50_kept'), 3)}{alone_text}; {SIMULATED}",
+            verdict(
+                "two_stage: >= 100x the full ranking keeping >= 95 % (simulated feature store)"
+            ),
         ],
         [
             "ANN vs exact, one query at a time, recall@100 >= 0.95: >= 20x numpy",
-            f"**{cells.times(ann_.get('speedup_vs_numpy_exact'), 0)}** at "
+            f"**{cells.ratio(exact.get('speedup'), exact.get('ci'), 1)}** at "
             f"{cells.number((ann_.get('picked') or {}).get('held_out_recall'), 3)} "
-            f"({cells.times(ann_.get('speedup_vs_faiss_flat'), 0)} faiss flat)",
-            verdict("ann_vs_exact_>=20x_at_recall@100>=0.95"),
+            f"({cells.ratio(flat.get('speedup'), flat.get('ci'), 1)} faiss flat)",
+            verdict("ann: >= 20x numpy exact"),
         ],
         [
             "picked point within 1.2x of the sweep's best",
-            f"**{cells.number(ann_.get('picked_vs_sweep_best'))}**",
-            verdict("picked_within_1.2x_of_sweep_best"),
+            _over_best(data, "ann", ann_, bold=True),
+            verdict("ann: picked within 1.2x of the sweep's best at recall@100 >= 0.95"),
         ],
         [
             "index build time and memory",
-            f"{index.get('spec')} {cells.number(index.get('build_seconds'), 1)} s, "
-            f"{cells.number(index.get('index_mib'), 0)} MiB",
+            f"{_index_name(ann_, (ann_.get('picked') or {}).get('index') or plugin.get('index'))} "
+            f"{cells.number(build.get('seconds'), 1)} s on {_threads(build.get('threads'))}, "
+            f"{cells.number((build.get('index_bytes') or 0) / 2**20, 0)} MiB",
             "reported",
         ],
     ]
