@@ -21,6 +21,7 @@ from pipetune.plugins.recsys import ann, blocks, exact_search, spaces
 from pipetune.plugins.recsys.features import CountingStore, batch_method
 from pipetune.plugins.recsys.fidelity import rows_of
 from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize_all
+from pipetune.plugins.recsys.threads import build_threads
 
 FAISS = Dependency("faiss", extra="recsys", purpose="ANN indexes", distribution="faiss-cpu")
 #: Default user fields tried as the key of plain embedding code's requests.
@@ -90,7 +91,8 @@ def _ann_choice(matrix: np.ndarray, metric: str) -> dict[str, Any]:
         exact_search.check_finite(matrix, "the item matrix")
     except Exception as exc:
         return {"ann": "not proposed", "ann_reason": str(exc)}
-    estimate = ann.estimate_hnsw_build_s(matrix, hnsw_m=32 if dim >= 64 else 16)
+    threads = build_threads()
+    estimate = ann.estimate_hnsw_build_s(matrix, hnsw_m=32 if dim >= 64 else 16, threads=threads)
     choice = ann.choose_index(n, dim, metric, hnsw_build_s=estimate)
     assert choice.spec is not None
     norms = spaces.norm_stats(matrix) if metric == "ip" else None
@@ -99,6 +101,7 @@ def _ann_choice(matrix: np.ndarray, metric: str) -> dict[str, Any]:
         "index": choice.spec.to_dict(),
         "index_reason": choice.reason,
         "hnsw_build_s_est": estimate,
+        "hnsw_build_threads": threads,
         "index_estimates": dict(choice.estimates),
         "norms": norms,
         "index_spaces": [space for space, _ in spaces.candidate_spaces(metric, norms)],

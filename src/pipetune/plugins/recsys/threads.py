@@ -98,6 +98,17 @@ def faiss_threads() -> int | None:
     return int(faiss.omp_get_max_threads())
 
 
+def build_threads() -> int:
+    """faiss threads for building an index: every core this process may use (a build is
+    one-off offline work). The HNSW build estimate measures its sample builds on the same
+    count, so the estimate and the build it predicts agree whatever threads searches are
+    pinned to."""
+    from pipetune.core.runtime.machine import detect_machine
+
+    usable = detect_machine().usable_cores
+    return max(1, int(usable)) if usable else max(1, os.cpu_count() or 1)
+
+
 @contextmanager
 def faiss_thread_count(count: int | None) -> Iterator[None]:
     """Run a block with faiss's OpenMP thread count set to ``count`` (``None``: as is)."""

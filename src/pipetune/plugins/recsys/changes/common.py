@@ -30,6 +30,7 @@ from pipetune.core.kernel.params import ChangeParams
 from pipetune.core.kernel.results import Change, Proposal, Tuned
 from pipetune.plugins.recsys import ann, ann_build, ann_search, exact_search
 from pipetune.plugins.recsys.recognize import Recognized, catalog_of, recognize
+from pipetune.plugins.recsys.threads import build_threads
 
 #: Default quality target: the two-stage top-k keeps this share of the full ranking's
 #: top-k; ANN retrieval keeps this recall@k against exact retrieval.
@@ -127,7 +128,7 @@ def index_artifact(
             True,
         )
     log(f"recsys: building {spec.describe()} over {matrix.shape[0]:,} x {matrix.shape[1]}")
-    index, info = ann_build.build_index(matrix, spec)
+    index, info = ann_build.build_index(matrix, spec, threads=build_threads())
     ann_build.save_index(index, info, path)
     log(f"recsys: built in {info.seconds:.1f} s, {info.index_bytes / 2**20:.1f} MiB")
     return index, info.to_dict(), store.relative(path), False
