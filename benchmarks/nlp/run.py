@@ -1,7 +1,8 @@
 """The nlp benchmark: the headline demo side by side, in one run.
 
-    python -m benchmarks.nlp.run            # the full demo workload (set-up cached)
-    python -m benchmarks.nlp.run --quick    # a smoke run on the tiny demo
+    python -m benchmarks.nlp.run                      # the full demo workload (set-up cached)
+    python -m benchmarks.nlp.run --parts pipelines    # part 3 alone, merged into the JSON
+    python -m benchmarks.nlp.run --quick --output /tmp/nlp_quick.json   # a smoke run
 
 Parts, all on the demo's document stream (``pipetune.demos.nlp.docgen``):
 
@@ -12,15 +13,17 @@ Parts, all on the demo's document stream (``pipetune.demos.nlp.docgen``):
 2. **Truncation search**: the plugin's tune step on the tuning half of the workload
    (calibration + held-out inside it), against the cached full-length baseline outputs;
    the agreement curve; the chosen length re-checked on every document.
-3. **Pipelines** (a composition study): the baseline, each nlp change alone, every nlp
-   change together, the same composed with the generic plugin's batching and a
-   per-section cache, and the *library-defaults* baseline
+3. **Pipelines** (a composition study, :mod:`benchmarks.nlp.pipelines`): the baseline,
+   each nlp change alone, every nlp change together, the same composed with the generic
+   plugin's batching and a per-section cache, and the *library-defaults* baseline
    (:func:`pipetune.demos.nlp.demo.library_defaults_pipeline`: ``AutoTokenizer``'s Rust
    tokenizer, the model's own ``max_seq_length``, sections sorted by length, 32 per
-   forward pass), timed on the same documents in interleaved rounds, ratios per round.
-   Label agreement with the baseline on the whole workload (>= 300 documents) for the
-   composed pipelines; on the timing sample for the single changes that keep 512-token
-   padding (re-running them on 300 documents would take as long as the baseline itself).
+   forward pass). Each against the baseline through ``compare`` (documents spread over the
+   whole workload, an interval, what each figure rests on), the composed ones and the
+   baseline also against the library defaults. Label agreement with the baseline on the
+   whole workload (>= 300 documents) for the composed pipelines; on the documents their
+   comparison timed for the single changes that keep 512-token padding (re-running them
+   on 300 documents would take as long as the baseline itself).
 4. **The optimize loop** (``pipetune.optimize``) on the demo, as ``pipetune demo`` runs it.
 5. **Side by side**: the loop's pipeline against the teaching baseline and against the
    library-defaults baseline, each through
@@ -29,8 +32,10 @@ Parts, all on the demo's document stream (``pipetune.demos.nlp.docgen``):
    the P99 change and each side's label agreement with the baseline on every document.
 
 Writes the top level of ``benchmarks/results/nlp.json`` (keeping the other scripts' keys,
-:data:`OTHER_SCRIPTS`) and prints a table. Timings on a shared machine are
-noisy; ratios are computed per round (paired) and their spread is reported.
+:data:`OTHER_SCRIPTS`) and prints a table. ``--parts`` runs a subset (:data:`PARTS`) and
+merges its keys (:data:`PART_KEYS`) into the existing file, keeping every other key; part
+3 alone takes the truncation length from that file's part 2 (or runs part 2 when the file
+has none). Timings on a shared machine are noisy; every ratio carries its interval.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.nlp.pipelines import agreement, served
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -57,22 +63,18 @@ OTHER_SCRIPTS = (
     "demo_time",
     "demo_time_quick",
 )
+#: The parts ``--parts`` selects, and the keys of nlp.json each writes (part 1 is
+#: ``benchmarks.nlp.tokenizer``; parts 4 and 5 run together).
+PARTS = ("truncation", "pipelines", "optimize")
+PART_KEYS = {
+    "truncation": ("truncation",),
+    "pipelines": ("length_bucketing_batch", "pipelines", "fidelity_all_documents"),
+    "optimize": ("optimize", "side_by_side"),
+}
 
 
 def _now() -> float:
     return time.perf_counter()
-
-
-def _agreement(a: Sequence[Any], b: Sequence[Any]) -> dict[str, Any]:
-    from pipetune.core.measure.stats import wilson_interval
-
-    agree = sum(x == y for x, y in zip(a, b, strict=True))
-    low, high = wilson_interval(agree, len(a))
-    return {"agreement": agree / len(a), "n": len(a), "ci95": [low, high]}
-
-
-def _accuracy(outputs: Sequence[Any], labels: Sequence[Any]) -> float:
-    return sum(o == y for o, y in zip(outputs, labels, strict=True)) / len(labels)
 
 
 # -- part 2: truncation search ---------------------------------------------------------------
@@ -104,7 +106,7 @@ def bench_truncation(pm: Any, pipeline: Any, setup: Any, store: Any, log: Callab
     search_s = _now() - t0
     chosen = tuned.params["max_length"]
     check = pipeline.replace("tokenize", pipeline.stage("tokenize").with_slots(max_length=chosen))
-    everywhere = _agreement(evaluate_outputs(check, list(workload.items)), baseline)
+    everywhere = agreement(evaluate_outputs(check, list(workload.items)), baseline)
     return {
         "searched_on": "the pipeline with the Rust tokenizer and dynamic padding applied",
         "tuning_documents": len(tune_split),
@@ -113,129 +115,6 @@ def bench_truncation(pm: Any, pipeline: Any, setup: Any, store: Any, log: Callab
         "search_seconds": round(search_s, 1),
         "agreement_on_all_documents_at_chosen": everywhere,
     }
-
-
-# -- part 3: pipelines side by side ------------------------------------------------------------
-
-
-def build_variants(pm: Any, setup: Any, rust_change: Any, store: Any, chosen: int, batch: int):
-    from benchmarks.nlp.compose import cold, hit_rate, run_batched, with_section_cache
-    from pipetune import Change
-    from pipetune.core.kernel import dispatch
-
-    base = setup.pipeline
-
-    def apply(pipeline: Any, *changes: Change) -> Any:
-        for change in changes:
-            pipeline = dispatch.materialize(pm, change, pipeline, store.root)
-        return pipeline
-
-    trunc = Change("nlp.truncation", "nlp", "embed", {"slot_stage": "tokenize",
-                                                        "max_length": chosen})  # fmt: skip
-    dyn = Change("nlp.dynamic_padding", "nlp", "embed", {"slot_stage": "tokenize"})
-    bucket = Change("nlp.length_bucketing", "nlp", "embed", {"batch_size": batch})
-    infer = Change("nlp.inference_mode", "nlp", "embed", {})
-    everything = apply(base, rust_change, trunc, dyn, bucket, infer)
-    # With 32 documents per call, the embed stage pools ~160 sections: length buckets of up
-    # to 32 near-equal sequences (the per-document batch size was tuned on ~5 sections).
-    pooled = everything.replace(
-        "embed", everything.stage("embed").with_slots(batch_size=32, bucket=True)
-    )
-
-    from pipetune.demos.nlp.demo import library_defaults_pipeline
-
-    competent = library_defaults_pipeline(
-        base.stage("embed").slots["model"], base.stage("classify").slots["head"]
-    )
-
-    def per_doc(p: Any) -> Callable[[Sequence[Any]], list[Any]]:
-        return lambda items: [p.run(x) for x in items]
-
-    def batched(p: Any, n: int) -> Callable[[Sequence[Any]], list[Any]]:
-        return lambda items: run_batched(p, items, n)
-
-    def cached(p: Any, n: int) -> tuple[Callable, Callable]:
-        pipeline = with_section_cache(p)
-
-        def run(items: Sequence[Any]) -> list[Any]:
-            return run_batched(cold(pipeline), items, n)  # cold every round
-
-        return run, lambda: hit_rate(pipeline)
-
-    cache_run, cache_hits = cached(pooled, 32)
-    return [
-        # name, runner, kind, hit-rate probe
-        ("baseline", per_doc(base), "baseline", None),
-        ("rust tokenizer alone", per_doc(apply(base, rust_change)), "alone", None),
-        (f"truncation to {chosen} alone", per_doc(apply(base, trunc)), "alone", None),
-        ("dynamic padding alone", per_doc(apply(base, dyn)), "alone", None),
-        (f"length bucketing alone (batch {batch})", per_doc(apply(base, bucket)), "alone", None),
-        ("inference_mode alone", per_doc(apply(base, infer)), "alone", None),
-        ("nlp: all changes, one document per call", per_doc(everything), "composed", None),
-        ("nlp + batching (32 documents)", batched(pooled, 32), "composed", None),
-        ("nlp + batching + section cache", cache_run, "composed", cache_hits),
-        ("library defaults (AutoTokenizer, max_seq_length, sorted batches of 32)",
-         batched(competent, 32), "competent", None),
-    ]  # fmt: skip
-
-
-def bench_pipelines(variants: list, setup: Any, sample: int, rounds: int, log: Callable) -> dict:
-    workload = setup.workload
-    items = list(workload.items[:sample])
-    baseline = list(setup.notes["baseline_outputs"])
-    times: dict[str, list[float]] = {name: [] for name, *_ in variants}
-    hit_rates: dict[str, list[float]] = {}
-    outputs: dict[str, list[Any]] = {}
-    for _name, run, *_ in variants:  # warm-up: kernels and allocations for each config
-        run(items[:2])
-    for round_ in range(rounds):
-        order = variants if round_ % 2 == 0 else list(reversed(variants))
-        for name, run, _, probe in order:
-            t0 = _now()
-            result = run(items)
-            times[name].append(_now() - t0)
-            outputs[name] = result
-            if probe is not None:
-                hit_rates.setdefault(name, []).append(probe())
-            log(f"round {round_ + 1}: {name}: {len(items) / times[name][-1]:.2f} docs/s")
-    base_times = times["baseline"]
-    competent = next(name for name, _, kind, _ in variants if kind == "competent")
-    rows = []
-    for name, _, kind, _ in variants:
-        ratio = [b / t for b, t in zip(base_times, times[name], strict=True)]
-        vs_comp = [c / t for c, t in zip(times[competent], times[name], strict=True)]
-        rows.append(
-            {
-                "name": name,
-                "kind": kind,
-                "docs_per_s": len(items) / statistics.median(times[name]),
-                "seconds_per_round": times[name],
-                "speedup_vs_baseline": statistics.median(ratio),
-                "speedup_vs_baseline_per_round": ratio,
-                "speedup_vs_competent": statistics.median(vs_comp),
-                "agreement_on_sample": _agreement(outputs[name], baseline[: len(items)]),
-                "cache_hit_rate": statistics.median(hit_rates[name]) if name in hit_rates else None,
-            }
-        )
-    return {"documents": len(items), "rounds": rounds, "rows": rows}
-
-
-def fidelity_everywhere(variants: list, setup: Any, names: Sequence[str], log: Callable) -> dict:
-    workload = setup.workload
-    baseline = list(setup.notes["baseline_outputs"])
-    out = {}
-    for name, run, *_ in variants:
-        if name not in names:
-            continue
-        t0 = _now()
-        result = run(list(workload.items))
-        out[name] = {
-            **_agreement(result, baseline),
-            "accuracy": _accuracy(result, workload.labels),
-            "seconds": round(_now() - t0, 1),
-        }
-        log(f"fidelity on {len(result)} documents: {name}: {out[name]['agreement']:.2%}")
-    return out
 
 
 # -- part 4: the optimize loop -------------------------------------------------------------------
@@ -346,8 +225,8 @@ def bench_side_by_side(setup: Any, found: Any, quick: bool, log: Callable) -> di
             "comparison": data,
         }  # fmt: skip
     out["agreement_with_teaching_baseline"] = {
-        "optimized": _agreement(_served(optimized, items), baseline),
-        "library defaults": _agreement(_served(library, items), baseline),
+        "optimized": agreement(served(optimized, items), baseline),
+        "library defaults": agreement(served(library, items), baseline),
     }
     out["trade_offs"] = [
         "P99 ratios above 1 mean the optimized pipeline's P99 is lower; a batch served in "
@@ -358,28 +237,41 @@ def bench_side_by_side(setup: Any, found: Any, quick: bool, log: Callable) -> di
     return out
 
 
-def _served(pipeline: Any, items: Sequence[Any]) -> list[Any]:
-    from pipetune.core.kernel.state import reset_state
-    from pipetune.core.measure.timed_pass import RuntimeSpec, run_pass
-
-    reset_state(pipeline)
-    return list(run_pass(pipeline, list(items), RuntimeSpec()).outputs)
-
-
 # -- main ------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny demo: a smoke run")
-    parser.add_argument("--sample", type=int, default=16, help="documents per timing round")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-optimize", action="store_true", help="skip the optimize loop")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)}; a subset is merged into "
+        "--output, keeping its other keys",
+    )
+    parser.add_argument("--output", "--out", dest="output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="skip the optimize loop (parts 4-5; the other keys are then merged, as --parts)",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's own)"
     )
     args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        parser.error(f"unknown part(s): {', '.join(unknown) or '(none given)'}")
+    if args.no_optimize:
+        parts = [p for p in parts if p != "optimize"]
+    partial = set(parts) != set(PARTS)
+    if args.quick and partial and args.output.resolve() == RESULTS.resolve():
+        parser.error(
+            "a partial smoke run would merge smoke figures into the full results: "
+            "pass --output /tmp/nlp_quick.json"
+        )
+    previous = _read(args.output) if partial else {}
 
     import torch
 
@@ -387,6 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     import pipetune
+    from benchmarks.nlp.pipelines import (
+        Sizing,
+        bench_pipelines,
+        build_variants,
+        fidelity_everywhere,
+    )
     from benchmarks.nlp.tokenizer import rust_swap
     from pipetune.core.kernel import dispatch
     from pipetune.core.kernel.artifacts import ArtifactStore
@@ -398,22 +296,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     started = _now()
-    sample = 3 if args.quick else args.sample
-    rounds = 1 if args.quick else args.rounds
+    chosen = _chosen_length(previous, args.quick) if "truncation" not in parts else None
+    if "pipelines" in parts and "truncation" not in parts:
+        if chosen is None:
+            log(f"no truncation length in {args.output} from a like run: running part 2 too")
+            parts = ["truncation", *parts]
+        else:
+            log(f"part 3 takes the truncation length {chosen} from {args.output} (part 2)")
     setup = build_demo(quick=args.quick, log=log)
     pm = pipetune.get_plugin_manager(entry_points=False)
     store = ArtifactStore(Path(tempfile.mkdtemp(prefix="pipetune-nlp-bench-")))
     workload = setup.workload
-    log(f"workload: {len(workload)} documents; timing sample {sample}; rounds {rounds}")
-
-    # The Rust tokenizer, built and verified id-for-id by the plugin's own tune step.
-    rust_change, swapped, rust_verified = rust_swap(pm, setup, store, log)
-
+    log(f"workload: {len(workload)} documents; parts: {', '.join(parts)}")
+    command = " ".join(["python -m benchmarks.nlp.run", *(argv or sys.argv[1:])])
+    machine = detect_machine(
+        threads={"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}
+    ).to_dict()
     results: dict[str, Any] = {
-        "machine": detect_machine(
-            threads={"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}
-        ).to_dict(),
-        "command": " ".join(["python -m benchmarks.nlp.run", *(argv or sys.argv[1:])]),
+        "machine": machine,
+        "command": command,
         "load_average_at_start": list(os.getloadavg()),
         "workload": {
             "documents": len(workload),
@@ -421,33 +322,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             "baseline_accuracy_vs_generator_labels": setup.notes["baseline_accuracy"],
             "setup": setup.notes["setup"],
         },
-        "rust_tokenizer_verification": rust_verified,
     }
 
-    log("part 2: truncation search")
-    padding = Change("nlp.dynamic_padding", "nlp", "embed", {"slot_stage": "tokenize"})
-    dynamic = dispatch.materialize(pm, padding, swapped, store.root)
-    results["truncation"] = bench_truncation(pm, dynamic, setup, store, log)
-    chosen = results["truncation"]["chosen_max_length"]
+    if "truncation" in parts or "pipelines" in parts:
+        # The Rust tokenizer, built and verified id-for-id by the plugin's own tune step.
+        rust_change, swapped, rust_verified = rust_swap(pm, setup, store, log)
+        results["rust_tokenizer_verification"] = rust_verified
+        padding = Change("nlp.dynamic_padding", "nlp", "embed", {"slot_stage": "tokenize"})
+        dynamic = dispatch.materialize(pm, padding, swapped, store.root)
 
-    log("part 3: pipelines")
-    batch = results["length_bucketing_batch"] = bucketing_batch(pm, dynamic, setup, store, log)
-    variants = build_variants(pm, setup, rust_change, store, chosen, batch)
-    results["pipelines"] = bench_pipelines(variants, setup, sample, rounds, log)
-    composed = [name for name, _, kind, _ in variants if kind in ("composed", "competent")]
-    results["fidelity_all_documents"] = fidelity_everywhere(variants, setup, composed, log)
+    if "truncation" in parts:
+        log("part 2: truncation search")
+        results["truncation"] = bench_truncation(pm, dynamic, setup, store, log)
+        chosen = results["truncation"]["chosen_max_length"]
 
-    if not args.no_optimize:
+    if "pipelines" in parts:
+        assert chosen is not None
+        log("part 3: pipelines")
+        batch = bucketing_batch(pm, dynamic, setup, store, log)
+        results["length_bucketing_batch"] = batch
+        variants = build_variants(pm, setup, rust_change, store, chosen, batch)
+        sizing = Sizing.quick() if args.quick else Sizing.full()
+        results["pipelines"] = {
+            "command": command,
+            "quick": args.quick,
+            "machine": machine,
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "truncation_max_length": chosen,
+            **bench_pipelines(variants, setup, sizing, log),
+        }
+        results["fidelity_all_documents"] = fidelity_everywhere(variants, setup, log)
+
+    if "optimize" in parts:
         log("part 4: the optimize loop")
         results["optimize"], found = bench_optimize(setup, log)
         results["side_by_side"] = bench_side_by_side(setup, found, args.quick, log)
     results["seconds"] = round(_now() - started, 1)
     results["load_average_at_end"] = list(os.getloadavg())
 
-    write_results(args.out, results)
+    if partial:
+        merge_results(args.output, results, previous, parts)
+    else:
+        write_results(args.output, results)
     print_table(results)
-    print(f"\nwritten to {args.out}")
+    print(f"\nwritten to {args.output}")
     return 0
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The results already in ``path`` (empty when there are none)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _chosen_length(previous: dict[str, Any], quick: bool) -> int | None:
+    """Part 2's truncation length from earlier results, when they come from a run of the
+    same kind (a smoke run's length never feeds a full run's part 3, nor the reverse)."""
+    found = (previous.get("truncation") or {}).get("chosen_max_length")
+    was_quick = "--quick" in str(previous.get("command") or "").split()
+    return int(found) if found is not None and was_quick == quick else None
 
 
 def bucketing_batch(pm: Any, dynamic: Any, setup: Any, store: Any, log: Callable) -> int:
@@ -477,27 +413,32 @@ def write_results(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps({**results, **kept}, indent=1, default=str) + "\n")
 
 
+def merge_results(
+    path: Path, results: dict[str, Any], previous: dict[str, Any], parts: Sequence[str]
+) -> None:
+    """Write the keys of the ``parts`` that ran into ``path``, keeping every other key
+    there (its command, machine and load stay those of the run that wrote them; part 3
+    carries its own). This run's top-level keys fill in only what the file lacks."""
+    ran = {key: results[key] for part in parts for key in PART_KEYS[part] if key in results}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged = {**results, **previous, **ran}
+    path.write_text(json.dumps(merged, indent=1, default=str) + "\n")
+
+
 def print_table(results: dict) -> None:
-    trunc = results["truncation"]
-    curve = ", ".join(
-        f"{p['max_length']} {p['split'][:3]} {p['agreement']:.1%}" for p in trunc["curve"]
-    )
-    print(f"Truncation search: chose {trunc['chosen_max_length']} ({curve})")
-    print(
-        f"  at {trunc['chosen_max_length']} on all documents: "
-        f"{trunc['agreement_on_all_documents_at_chosen']['agreement']:.2%}"
-    )
-    pipes = results["pipelines"]
-    fid = results["fidelity_all_documents"]
-    print(f"\nPipelines ({pipes['documents']} documents per round, {pipes['rounds']} rounds)")
-    print(f"{'pipeline':55} {'docs/s':>8} {'vs base':>8} {'vs comp':>8} {'agree':>8}  hits")
-    for row in pipes["rows"]:
-        agree = fid.get(row["name"], row["agreement_on_sample"])["agreement"]
-        hits = f"{row['cache_hit_rate']:.0%}" if row["cache_hit_rate"] is not None else ""
-        print(
-            f"{row['name'][:55]:55} {row['docs_per_s']:8.2f} {row['speedup_vs_baseline']:7.1f}x "
-            f"{row['speedup_vs_competent']:7.2f}x {agree:8.2%}  {hits}"
+    """What this run measured (the parts it ran), as a few plain-text tables."""
+    trunc = results.get("truncation")
+    if trunc:
+        curve = ", ".join(
+            f"{p['max_length']} {p['split'][:3]} {p['agreement']:.1%}" for p in trunc["curve"]
         )
+        print(f"Truncation search: chose {trunc['chosen_max_length']} ({curve})")
+        print(
+            f"  at {trunc['chosen_max_length']} on all documents: "
+            f"{trunc['agreement_on_all_documents_at_chosen']['agreement']:.2%}"
+        )
+    if results.get("pipelines"):
+        print_pipelines(results["pipelines"], results.get("fidelity_all_documents") or {})
     side = results.get("side_by_side")
     if side:
         print("\nThe loop's pipeline, side by side (compare):")
@@ -512,6 +453,36 @@ def print_table(results: dict) -> None:
                 else f"  against the {name}: "
                 f"{row['throughput_ratio']:.2f}x [{low:.2f}, {high:.2f}] throughput"
             )
+
+
+def print_pipelines(pipes: dict[str, Any], fidelity: dict[str, Any]) -> None:
+    """Part 3's rows: each ratio with its interval, and what it rests on."""
+
+    def ratio(found: dict[str, Any] | None) -> str:
+        if not found:
+            return "-"
+        low, high = found["ci"]
+        return f"{found['speedup']:.2f}x [{low:.2f}, {high:.2f}]"
+
+    print(f"\nPipelines (through compare, {pipes['documents']} documents in the workload)")
+    print(f"{'pipeline':45} {'docs/s':>7} {'vs baseline':>20} {'vs library':>20} "
+          f"{'agree':>7} {'hits':>5}  rests on (vs baseline)")  # fmt: skip
+    for row in pipes["rows"]:
+        agree = (fidelity.get(row["name"]) or row.get("agreement_on_sample") or {}).get("agreement")
+        hits = row.get("cache_hit_rate")
+        base = row.get("vs_baseline") or {}
+        rests = (
+            f"{base['inputs_timed']} of {base['inputs_total']} docs, "
+            f"{base['samples_per_side']} samples/side, {base['rounds']} rounds"
+            if base
+            else "-"
+        )
+        print(
+            f"{row['name'][:45]:45} {row['docs_per_s']:7.2f} {ratio(base or None):>20} "
+            f"{ratio(row.get('vs_library_defaults')):>20} "
+            f"{'-' if agree is None else f'{agree:.0%}':>7} "
+            f"{'' if hits is None else f'{hits:.0%}':>5}  {rests}"
+        )
 
 
 if __name__ == "__main__":
