@@ -49,8 +49,7 @@ def test_hnsw_build_estimate_fits_the_growth_of_two_samples(monkeypatch) -> None
 
 def test_the_estimate_measures_on_the_threads_the_build_will_use(monkeypatch) -> None:
     """The sample builds run on the count given (the build's own), not on whatever faiss is
-    set to when the profile runs: an estimate on two threads once predicted 29 s for a
-    build that took 73 s on one."""
+    set to when the profile runs."""
     import contextlib
 
     from pipetune.plugins.recsys import threads as recsys_threads

@@ -333,8 +333,8 @@ def estimate_hnsw_build_s(
     fit through 8,000 and 32,000 (b = 1.38, ~2.4 s of sample builds) says 92 s. The
     exponent is kept between 1 and 2. ``threads``: faiss threads for the sample builds (the
     count the build itself will use, :func:`~pipetune.plugins.recsys.threads.build_threads`;
-    ``None``: as set); an estimate on two threads predicted 29 s for a build that took 73 s
-    on one."""
+    ``None``: as set), so an estimate taken while searches are pinned to fewer threads
+    does not predict a different build."""
     from pipetune.plugins.recsys.threads import faiss_thread_count
 
     faiss = load_faiss()
