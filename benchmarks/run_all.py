@@ -39,7 +39,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("nlp", "benchmarks.nlp.demo_time", []),
     ("vision", "benchmarks.vision.decode", []),
     ("vision", "benchmarks.vision.frame_skip", []),
-    ("llm", "benchmarks.llm.run", ["--threads", "1"]),
+    ("llm", "benchmarks.llm.run", []),
     ("hardware", "benchmarks.hardware.encoder", []),
     ("hardware", "benchmarks.hardware.threads", []),
     ("scan", "benchmarks.scan.speed", []),

@@ -1,45 +1,41 @@
-"""The llm plugin's benchmarks, side by side in one run, on SmolLM2-135M-Instruct.
+"""The llm plugin's benchmarks on SmolLM2-135M-Instruct, every pair through ``compare``.
 
 Run from the repository root::
 
-    python -m benchmarks.llm.run            # full: about 55 minutes on a quiet 2-core CPU
+    python -m benchmarks.llm.run            # full: about an hour on a quiet 2-core CPU
     python -m benchmarks.llm.run --quick    # smoke run: a few minutes
     python -m benchmarks.llm.run --sections kv,batching   # a subset (merged into the JSON)
 
-Sections (every figure is measured in this process, variants one after another on the
-same requests; every variant's greedy tokens are checked against the reference):
+Each section puts two ways of serving side by side through ``compare`` (paired ABBA
+rounds, an interval, the inputs and samples each figure rests on, the host's load): the
+inputs are distinct requests (or, for batching, distinct streams of requests), and every
+variant's greedy tokens are checked against the other side's. Decoding on a CPU takes
+seconds a request, so the rounds are few and small; each section says how many.
 
-* ``kv``: tokens/s generating exactly N new tokens (EOS disabled; N=256, quick 32) from a
-  chat prompt, batch 1: without a KV cache (the whole prefix re-run per token), with the
-  plugin's KV-cache loop, and transformers' own ``generate`` with its cache (the competent
-  reference the plugin's loop must match).
-* ``prefix``: the mixed stream served one request at a time with and without the shared
-  system prompt's KV cached: time to first token and total time.
-* ``batching``: the mixed-length stream (48 requests of ``traffic.mixed_stream``: prompt
-  and output-budget distributions in :mod:`pipetune.plugins.llm.traffic`) served one at a
-  time, by static batching (padded, as ``generate`` on a batch; and evicting finished
-  rows), and by continuous batching, at ``max_batch`` 8 and 16, all with the same forward
-  pass and KV code. Saturated (every request arrives at t=0): throughput and P99 latency.
-  Then Poisson arrivals at 80 % of static batching's measured capacity (max_batch 8): P99
-  latency and time to first token as users of a server see them. Throughput is reported
-  over the whole run and while requests were waiting (until the last request's first
-  token: the drain at the end of a finite stream left out).
-* ``batching_long``: static (padded) vs continuous at max_batch 8 on a 96-request stream
-  of the same mix, saturated: the drain weighs half as much as on 48 requests.
-* ``speculative``: three streams: input-grounded (edit / extract / summarize, up to 160
-  tokens), open-ended short answers (chat and writing capped at 48 tokens) and open-ended
-  long stories (160 tokens, where a 135M model decoding greedily repeats itself). The
-  plugin's own tune step for prompt-lookup speculation decides on each (acceptance rate,
-  measured speedup, accepted or rejected with the reason); a self-speculative draft (the
-  target's first layers) is measured on the first two.
-* ``compile``: batch 1, N new tokens (EOS disabled): the plugin's dynamic-cache loop, the
-  static-cache decode step run eagerly, and the same step through ``torch.compile``
-  (``compile_step=True``), interleaved over three rounds (medians); the one-off compile
-  time reported apart.
+* ``kv``: tokens/s generating exactly N new tokens (EOS disabled; N=256, quick 32) from
+  distinct story prompts, batch 1: without a KV cache (the whole prefix re-run per
+  token) against the plugin's KV-cache loop, and that loop against transformers' own
+  ``generate`` with its cache (the competent reference it must match).
+* ``prefix``: the mixed stream's requests one at a time with and without the shared
+  system prompts' KV cached: time per request, and time to first token over every call.
+* ``batching``: continuous batching against static batching (padded, as ``generate`` on
+  a batch; and evicting finished rows, what a competent server does) at max batch 8, an
+  input being a whole stream of mixed-length requests arriving at once (48 requests of
+  ``traffic.mixed_stream``, one seed a stream): stream time, tokens/s while requests
+  waited (the drain at the end of a finite stream left out) and P99 request latency.
+* ``speculative``: three kinds of traffic: input-grounded (edit / extract / summarize, up
+  to 160 tokens), open-ended short answers (48 tokens) and open-ended long stories (160
+  tokens, where a 135M model decoding greedily repeats itself). The plugin's own tune
+  step for prompt-lookup speculation decides on tuning requests; where it accepts, the
+  accepted draft length against plain KV decoding on *other* requests of the same kind.
+  A self-speculative draft (the target's first layers) on grounded requests.
+* ``compile``: batch 1, N new tokens (EOS disabled): the plugin's dynamic-cache loop
+  against the static-cache decode step through ``torch.compile`` (``compile_step=True``);
+  the one-off compile time reported apart.
 * ``cuda``: on a CUDA machine only: batch-1 tokens/s of transformers' eager ``generate``, the
   plugin's dynamic-cache loop, the static cache + CUDA-graph decode, and the same with the
   step compiled before capture, against the device's memory-bandwidth bound (weight bytes
-  per token). Skipped with the reason here.
+  per token); one run each, not through ``compare``. Skipped with the reason here.
 
 Results: tables on stdout and ``benchmarks/results/llm.json`` (machine, thread settings,
 the command, every figure).
@@ -58,7 +54,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "llm.json"
-SECTIONS = ("kv", "prefix", "batching", "batching_long", "speculative", "compile", "cuda")
+SECTIONS = ("kv", "prefix", "batching", "speculative", "compile", "cuda")
+#: Requests in each stream the batching section serves.
+BATCHING_REQUESTS = 48
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -85,33 +83,47 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _ci(row: dict[str, Any]) -> str:
+    low, high = row["ci"]
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def _coverage(row: dict[str, Any]) -> dict[str, Any]:
+    """A section's headline comparison's coverage and load, at the section's top level
+    (where the render reads them)."""
+    keys = ("inputs_timed", "inputs_total", "samples_per_side", "host_load")
+    return {key: row.get(key) for key in keys}
+
+
 # -- sections ----------------------------------------------------------------------------------
 
 
 def bench_kv(loaded: Any, quick: bool) -> dict[str, Any]:
+    """No cache against the plugin's KV-cache loop, and that loop against transformers'
+    ``generate`` with its own cache, through ``compare`` on distinct story prompts, each
+    decoding exactly N new tokens."""
     import torch
 
+    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
+    from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.blocks import encode_request
     from pipetune.plugins.llm.engine import Engine
     from pipetune.plugins.llm.records import GenerateConfig
 
-    new = 32 if quick else 256
-    request = encode_request(
-        {
-            "system": "You are a creative writer.",
-            "prompt": "Write a long story about a lighthouse keeper who finds a message in a "
-            "bottle. Describe the sea, the weather and the village in detail.",
-            "max_new_tokens": new,
-        },
-        loaded.tokenizer,
-    )
+    # no cache decodes 256 tokens in about two minutes here: one prompt a round, 3 rounds
+    new, prompts = (32, 2) if quick else (256, 3)
+    items = [{**item, "max_new_tokens": new} for item in traffic.story_stream(prompts, seed=5)]
+    requests = keyed([encode_request(item, loaded.tokenizer) for item in items])
     no_eos = (-1,)  # exactly `new` tokens in every variant
     slow = Engine(loaded.model, GenerateConfig(use_cache=False, eos_token_ids=no_eos))
     fast = Engine(loaded.model, GenerateConfig(use_cache=True, eos_token_ids=no_eos))
-    ids = torch.tensor([request.prompt_ids])
 
-    def hf_generate() -> Any:
-        return loaded.model.generate(
+    def engine(which: Any) -> Served:
+        return Served(lambda request: (which.generate(request).tokens, {}))
+
+    def hf_generate(request: Any) -> tuple[Any, dict[str, Any]]:
+        ids = torch.tensor([request.prompt_ids])
+        out = loaded.model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
             max_new_tokens=new,
@@ -119,45 +131,55 @@ def bench_kv(loaded: Any, quick: bool) -> dict[str, Any]:
             do_sample=False,
             pad_token_id=0,
         )
+        return tuple(out[0, ids.shape[1] :].tolist()), {}
 
-    fast.generate(request.__class__(request.prompt_ids, 4))  # warm-up
-    hf_generate()
-    # the two cached loops interleaved (ABAB), so load changes hit both alike
-    cached, t_cached, hf_times = [], [], []
-    for _ in range(3):
-        out, t = _timed(lambda: fast.generate(request))
-        cached.append(out)
-        t_cached.append(t)
-        hf, t = _timed(hf_generate)
-        hf_times.append(t)
-    uncached, t_uncached = _timed(lambda: slow.generate(request))
-    hf_tokens = hf[0, ids.shape[1] :].tolist()
-    t_fast, t_hf = statistics.median(t_cached), statistics.median(hf_times)
+    no_cache, kv_cache, library = engine(slow), engine(fast), Served(hf_generate)
+    a, b, c = (
+        pipeline(n, s) for n, s in (("no cache", no_cache), ("kv", kv_cache), ("generate", library))
+    )
+    _, fast_s = _timed(lambda: fast.generate(requests[0][1]))  # a warm-up that sizes the rest
+    slow_s = fast_s * max(2.0, new / 16)  # an upper guess: no cache costs ~9x at 256 tokens
+    rounds = len(requests)
+    vs_none = through_compare(a, b, requests, rounds=rounds, per_round=1, expected_s=slow_s)
+    vs_library = through_compare(c, b, requests, rounds=rounds, per_round=1, expected_s=2 * fast_s)
+    tokens_s = {
+        name: new * 1000.0 / row["ms_per_item"][side]
+        for name, row, side in (
+            ("no_cache", vs_none, "a"),
+            ("kv_cache", vs_none, "b"),
+            ("transformers_generate", vs_library, "a"),
+        )
+        if row["ms_per_item"][side]
+    }
     result = {
-        "prompt_tokens": len(request.prompt_ids),
+        "prompts": len(requests),
+        "prompt_tokens": [len(r.prompt_ids) for _, r in requests],
         "new_tokens": new,
-        "no_cache_tokens_per_s": new / t_uncached,
-        "kv_cache_tokens_per_s": new / t_fast,
-        "transformers_generate_tokens_per_s": new / t_hf,
-        "speedup_kv_vs_no_cache": t_uncached / t_fast,
-        "kv_vs_transformers_generate": t_hf / t_fast,
-        "identical_tokens": list(uncached.tokens) == list(cached[0].tokens),
-        "identical_to_transformers": list(cached[0].tokens) == hf_tokens,
+        "no_cache_tokens_per_s": tokens_s.get("no_cache"),
+        "kv_cache_tokens_per_s": tokens_s.get("kv_cache"),
+        "transformers_generate_tokens_per_s": tokens_s.get("transformers_generate"),
+        "speedup_kv_vs_no_cache": vs_none["speedup"],
+        "kv_vs_transformers_generate": vs_library["speedup"],
+        "vs_no_cache": vs_none,
+        "vs_transformers_generate": vs_library,
+        "identical_tokens": identical(no_cache, kv_cache) == 1.0,
+        "identical_to_transformers": identical(library, kv_cache) == 1.0,
+        **_coverage(vs_none),
     }
     _table(
-        f"KV cache: {new} new tokens, batch 1, prompt {len(request.prompt_ids)} tokens",
+        f"KV cache: {new} new tokens, batch 1, {len(requests)} prompts through compare",
         ["variant", "tokens/s", "vs no cache"],
         [
             ["no KV cache (prefix re-run)", _fmt(result["no_cache_tokens_per_s"]), "1.00x"],
             [
                 "KV cache (pipetune loop)",
                 _fmt(result["kv_cache_tokens_per_s"]),
-                f"{result['speedup_kv_vs_no_cache']:.2f}x",
+                f"{vs_none['speedup']:.2f}x {_ci(vs_none)}",
             ],
             [
                 "KV cache (transformers generate)",
                 _fmt(result["transformers_generate_tokens_per_s"]),
-                f"{t_uncached / t_hf:.2f}x",
+                f"loop: {vs_library['speedup']:.2f}x {_ci(vs_library)}",
             ],
         ],
     )
@@ -169,6 +191,10 @@ def bench_kv(loaded: Any, quick: bool) -> dict[str, Any]:
 
 
 def bench_prefix(loaded: Any, quick: bool) -> dict[str, Any]:
+    """The mixed stream's requests one at a time with and without the shared system
+    prompts' keys and values cached, through ``compare``: time per request, and time to
+    first token over every call."""
+    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
     from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.blocks import encode_request
     from pipetune.plugins.llm.engine import Engine
@@ -176,44 +202,70 @@ def bench_prefix(loaded: Any, quick: bool) -> dict[str, Any]:
     from pipetune.plugins.llm.records import GenerateConfig
 
     items = traffic.mixed_stream(6 if quick else 16, seed=3, max_new_cap=8 if quick else 16)
-    requests = [encode_request(i, loaded.tokenizer) for i in items]
-    prompts = [list(r.prompt_ids) for r in requests]
+    encoded = [encode_request(i, loaded.tokenizer) for i in items]
+    prompts = [list(r.prompt_ids) for r in encoded]
     prefixes = shared_prefixes(prompts)
     base = Engine(loaded.model, GenerateConfig())
     cache = PrefixCache(prefixes)
     cached = Engine(loaded.model, GenerateConfig(prefixes=tuple(prefixes)), prefix_cache=cache)
-    base.generate(requests[0])
-    before, t_before = _timed(lambda: [base.generate(r) for r in requests])
-    after, t_after = _timed(lambda: [cached.generate(r) for r in requests])
-    ttft_b = [g.stats["ttft_s"] * 1000 for g in before]
-    ttft_a = [g.stats["ttft_s"] * 1000 for g in after]
+
+    def serve(engine: Any) -> Served:
+        def one(request: Any) -> tuple[Any, dict[str, Any]]:
+            generation = engine.generate(request)
+            return generation.tokens, {"ttft_s": generation.stats["ttft_s"]}
+
+        return Served(one)
+
+    before, after = serve(base), serve(cached)
+    _, one_s = _timed(lambda: base.generate(encoded[0]))
+    per_round = 2 if quick else 4
+    row = through_compare(
+        pipeline("no prefix cache", before),
+        pipeline("prefix cache", after),
+        keyed(encoded),
+        rounds=len(encoded) // per_round,
+        per_round=per_round,
+        expected_s=2 * one_s,
+    )
+    ttft_b = [s["ttft_s"] * 1000 for s in before.stats]
+    ttft_a = [s["ttft_s"] * 1000 for s in after.stats]
     result = {
-        "requests": len(requests),
+        "requests": len(encoded),
         "prefix_lengths": [len(p) for p in prefixes],
         "coverage": prefix_coverage(prompts, prefixes),
         "ttft_ms_p50_before": statistics.median(ttft_b),
         "ttft_ms_p50_after": statistics.median(ttft_a),
-        "total_s_before": t_before,
-        "total_s_after": t_after,
-        "speedup": t_before / t_after,
-        "identical": _same(before, after),
+        "ttft_samples": {"before": len(ttft_b), "after": len(ttft_a)},
+        "ms_per_request": row["ms_per_item"],
+        "speedup": row["speedup"],
+        "compared": row,
+        "identical": identical(before, after),
         "cache": cache.stats(),
+        **_coverage(row),
     }
     _table(
-        f"Prefix cache: {len(requests)} requests, shared prefixes "
+        f"Prefix cache: {len(encoded)} requests through compare, shared prefixes "
         f"{result['prefix_lengths']} tokens "
         f"({result['coverage']['prefill_tokens_saved']:.0%} of prompt tokens)",
-        ["variant", "TTFT p50 ms", "total s"],
+        ["variant", "TTFT p50 ms", "ms a request"],
         [
-            ["no prefix cache", _fmt(result["ttft_ms_p50_before"]), _fmt(t_before, 2)],
-            ["prefix cache", _fmt(result["ttft_ms_p50_after"]), _fmt(t_after, 2)],
+            ["no prefix cache", _fmt(result["ttft_ms_p50_before"]), _fmt(row["ms_per_item"]["a"])],
+            ["prefix cache", _fmt(result["ttft_ms_p50_after"]), _fmt(row["ms_per_item"]["b"])],
         ],
     )
-    print(f"  speedup {result['speedup']:.2f}x, identical tokens: {result['identical']:.0%}")
+    print(
+        f"  speedup {row['speedup']:.2f}x {_ci(row)}, identical tokens: {result['identical']:.0%}"
+    )
     return result
 
 
 def bench_batching(loaded: Any, quick: bool) -> dict[str, Any]:
+    """Continuous batching against static batching (padded, and evicting finished rows)
+    at max batch 8, through ``compare``: an input is a whole stream of mixed-length
+    requests arriving at once, served to the end, and the streams differ (one seed each).
+    Throughput is the ratio of stream times (the same tokens); tokens/s while requests
+    waited and per-request latency come from every stream served."""
+    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
     from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.analysis import distribution
     from pipetune.plugins.llm.blocks import encode_request
@@ -221,223 +273,132 @@ def bench_batching(loaded: Any, quick: bool) -> dict[str, Any]:
     from pipetune.plugins.llm.records import GenerateConfig
     from pipetune.plugins.llm.scheduler import serve_stream
 
-    n = 8 if quick else 48
-    items = traffic.mixed_stream(n, seed=0, max_new_cap=24 if quick else None)
-    requests = [encode_request(i, loaded.tokenizer) for i in items]
-    sizes = (4,) if quick else (8, 16)
+    n, batch, streams = (8, 4, 2) if quick else (BATCHING_REQUESTS, 8, 2)
+    cap = 24 if quick else None
+    mixes = [traffic.mixed_stream(n, seed=seed, max_new_cap=cap) for seed in range(streams)]
+    payloads = keyed([tuple(encode_request(i, loaded.tokenizer) for i in m) for m in mixes])
 
-    def variants(batch: int) -> list[tuple[str, GenerateConfig]]:
-        return [
-            ("static (padded)", GenerateConfig(batching="static", max_batch=batch)),
-            (
-                "static (evict finished)",
-                GenerateConfig(batching="static", max_batch=batch, static_evict=True),
-            ),
-            ("continuous", GenerateConfig(batching="continuous", max_batch=batch)),
-        ]
+    def serve(config: GenerateConfig) -> Served:
+        def stream(requests: Any) -> tuple[Any, dict[str, Any]]:
+            records, summary = serve_stream(Engine(loaded.model, config), list(requests))
+            stats = {
+                "wall_s": summary.wall_s,
+                "tokens_per_s": summary.tokens_per_s,
+                "backlog_tokens_per_s": summary.backlog_tokens_per_s,
+                "mean_batch": summary.mean_batch,
+                "latency_s": [r.latency_s for r in records],
+            }
+            return tuple(tuple(r.generation.tokens) for r in records), stats
 
-    Engine(loaded.model, GenerateConfig()).generate(
-        requests[0].__class__(requests[0].prompt_ids, 2)
+        return Served(stream)
+
+    served = {
+        "static (padded)": serve(GenerateConfig(batching="static", max_batch=batch)),
+        "static (evict finished)": serve(
+            GenerateConfig(batching="static", max_batch=batch, static_evict=True)
+        ),
+        "continuous": serve(GenerateConfig(batching="continuous", max_batch=batch)),
+    }
+    pipes = {name: pipeline(name, one) for name, one in served.items()}
+    _, warm_s = _timed(
+        lambda: serve_stream(Engine(loaded.model, GenerateConfig()), [payloads[0][1][0]])
     )
-    records, summary = serve_stream(Engine(loaded.model, GenerateConfig()), requests)
-    reference = [r.generation for r in records]
-    sequential = {**summary.to_dict(), "identical": 1.0}
-    lengths = [len(g.tokens) for g in reference]
-    rows = [
-        [
-            "one at a time",
-            1,
-            _fmt(summary.tokens_per_s),
-            _fmt(summary.requests_per_s, 3),
-            _fmt(summary.latency_ms["p99"] / 1000, 1),
-            "1.00",
-            "100%",
-        ]
-    ]
-    saturated: dict[str, dict[str, Any]] = {}
-    for batch in sizes:
-        at = saturated.setdefault(str(batch), {})
-        for name, config in variants(batch):
-            records, summary = serve_stream(Engine(loaded.model, config), requests)
-            outputs = [r.generation for r in records]
-            at[name] = {**summary.to_dict(), "identical": _same(reference, outputs)}
-            rows.append(
-                [
-                    name,
-                    batch,
-                    _fmt(summary.tokens_per_s),
-                    _fmt(summary.requests_per_s, 3),
-                    _fmt(summary.latency_ms["p99"] / 1000, 1),
-                    _fmt(summary.mean_batch, 2),
-                    f"{at[name]['identical']:.0%}",
-                ]
-            )
-    _table(
-        f"Batching, saturated: {n} requests at t=0 "
-        f"(output tokens p50 {statistics.median(lengths):.0f}, "
-        f"mean {statistics.mean(lengths):.0f}, max {max(lengths)})",
-        ["policy", "max_batch", "tokens/s", "requests/s", "P99 s", "mean batch", "identical"],
-        rows,
-    )
+    expected = max(30.0, warm_s * n)  # an upper guess at a stream's time (the hang deadline)
+    compared = {
+        base: through_compare(
+            pipes[base], pipes["continuous"], payloads, rounds=2, per_round=1, expected_s=expected
+        )
+        for base in ("static (padded)", "static (evict finished)")
+    }
+    policies = {}
+    for name, one in served.items():
+        latencies = [x for call in one.stats for x in call["latency_s"]]
+        policies[name] = {
+            "streams_served": len(one.stats),
+            "tokens_per_s": statistics.median(c["tokens_per_s"] for c in one.stats),
+            "backlog_tokens_per_s": statistics.median(c["backlog_tokens_per_s"] for c in one.stats),
+            "mean_batch": statistics.mean(c["mean_batch"] for c in one.stats),
+            "latency_ms": distribution([x * 1000 for x in latencies]),
+        }
+    cont = policies["continuous"]
     ratios = {}
-    for batch in sizes:
-        at = saturated[str(batch)]
-        cont, padded, evict = at["continuous"], at["static (padded)"], at["static (evict finished)"]
-        ratios[str(batch)] = {
-            "continuous_vs_static_throughput": cont["tokens_per_s"] / padded["tokens_per_s"],
-            "continuous_vs_static_evict_throughput": cont["tokens_per_s"] / evict["tokens_per_s"],
-            # while requests were waiting (the drain of a finite stream left out)
-            "continuous_vs_static_backlog_throughput": cont["backlog_tokens_per_s"]
-            / padded["backlog_tokens_per_s"],
-            "continuous_vs_static_evict_backlog_throughput": cont["backlog_tokens_per_s"]
-            / evict["backlog_tokens_per_s"],
-            "p99_static_over_continuous": padded["latency_ms"]["p99"] / cont["latency_ms"]["p99"],
-            "p99_static_evict_over_continuous": evict["latency_ms"]["p99"]
-            / cont["latency_ms"]["p99"],
+    for base, row in compared.items():
+        other = policies[base]
+        ratios[base] = {
+            "throughput": row["speedup"],
+            "ci": row["ci"],
+            "backlog_throughput": cont["backlog_tokens_per_s"] / other["backlog_tokens_per_s"],
+            "p99_lower": other["latency_ms"]["p99"] / cont["latency_ms"]["p99"],
         }
-        r = ratios[str(batch)]
-        print(
-            f"  max_batch {batch}: continuous vs static (padded) "
-            f"{r['continuous_vs_static_throughput']:.2f}x tokens/s, P99 "
-            f"{r['p99_static_over_continuous']:.2f}x lower; vs static (evict) "
-            f"{r['continuous_vs_static_evict_throughput']:.2f}x tokens/s, P99 "
-            f"{r['p99_static_evict_over_continuous']:.2f}x lower; while requests waited "
-            f"{r['continuous_vs_static_backlog_throughput']:.2f}x (padded), "
-            f"{r['continuous_vs_static_evict_backlog_throughput']:.2f}x (evict)"
-        )
-    # open-loop Poisson arrivals at 80 % of static batching's capacity (first batch size)
-    batch = sizes[0]
-    rate = 0.8 * saturated[str(batch)]["static (padded)"]["requests_per_s"]
-    arrivals = traffic.poisson_arrivals(n, rate, seed=1)
-    poisson: dict[str, Any] = {}
-    rows = []
-    for name, config in variants(batch):
-        records, summary = serve_stream(Engine(loaded.model, config), requests, arrivals)
-        poisson[name] = {
-            **summary.to_dict(),
-            "identical": _same(reference, [r.generation for r in records]),
-        }
-        rows.append(
-            [
-                name,
-                _fmt(summary.latency_ms["p50"] / 1000, 1),
-                _fmt(summary.latency_ms["p99"] / 1000, 1),
-                _fmt(summary.ttft_ms["p50"] / 1000, 2),
-                _fmt(summary.ttft_ms["p99"] / 1000, 2),
-            ]
-        )
     _table(
-        f"Batching, Poisson arrivals at {rate:.3f} requests/s "
-        f"(80 % of static capacity, max_batch={batch})",
-        ["policy", "latency P50 s", "latency P99 s", "TTFT P50 s", "TTFT P99 s"],
-        rows,
-    )
-    return {
-        "requests": n,
-        "max_batch": list(sizes),
-        "stream": traffic.describe(items),
-        "prompt_tokens": distribution([len(r.prompt_ids) for r in requests]),
-        "output_tokens": distribution(lengths),
-        "output_lengths": lengths,
-        "sequential": sequential,
-        "saturated": saturated,
-        "ratios": ratios,
-        "poisson_rate_rps": rate,
-        "poisson_max_batch": batch,
-        "poisson": poisson,
-    }
-
-
-def bench_batching_long(loaded: Any, quick: bool) -> dict[str, Any]:
-    """Static (padded) vs continuous on a stream twice as long (96 requests, same mix and
-    generator), saturated, max batch 8: the drain at the end weighs half as much, so the
-    whole-run ratio moves toward the ratio while requests wait."""
-    from pipetune.plugins.llm import traffic
-    from pipetune.plugins.llm.analysis import distribution
-    from pipetune.plugins.llm.blocks import encode_request
-    from pipetune.plugins.llm.engine import Engine
-    from pipetune.plugins.llm.records import GenerateConfig
-    from pipetune.plugins.llm.scheduler import serve_stream
-
-    n, batch = (16, 4) if quick else (96, 8)
-    items = traffic.mixed_stream(n, seed=0, max_new_cap=24 if quick else None)
-    requests = [encode_request(i, loaded.tokenizer) for i in items]
-    Engine(loaded.model, GenerateConfig()).generate(
-        requests[0].__class__(requests[0].prompt_ids, 2)
-    )
-    runs: dict[str, Any] = {}
-    outputs: dict[str, list[Any]] = {}
-    for name, policy in (("static (padded)", "static"), ("continuous", "continuous")):
-        config = GenerateConfig(batching=policy, max_batch=batch)
-        records, summary = serve_stream(Engine(loaded.model, config), requests)
-        outputs[name] = [r.generation for r in records]
-        runs[name] = summary.to_dict()
-    static, cont = runs["static (padded)"], runs["continuous"]
-    ratios = {
-        "continuous_vs_static_throughput": cont["tokens_per_s"] / static["tokens_per_s"],
-        "continuous_vs_static_backlog_throughput": cont["backlog_tokens_per_s"]
-        / static["backlog_tokens_per_s"],
-        "p99_static_over_continuous": static["latency_ms"]["p99"] / cont["latency_ms"]["p99"],
-    }
-    identical = _same(outputs["static (padded)"], outputs["continuous"])
-    _table(
-        f"Batching, saturated: {n} requests at t=0, max_batch={batch}",
-        ["policy", "tokens/s", "while waiting tok/s", "P99 s", "mean batch"],
+        f"Batching, saturated: {streams} streams of {n} requests at t=0, max_batch={batch}, "
+        "through compare",
+        ["policy", "tokens/s", "while waiting tok/s", "P99 s", "mean batch", "streams"],
         [
             [
                 name,
-                _fmt(run["tokens_per_s"]),
-                _fmt(run["backlog_tokens_per_s"]),
-                _fmt(run["latency_ms"]["p99"] / 1000, 1),
-                _fmt(run["mean_batch"], 2),
+                _fmt(p["tokens_per_s"]),
+                _fmt(p["backlog_tokens_per_s"]),
+                _fmt(p["latency_ms"]["p99"] / 1000, 1),
+                _fmt(p["mean_batch"], 2),
+                p["streams_served"],
             ]
-            for name, run in runs.items()
+            for name, p in policies.items()
         ],
     )
-    print(
-        f"  continuous vs static: {ratios['continuous_vs_static_throughput']:.2f}x tokens/s, "
-        f"{ratios['continuous_vs_static_backlog_throughput']:.2f}x while requests waited, "
-        f"P99 {ratios['p99_static_over_continuous']:.2f}x lower; tokens identical "
-        f"{identical:.0%}"
-    )
+    for base, r in ratios.items():
+        print(
+            f"  continuous vs {base}: {r['throughput']:.2f}x {_ci(compared[base])} stream time, "
+            f"{r['backlog_throughput']:.2f}x while requests waited, P99 {r['p99_lower']:.2f}x lower"
+        )
+    lengths = [len(t) for stream in served["continuous"].outputs.values() for t in stream]
     return {
         "requests": n,
+        "streams": streams,
         "max_batch": batch,
-        "stream": traffic.describe(items),
-        "output_tokens": distribution([len(g.tokens) for g in outputs["continuous"]]),
-        "saturated": runs,
+        "stream": traffic.describe([i for m in mixes for i in m]),
+        "output_tokens": distribution(lengths),
+        "policies": policies,
+        "compared": compared,
         "ratios": ratios,
-        "identical": identical,
+        "identical": min(identical(served[base], served["continuous"]) for base in compared),
+        **_coverage(compared["static (padded)"]),
     }
 
 
 def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
+    """Prompt-lookup speculation on three kinds of traffic: the plugin's own tune step
+    decides on each from tuning requests; where it accepts, the accepted setting against
+    plain KV-cache decoding on *other* requests of the same kind, through ``compare``. A
+    self-speculative draft (the target's first layers) through ``compare`` on grounded
+    requests."""
     import tempfile
 
+    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
     from pipetune import Rejected, get_plugin_manager
     from pipetune.core.kernel.artifacts import ArtifactStore
     from pipetune.core.kernel.context import TuneContext
     from pipetune.core.kernel.model import Pipeline, Requirements, Workload
     from pipetune.core.kernel.results import Proposal
     from pipetune.plugins.llm import traffic
-    from pipetune.plugins.llm.analysis import ngram_copy_rate, replay_prompt_lookup
+    from pipetune.plugins.llm.analysis import ngram_copy_rate
     from pipetune.plugins.llm.blocks import encode_request, generate_stage, prompt_stage
     from pipetune.plugins.llm.engine import Engine
     from pipetune.plugins.llm.records import GenerateConfig
 
-    n = 3 if quick else 8
+    n, held = (3, 2) if quick else (8, 8)
     long_cap = 32 if quick else 160
     short_cap = 16 if quick else 48
     layers = loaded.model.config.num_hidden_layers
     draft_layers = max(1, layers // 3)
-    # stream -> (requests, measure the self-speculative draft on it too)
-    streams = {
-        "input-grounded": (traffic.grounded_stream(n, seed=1, max_new_cap=long_cap), True),
-        "open-ended, short answers": (traffic.open_stream(n, seed=2, max_new_cap=short_cap), True),
-        "open-ended, long stories": (traffic.story_stream(n, seed=4, max_new_cap=long_cap), False),
+    # stream -> (tuning requests, held-out requests of the same kind)
+    kinds = {
+        "input-grounded": (traffic.grounded_stream, 1, long_cap),
+        "open-ended, short answers": (traffic.open_stream, 2, short_cap),
+        "open-ended, long stories": (traffic.story_stream, 4, long_cap),
     }
     pm = get_plugin_manager(entry_points=False)
-    out: dict[str, Any] = {"draft_layers": draft_layers}
+    out: dict[str, Any] = {"draft_layers": draft_layers, "held_out_requests": held}
     rows = []
     proposal = Proposal(
         id="llm.speculative_prompt_lookup",
@@ -446,9 +407,26 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
         title="prompt lookup",
         params={"speculative": "prompt_lookup"},
     )
-    for name, (items, with_draft) in streams.items():
-        cap = max(int(i["max_new_tokens"]) for i in items)
-        pipeline = Pipeline(
+
+    def serve(config: GenerateConfig) -> Served:
+        engine = Engine(loaded.model, config, tokenizer=loaded.tokenizer)
+
+        def one(request: Any) -> tuple[Any, dict[str, Any]]:
+            generation = engine.generate(request)
+            keep = ("drafted", "accepted")
+            return generation.tokens, {k: generation.stats.get(k, 0) for k in keep}
+
+        return Served(one)
+
+    def acceptance(one: Served) -> float:
+        drafted = sum(c["drafted"] for c in one.stats)
+        return sum(c["accepted"] for c in one.stats) / drafted if drafted else 0.0
+
+    for name, (make, seed, cap_at) in kinds.items():
+        items = make(n, seed=seed, max_new_cap=cap_at)
+        others = make(held, seed=seed + 10, max_new_cap=cap_at)
+        cap = max(int(i["max_new_tokens"]) for i in items + others)
+        tuning_pipeline = Pipeline(
             f"spec-{name}",
             [
                 prompt_stage(loaded.tokenizer),
@@ -459,18 +437,12 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
         workload = Workload(items=tuple(items))
         requirements = Requirements()
         with tempfile.TemporaryDirectory() as tmp:
-            context = TuneContext(pm, pipeline, workload, requirements, ArtifactStore(tmp))
+            context = TuneContext(pm, tuning_pipeline, workload, requirements, ArtifactStore(tmp))
             started = time.perf_counter()
             try:
-                tuned = pm.call_owner(
-                    "tune_proposal",
-                    "llm",
-                    proposal=proposal,
-                    pipeline=pipeline,
-                    workload=workload,
-                    requirements=requirements,
-                    context=context,
-                )
+                tuned = pm.tune(proposal, tuning_pipeline, context)
+                if tuned is None:
+                    raise RuntimeError("the llm plugin did not tune prompt lookup")
                 decision = {
                     "status": "accepted",
                     "params": dict(tuned.params),
@@ -480,135 +452,162 @@ def bench_speculative(loaded: Any, quick: bool) -> dict[str, Any]:
             except Rejected as exc:
                 decision = {"status": "rejected", "reason": str(exc)}
             decision["tune_s"] = time.perf_counter() - started
-        requests = [encode_request(i, loaded.tokenizer) for i in items]
-        base = Engine(loaded.model, GenerateConfig(max_new_tokens=cap), tokenizer=loaded.tokenizer)
-        reference, t_ref = _timed(lambda b=base, rs=requests: [b.generate(r) for r in rs])
-        pairs = list(zip(requests, reference, strict=True))
-        replay = [replay_prompt_lookup(r.prompt_ids, g.tokens, k=5) for r, g in pairs]
-        out[name] = {
-            "requests": len(items),
-            "stream": traffic.describe(items),
-            "output_tokens_mean": statistics.mean(len(g.tokens) for g in reference),
-            "ngram_copy_rate": statistics.mean(
-                ngram_copy_rate(r.prompt_ids, g.tokens) for r, g in pairs
-            ),
-            "replayed_tokens_per_pass_k5": sum(x["tokens"] for x in replay)
-            / max(1, sum(x["passes"] for x in replay)),
+        requests = keyed([encode_request(i, loaded.tokenizer) for i in others])
+        plain = serve(GenerateConfig(max_new_tokens=cap))
+        _, one_s = _timed(lambda p=plain, r=requests: p(r[0]))
+        found: dict[str, Any] = {
+            "tuning_requests": len(items),
+            "requests": len(requests),
+            "stream": traffic.describe(others),
             "plugin_decision": decision,
-            "examples": [(g.text or "")[:160] for g in reference[:2]],
         }
-        best = decision.get("chosen") or {}
-        if "reason" in decision:
-            rows.append([name, "prompt lookup", "-", "-", "rejected (below)"])
-        for point in decision.get("points") or []:
+        per_round = max(1, len(requests) // 2)
+        if decision["status"] == "accepted":
+            k = int(decision["params"].get("num_draft_tokens") or 3)
+            lookup = serve(
+                GenerateConfig(max_new_tokens=cap, speculative="prompt_lookup", num_draft_tokens=k)
+            )
+            row = through_compare(
+                pipeline("kv cache", plain),
+                pipeline("prompt lookup", lookup),
+                requests,
+                rounds=2,
+                per_round=per_round,
+                expected_s=2 * one_s,
+            )
+            found["held_out"] = {
+                **row,
+                "num_draft_tokens": k,
+                "acceptance_rate": acceptance(lookup),
+                "identical": identical(plain, lookup),
+            }
+            found.update(_coverage(row))
             rows.append(
                 [
                     name,
-                    f"prompt lookup k={point['num_draft_tokens']}",
-                    f"{point['acceptance_rate']:.0%}",
-                    f"{point['speedup']:.2f}x",
-                    decision["status"] if point is best else "",
+                    f"prompt lookup k={k}",
+                    f"{acceptance(lookup):.0%}",
+                    f"{row['speedup']:.2f}x {_ci(row)}",
+                    f"accepted (tune: {decision['chosen']['speedup']:.2f}x)",
                 ]
             )
-        if with_draft:
-            draft = Engine(
-                loaded.model,
+        else:
+            rows.append([name, "prompt lookup", "-", "-", "declined by the tune step"])
+        if name == "input-grounded":
+            draft = serve(
                 GenerateConfig(
                     max_new_tokens=cap,
                     speculative="draft",
                     draft_layers=draft_layers,
                     num_draft_tokens=3,
-                ),
+                )
             )
-            drafted, t_draft = _timed(lambda d=draft, rs=requests: [d.generate(r) for r in rs])
-            d_drafted = sum(g.stats.get("drafted", 0) for g in drafted)
-            d_accepted = sum(g.stats.get("accepted", 0) for g in drafted)
-            self_spec = {
-                "speedup": t_ref / t_draft,
-                "acceptance_rate": d_accepted / d_drafted if d_drafted else 0.0,
-                "identical": _same(reference, drafted),
+            subset = requests[: max(2, len(requests) // 2)]
+            row = through_compare(
+                pipeline("kv cache", plain),
+                pipeline("self-draft", draft),
+                subset,
+                rounds=2,
+                per_round=max(1, len(subset) // 2),
+                expected_s=4 * one_s,
+            )
+            found["self_speculative"] = {
+                **row,
+                "acceptance_rate": acceptance(draft),
+                "identical": identical(plain, draft),
             }
-            out[name]["self_speculative"] = self_spec
             rows.append(
                 [
                     name,
                     f"self-draft {draft_layers}/{layers} layers, k=3",
-                    f"{self_spec['acceptance_rate']:.0%}",
-                    f"{self_spec['speedup']:.2f}x",
-                    f"identical {self_spec['identical']:.0%}",
+                    f"{acceptance(draft):.0%}",
+                    f"{row['speedup']:.2f}x {_ci(row)}",
+                    f"identical {found['self_speculative']['identical']:.0%}",
                 ]
             )
+        reference = [plain.outputs[key] for key, _ in requests if key in plain.outputs]
+        found["output_tokens_mean"] = (
+            statistics.mean(len(t) for t in reference) if reference else None
+        )
+        found["ngram_copy_rate"] = statistics.mean(
+            ngram_copy_rate(r.prompt_ids, plain.outputs[key])
+            for key, r in requests
+            if key in plain.outputs
+        )
+        out[name] = found
+    grounded = out["input-grounded"].get("held_out") or {}
+    out["host_load"] = grounded.get("host_load")  # the section's headline comparison's
     _table(
-        "Speculative decoding (batch 1, greedy, lossless)",
-        ["stream", "drafter", "acceptance", "speedup", "plugin decision"],
+        "Speculative decoding (batch 1, greedy, lossless): held-out requests through compare",
+        ["stream", "drafter", "acceptance", "vs KV cache", "plugin decision"],
         rows,
     )
-    for name in streams:
-        facts = out[name]
-        print(
-            f"  {name}: {facts['output_tokens_mean']:.0f} output tokens per request, 3-gram "
-            f"copy rate {facts['ngram_copy_rate']:.0%}, prompt lookup replayed "
-            f"{facts['replayed_tokens_per_pass_k5']:.2f} tokens per pass"
-        )
-        if facts["plugin_decision"]["status"] == "rejected":
-            print(f"    rejected: {facts['plugin_decision']['reason']}")
+    for name in kinds:
+        decision = out[name]["plugin_decision"]
+        if decision["status"] == "rejected":
+            print(f"  {name}: rejected: {decision['reason']}")
     return out
 
 
 def bench_compile(loaded: Any, quick: bool) -> dict[str, Any]:
+    """The plugin's dynamic-cache loop against the static-cache decode step compiled with
+    ``torch.compile`` (``compile_step=True``), batch 1, N new tokens (EOS disabled), through
+    ``compare`` on distinct prompts; the one-off compile time apart."""
+    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
+    from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.blocks import encode_request
-    from pipetune.plugins.llm.cuda_graphs import StaticDecoder
     from pipetune.plugins.llm.engine import Engine
     from pipetune.plugins.llm.records import GenerateConfig
 
-    new = 32 if quick else 256
-    request = encode_request(
-        {"prompt": "Tell me a long story about the sea.", "max_new_tokens": new}, loaded.tokenizer
-    )
-    room = len(request.prompt_ids) + new + 8
+    new, prompts = (32, 2) if quick else (256, 4)
+    items = [{**item, "max_new_tokens": new} for item in traffic.story_stream(prompts, seed=6)]
+    requests = keyed([encode_request(item, loaded.tokenizer) for item in items])
+    room = max(len(r.prompt_ids) for _, r in requests) + new + 8
     dynamic = Engine(loaded.model, GenerateConfig(eos_token_ids=(-1,)))
-    static = StaticDecoder(dynamic, max_len=room)
-
-    def static_generate() -> Any:
-        seq = dynamic.prepare(request)
-        static.run(seq)
-        return seq.result()
-
     compiled = Engine(
         loaded.model,
         GenerateConfig(eos_token_ids=(-1,), compile_step=True, static_cache_len=room),
     )
-    reference, compile_s = _timed(lambda: compiled.generate(request))  # compiles here
+    _, compile_s = _timed(lambda: compiled.generate(requests[0][1]))  # compiles here
     runner = compiled._static_runner
-    variants = {
-        "dynamic cache (plugin loop)": lambda: dynamic.generate(request),
-        "static cache, eager step": static_generate,
-        "static cache, compiled step": lambda: compiled.generate(request),
+    _, one_s = _timed(lambda: dynamic.generate(requests[0][1]))
+    plain = Served(lambda request: (dynamic.generate(request).tokens, {}))
+    fast = Served(lambda request: (compiled.generate(request).tokens, {}))
+    row = through_compare(
+        pipeline("dynamic cache", plain),
+        pipeline("compiled static step", fast),
+        requests,
+        rounds=2 if quick else 4,
+        per_round=1,
+        expected_s=2 * one_s,
+    )
+    rate = {
+        "dynamic cache (plugin loop)": new * 1000.0 / row["ms_per_item"]["a"],
+        "static cache, compiled step": new * 1000.0 / row["ms_per_item"]["b"],
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    same = True
-    for _ in range(1 if quick else 3):
-        for name, run in variants.items():
-            out, seconds = _timed(run)
-            times[name].append(seconds)
-            same &= list(out.tokens) == list(reference.tokens)
-    rate = {name: new / statistics.median(t) for name, t in times.items()}
-    base = rate["dynamic cache (plugin loop)"]
     _table(
-        f"Compiled decode step: batch 1, {new} tokens (compile {compile_s:.1f} s once)",
+        f"Compiled decode step: batch 1, {new} tokens, {len(requests)} prompts through compare "
+        f"(first request with the compile: {compile_s:.1f} s)",
         ["variant", "tokens/s", "vs dynamic"],
-        [[name, _fmt(r), f"{r / base:.2f}x"] for name, r in rate.items()],
+        [
+            ["dynamic cache (plugin loop)", _fmt(rate["dynamic cache (plugin loop)"]), "1.00x"],
+            [
+                "static cache, compiled step",
+                _fmt(rate["static cache, compiled step"]),
+                f"{row['speedup']:.2f}x {_ci(row)}",
+            ],
+        ],
     )
     return {
         "new_tokens": new,
+        "prompts": len(requests),
         "tokens_per_s": rate,
-        "seconds": times,
-        "speedup_compiled_vs_dynamic": rate["static cache, compiled step"] / base,
-        "speedup_compiled_vs_static_eager": rate["static cache, compiled step"]
-        / rate["static cache, eager step"],
+        "speedup_compiled_vs_dynamic": row["speedup"],
+        "compared": row,
         "first_request_s_including_compile": compile_s,
         "compile_error": runner.compile_error if runner is not None else "no runner",
-        "identical": same,
+        "identical": identical(plain, fast) == 1.0,
+        **_coverage(row),
     }
 
 
@@ -812,7 +811,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "kv": bench_kv,
             "prefix": bench_prefix,
             "batching": bench_batching,
-            "batching_long": bench_batching_long,
             "speculative": bench_speculative,
             "compile": bench_compile,
             "cuda": bench_cuda,

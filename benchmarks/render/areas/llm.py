@@ -3,16 +3,17 @@
 
 Expected keys in ``llm.json``, one section per part, each with ``command``, ``threads``,
 ``measured_at`` and, where the part goes through ``compare``, ``inputs_timed``,
-``inputs_total``, ``samples_per_side``, ``host_load``:
-``kv.{new_tokens, prompt_tokens, speedup_kv_vs_no_cache, kv_vs_transformers_generate,
-identical_tokens}``, ``prefix.{requests, ttft_ms_p50_before, ttft_ms_p50_after,
-identical}``, ``batching_long`` and ``batching.{requests, ratios}`` (``ratios``: per
-batch size for ``batching``), ``speculative[traffic].{requests, plugin_decision.{status,
-chosen.{speedup, acceptance_rate}, reason}}``, ``cuda.{device, speedup_graph_vs_generate,
-earlier_run_same_lease_day, identical}``, ``compile.{speedup_compiled_vs_dynamic}``.
-``llm_plain_generate.json`` (``python -m benchmarks.llm.plain_generate``): per section
-``vs_teaching`` and ``vs_library`` comparison rows (``speedup``, ``ci``, coverage); a
-section that is missing or a smoke run is pending.
+``inputs_total``, ``samples_per_side``, ``host_load`` (its headline comparison's):
+``kv.{new_tokens, prompts, prompt_tokens, vs_no_cache, vs_transformers_generate,
+identical_tokens}`` (comparison rows: ``speedup``, ``ci``, coverage), ``prefix.{requests,
+ttft_ms_p50_before, ttft_ms_p50_after, identical}``, ``batching.{requests, streams,
+ratios[policy].{throughput, ci, backlog_throughput, p99_lower}, identical}``,
+``speculative[traffic].{plugin_decision.{status, chosen, reason}, held_out}``,
+``cuda.{device, speedup_graph_vs_generate, earlier_run_same_lease_day, identical}``,
+``compile.{speedup_compiled_vs_dynamic, compared}``. ``llm_plain_generate.json``
+(``python -m benchmarks.llm.plain_generate``): per section ``vs_teaching`` and
+``vs_library`` comparison rows (``speedup``, ``ci``, coverage); a section that is missing
+or a smoke run is pending.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from benchmarks.render import cells
 from benchmarks.render.registry import Results, block, effect
 
-RUN = "python -m benchmarks.llm.run --threads 1"
+RUN = "python -m benchmarks.llm.run"
 PLAIN = "python -m benchmarks.llm.plain_generate"
 PLAIN_BATCHING = "python -m benchmarks.llm.plain_batching"
 
@@ -42,6 +43,20 @@ def _rests(section: dict[str, Any], what: str) -> str:
     )
 
 
+def _threads(section: dict[str, Any]) -> str:
+    threads = section.get("threads")
+    return f"{threads} thread{'s' if threads != 1 else ''}"
+
+
+def _streams(section: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The speculative section's traffic kinds and what was measured on each."""
+    return [
+        (traffic, found)
+        for traffic, found in section.items()
+        if isinstance(found, dict) and "plugin_decision" in found
+    ]
+
+
 def _missing(results: Results, key: str) -> str:
     return cells.missing(results.section("llm", key), f"{RUN} --sections {key}")
 
@@ -57,14 +72,15 @@ def _row(results: Results, key: str, build: Any) -> str:
 @block("llm.summary.kv", "llm")
 def kv_summary(results: Results) -> str:
     def build(kv: dict[str, Any]) -> list[str]:
+        none, library = kv.get("vs_no_cache") or {}, kv.get("vs_transformers_generate") or {}
         return [
-            f"**{cells.times(kv.get('speedup_kv_vs_no_cache'))}** tokens/s at "
-            f"{kv.get('new_tokens')} new tokens ({kv.get('threads')} thread)",
-            f"{cells.times(kv.get('kv_vs_transformers_generate'))} transformers' `generate` "
-            "with its default cache",
+            f"**{cells.ratio(none.get('speedup'), none.get('ci'))}** tokens/s at "
+            f"{kv.get('new_tokens')} new tokens ({_threads(kv)})",
+            f"{cells.ratio(library.get('speedup'), library.get('ci'))} transformers' "
+            "`generate` with its default cache",
             "tokens identical" if kv.get("identical_tokens") else "**tokens differ**",
-            "—",
-            _rests(kv, f"one {kv.get('prompt_tokens')}-token prompt"),
+            cells.p99(none),
+            _rests(kv, f"{kv.get('prompts')} prompts"),
         ]
 
     return _row(results, "kv", build)
@@ -72,55 +88,50 @@ def kv_summary(results: Results) -> str:
 
 @block("llm.summary.batching", "llm")
 def batching_summary(results: Results) -> str:
-    def build(long: dict[str, Any]) -> list[str]:
-        ratios = long.get("ratios") or {}
-        short = (results.section("llm", "batching") or {}).get("ratios") or {}
-        others = ", ".join(
-            f"batch {size}: {cells.times(r.get('continuous_vs_static_throughput'))}"
-            for size, r in short.items()
-        )
-        evict = (short.get("8") or {}).get("continuous_vs_static_evict_throughput")
+    def build(section: dict[str, Any]) -> list[str]:
+        ratios = section.get("ratios") or {}
+        padded, evict = ratios.get(STATIC) or {}, ratios.get(EVICT) or {}
+        target = "met" if (padded.get("throughput") or 0) >= 2 else "not met"
         return [
-            f"{long.get('requests')} requests: "
-            f"**{cells.times(ratios.get('continuous_vs_static_throughput'))}** static; while "
-            "requests waited "
-            f"{cells.times(ratios.get('continuous_vs_static_backlog_throughput'))}"
-            + (f"; 48 requests: {others}" if others else ""),
-            f"{cells.times(evict)} static batching that evicts finished requests (batch 8)"
-            if evict
-            else "—",
-            "tokens identical" if long.get("identical") == 1.0 else "see the page",
-            f"P99 {cells.times(ratios.get('p99_static_over_continuous'))} lower",
-            _rests(long, f"{long.get('requests')} mixed-length requests"),
+            f"{section.get('requests')}-request streams: "
+            f"**{cells.ratio(padded.get('throughput'), padded.get('ci'))}** static (padded) — "
+            f"{target}; while requests waited "
+            f"{cells.times(padded.get('backlog_throughput'))}",
+            f"{cells.ratio(evict.get('throughput'), evict.get('ci'))} static batching that "
+            "evicts finished requests",
+            "tokens identical" if section.get("identical") == 1.0 else "**tokens differ**",
+            f"P99 request latency {cells.times(padded.get('p99_lower'))} lower "
+            f"({cells.times(evict.get('p99_lower'))} vs evicting)",
+            _rests(section, f"{section.get('streams')} streams"),
         ]
 
-    return _row(results, "batching_long", build)
+    return _row(results, "batching", build)
 
 
 @block("llm.summary.speculative", "llm")
 def speculative_summary(results: Results) -> str:
     def build(spec: dict[str, Any]) -> list[str]:
-        parts, requests = [], []
-        for traffic, found in spec.items():
-            if not isinstance(found, dict) or "plugin_decision" not in found:
-                continue
-            decision = found["plugin_decision"] or {}
-            chosen = decision.get("chosen") or {}
-            status = decision.get("status")
-            figure = (
-                f"accepted, **{cells.times(chosen.get('speedup'))}** "
-                f"({cells.percent(chosen.get('acceptance_rate'), 0)} acceptance)"
-                if status == "accepted"
-                else "**declined**"
-            )
-            parts.append(f"{traffic}: {figure}")
-            requests.append(f"{found.get('requests')} {traffic} requests")
+        parts, rests = [], []
+        for traffic, found in _streams(spec):
+            held = found.get("held_out")
+            if held:
+                parts.append(
+                    f"{traffic}: accepted, **{cells.ratio(held.get('speedup'), held.get('ci'))}**"
+                    f" ({cells.percent(held.get('acceptance_rate'), 0)} acceptance)"
+                )
+                rests.append(f"{traffic}: {cells.rests_on(held, what='requests')}")
+            else:
+                parts.append(f"{traffic}: **declined** by the tune step")
+        lossless = all(
+            (found.get("held_out") or {}).get("identical", 1.0) == 1.0
+            for _, found in _streams(spec)
+        )
         return [
             "; ".join(parts),
-            "—",
-            "lossless (tokens identical)",
+            "plain KV-cache decoding is the baseline",
+            "lossless (tokens identical)" if lossless else "**tokens differ**",
             "declined traffic pays nothing: the tune step measures before proposing",
-            _rests(spec, ", ".join(requests)),
+            "; ".join(rests) + f"; {cells.load(spec)}",
         ]
 
     return _row(results, "speculative", build)
@@ -224,53 +235,59 @@ def readme(results: Results) -> str:
     parts = []
     kv = _part(results, "kv")
     if kv:
+        none, library = kv.get("vs_no_cache") or {}, kv.get("vs_transformers_generate") or {}
         parts.append(
-            f"KV cache {cells.times(kv.get('speedup_kv_vs_no_cache'))} at {kv.get('new_tokens')} "
-            f"tokens ({cells.times(kv.get('kv_vs_transformers_generate'))} `generate`'s default)"
+            f"KV cache {cells.ratio(none.get('speedup'), none.get('ci'))} at "
+            f"{kv.get('new_tokens')} tokens ({cells.times(library.get('speedup'))} `generate`'s "
+            f"default; {cells.rests_on(none, what='prompts')})"
         )
-    long = _part(results, "batching_long")
-    if long:
-        ratios = long.get("ratios") or {}
+    batching = _part(results, "batching")
+    if batching:
+        padded = (batching.get("ratios") or {}).get(STATIC) or {}
         parts.append(
-            f"continuous batching {cells.times(ratios.get('continuous_vs_static_throughput'))} "
-            f"static on {long.get('requests')} requests, P99 "
-            f"{cells.times(ratios.get('p99_static_over_continuous'))} lower"
+            f"continuous batching {cells.ratio(padded.get('throughput'), padded.get('ci'))} "
+            f"static on {batching.get('requests')}-request streams, P99 "
+            f"{cells.times(padded.get('p99_lower'))} lower "
+            f"({cells.rests_on(batching, what='streams')})"
         )
     cuda = _part(results, "cuda")
     if cuda:
         parts.append(
             f"CUDA-graph decode {cells.times(cuda.get('speedup_graph_vs_generate'))} "
-            f"`generate` on an {cuda.get('device')}"
+            f"`generate` on an {cuda.get('device')} (one run, not through `compare`)"
         )
     if not parts:
         return _missing(results, "kv")
-    return "; ".join(parts) + f"; each one run, inputs and samples: {cells.PENDING}"
+    return "; ".join(parts)
 
 
-@effect("PT-LLM001", "SmolLM2-135M-Instruct, 256 new tokens, batch 1, one CPU thread", RUN, "llm")
+@effect("PT-LLM001", "SmolLM2-135M-Instruct, 256 new tokens, batch 1, on a 2-core CPU", RUN, "llm")
 def llm001(results: Results) -> str:
     kv = _part(results, "kv")
     if not kv:
         return _missing(results, "kv")
+    none = kv.get("vs_no_cache") or {}
     return (
-        f"KV cache **{cells.times(kv.get('speedup_kv_vs_no_cache'))}** no cache "
+        f"KV cache **{cells.ratio(none.get('speedup'), none.get('ci'))}** no cache "
         f"({cells.number(kv.get('no_cache_tokens_per_s'))} → "
         f"{cells.number(kv.get('kv_cache_tokens_per_s'))} tokens/s; transformers' `generate` "
-        f"{cells.number(kv.get('transformers_generate_tokens_per_s'))}), tokens identical; "
-        + _rests(kv, f"one {kv.get('prompt_tokens')}-token prompt")
+        f"{cells.number(kv.get('transformers_generate_tokens_per_s'))}), "
+        + ("tokens identical; " if kv.get("identical_tokens") else "**tokens differ**; ")
+        + _rests(kv, f"{kv.get('prompts')} prompts")
     )
 
 
 @effect("PT-LLM003", "mixed-length requests arriving at once, batches of 8", RUN, "llm")
 def llm003(results: Results) -> str:
-    long = _part(results, "batching_long")
-    if not long:
-        return _missing(results, "batching_long")
-    ratios = long.get("ratios") or {}
+    section = _part(results, "batching")
+    if not section:
+        return _missing(results, "batching")
+    padded = (section.get("ratios") or {}).get(STATIC) or {}
     return (
-        f"continuous batching **{cells.times(ratios.get('continuous_vs_static_throughput'))}** "
-        f"static batching's tokens/s, P99 {cells.times(ratios.get('p99_static_over_continuous'))} "
-        f"lower; " + _rests(long, f"{long.get('requests')} requests")
+        f"continuous batching **{cells.ratio(padded.get('throughput'), padded.get('ci'))}** "
+        f"static batching's throughput on {section.get('requests')}-request streams, P99 "
+        f"{cells.times(padded.get('p99_lower'))} lower; "
+        + _rests(section, f"{section.get('streams')} streams")
     )
 
 
@@ -289,12 +306,13 @@ def llm004(results: Results) -> str:
 
 
 # The page's tables (docs/benchmarks/llm.md). Besides the keys above: ``kv.{*_tokens_per_s}``,
-# ``prefix.{prefix_lengths, coverage, total_s_*, speedup, cache}``, ``batching.{sequential,
-# saturated[size][policy], poisson_rate_rps, poisson[policy], output_tokens}`` (a policy:
-# ``tokens_per_s``, ``backlog_tokens_per_s``, ``latency_ms.p99``, ``mean_batch``),
-# ``speculative[traffic].{ngram_copy_rate, plugin_decision.points[], self_speculative}``,
-# ``compile.{tokens_per_s, first_request_s_including_compile}``, ``cuda.{*_tokens_per_s,
-# weight_bytes, graph_fraction_of_bound}``; ``llm_step_profile.json``
+# ``prefix.{prefix_lengths, coverage, ms_per_request, compared, ttft_samples, cache}``,
+# ``batching.{policies[policy], compared[policy], output_tokens}`` (a policy:
+# ``tokens_per_s``, ``backlog_tokens_per_s``, ``latency_ms.p99``, ``mean_batch``,
+# ``streams_served``), ``speculative[traffic].{ngram_copy_rate, plugin_decision.points[],
+# held_out, self_speculative}``, ``compile.{tokens_per_s, compared,
+# first_request_s_including_compile}``, ``cuda.{*_tokens_per_s, weight_bytes,
+# graph_fraction_of_bound}``; ``llm_step_profile.json``
 # (``python -m benchmarks.llm.step_profile``) and ``llm_step_ops.json``
 # (``python -m benchmarks.llm.step_ops``).
 
@@ -303,11 +321,11 @@ STEP_OPS = "python -m benchmarks.llm.step_ops"
 
 
 def _ran(section: dict[str, Any]) -> str:
-    """``Measured by `command`, 2026-11-28 23:26:30, 1 thread; host load ...``."""
+    """``Measured by `command`, 2026-11-28 23:26:30, 2 threads; host load ...``."""
     threads = section.get("threads")
     return (
         f"Measured by `{section.get('command')}`, {section.get('measured_at')}"
-        + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+        + (f", {_threads(section)}" if threads else "")
         + f"; {cells.load(section)}."
     )
 
@@ -322,177 +340,133 @@ def kv(results: Results) -> str:
     section = _part(results, "kv")
     if not section:
         return _missing(results, "kv")
-    none = section.get("no_cache_tokens_per_s")
-    rows = [
-        ("no KV cache (prefix re-run each token)", none),
-        ("KV cache, pipetune loop (cache layers growing in place)", None),
-        ("KV cache, transformers `generate` (the competent reference)", None),
-    ]
-    values = [none, section.get("kv_cache_tokens_per_s")]
-    values.append(section.get("transformers_generate_tokens_per_s"))
+    none, library = section.get("vs_no_cache") or {}, section.get("vs_transformers_generate") or {}
     table = cells.table(
-        ["variant", "tokens/s", "vs no cache"],
+        ["variant", "tokens/s", "side by side"],
         [
-            [label, cells.number(v, 1), cells.times(v / none if v and none else None, bold=i == 1)]
-            for i, ((label, _), v) in enumerate(zip(rows, values, strict=True))
+            [
+                "no KV cache (prefix re-run each token)",
+                cells.number(section.get("no_cache_tokens_per_s"), 1),
+                "1.00x",
+            ],
+            [
+                "KV cache, pipetune loop (cache layers growing in place)",
+                cells.number(section.get("kv_cache_tokens_per_s"), 1),
+                f"**{cells.ratio(none.get('speedup'), none.get('ci'))}** no cache",
+            ],
+            [
+                "KV cache, transformers `generate` (the competent reference)",
+                cells.number(section.get("transformers_generate_tokens_per_s"), 1),
+                f"the loop: {cells.ratio(library.get('speedup'), library.get('ci'))}",
+            ],
         ],
         "lrr",
     )
-    target = "met" if (section.get("speedup_kv_vs_no_cache") or 0) >= 5 else "**not met**"
+    target = "met" if (none.get("speedup") or 0) >= 5 else "**not met**"
+    prompt = section.get("prompt_tokens") or []
+    lengths = f"{min(prompt)}-{max(prompt)}" if isinstance(prompt, list) and prompt else prompt
     return (
-        f"{table}\n\n{_same(section.get('identical_tokens'))} Target (≥ 5x): {target}. The "
-        f"plugin's loop runs at {cells.times(section.get('kv_vs_transformers_generate'))} "
-        f"transformers' own `generate`. {section.get('prompt_tokens')}-token prompt, "
-        f"{section.get('new_tokens')} new tokens, one run (not through `compare`): inputs and "
-        f"samples {cells.PENDING}. {_ran(section)}"
+        f"{table}\n\n{_same(section.get('identical_tokens'))} Target (≥ 5x): {target}. "
+        f"{section.get('prompts')} story prompts of {lengths} tokens, "
+        f"{section.get('new_tokens')} new tokens each; no cache against the loop: "
+        f"{_rests(none, 'prompts')}; the loop against `generate`: {_rests(library, 'prompts')}. "
+        f"{_ran(section)}"
     )
 
 
 @block("llm.prefix", "llm")
 def prefix(results: Results) -> str:
-    """The prefix cache: time to first token and total time."""
+    """The prefix cache: time to first token and time per request."""
     section = _part(results, "prefix")
     if not section:
         return _missing(results, "prefix")
     before, after = section.get("ttft_ms_p50_before"), section.get("ttft_ms_p50_after")
     cache, coverage = section.get("cache") or {}, section.get("coverage") or {}
+    per = section.get("ms_per_request") or {}
+    row = section.get("compared") or {}
     lower = before / after if before and after else None
     table = cells.table(
-        ["variant", "TTFT p50", "total"],
+        ["variant", "TTFT p50", "a request"],
         [
             [
                 "no prefix cache",
                 f"{cells.number(before, 0)} ms",
-                f"{cells.number(section.get('total_s_before'), 1)} s",
+                f"{cells.number(per.get('a'), 0)} ms",
             ],
             [
                 "prefix cache",
                 f"{cells.number(after, 0)} ms (**{cells.times(lower, 1)} lower**)",
-                f"{cells.number(section.get('total_s_after'), 1)} s "
-                f"({cells.times(section.get('speedup'))})",
+                f"{cells.number(per.get('b'), 0)} ms "
+                f"({cells.ratio(row.get('speedup'), row.get('ci'))})",
             ],
         ],
         "lrr",
     )
     lengths = " and ".join(str(n) for n in section.get("prefix_lengths") or [])
+    samples = section.get("ttft_samples") or {}
     return (
         f"{table}\n\n{_same(section.get('identical'))} {section.get('requests')} requests; "
         f"shared prefixes of {lengths} tokens, saving "
         f"{cells.percent(coverage.get('prefill_tokens_saved'), 0)} of all prefill tokens; "
-        f"{cells.number(cache.get('hits'))} hits, {cells.number(cache.get('tokens_reused'))} "
-        f"tokens reused, {cells.number((cache.get('bytes') or 0) / 1e6, 1)} MB of cached keys "
-        f"and values. One run (not through `compare`). {_ran(section)}"
+        f"{cells.number((cache.get('bytes') or 0) / 1e6, 1)} MB of cached keys and values. "
+        f"Time per request through `compare`: {_rests(section, 'requests')}; time to first "
+        f"token over every call it made ({cells.number(samples.get('before'))} calls a "
+        f"side). {_ran(section)}"
     )
 
 
+STATIC, EVICT = "static (padded)", "static (evict finished)"
 POLICIES = (
-    ("static (padded)", "static (padded to the batch's longest)"),
-    ("static (evict finished)", "static, finished rows evicted"),
+    (STATIC, "static (padded to the batch's longest)"),
+    (EVICT, "static, finished rows evicted"),
     ("continuous", "**continuous**"),
 )
 
 
-def _policy_row(found: dict[str, Any], label: str) -> list[str]:
-    return [
-        label,
-        cells.number(found.get("tokens_per_s"), 1),
-        cells.number(found.get("backlog_tokens_per_s"), 1),
-        f"{cells.number((found.get('latency_ms') or {}).get('p99', 0) / 1000, 0)} s",
-        cells.number(found.get("mean_batch")),
-    ]
-
-
 @block("llm.batching", "llm")
 def batching(results: Results) -> str:
-    """Continuous against static batching on the mixed stream, per max batch."""
+    """Continuous against static batching on streams of the mixed traffic."""
     section = _part(results, "batching")
     if not section:
         return _missing(results, "batching")
-    header = ["policy", "max batch", "tokens/s", "while waiting", "P99 latency", "mean batch"]
+    policies = section.get("policies") or {}
     rows = []
-    one = section.get("sequential")
-    if one:
-        row = _policy_row(one, "one at a time")
-        rows.append([row[0], "1", row[1], "", row[3], "1.00"])
-    for size, policies in (section.get("saturated") or {}).items():
-        for key, label in POLICIES:
-            if key in policies:
-                row = _policy_row(policies[key], label)
-                rows.append([row[0], str(size), *row[1:]])
+    for key, label in POLICIES:
+        found = policies.get(key)
+        if not found:
+            continue
+        rows.append(
+            [
+                label,
+                cells.number(found.get("tokens_per_s"), 1),
+                cells.number(found.get("backlog_tokens_per_s"), 1),
+                f"{cells.number((found.get('latency_ms') or {}).get('p99', 0) / 1000, 0)} s",
+                cells.number(found.get("mean_batch")),
+                cells.number(found.get("streams_served")),
+            ]
+        )
+    header = ["policy", "tokens/s", "while waiting", "P99 latency", "mean batch", "streams"]
     lines = [cells.table(header, rows, "lrrrrr"), ""]
-    for size, r in (section.get("ratios") or {}).items():
+    compared = section.get("compared") or {}
+    for key, r in (section.get("ratios") or {}).items():
+        rests = cells.rests_on(compared.get(key), what="streams")
         lines.append(
-            f"* Max batch {size}: continuous vs static (padded) "
-            f"**{cells.times(r.get('continuous_vs_static_throughput'))}** tokens/s "
-            f"({cells.times(r.get('continuous_vs_static_backlog_throughput'))} while waiting), "
-            f"P99 {cells.times(r.get('p99_static_over_continuous'))} lower; vs static with "
-            f"eviction {cells.times(r.get('continuous_vs_static_evict_throughput'))} "
-            f"({cells.times(r.get('continuous_vs_static_evict_backlog_throughput'))} while "
-            f"waiting)."
+            f"* Continuous vs {key}: **{cells.ratio(r.get('throughput'), r.get('ci'))}** "
+            f"throughput (stream time, through `compare`: {rests}); "
+            f"{cells.times(r.get('backlog_throughput'))} tokens/s while requests waited; P99 "
+            f"request latency {cells.times(r.get('p99_lower'))} lower."
         )
     out = section.get("output_tokens") or {}
     lines += [
         "",
-        f"{section.get('requests')} requests, outputs p50 {cells.number(out.get('p50'), 0)}, "
-        f"mean {cells.number(out.get('mean'), 0)}, max {cells.number(out.get('max'), 0)} "
-        f"tokens; tokens identical to one-at-a-time decoding for every policy. One run per "
-        f"policy, one after another (not through `compare`). {_ran(section)}",
+        f"{section.get('streams')} streams of {section.get('requests')} requests at max batch "
+        f"{section.get('max_batch')}, outputs p50 {cells.number(out.get('p50'), 0)}, mean "
+        f"{cells.number(out.get('mean'), 0)}, max {cells.number(out.get('max'), 0)} tokens. "
+        f"{_same(section.get('identical'))} Tokens/s, the while-waiting rate and latency are "
+        f"over every stream each policy served (the table's last column), `compare`'s probe "
+        f"included. {_ran(section)}",
     ]
     return "\n".join(lines)
-
-
-@block("llm.batching_long", "llm")
-def batching_long(results: Results) -> str:
-    """The same mix, twice as long."""
-    section = _part(results, "batching_long")
-    if not section:
-        return _missing(results, "batching_long")
-    policies = section.get("saturated") or {}
-    rows = [_policy_row(policies[key], label) for key, label in POLICIES if key in policies]
-    r, out = section.get("ratios") or {}, section.get("output_tokens") or {}
-    return "\n".join(
-        [
-            cells.table(
-                ["policy", "tokens/s", "while waiting", "P99 latency", "mean batch"],
-                rows,
-                "lrrrr",
-            ),
-            "",
-            f"{section.get('requests')} requests (outputs p50 {cells.number(out.get('p50'), 0)}, "
-            f"mean {cells.number(out.get('mean'), 0)}, max {cells.number(out.get('max'), 0)}), "
-            f"max batch {section.get('max_batch')}: continuous vs static (padded) "
-            f"**{cells.times(r.get('continuous_vs_static_throughput'))}** tokens/s "
-            f"(**{cells.times(r.get('continuous_vs_static_backlog_throughput'))}** while "
-            f"waiting), **P99 {cells.times(r.get('p99_static_over_continuous'))} lower**. "
-            f"{_same(section.get('identical'))} {_ran(section)}",
-        ]
-    )
-
-
-@block("llm.poisson", "llm")
-def poisson(results: Results) -> str:
-    """Poisson arrivals below static capacity: latency and time to first token."""
-    section = _part(results, "batching")
-    found = (section or {}).get("poisson") or {}
-    if not found:
-        return _missing(results, "batching")
-
-    def s(value: Any) -> str:
-        return cells.number((value or 0) / 1000, 1)
-
-    parts = [
-        f"{label.strip('*')} {s(p.get('latency_ms', {}).get('p50'))} / "
-        f"{s(p.get('latency_ms', {}).get('p99'))} s "
-        f"(TTFT P50 {s(p.get('ttft_ms', {}).get('p50'))} s)"
-        for key, label in POLICIES
-        if (p := found.get(key))
-    ]
-    return (
-        f"Poisson arrivals at {cells.number(section.get('poisson_rate_rps'), 3)} requests/s "
-        f"(max batch {section.get('poisson_max_batch')}), latency P50 / P99: "
-        + "; ".join(parts)
-        + "."
-    )
 
 
 @block("llm.step_profile", "llm_step_profile")
@@ -553,19 +527,19 @@ def kv_append(results: Results) -> str:
 
 @block("llm.speculative", "llm")
 def speculative(results: Results) -> str:
-    """Speculative decoding per stream: every drafter measured, and the plugin's decision."""
+    """Speculative decoding per stream: the tune step's points and decision, then the
+    accepted setting on held-out requests through ``compare``."""
     section = _part(results, "speculative")
     if not section:
         return _missing(results, "speculative")
     rows = []
-    for traffic, found in section.items():
-        if not isinstance(found, dict) or "plugin_decision" not in found:
-            continue
+    for traffic, found in _streams(section):
         decision = found.get("plugin_decision") or {}
         chosen = (decision.get("chosen") or {}).get("num_draft_tokens")
         label = (
-            f"{traffic} ({found.get('requests')} requests; "
-            f"{cells.percent(found.get('ngram_copy_rate'), 0)} of output 3-grams copy the prompt)"
+            f"{traffic} ({found.get('tuning_requests')} tuning, {found.get('requests')} held-out "
+            f"requests; {cells.percent(found.get('ngram_copy_rate'), 0)} of output 3-grams copy "
+            "the prompt)"
         )
         status = decision.get("status")
         verdict = (
@@ -577,14 +551,25 @@ def speculative(results: Results) -> str:
             rows.append(
                 [
                     label if i == 0 else "",
-                    f"prompt lookup, k = {k}",
+                    f"prompt lookup, k = {k} (tune step)",
                     cells.percent(point.get("acceptance_rate"), 0),
-                    cells.times(point.get("speedup"), bold=k == chosen),
+                    cells.times(point.get("speedup")),
                     verdict if k == chosen else "",
                 ]
             )
         if not points:
-            rows.append([label, "prompt lookup", "–", "–", verdict])
+            rows.append([label, "prompt lookup (tune step)", "–", "–", verdict])
+        held = found.get("held_out")
+        if held:
+            rows.append(
+                [
+                    "",
+                    f"prompt lookup, k = {held.get('num_draft_tokens')}, held-out requests",
+                    cells.percent(held.get("acceptance_rate"), 0),
+                    f"**{cells.ratio(held.get('speedup'), held.get('ci'))}**",
+                    cells.rests_on(held, what="requests"),
+                ]
+            )
         own = found.get("self_speculative")
         if own:
             rows.append(
@@ -592,43 +577,49 @@ def speculative(results: Results) -> str:
                     "",
                     f"self-draft (first {section.get('draft_layers')} layers), k = 3",
                     cells.percent(own.get("acceptance_rate"), 0),
-                    cells.times(own.get("speedup")),
-                    "—",
+                    cells.ratio(own.get("speedup"), own.get("ci")),
+                    cells.rests_on(own, what="requests"),
                 ]
             )
     return "\n".join(
         [
             cells.table(
-                ["stream", "drafter", "acceptance", "speedup", "plugin decision"], rows, "llrrl"
+                ["stream", "drafter", "acceptance", "vs KV cache", "decision / coverage"],
+                rows,
+                "llrrl",
             ),
             "",
-            f"Batch 1, greedy, tokens checked identical to plain decoding; each point one "
-            f"tune-step measurement (not through `compare`). {_ran(section)}",
+            "Batch 1, greedy, tokens checked identical to plain decoding. The tune step's "
+            "points are its own measurement on the tuning requests (what the plugin decides "
+            "on); the held-out rows go through `compare` on other requests of the same kind. "
+            + _ran(section),
         ]
     )
 
 
 @block("llm.compile", "llm")
 def compile_step(results: Results) -> str:
-    """The decode step through ``torch.compile`` against the eager ones, on the CPU."""
+    """The decode step through ``torch.compile`` against the dynamic-cache loop, on the CPU."""
     section = _part(results, "compile")
     if not section:
         return _missing(results, "compile")
     speeds = section.get("tokens_per_s") or {}
-    base = speeds.get("dynamic cache (plugin loop)")
+    row = section.get("compared") or {}
     rows = [
         [
             name,
             cells.number(value, 1),
-            cells.times(value / base if value and base else None, bold="compiled" in name),
+            f"**{cells.ratio(row.get('speedup'), row.get('ci'))}**"
+            if "compiled" in name
+            else "1.00x",
         ]
         for name, value in speeds.items()
     ]
-    rounds = len(next(iter((section.get("seconds") or {}).values()), []))
     return (
         cells.table(["variant", "tokens/s", "vs dynamic cache"], rows, "lrr")
         + f"\n\n{_same(section.get('identical'))} {section.get('new_tokens')} new tokens, batch "
-        f"1, {rounds} interleaved rounds (medians); the first request, compile included, took "
+        f"1, {section.get('prompts')} story prompts through `compare` "
+        f"({_rests(section, 'prompts')}); the first request, compile included, took "
         f"{cells.number(section.get('first_request_s_including_compile'), 1)} s. {_ran(section)}"
     )
 
