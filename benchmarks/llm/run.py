@@ -35,7 +35,8 @@ seconds a request, so the rounds are few and small; each section says how many.
 * ``cuda``: on a CUDA machine only: batch-1 tokens/s of transformers' eager ``generate``, the
   plugin's dynamic-cache loop, the static cache + CUDA-graph decode, and the same with the
   step compiled before capture, against the device's memory-bandwidth bound (weight bytes
-  per token); one run each, not through ``compare``. Skipped with the reason here.
+  per token), one run each; then the headline, ``generate`` against the graph, through
+  ``compare`` on distinct prompts (``compared``). Skipped with the reason here.
 
 Results: tables on stdout and ``benchmarks/results/llm.json`` (machine, thread settings,
 the command, every figure).
@@ -637,6 +638,54 @@ def _cuda_kernels(torch: Any, step: Any) -> dict[str, Any]:
     }
 
 
+def _cuda_compared(
+    model: Any, tokenizer: Any, new: int, expected_s: float, quick: bool
+) -> dict[str, Any]:
+    """transformers' eager ``generate`` against the static cache + CUDA-graph decode through
+    ``compare``, batch 1, ``new`` tokens (EOS disabled) from distinct story prompts. Each
+    side returns token ids on the host, so the time includes the device's work."""
+    import torch
+
+    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
+    from pipetune.plugins.llm import traffic
+    from pipetune.plugins.llm.blocks import encode_request
+    from pipetune.plugins.llm.engine import Engine
+    from pipetune.plugins.llm.records import GenerateConfig
+
+    prompts = 2 if quick else 4
+    items = [{**item, "max_new_tokens": new} for item in traffic.story_stream(prompts, seed=5)]
+    requests = keyed([encode_request(item, tokenizer) for item in items])
+    room = max(len(r.prompt_ids) for _, r in requests) + new + 8
+    graphed = Engine(
+        model, GenerateConfig(eos_token_ids=(-1,), cuda_graph=True, static_cache_len=room)
+    )
+
+    def generate(request: Any) -> tuple[Any, dict[str, Any]]:
+        ids = torch.tensor([request.prompt_ids], device="cuda")
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            pad_token_id=0,
+        )
+        return tuple(out[0, ids.shape[1] :].tolist()), {}
+
+    library = Served(generate)
+    graph = Served(lambda request: (graphed.generate(request).tokens, {}))
+    graphed.generate(requests[0][1])  # capture, outside the timed passes
+    row = through_compare(
+        pipeline("generate", library),
+        pipeline("cuda graph", graph),
+        requests,
+        rounds=len(requests),
+        per_round=1,
+        expected_s=expected_s,
+    )
+    return {**row, "identical": identical(library, graph)}
+
+
 def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     import torch
 
@@ -727,6 +776,12 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
                 f"  {name}: {row['device_ops']} device ops, {row['device_busy_us']:.0f} us busy "
                 f"of {row['wall_us']:.0f} us wall"
             )
+    # the headline through compare: generate against the graph on distinct prompts
+    compared: dict[str, Any] = {}
+    try:
+        compared = _cuda_compared(model, loaded.tokenizer, new, max(1.0, 2 * t_hf), quick)
+    except Exception as exc:  # the single runs above stay; the failure is reported
+        compared = {"error": f"{type(exc).__name__}: {str(exc)[:800]}"}
     peak = peak_bandwidth(device_name)
     bound = peak / weight_bytes if peak else None
     result = {
@@ -745,6 +800,8 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
         "capture_s": capture_s,
         "compiled_graph": compiled_graph,
         "kernels": kernels,
+        "compared": compared,
+        **(_coverage(compared) if "speedup" in compared else {}),
     }
     _table(
         f"CUDA graphs on {device_name}: batch 1, {new} tokens, fp32 weights "
