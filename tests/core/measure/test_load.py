@@ -76,3 +76,16 @@ def test_auto_threads_is_a_whole_count_within_the_usable_cores():
 
     count = load.auto_threads(seconds=0.05)
     assert isinstance(count, int) and 1 <= count <= max(1, detect_machine().cores)
+
+
+def test_a_child_process_this_one_waited_for_is_its_own_cpu_not_another_process() -> None:
+    # the loop's final re-measurement runs in a child process: its CPU is the loop's work
+    import subprocess
+    import sys
+
+    from pipetune.core.measure import load
+
+    before = load._own_cpu()
+    busy = "import time\nwhile time.process_time() < 0.3:\n    pass\n"
+    subprocess.run([sys.executable, "-c", busy], check=True)
+    assert load._own_cpu() - before >= 0.25

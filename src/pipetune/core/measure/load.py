@@ -7,7 +7,9 @@ under load. Every comparison, optimize run and check therefore records
 * ``run_queue_wait``: the share of the time this process's threads were ready to run but
   waited for a CPU (Linux schedstat, the profiler's own probe summed over threads);
 * ``other_cpu``: CPU cores used by every other process on average (``/proc/stat`` busy
-  time less this process's own CPU time), and its share of the host's cores;
+  time less this process's own CPU time, which includes the children it started and
+  waited for: the loop's fresh-process re-measurement is its own work, not another
+  process's), and its share of the host's cores;
 
 and calls the figures noisy above :data:`BUSY_RUN_QUEUE_WAIT` (or, where the wait cannot
 be read, when other processes used more than :data:`BUSY_OTHER_CPU_SHARE` of the cores).
@@ -206,5 +208,6 @@ def _host_cpu() -> tuple[float, float] | None:
 
 
 def _own_cpu() -> float:
+    """This process's CPU seconds, with those of its finished (waited-for) children."""
     times = os.times()
-    return times.user + times.system
+    return times.user + times.system + times.children_user + times.children_system
