@@ -30,9 +30,12 @@ def side_by_side(
     settings: Any = None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    expected_s: float | None = None,
 ) -> dict[str, Any]:
     """``candidate`` against ``reference`` (two :class:`~pipetune.Pipeline` objects) on
-    ``items`` through ``compare``, offline, in the calling thread; a results row."""
+    ``items`` through ``compare``, offline, in the calling thread; a results row.
+    ``expected_s``: about how long the slower side takes an input, where known (``compare``
+    then probes one input instead of four, and sets its hang deadline from it)."""
     from pipetune.core.measure.comparison import CompareSettings, compare
     from pipetune.core.measure.timed_pass import RuntimeSpec
 
@@ -43,6 +46,7 @@ def side_by_side(
         runtime=RuntimeSpec(threads=threads),
         settings=settings or CompareSettings(),
         log=log,
+        expected_item_s=expected_s,
     )
     return comparison_row(comparison, len(items))
 

@@ -103,9 +103,16 @@ def bench_kv(loaded: Any, quick: bool) -> dict[str, Any]:
     """No cache against the plugin's KV-cache loop, and that loop against transformers'
     ``generate`` with its own cache, through ``compare`` on distinct story prompts, each
     decoding exactly N new tokens."""
-    import torch
 
-    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
+    from benchmarks.llm.served import (
+        Served,
+        engine_served,
+        generate_exactly,
+        identical,
+        keyed,
+        pipeline,
+        through_compare,
+    )
     from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.blocks import encode_request
     from pipetune.plugins.llm.engine import Engine
@@ -119,22 +126,8 @@ def bench_kv(loaded: Any, quick: bool) -> dict[str, Any]:
     slow = Engine(loaded.model, GenerateConfig(use_cache=False, eos_token_ids=no_eos))
     fast = Engine(loaded.model, GenerateConfig(use_cache=True, eos_token_ids=no_eos))
 
-    def engine(which: Any) -> Served:
-        return Served(lambda request: (which.generate(request).tokens, {}))
-
-    def hf_generate(request: Any) -> tuple[Any, dict[str, Any]]:
-        ids = torch.tensor([request.prompt_ids])
-        out = loaded.model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=False,
-            pad_token_id=0,
-        )
-        return tuple(out[0, ids.shape[1] :].tolist()), {}
-
-    no_cache, kv_cache, library = engine(slow), engine(fast), Served(hf_generate)
+    no_cache, kv_cache = engine_served(slow), engine_served(fast)
+    library = Served(lambda request: (generate_exactly(loaded.model, request, new), {}))
     a, b, c = (
         pipeline(n, s) for n, s in (("no cache", no_cache), ("kv", kv_cache), ("generate", library))
     )
@@ -554,7 +547,7 @@ def bench_compile(loaded: Any, quick: bool) -> dict[str, Any]:
     """The plugin's dynamic-cache loop against the static-cache decode step compiled with
     ``torch.compile`` (``compile_step=True``), batch 1, N new tokens (EOS disabled), through
     ``compare`` on distinct prompts; the one-off compile time apart."""
-    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
+    from benchmarks.llm.served import engine_served, identical, keyed, pipeline, through_compare
     from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.blocks import encode_request
     from pipetune.plugins.llm.engine import Engine
@@ -572,8 +565,7 @@ def bench_compile(loaded: Any, quick: bool) -> dict[str, Any]:
     _, compile_s = _timed(lambda: compiled.generate(requests[0][1]))  # compiles here
     runner = compiled._static_runner
     _, one_s = _timed(lambda: dynamic.generate(requests[0][1]))
-    plain = Served(lambda request: (dynamic.generate(request).tokens, {}))
-    fast = Served(lambda request: (compiled.generate(request).tokens, {}))
+    plain, fast = engine_served(dynamic), engine_served(compiled)
     row = through_compare(
         pipeline("dynamic cache", plain),
         pipeline("compiled static step", fast),
@@ -644,9 +636,16 @@ def _cuda_compared(
     """transformers' eager ``generate`` against the static cache + CUDA-graph decode through
     ``compare``, batch 1, ``new`` tokens (EOS disabled) from distinct story prompts. Each
     side returns token ids on the host, so the time includes the device's work."""
-    import torch
 
-    from benchmarks.llm.served import Served, identical, keyed, pipeline, through_compare
+    from benchmarks.llm.served import (
+        Served,
+        engine_served,
+        generate_exactly,
+        identical,
+        keyed,
+        pipeline,
+        through_compare,
+    )
     from pipetune.plugins.llm import traffic
     from pipetune.plugins.llm.blocks import encode_request
     from pipetune.plugins.llm.engine import Engine
@@ -660,20 +659,8 @@ def _cuda_compared(
         model, GenerateConfig(eos_token_ids=(-1,), cuda_graph=True, static_cache_len=room)
     )
 
-    def generate(request: Any) -> tuple[Any, dict[str, Any]]:
-        ids = torch.tensor([request.prompt_ids], device="cuda")
-        out = model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=False,
-            pad_token_id=0,
-        )
-        return tuple(out[0, ids.shape[1] :].tolist()), {}
-
-    library = Served(generate)
-    graph = Served(lambda request: (graphed.generate(request).tokens, {}))
+    library = Served(lambda request: (generate_exactly(model, request, new, "cuda"), {}))
+    graph = engine_served(graphed)
     graphed.generate(requests[0][1])  # capture, outside the timed passes
     row = through_compare(
         pipeline("generate", library),
@@ -693,6 +680,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
         reason = "no CUDA device on this machine"
         print(f"\nCUDA graphs: skipped ({reason})")
         return {"skipped": reason}
+    from benchmarks.llm.served import generate_exactly
     from pipetune.plugins.llm.analysis import peak_bandwidth
     from pipetune.plugins.llm.blocks import encode_request
     from pipetune.plugins.llm.engine import Engine
@@ -705,7 +693,6 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
     request = encode_request(
         {"prompt": "Tell me a long story about the sea.", "max_new_tokens": new}, loaded.tokenizer
     )
-    ids = torch.tensor([request.prompt_ids], device="cuda")
 
     def sync_timed(fn: Any) -> tuple[Any, float]:
         torch.cuda.synchronize()
@@ -715,14 +702,7 @@ def bench_cuda(loaded: Any, quick: bool) -> dict[str, Any]:
         return value, time.perf_counter() - start
 
     def hf() -> Any:
-        return model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=False,
-            pad_token_id=0,
-        )
+        return generate_exactly(model, request, new, "cuda")
 
     hf()
     _, t_hf = sync_timed(hf)

@@ -32,6 +32,28 @@ class Served:
         return tokens
 
 
+def engine_served(engine: Any) -> Served:
+    """A :class:`Served` around an llm :class:`~pipetune.plugins.llm.engine.Engine`."""
+    return Served(lambda request: (engine.generate(request).tokens, {}))
+
+
+def generate_exactly(model: Any, request: Any, new: int, device: str | None = None) -> Any:
+    """transformers' ``generate`` with its own cache, greedy, exactly ``new`` tokens after
+    ``request``'s prompt (the competent reference): the new token ids on the host."""
+    import torch
+
+    ids = torch.tensor([request.prompt_ids], device=device)
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        pad_token_id=0,
+    )
+    return tuple(out[0, ids.shape[1] :].tolist())
+
+
 def pipeline(name: str, served: Served) -> Any:
     """A one-stage pipeline around ``served`` (its outputs are token ids)."""
     from pipetune import Pipeline, Stage
@@ -58,8 +80,8 @@ def through_compare(
     many); ``expected_s``: about how long the slower side takes an input (the probe's size
     and the hang deadline, ten times it). A results row
     (:func:`benchmarks.common.comparison_row`)."""
-    from benchmarks.common import comparison_row
-    from pipetune.core.measure.comparison import CompareSettings, compare
+    from benchmarks.common import side_by_side
+    from pipetune.core.measure.comparison import CompareSettings
 
     settings = CompareSettings(
         rounds=rounds,
@@ -67,10 +89,7 @@ def through_compare(
         min_inputs=min(len(items), rounds * per_round),
         round_target_s=0.0,
     )
-    found = compare(
-        reference, candidate, list(items), settings=settings, expected_item_s=expected_s
-    )
-    return comparison_row(found, len(items))
+    return side_by_side(reference, candidate, items, settings=settings, expected_s=expected_s)
 
 
 def identical(a: Served, b: Served) -> float:
