@@ -77,13 +77,7 @@ def abba(original: Any, optimized: Any, items: list[Any], passes: int) -> dict[s
     from pipetune.core.runtime.serving import ServingOptions
 
     def run_all(pipeline: Any, chunk: list[Any]) -> None:
-        size = ServingOptions.of(pipeline).batch_size
-        if size > 1:
-            for start in range(0, len(chunk), size):
-                pipeline.run_batch(chunk[start : start + size])
-        else:
-            for item in chunk:
-                pipeline.run(item)
+        pipeline.run_in_calls(chunk, ServingOptions.of(pipeline).batch_size)
 
     for pipeline in (original, optimized):  # warm-up, as any service does at start-up
         run_all(pipeline, items[:2])

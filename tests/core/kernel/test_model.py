@@ -151,3 +151,16 @@ def test_jsonl_workloads_read_group_keys_from_a_field(tmp_path):
     assert workload.items == ("a", "b", "c") and workload.groups == (1, 1, 2)
     with pytest.raises(ConfigError, match=r"docs\.jsonl:1: no field 'user'"):
         Workload.from_jsonl(path, field="text", group_field="user")
+
+
+def test_run_in_calls_serves_chunks_of_the_batch_size_or_one_at_a_time():
+    calls: list[int] = []
+
+    def batch(xs):
+        calls.append(len(xs))
+        return [x + 1 for x in xs]
+
+    pipeline = Pipeline("p", (Stage("inc", lambda x: x + 1, batch_fn=batch),))
+    assert pipeline.run_in_calls(range(5), batch_size=2) == [1, 2, 3, 4, 5]
+    assert calls == [2, 2, 1]
+    assert pipeline.run_in_calls(range(3)) == [1, 2, 3] and calls == [2, 2, 1]

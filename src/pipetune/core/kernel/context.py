@@ -152,12 +152,7 @@ class TuneContext:
         def one_pass() -> float:
             self.check_cancelled()
             start = time.perf_counter()
-            if batch_size > 1:
-                for i in range(0, len(items), batch_size):
-                    pipeline.run_batch(items[i : i + batch_size])
-            else:
-                for item in items:
-                    pipeline.run(item)
+            pipeline.run_in_calls(items, batch_size)
             return (time.perf_counter() - start) / len(items)
 
         one_pass()

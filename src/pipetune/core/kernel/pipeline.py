@@ -220,6 +220,18 @@ class Pipeline:
             values = stage.call_batch(values)
         return values
 
+    def run_in_calls(self, items: Sequence[Any], batch_size: int = 1) -> list[Any]:
+        """``items`` in calls of ``batch_size``, as a service calls the pipeline:
+        :meth:`run_batch` on consecutive chunks when ``batch_size`` > 1, else :meth:`run`
+        on one input at a time."""
+        items = list(items)
+        if batch_size <= 1:
+            return [self.run(item) for item in items]
+        outputs: list[Any] = []
+        for start in range(0, len(items), batch_size):
+            outputs.extend(self.run_batch(items[start : start + batch_size]))
+        return outputs
+
     # -- navigating ----------------------------------------------------------------------
     @property
     def stage_names(self) -> tuple[str, ...]:
